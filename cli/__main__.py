@@ -1,0 +1,3 @@
+from finetune_tui.main import main
+
+raise SystemExit(main())

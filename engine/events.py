@@ -1,0 +1,112 @@
+"""The one event stream of a training run.
+
+The runner emits these plain dataclasses through a single callback (`EventSink`); the
+headless printer, the TUI's live panel, `metrics.jsonl` and the tests all consume the same
+objects. `to_json()` is the line written to `metrics.jsonl` (schema documented in README).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass
+class Event:
+    """Base: every event carries its kind and a wall-clock timestamp."""
+
+    kind: str = field(init=False, default="event")
+    time: float = field(default_factory=time.time, kw_only=True)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Started(Event):
+    run_dir: str
+    total_steps: int
+    train_samples: int
+    eval_samples: int
+    model: str
+    device: str
+    trainable_params: int
+    total_params: int
+    kind: str = field(init=False, default="started")
+
+
+@dataclass
+class Step(Event):
+    step: int
+    total_steps: int
+    epoch: float
+    loss: float
+    learning_rate: float
+    grad_norm: float | None
+    tokens_per_second: float
+    samples_per_second: float
+    elapsed_s: float
+    eta_s: float | None
+    memory_allocated_gib: float | None = None
+    memory_reserved_gib: float | None = None
+    memory_peak_gib: float | None = None
+    kind: str = field(init=False, default="step")
+
+
+@dataclass
+class Eval(Event):
+    step: int
+    eval_loss: float
+    exact_match: float | None = None
+    kind: str = field(init=False, default="eval")
+
+
+@dataclass
+class Checkpoint(Event):
+    step: int
+    path: str
+    reason: str  # "interval", "stop", "final", "trigger"
+    kind: str = field(init=False, default="checkpoint")
+
+
+@dataclass
+class Notice(Event):
+    """Something the user should see that is not a metric (backend choice, back-off)."""
+
+    message: str
+    level: str = "info"  # "info" | "warning"
+    kind: str = field(init=False, default="notice")
+
+
+@dataclass
+class Finished(Event):
+    status: str  # "finished" | "stopped"
+    step: int
+    total_steps: int
+    final_loss: float | None
+    elapsed_s: float
+    adapter_path: str
+    summary: dict = field(default_factory=dict)
+    kind: str = field(init=False, default="finished")
+
+
+@dataclass
+class Failed(Event):
+    message: str
+    step: int | None = None
+    kind: str = field(init=False, default="error")
+
+
+EventSink = Callable[[Event], None]
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.kind: cls for cls in (Started, Step, Eval, Checkpoint, Notice, Finished, Failed)
+}
+
+
+def event_from_json(data: dict) -> Event:
+    """Rebuild an event from a `metrics.jsonl` line (used by `attach` and tests)."""
+    data = dict(data)
+    cls = EVENT_TYPES[data.pop("kind")]
+    return cls(**data)

@@ -1,0 +1,190 @@
+"""YAML presets and `--set key=value` overrides, validated against `TrainSettings`.
+
+Errors name the file, the line and the field (`demo.yaml:7: lora.r: must be > 0`) so a
+user can fix a preset without reading a traceback.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from .errors import SettingsError
+from .settings import TrainSettings
+
+SECRET_WORDS = ("token", "password", "secret", "api_key")
+
+
+def load_preset(path: str | Path, overrides: list[str] | None = None) -> TrainSettings:
+    """Read a preset safely, apply overrides, validate; raise SettingsError naming the field."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SettingsError(f"{path}: preset file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SettingsError(f"{path}: cannot read preset: {_reason(exc)}") from None
+    try:
+        data = yaml.safe_load(text)
+        root = yaml.compose(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise SettingsError(f"{where}: invalid YAML: {problem}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise SettingsError(f"{path}:1: a preset must be a mapping of sections, not {_kind(data)}")
+    data = apply_overrides(data, overrides or [])
+    return validate_settings(data, source=str(path), root=root)
+
+
+def settings_from_overrides(overrides: list[str]) -> TrainSettings:
+    """Defaults plus `--set` overrides, for runs started without a preset."""
+    return validate_settings(apply_overrides({}, overrides), source="--set")
+
+
+def validate_settings(data: dict, source: str = "settings", root: Any = None) -> TrainSettings:
+    try:
+        return TrainSettings.model_validate(data)
+    except ValidationError as exc:
+        raise SettingsError(_describe(exc, source, root)) from None
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """Apply `section.key=value` strings (values parsed as YAML scalars) to a nested dict."""
+    data = dict(data)
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise SettingsError(f"--set {item!r}: expected KEY=VALUE, e.g. lora.r=32")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError:
+            value = raw
+        _assign(data, key.split("."), value, item)
+    return data
+
+
+def _assign(data: dict, parts: list[str], value: Any, item: str) -> None:
+    node = data
+    for i, part in enumerate(parts[:-1]):
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        elif not isinstance(child, dict):
+            raise SettingsError(f"--set {item}: {'.'.join(parts[: i + 1])} is not a section")
+        else:
+            child = node[part] = dict(child)
+        node = child
+    node[parts[-1]] = value
+
+
+def dump_preset(settings: TrainSettings) -> str:
+    """The settings as a preset YAML: every field, in schema order, no secrets."""
+    data = settings.model_dump(mode="json")
+    _check_no_secrets(data)
+    return yaml.safe_dump(data, sort_keys=False, default_flow_style=False, allow_unicode=True)
+
+
+def save_preset(settings: TrainSettings, path: str | Path) -> Path:
+    path = Path(path)
+    path.write_text(dump_preset(settings), encoding="utf-8")
+    return path
+
+
+def _check_no_secrets(data: dict, prefix: str = "") -> None:
+    """The schema has no secret fields; this guards against one being added by mistake."""
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if any(word in key.lower() for word in SECRET_WORDS):
+            raise ValueError(f"{name}: secrets must never be written into a preset")
+        if isinstance(value, dict):
+            _check_no_secrets(value, name + ".")
+
+
+# --- error messages ---------------------------------------------------------------------
+
+def _describe(exc: ValidationError, source: str, root: Any) -> str:
+    errors = exc.errors()
+    first = errors[0]
+    loc = [str(p) for p in first["loc"]]
+    field = ".".join(loc) if loc else "(top level)"
+    line = _line_of(root, first["loc"])
+    where = f"{source}:{line}" if line else source
+    message = _message(first, loc)
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f"{where}: {field}: {message}{more}"
+
+
+def _message(error: dict, loc: list[str]) -> str:
+    kind = error["type"]
+    ctx = error.get("ctx", {})
+    if kind == "extra_forbidden":
+        return "unknown key" + _suggestion(loc)
+    bounds = {
+        "greater_than": "must be > {gt}",
+        "greater_than_equal": "must be >= {ge}",
+        "less_than": "must be < {lt}",
+        "less_than_equal": "must be <= {le}",
+    }
+    if kind in bounds:
+        return bounds[kind].format(**ctx)
+    if kind == "literal_error":
+        return f"must be one of {ctx.get('expected', '')}"
+    if kind in {"int_parsing", "int_type", "int_from_float"}:
+        return f"must be an integer, got {error.get('input')!r}"
+    if kind in {"float_parsing", "float_type"}:
+        return f"must be a number, got {error.get('input')!r}"
+    if kind in {"bool_parsing", "bool_type"}:
+        return f"must be true or false, got {error.get('input')!r}"
+    if kind in {"model_type", "model_attributes_type", "dict_type"}:
+        return f"must be a section (mapping), got {_kind(error.get('input'))}"
+    if kind == "value_error":
+        return str(ctx.get("error", error["msg"])).split(": ", 1)[-1]
+    return error["msg"][0].lower() + error["msg"][1:]
+
+
+def _suggestion(loc: list[str]) -> str:
+    """Closest valid key for a typo, from the schema itself."""
+    model: type[BaseModel] = TrainSettings
+    for part in loc[:-1]:
+        info = model.model_fields.get(part)
+        if info is None or not isinstance(info.annotation, type):
+            return ""
+        model = info.annotation
+    close = difflib.get_close_matches(loc[-1], list(model.model_fields), n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _line_of(root: Any, loc: tuple) -> int | None:
+    """1-based line of the deepest YAML node on `loc` (the key itself when it exists)."""
+    node, line = root, None
+    for part in loc:
+        if not isinstance(node, yaml.MappingNode):
+            break
+        for key_node, value_node in node.value:
+            if key_node.value == str(part):
+                line = key_node.start_mark.line + 1
+                node = value_node
+                break
+        else:
+            line = node.start_mark.line + 1 if line is None else line
+            break
+    return line
+
+
+def _kind(value: Any) -> str:
+    return {list: "a list", str: "a string", int: "a number", float: "a number"}.get(
+        type(value), type(value).__name__
+    )
+
+
+def _reason(exc: Exception) -> str:
+    return getattr(exc, "strerror", None) or str(exc)

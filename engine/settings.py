@@ -1,0 +1,161 @@
+"""The one settings schema: presets, the TUI form, the runner and the exporter all speak it.
+
+Every option and its default lives here, once. Field descriptions double as help text in
+the TUI and in `finetune-tui --help-settings`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+DEMO = "demo"  # the embedded tiny model / dataset: no network, no download
+
+Quantization = Literal["none", "8bit", "nf4", "fp4"]
+ComputeDtype = Literal["auto", "bf16", "fp16", "fp32"]
+Checkpointing = Literal["off", "on", "unsloth"]
+Backend = Literal["hf", "liger", "unsloth"]
+Optimizer = Literal["adamw_torch", "adamw_8bit", "paged_adamw_8bit", "paged_adamw_32bit"]
+Scheduler = Literal["linear", "cosine", "constant", "constant_with_warmup"]
+DatasetFormat = Literal["auto", "messages", "alpaca", "sharegpt", "text"]
+Attention = Literal["auto", "eager", "sdpa", "flash_attention_2", "kernels-community/flash-attn"]
+
+PositiveInt = Annotated[int, Field(gt=0)]
+
+
+class Section(BaseModel):
+    """Base of every settings section: unknown keys are errors, assignments re-validate."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelSettings(Section):
+    name_or_path: str = Field(
+        DEMO, description="Local model folder, Hub ID, or 'demo' for the embedded tiny model."
+    )
+    trust_remote_code: bool = Field(
+        False, description="Run Python code shipped in the model folder. Off unless you trust it."
+    )
+    attn_implementation: Attention = Field(
+        "auto", description="Attention kernel; 'auto' picks sdpa, or flash-attention when packing."
+    )
+
+
+class DatasetSettings(Section):
+    path: str = Field(
+        DEMO, description="JSONL/JSON/CSV/Parquet file, save_to_disk folder, or 'demo'."
+    )
+    format: DatasetFormat = Field(
+        "auto", description="Record format; 'auto' detects messages/alpaca/sharegpt/text."
+    )
+    eval_fraction: float = Field(
+        0.1, ge=0.0, lt=0.5, description="Share of records held out for evaluation."
+    )
+    max_samples: PositiveInt | None = Field(
+        None, description="Use at most this many training records (None = all)."
+    )
+
+
+class LoraSettings(Section):
+    r: PositiveInt = Field(16, description="LoRA rank: adapter capacity and memory.")
+    alpha: PositiveInt = Field(16, description="LoRA scaling numerator (alpha / r).")
+    dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout on the LoRA path.")
+    target_modules: list[str] | Literal["auto"] = Field(
+        "auto", description="Modules to adapt; 'auto' = every linear projection of the family."
+    )
+    use_rslora: bool = Field(False, description="Rank-stabilised scaling alpha / sqrt(r).")
+
+
+class QuantizationSettings(Section):
+    mode: Quantization = Field(
+        "none", description="Base weights: 16-bit ('none'), 8-bit, or 4-bit NF4/FP4 (QLoRA)."
+    )
+    double_quant: bool = Field(
+        True, description="Quantise the 4-bit scaling constants too (~0.4 bit/param saved)."
+    )
+    compute_dtype: ComputeDtype = Field(
+        "auto", description="Matmul dtype; 'auto' = bf16 where supported, else fp16 (fp32 on CPU)."
+    )
+
+
+class MemorySettings(Section):
+    gradient_checkpointing: Checkpointing = Field(
+        "off", description="Recompute activations in backward: 'on' (HF) or 'unsloth' (offloaded)."
+    )
+    use_reentrant: bool = Field(
+        False, description="Reentrant checkpointing (the older torch.utils.checkpoint path)."
+    )
+    backend: Backend = Field(
+        "hf", description="Kernels: plain HF, Liger fused kernels, or Unsloth."
+    )
+    packing: bool = Field(
+        False, description="Pack short samples into full sequences (needs flash-attention)."
+    )
+
+
+class TrainingSettings(Section):
+    micro_batch_size: PositiveInt = Field(4, description="Sequences per forward pass per GPU.")
+    gradient_accumulation_steps: PositiveInt = Field(
+        1, description="Micro-batches per optimizer step."
+    )
+    max_seq_length: PositiveInt = Field(512, description="Tokens per sequence (longer truncated).")
+    learning_rate: float = Field(2e-4, gt=0.0, lt=1.0, description="Peak learning rate.")
+    lr_scheduler: Scheduler = Field("cosine", description="Learning-rate schedule after warm-up.")
+    warmup_ratio: float = Field(0.03, ge=0.0, lt=1.0, description="Share of steps warming up.")
+    epochs: float = Field(1.0, gt=0.0, description="Passes over the training data.")
+    max_steps: PositiveInt | None = Field(
+        None, description="Stop after this many optimizer steps (overrides epochs)."
+    )
+    optimizer: Optimizer = Field(
+        "adamw_torch", description="AdamW 32-bit, 8-bit (bitsandbytes) or paged."
+    )
+    weight_decay: float = Field(0.0, ge=0.0, description="AdamW weight decay.")
+    max_grad_norm: float = Field(1.0, gt=0.0, description="Gradient clipping norm.")
+    logging_steps: PositiveInt = Field(1, description="Emit a progress event every N steps.")
+    eval_steps: PositiveInt | None = Field(
+        None, description="Evaluate every N steps (None = at the end only)."
+    )
+    save_steps: PositiveInt | None = Field(
+        None, description="Checkpoint every N steps (None = only at the end / on stop)."
+    )
+    save_total_limit: PositiveInt = Field(2, description="Keep the last K checkpoints.")
+    seed: int = Field(42, ge=0, description="Seed for data order, LoRA init and dropout.")
+
+
+class OutputSettings(Section):
+    dir: str | None = Field(
+        None, description="Run directory; default: <data dir>/runs/<run_name>."
+    )
+    run_name: str | None = Field(
+        None, description="Name of the run; default: <model>-<timestamp>."
+    )
+    overwrite: bool = Field(False, description="Replace an existing run directory.")
+    report_to: list[Literal["tensorboard", "wandb"]] = Field(
+        default_factory=list, description="Experiment trackers, when installed."
+    )
+
+
+class TrainSettings(Section):
+    """Everything a run needs; the preset file is this object as YAML."""
+
+    model: ModelSettings = Field(default_factory=ModelSettings)
+    dataset: DatasetSettings = Field(default_factory=DatasetSettings)
+    lora: LoraSettings = Field(default_factory=LoraSettings)
+    quantization: QuantizationSettings = Field(default_factory=QuantizationSettings)
+    memory: MemorySettings = Field(default_factory=MemorySettings)
+    training: TrainingSettings = Field(default_factory=TrainingSettings)
+    output: OutputSettings = Field(default_factory=OutputSettings)
+
+    @model_validator(mode="after")
+    def _unsloth_pairs(self) -> TrainSettings:
+        """Unsloth's offloaded checkpointing exists only inside the Unsloth backend."""
+        if self.memory.gradient_checkpointing == "unsloth" and self.memory.backend != "unsloth":
+            raise ValueError(
+                "memory.gradient_checkpointing: 'unsloth' needs memory.backend: unsloth"
+            )
+        return self
+
+    @property
+    def effective_batch_size(self) -> int:
+        return self.training.micro_batch_size * self.training.gradient_accumulation_steps
