@@ -121,15 +121,17 @@ class TrainingSettings(Section):
     )
     save_total_limit: PositiveInt = Field(2, description="Keep the last K checkpoints.")
     seed: int = Field(42, ge=0, description="Seed for data order, LoRA init and dropout.")
+    exact_match_samples: int = Field(
+        0,
+        ge=0,
+        description="Greedy-answer this many held-out prompts before and after training and "
+        "report exact-match (0 = off).",
+    )
 
 
 class OutputSettings(Section):
-    dir: str | None = Field(
-        None, description="Run directory; default: <data dir>/runs/<run_name>."
-    )
-    run_name: str | None = Field(
-        None, description="Name of the run; default: <model>-<timestamp>."
-    )
+    dir: str | None = Field(None, description="Run directory; default: <data dir>/runs/<run_name>.")
+    run_name: str | None = Field(None, description="Name of the run; default: <model>-<timestamp>.")
     overwrite: bool = Field(False, description="Replace an existing run directory.")
     report_to: list[Literal["tensorboard", "wandb"]] = Field(
         default_factory=list, description="Experiment trackers, when installed."

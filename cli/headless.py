@@ -1,0 +1,138 @@
+"""Headless training: `finetune-tui --preset FILE` over SSH, under nohup, in CI.
+
+Plain lines, no TTY needed. SIGINT / SIGTERM / SIGHUP ask the runner to save and stop
+(exit 130 / 143 / 143); a second Ctrl-C exits at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import threading
+
+from finetune_tui.engine.events import (
+    Checkpoint,
+    Eval,
+    Event,
+    Failed,
+    Finished,
+    Notice,
+    Started,
+    Step,
+)
+from finetune_tui.engine.preset import load_preset
+
+EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGHUP: 143}
+
+
+def run_headless(args: argparse.Namespace) -> int:
+    overrides = list(args.overrides)
+    if args.output:
+        overrides.append(f"output.dir={args.output}")
+    if args.overwrite:
+        overrides.append("output.overwrite=true")
+    settings = load_preset(args.preset, overrides)
+
+    from finetune_tui.engine.rundir import prepare_run_dir
+
+    run_dir = prepare_run_dir(settings)
+    stop = threading.Event()
+    received = _install_signal_handlers(stop)
+    say(f"run directory: {run_dir}")
+
+    from finetune_tui.engine.runner import run_training
+
+    finished = run_training(settings, print_event, stop=stop, run_dir=run_dir)
+    if received:
+        return EXIT_CODES[received[0]]
+    return 0 if finished.status == "finished" else 1
+
+
+def _install_signal_handlers(stop: threading.Event) -> list[int]:
+    """First signal: checkpoint and stop after this step. Second Ctrl-C: leave now."""
+    received: list[int] = []
+
+    def handle(signum, frame):
+        if received and signum == signal.SIGINT:
+            say("second interrupt: exiting now (last complete checkpoint kept)")
+            os._exit(130)
+        received.append(signum)
+        stop.set()
+        say(f"{signal.Signals(signum).name}: saving the adapter and stopping after this step")
+
+    for signum in EXIT_CODES:
+        signal.signal(signum, handle)
+    return received
+
+
+def say(line: str) -> None:
+    """Print one line; a vanished terminal (SSH dropped) must not kill the run."""
+    try:
+        print(line, flush=True)
+    except (OSError, ValueError):
+        pass
+
+
+def print_event(event: Event) -> None:
+    line = format_event(event)
+    if line:
+        say(line)
+
+
+def format_event(event: Event) -> str | None:
+    if isinstance(event, Step):
+        eta = _duration(event.eta_s) if event.eta_s is not None else "?"
+        width = len(str(event.total_steps))
+        memory = (
+            f"  vram {event.memory_reserved_gib:.1f} GiB"
+            if event.memory_reserved_gib is not None
+            else ""
+        )
+        return (
+            f"step {event.step:>{width}}/{event.total_steps}  loss {event.loss:.4f}  "
+            f"lr {event.learning_rate:.2e}  {event.tokens_per_second:,.0f} tok/s  "
+            f"{event.samples_per_second:.1f} samples/s{memory}  eta {eta}"
+        )
+    if isinstance(event, Started):
+        return (
+            f"training {event.model} on {event.device}: {event.train_samples} train / "
+            f"{event.eval_samples} eval samples, {event.total_steps} steps, "
+            f"{event.trainable_params:,} trainable parameters"
+        )
+    if isinstance(event, Eval):
+        match = f"  exact-match {event.exact_match:.1%}" if event.exact_match is not None else ""
+        return f"eval at step {event.step}: loss {event.eval_loss:.4f}{match}"
+    if isinstance(event, Checkpoint):
+        return f"checkpoint ({event.reason}) at step {event.step}: {event.path}"
+    if isinstance(event, Notice):
+        return f"{'warning: ' if event.level == 'warning' else ''}{event.message}"
+    if isinstance(event, Finished):
+        return _summary(event)
+    if isinstance(event, Failed):
+        return f"failed: {event.message}"
+    return None
+
+
+def _summary(event: Finished) -> str:
+    s = event.summary
+    parts = [
+        f"{event.status} at step {event.step}/{event.total_steps} in {_duration(event.elapsed_s)}"
+    ]
+    if s.get("first_loss") is not None and event.final_loss is not None:
+        parts.append(f"loss {s['first_loss']:.4f} -> {event.final_loss:.4f}")
+    if s.get("eval_loss") is not None:
+        parts.append(f"eval loss {s['eval_loss']:.4f}")
+    if s.get("exact_match_after") is not None:
+        parts.append(
+            f"exact-match {s.get('exact_match_before') or 0:.1%} -> {s['exact_match_after']:.1%}"
+        )
+    parts.append(f"adapter: {event.adapter_path}")
+    return "; ".join(parts)
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"

@@ -1,0 +1,101 @@
+"""Command line entry point: `finetune-tui [--preset FILE] [COMMAND ...]`.
+
+Only argparse and light modules are imported here: `--help`, `plan` and the first TUI
+screen must not pay for torch. Each command lives in its own `commands_*.py` module that
+registers a sub-parser and a handler.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import traceback
+
+from finetune_tui import __version__
+from finetune_tui.engine.errors import FinetuneError
+
+COMMAND_MODULES = ("commands_plan", "commands_export", "commands_runs")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="finetune-tui",
+        description=(
+            "Fine-tune an LLM on the GPU you have. With no arguments, opens the interactive "
+            "wizard; with --preset FILE, trains headless (no TTY needed)."
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"finetune-tui {__version__}")
+    parser.add_argument("--preset", metavar="FILE", help="train headless from this YAML preset")
+    add_settings_arguments(parser)
+    parser.add_argument("--output", metavar="DIR", help="run directory (overrides output.dir)")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace an existing run directory"
+    )
+    parser.add_argument("--gpu", metavar="NAME", help="plan for a simulated card, e.g. 'RTX 4090'")
+    parser.add_argument("--vram", metavar="GIB", type=float, help="plan for a card with this VRAM")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        module = _load_command_module(name)
+        if module is not None:
+            module.register(sub)
+    return parser
+
+
+def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
+    """`--set section.key=value`, shared by every command that takes settings."""
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one setting, e.g. --set lora.r=32 (repeatable)",
+    )
+
+
+def _load_command_module(name: str):
+    import importlib
+
+    try:
+        return importlib.import_module(f"finetune_tui.{name}")
+    except ModuleNotFoundError as exc:
+        if exc.name == f"finetune_tui.{name}":
+            return None  # command not built yet
+        raise
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if getattr(args, "handler", None) is not None:
+            return int(args.handler(args) or 0)
+        if args.preset:
+            from finetune_tui.headless import run_headless
+
+            return run_headless(args)
+        return _open_tui(args)
+    except FinetuneError as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(f"finetune-tui: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("finetune-tui: interrupted", file=sys.stderr)
+        return 130
+
+
+def _open_tui(args: argparse.Namespace) -> int:
+    if not sys.stdin.isatty() and not os.environ.get("FINETUNE_TUI_FORCE_TUI"):
+        print(
+            "finetune-tui: no terminal: use --preset FILE for a headless run "
+            "(see finetune-tui --help)",
+            file=sys.stderr,
+        )
+        return 2
+    from finetune_tui.tui.app import run_app
+
+    return run_app(args)

@@ -1,0 +1,115 @@
+"""Trainer callbacks: Trainer logs → our events, and one stop path for every caller.
+
+The Stop button, SIGINT/SIGTERM in headless mode and the on-demand trigger file all end
+up here: a `threading.Event` checked after each step that asks the Trainer to save and stop.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+from transformers import TrainerCallback
+
+from .events import Checkpoint, Eval, EventSink, Started, Step
+
+GIB = 2**30
+TRIGGER_FILE = "CHECKPOINT_NOW"  # touch <run>/CHECKPOINT_NOW to save at the next step
+
+
+class EventCallback(TrainerCallback):
+    """Turns Trainer log dicts into `Step` / `Eval` / `Checkpoint` events."""
+
+    def __init__(self, sink: EventSink, samples_per_step: int, started: dict):
+        self.sink = sink
+        self.started = started  # fields of the Started event known before training
+        self.samples_per_step = samples_per_step
+        self.save_reason = "interval"
+        self.last_loss: float | None = None
+        self._start = time.perf_counter()
+        self._last_time = self._start
+        self._last_step = 0
+        self._last_tokens = 0.0
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self._start = self._last_time = time.perf_counter()
+        self._last_step = state.global_step
+        self._last_tokens = 0.0
+        self.sink(Started(total_steps=state.max_steps, **self.started))
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        logs = logs or {}
+        if "eval_loss" in logs:
+            self.sink(Eval(step=state.global_step, eval_loss=float(logs["eval_loss"])))
+        if "loss" in logs:
+            self.sink(self._step_event(state, logs))
+
+    def _step_event(self, state, logs: dict) -> Step:
+        now = time.perf_counter()
+        dt = max(now - self._last_time, 1e-9)
+        tokens = float(logs.get("num_tokens", self._last_tokens))
+        steps = state.global_step - self._last_step
+        new_tokens = tokens - self._last_tokens
+        elapsed = now - self._start
+        done = max(state.global_step, 1)
+        remaining = max(state.max_steps - state.global_step, 0)
+        self._last_time, self._last_step, self._last_tokens = now, state.global_step, tokens
+        self.last_loss = float(logs["loss"])
+        return Step(
+            step=state.global_step,
+            total_steps=state.max_steps,
+            epoch=float(logs.get("epoch", state.epoch or 0.0)),
+            loss=self.last_loss,
+            learning_rate=float(logs.get("learning_rate", 0.0)),
+            grad_norm=_float_or_none(logs.get("grad_norm")),
+            tokens_per_second=new_tokens / dt,
+            samples_per_second=steps * self.samples_per_step / dt,
+            elapsed_s=elapsed,
+            eta_s=elapsed / done * remaining,
+            **cuda_memory(),
+        )
+
+    def on_save(self, args, state, control, **kwargs):
+        path = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        self.sink(Checkpoint(step=state.global_step, path=str(path), reason=self.save_reason))
+        self.save_reason = "interval"
+
+
+class StopCallback(TrainerCallback):
+    """Checks the stop event and the trigger file after every optimizer step."""
+
+    def __init__(self, stop: threading.Event, run_dir: Path, events: EventCallback):
+        self.stop = stop
+        self.trigger = run_dir / TRIGGER_FILE
+        self.events = events
+        self.stopped = False
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.stop.is_set():
+            self.stopped = True
+            control.should_training_stop = True
+            control.should_save = True
+            self.events.save_reason = "stop"
+        elif self.trigger.exists():
+            self.trigger.unlink(missing_ok=True)
+            control.should_save = True
+            self.events.save_reason = "trigger"
+        return control
+
+
+def cuda_memory() -> dict:
+    """Allocated / reserved / peak-reserved GiB on CUDA; empty on CPU."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return {}
+    return {
+        "memory_allocated_gib": torch.cuda.memory_allocated() / GIB,
+        "memory_reserved_gib": torch.cuda.memory_reserved() / GIB,
+        "memory_peak_gib": torch.cuda.max_memory_reserved() / GIB,
+    }
+
+
+def _float_or_none(value) -> float | None:
+    return None if value is None else float(value)
