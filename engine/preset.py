@@ -111,6 +111,7 @@ def _check_no_secrets(data: dict, prefix: str = "") -> None:
 
 # --- error messages ---------------------------------------------------------------------
 
+
 def _describe(exc: ValidationError, source: str, root: Any) -> str:
     errors = exc.errors()
     first = errors[0]

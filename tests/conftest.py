@@ -1,0 +1,45 @@
+"""Shared fixtures: every test gets private cache/data/config folders, never the user's."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+DEMO_PRESET = REPO / "presets" / "demo.yaml"
+
+# One cache for the whole session (the demo model is built once), private to the tests.
+_SESSION_CACHE = Path(os.environ.get("PYTEST_FINETUNE_CACHE", "/tmp/finetune-tui-test-cache"))
+
+
+@pytest.fixture(autouse=True)
+def isolated_dirs(tmp_path, monkeypatch):
+    monkeypatch.setenv("FINETUNE_TUI_CACHE_DIR", str(_SESSION_CACHE))
+    monkeypatch.setenv("FINETUNE_TUI_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("FINETUNE_TUI_CONFIG_DIR", str(tmp_path / "config"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+    yield
+
+
+def cli_env(tmp_path: Path) -> dict[str, str]:
+    """Environment for a `finetune-tui` subprocess: offline, private folders, unbuffered."""
+    env = dict(os.environ)
+    env.update(
+        FINETUNE_TUI_CACHE_DIR=str(_SESSION_CACHE),
+        FINETUNE_TUI_DATA_DIR=str(tmp_path / "data"),
+        FINETUNE_TUI_CONFIG_DIR=str(tmp_path / "config"),
+        HF_HUB_OFFLINE="1",
+        HF_DATASETS_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+def cli_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "finetune_tui", *args]

@@ -1,0 +1,131 @@
+"""Headless CLI end to end, in subprocesses, as a user over SSH would run it."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+
+import pytest
+from conftest import DEMO_PRESET, cli_command, cli_env
+
+
+def run_cli(tmp_path, *args, timeout=600):
+    return subprocess.run(
+        cli_command(*args),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        env=cli_env(tmp_path),
+        timeout=timeout,
+    )
+
+
+def test_help_does_not_import_torch():
+    code = (
+        "import sys\n"
+        "from finetune_tui.main import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "assert 'torch' not in sys.modules, 'torch imported by --help'\n"
+        "assert 'transformers' not in sys.modules\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "--preset" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--preset", "missing.yaml"], "missing.yaml: preset file not found"),
+        (["--preset", str(DEMO_PRESET), "--set", "lora.r=0"], "--set: lora.r: must be > 0"),
+        (["--preset", str(DEMO_PRESET), "--set", "lora.rank=8"], "lora.rank: unknown key"),
+        (
+            ["--preset", str(DEMO_PRESET), "--set", "dataset.path=/nonexistent/data.jsonl"],
+            "/nonexistent/data.jsonl",
+        ),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(tmp_path, args, message):
+    result = run_cli(tmp_path, *args, "--output", str(tmp_path / "run"), timeout=120)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert message in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_no_tty_without_preset_explains_itself(tmp_path):
+    result = run_cli(tmp_path, timeout=60)
+    assert result.returncode == 2
+    assert "--preset" in result.stderr
+
+
+def test_demo_trains_headless_and_learns(tmp_path):
+    """The README's first command: loss falls clearly and held-out exact-match rises."""
+    run_dir = tmp_path / "run"
+    result = run_cli(tmp_path, "--preset", str(DEMO_PRESET), "--output", str(run_dir))
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+
+    step_lines = [line for line in result.stdout.splitlines() if line.startswith("step ")]
+    assert len(step_lines) >= 10
+    assert "tok/s" in step_lines[-1] and "eta" in step_lines[-1]
+    assert "finished at step" in result.stdout
+
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "finished"
+    assert summary["final_loss"] < 0.5 * summary["first_loss"]
+    assert summary["exact_match_after"] >= summary["exact_match_before"] + 0.3
+    assert (run_dir / "adapter" / "adapter_config.json").is_file()
+    assert (run_dir / "settings.yaml").is_file()
+
+    kinds = [json.loads(line)["kind"] for line in (run_dir / "metrics.jsonl").open()]
+    assert kinds[0] in {"notice", "started"}
+    assert {"started", "step", "eval", "finished"} <= set(kinds)
+
+    again = run_cli(tmp_path, "--preset", str(DEMO_PRESET), "--output", str(run_dir))
+    assert again.returncode == 2
+    assert "--overwrite" in again.stderr
+
+
+def test_sigint_saves_a_loadable_adapter(tmp_path):
+    run_dir = tmp_path / "run"
+    proc = subprocess.Popen(
+        cli_command(
+            "--preset",
+            str(DEMO_PRESET),
+            "--output",
+            str(run_dir),
+            "--set",
+            "training.max_steps=2000",
+            "--set",
+            "training.exact_match_samples=0",
+        ),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=cli_env(tmp_path),
+    )
+    steps_seen = 0
+    for line in proc.stdout:  # wait until training is really under way
+        steps_seen += line.startswith("step ")
+        if steps_seen >= 3:
+            break
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-3000:]
+    assert "stopped at step" in out
+
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from finetune_tui.engine.demo import ensure_demo_model
+
+    base = AutoModelForCausalLM.from_pretrained(ensure_demo_model())
+    model = PeftModel.from_pretrained(base, run_dir / "adapter")
+    assert any("lora_A" in name for name, _ in model.named_parameters())
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "stopped"
+    assert 1 <= summary["step"] < 2000

@@ -1,0 +1,117 @@
+"""The settings schema and preset loading: defaults, overrides, located errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from finetune_tui.engine.errors import SettingsError
+from finetune_tui.engine.preset import (
+    apply_overrides,
+    dump_preset,
+    load_preset,
+    settings_from_overrides,
+    validate_settings,
+)
+from finetune_tui.engine.settings import TrainSettings
+
+
+def write(tmp_path, text: str):
+    path = tmp_path / "p.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_are_valid_and_round_trip_through_yaml(tmp_path):
+    settings = TrainSettings()
+    path = write(tmp_path, dump_preset(settings))
+    assert load_preset(path) == settings
+
+
+def test_empty_preset_means_defaults(tmp_path):
+    assert load_preset(write(tmp_path, "")) == TrainSettings()
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("lora:\n  r: 0\n", "p.yaml:2: lora.r: must be > 0"),
+        (
+            "lora:\n  r: 8\n  alhpa: 3\n",
+            "p.yaml:3: lora.alhpa: unknown key (did you mean 'alpha'?)",
+        ),
+        ("trainig:\n  seed: 1\n", "p.yaml:1: trainig: unknown key (did you mean 'training'?)"),
+        (
+            "training:\n  micro_batch_size: many\n",
+            "p.yaml:2: training.micro_batch_size: must be an integer",
+        ),
+        (
+            "quantization:\n  mode: 3bit\n",
+            "p.yaml:2: quantization.mode: must be one of 'none', '8bit', 'nf4' or 'fp4'",
+        ),
+        ("memory: [1, 2]\n", "p.yaml:1: memory: must be a section (mapping), got a list"),
+        ("dataset:\n  eval_fraction: 0.7\n", "p.yaml:2: dataset.eval_fraction: must be < 0.5"),
+    ],
+)
+def test_bad_values_name_file_line_and_field(tmp_path, text, expected):
+    with pytest.raises(SettingsError) as err:
+        load_preset(write(tmp_path, text))
+    assert str(err.value).startswith(f"{tmp_path}/{expected}")
+    assert "\n" not in str(err.value)
+
+
+def test_several_errors_are_counted_on_one_line(tmp_path):
+    with pytest.raises(SettingsError, match=r"\(and 1 more\)$"):
+        load_preset(write(tmp_path, "lora:\n  r: 0\n  alpha: 0\n"))
+
+
+def test_invalid_yaml_and_non_mapping_and_missing_file(tmp_path):
+    with pytest.raises(SettingsError, match=r"p.yaml:3: invalid YAML: mapping values are not"):
+        load_preset(write(tmp_path, "lora:\n  r: 8\n  alpha: 4: 5\n"))
+    with pytest.raises(SettingsError, match="p.yaml:1: a preset must be a mapping"):
+        load_preset(write(tmp_path, "- 1\n- 2\n"))
+    with pytest.raises(SettingsError, match="nope.yaml: preset file not found"):
+        load_preset(tmp_path / "nope.yaml")
+
+
+def test_yaml_is_loaded_safely(tmp_path):
+    with pytest.raises(SettingsError, match="invalid YAML"):
+        load_preset(write(tmp_path, "model: !!python/object/apply:os.system ['true']\n"))
+
+
+def test_overrides_parse_values_as_yaml_and_validate(tmp_path):
+    path = write(tmp_path, "lora:\n  r: 8\n")
+    settings = load_preset(
+        path, ["lora.r=32", "training.learning_rate=1e-3", "memory.packing=true"]
+    )
+    assert settings.lora.r == 32
+    assert settings.training.learning_rate == 1e-3
+    assert settings.memory.packing is True
+    with pytest.raises(SettingsError, match=r"^--set: lora.r: must be > 0"):
+        settings_from_overrides(["lora.r=-1"])
+    with pytest.raises(SettingsError, match="expected KEY=VALUE"):
+        apply_overrides({}, ["lora.r"])
+    with pytest.raises(SettingsError, match="lora.r is not a section"):
+        apply_overrides({"lora": {"r": 1}}, ["lora.r.x=1"])
+
+
+def test_unsloth_checkpointing_needs_unsloth_backend():
+    with pytest.raises(SettingsError, match="needs memory.backend: unsloth"):
+        validate_settings({"memory": {"gradient_checkpointing": "unsloth"}})
+    ok = validate_settings({"memory": {"gradient_checkpointing": "unsloth", "backend": "unsloth"}})
+    assert ok.memory.backend == "unsloth"
+
+
+def test_every_field_is_documented():
+    """Descriptions are the help text of the TUI form: none may be missing."""
+    for section_name, section in TrainSettings.model_fields.items():
+        for name, field in section.annotation.model_fields.items():
+            assert field.description, f"{section_name}.{name} has no description"
+
+
+def test_shipped_presets_validate():
+    from importlib.resources import files
+
+    presets = [p for p in files("finetune_tui.presets").iterdir() if p.name.endswith(".yaml")]
+    assert presets, "no presets shipped"
+    for preset in presets:
+        load_preset(str(preset))
