@@ -12,6 +12,7 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
+from .checkpoints import mark_complete
 from .events import Checkpoint, Eval, EventSink, Started, Step
 
 GIB = 2**30
@@ -72,6 +73,7 @@ class EventCallback(TrainerCallback):
 
     def on_save(self, args, state, control, **kwargs):
         path = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        mark_complete(path)
         self.sink(Checkpoint(step=state.global_step, path=str(path), reason=self.save_reason))
         self.save_reason = "interval"
 

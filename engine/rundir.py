@@ -5,6 +5,7 @@ Layout (documented in README):
     <run>/metrics.jsonl   one event per line (engine.events)
     <run>/summary.json    final status, losses, timings, peak memory
     <run>/train.log       library output (C-level stdout/stderr during training)
+    <run>/run.pid         process id of the training process (status = files + pid check)
     <run>/checkpoints/    Trainer checkpoints (adapter + optimizer + RNG)
     <run>/adapter/        the final LoRA adapter and tokenizer
 """
@@ -25,6 +26,7 @@ SETTINGS_FILE = "settings.yaml"
 METRICS_FILE = "metrics.jsonl"
 SUMMARY_FILE = "summary.json"
 LOG_FILE = "train.log"
+PID_FILE = "run.pid"
 ADAPTER_DIR = "adapter"
 CHECKPOINTS_DIR = "checkpoints"
 

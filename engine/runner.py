@@ -8,16 +8,19 @@ the TUI in a thread worker. Progress leaves only through the event sink (and the
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from pathlib import Path
 
+from .checkpoints import last_complete_checkpoint
 from .errors import FinetuneError, TrainingError
 from .events import Eval, Event, EventSink, Failed, Finished, Notice
 from .preset import save_preset
 from .rundir import (
     ADAPTER_DIR,
     METRICS_FILE,
+    PID_FILE,
     SETTINGS_FILE,
     SUMMARY_FILE,
     prepare_run_dir,
@@ -45,11 +48,17 @@ def run_training(
     sink: EventSink,
     stop: threading.Event | None = None,
     run_dir: Path | None = None,
+    resume: bool = False,
 ) -> Finished:
-    """Train with these settings; return the Finished event (status finished or stopped)."""
+    """Train with these settings; return the Finished event (status finished or stopped).
+
+    With `resume`, `run_dir` is an existing run: training continues from its last
+    complete checkpoint (or starts afresh there when it has none yet).
+    """
     stop = stop or threading.Event()
     run_dir = Path(run_dir) if run_dir else prepare_run_dir(settings)
     save_preset(settings, run_dir / SETTINGS_FILE)
+    (run_dir / PID_FILE).write_text(f"{os.getpid()}\n")
     metrics = MetricsFile(run_dir / METRICS_FILE)
 
     def emit(event: Event) -> None:
@@ -57,7 +66,10 @@ def run_training(
         sink(event)
 
     try:
-        return _train(settings, run_dir, emit, stop)
+        checkpoint = last_complete_checkpoint(run_dir) if resume else None
+        if checkpoint is not None:
+            emit(Notice(f"resuming from {checkpoint}"))
+        return _train(settings, run_dir, emit, stop, checkpoint)
     except FinetuneError as exc:
         emit(Failed(message=str(exc)))
         raise
@@ -68,7 +80,9 @@ def run_training(
         metrics.close()
 
 
-def _train(settings: TrainSettings, run_dir: Path, emit: EventSink, stop) -> Finished:
+def _train(
+    settings: TrainSettings, run_dir: Path, emit: EventSink, stop, checkpoint: Path | None
+) -> Finished:
     import transformers
     from transformers.trainer_callback import PrinterCallback
     from trl import SFTTrainer
@@ -137,7 +151,7 @@ def _train(settings: TrainSettings, run_dir: Path, emit: EventSink, stop) -> Fin
         )
     )
 
-    trainer.train()
+    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     adapter_dir = run_dir / ADAPTER_DIR
     trainer.save_model(str(adapter_dir))
     tokenizer.save_pretrained(str(adapter_dir))
