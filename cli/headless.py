@@ -9,8 +9,12 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
+from finetune_tui.engine.errors import InputError
 from finetune_tui.engine.events import (
     Checkpoint,
     Eval,
@@ -21,32 +25,73 @@ from finetune_tui.engine.events import (
     Started,
     Step,
 )
-from finetune_tui.engine.preset import load_preset
+from finetune_tui.engine.preset import load_preset, save_preset
+from finetune_tui.engine.rundir import LOG_FILE, PID_FILE, SETTINGS_FILE, prepare_run_dir
+from finetune_tui.engine.runs import is_running, read_pid
+from finetune_tui.engine.settings import TrainSettings
 
 EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGHUP: 143}
 
 
 def run_headless(args: argparse.Namespace) -> int:
-    overrides = list(args.overrides)
-    if args.output:
-        overrides.append(f"output.dir={args.output}")
-    if args.overwrite:
-        overrides.append("output.overwrite=true")
-    settings = load_preset(args.preset, overrides)
+    if args.resume:
+        run_dir, settings = _existing_run(args.resume)
+    else:
+        settings = _settings_from_args(args)
+        run_dir = prepare_run_dir(settings)
+    if args.detach:
+        return _detach(run_dir, settings)
 
-    from finetune_tui.engine.rundir import prepare_run_dir
-
-    run_dir = prepare_run_dir(settings)
     stop = threading.Event()
     received = _install_signal_handlers(stop)
     say(f"run directory: {run_dir}")
 
     from finetune_tui.engine.runner import run_training
 
-    finished = run_training(settings, print_event, stop=stop, run_dir=run_dir)
+    finished = run_training(
+        settings, print_event, stop=stop, run_dir=run_dir, resume=bool(args.resume)
+    )
     if received:
         return EXIT_CODES[received[0]]
     return 0 if finished.status == "finished" else 1
+
+
+def _settings_from_args(args: argparse.Namespace) -> TrainSettings:
+    overrides = list(args.overrides)
+    if args.output:
+        overrides.append(f"output.dir={args.output}")
+    if args.overwrite:
+        overrides.append("output.overwrite=true")
+    return load_preset(args.preset, overrides)
+
+
+def _existing_run(path: str) -> tuple[Path, TrainSettings]:
+    """A run's own settings (including any batch size changed by OOM back-off)."""
+    run_dir = Path(path).expanduser()
+    if not (run_dir / SETTINGS_FILE).is_file():
+        raise InputError(f"{run_dir}: not a run directory (no {SETTINGS_FILE})")
+    if is_running(run_dir):
+        raise InputError(f"{run_dir}: this run is still running (pid {read_pid(run_dir)})")
+    return run_dir, load_preset(run_dir / SETTINGS_FILE)
+
+
+def _detach(run_dir: Path, settings: TrainSettings) -> int:
+    """Start `--resume RUN_DIR` in its own session; output goes to the run's log."""
+    save_preset(settings, run_dir / SETTINGS_FILE)
+    log = (run_dir / LOG_FILE).open("ab")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "finetune_tui", "--resume", str(run_dir)],
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    (run_dir / PID_FILE).write_text(f"{process.pid}\n")
+    say(str(run_dir))
+    say(f"started in the background (pid {process.pid}); log: {run_dir / LOG_FILE}")
+    say(f"watch it: finetune-tui attach {run_dir}")
+    return 0
 
 
 def _install_signal_handlers(stop: threading.Event) -> list[int]:

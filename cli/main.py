@@ -28,6 +28,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"finetune-tui {__version__}")
     parser.add_argument("--preset", metavar="FILE", help="train headless from this YAML preset")
+    parser.add_argument(
+        "--resume", metavar="RUN_DIR", help="continue a run from its last complete checkpoint"
+    )
+    parser.add_argument(
+        "--detach",
+        action="store_true",
+        help="start the run in the background (own session, log in the run dir) and return",
+    )
     add_settings_arguments(parser)
     parser.add_argument("--output", metavar="DIR", help="run directory (overrides output.dir)")
     parser.add_argument(
@@ -73,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if getattr(args, "handler", None) is not None:
             return int(args.handler(args) or 0)
-        if args.preset:
+        if args.preset or args.resume:
             from finetune_tui.headless import run_headless
 
             return run_headless(args)

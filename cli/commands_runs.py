@@ -1,0 +1,88 @@
+"""`finetune-tui runs` and `finetune-tui attach [RUN]`: look at runs from any login."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from finetune_tui.engine.errors import InputError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    runs = sub.add_parser("runs", help="list runs with status, step, loss and age")
+    runs.add_argument("--json", action="store_true", help="machine-readable output")
+    runs.set_defaults(handler=list_command)
+
+    attach = sub.add_parser(
+        "attach", help="watch a run's live panel (read-only; default: the newest run)"
+    )
+    attach.add_argument("run", nargs="?", help="run directory or name")
+    attach.add_argument(
+        "--plain", action="store_true", help="print progress lines instead of the panel"
+    )
+    attach.set_defaults(handler=attach_command)
+
+
+def list_command(args: argparse.Namespace) -> int:
+    import json
+
+    from finetune_tui.engine.runs import list_runs
+
+    runs = list_runs()
+    if args.json:
+        rows = [
+            {
+                "name": r.name,
+                "path": str(r.path),
+                "status": r.status,
+                "step": r.step,
+                "total_steps": r.total_steps,
+                "loss": r.loss,
+                "age_s": round(r.age_s, 1),
+            }
+            for r in runs
+        ]
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not runs:
+        print("no runs yet")
+        return 0
+    print(f"{'RUN':<40} {'STATUS':<12} {'STEP':>11} {'LOSS':>8} {'AGE':>8}")
+    for r in runs:
+        step = f"{r.step}/{r.total_steps}" if r.step is not None else "-"
+        loss = f"{r.loss:.4f}" if r.loss is not None else "-"
+        print(f"{r.name:<40} {r.status:<12} {step:>11} {loss:>8} {_age(r.age_s):>8}")
+    return 0
+
+
+def attach_command(args: argparse.Namespace) -> int:
+    from finetune_tui.engine.runs import find_run
+
+    run_dir = find_run(args.run)
+    if run_dir is None:
+        raise InputError(f"{args.run or 'runs'}: no such run (see finetune-tui runs)")
+    if args.plain or not sys.stdout.isatty():
+        return _follow_plain(run_dir)
+    from finetune_tui.tui.app import run_attach
+
+    return run_attach(run_dir)
+
+
+def _follow_plain(run_dir) -> int:
+    from finetune_tui.engine.runs import follow_events
+    from finetune_tui.headless import print_event, say
+
+    say(f"attached to {run_dir} (read-only; Ctrl-C detaches, the run goes on)")
+    try:
+        for event in follow_events(run_dir):
+            print_event(event)
+    except KeyboardInterrupt:
+        say("detached")
+    return 0
+
+
+def _age(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f}{unit}"
+    return f"{seconds:.0f}s"
