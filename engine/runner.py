@@ -11,6 +11,7 @@ import json
 import os
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from .checkpoints import last_complete_checkpoint
@@ -80,19 +81,98 @@ def run_training(
         metrics.close()
 
 
+@dataclass
+class _Inputs:
+    """What every attempt shares: device, tokenizer, datasets, attention choice."""
+
+    device: object
+    model_path: str
+    tokenizer: object
+    data: object
+    attn: str
+    packing: bool
+    match_records: list[dict]
+
+
 def _train(
     settings: TrainSettings, run_dir: Path, emit: EventSink, stop, checkpoint: Path | None
 ) -> Finished:
-    import transformers
-    from transformers.trainer_callback import PrinterCallback
-    from trl import SFTTrainer
-
-    from . import loading
-    from .callbacks import EventCallback, StopCallback
-    from .data import prepare_datasets
-    from .trainer_config import build_sft_config
-
     started_at = time.perf_counter()
+    inputs = _prepare_inputs(settings, emit)
+    exact_before = None
+    backoffs: list[str] = []
+    while True:
+        trainer, events, stopper = _build_trainer(settings, inputs, run_dir, emit, stop)
+        if exact_before is None and inputs.match_records:
+            exact_before = _exact_match(trainer.model, inputs.tokenizer, inputs.match_records)
+        try:
+            _maybe_inject_oom(trainer, len(backoffs))
+            trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+            break
+        except Exception as exc:
+            if not _is_oom(exc):
+                raise
+        # Out of the except block the traceback (and the tensors its frames hold) is gone.
+        trainer = events = stopper = None
+        _free_memory()
+        settings, change = back_off(settings)
+        backoffs.append(change)
+        save_preset(settings, run_dir / SETTINGS_FILE)  # resume keeps the new batch
+        checkpoint = last_complete_checkpoint(run_dir)
+        where = f"from {checkpoint.name}" if checkpoint else "from the start"
+        emit(Notice(f"out of memory: {change}; continuing {where}", level="warning"))
+
+    adapter_dir = run_dir / ADAPTER_DIR
+    trainer.save_model(str(adapter_dir))
+    inputs.tokenizer.save_pretrained(str(adapter_dir))
+    state = trainer.state
+    eval_loss = exact_after = None
+    if inputs.data.eval is not None and not stopper.stopped:
+        eval_loss = float(trainer.evaluate()["eval_loss"])
+        exact_after = _exact_match(trainer.model, inputs.tokenizer, inputs.match_records)
+        emit(Eval(step=state.global_step, eval_loss=eval_loss, exact_match=exact_after))
+    summary = {
+        "status": "stopped" if stopper.stopped else "finished",
+        "step": state.global_step,
+        "total_steps": state.max_steps,
+        "first_loss": _first_loss(state.log_history),
+        "final_loss": events.last_loss,
+        "eval_loss": eval_loss,
+        "exact_match_before": exact_before,
+        "exact_match_after": exact_after,
+        "wall_time_s": round(time.perf_counter() - started_at, 2),
+        "train_samples": len(inputs.data.train),
+        "device": inputs.device.name,
+        "compute_dtype": inputs.device.compute_dtype,
+        "backend": settings.memory.backend,
+        "packing": inputs.packing,
+        "micro_batch_size": settings.training.micro_batch_size,
+        "gradient_accumulation_steps": settings.training.gradient_accumulation_steps,
+        "gradient_checkpointing": settings.memory.gradient_checkpointing,
+        "oom_backoffs": backoffs,
+        "lora_target_modules": sorted(trainer.model.peft_config["default"].target_modules),
+        "trainable_params": events.started["trainable_params"],
+        "adapter_path": str(adapter_dir),
+        **_peak_memory(),
+    }
+    write_json(run_dir / SUMMARY_FILE, summary)
+    finished = Finished(
+        status=summary["status"],
+        step=state.global_step,
+        total_steps=state.max_steps,
+        final_loss=events.last_loss,
+        elapsed_s=summary["wall_time_s"],
+        adapter_path=str(adapter_dir),
+        summary=summary,
+    )
+    emit(finished)
+    return finished
+
+
+def _prepare_inputs(settings: TrainSettings, emit: EventSink) -> _Inputs:
+    from . import loading
+    from .data import prepare_datasets
+
     device = loading.choose_device(settings)
     loading.check_backend_support(settings, device)
     model_path = loading.resolve_model_path(settings.model.name_or_path)
@@ -108,14 +188,25 @@ def _train(
                 level="warning",
             )
         )
-
-    transformers.set_seed(settings.training.seed)
-    model = loading.load_model(model_path, settings, device, attn)
-    peft_config = loading.lora_config(model, settings)
     match_records = _exact_match_records(data.eval, settings.training.exact_match_samples)
-    exact_before = _exact_match(model, tokenizer, match_records)
+    return _Inputs(device, model_path, tokenizer, data, attn, packing, match_records)
 
-    sft_config = build_sft_config(settings, device, run_dir, packing, data.eval is not None)
+
+def _build_trainer(settings: TrainSettings, inputs: _Inputs, run_dir: Path, emit, stop):
+    """Model → LoRA → SFTTrainer, seeded the way the exported script seeds it."""
+    import transformers
+    from transformers.trainer_callback import PrinterCallback
+    from trl import SFTTrainer
+
+    from . import loading
+    from .callbacks import EventCallback, StopCallback
+    from .trainer_config import build_sft_config
+
+    device, data = inputs.device, inputs.data
+    transformers.set_seed(settings.training.seed)
+    model = loading.load_model(inputs.model_path, settings, device, inputs.attn)
+    peft_config = loading.lora_config(model, settings)
+    sft_config = build_sft_config(settings, device, run_dir, inputs.packing, data.eval is not None)
     events = EventCallback(
         emit,
         samples_per_step=settings.effective_batch_size,
@@ -136,7 +227,7 @@ def _train(
         args=sft_config,
         train_dataset=data.train,
         eval_dataset=data.eval,
-        processing_class=tokenizer,
+        processing_class=inputs.tokenizer,
         peft_config=peft_config,
         callbacks=[events, stopper],
     )
@@ -145,54 +236,60 @@ def _train(
     events.started.update(trainable_params=trainable, total_params=total)
     emit(
         Notice(
-            f"LoRA r={settings.lora.r} on {', '.join(peft_config.target_modules)}; "
+            f"LoRA r={settings.lora.r} on {', '.join(sorted(peft_config.target_modules))}; "
             f"{trainable:,} trainable of {total:,} parameters; {device.name} "
             f"{device.compute_dtype}"
         )
     )
+    return trainer, events, stopper
 
-    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-    adapter_dir = run_dir / ADAPTER_DIR
-    trainer.save_model(str(adapter_dir))
-    tokenizer.save_pretrained(str(adapter_dir))
 
-    state = trainer.state
-    eval_loss = exact_after = None
-    if data.eval is not None and not stopper.stopped:
-        eval_loss = float(trainer.evaluate()["eval_loss"])
-        exact_after = _exact_match(trainer.model, tokenizer, match_records)
-        emit(Eval(step=state.global_step, eval_loss=eval_loss, exact_match=exact_after))
-    summary = {
-        "status": "stopped" if stopper.stopped else "finished",
-        "step": state.global_step,
-        "total_steps": state.max_steps,
-        "first_loss": _first_loss(state.log_history),
-        "final_loss": events.last_loss,
-        "eval_loss": eval_loss,
-        "exact_match_before": exact_before,
-        "exact_match_after": exact_after,
-        "wall_time_s": round(time.perf_counter() - started_at, 2),
-        "train_samples": len(data.train),
-        "device": device.name,
-        "compute_dtype": device.compute_dtype,
-        "packing": packing,
-        "lora_target_modules": list(peft_config.target_modules),
-        "trainable_params": trainable,
-        "adapter_path": str(adapter_dir),
-        **_peak_memory(),
-    }
-    write_json(run_dir / SUMMARY_FILE, summary)
-    finished = Finished(
-        status=summary["status"],
-        step=state.global_step,
-        total_steps=state.max_steps,
-        final_loss=events.last_loss,
-        elapsed_s=summary["wall_time_s"],
-        adapter_path=str(adapter_dir),
-        summary=summary,
+def back_off(settings: TrainSettings) -> tuple[TrainSettings, str]:
+    """After an OOM: halve the micro-batch keeping the effective batch, else checkpoint."""
+    t = settings.training
+    if t.micro_batch_size > 1:
+        batch, accum = t.micro_batch_size // 2, t.gradient_accumulation_steps * 2
+        change = (
+            f"micro-batch {t.micro_batch_size} -> {batch}, "
+            f"gradient accumulation {t.gradient_accumulation_steps} -> {accum}"
+        )
+        training = t.model_copy(
+            update={"micro_batch_size": batch, "gradient_accumulation_steps": accum}
+        )
+        return settings.model_copy(update={"training": training}), change
+    if settings.memory.gradient_checkpointing == "off":
+        memory = settings.memory.model_copy(update={"gradient_checkpointing": "on"})
+        return settings.model_copy(update={"memory": memory}), "gradient checkpointing on"
+    raise TrainingError(
+        "out of memory at micro-batch 1 with gradient checkpointing on: "
+        "lower training.max_seq_length or use quantization.mode: nf4"
     )
-    emit(finished)
-    return finished
+
+
+def _is_oom(exc: BaseException) -> bool:
+    import torch
+
+    return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower()
+
+
+def _free_memory() -> None:
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+
+
+def _maybe_inject_oom(trainer, attempt: int) -> None:
+    """Tests: FINETUNE_TUI_INJECT_OOM_AT_STEP=N raises a CUDA-style OOM at step N, once."""
+    at_step = os.environ.get("FINETUNE_TUI_INJECT_OOM_AT_STEP")
+    if at_step and attempt == 0:
+        from .callbacks import InjectOOMCallback
+
+        trainer.add_callback(InjectOOMCallback(int(at_step)))
 
 
 def _exact_match_records(eval_dataset, limit: int) -> list[dict]:
