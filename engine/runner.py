@@ -128,6 +128,7 @@ def _train(
     state = trainer.state
     eval_loss = exact_after = None
     if inputs.data.eval is not None and not stopper.stopped:
+        events.emit_evals = False
         eval_loss = float(trainer.evaluate()["eval_loss"])
         exact_after = _exact_match(trainer.model, inputs.tokenizer, inputs.match_records)
         emit(Eval(step=state.global_step, eval_loss=eval_loss, exact_match=exact_after))
@@ -173,6 +174,7 @@ def _prepare_inputs(settings: TrainSettings, emit: EventSink) -> _Inputs:
     from . import loading
     from .data import prepare_datasets
 
+    _quiet_progress_bars()
     device = loading.choose_device(settings)
     loading.check_backend_support(settings, device)
     model_path = loading.resolve_model_path(settings.model.name_or_path)
@@ -242,6 +244,15 @@ def _build_trainer(settings: TrainSettings, inputs: _Inputs, run_dir: Path, emit
         )
     )
     return trainer, events, stopper
+
+
+def _quiet_progress_bars() -> None:
+    """Library progress bars (map, shard writing) are noise next to our own progress."""
+    import datasets
+    import transformers
+
+    datasets.disable_progress_bars()
+    transformers.utils.logging.disable_progress_bar()
 
 
 def back_off(settings: TrainSettings) -> tuple[TrainSettings, str]:
