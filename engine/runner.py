@@ -98,6 +98,10 @@ def _train(
     settings: TrainSettings, run_dir: Path, emit: EventSink, stop, checkpoint: Path | None
 ) -> Finished:
     started_at = time.perf_counter()
+    if settings.memory.backend == "unsloth":
+        from .backends import import_unsloth_first
+
+        import_unsloth_first()
     inputs = _prepare_inputs(settings, emit)
     exact_before = None
     backoffs: list[str] = []
@@ -200,14 +204,12 @@ def _build_trainer(settings: TrainSettings, inputs: _Inputs, run_dir: Path, emit
     from transformers.trainer_callback import PrinterCallback
     from trl import SFTTrainer
 
-    from . import loading
     from .callbacks import EventCallback, StopCallback
     from .trainer_config import build_sft_config
 
     device, data = inputs.device, inputs.data
     transformers.set_seed(settings.training.seed)
-    model = loading.load_model(inputs.model_path, settings, device, inputs.attn)
-    peft_config = loading.lora_config(model, settings)
+    model, peft_config = _load_model_with_backend(settings, inputs, emit)
     sft_config = build_sft_config(settings, device, run_dir, inputs.packing, data.eval is not None)
     events = EventCallback(
         emit,
@@ -236,14 +238,31 @@ def _build_trainer(settings: TrainSettings, inputs: _Inputs, run_dir: Path, emit
     trainer.remove_callback(PrinterCallback)
     trainable, total = trainer.model.get_nb_trainable_parameters()
     events.started.update(trainable_params=trainable, total_params=total)
+    targets = trainer.model.peft_config["default"].target_modules
     emit(
         Notice(
-            f"LoRA r={settings.lora.r} on {', '.join(sorted(peft_config.target_modules))}; "
+            f"LoRA r={settings.lora.r} on {', '.join(sorted(targets))}; "
             f"{trainable:,} trainable of {total:,} parameters; {device.name} "
             f"{device.compute_dtype}"
         )
     )
     return trainer, events, stopper
+
+
+def _load_model_with_backend(settings: TrainSettings, inputs: _Inputs, emit: EventSink):
+    """(model, peft_config): plain HF, HF + verified Liger kernels, or Unsloth's own path."""
+    from . import backends, loading
+
+    backend = settings.memory.backend
+    if backend == "unsloth":
+        model, _ = backends.load_unsloth_model(inputs.model_path, settings, inputs.device)
+        emit(Notice("Unsloth: FastLanguageModel with its own LoRA and checkpointing"))
+        return model, None
+    model = loading.load_model(inputs.model_path, settings, inputs.device, inputs.attn)
+    if backend == "liger":
+        patched = backends.apply_liger(model)
+        emit(Notice(f"Liger kernels applied and verified on: {', '.join(patched)}"))
+    return model, loading.lora_config(model, settings)
 
 
 def _quiet_progress_bars() -> None:

@@ -14,7 +14,10 @@ def sft_config_kwargs(
 ) -> dict:
     """Plain keyword arguments for SFTConfig (also rendered into exported scripts)."""
     t = settings.training
-    checkpointing = settings.memory.gradient_checkpointing == "on"
+    # Unsloth applies its own checkpointing inside get_peft_model.
+    checkpointing = (
+        settings.memory.gradient_checkpointing == "on" and settings.memory.backend != "unsloth"
+    )
     kwargs = {
         "per_device_train_batch_size": t.micro_batch_size,
         "per_device_eval_batch_size": t.micro_batch_size,

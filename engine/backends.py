@@ -1,0 +1,100 @@
+"""Kernel backends beyond plain Hugging Face: Liger (layer kernels) and Unsloth.
+
+Liger is applied deliberately to the loaded model and then verified: a patch that silently
+did nothing (unsupported architecture, version drift) must not be reported as Liger. TRL
+1.15 computes the loss with its own chunked fused LM head and refuses Liger's fused linear
+cross-entropy, so Liger contributes its RMSNorm, SwiGLU/GeGLU and RoPE kernels.
+
+Unsloth must be imported before transformers/trl/peft to patch them; `import_unsloth_first`
+is called at the very start of a run that uses it.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from .errors import InputError
+
+
+def liger_model_types() -> set[str]:
+    from liger_kernel.transformers.monkey_patch import MODEL_TYPE_TO_APPLY_LIGER_FN
+
+    return set(MODEL_TYPE_TO_APPLY_LIGER_FN)
+
+
+def apply_liger(model) -> list[str]:
+    """Patch the model instance with Liger's layer kernels; return what was patched."""
+    from liger_kernel.transformers.monkey_patch import _apply_liger_kernel_to_instance
+
+    model_type = model.config.model_type
+    if model_type not in liger_model_types():
+        raise InputError(f"memory.backend: Liger has no kernels for the {model_type} architecture")
+    _apply_liger_kernel_to_instance(model=model, fused_linear_cross_entropy=False)
+    patched = liger_patched_modules(model)
+    if not patched:
+        raise InputError(f"memory.backend: Liger patched nothing in this {model_type} model")
+    return patched
+
+
+def liger_patched_modules(model) -> list[str]:
+    """Kinds of modules whose forward now comes from liger_kernel (the verification)."""
+    kinds = set()
+    for module in model.modules():
+        forward = getattr(module, "forward", None)
+        owner = getattr(getattr(forward, "__func__", forward), "__module__", "") or ""
+        if owner.startswith("liger_kernel") or type(module).__module__.startswith("liger_kernel"):
+            kinds.add(type(module).__name__)
+    return sorted(kinds)
+
+
+def import_unsloth_first() -> None:
+    """Import Unsloth before transformers/trl/peft, or its patches cannot take effect."""
+    late = [name for name in ("transformers", "trl", "peft") if name in sys.modules]
+    try:
+        import unsloth  # noqa: F401
+    except ImportError as exc:
+        raise InputError(
+            f"memory.backend: unsloth cannot be imported ({exc}); "
+            "pip install 'finetune-tui[unsloth]' on a CUDA machine"
+        ) from None
+    if late:
+        import warnings
+
+        warnings.warn(
+            f"unsloth imported after {', '.join(late)}: some of its patches may be missing",
+            stacklevel=2,
+        )
+
+
+def load_unsloth_model(model_path: str, settings, device):
+    """Unsloth's FastLanguageModel path: its own loader, LoRA and checkpointing."""
+    from unsloth import FastLanguageModel
+
+    from .loading import torch_dtype
+
+    model, tokenizer = FastLanguageModel.from_pretrained(
+        model_name=model_path,
+        max_seq_length=settings.training.max_seq_length,
+        dtype=torch_dtype(device.compute_dtype),
+        load_in_4bit=settings.quantization.mode in {"nf4", "fp4"},
+        load_in_8bit=settings.quantization.mode == "8bit",
+    )
+    checkpointing = {"off": False, "on": True, "unsloth": "unsloth"}
+    lora = settings.lora
+    targets = (
+        ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+        if lora.target_modules == "auto"
+        else list(lora.target_modules)
+    )
+    model = FastLanguageModel.get_peft_model(
+        model,
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=targets,
+        use_gradient_checkpointing=checkpointing[settings.memory.gradient_checkpointing],
+        random_state=settings.training.seed,
+        use_rslora=lora.use_rslora,
+        bias="none",
+    )
+    return model, tokenizer
