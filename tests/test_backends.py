@@ -1,0 +1,110 @@
+"""Backend selection and refusals on a machine without CUDA; Liger patch verification."""
+
+from __future__ import annotations
+
+import pytest
+
+from finetune_tui.engine.errors import InputError
+from finetune_tui.engine.loading import Device, check_backend_support, lora_target_modules
+from finetune_tui.engine.settings import TrainSettings
+
+CPU = Device("cpu", "CPU", "fp32")
+
+
+@pytest.mark.parametrize(
+    ("update", "message"),
+    [
+        ({"quantization": {"mode": "nf4"}}, "quantization.mode: nf4 needs an NVIDIA GPU"),
+        ({"quantization": {"mode": "8bit"}}, "quantization.mode: 8bit needs an NVIDIA GPU"),
+        (
+            {"training": {"optimizer": "adamw_8bit"}},
+            "training.optimizer: adamw_8bit needs an NVIDIA GPU",
+        ),
+        ({"memory": {"backend": "liger"}}, "memory.backend: liger needs an NVIDIA GPU"),
+        ({"memory": {"backend": "unsloth"}}, "memory.backend: unsloth needs an NVIDIA GPU"),
+    ],
+)
+def test_gpu_only_options_are_refused_on_cpu_with_the_reason(update, message):
+    settings = TrainSettings.model_validate(update)
+    with pytest.raises(InputError, match=message):
+        check_backend_support(settings, CPU)
+
+
+def test_unsloth_not_installed_is_named_even_on_cuda(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "unsloth" else real(name, *a)
+    )
+    settings = TrainSettings.model_validate({"memory": {"backend": "unsloth"}})
+    with pytest.raises(InputError, match="unsloth is not installed"):
+        check_backend_support(settings, Device("cuda", "H100", "bf16"))
+
+
+def test_plain_hf_runs_on_cpu():
+    check_backend_support(TrainSettings(), CPU)
+
+
+@pytest.fixture(scope="module")
+def demo_model():
+    from transformers import AutoModelForCausalLM
+
+    from finetune_tui.engine.demo import ensure_demo_model
+
+    return AutoModelForCausalLM.from_pretrained(ensure_demo_model())
+
+
+def test_lora_targets_come_from_the_model(demo_model):
+    targets = lora_target_modules(demo_model, TrainSettings())
+    assert targets == ["down_proj", "gate_proj", "k_proj", "o_proj", "q_proj", "up_proj", "v_proj"]
+    pinned = TrainSettings.model_validate({"lora": {"target_modules": ["q_proj", "v_proj"]}})
+    assert lora_target_modules(demo_model, pinned) == ["q_proj", "v_proj"]
+
+
+def test_gpt_neox_targets_are_its_own_names():
+    from transformers import AutoModelForCausalLM, GPTNeoXConfig
+
+    config = GPTNeoXConfig(
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=128,
+        vocab_size=300,
+    )
+    model = AutoModelForCausalLM.from_config(config)
+    assert lora_target_modules(model, TrainSettings()) == [
+        "dense",
+        "dense_4h_to_h",
+        "dense_h_to_4h",
+        "query_key_value",
+    ]
+
+
+def test_liger_patch_is_verified_on_the_instance(demo_model):
+    import copy
+
+    from finetune_tui.engine.backends import apply_liger, liger_patched_modules
+
+    model = copy.deepcopy(demo_model)
+    assert liger_patched_modules(model) == []
+    patched = apply_liger(model)
+    assert "LlamaRMSNorm" in patched and "LlamaMLP" in patched
+
+
+def test_liger_refuses_an_architecture_it_has_no_kernels_for():
+    from transformers import AutoModelForCausalLM, GPTNeoXConfig
+
+    from finetune_tui.engine.backends import apply_liger
+
+    model = AutoModelForCausalLM.from_config(
+        GPTNeoXConfig(
+            hidden_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=64,
+            vocab_size=100,
+        )
+    )
+    with pytest.raises(InputError, match="Liger has no kernels for the gpt_neox"):
+        apply_liger(model)
