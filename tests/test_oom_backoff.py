@@ -1,0 +1,58 @@
+"""OOM back-off: an injected CUDA-style OOM halves the micro-batch and training goes on."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import DEMO_PRESET
+
+from finetune_tui.engine.errors import TrainingError
+from finetune_tui.engine.events import Notice
+from finetune_tui.engine.preset import load_preset
+from finetune_tui.engine.runner import back_off, run_training
+
+
+def test_back_off_keeps_effective_batch_then_turns_on_checkpointing():
+    settings = load_preset(
+        DEMO_PRESET, ["training.micro_batch_size=4", "training.gradient_accumulation_steps=2"]
+    )
+    halved, change = back_off(settings)
+    assert (halved.training.micro_batch_size, halved.training.gradient_accumulation_steps) == (2, 4)
+    assert halved.effective_batch_size == settings.effective_batch_size
+    assert "micro-batch 4 -> 2" in change
+
+    one = load_preset(DEMO_PRESET, ["training.micro_batch_size=1"])
+    checkpointed, change = back_off(one)
+    assert checkpointed.memory.gradient_checkpointing == "on"
+    assert change == "gradient checkpointing on"
+    with pytest.raises(TrainingError, match="micro-batch 1 with gradient checkpointing on"):
+        back_off(checkpointed)
+
+
+def test_injected_oom_backs_off_and_finishes(tmp_path, monkeypatch):
+    monkeypatch.setenv("FINETUNE_TUI_INJECT_OOM_AT_STEP", "3")
+    settings = load_preset(
+        DEMO_PRESET,
+        [
+            "training.max_steps=6",
+            "training.micro_batch_size=8",
+            "training.exact_match_samples=0",
+            f"output.dir={tmp_path / 'run'}",
+        ],
+    )
+    events = []
+    finished = run_training(settings, events.append)
+
+    notices = [e.message for e in events if isinstance(e, Notice) and e.level == "warning"]
+    assert any("out of memory: micro-batch 8 -> 4" in m for m in notices)
+    assert finished.status == "finished" and finished.step == 6
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["oom_backoffs"] == [
+        "micro-batch 8 -> 4, gradient accumulation "
+        f"{settings.training.gradient_accumulation_steps} -> "
+        f"{settings.training.gradient_accumulation_steps * 2}"
+    ]
+    assert summary["micro_batch_size"] == 4
+    # a resume after the back-off keeps the smaller batch
+    assert load_preset(tmp_path / "run" / "settings.yaml").training.micro_batch_size == 4

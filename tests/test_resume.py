@@ -1,0 +1,179 @@
+"""Interrupt with a signal, resume from the last complete checkpoint, same loss curve."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+
+import pytest
+from conftest import DEMO_PRESET, cli_command, cli_env
+
+from finetune_tui.engine.checkpoints import last_complete_checkpoint
+
+COMMON = [
+    "--set",
+    "training.max_steps=24",
+    "--set",
+    "training.save_steps=8",
+    "--set",
+    "training.exact_match_samples=0",
+    "--set",
+    "training.warmup_ratio=0.1",
+]
+
+
+def step_losses(run_dir) -> dict[int, float]:
+    losses = {}
+    for line in (run_dir / "metrics.jsonl").open():
+        event = json.loads(line)
+        if event["kind"] == "step":
+            losses[event["step"]] = event["loss"]  # a resumed step overwrites the first try
+    return losses
+
+
+def run(tmp_path, *args, timeout=300):
+    return subprocess.run(
+        cli_command(*args),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        env=cli_env(tmp_path),
+        timeout=timeout,
+    )
+
+
+def interrupt_after(tmp_path, run_dir, signum, steps: int) -> subprocess.CompletedProcess:
+    proc = subprocess.Popen(
+        cli_command("--preset", str(DEMO_PRESET), "--output", str(run_dir), *COMMON),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=cli_env(tmp_path),
+    )
+    seen = 0
+    for line in proc.stdout:
+        seen += line.startswith("step ")
+        if seen >= steps:
+            break
+    proc.send_signal(signum)
+    out, err = proc.communicate(timeout=120)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def test_sigterm_then_resume_matches_uninterrupted_run(tmp_path):
+    straight = tmp_path / "straight"
+    result = run(tmp_path, "--preset", str(DEMO_PRESET), "--output", str(straight), *COMMON)
+    assert result.returncode == 0, result.stderr[-2000:]
+    expected = step_losses(straight)
+    assert len(expected) == 24
+
+    broken = tmp_path / "broken"
+    stopped = interrupt_after(tmp_path, broken, signal.SIGTERM, steps=11)
+    assert stopped.returncode == 143, stopped.stderr[-2000:]
+    checkpoint = last_complete_checkpoint(broken)
+    assert checkpoint is not None and 11 <= int(checkpoint.name.split("-")[1]) < 24
+
+    # a half-written newer checkpoint (killed mid-save) must be skipped, never loaded
+    half = broken / "checkpoints" / "checkpoint-23"
+    shutil.copytree(checkpoint, half)
+    (half / "COMPLETE").unlink()
+    (half / "trainer_state.json").write_text('{"global_st')
+    assert last_complete_checkpoint(broken) == checkpoint
+
+    resumed = run(tmp_path, "--resume", str(broken))
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"resuming from {checkpoint}" in resumed.stdout
+    got = step_losses(broken)
+    assert sorted(got) == sorted(expected)
+    for step, loss in expected.items():
+        assert abs(got[step] - loss) < 1e-4, (step, got[step], loss)
+    assert json.loads((broken / "summary.json").read_text())["status"] == "finished"
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGHUP, 143)])
+def test_sigint_and_sighup_checkpoint_and_exit(tmp_path, signum, code):
+    run_dir = tmp_path / "run"
+    stopped = interrupt_after(tmp_path, run_dir, signum, steps=3)
+    assert stopped.returncode == code, stopped.stderr[-2000:]
+    assert last_complete_checkpoint(run_dir) is not None
+    assert json.loads((run_dir / "summary.json").read_text())["status"] == "stopped"
+
+
+def test_kill_9_during_checkpoint_writes_leaves_a_resumable_run(tmp_path):
+    run_dir = tmp_path / "run"
+    proc = subprocess.Popen(
+        cli_command(
+            "--preset",
+            str(DEMO_PRESET),
+            "--output",
+            str(run_dir),
+            *COMMON,
+            "--set",
+            "training.save_steps=1",
+        ),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=cli_env(tmp_path),
+    )
+    for line in proc.stdout:
+        if line.startswith("checkpoint") and "checkpoint-4" in line:
+            break  # the next save is already being written
+    proc.kill()
+    proc.communicate(timeout=60)
+    assert last_complete_checkpoint(run_dir) is not None
+    resumed = run(tmp_path, "--resume", str(run_dir))
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert json.loads((run_dir / "summary.json").read_text())["step"] == 24
+
+
+def test_second_ctrl_c_exits_at_once(tmp_path):
+    run_dir = tmp_path / "run"
+    proc = subprocess.Popen(
+        cli_command(
+            "--preset",
+            str(DEMO_PRESET),
+            "--output",
+            str(run_dir),
+            "--set",
+            "training.max_steps=2000",
+        ),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=cli_env(tmp_path),
+    )
+    for line in proc.stdout:
+        if line.startswith("step "):
+            break
+    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=60)
+    assert proc.returncode == 130
+
+
+def test_runs_lists_status(tmp_path):
+    run_dir = tmp_path / "data" / "runs" / "tiny"
+    result = run(
+        tmp_path,
+        "--preset",
+        str(DEMO_PRESET),
+        "--output",
+        str(run_dir),
+        "--set",
+        "training.max_steps=3",
+        "--set",
+        "training.exact_match_samples=0",
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    listing = run(tmp_path, "runs", "--json")
+    rows = json.loads(listing.stdout)
+    assert rows[0]["name"] == "tiny" and rows[0]["status"] == "finished"
+    assert rows[0]["step"] == 3
+    plain = run(tmp_path, "attach", "tiny", "--plain")
+    assert "finished at step 3/3" in plain.stdout
