@@ -1,0 +1,124 @@
+"""Property-based: generated bad presets and dataset files never produce a traceback.
+
+Every bad input must end with exit code 2, exactly one line on stderr naming what is
+wrong, and nothing written outside the output folder.
+"""
+
+from __future__ import annotations
+
+import json
+import typing
+from pathlib import Path
+
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from finetune_tui.engine.settings import TrainSettings
+from finetune_tui.main import main
+
+SECTIONS = {name: field.annotation for name, field in TrainSettings.model_fields.items()}
+FIELDS = [
+    (section, name, field)
+    for section, model in SECTIONS.items()
+    for name, field in model.model_fields.items()
+]
+FUZZ = settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+junk_text = st.text(min_size=1, max_size=12).filter(lambda s: s.strip() != "")
+
+
+def accepts_str(annotation) -> bool:
+    return annotation is str or str in typing.get_args(annotation)
+
+
+def invalid_value(field) -> st.SearchStrategy:
+    """Values that cannot validate for this field, whatever its type."""
+    annotation = field.annotation
+    if accepts_str(annotation):
+        return st.sampled_from([{"nested": True}, [{"a": 1}]])
+    if typing.get_origin(annotation) is typing.Literal:
+        choices = set(typing.get_args(annotation))
+        return junk_text.filter(lambda s: s not in choices)
+    if annotation is bool:
+        return st.sampled_from(["maybe", "2", [1], {"a": 1}])
+    return st.one_of(st.just({"nested": True}), st.just([1, 2]), junk_text.map(lambda s: "x" + s))
+
+
+@st.composite
+def bad_presets(draw) -> str:
+    kind = draw(st.sampled_from(["unknown_key", "bad_value", "bad_section", "syntax", "top"]))
+    if kind == "unknown_key":
+        section = draw(st.sampled_from(list(SECTIONS)))
+        known = set(SECTIONS[section].model_fields)
+        key = draw(st.from_regex(r"[a-z_]{1,12}", fullmatch=True).filter(lambda k: k not in known))
+        return yaml.safe_dump({section: {key: 1}})
+    if kind == "bad_value":
+        section, name, field = draw(st.sampled_from(FIELDS))
+        value = draw(invalid_value(field))
+        return yaml.safe_dump({section: {name: value}})
+    if kind == "bad_section":
+        section = draw(st.sampled_from(list(SECTIONS)))
+        return yaml.safe_dump({section: draw(st.one_of(st.integers(), junk_text, st.just([1])))})
+    if kind == "syntax":
+        return draw(st.sampled_from(["a: [1\n", "lora:\n  r: 8\n   alpha: 4: 5\n", "{{{", "- :\n"]))
+    return yaml.safe_dump(draw(st.one_of(st.lists(st.integers(), min_size=1), junk_text)))
+
+
+def snapshot(root: Path) -> dict[str, float]:
+    return {str(p): p.stat().st_mtime for p in root.rglob("*")}
+
+
+def assert_clean_failure(code: int, err: str) -> None:
+    lines = err.strip().splitlines()
+    assert code == 2, err
+    assert len(lines) == 1, err
+    assert lines[0].startswith("finetune-tui: error: ")
+    assert "Traceback" not in err
+
+
+@FUZZ
+@given(text=bad_presets())
+def test_bad_presets_exit_2_with_one_line(tmp_path, capsys, text):
+    preset = tmp_path / "bad.yaml"
+    preset.write_text(text)
+    before = snapshot(tmp_path)
+    code = main(["--preset", str(preset), "--output", str(tmp_path / "out")])
+    assert_clean_failure(code, capsys.readouterr().err)
+    assert snapshot(tmp_path) == before
+    assert not (tmp_path / "out").exists()
+
+
+@FUZZ
+@given(data=st.binary(min_size=1, max_size=64))
+def test_undecodable_or_binary_presets(tmp_path, capsys, data):
+    preset = tmp_path / "bin.yaml"
+    preset.write_bytes(b"\xff\xfe" + data)
+    code = main(["--preset", str(preset), "--output", str(tmp_path / "out")])
+    assert_clean_failure(code, capsys.readouterr().err)
+
+
+@FUZZ
+@given(override=st.tuples(st.sampled_from(FIELDS), st.data()))
+def test_bad_overrides(tmp_path, capsys, override):
+    (section, name, field), data = override
+    value = data.draw(invalid_value(field))
+    code = main(
+        [
+            "--preset",
+            str(DEMO),
+            "--set",
+            f"{section}.{name}={json.dumps(value)}",
+            "--output",
+            str(tmp_path / "out"),
+        ]
+    )
+    err = capsys.readouterr().err
+    assert_clean_failure(code, err)
+    assert f"{section}.{name}" in err
+
+
+DEMO = Path(__file__).resolve().parent.parent / "presets" / "demo.yaml"
