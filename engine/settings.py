@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 DEMO = "demo"  # the embedded tiny model / dataset: no network, no download
 
@@ -92,6 +92,14 @@ class MemorySettings(Section):
     packing: bool = Field(
         False, description="Pack short samples into full sequences (needs flash-attention)."
     )
+
+    @field_validator("gradient_checkpointing", mode="before")
+    @classmethod
+    def _yaml_on_off(cls, value: object) -> object:
+        """YAML reads a bare `on` / `off` as true / false: take them as the user meant."""
+        if isinstance(value, bool):
+            return "on" if value else "off"
+        return value
 
 
 class TrainingSettings(Section):

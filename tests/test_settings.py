@@ -115,3 +115,17 @@ def test_shipped_presets_validate():
     assert presets, "no presets shipped"
     for preset in presets:
         load_preset(str(preset))
+
+
+def test_yaml_on_off_means_checkpointing_on_off(tmp_path):
+    """YAML 1.1 reads bare on/off as booleans; users mean the option's values."""
+    assert (
+        load_preset(
+            write(tmp_path, "memory:\n  gradient_checkpointing: on\n")
+        ).memory.gradient_checkpointing
+        == "on"
+    )
+    assert (
+        settings_from_overrides(["memory.gradient_checkpointing=off"]).memory.gradient_checkpointing
+        == "off"
+    )
