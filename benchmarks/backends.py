@@ -1,0 +1,387 @@
+"""Side-by-side training benchmark of backends × checkpointing × micro-batch on real GPUs.
+
+Each configuration trains through finetune-tui's own runner (the product path) in its own
+process, on a random-weight model built from a real architecture's config.json, with a
+synthetic dataset whose samples fill `max_seq_length` tokens. Prints / appends JSON lines:
+
+    python benchmarks/backends.py matrix --arch llama-3.1-8b --cards 80,24 --out results.jsonl
+    python benchmarks/backends.py matrix --arch tiny --cards 0 --steps 4   # CPU smoke test
+
+A card size below the GPU's memory is emulated with
+`torch.cuda.set_per_process_memory_fraction`; an OOM then behaves as on that card.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+ARCHS = {
+    "llama-3.1-8b": {
+        "architectures": ["LlamaForCausalLM"],
+        "model_type": "llama",
+        "vocab_size": 128256,
+        "hidden_size": 4096,
+        "intermediate_size": 14336,
+        "num_hidden_layers": 32,
+        "num_attention_heads": 32,
+        "num_key_value_heads": 8,
+        "max_position_embeddings": 131072,
+        "rope_theta": 500000.0,
+        "rms_norm_eps": 1e-5,
+        "tie_word_embeddings": False,
+        "rope_scaling": {
+            "factor": 8.0,
+            "low_freq_factor": 1.0,
+            "high_freq_factor": 4.0,
+            "original_max_position_embeddings": 8192,
+            "rope_type": "llama3",
+        },
+    },
+    "gemma-2-9b": {
+        "architectures": ["Gemma2ForCausalLM"],
+        "model_type": "gemma2",
+        "vocab_size": 256000,
+        "hidden_size": 3584,
+        "intermediate_size": 14336,
+        "num_hidden_layers": 42,
+        "num_attention_heads": 16,
+        "num_key_value_heads": 8,
+        "head_dim": 256,
+        "hidden_activation": "gelu_pytorch_tanh",
+        "query_pre_attn_scalar": 256,
+        "sliding_window": 4096,
+        "final_logit_softcapping": 30.0,
+        "attn_logit_softcapping": 50.0,
+        "max_position_embeddings": 8192,
+        "rms_norm_eps": 1e-6,
+        "tie_word_embeddings": True,
+    },
+    "tiny": None,  # the embedded demo model: CPU smoke test of this script
+}
+
+# (label, settings overrides): hand-picked configurations measured on every card.
+HAND_PICKED = [
+    (
+        "hf ckpt b2",
+        {
+            "memory.backend": "hf",
+            "memory.gradient_checkpointing": "on",
+            "training.micro_batch_size": 2,
+        },
+    ),
+    (
+        "hf ckpt b4",
+        {
+            "memory.backend": "hf",
+            "memory.gradient_checkpointing": "on",
+            "training.micro_batch_size": 4,
+        },
+    ),
+    (
+        "hf nockpt b4",
+        {
+            "memory.backend": "hf",
+            "memory.gradient_checkpointing": "off",
+            "training.micro_batch_size": 4,
+        },
+    ),
+    (
+        "liger ckpt b4",
+        {
+            "memory.backend": "liger",
+            "memory.gradient_checkpointing": "on",
+            "training.micro_batch_size": 4,
+        },
+    ),
+    (
+        "liger nockpt b4",
+        {
+            "memory.backend": "liger",
+            "memory.gradient_checkpointing": "off",
+            "training.micro_batch_size": 4,
+        },
+    ),
+    (
+        "liger nockpt b8",
+        {
+            "memory.backend": "liger",
+            "memory.gradient_checkpointing": "off",
+            "training.micro_batch_size": 8,
+        },
+    ),
+    (
+        "unsloth uckpt b4",
+        {
+            "memory.backend": "unsloth",
+            "memory.gradient_checkpointing": "unsloth",
+            "training.micro_batch_size": 4,
+        },
+    ),
+    (
+        "unsloth nockpt b8",
+        {
+            "memory.backend": "unsloth",
+            "memory.gradient_checkpointing": "off",
+            "training.micro_batch_size": 8,
+        },
+    ),
+]
+
+BASE = {  # QLoRA NF4 + DQ, r16 all-linear, 8-bit AdamW, seq 1024 (DESIGN.md's setting)
+    "quantization.mode": "nf4",
+    "quantization.double_quant": True,
+    "training.optimizer": "adamw_8bit",
+    "training.max_seq_length": 1024,
+    "training.gradient_accumulation_steps": 1,
+    "training.learning_rate": 1e-4,
+    "training.logging_steps": 1,
+    "training.exact_match_samples": 0,
+    "dataset.eval_fraction": 0.0,
+    "lora.r": 16,
+    "lora.alpha": 16,
+}
+CPU_BASE = {
+    "training.max_seq_length": 64,
+    "training.logging_steps": 1,
+    "training.exact_match_samples": 0,
+    "dataset.eval_fraction": 0.0,
+}
+
+
+def build_model(arch: str, root: Path) -> Path:
+    """Random-weight model of a real architecture, saved once, with the demo tokenizer."""
+    from finetune_tui.engine.demo import ensure_demo_model
+
+    if ARCHS[arch] is None:
+        return ensure_demo_model()
+    folder = root / arch
+    if (folder / "config.json").exists():
+        return folder
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    config_dict = dict(ARCHS[arch])
+    config = AutoConfig.for_model(config_dict.pop("model_type"), **config_dict)
+    torch.manual_seed(0)
+    with torch.device("cuda"):
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
+    model.save_pretrained(folder)
+    AutoTokenizer.from_pretrained(ensure_demo_model()).save_pretrained(folder)
+    del model
+    torch.cuda.empty_cache()
+    return folder
+
+
+def write_dataset(path: Path, seq_len: int, samples: int) -> Path:
+    """Plain-text samples of at least seq_len bytes (byte-level tokenizer: 1 byte ≈ 1 token)."""
+    import random
+
+    rng = random.Random(0)
+    words = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta"]
+    with path.open("w") as file:
+        for _ in range(samples):
+            text = " ".join(rng.choice(words) for _ in range(seq_len // 4 + 8))
+            file.write(json.dumps({"text": text}) + "\n")
+    return path
+
+
+def run_one(args: argparse.Namespace) -> None:
+    """Child process: one configuration, one JSON line on stdout."""
+    spec = json.loads(args.spec)
+    import torch
+
+    cap = spec["card_gib"]
+    if torch.cuda.is_available() and cap:
+        total = torch.cuda.get_device_properties(0).total_memory / 2**30
+        torch.cuda.set_per_process_memory_fraction(min(cap / total, 1.0))
+    from finetune_tui.engine.errors import FinetuneError
+    from finetune_tui.engine.preset import settings_from_overrides
+    from finetune_tui.engine.runner import run_training
+
+    overrides = [f"{k}={v}" for k, v in spec["settings"].items()]
+    settings = settings_from_overrides(overrides)
+    steps = []
+    nvml = NvmlPeak()
+    record = {**spec, "ok": False}
+    start = time.perf_counter()
+    try:
+        finished = run_training(settings, lambda e: e.kind == "step" and steps.append(e))
+        record.update(ok=True, summary=finished.summary)
+    except FinetuneError as exc:
+        record["error"] = str(exc)[:300]
+    except torch.OutOfMemoryError as exc:
+        record["error"] = f"OOM: {str(exc)[:200]}"
+    record["wall_s"] = round(time.perf_counter() - start, 1)
+    record["nvml_peak_used_gib"] = nvml.stop()
+    record.update(step_stats(steps, settings))
+    print("RESULT " + json.dumps(record, default=str), flush=True)
+
+
+def step_stats(steps, settings) -> dict:
+    if not steps:
+        return {"steps": 0}
+    warm = steps[2:] or steps[-1:]
+    span = warm[-1].elapsed_s - (steps[1].elapsed_s if len(steps) > 2 else 0.0)
+    tokens_per_step = (
+        settings.training.micro_batch_size
+        * settings.training.gradient_accumulation_steps
+        * settings.training.max_seq_length
+    )
+    tokens_per_s = tokens_per_step * len(warm) / span if span > 0 else None
+    return {
+        "steps": len(steps),
+        "first_step_s": round(steps[0].elapsed_s, 2),
+        "tokens_per_s": round(tokens_per_s, 1) if tokens_per_s else None,
+        "tokens_per_s_trl": round(sum(s.tokens_per_second for s in warm) / len(warm), 1),
+        "final_loss": steps[-1].loss,
+    }
+
+
+class NvmlPeak:
+    """Polls NVML's used memory (what nvidia-smi shows, paged allocations included)."""
+
+    def __init__(self):
+        self.peak = 0.0
+        self.done = threading.Event()
+        try:
+            import pynvml
+
+            pynvml.nvmlInit()
+            self.handle = pynvml.nvmlDeviceGetHandleByIndex(0)
+            self.pynvml = pynvml
+        except Exception:
+            self.handle = None
+            return
+        threading.Thread(target=self._poll, daemon=True).start()
+
+    def _poll(self):
+        while not self.done.is_set():
+            used = self.pynvml.nvmlDeviceGetMemoryInfo(self.handle).used / 2**30
+            self.peak = max(self.peak, used)
+            time.sleep(0.1)
+
+    def stop(self) -> float | None:
+        self.done.set()
+        return round(self.peak, 2) if self.handle else None
+
+
+def advisor_pick(model_dir: Path, card_gib: float, base: dict) -> dict | None:
+    """The advisor's automatic configuration for this card, as overrides (None if absent)."""
+    try:
+        from finetune_tui.engine.hardware import simulated_hardware
+        from finetune_tui.engine.models import inspect_model
+        from finetune_tui.engine.preset import settings_from_overrides
+        from finetune_tui.engine.strategy import advise
+    except ImportError:
+        return None
+    settings = settings_from_overrides([f"{k}={v}" for k, v in base.items()])
+    plan = advise(
+        simulated_hardware(vram_gib=card_gib),
+        inspect_model(str(model_dir)),
+        settings,
+        fixed={"training.max_seq_length", "lora.r"},
+    )
+    chosen = plan.settings.model_dump()
+    flat = {f"{s}.{k}": v for s, fields in chosen.items() for k, v in fields.items()}
+    return {
+        k: v
+        for k, v in flat.items()
+        if v is not None and not isinstance(v, list) and not k.startswith("output.")
+    }
+
+
+def matrix(args: argparse.Namespace) -> None:
+    root = Path(args.work)
+    root.mkdir(parents=True, exist_ok=True)
+    model_dir = build_model(args.arch, root)
+    base = dict(CPU_BASE if args.arch == "tiny" else BASE)
+    seq = int(base["training.max_seq_length"])
+    data = write_dataset(root / f"data-{seq}.jsonl", seq, samples=512)
+    out = Path(args.out)
+    for card in [float(c) for c in args.cards.split(",")]:
+        configs = [(label, {**base, **o}) for label, o in HAND_PICKED]
+        if args.only:
+            configs = [c for c in configs if c[0] in args.only.split("|")]
+        pick = advisor_pick(model_dir, card, base) if card else None
+        if pick:
+            configs.insert(0, ("advisor pick", {**base, **pick}))
+        for label, overrides in configs:
+            overrides = {
+                **overrides,
+                "model.name_or_path": str(model_dir),
+                "dataset.path": str(data),
+                "training.max_steps": args.steps,
+                "output.dir": str(root / "runs" / f"{card}-{label.replace(' ', '-')}"),
+                "output.overwrite": True,
+            }
+            if args.arch == "tiny":  # CPU: only the plain backend runs
+                if overrides.get("memory.backend") != "hf":
+                    continue
+            spec = {"arch": args.arch, "card_gib": card, "label": label, "settings": overrides}
+            record = run_child(spec, args.timeout)
+            record["date"] = time.strftime("%Y-%m-%d")
+            record.update(versions())
+            line = json.dumps(record, default=str)
+            print(line, flush=True)
+            with out.open("a") as file:
+                file.write(line + "\n")
+
+
+def run_child(spec: dict, timeout: int) -> dict:
+    cmd = [sys.executable, __file__, "one", "--spec", json.dumps(spec)]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {**spec, "ok": False, "error": f"timeout after {timeout}s"}
+    for line in proc.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[len("RESULT ") :])
+    tail = (proc.stderr or proc.stdout)[-600:]
+    return {**spec, "ok": False, "error": f"exit {proc.returncode}: {tail}"}
+
+
+def versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for name in ("torch", "transformers", "trl", "peft", "bitsandbytes", "liger-kernel", "unsloth"):
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            pass
+    try:
+        import torch
+
+        found["gpu"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+    except Exception:
+        pass
+    return {"versions": found}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    m = sub.add_parser("matrix")
+    m.add_argument("--arch", choices=list(ARCHS), default="llama-3.1-8b")
+    m.add_argument("--cards", default="80", help="card sizes in GiB; 0 = no cap")
+    m.add_argument("--steps", type=int, default=12)
+    m.add_argument("--only", default="", help="labels to run, separated by |")
+    m.add_argument("--work", default="/tmp/ftbench")
+    m.add_argument("--out", default="backends.jsonl")
+    m.add_argument("--timeout", type=int, default=300)
+    o = sub.add_parser("one")
+    o.add_argument("--spec", required=True)
+    args = parser.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    matrix(args) if args.cmd == "matrix" else run_one(args)
+
+
+if __name__ == "__main__":
+    main()
