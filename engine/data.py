@@ -1,0 +1,402 @@
+"""User datasets: load, detect the format, validate every record, convert to TRL's formats.
+
+Order of operations (the exported script repeats it verbatim):
+  1. load the records of the file / folder (JSONL, JSON, CSV, Parquet, save_to_disk),
+     remembering each record's line for error messages;
+  2. detect the format from the first record's keys (or take `dataset.format`);
+  3. validate every record; report `file:line: problem` for the first few, with a count;
+  4. convert: messages / ShareGPT → conversational prompt + completion (TRL applies the
+     chat template and trains on the completion only); Alpaca → the Alpaca prompt text +
+     output and EOS; text → text;
+  5. `Dataset.from_list`, then `train_test_split(test_size=eval_fraction, seed=seed)`;
+  6. `max_samples` keeps the first N training records of the split.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import DatasetError
+from .settings import DEMO, TrainSettings
+
+ALPACA_PROMPT = (
+    "Below is an instruction that describes a task, paired with an input that provides "
+    "further context. Write a response that appropriately completes the request.\n\n"
+    "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n"
+)
+ALPACA_PROMPT_NO_INPUT = (
+    "Below is an instruction that describes a task. Write a response that appropriately "
+    "completes the request.\n\n### Instruction:\n{instruction}\n\n### Response:\n"
+)
+SHAREGPT_ROLES = {
+    "human": "user",
+    "user": "user",
+    "gpt": "assistant",
+    "assistant": "assistant",
+    "system": "system",
+}
+CHAT_ROLES = {"system", "user", "assistant"}
+MAX_REPORTED = 3
+SUFFIXES = {".jsonl": "jsonl", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
+
+
+@dataclass
+class Record:
+    """One raw record and where it came from (for `file:line:` messages)."""
+
+    data: dict | None
+    where: str  # "data.jsonl:12" or "data.parquet: record 3"
+    error: str | None = None  # set when the line could not be read as a record
+
+
+@dataclass
+class Problem:
+    where: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.message}"
+
+
+@dataclass
+class Prepared:
+    train: object  # datasets.Dataset
+    eval: object | None
+    format: str
+    source: str
+    total_records: int
+
+
+# --- loading ---------------------------------------------------------------------------
+
+
+def resolve_dataset_path(path: str) -> Path:
+    if path == DEMO:
+        from .demo import demo_dataset_path
+
+        return demo_dataset_path()
+    return Path(path).expanduser()
+
+
+def load_records(path: Path) -> list[Record]:
+    """Read every record with its location; one-line DatasetError on any failure."""
+    if not path.exists():
+        raise DatasetError(f"{path}: dataset not found")
+    try:
+        if path.is_dir():
+            return _load_saved(path)
+        kind = SUFFIXES.get(path.suffix.lower())
+        if kind is None:
+            raise DatasetError(
+                f"{path}: unknown dataset type '{path.suffix}' (use .jsonl, .json, .csv, "
+                ".parquet or a save_to_disk folder)"
+            )
+        records = {
+            "jsonl": _load_jsonl,
+            "json": _load_json,
+            "csv": _load_csv,
+            "parquet": _load_parquet,
+        }[kind](path)
+    except PermissionError:
+        raise DatasetError(f"{path}: permission denied") from None
+    except UnicodeDecodeError:
+        raise DatasetError(f"{path}: not UTF-8 text") from None
+    if not records:
+        raise DatasetError(f"{path}: dataset is empty")
+    return records
+
+
+def _load_jsonl(path: Path) -> list[Record]:
+    records = []
+    with path.open(encoding="utf-8") as file:
+        for number, line in enumerate(file, start=1):
+            if line.strip():
+                records.append(_parse_jsonl_line(line, f"{path}:{number}"))
+    return records
+
+
+def _parse_jsonl_line(line: str, where: str) -> Record:
+    try:
+        value = json.loads(line)
+    except json.JSONDecodeError as exc:
+        return Record(None, where, f"invalid JSON ({exc.msg})")
+    if not isinstance(value, dict):
+        return Record(None, where, "a record must be a JSON object")
+    return Record(value, where)
+
+
+def _load_json(path: Path) -> list[Record]:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise DatasetError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg})") from None
+    if isinstance(value, dict):
+        lists = [v for v in value.values() if isinstance(v, list)]
+        value = lists[0] if len(lists) == 1 else None
+    if not isinstance(value, list):
+        raise DatasetError(f"{path}: expected a list of records (or one key holding it)")
+    return _records_from_rows(value, str(path), "record")
+
+
+def _load_csv(path: Path) -> list[Record]:
+    import csv
+
+    with path.open(encoding="utf-8", newline="") as file:
+        rows = list(csv.DictReader(file))
+    records = []
+    for index, row in enumerate(rows):
+        data = {k: v for k, v in row.items() if k is not None and v not in (None, "")}
+        records.append(Record(data, f"{path}:{index + 2}"))  # line 1 is the header
+    return records
+
+
+def _load_parquet(path: Path) -> list[Record]:
+    import pyarrow.parquet as pq
+
+    try:
+        rows = pq.read_table(path).to_pylist()
+    except Exception as exc:  # pyarrow raises several unrelated types for a bad file
+        raise DatasetError(f"{path}: cannot read Parquet ({exc})") from None
+    return _records_from_rows(rows, str(path), "record")
+
+
+def _load_saved(path: Path) -> list[Record]:
+    from datasets import DatasetDict, load_from_disk
+
+    try:
+        loaded = load_from_disk(str(path))
+    except (FileNotFoundError, ValueError):
+        raise DatasetError(f"{path}: folder is not a dataset saved with save_to_disk") from None
+    if isinstance(loaded, DatasetDict):
+        if "train" not in loaded:
+            raise DatasetError(f"{path}: saved DatasetDict has no 'train' split")
+        loaded = loaded["train"]
+    return _records_from_rows(loaded.to_list(), str(path), "record")
+
+
+def _records_from_rows(rows: list, source: str, unit: str) -> list[Record]:
+    return [
+        Record(row, f"{source}: {unit} {i + 1}")
+        if isinstance(row, dict)
+        else Record(None, f"{source}: {unit} {i + 1}", "a record must be an object")
+        for i, row in enumerate(rows)
+    ]
+
+
+# --- formats ---------------------------------------------------------------------------
+
+
+def detect_format(records: list[Record]) -> str:
+    """Format from the first readable record's keys: messages, sharegpt, alpaca or text."""
+    first = next((r for r in records if r.data is not None), None)
+    if first is None:
+        raise DatasetError(f"{records[0].where}: {records[0].error}")
+    keys = set(first.data)
+    if "messages" in keys:
+        return "messages"
+    if "conversations" in keys:
+        return "sharegpt"
+    if "instruction" in keys or "output" in keys:
+        return "alpaca"
+    if "text" in keys:
+        return "text"
+    raise DatasetError(
+        f"{first.where}: cannot tell the format from keys {sorted(keys)}; expected "
+        "'messages', 'conversations', 'instruction'/'output' or 'text' (or set dataset.format)"
+    )
+
+
+def validate_records(records: list[Record], fmt: str) -> list[Problem]:
+    """Every problem of every record, without raising (the TUI lists them)."""
+    check = {
+        "messages": _check_messages,
+        "sharegpt": _check_sharegpt,
+        "alpaca": _check_alpaca,
+        "text": _check_text,
+    }[fmt]
+    problems = []
+    for record in records:
+        message = record.error or check(record.data)
+        if message:
+            problems.append(Problem(record.where, message))
+    return problems
+
+
+def _check_text(data: dict) -> str | None:
+    return _string_field(data, "text")
+
+
+def _check_alpaca(data: dict) -> str | None:
+    for name in ("instruction", "output"):
+        message = _string_field(data, name)
+        if message:
+            return message
+    if data.get("input") is not None and not isinstance(data["input"], str):
+        return "field 'input' must be a string"
+    return None
+
+
+def _check_messages(data: dict) -> str | None:
+    return _check_turns(data, "messages", "role", "content", CHAT_ROLES)
+
+
+def _check_sharegpt(data: dict) -> str | None:
+    return _check_turns(data, "conversations", "from", "value", set(SHAREGPT_ROLES))
+
+
+def _check_turns(data: dict, key: str, role_key: str, text_key: str, roles: set) -> str | None:
+    turns = data.get(key)
+    if turns is None:
+        return f"missing field '{key}'"
+    if not isinstance(turns, list) or not turns:
+        return f"field '{key}' must be a non-empty list"
+    for i, turn in enumerate(turns):
+        if not isinstance(turn, dict):
+            return f"{key}[{i}] must be an object"
+        if turn.get(role_key) not in roles:
+            return f"{key}[{i}].{role_key}: unknown role {turn.get(role_key)!r}"
+        if not isinstance(turn.get(text_key), str):
+            return f"{key}[{i}]: missing field '{text_key}'"
+    last = turns[-1][role_key]
+    if SHAREGPT_ROLES.get(last, last) != "assistant":
+        return f"{key}: the last turn must be the assistant's answer"
+    return None
+
+
+def _string_field(data: dict, name: str) -> str | None:
+    if name not in data or data[name] is None:
+        return f"missing field '{name}'"
+    if not isinstance(data[name], str):
+        return f"field '{name}' must be a string"
+    if not data[name].strip():
+        return f"field '{name}' is empty"
+    return None
+
+
+def to_trl(data: dict, fmt: str, eos_token: str) -> dict:
+    """One validated record in the format TRL's SFTTrainer trains on."""
+    if fmt == "text":
+        return {"text": data["text"]}
+    if fmt == "alpaca":
+        template = ALPACA_PROMPT if data.get("input") else ALPACA_PROMPT_NO_INPUT
+        prompt = template.format(instruction=data["instruction"], input=data.get("input", ""))
+        return {"prompt": prompt, "completion": data["output"] + eos_token}
+    if fmt == "sharegpt":
+        turns = [
+            {"role": SHAREGPT_ROLES[t["from"]], "content": t["value"]}
+            for t in data["conversations"]
+        ]
+    else:
+        turns = [{"role": t["role"], "content": t["content"]} for t in data["messages"]]
+    return {"prompt": turns[:-1], "completion": turns[-1:]}
+
+
+# --- the pipeline ----------------------------------------------------------------------
+
+
+def load_validated(settings: TrainSettings) -> tuple[Path, list[Record], str]:
+    """Steps 1–3: records, their format, and a DatasetError listing any problems."""
+    path = resolve_dataset_path(settings.dataset.path)
+    records = load_records(path)
+    fmt = settings.dataset.format
+    if fmt == "auto":
+        fmt = detect_format(records)
+    _raise_if(validate_records(records, fmt))
+    return path, records, fmt
+
+
+def prepare_datasets(settings: TrainSettings, eos_token: str) -> Prepared:
+    """Steps 1–6: train and eval `datasets.Dataset`s in TRL's format."""
+    from datasets import Dataset
+
+    path, records, fmt = load_validated(settings)
+    rows = [to_trl(r.data, fmt, eos_token) for r in records]
+    dataset = Dataset.from_list(rows)
+    fraction = settings.dataset.eval_fraction
+    train, evaluation = dataset, None
+    if fraction > 0 and len(dataset) * fraction >= 1:
+        split = dataset.train_test_split(test_size=fraction, seed=settings.training.seed)
+        train, evaluation = split["train"], split["test"]
+    if settings.dataset.max_samples and settings.dataset.max_samples < len(train):
+        train = train.select(range(settings.dataset.max_samples))
+    return Prepared(train, evaluation, fmt, str(path), len(records))
+
+
+def _raise_if(problems: list[Problem]) -> None:
+    if not problems:
+        return
+    shown = "; ".join(str(p) for p in problems[:MAX_REPORTED])
+    more = f" ({len(problems)} records with problems)" if len(problems) > MAX_REPORTED else ""
+    raise DatasetError(shown + more)
+
+
+# --- statistics and preview ------------------------------------------------------------
+
+
+@dataclass
+class TokenStats:
+    count: int
+    mean: float
+    p50: int
+    p95: int
+    max: int
+    truncated_fraction: float
+    histogram: list[tuple[int, int]]  # (bin start, count)
+
+
+def token_lengths(dataset, tokenizer) -> list[int]:
+    """Tokens per example the way TRL tokenizes it (chat template for conversations)."""
+    return [len(_token_ids(example, tokenizer)) for example in dataset]
+
+
+def _token_ids(example: dict, tokenizer) -> list[int]:
+    if "text" in example:
+        return tokenizer(example["text"])["input_ids"]
+    if isinstance(example["prompt"], list):
+        messages = list(example["prompt"]) + list(example["completion"])
+        return tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True)["input_ids"]
+    return tokenizer(example["prompt"] + example["completion"])["input_ids"]
+
+
+def stats_from_lengths(lengths: list[int], max_seq_length: int, bins: int = 12) -> TokenStats:
+    if not lengths:
+        return TokenStats(0, 0.0, 0, 0, 0, 0.0, [])
+    ordered = sorted(lengths)
+    top = ordered[-1]
+    width = max(1, -(-top // bins))
+    histogram = [(i * width, 0) for i in range(bins)]
+    counts = [0] * bins
+    for value in ordered:
+        counts[min(value // width, bins - 1)] += 1
+    histogram = [(start, n) for (start, _), n in zip(histogram, counts, strict=True)]
+    return TokenStats(
+        count=len(ordered),
+        mean=sum(ordered) / len(ordered),
+        p50=ordered[len(ordered) // 2],
+        p95=ordered[min(len(ordered) - 1, int(len(ordered) * 0.95))],
+        max=top,
+        truncated_fraction=sum(v > max_seq_length for v in ordered) / len(ordered),
+        histogram=histogram,
+    )
+
+
+def token_stats(dataset, tokenizer, max_seq_length: int) -> TokenStats:
+    return stats_from_lengths(token_lengths(dataset, tokenizer), max_seq_length)
+
+
+def estimate_token_stats(
+    records: list[Record], fmt: str, max_seq_length: int, chars_per_token: float = 3.6
+) -> TokenStats:
+    """Without a tokenizer (planner, first screen): characters / chars_per_token."""
+    lengths = [
+        int(len(json.dumps(to_trl(r.data, fmt, ""), ensure_ascii=False)) / chars_per_token)
+        for r in records
+    ]
+    return stats_from_lengths(lengths, max_seq_length)
+
+
+def format_sample(example: dict, tokenizer) -> str:
+    """Exactly the text the model is trained on for one example (for the preview)."""
+    return tokenizer.decode(_token_ids(example, tokenizer))
