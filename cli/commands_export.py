@@ -1,0 +1,46 @@
+"""`finetune-tui export --preset FILE -o train.py`: a script that trains without us."""
+
+from __future__ import annotations
+
+import argparse
+
+from finetune_tui.main import add_settings_arguments
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    export = sub.add_parser(
+        "export", help="write a standalone training script (+ preset) for these settings"
+    )
+    export.add_argument("--preset", metavar="FILE", help="settings to export (default: defaults)")
+    add_settings_arguments(export)
+    export.add_argument("-o", "--output", default="train.py", metavar="FILE", help="script path")
+    export.add_argument("--gpus", type=int, default=1, help="GPUs for an accelerate launch")
+    export.add_argument(
+        "--distributed",
+        choices=["fsdp", "deepspeed"],
+        default="fsdp",
+        help="multi-GPU strategy: FSDP full-shard or DeepSpeed ZeRO-3 with CPU offload",
+    )
+    export.set_defaults(handler=export_command)
+
+
+def export_command(args: argparse.Namespace) -> int:
+    from finetune_tui.engine.errors import InputError
+    from finetune_tui.engine.export import export_run
+    from finetune_tui.engine.preset import load_preset, settings_from_overrides
+
+    if args.gpus < 1:
+        raise InputError(f"--gpus {args.gpus}: must be at least 1")
+    if args.preset:
+        settings = load_preset(args.preset, args.overrides)
+    else:
+        settings = settings_from_overrides(args.overrides)
+    exported = export_run(settings, args.output, gpus=args.gpus, distributed=args.distributed)
+    print(f"script:  {exported.script}")
+    print(f"preset:  {exported.preset}")
+    if exported.accelerate_config:
+        print(f"accelerate config: {exported.accelerate_config}")
+    print("run it with:")
+    for command in exported.commands:
+        print(f"  {command}")
+    return 0

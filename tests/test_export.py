@@ -1,0 +1,201 @@
+"""Exported scripts: standalone, lint-clean, safe with hostile strings, and reproducing the run."""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+
+import pytest
+from conftest import DEMO_PRESET, REPO, cli_command, cli_env
+
+from finetune_tui.engine.export import comment, export_run, literal, render_script
+from finetune_tui.engine.preset import load_preset
+
+SHORT = ["training.max_steps=12", "training.logging_steps=1", "training.exact_match_samples=0"]
+
+
+def constants(script: str) -> dict[str, object]:
+    """Top-level NAME = literal assignments, evaluated without running the script."""
+    found = {}
+    for node in ast.parse(script).body:
+        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
+            try:
+                found[node.targets[0].id] = ast.literal_eval(node.value)
+            except ValueError:
+                pass
+    return found
+
+
+def test_exported_script_reproduces_the_in_process_losses(tmp_path):
+    from finetune_tui.engine.runner import run_training
+
+    settings = load_preset(DEMO_PRESET, [*SHORT, f"output.dir={tmp_path / 'run'}"])
+    run_training(settings, lambda event: None)
+    expected = {}
+    for line in (tmp_path / "run" / "metrics.jsonl").open():
+        event = json.loads(line)
+        if event["kind"] == "step":
+            expected[event["step"]] = event["loss"]
+
+    script = tmp_path / "train.py"
+    exported = export_run(settings, script)
+    assert exported.preset.is_file()
+    result = subprocess.run(
+        [sys.executable, str(script), "--output", str(tmp_path / "script-out")],
+        capture_output=True,
+        text=True,
+        env=cli_env(tmp_path),
+        timeout=600,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    got = {}
+    for line in (tmp_path / "script-out" / "losses.jsonl").open():
+        record = json.loads(line)
+        got[record["step"]] = record["loss"]
+    steps = sorted(expected)[:10]
+    assert len(steps) == 10 and sorted(got)[:10] == steps
+    diffs = [abs(got[s] - expected[s]) for s in steps]
+    assert max(diffs) < 1e-4, list(zip(steps, diffs, strict=True))
+
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from finetune_tui.engine.demo import ensure_demo_model
+
+    model = PeftModel.from_pretrained(
+        AutoModelForCausalLM.from_pretrained(ensure_demo_model()),
+        tmp_path / "script-out" / "adapter",
+    )
+    assert any("lora_B" in name for name, _ in model.named_parameters())
+
+
+def test_script_is_standalone():
+    script = render_script(load_preset(DEMO_PRESET), {})
+    tree = ast.parse(script)
+    imported = {
+        alias.name.split(".")[0]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import | ast.ImportFrom)
+        for alias in (node.names if isinstance(node, ast.Import) else [ast.alias(node.module)])
+    }
+    assert "finetune_tui" not in imported
+    assert imported <= {
+        "argparse",
+        "json",
+        "pathlib",
+        "torch",
+        "transformers",
+        "datasets",
+        "peft",
+        "trl",
+        "csv",
+        "pyarrow",
+    }
+    assert "# requirements" in script and "#   trl==" in script
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        [],
+        ["quantization.mode=nf4", "training.optimizer=adamw_8bit", "memory.backend=liger"],
+        ["memory.backend=unsloth", "memory.gradient_checkpointing=unsloth"],
+        ["dataset.format=text", "memory.packing=true", "memory.gradient_checkpointing=on"],
+    ],
+)
+def test_every_variant_compiles_and_passes_ruff(tmp_path, overrides):
+    settings = load_preset(DEMO_PRESET, overrides)
+    script = tmp_path / "train.py"
+    script.write_text(render_script(settings, {}))
+    script.chmod(0o755)
+    subprocess.run([sys.executable, "-m", "py_compile", str(script)], check=True)
+    ruff = subprocess.run(
+        [sys.executable, "-m", "ruff", "check", "--no-cache", "--isolated", str(script)],
+        capture_output=True,
+        text=True,
+    )
+    assert ruff.returncode == 0, ruff.stdout
+    text = script.read_text()
+    if "memory.backend=unsloth" in overrides:
+        first_import = next(line for line in text.splitlines() if line.startswith("import "))
+        assert first_import.startswith("import unsloth")
+    if "memory.backend=liger" in overrides:
+        assert "liger_kernel" in text and "BitsAndBytesConfig" in text
+    else:
+        assert "liger_kernel" not in text
+
+
+def test_every_shipped_preset_exports(tmp_path):
+    for preset in sorted((REPO / "presets").glob("*.yaml")):
+        script = tmp_path / f"{preset.stem}.py"
+        script.write_text(render_script(load_preset(preset), {}))
+        subprocess.run([sys.executable, "-m", "py_compile", str(script)], check=True)
+
+
+HOSTILE = [
+    'it\'s "quoted"',
+    "back\\slash\\",
+    "new\nline",
+    '"""; import os; os.system("echo pwned") #',
+    "'); import os; os.system('x')#",
+    "{braces} %s \\N{BULLET} \x00 \u2028",
+]
+
+
+@pytest.mark.parametrize("value", HOSTILE)
+def test_hostile_strings_round_trip_as_data(tmp_path, value):
+    assert ast.literal_eval(literal(value)) == value
+    folder = tmp_path / "data"
+    folder.mkdir()
+    data = folder / "d.jsonl"
+    data.write_text(json.dumps({"text": "hello"}) + "\n")
+    settings = load_preset(DEMO_PRESET, [f"dataset.path={data}", "dataset.format=text"])
+    settings.output.dir = value
+    settings.model.name_or_path = value
+    script = render_script(settings, {"lora.r": value})
+    found = constants(script)
+    assert found["OUTPUT"] == value and found["MODEL"] == value
+    assert "pwned" not in "".join(
+        line
+        for line in script.splitlines()
+        if not line.lstrip().startswith(("#", "MODEL", "OUTPUT"))
+    )
+    assert f"# {comment(value)}\nLORA_R = " in script  # the reason stays one comment line
+    assert "\n" not in comment(value) and "\x00" not in script
+
+
+def test_export_command_writes_script_preset_and_accelerate_config(tmp_path):
+    out = tmp_path / "job" / "train.py"
+    result = subprocess.run(
+        cli_command(
+            "export",
+            "--preset",
+            str(DEMO_PRESET),
+            "-o",
+            str(out),
+            "--gpus",
+            "2",
+            "--distributed",
+            "deepspeed",
+        ),
+        capture_output=True,
+        text=True,
+        env=cli_env(tmp_path),
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert out.is_file() and (tmp_path / "job" / "train.yaml").is_file()
+    config = (tmp_path / "job" / "accelerate_config.yaml").read_text()
+    assert "zero_stage: 3" in config and "offload_optimizer_device: cpu" in config
+    assert "accelerate launch --config_file" in result.stdout
+    assert load_preset(tmp_path / "job" / "train.yaml") == load_preset(DEMO_PRESET)
+    assert "token" not in (tmp_path / "job" / "train.yaml").read_text().lower()
+
+
+def test_scripts_never_carry_tokens(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", "hf_secret_value_123")
+    script = render_script(load_preset(DEMO_PRESET), {})
+    assert "hf_secret_value_123" not in script
