@@ -41,7 +41,8 @@ def load_preset(path: str | Path, overrides: list[str] | None = None) -> TrainSe
     if not isinstance(data, dict):
         raise SettingsError(f"{path}:1: a preset must be a mapping of sections, not {_kind(data)}")
     data = apply_overrides(data, overrides or [])
-    return validate_settings(data, source=str(path), root=root)
+    overridden = {item.partition("=")[0].strip() for item in overrides or []}
+    return validate_settings(data, source=str(path), root=root, overridden=overridden)
 
 
 def settings_from_overrides(overrides: list[str]) -> TrainSettings:
@@ -49,11 +50,14 @@ def settings_from_overrides(overrides: list[str]) -> TrainSettings:
     return validate_settings(apply_overrides({}, overrides), source="--set")
 
 
-def validate_settings(data: dict, source: str = "settings", root: Any = None) -> TrainSettings:
+def validate_settings(
+    data: dict, source: str = "settings", root: Any = None, overridden: set[str] = frozenset()
+) -> TrainSettings:
+    """Validate; an error names the file and line, or `--set` when an override caused it."""
     try:
         return TrainSettings.model_validate(data)
     except ValidationError as exc:
-        raise SettingsError(_describe(exc, source, root)) from None
+        raise SettingsError(_describe(exc, source, root, overridden)) from None
 
 
 def apply_overrides(data: dict, overrides: list[str]) -> dict:
@@ -112,13 +116,16 @@ def _check_no_secrets(data: dict, prefix: str = "") -> None:
 # --- error messages ---------------------------------------------------------------------
 
 
-def _describe(exc: ValidationError, source: str, root: Any) -> str:
+def _describe(exc: ValidationError, source: str, root: Any, overridden: set[str]) -> str:
     errors = exc.errors()
     first = errors[0]
     loc = [str(p) for p in first["loc"]]
     field = ".".join(loc) if loc else "(top level)"
-    line = _line_of(root, first["loc"])
-    where = f"{source}:{line}" if line else source
+    if any(field == key or field.startswith(key + ".") for key in overridden):
+        where = "--set"
+    else:
+        line = _line_of(root, first["loc"])
+        where = f"{source}:{line}" if line else source
     message = _message(first, loc)
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
     return f"{where}: {field}: {message}{more}"

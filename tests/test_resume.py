@@ -21,6 +21,8 @@ COMMON = [
     "training.exact_match_samples=0",
     "--set",
     "training.warmup_ratio=0.1",
+    "--set",
+    "training.logging_steps=1",
 ]
 
 
@@ -169,6 +171,8 @@ def test_runs_lists_status(tmp_path):
         "training.max_steps=3",
         "--set",
         "training.exact_match_samples=0",
+        "--set",
+        "training.logging_steps=1",
     )
     assert result.returncode == 0, result.stderr[-2000:]
     listing = run(tmp_path, "runs", "--json")
