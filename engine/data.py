@@ -390,9 +390,10 @@ def estimate_token_stats(
     records: list[Record], fmt: str, max_seq_length: int, chars_per_token: float = 3.6
 ) -> TokenStats:
     """Without a tokenizer (planner, first screen): characters / chars_per_token."""
+    valid = [r for r in records if r.data is not None and not validate_records([r], fmt)]
     lengths = [
         int(len(json.dumps(to_trl(r.data, fmt, ""), ensure_ascii=False)) / chars_per_token)
-        for r in records
+        for r in valid
     ]
     return stats_from_lengths(lengths, max_seq_length)
 

@@ -1,0 +1,146 @@
+"""The wizard driven through Textual's Pilot, as a person at the keyboard would."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from conftest import DEMO_PRESET
+from textual.widgets import Input, RichLog, Select, Static, Switch
+
+from finetune_tui.engine.preset import load_preset
+from finetune_tui.tui.app import ORDER, FinetuneApp
+from finetune_tui.tui.screen_train import TrainScreen
+from finetune_tui.tui.settings_form import SettingsForm, field_id
+
+SIZE = (100, 40)
+
+
+def demo_app(*overrides: str, tmp_path=None) -> FinetuneApp:
+    extra = [f"output.dir={tmp_path / 'run'}"] if tmp_path else []
+    return FinetuneApp(load_preset(DEMO_PRESET, [*overrides, *extra]))
+
+
+def text_of(app, selector: str) -> str:
+    return str(app.screen.query_one(selector, Static).render())
+
+
+async def test_every_screen_is_reachable_by_keyboard():
+    app = demo_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert app.current_mode == "hardware"
+        assert "No NVIDIA GPU found" in text_of(app, "#hw-summary") or "GPU 0" in text_of(
+            app, "#hw-summary"
+        )
+        seen = [app.current_mode]
+        for _ in ORDER[1:]:
+            await pilot.press("n")
+            await pilot.pause()
+            seen.append(app.current_mode)
+        assert seen == ORDER
+        await pilot.press("p")
+        assert app.current_mode == "train"
+        await pilot.press("1")
+        assert app.current_mode == "hardware"
+
+
+async def test_first_screen_does_not_import_torch():
+    code = (
+        "import asyncio, sys\n"
+        "from finetune_tui.tui.app import FinetuneApp\n"
+        "from finetune_tui.engine.settings import TrainSettings\n"
+        "async def main():\n"
+        "    app = FinetuneApp(TrainSettings())\n"
+        "    async with app.run_test() as pilot:\n"
+        "        await pilot.pause()\n"
+        "        assert app.current_mode == 'hardware'\n"
+        "asyncio.run(main())\n"
+        "assert 'torch' not in sys.modules, 'torch imported before training'\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+async def test_strategy_form_is_the_schema_and_changes_the_settings():
+    app = demo_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("4")
+        await pilot.pause()
+        form = app.screen.query_one(SettingsForm)
+        assert isinstance(form.query_one(f"#{field_id('quantization.mode')}"), Select)
+        assert isinstance(form.query_one(f"#{field_id('memory.packing')}"), Switch)
+        rank = form.query_one(f"#{field_id('lora.r')}", Input)
+        rank.value = "8"
+        await pilot.pause()
+        assert app.state.settings.lora.r == 8
+        rank.value = "0"
+        await pilot.pause()
+        assert app.state.settings.lora.r == 8  # rejected by the schema
+        assert "lora.r: must be > 0" in text_of(app, "#strategy-status")
+        form.query_one(f"#{field_id('memory.gradient_checkpointing')}", Select).value = "on"
+        await pilot.pause()
+        assert app.state.settings.memory.gradient_checkpointing == "on"
+        await pilot.press("5")
+        await pilot.pause()
+        assert "lora.r: 8 (was 32)" in text_of(app, "#review-diff") or "lora.r: 8" in text_of(
+            app, "#review-diff"
+        )
+
+
+async def test_dataset_screen_reports_problems_with_lines(tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"instruction": "a", "output": "b"}\n{"instruction": "c"}\n')
+    app = demo_app(f"dataset.path={bad}", "dataset.format=auto")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("3")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        info = text_of(app, "#dataset-info")
+        assert "format alpaca" in info
+        assert f"{bad}:2: missing field 'output'" in info
+
+
+async def test_demo_trains_in_the_panel_to_the_end(tmp_path):
+    app = demo_app("training.max_steps=30", "training.logging_steps=2", tmp_path=tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("6")
+        await pilot.pause()
+        await pilot.press("s")
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, TrainScreen) and screen.running
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert not screen.running
+        assert screen.steps_seen >= 5
+        stats = text_of(app, "#stats")
+        assert "step 30/30" in stats and "tokens/s" in stats and "loss" in stats
+        assert len(screen.losses) >= 5 and screen.losses[-1] < screen.losses[0]
+        log = "\n".join(str(line) for line in app.screen.query_one(RichLog).lines)
+        assert "finished" in log
+        await pilot.press("7")
+        await pilot.pause()
+        target = tmp_path / "export" / "train.py"
+        app.screen.query_one("#export-path", Input).value = str(target)
+        await pilot.click("#export")
+        await pilot.pause()
+        assert target.is_file() and target.with_suffix(".yaml").is_file()
+    assert (tmp_path / "run" / "adapter" / "adapter_config.json").is_file()
+
+
+async def test_stop_saves_and_quit_waits(tmp_path):
+    app = demo_app("training.max_steps=2000", tmp_path=tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("6")
+        await pilot.press("s")
+        screen = app.screen
+        while screen.steps_seen < 1:
+            await pilot.pause(0.2)
+        await pilot.press("x")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert not screen.running
+    summary = (tmp_path / "run" / "summary.json").read_text()
+    assert '"status": "stopped"' in summary
+    assert (tmp_path / "run" / "adapter" / "adapter_config.json").is_file()

@@ -1,0 +1,161 @@
+"""The Textual app: seven screens over one `TrainSettings`, keyboard first.
+
+Screens are Textual modes, so each keeps its state while the user moves between them
+(n / p, or the digits 1–7). Nothing here imports torch: training starts it in a worker.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from textual.app import App
+from textual.binding import Binding
+
+from finetune_tui.engine.errors import FinetuneError
+from finetune_tui.engine.preset import apply_overrides, load_preset, validate_settings
+from finetune_tui.engine.settings import TrainSettings
+
+from .screen_dataset import DatasetScreen
+from .screen_export import ExportScreen
+from .screen_hardware import HardwareScreen
+from .screen_model import ModelScreen
+from .screen_review import ReviewScreen
+from .screen_strategy import StrategyScreen
+from .screen_train import TrainScreen
+from .state import WizardState, recall, remember
+
+ORDER = ["hardware", "model", "dataset", "strategy", "review", "train", "export"]
+DEMO_PRESET = Path(__file__).resolve().parent.parent / "presets" / "demo.yaml"
+
+HELP = (
+    "n / p (ctrl+→ / ctrl+← inside a field): next / previous screen   "
+    "1–7 or F1–F7: a screen   s: start training   x: stop (saves)   "
+    "r: reset to recommended (Strategy)   q: quit"
+)
+
+
+class FinetuneApp(App):
+    CSS_PATH = "app.tcss"
+    TITLE = "finetune-tui"
+    AUTO_FOCUS = None  # letters navigate until the user tabs into a field
+    MODES = {
+        "hardware": HardwareScreen,
+        "model": ModelScreen,
+        "dataset": DatasetScreen,
+        "strategy": StrategyScreen,
+        "review": ReviewScreen,
+        "train": TrainScreen,
+        "export": ExportScreen,
+    }
+    BINDINGS = [
+        Binding("n", "step(1)", "Next"),
+        Binding("p", "step(-1)", "Back"),
+        Binding("ctrl+right", "step(1)", "Next", show=False, priority=True),
+        Binding("ctrl+left", "step(-1)", "Back", show=False, priority=True),
+        Binding("question_mark", "help", "Help"),
+        Binding("q", "quit_app", "Quit"),
+        *[Binding(str(i + 1), f"goto('{name}')", name, show=False) for i, name in enumerate(ORDER)],
+        *[
+            Binding(f"f{i + 1}", f"goto('{name}')", name, show=False, priority=True)
+            for i, name in enumerate(ORDER)
+        ],
+    ]
+
+    def __init__(self, settings: TrainSettings, capture_fds: bool = False, **state) -> None:
+        super().__init__()
+        self.state = WizardState(settings=settings, **state)
+        self.hardware = None
+        self.capture_fds = capture_fds
+        self.train_screen: TrainScreen | None = None  # set when the Train screen mounts
+
+    def on_mount(self) -> None:
+        self.switch_mode("hardware")
+
+    def action_step(self, delta: int) -> None:
+        index = ORDER.index(self.current_mode) if self.current_mode in ORDER else 0
+        self.switch_mode(ORDER[max(0, min(len(ORDER) - 1, index + delta))])
+
+    def action_goto(self, name: str) -> None:
+        self.switch_mode(name)
+
+    def action_help(self) -> None:
+        self.notify(HELP, title="Keys", timeout=10)
+
+    def update_setting(self, field: str, value: object) -> str | None:
+        """Apply one change through the schema; return the error message, if any."""
+        data = self.state.settings.model_dump()
+        try:
+            self.state.settings = validate_settings(
+                apply_overrides(data, [f"{field}={_yaml(value)}"]), source="form"
+            )
+        except FinetuneError as exc:
+            return str(exc).removeprefix("form: ")
+        remember(self.state.settings)
+        return None
+
+    def use_demo(self) -> None:
+        self.state.settings = load_preset(DEMO_PRESET)
+        remember(self.state.settings)
+
+    async def action_quit_app(self) -> None:
+        """Quitting mid-training saves a checkpoint and waits for the worker first."""
+        train = self.train_screen
+        if train is not None and train.running:
+            self.notify("saving a checkpoint before quitting…")
+            train.stop_event.set()
+            await self.workers.wait_for_complete()
+        self.exit(0)
+
+
+class AttachApp(App):
+    """`finetune-tui attach`: the Train panel fed by a run's metrics.jsonl, read-only."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "finetune-tui attach"
+    BINDINGS = [Binding("q", "quit", "Quit (the run goes on)")]
+
+    def __init__(self, run_dir: Path) -> None:
+        super().__init__()
+        self.run_dir = run_dir
+        self.hardware = None
+        self.capture_fds = False
+
+    def on_mount(self) -> None:
+        self.push_screen(TrainScreen(attach_to=self.run_dir))
+
+
+def _yaml(value: object) -> str:
+    import json
+
+    return json.dumps(value) if not isinstance(value, str) else value
+
+
+def initial_settings(args: argparse.Namespace | None) -> TrainSettings:
+    """The preset given, else the last model/dataset remembered, else the defaults."""
+    overrides = list(getattr(args, "overrides", []) or [])
+    preset = getattr(args, "preset", None)
+    if preset:
+        return load_preset(preset, overrides)
+    remembered = [f"{k}={v}" for k, v in recall().items()]
+    try:
+        return validate_settings(apply_overrides({}, remembered + overrides), source="--set")
+    except FinetuneError:
+        return TrainSettings()
+
+
+def run_app(args: argparse.Namespace) -> int:
+    from .fdcapture import detach_ui_from_fd2
+
+    app = FinetuneApp(
+        initial_settings(args),
+        capture_fds=True,
+        simulated_gpu=getattr(args, "gpu", None),
+        simulated_vram=getattr(args, "vram", None),
+    )
+    detach_ui_from_fd2()
+    return app.run() or 0
+
+
+def run_attach(run_dir: Path) -> int:
+    return AttachApp(run_dir).run() or 0

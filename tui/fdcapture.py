@@ -1,0 +1,37 @@
+"""Keep C-level library output (CUDA, bitsandbytes, Triton) off the screen.
+
+Textual draws on file descriptor 2 through `sys.__stderr__`. `detach_ui_from_fd2` gives
+the UI its own duplicate of the terminal before the app starts; `captured_fds` then points
+descriptors 1 and 2 at the run's log file for the duration of training.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from pathlib import Path
+
+
+def detach_ui_from_fd2() -> None:
+    """Call before `App.run()`: the UI keeps drawing even while fd 2 is redirected."""
+    ui = os.fdopen(os.dup(2), "w", buffering=1, encoding="utf-8", errors="replace")
+    sys.__stderr__ = ui  # Textual's driver writes to sys.__stderr__
+
+
+@contextlib.contextmanager
+def captured_fds(log_path: Path, enabled: bool):
+    if not enabled:
+        yield
+        return
+    log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    saved = [os.dup(1), os.dup(2)]
+    try:
+        os.dup2(log_fd, 1)
+        os.dup2(log_fd, 2)
+        yield
+    finally:
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in (*saved, log_fd):
+            os.close(fd)

@@ -1,0 +1,64 @@
+"""The UI's one door to the planner: hardware, model facts and the live prediction.
+
+The planner modules (engine.hardware / models / memory / strategy) are optional at this
+layer: when one is missing or cannot answer, the screens say so instead of failing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from finetune_tui.engine.settings import TrainSettings
+
+
+@dataclass
+class Prediction:
+    breakdown: object | None
+    budget_gib: float | None
+    fits: bool | None
+    reasons: dict[str, str]
+    note: str = ""
+
+
+def detect(simulated_gpu: str | None = None, vram: float | None = None):
+    """Hardware (real or simulated) or None when detection is not available."""
+    try:
+        from finetune_tui.engine import hardware
+    except ImportError:
+        return None
+    if simulated_gpu or vram:
+        return hardware.simulated_hardware(gpu=simulated_gpu, vram_gib=vram)
+    return hardware.detect_hardware(probe_torch=False)
+
+
+def inspect(name_or_path: str):
+    try:
+        from finetune_tui.engine.models import inspect_model
+    except ImportError:
+        return None
+    return inspect_model(name_or_path)
+
+
+def predict(hw, settings: TrainSettings) -> Prediction:
+    """The prediction for exactly these settings (the live VRAM bar)."""
+    try:
+        from finetune_tui.engine.strategy import evaluate
+    except ImportError:
+        return Prediction(None, None, None, {}, "planner not available")
+    model = inspect(settings.model.name_or_path)
+    if hw is None or model is None:
+        return Prediction(None, None, None, {}, "no hardware or model facts")
+    plan = evaluate(hw, model, settings)
+    return Prediction(plan.breakdown, plan.budget_gib, plan.fits, dict(plan.reasons))
+
+
+def recommend(hw, settings: TrainSettings) -> tuple[TrainSettings, dict[str, str]] | None:
+    try:
+        from finetune_tui.engine.strategy import advise
+    except ImportError:
+        return None
+    model = inspect(settings.model.name_or_path)
+    if hw is None or model is None:
+        return None
+    plan = advise(hw, model, settings)
+    return plan.settings, dict(plan.reasons)

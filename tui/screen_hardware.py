@@ -1,0 +1,80 @@
+"""Screen 1: the GPU(s) found, or the CPU-only path with the embedded demo."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Button, Footer, Header, Input, Static
+
+from .planning import detect
+
+
+class HardwareScreen(Screen):
+    TITLE = "1 Hardware"
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Vertical(id="body"):
+            yield Static("", id="hw-summary")
+            yield Static("Plan for another card (e.g. 'RTX 4090') or a VRAM size in GiB:")
+            with Horizontal(classes="row"):
+                yield Input(placeholder="GPU name", id="sim-gpu")
+                yield Input(placeholder="VRAM GiB", id="sim-vram")
+                yield Button("Simulate", id="simulate")
+                yield Button("Use the embedded demo", id="use-demo", variant="primary")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.refresh_summary()
+
+    def refresh_summary(self) -> None:
+        state = self.app.state
+        try:
+            hw = detect(state.simulated_gpu, state.simulated_vram)
+        except Exception as exc:  # unknown simulated card: say why, keep the old one
+            self.notify(str(exc), severity="error")
+            state.simulated_gpu = state.simulated_vram = None
+            hw = detect()
+        self.app.hardware = hw
+        self.query_one("#hw-summary", Static).update(describe(hw))
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        state = self.app.state
+        if event.button.id == "simulate":
+            gpu = self.query_one("#sim-gpu", Input).value.strip() or None
+            vram = self.query_one("#sim-vram", Input).value.strip()
+            try:
+                state.simulated_vram = float(vram) if vram else None
+            except ValueError:
+                self.notify(f"VRAM {vram!r}: not a number of GiB", severity="error")
+                return
+            state.simulated_gpu = gpu
+            self.refresh_summary()
+        elif event.button.id == "use-demo":
+            self.app.use_demo()
+            self.notify("embedded demo selected: tiny model + uppercase task")
+
+
+def describe(hw) -> str:
+    if hw is None:
+        return "Hardware detection is not available in this build: planning uses defaults."
+    lines = []
+    if hw.simulated:
+        lines.append("[b]Simulated[/b] card (planning only):")
+    for gpu in hw.gpus:
+        cc = ".".join(map(str, gpu.compute_capability)) if gpu.compute_capability else "?"
+        bf16 = {True: "yes", False: "no (fp16)", None: "?"}[gpu.bf16]
+        lines.append(
+            f"GPU {gpu.index}: [b]{gpu.name}[/b]  {gpu.total_gib:.1f} GiB total, "
+            f"{gpu.free_gib:.1f} GiB free  compute {cc}  bf16 {bf16}  "
+            f"driver {gpu.driver or '?'}  CUDA {gpu.cuda or '?'}"
+        )
+    if not hw.gpus:
+        lines.append(
+            "[b]No NVIDIA GPU found[/b]: training runs on the CPU. The embedded demo (a tiny "
+            "model and a small task) trains for real here in about a minute."
+        )
+    if hw.note:
+        lines.append(f"[dim]{hw.note}[/dim]")
+    return "\n".join(lines)

@@ -1,0 +1,108 @@
+"""Screen 2: which model — a local folder, a catalog ID, or the embedded demo."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from textual import on
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Input, OptionList, Static
+
+from .planning import inspect
+
+
+class ModelScreen(Screen):
+    TITLE = "2 Model"
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Vertical(id="body"):
+            yield Static("Model folder, Hub ID, or 'demo' (type to filter the catalog):")
+            yield Input(id="model-path")
+            yield OptionList(id="catalog")
+            yield Static("", id="model-info")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        path = self.query_one("#model-path", Input)
+        path.value = self.app.state.settings.model.name_or_path
+        self._fill_catalog(path.value)
+        self.show_info(path.value)
+
+    def _fill_catalog(self, text: str) -> None:
+        options = self.query_one("#catalog", OptionList)
+        options.clear_options()
+        ids = ["demo", *catalog()]
+        options.add_options([i for i in ids if text.lower() in i.lower()][:8] or ids[:8])
+
+    @on(Input.Changed, "#model-path")
+    def filter_catalog(self, event: Input.Changed) -> None:
+        self._fill_catalog(event.value)
+
+    @on(Input.Submitted, "#model-path")
+    def choose_typed(self, event: Input.Submitted) -> None:
+        self.choose(event.value.strip())
+
+    @on(OptionList.OptionSelected, "#catalog")
+    def choose_listed(self, event: OptionList.OptionSelected) -> None:
+        self.choose(str(event.option.prompt))
+
+    def choose(self, name: str) -> None:
+        if not name:
+            return
+        self.app.update_setting("model.name_or_path", name)
+        self.query_one("#model-path", Input).value = name
+        self.show_info(name)
+
+    def show_info(self, name: str) -> None:
+        self.query_one("#model-info", Static).update(model_summary(name))
+
+
+def catalog() -> list[str]:
+    try:
+        from finetune_tui.engine.models import catalog_ids
+    except ImportError:
+        return []
+    return catalog_ids()
+
+
+def model_summary(name: str) -> str:
+    """Architecture facts from config.json alone; never loads weights."""
+    try:
+        info = inspect(name)
+    except Exception as exc:
+        return f"[red]{exc}[/red]"
+    if info is not None:
+        backends = ", ".join(
+            f"{b}: {'yes' if why is None else 'no (' + why + ')'}"
+            for b, why in info.supported_backends.items()
+        )
+        return (
+            f"[b]{info.architecture}[/b]  {info.params_total / 1e9:.2f} B parameters  "
+            f"{info.num_layers} layers  hidden {info.hidden_size}  vocab {info.vocab_size}  "
+            f"context {info.max_context}\nLoRA targets: {', '.join(info.lora_targets)}\n"
+            f"Backends: {backends}"
+        )
+    config = _config(name)
+    if config is None:
+        return f"{name}: not found locally (planning needs its config.json)"
+    return (
+        f"[b]{', '.join(config.get('architectures', ['?']))}[/b]  "
+        f"{config.get('num_hidden_layers', '?')} layers  hidden {config.get('hidden_size', '?')}  "
+        f"vocab {config.get('vocab_size', '?')}"
+    )
+
+
+def _config(name: str) -> dict | None:
+    if name == "demo":
+        from finetune_tui.engine.demo import demo_model_config
+
+        return demo_model_config()
+    path = Path(name).expanduser() / "config.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None

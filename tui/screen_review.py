@@ -1,0 +1,53 @@
+"""Screen 5: the settings, what differs from the defaults, and the headless command."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.containers import VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Static
+
+from finetune_tui.engine.preset import dump_preset
+from finetune_tui.engine.settings import TrainSettings
+
+
+class ReviewScreen(Screen):
+    TITLE = "5 Review"
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with VerticalScroll(id="body"):
+            yield Static("", id="review-diff")
+            yield Static("", id="review-command")
+            yield Static("", id="review-yaml", classes="sample")
+        yield Footer()
+
+    def on_screen_resume(self) -> None:
+        settings = self.app.state.settings
+        reference = self.app.state.recommended or TrainSettings()
+        label = "recommendation" if self.app.state.recommended else "defaults"
+        diffs = changed_fields(settings, reference)
+        self.query_one("#review-diff", Static).update(
+            f"[b]Differs from the {label}:[/b]\n"
+            + ("\n".join(f"  {k}: {a!r} (was {b!r})" for k, a, b in diffs) or "  nothing")
+        )
+        self.query_one("#review-command", Static).update(
+            "[b]Same run headless:[/b]\n  finetune-tui --preset PRESET.yaml   "
+            "(write PRESET.yaml on the Export screen)\n"
+            "  or: finetune-tui --preset presets/demo.yaml "
+            + " ".join(f"--set {k}={a}" for k, a, _ in diffs if not isinstance(a, list))
+        )
+        self.query_one("#review-yaml", Static).update(dump_preset(settings))
+
+    def on_mount(self) -> None:
+        self.on_screen_resume()
+
+
+def changed_fields(settings: TrainSettings, reference: TrainSettings):
+    ours, theirs = settings.model_dump(), reference.model_dump()
+    return [
+        (f"{section}.{key}", value, theirs[section][key])
+        for section, fields in ours.items()
+        for key, value in fields.items()
+        if theirs[section][key] != value
+    ]

@@ -1,0 +1,71 @@
+"""Screen 4: every option as a form control, with the VRAM bar updating on every change."""
+
+from __future__ import annotations
+
+from textual import on
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Button, Footer, Header, Static
+
+from .planning import predict, recommend
+from .settings_form import SettingsForm
+from .vram_bar import VramBar
+
+
+class StrategyScreen(Screen):
+    TITLE = "4 Strategy"
+    BINDINGS = [("r", "reset", "Reset to recommended")]
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Vertical(id="body"):
+            yield VramBar(id="vram-bar")
+            yield Static("", id="strategy-status")
+            with Horizontal(classes="row"):
+                yield Button("Reset to recommended", id="reset")
+            yield SettingsForm(self.app.state.settings, id="form")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.refresh_prediction()
+
+    def on_screen_resume(self) -> None:
+        self.query_one(SettingsForm).load(self.app.state.settings)
+        self.refresh_prediction()
+
+    @on(SettingsForm.Changed)
+    def changed(self, event: SettingsForm.Changed) -> None:
+        error = self.app.update_setting(event.field, event.value)
+        status = self.query_one("#strategy-status", Static)
+        if error:
+            status.update(f"[red]{error}[/red]")
+            return
+        status.update(f"{event.field} = {event.value!r}")
+        self.refresh_prediction()
+
+    def refresh_prediction(self) -> None:
+        try:
+            prediction = predict(self.app.hardware, self.app.state.settings)
+        except Exception as exc:  # a planner error must not take the form down
+            self.query_one(VramBar).update(f"[red]prediction failed: {exc}[/red]")
+            return
+        self.prediction = prediction
+        self.query_one(VramBar).show(prediction.breakdown, prediction.budget_gib, prediction.fits)
+        if prediction.note:
+            self.query_one("#strategy-status", Static).update(f"[dim]{prediction.note}[/dim]")
+
+    @on(Button.Pressed, "#reset")
+    def action_reset(self) -> None:
+        result = recommend(self.app.hardware, self.app.state.settings)
+        if result is None:
+            self.notify("no recommendation available (planner or hardware facts missing)")
+            return
+        settings, reasons = result
+        self.app.state.settings = settings
+        self.app.state.recommended = settings
+        self.query_one(SettingsForm).load(settings)
+        self.query_one("#strategy-status", Static).update(
+            "\n".join(f"{field}: {why}" for field, why in reasons.items())
+        )
+        self.refresh_prediction()

@@ -1,0 +1,272 @@
+"""Screen 6: the live panel. Training runs in a thread worker; events arrive as messages.
+
+The same screen attaches read-only to a run started elsewhere (`finetune-tui attach`):
+then events come from the run's metrics.jsonl and Stop signals that process instead.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import Button, Footer, Header, ProgressBar, RichLog, Sparkline, Static
+
+from finetune_tui.engine.events import (
+    Checkpoint,
+    Eval,
+    Event,
+    Failed,
+    Finished,
+    Notice,
+    Started,
+    Step,
+)
+
+HISTORY = 120
+
+
+class TrainEvent(Message):
+    """One runner event, delivered to the UI thread."""
+
+    def __init__(self, event: Event) -> None:
+        super().__init__()
+        self.event = event
+
+    def can_replace(self, message: Message) -> bool:
+        """A newer step supersedes a queued older one: the screen shows the latest."""
+        return (
+            isinstance(message, TrainEvent)
+            and isinstance(message.event, Step)
+            and isinstance(self.event, Step)
+        )
+
+
+class TrainScreen(Screen):
+    TITLE = "6 Train"
+    BINDINGS = [("s", "start", "Start"), ("x", "stop", "Stop")]
+
+    def __init__(self, attach_to: Path | None = None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.attach_to = attach_to
+        self.stop_event = threading.Event()
+        self.running = False
+        self.losses: list[float] = []
+        self.speeds: list[float] = []
+        self.vram: list[float] = []
+        self.steps_seen = 0
+        self.started_at: float | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Header(show_clock=True)
+        with Vertical(id="body"):
+            with Horizontal(classes="row"):
+                yield Button("Start training", id="start", variant="success")
+                yield Button("Stop (saves)", id="stop", variant="error", disabled=True)
+            yield ProgressBar(id="progress", show_eta=True)
+            yield Static("waiting to start", id="stats")
+            yield Static("loss", classes="spark-label")
+            yield Sparkline([], id="loss-spark")
+            yield Static("tokens/s", classes="spark-label")
+            yield Sparkline([], id="speed-spark")
+            yield Static("VRAM GiB", classes="spark-label")
+            yield Sparkline([], id="vram-spark")
+            yield Static("", id="gpu-telemetry")
+            yield RichLog(id="log", wrap=True, max_lines=500)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        if hasattr(self.app, "train_screen"):
+            self.app.train_screen = self
+        if self.attach_to is not None:
+            self.query_one("#start", Button).disabled = True
+            self.query_one("#stop", Button).disabled = False
+            self.log_line(f"attached to {self.attach_to} (read-only)")
+            self.follow_run()
+        self.set_interval(1.0, self.poll_telemetry)
+
+    # --- starting and stopping ------------------------------------------------------
+
+    @on(Button.Pressed, "#start")
+    def action_start(self) -> None:
+        if self.running or self.attach_to is not None:
+            return
+        from finetune_tui.engine.errors import FinetuneError
+        from finetune_tui.engine.rundir import prepare_run_dir
+
+        try:
+            run_dir = prepare_run_dir(self.app.state.settings)
+        except FinetuneError as exc:
+            self.notify(str(exc), severity="error", timeout=10)
+            return
+        self.app.state.last_run_dir = run_dir
+        self.running = True
+        self.stop_event.clear()
+        self.query_one("#start", Button).disabled = True
+        self.query_one("#stop", Button).disabled = False
+        self.log_line(f"run directory: {run_dir}")
+        self.train(run_dir)
+
+    @on(Button.Pressed, "#stop")
+    def action_stop(self) -> None:
+        if self.attach_to is not None:
+            self.app.push_screen(ConfirmStop(), self._stop_attached)
+            return
+        if self.running:
+            self.stop_event.set()
+            self.log_line("stopping: saving a checkpoint and the adapter after this step…")
+
+    def _stop_attached(self, confirmed: bool | None) -> None:
+        from finetune_tui.engine.runs import read_pid
+
+        pid = read_pid(self.attach_to)
+        if confirmed and pid:
+            os.kill(pid, signal.SIGTERM)
+            self.log_line(f"asked pid {pid} to checkpoint and stop")
+
+    @work(thread=True, exclusive=True, group="training", exit_on_error=False)
+    def train(self, run_dir: Path) -> None:
+        from finetune_tui.engine.errors import FinetuneError
+        from finetune_tui.engine.rundir import LOG_FILE
+        from finetune_tui.engine.runner import run_training
+
+        from .fdcapture import captured_fds
+
+        try:
+            with captured_fds(run_dir / LOG_FILE, enabled=self.app.capture_fds):
+                run_training(self.app.state.settings, self.deliver, self.stop_event, run_dir)
+        except FinetuneError:
+            pass  # the runner already emitted a Failed event with the message
+        finally:
+            self.app.call_from_thread(self._training_ended)
+
+    @work(thread=True, exclusive=True, group="training", exit_on_error=False)
+    def follow_run(self) -> None:
+        from finetune_tui.engine.runs import follow_events
+
+        for event in follow_events(self.attach_to, stop=self.stop_event):
+            self.deliver(event)
+
+    def deliver(self, event: Event) -> None:
+        """Called on the training thread: hand the event to the UI thread."""
+        self.post_message(TrainEvent(event))
+
+    def _training_ended(self) -> None:
+        self.running = False
+        self.query_one("#start", Button).disabled = False
+        self.query_one("#stop", Button).disabled = True
+
+    # --- showing events -------------------------------------------------------------
+
+    def on_train_event(self, message: TrainEvent) -> None:
+        event = message.event
+        if isinstance(event, Step):
+            self.show_step(event)
+        elif isinstance(event, Started):
+            self.started_at = time.monotonic()
+            self.query_one(ProgressBar).update(total=event.total_steps, progress=0)
+            self.log_line(
+                f"training {event.model} on {event.device}: {event.train_samples} samples, "
+                f"{event.total_steps} steps, {event.trainable_params:,} trainable parameters"
+            )
+        elif isinstance(event, Eval):
+            match = (
+                f", exact-match {event.exact_match:.1%}" if event.exact_match is not None else ""
+            )
+            self.log_line(f"eval at step {event.step}: loss {event.eval_loss:.4f}{match}")
+        elif isinstance(event, Checkpoint):
+            self.log_line(f"checkpoint ({event.reason}) at step {event.step}")
+        elif isinstance(event, Notice):
+            self.log_line(("[yellow]" if event.level == "warning" else "") + event.message)
+        elif isinstance(event, Finished):
+            self.show_finished(event)
+        elif isinstance(event, Failed):
+            self.log_line(f"[red]failed: {event.message}[/red]")
+            self.notify(event.message, severity="error", timeout=15)
+
+    def show_step(self, event: Step) -> None:
+        self.steps_seen += 1
+        self.losses = (self.losses + [event.loss])[-HISTORY:]
+        self.speeds = (self.speeds + [event.tokens_per_second])[-HISTORY:]
+        self.query_one("#loss-spark", Sparkline).data = self.losses
+        self.query_one("#speed-spark", Sparkline).data = self.speeds
+        if event.memory_reserved_gib is not None:
+            self.vram = (self.vram + [event.memory_reserved_gib])[-HISTORY:]
+            self.query_one("#vram-spark", Sparkline).data = self.vram
+        self.query_one(ProgressBar).update(total=event.total_steps, progress=event.step)
+        vram = (
+            f"  VRAM {event.memory_allocated_gib:.2f} used / {event.memory_reserved_gib:.2f} "
+            f"reserved / {event.memory_peak_gib:.2f} peak GiB"
+            if event.memory_reserved_gib is not None
+            else "  VRAM n/a (CPU)"
+        )
+        self.query_one("#stats", Static).update(
+            f"step [b]{event.step}/{event.total_steps}[/b]  loss [b]{event.loss:.4f}[/b]  "
+            f"lr {event.learning_rate:.2e}  {event.tokens_per_second:,.0f} tokens/s  "
+            f"{event.samples_per_second:.1f} samples/s\nelapsed {_clock(event.elapsed_s)}  "
+            f"ETA {_clock(event.eta_s)}{vram}"
+        )
+
+    def show_finished(self, event: Finished) -> None:
+        s = event.summary
+        parts = [
+            f"[b]{event.status}[/b] at step {event.step}/{event.total_steps} in "
+            f"{_clock(event.elapsed_s)}"
+        ]
+        if s.get("first_loss") is not None and event.final_loss is not None:
+            parts.append(f"loss {s['first_loss']:.3f} → {event.final_loss:.3f}")
+        if s.get("exact_match_after") is not None:
+            parts.append(
+                f"exact-match {s.get('exact_match_before') or 0:.0%} → {s['exact_match_after']:.0%}"
+            )
+        parts.append(f"adapter {event.adapter_path}")
+        self.log_line("  ".join(parts))
+        self.notify("training finished: export the script on screen 7", timeout=8)
+
+    def log_line(self, text: str) -> None:
+        self.query_one(RichLog).write(text)
+
+    def poll_telemetry(self) -> None:
+        hw = getattr(self.app, "hardware", None)
+        if hw is None or not hw.gpus or hw.simulated:
+            return
+        try:
+            from finetune_tui.engine.hardware import gpu_telemetry
+
+            gpu = gpu_telemetry(0)
+        except Exception:
+            return
+        if gpu is not None:
+            self.query_one("#gpu-telemetry", Static).update(
+                f"GPU util {gpu.utilization_pct or 0:.0f}%  temp {gpu.temperature_c or 0:.0f}°C  "
+                f"power {gpu.power_w or 0:.0f} W  free {gpu.free_gib:.1f}/{gpu.total_gib:.1f} GiB"
+            )
+
+
+class ConfirmStop(Screen[bool]):
+    """Stopping someone else's run is worth a question."""
+
+    BINDINGS = [("y", "yes", "Yes"), ("n,escape", "no", "No")]
+
+    def compose(self) -> ComposeResult:
+        yield Static("Ask the run to save a checkpoint and stop? [y/n]", id="confirm")
+
+    def action_yes(self) -> None:
+        self.dismiss(True)
+
+    def action_no(self) -> None:
+        self.dismiss(False)
+
+
+def _clock(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"

@@ -1,0 +1,41 @@
+"""The predicted-VRAM bar: breakdown against the card's limit, fits / does not fit."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widgets import Static
+
+PARTS = (
+    ("base_weights_gib", "weights", "dodger_blue1"),
+    ("lora_gib", "LoRA+opt", "magenta"),
+    ("activations_gib", "activations", "dark_orange"),
+    ("logits_gib", "logits", "yellow"),
+    ("overhead_gib", "overhead", "grey50"),
+)
+
+
+class VramBar(Static):
+    """Renders a MemoryBreakdown-like object (or a message when there is no prediction)."""
+
+    def show(self, breakdown, budget_gib: float | None, fits: bool | None, width: int = 60) -> None:
+        if breakdown is None:
+            self.update(Text("VRAM prediction not available for these settings", style="dim"))
+            return
+        total = breakdown.reserved_gib
+        scale = max(total, budget_gib or 0.0, 1e-9)
+        bar = Text()
+        legend = Text()
+        for attr, label, colour in PARTS:
+            value = getattr(breakdown, attr, 0.0) or 0.0
+            cells = int(round(value / scale * width))
+            bar.append("█" * cells, style=colour)
+            legend.append(f"■ {label} {value:.2f}  ", style=colour)
+        bar.append("░" * max(0, width - len(bar.plain)), style="grey23")
+        verdict = ""
+        if budget_gib:
+            verdict = "fits" if fits else "DOES NOT FIT"
+        head = Text(f"predicted peak {total:.2f} GiB", style="bold")
+        if budget_gib:
+            head.append(f" / card {budget_gib:.1f} GiB  ")
+            head.append(verdict, style="bold green" if fits else "bold red")
+        self.update(Text("\n").join([head, bar, legend]))
