@@ -1,0 +1,119 @@
+"""Predicted peak VRAM of one LoRA / QLoRA SFT step, with a breakdown.
+
+Analytic structure (DESIGN.md "Memory planning"); the per-token activation coefficients,
+fragmentation and fixed overheads live in `COEFFICIENTS` and are calibrated against GPU
+measurements (benchmarks/backends.py, docs/BENCHMARKS.md). Errs on the safe side.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from .models import ModelInfo
+from .settings import TrainSettings
+
+GIB = 2**30
+
+COEFFICIENTS = {
+    # bytes per token per layer, in units of hidden size (h) and MLP width (i), bf16
+    "act_h": 18.0,  # norms, q/k/v/o inputs and outputs, residuals, attention output
+    "act_i": 8.0,  # gate, up, activation, down input
+    "ckpt_h": 2.0,  # checkpointed: only each layer's input stays
+    "unsloth_ckpt_h": 0.25,  # Unsloth offloads the layer inputs to CPU
+    "liger_act_i": 5.0,  # Liger's SwiGLU recomputes the activation instead of storing it
+    "head_bytes_per_token_h": 8.0,  # fused chunked LM head: fp32 hidden + its gradient
+    "head_fixed_gib": 0.125,  # the loss kernel's tile buffers
+    "fragmentation": 0.10,  # reserved / allocated - 1
+    "workspace_gib": 0.35,  # cuBLAS / bitsandbytes workspaces
+    "cuda_context_gib": 0.55,  # seen by nvidia-smi, not by torch
+}
+OPTIMIZER_BYTES = {
+    "adamw_torch": 8.0,
+    "adamw_8bit": 2.0,
+    "paged_adamw_8bit": 2.0,
+    "paged_adamw_32bit": 8.0,
+}
+DTYPE_BYTES = {"bf16": 2, "fp16": 2, "fp32": 4, "auto": 2}
+
+
+@dataclass
+class MemoryBreakdown:
+    base_weights_gib: float
+    lora_gib: float  # LoRA weights + gradients + optimizer state
+    activations_gib: float
+    logits_gib: float
+    overhead_gib: float  # fragmentation, workspaces, CUDA context
+    allocated_gib: float  # torch.cuda.max_memory_allocated()
+    reserved_gib: float  # torch.cuda.max_memory_reserved()
+    nvidia_smi_gib: float  # what nvidia-smi shows: reserved + context (+ paged state)
+
+    @property
+    def peak_gib(self) -> float:
+        return self.nvidia_smi_gib
+
+    def as_dict(self) -> dict:
+        return {k: round(v, 3) for k, v in asdict(self).items()}
+
+
+def base_weight_bytes(model: ModelInfo, settings: TrainSettings) -> float:
+    """Frozen weights: block linears quantised or not; embeddings, head, norms in 16-bit."""
+    q = settings.quantization
+    word = DTYPE_BYTES[q.compute_dtype]
+    linear, other = model.params_linear, model.params_total - model.params_linear
+    per_linear = {
+        "none": word,
+        "8bit": 1.0 + 4 / 64,  # int8 + per-row scales
+        "nf4": 0.5 + (0.127 if q.double_quant else 0.5) / 8,
+        "fp4": 0.5 + (0.127 if q.double_quant else 0.5) / 8,
+    }[q.mode]
+    return linear * per_linear + other * word
+
+
+def lora_state_bytes(model: ModelInfo, settings: TrainSettings) -> tuple[float, float]:
+    """(on-device bytes, paged bytes): fp32 adapters + gradients + optimizer state."""
+    targets = None if settings.lora.target_modules == "auto" else settings.lora.target_modules
+    params = model.lora_params(settings.lora.r, targets)
+    optimizer = OPTIMIZER_BYTES[settings.training.optimizer] * params
+    paged = settings.training.optimizer.startswith("paged")
+    return 8.0 * params + (0 if paged else optimizer), optimizer if paged else 0.0
+
+
+def activation_bytes(model: ModelInfo, settings: TrainSettings) -> float:
+    c = COEFFICIENTS
+    tokens = settings.training.micro_batch_size * settings.training.max_seq_length
+    h, i, layers = model.hidden_size, model.intermediate_size, model.num_layers
+    act_i = c["liger_act_i"] if settings.memory.backend == "liger" else c["act_i"]
+    one_layer = tokens * (c["act_h"] * h + act_i * i)
+    mode = settings.memory.gradient_checkpointing
+    if mode == "off":
+        return layers * one_layer
+    per_layer = c["unsloth_ckpt_h"] if mode == "unsloth" else c["ckpt_h"]
+    return layers * tokens * per_layer * h + one_layer  # saved inputs + one recomputed layer
+
+
+def logits_bytes(model: ModelInfo, settings: TrainSettings) -> float:
+    """TRL's fused, chunked LM head never holds batch × seq × vocab logits."""
+    tokens = settings.training.micro_batch_size * settings.training.max_seq_length
+    c = COEFFICIENTS
+    return tokens * model.hidden_size * c["head_bytes_per_token_h"] + c["head_fixed_gib"] * GIB
+
+
+def predict_memory(model: ModelInfo, settings: TrainSettings, hardware=None) -> MemoryBreakdown:
+    c = COEFFICIENTS
+    weights = base_weight_bytes(model, settings)
+    lora, paged = lora_state_bytes(model, settings)
+    activations = activation_bytes(model, settings)
+    logits = logits_bytes(model, settings)
+    allocated = weights + lora + activations + logits
+    reserved = allocated * (1 + c["fragmentation"]) + c["workspace_gib"] * GIB
+    smi = reserved + c["cuda_context_gib"] * GIB + paged
+    return MemoryBreakdown(
+        base_weights_gib=weights / GIB,
+        lora_gib=(lora + paged) / GIB,
+        activations_gib=activations / GIB,
+        logits_gib=logits / GIB,
+        overhead_gib=(smi - allocated - paged) / GIB,
+        allocated_gib=allocated / GIB,
+        reserved_gib=reserved / GIB,
+        nvidia_smi_gib=smi / GIB,
+    )
