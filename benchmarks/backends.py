@@ -22,48 +22,13 @@ import threading
 import time
 from pathlib import Path
 
-ARCHS = {
-    "llama-3.1-8b": {
-        "architectures": ["LlamaForCausalLM"],
-        "model_type": "llama",
-        "vocab_size": 128256,
-        "hidden_size": 4096,
-        "intermediate_size": 14336,
-        "num_hidden_layers": 32,
-        "num_attention_heads": 32,
-        "num_key_value_heads": 8,
-        "max_position_embeddings": 131072,
-        "rope_theta": 500000.0,
-        "rms_norm_eps": 1e-5,
-        "tie_word_embeddings": False,
-        "rope_scaling": {
-            "factor": 8.0,
-            "low_freq_factor": 1.0,
-            "high_freq_factor": 4.0,
-            "original_max_position_embeddings": 8192,
-            "rope_type": "llama3",
-        },
-    },
-    "gemma-2-9b": {
-        "architectures": ["Gemma2ForCausalLM"],
-        "model_type": "gemma2",
-        "vocab_size": 256000,
-        "hidden_size": 3584,
-        "intermediate_size": 14336,
-        "num_hidden_layers": 42,
-        "num_attention_heads": 16,
-        "num_key_value_heads": 8,
-        "head_dim": 256,
-        "hidden_activation": "gelu_pytorch_tanh",
-        "query_pre_attn_scalar": 256,
-        "sliding_window": 4096,
-        "final_logit_softcapping": 30.0,
-        "attn_logit_softcapping": 50.0,
-        "max_position_embeddings": 8192,
-        "rms_norm_eps": 1e-6,
-        "tie_word_embeddings": True,
-    },
-    "tiny": None,  # the embedded demo model: CPU smoke test of this script
+ARCHS = {  # short name -> catalog ID (engine/catalog.py); "tiny" = the embedded demo model
+    "llama-3.1-8b": "meta-llama/Llama-3.1-8B",
+    "gemma-2-9b": "google/gemma-2-9b",
+    "llama-3.2-1b": "meta-llama/Llama-3.2-1B",
+    "qwen2.5-1.5b": "Qwen/Qwen2.5-1.5B",
+    "gemma-2-2b": "google/gemma-2-2b",
+    "tiny": None,
 }
 
 # (label, settings overrides): hand-picked configurations measured on every card.
@@ -134,6 +99,62 @@ HAND_PICKED = [
     ),
 ]
 
+# Memory calibration / validation: vary one thing at a time around QLoRA defaults.
+CALIB = [
+    ("nf4 ckpt b2", {"memory.gradient_checkpointing": "on", "training.micro_batch_size": 2}),
+    ("nf4 nockpt b2", {"memory.gradient_checkpointing": "off", "training.micro_batch_size": 2}),
+    (
+        "nf4 nockpt b4 s512",
+        {
+            "memory.gradient_checkpointing": "off",
+            "training.micro_batch_size": 4,
+            "training.max_seq_length": 512,
+        },
+    ),
+    (
+        "nf4 noDQ ckpt b4",
+        {
+            "quantization.double_quant": False,
+            "memory.gradient_checkpointing": "on",
+            "training.micro_batch_size": 4,
+        },
+    ),
+    (
+        "bf16 ckpt b2",
+        {
+            "quantization.mode": "none",
+            "memory.gradient_checkpointing": "on",
+            "training.micro_batch_size": 2,
+        },
+    ),
+    (
+        "bf16 nockpt b1 adamw32",
+        {
+            "quantization.mode": "none",
+            "training.optimizer": "adamw_torch",
+            "memory.gradient_checkpointing": "off",
+            "training.micro_batch_size": 1,
+        },
+    ),
+    (
+        "8bit ckpt b2",
+        {
+            "quantization.mode": "8bit",
+            "memory.gradient_checkpointing": "on",
+            "training.micro_batch_size": 2,
+        },
+    ),
+    (
+        "liger nockpt b2 r64",
+        {
+            "memory.backend": "liger",
+            "memory.gradient_checkpointing": "off",
+            "training.micro_batch_size": 2,
+            "lora.r": 64,
+        },
+    ),
+]
+
 BASE = {  # QLoRA NF4 + DQ, r16 all-linear, 8-bit AdamW, seq 1024 (DESIGN.md's setting)
     "quantization.mode": "nf4",
     "quantization.double_quant": True,
@@ -167,7 +188,10 @@ def build_model(arch: str, root: Path) -> Path:
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    config_dict = dict(ARCHS[arch])
+    from finetune_tui.engine.catalog import CATALOG
+
+    config_dict = dict(CATALOG[ARCHS[arch]])
+    config_dict.pop("architectures", None)
     config = AutoConfig.for_model(config_dict.pop("model_type"), **config_dict)
     torch.manual_seed(0)
     with torch.device("cuda"):
@@ -220,8 +244,19 @@ def run_one(args: argparse.Namespace) -> None:
         record["error"] = f"OOM: {str(exc)[:200]}"
     record["wall_s"] = round(time.perf_counter() - start, 1)
     record["nvml_peak_used_gib"] = nvml.stop()
+    record["predicted"] = predicted_memory(settings)
     record.update(step_stats(steps, settings))
     print("RESULT " + json.dumps(record, default=str), flush=True)
+
+
+def predicted_memory(settings) -> dict | None:
+    from finetune_tui.engine.memory import predict_memory
+    from finetune_tui.engine.models import inspect_model
+
+    try:
+        return predict_memory(inspect_model(settings.model.name_or_path), settings).as_dict()
+    except Exception as exc:
+        return {"error": str(exc)}
 
 
 def step_stats(steps, settings) -> dict:
@@ -305,11 +340,12 @@ def matrix(args: argparse.Namespace) -> None:
     seq = int(base["training.max_seq_length"])
     data = write_dataset(root / f"data-{seq}.jsonl", seq, samples=512)
     out = Path(args.out)
+    chosen = CALIB if args.set == "calib" else HAND_PICKED
     for card in [float(c) for c in args.cards.split(",")]:
-        configs = [(label, {**base, **o}) for label, o in HAND_PICKED]
+        configs = [(label, {**base, **o}) for label, o in chosen]
         if args.only:
             configs = [c for c in configs if c[0] in args.only.split("|")]
-        pick = advisor_pick(model_dir, card, base) if card else None
+        pick = advisor_pick(model_dir, card, base) if card and args.set == "hand" else None
         if pick:
             configs.insert(0, ("advisor pick", {**base, **pick}))
         for label, overrides in configs:
@@ -322,7 +358,10 @@ def matrix(args: argparse.Namespace) -> None:
                 "output.overwrite": True,
             }
             if args.arch == "tiny":  # CPU: only the plain backend runs
-                if overrides.get("memory.backend") != "hf":
+                if (
+                    overrides.get("memory.backend", "hf") != "hf"
+                    or overrides.get("quantization.mode", "none") != "none"
+                ):
                     continue
             spec = {"arch": args.arch, "card_gib": card, "label": label, "settings": overrides}
             record = run_child(spec, args.timeout)
@@ -372,6 +411,7 @@ def main() -> None:
     m.add_argument("--arch", choices=list(ARCHS), default="llama-3.1-8b")
     m.add_argument("--cards", default="80", help="card sizes in GiB; 0 = no cap")
     m.add_argument("--steps", type=int, default=12)
+    m.add_argument("--set", choices=["hand", "calib"], default="hand", help="which matrix")
     m.add_argument("--only", default="", help="labels to run, separated by |")
     m.add_argument("--work", default="/tmp/ftbench")
     m.add_argument("--out", default="backends.jsonl")

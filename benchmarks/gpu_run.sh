@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# One whole experiment on the GPU machine (see ../shared/gpu/README.md):
+#   bash benchmarks/gpu_run.sh calib     # memory calibration: 3 architectures x CALIB set
+#   bash benchmarks/gpu_run.sh backends  # Llama-3.1-8B backends x checkpointing x batch
+# Installs the carried wheels, exposes the repo as the finetune_tui package, writes JSON
+# lines and logs to $OUT.
+set -uo pipefail
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+  --target /tmp/site .whl/*.whl || exit 1
+mkdir -p /tmp/pkg && rm -rf /tmp/pkg/finetune_tui && cp -r cli /tmp/pkg/finetune_tui
+for part in engine tui presets; do ln -s "$PWD/$part" "/tmp/pkg/finetune_tui/$part"; done
+export PYTHONPATH=/tmp/site:/tmp/pkg PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
+export FINETUNE_TUI_CACHE_DIR=/tmp/ftcache FINETUNE_TUI_DATA_DIR=/tmp/ftdata
+OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
+case "${1:-calib}" in
+  calib)
+    for arch in llama-3.2-1b gemma-2-2b qwen2.5-1.5b; do
+      python3 benchmarks/backends.py matrix --arch "$arch" --set calib --cards 0 --steps 6 \
+        --out "$OUT/calib.jsonl" --timeout 150 2>&1 | tail -c 20000 >> "$OUT/calib.log"
+    done ;;
+  backends)
+    python3 benchmarks/backends.py matrix --arch llama-3.1-8b --set hand --cards "${CARDS:-80}" \
+      --steps "${STEPS:-8}" --only "${ONLY:-}" --out "$OUT/backends.jsonl" --timeout 240 \
+      2>&1 | tail -c 20000 >> "$OUT/backends.log" ;;
+esac
+ls -la "$OUT"
