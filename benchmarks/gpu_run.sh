@@ -15,7 +15,7 @@ OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
 case "${1:-calib}" in
   calib)
-    for arch in llama-3.2-1b gemma-2-2b qwen2.5-1.5b; do
+    for arch in ${ARCHS:-llama-3.2-1b gemma-2-2b}; do
       python3 benchmarks/backends.py matrix --arch "$arch" --set calib --cards 0 --steps 6 \
         --out "$OUT/calib.jsonl" --timeout 150 2>&1 | tail -c 20000 >> "$OUT/calib.log"
     done ;;
