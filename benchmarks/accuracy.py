@@ -1,0 +1,77 @@
+"""Predicted vs measured peak memory for benchmark JSON lines (prints JSON + a table).
+
+    python benchmarks/accuracy.py results/calib.jsonl [more.jsonl ...]
+Re-predicts each row with the current engine.memory (so refits show their effect).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+
+from finetune_tui.engine.memory import predict_memory
+from finetune_tui.engine.models import inspect_model
+from finetune_tui.engine.preset import settings_from_overrides
+
+CATALOG_IDS = {
+    "llama-3.1-8b": "meta-llama/Llama-3.1-8B",
+    "gemma-2-9b": "google/gemma-2-9b",
+    "llama-3.2-1b": "meta-llama/Llama-3.2-1B",
+    "qwen2.5-1.5b": "Qwen/Qwen2.5-1.5B",
+    "gemma-2-2b": "google/gemma-2-2b",
+}
+
+
+def rows(paths):
+    for path in paths:
+        for line in open(path):
+            record = json.loads(line)
+            summary = record.get("summary") or {}
+            if not record.get("ok") or "peak_reserved_gib" not in summary:
+                continue
+            overrides = {
+                k: v
+                for k, v in record["settings"].items()
+                if not k.startswith(("model.", "dataset.path", "output."))
+            }
+            settings = settings_from_overrides([f"{k}={v}" for k, v in overrides.items()])
+            model = inspect_model(CATALOG_IDS[record["arch"]])
+            predicted = predict_memory(model, settings)
+            yield {
+                "arch": record["arch"],
+                "label": record["label"],
+                "card_gib": record.get("card_gib"),
+                "measured_reserved_gib": summary["peak_reserved_gib"],
+                "predicted_reserved_gib": round(predicted.reserved_gib, 3),
+                "error": round(predicted.reserved_gib / summary["peak_reserved_gib"] - 1, 4),
+                "measured_nvml_gib": record.get("nvml_peak_used_gib"),
+                "predicted_nvidia_smi_gib": round(predicted.nvidia_smi_gib, 3),
+                "tokens_per_s": record.get("tokens_per_s"),
+            }
+
+
+def main() -> None:
+    found = list(rows(sys.argv[1:]))
+    errors = [abs(r["error"]) for r in found]
+    print(
+        "| arch | config | measured reserved GiB | predicted | error | nvml GiB | predicted nvidia-smi |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for r in found:
+        print(
+            f"| {r['arch']} | {r['label']} | {r['measured_reserved_gib']:.2f} | "
+            f"{r['predicted_reserved_gib']:.2f} | {r['error']:+.1%} | {r['measured_nvml_gib']} | "
+            f"{r['predicted_nvidia_smi_gib']:.2f} |"
+        )
+    summary = {
+        "rows": len(found),
+        "median_abs_error": statistics.median(errors),
+        "worst_abs_error": max(errors),
+        "underpredicted": sum(r["error"] < 0 for r in found),
+    }
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()
