@@ -17,7 +17,7 @@ from .memory import MemoryBreakdown, predict_memory
 from .models import ModelInfo
 from .settings import TrainSettings
 
-SAFETY_MARGIN = 0.92  # use at most this share of the card
+SAFETY_MARGIN = 0.95  # of what is left after the CUDA context
 MICRO_BATCHES = (1, 2, 4, 8, 16, 32)
 # Relative tokens/s factors (DESIGN.md measurements, Llama-3.1-8B QLoRA on H100).
 CHECKPOINT_COST = {"off": 1.0, "on": 1 / 2.2, "unsloth": 1 / 1.9}
@@ -72,10 +72,15 @@ def relative_speed(settings: TrainSettings) -> float:
 
 
 def budget_gib(hardware: Hardware) -> float | None:
+    """What torch may reserve: the card less the CUDA context, with a safety margin.
+
+    The context measured 1.8 GiB on an H100 (CUDA 13); consumer cards load far less.
+    """
     gpu = hardware.primary
     if gpu is None:
         return None
-    return gpu.total_gib * SAFETY_MARGIN
+    context = 1.85 if gpu.total_gib >= 40 else 0.6
+    return (gpu.total_gib - context) * SAFETY_MARGIN
 
 
 def unavailable_options(hardware: Hardware, model: ModelInfo) -> dict[str, str]:
@@ -111,11 +116,11 @@ def evaluate(hardware: Hardware, model: ModelInfo, settings: TrainSettings) -> P
     """Prediction for exactly these settings: the TUI's live bar and `plan --set`."""
     breakdown = predict_memory(model, settings, hardware)
     budget = budget_gib(hardware)
-    fits = budget is None or breakdown.peak_gib <= budget
+    fits = budget is None or breakdown.reserved_gib <= budget
     return Plan(
         settings,
         fits,
-        breakdown.peak_gib,
+        breakdown.reserved_gib,
         budget,
         breakdown,
         unavailable=unavailable_options(hardware, model),
@@ -149,12 +154,12 @@ def advise(
             break
         shortened = base = _with(base, {"training.max_seq_length": length})
         scored, fitting = _score(model, base, fixed, unavailable, hardware, budget)
-    pool = fitting or sorted(scored, key=lambda s: s[1].peak_gib)[:1]
-    chosen, breakdown, speed = max(pool, key=lambda s: (s[2], -s[1].peak_gib))
+    pool = fitting or sorted(scored, key=lambda s: s[1].reserved_gib)[:1]
+    chosen, breakdown, speed = max(pool, key=lambda s: (s[2], -s[1].reserved_gib))
     plan = Plan(
         chosen,
         bool(fitting),
-        breakdown.peak_gib,
+        breakdown.reserved_gib,
         budget,
         breakdown,
         unavailable=unavailable,
@@ -174,7 +179,7 @@ def _score(model, base, fixed, unavailable, hardware, budget):
         (candidate, predict_memory(model, candidate, hardware), relative_speed(candidate))
         for candidate in _candidates(base, fixed, unavailable, hardware)
     ]
-    return scored, [s for s in scored if s[1].peak_gib <= budget]
+    return scored, [s for s in scored if s[1].reserved_gib <= budget]
 
 
 def _cpu_settings(base: TrainSettings, fixed) -> TrainSettings:
@@ -234,7 +239,7 @@ def _reasons(model, chosen, breakdown, budget, hardware, fits) -> dict[str, str]
     s = chosen
 
     def peak_with(**changes) -> float:
-        return predict_memory(model, _with(s, changes), hardware).peak_gib
+        return predict_memory(model, _with(s, changes), hardware).reserved_gib
 
     reasons = {}
     other_quant = "nf4" if s.quantization.mode == "none" else "none"
@@ -263,7 +268,7 @@ def _reasons(model, chosen, breakdown, budget, hardware, fits) -> dict[str, str]
         f"{s.training.optimizer}: LoRA state {breakdown.lora_gib:.2f} GiB"
     )
     if not fits:
-        reasons["fits"] = f"nothing fits {card}: smallest peak {breakdown.peak_gib:.1f} GiB"
+        reasons["fits"] = f"nothing fits {card}: smallest peak {breakdown.reserved_gib:.1f} GiB"
     return reasons
 
 
@@ -281,8 +286,8 @@ def _alternatives(chosen, scored, budget) -> list[Alternative]:
             Alternative(
                 label,
                 changes,
-                round(breakdown.peak_gib, 2),
-                breakdown.peak_gib <= budget,
+                round(breakdown.reserved_gib, 2),
+                breakdown.reserved_gib <= budget,
                 round(speed, 2),
             )
         )
