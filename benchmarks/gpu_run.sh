@@ -20,7 +20,7 @@ case "${1:-calib}" in
         --out "$OUT/calib.jsonl" --timeout 150 2>&1 | tail -c 20000 >> "$OUT/calib.log"
     done ;;
   backends)
-    python3 benchmarks/backends.py matrix --arch llama-3.1-8b --set hand --cards "${CARDS:-80}" \
+    python3 benchmarks/backends.py matrix --arch "${ARCH:-llama-3.1-8b}" --set hand --cards "${CARDS:-80}" \
       --steps "${STEPS:-8}" --only "${ONLY:-}" --out "$OUT/backends.jsonl" --timeout 240 \
       2>&1 | tail -c 20000 >> "$OUT/backends.log" ;;
 esac

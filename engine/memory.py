@@ -20,6 +20,7 @@ COEFFICIENTS = {
     "act_i": 8.0,  # gate, up, activation, down input
     "ckpt_h": 2.0,  # checkpointed: only each layer's input stays
     "unsloth_ckpt_h": 0.25,  # Unsloth offloads the layer inputs to CPU
+    "act_i_16bit_extra": 2.0,  # 16-bit base weights keep one more MLP-wide copy (measured)
     "liger_act_i": 5.0,  # Liger's SwiGLU recomputes the activation instead of storing it
     "head_bytes_per_token_h": 8.0,  # fused chunked LM head: fp32 hidden + its gradient
     "head_fixed_gib": 0.125,  # the loss kernel's tile buffers
@@ -85,6 +86,8 @@ def activation_bytes(model: ModelInfo, settings: TrainSettings) -> float:
     tokens = settings.training.micro_batch_size * settings.training.max_seq_length
     h, i, layers = model.hidden_size, model.intermediate_size, model.num_layers
     act_i = c["liger_act_i"] if settings.memory.backend == "liger" else c["act_i"]
+    if settings.quantization.mode == "none":
+        act_i += c["act_i_16bit_extra"]
     one_layer = tokens * (c["act_h"] * h + act_i * i)
     mode = settings.memory.gradient_checkpointing
     if mode == "off":

@@ -19,17 +19,19 @@ from .settings import TrainSettings
 
 SAFETY_MARGIN = 0.95  # of what is left after the CUDA context
 MICRO_BATCHES = (1, 2, 4, 8, 16, 32)
-# Relative tokens/s factors (DESIGN.md measurements, Llama-3.1-8B QLoRA on H100).
-CHECKPOINT_COST = {"off": 1.0, "on": 1 / 2.2, "unsloth": 1 / 1.9}
+# Relative tokens/s factors, measured on H100 (Llama-3.1-8B, seq 1024, docs/BENCHMARKS.md):
+# hf ckpt b2 3130, hf nockpt b4 8352, liger ckpt b4 6314, liger nockpt b8 12745,
+# unsloth offloaded-ckpt b4 8171, bf16 liger nockpt b8 10974 tokens/s.
+CHECKPOINT_COST = {"off": 1.0, "on": 1 / 2.1, "unsloth": 1 / 1.9}
 BACKEND_GAIN = {
     ("hf", True): 1.0,
-    ("liger", True): 1.38,
-    ("unsloth", True): 1.20,
+    ("liger", True): 1.59,
+    ("unsloth", True): 1.78,
     ("hf", False): 1.0,
-    ("liger", False): 1.04,
-    ("unsloth", False): 1.0,
+    ("liger", False): 1.32,
+    ("unsloth", False): 1.1,
 }
-QUANT_SPEED = {"none": 1.35, "nf4": 1.0, "fp4": 1.0, "8bit": 0.7}
+QUANT_SPEED = {"none": 0.86, "nf4": 1.0, "fp4": 1.0, "8bit": 0.6}
 SATURATION_TOKENS = 1500  # tokens per micro-batch at which the GPU is half-saturated
 
 
