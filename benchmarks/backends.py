@@ -82,6 +82,16 @@ HAND_PICKED = [
         },
     ),
     (
+        "liger ckpt b1 s512",
+        {
+            "memory.backend": "liger",
+            "memory.gradient_checkpointing": "on",
+            "training.micro_batch_size": 1,
+            "training.max_seq_length": 512,
+            "training.gradient_accumulation_steps": 4,
+        },
+    ),
+    (
         "unsloth uckpt b4",
         {
             "memory.backend": "unsloth",
@@ -345,7 +355,10 @@ def matrix(args: argparse.Namespace) -> None:
         configs = [(label, {**base, **o}) for label, o in chosen]
         if args.only:
             configs = [c for c in configs if c[0] in args.only.split("|")]
-        pick = advisor_pick(model_dir, card, base) if card and args.set == "hand" else None
+        wanted = not args.only or "advisor pick" in args.only.split("|")
+        pick = (
+            advisor_pick(model_dir, card, base) if card and args.set == "hand" and wanted else None
+        )
         if pick:
             configs.insert(0, ("advisor pick", {**base, **pick}))
         for label, overrides in configs:
