@@ -105,6 +105,11 @@ def unavailable_options(hardware: Hardware, model: ModelInfo) -> dict[str, str]:
         out["memory.backend=unsloth"] = "open-source Unsloth trains on one GPU only"
     elif importlib.util.find_spec("unsloth") is None and not hardware.simulated:
         out.setdefault("memory.backend=unsloth", "unsloth is not installed")
+    if model.model_type == "gemma2":
+        out.setdefault(
+            "memory.backend=unsloth",
+            "Unsloth's compiled Gemma-2 path failed (InductorError) on an 8 GB-capped H100 here",
+        )
     gpu = hardware.primary
     if gpu.compute_capability and gpu.compute_capability < (8, 0):
         out["quantization.compute_dtype=bf16"] = (
@@ -275,7 +280,7 @@ def _reasons(model, chosen, breakdown, budget, hardware, fits) -> dict[str, str]
 
 
 def _alternatives(chosen, scored, budget) -> list[Alternative]:
-    ranked = sorted(scored, key=lambda s: -s[2])
+    ranked = sorted(scored, key=lambda s: (s[1].reserved_gib > budget, -s[2]))  # fitting first
     out, seen = [], set()
     for settings, breakdown, speed in ranked:
         changes = _diff(chosen, settings)

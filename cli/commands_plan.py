@@ -1,0 +1,128 @@
+"""`finetune-tui detect` and `finetune-tui plan`: answers in well under a second, no torch."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import asdict
+
+from finetune_tui.main import add_settings_arguments
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    detect = sub.add_parser("detect", help="show the GPU(s): VRAM, compute capability, bf16")
+    detect.add_argument("--json", action="store_true", help="machine-readable output")
+    detect.set_defaults(handler=detect_command)
+
+    plan = sub.add_parser("plan", help="predict peak VRAM and pick the fastest setup that fits")
+    plan.add_argument("--model", required=True, help="model folder, catalog ID or 'demo'")
+    plan.add_argument("--preset", metavar="FILE", help="start from this preset")
+    plan.add_argument("--dataset", metavar="FILE", help="size max_seq_length from this data")
+    plan.add_argument("--gpu", metavar="NAME", help="plan for a simulated card")
+    plan.add_argument("--vram", metavar="GIB", type=float, help="plan for a card with this VRAM")
+    add_settings_arguments(plan)
+    plan.add_argument("--json", action="store_true", help="machine-readable output")
+    plan.set_defaults(handler=plan_command)
+
+
+def _hardware(args):
+    from finetune_tui.engine.hardware import detect_hardware, simulated_hardware
+
+    if args.gpu or args.vram:
+        return simulated_hardware(gpu=args.gpu, vram_gib=args.vram)
+    return detect_hardware()
+
+
+def detect_command(args: argparse.Namespace) -> int:
+    from finetune_tui.engine.hardware import detect_hardware
+
+    hardware = detect_hardware()
+    if args.json:
+        print(json.dumps(asdict(hardware), indent=2))
+        return 0
+    from rich.console import Console
+
+    from finetune_tui.tui.screen_hardware import describe
+
+    Console(highlight=False).print(describe(hardware))
+    return 0
+
+
+def plan_command(args: argparse.Namespace) -> int:
+    from finetune_tui.engine.models import inspect_model
+    from finetune_tui.engine.preset import load_preset, settings_from_overrides
+    from finetune_tui.engine.strategy import advise
+
+    overrides = [*args.overrides, f"model.name_or_path={args.model}"]
+    if args.dataset:
+        overrides.append(f"dataset.path={args.dataset}")
+    settings = (
+        load_preset(args.preset, overrides) if args.preset else settings_from_overrides(overrides)
+    )
+    fixed = {item.partition("=")[0].strip() for item in args.overrides}
+    model = inspect_model(args.model)
+    stats = _dataset_stats(settings) if args.dataset else None
+    plan = advise(_hardware(args), model, settings, fixed=fixed, dataset_stats=stats)
+    result = {
+        "fits": plan.fits,
+        "peak_vram_gib": round(plan.peak_vram_gib, 2),
+        "budget_gib": None if plan.budget_gib is None else round(plan.budget_gib, 2),
+        "breakdown": plan.breakdown.as_dict(),
+        "relative_speed": round(plan.relative_speed, 2),
+        "settings": plan.settings.model_dump(mode="json"),
+        "reasons": plan.reasons,
+        "alternatives": [asdict(a) for a in plan.alternatives],
+        "unavailable": plan.unavailable,
+        "model": {
+            "name": model.name,
+            "architecture": model.architecture,
+            "params_total": model.params_total,
+            "lora_targets": model.lora_targets,
+        },
+    }
+    if args.json:
+        print(json.dumps(result, indent=2, default=str))
+    else:
+        _print_plan(result)
+    return 0
+
+
+def _dataset_stats(settings):
+    from finetune_tui.engine.data import estimate_token_stats, load_validated
+
+    _, records, fmt = load_validated(settings)
+    return estimate_token_stats(records, fmt, settings.training.max_seq_length)
+
+
+def _print_plan(r: dict) -> None:
+    b, s = r["breakdown"], r["settings"]
+    verdict = "fits" if r["fits"] else "DOES NOT FIT"
+    budget = f" of {r['budget_gib']} GiB usable" if r["budget_gib"] else " (CPU: no VRAM limit)"
+    print(
+        f"{r['model']['name']} ({r['model']['architecture']}, "
+        f"{r['model']['params_total'] / 1e9:.2f} B parameters)"
+    )
+    print(
+        f"peak VRAM {r['peak_vram_gib']} GiB{budget}: {verdict}; "
+        f"speed {r['relative_speed']}x plain HF QLoRA with checkpointing"
+    )
+    print("breakdown: " + ", ".join(f"{k.removesuffix('_gib')} {v}" for k, v in b.items()))
+    print(
+        f"settings: quantization {s['quantization']['mode']}, backend {s['memory']['backend']}, "
+        f"checkpointing {s['memory']['gradient_checkpointing']}, micro-batch "
+        f"{s['training']['micro_batch_size']} x {s['training']['max_seq_length']} tokens, "
+        f"accumulation {s['training']['gradient_accumulation_steps']}, "
+        f"optimizer {s['training']['optimizer']}"
+    )
+    print("why:")
+    for field, reason in r["reasons"].items():
+        print(f"  {field}: {reason}")
+    if r["alternatives"]:
+        print("alternatives (peak GiB, relative speed):")
+        for a in r["alternatives"][:6]:
+            print(
+                f"  {a['label']}: {a['peak_vram_gib']} GiB, {a['relative_speed']}x"
+                f"{'' if a['fits'] else '  (does not fit)'}"
+            )
+    for option, why in r["unavailable"].items():
+        print(f"  unavailable: {option}: {why}")

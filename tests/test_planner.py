@@ -1,0 +1,224 @@
+"""Hardware, model facts, the memory model and the advisor — all without a GPU or torch."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from finetune_tui.engine.catalog import PUBLISHED_SIZES
+from finetune_tui.engine.errors import InputError, ModelError
+from finetune_tui.engine.hardware import GPU, Hardware, detect_hardware, simulated_hardware
+from finetune_tui.engine.memory import predict_memory
+from finetune_tui.engine.models import catalog_ids, inspect_model
+from finetune_tui.engine.preset import settings_from_overrides
+from finetune_tui.engine.strategy import advise, evaluate
+
+QLORA = [
+    "quantization.mode=nf4",
+    "training.optimizer=adamw_8bit",
+    "training.max_seq_length=1024",
+    "training.micro_batch_size=2",
+]
+
+
+@pytest.mark.parametrize(("model_id", "published"), sorted(PUBLISHED_SIZES.items()))
+def test_parameter_counts_match_published_sizes(model_id, published):
+    assert inspect_model(model_id).params_total == pytest.approx(published, rel=0.002)
+
+
+def test_lora_targets_per_family():
+    assert inspect_model("meta-llama/Llama-3.1-8B").lora_targets == [
+        "q_proj",
+        "k_proj",
+        "v_proj",
+        "o_proj",
+        "gate_proj",
+        "up_proj",
+        "down_proj",
+    ]
+    assert inspect_model("cyberagent/open-calm-7b").lora_targets == [
+        "query_key_value",
+        "dense",
+        "dense_h_to_4h",
+        "dense_4h_to_h",
+    ]
+    assert inspect_model("microsoft/phi-4").lora_targets[0] == "qkv_proj"
+
+
+def test_backend_support_by_architecture():
+    neox = inspect_model("cyberagent/open-calm-7b").supported_backends
+    assert neox["hf"] is None and "gpt_neox" in neox["liger"] and "gpt_neox" in neox["unsloth"]
+    assert inspect_model("google/gemma-2-9b").supported_backends["liger"] is None
+
+
+def test_local_folder_and_unknown_ids(tmp_path):
+    (tmp_path / "config.json").write_text(
+        json.dumps(
+            {
+                "architectures": ["LlamaForCausalLM"],
+                "model_type": "llama",
+                "hidden_size": 64,
+                "intermediate_size": 128,
+                "num_hidden_layers": 2,
+                "num_attention_heads": 4,
+                "vocab_size": 100,
+            }
+        )
+    )
+    assert inspect_model(str(tmp_path)).num_layers == 2
+    with pytest.raises(ModelError, match="not in the catalog"):
+        inspect_model("someone/unknown-model")
+    assert "meta-llama/Llama-3.1-8B" in catalog_ids()
+
+
+def test_detect_is_clean_without_a_driver():
+    hardware = detect_hardware()
+    assert hardware.gpus == [] and "CPU" in hardware.note
+
+
+def test_simulated_cards():
+    laptop = simulated_hardware("RTX 4060 Laptop")
+    assert laptop.primary.total_gib == 8.0 and laptop.simulated
+    assert simulated_hardware("T4").primary.bf16 is False
+    assert simulated_hardware(vram_gib=12).primary.total_gib == 12
+    with pytest.raises(InputError, match="unknown card"):
+        simulated_hardware("RTX 9999")
+
+
+@pytest.mark.parametrize(
+    ("change", "part", "direction"),
+    [
+        ("quantization.mode=none", "base_weights_gib", +1),
+        ("quantization.mode=8bit", "base_weights_gib", +1),
+        ("quantization.double_quant=false", "base_weights_gib", +1),
+        ("lora.r=64", "lora_gib", +1),
+        ("training.optimizer=adamw_torch", "lora_gib", +1),
+        ("memory.gradient_checkpointing=on", "activations_gib", -1),
+        ("training.micro_batch_size=4", "activations_gib", +1),
+        ("training.max_seq_length=2048", "activations_gib", +1),
+        ("memory.backend=liger", "activations_gib", -1),
+    ],
+)
+def test_every_option_moves_its_part_of_the_breakdown(change, part, direction):
+    model = inspect_model("meta-llama/Llama-3.1-8B")
+    base = predict_memory(model, settings_from_overrides(QLORA))
+    changed = predict_memory(model, settings_from_overrides([*QLORA, change]))
+    assert (getattr(changed, part) - getattr(base, part)) * direction > 0
+
+
+def test_unsloth_offloaded_checkpointing_is_the_smallest():
+    model = inspect_model("meta-llama/Llama-3.1-8B")
+    on = predict_memory(
+        model, settings_from_overrides([*QLORA, "memory.gradient_checkpointing=on"])
+    )
+    unsloth = predict_memory(
+        model,
+        settings_from_overrides(
+            [*QLORA, "memory.backend=unsloth", "memory.gradient_checkpointing=unsloth"]
+        ),
+    )
+    assert unsloth.activations_gib < on.activations_gib
+
+
+def test_nine_b_model_on_an_eight_gb_card_finds_a_configuration():
+    plan = advise(
+        simulated_hardware("RTX 4060 Laptop"),
+        inspect_model("google/gemma-2-9b"),
+        settings_from_overrides(QLORA),
+        fixed={"lora.r"},
+    )
+    assert plan.fits and plan.peak_vram_gib <= plan.budget_gib
+    assert plan.settings.quantization.mode == "nf4"
+    assert plan.settings.memory.gradient_checkpointing != "off"
+    assert "quantization.mode" in plan.reasons and "GiB" in plan.reasons["quantization.mode"]
+
+
+def test_eighty_gb_card_spends_memory_on_speed():
+    plan = advise(
+        simulated_hardware(vram_gib=80),
+        inspect_model("meta-llama/Llama-3.1-8B"),
+        settings_from_overrides(QLORA),
+        fixed={"lora.r", "training.max_seq_length"},
+    )
+    assert plan.settings.memory.gradient_checkpointing == "off"
+    assert plan.settings.training.micro_batch_size >= 4
+    assert plan.relative_speed >= 3.0
+    assert plan.alternatives and all(
+        a.relative_speed <= plan.relative_speed for a in plan.alternatives if a.fits
+    )
+
+
+def test_pinned_options_are_never_changed():
+    plan = advise(
+        simulated_hardware(vram_gib=80),
+        inspect_model("meta-llama/Llama-3.1-8B"),
+        settings_from_overrides([*QLORA, "memory.gradient_checkpointing=on"]),
+        fixed={"memory.gradient_checkpointing"},
+    )
+    assert plan.settings.memory.gradient_checkpointing == "on"
+
+
+def test_refusals_are_named():
+    cpu = advise(Hardware(), inspect_model("demo"), settings_from_overrides([]))
+    assert cpu.settings.quantization.mode == "none" and cpu.settings.memory.backend == "hf"
+    assert "needs an NVIDIA GPU" in cpu.unavailable["memory.backend=liger"]
+    two = Hardware([GPU(i, "H100", 80, 80, (9, 0), True, None, None) for i in range(2)])
+    assert (
+        "one GPU"
+        in advise(
+            two, inspect_model("meta-llama/Llama-3.1-8B"), settings_from_overrides(QLORA)
+        ).unavailable["memory.backend=unsloth"]
+    )
+    t4 = advise(
+        simulated_hardware("T4"),
+        inspect_model("meta-llama/Llama-3.2-1B"),
+        settings_from_overrides(QLORA),
+    )
+    assert t4.settings.quantization.compute_dtype == "fp16"
+    assert "no bf16" in t4.unavailable["quantization.compute_dtype=bf16"]
+    neox = advise(
+        simulated_hardware(vram_gib=24),
+        inspect_model("cyberagent/open-calm-7b"),
+        settings_from_overrides(QLORA),
+    )
+    assert neox.settings.memory.backend == "hf"
+
+
+def test_evaluate_reports_does_not_fit():
+    plan = evaluate(
+        simulated_hardware(vram_gib=8),
+        inspect_model("meta-llama/Llama-3.1-8B"),
+        settings_from_overrides(["quantization.mode=none"]),
+    )
+    assert not plan.fits and plan.peak_vram_gib > 8
+
+
+def test_plan_cli_json_without_torch():
+    code = (
+        "import sys, io, json, contextlib\n"
+        "from finetune_tui.main import main\n"
+        "out = io.StringIO()\n"
+        "with contextlib.redirect_stdout(out):\n"
+        "    rc = main(['plan', '--model', 'google/gemma-2-9b', '--vram', '8', '--json'])\n"
+        "assert rc == 0\n"
+        "data = json.loads(out.getvalue())\n"
+        "keys = {'fits', 'peak_vram_gib', 'breakdown', 'settings', 'reasons', 'alternatives'}\n"
+        "assert keys <= set(data)\n"
+        "assert data['fits'] is True\n"
+        "assert 'torch' not in sys.modules, 'plan imported torch'\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_plan_cli_bad_model_is_one_line():
+    result = subprocess.run(
+        [sys.executable, "-m", "finetune_tui", "plan", "--model", "nope/x"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "not in the catalog" in result.stderr
