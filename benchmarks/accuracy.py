@@ -55,7 +55,8 @@ def main() -> None:
     found = list(rows(sys.argv[1:]))
     errors = [abs(r["error"]) for r in found]
     print(
-        "| arch | config | measured reserved GiB | predicted | error | nvml GiB | predicted nvidia-smi |"
+        "| arch | config | measured reserved GiB | predicted | error | nvml GiB "
+        "| predicted nvidia-smi |"
     )
     print("|---|---|---|---|---|---|---|")
     for r in found:

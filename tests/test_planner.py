@@ -147,7 +147,7 @@ def test_eighty_gb_card_spends_memory_on_speed():
     assert plan.settings.training.micro_batch_size >= 4
     assert plan.relative_speed >= 3.0
     assert plan.alternatives and all(
-        a.relative_speed <= plan.relative_speed for a in plan.alternatives if a.fits
+        a.relative_speed <= plan.relative_speed + 0.01 for a in plan.alternatives if a.fits
     )
 
 
