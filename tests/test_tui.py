@@ -144,3 +144,24 @@ async def test_stop_saves_and_quit_waits(tmp_path):
     summary = (tmp_path / "run" / "summary.json").read_text()
     assert '"status": "stopped"' in summary
     assert (tmp_path / "run" / "adapter" / "adapter_config.json").is_file()
+
+
+async def test_vram_bar_follows_every_change_on_a_simulated_card():
+    app = FinetuneApp(
+        load_preset(DEMO_PRESET, ["model.name_or_path=meta-llama/Llama-3.1-8B"]),
+        simulated_vram=24,
+    )
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.press("4")
+        await pilot.pause()
+        before = text_of(app, "#vram-bar")
+        assert "24" in before or "usable" in before
+        form = app.screen.query_one(SettingsForm)
+        form.query_one(f"#{field_id('quantization.mode')}", Select).value = "nf4"
+        await pilot.pause()
+        after = text_of(app, "#vram-bar")
+        assert after != before and "fits" in after
+        await pilot.click("#reset")
+        await pilot.pause()
+        assert "quantization.mode" in text_of(app, "#strategy-status")

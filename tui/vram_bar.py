@@ -22,7 +22,7 @@ class VramBar(Static):
             self.update(Text("VRAM prediction not available for these settings", style="dim"))
             return
         total = breakdown.reserved_gib
-        scale = max(total, budget_gib or 0.0, 1e-9)
+        scale = max(breakdown.nvidia_smi_gib, budget_gib or 0.0, 1e-9)  # the parts sum to it
         bar = Text()
         legend = Text()
         for attr, label, colour in PARTS:
@@ -34,8 +34,14 @@ class VramBar(Static):
         verdict = ""
         if budget_gib:
             verdict = "fits" if fits else "DOES NOT FIT"
-        head = Text(f"predicted peak {total:.2f} GiB", style="bold")
+        head = Text(
+            f"predicted peak {total:.2f} GiB reserved "
+            f"({breakdown.nvidia_smi_gib:.2f} GiB in nvidia-smi)",
+            style="bold",
+        )
+        if not budget_gib:
+            head.append("  CPU only: plan for a GPU on the Hardware screen", style="dim")
         if budget_gib:
-            head.append(f" / card {budget_gib:.1f} GiB  ")
+            head.append(f" / {budget_gib:.1f} GiB usable  ")
             head.append(verdict, style="bold green" if fits else "bold red")
         self.update(Text("\n").join([head, bar, legend]))

@@ -1,0 +1,42 @@
+"""Regenerate the SVG captures of every screen: python screenshots/make_screenshots.py
+
+Drives the real app with Textual's Pilot at 100×32; the Train screen is captured mid-run
+of the embedded demo.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+from pathlib import Path
+
+from finetune_tui.engine.preset import load_preset
+from finetune_tui.tui.app import ORDER, FinetuneApp
+
+HERE = Path(__file__).resolve().parent
+PRESET = HERE.parent / "presets" / "demo.yaml"
+
+
+async def main() -> None:
+    out = Path(tempfile.mkdtemp()) / "run"
+    settings = load_preset(PRESET, ["training.max_steps=200", f"output.dir={out}"])
+    app = FinetuneApp(settings)
+    async with app.run_test(size=(100, 32)) as pilot:
+        for index, name in enumerate(ORDER, start=1):
+            await pilot.press(str(index))
+            await pilot.pause(0.5)
+            if name == "dataset":
+                await app.workers.wait_for_complete()
+                await pilot.pause()
+            if name == "train":
+                await pilot.press("s")
+                while app.screen.steps_seen < 4:
+                    await pilot.pause(0.5)
+            app.save_screenshot(str(HERE / f"{index}-{name}.svg"))
+        await pilot.press("6")
+        await pilot.press("x")
+        await app.workers.wait_for_complete()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
