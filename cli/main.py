@@ -32,6 +32,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--resume", metavar="RUN_DIR", help="continue a run from its last complete checkpoint"
     )
     parser.add_argument(
+        "--tui",
+        action="store_true",
+        help="open the wizard with --preset / --set / --output preloaded instead of training",
+    )
+    parser.add_argument(
         "--detach",
         action="store_true",
         help="start the run in the background (own session, log in the run dir) and return",
@@ -81,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if getattr(args, "handler", None) is not None:
             return int(args.handler(args) or 0)
-        if args.preset or args.resume:
+        if (args.preset or args.resume) and not args.tui:
             from finetune_tui.headless import run_headless
 
             return run_headless(args)

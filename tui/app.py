@@ -134,6 +134,8 @@ def _yaml(value: object) -> str:
 def initial_settings(args: argparse.Namespace | None) -> TrainSettings:
     """The preset given, else the last model/dataset remembered, else the defaults."""
     overrides = list(getattr(args, "overrides", []) or [])
+    if getattr(args, "output", None):
+        overrides.append(f"output.dir={args.output}")
     preset = getattr(args, "preset", None)
     if preset:
         return load_preset(preset, overrides)

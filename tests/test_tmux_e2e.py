@@ -1,0 +1,125 @@
+"""End to end in a real terminal: the installed `finetune-tui` driven through tmux."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import DEMO_PRESET, cli_env
+
+pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux not installed")
+EXE = str(Path(sys.executable).parent / "finetune-tui")
+
+
+class Tmux:
+    def __init__(self, name: str, command: str, env: dict[str, str]):
+        self.name = name
+        exports = " ".join(
+            f"{k}='{v}'" for k, v in env.items() if k.startswith(("FINETUNE", "HF_"))
+        )
+        subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True)
+        subprocess.run(
+            [
+                "tmux",
+                "new-session",
+                "-d",
+                "-s",
+                name,
+                "-x",
+                "100",
+                "-y",
+                "32",
+                f"env {exports} TERM=xterm-256color {command}; sleep 30",
+            ],
+            check=True,
+        )
+
+    def keys(self, *keys: str) -> None:
+        subprocess.run(["tmux", "send-keys", "-t", self.name, *keys], check=True)
+
+    def screen(self) -> str:
+        return subprocess.run(
+            ["tmux", "capture-pane", "-p", "-t", self.name], capture_output=True, text=True
+        ).stdout
+
+    def wait_for(self, text: str, timeout: float) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            screen = self.screen()
+            if text in screen:
+                return screen
+            time.sleep(0.5)
+        raise AssertionError(f"{text!r} never appeared; screen:\n{self.screen()}")
+
+    def close(self) -> None:
+        subprocess.run(["tmux", "kill-session", "-t", self.name], capture_output=True)
+
+
+def test_wizard_trains_the_demo_to_the_end(tmp_path):
+    run_dir = tmp_path / "run"
+    tmux = Tmux(
+        "ft-wizard",
+        f"{EXE} --tui --preset {DEMO_PRESET} --set training.max_steps=20 "
+        f"--set training.exact_match_samples=0 --output {run_dir}",
+        cli_env(tmp_path),
+    )
+    try:
+        tmux.wait_for("1 Hardware", 60)
+        tmux.keys("6")
+        tmux.wait_for("Start training", 20)
+        tmux.keys("s")
+        tmux.wait_for("finished", 240)
+        screen = tmux.screen()
+        assert "step 20/20" in screen and "tokens/s" in screen
+        tmux.keys("q")
+    finally:
+        tmux.close()
+    assert (run_dir / "adapter" / "adapter_config.json").is_file()
+
+
+def test_detach_then_runs_then_attach(tmp_path):
+    env = cli_env(tmp_path)
+    run_dir = tmp_path / "data" / "runs" / "bg"
+    started = subprocess.run(
+        [
+            EXE,
+            "--preset",
+            str(DEMO_PRESET),
+            "--output",
+            str(run_dir),
+            "--detach",
+            "--set",
+            "training.max_steps=60",
+            "--set",
+            "training.logging_steps=1",
+            "--set",
+            "training.exact_match_samples=0",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert started.returncode == 0, started.stderr
+    assert str(run_dir) in started.stdout
+    listing = subprocess.run([EXE, "runs"], capture_output=True, text=True, env=env)
+    assert "bg" in listing.stdout and "running" in listing.stdout
+    tmux = Tmux("ft-attach", f"{EXE} attach {run_dir}", env)
+    try:
+        tmux.wait_for("attached to", 60)
+        tmux.wait_for("step", 180)
+        tmux.keys("q")
+    finally:
+        tmux.close()
+    deadline = time.monotonic() + 300
+    status = ""
+    while time.monotonic() < deadline and '"status": "finished"' not in status:
+        time.sleep(1)
+        status = subprocess.run(
+            [EXE, "runs", "--json"], capture_output=True, text=True, env=env
+        ).stdout
+    assert '"status": "finished"' in status
