@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from finetune_tui.engine.errors import InputError
@@ -81,15 +84,20 @@ def test_gpt_neox_targets_are_its_own_names():
     ]
 
 
-def test_liger_patch_is_verified_on_the_instance(demo_model):
-    import copy
-
-    from finetune_tui.engine.backends import apply_liger, liger_patched_modules
-
-    model = copy.deepcopy(demo_model)
-    assert liger_patched_modules(model) == []
-    patched = apply_liger(model)
-    assert "LlamaRMSNorm" in patched and "LlamaMLP" in patched
+def test_liger_patch_is_verified_on_the_instance():
+    """In a subprocess: Liger also patches transformers' module-level classes, which would
+    leak into every later training in this test process (and fail on a CPU)."""
+    code = (
+        "from transformers import AutoModelForCausalLM\n"
+        "from finetune_tui.engine.backends import apply_liger, liger_patched_modules\n"
+        "from finetune_tui.engine.demo import ensure_demo_model\n"
+        "model = AutoModelForCausalLM.from_pretrained(ensure_demo_model())\n"
+        "assert liger_patched_modules(model) == []\n"
+        "patched = apply_liger(model)\n"
+        "assert 'LlamaRMSNorm' in patched and 'LlamaMLP' in patched, patched\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
 
 
 def test_liger_refuses_an_architecture_it_has_no_kernels_for():
