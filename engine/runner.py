@@ -160,6 +160,7 @@ def _train(
         "adapter_path": str(adapter_dir),
         **_peak_memory(),
     }
+    summary["export"] = _export_script(settings, run_dir, emit)
     write_json(run_dir / SUMMARY_FILE, summary)
     finished = Finished(
         status=summary["status"],
@@ -320,6 +321,20 @@ def _maybe_inject_oom(trainer, attempt: int) -> None:
         from .callbacks import InjectOOMCallback
 
         trainer.add_callback(InjectOOMCallback(int(at_step)))
+
+
+def _export_script(settings: TrainSettings, run_dir: Path, emit: EventSink) -> str | None:
+    """Every run directory gets the standalone script that reproduces it (export/train.py).
+
+    A failure here is a warning, never a reason to fail a run that has trained.
+    """
+    from .export import export_run
+
+    try:
+        return str(export_run(settings, run_dir / "export" / "train.py").script)
+    except Exception as exc:
+        emit(Notice(f"could not write the training script: {exc}", level="warning"))
+        return None
 
 
 def _exact_match_records(eval_dataset, limit: int) -> list[dict]:

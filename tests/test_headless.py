@@ -79,6 +79,7 @@ def test_demo_trains_headless_and_learns(tmp_path):
     assert summary["exact_match_after"] >= summary["exact_match_before"] + 0.3
     assert (run_dir / "adapter" / "adapter_config.json").is_file()
     assert (run_dir / "settings.yaml").is_file()
+    assert (run_dir / "export" / "train.py").is_file() and summary["export"]
 
     kinds = [json.loads(line)["kind"] for line in (run_dir / "metrics.jsonl").open()]
     assert kinds[0] in {"notice", "started"}
