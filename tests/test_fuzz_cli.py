@@ -112,8 +112,6 @@ def test_bad_overrides(tmp_path, capsys, override):
             str(DEMO),
             "--set",
             f"{section}.{name}={json.dumps(value)}",
-            "--output",
-            str(tmp_path / "out"),
         ]
     )
     err = capsys.readouterr().err
