@@ -10,17 +10,11 @@ import json
 import statistics
 import sys
 
+from backends import ARCHS  # the sibling script: one table of architectures
+
 from finetune_tui.engine.memory import predict_memory
 from finetune_tui.engine.models import inspect_model
 from finetune_tui.engine.preset import settings_from_overrides
-
-CATALOG_IDS = {
-    "llama-3.1-8b": "meta-llama/Llama-3.1-8B",
-    "gemma-2-9b": "google/gemma-2-9b",
-    "llama-3.2-1b": "meta-llama/Llama-3.2-1B",
-    "qwen2.5-1.5b": "Qwen/Qwen2.5-1.5B",
-    "gemma-2-2b": "google/gemma-2-2b",
-}
 
 
 def rows(paths):
@@ -36,7 +30,7 @@ def rows(paths):
                 if not k.startswith(("model.", "dataset.path", "output."))
             }
             settings = settings_from_overrides([f"{k}={v}" for k, v in overrides.items()])
-            model = inspect_model(CATALOG_IDS[record["arch"]])
+            model = inspect_model(ARCHS[record["arch"]])
             predicted = predict_memory(model, settings)
             yield {
                 "arch": record["arch"],

@@ -76,6 +76,16 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
     return data
 
 
+def with_changes(
+    settings: TrainSettings, changes: dict[str, object], source: str = "settings"
+) -> TrainSettings:
+    """A copy with `section.key` values replaced, validated (SettingsError on a bad value)."""
+    data = settings.model_dump()
+    for dotted, value in changes.items():
+        _assign(data, dotted.split("."), value, dotted)
+    return validate_settings(data, source=source)
+
+
 def _assign(data: dict, parts: list[str], value: Any, item: str) -> None:
     node = data
     for i, part in enumerate(parts[:-1]):

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from .hardware import Hardware
 from .memory import MemoryBreakdown, predict_memory
 from .models import ModelInfo
+from .preset import with_changes
 from .settings import TrainSettings
 
 SAFETY_MARGIN = 0.95  # of what is left after the CUDA context
@@ -159,7 +160,7 @@ def advise(
         length = base.training.max_seq_length // 2
         if length < 256:
             break
-        shortened = base = _with(base, {"training.max_seq_length": length})
+        shortened = base = with_changes(base, {"training.max_seq_length": length})
         scored, fitting = _score(model, base, fixed, unavailable, hardware, budget)
     pool = fitting or sorted(scored, key=lambda s: s[1].reserved_gib)[:1]
     chosen, breakdown, speed = max(pool, key=lambda s: (s[2], -s[1].reserved_gib))
@@ -196,7 +197,7 @@ def _cpu_settings(base: TrainSettings, fixed) -> TrainSettings:
         "training.optimizer": "adamw_torch",
         "memory.gradient_checkpointing": "off",
     }
-    return _with(base, {k: v for k, v in updates.items() if k not in fixed})
+    return with_changes(base, {k: v for k, v in updates.items() if k not in fixed})
 
 
 def _fit_sequence(base: TrainSettings, stats, fixed) -> TrainSettings:
@@ -204,7 +205,7 @@ def _fit_sequence(base: TrainSettings, stats, fixed) -> TrainSettings:
     if stats is None or "training.max_seq_length" in fixed or not getattr(stats, "p95", 0):
         return base
     length = min(max(128, math.ceil(stats.p95 / 128) * 128), 8192)
-    return _with(base, {"training.max_seq_length": length})
+    return with_changes(base, {"training.max_seq_length": length})
 
 
 def _candidates(base: TrainSettings, fixed, unavailable: dict[str, str], hardware: Hardware):
@@ -237,7 +238,7 @@ def _candidates(base: TrainSettings, fixed, unavailable: dict[str, str], hardwar
             and "quantization.compute_dtype" not in fixed
         ):
             updates["quantization.compute_dtype"] = "fp16"
-        yield _with(base, updates)
+        yield with_changes(base, updates)
 
 
 def _reasons(model, chosen, breakdown, budget, hardware, fits) -> dict[str, str]:
@@ -245,18 +246,18 @@ def _reasons(model, chosen, breakdown, budget, hardware, fits) -> dict[str, str]
     card = f"{budget:.1f} GiB usable on {gpu.name}"
     s = chosen
 
-    def peak_with(**changes) -> float:
-        return predict_memory(model, _with(s, changes), hardware).reserved_gib
+    def peakwith_changes(**changes) -> float:
+        return predict_memory(model, with_changes(s, changes), hardware).reserved_gib
 
     reasons = {}
     other_quant = "nf4" if s.quantization.mode == "none" else "none"
-    alt = peak_with(**{"quantization.mode": other_quant})
+    alt = peakwith_changes(**{"quantization.mode": other_quant})
     reasons["quantization.mode"] = (
         f"{s.quantization.mode}: weights take {breakdown.base_weights_gib:.1f} GiB; "
         f"{other_quant} would peak at {alt:.1f} GiB ({card})"
     )
     other = "on" if s.memory.gradient_checkpointing == "off" else "off"
-    alt = peak_with(**{"memory.gradient_checkpointing": other})
+    alt = peakwith_changes(**{"memory.gradient_checkpointing": other})
     reasons["memory.gradient_checkpointing"] = (
         f"{s.memory.gradient_checkpointing}: activations {breakdown.activations_gib:.1f} GiB; "
         f"{other} would peak at {alt:.1f} GiB"
@@ -313,11 +314,3 @@ def _diff(a: TrainSettings, b: TrainSettings) -> dict[str, object]:
 def _get(settings: TrainSettings, dotted: str):
     section, key = dotted.split(".")
     return getattr(getattr(settings, section), key)
-
-
-def _with(settings: TrainSettings, updates: dict[str, object]) -> TrainSettings:
-    data = settings.model_dump()
-    for dotted, value in updates.items():
-        section, key = dotted.split(".")
-        data[section][key] = value
-    return TrainSettings.model_validate(data)

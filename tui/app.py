@@ -13,7 +13,12 @@ from textual.app import App
 from textual.binding import Binding
 
 from finetune_tui.engine.errors import FinetuneError
-from finetune_tui.engine.preset import apply_overrides, load_preset, validate_settings
+from finetune_tui.engine.preset import (
+    apply_overrides,
+    load_preset,
+    validate_settings,
+    with_changes,
+)
 from finetune_tui.engine.settings import TrainSettings
 
 from .screen_dataset import DatasetScreen
@@ -84,11 +89,8 @@ class FinetuneApp(App):
 
     def update_setting(self, field: str, value: object) -> str | None:
         """Apply one change through the schema; return the error message, if any."""
-        data = self.state.settings.model_dump()
         try:
-            self.state.settings = validate_settings(
-                apply_overrides(data, [f"{field}={_yaml(value)}"]), source="form"
-            )
+            self.state.settings = with_changes(self.state.settings, {field: value}, "form")
         except FinetuneError as exc:
             return str(exc).removeprefix("form: ")
         remember(self.state.settings)
@@ -123,12 +125,6 @@ class AttachApp(App):
 
     def on_mount(self) -> None:
         self.push_screen(TrainScreen(attach_to=self.run_dir))
-
-
-def _yaml(value: object) -> str:
-    import json
-
-    return json.dumps(value) if not isinstance(value, str) else value
 
 
 def initial_settings(args: argparse.Namespace | None) -> TrainSettings:
