@@ -27,6 +27,7 @@ ARCHS = {  # short name -> catalog ID (engine/catalog.py); "tiny" = the embedded
     "gemma-2-9b": "google/gemma-2-9b",
     "llama-3.2-1b": "meta-llama/Llama-3.2-1B",
     "qwen2.5-1.5b": "Qwen/Qwen2.5-1.5B",
+    "qwen2.5-7b": "Qwen/Qwen2.5-7B",
     "gemma-2-2b": "google/gemma-2-2b",
     "tiny": None,
 }

@@ -2,6 +2,8 @@
 # One whole experiment on the GPU machine (see ../shared/gpu/README.md):
 #   bash benchmarks/gpu_run.sh calib     # memory calibration: 3 architectures x CALIB set
 #   bash benchmarks/gpu_run.sh backends  # Llama-3.1-8B backends x checkpointing x batch
+#   bash benchmarks/gpu_run.sh panel     # the live panel's cost: headless vs TUI on a pty
+#   bash benchmarks/gpu_run.sh calib backends panel   # several stages in one call
 # Installs the carried wheels, exposes the repo as the finetune_tui package, writes JSON
 # lines and logs to $OUT.
 set -uo pipefail
@@ -13,7 +15,8 @@ export PYTHONPATH=/tmp/site:/tmp/pkg PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
 export FINETUNE_TUI_CACHE_DIR=/tmp/ftcache FINETUNE_TUI_DATA_DIR=/tmp/ftdata
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
-case "${1:-calib}" in
+for stage in "${@:-calib}"; do
+case "$stage" in
   calib)
     for arch in ${ARCHS:-llama-3.2-1b gemma-2-2b}; do
       python3 benchmarks/backends.py matrix --arch "$arch" --set calib --cards 0 --steps 6 \
@@ -23,5 +26,11 @@ case "${1:-calib}" in
     python3 benchmarks/backends.py matrix --arch "${ARCH:-llama-3.1-8b}" --set hand --cards "${CARDS:-80}" \
       --steps "${STEPS:-8}" --only "${ONLY:-}" --out "$OUT/backends.jsonl" --timeout 240 \
       2>&1 | tail -c 20000 >> "$OUT/backends.log" ;;
+  panel)
+    python3 benchmarks/panel_overhead.py --arch "${PANEL_ARCH:-llama-3.2-1b}" \
+      --repeats "${REPEATS:-2}" --set training.max_steps="${PANEL_STEPS:-40}" \
+      --set training.micro_batch_size=4 --out "$OUT/panel.jsonl" \
+      2>&1 | tail -c 20000 >> "$OUT/panel.log" ;;
 esac
+done
 ls -la "$OUT"

@@ -1,4 +1,6 @@
-"""Screen 6: the live panel. Training runs in a thread worker; events arrive as messages.
+"""Screen 6: the live panel. Training runs in a thread worker; its events are queued and the
+panel drains the queue on a timer, so a fast training pays for 4 redraws a second, not one
+per step (benchmarks/panel_overhead.py measures the cost).
 
 The same screen attaches read-only to a run started elsewhere (`finetune-tui attach`):
 then events come from the run's metrics.jsonl and Stop signals that process instead.
@@ -10,12 +12,12 @@ import os
 import signal
 import threading
 import time
+from collections import deque
 from pathlib import Path
 
 from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
-from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, ProgressBar, RichLog, Sparkline, Static
 
@@ -31,22 +33,7 @@ from finetune_tui.engine.events import (
 )
 
 HISTORY = 120
-
-
-class TrainEvent(Message):
-    """One runner event, delivered to the UI thread."""
-
-    def __init__(self, event: Event) -> None:
-        super().__init__()
-        self.event = event
-
-    def can_replace(self, message: Message) -> bool:
-        """A newer step supersedes a queued older one: the screen shows the latest."""
-        return (
-            isinstance(message, TrainEvent)
-            and isinstance(message.event, Step)
-            and isinstance(self.event, Step)
-        )
+REFRESH_S = 0.25  # the panel redraws at most 4 times a second, whatever the step rate
 
 
 class TrainScreen(Screen):
@@ -63,6 +50,7 @@ class TrainScreen(Screen):
         self.vram: list[float] = []
         self.steps_seen = 0
         self.started_at: float | None = None
+        self.pending: deque[Event] = deque()  # appended by the training thread
 
     def compose(self) -> ComposeResult:
         yield Header(show_clock=True)
@@ -91,6 +79,7 @@ class TrainScreen(Screen):
             self.log_line(f"attached to {self.attach_to} (read-only)")
             self.follow_run()
         self.set_interval(1.0, self.poll_telemetry)
+        self.set_interval(REFRESH_S, self.drain_events)
 
     # --- starting and stopping ------------------------------------------------------
 
@@ -155,21 +144,32 @@ class TrainScreen(Screen):
             self.deliver(event)
 
     def deliver(self, event: Event) -> None:
-        """Called on the training thread: hand the event to the UI thread."""
-        self.post_message(TrainEvent(event))
+        """Called on the training thread: queue the event (deque appends are thread-safe)."""
+        self.pending.append(event)
 
     def _training_ended(self) -> None:
+        self.drain_events()
         self.running = False
         self.query_one("#start", Button).disabled = False
         self.query_one("#stop", Button).disabled = True
 
     # --- showing events -------------------------------------------------------------
 
-    def on_train_event(self, message: TrainEvent) -> None:
-        event = message.event
-        if isinstance(event, Step):
-            self.show_step(event)
-        elif isinstance(event, Started):
+    def drain_events(self) -> None:
+        """Show every queued event; steps feed the charts, the last one the numbers."""
+        last_step = None
+        while self.pending:
+            event = self.pending.popleft()
+            if isinstance(event, Step):
+                self.record_step(event)
+                last_step = event
+            else:
+                self.show_event(event)
+        if last_step is not None:
+            self.show_step(last_step)
+
+    def show_event(self, event: Event) -> None:
+        if isinstance(event, Started):
             self.started_at = time.monotonic()
             self.query_one(ProgressBar).update(total=event.total_steps, progress=0)
             self.log_line(
@@ -191,14 +191,17 @@ class TrainScreen(Screen):
             self.log_line(f"[red]failed: {event.message}[/red]")
             self.notify(event.message, severity="error", timeout=15)
 
-    def show_step(self, event: Step) -> None:
+    def record_step(self, event: Step) -> None:
         self.steps_seen += 1
         self.losses = (self.losses + [event.loss])[-HISTORY:]
         self.speeds = (self.speeds + [event.tokens_per_second])[-HISTORY:]
-        self.query_one("#loss-spark", Sparkline).data = self.losses
-        self.query_one("#speed-spark", Sparkline).data = self.speeds
         if event.memory_reserved_gib is not None:
             self.vram = (self.vram + [event.memory_reserved_gib])[-HISTORY:]
+
+    def show_step(self, event: Step) -> None:
+        self.query_one("#loss-spark", Sparkline).data = self.losses
+        self.query_one("#speed-spark", Sparkline).data = self.speeds
+        if self.vram:
             self.query_one("#vram-spark", Sparkline).data = self.vram
         self.query_one(ProgressBar).update(total=event.total_steps, progress=event.step)
         vram = (
