@@ -83,6 +83,14 @@ HAND_PICKED = [
         },
     ),
     (
+        "liger ckpt b16",
+        {
+            "memory.backend": "liger",
+            "memory.gradient_checkpointing": "on",
+            "training.micro_batch_size": 16,
+        },
+    ),
+    (
         "liger ckpt b1 s512",
         {
             "memory.backend": "liger",
@@ -98,6 +106,14 @@ HAND_PICKED = [
             "memory.backend": "unsloth",
             "memory.gradient_checkpointing": "unsloth",
             "training.micro_batch_size": 4,
+        },
+    ),
+    (
+        "unsloth uckpt b16",
+        {
+            "memory.backend": "unsloth",
+            "memory.gradient_checkpointing": "unsloth",
+            "training.micro_batch_size": 16,
         },
     ),
     (

@@ -3,7 +3,7 @@
 The TUI run is the real `finetune-tui --tui` on a pseudo-terminal (full rendering, escape
 sequences written and read), driven by keystrokes: `6` (Train screen), `s` (start), `q`
 when the run's summary.json appears. The headless run is `finetune-tui --preset`. Runs
-alternate (headless, tui, headless, tui, …) so drift on the machine hits both. Step rates
+alternate after one uncounted warm-up run (headless, tui, headless, tui, …) so drift on the machine hits both. Step rates
 come from each run's metrics.jsonl, steps after the first two. Prints JSON lines:
 
     python benchmarks/panel_overhead.py --preset presets/demo.yaml --repeats 2 \
@@ -124,6 +124,7 @@ def main() -> None:
         Path(args.work).mkdir(parents=True, exist_ok=True)
         args.preset = arch_preset(args.arch, Path(args.work))
     results = {"headless": [], "tui": []}
+    run_headless(args.preset, args.overrides, Path(args.work) / "warm-up")  # caches, kernels
     for repeat in range(args.repeats):
         for mode in ("headless", "tui"):
             run_dir = Path(args.work) / f"{mode}-{repeat}"

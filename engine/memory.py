@@ -22,6 +22,8 @@ COEFFICIENTS = {
     "unsloth_ckpt_h": 0.25,  # Unsloth offloads the layer inputs to CPU
     "act_i_16bit_extra": 2.0,  # 16-bit base weights keep one more MLP-wide copy (measured)
     "liger_act_i": 5.0,  # Liger's SwiGLU recomputes the activation instead of storing it
+    "unsloth_act_i": 6.5,  # Unsloth's fused LoRA MLP keeps less per MLP width (fit: 8B, 7B)…
+    "unsloth_act_h_extra": 4.0,  # …and its offloading leaves more blocks reserved per token
     "head_bytes_per_token_h": 8.0,  # fused chunked LM head: fp32 hidden + its gradient
     "head_fixed_gib": 0.125,  # the loss kernel's tile buffers
     "fragmentation": 0.04,  # reserved / allocated - 1 (measured 0.5-4 %)
@@ -85,10 +87,12 @@ def activation_bytes(model: ModelInfo, settings: TrainSettings) -> float:
     c = COEFFICIENTS
     tokens = settings.training.micro_batch_size * settings.training.max_seq_length
     h, i, layers = model.hidden_size, model.intermediate_size, model.num_layers
-    act_i = c["liger_act_i"] if settings.memory.backend == "liger" else c["act_i"]
+    backend = settings.memory.backend
+    act_i = {"liger": c["liger_act_i"], "unsloth": c["unsloth_act_i"]}.get(backend, c["act_i"])
+    act_h = c["act_h"] + (c["unsloth_act_h_extra"] if backend == "unsloth" else 0.0)
     if settings.quantization.mode == "none":
         act_i += c["act_i_16bit_extra"]
-    one_layer = tokens * (c["act_h"] * h + act_i * i)
+    one_layer = tokens * (act_h * h + act_i * i)
     mode = settings.memory.gradient_checkpointing
     if mode == "off":
         return layers * one_layer + _gemma_extra(model, settings)

@@ -18,7 +18,8 @@ from .models import ModelInfo
 from .preset import with_changes
 from .settings import TrainSettings
 
-SAFETY_MARGIN = 0.95  # of what is left after the CUDA context
+SAFETY_MARGIN = 0.93  # of what is left after the CUDA context: the worst held-out
+# under-prediction measured is 6.5 % (Liger, checkpointing, batch 16: allocator fragmentation)
 MICRO_BATCHES = (1, 2, 4, 8, 16, 32)
 # Relative tokens/s factors, measured on H100 (Llama-3.1-8B, seq 1024, docs/BENCHMARKS.md):
 # hf ckpt b2 3130, hf nockpt b4 8352, liger ckpt b4 6314, liger nockpt b8 12745,
