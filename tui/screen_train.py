@@ -1,6 +1,6 @@
 """Screen 6: the live panel. Training runs in a thread worker; its events are queued and the
-panel drains the queue on a timer, so a fast training pays for 4 redraws a second, not one
-per step (benchmarks/panel_overhead.py measures the cost).
+panel drains the queue on a timer, so a fast training pays for one redraw a second, not one
+per step (benchmarks/panel_overhead.py measures the cost: docs/BENCHMARKS.md).
 
 The same screen attaches read-only to a run started elsewhere (`finetune-tui attach`):
 then events come from the run's metrics.jsonl and Stop signals that process instead.
@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 import time
 from collections import deque
+from contextlib import contextmanager
 from pathlib import Path
 
 from textual import on, work
@@ -33,7 +35,8 @@ from finetune_tui.engine.events import (
 )
 
 HISTORY = 120
-REFRESH_S = 0.25  # the panel redraws at most 4 times a second, whatever the step rate
+REFRESH_S = 1.0  # the panel redraws once a second, whatever the step rate
+GIL_SWITCH_S = 0.0005  # see _gil_handoff
 
 
 class TrainScreen(Screen):
@@ -58,7 +61,7 @@ class TrainScreen(Screen):
             with Horizontal(classes="row"):
                 yield Button("Start training", id="start", variant="success")
                 yield Button("Stop (saves)", id="stop", variant="error", disabled=True)
-            yield ProgressBar(id="progress", show_eta=True)
+            yield ProgressBar(id="progress", show_eta=True, total=1)
             yield Static("waiting to start", id="stats")
             yield Static("loss", classes="spark-label")
             yield Sparkline([], id="loss-spark")
@@ -129,7 +132,7 @@ class TrainScreen(Screen):
         from .fdcapture import captured_fds
 
         try:
-            with captured_fds(run_dir / LOG_FILE, enabled=self.app.capture_fds):
+            with captured_fds(run_dir / LOG_FILE, enabled=self.app.capture_fds), _gil_handoff():
                 run_training(self.app.state.settings, self.deliver, self.stop_event, run_dir)
         except FinetuneError:
             pass  # the runner already emitted a Failed event with the message
@@ -266,6 +269,21 @@ class ConfirmStop(Screen[bool]):
 
     def action_no(self) -> None:
         self.dismiss(False)
+
+
+@contextmanager
+def _gil_handoff(interval_s: float = GIL_SWITCH_S):
+    """While training shares the process with the UI, hand the GIL back sooner.
+
+    Launching CUDA kernels is Python work on the training thread; each redraw holds the GIL
+    and, at the default 5 ms switch interval, stalls the launches longer than it runs.
+    """
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(interval_s)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(previous)
 
 
 def _clock(seconds: float | None) -> str:
