@@ -3,8 +3,9 @@
 The TUI run is the real `finetune-tui --tui` on a pseudo-terminal (full rendering, escape
 sequences written and read), driven by keystrokes: `6` (Train screen), `s` (start), `q`
 when the run's summary.json appears. The headless run is `finetune-tui --preset`. Runs
-alternate after one uncounted warm-up run (headless, tui, headless, tui, …) so drift on the machine hits both. Step rates
-come from each run's metrics.jsonl, steps after the first two. Prints JSON lines:
+alternate after one uncounted warm-up run (headless, tui, headless, tui, …) so drift on
+the machine hits both. Step rates come from each run's metrics.jsonl, steps after the
+first two. Prints JSON lines:
 
     python benchmarks/panel_overhead.py --preset presets/demo.yaml --repeats 2 \
         --set training.max_steps=40 --out panel.jsonl

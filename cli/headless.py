@@ -38,19 +38,22 @@ def run_headless(args: argparse.Namespace) -> int:
         run_dir, settings = _existing_run(args.resume)
     else:
         settings = _settings_from_args(args)
+        _check_dataset(settings)
         run_dir = prepare_run_dir(settings)
     if args.detach:
         return _detach(run_dir, settings)
 
     stop = threading.Event()
     received = _install_signal_handlers(stop)
-    say(f"run directory: {run_dir}")
+    say(f"run directory: {run_dir} (library messages: {LOG_FILE})")
 
     from finetune_tui.engine.runner import run_training
+    from finetune_tui.tui.fdcapture import captured_fds
 
-    finished = run_training(
-        settings, print_event, stop=stop, run_dir=run_dir, resume=bool(args.resume)
-    )
+    with captured_fds(run_dir / LOG_FILE, enabled=True, fds=(2,)):
+        finished = run_training(
+            settings, print_event, stop=stop, run_dir=run_dir, resume=bool(args.resume)
+        )
     if received:
         return EXIT_CODES[received[0]]
     return 0 if finished.status == "finished" else 1
@@ -63,6 +66,13 @@ def _settings_from_args(args: argparse.Namespace) -> TrainSettings:
     if args.overwrite:
         overrides.append("output.overwrite=true")
     return load_preset(args.preset, overrides)
+
+
+def _check_dataset(settings: TrainSettings) -> None:
+    """A bad dataset is refused before a run directory exists (no torch needed)."""
+    from finetune_tui.engine.data import load_validated
+
+    load_validated(settings)
 
 
 def _existing_run(path: str) -> tuple[Path, TrainSettings]:
@@ -142,7 +152,8 @@ def format_event(event: Event) -> str | None:
     if isinstance(event, Started):
         return (
             f"training {event.model} on {event.device}: {event.train_samples} train / "
-            f"{event.eval_samples} eval samples, {event.total_steps} steps, "
+            f"{event.eval_samples} eval samples, {event.total_steps} steps"
+            f"{f' ({event.steps_per_epoch} per epoch)' if event.steps_per_epoch else ''}, "
             f"{event.trainable_params:,} trainable parameters"
         )
     if isinstance(event, Eval):

@@ -94,7 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     except FinetuneError as exc:
         if args.debug:
             traceback.print_exc()
-        print(f"finetune-tui: error: {exc}", file=sys.stderr)
+        message = " ".join(str(exc).split())  # library messages can span lines
+        print(f"finetune-tui: error: {message}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("finetune-tui: interrupted", file=sys.stderr)

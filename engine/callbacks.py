@@ -6,6 +6,7 @@ up here: a `threading.Event` checked after each step that asks the Trainer to sa
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from pathlib import Path
@@ -22,8 +23,11 @@ TRIGGER_FILE = "CHECKPOINT_NOW"  # touch <run>/CHECKPOINT_NOW to save at the nex
 class EventCallback(TrainerCallback):
     """Turns Trainer log dicts into `Step` / `Eval` / `Checkpoint` events."""
 
-    def __init__(self, sink: EventSink, samples_per_step: int, started: dict):
+    def __init__(
+        self, sink: EventSink, samples_per_step: int, started: dict, save_every_epoch=False
+    ):
         self.sink = sink
+        self.save_every_epoch = save_every_epoch
         self.started = started  # fields of the Started event known before training
         self.samples_per_step = samples_per_step
         self.save_reason = "interval"
@@ -38,7 +42,16 @@ class EventCallback(TrainerCallback):
         self._start = self._last_time = time.perf_counter()
         self._last_step = state.global_step
         self._last_tokens = 0.0
-        self.sink(Started(total_steps=state.max_steps, **self.started))
+        per_epoch = _steps_per_epoch(kwargs.get("train_dataloader"), args)
+        self.sink(Started(total_steps=state.max_steps, steps_per_epoch=per_epoch, **self.started))
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        # The Trainer's save_strategy is "steps" or "epoch", never both; asking for a save
+        # here gives "every N steps and once per epoch".
+        if self.save_every_epoch and state.global_step > 0:
+            control.should_save = True
+            self.save_reason = "epoch"
+        return control
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         logs = logs or {}
@@ -112,6 +125,15 @@ def cuda_memory() -> dict:
         "memory_reserved_gib": torch.cuda.memory_reserved() / GIB,
         "memory_peak_gib": torch.cuda.max_memory_reserved() / GIB,
     }
+
+
+def _steps_per_epoch(dataloader, args) -> int | None:
+    """Optimizer steps per epoch from the Trainer's own loader (already split across GPUs)."""
+    try:
+        batches = len(dataloader)
+    except TypeError:  # no loader, or an iterable dataset without a length
+        return None
+    return max(math.ceil(batches / args.gradient_accumulation_steps), 1)
 
 
 def _float_or_none(value) -> float | None:

@@ -33,6 +33,7 @@ class Started(Event):
     device: str
     trainable_params: int
     total_params: int
+    steps_per_epoch: int | None = None
     kind: str = field(init=False, default="started")
 
 

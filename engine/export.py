@@ -226,6 +226,7 @@ def _constants(settings: TrainSettings, reasons: dict[str, str]) -> str:
         const("LOGGING_STEPS", t.logging_steps, "training.logging_steps"),
         const("EVAL_STEPS", t.eval_steps, "training.eval_steps"),
         const("SAVE_STEPS", t.save_steps, "training.save_steps"),
+        const("SAVE_EVERY_EPOCH", t.save_every_epoch, "training.save_every_epoch"),
         const("SAVE_TOTAL_LIMIT", t.save_total_limit, "training.save_total_limit"),
         const("SEED", t.seed, "training.seed"),
         const("OUTPUT", s.output.dir or "finetune-output", "output.dir"),
@@ -498,6 +499,14 @@ class LossLog(TrainerCallback):
                 file.write(json.dumps(record) + "\\n")
 
 
+class EpochCheckpoints(TrainerCallback):
+    """A checkpoint at the end of every epoch, on top of the every-SAVE_STEPS ones."""
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        control.should_save = state.global_step > 0
+        return control
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", default=MODEL, help="model folder or Hub ID")
@@ -561,7 +570,8 @@ def main():
         eval_dataset=evaluation,
         processing_class=tokenizer,
         peft_config=lora,
-        callbacks=[LossLog(output / "losses.jsonl")],
+        callbacks=[LossLog(output / "losses.jsonl")]
+        + ([EpochCheckpoints()] if SAVE_EVERY_EPOCH else []),
     )
     trainer.remove_callback(PrinterCallback)
     trainer.train()

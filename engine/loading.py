@@ -8,6 +8,7 @@ targets derived from the model's own module names.
 from __future__ import annotations
 
 import importlib.util
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +45,36 @@ def resolve_model_path(name_or_path: str) -> str:
             raise ModelError(f"{path}: not a model folder (no config.json)")
         return str(path)
     return name_or_path
+
+
+def remote_code_files(model_path: str) -> list[str]:
+    """The model folder's own Python (auto_map in its configs): run only when trusted."""
+    folder = Path(model_path)
+    if not folder.is_dir():
+        return []  # a hub ID: transformers itself refuses remote code unless trusted
+    wants_code = False
+    for name in ("config.json", "tokenizer_config.json"):
+        try:
+            wants_code |= "auto_map" in json.loads((folder / name).read_text())
+        except (OSError, ValueError):
+            continue
+    return sorted(p.name for p in folder.glob("*.py")) if wants_code else []
+
+
+def check_remote_code(model_path: str, settings: TrainSettings) -> str | None:
+    """The warning for a trusted model; an untrusted one's code is never run.
+
+    Untrusted, transformers loads its built-in class for a known architecture and
+    refuses (one ModelError line) when the model needs its own code.
+    """
+    if not settings.model.trust_remote_code:
+        return None
+    files = remote_code_files(model_path)
+    where = ", ".join(files) if files else "from the hub, if it has any"
+    return (
+        f"model.trust_remote_code is on: the model's own Python code ({where}) "
+        "runs with your permissions"
+    )
 
 
 def choose_device(settings: TrainSettings) -> Device:
@@ -154,6 +185,12 @@ def load_model(model_path: str, settings: TrainSettings, device: Device, attn: s
     try:
         model = AutoModelForCausalLM.from_pretrained(model_path, **kwargs)
     except (OSError, ValueError) as exc:
+        files = remote_code_files(model_path)
+        if files and not settings.model.trust_remote_code:
+            raise ModelError(
+                f"{model_path}: the model needs its own Python code ({', '.join(files)}); "
+                "it runs only with model.trust_remote_code: true, if you trust its source"
+            ) from None
         raise ModelError(f"{settings.model.name_or_path}: cannot load model: {exc}") from None
     model.config.use_cache = False
     return model

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .checkpoints import last_complete_checkpoint
-from .errors import FinetuneError, TrainingError
+from .errors import FinetuneError, TrainingError, storage_failure
 from .events import Eval, Event, EventSink, Failed, Finished, Notice
 from .preset import save_preset
 from .rundir import (
@@ -35,13 +35,24 @@ class MetricsFile:
 
     def __init__(self, path: Path):
         self.file = path.open("a", encoding="utf-8")
+        self.broken = False
 
     def __call__(self, event: Event) -> None:
-        self.file.write(json.dumps(event.to_json(), default=str) + "\n")
-        self.file.flush()
+        if self.broken:  # a full disk fails the run once; the Failed event still reaches the UI
+            return
+        try:
+            self.file.write(json.dumps(event.to_json(), default=str) + "\n")
+            self.file.flush()
+        except OSError:
+            self.broken = True
+            raise
 
     def close(self) -> None:
-        self.file.close()
+        try:
+            self.file.close()
+        except OSError:  # the unflushed tail of a write that already failed
+            if not self.broken:
+                raise
 
 
 def run_training(
@@ -75,8 +86,11 @@ def run_training(
         emit(Failed(message=str(exc)))
         raise
     except Exception as exc:
-        emit(Failed(message=f"{type(exc).__name__}: {exc}"))
-        raise TrainingError(f"training failed: {type(exc).__name__}: {exc}") from exc
+        error = storage_failure(exc, run_dir) or TrainingError(
+            f"training failed: {type(exc).__name__}: {exc}"
+        )
+        emit(Failed(message=str(error)))
+        raise error from exc
     finally:
         metrics.close()
 
@@ -183,6 +197,9 @@ def _prepare_inputs(settings: TrainSettings, emit: EventSink) -> _Inputs:
     device = loading.choose_device(settings)
     loading.check_backend_support(settings, device)
     model_path = loading.resolve_model_path(settings.model.name_or_path)
+    warning = loading.check_remote_code(model_path, settings)
+    if warning:
+        emit(Notice(warning, level="warning"))
     tokenizer = loading.load_tokenizer(model_path, settings)
     data = prepare_datasets(settings, tokenizer.eos_token)
     attn = loading.attention_implementation(settings)
@@ -224,6 +241,7 @@ def _build_trainer(settings: TrainSettings, inputs: _Inputs, run_dir: Path, emit
             "trainable_params": 0,
             "total_params": 0,
         },
+        save_every_epoch=settings.training.save_every_epoch,
     )
     stopper = StopCallback(stop, run_dir, events)
     transformers.set_seed(settings.training.seed)  # LoRA init identical to the exported script

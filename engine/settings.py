@@ -127,6 +127,9 @@ class TrainingSettings(Section):
     save_steps: PositiveInt | None = Field(
         None, description="Checkpoint every N steps (None = only at the end / on stop)."
     )
+    save_every_epoch: bool = Field(
+        False, description="Also checkpoint at the end of every epoch (with or without save_steps)."
+    )
     save_total_limit: PositiveInt = Field(2, description="Keep the last K checkpoints.")
     seed: int = Field(42, ge=0, description="Seed for data order, LoRA init and dropout.")
     exact_match_samples: int = Field(

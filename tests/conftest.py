@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -43,3 +44,15 @@ def cli_env(tmp_path: Path) -> dict[str, str]:
 
 def cli_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "finetune_tui", *args]
+
+
+def run_cli(tmp_path: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    """`finetune-tui ARGS` to the end, no terminal, output captured."""
+    return subprocess.run(
+        cli_command(*args),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        env=cli_env(tmp_path),
+        timeout=timeout,
+    )

@@ -86,10 +86,10 @@ def test_bad_presets_exit_2_with_one_line(tmp_path, capsys, text):
     preset = tmp_path / "bad.yaml"
     preset.write_text(text)
     before = snapshot(tmp_path)
-    code = main(["--preset", str(preset), "--output", str(tmp_path / "out")])
+    # no --output: it would mask a bad output.dir (runs go under the private data dir)
+    code = main(["--preset", str(preset)])
     assert_clean_failure(code, capsys.readouterr().err)
     assert snapshot(tmp_path) == before
-    assert not (tmp_path / "out").exists()
 
 
 @FUZZ
@@ -120,3 +120,66 @@ def test_bad_overrides(tmp_path, capsys, override):
 
 
 DEMO = Path(__file__).resolve().parent.parent / "presets" / "demo.yaml"
+
+
+# --- dataset files ---------------------------------------------------------------------
+
+not_a_string = st.one_of(st.integers(), st.booleans(), st.lists(st.integers(), max_size=2))
+bad_turns = st.one_of(
+    not_a_string,
+    st.just([]),
+    st.lists(st.fixed_dictionaries({"role": junk_text, "content": junk_text}), min_size=1),
+    st.just([{"role": "user", "content": "hi"}]),  # no assistant answer
+    st.just([{"role": "assistant"}]),
+)
+bad_records = st.one_of(
+    st.fixed_dictionaries({"messages": bad_turns}),
+    st.fixed_dictionaries({"conversations": bad_turns}),
+    st.fixed_dictionaries({"instruction": not_a_string, "output": junk_text}),
+    st.fixed_dictionaries({"instruction": junk_text, "output": st.just("   ")}),
+    st.fixed_dictionaries({"text": st.one_of(not_a_string, st.just(""))}),
+    st.dictionaries(st.from_regex(r"[a-z]{1,6}", fullmatch=True), st.integers(), min_size=1)
+    .filter(lambda d: not {"messages", "conversations", "instruction", "output", "text"} & set(d)),
+)
+GOOD = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}
+
+
+@st.composite
+def bad_dataset_files(draw) -> tuple[str, bytes]:
+    """(suffix, content) of a dataset file with at least one record that cannot train."""
+    kind = draw(st.sampled_from(["records", "syntax", "binary", "json", "csv", "empty"]))
+    if kind == "records":  # good lines around a bad one: the error names the bad line
+        before = draw(st.integers(0, 3))
+        lines = [GOOD] * before + [draw(bad_records)] + [GOOD] * draw(st.integers(0, 2))
+        text = "\n".join(json.dumps(line) for line in lines)
+        return ".jsonl", text.encode()
+    if kind == "syntax":
+        broken = draw(st.sampled_from(['{"text": ', "[1, 2", "{'text': 'x'}", "nul", "}"]))
+        return ".jsonl", (json.dumps(GOOD) + "\n" + broken + "\n").encode()
+    if kind == "binary":
+        return draw(st.sampled_from([".jsonl", ".json", ".csv"])), b"\xff\xfe" + draw(st.binary())
+    if kind == "json":
+        value = draw(st.one_of(st.integers(), junk_text, st.lists(not_a_string, min_size=1)))
+        return ".json", json.dumps(value).encode()
+    if kind == "csv":
+        header = draw(st.from_regex(r"[a-z]{1,8}", fullmatch=True).filter(lambda h: h != "text"))
+        return ".csv", f"{header}\n{draw(st.integers())}\n".encode()
+    return draw(st.sampled_from([".jsonl", ".json", ".csv"])), draw(st.sampled_from([b"", b"\n "]))
+
+
+@FUZZ
+@given(file=bad_dataset_files())
+def test_bad_dataset_files_exit_2_naming_the_file(tmp_path, capsys, file):
+    suffix, content = file
+    dataset = tmp_path / f"data{suffix}"
+    dataset.write_bytes(content)
+    before = snapshot(tmp_path)
+    code = main(
+        ["--preset", str(DEMO), "--set", f"dataset.path={dataset}", "--set", "dataset.format=auto"]
+        + ["--output", str(tmp_path / "o")]
+    )
+    err = capsys.readouterr().err
+    assert_clean_failure(code, err)
+    assert str(dataset) in err
+    assert snapshot(tmp_path) == before
+    assert not (tmp_path / "o").exists()

@@ -181,3 +181,26 @@ def test_runs_lists_status(tmp_path):
     assert rows[0]["step"] == 3
     plain = run(tmp_path, "attach", "tiny", "--plain")
     assert "finished at step 3/3" in plain.stdout
+
+
+def test_checkpoint_at_every_epoch_end_with_steps_per_epoch_from_the_loader(tmp_path):
+    """1,980 training rows / micro-batch 128 = 16 batches; accumulation 2 → 8 steps an epoch."""
+    run_dir = tmp_path / "epochs"
+    result = run(
+        tmp_path,
+        "--preset", str(DEMO_PRESET), "--output", str(run_dir),
+        "--set", "training.epochs=2",
+        "--set", "training.micro_batch_size=128",
+        "--set", "training.gradient_accumulation_steps=2",
+        "--set", "training.save_every_epoch=true",
+        "--set", "training.save_total_limit=3",
+        "--set", "training.exact_match_samples=0",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "16 steps (8 per epoch)" in result.stdout
+    events = [json.loads(line) for line in (run_dir / "metrics.jsonl").open()]
+    started = next(e for e in events if e["kind"] == "started")
+    assert started["steps_per_epoch"] == 8
+    saves = [(e["step"], e["reason"]) for e in events if e["kind"] == "checkpoint"]
+    assert saves == [(8, "epoch"), (16, "epoch")]
+    assert last_complete_checkpoint(run_dir).name == "checkpoint-16"

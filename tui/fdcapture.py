@@ -2,7 +2,8 @@
 
 Textual draws on file descriptor 2 through `sys.__stderr__`. `detach_ui_from_fd2` gives
 the UI its own duplicate of the terminal before the app starts; `captured_fds` then points
-descriptors 1 and 2 at the run's log file for the duration of training.
+descriptors 1 and 2 at the run's log file for the duration of training (headless: only 2,
+so a failed run ends with its one error line, not library warnings).
 """
 
 from __future__ import annotations
@@ -20,18 +21,19 @@ def detach_ui_from_fd2() -> None:
 
 
 @contextlib.contextmanager
-def captured_fds(log_path: Path, enabled: bool):
+def captured_fds(log_path: Path, enabled: bool, fds: tuple[int, ...] = (1, 2)):
+    """Point `fds` at the log for the duration; headless keeps fd 1 for its progress lines."""
     if not enabled:
         yield
         return
     log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    saved = [os.dup(1), os.dup(2)]
+    saved = {fd: os.dup(fd) for fd in fds}
     try:
-        os.dup2(log_fd, 1)
-        os.dup2(log_fd, 2)
+        for fd in fds:
+            os.dup2(log_fd, fd)
         yield
     finally:
-        os.dup2(saved[0], 1)
-        os.dup2(saved[1], 2)
-        for fd in (*saved, log_fd):
-            os.close(fd)
+        for fd, copy in saved.items():
+            os.dup2(copy, fd)
+            os.close(copy)
+        os.close(log_fd)

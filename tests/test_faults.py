@@ -1,0 +1,120 @@
+"""Faults from the machine and the model folder: full disk, refused writes, remote code."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import textwrap
+import threading
+
+import pytest
+from conftest import DEMO_PRESET, run_cli
+
+from finetune_tui.engine import errors
+from finetune_tui.engine.demo import ensure_demo_model
+from finetune_tui.engine.errors import TrainingError, storage_failure
+from finetune_tui.engine.preset import load_preset
+from finetune_tui.engine.runner import run_training
+
+QUICK = ["--set", "training.max_steps=2", "--set", "training.exact_match_samples=0"]
+
+
+def test_full_disk_while_writing_the_summary_fails_in_one_line(tmp_path):
+    """A real ENOSPC (the summary's temporary file is /dev/full) becomes one clear error."""
+    settings = load_preset(
+        DEMO_PRESET, ["training.max_steps=2", "training.exact_match_samples=0"]
+    )
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "summary.json.tmp").symlink_to("/dev/full")
+    events = []
+    with pytest.raises(TrainingError) as caught:
+        run_training(settings, events.append, threading.Event(), run_dir=run_dir)
+    assert str(caught.value) == f"{run_dir}: no space left on device"  # write() names no file
+    assert events[-1].kind == "error" and events[-1].message == str(caught.value)
+    last = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[-1])
+    assert last["kind"] == "error"
+
+
+def test_torch_save_on_a_full_disk_is_named_by_the_free_space(tmp_path, monkeypatch):
+    """torch.save reports ENOSPC as a bare RuntimeError; the free space decides."""
+    import torch
+
+    with pytest.raises(RuntimeError) as caught:
+        torch.save({"weights": torch.zeros(4096)}, "/dev/full")
+    assert storage_failure(caught.value, tmp_path) is None  # this disk has room
+
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(errors.shutil, "disk_usage", lambda _: usage._replace(free=10 * 2**20))
+    error = storage_failure(caught.value, tmp_path)
+    assert str(error) == f"{tmp_path}: no space left on device (10 MiB free)"
+
+
+def test_refused_write_deep_in_a_library_is_named_with_its_file(tmp_path):
+    try:
+        try:
+            raise PermissionError(errno.EACCES, "Permission denied", "/ro/adapter.safetensors")
+        except PermissionError as exc:
+            raise RuntimeError("safetensors: could not save") from exc
+    except RuntimeError as wrapped:
+        error = storage_failure(wrapped, tmp_path)
+    assert str(error) == "/ro/adapter.safetensors: permission denied"
+    assert error.exit_code == 1
+
+
+@pytest.fixture
+def model_with_own_code(tmp_path):
+    """The demo model, declared as a custom architecture whose code leaves a marker file."""
+    folder = tmp_path / "custom-model"
+    shutil.copytree(ensure_demo_model(), folder)
+    marker = tmp_path / "remote-code-ran"
+    (folder / "modeling_marker.py").write_text(
+        textwrap.dedent(f"""
+        from pathlib import Path
+
+        from transformers import LlamaConfig, LlamaForCausalLM
+
+        Path({str(marker)!r}).write_text("ran")
+
+
+        class MarkerConfig(LlamaConfig):
+            model_type = "marker_llama"
+
+
+        class MarkerForCausalLM(LlamaForCausalLM):
+            config_class = MarkerConfig
+        """)
+    )
+    config = json.loads((folder / "config.json").read_text())
+    config.update(
+        model_type="marker_llama",
+        architectures=["MarkerForCausalLM"],
+        auto_map={
+            "AutoConfig": "modeling_marker.MarkerConfig",
+            "AutoModelForCausalLM": "modeling_marker.MarkerForCausalLM",
+        },
+    )
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder, marker
+
+
+def test_model_code_never_runs_unless_trusted(tmp_path, model_with_own_code):
+    folder, marker = model_with_own_code
+    args = ["--preset", str(DEMO_PRESET), "--set", f"model.name_or_path={folder}", *QUICK]
+    refused = run_cli(tmp_path, *args, "--output", str(tmp_path / "refused"), timeout=300)
+    assert refused.returncode == 2, refused.stderr[-2000:]
+    lines = refused.stderr.strip().splitlines()
+    assert len(lines) == 1 and "trust_remote_code" in lines[0], refused.stderr[-2000:]
+    assert not marker.exists()
+
+    trusted = run_cli(
+        tmp_path, *args, "--set", "model.trust_remote_code=true",
+        "--output", str(tmp_path / "trusted"), timeout=300,
+    )  # fmt: skip
+    assert trusted.returncode == 0, trusted.stderr[-2000:]
+    assert "warning: model.trust_remote_code is on" in trusted.stdout
+    assert "modeling_marker.py" in trusted.stdout
+    assert marker.read_text() == "ran"
+    assert os.path.isdir(tmp_path / "trusted" / "adapter")
