@@ -3,6 +3,7 @@
 #   bash benchmarks/gpu_run.sh calib     # memory calibration: 3 architectures x CALIB set
 #   bash benchmarks/gpu_run.sh backends  # Llama-3.1-8B backends x checkpointing x batch
 #   bash benchmarks/gpu_run.sh panel     # the live panel's cost: headless vs TUI on a pty
+#   bash benchmarks/gpu_run.sh nvml      # one GPU poll: fresh NVML session vs kept open
 #   bash benchmarks/gpu_run.sh calib backends panel   # several stages in one call
 # Installs the carried wheels, exposes the repo as the finetune_tui package, writes JSON
 # lines and logs to $OUT.
@@ -26,11 +27,15 @@ case "$stage" in
     python3 benchmarks/backends.py matrix --arch "${ARCH:-llama-3.1-8b}" --set hand --cards "${CARDS:-80}" \
       --steps "${STEPS:-8}" --only "${ONLY:-}" --out "$OUT/backends.jsonl" --timeout 240 \
       2>&1 | tail -c 20000 >> "$OUT/backends.log" ;;
+  nvml)
+    python3 benchmarks/nvml_poll.py --polls 50 | tee -a "$OUT/nvml.jsonl" ;;
   panel)
-    python3 benchmarks/panel_overhead.py --arch "${PANEL_ARCH:-llama-3.2-1b}" \
-      --repeats "${REPEATS:-2}" --set training.max_steps="${PANEL_STEPS:-40}" \
-      --set training.micro_batch_size=4 --out "$OUT/panel.jsonl" \
-      2>&1 | tail -c 20000 >> "$OUT/panel.log" ;;
+    for arch in ${PANEL_ARCHS:-llama-3.2-1b}; do
+      python3 benchmarks/panel_overhead.py --arch "$arch" \
+        --repeats "${REPEATS:-2}" --set training.max_steps="${PANEL_STEPS:-40}" \
+        --set training.micro_batch_size=4 --out "$OUT/panel-$arch.jsonl" \
+        2>&1 | tail -c 20000 >> "$OUT/panel.log"
+    done ;;
 esac
 done
 ls -la "$OUT"

@@ -3,7 +3,7 @@
 The TUI run is the real `finetune-tui --tui` on a pseudo-terminal (full rendering, escape
 sequences written and read), driven by keystrokes: `6` (Train screen), `s` (start), `q`
 when the run's summary.json appears. The headless run is `finetune-tui --preset`. Runs
-alternate after one uncounted warm-up run (headless, tui, headless, tui, …) so drift on
+alternate after an uncounted warm-up of each (headless, tui, headless, tui, …) so drift on
 the machine hits both. Step rates come from each run's metrics.jsonl, steps after the
 first two. Prints JSON lines:
 
@@ -125,7 +125,11 @@ def main() -> None:
         Path(args.work).mkdir(parents=True, exist_ok=True)
         args.preset = arch_preset(args.arch, Path(args.work))
     results = {"headless": [], "tui": []}
-    run_headless(args.preset, args.overrides, Path(args.work) / "warm-up")  # caches, kernels
+    # Uncounted warm-up of both modes: caches, kernels, and the first import of Textual's
+    # modules (the GPU image installs wheels without bytecode), which otherwise lands in
+    # the first TUI run's steps.
+    run_headless(args.preset, args.overrides, Path(args.work) / "warm-up")
+    run_tui(args.preset, args.overrides, Path(args.work) / "warm-up-tui", args.timeout)
     for repeat in range(args.repeats):
         for mode in ("headless", "tui"):
             run_dir = Path(args.work) / f"{mode}-{repeat}"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .errors import InputError
 
@@ -139,39 +139,64 @@ def detect_hardware(probe_torch: bool = False) -> Hardware:
     return Hardware(gpus, note=note)
 
 
-def gpu_telemetry(index: int = 0) -> GPU | None:
-    """One cheap NVML poll for the live panel (utilisation, temperature, power, memory)."""
-    try:
-        import pynvml
+class GpuTelemetry:
+    """One NVML session for the live panel: initialised once, polled cheaply, closed at the end.
 
-        pynvml.nvmlInit()
+    nvmlInit/nvmlShutdown cost far more than the reads, and the panel polls every second
+    while training shares the process.
+    """
+
+    def __init__(self, index: int = 0):
+        self.index = index
+        self._nvml = None
+        self._handle = None
+
+    def read(self) -> GPU | None:
         try:
-            return _read_gpu(pynvml, index, None, None)
-        finally:
-            pynvml.nvmlShutdown()
-    except Exception:
-        return None
+            if self._handle is None:
+                import pynvml
+
+                pynvml.nvmlInit()
+                self._nvml = pynvml
+                self._handle = pynvml.nvmlDeviceGetHandleByIndex(self.index)
+            return _poll_gpu(self._nvml, self._handle, self.index)
+        except Exception:
+            return None
+
+    def close(self) -> None:
+        if self._nvml is not None:
+            _try(self._nvml.nvmlShutdown)
+            self._nvml = self._handle = None
+
+
+def _poll_gpu(pynvml, handle, index: int) -> GPU:
+    """Only what changes during a run: memory, utilisation, temperature, power."""
+    memory = pynvml.nvmlDeviceGetMemoryInfo(handle)
+    return GPU(
+        index=index,
+        name="",
+        total_gib=memory.total / GIB,
+        free_gib=memory.free / GIB,
+        compute_capability=None,
+        bf16=None,
+        driver=None,
+        cuda=None,
+        utilization_pct=_try(lambda: float(pynvml.nvmlDeviceGetUtilizationRates(handle).gpu)),
+        temperature_c=_try(lambda: float(pynvml.nvmlDeviceGetTemperature(handle, 0))),
+        power_w=_try(lambda: pynvml.nvmlDeviceGetPowerUsage(handle) / 1000.0),
+    )
 
 
 def _read_gpu(pynvml, index: int, driver: str | None, cuda: str | None) -> GPU:
     handle = pynvml.nvmlDeviceGetHandleByIndex(index)
-    memory = pynvml.nvmlDeviceGetMemoryInfo(handle)
-    try:
-        cc = tuple(pynvml.nvmlDeviceGetCudaComputeCapability(handle))
-    except Exception:
-        cc = None
-    return GPU(
-        index=index,
+    cc = _try(lambda: tuple(pynvml.nvmlDeviceGetCudaComputeCapability(handle)))
+    return replace(
+        _poll_gpu(pynvml, handle, index),
         name=_text(pynvml.nvmlDeviceGetName(handle)),
-        total_gib=memory.total / GIB,
-        free_gib=memory.free / GIB,
         compute_capability=cc,
         bf16=None if cc is None else cc >= (8, 0),
         driver=driver,
         cuda=cuda,
-        utilization_pct=_try(lambda: float(pynvml.nvmlDeviceGetUtilizationRates(handle).gpu)),
-        temperature_c=_try(lambda: float(pynvml.nvmlDeviceGetTemperature(handle, 0))),
-        power_w=_try(lambda: pynvml.nvmlDeviceGetPowerUsage(handle) / 1000.0),
     )
 
 

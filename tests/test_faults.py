@@ -23,9 +23,7 @@ QUICK = ["--set", "training.max_steps=2", "--set", "training.exact_match_samples
 
 def test_full_disk_while_writing_the_summary_fails_in_one_line(tmp_path):
     """A real ENOSPC (the summary's temporary file is /dev/full) becomes one clear error."""
-    settings = load_preset(
-        DEMO_PRESET, ["training.max_steps=2", "training.exact_match_samples=0"]
-    )
+    settings = load_preset(DEMO_PRESET, ["training.max_steps=2", "training.exact_match_samples=0"])
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     (run_dir / "summary.json.tmp").symlink_to("/dev/full")

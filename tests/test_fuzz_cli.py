@@ -138,8 +138,9 @@ bad_records = st.one_of(
     st.fixed_dictionaries({"instruction": not_a_string, "output": junk_text}),
     st.fixed_dictionaries({"instruction": junk_text, "output": st.just("   ")}),
     st.fixed_dictionaries({"text": st.one_of(not_a_string, st.just(""))}),
-    st.dictionaries(st.from_regex(r"[a-z]{1,6}", fullmatch=True), st.integers(), min_size=1)
-    .filter(lambda d: not {"messages", "conversations", "instruction", "output", "text"} & set(d)),
+    st.dictionaries(st.from_regex(r"[a-z]{1,6}", fullmatch=True), st.integers(), min_size=1).filter(
+        lambda d: not {"messages", "conversations", "instruction", "output", "text"} & set(d)
+    ),
 )
 GOOD = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}
 

@@ -5,12 +5,20 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import types
+from collections import Counter
 
 import pytest
 
 from finetune_tui.engine.catalog import PUBLISHED_SIZES
 from finetune_tui.engine.errors import InputError, ModelError
-from finetune_tui.engine.hardware import GPU, Hardware, detect_hardware, simulated_hardware
+from finetune_tui.engine.hardware import (
+    GPU,
+    GpuTelemetry,
+    Hardware,
+    detect_hardware,
+    simulated_hardware,
+)
 from finetune_tui.engine.memory import predict_memory
 from finetune_tui.engine.models import catalog_ids, inspect_model
 from finetune_tui.engine.preset import settings_from_overrides
@@ -77,6 +85,40 @@ def test_local_folder_and_unknown_ids(tmp_path):
 def test_detect_is_clean_without_a_driver():
     hardware = detect_hardware()
     assert hardware.gpus == [] and "CPU" in hardware.note
+
+
+def test_panel_telemetry_is_none_without_a_driver_and_closes_cleanly():
+    telemetry = GpuTelemetry(0)
+    assert telemetry.read() is None and telemetry.read() is None
+    telemetry.close()
+
+
+def test_panel_telemetry_keeps_one_nvml_session(monkeypatch):
+    """Polled every second: NVML is initialised once, not once per poll."""
+    calls = Counter()
+
+    class Memory:
+        total, free = 24 * 2**30, 20 * 2**30
+
+    class Utilization:
+        gpu = 87
+
+    fake = types.SimpleNamespace(
+        nvmlInit=lambda: calls.update(["init"]),
+        nvmlShutdown=lambda: calls.update(["shutdown"]),
+        nvmlDeviceGetHandleByIndex=lambda index: f"gpu{index}",
+        nvmlDeviceGetMemoryInfo=lambda handle: Memory,
+        nvmlDeviceGetUtilizationRates=lambda handle: Utilization,
+        nvmlDeviceGetTemperature=lambda handle, sensor: 61,
+        nvmlDeviceGetPowerUsage=lambda handle: 250_000,
+    )
+    monkeypatch.setitem(sys.modules, "pynvml", fake)
+    telemetry = GpuTelemetry(0)
+    polls = [telemetry.read() for _ in range(5)]
+    telemetry.close()
+    assert calls == {"init": 1, "shutdown": 1}
+    assert polls[-1].utilization_pct == 87 and polls[-1].power_w == 250.0
+    assert polls[-1].free_gib == 20.0 and polls[-1].temperature_c == 61
 
 
 def test_simulated_cards():

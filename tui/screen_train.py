@@ -54,6 +54,7 @@ class TrainScreen(Screen):
         self.steps_seen = 0
         self.started_at: float | None = None
         self.pending: deque[Event] = deque()  # appended by the training thread
+        self.telemetry = None  # GpuTelemetry, opened at the first poll on a real GPU
 
     def compose(self) -> ComposeResult:
         yield Header(show_clock=True)
@@ -239,16 +240,19 @@ class TrainScreen(Screen):
     def log_line(self, text: str) -> None:
         self.query_one(RichLog).write(text)
 
+    def on_unmount(self) -> None:
+        if self.telemetry is not None:
+            self.telemetry.close()
+
     def poll_telemetry(self) -> None:
         hw = getattr(self.app, "hardware", None)
         if hw is None or not hw.gpus or hw.simulated:
             return
-        try:
-            from finetune_tui.engine.hardware import gpu_telemetry
+        if self.telemetry is None:
+            from finetune_tui.engine.hardware import GpuTelemetry
 
-            gpu = gpu_telemetry(0)
-        except Exception:
-            return
+            self.telemetry = GpuTelemetry(0)
+        gpu = self.telemetry.read()
         if gpu is not None:
             self.query_one("#gpu-telemetry", Static).update(
                 f"GPU util {gpu.utilization_pct or 0:.0f}%  temp {gpu.temperature_c or 0:.0f}°C  "
