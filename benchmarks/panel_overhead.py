@@ -84,12 +84,12 @@ def speed(run_dir: Path) -> dict:
     """
     lines = (run_dir / "metrics.jsonl").read_text().splitlines()
     steps = [e for e in map(json.loads, lines) if e.get("kind") == "step"]
-    warm = steps[2:]
+    warm = steps[2:]  # logged steps (every training.logging_steps optimizer steps)
     span = warm[-1]["elapsed_s"] - steps[1]["elapsed_s"]
     rates = [s["tokens_per_second"] for s in warm]
     return {
-        "steps": len(steps),
-        "steps_per_s": round(len(warm) / span, 4),
+        "steps": steps[-1]["step"],
+        "steps_per_s": round((warm[-1]["step"] - steps[1]["step"]) / span, 4),
         "tokens_per_s": round(sum(rates) / len(rates), 1),
     }
 
