@@ -7,6 +7,10 @@ cross-entropy, so Liger contributes its RMSNorm, SwiGLU/GeGLU and RoPE kernels.
 
 Unsloth must be imported before transformers/trl/peft to patch them; `import_unsloth_first`
 is called at the very start of a run that uses it.
+
+Liger's patches also reach transformers' module-level classes, so a later model of the same
+family in the same process (a second run from the TUI) gets Liger's kernels too; the runner
+detects that with the same verification and says so.
 """
 
 from __future__ import annotations
@@ -45,6 +49,15 @@ def liger_patched_modules(model) -> list[str]:
         if owner.startswith("liger_kernel") or type(module).__module__.startswith("liger_kernel"):
             kinds.add(type(module).__name__)
     return sorted(kinds)
+
+
+def liger_leak_warning(leaked: list[str]) -> str:
+    """Liger patches transformers' classes for the whole process, not just one model."""
+    return (
+        f"Liger kernels from an earlier run in this process are still active on "
+        f"{', '.join(leaked)}: this run is not plain Hugging Face; restart finetune-tui "
+        "for one"
+    )
 
 
 def import_unsloth_first() -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 from transformers import TrainerCallback
 
 from .checkpoints import mark_complete
-from .events import Checkpoint, Eval, EventSink, Started, Step
+from .events import Checkpoint, Eval, EventSink, Notice, Started, Step
 
 GIB = 2**30
 TRIGGER_FILE = "CHECKPOINT_NOW"  # touch <run>/CHECKPOINT_NOW to save at the next step
@@ -90,6 +90,35 @@ class EventCallback(TrainerCallback):
         mark_complete(path)
         self.sink(Checkpoint(step=state.global_step, path=str(path), reason=self.save_reason))
         self.save_reason = "interval"
+
+
+class DriftCallback(TrainerCallback):
+    """What a backend changed without saying so, found by comparison when training starts.
+
+    Unsloth patches the Trainer and may adjust arguments (gradient accumulation, packing)
+    or a tokenizer's chat template; whatever the cause, a run must not claim settings it
+    does not train with. Each difference becomes a warning and a line of the summary.
+    """
+
+    def __init__(self, sink: EventSink, asked: dict, chat_template: str | None):
+        self.sink = sink
+        self.asked = asked  # SFTConfig argument -> the value finetune-tui passed
+        self.chat_template = chat_template
+        self.changes: list[str] = []
+
+    def on_train_begin(self, args, state, control, processing_class=None, **kwargs):
+        found = [
+            f"{name}: asked {want!r}, training with {getattr(args, name)!r}"
+            for name, want in self.asked.items()
+            if getattr(args, name, want) != want
+        ]
+        template = getattr(processing_class, "chat_template", self.chat_template)
+        if template != self.chat_template:
+            found.append("chat template: replaced")
+        for change in found:
+            if change not in self.changes:
+                self.changes.append(change)
+                self.sink(Notice(f"changed by the backend: {change}", level="warning"))
 
 
 class StopCallback(TrainerCallback):

@@ -29,6 +29,18 @@ from .rundir import (
 )
 from .settings import TrainSettings
 
+# SFTConfig arguments a backend could change behind our back (see callbacks.DriftCallback).
+DRIFT_WATCHED = (
+    "per_device_train_batch_size",
+    "gradient_accumulation_steps",
+    "max_length",
+    "packing",
+    "gradient_checkpointing",
+    "learning_rate",
+    "num_train_epochs",
+    "max_steps",
+)
+
 
 class MetricsFile:
     """Appends every event as one JSON line, flushed so `attach` and `tail -f` see it live."""
@@ -169,6 +181,7 @@ def _train(
         "gradient_accumulation_steps": settings.training.gradient_accumulation_steps,
         "gradient_checkpointing": settings.memory.gradient_checkpointing,
         "oom_backoffs": backoffs,
+        "backend_changes": _backend_changes(trainer),
         "lora_target_modules": sorted(trainer.model.peft_config["default"].target_modules),
         "trainable_params": events.started["trainable_params"],
         "adapter_path": str(adapter_dir),
@@ -222,7 +235,7 @@ def _build_trainer(settings: TrainSettings, inputs: _Inputs, run_dir: Path, emit
     from transformers.trainer_callback import PrinterCallback
     from trl import SFTTrainer
 
-    from .callbacks import EventCallback, StopCallback
+    from .callbacks import DriftCallback, EventCallback, StopCallback
     from .trainer_config import build_sft_config
 
     device, data = inputs.device, inputs.data
@@ -244,6 +257,11 @@ def _build_trainer(settings: TrainSettings, inputs: _Inputs, run_dir: Path, emit
         save_every_epoch=settings.training.save_every_epoch,
     )
     stopper = StopCallback(stop, run_dir, events)
+    drift = DriftCallback(
+        emit,
+        asked={name: getattr(sft_config, name) for name in DRIFT_WATCHED},
+        chat_template=getattr(inputs.tokenizer, "chat_template", None),
+    )
     transformers.set_seed(settings.training.seed)  # LoRA init identical to the exported script
     trainer = SFTTrainer(
         model=model,
@@ -252,7 +270,7 @@ def _build_trainer(settings: TrainSettings, inputs: _Inputs, run_dir: Path, emit
         eval_dataset=data.eval,
         processing_class=inputs.tokenizer,
         peft_config=peft_config,
-        callbacks=[events, stopper],
+        callbacks=[events, stopper, drift],
     )
     trainer.remove_callback(PrinterCallback)
     trainable, total = trainer.model.get_nb_trainable_parameters()
@@ -281,7 +299,16 @@ def _load_model_with_backend(settings: TrainSettings, inputs: _Inputs, emit: Eve
     if backend == "liger":
         patched = backends.apply_liger(model)
         emit(Notice(f"Liger kernels applied and verified on: {', '.join(patched)}"))
+    elif leaked := backends.liger_patched_modules(model):
+        emit(Notice(backends.liger_leak_warning(leaked), level="warning"))
     return model, loading.lora_config(model, settings)
+
+
+def _backend_changes(trainer) -> list[str]:
+    from .callbacks import DriftCallback
+
+    drift = [c for c in trainer.callback_handler.callbacks if isinstance(c, DriftCallback)]
+    return drift[0].changes if drift else []
 
 
 def _quiet_progress_bars() -> None:

@@ -100,6 +100,25 @@ def test_liger_patch_is_verified_on_the_instance():
     assert result.returncode == 0, result.stderr[-2000:]
 
 
+def test_liger_left_over_from_an_earlier_run_is_detected_on_a_plain_model():
+    """A second, plain run in the same process (the TUI) still gets Liger's classes."""
+    code = (
+        "from transformers import AutoModelForCausalLM\n"
+        "from finetune_tui.engine.backends import apply_liger, liger_leak_warning, "
+        "liger_patched_modules\n"
+        "from finetune_tui.engine.demo import ensure_demo_model\n"
+        "apply_liger(AutoModelForCausalLM.from_pretrained(ensure_demo_model()))\n"
+        "plain = AutoModelForCausalLM.from_pretrained(ensure_demo_model())\n"
+        "print(liger_leak_warning(liger_patched_modules(plain)))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "Liger kernels from an earlier run in this process are still active on" in (
+        result.stdout
+    )
+    assert "LigerRMSNorm" in result.stdout  # the class itself was replaced module-wide
+
+
 def test_liger_refuses_an_architecture_it_has_no_kernels_for():
     from transformers import AutoModelForCausalLM, GPTNeoXConfig
 
@@ -116,3 +135,34 @@ def test_liger_refuses_an_architecture_it_has_no_kernels_for():
     )
     with pytest.raises(InputError, match="Liger has no kernels for the gpt_neox"):
         apply_liger(model)
+
+
+def test_a_backend_changing_trainer_arguments_or_the_template_is_reported():
+    """Unsloth's patched trainer may adjust arguments silently; the run says so."""
+    from transformers import AutoTokenizer
+    from trl import SFTConfig
+
+    from finetune_tui.engine.callbacks import DriftCallback
+    from finetune_tui.engine.demo import ensure_demo_model
+
+    tokenizer = AutoTokenizer.from_pretrained(ensure_demo_model())
+    asked = {"gradient_accumulation_steps": 4, "packing": True, "max_length": 512}
+    events = []
+    drift = DriftCallback(events.append, asked, tokenizer.chat_template)
+    unchanged = SFTConfig(output_dir="unused", use_cpu=True, bf16=False, **asked)
+    drift.on_train_begin(unchanged, None, None, processing_class=tokenizer)
+    assert drift.changes == [] and events == []
+
+    adjusted = SFTConfig(
+        output_dir="unused", use_cpu=True, bf16=False, **{**asked, "gradient_accumulation_steps": 1}
+    )
+    adjusted.packing = False
+    tokenizer.chat_template = "{{ messages }}"
+    drift.on_train_begin(adjusted, None, None, processing_class=tokenizer)
+    assert drift.changes == [
+        "gradient_accumulation_steps: asked 4, training with 1",
+        "packing: asked True, training with False",
+        "chat template: replaced",
+    ]
+    assert [e.level for e in events] == ["warning"] * 3
+    assert events[0].message.startswith("changed by the backend: gradient_accumulation_steps")

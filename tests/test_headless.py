@@ -76,6 +76,7 @@ def test_demo_trains_headless_and_learns(tmp_path):
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "finished"
     assert summary["final_loss"] < 0.5 * summary["first_loss"]
+    assert summary["backend_changes"] == []  # plain HF changes nothing behind our back
     assert summary["exact_match_after"] >= summary["exact_match_before"] + 0.3
     assert (run_dir / "adapter" / "adapter_config.json").is_file()
     assert (run_dir / "settings.yaml").is_file()
