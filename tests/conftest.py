@@ -56,3 +56,23 @@ def run_cli(tmp_path: Path, *args: str, timeout: float = 600) -> subprocess.Comp
         env=cli_env(tmp_path),
         timeout=timeout,
     )
+
+
+def start_cli(tmp_path: Path, *args: str) -> subprocess.Popen:
+    """`finetune-tui ARGS` in the background, its output readable line by line."""
+    return subprocess.Popen(
+        cli_command(*args),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=cli_env(tmp_path),
+    )
+
+
+def read_until(proc: subprocess.Popen, wanted, count: int = 1) -> None:
+    """Read progress lines until `wanted(line)` has held `count` times."""
+    for line in proc.stdout:
+        count -= bool(wanted(line))
+        if count <= 0:
+            return

@@ -8,18 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import DEMO_PRESET, cli_command, cli_env
-
-
-def run_cli(tmp_path, *args, timeout=600):
-    return subprocess.run(
-        cli_command(*args),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        env=cli_env(tmp_path),
-        timeout=timeout,
-    )
+from conftest import DEMO_PRESET, read_until, run_cli, start_cli
 
 
 def test_help_does_not_import_torch():
@@ -93,28 +82,11 @@ def test_demo_trains_headless_and_learns(tmp_path):
 
 def test_sigint_saves_a_loadable_adapter(tmp_path):
     run_dir = tmp_path / "run"
-    proc = subprocess.Popen(
-        cli_command(
-            "--preset",
-            str(DEMO_PRESET),
-            "--output",
-            str(run_dir),
-            "--set",
-            "training.max_steps=2000",
-            "--set",
-            "training.exact_match_samples=0",
-        ),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=cli_env(tmp_path),
-    )
-    steps_seen = 0
-    for line in proc.stdout:  # wait until training is really under way
-        steps_seen += line.startswith("step ")
-        if steps_seen >= 3:
-            break
+    proc = start_cli(
+        tmp_path, "--preset", str(DEMO_PRESET), "--output", str(run_dir),
+        "--set", "training.max_steps=2000", "--set", "training.exact_match_samples=0",
+    )  # fmt: skip
+    read_until(proc, lambda line: line.startswith("step "), count=3)  # training under way
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err[-3000:]

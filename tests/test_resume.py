@@ -8,7 +8,7 @@ import signal
 import subprocess
 
 import pytest
-from conftest import DEMO_PRESET, cli_command, cli_env
+from conftest import DEMO_PRESET, read_until, run_cli, start_cli
 
 from finetune_tui.engine.checkpoints import last_complete_checkpoint
 
@@ -35,31 +35,9 @@ def step_losses(run_dir) -> dict[int, float]:
     return losses
 
 
-def run(tmp_path, *args, timeout=300):
-    return subprocess.run(
-        cli_command(*args),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        env=cli_env(tmp_path),
-        timeout=timeout,
-    )
-
-
 def interrupt_after(tmp_path, run_dir, signum, steps: int) -> subprocess.CompletedProcess:
-    proc = subprocess.Popen(
-        cli_command("--preset", str(DEMO_PRESET), "--output", str(run_dir), *COMMON),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=cli_env(tmp_path),
-    )
-    seen = 0
-    for line in proc.stdout:
-        seen += line.startswith("step ")
-        if seen >= steps:
-            break
+    proc = start_cli(tmp_path, "--preset", str(DEMO_PRESET), "--output", str(run_dir), *COMMON)
+    read_until(proc, lambda line: line.startswith("step "), count=steps)
     proc.send_signal(signum)
     out, err = proc.communicate(timeout=120)
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
@@ -67,7 +45,7 @@ def interrupt_after(tmp_path, run_dir, signum, steps: int) -> subprocess.Complet
 
 def test_sigterm_then_resume_matches_uninterrupted_run(tmp_path):
     straight = tmp_path / "straight"
-    result = run(tmp_path, "--preset", str(DEMO_PRESET), "--output", str(straight), *COMMON)
+    result = run_cli(tmp_path, "--preset", str(DEMO_PRESET), "--output", str(straight), *COMMON)
     assert result.returncode == 0, result.stderr[-2000:]
     expected = step_losses(straight)
     assert len(expected) == 24
@@ -85,7 +63,7 @@ def test_sigterm_then_resume_matches_uninterrupted_run(tmp_path):
     (half / "trainer_state.json").write_text('{"global_st')
     assert last_complete_checkpoint(broken) == checkpoint
 
-    resumed = run(tmp_path, "--resume", str(broken))
+    resumed = run_cli(tmp_path, "--resume", str(broken))
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert f"resuming from {checkpoint}" in resumed.stdout
     got = step_losses(broken)
@@ -106,53 +84,27 @@ def test_sigint_and_sighup_checkpoint_and_exit(tmp_path, signum, code):
 
 def test_kill_9_during_checkpoint_writes_leaves_a_resumable_run(tmp_path):
     run_dir = tmp_path / "run"
-    proc = subprocess.Popen(
-        cli_command(
-            "--preset",
-            str(DEMO_PRESET),
-            "--output",
-            str(run_dir),
-            *COMMON,
-            "--set",
-            "training.save_steps=1",
-        ),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=cli_env(tmp_path),
-    )
-    for line in proc.stdout:
-        if line.startswith("checkpoint") and "checkpoint-4" in line:
-            break  # the next save is already being written
+    proc = start_cli(
+        tmp_path, "--preset", str(DEMO_PRESET), "--output", str(run_dir), *COMMON,
+        "--set", "training.save_steps=1",
+    )  # fmt: skip
+    # once checkpoint-4 is reported, the next save is already being written
+    read_until(proc, lambda line: line.startswith("checkpoint") and "checkpoint-4" in line)
     proc.kill()
     proc.communicate(timeout=60)
     assert last_complete_checkpoint(run_dir) is not None
-    resumed = run(tmp_path, "--resume", str(run_dir))
+    resumed = run_cli(tmp_path, "--resume", str(run_dir))
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert json.loads((run_dir / "summary.json").read_text())["step"] == 24
 
 
 def test_second_ctrl_c_exits_at_once(tmp_path):
     run_dir = tmp_path / "run"
-    proc = subprocess.Popen(
-        cli_command(
-            "--preset",
-            str(DEMO_PRESET),
-            "--output",
-            str(run_dir),
-            "--set",
-            "training.max_steps=2000",
-        ),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=cli_env(tmp_path),
-    )
-    for line in proc.stdout:
-        if line.startswith("step "):
-            break
+    proc = start_cli(
+        tmp_path, "--preset", str(DEMO_PRESET), "--output", str(run_dir),
+        "--set", "training.max_steps=2000",
+    )  # fmt: skip
+    read_until(proc, lambda line: line.startswith("step "))
     proc.send_signal(signal.SIGINT)
     proc.send_signal(signal.SIGINT)
     proc.communicate(timeout=60)
@@ -161,7 +113,7 @@ def test_second_ctrl_c_exits_at_once(tmp_path):
 
 def test_runs_lists_status(tmp_path):
     run_dir = tmp_path / "data" / "runs" / "tiny"
-    result = run(
+    result = run_cli(
         tmp_path,
         "--preset",
         str(DEMO_PRESET),
@@ -175,18 +127,18 @@ def test_runs_lists_status(tmp_path):
         "training.logging_steps=1",
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    listing = run(tmp_path, "runs", "--json")
+    listing = run_cli(tmp_path, "runs", "--json")
     rows = json.loads(listing.stdout)
     assert rows[0]["name"] == "tiny" and rows[0]["status"] == "finished"
     assert rows[0]["step"] == 3
-    plain = run(tmp_path, "attach", "tiny", "--plain")
+    plain = run_cli(tmp_path, "attach", "tiny", "--plain")
     assert "finished at step 3/3" in plain.stdout
 
 
 def test_checkpoint_at_every_epoch_end_with_steps_per_epoch_from_the_loader(tmp_path):
     """1,980 training rows / micro-batch 128 = 16 batches; accumulation 2 → 8 steps an epoch."""
     run_dir = tmp_path / "epochs"
-    result = run(
+    result = run_cli(
         tmp_path,
         "--preset", str(DEMO_PRESET), "--output", str(run_dir),
         "--set", "training.epochs=2",

@@ -117,6 +117,8 @@ async def test_demo_trains_in_the_panel_to_the_end(tmp_path):
         stats = text_of(app, "#stats")
         assert "step 30/30" in stats and "tokens/s" in stats and "loss" in stats
         assert len(screen.losses) >= 5 and screen.losses[-1] < screen.losses[0]
+        chart = text_of(app, "#loss-label")
+        assert f"{screen.losses[0]:.4f} → {screen.losses[-1]:.4f}" in chart
         log = "\n".join(str(line) for line in app.screen.query_one(RichLog).lines)
         assert "finished" in log
         await pilot.press("7")

@@ -64,9 +64,9 @@ class TrainScreen(Screen):
                 yield Button("Stop (saves)", id="stop", variant="error", disabled=True)
             yield ProgressBar(id="progress", show_eta=True, total=1)
             yield Static("waiting to start", id="stats")
-            yield Static("loss", classes="spark-label")
+            yield Static("loss", classes="spark-label", id="loss-label")
             yield Sparkline([], id="loss-spark")
-            yield Static("tokens/s", classes="spark-label")
+            yield Static("tokens/s", classes="spark-label", id="speed-label")
             yield Sparkline([], id="speed-spark")
             yield Static("VRAM GiB", classes="spark-label")
             yield Sparkline([], id="vram-spark")
@@ -204,7 +204,14 @@ class TrainScreen(Screen):
 
     def show_step(self, event: Step) -> None:
         self.query_one("#loss-spark", Sparkline).data = self.losses
+        self.query_one("#loss-label", Static).update(
+            f"loss over the last {len(self.losses)} logged steps: {self.losses[0]:.4f} → "
+            f"{self.losses[-1]:.4f}  (low {min(self.losses):.4f}, high {max(self.losses):.4f})"
+        )
         self.query_one("#speed-spark", Sparkline).data = self.speeds
+        self.query_one("#speed-label", Static).update(
+            f"tokens/s: {self.speeds[-1]:,.0f} now, {max(self.speeds):,.0f} best"
+        )
         if self.vram:
             self.query_one("#vram-spark", Sparkline).data = self.vram
         self.query_one(ProgressBar).update(total=event.total_steps, progress=event.step)
