@@ -24,6 +24,7 @@ from finetune_tui.engine.events import (
     Notice,
     Started,
     Step,
+    format_duration,
 )
 from finetune_tui.engine.preset import load_preset, save_preset
 from finetune_tui.engine.rundir import LOG_FILE, PID_FILE, SETTINGS_FILE, prepare_run_dir
@@ -137,7 +138,7 @@ def print_event(event: Event) -> None:
 
 def format_event(event: Event) -> str | None:
     if isinstance(event, Step):
-        eta = _duration(event.eta_s) if event.eta_s is not None else "?"
+        eta = format_duration(event.eta_s)
         width = len(str(event.total_steps))
         memory = (
             f"  vram {event.memory_reserved_gib:.1f} GiB"
@@ -173,7 +174,8 @@ def format_event(event: Event) -> str | None:
 def _summary(event: Finished) -> str:
     s = event.summary
     parts = [
-        f"{event.status} at step {event.step}/{event.total_steps} in {_duration(event.elapsed_s)}"
+        f"{event.status} at step {event.step}/{event.total_steps} "
+        f"in {format_duration(event.elapsed_s)}"
     ]
     if s.get("first_loss") is not None and event.final_loss is not None:
         parts.append(f"loss {s['first_loss']:.4f} -> {event.final_loss:.4f}")
@@ -185,10 +187,3 @@ def _summary(event: Finished) -> str:
         )
     parts.append(f"adapter: {event.adapter_path}")
     return "; ".join(parts)
-
-
-def _duration(seconds: float) -> str:
-    seconds = int(round(seconds))
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"

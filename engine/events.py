@@ -111,3 +111,12 @@ def event_from_json(data: dict) -> Event:
     data = dict(data)
     cls = EVENT_TYPES[data.pop("kind")]
     return cls(**data)
+
+
+def format_duration(seconds: float | None) -> str:
+    """Elapsed / ETA as m:ss or h:mm:ss, the same in progress lines and the panel."""
+    if seconds is None:
+        return "?"
+    hours, rest = divmod(int(round(seconds)), 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"

@@ -103,3 +103,14 @@ def test_sigint_saves_a_loadable_adapter(tmp_path):
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "stopped"
     assert 1 <= summary["step"] < 2000
+
+
+def test_durations_read_the_same_in_progress_lines_and_the_panel():
+    from finetune_tui.engine.events import format_duration
+
+    assert [format_duration(s) for s in (None, 5.4, 65, 3725.6)] == [
+        "?",
+        "0:05",
+        "1:05",
+        "1:02:06",
+    ]

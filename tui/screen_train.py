@@ -32,6 +32,7 @@ from finetune_tui.engine.events import (
     Notice,
     Started,
     Step,
+    format_duration,
 )
 
 HISTORY = 120
@@ -224,15 +225,16 @@ class TrainScreen(Screen):
         self.query_one("#stats", Static).update(
             f"step [b]{event.step}/{event.total_steps}[/b]  loss [b]{event.loss:.4f}[/b]  "
             f"lr {event.learning_rate:.2e}  {event.tokens_per_second:,.0f} tokens/s  "
-            f"{event.samples_per_second:.1f} samples/s\nelapsed {_clock(event.elapsed_s)}  "
-            f"ETA {_clock(event.eta_s)}{vram}"
+            f"{event.samples_per_second:.1f} samples/s\n"
+            f"elapsed {format_duration(event.elapsed_s)}  "
+            f"ETA {format_duration(event.eta_s)}{vram}"
         )
 
     def show_finished(self, event: Finished) -> None:
         s = event.summary
         parts = [
             f"[b]{event.status}[/b] at step {event.step}/{event.total_steps} in "
-            f"{_clock(event.elapsed_s)}"
+            f"{format_duration(event.elapsed_s)}"
         ]
         if s.get("first_loss") is not None and event.final_loss is not None:
             parts.append(f"loss {s['first_loss']:.3f} → {event.final_loss:.3f}")
@@ -295,10 +297,3 @@ def _gil_handoff(interval_s: float = GIL_SWITCH_S):
         yield
     finally:
         sys.setswitchinterval(previous)
-
-
-def _clock(seconds: float | None) -> str:
-    if seconds is None:
-        return "?"
-    seconds = int(seconds)
-    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
