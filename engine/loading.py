@@ -103,18 +103,13 @@ def check_backend_support(settings: TrainSettings, device: Device) -> None:
         for field, used in needs_cuda.items():
             if used:
                 raise InputError(
-                    f"{field}: {_value_of(settings, field)} needs an NVIDIA GPU (CUDA); "
+                    f"{field}: {settings.value(field)} needs an NVIDIA GPU (CUDA); "
                     "this machine has none"
                 )
     if settings.memory.backend == "unsloth" and importlib.util.find_spec("unsloth") is None:
         raise InputError(
             "memory.backend: unsloth is not installed (pip install 'finetune-tui[unsloth]')"
         )
-
-
-def _value_of(settings: TrainSettings, dotted: str) -> object:
-    section, key = dotted.split(".")
-    return getattr(getattr(settings, section), key)
 
 
 def torch_dtype(name: str):

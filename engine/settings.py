@@ -169,6 +169,11 @@ class TrainSettings(Section):
             )
         return self
 
+    def value(self, dotted: str) -> object:
+        """The value of one `section.key` (the inverse of preset.with_changes)."""
+        section, key = dotted.split(".")
+        return getattr(getattr(self, section), key)
+
     @property
     def effective_batch_size(self) -> int:
         return self.training.micro_batch_size * self.training.gradient_accumulation_steps

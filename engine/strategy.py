@@ -215,7 +215,7 @@ def _fit_sequence(base: TrainSettings, stats, fixed) -> TrainSettings:
 def _candidates(base: TrainSettings, fixed, unavailable: dict[str, str], hardware: Hardware):
     def options(field: str, values):
         if field in fixed:
-            return [_get(base, field)]
+            return [base.value(field)]
         return [v for v in values if f"{field}={v}" not in unavailable]
 
     effective = base.effective_batch_size
@@ -313,8 +313,3 @@ def _diff(a: TrainSettings, b: TrainSettings) -> dict[str, object]:
     return {
         f"{sec}.{k}": v for sec, fields in db.items() for k, v in fields.items() if da[sec][k] != v
     }
-
-
-def _get(settings: TrainSettings, dotted: str):
-    section, key = dotted.split(".")
-    return getattr(getattr(settings, section), key)

@@ -36,7 +36,7 @@ class StrategyScreen(Screen):
 
     @on(SettingsForm.Changed)
     def changed(self, event: SettingsForm.Changed) -> None:
-        if _current(self.app.state.settings, event.field) == event.value:
+        if self.app.state.settings.value(event.field) == event.value:
             return  # controls report their first value on mount: not a change
         error = self.app.update_setting(event.field, event.value)
         status = self.query_one("#strategy-status", Static)
@@ -71,8 +71,3 @@ class StrategyScreen(Screen):
             "\n".join(f"{field}: {why}" for field, why in reasons.items())
         )
         self.refresh_prediction()
-
-
-def _current(settings, dotted: str) -> object:
-    section, key = dotted.split(".")
-    return getattr(getattr(settings, section), key)
