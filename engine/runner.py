@@ -132,7 +132,7 @@ def _train(
     exact_before = None
     backoffs: list[str] = []
     while True:
-        trainer, events, stopper = _build_trainer(settings, inputs, run_dir, emit, stop)
+        trainer, events, stopper, drift = _build_trainer(settings, inputs, run_dir, emit, stop)
         if exact_before is None and inputs.match_records:
             exact_before = _exact_match(trainer.model, inputs.tokenizer, inputs.match_records)
         try:
@@ -143,7 +143,7 @@ def _train(
             if not _is_oom(exc):
                 raise
         # Out of the except block the traceback (and the tensors its frames hold) is gone.
-        trainer = events = stopper = None
+        trainer = events = stopper = drift = None
         _free_memory()
         settings, change = back_off(settings)
         backoffs.append(change)
@@ -181,7 +181,7 @@ def _train(
         "gradient_accumulation_steps": settings.training.gradient_accumulation_steps,
         "gradient_checkpointing": settings.memory.gradient_checkpointing,
         "oom_backoffs": backoffs,
-        "backend_changes": _backend_changes(trainer),
+        "backend_changes": drift.changes,
         "lora_target_modules": sorted(trainer.model.peft_config["default"].target_modules),
         "trainable_params": events.started["trainable_params"],
         "adapter_path": str(adapter_dir),
@@ -283,7 +283,7 @@ def _build_trainer(settings: TrainSettings, inputs: _Inputs, run_dir: Path, emit
             f"{device.compute_dtype}"
         )
     )
-    return trainer, events, stopper
+    return trainer, events, stopper, drift
 
 
 def _load_model_with_backend(settings: TrainSettings, inputs: _Inputs, emit: EventSink):
@@ -302,13 +302,6 @@ def _load_model_with_backend(settings: TrainSettings, inputs: _Inputs, emit: Eve
     elif leaked := backends.liger_patched_modules(model):
         emit(Notice(backends.liger_leak_warning(leaked), level="warning"))
     return model, loading.lora_config(model, settings)
-
-
-def _backend_changes(trainer) -> list[str]:
-    from .callbacks import DriftCallback
-
-    drift = [c for c in trainer.callback_handler.callbacks if isinstance(c, DriftCallback)]
-    return drift[0].changes if drift else []
 
 
 def _quiet_progress_bars() -> None:
