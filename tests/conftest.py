@@ -76,3 +76,11 @@ def read_until(proc: subprocess.Popen, wanted, count: int = 1) -> None:
         count -= bool(wanted(line))
         if count <= 0:
             return
+
+
+def run_python(code: str) -> subprocess.CompletedProcess:
+    """Run `code` in a fresh interpreter (imports and patches stay out of this process);
+    it must exit 0."""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result

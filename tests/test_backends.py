@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
+from conftest import run_python
 
 from finetune_tui.engine.errors import InputError
 from finetune_tui.engine.loading import Device, check_backend_support, lora_target_modules
@@ -96,8 +94,7 @@ def test_liger_patch_is_verified_on_the_instance():
         "patched = apply_liger(model)\n"
         "assert 'LlamaRMSNorm' in patched and 'LlamaMLP' in patched, patched\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr[-2000:]
+    run_python(code)
 
 
 def test_liger_left_over_from_an_earlier_run_is_detected_on_a_plain_model():
@@ -111,8 +108,7 @@ def test_liger_left_over_from_an_earlier_run_is_detected_on_a_plain_model():
         "plain = AutoModelForCausalLM.from_pretrained(ensure_demo_model())\n"
         "print(liger_leak_warning(liger_patched_modules(plain)))\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr[-2000:]
+    result = run_python(code)
     assert "Liger kernels from an earlier run in this process are still active on" in (
         result.stdout
     )

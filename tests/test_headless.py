@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
-import sys
 
 import pytest
-from conftest import DEMO_PRESET, read_until, run_cli, start_cli
+from conftest import DEMO_PRESET, read_until, run_cli, run_python, start_cli
 
 
 def test_help_does_not_import_torch():
@@ -19,8 +17,7 @@ def test_help_does_not_import_torch():
         "assert 'torch' not in sys.modules, 'torch imported by --help'\n"
         "assert 'transformers' not in sys.modules\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
+    result = run_python(code)
     assert "--preset" in result.stdout
 
 

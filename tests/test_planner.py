@@ -9,6 +9,7 @@ import types
 from collections import Counter
 
 import pytest
+from conftest import run_python
 
 from finetune_tui.engine.catalog import PUBLISHED_SIZES
 from finetune_tui.engine.errors import InputError, ModelError
@@ -252,8 +253,7 @@ def test_plan_cli_json_without_torch():
         "assert data['fits'] is True\n"
         "assert 'torch' not in sys.modules, 'plan imported torch'\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr[-2000:]
+    run_python(code)
 
 
 def test_plan_cli_bad_model_is_one_line():

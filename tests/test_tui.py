@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
-from conftest import DEMO_PRESET
+from conftest import DEMO_PRESET, run_python
 from textual.widgets import Input, RichLog, Select, Static, Switch
 
 from finetune_tui.engine.preset import load_preset
@@ -58,8 +55,7 @@ async def test_first_screen_does_not_import_torch():
         "asyncio.run(main())\n"
         "assert 'torch' not in sys.modules, 'torch imported before training'\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr[-2000:]
+    run_python(code)
 
 
 async def test_strategy_form_is_the_schema_and_changes_the_settings():
