@@ -254,6 +254,7 @@ def run_one(args: argparse.Namespace) -> None:
         torch.cuda.set_per_process_memory_fraction(min(cap / total, 1.0))
     from finetune_tui.engine.errors import FinetuneError
     from finetune_tui.engine.preset import settings_from_overrides
+    from finetune_tui.engine.rundir import prepare_run_dir
     from finetune_tui.engine.runner import run_training
 
     overrides = [f"{k}={v}" for k, v in spec["settings"].items()]
@@ -263,7 +264,10 @@ def run_one(args: argparse.Namespace) -> None:
     record = {**spec, "ok": False}
     start = time.perf_counter()
     try:
-        finished = run_training(settings, lambda e: e.kind == "step" and steps.append(e))
+        run_dir = prepare_run_dir(settings, overwrite=True)  # a rerun replaces its own run
+        finished = run_training(
+            settings, lambda e: e.kind == "step" and steps.append(e), run_dir=run_dir
+        )
         record.update(ok=True, summary=finished.summary)
     except FinetuneError as exc:
         record["error"] = str(exc)[:300]
@@ -385,7 +389,6 @@ def matrix(args: argparse.Namespace) -> None:
                 "dataset.path": str(data),
                 "training.max_steps": args.steps,
                 "output.dir": str(root / "runs" / f"{card}-{label.replace(' ', '-')}"),
-                "output.overwrite": True,
             }
             if args.arch == "tiny":  # CPU: only the plain backend runs
                 if (

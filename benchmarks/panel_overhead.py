@@ -72,8 +72,8 @@ def _drain(fd: int, seconds: float) -> None:
 
 
 def _sets(overrides: list[str], run_dir: Path) -> list[str]:
-    pairs = [*overrides, f"output.dir={run_dir}", "output.overwrite=true"]
-    return [arg for pair in pairs for arg in ("--set", pair)]
+    pairs = [*overrides, f"output.dir={run_dir}"]
+    return [arg for pair in pairs for arg in ("--set", pair)] + ["--overwrite"]
 
 
 def speed(run_dir: Path) -> dict:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from finetune_tui.main import add_settings_arguments
 
@@ -14,6 +15,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     export.add_argument("--preset", metavar="FILE", help="settings to export (default: defaults)")
     add_settings_arguments(export)
     export.add_argument("-o", "--output", default="train.py", metavar="FILE", help="script path")
+    export.add_argument(
+        "--force", action="store_true", help="replace existing output files (never the inputs)"
+    )
     export.add_argument("--gpus", type=int, default=1, help="GPUs for an accelerate launch")
     export.add_argument(
         "--distributed",
@@ -35,7 +39,17 @@ def export_command(args: argparse.Namespace) -> int:
         settings = load_preset(args.preset, args.overrides)
     else:
         settings = settings_from_overrides(args.overrides)
-    exported = export_run(settings, args.output, gpus=args.gpus, distributed=args.distributed)
+    if not args.output.strip():
+        raise InputError("-o: empty path; give the script's file name, e.g. train.py")
+    inputs = (Path(args.preset),) if args.preset else ()
+    exported = export_run(
+        settings,
+        args.output,
+        gpus=args.gpus,
+        distributed=args.distributed,
+        inputs=inputs,
+        force=args.force,
+    )
     print(f"script:  {exported.script}")
     print(f"preset:  {exported.preset}")
     if exported.accelerate_config:

@@ -28,19 +28,31 @@ from finetune_tui.engine.events import (
 )
 from finetune_tui.engine.preset import load_preset, save_preset
 from finetune_tui.engine.rundir import LOG_FILE, PID_FILE, SETTINGS_FILE, prepare_run_dir
-from finetune_tui.engine.runs import is_running, read_pid
+from finetune_tui.engine.runs import is_running, read_pid, run_status
 from finetune_tui.engine.settings import TrainSettings
 
 EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGHUP: 143}
 
 
+# Options that describe a new run; a resumed run keeps the settings it was started with.
+NEW_RUN_OPTIONS = {"preset": "--preset", "overrides": "--set", "output": "--output"}
+NEW_RUN_OPTIONS |= {"overwrite": "--overwrite"}
+
+
 def run_headless(args: argparse.Namespace) -> int:
     if args.resume:
+        _refuse_new_run_options(args)
         run_dir, settings = _existing_run(args.resume)
+        if run_status(run_dir) == "finished":
+            say(f"{run_dir}: already finished; nothing to resume")
+            return 0
     else:
         settings = _settings_from_args(args)
-        _check_dataset(settings)
-        run_dir = prepare_run_dir(settings)
+        from finetune_tui.engine.preflight import check_run_inputs
+
+        check_run_inputs(settings)  # nothing is written before the inputs are valid
+        preset = (Path(args.preset),) if args.preset else ()
+        run_dir = prepare_run_dir(settings, overwrite=args.overwrite, inputs=preset)
     if args.detach:
         return _detach(run_dir, settings)
 
@@ -55,29 +67,35 @@ def run_headless(args: argparse.Namespace) -> int:
         finished = run_training(
             settings, print_event, stop=stop, run_dir=run_dir, resume=bool(args.resume)
         )
-    if received:
-        return EXIT_CODES[received[0]]
-    return 0 if finished.status == "finished" else 1
+    if finished.status == "finished":
+        if received:
+            say("the signal came after the last step: the run finished and its adapter is saved")
+        return 0
+    return EXIT_CODES[received[0]] if received else 1
+
+
+def _refuse_new_run_options(args: argparse.Namespace) -> None:
+    given = [flag for name, flag in NEW_RUN_OPTIONS.items() if getattr(args, name, None)]
+    if given:
+        raise InputError(
+            f"--resume continues a run with its own settings; {', '.join(given)} cannot be "
+            "combined with it (start a new run instead)"
+        )
 
 
 def _settings_from_args(args: argparse.Namespace) -> TrainSettings:
-    overrides = list(args.overrides)
-    if args.output:
-        overrides.append(f"output.dir={args.output}")
-    if args.overwrite:
-        overrides.append("output.overwrite=true")
-    return load_preset(args.preset, overrides)
-
-
-def _check_dataset(settings: TrainSettings) -> None:
-    """A bad dataset is refused before a run directory exists (no torch needed)."""
-    from finetune_tui.engine.data import load_validated
-
-    load_validated(settings)
+    values = {}
+    if args.output is not None:
+        if not args.output.strip():
+            raise InputError("--output: empty path; give a directory for the run")
+        values["output.dir"] = args.output
+    return load_preset(args.preset, args.overrides, values)
 
 
 def _existing_run(path: str) -> tuple[Path, TrainSettings]:
     """A run's own settings (including any batch size changed by OOM back-off)."""
+    if not path.strip():
+        raise InputError("--resume: empty path; give a run directory")
     run_dir = Path(path).expanduser()
     if not (run_dir / SETTINGS_FILE).is_file():
         raise InputError(f"{run_dir}: not a run directory (no {SETTINGS_FILE})")

@@ -85,7 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if getattr(args, "handler", None) is not None:
-            return int(args.handler(args) or 0)
+            code = int(args.handler(args) or 0)
+            sys.stdout.flush()  # a closed pipe shows up here, inside the handler below
+            return code
         if (args.preset or args.resume) and not args.tui:
             from finetune_tui.headless import run_headless
 
@@ -100,6 +102,28 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("finetune-tui: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        return _reader_went_away()
+    except Exception as exc:  # a bug of ours: still one line, the traceback on request
+        if args.debug:
+            raise
+        print(
+            f"finetune-tui: internal error: {type(exc).__name__}: {' '.join(str(exc).split())}"
+            " (rerun with --debug for the traceback, and please report it)",
+            file=sys.stderr,
+        )
+        return 1
+
+
+def _reader_went_away() -> int:
+    """`finetune-tui plan --json | head`: the reader closed the pipe; exit quietly.
+
+    Python would report the failed flush of stdout at exit; point stdout at /dev/null so
+    it does not (the pattern the Python documentation gives for SIGPIPE).
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return 141  # 128 + SIGPIPE, what a shell reports for a reader that left
 
 
 def _open_tui(args: argparse.Namespace) -> int:

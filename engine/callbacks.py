@@ -15,9 +15,9 @@ from transformers import TrainerCallback
 
 from .checkpoints import mark_complete
 from .events import Checkpoint, Eval, EventSink, Notice, Started, Step
+from .rundir import TRIGGER_FILE
 
 GIB = 2**30
-TRIGGER_FILE = "CHECKPOINT_NOW"  # touch <run>/CHECKPOINT_NOW to save at the next step
 
 
 class EventCallback(TrainerCallback):
@@ -129,6 +129,7 @@ class StopCallback(TrainerCallback):
         self.trigger = run_dir / TRIGGER_FILE
         self.events = events
         self.stopped = False
+        self.warned = False
 
     def on_step_end(self, args, state, control, **kwargs):
         if self.stop.is_set():
@@ -136,11 +137,28 @@ class StopCallback(TrainerCallback):
             control.should_training_stop = True
             control.should_save = True
             self.events.save_reason = "stop"
-        elif self.trigger.exists():
-            self.trigger.unlink(missing_ok=True)
+        elif self._triggered():
             control.should_save = True
             self.events.save_reason = "trigger"
         return control
+
+    def _triggered(self) -> bool:
+        """A regular file named CHECKPOINT_NOW, consumed; anything else is left alone."""
+        if self.trigger.is_symlink() or not self.trigger.is_file():
+            if self.trigger.exists() and not self.warned:
+                self.warned = True
+                self.events.sink(
+                    Notice(
+                        f"{self.trigger}: not a file; `touch` it to save a checkpoint",
+                        level="warning",
+                    )
+                )
+            return False
+        try:
+            self.trigger.unlink()
+        except OSError:
+            return False
+        return True
 
 
 def cuda_memory() -> dict:

@@ -3,21 +3,27 @@
 transformers' `get_last_checkpoint` takes the highest-numbered folder without checking it
 was fully written; a run killed during a save would then fail to resume. The Trainer
 writes `trainer_state.json` last, after the adapter, optimizer, scheduler and RNG state,
-and we mark a checkpoint `COMPLETE` once `on_save` has fired: a folder counts only if it
-has the marker or a parseable trainer state plus the files a resume needs.
+and we mark a checkpoint `COMPLETE` once `on_save` has fired. The marker says the save
+finished; it does not prove the files are still intact (a disk error, a stray edit), so
+every candidate's files are checked as well: its trainer state parses, the files a resume
+needs are there, torch archives are readable zips and safetensors headers parse. A bad
+checkpoint is skipped with the file and the reason, and the previous one is used.
 """
 
 from __future__ import annotations
 
-import json
 import re
+import zipfile
 from pathlib import Path
 
+from .errors import InputError
 from .rundir import CHECKPOINTS_DIR
+from .safe_io import read_json, safetensors_problem
 
 COMPLETE_MARKER = "COMPLETE"
 _NAME = re.compile(r"^checkpoint-(\d+)$")
 REQUIRED_FILES = ("adapter_config.json", "optimizer.pt", "scheduler.pt")
+STATE_LIMIT = 64 * 2**20
 
 
 def checkpoint_step(path: Path) -> int | None:
@@ -25,14 +31,41 @@ def checkpoint_step(path: Path) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def is_complete(path: Path) -> bool:
-    if (path / COMPLETE_MARKER).is_file():
-        return True
+def checkpoint_problem(path: Path) -> str | None:
+    """Why this checkpoint cannot be resumed from ('file: reason'), or None if it can."""
     try:
-        state = json.loads((path / "trainer_state.json").read_text())
-    except (OSError, ValueError):
-        return False
-    return "global_step" in state and all((path / name).is_file() for name in REQUIRED_FILES)
+        state = read_json(path / "trainer_state.json", STATE_LIMIT, "trainer state")
+    except InputError as exc:
+        return str(exc)
+    if not isinstance(state, dict) or not isinstance(state.get("global_step"), int):
+        return f"{path / 'trainer_state.json'}: no global_step"
+    for name in REQUIRED_FILES:
+        if not (path / name).is_file():
+            return f"{path / name}: missing"
+    for file in sorted(path.iterdir()):
+        problem = _file_problem(file)
+        if problem:
+            return f"{file}: {problem}"
+    return None
+
+
+def _file_problem(file: Path) -> str | None:
+    if not file.is_file():
+        return None
+    if file.suffix in (".pt", ".pth", ".bin"):
+        return None if zipfile.is_zipfile(file) else "not a readable torch archive"
+    if file.suffix == ".safetensors":
+        return safetensors_problem(file)
+    if file.suffix == ".json":
+        try:
+            read_json(file, STATE_LIMIT)
+        except InputError:
+            return "invalid JSON"
+    return None
+
+
+def is_complete(path: Path) -> bool:
+    return checkpoint_problem(path) is None
 
 
 def mark_complete(path: Path) -> None:
@@ -40,13 +73,19 @@ def mark_complete(path: Path) -> None:
         (path / COMPLETE_MARKER).write_text("ok\n")
 
 
-def last_complete_checkpoint(run_dir: Path) -> Path | None:
-    """Highest-step checkpoint that was fully written; half-written ones are skipped."""
+def last_complete_checkpoint(run_dir: Path, skipped: list[str] | None = None) -> Path | None:
+    """Highest-step checkpoint that was fully written and is intact.
+
+    Each newer checkpoint passed over is appended to `skipped` as 'file: reason'.
+    """
     folder = Path(run_dir) / CHECKPOINTS_DIR
     if not folder.is_dir():
         return None
     candidates = [p for p in folder.iterdir() if p.is_dir() and checkpoint_step(p) is not None]
     for path in sorted(candidates, key=checkpoint_step, reverse=True):
-        if is_complete(path):
+        problem = checkpoint_problem(path)
+        if problem is None:
             return path
+        if skipped is not None:
+            skipped.append(problem)
     return None

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import DatasetError
+from .safe_io import check_regular_file, open_regular, read_json
 from .settings import DEMO, TrainSettings
 
 ALPACA_PROMPT = (
@@ -39,6 +40,7 @@ SHAREGPT_ROLES = {
 }
 CHAT_ROLES = {"system", "user", "assistant"}
 MAX_REPORTED = 3
+JSON_LIMIT = 2 * 2**30  # a whole-file JSON dataset is parsed in memory
 SUFFIXES = {".jsonl": "jsonl", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
 
 
@@ -87,6 +89,7 @@ def load_records(path: Path) -> list[Record]:
     try:
         if path.is_dir():
             return _load_saved(path)
+        check_regular_file(path, "dataset file")
         kind = SUFFIXES.get(path.suffix.lower())
         if kind is None:
             raise DatasetError(
@@ -110,7 +113,7 @@ def load_records(path: Path) -> list[Record]:
 
 def _load_jsonl(path: Path) -> list[Record]:
     records = []
-    with path.open(encoding="utf-8") as file:
+    with open_regular(path, "dataset file") as file:
         for number, line in enumerate(file, start=1):
             if line.strip():
                 records.append(_parse_jsonl_line(line, f"{path}:{number}"))
@@ -122,16 +125,15 @@ def _parse_jsonl_line(line: str, where: str) -> Record:
         value = json.loads(line)
     except json.JSONDecodeError as exc:
         return Record(None, where, f"invalid JSON ({exc.msg})")
+    except RecursionError:
+        return Record(None, where, "JSON nested too deeply")
     if not isinstance(value, dict):
         return Record(None, where, "a record must be a JSON object")
     return Record(value, where)
 
 
 def _load_json(path: Path) -> list[Record]:
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise DatasetError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg})") from None
+    value = read_json(path, JSON_LIMIT, "dataset file")
     if isinstance(value, dict):
         lists = [v for v in value.values() if isinstance(v, list)]
         value = lists[0] if len(lists) == 1 else None
@@ -143,8 +145,11 @@ def _load_json(path: Path) -> list[Record]:
 def _load_csv(path: Path) -> list[Record]:
     import csv
 
-    with path.open(encoding="utf-8", newline="") as file:
-        rows = list(csv.DictReader(file))
+    try:
+        with open_regular(path, "dataset file") as file:  # utf-8-sig: a BOM is no column name
+            rows = list(csv.DictReader(file))
+    except csv.Error as exc:
+        raise DatasetError(f"{path}: cannot read CSV ({exc})") from None
     records = []
     for index, row in enumerate(rows):
         data = {k: v for k, v in row.items() if k is not None and v not in (None, "")}
@@ -218,10 +223,24 @@ def validate_records(records: list[Record], fmt: str) -> list[Problem]:
     }[fmt]
     problems = []
     for record in records:
-        message = record.error or check(record.data)
+        message = record.error or _unencodable(record.data) or check(record.data)
         if message:
             problems.append(Problem(record.where, message))
     return problems
+
+
+def _unencodable(value: object, depth: int = 0) -> str | None:
+    """Text that cannot be written as UTF-8 (a lone surrogate from a JSON escape)."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            return f"text holds an invalid character at position {exc.start} (lone surrogate)"
+        return None
+    if depth > 32:
+        return "nested too deeply"
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+    return next((m for m in (_unencodable(v, depth + 1) for v in items) if m), None)
 
 
 def _check_text(data: dict) -> str | None:
@@ -259,9 +278,11 @@ def _check_turns(data: dict, key: str, role_key: str, text_key: str, roles: set)
             return f"{key}[{i}].{role_key}: unknown role {turn.get(role_key)!r}"
         if not isinstance(turn.get(text_key), str):
             return f"{key}[{i}]: missing field '{text_key}'"
-    last = turns[-1][role_key]
-    if SHAREGPT_ROLES.get(last, last) != "assistant":
+    roles_in_order = [SHAREGPT_ROLES.get(t[role_key], t[role_key]) for t in turns]
+    if roles_in_order[-1] != "assistant":
         return f"{key}: the last turn must be the assistant's answer"
+    if "user" not in roles_in_order[:-1]:
+        return f"{key}: needs a user turn before the assistant's answer"
     return None
 
 
@@ -358,6 +379,68 @@ def _token_ids(example: dict, tokenizer) -> list[int]:
         messages = list(example["prompt"]) + list(example["completion"])
         return tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True)["input_ids"]
     return tokenizer(example["prompt"] + example["completion"])["input_ids"]
+
+
+def load_tokenizer_for(settings: TrainSettings):
+    """The tokenizer training will use (the demo's is built on first use)."""
+    from .loading import load_tokenizer, resolve_model_path
+
+    return load_tokenizer(resolve_model_path(settings.model.name_or_path), settings)
+
+
+@dataclass
+class AnswerCut:
+    """Records whose prompt alone fills max_seq_length: (prompt tokens, full tokens) each."""
+
+    records: list[tuple[int, int]]
+    total: int
+
+    def __bool__(self) -> bool:
+        return bool(self.records)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    @property
+    def shortest_prompt(self) -> int:
+        return min(p for p, _ in self.records)
+
+    @property
+    def longest_record(self) -> int:
+        return max(f for _, f in self.records)
+
+
+def answer_cut_lengths(
+    records: list[Record], fmt: str, limit: int, tokenizer, batch: int = 512
+) -> AnswerCut:
+    """Measure prompt and full lengths with the tokenizer and chat template TRL will use."""
+    rows = [to_trl(r.data, fmt, tokenizer.eos_token) for r in records]
+    cut = []
+    if fmt != "text":
+        for start in range(0, len(rows), batch):
+            chunk = rows[start : start + batch]
+            prompts, fulls = _prompt_and_full_ids(chunk, tokenizer)
+            cut += [
+                (len(p), len(f)) for p, f in zip(prompts, fulls, strict=True) if len(p) >= limit
+            ]
+    return AnswerCut(cut, len(rows))
+
+
+def _prompt_and_full_ids(rows: list[dict], tokenizer) -> tuple[list, list]:
+    if isinstance(rows[0]["prompt"], list):
+        prompts = [list(r["prompt"]) for r in rows]
+        fulls = [list(r["prompt"]) + list(r["completion"]) for r in rows]
+        template = tokenizer.apply_chat_template
+        return (
+            template(prompts, tokenize=True, add_generation_prompt=True, return_dict=True)[
+                "input_ids"
+            ],
+            template(fulls, tokenize=True, return_dict=True)["input_ids"],
+        )
+    return (
+        tokenizer([r["prompt"] for r in rows])["input_ids"],
+        tokenizer([r["prompt"] + r["completion"] for r in rows])["input_ids"],
+    )
 
 
 def stats_from_lengths(lengths: list[int], max_seq_length: int, bins: int = 12) -> TokenStats:

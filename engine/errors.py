@@ -36,7 +36,7 @@ class ModelError(InputError):
 
 
 class OutputExistsError(InputError):
-    """The run directory exists and --overwrite was not given."""
+    """An output (run directory, exported file) exists and replacing it was not asked for."""
 
 
 class TrainingError(FinetuneError):

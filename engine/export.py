@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import datetime
 import json
+import math
+import shlex
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from .data import ALPACA_PROMPT, ALPACA_PROMPT_NO_INPUT, SHAREGPT_ROLES, SUFFIXES
+from .errors import InputError, OutputExistsError
 from .loading import DTYPE_NAMES, OPTIMIZER_NAMES
-from .preset import save_preset
+from .preset import dump_preset
+from .safe_io import write_text_atomic
 from .settings import DEMO, TrainSettings
 
 ALWAYS = ("torch", "transformers", "trl", "peft", "datasets", "accelerate")
@@ -42,6 +46,8 @@ def literal(value: object) -> str:
         return "[" + ", ".join(literal(v) for v in value) + "]"
     if isinstance(value, dict):
         return "{" + ", ".join(f"{literal(k)}: {literal(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"float({repr(value)!r})"  # `inf` alone is a NameError in a script
     if value is None or isinstance(value, bool | int | float):
         return repr(value)
     raise TypeError(f"cannot render {type(value).__name__} as a literal")
@@ -59,21 +65,75 @@ def export_run(
     reasons: dict[str, str] | None = None,
     gpus: int = 1,
     distributed: str = "fsdp",
+    inputs: tuple[Path, ...] = (),
+    force: bool = False,
 ) -> Exported:
-    """Write the script, the matching preset and (for several GPUs) an accelerate config."""
-    script_path = Path(script_path)
-    script_path.parent.mkdir(parents=True, exist_ok=True)
-    script_path.write_text(render_script(settings, reasons or {}), encoding="utf-8")
-    script_path.chmod(0o755)
+    """Write the script, the matching preset and (for several GPUs) an accelerate config.
+
+    Nothing is written unless every output is a new file (or `force`), none is an input
+    of the export (`inputs`: the preset it came from, the dataset, the model) and no two
+    outputs are the same file. Each file appears whole (written beside it, then renamed).
+    """
+    script_path = Path(script_path).expanduser()
     preset_path = script_path.with_suffix(".yaml")
-    save_preset(settings, preset_path)
-    commands = [f"python {script_path}", f"finetune-tui --preset {preset_path}"]
-    config_path = None
-    if gpus > 1:
-        config_path = script_path.with_name("accelerate_config.yaml")
-        config_path.write_text(render_accelerate_config(gpus, distributed), encoding="utf-8")
-        commands.insert(0, f"accelerate launch --config_file {config_path} {script_path}")
+    config_path = script_path.with_name("accelerate_config.yaml") if gpus > 1 else None
+    outputs = [p for p in (script_path, preset_path, config_path) if p is not None]
+    check_export_targets(outputs, (*inputs, *_settings_inputs(settings)), force)
+    files = {
+        script_path: render_script(settings, reasons or {}),
+        preset_path: dump_preset(settings),
+    }
+    if config_path is not None:
+        files[config_path] = render_accelerate_config(gpus, distributed)
+    try:
+        script_path.parent.mkdir(parents=True, exist_ok=True)
+        for path, text in files.items():
+            write_text_atomic(path, text)
+        script_path.chmod(0o755)
+    except OSError as exc:
+        raise InputError(f"{exc.filename or script_path}: cannot write: {exc.strerror}") from None
+    commands = [
+        f"python {shlex.quote(str(script_path))}",
+        f"finetune-tui --preset {shlex.quote(str(preset_path))}",
+    ]
+    if config_path is not None:
+        commands.insert(
+            0,
+            f"accelerate launch --config_file {shlex.quote(str(config_path))} "
+            f"{shlex.quote(str(script_path))}",
+        )
     return Exported(script_path, preset_path, config_path, commands)
+
+
+def check_export_targets(outputs: list[Path], inputs: tuple[Path, ...], force: bool) -> None:
+    """Refuse to write over an input, a directory, another output or (unless forced) a file."""
+    if len({_identity(p) for p in outputs}) < len(outputs):
+        raise InputError(
+            f"{outputs[0]}: the script and its preset would be the same file; "
+            "name the script with .py"
+        )
+    protected = {_identity(Path(p).expanduser()) for p in inputs}
+    for path in outputs:
+        if path.is_dir():
+            raise InputError(f"{path}: is a directory; give a file name such as {path}/train.py")
+        if _identity(path) in protected:
+            raise InputError(f"{path}: is an input of this export; it is never overwritten")
+        if (path.exists() or path.is_symlink()) and not force:
+            raise OutputExistsError(f"{path}: exists; use --force to replace it, or another -o")
+
+
+def _identity(path: Path) -> object:
+    """The same file however it is named (symlinks, `..`, hard links)."""
+    try:
+        info = path.stat()
+        return (info.st_dev, info.st_ino)
+    except OSError:
+        return path.resolve()
+
+
+def _settings_inputs(settings: TrainSettings) -> tuple[Path, ...]:
+    paths = (settings.dataset.path, settings.model.name_or_path)
+    return tuple(Path(p) for p in paths if p != DEMO)
 
 
 # --- the script --------------------------------------------------------------------------

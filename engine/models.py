@@ -5,12 +5,12 @@ Never loads weights and never imports torch: the planner and the first screens u
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .catalog import CATALOG
 from .errors import ModelError
+from .safe_io import CONFIG_LIMIT, read_json
 from .settings import DEMO
 
 GATED_FAMILIES = {"llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "phi3", "granite"}
@@ -89,11 +89,12 @@ def load_config(name_or_path: str) -> dict:
 
         return demo_model_config()
     path = Path(name_or_path).expanduser()
-    if (path / "config.json").is_file():
-        try:
-            return json.loads((path / "config.json").read_text())
-        except ValueError as exc:
-            raise ModelError(f"{path / 'config.json'}: invalid JSON ({exc})") from None
+    if (path / "config.json").exists():
+        config = read_json(path / "config.json", CONFIG_LIMIT, "model config")
+        if not isinstance(config, dict):
+            kind = type(config).__name__
+            raise ModelError(f"{path / 'config.json'}: must be a JSON object, not {kind}")
+        return config
     if path.is_dir():
         raise ModelError(f"{path}: not a model folder (no config.json)")
     if name_or_path in CATALOG:
@@ -106,10 +107,13 @@ def load_config(name_or_path: str) -> dict:
 
 def inspect_model(name_or_path: str) -> ModelInfo:
     config = load_config(name_or_path)
-    config = config.get("text_config", config) | {"architectures": config.get("architectures")}
+    text = config.get("text_config")
+    config = (text if isinstance(text, dict) else config) | {
+        "architectures": config.get("architectures")
+    }
     try:
         return _info(name_or_path, config)
-    except (KeyError, TypeError, ZeroDivisionError) as exc:
+    except (KeyError, TypeError, ValueError, ZeroDivisionError, AttributeError) as exc:
         raise ModelError(f"{name_or_path}: config.json lacks what planning needs ({exc})") from None
 
 

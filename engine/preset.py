@@ -13,36 +13,73 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from .errors import SettingsError
+from .errors import InputError, SettingsError
+from .safe_io import PRESET_LIMIT, read_text, write_text_atomic
 from .settings import TrainSettings
 
 SECRET_WORDS = ("token", "password", "secret", "api_key")
 
 
-def load_preset(path: str | Path, overrides: list[str] | None = None) -> TrainSettings:
-    """Read a preset safely, apply overrides, validate; raise SettingsError naming the field."""
+def load_preset(
+    path: str | Path, overrides: list[str] | None = None, values: dict | None = None
+) -> TrainSettings:
+    """Read a preset safely, apply overrides, validate; raise SettingsError naming the field.
+
+    `overrides` are `--set key=value` strings (values parsed as YAML scalars); `values`
+    are typed `section.key` values from dedicated flags such as `--output`, taken as is.
+    """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SettingsError(f"{path}: preset file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SettingsError(f"{path}: cannot read preset: {_reason(exc)}") from None
-    try:
-        data = yaml.safe_load(text)
-        root = yaml.compose(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise SettingsError(f"{where}: invalid YAML: {problem}") from None
+        text = read_text(path, PRESET_LIMIT, "preset file")
+    except InputError as exc:
+        raise SettingsError(str(exc)) from None
+    data, root = parse_yaml(text, str(path))
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise SettingsError(f"{path}:1: a preset must be a mapping of sections, not {_kind(data)}")
     data = apply_overrides(data, overrides or [])
-    overridden = {item.partition("=")[0].strip() for item in overrides or []}
+    for dotted, value in (values or {}).items():
+        _assign(data, dotted.split("."), value, dotted)
+    overridden = {item.partition("=")[0].strip() for item in overrides or []} | set(values or {})
     return validate_settings(data, source=str(path), root=root, overridden=overridden)
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, but a key given twice is an error instead of a silent replace."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(key, str) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"'{key}' given twice (lines {seen[key]} and {key_node.start_mark.line + 1})",
+                    key_node.start_mark,
+                )
+            if isinstance(key, str):
+                seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
+
+
+def parse_yaml(text: str, source: str) -> tuple[Any, Any]:
+    """(data, node tree) of one YAML document; any problem is one SettingsError line."""
+    loader = _StrictLoader(text)
+    try:
+        root = loader.get_single_node()
+        data = loader.construct_document(root) if root is not None else None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{source}:{mark.line + 1}" if mark else source
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise SettingsError(f"{where}: invalid YAML: {problem}") from None
+    except RecursionError:
+        raise SettingsError(f"{source}: invalid YAML: nested too deeply") from None
+    finally:
+        loader.dispose()
+    return data, root
 
 
 def settings_from_overrides(overrides: list[str]) -> TrainSettings:
@@ -109,7 +146,7 @@ def dump_preset(settings: TrainSettings) -> str:
 
 def save_preset(settings: TrainSettings, path: str | Path) -> Path:
     path = Path(path)
-    path.write_text(dump_preset(settings), encoding="utf-8")
+    write_text_atomic(path, dump_preset(settings))
     return path
 
 
@@ -129,9 +166,9 @@ def _check_no_secrets(data: dict, prefix: str = "") -> None:
 def _describe(exc: ValidationError, source: str, root: Any, overridden: set[str]) -> str:
     errors = exc.errors()
     first = errors[0]
-    loc = [str(p) for p in first["loc"]]
+    loc = [str(p) for p in first["loc"] if _is_field_name(p)]
     field = ".".join(loc) if loc else "(top level)"
-    if any(field == key or field.startswith(key + ".") for key in overridden):
+    if any(_same_branch(field, key) for key in overridden):
         where = "--set"
     else:
         line = _line_of(root, first["loc"])
@@ -139,6 +176,16 @@ def _describe(exc: ValidationError, source: str, root: Any, overridden: set[str]
     message = _message(first, loc)
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
     return f"{where}: {field}: {message}{more}"
+
+
+def _is_field_name(part: object) -> bool:
+    """Loc parts that name a field, not pydantic's union-branch tags like `list[str]`."""
+    return isinstance(part, int) or str(part).isidentifier()
+
+
+def _same_branch(field: str, key: str) -> bool:
+    """An error on `field` was caused by the override `key` (either may be deeper)."""
+    return field == key or field.startswith(key + ".") or key.startswith(field + ".")
 
 
 def _message(error: dict, loc: list[str]) -> str:
@@ -164,6 +211,10 @@ def _message(error: dict, loc: list[str]) -> str:
         return f"must be true or false, got {error.get('input')!r}"
     if kind in {"model_type", "model_attributes_type", "dict_type"}:
         return f"must be a section (mapping), got {_kind(error.get('input'))}"
+    if kind == "finite_number":
+        return "must be a finite number"
+    if kind in {"too_short", "string_too_short"}:
+        return "must not be empty"
     if kind == "value_error":
         return str(ctx.get("error", error["msg"])).split(": ", 1)[-1]
     return error["msg"][0].lower() + error["msg"][1:]
@@ -184,7 +235,7 @@ def _suggestion(loc: list[str]) -> str:
 def _line_of(root: Any, loc: tuple) -> int | None:
     """1-based line of the deepest YAML node on `loc` (the key itself when it exists)."""
     node, line = root, None
-    for part in loc:
+    for part in (p for p in loc if _is_field_name(p)):
         if not isinstance(node, yaml.MappingNode):
             break
         for key_node, value_node in node.value:
@@ -202,7 +253,3 @@ def _kind(value: Any) -> str:
     return {list: "a list", str: "a string", int: "a number", float: "a number"}.get(
         type(value), type(value).__name__
     )
-
-
-def _reason(exc: Exception) -> str:
-    return getattr(exc, "strerror", None) or str(exc)

@@ -20,11 +20,14 @@ from .events import Eval, Event, EventSink, Failed, Finished, Notice
 from .preset import save_preset
 from .rundir import (
     ADAPTER_DIR,
+    EXPORT_DIR,
     METRICS_FILE,
     PID_FILE,
     SETTINGS_FILE,
     SUMMARY_FILE,
+    finish_replacement,
     prepare_run_dir,
+    undo_replacement,
     write_json,
 )
 from .settings import TrainSettings
@@ -84,15 +87,18 @@ def run_training(
     save_preset(settings, run_dir / SETTINGS_FILE)
     (run_dir / PID_FILE).write_text(f"{os.getpid()}\n")
     metrics = MetricsFile(run_dir / METRICS_FILE)
+    started = False
 
     def emit(event: Event) -> None:
+        nonlocal started
         metrics(event)
         sink(event)
+        if event.kind == "started" and not started:
+            started = True
+            finish_replacement(run_dir)  # an overwritten run is deleted only now
 
     try:
-        checkpoint = last_complete_checkpoint(run_dir) if resume else None
-        if checkpoint is not None:
-            emit(Notice(f"resuming from {checkpoint}"))
+        checkpoint = _resume_point(run_dir, emit) if resume else None
         return _train(settings, run_dir, emit, stop, checkpoint)
     except FinetuneError as exc:
         emit(Failed(message=str(exc)))
@@ -105,6 +111,21 @@ def run_training(
         raise error from exc
     finally:
         metrics.close()
+        if not started:
+            undo_replacement(run_dir)
+
+
+def _resume_point(run_dir: Path, emit: EventSink) -> Path | None:
+    """The newest intact checkpoint; damaged newer ones are named and passed over."""
+    skipped: list[str] = []
+    checkpoint = last_complete_checkpoint(run_dir, skipped)
+    for problem in skipped:
+        emit(Notice(f"skipping a damaged checkpoint: {problem}", level="warning"))
+    if checkpoint is not None:
+        emit(Notice(f"resuming from {checkpoint}"))
+    elif skipped:
+        emit(Notice("no intact checkpoint: starting again from step 0", level="warning"))
+    return checkpoint
 
 
 @dataclass
@@ -369,7 +390,8 @@ def _export_script(settings: TrainSettings, run_dir: Path, emit: EventSink) -> s
     from .export import export_run
 
     try:
-        return str(export_run(settings, run_dir / "export" / "train.py").script)
+        script = run_dir / EXPORT_DIR / "train.py"
+        return str(export_run(settings, script, force=True).script)
     except Exception as exc:
         emit(Notice(f"could not write the training script: {exc}", level="warning"))
         return None

@@ -16,8 +16,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import InputError
 from .events import Event, event_from_json
 from .rundir import METRICS_FILE, PID_FILE, SETTINGS_FILE, SUMMARY_FILE, data_dir
+from .safe_io import SMALL_LIMIT, check_regular_file, open_regular, read_json, read_text
+
+PID_MAX = 2**22  # Linux's upper limit for pid_max
+SUMMARY_LIMIT = 16 * 2**20
+LINE_LIMIT = 1 * 2**20  # one metrics event; longer lines are not ours
 
 
 @dataclass
@@ -87,12 +93,19 @@ def run_info(run_dir: Path) -> RunInfo:
 def run_status(run_dir: Path, last_kind: str | None = None) -> str:
     if is_running(run_dir):
         return "running"
-    try:
-        summary = json.loads((run_dir / SUMMARY_FILE).read_text())
-        return summary.get("status", "finished")
-    except (OSError, ValueError):
-        pass
+    summary = read_summary(run_dir)
+    if summary is not None:
+        return str(summary.get("status", "finished"))
     return "failed" if last_kind == "error" else "interrupted"
+
+
+def read_summary(run_dir: Path) -> dict | None:
+    """summary.json, or None when it is missing, unreadable or not a JSON object."""
+    try:
+        summary = read_json(run_dir / SUMMARY_FILE, SUMMARY_LIMIT, "run summary")
+    except InputError:
+        return None
+    return summary if isinstance(summary, dict) else None
 
 
 def is_running(run_dir: Path) -> bool:
@@ -106,26 +119,33 @@ def is_running(run_dir: Path) -> bool:
         return False
     except PermissionError:
         return True
-    cmdline = Path(f"/proc/{pid}/cmdline")
-    if cmdline.exists():  # a reused pid after a reboot is some other program
-        return b"finetune" in cmdline.read_bytes()
-    return True
+    try:  # a reused pid after a reboot is some other program
+        return b"finetune" in Path(f"/proc/{pid}/cmdline").read_bytes()[:65536]
+    except OSError:
+        return True
 
 
 def read_pid(run_dir: Path) -> int | None:
+    """The pid in run.pid, or None unless it is a plausible process id (1 < pid <= 2**22).
+
+    0 and -1 would address process groups in os.kill, a 20-digit number overflows it.
+    """
     try:
-        return int((run_dir / PID_FILE).read_text().strip())
-    except (OSError, ValueError):
+        pid = int(read_text(run_dir / PID_FILE, SMALL_LIMIT, "pid file").strip())
+    except (InputError, ValueError):
         return None
+    return pid if 1 < pid <= PID_MAX else None
 
 
 def read_events(run_dir: Path) -> Iterator[Event]:
     """Every complete event line of metrics.jsonl (a half-written last line is skipped)."""
     path = run_dir / METRICS_FILE
-    if not path.exists():
+    try:
+        file = open_regular(path, "metrics file", mode="rb")
+    except InputError:
         return
-    with path.open(encoding="utf-8") as file:
-        for line in file:
+    with file:
+        while line := file.readline(LINE_LIMIT):
             event = _parse(line)
             if event is not None:
                 yield event
@@ -134,15 +154,17 @@ def read_events(run_dir: Path) -> Iterator[Event]:
 def follow_events(run_dir: Path, stop=None, poll_s: float = 0.5) -> Iterator[Event]:
     """Tail metrics.jsonl like `tail -f`, read-only, until `stop` is set or the run ends."""
     path = run_dir / METRICS_FILE
-    position, pending = 0, ""
+    position, pending = 0, b""
     while stop is None or not stop.is_set():
-        if path.exists():
-            with path.open(encoding="utf-8") as file:
+        if _is_regular(path):
+            with open_regular(path, "metrics file", mode="rb") as file:
                 file.seek(position)
-                chunk = file.read()
+                chunk = file.read(LINE_LIMIT)
                 position = file.tell()
             pending += chunk
-            *lines, pending = pending.split("\n")
+            *lines, pending = pending.split(b"\n")
+            if len(pending) > LINE_LIMIT:  # not an event line of ours: skip it
+                pending = b""
             for line in lines:
                 event = _parse(line)
                 if event is not None:
@@ -154,11 +176,18 @@ def follow_events(run_dir: Path, stop=None, poll_s: float = 0.5) -> Iterator[Eve
         time.sleep(poll_s)
 
 
-def _parse(line: str) -> Event | None:
-    line = line.strip()
-    if not line:
-        return None
+def _is_regular(path: Path) -> bool:
     try:
-        return event_from_json(json.loads(line))
-    except (ValueError, KeyError, TypeError):
+        check_regular_file(path, "metrics file")
+    except InputError:
+        return False
+    return True
+
+
+def _parse(line: bytes) -> Event | None:
+    """One event, or None for a blank, torn, foreign or undecodable line."""
+    try:
+        data = json.loads(line.decode("utf-8").strip() or "null")
+        return event_from_json(data) if isinstance(data, dict) else None
+    except (ValueError, KeyError, TypeError, RecursionError):
         return None

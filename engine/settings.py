@@ -6,9 +6,10 @@ the TUI and in `finetune-tui --help-settings`.
 
 from __future__ import annotations
 
+import typing
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 DEMO = "demo"  # the embedded tiny model / dataset: no network, no download
 
@@ -21,13 +22,49 @@ Scheduler = Literal["linear", "cosine", "constant", "constant_with_warmup"]
 DatasetFormat = Literal["auto", "messages", "alpaca", "sharegpt", "text"]
 Attention = Literal["auto", "eager", "sdpa", "flash_attention_2", "kernels-community/flash-attn"]
 
-PositiveInt = Annotated[int, Field(gt=0)]
+# Bounds are what the libraries underneath accept (numpy seeds are 32-bit, int64 counters),
+# so an absurd value is a one-line settings error, not a failure minutes into a run.
+COUNT_LIMIT = 10**9
+PositiveInt = Annotated[int, Field(gt=0, le=COUNT_LIMIT)]
+ModuleNames = Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)]
+NAME_LIMIT = 128  # bytes of a run name: room for suffixes within the 255-byte file name limit
 
 
 class Section(BaseModel):
-    """Base of every settings section: unknown keys are errors, assignments re-validate."""
+    """Base of every settings section: unknown keys are errors, assignments re-validate.
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    Numbers are finite (no .inf / .nan), a true/false is never taken for a number, and
+    text must be encodable (no lone surrogates) so every value can be saved back.
+    """
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _plain_values(cls, value: object, info: ValidationInfo) -> object:
+        annotation = cls.model_fields[info.field_name].annotation
+        if isinstance(value, bool) and _is_numeric(annotation):
+            raise ValueError(f"must be a number, got {value}")
+        for text in value if isinstance(value, list) else [value]:
+            if isinstance(text, str):
+                _check_encodable(text)
+        return value
+
+
+def _is_numeric(annotation: object) -> bool:
+    """int / float, possibly inside Annotated, Optional or a union."""
+    if annotation in (int, float):
+        return True
+    return any(_is_numeric(arg) for arg in typing.get_args(annotation))
+
+
+def _check_encodable(text: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("contains a character that cannot be saved (a lone surrogate)") from None
+    if "\x00" in text:
+        raise ValueError("contains a NUL character")
 
 
 class ModelSettings(Section):
@@ -52,16 +89,16 @@ class DatasetSettings(Section):
     eval_fraction: float = Field(
         0.1, ge=0.0, lt=0.5, description="Share of records held out for evaluation."
     )
-    max_samples: PositiveInt | None = Field(
+    max_samples: Annotated[int, Field(gt=0, le=10**12)] | None = Field(
         None, description="Use at most this many training records (None = all)."
     )
 
 
 class LoraSettings(Section):
-    r: PositiveInt = Field(16, description="LoRA rank: adapter capacity and memory.")
-    alpha: PositiveInt = Field(16, description="LoRA scaling numerator (alpha / r).")
+    r: int = Field(16, gt=0, le=4096, description="LoRA rank: adapter capacity and memory.")
+    alpha: int = Field(16, gt=0, le=65536, description="LoRA scaling numerator (alpha / r).")
     dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout on the LoRA path.")
-    target_modules: list[str] | Literal["auto"] = Field(
+    target_modules: ModuleNames | Literal["auto"] = Field(
         "auto", description="Modules to adapt; 'auto' = every linear projection of the family."
     )
     use_rslora: bool = Field(False, description="Rank-stabilised scaling alpha / sqrt(r).")
@@ -103,23 +140,27 @@ class MemorySettings(Section):
 
 
 class TrainingSettings(Section):
-    micro_batch_size: PositiveInt = Field(4, description="Sequences per forward pass per GPU.")
-    gradient_accumulation_steps: PositiveInt = Field(
-        1, description="Micro-batches per optimizer step."
+    micro_batch_size: int = Field(
+        4, gt=0, le=65536, description="Sequences per forward pass per GPU."
     )
-    max_seq_length: PositiveInt = Field(512, description="Tokens per sequence (longer truncated).")
+    gradient_accumulation_steps: int = Field(
+        1, gt=0, le=65536, description="Micro-batches per optimizer step."
+    )
+    max_seq_length: int = Field(
+        512, gt=0, le=2**20, description="Tokens per sequence (longer truncated)."
+    )
     learning_rate: float = Field(2e-4, gt=0.0, lt=1.0, description="Peak learning rate.")
     lr_scheduler: Scheduler = Field("cosine", description="Learning-rate schedule after warm-up.")
     warmup_ratio: float = Field(0.03, ge=0.0, lt=1.0, description="Share of steps warming up.")
-    epochs: float = Field(1.0, gt=0.0, description="Passes over the training data.")
+    epochs: float = Field(1.0, gt=0.0, le=10000, description="Passes over the training data.")
     max_steps: PositiveInt | None = Field(
         None, description="Stop after this many optimizer steps (overrides epochs)."
     )
     optimizer: Optimizer = Field(
         "adamw_torch", description="AdamW 32-bit, 8-bit (bitsandbytes) or paged."
     )
-    weight_decay: float = Field(0.0, ge=0.0, description="AdamW weight decay.")
-    max_grad_norm: float = Field(1.0, gt=0.0, description="Gradient clipping norm.")
+    weight_decay: float = Field(0.0, ge=0.0, le=10.0, description="AdamW weight decay.")
+    max_grad_norm: float = Field(1.0, gt=0.0, le=1e6, description="Gradient clipping norm.")
     logging_steps: PositiveInt = Field(1, description="Emit a progress event every N steps.")
     eval_steps: PositiveInt | None = Field(
         None, description="Evaluate every N steps (None = at the end only)."
@@ -131,22 +172,64 @@ class TrainingSettings(Section):
         False, description="Also checkpoint at the end of every epoch (with or without save_steps)."
     )
     save_total_limit: PositiveInt = Field(2, description="Keep the last K checkpoints.")
-    seed: int = Field(42, ge=0, description="Seed for data order, LoRA init and dropout.")
+    seed: int = Field(
+        42, ge=0, le=2**32 - 1, description="Seed for data order, LoRA init and dropout."
+    )
     exact_match_samples: int = Field(
         0,
         ge=0,
+        le=100_000,
         description="Greedy-answer this many held-out prompts before and after training and "
         "report exact-match (0 = off).",
     )
 
 
 class OutputSettings(Section):
-    dir: str | None = Field(None, description="Run directory; default: <data dir>/runs/<run_name>.")
+    dir: str | None = Field(
+        None, min_length=1, description="Run directory; default: <data dir>/runs/<run_name>."
+    )
     run_name: str | None = Field(None, description="Name of the run; default: <model>-<timestamp>.")
-    overwrite: bool = Field(False, description="Replace an existing run directory.")
     report_to: list[Literal["tensorboard", "wandb"]] = Field(
         default_factory=list, description="Experiment trackers, when installed."
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _overwrite_is_not_a_setting(cls, data: object) -> object:
+        """Replacing a run is decided on the command line each time, never by a file.
+
+        Runs saved before this rule carry `overwrite: false`; that is dropped quietly.
+        """
+        if isinstance(data, dict) and "overwrite" in data:
+            data = dict(data)
+            if data.pop("overwrite") is not False:
+                raise ValueError(
+                    "overwrite: not a preset setting; pass --overwrite on the command line"
+                )
+        return data
+
+    @field_validator("run_name")
+    @classmethod
+    def _plain_name(cls, name: str | None) -> str | None:
+        """A run name is one folder name under the runs folder: never a path."""
+        if name is None:
+            return name
+        problem = _run_name_problem(name)
+        if problem:
+            raise ValueError(f"a run name {problem} (it is a folder name, not a path)")
+        return name
+
+
+def _run_name_problem(name: str) -> str | None:
+    checks = (
+        (not name.strip(), "is empty"),
+        ("/" in name or "\\" in name, "must not contain '/' or '\\'"),
+        (name[:1] in (".", "-"), "must not start with '.' or '-'"),
+        (name != name.strip(), "must not start or end with spaces"),
+        (any(ord(c) < 32 for c in name), "contains a control character"),
+        (len(name.encode("utf-8", "replace")) > NAME_LIMIT, f"is longer than {NAME_LIMIT} bytes"),
+    )
+    return next((message for failed, message in checks if failed), None)
 
 
 class TrainSettings(Section):

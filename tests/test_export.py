@@ -141,8 +141,14 @@ HOSTILE = [
     "new\nline",
     '"""; import os; os.system("echo pwned") #',
     "'); import os; os.system('x')#",
-    "{braces} %s \\N{BULLET} \x00 \u2028",
+    "{braces} %s \\N{BULLET} \x1b[31m \u2028",
 ]
+
+
+def test_a_nul_character_is_refused_before_it_reaches_a_path():
+    settings = load_preset(DEMO_PRESET)
+    with pytest.raises(ValueError, match="NUL"):
+        settings.output.dir = "a\x00b"
 
 
 @pytest.mark.parametrize("value", HOSTILE)

@@ -26,7 +26,7 @@ def test_full_disk_while_writing_the_summary_fails_in_one_line(tmp_path):
     settings = load_preset(DEMO_PRESET, ["training.max_steps=2", "training.exact_match_samples=0"])
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    (run_dir / "summary.json.tmp").symlink_to("/dev/full")
+    (run_dir / f".summary.json.{os.getpid()}.tmp").symlink_to("/dev/full")
     events = []
     with pytest.raises(TrainingError) as caught:
         run_training(settings, events.append, threading.Event(), run_dir=run_dir)

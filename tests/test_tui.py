@@ -32,7 +32,8 @@ async def test_every_screen_is_reachable_by_keyboard():
         )
         seen = [app.current_mode]
         for _ in ORDER[1:]:
-            await pilot.press("n")
+            # the Model screen's filter has the focus: letters type, ctrl+→ moves on
+            await pilot.press("ctrl+right" if app.current_mode == "model" else "n")
             await pilot.pause()
             seen.append(app.current_mode)
         assert seen == ORDER
@@ -40,6 +41,31 @@ async def test_every_screen_is_reachable_by_keyboard():
         assert app.current_mode == "train"
         await pilot.press("1")
         assert app.current_mode == "hardware"
+
+
+async def test_keys_arriving_with_q_never_crash_the_exit():
+    """A terminal delivers `q2` in one read: the second key must not mount a screen mid-exit."""
+    from textual import events
+
+    for keys in (["q", "2"], ["q", "n"], ["q", "4", "p"]):
+        app = demo_app()
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.pause()
+            for key in keys:
+                app.post_message(events.Key(key, key))
+            await pilot.pause(0.3)
+        assert app.return_code == 0 and app._exception is None, keys
+
+
+async def test_typing_on_the_model_screen_filters_instead_of_quitting():
+    app = demo_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("2")
+        await pilot.pause()
+        await pilot.press(*"qwen")
+        await pilot.pause()
+        assert app.is_running and app.current_mode == "model"
+        assert app.screen.query_one("#model-path", Input).value.endswith("qwen")
 
 
 async def test_first_screen_does_not_import_torch():

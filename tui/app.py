@@ -73,16 +73,18 @@ class FinetuneApp(App):
         self.hardware = None
         self.capture_fds = capture_fds
         self.train_screen: TrainScreen | None = None  # set when the Train screen mounts
+        self.quitting = False  # keys that arrive with `q` must not mount a screen mid-exit
 
     def on_mount(self) -> None:
         self.switch_mode("hardware")
 
     def action_step(self, delta: int) -> None:
         index = ORDER.index(self.current_mode) if self.current_mode in ORDER else 0
-        self.switch_mode(ORDER[max(0, min(len(ORDER) - 1, index + delta))])
+        self.action_goto(ORDER[max(0, min(len(ORDER) - 1, index + delta))])
 
     def action_goto(self, name: str) -> None:
-        self.switch_mode(name)
+        if not self.quitting:
+            self.switch_mode(name)
 
     def action_help(self) -> None:
         self.notify(HELP, title="Keys", timeout=10)
@@ -102,6 +104,9 @@ class FinetuneApp(App):
 
     async def action_quit_app(self) -> None:
         """Quitting mid-training saves a checkpoint and waits for the worker first."""
+        if self.quitting:
+            return
+        self.quitting = True
         train = self.train_screen
         if train is not None and train.running:
             self.notify("saving a checkpoint before quitting…")

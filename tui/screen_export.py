@@ -4,17 +4,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rich.markup import escape
 from textual import on
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Input, Static
 
-from finetune_tui.engine.errors import FinetuneError
+from finetune_tui.engine.errors import FinetuneError, OutputExistsError
 
 
 class ExportScreen(Screen):
     TITLE = "7 Export"
+    confirmed_replace: str | None = None  # a path the user chose to replace by asking twice
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -42,12 +44,24 @@ class ExportScreen(Screen):
         from finetune_tui.engine.export import export_run
 
         path = self.query_one("#export-path", Input).value.strip()
-        try:
-            exported = export_run(self.app.state.settings, path)
-        except (FinetuneError, OSError) as exc:
-            self.query_one("#export-result", Static).update(f"[red]{exc}[/red]")
+        result = self.query_one("#export-result", Static)
+        if not path:
+            result.update("[red]give the script's file name, e.g. job/train.py[/red]")
             return
-        self.query_one("#export-result", Static).update(
-            f"script: {exported.script}\npreset: {exported.preset}\nrerun with:\n"
-            + "\n".join(f"  {c}" for c in exported.commands)
+        force = path == self.confirmed_replace
+        try:
+            exported = export_run(self.app.state.settings, path, force=force)
+        except FinetuneError as exc:
+            replaceable = isinstance(exc, OutputExistsError)
+            self.confirmed_replace = path if replaceable else None
+            message = f"{path}: exists; press Export again to replace it" if replaceable else exc
+            result.update(f"[red]{escape(str(message))}[/red]")
+            return
+        self.confirmed_replace = None
+        result.update(
+            escape(
+                f"script: {exported.script}\npreset: {exported.preset}\nrerun with:\n"
+                + "\n".join(f"  {c}" for c in exported.commands)
+            )
         )
+        self.query_one("#export", Button).focus()  # keys are commands again, not typing

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 from textual import on
 from textual.app import ComposeResult
 from textual.containers import Vertical
@@ -16,6 +13,7 @@ from .planning import inspect
 
 class ModelScreen(Screen):
     TITLE = "2 Model"
+    AUTO_FOCUS = "#model-path"  # "type to filter": letters go to the field, not to shortcuts
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -101,8 +99,10 @@ def _config(name: str) -> dict | None:
         from finetune_tui.engine.demo import demo_model_config
 
         return demo_model_config()
-    path = Path(name).expanduser() / "config.json"
+    from finetune_tui.engine.errors import FinetuneError
+    from finetune_tui.engine.models import load_config
+
     try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
+        return load_config(name)
+    except FinetuneError:
         return None

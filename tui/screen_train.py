@@ -17,6 +17,7 @@ from collections import deque
 from contextlib import contextmanager
 from pathlib import Path
 
+from rich.markup import escape
 from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
@@ -72,7 +73,7 @@ class TrainScreen(Screen):
             yield Static("VRAM GiB", classes="spark-label")
             yield Sparkline([], id="vram-spark")
             yield Static("", id="gpu-telemetry")
-            yield RichLog(id="log", wrap=True, max_lines=500)
+            yield RichLog(id="log", wrap=True, max_lines=500, markup=True)
         yield Footer()
 
     def on_mount(self) -> None:
@@ -81,7 +82,7 @@ class TrainScreen(Screen):
         if self.attach_to is not None:
             self.query_one("#start", Button).disabled = True
             self.query_one("#stop", Button).disabled = False
-            self.log_line(f"attached to {self.attach_to} (read-only)")
+            self.log_line(f"attached to {escape(str(self.attach_to))} (read-only)")
             self.follow_run()
         self.set_interval(1.0, self.poll_telemetry)
         self.set_interval(REFRESH_S, self.drain_events)
@@ -92,21 +93,12 @@ class TrainScreen(Screen):
     def action_start(self) -> None:
         if self.running or self.attach_to is not None:
             return
-        from finetune_tui.engine.errors import FinetuneError
-        from finetune_tui.engine.rundir import prepare_run_dir
-
-        try:
-            run_dir = prepare_run_dir(self.app.state.settings)
-        except FinetuneError as exc:
-            self.notify(str(exc), severity="error", timeout=10)
-            return
-        self.app.state.last_run_dir = run_dir
         self.running = True
         self.stop_event.clear()
         self.query_one("#start", Button).disabled = True
         self.query_one("#stop", Button).disabled = False
-        self.log_line(f"run directory: {run_dir}")
-        self.train(run_dir)
+        self.log_line("checking the model, dataset and settings…")
+        self.train(self.app.state.settings)
 
     @on(Button.Pressed, "#stop")
     def action_stop(self) -> None:
@@ -126,20 +118,34 @@ class TrainScreen(Screen):
             self.log_line(f"asked pid {pid} to checkpoint and stop")
 
     @work(thread=True, exclusive=True, group="training", exit_on_error=False)
-    def train(self, run_dir: Path) -> None:
+    def train(self, settings) -> None:
+        """Check the inputs, then make the run directory, then train (nothing before)."""
         from finetune_tui.engine.errors import FinetuneError
-        from finetune_tui.engine.rundir import LOG_FILE
+        from finetune_tui.engine.preflight import check_run_inputs
+        from finetune_tui.engine.rundir import LOG_FILE, prepare_run_dir
         from finetune_tui.engine.runner import run_training
 
         from .fdcapture import captured_fds
 
         try:
+            check_run_inputs(settings)
+            run_dir = prepare_run_dir(settings)
+        except FinetuneError as exc:
+            self.deliver(Failed(message=str(exc)))
+            self.app.call_from_thread(self._training_ended)
+            return
+        self.app.call_from_thread(self._run_dir_made, run_dir)
+        try:
             with captured_fds(run_dir / LOG_FILE, enabled=self.app.capture_fds), _gil_handoff():
-                run_training(self.app.state.settings, self.deliver, self.stop_event, run_dir)
+                run_training(settings, self.deliver, self.stop_event, run_dir)
         except FinetuneError:
             pass  # the runner already emitted a Failed event with the message
         finally:
             self.app.call_from_thread(self._training_ended)
+
+    def _run_dir_made(self, run_dir: Path) -> None:
+        self.app.state.last_run_dir = run_dir
+        self.log_line(f"run directory: {escape(str(run_dir))}")
 
     @work(thread=True, exclusive=True, group="training", exit_on_error=False)
     def follow_run(self) -> None:
@@ -178,7 +184,7 @@ class TrainScreen(Screen):
             self.started_at = time.monotonic()
             self.query_one(ProgressBar).update(total=event.total_steps, progress=0)
             self.log_line(
-                f"training {event.model} on {event.device}: {event.train_samples} samples, "
+                f"training {escape(event.model)} on {event.device}: {event.train_samples} samples, "
                 f"{event.total_steps} steps, {event.trainable_params:,} trainable parameters"
             )
         elif isinstance(event, Eval):
@@ -189,12 +195,13 @@ class TrainScreen(Screen):
         elif isinstance(event, Checkpoint):
             self.log_line(f"checkpoint ({event.reason}) at step {event.step}")
         elif isinstance(event, Notice):
-            self.log_line(("[yellow]" if event.level == "warning" else "") + event.message)
+            style = "yellow" if event.level == "warning" else "default"
+            self.log_line(f"[{style}]{escape(event.message)}[/]")
         elif isinstance(event, Finished):
             self.show_finished(event)
         elif isinstance(event, Failed):
-            self.log_line(f"[red]failed: {event.message}[/red]")
-            self.notify(event.message, severity="error", timeout=15)
+            self.log_line(f"[red]failed: {escape(event.message)}[/red]")
+            self.notify(escape(event.message), severity="error", timeout=15)
 
     def record_step(self, event: Step) -> None:
         self.steps_seen += 1
@@ -242,7 +249,7 @@ class TrainScreen(Screen):
             parts.append(
                 f"exact-match {s.get('exact_match_before') or 0:.0%} → {s['exact_match_after']:.0%}"
             )
-        parts.append(f"adapter {event.adapter_path}")
+        parts.append(f"adapter {escape(str(event.adapter_path))}")
         self.log_line("  ".join(parts))
         self.notify("training finished: export the script on screen 7", timeout=8)
 

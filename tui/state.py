@@ -35,9 +35,14 @@ def config_file() -> Path:
 
 
 def recall() -> dict[str, str]:
+    from finetune_tui.engine.errors import InputError
+    from finetune_tui.engine.safe_io import SMALL_LIMIT, read_json
+
     try:
-        data = json.loads(config_file().read_text())
-    except (OSError, ValueError):
+        data = read_json(config_file(), SMALL_LIMIT, "remembered settings")
+    except InputError:
+        return {}
+    if not isinstance(data, dict):
         return {}
     return {k: v for k, v in data.items() if k in REMEMBERED and isinstance(v, str)}
 

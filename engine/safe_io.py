@@ -1,0 +1,132 @@
+"""Reading and writing the user's files without hanging, exhausting memory or tearing them.
+
+Rules every read and write in finetune-tui follows:
+- a file we read is a regular file (a FIFO blocks forever, /dev/zero never ends) and we
+  read at most a stated number of bytes;
+- a file we write appears whole or not at all (written beside it, then renamed);
+- text that cannot be decoded or parsed is the user's input error, said in one line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import struct
+from pathlib import Path
+
+from .errors import InputError
+
+KIB = 1024
+MIB = 1024 * KIB
+PRESET_LIMIT = 1 * MIB  # a preset is a few hundred bytes
+CONFIG_LIMIT = 16 * MIB  # config.json / tokenizer_config.json (chat templates can be large)
+SMALL_LIMIT = 64 * KIB  # run.pid, markers, summary fields
+HEADER_LIMIT = 100 * MIB  # safetensors caps its JSON header at 100 MB
+
+
+class UnreadableFile(InputError):
+    """A file that is not a regular file, too large, or not text."""
+
+
+def check_regular_file(path: Path, what: str = "file") -> os.stat_result:
+    """stat() a path and refuse anything but a regular file (no FIFO, device, socket)."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        raise UnreadableFile(f"{path}: {what} not found") from None
+    except OSError as exc:
+        raise UnreadableFile(f"{path}: cannot read {what}: {exc.strerror}") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise UnreadableFile(f"{path}: is a directory, expected a {what}")
+    if not stat.S_ISREG(info.st_mode):
+        raise UnreadableFile(f"{path}: not a regular file (a pipe or device); expected a {what}")
+    return info
+
+
+def read_bytes(path: Path, limit: int, what: str = "file") -> bytes:
+    """At most `limit` bytes of a regular file; larger files are refused, not truncated."""
+    path = Path(path)
+    check_regular_file(path, what)
+    try:
+        # O_NONBLOCK: if the path was swapped for a FIFO after the check, open does not block.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as exc:
+        raise UnreadableFile(f"{path}: cannot read {what}: {exc.strerror}") from None
+    with os.fdopen(fd, "rb") as file:
+        if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
+            raise UnreadableFile(f"{path}: not a regular file; expected a {what}")
+        data = file.read(limit + 1)
+    if len(data) > limit:
+        raise UnreadableFile(f"{path}: {what} is larger than {limit // KIB:,} KiB")
+    return data
+
+
+def read_text(path: Path, limit: int, what: str = "file") -> str:
+    """UTF-8 text (a byte-order mark is tolerated) of a bounded regular file."""
+    data = read_bytes(path, limit, what)
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise UnreadableFile(
+            f"{path}: {what} is not UTF-8 text (bad byte at offset {exc.start})"
+        ) from None
+
+
+def read_json(path: Path, limit: int, what: str = "JSON file"):
+    """A parsed JSON document; malformed, too deep or too large is one InputError line."""
+    text = read_text(path, limit, what)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UnreadableFile(f"{path}:{exc.lineno}: invalid JSON ({exc.msg})") from None
+    except RecursionError:
+        raise UnreadableFile(f"{path}: JSON nested too deeply") from None
+
+
+def open_regular(path: Path, what: str = "file", mode: str = "r"):
+    """Open a regular file for streaming (datasets, metrics): never a FIFO or device."""
+    path = Path(path)
+    check_regular_file(path, what)
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise UnreadableFile(f"{path}: not a regular file; expected a {what}")
+    if "b" in mode:
+        return os.fdopen(fd, "rb")
+    return os.fdopen(fd, "r", encoding="utf-8-sig", errors="strict", newline="")
+
+
+def safetensors_problem(file: Path) -> str | None:
+    """The 8-byte header length and the JSON header it announces must be intact."""
+    size = file.stat().st_size
+    with file.open("rb") as handle:
+        raw = handle.read(8)
+        if len(raw) < 8:
+            return "truncated safetensors file"
+        (length,) = struct.unpack("<Q", raw)
+        if length > min(HEADER_LIMIT, size - 8):
+            return "corrupt safetensors header"
+        try:
+            header = json.loads(handle.read(length))
+        except (ValueError, RecursionError):
+            return "corrupt safetensors header"
+    ends = [
+        v["data_offsets"][1] for v in header.values() if isinstance(v, dict) and "data_offsets" in v
+    ]
+    if ends and 8 + length + max(ends) > size:
+        return "truncated safetensors file"
+    return None
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write beside the target, then rename: a reader or a crash never sees half a file."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8") as file:
+            file.write(text)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
