@@ -101,7 +101,7 @@ def _existing_run(path: str) -> tuple[Path, TrainSettings]:
         raise InputError(f"{run_dir}: not a run directory (no {SETTINGS_FILE})")
     if is_running(run_dir):
         raise InputError(f"{run_dir}: this run is still running (pid {read_pid(run_dir)})")
-    return run_dir, load_preset(run_dir / SETTINGS_FILE)
+    return run_dir, load_preset(run_dir / SETTINGS_FILE, saved_run=True)
 
 
 def _detach(run_dir: Path, settings: TrainSettings) -> int:

@@ -21,12 +21,16 @@ SECRET_WORDS = ("token", "password", "secret", "api_key")
 
 
 def load_preset(
-    path: str | Path, overrides: list[str] | None = None, values: dict | None = None
+    path: str | Path,
+    overrides: list[str] | None = None,
+    values: dict | None = None,
+    saved_run: bool = False,
 ) -> TrainSettings:
     """Read a preset safely, apply overrides, validate; raise SettingsError naming the field.
 
     `overrides` are `--set key=value` strings (values parsed as YAML scalars); `values`
     are typed `section.key` values from dedicated flags such as `--output`, taken as is.
+    `saved_run`: the file is a run's own settings.yaml (tolerates keys older runs wrote).
     """
     path = Path(path)
     try:
@@ -42,7 +46,8 @@ def load_preset(
     for dotted, value in (values or {}).items():
         _assign(data, dotted.split("."), value, dotted)
     overridden = {item.partition("=")[0].strip() for item in overrides or []} | set(values or {})
-    return validate_settings(data, source=str(path), root=root, overridden=overridden)
+    context = {"saved_run": saved_run}
+    return validate_settings(data, str(path), root, overridden, context)
 
 
 class _StrictLoader(yaml.SafeLoader):
@@ -88,11 +93,15 @@ def settings_from_overrides(overrides: list[str]) -> TrainSettings:
 
 
 def validate_settings(
-    data: dict, source: str = "settings", root: Any = None, overridden: set[str] = frozenset()
+    data: dict,
+    source: str = "settings",
+    root: Any = None,
+    overridden: set[str] = frozenset(),
+    context: dict | None = None,
 ) -> TrainSettings:
     """Validate; an error names the file and line, or `--set` when an override caused it."""
     try:
-        return TrainSettings.model_validate(data)
+        return TrainSettings.model_validate(data, context=context)
     except ValidationError as exc:
         raise SettingsError(_describe(exc, source, root, overridden)) from None
 

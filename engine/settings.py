@@ -195,14 +195,16 @@ class OutputSettings(Section):
 
     @model_validator(mode="before")
     @classmethod
-    def _overwrite_is_not_a_setting(cls, data: object) -> object:
+    def _overwrite_is_not_a_setting(cls, data: object, info: ValidationInfo) -> object:
         """Replacing a run is decided on the command line each time, never by a file.
 
-        Runs saved before this rule carry `overwrite: false`; that is dropped quietly.
+        Runs saved before this rule carry `overwrite`; a run's own settings.yaml (read for
+        --resume) drops it quietly, like `overwrite: false` anywhere.
         """
         if isinstance(data, dict) and "overwrite" in data:
             data = dict(data)
-            if data.pop("overwrite") is not False:
+            saved_run = bool(info.context and info.context.get("saved_run"))
+            if data.pop("overwrite") is not False and not saved_run:
                 raise ValueError(
                     "overwrite: not a preset setting; pass --overwrite on the command line"
                 )

@@ -7,9 +7,13 @@ wrong, and nothing written outside the output folder.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import typing
 from pathlib import Path
 
+import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -184,3 +188,166 @@ def test_bad_dataset_files_exit_2_naming_the_file(tmp_path, capsys, file):
     assert str(dataset) in err
     assert snapshot(tmp_path) == before
     assert not (tmp_path / "o").exists()
+
+
+# --- hostile output folders with --overwrite, hostile inputs ----------------------------
+
+SMALL_DATA = json.dumps(GOOD) + "\n"
+OUTPUT_KINDS = [
+    "foreign",
+    "symlink",
+    "cwd",
+    "cwd_parent",
+    "home",
+    "live",
+    "holds_dataset",
+    "holds_preset",
+    "a_file",
+]
+
+
+REFUSALS = {  # why each folder is refused: the refusal must be for that reason
+    "foreign": ["not a finetune-tui run directory"],
+    "symlink": ["symbolic link"],
+    "cwd": ["will not replace this folder"],
+    "cwd_parent": ["will not replace this folder"],
+    "home": ["will not replace this folder"],
+    "live": ["still going"],
+    "holds_dataset": ["an input of this run"],
+    "holds_preset": ["an input of this run"],
+    "a_file": ["not a directory"],
+}
+
+
+def marked_run(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / ".finetune-tui-run").write_text("made by finetune-tui\n")
+    (folder / "settings.yaml").write_text("model: {}\n")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def live_pid():
+    """A live process whose command line names finetune: what a running run looks like."""
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)", "finetune"])
+    yield sleeper.pid
+    sleeper.kill()
+    sleeper.wait()
+
+
+def hostile_output(kind: str, root: Path, dataset: Path, preset: Path, pid: int, monkeypatch):
+    """A folder (or file) that --overwrite must never replace; returns the --output value."""
+    if kind == "foreign":
+        folder = root / "mine"
+        (folder / "src").mkdir(parents=True, exist_ok=True)
+        (folder / "thesis.txt").write_text("years of work\n")
+        return str(folder)
+    if kind == "symlink":
+        link = root / "link"
+        if not link.is_symlink():
+            link.symlink_to(marked_run(root / "real-run"))
+        return str(link)
+    if kind in ("cwd", "cwd_parent"):
+        work = marked_run(root / "cwd-run") / "inner"
+        work.mkdir(exist_ok=True)
+        monkeypatch.chdir(work if kind == "cwd_parent" else work.parent)
+        return ".." if kind == "cwd_parent" else "."
+    if kind == "home":
+        home = marked_run(root / "home")
+        monkeypatch.setenv("HOME", str(home))
+        return "~"
+    if kind == "live":
+        run = marked_run(root / "live-run")
+        (run / "run.pid").write_text(f"{pid}\n")
+        return str(run)
+    if kind == "holds_dataset":
+        return str(dataset.parent)
+    if kind == "holds_preset":
+        return str(preset.parent)
+    path = root / "a-file"
+    path.write_text("not a folder\n")
+    return str(path)
+
+
+@FUZZ
+@given(kind=st.sampled_from(OUTPUT_KINDS), use_name=st.booleans())
+def test_overwrite_never_replaces_what_finetune_tui_did_not_make(
+    tmp_path, capsys, monkeypatch, live_pid, kind, use_name
+):
+    root = tmp_path / "fuzz"
+    dataset = marked_run(root / "data-run") / "data.jsonl"
+    dataset.write_text(SMALL_DATA)
+    preset = marked_run(root / "preset-run") / "job.yaml"
+    preset.write_text(DEMO.read_text())
+    with monkeypatch.context() as patch:
+        output = hostile_output(kind, root, dataset, preset, live_pid, patch)
+        before = tree_with_contents(root)
+        args = ["--preset", str(preset), "--set", f"dataset.path={dataset}", "--overwrite"]
+        args += ["--set", "training.max_steps=1"]
+        if use_name and kind not in ("cwd", "cwd_parent", "home"):  # via output.dir instead
+            args += ["--set", f"output.dir={output}"]
+        else:
+            args += ["--output", output]
+        code = main(args)
+    err = capsys.readouterr().err
+    assert_clean_failure(code, err)
+    assert any(reason in err for reason in REFUSALS[kind]), (kind, err)
+    assert tree_with_contents(root) == before
+
+
+def tree_with_contents(root: Path) -> dict[str, bytes | None]:
+    return {
+        str(p): (p.read_bytes() if p.is_file() and not p.is_symlink() else None)
+        for p in root.rglob("*")
+    }
+
+
+@st.composite
+def hostile_inputs(draw, root: Path) -> tuple[list[str], str]:
+    """Arguments whose preset or dataset is a pipe, a device, deeply nested or non-finite."""
+    kind = draw(st.sampled_from(["fifo", "device", "deep", "non_finite", "link_to_device"]))
+    target = draw(st.sampled_from(["preset", "dataset"]))
+    device = draw(st.sampled_from(["/dev/zero", "/dev/null", "/dev/urandom"]))
+    depth = draw(st.integers(2000, 50000))
+    section, name, _ = draw(st.sampled_from(FLOAT_FIELDS))
+    number = draw(st.sampled_from([".inf", "-.inf", ".nan", "1e309", "-1e999"]))
+    if kind == "non_finite":
+        target = "preset"
+    path = root / f"{kind}-{target}-{depth}-{name}{'.yaml' if target == 'preset' else '.jsonl'}"
+    if path.exists() or path.is_symlink():
+        pass
+    elif kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "link_to_device":
+        path.symlink_to(device)
+    elif kind == "deep":
+        body = "[" * depth + "]" * depth
+        path.write_text(f"lora: {body}\n" if target == "preset" else f'{{"text": {body}}}\n')
+    elif kind == "non_finite":
+        path.write_text(f"{section}:\n  {name}: {number}\n")
+    if kind == "device":
+        path = Path(device)
+    why = {"deep": "nested too deeply", "non_finite": "must be a finite number"}
+    reason = why.get(kind, "not a regular file")
+    if target == "preset":
+        return ["--preset", str(path)], reason
+    fmt = ["--set", "dataset.format=auto"]
+    return ["--preset", str(DEMO), "--set", f"dataset.path={path}", *fmt], reason
+
+
+FLOAT_FIELDS = [f for f in FIELDS if f[2].annotation in (float, float | None)]
+
+
+@FUZZ
+@given(data=st.data())
+def test_pipes_devices_deep_nesting_and_non_finite_numbers_are_one_line(tmp_path, capsys, data):
+    root = tmp_path / "inputs"
+    root.mkdir(exist_ok=True)
+    args, reason = data.draw(hostile_inputs(root))
+    before = snapshot(tmp_path)
+    code = main([*args, "--output", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert_clean_failure(code, err)
+    assert reason in err, (args, err)
+    assert snapshot(tmp_path) == before
+    assert not (tmp_path / "out").exists()

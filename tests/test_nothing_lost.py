@@ -587,3 +587,15 @@ def test_a_folder_named_like_the_trigger_does_not_stop_training(tmp_path):
     assert proc.returncode == 0, err[-2000:]
     assert "finished at step 12/12" in out
     assert "not a file" in out
+
+
+def test_runs_saved_before_the_rule_still_resume(tmp_path):
+    """Older runs saved `overwrite: true` in settings.yaml; --resume must still read them."""
+    from finetune_tui.engine.errors import SettingsError
+    from finetune_tui.engine.preset import load_preset
+
+    saved = tmp_path / "settings.yaml"
+    saved.write_text(DEMO_PRESET.read_text() + "output:\n  overwrite: true\n")
+    assert load_preset(saved, saved_run=True).output.dir is None
+    with pytest.raises(SettingsError, match="pass --overwrite on the command line"):
+        load_preset(saved)
