@@ -15,7 +15,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     detect.set_defaults(handler=detect_command)
 
     plan = sub.add_parser("plan", help="predict peak VRAM and pick the fastest setup that fits")
-    plan.add_argument("--model", required=True, help="model folder, catalog ID or 'demo'")
+    plan.add_argument(
+        "--model",
+        help="model folder (only its config.json is read), catalog ID (see --list-models) "
+        "or 'demo'",
+    )
+    plan.add_argument(
+        "--list-models", action="store_true", help="list the catalog IDs plan knows offline"
+    )
     plan.add_argument("--preset", metavar="FILE", help="start from this preset")
     plan.add_argument("--dataset", metavar="FILE", help="size max_seq_length from this data")
     plan.add_argument("--gpu", metavar="NAME", help="plan for a simulated card")
@@ -48,8 +55,17 @@ def detect_command(args: argparse.Namespace) -> int:
     return 0
 
 
+NOTHING_FITS = 3  # exit code: scripts can branch on "does not fit"
+
+
 def plan_command(args: argparse.Namespace) -> int:
+    from finetune_tui.engine.errors import InputError
     from finetune_tui.engine.models import inspect_model
+
+    if args.list_models:
+        return _list_models()
+    if not args.model:
+        raise InputError("plan: give --model (a folder with config.json, a catalog ID or demo)")
     from finetune_tui.engine.preset import load_preset, settings_from_overrides
     from finetune_tui.engine.strategy import advise
 
@@ -80,10 +96,24 @@ def plan_command(args: argparse.Namespace) -> int:
             "lora_targets": model.lora_targets,
         },
     }
+    if model.is_moe:
+        result["model"] |= {"params_active": model.params_active, "experts": asdict(model.moe)}
     if args.json:
         print(json.dumps(result, indent=2, default=str))
     else:
         _print_plan(result)
+    return 0 if plan.fits else NOTHING_FITS
+
+
+def _list_models() -> int:
+    from finetune_tui.engine.models import catalog_ids, inspect_model
+
+    print("catalog IDs (planned offline from their config.json values):")
+    for model_id in catalog_ids():
+        info = inspect_model(model_id)
+        active = f", {info.params_active / 1e9:.1f} B active" if info.is_moe else ""
+        print(f"  {model_id:<40} {info.model_type:<12} {info.params_total / 1e9:6.2f} B{active}")
+    print("any other model: --model DIR, a folder holding its config.json (weights not needed)")
     return 0
 
 
@@ -100,7 +130,13 @@ def _print_plan(r: dict) -> None:
     budget = f" of {r['budget_gib']} GiB usable" if r["budget_gib"] else " (CPU: no VRAM limit)"
     print(
         f"{r['model']['name']} ({r['model']['architecture']}, "
-        f"{r['model']['params_total'] / 1e9:.2f} B parameters)"
+        f"{r['model']['params_total'] / 1e9:.2f} B parameters"
+        + (
+            f", {r['model']['params_active'] / 1e9:.2f} B active per token"
+            if "params_active" in r["model"]
+            else ""
+        )
+        + ")"
     )
     print(
         f"peak VRAM {r['peak_vram_gib']} GiB{budget}: {verdict}; "

@@ -109,6 +109,150 @@ CATALOG: dict[str, dict] = {
     },
 }
 
+
+def _moe(model_type, arch, hidden, layers, heads, kv, vocab, ctx, **moe):
+    """A mixture-of-experts config: attention like Llama, experts by the family's own keys."""
+    return _llama(
+        hidden, moe.pop("inter", 0), layers, heads, kv, vocab, ctx, False, arch, model_type, **moe
+    )
+
+
+CATALOG |= {
+    "Qwen/Qwen3-8B": _llama(
+        4096, 12288, 36, 32, 8, 151936, 40960, False, "Qwen3ForCausalLM", "qwen3", head_dim=128
+    ),
+    "Qwen/Qwen3-30B-A3B": _moe(
+        "qwen3_moe",
+        "Qwen3MoeForCausalLM",
+        2048,
+        48,
+        32,
+        4,
+        151936,
+        40960,
+        inter=6144,
+        head_dim=128,
+        num_experts=128,
+        num_experts_per_tok=8,
+        moe_intermediate_size=768,
+        decoder_sparse_step=1,
+        mlp_only_layers=[],
+    ),
+    "mistralai/Mixtral-8x7B-v0.1": _moe(
+        "mixtral",
+        "MixtralForCausalLM",
+        4096,
+        32,
+        32,
+        8,
+        32000,
+        32768,
+        inter=14336,
+        num_local_experts=8,
+        num_experts_per_tok=2,
+    ),
+    "allenai/OLMoE-1B-7B-0924": _moe(
+        "olmoe",
+        "OlmoeForCausalLM",
+        2048,
+        16,
+        16,
+        16,
+        50304,
+        4096,
+        inter=1024,
+        num_experts=64,
+        num_experts_per_tok=8,
+    ),
+    "deepseek-ai/DeepSeek-V2-Lite": _moe(
+        "deepseek_v2",
+        "DeepseekV2ForCausalLM",
+        2048,
+        27,
+        16,
+        16,
+        102400,
+        163840,
+        inter=10944,
+        moe_intermediate_size=1408,
+        n_routed_experts=64,
+        n_shared_experts=2,
+        num_experts_per_tok=6,
+        first_k_dense_replace=1,
+        kv_lora_rank=512,
+        q_lora_rank=None,
+        qk_nope_head_dim=128,
+        qk_rope_head_dim=64,
+        v_head_dim=128,
+    ),
+    "microsoft/Phi-3.5-MoE-instruct": _moe(
+        "phimoe",
+        "PhimoeForCausalLM",
+        4096,
+        32,
+        32,
+        8,
+        32064,
+        131072,
+        inter=6400,
+        num_local_experts=16,
+        num_experts_per_tok=2,
+        attention_bias=True,
+        lm_head_bias=True,
+    ),
+    "google/gemma-3-1b-pt": _llama(
+        1152, 6912, 26, 4, 1, 262144, 32768, True, "Gemma3ForCausalLM", "gemma3_text", head_dim=256
+    ),
+    "google/gemma-3-4b-pt": {  # multimodal: the text model's settings are nested
+        "architectures": ["Gemma3ForConditionalGeneration"],
+        "model_type": "gemma3",
+        "text_config": _llama(
+            2560,
+            10240,
+            34,
+            8,
+            4,
+            262208,
+            131072,
+            True,
+            "Gemma3ForCausalLM",
+            "gemma3_text",
+            head_dim=256,
+        ),
+        "vision_config": {"model_type": "siglip_vision_model"},
+    },
+    "mistralai/Mistral-Nemo-Base-2407": _llama(
+        5120, 14336, 40, 32, 8, 131072, 128000, False, "MistralForCausalLM", "mistral", head_dim=128
+    ),
+    "tiiuae/falcon-7b": {
+        "architectures": ["FalconForCausalLM"],
+        "model_type": "falcon",
+        "hidden_size": 4544,
+        "num_hidden_layers": 32,
+        "num_attention_heads": 71,
+        "multi_query": True,
+        "parallel_attn": True,
+        "new_decoder_architecture": False,
+        "bias": False,
+        "vocab_size": 65024,
+        "max_position_embeddings": 2048,
+        "tie_word_embeddings": True,
+    },
+    "bigcode/starcoder2-3b": _llama(
+        3072,
+        12288,
+        30,
+        24,
+        2,
+        49152,
+        16384,
+        True,
+        "Starcoder2ForCausalLM",
+        "starcoder2",
+        use_bias=True,
+    ),
+}
+
 # Published sizes (parameters) the counting is checked against in the tests.
 PUBLISHED_SIZES = {
     "meta-llama/Llama-3.2-1B": 1.236e9,
@@ -122,4 +266,23 @@ PUBLISHED_SIZES = {
     "mistralai/Mistral-7B-v0.3": 7.248e9,
     "microsoft/Phi-3-mini-4k-instruct": 3.821e9,
     "EleutherAI/pythia-1b": 1.012e9,
+    "Qwen/Qwen3-8B": 8.191e9,
+    "Qwen/Qwen3-30B-A3B": 30.53e9,
+    "mistralai/Mixtral-8x7B-v0.1": 46.70e9,
+    "allenai/OLMoE-1B-7B-0924": 6.919e9,
+    "deepseek-ai/DeepSeek-V2-Lite": 15.71e9,
+    "microsoft/Phi-3.5-MoE-instruct": 41.87e9,
+    "google/gemma-3-1b-pt": 1.000e9,
+    "mistralai/Mistral-Nemo-Base-2407": 12.25e9,
+    "bigcode/starcoder2-3b": 3.03e9,
+}
+# Parameters one token passes through, as the model cards give them (two significant
+# digits). DeepSeek counts without the input embedding (a lookup, not a matmul).
+ACTIVE_WITHOUT_INPUT_EMBEDDING = {"deepseek-ai/DeepSeek-V2-Lite"}
+PUBLISHED_ACTIVE = {
+    "Qwen/Qwen3-30B-A3B": 3.3e9,
+    "mistralai/Mixtral-8x7B-v0.1": 12.9e9,
+    "allenai/OLMoE-1B-7B-0924": 1.3e9,
+    "deepseek-ai/DeepSeek-V2-Lite": 2.4e9,
+    "microsoft/Phi-3.5-MoE-instruct": 6.6e9,
 }

@@ -45,6 +45,34 @@ UNSLOTH_TYPES = {
 NORMS_PER_LAYER = {"gemma2": 4, "gemma3_text": 4}
 
 
+@dataclass(frozen=True)
+class Linear:
+    """One nn.Linear of the blocks: its leaf name (what PEFT targets), shape, and in how
+    many layers it appears. Only these are quantised by bitsandbytes and adapted by LoRA."""
+
+    name: str
+    in_features: int
+    out_features: int
+    layers: int
+
+    @property
+    def params(self) -> int:
+        return self.in_features * self.out_features * self.layers
+
+
+@dataclass(frozen=True)
+class Experts:
+    """Mixture-of-experts facts. transformers 5 keeps each layer's routed experts as fused
+    3-D parameters (not nn.Linear): bitsandbytes leaves them in 16-bit and LoRA's
+    'all-linear' does not reach them."""
+
+    experts: int
+    top_k: int
+    expert_intermediate: int
+    shared_intermediate: int  # 0 when the family has no shared expert
+    sparse_layers: int
+
+
 @dataclass
 class ModelInfo:
     name: str
@@ -57,25 +85,33 @@ class ModelInfo:
     num_heads: int
     num_kv_heads: int
     head_dim: int
-    intermediate_size: int
+    intermediate_size: int  # per-token MLP width that activations scale with (active experts)
     vocab_size: int
     tie_word_embeddings: bool
     max_context: int
     lora_targets: list[str]
     supported_backends: dict[str, str | None]  # backend → None if supported, else why not
-    linear_shapes: dict[str, tuple[int, int]] = field(default_factory=dict)  # per layer
+    linears: list[Linear] = field(default_factory=list)
+    params_experts: int = 0  # fused routed-expert weights: resident, never quantised
+    params_active: int = 0  # parameters one token passes through (= total when dense)
+    moe: Experts | None = None
 
     @property
     def params_linear(self) -> int:
-        """Parameters in the blocks' linear layers: what 4-/8-bit quantisation shrinks."""
-        return self.num_layers * sum(i * o for i, o in self.linear_shapes.values())
+        """Parameters in the blocks' nn.Linear layers: what 4-/8-bit quantisation shrinks."""
+        return sum(linear.params for linear in self.linears)
+
+    @property
+    def is_moe(self) -> bool:
+        return self.moe is not None
 
     def lora_params(self, r: int, targets: list[str] | None = None) -> int:
-        chosen = targets or self.lora_targets
-        per_layer = sum(
-            r * (i + o) for name, (i, o) in self.linear_shapes.items() if name in chosen
+        chosen = set(targets or self.lora_targets)
+        return sum(
+            r * (lin.in_features + lin.out_features) * lin.layers
+            for lin in self.linears
+            if lin.name in chosen
         )
-        return self.num_layers * per_layer
 
 
 def catalog_ids() -> list[str]:
@@ -101,7 +137,7 @@ def load_config(name_or_path: str) -> dict:
         return dict(CATALOG[name_or_path])
     raise ModelError(
         f"{name_or_path}: not a local model folder and not in the catalog "
-        "(finetune-tui plan --help lists how to add one: point at a folder with config.json)"
+        "(finetune-tui plan --list-models shows it; or give a folder holding its config.json)"
     )
 
 
@@ -117,19 +153,73 @@ def inspect_model(name_or_path: str) -> ModelInfo:
         raise ModelError(f"{name_or_path}: config.json lacks what planning needs ({exc})") from None
 
 
+REQUIRED = ("hidden_size", "num_hidden_layers", "num_attention_heads", "vocab_size")
+# Families whose MLP is up → activation → down (no gate), with biases and LayerNorms.
+UNGATED = {"gpt_neox", "starcoder2", "falcon", "gpt2", "gpt_bigcode", "phi"}
+LAYERNORM = {"gpt_neox", "starcoder2", "falcon", "phimoe", "phi", "gpt2", "gpt_bigcode"}
+LINEAR_ROUTERS = {"phimoe"}  # its router subclasses nn.Linear: quantised and LoRA-targeted
+KNOWN_TYPES = {
+    "llama",
+    "mistral",
+    "mixtral",
+    "qwen2",
+    "qwen2_moe",
+    "qwen3",
+    "qwen3_moe",
+    "olmoe",
+    "deepseek_v2",
+    "deepseek_v3",
+    "gemma",
+    "gemma2",
+    "gemma3_text",
+    "phi3",
+    "phimoe",
+    "gpt_neox",
+    "falcon",
+    "starcoder2",
+    "granite",
+    "olmo2",
+    "smollm3",
+    "glm4",
+    "cohere",
+}
+
+
 def _info(name: str, c: dict) -> ModelInfo:
-    model_type = c.get("model_type", "llama")
+    model_type = c.get("model_type")
+    if model_type not in KNOWN_TYPES:
+        raise ModelError(
+            f"{name}: model_type {model_type!r} is not a family finetune-tui can plan "
+            f"(known: {', '.join(sorted(KNOWN_TYPES))}); training it may still work, "
+            "but its memory cannot be predicted"
+        )
+    missing = [key for key in REQUIRED if not isinstance(c.get(key), int)]
+    if missing:
+        raise ModelError(f"{name}: config.json has no integer '{missing[0]}', which planning needs")
     h, layers, vocab = c["hidden_size"], c["num_hidden_layers"], c["vocab_size"]
     heads = c["num_attention_heads"]
-    kv = c.get("num_key_value_heads") or heads
+    kv = _kv_heads(model_type, c, heads)
     head_dim = c.get("head_dim") or h // heads
-    inter = c.get("intermediate_size") or 4 * h
-    tie = bool(c.get("tie_word_embeddings", model_type in {"gemma", "gemma2"}))
-    shapes = linear_shapes(model_type, h, heads, kv, head_dim, inter)
-    bias = _bias_params(model_type, h, heads, kv, head_dim, inter)
-    norms = _norm_params(model_type, h, layers)
+    moe = _experts(model_type, c, layers)
+    dense_layers = layers - (moe.sparse_layers if moe else 0)
+    linears = _attention(model_type, c, h, heads, kv, head_dim, layers)
+    linears += _mlp(model_type, h, _dense_width(c, h), dense_layers)
+    experts = 0
+    if moe:
+        linears += _mlp(model_type, h, moe.shared_intermediate, moe.sparse_layers)
+        if model_type in LINEAR_ROUTERS:
+            linears.append(Linear("router", h, moe.experts, moe.sparse_layers))
+        experts = moe.sparse_layers * moe.experts * 3 * h * moe.expert_intermediate
+    tie = bool(c.get("tie_word_embeddings", model_type in {"gemma", "gemma2", "gemma3_text"}))
     embedding = vocab * h * (1 if tie else 2)
-    total = embedding + layers * (sum(i * o for i, o in shapes.values()) + bias) + norms
+    other = embedding + _small_params(model_type, c, h, heads, kv, head_dim, layers, moe)
+    total = sum(lin.params for lin in linears) + experts + other
+    active = total
+    width = _dense_width(c, h)
+    if moe:
+        idle = moe.experts - moe.top_k
+        active -= moe.sparse_layers * idle * 3 * h * moe.expert_intermediate
+        width = moe.top_k * moe.expert_intermediate + moe.shared_intermediate
     backends = {
         "hf": None,
         "liger": None if model_type in LIGER_TYPES else f"Liger has no kernels for {model_type}",
@@ -148,53 +238,120 @@ def _info(name: str, c: dict) -> ModelInfo:
         num_heads=heads,
         num_kv_heads=kv,
         head_dim=head_dim,
-        intermediate_size=inter,
+        intermediate_size=width,
         vocab_size=vocab,
         tie_word_embeddings=tie,
         max_context=c.get("max_position_embeddings", 2048),
-        lora_targets=list(shapes),
+        lora_targets=list(dict.fromkeys(lin.name for lin in linears)),
         supported_backends=backends,
-        linear_shapes=shapes,
+        linears=linears,
+        params_experts=experts,
+        params_active=active,
+        moe=moe,
     )
 
 
-def linear_shapes(model_type, h, heads, kv, head_dim, inter) -> dict[str, tuple[int, int]]:
-    """(in, out) of every linear projection in one block, by the module's own name."""
+def _kv_heads(model_type: str, c: dict, heads: int) -> int:
+    if model_type == "falcon" and not c.get("new_decoder_architecture"):
+        return 1 if c.get("multi_query", True) else heads
+    if model_type == "falcon":
+        return c.get("num_kv_heads") or heads
+    return c.get("num_key_value_heads") or heads
+
+
+def _dense_width(c: dict, h: int) -> int:
+    return c.get("intermediate_size") or c.get("ffn_hidden_size") or 4 * h
+
+
+def _experts(model_type: str, c: dict, layers: int) -> Experts | None:
+    """Routed experts from whichever keys the family uses; None for a dense model."""
+    count = c.get("num_local_experts") or c.get("num_experts") or c.get("n_routed_experts")
+    if not count:
+        return None
+    width = c.get("moe_intermediate_size") or c.get("intermediate_size")
+    shared = c.get("shared_expert_intermediate_size") or 0
+    if c.get("n_shared_experts"):
+        shared = c["n_shared_experts"] * width
+    first_dense = c.get("first_k_dense_replace", 0)
+    step = c.get("decoder_sparse_step", 1) or 1
+    mlp_only = set(c.get("mlp_only_layers") or [])
+    sparse = sum(
+        1 for i in range(layers) if i >= first_dense and i not in mlp_only and (i + 1) % step == 0
+    )
+    return Experts(count, c.get("num_experts_per_tok", 2), width, shared, sparse)
+
+
+def _attention(model_type, c, h, heads, kv, head_dim, layers) -> list[Linear]:
+    """The attention projections of one layer, by the module names transformers uses."""
     q, k = heads * head_dim, kv * head_dim
-    if model_type == "gpt_neox":
-        return {
-            "query_key_value": (h, 3 * h),
-            "dense": (h, h),
-            "dense_h_to_4h": (h, inter),
-            "dense_4h_to_h": (inter, h),
-        }
+
+    def lin(name, i, o):
+        return Linear(name, i, o, layers)
+
+    if model_type in ("deepseek_v2", "deepseek_v3"):  # multi-head latent attention
+        nope, rope, v = c["qk_nope_head_dim"], c["qk_rope_head_dim"], c["v_head_dim"]
+        rank, q_rank = c["kv_lora_rank"], c.get("q_lora_rank")
+        query = (
+            [lin("q_a_proj", h, q_rank), lin("q_b_proj", q_rank, heads * (nope + rope))]
+            if q_rank
+            else [lin("q_proj", h, heads * (nope + rope))]
+        )
+        return [
+            *query,
+            lin("kv_a_proj_with_mqa", h, rank + rope),
+            lin("kv_b_proj", rank, heads * (nope + v)),
+            lin("o_proj", heads * v, h),
+        ]
+    if model_type in ("gpt_neox", "falcon"):
+        return [lin("query_key_value", h, q + 2 * k), lin("dense", q, h)]
     if model_type == "phi3":
-        return {
-            "qkv_proj": (h, q + 2 * k),
-            "o_proj": (q, h),
-            "gate_up_proj": (h, 2 * inter),
-            "down_proj": (inter, h),
-        }
-    return {
-        "q_proj": (h, q),
-        "k_proj": (h, k),
-        "v_proj": (h, k),
-        "o_proj": (q, h),
-        "gate_proj": (h, inter),
-        "up_proj": (h, inter),
-        "down_proj": (inter, h),
-    }
+        return [lin("qkv_proj", h, q + 2 * k), lin("o_proj", q, h)]
+    return [lin("q_proj", h, q), lin("k_proj", h, k), lin("v_proj", h, k), lin("o_proj", q, h)]
 
 
-def _bias_params(model_type, h, heads, kv, head_dim, inter) -> int:
-    if model_type == "qwen2":  # q, k, v carry biases
-        return heads * head_dim + 2 * kv * head_dim
+def _mlp(model_type: str, h: int, width: int, layers: int) -> list[Linear]:
+    if not width or not layers:
+        return []
+    if model_type == "gpt_neox" or model_type == "falcon":
+        return [
+            Linear("dense_h_to_4h", h, width, layers),
+            Linear("dense_4h_to_h", width, h, layers),
+        ]
+    if model_type == "starcoder2":
+        return [Linear("c_fc", h, width, layers), Linear("c_proj", width, h, layers)]
+    if model_type == "phi3":
+        return [Linear("gate_up_proj", h, 2 * width, layers), Linear("down_proj", width, h, layers)]
+    return [
+        Linear("gate_proj", h, width, layers),
+        Linear("up_proj", h, width, layers),
+        Linear("down_proj", width, h, layers),
+    ]
+
+
+def _small_params(model_type, c, h, heads, kv, head_dim, layers, moe) -> int:
+    """Norms, biases and routers: under 1 % of a model, but counted exactly where known."""
+    per_norm = 2 * h if model_type in LAYERNORM else h
+    norms_per_layer = NORMS_PER_LAYER.get(model_type, 2)
+    if model_type == "falcon" and not c.get("new_decoder_architecture"):
+        norms_per_layer = 1  # parallel attention shares one LayerNorm
+    total = layers * norms_per_layer * per_norm + per_norm  # + the final norm
+    q, k = heads * head_dim, kv * head_dim
+    if model_type in ("qwen3", "qwen3_moe", "gemma3_text"):
+        total += layers * 2 * head_dim  # q_norm, k_norm per head
+    if model_type == "olmoe":
+        total += layers * (q + k)
+    if model_type in ("deepseek_v2", "deepseek_v3"):
+        total += layers * c["kv_lora_rank"] + layers * (c.get("q_lora_rank") or 0)
+    if model_type in ("qwen2", "qwen2_moe") or c.get("attention_bias"):
+        total += layers * (q + 2 * k + (h if c.get("attention_bias") else 0))
     if model_type == "gpt_neox":
-        return 3 * h + h + inter + h
-    return 0
-
-
-def _norm_params(model_type: str, h: int, layers: int) -> int:
-    if model_type == "gpt_neox":  # LayerNorm with bias: 2 per layer + final
-        return layers * 2 * 2 * h + 2 * h
-    return layers * NORMS_PER_LAYER.get(model_type, 2) * h + h
+        total += layers * (q + 2 * k + h + _dense_width(c, h) + h)
+    if model_type == "starcoder2" and c.get("use_bias", True):
+        total += layers * (q + 2 * k + h + _dense_width(c, h) + h)
+    if model_type == "phimoe" and c.get("lm_head_bias"):
+        total += c["vocab_size"]
+    if moe and model_type not in LINEAR_ROUTERS:
+        total += moe.sparse_layers * moe.experts * h  # routers
+        if model_type == "qwen2_moe":
+            total += moe.sparse_layers * h  # shared_expert_gate
+    return total

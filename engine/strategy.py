@@ -183,7 +183,21 @@ def advise(
             f"{shortened.training.max_seq_length}: nothing fits at longer sequences on this card"
         )
     plan.alternatives = _alternatives(chosen, scored, budget)
+    if model.is_moe:
+        plan.reasons["model.experts"] = experts_reason(model)
     return plan
+
+
+def experts_reason(model: ModelInfo) -> str:
+    """What really happens to a mixture-of-experts model's experts, said plainly."""
+    moe = model.moe
+    shared = " and the shared experts" if moe.shared_intermediate else ""
+    return (
+        f"{moe.experts} experts, {moe.top_k} per token: all {model.params_experts * 2 / 2**30:.1f}"
+        " GiB of them stay resident in 16-bit (transformers fuses experts into 3-D tensors; "
+        f"bitsandbytes quantises only nn.Linear layers); LoRA adapts attention{shared}. "
+        "Mixture-of-experts memory is not yet calibrated on a GPU: keep headroom"
+    )
 
 
 def _score(model, base, fixed, unavailable, hardware, budget):

@@ -264,3 +264,24 @@ def test_plan_cli_bad_model_is_one_line():
     )
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "not in the catalog" in result.stderr
+
+
+def test_plan_exits_3_when_nothing_fits_and_explains_the_experts(capsys):
+    from finetune_tui.main import main
+
+    code = main(["plan", "--model", "mistralai/Mixtral-8x7B-v0.1", "--gpu", "RTX 4090", "--json"])
+    data = json.loads(capsys.readouterr().out)
+    assert code == 3 and data["fits"] is False
+    assert data["model"]["params_active"] < data["model"]["params_total"] / 3
+    assert "stay resident in 16-bit" in data["reasons"]["model.experts"]
+    assert main(["plan", "--model", "meta-llama/Llama-3.1-8B", "--vram", "80"]) == 0
+
+
+def test_list_models_names_every_catalog_id(capsys):
+    from finetune_tui.engine.catalog import CATALOG
+    from finetune_tui.main import main
+
+    assert main(["plan", "--list-models"]) == 0
+    out = capsys.readouterr().out
+    assert all(model_id in out for model_id in CATALOG)
+    assert "B active" in out and "config.json" in out

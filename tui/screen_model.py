@@ -59,6 +59,14 @@ class ModelScreen(Screen):
         self.query_one("#model-info", Static).update(model_summary(name))
 
 
+def format_params(count: int) -> str:
+    """1.24 B, 812 M, 96 K: the demo's 0.8 M parameters are not '0.00 B'."""
+    for unit, size in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if count >= size:
+            return f"{count / size:.2f} {unit}"
+    return str(count)
+
+
 def catalog() -> list[str]:
     try:
         from finetune_tui.engine.models import catalog_ids
@@ -79,7 +87,8 @@ def model_summary(name: str) -> str:
             for b, why in info.supported_backends.items()
         )
         return (
-            f"[b]{info.architecture}[/b]  {info.params_total / 1e9:.2f} B parameters  "
+            f"[b]{info.architecture}[/b]  {format_params(info.params_total)} parameters"
+            f"{f' ({format_params(info.params_active)} active)' if info.is_moe else ''}  "
             f"{info.num_layers} layers  hidden {info.hidden_size}  vocab {info.vocab_size}  "
             f"context {info.max_context}\nLoRA targets: {', '.join(info.lora_targets)}\n"
             f"Backends: {backends}"

@@ -1,0 +1,110 @@
+"""Every family is planned from config.json alone: counts match the published totals and
+the module tree transformers builds (on the meta device: no weights, no memory)."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from finetune_tui.engine.catalog import (
+    ACTIVE_WITHOUT_INPUT_EMBEDDING,
+    CATALOG,
+    PUBLISHED_ACTIVE,
+    PUBLISHED_SIZES,
+)
+from finetune_tui.engine.errors import ModelError
+from finetune_tui.engine.models import _info, inspect_model
+
+
+@pytest.mark.parametrize("model_id", sorted(PUBLISHED_SIZES))
+def test_total_parameters_match_the_published_count(model_id):
+    assert inspect_model(model_id).params_total == pytest.approx(
+        PUBLISHED_SIZES[model_id], rel=0.01
+    )
+
+
+@pytest.mark.parametrize("model_id", sorted(PUBLISHED_ACTIVE))
+def test_active_parameters_of_mixtures_of_experts(model_id):
+    info = inspect_model(model_id)
+    active = info.params_active
+    if model_id in ACTIVE_WITHOUT_INPUT_EMBEDDING:
+        active -= info.vocab_size * info.hidden_size
+    # published to two significant digits: half a unit of the last digit is 1.5-4 %
+    assert active == pytest.approx(PUBLISHED_ACTIVE[model_id], rel=0.025)
+    assert info.is_moe and info.params_total > 2 * info.params_active
+
+
+def text_config(model_id: str) -> dict:
+    config = copy.deepcopy(CATALOG[model_id])
+    return config.get("text_config", config)
+
+
+def meta_model(config: dict):
+    """The model transformers builds from this config, on the meta device."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    fields = {k: v for k, v in config.items() if k not in ("architectures", "model_type")}
+    hf_config = AutoConfig.for_model(config["model_type"], **fields)
+    with torch.device("meta"):
+        return AutoModelForCausalLM.from_config(hf_config)
+
+
+FAMILIES = sorted({text_config(m)["model_type"]: m for m in CATALOG}.values())
+
+
+@pytest.mark.parametrize("model_id", FAMILIES)
+def test_counts_and_lora_targets_match_the_module_tree(model_id):
+    """Two layers of each family (memory is per layer): exact parameters, expert weights,
+    and LoRA targets that are nn.Linear leaves of the real model."""
+    import torch
+
+    config = text_config(model_id) | {"num_hidden_layers": 2}
+    model = meta_model(config)
+    info = _info(model_id, config)
+    assert info.params_total == sum(p.numel() for p in model.parameters())
+    linear_leaves = {
+        name.rsplit(".", 1)[-1]
+        for name, module in model.named_modules()
+        if isinstance(module, torch.nn.Linear) and module is not model.get_output_embeddings()
+    }
+    assert set(info.lora_targets) == linear_leaves
+    assert info.params_linear == sum(
+        module.weight.numel()
+        for module in model.modules()
+        if isinstance(module, torch.nn.Linear) and module is not model.get_output_embeddings()
+    )
+    fused = sum(p.numel() for n, p in model.named_parameters() if ".experts." in n)
+    assert info.params_experts == fused
+
+
+def test_nested_text_settings_of_a_multimodal_config():
+    nested = inspect_model("google/gemma-3-4b-pt")
+    assert nested.model_type == "gemma3_text" and nested.num_layers == 34
+    assert nested.params_total == _info("x", text_config("google/gemma-3-4b-pt")).params_total
+
+
+def test_experts_are_planned_resident_and_unquantised():
+    """All experts stay in memory; NF4 shrinks only nn.Linear layers, which experts are not
+    (transformers 5 fuses them), so QLoRA Mixtral keeps ~90 GB of experts in 16-bit."""
+    from finetune_tui.engine.memory import base_weight_bytes
+    from finetune_tui.engine.preset import settings_from_overrides
+
+    mixtral = inspect_model("mistralai/Mixtral-8x7B-v0.1")
+    nf4 = settings_from_overrides(["quantization.mode=nf4", "quantization.compute_dtype=bf16"])
+    assert base_weight_bytes(mixtral, nf4) / 2**30 > 0.95 * mixtral.params_experts * 2 / 2**30
+    assert set(mixtral.lora_targets) == {"q_proj", "k_proj", "v_proj", "o_proj"}
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"model_type": "made_up", "hidden_size": 8}, "model_type 'made_up' is not a family"),
+        ({"model_type": "llama", "hidden_size": 8}, "no integer 'num_hidden_layers'"),
+        ({"model_type": "llama", "hidden_size": "8", "num_hidden_layers": 2}, "'hidden_size'"),
+    ],
+)
+def test_an_unknown_family_or_missing_field_is_one_line(config, message):
+    with pytest.raises(ModelError, match=message):
+        _info("m", config)
