@@ -10,10 +10,10 @@ import json
 import statistics
 import sys
 
-from backends import ARCHS  # the sibling script: one table of architectures
+from backends import ARCHS, arch_config  # the sibling script: one table of architectures
 
 from finetune_tui.engine.memory import predict_memory
-from finetune_tui.engine.models import inspect_model
+from finetune_tui.engine.models import inspect_config
 from finetune_tui.engine.preset import settings_from_overrides
 
 
@@ -30,7 +30,7 @@ def rows(paths):
                 if not k.startswith(("model.", "dataset.path", "output."))
             }
             settings = settings_from_overrides([f"{k}={v}" for k, v in overrides.items()])
-            model = inspect_model(ARCHS[record["arch"]])
+            model = inspect_config(ARCHS[record["arch"]], arch_config(record["arch"]))
             predicted = predict_memory(model, settings)
             yield {
                 "arch": record["arch"],

@@ -30,7 +30,13 @@ ARCHS = {  # short name -> catalog ID (engine/catalog.py); "tiny" = the embedded
     "qwen2.5-7b": "Qwen/Qwen2.5-7B",
     "gemma-2-2b": "google/gemma-2-2b",
     "tiny": None,
+    # mixtures of experts, layers cut to fit the lent GPU's disk and time (memory is per layer)
+    "mixtral-8x7b-4l": "mistralai/Mixtral-8x7B-v0.1",
+    "qwen3-30b-a3b-8l": "Qwen/Qwen3-30B-A3B",
+    "olmoe-1b-7b": "allenai/OLMoE-1B-7B-0924",
+    "deepseek-v2-lite-6l": "deepseek-ai/DeepSeek-V2-Lite",
 }
+LAYERS = {"mixtral-8x7b-4l": 4, "qwen3-30b-a3b-8l": 8, "deepseek-v2-lite-6l": 6}
 
 # (label, settings overrides): hand-picked configurations measured on every card.
 HAND_PICKED = [
@@ -203,6 +209,16 @@ CPU_BASE = {
 }
 
 
+def arch_config(arch: str) -> dict:
+    """The catalog's config of this architecture, its layers cut where LAYERS says."""
+    from finetune_tui.engine.catalog import CATALOG
+
+    config = dict(CATALOG[ARCHS[arch]])
+    if arch in LAYERS:
+        config["num_hidden_layers"] = LAYERS[arch]
+    return config
+
+
 def build_model(arch: str, root: Path) -> Path:
     """Random-weight model of a real architecture, saved once, with the demo tokenizer."""
     from finetune_tui.engine.demo import ensure_demo_model
@@ -215,9 +231,7 @@ def build_model(arch: str, root: Path) -> Path:
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    from finetune_tui.engine.catalog import CATALOG
-
-    config_dict = dict(CATALOG[ARCHS[arch]])
+    config_dict = arch_config(arch)
     config_dict.pop("architectures", None)
     config = AutoConfig.for_model(config_dict.pop("model_type"), **config_dict)
     torch.manual_seed(0)

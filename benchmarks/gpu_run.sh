@@ -3,6 +3,7 @@
 #   bash benchmarks/gpu_run.sh calib     # memory calibration: 3 architectures x CALIB set
 #   bash benchmarks/gpu_run.sh backends  # Llama-3.1-8B backends x checkpointing x batch
 #   bash benchmarks/gpu_run.sh panel     # the live panel's cost: headless vs TUI on a pty
+#   bash benchmarks/gpu_run.sh moe       # mixture-of-experts memory, layer-cut architectures
 #   bash benchmarks/gpu_run.sh nvml      # one GPU poll: fresh NVML session vs kept open
 #   bash benchmarks/gpu_run.sh calib backends panel   # several stages in one call
 # Installs the carried wheels, exposes the repo as the finetune_tui package, writes JSON
@@ -22,6 +23,12 @@ case "$stage" in
     for arch in ${ARCHS:-llama-3.2-1b gemma-2-2b}; do
       python3 benchmarks/backends.py matrix --arch "$arch" --set calib --cards 0 --steps 6 \
         --out "$OUT/calib.jsonl" --timeout 150 2>&1 | tail -c 20000 >> "$OUT/calib.log"
+    done ;;
+  moe)  # mixture-of-experts memory: predicted vs measured, layer-cut architectures
+    for arch in ${MOE_ARCHS:-olmoe-1b-7b mixtral-8x7b-4l qwen3-30b-a3b-8l deepseek-v2-lite-6l}; do
+      python3 benchmarks/backends.py matrix --arch "$arch" --set calib --cards 0 --steps 5 \
+        --only "${ONLY:-nf4 ckpt b2|nf4 nockpt b2|bf16 ckpt b2|nf4 nockpt b4 s512}" \
+        --out "$OUT/moe.jsonl" --timeout 200 2>&1 | tail -c 20000 >> "$OUT/moe.log"
     done ;;
   backends)
     python3 benchmarks/backends.py matrix --arch "${ARCH:-llama-3.1-8b}" --set hand --cards "${CARDS:-80}" \

@@ -32,6 +32,13 @@ COEFFICIENTS = {
     "int8_bytes_per_param": 1.92,  # LLM.int8 training keeps more than the int8 weights
     "gemma_uncheckpointed_embedding_copies": 0.75,  # measured: a transient embedding copy
 }
+# Families measured to need more than the analytic model (benchmarks/results/moe-*.jsonl):
+# DeepSeek-V2's loss is computed from full logits (TRL's chunked head does not apply: the
+# 1.95 GiB gap at checkpointing matches 10 bytes x vocabulary per token), and its latent
+# attention + expert loop keep 177 x hidden bytes more per token and layer (fit on one
+# uncheckpointed 6-layer V2-Lite row; the other DeepSeek rows check it).
+FULL_LOGITS_TYPES = {"deepseek_v2", "deepseek_v3"}
+EXTRA_ACT_H = {"deepseek_v2": 177.0, "deepseek_v3": 177.0}
 OPTIMIZER_BYTES = {
     "adamw_torch": 8.0,
     "adamw_8bit": 2.0,
@@ -90,6 +97,7 @@ def activation_bytes(model: ModelInfo, settings: TrainSettings) -> float:
     backend = settings.memory.backend
     act_i = {"liger": c["liger_act_i"], "unsloth": c["unsloth_act_i"]}.get(backend, c["act_i"])
     act_h = c["act_h"] + (c["unsloth_act_h_extra"] if backend == "unsloth" else 0.0)
+    act_h += EXTRA_ACT_H.get(model.model_type, 0.0)
     if settings.quantization.mode == "none":
         act_i += c["act_i_16bit_extra"]
     one_layer = tokens * (act_h * h + act_i * i)
@@ -113,7 +121,20 @@ def logits_bytes(model: ModelInfo, settings: TrainSettings) -> float:
     """TRL's fused, chunked LM head never holds batch × seq × vocab logits."""
     tokens = settings.training.micro_batch_size * settings.training.max_seq_length
     c = COEFFICIENTS
+    if model.model_type in FULL_LOGITS_TYPES and settings.memory.backend == "hf":
+        return tokens * model.vocab_size * 10.0  # bf16 logits + fp32 upcast + fp32 gradient
     return tokens * model.hidden_size * c["head_bytes_per_token_h"] + c["head_fixed_gib"] * GIB
+
+
+def loading_peak_bytes(model: ModelInfo, settings: TrainSettings) -> float:
+    """Quantised loading of a mixture of experts holds one layer's fused experts in 16-bit
+    beside the finished weights (measured: Mixtral, Qwen3-MoE, OLMoE reserve this much
+    even when training needs less)."""
+    if not model.is_moe or settings.quantization.mode == "none":
+        return 0.0
+    word = DTYPE_BYTES[settings.quantization.compute_dtype]
+    per_layer = model.params_experts / max(model.moe.sparse_layers, 1) * word
+    return base_weight_bytes(model, settings) + per_layer
 
 
 def predict_memory(model: ModelInfo, settings: TrainSettings, hardware=None) -> MemoryBreakdown:
@@ -123,7 +144,8 @@ def predict_memory(model: ModelInfo, settings: TrainSettings, hardware=None) -> 
     activations = activation_bytes(model, settings)
     logits = logits_bytes(model, settings)
     allocated = weights + lora + activations + logits
-    reserved = allocated * (1 + c["fragmentation"]) + c["workspace_gib"] * GIB
+    held = max(allocated, loading_peak_bytes(model, settings))
+    reserved = held * (1 + c["fragmentation"]) + c["workspace_gib"] * GIB
     smi = reserved + c["cuda_context_gib"] * GIB + paged
     return MemoryBreakdown(
         base_weights_gib=weights / GIB,

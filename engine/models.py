@@ -142,7 +142,12 @@ def load_config(name_or_path: str) -> dict:
 
 
 def inspect_model(name_or_path: str) -> ModelInfo:
-    config = load_config(name_or_path)
+    return inspect_config(name_or_path, load_config(name_or_path))
+
+
+def inspect_config(name: str, config: dict) -> ModelInfo:
+    """Facts from a config dict (a multimodal config's nested text settings are used)."""
+    name_or_path = name
     text = config.get("text_config")
     config = (text if isinstance(text, dict) else config) | {
         "architectures": config.get("architectures")

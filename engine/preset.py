@@ -87,6 +87,20 @@ def parse_yaml(text: str, source: str) -> tuple[Any, Any]:
     return data, root
 
 
+def preset_fields(path: str | Path) -> set[str]:
+    """The `section.key` fields a preset file sets (what its author chose)."""
+    text = read_text(Path(path), PRESET_LIMIT, "preset file")
+    data, _ = parse_yaml(text, str(path))
+    if not isinstance(data, dict):
+        return set()
+    return {
+        f"{section}.{key}"
+        for section, values in data.items()
+        if isinstance(values, dict)
+        for key in values
+    }
+
+
 def settings_from_overrides(overrides: list[str]) -> TrainSettings:
     """Defaults plus `--set` overrides, for runs started without a preset."""
     return validate_settings(apply_overrides({}, overrides), source="--set")

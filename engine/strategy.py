@@ -90,6 +90,12 @@ def budget_gib(hardware: Hardware) -> float | None:
     return (gpu.total_gib - context) * SAFETY_MARGIN
 
 
+def smallest_card_gib(reserved_gib: float) -> float:
+    """The card size whose budget (budget_gib) holds this peak: the inverse of budget_gib."""
+    small = reserved_gib / SAFETY_MARGIN + 0.6
+    return small if small < 40 else reserved_gib / SAFETY_MARGIN + 1.85
+
+
 def unavailable_options(hardware: Hardware, model: ModelInfo) -> dict[str, str]:
     """Option value → why it cannot be used here."""
     out: dict[str, str] = {}
@@ -188,6 +194,10 @@ def advise(
     return plan
 
 
+# Mixture-of-experts families whose memory was measured on a GPU (docs/BENCHMARKS.md).
+MEASURED_MOE_TYPES = {"mixtral", "qwen3_moe", "olmoe", "deepseek_v2"}
+
+
 def experts_reason(model: ModelInfo) -> str:
     """What really happens to a mixture-of-experts model's experts, said plainly."""
     moe = model.moe
@@ -195,8 +205,12 @@ def experts_reason(model: ModelInfo) -> str:
     return (
         f"{moe.experts} experts, {moe.top_k} per token: all {model.params_experts * 2 / 2**30:.1f}"
         " GiB of them stay resident in 16-bit (transformers fuses experts into 3-D tensors; "
-        f"bitsandbytes quantises only nn.Linear layers); LoRA adapts attention{shared}. "
-        "Mixture-of-experts memory is not yet calibrated on a GPU: keep headroom"
+        f"bitsandbytes quantises only nn.Linear layers); LoRA adapts attention{shared}"
+        + (
+            ""
+            if model.model_type in MEASURED_MOE_TYPES
+            else "; this family's MoE memory is not measured on a GPU yet: keep headroom"
+        )
     )
 
 
@@ -294,7 +308,10 @@ def _reasons(model, chosen, breakdown, budget, hardware, fits) -> dict[str, str]
         f"{s.training.optimizer}: LoRA state {breakdown.lora_gib:.2f} GiB"
     )
     if not fits:
-        reasons["fits"] = f"nothing fits {card}: smallest peak {breakdown.reserved_gib:.1f} GiB"
+        reasons["fits"] = (
+            f"nothing fits {card}: smallest peak {breakdown.reserved_gib:.1f} GiB; it needs a "
+            f"card of at least {smallest_card_gib(breakdown.reserved_gib):.0f} GB"
+        )
     return reasons
 
 

@@ -108,3 +108,32 @@ def test_experts_are_planned_resident_and_unquantised():
 def test_an_unknown_family_or_missing_field_is_one_line(config, message):
     with pytest.raises(ModelError, match=message):
         _info("m", config)
+
+
+def test_moe_memory_terms_follow_the_measurements():
+    """The two terms the H100 MoE rows required (docs/BENCHMARKS.md): quantised loading
+    holds one layer of experts in 16-bit; DeepSeek-V2's loss uses full logits."""
+    from finetune_tui.engine.memory import loading_peak_bytes, logits_bytes, predict_memory
+    from finetune_tui.engine.preset import settings_from_overrides
+
+    config = text_config("mistralai/Mixtral-8x7B-v0.1") | {"num_hidden_layers": 4}
+    mixtral = _info("mixtral-4l", config)
+    nf4 = settings_from_overrides(
+        [
+            "quantization.mode=nf4",
+            "quantization.compute_dtype=bf16",
+            "training.micro_batch_size=2",
+            "training.max_seq_length=1024",
+            "memory.gradient_checkpointing=on",
+            "training.optimizer=adamw_8bit",
+        ]
+    )
+    one_layer_of_experts = mixtral.params_experts / 4 * 2
+    assert loading_peak_bytes(mixtral, nf4) > one_layer_of_experts
+    assert predict_memory(mixtral, nf4).reserved_gib == pytest.approx(14.58, rel=0.03)  # H100
+    bf16 = settings_from_overrides(["quantization.mode=none"])
+    assert loading_peak_bytes(mixtral, bf16) == 0
+
+    deepseek = inspect_model("deepseek-ai/DeepSeek-V2-Lite")
+    tokens = nf4.training.micro_batch_size * nf4.training.max_seq_length
+    assert logits_bytes(deepseek, nf4) == tokens * deepseek.vocab_size * 10
