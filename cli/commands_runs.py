@@ -39,6 +39,8 @@ def list_command(args: argparse.Namespace) -> int:
                 "total_steps": r.total_steps,
                 "loss": r.loss,
                 "age_s": round(r.age_s, 1),
+                "peak_reserved_gib": r.peak_reserved_gib,
+                "predicted_peak_reserved_gib": r.predicted_peak_reserved_gib,
             }
             for r in runs
         ]
@@ -47,11 +49,17 @@ def list_command(args: argparse.Namespace) -> int:
     if not runs:
         print("no runs yet")
         return 0
-    print(f"{'RUN':<40} {'STATUS':<12} {'STEP':>11} {'LOSS':>8} {'AGE':>8}")
+    header = f"{'RUN':<40} {'STATUS':<12} {'STEP':>11} {'LOSS':>8} {'AGE':>8}"
+    print(f"{header} {'VRAM GiB (measured/predicted)':>30}")
     for r in runs:
         step = f"{r.step}/{r.total_steps}" if r.step is not None else "-"
         loss = f"{r.loss:.4f}" if r.loss is not None else "-"
-        print(f"{r.name:<40} {r.status:<12} {step:>11} {loss:>8} {_age(r.age_s):>8}")
+        vram = "-"
+        if r.peak_reserved_gib is not None:
+            predicted = r.predicted_peak_reserved_gib
+            vram = f"{r.peak_reserved_gib:.2f}/" + (f"{predicted:.2f}" if predicted else "-")
+        row = f"{r.name:<40} {r.status:<12} {step:>11} {loss:>8} {_age(r.age_s):>8}"
+        print(f"{row} {vram:>30}")
     return 0
 
 

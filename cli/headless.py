@@ -203,5 +203,12 @@ def _summary(event: Finished) -> str:
         parts.append(
             f"exact-match {s.get('exact_match_before') or 0:.1%} -> {s['exact_match_after']:.1%}"
         )
+    if s.get("peak_reserved_gib") is not None:
+        predicted = s.get("predicted_peak_reserved_gib")
+        parts.append(
+            f"peak VRAM measured {s['peak_reserved_gib']:.2f}"
+            + (f" / predicted {predicted:.2f}" if predicted is not None else "")
+            + " GiB reserved"
+        )
     parts.append(f"adapter: {event.adapter_path}")
     return "; ".join(parts)

@@ -322,9 +322,11 @@ def load_validated(settings: TrainSettings) -> tuple[Path, list[Record], str]:
     path = resolve_dataset_path(settings.dataset.path)
     records = load_records(path)
     fmt = settings.dataset.format
-    if fmt == "auto":
+    detected = fmt == "auto"
+    if detected:
         fmt = detect_format(records)
-    _raise_if(validate_records(records, fmt))
+    how = "detected" if detected else "set by dataset.format; 'auto' detects it"
+    _raise_if(validate_records(records, fmt), f"records read as {fmt} ({how})")
     return path, records, fmt
 
 
@@ -345,12 +347,12 @@ def prepare_datasets(settings: TrainSettings, eos_token: str) -> Prepared:
     return Prepared(train, evaluation, fmt, str(path), len(records))
 
 
-def _raise_if(problems: list[Problem]) -> None:
+def _raise_if(problems: list[Problem], context: str = "") -> None:
     if not problems:
         return
     shown = "; ".join(str(p) for p in problems[:MAX_REPORTED])
     more = f" ({len(problems)} records with problems)" if len(problems) > MAX_REPORTED else ""
-    raise DatasetError(shown + more)
+    raise DatasetError(shown + more + (f"; {context}" if context else ""))
 
 
 # --- statistics and preview ------------------------------------------------------------

@@ -207,6 +207,7 @@ def _train(
         "trainable_params": events.started["trainable_params"],
         "adapter_path": str(adapter_dir),
         **_peak_memory(),
+        "predicted_peak_reserved_gib": predicted_peak_gib(settings),
     }
     summary["export"] = _export_script(settings, run_dir, emit)
     write_json(run_dir / SUMMARY_FILE, summary)
@@ -424,6 +425,26 @@ def _exact_match(model, tokenizer, records: list[dict]) -> float | None:
 
 def _first_loss(log_history: list[dict]) -> float | None:
     return next((float(e["loss"]) for e in log_history if "loss" in e), None)
+
+
+def predicted_peak_gib(settings: TrainSettings) -> float | None:
+    """The planner's peak reserved for the settings that ran, beside the measured one.
+
+    None on CPU or for a model the planner cannot read (it never fails a run).
+    """
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    from .memory import predict_memory
+    from .models import inspect_model
+
+    try:
+        return round(
+            predict_memory(inspect_model(settings.model.name_or_path), settings).reserved_gib, 3
+        )
+    except Exception:
+        return None
 
 
 def _peak_memory() -> dict:

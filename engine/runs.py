@@ -34,6 +34,8 @@ class RunInfo:
     total_steps: int | None
     loss: float | None
     age_s: float
+    peak_reserved_gib: float | None = None  # measured (CUDA runs)
+    predicted_peak_reserved_gib: float | None = None  # the planner's, for the same settings
 
     @property
     def name(self) -> str:
@@ -80,7 +82,10 @@ def run_info(run_dir: Path) -> RunInfo:
         ),
         default=time.time(),
     )
+    summary = read_summary(run_dir) or {}
     return RunInfo(
+        peak_reserved_gib=_number(summary.get("peak_reserved_gib")),
+        predicted_peak_reserved_gib=_number(summary.get("predicted_peak_reserved_gib")),
         path=run_dir,
         status=run_status(run_dir, last_kind),
         step=last_step.step if last_step else None,
@@ -174,6 +179,10 @@ def follow_events(run_dir: Path, stop=None, poll_s: float = 0.5) -> Iterator[Eve
         if not is_running(run_dir) and not pending:
             return
         time.sleep(poll_s)
+
+
+def _number(value: object) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 def _is_regular(path: Path) -> bool:

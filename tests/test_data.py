@@ -99,7 +99,7 @@ def test_malformed_records_are_reported_with_lines_and_a_count(tmp_path):
     assert message == (
         f"{path}:2: missing field 'output'; {path}:3: invalid JSON (Expecting property name "
         f"enclosed in double quotes); {path}:5: field 'output' must be a string "
-        "(4 records with problems)"
+        "(4 records with problems); records read as alpaca (detected)"
     )
     assert "\n" not in message
 

@@ -36,6 +36,13 @@ def one_line_error(result: subprocess.CompletedProcess, code: int = 2) -> str:
     return lines[0]
 
 
+def marked(folder: Path) -> Path:
+    """A folder carrying the run marker: what finetune-tui made earlier."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / ".finetune-tui-run").write_text("made by an earlier run\n")
+    return folder
+
+
 def user_folder(root: Path) -> Path:
     folder = root / "X"
     (folder / "src").mkdir(parents=True)
@@ -56,9 +63,7 @@ def test_overwrite_refuses_a_folder_finetune_tui_did_not_make(tmp_path):
 
 
 def test_overwrite_refuses_the_working_directory_even_when_it_is_a_run(tmp_path):
-    cwd = tmp_path / "work"
-    cwd.mkdir()
-    (cwd / ".finetune-tui-run").write_text("made by an earlier run\n")
+    cwd = marked(tmp_path / "work")
     (cwd / "notes.md").write_text("keep me\n")
     before = tree(tmp_path)
     result = subprocess.run(
@@ -75,9 +80,7 @@ def test_overwrite_refuses_the_working_directory_even_when_it_is_a_run(tmp_path)
 
 
 def test_overwrite_refuses_a_run_that_holds_the_dataset_or_the_preset(tmp_path):
-    run = tmp_path / "run"
-    run.mkdir()
-    (run / ".finetune-tui-run").write_text("run\n")
+    run = marked(tmp_path / "run")
     (run / "data.jsonl").write_text(
         json.dumps(
             {"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "A"}]}
@@ -101,9 +104,7 @@ def test_overwrite_refuses_a_symlink_and_a_live_run(tmp_path):
     (target / ".finetune-tui-run").write_text("run\n")
     link = tmp_path / "link"
     link.symlink_to(target)
-    live = tmp_path / "live"
-    live.mkdir()
-    (live / ".finetune-tui-run").write_text("run\n")
+    live = marked(tmp_path / "live")
     (live / "metrics.jsonl").write_text("")
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "finetune"])
     try:
@@ -521,38 +522,19 @@ def test_records_longer_than_the_sequence_are_refused_with_the_length_that_fits(
     data = tmp_path / "alpaca.jsonl"
     rows = [{"instruction": f"Say hello number {i}", "output": "hello"} for i in range(30)]
     data.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    result = run_cli(
-        tmp_path,
-        "--preset",
-        str(DEMO_PRESET),
-        "--set",
-        f"dataset.path={data}",
-        "--set",
-        "dataset.format=auto",
-        "--set",
-        "training.max_seq_length=128",
-        "--output",
-        str(tmp_path / "run"),
-    )
-    line = one_line_error(result)
+
+    def train(length: int, *extra: str):
+        sets = [f"dataset.path={data}", f"training.max_seq_length={length}"]
+        args = [arg for pair in sets for arg in ("--set", pair)]
+        output = ["--output", str(tmp_path / "run")]
+        return run_cli(tmp_path, "--preset", str(DEMO_PRESET), *args, *output, *extra)
+
+    line = one_line_error(train(128))
     assert "30 of 30 records lose their whole answer" in line
     needed = int(line.split("at least ")[1].split()[0])
     assert needed > 128
     assert not (tmp_path / "run").exists()
-    fits = run_cli(
-        tmp_path,
-        "--preset",
-        str(DEMO_PRESET),
-        "--set",
-        f"dataset.path={data}",
-        "--set",
-        "dataset.format=auto",
-        "--set",
-        f"training.max_seq_length={needed}",
-        "--output",
-        str(tmp_path / "run"),
-        *SHORT,
-    )
+    fits = train(needed, *SHORT)
     assert fits.returncode == 0, fits.stderr[-2000:]
 
 

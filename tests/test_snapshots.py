@@ -23,7 +23,7 @@ import textual.widgets._header as textual_header
 from conftest import DEMO_PRESET
 
 from finetune_tui.engine import demo
-from finetune_tui.engine.preset import load_preset
+from finetune_tui.engine.preset import load_preset, preset_fields
 from finetune_tui.tui.app import ORDER, FinetuneApp
 
 SIZE = (100, 32)  # as screenshots/make_screenshots.py
@@ -49,7 +49,12 @@ def deterministic(tmp_path, monkeypatch):
 
 
 def demo_app() -> FinetuneApp:
-    return FinetuneApp(load_preset(DEMO_PRESET), simulated_gpu=SIMULATED_GPU)
+    """What `finetune-tui --tui --preset presets/demo.yaml` opens: the preset's fields pinned."""
+    return FinetuneApp(
+        load_preset(DEMO_PRESET),
+        pinned=preset_fields(DEMO_PRESET),
+        simulated_gpu=SIMULATED_GPU,
+    )
 
 
 def go_to(name: str):

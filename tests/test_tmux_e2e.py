@@ -123,3 +123,26 @@ def test_detach_then_runs_then_attach(tmp_path):
             [EXE, "runs", "--json"], capture_output=True, text=True, env=env
         ).stdout
     assert '"status": "finished"' in status
+
+
+def test_first_time_path_on_a_simulated_4090_opens_on_a_plan_that_fits(tmp_path):
+    """A new user planning Llama-3.1-8B for an RTX 4090: Strategy shows a plan that fits,
+    with its reasons; Review says which values were recommended; ? lists the keys."""
+    tmux = Tmux(
+        "ft-first",
+        f"{EXE} --tui --gpu 'RTX 4090' --set model.name_or_path=meta-llama/Llama-3.1-8B",
+        cli_env(tmp_path),
+    )
+    try:
+        tmux.wait_for("1 Hardware", 60)
+        tmux.keys("4")
+        screen = tmux.wait_for("predicted peak", 20)
+        assert "fits" in screen and "DOES NOT FIT" not in screen
+        assert "quantization.mode:" in screen
+        tmux.keys("5")
+        assert "recommended)" in tmux.wait_for("Differs from the defaults", 20)
+        tmux.keys("?")
+        tmux.wait_for("Screens", 10)
+        tmux.keys("Escape", "q")
+    finally:
+        tmux.close()

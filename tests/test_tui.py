@@ -182,10 +182,87 @@ async def test_vram_bar_follows_every_change_on_a_simulated_card():
         before = text_of(app, "#vram-bar")
         assert "24" in before or "usable" in before
         form = app.screen.query_one(SettingsForm)
-        form.query_one(f"#{field_id('quantization.mode')}", Select).value = "nf4"
+        other = "none" if app.state.settings.quantization.mode == "nf4" else "nf4"
+        form.query_one(f"#{field_id('quantization.mode')}", Select).value = other
         await pilot.pause()
         after = text_of(app, "#vram-bar")
-        assert after != before and "fits" in after
+        assert after != before and "usable" in after
+        assert "quantization.mode" in app.state.pinned
         await pilot.click("#reset")
         await pilot.pause()
         assert "quantization.mode" in text_of(app, "#strategy-status")
+
+
+async def test_first_open_applies_a_plan_that_fits_and_keeps_what_the_user_pinned():
+    """`finetune-tui --tui --gpu "RTX 4090" --set model.name_or_path=meta-llama/Llama-3.1-8B`:
+    the schema defaults (16-bit, no checkpointing) do not fit; the wizard opens on a plan
+    that does, and a value given on the command line stays."""
+    from finetune_tui.engine.settings import TrainSettings
+    from finetune_tui.tui.planning import predict
+
+    settings = load_preset(
+        DEMO_PRESET, ["model.name_or_path=meta-llama/Llama-3.1-8B", "lora.r=8"]
+    ).model_copy(update={"training": TrainSettings().training})
+    app = FinetuneApp(settings, pinned={"lora.r"}, simulated_gpu="RTX 4090")
+    assert not predict(_hw("RTX 4090"), settings).fits
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        chosen = app.state.settings
+        assert predict(app.hardware, chosen).fits
+        assert chosen.lora.r == 8 and "lora.r" in app.state.pinned
+        assert "quantization.mode" in app.state.reasons
+        await pilot.press("4")
+        await pilot.pause()
+        status = text_of(app, "#strategy-status")
+        assert "lora.r: set by you" in status and "memory.backend:" in status
+        await pilot.press("5")
+        await pilot.pause()
+        review = text_of(app, "#review-diff")
+        assert "lora.r: 8 (default 16; set by you)" in review and "; recommended)" in review
+
+
+def _hw(name: str):
+    from finetune_tui.engine.hardware import simulated_hardware
+
+    return simulated_hardware(gpu=name)
+
+
+async def test_question_mark_opens_a_help_screen_that_lists_keys_and_screens():
+    from finetune_tui.tui.screen_help import HelpScreen
+
+    app = demo_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("question_mark")
+        await pilot.pause()
+        assert isinstance(app.screen, HelpScreen)
+        text = str(app.screen.query_one(Static).render())
+        assert "Keys" in text and "4 Strategy" in text and "ctrl+" in text
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not isinstance(app.screen, HelpScreen) and app.is_running
+
+
+async def test_attach_is_read_only_and_a_finished_run_ends_at_its_last_step(tmp_path):
+    import json
+
+    from textual.widgets import Button, ProgressBar
+
+    from finetune_tui.engine.events import Finished, Started, Step
+    from finetune_tui.tui.app import AttachApp
+
+    events = [
+        Started("r", 12, 10, 0, "demo", "CPU", 5, 50),
+        Step(10, 12, 1.0, 0.9, 1e-3, None, 100.0, 3.0, 5.0, 1.0),
+        Finished("finished", 12, 12, 0.8, 6.0, "r/adapter", {"first_loss": 2.0}),
+    ]
+    (tmp_path / "settings.yaml").write_text("model: {}\n")
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(e.to_json()) + "\n" for e in events))
+    app = AttachApp(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await app.workers.wait_for_complete()
+        await pilot.pause(1.2)  # the panel drains its queue once a second
+        screen = app.screen
+        assert not screen.query_one("#start", Button).display
+        bar = screen.query_one(ProgressBar)
+        assert bar.progress == bar.total == 12
+        assert "finished at step 12/12" in str(screen.query_one("#stats", Static).render())

@@ -16,6 +16,7 @@ from finetune_tui.engine.errors import FinetuneError
 from finetune_tui.engine.preset import (
     apply_overrides,
     load_preset,
+    preset_fields,
     validate_settings,
     with_changes,
 )
@@ -30,14 +31,9 @@ from .screen_strategy import StrategyScreen
 from .screen_train import TrainScreen
 from .state import WizardState, recall, remember
 
+INPUT_FIELDS = {"model.name_or_path", "dataset.path"}  # what the recommendation depends on
 ORDER = ["hardware", "model", "dataset", "strategy", "review", "train", "export"]
 DEMO_PRESET = Path(__file__).resolve().parent.parent / "presets" / "demo.yaml"
-
-HELP = (
-    "n / p (ctrl+→ / ctrl+← inside a field): next / previous screen   "
-    "1–7 or F1–F7: a screen   s: start training   x: stop (saves)   "
-    "r: reset to recommended (Strategy)   q: quit"
-)
 
 
 class FinetuneApp(App):
@@ -67,9 +63,15 @@ class FinetuneApp(App):
         ],
     ]
 
-    def __init__(self, settings: TrainSettings, capture_fds: bool = False, **state) -> None:
+    def __init__(
+        self,
+        settings: TrainSettings,
+        capture_fds: bool = False,
+        pinned: set[str] | None = None,
+        **state,
+    ) -> None:
         super().__init__()
-        self.state = WizardState(settings=settings, **state)
+        self.state = WizardState(settings=settings, pinned=set(pinned or ()), **state)
         self.hardware = None
         self.capture_fds = capture_fds
         self.train_screen: TrainScreen | None = None  # set when the Train screen mounts
@@ -87,19 +89,46 @@ class FinetuneApp(App):
             self.switch_mode(name)
 
     def action_help(self) -> None:
-        self.notify(HELP, title="Keys", timeout=10)
+        from .screen_help import HelpScreen
 
-    def update_setting(self, field: str, value: object) -> str | None:
-        """Apply one change through the schema; return the error message, if any."""
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+    def update_setting(self, field: str, value: object, pin: bool = False) -> str | None:
+        """Apply one change through the schema; return the error message, if any.
+
+        `pin`: the user chose this value; recommendations leave it alone from now on.
+        A new model or dataset re-applies the recommendation to every unpinned field.
+        """
         try:
             self.state.settings = with_changes(self.state.settings, {field: value}, "form")
         except FinetuneError as exc:
             return str(exc).removeprefix("form: ")
+        if pin:
+            self.state.pinned.add(field)
+        if field in INPUT_FIELDS:
+            self.recommend_for_inputs()
         remember(self.state.settings)
         return None
 
+    def recommend_for_inputs(self) -> None:
+        """Hardware, model or dataset changed: the plan that fits them, pins kept."""
+        from .planning import recommend
+
+        try:
+            result = recommend(self.hardware, self.state.settings, self.state.pinned)
+        except Exception:  # an unplannable model keeps the current settings
+            result = None
+        if result is None:
+            self.state.reasons = {}
+            return
+        self.state.settings, self.state.reasons = result
+        self.state.recommended = self.state.settings
+
     def use_demo(self) -> None:
         self.state.settings = load_preset(DEMO_PRESET)
+        self.state.pinned = preset_fields(DEMO_PRESET)
+        self.recommend_for_inputs()
         remember(self.state.settings)
 
     async def action_quit_app(self) -> None:
@@ -147,12 +176,20 @@ def initial_settings(args: argparse.Namespace | None) -> TrainSettings:
         return TrainSettings()
 
 
+def pinned_fields(args: argparse.Namespace | None) -> set[str]:
+    """What the user chose on the command line: the preset's fields and every --set."""
+    pinned = {item.partition("=")[0].strip() for item in getattr(args, "overrides", []) or []}
+    preset = getattr(args, "preset", None)
+    return pinned | (preset_fields(preset) if preset else set())
+
+
 def run_app(args: argparse.Namespace) -> int:
     from .fdcapture import detach_ui_from_fd2
 
     app = FinetuneApp(
         initial_settings(args),
         capture_fds=True,
+        pinned=pinned_fields(args),
         simulated_gpu=getattr(args, "gpu", None),
         simulated_vram=getattr(args, "vram", None),
     )

@@ -52,7 +52,10 @@ def predict(hw, settings: TrainSettings) -> Prediction:
     return Prediction(plan.breakdown, plan.budget_gib, plan.fits, dict(plan.reasons))
 
 
-def recommend(hw, settings: TrainSettings) -> tuple[TrainSettings, dict[str, str]] | None:
+def recommend(
+    hw, settings: TrainSettings, pinned: set[str] = frozenset()
+) -> tuple[TrainSettings, dict[str, str]] | None:
+    """The advisor's settings for this card, model and dataset; pinned fields stay as set."""
     try:
         from finetune_tui.engine.strategy import advise
     except ImportError:
@@ -60,5 +63,17 @@ def recommend(hw, settings: TrainSettings) -> tuple[TrainSettings, dict[str, str
     model = inspect(settings.model.name_or_path)
     if hw is None or model is None:
         return None
-    plan = advise(hw, model, settings)
+    plan = advise(hw, model, settings, fixed=set(pinned), dataset_stats=dataset_stats(settings))
     return plan.settings, dict(plan.reasons)
+
+
+def dataset_stats(settings: TrainSettings):
+    """Token lengths estimated from the dataset (None when it cannot be read yet)."""
+    from finetune_tui.engine.data import estimate_token_stats, load_validated
+    from finetune_tui.engine.errors import FinetuneError
+
+    try:
+        _, records, fmt = load_validated(settings)
+    except FinetuneError:
+        return None
+    return estimate_token_stats(records, fmt, settings.training.max_seq_length)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from rich.markup import escape
 from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
@@ -62,9 +63,9 @@ def describe_dataset(settings) -> tuple[str, str]:
         return f"[red]{exc}[/red]", ""
     problems = data.validate_records(records, fmt)
     stats = data.estimate_token_stats(records, fmt, settings.training.max_seq_length)
-    lines = [f"[b]{len(records)}[/b] records, format [b]{fmt}[/b]  ({path})"]
+    lines = [f"[b]{plural(len(records), 'record')}[/b], format [b]{fmt}[/b]  ({escape(str(path))})"]
     if problems:
-        lines.append(f"[red]{len(problems)} records with problems:[/red]")
+        lines.append(f"[red]{plural(len(problems), 'record')} with problems:[/red]")
         lines += [f"  {p}" for p in problems[:5]]
     lines.append(
         f"~tokens per example: mean {stats.mean:.0f}, p95 {stats.p95}, max {stats.max}; "
@@ -81,6 +82,10 @@ def describe_dataset(settings) -> tuple[str, str]:
             + json.dumps(example, ensure_ascii=False, indent=1)[:600]
         )
     return "\n".join(lines), sample
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def histogram(bins: list[tuple[int, int]], max_len: int, width: int = 40) -> list[str]:

@@ -37,6 +37,7 @@ class HardwareScreen(Screen):
             state.simulated_gpu = state.simulated_vram = None
             hw = detect()
         self.app.hardware = hw
+        self.app.recommend_for_inputs()  # a new card: the plan that fits it
         self.query_one("#hw-summary", Static).update(describe(hw))
 
     def on_button_pressed(self, event: Button.Pressed) -> None:

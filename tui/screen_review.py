@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.markup import escape
 from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.screen import Screen
@@ -23,13 +24,18 @@ class ReviewScreen(Screen):
         yield Footer()
 
     def on_screen_resume(self) -> None:
-        settings = self.app.state.settings
-        reference = self.app.state.recommended or TrainSettings()
-        label = "recommendation" if self.app.state.recommended else "defaults"
-        diffs = changed_fields(settings, reference)
+        state = self.app.state
+        settings = state.settings
+        diffs = changed_fields(settings, TrainSettings())
         self.query_one("#review-diff", Static).update(
-            f"[b]Differs from the {label}:[/b]\n"
-            + ("\n".join(f"  {k}: {a!r} (was {b!r})" for k, a, b in diffs) or "  nothing")
+            "[b]Differs from the defaults[/b] (set by you, or recommended for this card):\n"
+            + (
+                "\n".join(
+                    escape(f"  {k}: {a!r} (default {b!r}; {origin(k, a, state)})")
+                    for k, a, b in diffs
+                )
+                or "  nothing"
+            )
         )
         self.query_one("#review-command", Static).update(
             "[b]Same run headless:[/b]\n  finetune-tui --preset PRESET.yaml   "
@@ -41,6 +47,15 @@ class ReviewScreen(Screen):
 
     def on_mount(self) -> None:
         self.on_screen_resume()
+
+
+def origin(field: str, value: object, state) -> str:
+    """Who chose this value: the user (pinned), the advisor, or an edit since."""
+    if field in state.pinned:
+        return "set by you"
+    if state.recommended is not None and state.recommended.value(field) == value:
+        return "recommended"
+    return "changed by you"
 
 
 def changed_fields(settings: TrainSettings, reference: TrainSettings):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.markup import escape
 from textual import on
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
@@ -28,17 +29,28 @@ class StrategyScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
+        self.show_reasons()
         self.refresh_prediction()
 
     def on_screen_resume(self) -> None:
         self.query_one(SettingsForm).load(self.app.state.settings)
+        self.show_reasons()
         self.refresh_prediction()
+
+    def show_reasons(self) -> None:
+        """Why each recommended value; fields the user set are marked as theirs."""
+        state = self.app.state
+        lines = [
+            f"{field}: {why}" for field, why in state.reasons.items() if field not in state.pinned
+        ]
+        lines += [f"{field}: set by you" for field in sorted(state.pinned)]
+        self.query_one("#strategy-status", Static).update(escape("\n".join(lines)))
 
     @on(SettingsForm.Changed)
     def changed(self, event: SettingsForm.Changed) -> None:
         if self.app.state.settings.value(event.field) == event.value:
             return  # controls report their first value on mount: not a change
-        error = self.app.update_setting(event.field, event.value)
+        error = self.app.update_setting(event.field, event.value, pin=True)
         status = self.query_one("#strategy-status", Static)
         if error:
             status.update(f"[red]{error}[/red]")
@@ -66,8 +78,8 @@ class StrategyScreen(Screen):
         settings, reasons = result
         self.app.state.settings = settings
         self.app.state.recommended = settings
+        self.app.state.reasons = reasons
+        self.app.state.pinned.clear()  # reset means: recommend everything again
         self.query_one(SettingsForm).load(settings)
-        self.query_one("#strategy-status", Static).update(
-            "\n".join(f"{field}: {why}" for field, why in reasons.items())
-        )
+        self.show_reasons()
         self.refresh_prediction()

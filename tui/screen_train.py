@@ -21,7 +21,7 @@ from rich.markup import escape
 from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
-from textual.screen import Screen
+from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, Footer, Header, ProgressBar, RichLog, Sparkline, Static
 
 from finetune_tui.engine.events import (
@@ -57,6 +57,8 @@ class TrainScreen(Screen):
         self.started_at: float | None = None
         self.pending: deque[Event] = deque()  # appended by the training thread
         self.telemetry = None  # GpuTelemetry, opened at the first poll on a real GPU
+        self.predicted_gib: float | None = None  # the planner's peak, shown beside the measured
+        self.last_step: Step | None = None
 
     def compose(self) -> ComposeResult:
         yield Header(show_clock=True)
@@ -79,8 +81,8 @@ class TrainScreen(Screen):
     def on_mount(self) -> None:
         if hasattr(self.app, "train_screen"):
             self.app.train_screen = self
-        if self.attach_to is not None:
-            self.query_one("#start", Button).disabled = True
+        if self.attach_to is not None:  # read-only: this screen cannot start a run
+            self.query_one("#start", Button).display = False
             self.query_one("#stop", Button).disabled = False
             self.log_line(f"attached to {escape(str(self.attach_to))} (read-only)")
             self.follow_run()
@@ -135,6 +137,9 @@ class TrainScreen(Screen):
             self.app.call_from_thread(self._training_ended)
             return
         self.app.call_from_thread(self._run_dir_made, run_dir)
+        from finetune_tui.engine.runner import predicted_peak_gib
+
+        self.predicted_gib = predicted_peak_gib(settings)
         try:
             with captured_fds(run_dir / LOG_FILE, enabled=self.app.capture_fds), _gil_handoff():
                 run_training(settings, self.deliver, self.stop_event, run_dir)
@@ -174,8 +179,11 @@ class TrainScreen(Screen):
             if isinstance(event, Step):
                 self.record_step(event)
                 last_step = event
-            else:
-                self.show_event(event)
+                continue
+            if last_step is not None:  # steps before this event are shown before it
+                self.show_step(last_step)
+                last_step = None
+            self.show_event(event)
         if last_step is not None:
             self.show_step(last_step)
 
@@ -211,6 +219,7 @@ class TrainScreen(Screen):
             self.vram = (self.vram + [event.memory_reserved_gib])[-HISTORY:]
 
     def show_step(self, event: Step) -> None:
+        self.last_step = event
         self.query_one("#loss-spark", Sparkline).data = self.losses
         self.query_one("#loss-label", Static).update(
             f"loss over the last {len(self.losses)} logged steps: {self.losses[0]:.4f} → "
@@ -223,9 +232,12 @@ class TrainScreen(Screen):
         if self.vram:
             self.query_one("#vram-spark", Sparkline).data = self.vram
         self.query_one(ProgressBar).update(total=event.total_steps, progress=event.step)
+        predicted = (
+            f" (predicted {self.predicted_gib:.2f})" if self.predicted_gib is not None else ""
+        )
         vram = (
             f"  VRAM {event.memory_allocated_gib:.2f} used / {event.memory_reserved_gib:.2f} "
-            f"reserved / {event.memory_peak_gib:.2f} peak GiB"
+            f"reserved / peak measured {event.memory_peak_gib:.2f}{predicted} GiB"
             if event.memory_reserved_gib is not None
             else "  VRAM n/a (CPU)"
         )
@@ -251,7 +263,17 @@ class TrainScreen(Screen):
             )
         parts.append(f"adapter {escape(str(event.adapter_path))}")
         self.log_line("  ".join(parts))
-        self.notify("training finished: export the script on screen 7", timeout=8)
+        # the last logged step may come before the last step: the bar shows where it ended
+        self.query_one(ProgressBar).update(total=event.total_steps, progress=event.step)
+        last = self.last_step
+        speed = f"  {last.tokens_per_second:,.0f} tokens/s (last logged)" if last else ""
+        self.query_one("#stats", Static).update(
+            f"[b]{event.status}[/b] at step [b]{event.step}/{event.total_steps}[/b]"
+            + (f"  final loss [b]{event.final_loss:.4f}[/b]" if event.final_loss else "")
+            + f"{speed}\nelapsed {format_duration(event.elapsed_s)}"
+        )
+        hint = "" if self.attach_to is not None else ": export the script on screen 7"
+        self.notify(f"training {event.status}{hint}", timeout=8)
 
     def log_line(self, text: str) -> None:
         self.query_one(RichLog).write(text)
@@ -276,7 +298,7 @@ class TrainScreen(Screen):
             )
 
 
-class ConfirmStop(Screen[bool]):
+class ConfirmStop(ModalScreen[bool]):
     """Stopping someone else's run is worth a question."""
 
     BINDINGS = [("y", "yes", "Yes"), ("n,escape", "no", "No")]

@@ -22,6 +22,8 @@ class WizardState:
     simulated_gpu: str | None = None
     simulated_vram: float | None = None
     recommended: TrainSettings | None = None
+    reasons: dict[str, str] = field(default_factory=dict)  # why each recommended value
+    pinned: set[str] = field(default_factory=set)  # fields the user set: never re-recommended
     last_run_dir: Path | None = None
 
 

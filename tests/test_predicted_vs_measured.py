@@ -1,0 +1,56 @@
+"""Predicted next to measured: the final line, summary.json and `runs` carry both peaks."""
+
+from __future__ import annotations
+
+import json
+
+from conftest import DEMO_PRESET, run_cli
+
+from finetune_tui.engine.events import Finished
+from finetune_tui.headless import format_event
+
+
+def finished(summary: dict) -> Finished:
+    return Finished(
+        status="finished",
+        step=10,
+        total_steps=10,
+        final_loss=0.5,
+        elapsed_s=12.0,
+        adapter_path="/r/adapter",
+        summary=summary,
+    )
+
+
+def test_final_line_shows_measured_and_predicted_peak():
+    line = format_event(
+        finished({"peak_reserved_gib": 12.2, "predicted_peak_reserved_gib": 12.5, "first_loss": 1})
+    )
+    assert "peak VRAM measured 12.20 / predicted 12.50 GiB reserved" in line
+    cpu = format_event(finished({"first_loss": 1.0}))
+    assert "peak VRAM" not in cpu  # a CPU run has no VRAM to report
+
+
+def test_summary_and_runs_carry_both_peaks(tmp_path):
+    run = tmp_path / "data" / "runs" / "r1"
+    result = run_cli(
+        tmp_path,
+        "--preset",
+        str(DEMO_PRESET),
+        "--set",
+        "output.run_name=r1",
+        "--set",
+        "training.max_steps=2",
+        "--set",
+        "training.exact_match_samples=0",
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads((run / "summary.json").read_text())
+    assert "predicted_peak_reserved_gib" in summary  # None on this CPU
+    # what a CUDA run writes: runs shows measured / predicted
+    summary.update(peak_reserved_gib=7.42, predicted_peak_reserved_gib=7.76)
+    (run / "summary.json").write_text(json.dumps(summary))
+    listed = run_cli(tmp_path, "runs")
+    assert "7.42/7.76" in listed.stdout
+    rows = json.loads(run_cli(tmp_path, "runs", "--json").stdout)
+    assert rows[0]["predicted_peak_reserved_gib"] == 7.76 and rows[0]["peak_reserved_gib"] == 7.42
