@@ -10,7 +10,7 @@ import asyncio
 import tempfile
 from pathlib import Path
 
-from finetune_tui.engine.preset import load_preset
+from finetune_tui.engine.preset import load_preset, preset_fields
 from finetune_tui.tui.app import ORDER, FinetuneApp
 
 HERE = Path(__file__).resolve().parent
@@ -20,10 +20,10 @@ PRESET = HERE.parent / "presets" / "demo.yaml"
 async def main() -> None:
     out = Path(tempfile.mkdtemp()) / "run"
     settings = load_preset(PRESET, ["training.max_steps=200", f"output.dir={out}"])
-    app = FinetuneApp(settings)
+    app = FinetuneApp(settings, pinned=preset_fields(PRESET))  # as `--tui --preset` opens
     async with app.run_test(size=(100, 32)) as pilot:
         for index, name in enumerate(ORDER, start=1):
-            await pilot.press(str(index))
+            await pilot.press(f"f{index}")  # F-keys work even while a field has the focus
             await pilot.pause(0.5)
             if name == "dataset":
                 await app.workers.wait_for_complete()
@@ -33,7 +33,7 @@ async def main() -> None:
                 while app.screen.steps_seen < 4:
                     await pilot.pause(0.5)
             app.save_screenshot(str(HERE / f"{index}-{name}.svg"))
-        await pilot.press("6")
+        await pilot.press("f6")
         await pilot.press("x")
         await app.workers.wait_for_complete()
 
