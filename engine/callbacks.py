@@ -20,6 +20,44 @@ from .rundir import TRIGGER_FILE
 GIB = 2**30
 
 
+class TokenCounter:
+    """Wraps the Trainer's collator and counts the real (non-padding) tokens it batches.
+
+    TRL's own `num_tokens` log is missing under Unsloth, and micro-batch x sequence length
+    counts padding: this count is the same for every backend (attention mask when there is
+    one, the packed row's length for padding-free batches, as TRL counts).
+    """
+
+    def __init__(self, collate):
+        self.collate = collate
+        self.tokens = 0
+
+    def __call__(self, features):
+        batch = self.collate(features)
+        mask = batch.get("attention_mask") if hasattr(batch, "get") else None
+        if mask is not None:
+            self.tokens += int(mask.sum())
+        elif hasattr(batch, "get") and batch.get("input_ids") is not None:
+            self.tokens += int(batch["input_ids"].numel())
+        return batch
+
+
+def count_training_tokens(trainer) -> TokenCounter:
+    """Count the tokens of training batches only (evaluation reuses the same collator)."""
+    build = trainer.get_train_dataloader
+    counter = TokenCounter(trainer.data_collator)
+
+    def counted_train_dataloader(*args, **kwargs):
+        plain, trainer.data_collator = trainer.data_collator, counter
+        try:
+            return build(*args, **kwargs)
+        finally:
+            trainer.data_collator = plain
+
+    trainer.get_train_dataloader = counted_train_dataloader
+    return counter
+
+
 class EventCallback(TrainerCallback):
     """Turns Trainer log dicts into `Step` / `Eval` / `Checkpoint` events."""
 
@@ -37,11 +75,12 @@ class EventCallback(TrainerCallback):
         self._last_time = self._start
         self._last_step = 0
         self._last_tokens = 0.0
+        self.counter: TokenCounter | None = None  # set by the runner once the Trainer exists
 
     def on_train_begin(self, args, state, control, **kwargs):
         self._start = self._last_time = time.perf_counter()
         self._last_step = state.global_step
-        self._last_tokens = 0.0
+        self._last_tokens = self._tokens_seen({})
         per_epoch = _steps_per_epoch(kwargs.get("train_dataloader"), args)
         self.sink(Started(total_steps=state.max_steps, steps_per_epoch=per_epoch, **self.started))
 
@@ -63,7 +102,7 @@ class EventCallback(TrainerCallback):
     def _step_event(self, state, logs: dict) -> Step:
         now = time.perf_counter()
         dt = max(now - self._last_time, 1e-9)
-        tokens = float(logs.get("num_tokens", self._last_tokens))
+        tokens = self._tokens_seen(logs)
         steps = state.global_step - self._last_step
         new_tokens = tokens - self._last_tokens
         elapsed = now - self._start
@@ -79,11 +118,18 @@ class EventCallback(TrainerCallback):
             learning_rate=float(logs.get("learning_rate", 0.0)),
             grad_norm=_float_or_none(logs.get("grad_norm")),
             tokens_per_second=new_tokens / dt,
+            tokens_seen=int(tokens),
             samples_per_second=steps * self.samples_per_step / dt,
             elapsed_s=elapsed,
             eta_s=elapsed / done * remaining,
             **cuda_memory(),
         )
+
+    def _tokens_seen(self, logs: dict) -> float:
+        """Real tokens batched so far: our own count, else TRL's log."""
+        if self.counter is not None:
+            return float(self.counter.tokens)
+        return float(logs.get("num_tokens", self._last_tokens))
 
     def on_save(self, args, state, control, **kwargs):
         path = Path(args.output_dir) / f"checkpoint-{state.global_step}"

@@ -52,6 +52,7 @@ class Step(Event):
     memory_allocated_gib: float | None = None
     memory_reserved_gib: float | None = None
     memory_peak_gib: float | None = None
+    tokens_seen: int | None = None  # real (non-padding) training tokens so far, every backend
     kind: str = field(init=False, default="step")
 
 

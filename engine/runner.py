@@ -257,7 +257,7 @@ def _build_trainer(settings: TrainSettings, inputs: _Inputs, run_dir: Path, emit
     from transformers.trainer_callback import PrinterCallback
     from trl import SFTTrainer
 
-    from .callbacks import DriftCallback, EventCallback, StopCallback
+    from .callbacks import DriftCallback, EventCallback, StopCallback, count_training_tokens
     from .trainer_config import build_sft_config
 
     device, data = inputs.device, inputs.data
@@ -295,6 +295,7 @@ def _build_trainer(settings: TrainSettings, inputs: _Inputs, run_dir: Path, emit
         callbacks=[events, stopper, drift],
     )
     trainer.remove_callback(PrinterCallback)
+    events.counter = count_training_tokens(trainer)
     trainable, total = trainer.model.get_nb_trainable_parameters()
     events.started.update(trainable_params=trainable, total_params=total)
     targets = trainer.model.peft_config["default"].target_modules
