@@ -9,7 +9,11 @@ from finetune_tui.engine.errors import InputError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    runs = sub.add_parser("runs", help="list runs with status, step, loss and age")
+    runs = sub.add_parser(
+        "runs",
+        help="list runs with status, step, loss, age and VRAM (all known runs, or those in DIR)",
+    )
+    runs.add_argument("dir", nargs="?", help="a folder holding run directories")
     runs.add_argument("--json", action="store_true", help="machine-readable output")
     runs.set_defaults(handler=list_command)
 
@@ -25,10 +29,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def list_command(args: argparse.Namespace) -> int:
     import json
+    from pathlib import Path
 
     from finetune_tui.engine.runs import list_runs
 
-    runs = list_runs()
+    runs = list_runs(Path(args.dir).expanduser() if args.dir else None)
     if args.json:
         rows = [
             {

@@ -34,6 +34,7 @@ CHECKPOINTS_DIR = "checkpoints"
 EXPORT_DIR = "export"
 TRIGGER_FILE = "CHECKPOINT_NOW"
 RUN_MARKER = ".finetune-tui-run"  # written first: only folders carrying it are ever replaced
+REGISTRY_LIMIT = 16 * 2**20
 REPLACES = "replaces:"  # marker line of a run waiting to replace an older one
 START_FILES = {RUN_MARKER, SETTINGS_FILE, METRICS_FILE, LOG_FILE, PID_FILE}
 
@@ -89,6 +90,7 @@ def prepare_run_dir(
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         _write_marker(run_dir, replacing)
+        register_run(run_dir)
     except OSError as exc:
         undo_replacement(run_dir)
         raise OutputExistsError(f"{run_dir}: cannot create run directory: {exc.strerror}") from None
@@ -109,6 +111,33 @@ def _is_replacing(run_dir: Path) -> bool:
     except InputError:
         return False
     return f"{REPLACES} {replaced_path(run_dir).name}" in marker.splitlines()
+
+
+REGISTRY_FILE = "runs.txt"  # run directories made anywhere (--output), one path per line
+
+
+def register_run(run_dir: Path) -> None:
+    """Remember a run made outside the runs folder, so `runs` lists it from any login."""
+    run_dir = Path(run_dir).resolve()
+    if run_dir.parent == (data_dir() / "runs").resolve() or run_dir in _registry():
+        return
+    registry = data_dir() / REGISTRY_FILE
+    registry.parent.mkdir(parents=True, exist_ok=True)
+    with registry.open("a", encoding="utf-8") as file:
+        file.write(f"{run_dir}\n")
+
+
+def registered_runs() -> list[Path]:
+    """Run directories recorded by register_run that still hold a run."""
+    return [p for p in _registry() if (p / SETTINGS_FILE).is_file()]
+
+
+def _registry() -> list[Path]:
+    try:
+        text = read_text(data_dir() / REGISTRY_FILE, REGISTRY_LIMIT, "run registry")
+    except InputError:
+        return []
+    return list(dict.fromkeys(Path(line) for line in text.splitlines() if line.strip()))
 
 
 def replaced_path(run_dir: Path) -> Path:

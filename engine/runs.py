@@ -18,7 +18,14 @@ from pathlib import Path
 
 from .errors import InputError
 from .events import Event, event_from_json
-from .rundir import METRICS_FILE, PID_FILE, SETTINGS_FILE, SUMMARY_FILE, data_dir
+from .rundir import (
+    METRICS_FILE,
+    PID_FILE,
+    SETTINGS_FILE,
+    SUMMARY_FILE,
+    data_dir,
+    registered_runs,
+)
 from .safe_io import SMALL_LIMIT, check_regular_file, open_regular, read_json, read_text
 
 PID_MAX = 2**22  # Linux's upper limit for pid_max
@@ -47,12 +54,14 @@ def runs_root() -> Path:
 
 
 def list_runs(root: Path | None = None) -> list[RunInfo]:
-    """Every run under the data folder, newest first."""
+    """Every run under `root`, or under the data folder plus those made elsewhere
+    (`--output`, recorded in the registry); newest first."""
+    folders = [] if root is not None else registered_runs()
     root = root or runs_root()
-    if not root.is_dir():
-        return []
-    runs = [run_info(p) for p in root.iterdir() if (p / SETTINGS_FILE).is_file()]
-    return sorted(runs, key=lambda r: r.age_s)
+    if root.is_dir():
+        folders += [p for p in root.iterdir() if (p / SETTINGS_FILE).is_file()]
+    unique = dict.fromkeys(p.resolve() for p in folders)
+    return sorted((run_info(p) for p in unique), key=lambda r: r.age_s)
 
 
 def find_run(name: str | None) -> Path | None:
@@ -72,7 +81,7 @@ def run_info(run_dir: Path) -> RunInfo:
     last_kind = None
     for event in read_events(run_dir):
         last_kind = event.kind
-        if event.kind == "step":
+        if event.kind in ("step", "finished"):  # a run ends at its last step, logged or not
             last_step = event
     mtime = max(
         (
@@ -90,7 +99,7 @@ def run_info(run_dir: Path) -> RunInfo:
         status=run_status(run_dir, last_kind),
         step=last_step.step if last_step else None,
         total_steps=last_step.total_steps if last_step else None,
-        loss=last_step.loss if last_step else None,
+        loss=getattr(last_step, "loss", getattr(last_step, "final_loss", None)),
         age_s=time.time() - mtime,
     )
 

@@ -187,7 +187,8 @@ def test_overwrite_replaces_a_run_only_once_the_new_one_has_started(tmp_path):
     assert replaced.returncode == 0, replaced.stderr[-2000:]
     assert (run / "summary.json").read_bytes() != old_summary
     assert not (tmp_path / ".run.replaced").exists()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken-model", "run"]
+    # beside the run: the model folder and finetune-tui's own data folder (its run registry)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken-model", "data", "run"]
 
 
 def _demo_model_file(tmp_path: Path, name: str) -> Path:

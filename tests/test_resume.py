@@ -156,3 +156,26 @@ def test_checkpoint_at_every_epoch_end_with_steps_per_epoch_from_the_loader(tmp_
     saves = [(e["step"], e["reason"]) for e in events if e["kind"] == "checkpoint"]
     assert saves == [(8, "epoch"), (16, "epoch")]
     assert last_complete_checkpoint(run_dir).name == "checkpoint-16"
+
+
+def test_runs_lists_runs_made_anywhere_and_a_folder_of_runs(tmp_path):
+    elsewhere = tmp_path / "projects" / "exp1"
+    result = run_cli(
+        tmp_path,
+        "--preset",
+        str(DEMO_PRESET),
+        "--output",
+        str(elsewhere),
+        "--set",
+        "training.max_steps=3",
+        "--set",
+        "training.logging_steps=2",
+        "--set",
+        "training.exact_match_samples=0",
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    listed = json.loads(run_cli(tmp_path, "runs", "--json").stdout)
+    row = next(r for r in listed if r["path"] == str(elsewhere.resolve()))
+    assert row["status"] == "finished" and row["step"] == row["total_steps"] == 3
+    in_folder = json.loads(run_cli(tmp_path, "runs", str(tmp_path / "projects"), "--json").stdout)
+    assert [r["name"] for r in in_folder] == ["exp1"]

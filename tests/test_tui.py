@@ -266,3 +266,20 @@ async def test_attach_is_read_only_and_a_finished_run_ends_at_its_last_step(tmp_
         bar = screen.query_one(ProgressBar)
         assert bar.progress == bar.total == 12
         assert "finished at step 12/12" in str(screen.query_one("#stats", Static).render())
+
+
+async def test_enter_simulates_a_card_and_the_model_screen_says_what_this_machine_rules_out():
+    app = demo_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        app.screen.query_one("#sim-gpu", Input).focus()
+        await pilot.press(*"RTX 4090", "enter")
+        await pilot.pause()
+        assert app.hardware.simulated and "4090" in app.hardware.primary.name
+        app.state.simulated_gpu = None
+        app.screen.refresh_summary()  # back to this machine: no GPU here
+        await pilot.press("f2")
+        await pilot.pause()
+        info = text_of(app, "#model-info")
+        if not app.hardware.gpus:
+            assert "unsloth: no (needs an NVIDIA GPU" in info

@@ -40,21 +40,29 @@ class HardwareScreen(Screen):
         self.app.recommend_for_inputs()  # a new card: the plan that fits it
         self.query_one("#hw-summary", Static).update(describe(hw))
 
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        """Enter in the card name or VRAM field simulates, as the button does."""
+        if event.input.id in ("sim-gpu", "sim-vram"):
+            self.simulate()
+
     def on_button_pressed(self, event: Button.Pressed) -> None:
-        state = self.app.state
         if event.button.id == "simulate":
-            gpu = self.query_one("#sim-gpu", Input).value.strip() or None
-            vram = self.query_one("#sim-vram", Input).value.strip()
-            try:
-                state.simulated_vram = float(vram) if vram else None
-            except ValueError:
-                self.notify(f"VRAM {vram!r}: not a number of GiB", severity="error")
-                return
-            state.simulated_gpu = gpu
-            self.refresh_summary()
+            self.simulate()
         elif event.button.id == "use-demo":
             self.app.use_demo()
             self.notify("embedded demo selected: tiny model + uppercase task")
+
+    def simulate(self) -> None:
+        state = self.app.state
+        gpu = self.query_one("#sim-gpu", Input).value.strip() or None
+        vram = self.query_one("#sim-vram", Input).value.strip()
+        try:
+            state.simulated_vram = float(vram) if vram else None
+        except ValueError:
+            self.notify(f"VRAM {vram!r}: not a number of GiB", severity="error")
+            return
+        state.simulated_gpu = gpu
+        self.refresh_summary()
 
 
 def describe(hw) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.markup import escape
 from textual import on
 from textual.app import ComposeResult
 from textual.containers import Vertical
@@ -56,7 +57,7 @@ class ModelScreen(Screen):
         self.show_info(name)
 
     def show_info(self, name: str) -> None:
-        self.query_one("#model-info", Static).update(model_summary(name))
+        self.query_one("#model-info", Static).update(model_summary(name, self.app.hardware))
 
 
 def format_params(count: int) -> str:
@@ -67,6 +68,14 @@ def format_params(count: int) -> str:
     return str(count)
 
 
+def _unavailable_here(hardware, info) -> dict[str, str]:
+    if hardware is None:
+        return {}
+    from finetune_tui.engine.strategy import unavailable_options
+
+    return unavailable_options(hardware, info)
+
+
 def catalog() -> list[str]:
     try:
         from finetune_tui.engine.models import catalog_ids
@@ -75,16 +84,21 @@ def catalog() -> list[str]:
     return catalog_ids()
 
 
-def model_summary(name: str) -> str:
-    """Architecture facts from config.json alone; never loads weights."""
+def model_summary(name: str, hardware=None) -> str:
+    """Architecture facts from config.json alone; never loads weights. Backends say 'no'
+    with the same reason `plan` gives when this machine (or the model) rules them out."""
     try:
         info = inspect(name)
     except Exception as exc:
-        return f"[red]{exc}[/red]"
+        return f"[red]{escape(str(exc))}[/red]"
     if info is not None:
+        here = _unavailable_here(hardware, info)
         backends = ", ".join(
-            f"{b}: {'yes' if why is None else 'no (' + why + ')'}"
-            for b, why in info.supported_backends.items()
+            f"{b}: {'yes' if why is None else 'no (' + escape(why) + ')'}"
+            for b, why in (
+                (b, why or here.get(f"memory.backend={b}"))
+                for b, why in info.supported_backends.items()
+            )
         )
         return (
             f"[b]{info.architecture}[/b]  {format_params(info.params_total)} parameters"

@@ -72,7 +72,7 @@ class TrainScreen(Screen):
             yield Sparkline([], id="loss-spark")
             yield Static("tokens/s", classes="spark-label", id="speed-label")
             yield Sparkline([], id="speed-spark")
-            yield Static("VRAM GiB", classes="spark-label")
+            yield Static("VRAM GiB", classes="spark-label", id="vram-label")
             yield Sparkline([], id="vram-spark")
             yield Static("", id="gpu-telemetry")
             yield RichLog(id="log", wrap=True, max_lines=500, markup=True)
@@ -231,6 +231,11 @@ class TrainScreen(Screen):
         )
         if self.vram:
             self.query_one("#vram-spark", Sparkline).data = self.vram
+            predicted = f", predicted peak {self.predicted_gib:.2f}" if self.predicted_gib else ""
+            self.query_one("#vram-label", Static).update(
+                f"VRAM GiB reserved: {self.vram[-1]:.2f} now, measured peak "
+                f"{max(self.vram):.2f}{predicted}"
+            )
         self.query_one(ProgressBar).update(total=event.total_steps, progress=event.step)
         predicted = (
             f" (predicted {self.predicted_gib:.2f})" if self.predicted_gib is not None else ""
