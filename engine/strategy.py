@@ -78,6 +78,9 @@ def relative_speed(settings: TrainSettings) -> float:
     return value / reference
 
 
+TIGHT_GIB = 0.5  # less headroom than this is called tight (the planner's worst miss is ~7 %)
+
+
 def budget_gib(hardware: Hardware) -> float | None:
     """What torch may reserve: the card less the CUDA context, with a safety margin.
 
@@ -307,6 +310,12 @@ def _reasons(model, chosen, breakdown, budget, hardware, fits) -> dict[str, str]
     reasons["training.optimizer"] = (
         f"{s.training.optimizer}: LoRA state {breakdown.lora_gib:.2f} GiB"
     )
+    if fits:
+        spare = budget - breakdown.reserved_gib
+        tight = spare < TIGHT_GIB
+        reasons["fits"] = f"fits, {spare:.1f} GiB to spare of {card}" + (
+            "; tight: out-of-memory back-off is armed" if tight else ""
+        )
     if not fits:
         reasons["fits"] = (
             f"nothing fits {card}: smallest peak {breakdown.reserved_gib:.1f} GiB; it needs a "

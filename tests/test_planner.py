@@ -289,3 +289,18 @@ def test_list_models_names_every_catalog_id(capsys):
     out = capsys.readouterr().out
     assert all(model_id in out for model_id in CATALOG)
     assert "B active" in out and "config.json" in out
+
+
+def test_a_fit_says_its_headroom_and_a_tight_one_says_back_off_is_armed():
+    model = inspect_model("meta-llama/Llama-3.1-8B")
+    roomy = advise(simulated_hardware(gpu="RTX 4090"), model, settings_from_overrides([]))
+    assert "GiB to spare" in roomy.reasons["fits"] and "tight" not in roomy.reasons["fits"]
+    pinned = ["training.micro_batch_size=1", "training.max_seq_length=512"]
+    fixed = {"training.micro_batch_size", "training.max_seq_length"}
+    base = settings_from_overrides(pinned)
+    for vram in (7.0, 7.5, 8.0, 8.5, 9.0, 10.0, 12.0):
+        plan = advise(simulated_hardware(vram_gib=vram), model, base, fixed=fixed)
+        if plan.fits and plan.budget_gib - plan.peak_vram_gib < 0.5:
+            assert "tight: out-of-memory back-off is armed" in plan.reasons["fits"]
+            return
+    raise AssertionError("no card size gave a tight fit")
