@@ -276,10 +276,26 @@ async def test_enter_simulates_a_card_and_the_model_screen_says_what_this_machin
         await pilot.press(*"RTX 4090", "enter")
         await pilot.pause()
         assert app.hardware.simulated and "4090" in app.hardware.primary.name
-        app.state.simulated_gpu = None
-        app.screen.refresh_summary()  # back to this machine: no GPU here
+        from finetune_tui.engine.hardware import Hardware
+
+        app.hardware = Hardware(gpus=[])  # a machine with no GPU, wherever the test runs
         await pilot.press("f2")
         await pilot.pause()
-        info = text_of(app, "#model-info")
-        if not app.hardware.gpus:
-            assert "unsloth: no (needs an NVIDIA GPU" in info
+        assert "unsloth: no (needs an NVIDIA GPU" in text_of(app, "#model-info")
+
+
+async def test_an_option_this_machine_cannot_run_is_refused_with_plans_reason():
+    """On a machine without a GPU, choosing Unsloth says why and keeps what can run."""
+    from finetune_tui.engine.hardware import Hardware
+
+    app = demo_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        app.hardware = Hardware(gpus=[])  # a machine with no GPU, wherever the test runs
+        await pilot.press("4")
+        await pilot.pause()
+        form = app.screen.query_one(SettingsForm)
+        form.query_one(f"#{field_id('memory.backend')}", Select).value = "unsloth"
+        await pilot.pause()
+        assert app.state.settings.memory.backend == "hf"
+        assert "needs an NVIDIA GPU" in text_of(app, "#strategy-status")

@@ -67,6 +67,20 @@ def recommend(
     return plan.settings, dict(plan.reasons)
 
 
+def unavailable_here(hw, settings: TrainSettings) -> dict[str, str]:
+    """'field=value' -> why it cannot run on this (or the simulated) machine, as plan says."""
+    if hw is None:
+        return {}
+    from finetune_tui.engine.errors import FinetuneError
+    from finetune_tui.engine.strategy import unavailable_options
+
+    try:
+        model = inspect(settings.model.name_or_path)
+    except FinetuneError:
+        return {}
+    return unavailable_options(hw, model) if model is not None else {}
+
+
 def dataset_stats(settings: TrainSettings):
     """Token lengths estimated from the dataset (None when it cannot be read yet)."""
     from finetune_tui.engine.data import estimate_token_stats, load_validated

@@ -9,7 +9,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Static
 
-from .planning import predict, recommend
+from .planning import predict, recommend, unavailable_here
 from .settings_form import SettingsForm
 from .vram_bar import VramBar
 
@@ -50,8 +50,15 @@ class StrategyScreen(Screen):
     def changed(self, event: SettingsForm.Changed) -> None:
         if self.app.state.settings.value(event.field) == event.value:
             return  # controls report their first value on mount: not a change
-        error = self.app.update_setting(event.field, event.value, pin=True)
         status = self.query_one("#strategy-status", Static)
+        why = unavailable_here(self.app.hardware, self.app.state.settings).get(
+            f"{event.field}={event.value}"
+        )
+        if why:  # the same reason `plan` gives; the form goes back to what can run
+            status.update(f"[red]{escape(f'{event.field}: {event.value}: {why}')}[/red]")
+            self.query_one(SettingsForm).load(self.app.state.settings)
+            return
+        error = self.app.update_setting(event.field, event.value, pin=True)
         if error:
             status.update(f"[red]{error}[/red]")
             return
