@@ -42,6 +42,11 @@ def cli_env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
+def set_args(*pairs: str) -> list[str]:
+    """`--set KEY=VALUE` for each pair, as a user types them."""
+    return [arg for pair in pairs for arg in ("--set", pair)]
+
+
 def cli_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "finetune_tui", *args]
 

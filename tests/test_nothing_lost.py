@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import DEMO_PRESET, cli_env, read_until, run_cli, start_cli
+from conftest import DEMO_PRESET, cli_env, read_until, run_cli, set_args, start_cli
 
 SHORT = ["--set", "training.max_steps=3", "--set", "training.exact_match_samples=0"]
 SHORT += ["--set", "dataset.eval_fraction=0", "--set", "training.logging_steps=1"]
@@ -551,19 +551,8 @@ def test_a_csv_with_a_byte_order_mark_reads_its_header(tmp_path):
 
 def test_a_folder_named_like_the_trigger_does_not_stop_training(tmp_path):
     run = tmp_path / "run"
-    proc = start_cli(
-        tmp_path,
-        "--preset",
-        str(DEMO_PRESET),
-        "--output",
-        str(run),
-        "--set",
-        "training.max_steps=12",
-        "--set",
-        "training.exact_match_samples=0",
-        "--set",
-        "training.logging_steps=1",
-    )
+    sets = set_args("training.max_steps=12", "training.exact_match_samples=0")
+    proc = start_cli(tmp_path, "--preset", str(DEMO_PRESET), "--output", str(run), *sets)
     read_until(proc, lambda line: line.startswith("step "))
     (run / "CHECKPOINT_NOW").mkdir()
     out, err = proc.communicate(timeout=180)

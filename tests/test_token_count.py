@@ -4,28 +4,19 @@ from __future__ import annotations
 
 import json
 
-from conftest import DEMO_PRESET, run_cli
+from conftest import DEMO_PRESET, run_cli, set_args
 
 
 def test_our_token_count_matches_trl_and_skips_evaluation(tmp_path):
     run = tmp_path / "run"
-    result = run_cli(
-        tmp_path,
-        "--preset",
-        str(DEMO_PRESET),
-        "--output",
-        str(run),
-        "--set",
+    sets = set_args(
         "training.max_steps=6",
-        "--set",
         "training.logging_steps=2",
-        "--set",
         "training.save_steps=6",
-        "--set",
         "training.eval_steps=2",
-        "--set",
         "training.exact_match_samples=0",
     )
+    result = run_cli(tmp_path, "--preset", str(DEMO_PRESET), "--output", str(run), *sets)
     assert result.returncode == 0, result.stderr[-2000:]
     ours = {
         e["step"]: e["tokens_seen"]
