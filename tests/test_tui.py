@@ -299,3 +299,20 @@ async def test_an_option_this_machine_cannot_run_is_refused_with_plans_reason():
         await pilot.pause()
         assert app.state.settings.memory.backend == "hf"
         assert "needs an NVIDIA GPU" in text_of(app, "#strategy-status")
+
+
+def test_remembered_paths_and_output_stay_text(tmp_path, monkeypatch):
+    """A folder named `yes` or `1e3` is a path, not a YAML boolean or number."""
+    import argparse
+    import json
+
+    from finetune_tui.tui.app import initial_settings
+
+    config = tmp_path / "config"
+    config.mkdir()
+    monkeypatch.setenv("FINETUNE_TUI_CONFIG_DIR", str(config))
+    (config / "last.json").write_text(json.dumps({"dataset.path": "yes"}))
+    args = argparse.Namespace(overrides=["lora.r=8"], output="1e3", preset=None)
+    settings = initial_settings(args)
+    assert settings.dataset.path == "yes" and settings.output.dir == "1e3"
+    assert settings.lora.r == 8

@@ -162,16 +162,21 @@ class AttachApp(App):
 
 
 def initial_settings(args: argparse.Namespace | None) -> TrainSettings:
-    """The preset given, else the last model/dataset remembered, else the defaults."""
+    """The preset given, else the last model/dataset remembered, else the defaults.
+
+    Paths (remembered ones, --output) are taken as text, never parsed as YAML: a folder
+    named `yes` or `1e3` stays a folder name.
+    """
     overrides = list(getattr(args, "overrides", []) or [])
-    if getattr(args, "output", None):
-        overrides.append(f"output.dir={args.output}")
+    output = getattr(args, "output", None)
+    values = {"output.dir": output} if output else {}
     preset = getattr(args, "preset", None)
     if preset:
-        return load_preset(preset, overrides)
-    remembered = [f"{k}={v}" for k, v in recall().items()]
+        return load_preset(preset, overrides, values)
     try:
-        return validate_settings(apply_overrides({}, remembered + overrides), source="--set")
+        remembered = with_changes(TrainSettings(), recall(), source="remembered settings")
+        data = apply_overrides(remembered.model_dump(), overrides)
+        return with_changes(validate_settings(data, source="--set"), values)
     except FinetuneError:
         return TrainSettings()
 
