@@ -66,7 +66,7 @@ def plan_command(args: argparse.Namespace) -> int:
         return _list_models()
     if not args.model:
         raise InputError("plan: give --model (a folder with config.json, a catalog ID or demo)")
-    from finetune_tui.engine.preset import load_preset, settings_from_overrides
+    from finetune_tui.engine.preset import load_preset, override_keys, settings_from_overrides
     from finetune_tui.engine.strategy import advise
 
     overrides = [*args.overrides, f"model.name_or_path={args.model}"]
@@ -75,7 +75,7 @@ def plan_command(args: argparse.Namespace) -> int:
     settings = (
         load_preset(args.preset, overrides) if args.preset else settings_from_overrides(overrides)
     )
-    fixed = {item.partition("=")[0].strip() for item in args.overrides}
+    fixed = override_keys(args.overrides)
     model = inspect_model(args.model)
     stats = _dataset_stats(settings) if args.dataset else None
     plan = advise(_hardware(args), model, settings, fixed=fixed, dataset_stats=stats)

@@ -35,8 +35,12 @@ EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGHUP: 143}
 
 
 # Options that describe a new run; a resumed run keeps the settings it was started with.
-NEW_RUN_OPTIONS = {"preset": "--preset", "overrides": "--set", "output": "--output"}
-NEW_RUN_OPTIONS |= {"overwrite": "--overwrite"}
+NEW_RUN_OPTIONS = {
+    "preset": "--preset",
+    "overrides": "--set",
+    "output": "--output",
+    "overwrite": "--overwrite",
+}
 
 
 def run_headless(args: argparse.Namespace) -> int:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import DatasetError
-from .safe_io import check_regular_file, open_regular, read_json
+from .safe_io import check_regular_file, encoding_problem, open_regular, read_json
 from .settings import DEMO, TrainSettings
 
 ALPACA_PROMPT = (
@@ -230,13 +230,10 @@ def validate_records(records: list[Record], fmt: str) -> list[Problem]:
 
 
 def _unencodable(value: object, depth: int = 0) -> str | None:
-    """Text that cannot be written as UTF-8 (a lone surrogate from a JSON escape)."""
+    """Text anywhere in a record that cannot be written as UTF-8."""
     if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError as exc:
-            return f"text holds an invalid character at position {exc.start} (lone surrogate)"
-        return None
+        problem = encoding_problem(value)
+        return f"text {problem}" if problem else None
     if depth > 32:
         return "nested too deeply"
     items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()

@@ -78,7 +78,7 @@ def export_run(
     preset_path = script_path.with_suffix(".yaml")
     config_path = script_path.with_name("accelerate_config.yaml") if gpus > 1 else None
     outputs = [p for p in (script_path, preset_path, config_path) if p is not None]
-    check_export_targets(outputs, (*inputs, *_settings_inputs(settings)), force)
+    check_export_targets(outputs, (*inputs, *settings.input_paths()), force)
     files = {
         script_path: render_script(settings, reasons or {}),
         preset_path: dump_preset(settings),
@@ -129,11 +129,6 @@ def _identity(path: Path) -> object:
         return (info.st_dev, info.st_ino)
     except OSError:
         return path.resolve()
-
-
-def _settings_inputs(settings: TrainSettings) -> tuple[Path, ...]:
-    paths = (settings.dataset.path, settings.model.name_or_path)
-    return tuple(Path(p) for p in paths if p != DEMO)
 
 
 # --- the script --------------------------------------------------------------------------

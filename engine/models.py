@@ -147,20 +147,17 @@ def inspect_model(name_or_path: str) -> ModelInfo:
 
 def inspect_config(name: str, config: dict) -> ModelInfo:
     """Facts from a config dict (a multimodal config's nested text settings are used)."""
-    name_or_path = name
     text = config.get("text_config")
     config = (text if isinstance(text, dict) else config) | {
         "architectures": config.get("architectures")
     }
     try:
-        return _info(name_or_path, config)
+        return _info(name, config)
     except (KeyError, TypeError, ValueError, ZeroDivisionError, AttributeError) as exc:
-        raise ModelError(f"{name_or_path}: config.json lacks what planning needs ({exc})") from None
+        raise ModelError(f"{name}: config.json lacks what planning needs ({exc})") from None
 
 
 REQUIRED = ("hidden_size", "num_hidden_layers", "num_attention_heads", "vocab_size")
-# Families whose MLP is up → activation → down (no gate), with biases and LayerNorms.
-UNGATED = {"gpt_neox", "starcoder2", "falcon", "gpt2", "gpt_bigcode", "phi"}
 LAYERNORM = {"gpt_neox", "starcoder2", "falcon", "phimoe", "phi", "gpt2", "gpt_bigcode"}
 LINEAR_ROUTERS = {"phimoe"}  # its router subclasses nn.Linear: quantised and LoRA-targeted
 KNOWN_TYPES = {

@@ -20,7 +20,6 @@ HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}(/[A-Za-z0-9][\w.-]{0,95})?$")
 HUB_TIMEOUT_S = 10.0
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "tokenizer_config.json")
 WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin", "*.safetensors.index.json")
-TRACKERS = {"tensorboard": "tensorboard", "wandb": "wandb"}
 
 
 def check_run_inputs(settings: TrainSettings) -> None:
@@ -110,7 +109,7 @@ def _check_hub_model(name: str) -> None:
 def check_environment(settings: TrainSettings) -> None:
     """Options that need something this machine lacks: trackers, CUDA, Unsloth."""
     for tracker in settings.output.report_to:
-        if importlib.util.find_spec(TRACKERS[tracker]) is None:
+        if importlib.util.find_spec(tracker) is None:  # each tracker's package is its name
             raise InputError(
                 f"output.report_to: {tracker} is not installed (pip install {tracker}), "
                 "or remove it from report_to"

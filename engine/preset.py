@@ -45,7 +45,7 @@ def load_preset(
     data = apply_overrides(data, overrides or [])
     for dotted, value in (values or {}).items():
         _assign(data, dotted.split("."), value, dotted)
-    overridden = {item.partition("=")[0].strip() for item in overrides or []} | set(values or {})
+    overridden = override_keys(overrides or []) | set(values or {})
     context = {"saved_run": saved_run}
     return validate_settings(data, str(path), root, overridden, context)
 
@@ -99,6 +99,11 @@ def preset_fields(path: str | Path) -> set[str]:
         if isinstance(values, dict)
         for key in values
     }
+
+
+def override_keys(overrides: list[str]) -> set[str]:
+    """The `section.key` fields that `--set KEY=VALUE` strings name (pinned by the user)."""
+    return {item.partition("=")[0].strip() for item in overrides}
 
 
 def settings_from_overrides(overrides: list[str]) -> TrainSettings:

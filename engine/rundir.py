@@ -82,7 +82,7 @@ def prepare_run_dir(
             raise OutputExistsError(
                 f"{run_dir}: run directory exists; use --overwrite or another --output"
             )
-        check_replaceable(run_dir, (*_input_paths(settings), *inputs))
+        check_replaceable(run_dir, (*settings.input_paths(), *inputs))
         os.rename(run_dir, replaced_path(run_dir))
         replacing = True
     else:
@@ -198,14 +198,6 @@ def check_replaceable(run_dir: Path, inputs: tuple[Path, ...]) -> None:
             f"{replaced_path(run_dir)}: an earlier replaced run is still there; "
             "delete or restore it first"
         )
-
-
-def _input_paths(settings: TrainSettings) -> tuple[Path, ...]:
-    """The files a run reads: replacing a folder that holds them would delete them."""
-    from .settings import DEMO
-
-    paths = (settings.dataset.path, settings.model.name_or_path)
-    return tuple(Path(p).expanduser() for p in paths if p != DEMO)
 
 
 def _has_entries(folder: Path) -> bool:

@@ -91,12 +91,14 @@ def run_info(run_dir: Path) -> RunInfo:
         ),
         default=time.time(),
     )
-    summary = read_summary(run_dir) or {}
+    summary = read_summary(run_dir)
+    status = run_status(run_dir, last_kind, summary)
+    summary = summary or {}
     return RunInfo(
         peak_reserved_gib=_number(summary.get("peak_reserved_gib")),
         predicted_peak_reserved_gib=_number(summary.get("predicted_peak_reserved_gib")),
         path=run_dir,
-        status=run_status(run_dir, last_kind),
+        status=status,
         step=last_step.step if last_step else None,
         total_steps=last_step.total_steps if last_step else None,
         loss=getattr(last_step, "loss", getattr(last_step, "final_loss", None)),
@@ -104,10 +106,11 @@ def run_info(run_dir: Path) -> RunInfo:
     )
 
 
-def run_status(run_dir: Path, last_kind: str | None = None) -> str:
+def run_status(run_dir: Path, last_kind: str | None = None, summary: dict | None = None) -> str:
+    """`summary`: the run's summary.json when the caller has read it already."""
     if is_running(run_dir):
         return "running"
-    summary = read_summary(run_dir)
+    summary = summary if summary is not None else read_summary(run_dir)
     if summary is not None:
         return str(summary.get("status", "finished"))
     return "failed" if last_kind == "error" else "interrupted"

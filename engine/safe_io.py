@@ -46,16 +46,7 @@ def check_regular_file(path: Path, what: str = "file") -> os.stat_result:
 
 def read_bytes(path: Path, limit: int, what: str = "file") -> bytes:
     """At most `limit` bytes of a regular file; larger files are refused, not truncated."""
-    path = Path(path)
-    check_regular_file(path, what)
-    try:
-        # O_NONBLOCK: if the path was swapped for a FIFO after the check, open does not block.
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    except OSError as exc:
-        raise UnreadableFile(f"{path}: cannot read {what}: {exc.strerror}") from None
-    with os.fdopen(fd, "rb") as file:
-        if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
-            raise UnreadableFile(f"{path}: not a regular file; expected a {what}")
+    with open_regular(path, what, mode="rb") as file:
         data = file.read(limit + 1)
     if len(data) > limit:
         raise UnreadableFile(f"{path}: {what} is larger than {limit // KIB:,} KiB")
@@ -85,10 +76,14 @@ def read_json(path: Path, limit: int, what: str = "JSON file"):
 
 
 def open_regular(path: Path, what: str = "file", mode: str = "r"):
-    """Open a regular file for streaming (datasets, metrics): never a FIFO or device."""
+    """Open a regular file (datasets, metrics, anything bounded): never a FIFO or device."""
     path = Path(path)
     check_regular_file(path, what)
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        # O_NONBLOCK: if the path was swapped for a FIFO after the check, open does not block.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as exc:
+        raise UnreadableFile(f"{path}: cannot read {what}: {exc.strerror}") from None
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
         raise UnreadableFile(f"{path}: not a regular file; expected a {what}")
@@ -99,8 +94,12 @@ def open_regular(path: Path, what: str = "file", mode: str = "r"):
 
 def safetensors_problem(file: Path) -> str | None:
     """The 8-byte header length and the JSON header it announces must be intact."""
-    size = file.stat().st_size
-    with file.open("rb") as handle:
+    try:
+        handle = open_regular(file, "safetensors file", mode="rb")
+    except InputError as exc:
+        return str(exc).removeprefix(f"{file}: ")
+    with handle:
+        size = os.fstat(handle.fileno()).st_size
         raw = handle.read(8)
         if len(raw) < 8:
             return "truncated safetensors file"
@@ -111,11 +110,22 @@ def safetensors_problem(file: Path) -> str | None:
             header = json.loads(handle.read(length))
         except (ValueError, RecursionError):
             return "corrupt safetensors header"
+    if not isinstance(header, dict):
+        return "corrupt safetensors header"
     ends = [
         v["data_offsets"][1] for v in header.values() if isinstance(v, dict) and "data_offsets" in v
     ]
     if ends and 8 + length + max(ends) > size:
         return "truncated safetensors file"
+    return None
+
+
+def encoding_problem(text: str) -> str | None:
+    """Why this text cannot be written as UTF-8 (a lone surrogate from a JSON escape)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return f"holds a character that cannot be saved at position {exc.start} (lone surrogate)"
     return None
 
 

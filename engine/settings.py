@@ -7,9 +7,12 @@ the TUI and in `finetune-tui --help-settings`.
 from __future__ import annotations
 
 import typing
+from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+
+from .safe_io import encoding_problem
 
 DEMO = "demo"  # the embedded tiny model / dataset: no network, no download
 
@@ -59,10 +62,9 @@ def _is_numeric(annotation: object) -> bool:
 
 
 def _check_encodable(text: str) -> None:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError("contains a character that cannot be saved (a lone surrogate)") from None
+    problem = encoding_problem(text)
+    if problem:
+        raise ValueError(problem)
     if "\x00" in text:
         raise ValueError("contains a NUL character")
 
@@ -258,6 +260,11 @@ class TrainSettings(Section):
         """The value of one `section.key` (the inverse of preset.with_changes)."""
         section, key = dotted.split(".")
         return getattr(getattr(self, section), key)
+
+    def input_paths(self) -> tuple[Path, ...]:
+        """The local files a run reads (dataset, model): never to be replaced or written."""
+        paths = (self.dataset.path, self.model.name_or_path)
+        return tuple(Path(p).expanduser() for p in paths if p != DEMO)
 
     @property
     def effective_batch_size(self) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from conftest import DEMO_PRESET, run_cli
+from conftest import DEMO_PRESET, run_cli, set_args
 
 from finetune_tui.engine.events import Finished
 from finetune_tui.headless import format_event
@@ -33,17 +33,8 @@ def test_final_line_shows_measured_and_predicted_peak():
 
 def test_summary_and_runs_carry_both_peaks(tmp_path):
     run = tmp_path / "data" / "runs" / "r1"
-    result = run_cli(
-        tmp_path,
-        "--preset",
-        str(DEMO_PRESET),
-        "--set",
-        "output.run_name=r1",
-        "--set",
-        "training.max_steps=2",
-        "--set",
-        "training.exact_match_samples=0",
-    )
+    sets = set_args("output.run_name=r1", "training.max_steps=2", "training.exact_match_samples=0")
+    result = run_cli(tmp_path, "--preset", str(DEMO_PRESET), *sets)
     assert result.returncode == 0, result.stderr[-2000:]
     summary = json.loads((run / "summary.json").read_text())
     assert "predicted_peak_reserved_gib" in summary  # None on this CPU

@@ -16,6 +16,7 @@ from finetune_tui.engine.errors import FinetuneError
 from finetune_tui.engine.preset import (
     apply_overrides,
     load_preset,
+    override_keys,
     preset_fields,
     validate_settings,
     with_changes,
@@ -183,7 +184,7 @@ def initial_settings(args: argparse.Namespace | None) -> TrainSettings:
 
 def pinned_fields(args: argparse.Namespace | None) -> set[str]:
     """What the user chose on the command line: the preset's fields and every --set."""
-    pinned = {item.partition("=")[0].strip() for item in getattr(args, "overrides", []) or []}
+    pinned = override_keys(getattr(args, "overrides", []) or [])
     preset = getattr(args, "preset", None)
     return pinned | (preset_fields(preset) if preset else set())
 

@@ -67,18 +67,13 @@ def recommend(
     return plan.settings, dict(plan.reasons)
 
 
-def unavailable_here(hw, settings: TrainSettings) -> dict[str, str]:
+def unavailable_here(hw, model) -> dict[str, str]:
     """'field=value' -> why it cannot run on this (or the simulated) machine, as plan says."""
-    if hw is None:
+    if hw is None or model is None:
         return {}
-    from finetune_tui.engine.errors import FinetuneError
     from finetune_tui.engine.strategy import unavailable_options
 
-    try:
-        model = inspect(settings.model.name_or_path)
-    except FinetuneError:
-        return {}
-    return unavailable_options(hw, model) if model is not None else {}
+    return unavailable_options(hw, model)
 
 
 def dataset_stats(settings: TrainSettings):

@@ -9,7 +9,7 @@ from textual.containers import Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, OptionList, Static
 
-from .planning import inspect
+from .planning import inspect, unavailable_here
 
 
 class ModelScreen(Screen):
@@ -68,14 +68,6 @@ def format_params(count: int) -> str:
     return str(count)
 
 
-def _unavailable_here(hardware, info) -> dict[str, str]:
-    if hardware is None:
-        return {}
-    from finetune_tui.engine.strategy import unavailable_options
-
-    return unavailable_options(hardware, info)
-
-
 def catalog() -> list[str]:
     try:
         from finetune_tui.engine.models import catalog_ids
@@ -92,7 +84,7 @@ def model_summary(name: str, hardware=None) -> str:
     except Exception as exc:
         return f"[red]{escape(str(exc))}[/red]"
     if info is not None:
-        here = _unavailable_here(hardware, info)
+        here = unavailable_here(hardware, info)
         backends = ", ".join(
             f"{b}: {'yes' if why is None else 'no (' + escape(why) + ')'}"
             for b, why in (

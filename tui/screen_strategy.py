@@ -9,7 +9,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Static
 
-from .planning import predict, recommend, unavailable_here
+from .planning import inspect, predict, recommend, unavailable_here
 from .settings_form import SettingsForm
 from .vram_bar import VramBar
 
@@ -51,9 +51,7 @@ class StrategyScreen(Screen):
         if self.app.state.settings.value(event.field) == event.value:
             return  # controls report their first value on mount: not a change
         status = self.query_one("#strategy-status", Static)
-        why = unavailable_here(self.app.hardware, self.app.state.settings).get(
-            f"{event.field}={event.value}"
-        )
+        why = unavailable_here(self.app.hardware, self._model()).get(f"{event.field}={event.value}")
         if why:  # the same reason `plan` gives; the form goes back to what can run
             status.update(f"[red]{escape(f'{event.field}: {event.value}: {why}')}[/red]")
             self.query_one(SettingsForm).load(self.app.state.settings)
@@ -64,6 +62,15 @@ class StrategyScreen(Screen):
             return
         status.update(f"{event.field} = {event.value!r}")
         self.refresh_prediction()
+
+    def _model(self):
+        """The model's facts, or None when the planner cannot read it."""
+        from finetune_tui.engine.errors import FinetuneError
+
+        try:
+            return inspect(self.app.state.settings.model.name_or_path)
+        except FinetuneError:
+            return None
 
     def refresh_prediction(self) -> None:
         try:
