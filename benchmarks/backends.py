@@ -97,6 +97,24 @@ HAND_PICKED = [
         },
     ),
     (
+        "liger ckpt b1",
+        {
+            "memory.backend": "liger",
+            "memory.gradient_checkpointing": "on",
+            "training.micro_batch_size": 1,
+            "training.gradient_accumulation_steps": 4,
+        },
+    ),
+    (
+        "unsloth uckpt b2",
+        {
+            "memory.backend": "unsloth",
+            "memory.gradient_checkpointing": "unsloth",
+            "training.micro_batch_size": 2,
+            "training.gradient_accumulation_steps": 2,
+        },
+    ),
+    (
         "liger ckpt b1 s512",
         {
             "memory.backend": "liger",
@@ -262,7 +280,7 @@ def run_one(args: argparse.Namespace) -> None:
     spec = json.loads(args.spec)
     import torch
 
-    cap = spec["card_gib"]
+    cap = spec.get("pool_cap_gib") or spec["card_gib"]
     if torch.cuda.is_available() and cap:
         total = torch.cuda.get_device_properties(0).total_memory / 2**30
         torch.cuda.set_per_process_memory_fraction(min(cap / total, 1.0))
@@ -382,6 +400,8 @@ def matrix(args: argparse.Namespace) -> None:
     root.mkdir(parents=True, exist_ok=True)
     model_dir = build_model(args.arch, root)
     base = dict(CPU_BASE if args.arch == "tiny" else BASE)
+    if args.seq:
+        base["training.max_seq_length"] = args.seq
     seq = int(base["training.max_seq_length"])
     data = write_dataset(root / f"data-{seq}.jsonl", seq, samples=512)
     out = Path(args.out)
@@ -411,6 +431,10 @@ def matrix(args: argparse.Namespace) -> None:
                 ):
                     continue
             spec = {"arch": args.arch, "card_gib": card, "label": label, "settings": overrides}
+            if args.real_context and card:
+                from finetune_tui.engine.memory import cuda_context_gib
+
+                spec["pool_cap_gib"] = card - cuda_context_gib(card)
             record = run_child(spec, args.timeout)
             record["date"] = time.strftime("%Y-%m-%d")
             record.update(versions())
@@ -460,6 +484,13 @@ def main() -> None:
     m.add_argument("--steps", type=int, default=12)
     m.add_argument("--set", choices=["hand", "calib"], default="hand", help="which matrix")
     m.add_argument("--only", default="", help="labels to run, separated by |")
+    m.add_argument("--seq", type=int, default=0, help="max_seq_length instead of 1024")
+    m.add_argument(
+        "--real-context",
+        action="store_true",
+        help="cap torch's pool at the card less a card of that class's CUDA context, as on "
+        "a real card (by default the H100's own context comes on top of the cap)",
+    )
     m.add_argument("--work", default="/tmp/ftbench")
     m.add_argument("--out", default="backends.jsonl")
     m.add_argument("--timeout", type=int, default=300)

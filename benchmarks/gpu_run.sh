@@ -33,6 +33,7 @@ case "$stage" in
   backends)
     python3 benchmarks/backends.py matrix --arch "${ARCH:-llama-3.1-8b}" --set hand --cards "${CARDS:-80}" \
       --steps "${STEPS:-8}" --only "${ONLY:-}" --out "$OUT/backends.jsonl" --timeout 240 \
+      --seq "${SEQ:-0}" ${REAL_CONTEXT:+--real-context} \
       2>&1 | tail -c 20000 >> "$OUT/backends.log" ;;
   nvml)
     python3 benchmarks/nvml_poll.py --polls 50 | tee -a "$OUT/nvml.jsonl" ;;

@@ -67,7 +67,7 @@ def plan_command(args: argparse.Namespace) -> int:
     if not args.model:
         raise InputError("plan: give --model (a folder with config.json, a catalog ID or demo)")
     from finetune_tui.engine.preset import load_preset, override_keys, settings_from_overrides
-    from finetune_tui.engine.strategy import advise
+    from finetune_tui.engine.strategy import SPEED_BASELINE, advise
 
     overrides = [*args.overrides, f"model.name_or_path={args.model}"]
     if args.dataset:
@@ -85,6 +85,8 @@ def plan_command(args: argparse.Namespace) -> int:
         "budget_gib": None if plan.budget_gib is None else round(plan.budget_gib, 2),
         "breakdown": plan.breakdown.as_dict(),
         "relative_speed": round(plan.relative_speed, 2),
+        "speed_baseline": SPEED_BASELINE,
+        "tight": plan.tight,
         "settings": plan.settings.model_dump(mode="json"),
         "reasons": plan.reasons,
         "alternatives": [asdict(a) for a in plan.alternatives],
@@ -140,7 +142,7 @@ def _print_plan(r: dict) -> None:
     )
     print(
         f"peak VRAM {r['peak_vram_gib']} GiB{budget}: {verdict}; "
-        f"speed {r['relative_speed']}x plain HF QLoRA with checkpointing"
+        f"speed {r['relative_speed']}x {r['speed_baseline']}"
     )
     print("breakdown: " + ", ".join(f"{k.removesuffix('_gib')} {v}" for k, v in b.items()))
     print(

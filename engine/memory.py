@@ -28,7 +28,6 @@ COEFFICIENTS = {
     "head_fixed_gib": 0.125,  # the loss kernel's tile buffers
     "fragmentation": 0.04,  # reserved / allocated - 1 (measured 0.5-4 %)
     "workspace_gib": 0.10,  # cuBLAS / bitsandbytes workspaces
-    "cuda_context_gib": 1.85,  # seen by nvidia-smi, not by torch (1.82 measured on H100)
     "int8_bytes_per_param": 1.92,  # LLM.int8 training keeps more than the int8 weights
     "gemma_uncheckpointed_embedding_copies": 0.75,  # measured: a transient embedding copy
 }
@@ -46,6 +45,17 @@ OPTIMIZER_BYTES = {
     "paged_adamw_32bit": 8.0,
 }
 DTYPE_BYTES = {"bf16": 2, "fp16": 2, "fp32": 4, "auto": 2}
+# The CUDA context nvidia-smi shows beside torch's pool: 1.82 GiB measured on an H100
+# (CUDA 13); consumer cards load far less (not measured here: no such card was lent).
+DATACENTER_GIB = 40  # cards this large (A100, H100, L40S...) load the large context
+CONTEXT_GIB = {"datacenter": 1.85, "consumer": 0.6}
+
+
+def cuda_context_gib(total_gib: float | None) -> float:
+    """The CUDA context of a card of this size (an H100's when the card is unknown)."""
+    if total_gib is None:
+        return CONTEXT_GIB["datacenter"]
+    return CONTEXT_GIB["datacenter" if total_gib >= DATACENTER_GIB else "consumer"]
 
 
 @dataclass
@@ -146,7 +156,8 @@ def predict_memory(model: ModelInfo, settings: TrainSettings, hardware=None) -> 
     allocated = weights + lora + activations + logits
     held = max(allocated, loading_peak_bytes(model, settings))
     reserved = held * (1 + c["fragmentation"]) + c["workspace_gib"] * GIB
-    smi = reserved + c["cuda_context_gib"] * GIB + paged
+    gpu = hardware.primary if hardware is not None else None
+    smi = reserved + cuda_context_gib(gpu.total_gib if gpu else None) * GIB + paged
     return MemoryBreakdown(
         base_weights_gib=weights / GIB,
         lora_gib=(lora + paged) / GIB,

@@ -17,6 +17,7 @@ from pathlib import Path
 from .checkpoints import last_complete_checkpoint
 from .errors import FinetuneError, TrainingError, storage_failure
 from .events import Eval, Event, EventSink, Failed, Finished, Notice
+from .oom_policy import back_off, is_oom
 from .preset import save_preset
 from .rundir import (
     ADAPTER_DIR,
@@ -161,7 +162,7 @@ def _train(
             trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
             break
         except Exception as exc:
-            if not _is_oom(exc):
+            if not is_oom(exc):
                 raise
         # Out of the except block the traceback (and the tensors its frames hold) is gone.
         trainer = events = stopper = drift = None
@@ -334,34 +335,6 @@ def _quiet_progress_bars() -> None:
 
     datasets.disable_progress_bars()
     transformers.utils.logging.disable_progress_bar()
-
-
-def back_off(settings: TrainSettings) -> tuple[TrainSettings, str]:
-    """After an OOM: halve the micro-batch keeping the effective batch, else checkpoint."""
-    t = settings.training
-    if t.micro_batch_size > 1:
-        batch, accum = t.micro_batch_size // 2, t.gradient_accumulation_steps * 2
-        change = (
-            f"micro-batch {t.micro_batch_size} -> {batch}, "
-            f"gradient accumulation {t.gradient_accumulation_steps} -> {accum}"
-        )
-        training = t.model_copy(
-            update={"micro_batch_size": batch, "gradient_accumulation_steps": accum}
-        )
-        return settings.model_copy(update={"training": training}), change
-    if settings.memory.gradient_checkpointing == "off":
-        memory = settings.memory.model_copy(update={"gradient_checkpointing": "on"})
-        return settings.model_copy(update={"memory": memory}), "gradient checkpointing on"
-    raise TrainingError(
-        "out of memory at micro-batch 1 with gradient checkpointing on: "
-        "lower training.max_seq_length or use quantization.mode: nf4"
-    )
-
-
-def _is_oom(exc: BaseException) -> bool:
-    import torch
-
-    return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower()
 
 
 def _free_memory() -> None:

@@ -13,13 +13,12 @@ import math
 from dataclasses import dataclass, field
 
 from .hardware import Hardware
+from .headroom import Fit, judge, smallest_card_gib, usable_gib
 from .memory import MemoryBreakdown, predict_memory
 from .models import ModelInfo
 from .preset import with_changes
 from .settings import TrainSettings
 
-SAFETY_MARGIN = 0.93  # of what is left after the CUDA context: the worst held-out
-# under-prediction measured is 6.5 % (Liger, checkpointing, batch 16: allocator fragmentation)
 MICRO_BATCHES = (1, 2, 4, 8, 16, 32)
 # Relative tokens/s factors, measured on H100 (Llama-3.1-8B, seq 1024, docs/BENCHMARKS.md):
 # hf ckpt b2 3130, hf nockpt b4 8352, liger ckpt b4 6314, liger nockpt b8 12745,
@@ -60,10 +59,22 @@ class Plan:
     alternatives: list[Alternative] = field(default_factory=list)
     unavailable: dict[str, str] = field(default_factory=dict)
     relative_speed: float = 1.0
+    tight: bool = False
+
+
+@dataclass
+class Scored:
+    settings: TrainSettings
+    breakdown: MemoryBreakdown
+    speed: float
+    fit: Fit
+
+
+SPEED_BASELINE = "HF QLoRA + checkpointing, batch 2, same sequence length"
 
 
 def relative_speed(settings: TrainSettings) -> float:
-    """Tokens/s relative to plain HF QLoRA, checkpointing on, 2 × 1024 tokens."""
+    """Tokens/s relative to SPEED_BASELINE."""
     memory = settings.memory
     checkpointed = memory.gradient_checkpointing != "off"
     tokens = settings.training.micro_batch_size * settings.training.max_seq_length
@@ -74,29 +85,12 @@ def relative_speed(settings: TrainSettings) -> float:
         * BACKEND_GAIN[(memory.backend, checkpointed)]
         * QUANT_SPEED[settings.quantization.mode]
     )
-    reference = 2048 / (2048 + SATURATION_TOKENS["hf"]) * CHECKPOINT_COST["on"]
+    baseline = 2 * settings.training.max_seq_length
+    reference = baseline / (baseline + SATURATION_TOKENS["hf"]) * CHECKPOINT_COST["on"]
     return value / reference
 
 
-TIGHT_GIB = 0.5  # less headroom than this is called tight (the planner's worst miss is ~7 %)
-
-
-def budget_gib(hardware: Hardware) -> float | None:
-    """What torch may reserve: the card less the CUDA context, with a safety margin.
-
-    The context measured 1.8 GiB on an H100 (CUDA 13); consumer cards load far less.
-    """
-    gpu = hardware.primary
-    if gpu is None:
-        return None
-    context = 1.85 if gpu.total_gib >= 40 else 0.6
-    return (gpu.total_gib - context) * SAFETY_MARGIN
-
-
-def smallest_card_gib(reserved_gib: float) -> float:
-    """The card size whose budget (budget_gib) holds this peak: the inverse of budget_gib."""
-    small = reserved_gib / SAFETY_MARGIN + 0.6
-    return small if small < 40 else reserved_gib / SAFETY_MARGIN + 1.85
+budget_gib = usable_gib  # what torch may reserve on this machine's card
 
 
 def unavailable_options(hardware: Hardware, model: ModelInfo) -> dict[str, str]:
@@ -136,16 +130,16 @@ def unavailable_options(hardware: Hardware, model: ModelInfo) -> dict[str, str]:
 def evaluate(hardware: Hardware, model: ModelInfo, settings: TrainSettings) -> Plan:
     """Prediction for exactly these settings: the TUI's live bar and `plan --set`."""
     breakdown = predict_memory(model, settings, hardware)
-    budget = budget_gib(hardware)
-    fits = budget is None or breakdown.reserved_gib <= budget
+    fit = judge(model, settings, hardware, breakdown.reserved_gib)
     return Plan(
         settings,
-        fits,
+        fit.fits,
         breakdown.reserved_gib,
-        budget,
+        usable_gib(hardware),
         breakdown,
         unavailable=unavailable_options(hardware, model),
         relative_speed=relative_speed(settings),
+        tight=fit.tight,
     )
 
 
@@ -166,35 +160,62 @@ def advise(
         }
         return plan
     base = _fit_sequence(base, dataset_stats, fixed)
-    budget = budget_gib(hardware)
-    scored, fitting = _score(model, base, fixed, unavailable, hardware, budget)
-    shortened = None
-    while not fitting and "training.max_seq_length" not in fixed:
-        length = base.training.max_seq_length // 2
-        if length < 256:
-            break
-        shortened = base = with_changes(base, {"training.max_seq_length": length})
-        scored, fitting = _score(model, base, fixed, unavailable, hardware, budget)
-    pool = fitting or sorted(scored, key=lambda s: s[1].reserved_gib)[:1]
-    chosen, breakdown, speed = max(pool, key=lambda s: (s[2], -s[1].reserved_gib))
+    score = lambda settings: _score(model, settings, fixed, unavailable, hardware)  # noqa: E731
+    scored = score(base)
+    longest = None
+    if not any(s.fit.safe for s in scored):
+        longest = _longest_fitting_length(base, score)
+        if longest and "training.max_seq_length" not in fixed:
+            base = with_changes(base, {"training.max_seq_length": longest})
+            scored = score(base)
+    fitting = [s for s in scored if s.fit.safe] or [s for s in scored if s.fit.fits]
+    pool = fitting or sorted(scored, key=lambda s: s.breakdown.reserved_gib)[:1]
+    chosen = max(pool, key=lambda s: (s.speed, -s.breakdown.reserved_gib))
     plan = Plan(
-        chosen,
-        bool(fitting),
-        breakdown.reserved_gib,
-        budget,
-        breakdown,
+        chosen.settings,
+        chosen.fit.fits,
+        chosen.breakdown.reserved_gib,
+        usable_gib(hardware),
+        chosen.breakdown,
         unavailable=unavailable,
-        relative_speed=speed,
+        relative_speed=chosen.speed,
+        tight=chosen.fit.tight,
     )
-    plan.reasons = _reasons(model, chosen, breakdown, budget, hardware, bool(fitting))
-    if shortened is not None:
-        plan.reasons["training.max_seq_length"] = (
-            f"{shortened.training.max_seq_length}: nothing fits at longer sequences on this card"
-        )
-    plan.alternatives = _alternatives(chosen, scored, budget)
+    plan.reasons = _reasons(model, chosen, scored, hardware)
+    _explain_length(plan, longest, fixed)
+    plan.alternatives = _alternatives(chosen, scored)
     if model.is_moe:
         plan.reasons["model.experts"] = experts_reason(model)
     return plan
+
+
+def _longest_fitting_length(base: TrainSettings, score) -> int | None:
+    """The longest max_seq_length, a multiple of 128 up to the asked one, where a
+    candidate safely fits (fitting is monotone in length: activations only grow)."""
+    low, high, best = 1, base.training.max_seq_length // 128, None
+    while low <= high:
+        middle = (low + high) // 2
+        shorter = with_changes(base, {"training.max_seq_length": middle * 128})
+        if any(s.fit.safe for s in score(shorter)):
+            best, low = middle * 128, middle + 1
+        else:
+            high = middle - 1
+    return best
+
+
+def _explain_length(plan: Plan, longest: int | None, fixed) -> None:
+    pinned = "training.max_seq_length" in fixed
+    if plan.fits and longest is not None and not pinned:
+        plan.reasons["training.max_seq_length"] = (
+            f"{longest}: the longest (in steps of 128) at which anything fits this card"
+        )
+    elif longest is not None:
+        plan.reasons["training.max_seq_length"] = (
+            f"pinned at {plan.settings.training.max_seq_length}: the longest that safely fits "
+            f"with the other choices free is {longest}"
+        )
+    elif not plan.fits:
+        plan.reasons["training.max_seq_length"] = "nothing fits even at 128 tokens"
 
 
 # Mixture-of-experts families whose memory was measured on a GPU (docs/BENCHMARKS.md).
@@ -217,12 +238,13 @@ def experts_reason(model: ModelInfo) -> str:
     )
 
 
-def _score(model, base, fixed, unavailable, hardware, budget):
-    scored = [
-        (candidate, predict_memory(model, candidate, hardware), relative_speed(candidate))
-        for candidate in _candidates(base, fixed, unavailable, hardware)
-    ]
-    return scored, [s for s in scored if s[1].reserved_gib <= budget]
+def _score(model, base, fixed, unavailable, hardware) -> list[Scored]:
+    out = []
+    for candidate in _candidates(base, fixed, unavailable, hardware):
+        breakdown = predict_memory(model, candidate, hardware)
+        fit = judge(model, candidate, hardware, breakdown.reserved_gib)
+        out.append(Scored(candidate, breakdown, relative_speed(candidate), fit))
+    return out
 
 
 def _cpu_settings(base: TrainSettings, fixed) -> TrainSettings:
@@ -276,47 +298,37 @@ def _candidates(base: TrainSettings, fixed, unavailable: dict[str, str], hardwar
         yield with_changes(base, updates)
 
 
-def _reasons(model, chosen, breakdown, budget, hardware, fits) -> dict[str, str]:
-    gpu = hardware.primary
-    card = f"{budget:.1f} GiB usable on {gpu.name}"
-    s = chosen
+def _reasons(model, chosen: Scored, scored: list[Scored], hardware) -> dict[str, str]:
+    s, breakdown, fit = chosen.settings, chosen.breakdown, chosen.fit
+    card = f"{fit.usable_gib:.1f} GiB usable on {hardware.primary.name}"
 
-    def peakwith_changes(**changes) -> float:
+    def peak_with(**changes) -> float:
         return predict_memory(model, with_changes(s, changes), hardware).reserved_gib
 
-    reasons = {}
-    other_quant = "nf4" if s.quantization.mode == "none" else "none"
-    alt = peakwith_changes(**{"quantization.mode": other_quant})
-    reasons["quantization.mode"] = (
-        f"{s.quantization.mode}: weights take {breakdown.base_weights_gib:.1f} GiB; "
-        f"{other_quant} would peak at {alt:.1f} GiB ({card})"
-    )
+    def best_fitting(field: str, value) -> Scored | None:
+        pool = [x for x in scored if x.fit.fits and x.settings.value(field) == value]
+        return max(pool, key=lambda x: x.speed, default=None)
+
+    reasons = {"quantization.mode": _quantization_reason(s, breakdown, chosen, best_fitting, card)}
     other = "on" if s.memory.gradient_checkpointing == "off" else "off"
-    alt = peakwith_changes(**{"memory.gradient_checkpointing": other})
+    alt = peak_with(**{"memory.gradient_checkpointing": other})
+    cost = " and run slower" if other == "on" else ""
+    if other == "off" and alt > fit.usable_gib:
+        cost = " and not fit"
     reasons["memory.gradient_checkpointing"] = (
         f"{s.memory.gradient_checkpointing}: activations {breakdown.activations_gib:.1f} GiB; "
-        f"{other} would peak at {alt:.1f} GiB"
-        + (" and run slower" if other == "on" else " and may not fit" if alt > budget else "")
+        f"{other} would peak at {alt:.1f} GiB{cost}"
     )
     reasons["memory.backend"] = (
-        f"{s.memory.backend}: predicted fastest that fits "
-        f"(relative speed {relative_speed(s):.2f}x plain HF QLoRA with checkpointing, batch 2)"
+        f"{s.memory.backend}: predicted fastest that fits, {chosen.speed:.2f}x {SPEED_BASELINE}"
     )
-    reasons["training.micro_batch_size"] = (
-        f"{s.training.micro_batch_size} x {s.training.max_seq_length} tokens, accumulation "
-        f"{s.training.gradient_accumulation_steps}: the largest micro-batch the memory allows "
-        "keeps the GPU busy"
-    )
+    reasons["training.micro_batch_size"] = _batch_reason(model, chosen, hardware)
     reasons["training.optimizer"] = (
         f"{s.training.optimizer}: LoRA state {breakdown.lora_gib:.2f} GiB"
     )
-    if fits:
-        spare = budget - breakdown.reserved_gib
-        tight = spare < TIGHT_GIB
-        reasons["fits"] = f"fits, {spare:.1f} GiB to spare of {card}" + (
-            "; tight: out-of-memory back-off is armed" if tight else ""
-        )
-    if not fits:
+    if fit.fits:
+        reasons["fits"] = f"fits, {fit.spare_gib:.1f} GiB to spare of {card}" + _tight_note(fit)
+    else:
         reasons["fits"] = (
             f"nothing fits {card}: smallest peak {breakdown.reserved_gib:.1f} GiB; it needs a "
             f"card of at least {smallest_card_gib(breakdown.reserved_gib):.0f} GB"
@@ -324,11 +336,56 @@ def _reasons(model, chosen, breakdown, budget, hardware, fits) -> dict[str, str]
     return reasons
 
 
-def _alternatives(chosen, scored, budget) -> list[Alternative]:
-    ranked = sorted(scored, key=lambda s: (s[1].reserved_gib > budget, -s[2]))  # fitting first
+def _tight_note(fit: Fit) -> str:
+    if not fit.tight:
+        return ""
+    if fit.backed:
+        return "; tight: inside the planner's measured error, out-of-memory back-off is armed"
+    return (
+        "; tight: inside the planner's measured error with nothing left to back off to "
+        "(micro-batch 1, checkpointing on): if it runs out of memory, lower max_seq_length"
+    )
+
+
+def _quantization_reason(s, breakdown, chosen, best_fitting, card) -> str:
+    mode = s.quantization.mode
+    other = "nf4" if mode == "none" else "none"
+    named = {"none": "16-bit", "nf4": "NF4"}
+    head = f"{mode}: weights take {breakdown.base_weights_gib:.1f} GiB"
+    rival = best_fitting("quantization.mode", other)
+    if rival is None:
+        return f"{head}; no {named.get(other, other)} configuration fits {card}"
+    why = " (NF4 measured faster than 16-bit at the same batch on an H100)" if mode == "nf4" else ""
+    return (
+        f"{head}; the fastest {named.get(other, other)} configuration that fits "
+        f"({rival.breakdown.reserved_gib:.1f} GiB) is predicted {rival.speed / chosen.speed:.0%} "
+        f"as fast{why}"
+    )
+
+
+def _batch_reason(model, chosen: Scored, hardware) -> str:
+    t = chosen.settings.training
+    head = (
+        f"{t.micro_batch_size} x {t.max_seq_length} tokens per micro-batch, accumulation "
+        f"{t.gradient_accumulation_steps} (effective batch "
+        f"{t.micro_batch_size * t.gradient_accumulation_steps})"
+    )
+    bigger = t.micro_batch_size * 2
+    if bigger > MICRO_BATCHES[-1]:
+        return f"{head}: the largest micro-batch tried"
+    doubled = with_changes(chosen.settings, {"training.micro_batch_size": bigger})
+    peak = predict_memory(model, doubled, hardware).reserved_gib
+    if not judge(model, doubled, hardware, peak).fits:
+        return f"{head}: {bigger} would peak at {peak:.1f} GiB and not fit"
+    gain = relative_speed(doubled) / chosen.speed - 1
+    return f"{head}: {bigger} would also fit ({peak:.1f} GiB, {gain:+.0%} predicted speed)"
+
+
+def _alternatives(chosen: Scored, scored: list[Scored]) -> list[Alternative]:
+    ranked = sorted(scored, key=lambda s: (not s.fit.fits, -s.speed))  # fitting first
     out, seen = [], set()
-    for settings, breakdown, speed in ranked:
-        changes = _diff(chosen, settings)
+    for candidate in ranked:
+        changes = _diff(chosen.settings, candidate.settings)
         key = tuple(sorted(changes.items()))
         if not changes or key in seen:
             continue
@@ -338,9 +395,9 @@ def _alternatives(chosen, scored, budget) -> list[Alternative]:
             Alternative(
                 label,
                 changes,
-                round(breakdown.reserved_gib, 2),
-                breakdown.reserved_gib <= budget,
-                round(speed, 2),
+                round(candidate.breakdown.reserved_gib, 2),
+                candidate.fit.fits,
+                round(candidate.speed, 2),
             )
         )
         if len(out) == 8:

@@ -9,8 +9,9 @@ from conftest import DEMO_PRESET
 
 from finetune_tui.engine.errors import TrainingError
 from finetune_tui.engine.events import Notice
+from finetune_tui.engine.oom_policy import back_off
 from finetune_tui.engine.preset import load_preset
-from finetune_tui.engine.runner import back_off, run_training
+from finetune_tui.engine.runner import run_training
 
 
 def test_back_off_keeps_effective_batch_then_turns_on_checkpointing():
