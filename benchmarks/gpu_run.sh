@@ -5,6 +5,7 @@
 #   bash benchmarks/gpu_run.sh panel     # the live panel's cost: headless vs TUI on a pty
 #   bash benchmarks/gpu_run.sh moe       # mixture-of-experts memory, layer-cut architectures
 #   bash benchmarks/gpu_run.sh nvml      # one GPU poll: fresh NVML session vs kept open
+#   bash benchmarks/gpu_run.sh screenshot  # screenshots/6-train-gpu.svg from a real run
 #   bash benchmarks/gpu_run.sh calib backends panel   # several stages in one call
 # Installs the carried wheels, exposes the repo as the finetune_tui package, writes JSON
 # lines and logs to $OUT.
@@ -35,6 +36,9 @@ case "$stage" in
       --steps "${STEPS:-8}" --only "${ONLY:-}" --out "$OUT/backends.jsonl" --timeout 240 \
       --seq "${SEQ:-0}" ${REAL_CONTEXT:+--real-context} \
       2>&1 | tail -c 20000 >> "$OUT/backends.log" ;;
+  screenshot)  # the Train panel mid-run on this GPU: measured VRAM against the predicted line
+    python3 screenshots/gpu_train.py --arch "${ARCH:-llama-3.1-8b}" --steps "${SHOT_STEPS:-30}" \
+      --out "$OUT" ${SHOT_SET:-} 2>&1 | tail -c 20000 >> "$OUT/screenshot.log" ;;
   nvml)
     python3 benchmarks/nvml_poll.py --polls 50 | tee -a "$OUT/nvml.jsonl" ;;
   panel)

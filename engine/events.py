@@ -34,6 +34,7 @@ class Started(Event):
     trainable_params: int
     total_params: int
     steps_per_epoch: int | None = None
+    predicted_peak_reserved_gib: float | None = None  # the planner's, for these settings (GPU)
     kind: str = field(init=False, default="started")
 
 

@@ -276,6 +276,7 @@ def _build_trainer(settings: TrainSettings, inputs: _Inputs, run_dir: Path, emit
             "device": device.name,
             "trainable_params": 0,
             "total_params": 0,
+            "predicted_peak_reserved_gib": predicted_peak_gib(settings),
         },
         save_every_epoch=settings.training.save_every_epoch,
     )

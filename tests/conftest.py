@@ -89,3 +89,44 @@ def run_python(code: str) -> subprocess.CompletedProcess:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
     return result
+
+
+def gpu_run_events(predicted: float = 7.23, steps: int = 30):
+    """What a GPU run writes to metrics.jsonl: Started with the planner's peak, then steps
+    whose reserved memory climbs to 6.79 GiB and one that overshoots the prediction."""
+    from finetune_tui.engine.events import Finished, Started, Step
+
+    started = Started("run", steps, 512, 0, "google/gemma-2-9b", "NVIDIA H100 80GB HBM3", 54, 9e9)
+    started.predicted_peak_reserved_gib = predicted
+    events = [started]
+    for step in range(1, steps + 1):
+        reserved = 6.79 * min(1.0, 0.6 + step / 20) if step != steps - 5 else predicted + 0.3
+        events.append(
+            Step(
+                step,
+                steps,
+                step / steps,
+                2.0 - step / 40,
+                1e-4,
+                1.0,
+                1360.0,
+                1.1,
+                5.0 * step,
+                5.0 * (steps - step),
+                6.71,
+                reserved,
+                max(reserved, 6.79),
+                4800 * step,
+            )
+        )
+    events.append(Finished("finished", steps, steps, 1.3, 150.0, "run/adapter", {}))
+    return events
+
+
+def write_run(folder, events) -> None:
+    import json
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "settings.yaml").write_text("model: {}\n")
+    lines = "".join(json.dumps(e.to_json()) + "\n" for e in events)
+    (folder / "metrics.jsonl").write_text(lines)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 import textual.widgets._header as textual_header
-from conftest import DEMO_PRESET
+from conftest import DEMO_PRESET, gpu_run_events, write_run
 
 from finetune_tui.engine import demo
 from finetune_tui.engine.preset import load_preset, preset_fields
@@ -75,3 +75,16 @@ def go_to(name: str):
 @pytest.mark.parametrize("name", ORDER)
 def test_screen(snap_compare, name):
     assert snap_compare(demo_app(), terminal_size=SIZE, run_before=go_to(name))
+
+
+def test_train_panel_predicted_against_measured(snap_compare, tmp_path):
+    """Attached to a GPU run's metrics: the VRAM chart with the predicted peak's line."""
+    from finetune_tui.tui.app import AttachApp
+
+    write_run(tmp_path / "run", gpu_run_events())
+
+    async def settle(pilot) -> None:
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause(1.2)  # the panel drains its queue once a second
+
+    assert snap_compare(AttachApp(Path("run")), terminal_size=SIZE, run_before=settle)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import DEMO_PRESET, run_python
+from conftest import DEMO_PRESET, gpu_run_events, run_python, write_run
 from textual.widgets import Input, RichLog, Select, Static, Switch
 
 from finetune_tui.engine.preset import load_preset
@@ -316,3 +316,22 @@ def test_remembered_paths_and_output_stay_text(tmp_path, monkeypatch):
     settings = initial_settings(args)
     assert settings.dataset.path == "yes" and settings.output.dir == "1e3"
     assert settings.lora.r == 8
+
+
+async def test_train_panel_draws_predicted_peak_against_measured(tmp_path):
+    """The predicted peak is a yellow line across the VRAM chart; bars over it turn red."""
+    from finetune_tui.tui.app import AttachApp
+    from finetune_tui.tui.vram_chart import LINE, VramChart
+
+    write_run(tmp_path, gpu_run_events())
+    app = AttachApp(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await app.workers.wait_for_complete()
+        await pilot.pause(1.2)
+        label = text_of(app, "#vram-label")
+        assert "peak measured 7.53 / predicted 7.23 (yellow line)" in label
+        chart = app.screen.query_one(VramChart)
+        drawn = chart.render()
+        assert LINE in drawn.plain
+        styles = {str(span.style) for span in drawn.spans}
+        assert {"yellow", "green", "red"} <= styles  # line, bars under it, the one over it

@@ -36,6 +36,8 @@ from finetune_tui.engine.events import (
     format_duration,
 )
 
+from .vram_chart import VramChart
+
 HISTORY = 120
 REFRESH_S = 1.0  # the panel redraws once a second, whatever the step rate
 GIL_SWITCH_S = 0.0005  # see _gil_handoff
@@ -73,7 +75,7 @@ class TrainScreen(Screen):
             yield Static("tokens/s", classes="spark-label", id="speed-label")
             yield Sparkline([], id="speed-spark")
             yield Static("VRAM GiB", classes="spark-label", id="vram-label")
-            yield Sparkline([], id="vram-spark")
+            yield VramChart(id="vram-chart")
             yield Static("", id="gpu-telemetry")
             yield RichLog(id="log", wrap=True, max_lines=500, markup=True)
         yield Footer()
@@ -137,9 +139,6 @@ class TrainScreen(Screen):
             self.app.call_from_thread(self._training_ended)
             return
         self.app.call_from_thread(self._run_dir_made, run_dir)
-        from finetune_tui.engine.runner import predicted_peak_gib
-
-        self.predicted_gib = predicted_peak_gib(settings)
         try:
             with captured_fds(run_dir / LOG_FILE, enabled=self.app.capture_fds), _gil_handoff():
                 run_training(settings, self.deliver, self.stop_event, run_dir)
@@ -147,6 +146,16 @@ class TrainScreen(Screen):
             pass  # the runner already emitted a Failed event with the message
         finally:
             self.app.call_from_thread(self._training_ended)
+
+    def show_predicted(self) -> None:
+        """The planner's peak, drawn before the first step so the bars grow towards it."""
+        self.query_one(VramChart).predicted = self.predicted_gib
+        if self.predicted_gib is None:
+            return
+        if not self.vram:
+            self.query_one("#vram-label", Static).update(
+                f"VRAM GiB reserved: predicted peak {self.predicted_gib:.2f} (yellow line)"
+            )
 
     def _run_dir_made(self, run_dir: Path) -> None:
         self.app.state.last_run_dir = run_dir
@@ -190,6 +199,8 @@ class TrainScreen(Screen):
     def show_event(self, event: Event) -> None:
         if isinstance(event, Started):
             self.started_at = time.monotonic()
+            self.predicted_gib = event.predicted_peak_reserved_gib
+            self.show_predicted()
             self.query_one(ProgressBar).update(total=event.total_steps, progress=0)
             self.log_line(
                 f"training {escape(event.model)} on {event.device}: {event.train_samples} samples, "
@@ -230,10 +241,12 @@ class TrainScreen(Screen):
             f"tokens/s: {self.speeds[-1]:,.0f} now, {max(self.speeds):,.0f} best"
         )
         if self.vram:
-            self.query_one("#vram-spark", Sparkline).data = self.vram
-            predicted = f", predicted peak {self.predicted_gib:.2f}" if self.predicted_gib else ""
+            self.query_one(VramChart).values = self.vram
+            predicted = (
+                f" / predicted {self.predicted_gib:.2f} (yellow line)" if self.predicted_gib else ""
+            )
             self.query_one("#vram-label", Static).update(
-                f"VRAM GiB reserved: {self.vram[-1]:.2f} now, measured peak "
+                f"VRAM GiB reserved: {self.vram[-1]:.2f} now; peak measured "
                 f"{max(self.vram):.2f}{predicted}"
             )
         self.query_one(ProgressBar).update(total=event.total_steps, progress=event.step)
