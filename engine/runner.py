@@ -153,6 +153,7 @@ def _train(
     inputs = _prepare_inputs(settings, emit)
     exact_before = None
     backoffs: list[str] = []
+    _free_memory()  # a second run in the same process (the wizard) reports its own peak
     while True:
         trainer, events, stopper, drift = _build_trainer(settings, inputs, run_dir, emit, stop)
         if exact_before is None and inputs.match_records:
@@ -339,6 +340,7 @@ def _quiet_progress_bars() -> None:
 
 
 def _free_memory() -> None:
+    """Give cached blocks back and restart the peak counters the summary reports."""
     import gc
 
     import torch

@@ -31,7 +31,9 @@ async def capture(preset: str, overrides: list[str], steps: int, out: Path, time
         await pilot.pause(0.5)
         await pilot.press("s")
         deadline = time.monotonic() + timeout
-        while app.screen.steps_seen < steps and time.monotonic() < deadline:
+        while app.screen.running and app.screen.steps_seen < steps:
+            if time.monotonic() > deadline:
+                break
             await pilot.pause(0.5)
         await pilot.pause(1.2)  # one more redraw of the panel
         app.save_screenshot(str(out / "6-train-gpu.svg"))
@@ -52,7 +54,7 @@ def main() -> None:
     preset = arch_preset(args.arch, Path(args.work))
     overrides = [
         f"training.max_steps={args.steps + 20}",
-        f"output.dir={args.work}/run",
+        f"output.dir={args.work}/run-{time.strftime('%H%M%S')}",  # a warm machine keeps old runs
         *args.overrides,
     ]
     asyncio.run(capture(preset, overrides, args.steps, Path(args.out), args.timeout))
