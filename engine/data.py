@@ -15,7 +15,7 @@ Order of operations (the exported script repeats it verbatim):
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import DatasetError
@@ -364,6 +364,7 @@ class TokenStats:
     max: int
     truncated_fraction: float
     histogram: list[tuple[int, int]]  # (bin start, count)
+    sample: list[int] = field(default_factory=list)  # up to 512 sorted lengths, evenly spaced
 
 
 def token_lengths(dataset, tokenizer) -> list[int]:
@@ -461,7 +462,15 @@ def stats_from_lengths(lengths: list[int], max_seq_length: int, bins: int = 12) 
         max=top,
         truncated_fraction=sum(v > max_seq_length for v in ordered) / len(ordered),
         histogram=histogram,
+        sample=_even_sample(ordered),
     )
+
+
+def _even_sample(ordered: list[int], size: int = 512) -> list[int]:
+    """At most `size` evenly spaced values of a sorted list: enough to estimate padding."""
+    if len(ordered) <= size:
+        return ordered
+    return [ordered[i * (len(ordered) - 1) // (size - 1)] for i in range(size)]
 
 
 def token_stats(dataset, tokenizer, max_seq_length: int) -> TokenStats:

@@ -263,6 +263,7 @@ def _constants(settings: TrainSettings, reasons: dict[str, str]) -> str:
         ),
         const("USE_REENTRANT", s.memory.use_reentrant, "memory.use_reentrant"),
         const("PACKING", s.memory.packing, "memory.packing"),
+        const("GROUP_BY_LENGTH", s.memory.group_by_length, "memory.group_by_length"),
         const("MICRO_BATCH_SIZE", t.micro_batch_size, "training.micro_batch_size"),
         const(
             "GRADIENT_ACCUMULATION_STEPS",
@@ -612,8 +613,9 @@ def main():
         use_cpu=not on_gpu,
         gradient_checkpointing=checkpointing,
         gradient_checkpointing_kwargs={{"use_reentrant": USE_REENTRANT}},
-        # packed samples stay apart only with flash-attention kernels
-        packing=PACKING and "flash" in ATTENTION,
+        # packed samples stay apart by their position ids with sdpa, eager and flash kernels
+        packing=PACKING and ("flash" in ATTENTION or ATTENTION in ("sdpa", "eager")),
+        train_sampling_strategy="group_by_length" if GROUP_BY_LENGTH and not PACKING else "random",
         report_to=REPORT_TO,
         dataloader_num_workers=0,
     )

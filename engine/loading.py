@@ -146,11 +146,6 @@ def attention_implementation(settings: TrainSettings) -> str:
     return "sdpa"
 
 
-def packing_allowed(attn: str) -> bool:
-    """Packed sequences stay apart only with boundary-aware (flash) attention kernels."""
-    return "flash" in attn
-
-
 def load_tokenizer(model_path: str, settings: TrainSettings):
     from transformers import AutoTokenizer
 

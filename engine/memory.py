@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from .batching import mask_bytes
 from .models import ModelInfo
 from .settings import TrainSettings
 
@@ -118,6 +119,15 @@ def activation_bytes(model: ModelInfo, settings: TrainSettings) -> float:
     return layers * tokens * per_layer * h + one_layer  # saved inputs + one recomputed layer
 
 
+def packing_mask_bytes(settings: TrainSettings) -> float:
+    """A packed micro-batch's block mask ('auto' attention is planned as sdpa)."""
+    if not settings.memory.packing:
+        return 0.0
+    attn = settings.model.attn_implementation
+    t = settings.training
+    return mask_bytes(t.micro_batch_size, t.max_seq_length, "sdpa" if attn == "auto" else attn)
+
+
 def _gemma_extra(model: ModelInfo, settings: TrainSettings) -> float:
     """Gemma-2 without checkpointing (and without Liger) peaks with an extra copy the size
     of part of its 256k-vocabulary embedding (measured on gemma-2-2b, independent of tokens)."""
@@ -151,7 +161,7 @@ def predict_memory(model: ModelInfo, settings: TrainSettings, hardware=None) -> 
     c = COEFFICIENTS
     weights = base_weight_bytes(model, settings)
     lora, paged = lora_state_bytes(model, settings)
-    activations = activation_bytes(model, settings)
+    activations = activation_bytes(model, settings) + packing_mask_bytes(settings)
     logits = logits_bytes(model, settings)
     allocated = weights + lora + activations + logits
     held = max(allocated, loading_peak_bytes(model, settings))

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from .batching import keeps_samples_apart
 from .checkpoints import last_complete_checkpoint
 from .errors import FinetuneError, TrainingError, storage_failure
 from .events import Eval, Event, EventSink, Failed, Finished, Notice
@@ -240,12 +241,12 @@ def _prepare_inputs(settings: TrainSettings, emit: EventSink) -> _Inputs:
     tokenizer = loading.load_tokenizer(model_path, settings)
     data = prepare_datasets(settings, tokenizer.eos_token)
     attn = loading.attention_implementation(settings)
-    packing = settings.memory.packing and loading.packing_allowed(attn)
+    packing = settings.memory.packing and keeps_samples_apart(attn)
     if settings.memory.packing and not packing:
         emit(
             Notice(
                 f"packing off: {attn} attention would let packed samples see each other; "
-                "install flash-attention to pack",
+                "use sdpa, eager or flash-attention to pack",
                 level="warning",
             )
         )

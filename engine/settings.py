@@ -77,7 +77,7 @@ class ModelSettings(Section):
         False, description="Run Python code shipped in the model folder. Off unless you trust it."
     )
     attn_implementation: Attention = Field(
-        "auto", description="Attention kernel; 'auto' picks sdpa, or flash-attention when packing."
+        "auto", description="Attention kernel; 'auto': flash-attention if installed, else sdpa."
     )
 
 
@@ -129,7 +129,13 @@ class MemorySettings(Section):
         "hf", description="Kernels: plain HF, Liger fused kernels, or Unsloth."
     )
     packing: bool = Field(
-        False, description="Pack short samples into full sequences (needs flash-attention)."
+        False,
+        description="Pack short samples into full sequences, kept apart by position ids.",
+    )
+    group_by_length: bool = Field(
+        False,
+        description="Put samples of similar length in one micro-batch: less padding "
+        "(ignored when packing).",
     )
 
     @field_validator("gradient_checkpointing", mode="before")

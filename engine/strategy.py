@@ -12,6 +12,7 @@ import itertools
 import math
 from dataclasses import dataclass, field
 
+from . import batching
 from .hardware import Hardware
 from .headroom import Fit, judge, smallest_card_gib, usable_gib
 from .memory import MemoryBreakdown, predict_memory
@@ -73,11 +74,14 @@ class Scored:
 SPEED_BASELINE = "HF QLoRA + checkpointing, batch 2, same sequence length"
 
 
-def relative_speed(settings: TrainSettings) -> float:
-    """Tokens/s relative to SPEED_BASELINE."""
+def relative_speed(settings: TrainSettings, computed_tokens: float | None = None) -> float:
+    """Tokens/s relative to SPEED_BASELINE; `computed_tokens` per micro-batch where samples
+    do not fill max_seq_length (fewer tokens keep the GPU less busy)."""
     memory = settings.memory
     checkpointed = memory.gradient_checkpointing != "off"
-    tokens = settings.training.micro_batch_size * settings.training.max_seq_length
+    tokens = (
+        computed_tokens or settings.training.micro_batch_size * settings.training.max_seq_length
+    )
     saturation = tokens / (tokens + SATURATION_TOKENS[memory.backend])
     value = (
         saturation
@@ -160,7 +164,8 @@ def advise(
         }
         return plan
     base = _fit_sequence(base, dataset_stats, fixed)
-    score = lambda settings: _score(model, settings, fixed, unavailable, hardware)  # noqa: E731
+    stats = dataset_stats if getattr(dataset_stats, "sample", None) else None
+    score = lambda settings: _score(model, settings, fixed, unavailable, hardware, stats)  # noqa: E731
     scored = score(base)
     longest = None
     if not any(s.fit.safe for s in scored):
@@ -182,6 +187,8 @@ def advise(
         tight=chosen.fit.tight,
     )
     plan.reasons = _reasons(model, chosen, scored, hardware)
+    if stats is not None:
+        plan.reasons["memory.packing"] = _batching_reason(model, chosen.settings, stats)
     _explain_length(plan, longest, fixed)
     plan.alternatives = _alternatives(chosen, scored)
     if model.is_moe:
@@ -238,13 +245,54 @@ def experts_reason(model: ModelInfo) -> str:
     )
 
 
-def _score(model, base, fixed, unavailable, hardware) -> list[Scored]:
+def _score(model, base, fixed, unavailable, hardware, stats=None) -> list[Scored]:
     out = []
-    for candidate in _candidates(base, fixed, unavailable, hardware):
+    for candidate in _candidates(base, fixed, unavailable, hardware, stats is not None):
         breakdown = predict_memory(model, candidate, hardware)
         fit = judge(model, candidate, hardware, breakdown.reserved_gib)
-        out.append(Scored(candidate, breakdown, relative_speed(candidate), fit))
+        speed = real_token_speed(model, candidate, stats)
+        out.append(Scored(candidate, breakdown, speed, fit))
     return out
+
+
+BATCH_FIELDS = ("memory.packing", "memory.group_by_length")
+BATCHINGS = {  # how micro-batches are filled: (memory.packing, memory.group_by_length)
+    "padded": (False, False),
+    "grouped": (False, True),
+    "packed": (True, False),
+}
+
+
+def batching_of(settings: TrainSettings) -> str:
+    if settings.memory.packing:
+        return "packed"
+    return "grouped" if settings.memory.group_by_length else "padded"
+
+
+def batch_fill(model: ModelInfo, settings: TrainSettings, stats) -> tuple[float, float]:
+    """(real share of the tokens a micro-batch computes, tokens it computes), packing's
+    attention cost folded into the share; without a dataset every sample is taken as full."""
+    b, length = settings.training.micro_batch_size, settings.training.max_seq_length
+    if stats is None:
+        return 1.0, b * length
+    mode = batching_of(settings)
+    if mode != "packed":
+        fill = (batching.padded_fill if mode == "padded" else batching.grouped_fill)(
+            stats.sample, b, length
+        )
+        return fill, b * batching.clipped_mean(stats.sample, length) / fill
+    attn = settings.model.attn_implementation
+    share = batching.attention_share(
+        model.hidden_size, model.params_linear / max(model.num_layers, 1), length
+    )
+    cost = batching.packed_attention_cost(share, b, "sdpa" if attn == "auto" else attn)
+    return batching.PACKED_FILL / cost, b * length
+
+
+def real_token_speed(model: ModelInfo, settings: TrainSettings, stats) -> float:
+    """Non-padding tokens/s relative to SPEED_BASELINE (whose samples fill the length)."""
+    share, computed = batch_fill(model, settings, stats)
+    return relative_speed(settings, computed) * share
 
 
 def _cpu_settings(base: TrainSettings, fixed) -> TrainSettings:
@@ -265,14 +313,19 @@ def _fit_sequence(base: TrainSettings, stats, fixed) -> TrainSettings:
     return with_changes(base, {"training.max_seq_length": length})
 
 
-def _candidates(base: TrainSettings, fixed, unavailable: dict[str, str], hardware: Hardware):
+def _candidates(
+    base: TrainSettings, fixed, unavailable: dict[str, str], hardware: Hardware, lengths: bool
+):
     def options(field: str, values):
         if field in fixed:
             return [base.value(field)]
         return [v for v in values if f"{field}={v}" not in unavailable]
 
     effective = base.effective_batch_size
-    for quant, backend, ckpt, batch, optim in itertools.product(
+    pinned = set(BATCH_FIELDS) & set(fixed)
+    fills = [BATCHINGS[batching_of(base)]] if pinned or not lengths else BATCHINGS.values()
+    for (packing, grouped), quant, backend, ckpt, batch, optim in itertools.product(
+        fills,
         options("quantization.mode", ("none", "nf4")),
         options("memory.backend", ("hf", "liger", "unsloth")),
         options("memory.gradient_checkpointing", ("off", "on", "unsloth")),
@@ -282,6 +335,8 @@ def _candidates(base: TrainSettings, fixed, unavailable: dict[str, str], hardwar
         if ckpt == "unsloth" and backend != "unsloth":
             continue
         updates = {
+            "memory.packing": packing,
+            "memory.group_by_length": grouped,
             "quantization.mode": quant,
             "memory.backend": backend,
             "memory.gradient_checkpointing": ckpt,
@@ -334,6 +389,21 @@ def _reasons(model, chosen: Scored, scored: list[Scored], hardware) -> dict[str,
             f"card of at least {smallest_card_gib(breakdown.reserved_gib):.0f} GB"
         )
     return reasons
+
+
+def _batching_reason(model, s: TrainSettings, stats) -> str:
+    """Which micro-batch filling, from the real share of tokens each would compute."""
+    shares = {}
+    for mode, flags in BATCHINGS.items():
+        variant = with_changes(s, dict(zip(BATCH_FIELDS, flags, strict=True)))
+        shares[mode] = batch_fill(model, variant, stats)[0]
+    chosen = batching_of(s)
+    return (
+        f"{chosen}: samples average {stats.mean:.0f} tokens (95th percentile {stats.p95}); "
+        f"real tokens per micro-batch of {s.training.micro_batch_size} x "
+        f"{s.training.max_seq_length}: padded {shares['padded']:.0%}, grouped by length "
+        f"{shares['grouped']:.0%}, packed {shares['packed']:.0%} (its attention cost counted)"
+    )
 
 
 def _tight_note(fit: Fit) -> str:

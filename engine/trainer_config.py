@@ -48,6 +48,9 @@ def sft_config_kwargs(
             {"use_reentrant": settings.memory.use_reentrant} if checkpointing else None
         ),
         "packing": packing,
+        "train_sampling_strategy": (
+            "group_by_length" if settings.memory.group_by_length and not packing else "random"
+        ),
         "report_to": list(settings.output.report_to) or "none",
         "dataloader_num_workers": 0,
         "disable_tqdm": True,

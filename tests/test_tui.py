@@ -150,6 +150,7 @@ async def test_demo_trains_in_the_panel_to_the_end(tmp_path):
         await pilot.click("#export")
         await pilot.pause()
         assert target.is_file() and target.with_suffix(".yaml").is_file()
+        assert not isinstance(app.focused, Input)  # q and Escape are commands again
     assert (tmp_path / "run" / "adapter" / "adapter_config.json").is_file()
 
 

@@ -1,0 +1,134 @@
+"""Micro-batch filling: packing keeps samples apart without flash-attention, the padding
+estimates behind the advisor's choice, and the switches reaching TRL."""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+
+import pytest
+import torch
+from conftest import DEMO_PRESET
+
+from finetune_tui.engine import batching, runner
+from finetune_tui.engine.data import stats_from_lengths
+from finetune_tui.engine.hardware import simulated_hardware
+from finetune_tui.engine.loading import choose_device
+from finetune_tui.engine.models import inspect_model
+from finetune_tui.engine.preset import load_preset, settings_from_overrides
+from finetune_tui.engine.strategy import advise
+from finetune_tui.engine.trainer_config import sft_config_kwargs
+
+
+def packed_trainer(tmp_path, attn: str):
+    """The runner's own trainer for the demo with packing on (LoRA dropout off)."""
+    settings = load_preset(
+        DEMO_PRESET,
+        [
+            "memory.packing=true",
+            f"model.attn_implementation={attn}",
+            "training.micro_batch_size=4",
+            "training.max_seq_length=256",
+            "lora.dropout=0.0",
+            f"output.dir={tmp_path / 'run'}",
+        ],
+    )
+    notices = []
+    inputs = runner._prepare_inputs(settings, notices.append)
+    assert inputs.packing, notices
+    trainer, *_ = runner._build_trainer(
+        settings, inputs, tmp_path, notices.append, threading.Event()
+    )
+    return trainer
+
+
+def segments(batch: dict) -> list[slice]:
+    """Where each packed sample sits in the flattened row: its positions restart at 0."""
+    starts = (batch["position_ids"][0] == 0).nonzero().flatten().tolist()
+    ends = [*starts[1:], batch["input_ids"].shape[1]]
+    return [slice(a, b) for a, b in zip(starts, ends, strict=True)]
+
+
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+def test_a_packed_batch_loses_what_its_samples_lose_apart(tmp_path, attn):
+    trainer = packed_trainer(tmp_path, attn)
+    batch = next(iter(trainer.get_train_dataloader()))
+    assert "attention_mask" not in batch  # padding-free: one row, positions restart
+    parts = segments(batch)
+    assert len(parts) >= 4
+    model = trainer.model.eval()
+
+    def summed_loss(**inputs) -> tuple[float, int]:
+        counted = int((inputs["labels"][:, 1:] != -100).sum())
+        with torch.no_grad():
+            loss = trainer.compute_loss(model, dict(inputs))
+        return float(loss) * counted, counted
+
+    packed, tokens = summed_loss(**batch)
+    apart = [
+        summed_loss(
+            input_ids=batch["input_ids"][:, part],
+            labels=batch["labels"][:, part],
+            position_ids=batch["position_ids"][:, part],
+        )
+        for part in parts
+    ]
+    assert tokens == sum(n for _, n in apart)
+    assert packed == pytest.approx(sum(loss for loss, _ in apart), rel=1e-4)
+    # The check has teeth: counting positions on through the row lets samples see each other.
+    leaked, _ = summed_loss(
+        input_ids=batch["input_ids"],
+        labels=batch["labels"],
+        position_ids=torch.arange(batch["input_ids"].shape[1])[None],
+    )
+    assert abs(leaked - packed) > 1e-3 * abs(packed)
+
+
+def test_padding_estimates():
+    same = [100] * 50
+    assert batching.padded_fill(same, 8, 512) == pytest.approx(1.0)
+    # Half the samples 10 tokens, half 100: a pair is padded to 100 unless both are short.
+    two = sorted([10] * 500 + [100] * 500)
+    assert batching.padded_fill(two, 2, 512) == pytest.approx(55 / (0.25 * 10 + 0.75 * 100))
+    assert batching.grouped_fill(two, 2, 512) == pytest.approx(batching.GROUPED_FILL_LOSS)
+    assert batching.padded_fill(two, 2, 50) == pytest.approx(30 / (0.25 * 10 + 0.75 * 50))
+    assert batching.packed_attention_cost(0.05, 8, "flash_attention_2") == 1.0
+    assert batching.packed_attention_cost(0.05, 8, "sdpa") == pytest.approx(1.4 / 1.05)
+
+
+def lengths_stats(lengths: list[int]):
+    return stats_from_lengths(lengths, 4096)
+
+
+def test_the_advisor_stops_padding_a_skewed_dataset_and_keeps_a_uniform_one_padded():
+    model = inspect_model("meta-llama/Llama-3.1-8B")
+    rng = random.Random(0)
+    skewed = [min(int(rng.lognormvariate(5.0, 1.0)) + 8, 4000) for _ in range(2000)]
+    card = simulated_hardware(gpu="RTX 4090")
+    base = settings_from_overrides([])
+    plan = advise(card, model, base, dataset_stats=lengths_stats(skewed))
+    assert plan.settings.memory.packing or plan.settings.memory.group_by_length
+    reason = plan.reasons["memory.packing"]
+    assert "padded" in reason and "packed" in reason and "grouped" in reason
+    uniform = advise(card, model, base, dataset_stats=lengths_stats([300] * 2000))
+    assert not uniform.settings.memory.packing and not uniform.settings.memory.group_by_length
+    assert uniform.reasons["memory.packing"].startswith("padded")
+    small = advise(
+        simulated_hardware(vram_gib=8),
+        model,
+        settings_from_overrides(["training.micro_batch_size=1"]),
+        fixed={"training.micro_batch_size"},
+        dataset_stats=lengths_stats(skewed),
+    )
+    assert small.settings.memory.packing  # one sample per micro-batch: only packing helps
+
+
+def test_the_switches_reach_trl():
+    device = choose_device(settings_from_overrides([]))
+    grouped = settings_from_overrides(["memory.group_by_length=true"])
+    kwargs = sft_config_kwargs(grouped, device, packing=False, has_eval=False)
+    assert kwargs["train_sampling_strategy"] == "group_by_length"
+    packed = sft_config_kwargs(grouped, device, packing=True, has_eval=False)
+    assert packed["packing"] and packed["train_sampling_strategy"] == "random"
+    assert json.dumps(kwargs)  # plain values: the exporter writes them
