@@ -34,7 +34,7 @@ case "$stage" in
   backends)
     python3 benchmarks/backends.py matrix --arch "${ARCH:-llama-3.1-8b}" --set hand --cards "${CARDS:-80}" \
       --steps "${STEPS:-8}" --only "${ONLY:-}" --out "$OUT/backends.jsonl" --timeout 240 \
-      --seq "${SEQ:-0}" ${REAL_CONTEXT:+--real-context} \
+      --seq "${SEQ:-0}" ${REAL_CONTEXT:+--real-context} --lengths "${LENGTHS:-full}" \
       2>&1 | tail -c 20000 >> "$OUT/backends.log" ;;
   screenshot)  # the Train panel mid-run on this GPU: measured VRAM against the predicted line
     python3 screenshots/gpu_train.py --arch "${ARCH:-llama-3.1-8b}" --steps "${SHOT_STEPS:-30}" \
