@@ -9,15 +9,30 @@ mostly padding. Two remedies, both through the libraries' own switches:
   restarting positions into a block-diagonal mask for sdpa and eager attention, and
   flash-attention reads the boundaries itself, so packed samples never see each other
   (tests/test_batching.py checks the logits against unpacked samples). Without flash the
-  mask is materialised: (micro-batch x length)^2 bytes, and attention runs over the whole
-  flattened micro-batch instead of each sample.
+  mask is materialised ((micro-batch x length)^2 elements) and a packed step measured about
+  twice as long as a full unpacked one; on short samples packing still wins 3x and more,
+  because a QLoRA step costs about the same whatever its real tokens.
 """
 
 from __future__ import annotations
 
 PACKED_FILL = 0.97  # best-fit-decreasing leaves a few per cent of each bin empty
-GROUPED_FILL_LOSS = 0.97  # the sampler sorts within random megabatches, not globally
 MASKING_KERNELS = ("sdpa", "eager")
+# Measured on an H100 with Alpaca-like lengths (docs/BENCHMARKS.md, "Real sample lengths"):
+# a QLoRA step takes about as long with short padded samples as with full ones (Liger b8:
+# 0.65 s padded, 0.52 s grouped, 0.66 s full-length), so what decides speed is the real
+# tokens a step carries. Grouping was 1.25x (Liger b8) and 2.15x (Unsloth b16) padding's
+# speed: as if it won back 4 % (the lower) of the padding.
+GROUPED_PADDING_WON = 0.04
+MIN_GAIN = 1.10  # grouping and packing change the order or mixing of samples: only for this
+# A packed step took about twice a full unpacked one (same micro-batch, same 1024 tokens):
+# Liger + sdpa with its materialised block mask b8 1.93x (6,234 real tokens/s against
+# 12,745 full-length), Unsloth b16 2.05x (4,936 against 10,409). Two rows: the cost is
+# taken as a constant per attention path, not modelled per micro-batch.
+PACKED_STEP_COST = {"masked": 1.93, "unsloth": 2.05, "flash": 1.0}
+# ...and it kept 3 bytes per mask element for every layer whose activations are kept
+# (49.78 GiB reserved against 43.40 predicted without it; one row, fitted).
+MASK_BYTES_PER_LAYER = 3.0
 
 
 def keeps_samples_apart(attn: str) -> bool:
@@ -25,54 +40,21 @@ def keeps_samples_apart(attn: str) -> bool:
     return "flash" in attn or attn in MASKING_KERNELS
 
 
-def padded_fill(lengths: list[int], micro_batch: int, max_length: int) -> float:
-    """Expected real / padded tokens of a random micro-batch padded to its longest sample.
-
-    `lengths` are sorted token lengths, cut here at max_length; the longest of
-    `micro_batch` random draws has P(max <= l_k) = (k / n) ** micro_batch.
-    """
-    lengths = [min(n, max_length) for n in lengths]
-    if not lengths:
-        return 1.0
-    n = len(lengths)
-    expected_max = sum(
-        length * ((k / n) ** micro_batch - ((k - 1) / n) ** micro_batch)
-        for k, length in enumerate(lengths, start=1)
-    )
-    return (sum(lengths) / n) / expected_max
-
-
-def grouped_fill(lengths: list[int], micro_batch: int, max_length: int) -> float:
-    """Real / padded tokens when micro-batches hold neighbours in length order."""
-    lengths = [min(n, max_length) for n in lengths]
-    if not lengths:
-        return 1.0
-    padded = sum(
-        max(lengths[i : i + micro_batch]) * len(lengths[i : i + micro_batch])
-        for i in range(0, len(lengths), micro_batch)
-    )
-    return sum(lengths) / padded * GROUPED_FILL_LOSS
-
-
 def clipped_mean(lengths: list[int], max_length: int) -> float:
     """Mean sample length once cut at max_length: the real tokens a sample brings."""
     return sum(min(n, max_length) for n in lengths) / len(lengths) if lengths else max_length
 
 
-def attention_share(hidden: int, params_per_layer: float, length: int) -> float:
-    """Attention's forward FLOPs per token (4 x context x hidden) against the layer's
-    matmuls (2 x its parameters), at this context length."""
-    return 4 * length * hidden / max(2 * params_per_layer, 1.0)
-
-
-def packed_attention_cost(share: float, micro_batch: int, attn: str) -> float:
-    """How much slower a packed micro-batch runs than separate samples: a materialised
-    mask makes attention span all `micro_batch` flattened samples; flash does not."""
+def packed_step_cost(attn: str, backend: str) -> float:
+    """How much longer a packed step takes than a full unpacked one (PACKED_STEP_COST)."""
     if "flash" in attn:
-        return 1.0
-    return (1 + share * micro_batch) / (1 + share)
+        return PACKED_STEP_COST["flash"]
+    return PACKED_STEP_COST["unsloth" if backend == "unsloth" else "masked"]
 
 
-def mask_bytes(micro_batch: int, length: int, attn: str) -> float:
-    """The boolean block mask a packed micro-batch needs without flash attention."""
-    return 0.0 if "flash" in attn else float(micro_batch * length) ** 2
+def mask_bytes(micro_batch: int, length: int, attn: str, backend: str, kept_layers: int) -> float:
+    """The block mask a packed micro-batch needs without flash attention: one boolean
+    copy, and MASK_BYTES_PER_LAYER for each layer that keeps its activations."""
+    if "flash" in attn or backend == "unsloth":
+        return 0.0
+    return float(micro_batch * length) ** 2 * (1 + MASK_BYTES_PER_LAYER * kept_layers)

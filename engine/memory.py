@@ -119,13 +119,20 @@ def activation_bytes(model: ModelInfo, settings: TrainSettings) -> float:
     return layers * tokens * per_layer * h + one_layer  # saved inputs + one recomputed layer
 
 
-def packing_mask_bytes(settings: TrainSettings) -> float:
+def packing_mask_bytes(model: ModelInfo, settings: TrainSettings) -> float:
     """A packed micro-batch's block mask ('auto' attention is planned as sdpa)."""
     if not settings.memory.packing:
         return 0.0
     attn = settings.model.attn_implementation
-    t = settings.training
-    return mask_bytes(t.micro_batch_size, t.max_seq_length, "sdpa" if attn == "auto" else attn)
+    t, memory = settings.training, settings.memory
+    kept = model.num_layers if memory.gradient_checkpointing == "off" else 1
+    return mask_bytes(
+        t.micro_batch_size,
+        t.max_seq_length,
+        "sdpa" if attn == "auto" else attn,
+        memory.backend,
+        kept,
+    )
 
 
 def _gemma_extra(model: ModelInfo, settings: TrainSettings) -> float:
@@ -161,7 +168,7 @@ def predict_memory(model: ModelInfo, settings: TrainSettings, hardware=None) -> 
     c = COEFFICIENTS
     weights = base_weight_bytes(model, settings)
     lora, paged = lora_state_bytes(model, settings)
-    activations = activation_bytes(model, settings) + packing_mask_bytes(settings)
+    activations = activation_bytes(model, settings) + packing_mask_bytes(model, settings)
     logits = logits_bytes(model, settings)
     allocated = weights + lora + activations + logits
     held = max(allocated, loading_peak_bytes(model, settings))

@@ -74,14 +74,11 @@ class Scored:
 SPEED_BASELINE = "HF QLoRA + checkpointing, batch 2, same sequence length"
 
 
-def relative_speed(settings: TrainSettings, computed_tokens: float | None = None) -> float:
-    """Tokens/s relative to SPEED_BASELINE; `computed_tokens` per micro-batch where samples
-    do not fill max_seq_length (fewer tokens keep the GPU less busy)."""
+def relative_speed(settings: TrainSettings) -> float:
+    """Tokens/s relative to SPEED_BASELINE, samples filling max_seq_length."""
     memory = settings.memory
     checkpointed = memory.gradient_checkpointing != "off"
-    tokens = (
-        computed_tokens or settings.training.micro_batch_size * settings.training.max_seq_length
-    )
+    tokens = settings.training.micro_batch_size * settings.training.max_seq_length
     saturation = tokens / (tokens + SATURATION_TOKENS[memory.backend])
     value = (
         saturation
@@ -175,7 +172,9 @@ def advise(
             scored = score(base)
     fitting = [s for s in scored if s.fit.safe] or [s for s in scored if s.fit.fits]
     pool = fitting or sorted(scored, key=lambda s: s.breakdown.reserved_gib)[:1]
-    chosen = max(pool, key=lambda s: (s.speed, -s.breakdown.reserved_gib))
+    chosen = _padded_unless_faster(
+        max(pool, key=lambda s: (s.speed, -s.breakdown.reserved_gib)), pool
+    )
     plan = Plan(
         chosen.settings,
         chosen.fit.fits,
@@ -188,12 +187,24 @@ def advise(
     )
     plan.reasons = _reasons(model, chosen, scored, hardware)
     if stats is not None:
-        plan.reasons["memory.packing"] = _batching_reason(model, chosen.settings, stats)
+        plan.reasons["memory.packing"] = _batching_reason(chosen.settings, stats)
     _explain_length(plan, longest, fixed)
     plan.alternatives = _alternatives(chosen, scored)
     if model.is_moe:
         plan.reasons["model.experts"] = experts_reason(model)
     return plan
+
+
+def _padded_unless_faster(chosen: Scored, pool: list[Scored]) -> Scored:
+    """Grouping or packing only where it is predicted batching.MIN_GAIN faster than the
+    same configuration padded (it changes which samples share a step)."""
+    if batching_of(chosen.settings) == "padded":
+        return chosen
+    padded = with_changes(chosen.settings, dict.fromkeys(BATCH_FIELDS, False))
+    same = [s for s in pool if s.settings == padded]
+    if same and chosen.speed < same[0].speed * batching.MIN_GAIN:
+        return same[0]
+    return chosen
 
 
 def _longest_fitting_length(base: TrainSettings, score) -> int | None:
@@ -250,7 +261,7 @@ def _score(model, base, fixed, unavailable, hardware, stats=None) -> list[Scored
     for candidate in _candidates(base, fixed, unavailable, hardware, stats is not None):
         breakdown = predict_memory(model, candidate, hardware)
         fit = judge(model, candidate, hardware, breakdown.reserved_gib)
-        speed = real_token_speed(model, candidate, stats)
+        speed = real_token_speed(candidate, stats)
         out.append(Scored(candidate, breakdown, speed, fit))
     return out
 
@@ -269,30 +280,26 @@ def batching_of(settings: TrainSettings) -> str:
     return "grouped" if settings.memory.group_by_length else "padded"
 
 
-def batch_fill(model: ModelInfo, settings: TrainSettings, stats) -> tuple[float, float]:
-    """(real share of the tokens a micro-batch computes, tokens it computes), packing's
-    attention cost folded into the share; without a dataset every sample is taken as full."""
-    b, length = settings.training.micro_batch_size, settings.training.max_seq_length
+def batch_fill(settings: TrainSettings, stats) -> float:
+    """Real (non-padding) tokens a step carries, as a share of a full micro-batch's, with a
+    packed step's measured extra cost folded in. A padded or grouped step costs about what
+    a full one does (measured), so its share is the mean sample length over the maximum.
+    Without a dataset every sample is taken as full."""
     if stats is None:
-        return 1.0, b * length
+        return 1.0
     mode = batching_of(settings)
+    length = settings.training.max_seq_length
     if mode != "packed":
-        fill = (batching.padded_fill if mode == "padded" else batching.grouped_fill)(
-            stats.sample, b, length
-        )
-        return fill, b * batching.clipped_mean(stats.sample, length) / fill
+        real = batching.clipped_mean(stats.sample, length) / length
+        return real + (1 - real) * batching.GROUPED_PADDING_WON if mode == "grouped" else real
     attn = settings.model.attn_implementation
-    share = batching.attention_share(
-        model.hidden_size, model.params_linear / max(model.num_layers, 1), length
-    )
-    cost = batching.packed_attention_cost(share, b, "sdpa" if attn == "auto" else attn)
-    return batching.PACKED_FILL / cost, b * length
+    cost = batching.packed_step_cost("sdpa" if attn == "auto" else attn, settings.memory.backend)
+    return batching.PACKED_FILL / cost
 
 
-def real_token_speed(model: ModelInfo, settings: TrainSettings, stats) -> float:
+def real_token_speed(settings: TrainSettings, stats) -> float:
     """Non-padding tokens/s relative to SPEED_BASELINE (whose samples fill the length)."""
-    share, computed = batch_fill(model, settings, stats)
-    return relative_speed(settings, computed) * share
+    return relative_speed(settings) * batch_fill(settings, stats)
 
 
 def _cpu_settings(base: TrainSettings, fixed) -> TrainSettings:
@@ -391,18 +398,19 @@ def _reasons(model, chosen: Scored, scored: list[Scored], hardware) -> dict[str,
     return reasons
 
 
-def _batching_reason(model, s: TrainSettings, stats) -> str:
+def _batching_reason(s: TrainSettings, stats) -> str:
     """Which micro-batch filling, from the real share of tokens each would compute."""
     shares = {}
     for mode, flags in BATCHINGS.items():
         variant = with_changes(s, dict(zip(BATCH_FIELDS, flags, strict=True)))
-        shares[mode] = batch_fill(model, variant, stats)[0]
+        shares[mode] = batch_fill(variant, stats)
     chosen = batching_of(s)
     return (
         f"{chosen}: samples average {stats.mean:.0f} tokens (95th percentile {stats.p95}); "
         f"real tokens per micro-batch of {s.training.micro_batch_size} x "
         f"{s.training.max_seq_length}: padded {shares['padded']:.0%}, grouped by length "
-        f"{shares['grouped']:.0%}, packed {shares['packed']:.0%} (its attention cost counted)"
+        f"{shares['grouped']:.0%}, packed {shares['packed']:.0%} (a packed step's measured "
+        "cost counted)"
     )
 
 

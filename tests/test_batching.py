@@ -86,15 +86,10 @@ def test_a_packed_batch_loses_what_its_samples_lose_apart(tmp_path, attn):
 
 
 def test_padding_estimates():
-    same = [100] * 50
-    assert batching.padded_fill(same, 8, 512) == pytest.approx(1.0)
-    # Half the samples 10 tokens, half 100: a pair is padded to 100 unless both are short.
-    two = sorted([10] * 500 + [100] * 500)
-    assert batching.padded_fill(two, 2, 512) == pytest.approx(55 / (0.25 * 10 + 0.75 * 100))
-    assert batching.grouped_fill(two, 2, 512) == pytest.approx(batching.GROUPED_FILL_LOSS)
-    assert batching.padded_fill(two, 2, 50) == pytest.approx(30 / (0.25 * 10 + 0.75 * 50))
-    assert batching.packed_attention_cost(0.05, 8, "flash_attention_2") == 1.0
-    assert batching.packed_attention_cost(0.05, 8, "sdpa") == pytest.approx(1.4 / 1.05)
+    assert batching.clipped_mean([10, 100, 1000], 100) == pytest.approx(70)
+    assert batching.packed_step_cost("flash_attention_2", "liger") == 1.0
+    assert batching.packed_step_cost("sdpa", "liger") > 1.0
+    assert batching.packed_step_cost("sdpa", "unsloth") > 1.0
 
 
 def lengths_stats(lengths: list[int]):
