@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import threading
+from contextlib import redirect_stdout
 from pathlib import Path
 
 from finetune_tui.engine.errors import InputError
@@ -67,9 +68,14 @@ def run_headless(args: argparse.Namespace) -> int:
     from finetune_tui.engine.runner import run_training
     from finetune_tui.tui.fdcapture import captured_fds
 
-    with captured_fds(run_dir / LOG_FILE, enabled=True, fds=(2,)):
+    progress = sys.stdout  # progress lines only: what libraries print goes to the log
+    with captured_fds(run_dir / LOG_FILE, enabled=True, fds=(2,)), redirect_stdout(sys.stderr):
         finished = run_training(
-            settings, print_event, stop=stop, run_dir=run_dir, resume=bool(args.resume)
+            settings,
+            lambda event: print_event(event, progress),
+            stop=stop,
+            run_dir=run_dir,
+            resume=bool(args.resume),
         )
     if finished.status == "finished":
         if received:
@@ -144,18 +150,18 @@ def _install_signal_handlers(stop: threading.Event) -> list[int]:
     return received
 
 
-def say(line: str) -> None:
+def say(line: str, stream=None) -> None:
     """Print one line; a vanished terminal (SSH dropped) must not kill the run."""
     try:
-        print(line, flush=True)
+        print(line, file=stream or sys.stdout, flush=True)
     except (OSError, ValueError):
         pass
 
 
-def print_event(event: Event) -> None:
+def print_event(event: Event, stream=None) -> None:
     line = format_event(event)
     if line:
-        say(line)
+        say(line, stream)
 
 
 def format_event(event: Event) -> str | None:

@@ -31,14 +31,22 @@ class TokenCounter:
     def __init__(self, collate):
         self.collate = collate
         self.tokens = 0
+        self.longest = 0  # the longest sample trained on: what the length limit really was
 
     def __call__(self, features):
         batch = self.collate(features)
-        mask = batch.get("attention_mask") if hasattr(batch, "get") else None
+        if not hasattr(batch, "get"):
+            return batch
+        mask, ids = batch.get("attention_mask"), batch.get("input_ids")
+        positions = batch.get("position_ids")
         if mask is not None:
             self.tokens += int(mask.sum())
-        elif hasattr(batch, "get") and batch.get("input_ids") is not None:
-            self.tokens += int(batch["input_ids"].numel())
+            self.longest = max(self.longest, int(mask.sum(-1).max()))
+        elif ids is not None:
+            self.tokens += int(ids.numel())
+            # padding-free rows hold several samples whose positions restart at 0
+            longest = int(positions.max()) + 1 if positions is not None else ids.shape[-1]
+            self.longest = max(self.longest, longest)
         return batch
 
 
@@ -151,18 +159,30 @@ class DriftCallback(TrainerCallback):
         self.asked = asked  # SFTConfig argument -> the value finetune-tui passed
         self.chat_template = chat_template
         self.changes: list[str] = []
+        self.counter: TokenCounter | None = None  # sees the batches: the enforced length
 
     def on_train_begin(self, args, state, control, processing_class=None, **kwargs):
+        # max_length is judged by what trains, not by the argument: Unsloth moves the
+        # limit to its own field and truncates the dataset itself (see on_step_end).
         found = [
             f"{name}: asked {want!r}, training with {getattr(args, name)!r}"
             for name, want in self.asked.items()
-            if getattr(args, name, want) != want
+            if name != "max_length" and getattr(args, name, want) != want
         ]
         template = getattr(processing_class, "chat_template", self.chat_template)
         if template != self.chat_template:
             found.append("chat template: replaced")
+        self._report(found)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        limit = self.asked.get("max_length")
+        if limit and self.counter is not None and self.counter.longest > limit:
+            longest = self.counter.longest
+            self._report([f"max_length: asked {limit}, trained on samples of {longest} tokens"])
+
+    def _report(self, found: list[str]) -> None:
         for change in found:
-            if change not in self.changes:
+            if change.split(":")[0] not in {c.split(":")[0] for c in self.changes}:
                 self.changes.append(change)
                 self.sink(Notice(f"changed by the backend: {change}", level="warning"))
 

@@ -299,7 +299,7 @@ def _build_trainer(settings: TrainSettings, inputs: _Inputs, run_dir: Path, emit
         callbacks=[events, stopper, drift],
     )
     trainer.remove_callback(PrinterCallback)
-    events.counter = count_training_tokens(trainer)
+    events.counter = drift.counter = count_training_tokens(trainer)
     trainable, total = trainer.model.get_nb_trainable_parameters()
     events.started.update(trainable_params=trainable, total_params=total)
     targets = trainer.model.peft_config["default"].target_modules

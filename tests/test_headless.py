@@ -111,3 +111,25 @@ def test_durations_read_the_same_in_progress_lines_and_the_panel():
         "1:05",
         "1:02:06",
     ]
+
+
+def test_library_prints_stay_off_the_progress_lines(tmp_path, monkeypatch, capsys):
+    """Unsloth prints its banner and notices with print(): headless stdout keeps only the
+    progress lines the README promises; the library's text goes to stderr (the run log)."""
+    from types import SimpleNamespace
+
+    from finetune_tui.engine import runner
+    from finetune_tui.engine.events import Notice
+    from finetune_tui.main import main
+
+    def noisy(settings, emit, stop=None, run_dir=None, resume=False):
+        print("Unsloth: Will patch your computer to enable 2x faster free finetuning.")
+        emit(Notice("a progress notice"))
+        return SimpleNamespace(status="finished")
+
+    monkeypatch.setattr(runner, "run_training", noisy)
+    code = main(["--preset", str(DEMO_PRESET), "--output", str(tmp_path / "run")])
+    captured = capsys.readouterr()
+    assert code == 0
+    assert "a progress notice" in captured.out and "Unsloth" not in captured.out
+    assert "Unsloth" in captured.err

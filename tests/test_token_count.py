@@ -31,3 +31,39 @@ def test_our_token_count_matches_trl_and_skips_evaluation(tmp_path):
         assert 0 <= ours[step] - trl[step] <= batch_tokens, (step, ours, trl)
     lines = [line for line in result.stdout.splitlines() if line.startswith("step ")]
     assert all(" 0 tok/s" not in line for line in lines)
+
+
+def test_a_moved_length_limit_is_a_change_only_when_longer_samples_train():
+    """Unsloth sets SFTConfig.max_length to None and truncates the data itself: that is no
+    change. A sample longer than the asked limit reaching a batch is one, said once."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from finetune_tui.engine.callbacks import DriftCallback, TokenCounter
+
+    notices = []
+    drift = DriftCallback(notices.append, {"max_length": 8, "per_device_train_batch_size": 2}, None)
+    padded = {
+        "input_ids": torch.ones(2, 8),
+        "attention_mask": torch.tensor([[1] * 8, [1] * 5 + [0] * 3]),
+    }
+    drift.counter = TokenCounter(lambda features: padded)
+    args = SimpleNamespace(max_length=None, per_device_train_batch_size=2)
+    drift.on_train_begin(args, None, None)
+    drift.counter([])
+    drift.on_step_end(args, None, None)
+    assert drift.changes == [] and notices == []
+    assert drift.counter.tokens == 13 and drift.counter.longest == 8
+
+    packed = {
+        "input_ids": torch.ones(1, 14),
+        "position_ids": torch.tensor([list(range(12)) + [0, 1]]),
+    }
+    drift.counter.collate = lambda features: packed
+    drift.counter([])
+    drift.on_step_end(args, None, None)
+    drift.on_step_end(args, None, None)
+    assert drift.counter.longest == 12
+    assert drift.changes == ["max_length: asked 8, trained on samples of 12 tokens"]
+    assert len(notices) == 1

@@ -81,6 +81,7 @@ class TrainScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
+        self.query_one(VramChart).display = False  # shown once there is VRAM to draw (GPU)
         if hasattr(self.app, "train_screen"):
             self.app.train_screen = self
         if self.attach_to is not None:  # read-only: this screen cannot start a run
@@ -149,9 +150,11 @@ class TrainScreen(Screen):
 
     def show_predicted(self) -> None:
         """The planner's peak, drawn before the first step so the bars grow towards it."""
-        self.query_one(VramChart).predicted = self.predicted_gib
+        chart = self.query_one(VramChart)
+        chart.predicted = self.predicted_gib
         if self.predicted_gib is None:
             return
+        chart.display = True
         if not self.vram:
             self.query_one("#vram-label", Static).update(
                 f"VRAM GiB reserved: predicted peak {self.predicted_gib:.2f} (yellow line)"
@@ -241,7 +244,8 @@ class TrainScreen(Screen):
             f"tokens/s: {self.speeds[-1]:,.0f} now, {max(self.speeds):,.0f} best"
         )
         if self.vram:
-            self.query_one(VramChart).values = self.vram
+            chart = self.query_one(VramChart)
+            chart.values, chart.display = self.vram, True
             predicted = (
                 f" / predicted {self.predicted_gib:.2f} (yellow line)" if self.predicted_gib else ""
             )
