@@ -81,33 +81,19 @@ def import_unsloth_first() -> None:
 
 def load_unsloth_model(model_path: str, settings, device):
     """Unsloth's FastLanguageModel path: its own loader, LoRA and checkpointing."""
-    from unsloth import FastLanguageModel
+    from .recipe import load_unsloth_model
 
-    from .loading import torch_dtype
-
-    model, tokenizer = FastLanguageModel.from_pretrained(
-        model_name=model_path,
-        max_seq_length=settings.training.max_seq_length,
-        dtype=torch_dtype(device.compute_dtype),
-        load_in_4bit=settings.quantization.mode in {"nf4", "fp4"},
-        load_in_8bit=settings.quantization.mode == "8bit",
-    )
-    checkpointing = {"off": False, "on": True, "unsloth": "unsloth"}
     lora = settings.lora
-    targets = (
-        ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-        if lora.target_modules == "auto"
-        else list(lora.target_modules)
+    return load_unsloth_model(
+        model_path,
+        settings.training.max_seq_length,
+        device.compute_dtype,
+        settings.quantization.mode,
+        "auto" if lora.target_modules == "auto" else list(lora.target_modules),
+        lora.r,
+        lora.alpha,
+        lora.dropout,
+        lora.use_rslora,
+        settings.memory.gradient_checkpointing,
+        settings.training.seed,
     )
-    model = FastLanguageModel.get_peft_model(
-        model,
-        r=lora.r,
-        lora_alpha=lora.alpha,
-        lora_dropout=lora.dropout,
-        target_modules=targets,
-        use_gradient_checkpointing=checkpointing[settings.memory.gradient_checkpointing],
-        random_state=settings.training.seed,
-        use_rslora=lora.use_rslora,
-        bias="none",
-    )
-    return model, tokenizer

@@ -9,6 +9,7 @@ formatting into code, so a path holding quotes, backslashes or newlines stays da
 from __future__ import annotations
 
 import datetime
+import inspect
 import json
 import math
 import shlex
@@ -18,8 +19,9 @@ from pathlib import Path
 
 from .data import ALPACA_PROMPT, ALPACA_PROMPT_NO_INPUT, SHAREGPT_ROLES, SUFFIXES
 from .errors import InputError, OutputExistsError
-from .loading import DTYPE_NAMES, OPTIMIZER_NAMES
+from .loading import OPTIMIZER_NAMES
 from .preset import dump_preset
+from .recipe import HF_FUNCTIONS, UNSLOTH_FUNCTIONS
 from .safe_io import write_text_atomic
 from .settings import DEMO, TrainSettings
 
@@ -80,7 +82,7 @@ def export_run(
     outputs = [p for p in (script_path, preset_path, config_path) if p is not None]
     check_export_targets(outputs, (*inputs, *settings.input_paths()), force)
     files = {
-        script_path: render_script(settings, reasons or {}),
+        script_path: render_script(settings, reasons or {}, distributed if gpus > 1 else None),
         preset_path: dump_preset(settings),
     }
     if config_path is not None:
@@ -134,9 +136,13 @@ def _identity(path: Path) -> object:
 # --- the script --------------------------------------------------------------------------
 
 
-def render_script(settings: TrainSettings, reasons: dict[str, str]) -> str:
+def render_script(
+    settings: TrainSettings, reasons: dict[str, str], distributed: str | None = None
+) -> str:
+    """The standalone script; `distributed` (fsdp / deepspeed) when launched on several GPUs."""
+    head = _header(settings, distributed)
     sections = [
-        _header(settings) + "\n\n" + _imports(settings) + "\n\n" + _constants(settings, reasons),
+        head + "\n\n" + _imports(settings) + "\n\n" + _constants(settings, reasons),
         _data_code(settings),
         _model_code(settings),
         _main_code(settings),
@@ -144,8 +150,10 @@ def render_script(settings: TrainSettings, reasons: dict[str, str]) -> str:
     return "\n\n\n".join(s.strip("\n") for s in sections) + "\n"
 
 
-def packages_used(settings: TrainSettings) -> list[str]:
+def packages_used(settings: TrainSettings, distributed: str | None = None) -> list[str]:
     used = list(ALWAYS)
+    if distributed == "deepspeed":
+        used.append("deepspeed")
     if settings.quantization.mode != "none" or settings.training.optimizer != "adamw_torch":
         used.append("bitsandbytes")
     if settings.memory.backend == "liger":
@@ -155,11 +163,11 @@ def packages_used(settings: TrainSettings) -> list[str]:
     return used
 
 
-def _header(settings: TrainSettings) -> str:
+def _header(settings: TrainSettings, distributed: str | None) -> str:
     pins = []
-    for name in packages_used(settings):
-        try:
-            pins.append(f"#   {name}=={version(name)}")
+    for name in packages_used(settings, distributed):
+        try:  # without a local build tag: torch 2.13.0+cpu here is torch 2.13.0 on a GPU
+            pins.append(f"#   {name}=={version(name).split('+')[0]}")
         except PackageNotFoundError:
             pins.append(f"#   {name}")
     today = datetime.date.today().isoformat()
@@ -191,19 +199,11 @@ def _imports(settings: TrainSettings) -> str:
     unsloth = settings.memory.backend == "unsloth"
     names: dict[str, set[str]] = {
         "datasets": {"Dataset"},
-        "transformers": {"AutoTokenizer", "TrainerCallback"},
-        "transformers.trainer_callback": {"PrinterCallback"},
+        "transformers": {"TrainerCallback", "AutoTokenizer"},
         "trl": {"SFTConfig", "SFTTrainer"},
     }
     if _file_kind(settings) == "disk":
         names["datasets"] |= {"DatasetDict", "load_from_disk"}
-    if unsloth:
-        names["unsloth"] = {"FastLanguageModel"}
-    else:
-        names["peft"] = {"LoraConfig"}
-        names["transformers"].add("AutoModelForCausalLM")
-        if settings.quantization.mode != "none":
-            names["transformers"].add("BitsAndBytesConfig")
     if settings.memory.backend == "liger":
         names["liger_kernel.transformers.monkey_patch"] = {"_apply_liger_kernel_to_instance"}
     third_party = ["import torch", "import transformers"] + [
@@ -239,13 +239,13 @@ def _constants(settings: TrainSettings, reasons: dict[str, str]) -> str:
     model = _resolved_model(s)
     data = _resolved_data(s)
     t = s.training
+    hf = s.memory.backend != "unsloth"  # Unsloth picks its own attention and 4-bit storage
     lines = [
         "# --- settings (from the finetune-tui preset; edit here or override on the command line)",
         const("MODEL", model, "model.name_or_path"),
         const("TRUST_REMOTE_CODE", s.model.trust_remote_code, "model.trust_remote_code"),
-        const("ATTENTION", _attention(s), "model.attn_implementation"),
+        *([const("ATTENTION", s.model.attn_implementation, "model.attn_implementation")] * hf),
         const("DATA", data, "dataset.path"),
-        const("DATA_FORMAT", _data_format(s), "dataset.format"),
         const("EVAL_FRACTION", s.dataset.eval_fraction, "dataset.eval_fraction"),
         const("MAX_SAMPLES", s.dataset.max_samples, "dataset.max_samples"),
         const("LORA_R", s.lora.r, "lora.r"),
@@ -254,7 +254,7 @@ def _constants(settings: TrainSettings, reasons: dict[str, str]) -> str:
         const("LORA_TARGETS", _targets(s), "lora.target_modules"),
         const("USE_RSLORA", s.lora.use_rslora, "lora.use_rslora"),
         const("QUANTIZATION", s.quantization.mode, "quantization.mode"),
-        const("DOUBLE_QUANT", s.quantization.double_quant, "quantization.double_quant"),
+        *([const("DOUBLE_QUANT", s.quantization.double_quant, "quantization.double_quant")] * hf),
         const("COMPUTE_DTYPE", s.quantization.compute_dtype, "quantization.compute_dtype"),
         const(
             "GRADIENT_CHECKPOINTING",
@@ -299,7 +299,20 @@ def _constants(settings: TrainSettings, reasons: dict[str, str]) -> str:
     return "\n".join(lines)
 
 
+# What a setting means in the script, where the schema's text would be wrong.
+SCRIPT_NOTES = {
+    "model.name_or_path": "model folder or Hub ID (--model overrides)",
+    "model.attn_implementation": (
+        "attention kernel; 'auto': flash-attention if installed where this runs, else sdpa"
+    ),
+    "dataset.path": "dataset file or save_to_disk folder (--data overrides)",
+    "output.dir": "checkpoints, losses.jsonl and the adapter go here (--output overrides)",
+}
+
+
 def _description(field: str) -> str:
+    if field in SCRIPT_NOTES:
+        return SCRIPT_NOTES[field]
     section, name = field.split(".")
     model = TrainSettings.model_fields[section].annotation
     return model.model_fields[name].description or ""
@@ -335,12 +348,6 @@ def _file_kind(settings: TrainSettings) -> str:
     if path.is_dir():
         return "disk"
     return SUFFIXES.get(path.suffix.lower(), "jsonl")
-
-
-def _attention(settings: TrainSettings) -> str:
-    from .loading import attention_implementation
-
-    return attention_implementation(settings)
 
 
 def _targets(settings: TrainSettings) -> object:
@@ -439,100 +446,42 @@ def load_datasets(path, eos_token):
 
 
 def _model_code(settings: TrainSettings) -> str:
-    dtype_map = literal(DTYPE_NAMES)
-    code = f'''
-def compute_dtype():
-    """bf16 where the GPU supports it, fp16 before Ampere, fp32 on CPU."""
-    if not torch.cuda.is_available():
-        return "fp32" if COMPUTE_DTYPE == "auto" else COMPUTE_DTYPE
-    if COMPUTE_DTYPE == "auto":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return COMPUTE_DTYPE
+    """The recipe's model side, verbatim: the functions the runner itself calls."""
+    functions = UNSLOTH_FUNCTIONS if settings.memory.backend == "unsloth" else HF_FUNCTIONS
+    return "\n\n".join(inspect.getsource(function) for function in functions)
 
 
-DTYPES = {dtype_map}
-
-
-def torch_dtype(name):
-    return getattr(torch, DTYPES[name])
-
-'''
+def _load_call(settings: TrainSettings) -> str:
+    """main()'s lines that build the model and LoRA from the constants block."""
     if settings.memory.backend == "unsloth":
-        return (
-            code
-            + '''
-def load_model(path, dtype):
-    """Unsloth's loader, LoRA and checkpointing."""
-    model, _ = FastLanguageModel.from_pretrained(
-        model_name=path,
-        max_seq_length=MAX_SEQ_LENGTH,
-        dtype=torch_dtype(dtype),
-        load_in_4bit=QUANTIZATION in ("nf4", "fp4"),
-        load_in_8bit=QUANTIZATION == "8bit",
+        return """    model, _ = load_unsloth_model(
+        args.model,
+        MAX_SEQ_LENGTH,
+        dtype,
+        QUANTIZATION,
+        LORA_TARGETS,
+        LORA_R,
+        LORA_ALPHA,
+        LORA_DROPOUT,
+        USE_RSLORA,
+        GRADIENT_CHECKPOINTING,
+        SEED,
     )
-    targets = LORA_TARGETS
-    if targets == "all-linear":
-        targets = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-    checkpointing = {"off": False, "on": True, "unsloth": "unsloth"}[GRADIENT_CHECKPOINTING]
-    model = FastLanguageModel.get_peft_model(
-        model,
-        r=LORA_R,
-        lora_alpha=LORA_ALPHA,
-        lora_dropout=LORA_DROPOUT,
-        target_modules=targets,
-        use_gradient_checkpointing=checkpointing,
-        random_state=SEED,
-        use_rslora=USE_RSLORA,
-        bias="none",
-    )
-    return model, None
-'''
-        )
-    quant = (
-        """
-    if QUANTIZATION == "8bit":
-        kwargs.update(quantization_config=BitsAndBytesConfig(load_in_8bit=True), device_map={"": 0})
-    elif QUANTIZATION in ("nf4", "fp4"):
-        kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True,
-            bnb_4bit_quant_type=QUANTIZATION,
-            bnb_4bit_use_double_quant=DOUBLE_QUANT,
-            bnb_4bit_compute_dtype=torch_dtype(dtype),
-            bnb_4bit_quant_storage=torch_dtype(dtype),
-        )
-        kwargs["device_map"] = {"": 0}"""
-        if settings.quantization.mode != "none"
-        else ""
-    )
+    lora = None  # Unsloth has applied LoRA itself"""
     liger = (
-        """
-    _apply_liger_kernel_to_instance(model=model, fused_linear_cross_entropy=False)"""
-        if (settings.memory.backend == "liger")
+        "\n    _apply_liger_kernel_to_instance(model=model, fused_linear_cross_entropy=False)"
+        if settings.memory.backend == "liger"
         else ""
     )
-    return (
-        code
-        + f"""
-def load_model(path, dtype):
-    kwargs = {{
-        "dtype": torch_dtype(dtype),
-        "attn_implementation": ATTENTION,
-        "trust_remote_code": TRUST_REMOTE_CODE,
-    }}{quant}
-    model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
-    model.config.use_cache = False{liger}
-    lora = LoraConfig(
-        r=LORA_R,
-        lora_alpha=LORA_ALPHA,
-        lora_dropout=LORA_DROPOUT,
-        target_modules=LORA_TARGETS,
-        use_rslora=USE_RSLORA,
-        bias="none",
-        task_type="CAUSAL_LM",
-    )
-    return model, lora
-"""
-    )
+    return f"""    model = load_model(
+        args.model,
+        dtype,
+        attention_implementation(ATTENTION),
+        QUANTIZATION,
+        DOUBLE_QUANT,
+        TRUST_REMOTE_CODE,
+    ){liger}
+    lora = lora_config(LORA_TARGETS, LORA_R, LORA_ALPHA, LORA_DROPOUT, USE_RSLORA)"""
 
 
 def _main_code(settings: TrainSettings) -> str:
@@ -580,10 +529,10 @@ def main():
         tokenizer.pad_token = tokenizer.eos_token
     train, evaluation = load_datasets(args.data, tokenizer.eos_token)
 
-    dtype = compute_dtype()
+    dtype = compute_dtype(COMPUTE_DTYPE)
     on_gpu = torch.cuda.is_available()
     transformers.set_seed(SEED)
-    model, lora = load_model(args.model, dtype)
+{_load_call(settings)}
     checkpointing = {checkpointing}
     config = SFTConfig(
         output_dir=str(output / "checkpoints"),
@@ -613,8 +562,8 @@ def main():
         use_cpu=not on_gpu,
         gradient_checkpointing=checkpointing,
         gradient_checkpointing_kwargs={{"use_reentrant": USE_REENTRANT}},
-        # packed samples stay apart by their position ids with sdpa, eager and flash kernels
-        packing=PACKING and ("flash" in ATTENTION or ATTENTION in ("sdpa", "eager")),
+        # packed samples stay apart by their position ids (sdpa, eager) or by flash's own
+        packing=PACKING,
         train_sampling_strategy="group_by_length" if GROUP_BY_LENGTH and not PACKING else "random",
         report_to=REPORT_TO,
         dataloader_num_workers=0,
@@ -630,7 +579,6 @@ def main():
         callbacks=[LossLog(output / "losses.jsonl")]
         + ([EpochCheckpoints()] if SAVE_EVERY_EPOCH else []),
     )
-    trainer.remove_callback(PrinterCallback)
     trainer.train()
     trainer.save_model(str(output / "adapter"))
     tokenizer.save_pretrained(str(output / "adapter"))

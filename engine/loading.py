@@ -1,8 +1,9 @@
 """Model, tokenizer, quantisation and LoRA construction from `TrainSettings`.
 
-Everything here is what the exported script does too, line for line in spirit: resolve
-the model, pick the compute dtype, build the BitsAndBytesConfig and the LoraConfig with
-targets derived from the model's own module names.
+The recipe itself (dtype, attention, quantisation, device map, the model, LoRA) lives in
+recipe.py, which the exported script copies verbatim; here are the settings-aware wrappers
+around it: the model path, remote code, CUDA checks, one-line errors, and LoRA targets
+derived from the model's own module names.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from pathlib import Path
 from .errors import InputError, ModelError
 from .settings import DEMO, TrainSettings
 
-DTYPE_NAMES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
 OPTIMIZER_NAMES = {
     "adamw_torch": "adamw_torch",
     "adamw_8bit": "adamw_bnb_8bit",
@@ -78,18 +78,19 @@ def check_remote_code(model_path: str, settings: TrainSettings) -> str | None:
 
 
 def choose_device(settings: TrainSettings) -> Device:
-    """CUDA when present, else CPU; 'auto' dtype = bf16 where supported, fp16 before Ampere."""
+    """CUDA when present, else CPU, in the recipe's dtype; bf16 asked of a GPU without it
+    is refused here, with the card's name."""
     import torch
 
-    wanted = settings.quantization.compute_dtype
+    from .recipe import compute_dtype
+
+    dtype = compute_dtype(settings.quantization.compute_dtype)
     if not torch.cuda.is_available():
-        return Device("cpu", "CPU", "fp32" if wanted == "auto" else wanted)
+        return Device("cpu", "CPU", dtype)
     name = torch.cuda.get_device_name(0)
-    if wanted == "auto":
-        wanted = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    elif wanted == "bf16" and not torch.cuda.is_bf16_supported():
+    if dtype == "bf16" and not torch.cuda.is_bf16_supported():
         raise InputError(f"quantization.compute_dtype: bf16 is not supported on {name}; use fp16")
-    return Device("cuda", name, wanted)
+    return Device("cuda", name, dtype)
 
 
 def check_backend_support(settings: TrainSettings, device: Device) -> None:
@@ -112,38 +113,10 @@ def check_backend_support(settings: TrainSettings, device: Device) -> None:
         )
 
 
-def torch_dtype(name: str):
-    import torch
-
-    return getattr(torch, DTYPE_NAMES[name])
-
-
-def quantization_config(settings: TrainSettings, device: Device):
-    """BitsAndBytesConfig for 8-bit / 4-bit base weights, None for 16/32-bit."""
-    mode = settings.quantization.mode
-    if mode == "none":
-        return None
-    from transformers import BitsAndBytesConfig
-
-    if mode == "8bit":
-        return BitsAndBytesConfig(load_in_8bit=True)
-    return BitsAndBytesConfig(
-        load_in_4bit=True,
-        bnb_4bit_quant_type=mode,
-        bnb_4bit_use_double_quant=settings.quantization.double_quant,
-        bnb_4bit_compute_dtype=torch_dtype(device.compute_dtype),
-        bnb_4bit_quant_storage=torch_dtype(device.compute_dtype),
-    )
-
-
 def attention_implementation(settings: TrainSettings) -> str:
-    """'auto': a flash kernel when installed (keeps packed sequences apart), else sdpa."""
-    wanted = settings.model.attn_implementation
-    if wanted != "auto":
-        return wanted
-    if importlib.util.find_spec("flash_attn") is not None:
-        return "flash_attention_2"
-    return "sdpa"
+    from .recipe import attention_implementation
+
+    return attention_implementation(settings.model.attn_implementation)
 
 
 def load_tokenizer(model_path: str, settings: TrainSettings):
@@ -161,19 +134,19 @@ def load_tokenizer(model_path: str, settings: TrainSettings):
 
 
 def load_model(model_path: str, settings: TrainSettings, device: Device, attn: str):
-    from transformers import AutoModelForCausalLM
+    """The recipe's loader, with a one-line error naming what the user can do."""
+    from .recipe import load_model
 
-    kwargs = {
-        "dtype": torch_dtype(device.compute_dtype),
-        "attn_implementation": attn,
-        "trust_remote_code": settings.model.trust_remote_code,
-    }
-    quant = quantization_config(settings, device)
-    if quant is not None:
-        kwargs["quantization_config"] = quant
-        kwargs["device_map"] = {"": 0}
+    q = settings.quantization
     try:
-        model = AutoModelForCausalLM.from_pretrained(model_path, **kwargs)
+        return load_model(
+            model_path,
+            device.compute_dtype,
+            attn,
+            q.mode,
+            q.double_quant,
+            settings.model.trust_remote_code,
+        )
     except (OSError, ValueError) as exc:
         files = remote_code_files(model_path)
         if files and not settings.model.trust_remote_code:
@@ -182,8 +155,6 @@ def load_model(model_path: str, settings: TrainSettings, device: Device, attn: s
                 "it runs only with model.trust_remote_code: true, if you trust its source"
             ) from None
         raise ModelError(f"{settings.model.name_or_path}: cannot load model: {exc}") from None
-    model.config.use_cache = False
-    return model
 
 
 def lora_target_modules(model, settings: TrainSettings) -> list[str]:
@@ -211,15 +182,8 @@ def _is_linear(module) -> bool:
 
 
 def lora_config(model, settings: TrainSettings):
-    from peft import LoraConfig
+    from .recipe import lora_config
 
     lora = settings.lora
-    return LoraConfig(
-        r=lora.r,
-        lora_alpha=lora.alpha,
-        lora_dropout=lora.dropout,
-        target_modules=lora_target_modules(model, settings),
-        use_rslora=lora.use_rslora,
-        bias="none",
-        task_type="CAUSAL_LM",
-    )
+    targets = lora_target_modules(model, settings)
+    return lora_config(targets, lora.r, lora.alpha, lora.dropout, lora.use_rslora)

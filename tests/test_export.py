@@ -84,6 +84,8 @@ def test_script_is_standalone():
     assert "finetune_tui" not in imported
     assert imported <= {
         "argparse",
+        "importlib",
+        "os",
         "json",
         "pathlib",
         "torch",
@@ -205,3 +207,45 @@ def test_scripts_never_carry_tokens(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_TOKEN", "hf_secret_value_123")
     script = render_script(load_preset(DEMO_PRESET), {})
     assert "hf_secret_value_123" not in script
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["quantization.mode=nf4", "memory.backend=liger"],
+        ["memory.backend=unsloth", "memory.gradient_checkpointing=unsloth"],
+        ["dataset.format=text", "memory.packing=true"],
+    ],
+)
+def test_the_script_is_the_recipe_and_reads_every_constant_it_defines(overrides):
+    """The model side is engine/recipe.py's functions byte for byte, so the script cannot
+    drift from the runner; and no constant is there for show (changing it changes the run)."""
+    import ast
+    import inspect
+
+    from finetune_tui.engine import recipe
+
+    script = render_script(load_preset(DEMO_PRESET, overrides), {})
+    tree = ast.parse(script)
+    defined = {
+        node.name: ast.get_source_segment(script, node)
+        for node in tree.body
+        if isinstance(node, ast.FunctionDef)
+    }
+    unsloth = "memory.backend=unsloth" in overrides
+    for function in recipe.UNSLOTH_FUNCTIONS if unsloth else recipe.HF_FUNCTIONS:
+        assert defined[function.__name__] == inspect.getsource(function).rstrip("\n")
+    constants = {
+        target.id
+        for node in tree.body
+        if isinstance(node, ast.Assign)
+        for target in node.targets
+        if isinstance(target, ast.Name) and target.id.isupper()
+    }
+    read = {
+        node.id
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load)
+    }
+    assert constants and constants <= read, sorted(constants - read)
+    assert 'device_map={"": 0}' not in script and "+cpu" not in script

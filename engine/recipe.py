@@ -1,0 +1,155 @@
+"""The training recipe's model side, written once.
+
+The runner calls these functions, and the exported script carries their source verbatim
+(engine/export.py copies them with `inspect.getsource`; a test compares them byte for
+byte), so what the script does cannot drift from what the run did. Hence the rules here:
+plain values in and out (no settings objects), imports inside the functions (startup
+stays fast, and the copies run in a script that imports nothing of ours), comments that
+read right in a script, and every run-time decision (device, dtype, attention, device
+map) taken where training runs, not where the script was exported.
+"""
+
+
+def compute_dtype(wanted):
+    """'auto': bf16 where the GPU supports it, fp16 before Ampere, fp32 on a CPU."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return "fp32" if wanted == "auto" else wanted
+    if wanted == "auto":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return wanted
+
+
+def torch_dtype(name):
+    import torch
+
+    return getattr(torch, {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}[name])
+
+
+def attention_implementation(wanted):
+    """'auto': flash-attention when it is installed here, else sdpa (both keep packed
+    samples apart: sdpa through the position ids that restart at every sample)."""
+    import importlib.util
+
+    if wanted != "auto":
+        return wanted
+    return "flash_attention_2" if importlib.util.find_spec("flash_attn") else "sdpa"
+
+
+def quantization_config(mode, double_quant, dtype):
+    """bitsandbytes 8-bit or 4-bit (nf4 / fp4) base weights; None for 16/32-bit."""
+    if mode == "none":
+        return None
+    from transformers import BitsAndBytesConfig
+
+    if mode == "8bit":
+        return BitsAndBytesConfig(load_in_8bit=True)
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type=mode,
+        bnb_4bit_use_double_quant=double_quant,
+        bnb_4bit_compute_dtype=torch_dtype(dtype),
+        bnb_4bit_quant_storage=torch_dtype(dtype),
+    )
+
+
+def quantized_device_map():
+    """Quantised weights are placed as they load: on this process's own GPU (LOCAL_RANK
+    under `accelerate launch`, so every rank holds its own copy), and nowhere under
+    DeepSpeed ZeRO-3, which places them itself and refuses a device map."""
+    import os
+
+    from transformers.integrations import is_deepspeed_zero3_enabled
+
+    if is_deepspeed_zero3_enabled():
+        return None
+    return {"": int(os.environ.get("LOCAL_RANK", "0"))}
+
+
+def load_model(path, dtype, attention, quantization, double_quant, trust_remote_code):
+    """The base model, quantised or not, ready for LoRA (no generation cache)."""
+    from transformers import AutoModelForCausalLM
+
+    kwargs = {
+        "dtype": torch_dtype(dtype),
+        "attn_implementation": attention,
+        "trust_remote_code": trust_remote_code,
+    }
+    quant = quantization_config(quantization, double_quant, dtype)
+    if quant is not None:
+        kwargs["quantization_config"] = quant
+        device_map = quantized_device_map()
+        if device_map is not None:
+            kwargs["device_map"] = device_map
+    model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    model.config.use_cache = False
+    return model
+
+
+def lora_config(targets, r, alpha, dropout, use_rslora):
+    """PEFT LoRA on `targets` (module names, or "all-linear": every linear but the head)."""
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=r,
+        lora_alpha=alpha,
+        lora_dropout=dropout,
+        target_modules=targets,
+        use_rslora=use_rslora,
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+
+
+def load_unsloth_model(
+    path,
+    max_length,
+    dtype,
+    quantization,
+    targets,
+    r,
+    alpha,
+    dropout,
+    use_rslora,
+    checkpointing,
+    seed,
+):
+    """Unsloth's own loader, LoRA and checkpointing ("unsloth" offloads to CPU)."""
+    from unsloth import FastLanguageModel
+
+    model, tokenizer = FastLanguageModel.from_pretrained(
+        model_name=path,
+        max_seq_length=max_length,
+        dtype=torch_dtype(dtype),
+        load_in_4bit=quantization in ("nf4", "fp4"),
+        load_in_8bit=quantization == "8bit",
+    )
+    offload = {"off": False, "on": True, "unsloth": "unsloth"}[checkpointing]
+    if targets in ("auto", "all-linear"):
+        targets = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    model = FastLanguageModel.get_peft_model(
+        model,
+        r=r,
+        lora_alpha=alpha,
+        lora_dropout=dropout,
+        target_modules=targets,
+        use_gradient_checkpointing=offload,
+        random_state=seed,
+        use_rslora=use_rslora,
+        bias="none",
+    )
+    return model, tokenizer
+
+
+# What the exported script copies, in order, for each backend's model side.
+HF_FUNCTIONS = (
+    compute_dtype,
+    torch_dtype,
+    attention_implementation,
+    quantization_config,
+    quantized_device_map,
+    load_model,
+    lora_config,
+)
+UNSLOTH_FUNCTIONS = (compute_dtype, torch_dtype, load_unsloth_model)
