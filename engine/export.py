@@ -19,7 +19,7 @@ from pathlib import Path
 
 from .data import ALPACA_PROMPT, ALPACA_PROMPT_NO_INPUT, SHAREGPT_ROLES, SUFFIXES
 from .errors import InputError, OutputExistsError
-from .loading import OPTIMIZER_NAMES
+from .options import OPTIMIZERS
 from .preset import dump_preset
 from .recipe import HF_FUNCTIONS, UNSLOTH_FUNCTIONS
 from .safe_io import write_text_atomic
@@ -276,7 +276,7 @@ def _constants(settings: TrainSettings, reasons: dict[str, str]) -> str:
         const("WARMUP_RATIO", t.warmup_ratio, "training.warmup_ratio"),
         const("EPOCHS", t.epochs, "training.epochs"),
         const("MAX_STEPS", t.max_steps, "training.max_steps"),
-        const("OPTIMIZER", OPTIMIZER_NAMES[t.optimizer], "training.optimizer"),
+        const("OPTIMIZER", OPTIMIZERS[t.optimizer].hf_name, "training.optimizer"),
         const("WEIGHT_DECAY", t.weight_decay, "training.weight_decay"),
         const("MAX_GRAD_NORM", t.max_grad_norm, "training.max_grad_norm"),
         const("LOGGING_STEPS", t.logging_steps, "training.logging_steps"),

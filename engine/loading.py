@@ -14,14 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import InputError, ModelError
+from .options import NEEDS_CUDA, cuda_only
 from .settings import DEMO, TrainSettings
-
-OPTIMIZER_NAMES = {
-    "adamw_torch": "adamw_torch",
-    "adamw_8bit": "adamw_bnb_8bit",
-    "paged_adamw_8bit": "paged_adamw_8bit",
-    "paged_adamw_32bit": "paged_adamw_32bit",
-}
 
 
 @dataclass(frozen=True)
@@ -95,18 +89,11 @@ def choose_device(settings: TrainSettings) -> Device:
 
 def check_backend_support(settings: TrainSettings, device: Device) -> None:
     """Refuse combinations that cannot run here, with the reason, before loading anything."""
-    needs_cuda = {
-        "quantization.mode": settings.quantization.mode != "none",
-        "training.optimizer": settings.training.optimizer != "adamw_torch",
-        "memory.backend": settings.memory.backend != "hf",
-    }
     if device.kind != "cuda":
-        for field, used in needs_cuda.items():
-            if used:
-                raise InputError(
-                    f"{field}: {settings.value(field)} needs an NVIDIA GPU (CUDA); "
-                    "this machine has none"
-                )
+        for option in cuda_only():
+            field, value = option.split("=")
+            if settings.value(field) == value:
+                raise InputError(f"{field}: {value} {NEEDS_CUDA}")
     if settings.memory.backend == "unsloth" and importlib.util.find_spec("unsloth") is None:
         raise InputError(
             "memory.backend: unsloth is not installed (pip install 'finetune-tui[unsloth]')"

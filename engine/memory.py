@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass
 
 from .batching import mask_bytes
 from .models import ModelInfo
+from .options import OPTIMIZERS
 from .settings import TrainSettings
 
 GIB = 2**30
@@ -39,12 +40,6 @@ COEFFICIENTS = {
 # uncheckpointed 6-layer V2-Lite row; the other DeepSeek rows check it).
 FULL_LOGITS_TYPES = {"deepseek_v2", "deepseek_v3"}
 EXTRA_ACT_H = {"deepseek_v2": 177.0, "deepseek_v3": 177.0}
-OPTIMIZER_BYTES = {
-    "adamw_torch": 8.0,
-    "adamw_8bit": 2.0,
-    "paged_adamw_8bit": 2.0,
-    "paged_adamw_32bit": 8.0,
-}
 DTYPE_BYTES = {"bf16": 2, "fp16": 2, "fp32": 4, "auto": 2}
 # The CUDA context nvidia-smi shows beside torch's pool: 1.82 GiB measured on an H100
 # (CUDA 13); consumer cards load far less (not measured here: no such card was lent).
@@ -96,8 +91,8 @@ def lora_state_bytes(model: ModelInfo, settings: TrainSettings) -> tuple[float, 
     """(on-device bytes, paged bytes): fp32 adapters + gradients + optimizer state."""
     targets = None if settings.lora.target_modules == "auto" else settings.lora.target_modules
     params = model.lora_params(settings.lora.r, targets)
-    optimizer = OPTIMIZER_BYTES[settings.training.optimizer] * params
-    paged = settings.training.optimizer.startswith("paged")
+    info = OPTIMIZERS[settings.training.optimizer]
+    optimizer, paged = info.state_bytes * params, info.paged
     return 8.0 * params + (0 if paged else optimizer), optimizer if paged else 0.0
 
 

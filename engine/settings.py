@@ -12,15 +12,16 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from .options import BACKENDS, OPTIMIZERS, QUANTIZATIONS, UNSLOTH_CHECKPOINTING
 from .safe_io import encoding_problem
 
 DEMO = "demo"  # the embedded tiny model / dataset: no network, no download
 
-Quantization = Literal["none", "8bit", "nf4", "fp4"]
+Quantization = Literal[tuple(QUANTIZATIONS)]
 ComputeDtype = Literal["auto", "bf16", "fp16", "fp32"]
-Checkpointing = Literal["off", "on", "unsloth"]
-Backend = Literal["hf", "liger", "unsloth"]
-Optimizer = Literal["adamw_torch", "adamw_8bit", "paged_adamw_8bit", "paged_adamw_32bit"]
+Checkpointing = Literal[tuple(UNSLOTH_CHECKPOINTING)]
+Backend = Literal[tuple(BACKENDS)]
+Optimizer = Literal[tuple(OPTIMIZERS)]
 Scheduler = Literal["linear", "cosine", "constant", "constant_with_warmup"]
 DatasetFormat = Literal["auto", "messages", "alpaca", "sharegpt", "text"]
 Attention = Literal["auto", "eager", "sdpa", "flash_attention_2", "kernels-community/flash-attn"]

@@ -17,6 +17,7 @@ from .hardware import Hardware
 from .headroom import Fit, judge, smallest_card_gib, usable_gib
 from .memory import MemoryBreakdown, predict_memory
 from .models import ModelInfo
+from .options import NEEDS_CUDA, cuda_only
 from .preset import with_changes
 from .settings import TrainSettings
 
@@ -98,15 +99,7 @@ def unavailable_options(hardware: Hardware, model: ModelInfo) -> dict[str, str]:
     """Option value → why it cannot be used here."""
     out: dict[str, str] = {}
     if hardware.primary is None:
-        for option in (
-            "quantization.mode=nf4",
-            "quantization.mode=8bit",
-            "memory.backend=liger",
-            "memory.backend=unsloth",
-            "training.optimizer=adamw_8bit",
-        ):
-            out[option] = "needs an NVIDIA GPU (CUDA); this machine has none"
-        return out
+        return dict.fromkeys(cuda_only(), NEEDS_CUDA)
     for backend, why in model.supported_backends.items():
         if why:
             out[f"memory.backend={backend}"] = why

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .loading import OPTIMIZER_NAMES, Device
+from .loading import Device
+from .options import OPTIMIZERS
 from .rundir import CHECKPOINTS_DIR
 from .settings import TrainSettings
 
@@ -28,7 +29,7 @@ def sft_config_kwargs(
         "warmup_steps": t.warmup_ratio,  # a float in [0, 1) is a ratio of total steps
         "num_train_epochs": t.epochs,
         "max_steps": t.max_steps or -1,
-        "optim": OPTIMIZER_NAMES[t.optimizer],
+        "optim": OPTIMIZERS[t.optimizer].hf_name,
         "weight_decay": t.weight_decay,
         "max_grad_norm": t.max_grad_norm,
         "logging_steps": t.logging_steps,

@@ -1,0 +1,72 @@
+"""One table per option family: what each value is called by the libraries, what it costs
+in memory, whether it needs CUDA.
+
+The settings' `Literal` types, the planner, the loader, the advisor and the exporter all
+read these tables, so a value is added, renamed or restricted in one place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+NEEDS_CUDA = "needs an NVIDIA GPU (CUDA); this machine has none"
+
+
+@dataclass(frozen=True)
+class OptimizerInfo:
+    hf_name: str  # TrainingArguments.optim
+    state_bytes: float  # optimizer state per trainable parameter
+    paged: bool  # state pages out to CPU memory under pressure (not on the GPU's books)
+    needs_cuda: bool
+
+
+OPTIMIZERS = {
+    "adamw_torch": OptimizerInfo("adamw_torch", 8.0, paged=False, needs_cuda=False),
+    "adamw_8bit": OptimizerInfo("adamw_bnb_8bit", 2.0, paged=False, needs_cuda=True),
+    "paged_adamw_8bit": OptimizerInfo("paged_adamw_8bit", 2.0, paged=True, needs_cuda=True),
+    "paged_adamw_32bit": OptimizerInfo("paged_adamw_32bit", 8.0, paged=True, needs_cuda=True),
+}
+
+
+@dataclass(frozen=True)
+class QuantizationInfo:
+    needs_cuda: bool  # bitsandbytes' 4/8-bit kernels
+
+
+QUANTIZATIONS = {
+    "none": QuantizationInfo(needs_cuda=False),
+    "8bit": QuantizationInfo(needs_cuda=True),
+    "nf4": QuantizationInfo(needs_cuda=True),
+    "fp4": QuantizationInfo(needs_cuda=True),
+}
+
+
+@dataclass(frozen=True)
+class BackendInfo:
+    needs_cuda: bool  # Triton kernels
+
+
+BACKENDS = {
+    "hf": BackendInfo(needs_cuda=False),
+    "liger": BackendInfo(needs_cuda=True),
+    "unsloth": BackendInfo(needs_cuda=True),
+}
+
+# Unsloth takes checkpointing as its own argument: "unsloth" offloads to CPU.
+UNSLOTH_CHECKPOINTING = {"off": False, "on": True, "unsloth": "unsloth"}
+
+TABLES = {
+    "quantization.mode": QUANTIZATIONS,
+    "memory.backend": BACKENDS,
+    "training.optimizer": OPTIMIZERS,
+}
+
+
+def cuda_only() -> list[str]:
+    """Every `field=value` that needs CUDA, from the tables."""
+    return [
+        f"{field}={value}"
+        for field, table in TABLES.items()
+        for value, info in table.items()
+        if info.needs_cuda
+    ]
