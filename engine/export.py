@@ -351,9 +351,9 @@ def _file_kind(settings: TrainSettings) -> str:
 
 
 def _targets(settings: TrainSettings) -> object:
-    """'all-linear' is PEFT's name for what the runner derives: every linear but lm_head."""
+    """ "auto" (the recipe's auto_lora_targets, as the runner does) or the asked names."""
     if settings.lora.target_modules == "auto":
-        return "all-linear"
+        return "auto"
     return list(settings.lora.target_modules)
 
 
@@ -481,7 +481,8 @@ def _load_call(settings: TrainSettings) -> str:
         DOUBLE_QUANT,
         TRUST_REMOTE_CODE,
     ){liger}
-    lora = lora_config(LORA_TARGETS, LORA_R, LORA_ALPHA, LORA_DROPOUT, USE_RSLORA)"""
+    targets = auto_lora_targets(model) if LORA_TARGETS == "auto" else LORA_TARGETS
+    lora = lora_config(targets, LORA_R, LORA_ALPHA, LORA_DROPOUT, USE_RSLORA)"""
 
 
 def _main_code(settings: TrainSettings) -> str:

@@ -145,27 +145,15 @@ def load_model(model_path: str, settings: TrainSettings, device: Device, attn: s
 
 
 def lora_target_modules(model, settings: TrainSettings) -> list[str]:
-    """Every linear projection of the model's blocks, by leaf name (lm_head excluded)."""
+    """The asked module names, or the recipe's "auto" (every linear but the head)."""
     if settings.lora.target_modules != "auto":
         return list(settings.lora.target_modules)
-    output = model.get_output_embeddings()
-    names = set()
-    for name, module in model.named_modules():
-        if module is output or not _is_linear(module):
-            continue
-        names.add(name.rsplit(".", 1)[-1])
+    from .recipe import auto_lora_targets
+
+    names = auto_lora_targets(model)
     if not names:
         raise ModelError(f"{settings.model.name_or_path}: no linear layers found for LoRA")
-    return sorted(names)
-
-
-def _is_linear(module) -> bool:
-    import torch
-
-    if isinstance(module, torch.nn.Linear):
-        return True
-    # bitsandbytes' Linear4bit / Linear8bitLt subclass nn.Linear; Conv1D (GPT-2) does not.
-    return type(module).__name__ == "Conv1D"
+    return names
 
 
 def lora_config(model, settings: TrainSettings):

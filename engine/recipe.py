@@ -87,8 +87,22 @@ def load_model(path, dtype, attention, quantization, double_quant, trust_remote_
     return model
 
 
+def auto_lora_targets(model):
+    """What "auto" LoRA targets mean: the name of every linear layer in the model but its
+    output head (bitsandbytes' 4/8-bit layers are nn.Linear too; GPT-2's Conv1D is one)."""
+    import torch
+
+    output = model.get_output_embeddings()
+    names = set()
+    for name, module in model.named_modules():
+        linear = isinstance(module, torch.nn.Linear) or type(module).__name__ == "Conv1D"
+        if linear and module is not output:
+            names.add(name.rsplit(".", 1)[-1])
+    return sorted(names)
+
+
 def lora_config(targets, r, alpha, dropout, use_rslora):
-    """PEFT LoRA on `targets` (module names, or "all-linear": every linear but the head)."""
+    """PEFT LoRA on the modules named in `targets`."""
     from peft import LoraConfig
 
     return LoraConfig(
@@ -126,7 +140,7 @@ def load_unsloth_model(
         load_in_8bit=quantization == "8bit",
     )
     offload = {"off": False, "on": True, "unsloth": "unsloth"}[checkpointing]
-    if targets in ("auto", "all-linear"):
+    if targets == "auto":  # the projections Unsloth's fused LoRA kernels handle
         targets = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
     model = FastLanguageModel.get_peft_model(
         model,
@@ -150,6 +164,7 @@ HF_FUNCTIONS = (
     quantization_config,
     quantized_device_map,
     load_model,
+    auto_lora_targets,
     lora_config,
 )
 UNSLOTH_FUNCTIONS = (compute_dtype, torch_dtype, load_unsloth_model)
