@@ -251,16 +251,3 @@ def _steps_per_epoch(dataloader, args) -> int | None:
 
 def _float_or_none(value) -> float | None:
     return None if value is None else float(value)
-
-
-class InjectOOMCallback(TrainerCallback):
-    """Test hook: raise the error CUDA raises when memory runs out, at a given step."""
-
-    def __init__(self, at_step: int):
-        self.at_step = at_step
-
-    def on_step_begin(self, args, state, control, **kwargs):
-        if state.global_step + 1 >= self.at_step:
-            import torch
-
-            raise torch.OutOfMemoryError("CUDA out of memory (injected by the test hook)")

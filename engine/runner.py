@@ -160,7 +160,6 @@ def _train(
         if exact_before is None and inputs.match_records:
             exact_before = _exact_match(trainer.model, inputs.tokenizer, inputs.match_records)
         try:
-            _maybe_inject_oom(trainer, len(backoffs))
             trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
             break
         except Exception as exc:
@@ -350,15 +349,6 @@ def _free_memory() -> None:
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
-
-
-def _maybe_inject_oom(trainer, attempt: int) -> None:
-    """Tests: FINETUNE_TUI_INJECT_OOM_AT_STEP=N raises a CUDA-style OOM at step N, once."""
-    at_step = os.environ.get("FINETUNE_TUI_INJECT_OOM_AT_STEP")
-    if at_step and attempt == 0:
-        from .callbacks import InjectOOMCallback
-
-        trainer.add_callback(InjectOOMCallback(int(at_step)))
 
 
 def _export_script(settings: TrainSettings, run_dir: Path, emit: EventSink) -> str | None:

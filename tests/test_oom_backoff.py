@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 from conftest import DEMO_PRESET
+from transformers import TrainerCallback
 
+from finetune_tui.engine import runner
 from finetune_tui.engine.errors import TrainingError
 from finetune_tui.engine.events import Notice
 from finetune_tui.engine.oom_policy import back_off
@@ -31,8 +34,29 @@ def test_back_off_keeps_effective_batch_then_turns_on_checkpointing():
         back_off(checkpointed)
 
 
+class OutOfMemoryAt(TrainerCallback):
+    """Raise the error CUDA raises when memory runs out, at a given step."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        if state.global_step + 1 >= self.step:
+            raise torch.OutOfMemoryError("CUDA out of memory (raised by the test)")
+
+
 def test_injected_oom_backs_off_and_finishes(tmp_path, monkeypatch):
-    monkeypatch.setenv("FINETUNE_TUI_INJECT_OOM_AT_STEP", "3")
+    build = runner._build_trainer
+    built = []
+
+    def build_then_run_out_of_memory_once(*args, **kwargs):
+        trainer, *rest = build(*args, **kwargs)
+        if not built:
+            trainer.add_callback(OutOfMemoryAt(3))
+        built.append(trainer)
+        return (trainer, *rest)
+
+    monkeypatch.setattr(runner, "_build_trainer", build_then_run_out_of_memory_once)
     settings = load_preset(
         DEMO_PRESET,
         [
