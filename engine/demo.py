@@ -2,8 +2,8 @@
 
 Nothing here touches the network. `ensure_demo_model()` builds the model once from a fixed
 seed and caches it; `demo_dataset_path()` is the shipped JSONL (regenerate it with
-`benchmarks/make_demo_data.py`); `exact_match()` greedy-answers held-out chat records so a
-run can show the task being learned, not only the loss falling.
+`benchmarks/make_demo_data.py`); `engine/exact_match.py` greedy-answers held-out chat
+records so a run can show the task being learned, not only the loss falling.
 
 The model is deliberately small (4 layers, hidden 128, ~0.8M parameters): on 2 CPU cores
 a wider one (hidden 256, 3.3M) took three times as long per step and had learned far less
@@ -194,64 +194,3 @@ def _byte_symbols() -> list[str]:
 def demo_dataset_path() -> Path:
     """The shipped demo dataset (chat `messages` JSONL, see benchmarks/make_demo_data.py)."""
     return Path(__file__).parent / "assets" / "demo.jsonl"
-
-
-def exact_match(
-    model,
-    tokenizer,
-    records: list[dict],
-    max_new_tokens: int | None = None,
-    batch_size: int = 64,
-) -> float:
-    """Share of chat records whose greedy answer equals their last (assistant) message.
-
-    The prompt is the chat template over every message but the last, with the generation
-    prompt; the answer is decoded up to EOS and compared with the expected one, both
-    stripped of surrounding whitespace. By default generation stops a few tokens past the
-    longest expected answer: anything longer could not match anyway.
-    """
-    if not records:
-        return 0.0
-    import torch
-    from transformers import GenerationConfig
-
-    prompts = [
-        tokenizer.apply_chat_template(
-            record["messages"][:-1], tokenize=False, add_generation_prompt=True
-        )
-        for record in records
-    ]
-    expected = [record["messages"][-1]["content"].strip() for record in records]
-    if max_new_tokens is None:
-        longest = max(len(tokenizer(text, add_special_tokens=False).input_ids) for text in expected)
-        max_new_tokens = longest + 4
-    eos_id = tokenizer.eos_token_id
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos_id
-    generation = GenerationConfig(
-        max_new_tokens=max_new_tokens,
-        do_sample=False,
-        eos_token_id=eos_id,
-        pad_token_id=pad_id,
-        use_cache=True,
-    )
-    device = next(model.parameters()).device
-    side, tokenizer.padding_side = tokenizer.padding_side, "left"  # generation appends on the right
-    hits = 0
-    try:
-        for start in range(0, len(prompts), batch_size):
-            batch = tokenizer(
-                prompts[start : start + batch_size],
-                return_tensors="pt",
-                padding=True,
-                add_special_tokens=False,  # the template already has BOS
-            ).to(device)
-            with torch.no_grad():
-                output = model.generate(**batch, generation_config=generation)
-            answers = output[:, batch["input_ids"].shape[1] :].tolist()
-            for ids, want in zip(answers, expected[start : start + batch_size], strict=True):
-                if eos_id in ids:
-                    ids = ids[: ids.index(eos_id)]
-                hits += tokenizer.decode(ids, skip_special_tokens=True).strip() == want
-    finally:
-        tokenizer.padding_side = side
-    return hits / len(records)

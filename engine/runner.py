@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import exact_match
 from .batching import keeps_samples_apart
 from .checkpoints import last_complete_checkpoint
 from .errors import FinetuneError, TrainingError, storage_failure
@@ -158,7 +159,9 @@ def _train(
     while True:
         trainer, events, stopper, drift = _build_trainer(settings, inputs, run_dir, emit, stop)
         if exact_before is None and inputs.match_records:
-            exact_before = _exact_match(trainer.model, inputs.tokenizer, inputs.match_records)
+            exact_before = exact_match.measure(
+                trainer.model, inputs.tokenizer, inputs.match_records
+            )
         try:
             trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
             break
@@ -183,7 +186,7 @@ def _train(
     if inputs.data.eval is not None and not stopper.stopped:
         events.emit_evals = False
         eval_loss = float(trainer.evaluate()["eval_loss"])
-        exact_after = _exact_match(trainer.model, inputs.tokenizer, inputs.match_records)
+        exact_after = exact_match.measure(trainer.model, inputs.tokenizer, inputs.match_records)
         emit(Eval(step=state.global_step, eval_loss=eval_loss, exact_match=exact_after))
     summary = {
         "status": "stopped" if stopper.stopped else "finished",
@@ -249,7 +252,7 @@ def _prepare_inputs(settings: TrainSettings, emit: EventSink) -> _Inputs:
                 level="warning",
             )
         )
-    match_records = _exact_match_records(data.eval, settings.training.exact_match_samples)
+    match_records = exact_match.held_out_records(data.eval, settings.training.exact_match_samples)
     return _Inputs(device, model_path, tokenizer, data, attn, packing, match_records)
 
 
@@ -364,31 +367,6 @@ def _export_script(settings: TrainSettings, run_dir: Path, emit: EventSink) -> s
     except Exception as exc:
         emit(Notice(f"could not write the training script: {exc}", level="warning"))
         return None
-
-
-def _exact_match_records(eval_dataset, limit: int) -> list[dict]:
-    """Held-out conversational examples as chat records (prompt + expected answer)."""
-    if eval_dataset is None or limit == 0 or "completion" not in eval_dataset.column_names:
-        return []
-    rows = eval_dataset.select(range(min(limit, len(eval_dataset))))
-    return [
-        {"messages": list(row["prompt"]) + list(row["completion"])}
-        for row in rows
-        if isinstance(row["prompt"], list)
-    ]
-
-
-def _exact_match(model, tokenizer, records: list[dict]) -> float | None:
-    if not records:
-        return None
-    from .demo import exact_match
-
-    was_training = model.training
-    model.eval()
-    try:
-        return float(exact_match(model, tokenizer, records))
-    finally:
-        model.train(was_training)
 
 
 def _first_loss(log_history: list[dict]) -> float | None:

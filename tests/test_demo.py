@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from finetune_tui.engine import demo
+from finetune_tui.engine.exact_match import exact_match
 
 REPO = Path(__file__).resolve().parent.parent
 GENERATOR = REPO / "benchmarks" / "make_demo_data.py"
@@ -145,8 +146,8 @@ def test_exact_match_untrained_is_low(model_dir, tokenizer, records):
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
-    assert demo.exact_match(model, tokenizer, records[:32], batch_size=16) < 0.2
-    assert demo.exact_match(model, tokenizer, []) == 0.0
+    assert exact_match(model, tokenizer, records[:32], batch_size=16) < 0.2
+    assert exact_match(model, tokenizer, []) == 0.0
 
 
 class _UppercaseOracle:
@@ -184,7 +185,7 @@ class _UppercaseOracle:
 
 def test_exact_match_scores_right_answers(tokenizer, records):
     subset = records[:20]
-    assert demo.exact_match(_UppercaseOracle(tokenizer), tokenizer, subset, batch_size=8) == 1.0
+    assert exact_match(_UppercaseOracle(tokenizer), tokenizer, subset, batch_size=8) == 1.0
     half_wrong = _UppercaseOracle(tokenizer, wrong_every=2)
-    assert demo.exact_match(half_wrong, tokenizer, subset, batch_size=10) == 0.5
+    assert exact_match(half_wrong, tokenizer, subset, batch_size=10) == 0.5
     assert tokenizer.padding_side == "right"  # restored
