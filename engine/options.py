@@ -52,8 +52,9 @@ BACKENDS = {
     "unsloth": BackendInfo(needs_cuda=True),
 }
 
-# Unsloth takes checkpointing as its own argument: "unsloth" offloads to CPU.
-UNSLOTH_CHECKPOINTING = {"off": False, "on": True, "unsloth": "unsloth"}
+# Gradient checkpointing: "unsloth" is Unsloth's own, offloading to CPU (the mapping to
+# Unsloth's argument is part of the recipe: engine/recipe.py load_unsloth_model).
+CHECKPOINTING = ("off", "on", "unsloth")
 
 TABLES = {
     "quantization.mode": QUANTIZATIONS,

@@ -12,14 +12,14 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from .options import BACKENDS, OPTIMIZERS, QUANTIZATIONS, UNSLOTH_CHECKPOINTING
+from .options import BACKENDS, CHECKPOINTING, OPTIMIZERS, QUANTIZATIONS
 from .safe_io import encoding_problem
 
 DEMO = "demo"  # the embedded tiny model / dataset: no network, no download
 
 Quantization = Literal[tuple(QUANTIZATIONS)]
 ComputeDtype = Literal["auto", "bf16", "fp16", "fp32"]
-Checkpointing = Literal[tuple(UNSLOTH_CHECKPOINTING)]
+Checkpointing = Literal[CHECKPOINTING]
 Backend = Literal[tuple(BACKENDS)]
 Optimizer = Literal[tuple(OPTIMIZERS)]
 Scheduler = Literal["linear", "cosine", "constant", "constant_with_warmup"]
