@@ -20,7 +20,7 @@ from .checkpoints import last_complete_checkpoint
 from .errors import FinetuneError, TrainingError, storage_failure
 from .events import Eval, Event, EventSink, Failed, Finished, Notice
 from .oom_policy import back_off, is_oom
-from .preset import save_preset
+from .preset import save_preset, with_changes
 from .rundir import (
     ADAPTER_DIR,
     EXPORT_DIR,
@@ -214,7 +214,9 @@ def _train(
         **_peak_memory(),
         "predicted_peak_reserved_gib": predicted_peak_gib(settings),
     }
-    summary["export"] = _export_script(settings, run_dir, emit)
+    # the script is written for the format this run resolved: no second read of the data
+    resolved = with_changes(settings, {"dataset.format": inputs.data.format})
+    summary["export"] = _export_script(resolved, run_dir, emit)
     write_json(run_dir / SUMMARY_FILE, summary)
     finished = Finished(
         status=summary["status"],

@@ -67,6 +67,8 @@ def test_demo_trains_headless_and_learns(tmp_path):
     assert (run_dir / "adapter" / "adapter_config.json").is_file()
     assert (run_dir / "settings.yaml").is_file()
     assert (run_dir / "export" / "train.py").is_file() and summary["export"]
+    # the script is written for the format the run detected ("auto" in the preset)
+    assert "format: messages" in (run_dir / "export" / "train.yaml").read_text()
 
     kinds = [json.loads(line)["kind"] for line in (run_dir / "metrics.jsonl").open()]
     assert kinds[0] in {"notice", "started"}
