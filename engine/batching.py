@@ -35,6 +35,11 @@ PACKED_STEP_COST = {"masked": 1.93, "unsloth": 2.05, "flash": 1.0}
 MASK_BYTES_PER_LAYER = 3.0
 
 
+def planned_attention(setting: str) -> str:
+    """The kernel the planner assumes: 'auto' is planned as sdpa (flash is rarely installed)."""
+    return "sdpa" if setting == "auto" else setting
+
+
 def keeps_samples_apart(attn: str) -> bool:
     """Whether this attention kernel keeps packed samples apart (see the module doc)."""
     return "flash" in attn or attn in MASKING_KERNELS

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .errors import TrainingError
-from .memory import CONTEXT_GIB, DATACENTER_GIB, cuda_context_gib, predict_memory
+from .memory import CONTEXT_GIB, cuda_context_gib, predict_memory
 from .models import ModelInfo
 from .oom_policy import back_off
 from .settings import TrainSettings
@@ -74,5 +74,4 @@ def _back_off_fits(model, settings, hardware, usable) -> bool:
 def smallest_card_gib(reserved_gib: float) -> float:
     """The card size on which this peak surely fits: the inverse of usable_gib."""
     needed = reserved_gib * (1 + WORST_UNDERPREDICTION)
-    consumer = needed + CONTEXT_GIB["consumer"]
-    return consumer if consumer < DATACENTER_GIB else needed + CONTEXT_GIB["datacenter"]
+    return needed + cuda_context_gib(needed + CONTEXT_GIB["consumer"])

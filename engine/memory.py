@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from .batching import mask_bytes
+from .batching import mask_bytes, planned_attention
 from .models import ModelInfo
 from .options import OPTIMIZERS
 from .settings import TrainSettings
@@ -118,13 +118,12 @@ def packing_mask_bytes(model: ModelInfo, settings: TrainSettings) -> float:
     """A packed micro-batch's block mask ('auto' attention is planned as sdpa)."""
     if not settings.memory.packing:
         return 0.0
-    attn = settings.model.attn_implementation
     t, memory = settings.training, settings.memory
     kept = model.num_layers if memory.gradient_checkpointing == "off" else 1
     return mask_bytes(
         t.micro_batch_size,
         t.max_seq_length,
-        "sdpa" if attn == "auto" else attn,
+        planned_attention(settings.model.attn_implementation),
         memory.backend,
         kept,
     )

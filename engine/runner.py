@@ -212,7 +212,8 @@ def _train(
         "trainable_params": events.started["trainable_params"],
         "adapter_path": str(adapter_dir),
         **_peak_memory(),
-        "predicted_peak_reserved_gib": predicted_peak_gib(settings),
+        # the planner's figure for the settings that trained (computed when the trainer was built)
+        "predicted_peak_reserved_gib": events.started["predicted_peak_reserved_gib"],
     }
     # the script is written for the format this run resolved: no second read of the data
     resolved = with_changes(settings, {"dataset.format": inputs.data.format})

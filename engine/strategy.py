@@ -92,9 +92,6 @@ def relative_speed(settings: TrainSettings) -> float:
     return value / reference
 
 
-budget_gib = usable_gib  # what torch may reserve on this machine's card
-
-
 def unavailable_options(hardware: Hardware, model: ModelInfo) -> dict[str, str]:
     """Option value → why it cannot be used here."""
     out: dict[str, str] = {}
@@ -285,8 +282,8 @@ def batch_fill(settings: TrainSettings, stats) -> float:
     if mode != "packed":
         real = batching.clipped_mean(stats.sample, length) / length
         return real + (1 - real) * batching.GROUPED_PADDING_WON if mode == "grouped" else real
-    attn = settings.model.attn_implementation
-    cost = batching.packed_step_cost("sdpa" if attn == "auto" else attn, settings.memory.backend)
+    attn = batching.planned_attention(settings.model.attn_implementation)
+    cost = batching.packed_step_cost(attn, settings.memory.backend)
     return batching.PACKED_FILL / cost
 
 
@@ -448,7 +445,7 @@ def _batch_reason(model, chosen: Scored, hardware) -> str:
     peak = predict_memory(model, doubled, hardware).reserved_gib
     if not judge(model, doubled, hardware, peak).fits:
         return f"{head}: {bigger} would peak at {peak:.1f} GiB and not fit"
-    gain = relative_speed(doubled) / chosen.speed - 1
+    gain = relative_speed(doubled) / relative_speed(chosen.settings) - 1  # same batch filling
     return f"{head}: {bigger} would also fit ({peak:.1f} GiB, {gain:+.0%} predicted speed)"
 
 

@@ -275,9 +275,9 @@ def test_plan_exits_3_when_nothing_fits_and_explains_the_experts(capsys):
     assert data["model"]["params_active"] < data["model"]["params_total"] / 3
     assert "stay resident in 16-bit" in data["reasons"]["model.experts"]
     needed = int(data["reasons"]["fits"].split("at least ")[1].split()[0])
-    from finetune_tui.engine.strategy import budget_gib
+    from finetune_tui.engine.headroom import usable_gib
 
-    assert budget_gib(simulated_hardware(vram_gib=needed)) >= data["peak_vram_gib"]
+    assert usable_gib(simulated_hardware(vram_gib=needed)) >= data["peak_vram_gib"]
     assert main(["plan", "--model", "meta-llama/Llama-3.1-8B", "--vram", "80"]) == 0
 
 
