@@ -33,7 +33,7 @@ case "$stage" in
     done ;;
   backends)
     python3 benchmarks/backends.py matrix --arch "${ARCH:-llama-3.1-8b}" --set hand --cards "${CARDS:-80}" \
-      --steps "${STEPS:-8}" --only "${ONLY:-}" --out "$OUT/backends.jsonl" --timeout 240 \
+      --steps "${STEPS:-8}" --only "${ONLY:-}" --out "$OUT/backends.jsonl" --timeout "${TIMEOUT:-240}" \
       --seq "${SEQ:-0}" ${REAL_CONTEXT:+--real-context} --lengths "${LENGTHS:-full}" \
       2>&1 | tail -c 20000 >> "$OUT/backends.log" ;;
   screenshot)  # the Train panel mid-run on this GPU: measured VRAM against the predicted line

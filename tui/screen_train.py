@@ -63,12 +63,12 @@ class TrainScreen(Screen):
         self.last_step: Step | None = None
 
     def compose(self) -> ComposeResult:
-        yield Header(show_clock=True)
+        yield Header()  # no clock: a redraw a second for nothing
         with Vertical(id="body"):
             with Horizontal(classes="row"):
                 yield Button("Start training", id="start", variant="success")
                 yield Button("Stop (saves)", id="stop", variant="error", disabled=True)
-            yield ProgressBar(id="progress", show_eta=True, total=1)
+            yield ProgressBar(id="progress", show_eta=False, total=1)  # ETA is in #stats
             yield Static("waiting to start", id="stats")
             yield Static("loss", classes="spark-label", id="loss-label")
             yield Sparkline([], id="loss-spark")
@@ -235,13 +235,14 @@ class TrainScreen(Screen):
     def show_step(self, event: Step) -> None:
         self.last_step = event
         self.query_one("#loss-spark", Sparkline).data = self.losses
-        self.query_one("#loss-label", Static).update(
+        self.set_text(
+            "#loss-label",
             f"loss over the last {len(self.losses)} logged steps: {self.losses[0]:.4f} → "
-            f"{self.losses[-1]:.4f}  (low {min(self.losses):.4f}, high {max(self.losses):.4f})"
+            f"{self.losses[-1]:.4f}  (low {min(self.losses):.4f}, high {max(self.losses):.4f})",
         )
         self.query_one("#speed-spark", Sparkline).data = self.speeds
-        self.query_one("#speed-label", Static).update(
-            f"tokens/s: {self.speeds[-1]:,.0f} now, {max(self.speeds):,.0f} best"
+        self.set_text(
+            "#speed-label", f"tokens/s: {self.speeds[-1]:,.0f} now, {max(self.speeds):,.0f} best"
         )
         if self.vram:
             chart = self.query_one(VramChart)
@@ -249,9 +250,10 @@ class TrainScreen(Screen):
             predicted = (
                 f" / predicted {self.predicted_gib:.2f} (yellow line)" if self.predicted_gib else ""
             )
-            self.query_one("#vram-label", Static).update(
+            self.set_text(
+                "#vram-label",
                 f"VRAM GiB reserved: {self.vram[-1]:.2f} now; peak measured "
-                f"{max(self.vram):.2f}{predicted}"
+                f"{max(self.vram):.2f}{predicted}",
             )
         self.query_one(ProgressBar).update(total=event.total_steps, progress=event.step)
         predicted = (
@@ -263,12 +265,13 @@ class TrainScreen(Screen):
             if event.memory_reserved_gib is not None
             else "  VRAM n/a (CPU)"
         )
-        self.query_one("#stats", Static).update(
+        self.set_text(
+            "#stats",
             f"step [b]{event.step}/{event.total_steps}[/b]  loss [b]{event.loss:.4f}[/b]  "
             f"lr {event.learning_rate:.2e}  {event.tokens_per_second:,.0f} tokens/s  "
             f"{event.samples_per_second:.1f} samples/s\n"
             f"elapsed {format_duration(event.elapsed_s)}  "
-            f"ETA {format_duration(event.eta_s)}{vram}"
+            f"ETA {format_duration(event.eta_s)}{vram}",
         )
 
     def show_finished(self, event: Finished) -> None:
@@ -297,6 +300,10 @@ class TrainScreen(Screen):
         hint = "" if self.attach_to is not None else ": export the script on screen 7"
         self.notify(f"training {event.status}{hint}", timeout=8)
 
+    def set_text(self, selector: str, text: str) -> None:
+        """A panel line whose height is fixed (app.tcss): no layout pass, once a second."""
+        self.query_one(selector, Static).update(text, layout=False)
+
     def log_line(self, text: str) -> None:
         self.query_one(RichLog).write(text)
 
@@ -314,9 +321,10 @@ class TrainScreen(Screen):
             self.telemetry = GpuTelemetry(0)
         gpu = self.telemetry.read()
         if gpu is not None:
-            self.query_one("#gpu-telemetry", Static).update(
+            self.set_text(
+                "#gpu-telemetry",
                 f"GPU util {gpu.utilization_pct or 0:.0f}%  temp {gpu.temperature_c or 0:.0f}°C  "
-                f"power {gpu.power_w or 0:.0f} W  free {gpu.free_gib:.1f}/{gpu.total_gib:.1f} GiB"
+                f"power {gpu.power_w or 0:.0f} W  free {gpu.free_gib:.1f}/{gpu.total_gib:.1f} GiB",
             )
 
 
