@@ -9,9 +9,10 @@ mostly padding. Two remedies, both through the libraries' own switches:
   restarting positions into a block-diagonal mask for sdpa and eager attention, and
   flash-attention reads the boundaries itself, so packed samples never see each other
   (tests/test_batching.py checks the logits against unpacked samples). Without flash the
-  mask is materialised ((micro-batch x length)^2 elements) and a packed step measured about
-  twice as long as a full unpacked one; on short samples packing still wins 3x and more,
-  because a QLoRA step costs about the same whatever its real tokens.
+  mask is materialised ((micro-batch x length)^2 elements) and a packed step measured 1.9x
+  to 2.7x as long as a full unpacked one, more the larger the micro-batch; on short
+  samples packing still wins 3x and more, because a QLoRA step costs about the same
+  whatever its real tokens.
 """
 
 from __future__ import annotations
@@ -25,14 +26,21 @@ MASKING_KERNELS = ("sdpa", "eager")
 # speed: as if it won back 4 % (the lower) of the padding.
 GROUPED_PADDING_WON = 0.04
 MIN_GAIN = 1.10  # grouping and packing change the order or mixing of samples: only for this
-# A packed step took about twice a full unpacked one (same micro-batch, same 1024 tokens):
-# Liger + sdpa with its materialised block mask b8 1.93x (6,234 real tokens/s against
-# 12,745 full-length), Unsloth b16 2.05x (4,936 against 10,409). Two rows: the cost is
-# taken as a constant per attention path, not modelled per micro-batch.
-PACKED_STEP_COST = {"masked": 1.93, "unsloth": 2.05, "flash": 1.0}
-# ...and it kept 3 bytes per mask element for every layer whose activations are kept
-# (49.78 GiB reserved against 43.40 predicted without it; one row, fitted).
+# Without flash attention a packed micro-batch is one row of micro-batch x length tokens
+# under a materialised block mask, so its attention grows with the square of that row: a
+# packed step's cost over a full unpacked one (same micro-batch, same length) grows with
+# the micro-batch. Measured (docs/BENCHMARKS.md, "Real sample lengths"): Unsloth b16
+# 2.03x, b32 2.68x (0.97 x 10,409 and 10,597 full-length tokens/s against 4,964 and 3,833
+# real ones): 0.041 a sample, 1.38 at none. Liger + sdpa b8 1.93x, one row: its base is
+# taken with Unsloth's slope (the same sdpa kernel over the same row).
+PACKED_STEP_COST = {"masked": 1.60, "unsloth": 1.38, "flash": 1.0}
+PACKED_COST_PER_SAMPLE = 0.041
+# The mask's memory: Liger + sdpa kept 3 bytes per mask element for every layer whose
+# activations are kept (49.78 GiB reserved against 43.40 predicted without it; one row);
+# Unsloth, which recomputes every layer, held 1.8 (b16) and 3.8 (b32) bytes per element
+# more than planned: 3.5 taken (b16 over-predicted by 4 %, b32 under by 1.5 %).
 MASK_BYTES_PER_LAYER = 3.0
+UNSLOTH_MASK_BYTES = 3.5
 
 
 def planned_attention(setting: str) -> str:
@@ -50,16 +58,22 @@ def clipped_mean(lengths: list[int], max_length: int) -> float:
     return sum(min(n, max_length) for n in lengths) / len(lengths) if lengths else max_length
 
 
-def packed_step_cost(attn: str, backend: str) -> float:
-    """How much longer a packed step takes than a full unpacked one (PACKED_STEP_COST)."""
+def packed_step_cost(attn: str, backend: str, micro_batch: int) -> float:
+    """How much longer a packed step takes than a full unpacked one: a base per attention
+    path, and without flash a share per sample for the masked attention's square."""
     if "flash" in attn:
         return PACKED_STEP_COST["flash"]
-    return PACKED_STEP_COST["unsloth" if backend == "unsloth" else "masked"]
+    base = PACKED_STEP_COST["unsloth" if backend == "unsloth" else "masked"]
+    return base + PACKED_COST_PER_SAMPLE * micro_batch
 
 
 def mask_bytes(micro_batch: int, length: int, attn: str, backend: str, kept_layers: int) -> float:
     """The block mask a packed micro-batch needs without flash attention: one boolean
-    copy, and MASK_BYTES_PER_LAYER for each layer that keeps its activations."""
-    if "flash" in attn or backend == "unsloth":
+    copy, and MASK_BYTES_PER_LAYER for each layer that keeps its activations (Unsloth:
+    UNSLOTH_MASK_BYTES, measured)."""
+    if "flash" in attn:
         return 0.0
-    return float(micro_batch * length) ** 2 * (1 + MASK_BYTES_PER_LAYER * kept_layers)
+    per_element = (
+        UNSLOTH_MASK_BYTES if backend == "unsloth" else 1 + MASK_BYTES_PER_LAYER * kept_layers
+    )
+    return float(micro_batch * length) ** 2 * per_element

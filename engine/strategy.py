@@ -283,7 +283,9 @@ def batch_fill(settings: TrainSettings, stats) -> float:
         real = batching.clipped_mean(stats.sample, length) / length
         return real + (1 - real) * batching.GROUPED_PADDING_WON if mode == "grouped" else real
     attn = batching.planned_attention(settings.model.attn_implementation)
-    cost = batching.packed_step_cost(attn, settings.memory.backend)
+    cost = batching.packed_step_cost(
+        attn, settings.memory.backend, settings.training.micro_batch_size
+    )
     return batching.PACKED_FILL / cost
 
 

@@ -87,9 +87,12 @@ def test_a_packed_batch_loses_what_its_samples_lose_apart(tmp_path, attn):
 
 def test_padding_estimates():
     assert batching.clipped_mean([10, 100, 1000], 100) == pytest.approx(70)
-    assert batching.packed_step_cost("flash_attention_2", "liger") == 1.0
-    assert batching.packed_step_cost("sdpa", "liger") > 1.0
-    assert batching.packed_step_cost("sdpa", "unsloth") > 1.0
+    assert batching.packed_step_cost("flash_attention_2", "liger", 16) == 1.0
+    assert batching.packed_step_cost("sdpa", "liger", 1) > 1.0
+    # the masked row's attention grows with its square: a larger micro-batch costs more
+    assert batching.packed_step_cost("sdpa", "unsloth", 32) > batching.packed_step_cost(
+        "sdpa", "unsloth", 16
+    )
 
 
 def lengths_stats(lengths: list[int]):
