@@ -10,7 +10,7 @@ mostly padding. Two remedies, both through the libraries' own switches:
   flash-attention reads the boundaries itself, so packed samples never see each other
   (tests/test_batching.py checks the logits against unpacked samples). Without flash the
   mask is materialised ((micro-batch x length)^2 elements) and a packed step measured 1.9x
-  to 2.7x as long as a full unpacked one, more the larger the micro-batch; on short
+  to 3.4x as long as a full unpacked one, least near micro-batch 16; on short
   samples packing still wins 3x and more, because a QLoRA step costs about the same
   whatever its real tokens.
 """
@@ -27,14 +27,15 @@ MASKING_KERNELS = ("sdpa", "eager")
 GROUPED_PADDING_WON = 0.04
 MIN_GAIN = 1.10  # grouping and packing change the order or mixing of samples: only for this
 # Without flash attention a packed micro-batch is one row of micro-batch x length tokens
-# under a materialised block mask, so its attention grows with the square of that row: a
-# packed step's cost over a full unpacked one (same micro-batch, same length) grows with
-# the micro-batch. Measured (docs/BENCHMARKS.md, "Real sample lengths"): Unsloth b16
-# 2.03x, b32 2.68x (0.97 x 10,409 and 10,597 full-length tokens/s against 4,964 and 3,833
-# real ones): 0.041 a sample, 1.38 at none. Liger + sdpa b8 1.93x, one row: its base is
-# taken with Unsloth's slope (the same sdpa kernel over the same row).
-PACKED_STEP_COST = {"masked": 1.60, "unsloth": 1.38, "flash": 1.0}
-PACKED_COST_PER_SAMPLE = 0.041
+# under a materialised block mask. Its step's cost over a full unpacked one (same
+# micro-batch, same length) is U-shaped in the micro-batch: a fixed extra per step weighs
+# on small batches, the masked attention's square on large ones. Measured with Unsloth
+# (docs/BENCHMARKS.md, "Real sample lengths"; full-length speed from the planner's
+# curve through the measured b16, 10,409 tokens/s): b4 3.37x, b8 2.26x, b16 2.03x, b32
+# 2.71x. Fitted on b8..b32 as a + s*b + c/b (b4 then reads 3.51x). Liger + sdpa measured
+# 1.93x at b8, one row: the same shape, scaled.
+PACKED_COST_SHAPE = (0.21, 0.066, 12.2)  # a, s, c
+PACKED_STEP_COST = {"masked": 1.73, "unsloth": 2.03, "flash": 1.0}  # at micro-batch 16
 # The mask's memory: Liger + sdpa kept 3 bytes per mask element for every layer whose
 # activations are kept (49.78 GiB reserved against 43.40 predicted without it; one row);
 # Unsloth, which recomputes every layer, held 1.8 (b16) and 3.8 (b32) bytes per element
@@ -59,12 +60,13 @@ def clipped_mean(lengths: list[int], max_length: int) -> float:
 
 
 def packed_step_cost(attn: str, backend: str, micro_batch: int) -> float:
-    """How much longer a packed step takes than a full unpacked one: a base per attention
-    path, and without flash a share per sample for the masked attention's square."""
+    """How much longer a packed step takes than a full unpacked one: the attention path's
+    cost at micro-batch 16, along the measured shape (see PACKED_COST_SHAPE)."""
     if "flash" in attn:
         return PACKED_STEP_COST["flash"]
-    base = PACKED_STEP_COST["unsloth" if backend == "unsloth" else "masked"]
-    return base + PACKED_COST_PER_SAMPLE * micro_batch
+    a, s, c = PACKED_COST_SHAPE
+    shape = (a + s * micro_batch + c / micro_batch) / (a + s * 16 + c / 16)
+    return PACKED_STEP_COST["unsloth" if backend == "unsloth" else "masked"] * shape
 
 
 def mask_bytes(micro_batch: int, length: int, attn: str, backend: str, kept_layers: int) -> float:

@@ -281,7 +281,9 @@ def batch_fill(settings: TrainSettings, stats) -> float:
     length = settings.training.max_seq_length
     if mode != "packed":
         real = batching.clipped_mean(stats.sample, length) / length
-        return real + (1 - real) * batching.GROUPED_PADDING_WON if mode == "grouped" else real
+        # one sample per micro-batch is never padded: grouping has nothing to win back
+        grouping_helps = mode == "grouped" and settings.training.micro_batch_size > 1
+        return real + (1 - real) * batching.GROUPED_PADDING_WON if grouping_helps else real
     attn = batching.planned_attention(settings.model.attn_implementation)
     cost = batching.packed_step_cost(
         attn, settings.memory.backend, settings.training.micro_batch_size
