@@ -26,19 +26,33 @@ def chart_text(values: list[float], predicted: float | None, width: int, height:
     text = Text()
     for row in range(height):
         floor = (height - 1 - row) / height
-        for value in shown:
-            fill = min(max((value / top - floor) * height, 0.0), 1.0)
-            cell = BLOCKS[round(fill * 8)]
-            if cell == " " and row == line_row:
-                text.append(LINE, style="yellow")
-            else:
-                over = predicted is not None and value > predicted
-                text.append(cell, style="red" if over else "green")
+        for cells, style in _runs(shown, top, floor, height, predicted, row == line_row):
+            text.append(cells, style=style)
         if row == line_row:
             text.append(LINE * (width - len(shown)), style="yellow")
         if row < height - 1:
             text.append("\n")
     return text
+
+
+def _runs(values, top, floor, height, predicted, on_line):
+    """One row's cells grouped into runs of one style: a span per run, not per cell (the
+    panel redraws while training shares the GIL)."""
+    run, run_style = [], None
+    for value in values:
+        fill = min(max((value / top - floor) * height, 0.0), 1.0)
+        cell = BLOCKS[round(fill * 8)]
+        if cell == " " and on_line:
+            cell, style = LINE, "yellow"
+        else:
+            style = "red" if predicted is not None and value > predicted else "green"
+        if style != run_style and run:
+            yield "".join(run), run_style
+            run = []
+        run.append(cell)
+        run_style = style
+    if run:
+        yield "".join(run), run_style
 
 
 class VramChart(Widget):
