@@ -323,7 +323,7 @@ def run_one(args: argparse.Namespace) -> None:
         torch.cuda.set_per_process_memory_fraction(min(cap / total, 1.0))
     from finetune_tui.engine.errors import FinetuneError
     from finetune_tui.engine.preset import settings_from_overrides
-    from finetune_tui.engine.rundir import prepare_run_dir
+    from finetune_tui.engine.run_dir.create import prepare_run_dir
     from finetune_tui.engine.runner import run_training
 
     overrides = [f"{k}={v}" for k, v in spec["settings"].items()]

@@ -31,7 +31,7 @@ def list_command(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from finetune_tui.engine.runs import list_runs
+    from finetune_tui.engine.run_dir.status import list_runs
 
     runs = list_runs(Path(args.dir).expanduser() if args.dir else None)
     if args.json:
@@ -69,7 +69,7 @@ def list_command(args: argparse.Namespace) -> int:
 
 
 def attach_command(args: argparse.Namespace) -> int:
-    from finetune_tui.engine.runs import find_run
+    from finetune_tui.engine.run_dir.status import find_run
 
     run_dir = find_run(args.run)
     if run_dir is None:
@@ -82,7 +82,7 @@ def attach_command(args: argparse.Namespace) -> int:
 
 
 def _follow_plain(run_dir) -> int:
-    from finetune_tui.engine.runs import follow_events
+    from finetune_tui.engine.run_dir.metrics import follow_events
     from finetune_tui.headless import print_event, say
 
     say(f"attached to {run_dir} (read-only; Ctrl-C detaches, the run goes on)")

@@ -28,8 +28,10 @@ from finetune_tui.engine.events import (
     format_duration,
 )
 from finetune_tui.engine.preset import load_preset, save_preset
-from finetune_tui.engine.rundir import LOG_FILE, PID_FILE, SETTINGS_FILE, prepare_run_dir
-from finetune_tui.engine.runs import is_running, read_pid, run_status
+from finetune_tui.engine.run_dir.create import prepare_run_dir
+from finetune_tui.engine.run_dir.layout import LOG_FILE, PID_FILE, SETTINGS_FILE
+from finetune_tui.engine.run_dir.pid import is_running, read_pid
+from finetune_tui.engine.run_dir.status import run_status
 from finetune_tui.engine.settings import TrainSettings
 
 EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGHUP: 143}

@@ -13,9 +13,9 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
-from .checkpoints import mark_complete
 from .events import Checkpoint, Eval, EventSink, Notice, Started, Step
-from .rundir import TRIGGER_FILE
+from .run_dir.checkpoints import mark_complete
+from .run_dir.layout import TRIGGER_FILE
 
 GIB = 2**30
 

@@ -7,7 +7,6 @@ the TUI in a thread worker. Progress leaves only through the event sink (and the
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 import time
@@ -16,23 +15,21 @@ from pathlib import Path
 
 from . import exact_match
 from .batching import keeps_samples_apart
-from .checkpoints import last_complete_checkpoint
 from .errors import FinetuneError, TrainingError, storage_failure
 from .events import Eval, Event, EventSink, Failed, Finished, Notice
 from .oom_policy import back_off, is_oom
 from .preset import save_preset, with_changes
-from .rundir import (
+from .run_dir.checkpoints import last_complete_checkpoint
+from .run_dir.create import finish_replacement, prepare_run_dir, undo_replacement
+from .run_dir.layout import (
     ADAPTER_DIR,
     EXPORT_DIR,
     METRICS_FILE,
     PID_FILE,
     SETTINGS_FILE,
-    SUMMARY_FILE,
-    finish_replacement,
-    prepare_run_dir,
-    undo_replacement,
-    write_json,
 )
+from .run_dir.metrics import MetricsFile
+from .run_dir.summary import write_summary
 from .settings import TrainSettings
 
 # SFTConfig arguments a backend could change behind our back (see callbacks.DriftCallback).
@@ -46,31 +43,6 @@ DRIFT_WATCHED = (
     "num_train_epochs",
     "max_steps",
 )
-
-
-class MetricsFile:
-    """Appends every event as one JSON line, flushed so `attach` and `tail -f` see it live."""
-
-    def __init__(self, path: Path):
-        self.file = path.open("a", encoding="utf-8")
-        self.broken = False
-
-    def __call__(self, event: Event) -> None:
-        if self.broken:  # a full disk fails the run once; the Failed event still reaches the UI
-            return
-        try:
-            self.file.write(json.dumps(event.to_json(), default=str) + "\n")
-            self.file.flush()
-        except OSError:
-            self.broken = True
-            raise
-
-    def close(self) -> None:
-        try:
-            self.file.close()
-        except OSError:  # the unflushed tail of a write that already failed
-            if not self.broken:
-                raise
 
 
 def run_training(
@@ -218,7 +190,7 @@ def _train(
     # the script is written for the format this run resolved: no second read of the data
     resolved = with_changes(settings, {"dataset.format": inputs.data.format})
     summary["export"] = _export_script(resolved, run_dir, emit)
-    write_json(run_dir / SUMMARY_FILE, summary)
+    write_summary(run_dir, summary)
     finished = Finished(
         status=summary["status"],
         step=state.global_step,

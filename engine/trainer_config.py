@@ -6,7 +6,7 @@ from pathlib import Path
 
 from .loading import Device
 from .options import OPTIMIZERS
-from .rundir import CHECKPOINTS_DIR
+from .run_dir.layout import CHECKPOINTS_DIR
 from .settings import TrainSettings
 
 

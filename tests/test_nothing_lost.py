@@ -276,7 +276,7 @@ def test_resume_refuses_options_it_would_ignore(tmp_path, extra):
 def test_a_damaged_checkpoint_is_named_and_the_previous_one_used(tmp_path):
     import torch
 
-    from finetune_tui.engine.checkpoints import last_complete_checkpoint
+    from finetune_tui.engine.run_dir.checkpoints import last_complete_checkpoint
 
     for step in (4, 8):
         folder = tmp_path / "checkpoints" / f"checkpoint-{step}"

@@ -115,7 +115,7 @@ class TrainScreen(Screen):
             self.log_line("stopping: saving a checkpoint and the adapter after this step…")
 
     def _stop_attached(self, confirmed: bool | None) -> None:
-        from finetune_tui.engine.runs import read_pid
+        from finetune_tui.engine.run_dir.pid import read_pid
 
         pid = read_pid(self.attach_to)
         if confirmed and pid:
@@ -127,7 +127,8 @@ class TrainScreen(Screen):
         """Check the inputs, then make the run directory, then train (nothing before)."""
         from finetune_tui.engine.errors import FinetuneError
         from finetune_tui.engine.preflight import check_run_inputs
-        from finetune_tui.engine.rundir import LOG_FILE, prepare_run_dir
+        from finetune_tui.engine.run_dir.create import prepare_run_dir
+        from finetune_tui.engine.run_dir.layout import LOG_FILE
         from finetune_tui.engine.runner import run_training
 
         from .fdcapture import captured_fds
@@ -166,7 +167,7 @@ class TrainScreen(Screen):
 
     @work(thread=True, exclusive=True, group="training", exit_on_error=False)
     def follow_run(self) -> None:
-        from finetune_tui.engine.runs import follow_events
+        from finetune_tui.engine.run_dir.metrics import follow_events
 
         for event in follow_events(self.attach_to, stop=self.stop_event):
             self.deliver(event)

@@ -16,9 +16,9 @@ import re
 import zipfile
 from pathlib import Path
 
-from .errors import InputError
-from .rundir import CHECKPOINTS_DIR
-from .safe_io import read_json, safetensors_problem
+from ..errors import InputError
+from ..safe_io import read_json, safetensors_problem
+from .layout import CHECKPOINTS_DIR
 
 COMPLETE_MARKER = "COMPLETE"
 _NAME = re.compile(r"^checkpoint-(\d+)$")

@@ -1,65 +1,34 @@
-"""Run directories: where a run's settings, metrics, checkpoints and adapter live.
+"""Creating a run directory, and replacing an older run with `--overwrite` without losing it.
 
-Layout (documented in README):
-    <run>/settings.yaml   resolved settings, reloadable with --preset
-    <run>/metrics.jsonl   one event per line (engine.events)
-    <run>/summary.json    final status, losses, timings, peak memory
-    <run>/train.log       library output (C-level stdout/stderr during training)
-    <run>/run.pid         process id of the training process (status = files + pid check)
-    <run>/checkpoints/    Trainer checkpoints (adapter + optimizer + RNG)
-    <run>/adapter/        the final LoRA adapter and tokenizer
-    <run>/.finetune-tui-run  marker: this folder is a run finetune-tui made
+The marker file says a folder is ours; an overwritten run is moved aside, deleted once the
+new run has started and put back if the start fails.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import re
 import shutil
 import time
 from pathlib import Path
 
-from .errors import InputError, OutputExistsError
-from .safe_io import SMALL_LIMIT, read_text, write_text_atomic
-from .settings import TrainSettings
+from ..errors import InputError, OutputExistsError
+from ..safe_io import SMALL_LIMIT, read_text
+from ..settings import TrainSettings
+from .layout import (
+    LOG_FILE,
+    METRICS_FILE,
+    PID_FILE,
+    RUN_MARKER,
+    SETTINGS_FILE,
+    data_dir,
+    resolve_run_dir,
+    runs_root,
+)
+from .pid import is_running, read_pid
+from .registry import register_run
 
-SETTINGS_FILE = "settings.yaml"
-METRICS_FILE = "metrics.jsonl"
-SUMMARY_FILE = "summary.json"
-LOG_FILE = "train.log"
-PID_FILE = "run.pid"
-ADAPTER_DIR = "adapter"
-CHECKPOINTS_DIR = "checkpoints"
-EXPORT_DIR = "export"
-TRIGGER_FILE = "CHECKPOINT_NOW"
-RUN_MARKER = ".finetune-tui-run"  # written first: only folders carrying it are ever replaced
-REGISTRY_LIMIT = 16 * 2**20
 REPLACES = "replaces:"  # marker line of a run waiting to replace an older one
 START_FILES = {RUN_MARKER, SETTINGS_FILE, METRICS_FILE, LOG_FILE, PID_FILE}
-
-
-def data_dir() -> Path:
-    """User data folder (runs live under it); FINETUNE_TUI_DATA_DIR overrides for tests."""
-    override = os.environ.get("FINETUNE_TUI_DATA_DIR")
-    if override:
-        return Path(override)
-    import platformdirs
-
-    return Path(platformdirs.user_data_dir("finetune-tui"))
-
-
-def default_run_name(settings: TrainSettings) -> str:
-    model = Path(settings.model.name_or_path.rstrip("/")).name or "model"
-    model = re.sub(r"[^A-Za-z0-9._-]+", "-", model)
-    return f"{model}-{time.strftime('%Y%m%d-%H%M%S')}"
-
-
-def resolve_run_dir(settings: TrainSettings) -> Path:
-    if settings.output.dir:
-        return Path(settings.output.dir).expanduser()
-    name = settings.output.run_name or default_run_name(settings)
-    return data_dir() / "runs" / name
 
 
 def prepare_run_dir(
@@ -113,33 +82,6 @@ def _is_replacing(run_dir: Path) -> bool:
     return f"{REPLACES} {replaced_path(run_dir).name}" in marker.splitlines()
 
 
-REGISTRY_FILE = "runs.txt"  # run directories made anywhere (--output), one path per line
-
-
-def register_run(run_dir: Path) -> None:
-    """Remember a run made outside the runs folder, so `runs` lists it from any login."""
-    run_dir = Path(run_dir).resolve()
-    if run_dir.parent == (data_dir() / "runs").resolve() or run_dir in _registry():
-        return
-    registry = data_dir() / REGISTRY_FILE
-    registry.parent.mkdir(parents=True, exist_ok=True)
-    with registry.open("a", encoding="utf-8") as file:
-        file.write(f"{run_dir}\n")
-
-
-def registered_runs() -> list[Path]:
-    """Run directories recorded by register_run that still hold a run."""
-    return [p for p in _registry() if (p / SETTINGS_FILE).is_file()]
-
-
-def _registry() -> list[Path]:
-    try:
-        text = read_text(data_dir() / REGISTRY_FILE, REGISTRY_LIMIT, "run registry")
-    except InputError:
-        return []
-    return list(dict.fromkeys(Path(line) for line in text.splitlines() if line.strip()))
-
-
 def replaced_path(run_dir: Path) -> Path:
     """Where an overwritten run waits until its replacement has started."""
     return run_dir.with_name(f".{run_dir.name}.replaced")
@@ -172,8 +114,6 @@ def undo_replacement(run_dir: Path) -> None:
 
 def check_replaceable(run_dir: Path, inputs: tuple[Path, ...]) -> None:
     """--overwrite deletes only what finetune-tui created, never something still in use."""
-    from .runs import is_running, read_pid
-
     target = run_dir.resolve()
     if not (run_dir / RUN_MARKER).is_file():
         raise OutputExistsError(
@@ -181,7 +121,7 @@ def check_replaceable(run_dir: Path, inputs: tuple[Path, ...]) -> None:
             "--overwrite replaces only runs finetune-tui made; choose another --output"
         )
     protected = {Path("/"), Path.home().resolve(), data_dir().resolve()}
-    protected |= {data_dir().resolve() / "runs"}
+    protected |= {runs_root().resolve()}
     cwd = Path.cwd().resolve()
     if target in protected or target == cwd or target in cwd.parents:
         raise OutputExistsError(f"{run_dir}: will not replace this folder (home, / or in use)")
@@ -208,8 +148,3 @@ def _has_entries(folder: Path) -> bool:
 def _only_start_files(folder: Path) -> bool:
     """What a run writes before training starts; anything else means keep the folder."""
     return all(entry.name in START_FILES for entry in folder.iterdir())
-
-
-def write_json(path: Path, data: dict) -> None:
-    """Write JSON atomically: a reader never sees half a file."""
-    write_text_atomic(path, json.dumps(data, indent=2, default=str) + "\n")
