@@ -13,7 +13,6 @@ from .errors import ModelError
 from .safe_io import CONFIG_LIMIT, read_json
 from .settings import DEMO
 
-GATED_FAMILIES = {"llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "phi3", "granite"}
 # model_type → backends with kernels for it (liger-kernel 0.8 / Unsloth 2026.10 lists).
 LIGER_TYPES = {
     "llama",

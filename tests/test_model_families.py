@@ -6,13 +6,9 @@ from __future__ import annotations
 import copy
 
 import pytest
+from published_sizes import ACTIVE_WITHOUT_INPUT_EMBEDDING, PUBLISHED_ACTIVE, PUBLISHED_SIZES
 
-from finetune_tui.engine.catalog import (
-    ACTIVE_WITHOUT_INPUT_EMBEDDING,
-    CATALOG,
-    PUBLISHED_ACTIVE,
-    PUBLISHED_SIZES,
-)
+from finetune_tui.engine.catalog import CATALOG
 from finetune_tui.engine.errors import ModelError
 from finetune_tui.engine.models import _info, inspect_model
 

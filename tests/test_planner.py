@@ -10,8 +10,8 @@ from collections import Counter
 
 import pytest
 from conftest import run_python
+from published_sizes import PUBLISHED_SIZES
 
-from finetune_tui.engine.catalog import PUBLISHED_SIZES
 from finetune_tui.engine.errors import InputError, ModelError
 from finetune_tui.engine.hardware import (
     GPU,
