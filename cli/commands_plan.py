@@ -41,7 +41,7 @@ def _hardware(args):
 
 
 def detect_command(args: argparse.Namespace) -> int:
-    from finetune_tui.engine.hardware import detect_hardware
+    from finetune_tui.engine.hardware import describe_hardware, detect_hardware
 
     hardware = detect_hardware()
     if args.json:
@@ -49,9 +49,7 @@ def detect_command(args: argparse.Namespace) -> int:
         return 0
     from rich.console import Console
 
-    from finetune_tui.tui.screen_hardware import describe
-
-    Console(highlight=False).print(describe(hardware))
+    Console(highlight=False).print(describe_hardware(hardware))
     return 0
 
 

@@ -1,7 +1,6 @@
 """What GPU(s) this machine has, through NVML (`pynvml`), or a simulated card to plan for.
 
-No torch at import time: NVML answers name, memory, compute capability, driver and CUDA
-version by itself; torch is only probed on request (`probe_torch=True`).
+No torch: NVML answers name, memory, compute capability, driver and CUDA version by itself.
 """
 
 from __future__ import annotations
@@ -39,10 +38,6 @@ class Hardware:
     @property
     def primary(self) -> GPU | None:
         return self.gpus[0] if self.gpus else None
-
-    @property
-    def has_cuda(self) -> bool:
-        return bool(self.gpus) and not self.simulated
 
 
 @dataclass(frozen=True)
@@ -119,7 +114,7 @@ def simulated_hardware(gpu: str | None = None, vram_gib: float | None = None) ->
     raise InputError("simulated hardware needs --gpu NAME or --vram GIB")
 
 
-def detect_hardware(probe_torch: bool = False) -> Hardware:
+def detect_hardware() -> Hardware:
     """Every NVIDIA GPU NVML sees; a clean CPU-only answer when there is none."""
     try:
         import pynvml
@@ -133,10 +128,32 @@ def detect_hardware(probe_torch: bool = False) -> Hardware:
         gpus = [_read_gpu(pynvml, i, driver, cuda) for i in range(pynvml.nvmlDeviceGetCount())]
     finally:
         pynvml.nvmlShutdown()
-    if probe_torch:
-        _probe_torch(gpus)
     note = "" if gpus else "NVIDIA driver present but no GPU visible: training runs on the CPU"
     return Hardware(gpus, note=note)
+
+
+def describe_hardware(hw: Hardware) -> str:
+    """The cards in a few lines, for `finetune-tui detect` and the TUI's first screen.
+
+    Rich console markup (bold names): both front ends print through Rich.
+    """
+    lines = ["[b]Simulated[/b] card (planning only):"] if hw.simulated else []
+    for gpu in hw.gpus:
+        cc = ".".join(map(str, gpu.compute_capability)) if gpu.compute_capability else "?"
+        bf16 = {True: "yes", False: "no (fp16)", None: "?"}[gpu.bf16]
+        lines.append(
+            f"GPU {gpu.index}: [b]{gpu.name}[/b]  {gpu.total_gib:.1f} GiB total, "
+            f"{gpu.free_gib:.1f} GiB free  compute {cc}  bf16 {bf16}  "
+            f"driver {gpu.driver or '?'}  CUDA {gpu.cuda or '?'}"
+        )
+    if not hw.gpus:
+        lines.append(
+            "[b]No NVIDIA GPU found[/b]: training runs on the CPU. The embedded demo (a tiny "
+            "model and a small task) trains for real here in about a minute."
+        )
+    if hw.note:
+        lines.append(f"[dim]{hw.note}[/dim]")
+    return "\n".join(lines)
 
 
 class GpuTelemetry:
@@ -199,18 +216,6 @@ def _read_gpu(pynvml, index: int, driver: str | None, cuda: str | None) -> GPU:
         driver=driver,
         cuda=cuda,
     )
-
-
-def _probe_torch(gpus: list[GPU]) -> None:
-    """torch's view of compute capability / bf16 (only when asked: it is a heavy import)."""
-    import torch
-
-    if not torch.cuda.is_available():
-        return
-    for gpu in gpus:
-        if gpu.index < torch.cuda.device_count():
-            gpu.compute_capability = torch.cuda.get_device_capability(gpu.index)
-            gpu.bf16 = gpu.compute_capability >= (8, 0)
 
 
 def _cuda_version(pynvml) -> str | None:

@@ -256,6 +256,29 @@ def test_plan_cli_json_without_torch():
     run_python(code)
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["detect"],
+        ["detect", "--json"],
+        ["plan", "--model", "google/gemma-2-9b", "--gpu", "RTX 4090"],
+        ["plan", "--list-models"],
+    ],
+)
+def test_detect_and_plan_import_neither_the_ui_nor_torch(args):
+    """The CLI answers from the engine: no Textual (~200 ms), no torch."""
+    code = (
+        "import sys, io, contextlib\n"
+        "from finetune_tui.main import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        f"    rc = main({args!r})\n"
+        "assert rc == 0, rc\n"
+        "loaded = [m for m in ('textual', 'torch') if m in sys.modules]\n"
+        "assert not loaded, f'imported {loaded}'\n"
+    )
+    run_python(code)
+
+
 def test_plan_cli_bad_model_is_one_line():
     result = subprocess.run(
         [sys.executable, "-m", "finetune_tui", "plan", "--model", "nope/x"],

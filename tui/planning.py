@@ -1,7 +1,7 @@
 """The UI's one door to the planner: hardware, model facts and the live prediction.
 
-The planner modules (engine.hardware / models / memory / strategy) are optional at this
-layer: when one is missing or cannot answer, the screens say so instead of failing.
+Before the Hardware screen has run there is no hardware yet: the prediction says so and
+the recommendation waits.
 """
 
 from __future__ import annotations
@@ -21,32 +21,26 @@ class Prediction:
 
 
 def detect(simulated_gpu: str | None = None, vram: float | None = None):
-    """Hardware (real or simulated) or None when detection is not available."""
-    try:
-        from finetune_tui.engine import hardware
-    except ImportError:
-        return None
+    """This machine's hardware, or the simulated card asked for."""
+    from finetune_tui.engine import hardware
+
     if simulated_gpu or vram:
         return hardware.simulated_hardware(gpu=simulated_gpu, vram_gib=vram)
-    return hardware.detect_hardware(probe_torch=False)
+    return hardware.detect_hardware()
 
 
 def inspect(name_or_path: str):
-    try:
-        from finetune_tui.engine.models import inspect_model
-    except ImportError:
-        return None
+    from finetune_tui.engine.models import inspect_model
+
     return inspect_model(name_or_path)
 
 
 def predict(hw, settings: TrainSettings) -> Prediction:
     """The prediction for exactly these settings (the live VRAM bar)."""
-    try:
-        from finetune_tui.engine.strategy import evaluate
-    except ImportError:
-        return Prediction(None, None, None, {}, "planner not available")
+    from finetune_tui.engine.strategy import evaluate
+
     model = inspect(settings.model.name_or_path)
-    if hw is None or model is None:
+    if hw is None:
         return Prediction(None, None, None, {}, "no hardware or model facts")
     plan = evaluate(hw, model, settings)
     return Prediction(plan.breakdown, plan.budget_gib, plan.fits, dict(plan.reasons))
@@ -56,12 +50,10 @@ def recommend(
     hw, settings: TrainSettings, pinned: set[str] = frozenset()
 ) -> tuple[TrainSettings, dict[str, str]] | None:
     """The advisor's settings for this card, model and dataset; pinned fields stay as set."""
-    try:
-        from finetune_tui.engine.strategy import advise
-    except ImportError:
-        return None
+    from finetune_tui.engine.strategy import advise
+
     model = inspect(settings.model.name_or_path)
-    if hw is None or model is None:
+    if hw is None:
         return None
     plan = advise(hw, model, settings, fixed=set(pinned), dataset_stats=dataset_stats(settings))
     return plan.settings, dict(plan.reasons)

@@ -7,6 +7,8 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Input, Static
 
+from finetune_tui.engine.hardware import describe_hardware
+
 from .planning import detect
 
 
@@ -38,7 +40,7 @@ class HardwareScreen(Screen):
             hw = detect()
         self.app.hardware = hw
         self.app.recommend_for_inputs()  # a new card: the plan that fits it
-        self.query_one("#hw-summary", Static).update(describe(hw))
+        self.query_one("#hw-summary", Static).update(describe_hardware(hw))
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         """Enter in the card name or VRAM field simulates, as the button does."""
@@ -63,27 +65,3 @@ class HardwareScreen(Screen):
             return
         state.simulated_gpu = gpu
         self.refresh_summary()
-
-
-def describe(hw) -> str:
-    if hw is None:
-        return "Hardware detection is not available in this build: planning uses defaults."
-    lines = []
-    if hw.simulated:
-        lines.append("[b]Simulated[/b] card (planning only):")
-    for gpu in hw.gpus:
-        cc = ".".join(map(str, gpu.compute_capability)) if gpu.compute_capability else "?"
-        bf16 = {True: "yes", False: "no (fp16)", None: "?"}[gpu.bf16]
-        lines.append(
-            f"GPU {gpu.index}: [b]{gpu.name}[/b]  {gpu.total_gib:.1f} GiB total, "
-            f"{gpu.free_gib:.1f} GiB free  compute {cc}  bf16 {bf16}  "
-            f"driver {gpu.driver or '?'}  CUDA {gpu.cuda or '?'}"
-        )
-    if not hw.gpus:
-        lines.append(
-            "[b]No NVIDIA GPU found[/b]: training runs on the CPU. The embedded demo (a tiny "
-            "model and a small task) trains for real here in about a minute."
-        )
-    if hw.note:
-        lines.append(f"[dim]{hw.note}[/dim]")
-    return "\n".join(lines)
