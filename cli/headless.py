@@ -67,8 +67,8 @@ def run_headless(args: argparse.Namespace) -> int:
     received = _install_signal_handlers(stop)
     say(f"run directory: {run_dir} (library messages: {LOG_FILE})")
 
+    from finetune_tui.engine.fdcapture import captured_fds
     from finetune_tui.engine.runner import run_training
-    from finetune_tui.tui.fdcapture import captured_fds
 
     progress = sys.stdout  # progress lines only: what libraries print goes to the log
     with captured_fds(run_dir / LOG_FILE, enabled=True, fds=(2,)), redirect_stdout(sys.stderr):

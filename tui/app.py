@@ -7,6 +7,8 @@ Screens are Textual modes, so each keeps its state while the user moves between 
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from pathlib import Path
 
 from textual.app import App
@@ -190,8 +192,6 @@ def pinned_fields(args: argparse.Namespace | None) -> set[str]:
 
 
 def run_app(args: argparse.Namespace) -> int:
-    from .fdcapture import detach_ui_from_fd2
-
     app = FinetuneApp(
         initial_settings(args),
         capture_fds=True,
@@ -201,6 +201,16 @@ def run_app(args: argparse.Namespace) -> int:
     )
     detach_ui_from_fd2()
     return app.run() or 0
+
+
+def detach_ui_from_fd2() -> None:
+    """Call before `App.run()`: the UI keeps drawing while training points fd 2 at its log.
+
+    Textual's driver writes to `sys.__stderr__`; give it its own duplicate of the terminal
+    (the run's side: engine/fdcapture.py).
+    """
+    ui = os.fdopen(os.dup(2), "w", buffering=1, encoding="utf-8", errors="replace")
+    sys.__stderr__ = ui
 
 
 def run_attach(run_dir: Path) -> int:

@@ -126,12 +126,11 @@ class TrainScreen(Screen):
     def train(self, settings) -> None:
         """Check the inputs, then make the run directory, then train (nothing before)."""
         from finetune_tui.engine.errors import FinetuneError
+        from finetune_tui.engine.fdcapture import captured_fds
         from finetune_tui.engine.preflight import check_run_inputs
         from finetune_tui.engine.run_dir.create import prepare_run_dir
         from finetune_tui.engine.run_dir.layout import LOG_FILE
         from finetune_tui.engine.runner import run_training
-
-        from .fdcapture import captured_fds
 
         try:
             check_run_inputs(settings)
