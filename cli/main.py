@@ -8,6 +8,7 @@ registers a sub-parser and a handler.
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 import traceback
@@ -51,9 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
-        module = _load_command_module(name)
-        if module is not None:
-            module.register(sub)
+        importlib.import_module(f"finetune_tui.{name}").register(sub)
     return parser
 
 
@@ -67,17 +66,6 @@ def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="override one setting, e.g. --set lora.r=32 (repeatable)",
     )
-
-
-def _load_command_module(name: str):
-    import importlib
-
-    try:
-        return importlib.import_module(f"finetune_tui.{name}")
-    except ModuleNotFoundError as exc:
-        if exc.name == f"finetune_tui.{name}":
-            return None  # command not built yet
-        raise
 
 
 def main(argv: list[str] | None = None) -> int:
