@@ -171,6 +171,21 @@ async def test_stop_saves_and_quit_waits(tmp_path):
     assert (tmp_path / "run" / "adapter" / "adapter_config.json").is_file()
 
 
+async def test_quit_mid_training_saves_a_checkpoint_first(tmp_path):
+    app = demo_app("training.max_steps=2000", tmp_path=tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("6")
+        await pilot.press("s")
+        screen = app.screen
+        while screen.steps_seen < 1:
+            await pilot.pause(0.2)
+        assert app.train_screen is screen  # the screen told the app it is there
+        await pilot.press("q")
+        await app.workers.wait_for_complete()
+    summary = (tmp_path / "run" / "summary.json").read_text()
+    assert '"status": "stopped"' in summary
+
+
 async def test_vram_bar_follows_every_change_on_a_simulated_card():
     app = FinetuneApp(
         load_preset(DEMO_PRESET, ["model.name_or_path=meta-llama/Llama-3.1-8B"]),
@@ -267,6 +282,33 @@ async def test_attach_is_read_only_and_a_finished_run_ends_at_its_last_step(tmp_
         bar = screen.query_one(ProgressBar)
         assert bar.progress == bar.total == 12
         assert "finished at step 12/12" in str(screen.query_one("#stats", Static).render())
+
+
+async def test_stop_on_an_attached_run_asks_its_process_to_save(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    from finetune_tui.tui.app import AttachApp
+
+    code = "import time  # finetune-tui\nprint('ready', flush=True)\ntime.sleep(60)"
+    run = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert run.stdout.readline() == "ready\n"
+        (tmp_path / "run.pid").write_text(f"{run.pid}\n")
+        app = AttachApp(tmp_path)
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press("x")
+            await pilot.press("y")  # the question: stop someone else's run?
+            await pilot.pause()
+            assert run.wait(timeout=30) == -signal.SIGTERM
+            await app.workers.wait_for_complete()  # the follower ends with the run
+            log = "\n".join(str(line) for line in app.screen.query_one(RichLog).lines)
+            assert f"asked pid {run.pid} to checkpoint and stop" in log
+    finally:
+        run.kill()
+        run.wait()
+        run.stdout.close()
 
 
 async def test_enter_simulates_a_card_and_the_model_screen_says_what_this_machine_rules_out():

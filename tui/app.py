@@ -77,11 +77,14 @@ class FinetuneApp(App):
         self.state = WizardState(settings=settings, pinned=set(pinned or ()), **state)
         self.hardware = None
         self.capture_fds = capture_fds
-        self.train_screen: TrainScreen | None = None  # set when the Train screen mounts
+        self.train_screen: TrainScreen | None = None  # set when the Train screen opens
         self.quitting = False  # keys that arrive with `q` must not mount a screen mid-exit
 
     def on_mount(self) -> None:
         self.switch_mode("hardware")
+
+    def on_train_screen_opened(self, message: TrainScreen.Opened) -> None:
+        self.train_screen = message.train_screen
 
     def action_step(self, delta: int) -> None:
         index = ORDER.index(self.current_mode) if self.current_mode in ORDER else 0

@@ -8,8 +8,6 @@ then events come from the run's metrics.jsonl and Stop signals that process inst
 
 from __future__ import annotations
 
-import os
-import signal
 import sys
 import threading
 import time
@@ -21,6 +19,7 @@ from rich.markup import escape
 from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
+from textual.message import Message
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, Footer, Header, ProgressBar, RichLog, Sparkline, Static
 
@@ -46,6 +45,13 @@ GIL_SWITCH_S = 0.0005  # see _gil_handoff
 class TrainScreen(Screen):
     TITLE = "6 Train"
     BINDINGS = [("s", "start", "Start"), ("x", "stop", "Stop")]
+
+    class Opened(Message):
+        """Posted on mount: the wizard stops this screen's training before it quits."""
+
+        def __init__(self, train_screen: TrainScreen) -> None:
+            super().__init__()
+            self.train_screen = train_screen
 
     def __init__(self, attach_to: Path | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -82,8 +88,7 @@ class TrainScreen(Screen):
 
     def on_mount(self) -> None:
         self.query_one(VramChart).display = False  # shown once there is VRAM to draw (GPU)
-        if hasattr(self.app, "train_screen"):
-            self.app.train_screen = self
+        self.post_message(self.Opened(self))
         if self.attach_to is not None:  # read-only: this screen cannot start a run
             self.query_one("#start", Button).display = False
             self.query_one("#stop", Button).disabled = False
@@ -115,11 +120,19 @@ class TrainScreen(Screen):
             self.log_line("stopping: saving a checkpoint and the adapter after this step…")
 
     def _stop_attached(self, confirmed: bool | None) -> None:
-        from finetune_tui.engine.run_dir.pid import read_pid
+        from finetune_tui.engine.errors import FinetuneError
+        from finetune_tui.engine.run_control import ask_run_to_stop
 
-        pid = read_pid(self.attach_to)
-        if confirmed and pid:
-            os.kill(pid, signal.SIGTERM)
+        if not confirmed:
+            return
+        try:
+            pid = ask_run_to_stop(self.attach_to)
+        except FinetuneError as exc:
+            self.notify(escape(str(exc)), severity="error")
+            return
+        if pid is None:
+            self.log_line("the run is not running: nothing to stop")
+        else:
             self.log_line(f"asked pid {pid} to checkpoint and stop")
 
     @work(thread=True, exclusive=True, group="training", exit_on_error=False)
@@ -312,7 +325,7 @@ class TrainScreen(Screen):
             self.telemetry.close()
 
     def poll_telemetry(self) -> None:
-        hw = getattr(self.app, "hardware", None)
+        hw = self.app.hardware
         if hw is None or not hw.gpus or hw.simulated:
             return
         if self.telemetry is None:
