@@ -9,6 +9,8 @@ from textual.containers import Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, OptionList, Static
 
+from finetune_tui.engine.models import catalog_ids
+
 from .planning import inspect, unavailable_here
 
 
@@ -34,7 +36,7 @@ class ModelScreen(Screen):
     def _fill_catalog(self, text: str) -> None:
         options = self.query_one("#catalog", OptionList)
         options.clear_options()
-        ids = ["demo", *catalog()]
+        ids = ["demo", *catalog_ids()]
         options.add_options([i for i in ids if text.lower() in i.lower()][:8] or ids[:8])
 
     @on(Input.Changed, "#model-path")
@@ -68,14 +70,6 @@ def format_params(count: int) -> str:
     return str(count)
 
 
-def catalog() -> list[str]:
-    try:
-        from finetune_tui.engine.models import catalog_ids
-    except ImportError:
-        return []
-    return catalog_ids()
-
-
 def model_summary(name: str, hardware=None) -> str:
     """Architecture facts from config.json alone; never loads weights. Backends say 'no'
     with the same reason `plan` gives when this machine (or the model) rules them out."""
@@ -83,41 +77,18 @@ def model_summary(name: str, hardware=None) -> str:
         info = inspect(name)
     except Exception as exc:
         return f"[red]{escape(str(exc))}[/red]"
-    if info is not None:
-        here = unavailable_here(hardware, info)
-        backends = ", ".join(
-            f"{b}: {'yes' if why is None else 'no (' + escape(why) + ')'}"
-            for b, why in (
-                (b, why or here.get(f"memory.backend={b}"))
-                for b, why in info.supported_backends.items()
-            )
+    here = unavailable_here(hardware, info)
+    backends = ", ".join(
+        f"{b}: {'yes' if why is None else 'no (' + escape(why) + ')'}"
+        for b, why in (
+            (b, why or here.get(f"memory.backend={b}"))
+            for b, why in info.supported_backends.items()
         )
-        return (
-            f"[b]{info.architecture}[/b]  {format_params(info.params_total)} parameters"
-            f"{f' ({format_params(info.params_active)} active)' if info.is_moe else ''}  "
-            f"{info.num_layers} layers  hidden {info.hidden_size}  vocab {info.vocab_size}  "
-            f"context {info.max_context}\nLoRA targets: {', '.join(info.lora_targets)}\n"
-            f"Backends: {backends}"
-        )
-    config = _config(name)
-    if config is None:
-        return f"{name}: not found locally (planning needs its config.json)"
-    return (
-        f"[b]{', '.join(config.get('architectures', ['?']))}[/b]  "
-        f"{config.get('num_hidden_layers', '?')} layers  hidden {config.get('hidden_size', '?')}  "
-        f"vocab {config.get('vocab_size', '?')}"
     )
-
-
-def _config(name: str) -> dict | None:
-    if name == "demo":
-        from finetune_tui.engine.demo import demo_model_config
-
-        return demo_model_config()
-    from finetune_tui.engine.errors import FinetuneError
-    from finetune_tui.engine.models import load_config
-
-    try:
-        return load_config(name)
-    except FinetuneError:
-        return None
+    return (
+        f"[b]{info.architecture}[/b]  {format_params(info.params_total)} parameters"
+        f"{f' ({format_params(info.params_active)} active)' if info.is_moe else ''}  "
+        f"{info.num_layers} layers  hidden {info.hidden_size}  vocab {info.vocab_size}  "
+        f"context {info.max_context}\nLoRA targets: {', '.join(info.lora_targets)}\n"
+        f"Backends: {backends}"
+    )
