@@ -1,6 +1,6 @@
 """Predicted vs measured peak memory for benchmark JSON lines (prints JSON + a table).
 
-    python benchmarks/accuracy.py results/calib.jsonl [more.jsonl ...]
+    python benchmarks/accuracy.py benchmarks/results/calib-h100-2026-11-24.jsonl [more.jsonl ...]
 Re-predicts each row with the current engine.memory (so refits show their effect).
 """
 

@@ -222,7 +222,7 @@ CALIB = [
     ),
 ]
 
-BASE = {  # QLoRA NF4 + DQ, r16 all-linear, 8-bit AdamW, seq 1024 (DESIGN.md's setting)
+BASE = {  # QLoRA NF4 + DQ, r16 all-linear, 8-bit AdamW, seq 1024 (docs/BENCHMARKS.md's setting)
     "quantization.mode": "nf4",
     "quantization.double_quant": True,
     "training.optimizer": "adamw_8bit",

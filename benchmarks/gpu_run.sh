@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One whole experiment on the GPU machine (see ../shared/gpu/README.md):
+# One whole experiment on the GPU machine (packages its image lacks come as wheels in .whl/):
 #   bash benchmarks/gpu_run.sh calib     # memory calibration: 3 architectures x CALIB set
 #   bash benchmarks/gpu_run.sh backends  # Llama-3.1-8B backends x checkpointing x batch
 #   bash benchmarks/gpu_run.sh panel     # the live panel's cost: headless vs TUI on a pty

@@ -1,8 +1,8 @@
 """Predicted peak VRAM of one LoRA / QLoRA SFT step, with a breakdown.
 
-Analytic structure (DESIGN.md "Memory planning"); the per-token activation coefficients,
-fragmentation and fixed overheads live in `COEFFICIENTS` and are calibrated against GPU
-measurements (benchmarks/backends.py, docs/BENCHMARKS.md). Errs on the safe side.
+An analytic sum of weights, LoRA state, activations and logits; the per-token activation
+coefficients, fragmentation and fixed overheads live in `COEFFICIENTS` and are calibrated
+against GPU measurements (benchmarks/backends.py, docs/BENCHMARKS.md). Errs on the safe side.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The one settings schema: presets, the TUI form, the runner and the exporter all speak it.
 
-Every option and its default lives here, once. Field descriptions double as help text in
-the TUI and in `finetune-tui --help-settings`.
+Every option and its default lives here, once. Field descriptions double as the tooltips
+of the TUI's settings form (tui/settings_form.py) and as comments in the exported script.
 """
 
 from __future__ import annotations

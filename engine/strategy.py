@@ -1,7 +1,7 @@
 """The advisor: the fastest configuration predicted to fit, with a reason for every choice.
 
 Spend spare memory on speed (checkpointing off, bigger micro-batch, 16-bit weights) and
-memory savings only where they are needed to fit (DESIGN.md, measured on H100). Options
+memory savings only where they are needed to fit (measured on H100: docs/BENCHMARKS.md). Options
 the user pinned (`fixed`) are never changed; unavailable options are named with the reason.
 """
 
