@@ -31,14 +31,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 def export_command(args: argparse.Namespace) -> int:
     from finetune_tui.engine.errors import InputError
     from finetune_tui.engine.export import export_run
-    from finetune_tui.engine.preset import load_preset, settings_from_overrides
+    from finetune_tui.engine.preset import settings_from_arguments
 
     if args.gpus < 1:
         raise InputError(f"--gpus {args.gpus}: must be at least 1")
-    if args.preset:
-        settings = load_preset(args.preset, args.overrides)
-    else:
-        settings = settings_from_overrides(args.overrides)
+    settings = settings_from_arguments(args.preset, args.overrides)
     if not args.output.strip():
         raise InputError("-o: empty path; give the script's file name, e.g. train.py")
     inputs = (Path(args.preset),) if args.preset else ()

@@ -64,15 +64,15 @@ def plan_command(args: argparse.Namespace) -> int:
         return _list_models()
     if not args.model:
         raise InputError("plan: give --model (a folder with config.json, a catalog ID or demo)")
-    from finetune_tui.engine.preset import load_preset, override_keys, settings_from_overrides
-    from finetune_tui.engine.strategy import SPEED_BASELINE, advise
+    from finetune_tui.engine.preset import override_keys, settings_from_arguments
+    from finetune_tui.engine.speed import SPEED_BASELINE
+    from finetune_tui.engine.strategy import advise
 
-    overrides = [*args.overrides, f"model.name_or_path={args.model}"]
+    # paths are taken as text, never parsed as YAML: a folder named `yes` stays a folder
+    paths = {"model.name_or_path": args.model}
     if args.dataset:
-        overrides.append(f"dataset.path={args.dataset}")
-    settings = (
-        load_preset(args.preset, overrides) if args.preset else settings_from_overrides(overrides)
-    )
+        paths["dataset.path"] = args.dataset
+    settings = settings_from_arguments(args.preset, args.overrides, paths)
     fixed = override_keys(args.overrides)
     model = inspect_model(args.model)
     stats = _dataset_stats(settings) if args.dataset else None

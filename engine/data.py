@@ -19,25 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import DatasetError
+from .recipe_data import SHAREGPT_ROLES, split_examples, to_example
 from .safe_io import check_regular_file, encoding_problem, open_regular, read_json
 from .settings import DEMO, TrainSettings
 
-ALPACA_PROMPT = (
-    "Below is an instruction that describes a task, paired with an input that provides "
-    "further context. Write a response that appropriately completes the request.\n\n"
-    "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n"
-)
-ALPACA_PROMPT_NO_INPUT = (
-    "Below is an instruction that describes a task. Write a response that appropriately "
-    "completes the request.\n\n### Instruction:\n{instruction}\n\n### Response:\n"
-)
-SHAREGPT_ROLES = {
-    "human": "user",
-    "user": "user",
-    "gpt": "assistant",
-    "assistant": "assistant",
-    "system": "system",
-}
 CHAT_ROLES = {"system", "user", "assistant"}
 MAX_REPORTED = 3
 JSON_LIMIT = 2 * 2**30  # a whole-file JSON dataset is parsed in memory
@@ -293,24 +278,6 @@ def _string_field(data: dict, name: str) -> str | None:
     return None
 
 
-def to_trl(data: dict, fmt: str, eos_token: str) -> dict:
-    """One validated record in the format TRL's SFTTrainer trains on."""
-    if fmt == "text":
-        return {"text": data["text"]}
-    if fmt == "alpaca":
-        template = ALPACA_PROMPT if data.get("input") else ALPACA_PROMPT_NO_INPUT
-        prompt = template.format(instruction=data["instruction"], input=data.get("input", ""))
-        return {"prompt": prompt, "completion": data["output"] + eos_token}
-    if fmt == "sharegpt":
-        turns = [
-            {"role": SHAREGPT_ROLES[t["from"]], "content": t["value"]}
-            for t in data["conversations"]
-        ]
-    else:
-        turns = [{"role": t["role"], "content": t["content"]} for t in data["messages"]]
-    return {"prompt": turns[:-1], "completion": turns[-1:]}
-
-
 # --- the pipeline ----------------------------------------------------------------------
 
 
@@ -329,18 +296,14 @@ def load_validated(settings: TrainSettings) -> tuple[Path, list[Record], str]:
 
 def prepare_datasets(settings: TrainSettings, eos_token: str) -> Prepared:
     """Steps 1–6: train and eval `datasets.Dataset`s in TRL's format."""
-    from datasets import Dataset
-
     path, records, fmt = load_validated(settings)
-    rows = [to_trl(r.data, fmt, eos_token) for r in records]
-    dataset = Dataset.from_list(rows)
-    fraction = settings.dataset.eval_fraction
-    train, evaluation = dataset, None
-    if fraction > 0 and len(dataset) * fraction >= 1:
-        split = dataset.train_test_split(test_size=fraction, seed=settings.training.seed)
-        train, evaluation = split["train"], split["test"]
-    if settings.dataset.max_samples and settings.dataset.max_samples < len(train):
-        train = train.select(range(settings.dataset.max_samples))
+    examples = [to_example(r.data, fmt, eos_token) for r in records]
+    train, evaluation = split_examples(
+        examples,
+        settings.dataset.eval_fraction,
+        settings.dataset.max_samples,
+        settings.training.seed,
+    )
     return Prepared(train, evaluation, fmt, str(path), len(records))
 
 
@@ -381,13 +344,6 @@ def _token_ids(example: dict, tokenizer) -> list[int]:
     return tokenizer(example["prompt"] + example["completion"])["input_ids"]
 
 
-def load_tokenizer_for(settings: TrainSettings):
-    """The tokenizer training will use (the demo's is built on first use)."""
-    from .loading import load_tokenizer, resolve_model_path
-
-    return load_tokenizer(resolve_model_path(settings.model.name_or_path), settings)
-
-
 @dataclass
 class AnswerCut:
     """Records whose prompt alone fills max_seq_length: (prompt tokens, full tokens) each."""
@@ -414,7 +370,7 @@ def answer_cut_lengths(
     records: list[Record], fmt: str, limit: int, tokenizer, batch: int = 512
 ) -> AnswerCut:
     """Measure prompt and full lengths with the tokenizer and chat template TRL will use."""
-    rows = [to_trl(r.data, fmt, tokenizer.eos_token) for r in records]
+    rows = [to_example(r.data, fmt, tokenizer.eos_token) for r in records]
     cut = []
     if fmt != "text":
         for start in range(0, len(rows), batch):
@@ -483,7 +439,7 @@ def estimate_token_stats(
     """Without a tokenizer (planner, first screen): characters / chars_per_token."""
     valid = [r for r in records if r.data is not None and not validate_records([r], fmt)]
     lengths = [
-        int(len(json.dumps(to_trl(r.data, fmt, ""), ensure_ascii=False)) / chars_per_token)
+        int(len(json.dumps(to_example(r.data, fmt, ""), ensure_ascii=False)) / chars_per_token)
         for r in valid
     ]
     return stats_from_lengths(lengths, max_seq_length)

@@ -106,6 +106,11 @@ def attention_implementation(settings: TrainSettings) -> str:
     return attention_implementation(settings.model.attn_implementation)
 
 
+def load_tokenizer_for(settings: TrainSettings):
+    """The tokenizer training will use (the demo's is built on first use)."""
+    return load_tokenizer(resolve_model_path(settings.model.name_or_path), settings)
+
+
 def load_tokenizer(model_path: str, settings: TrainSettings):
     from transformers import AutoTokenizer
 

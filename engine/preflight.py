@@ -138,7 +138,8 @@ def check_sequence_length(settings: TrainSettings, records: list, fmt: str) -> N
     tokenize them; a record whose prompt alone fills max_seq_length has nothing left
     to learn from, and TRL drops it.
     """
-    from .data import answer_cut_lengths, load_tokenizer_for
+    from .data import answer_cut_lengths
+    from .loading import load_tokenizer_for
 
     tokenizer = load_tokenizer_for(settings)
     limit = settings.training.max_seq_length

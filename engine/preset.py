@@ -111,6 +111,17 @@ def settings_from_overrides(overrides: list[str]) -> TrainSettings:
     return validate_settings(apply_overrides({}, overrides), source="--set")
 
 
+def settings_from_arguments(
+    preset: str | Path | None, overrides: list[str], values: dict | None = None
+) -> TrainSettings:
+    """What a command line asks for: the preset (else the defaults), `--set` overrides, then
+    `values` taken as they are (paths, never parsed as YAML)."""
+    if preset:
+        return load_preset(preset, overrides, values or {})
+    settings = settings_from_overrides(overrides)
+    return with_changes(settings, values, source="--set") if values else settings
+
+
 def validate_settings(
     data: dict,
     source: str = "settings",

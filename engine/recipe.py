@@ -1,7 +1,7 @@
 """The training recipe's model side, written once.
 
 The runner calls these functions, and the exported script carries their source verbatim
-(engine/export.py copies them with `inspect.getsource`; a test compares them byte for
+(engine/script.py copies them with `inspect.getsource`; a test compares them byte for
 byte), so what the script does cannot drift from what the run did. Hence the rules here:
 plain values in and out (no settings objects), imports inside the functions (startup
 stays fast, and the copies run in a script that imports nothing of ours), comments that
@@ -156,7 +156,82 @@ def load_unsloth_model(
     return model, tokenizer
 
 
-# What the exported script copies, in order, for each backend's model side.
+def trainer_arguments(
+    *,
+    output_dir,
+    micro_batch_size,
+    gradient_accumulation_steps,
+    max_seq_length,
+    learning_rate,
+    lr_scheduler,
+    warmup_ratio,
+    epochs,
+    max_steps,
+    optimizer,
+    weight_decay,
+    max_grad_norm,
+    logging_steps,
+    eval_steps,
+    has_eval,
+    save_steps,
+    save_total_limit,
+    seed,
+    dtype,
+    on_gpu,
+    gradient_checkpointing,
+    use_reentrant,
+    backend,
+    packing,
+    group_by_length,
+    report_to,
+    progress_bar,
+):
+    """SFTConfig's keyword arguments. Unsloth applies its own gradient checkpointing inside
+    get_peft_model, so the Trainer's is off under it; packed batches are never grouped by
+    length; warmup_ratio, a float in [0, 1), is read by warmup_steps as a share of the
+    total steps."""
+    checkpointing = gradient_checkpointing == "on" and backend != "unsloth"
+    return {
+        "output_dir": str(output_dir),
+        "per_device_train_batch_size": micro_batch_size,
+        "per_device_eval_batch_size": micro_batch_size,
+        "gradient_accumulation_steps": gradient_accumulation_steps,
+        "max_length": max_seq_length,
+        "learning_rate": learning_rate,
+        "lr_scheduler_type": lr_scheduler,
+        "warmup_steps": warmup_ratio,
+        "num_train_epochs": epochs,
+        "max_steps": max_steps or -1,
+        "optim": optimizer,
+        "weight_decay": weight_decay,
+        "max_grad_norm": max_grad_norm,
+        "logging_steps": logging_steps,
+        "logging_first_step": True,
+        "eval_strategy": "steps" if (has_eval and eval_steps) else "no",
+        "eval_steps": eval_steps,
+        "save_strategy": "steps" if save_steps else "no",
+        "save_steps": save_steps or 500,
+        "save_total_limit": save_total_limit,
+        "seed": seed,
+        "data_seed": seed,
+        "bf16": on_gpu and dtype == "bf16",
+        "fp16": on_gpu and dtype == "fp16",
+        "use_cpu": not on_gpu,
+        "gradient_checkpointing": checkpointing,
+        "gradient_checkpointing_kwargs": {"use_reentrant": use_reentrant}
+        if checkpointing
+        else None,
+        "packing": packing,
+        "train_sampling_strategy": (
+            "group_by_length" if group_by_length and not packing else "random"
+        ),
+        "report_to": report_to,
+        "dataloader_num_workers": 0,
+        "disable_tqdm": not progress_bar,
+    }
+
+
+# What the exported script copies, in order, for each backend: model side and trainer.
 HF_FUNCTIONS = (
     compute_dtype,
     torch_dtype,
@@ -166,5 +241,6 @@ HF_FUNCTIONS = (
     load_model,
     auto_lora_targets,
     lora_config,
+    trainer_arguments,
 )
-UNSLOTH_FUNCTIONS = (compute_dtype, torch_dtype, load_unsloth_model)
+UNSLOTH_FUNCTIONS = (compute_dtype, torch_dtype, load_unsloth_model, trainer_arguments)

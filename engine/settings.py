@@ -268,6 +268,16 @@ class TrainSettings(Section):
         section, key = dotted.split(".")
         return getattr(getattr(self, section), key)
 
+    def differences(self, other: TrainSettings) -> dict[str, tuple[object, object]]:
+        """`section.key` -> (this value, the other's) for every field where they differ."""
+        ours, theirs = self.model_dump(), other.model_dump()
+        return {
+            f"{section}.{key}": (value, theirs[section][key])
+            for section, fields in ours.items()
+            for key, value in fields.items()
+            if theirs[section][key] != value
+        }
+
     def input_paths(self) -> tuple[Path, ...]:
         """The local files a run reads (dataset, model): never to be replaced or written."""
         paths = (self.dataset.path, self.model.name_or_path)

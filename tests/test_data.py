@@ -7,7 +7,6 @@ import json
 import pytest
 
 from finetune_tui.engine.data import (
-    ALPACA_PROMPT_NO_INPUT,
     detect_format,
     format_sample,
     load_records,
@@ -16,6 +15,7 @@ from finetune_tui.engine.data import (
     token_stats,
 )
 from finetune_tui.engine.errors import DatasetError
+from finetune_tui.engine.recipe_data import ALPACA_PROMPT_NO_INPUT
 from finetune_tui.engine.settings import TrainSettings
 
 CHAT = {"messages": [{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"}]}
@@ -72,6 +72,28 @@ def test_json_csv_parquet_and_saved_folders(tmp_path):
         records = load_records(tmp_path / name)
         assert [r.data["output"] for r in records] == [str(i) for i in range(10)], name
         assert detect_format(records) == "alpaca"
+
+
+def test_the_scripts_reader_reads_what_the_runner_reads(tmp_path):
+    """The exported script reads files with recipe_data.read_records, the runner through
+    data.load_records (bounded, validated): the same records from every file type."""
+    from datasets import Dataset, DatasetDict
+
+    from finetune_tui.engine.recipe_data import read_records
+
+    rows = [dict(ALPACA, output=f"é {i}", input="" if i % 2 else "x") for i in range(6)]
+    (tmp_path / "d.jsonl").write_text(
+        "\ufeff" + "\n\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n",
+        encoding="utf-8",
+    )
+    (tmp_path / "d.json").write_text(json.dumps({"data": rows}))
+    Dataset.from_list(rows).to_parquet(str(tmp_path / "d.parquet"))
+    Dataset.from_list(rows).to_csv(str(tmp_path / "d.csv"), index=False)
+    DatasetDict({"train": Dataset.from_list(rows)}).save_to_disk(str(tmp_path / "saved"))
+    for name in ("d.jsonl", "d.json", "d.parquet", "d.csv", "saved"):
+        runner = [r.data for r in load_records(tmp_path / name)]
+        assert read_records(tmp_path / name) == runner, name
+        assert runner[1]["output"] == "é 1", name
 
 
 def test_format_override(tmp_path):

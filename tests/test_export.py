@@ -10,8 +10,9 @@ import sys
 import pytest
 from conftest import DEMO_PRESET, REPO, cli_command, cli_env
 
-from finetune_tui.engine.export import comment, export_run, literal, render_script
+from finetune_tui.engine.export import export_run
 from finetune_tui.engine.preset import load_preset
+from finetune_tui.engine.script import comment, literal, render_script
 
 SHORT = ["training.max_steps=12", "training.logging_steps=1", "training.exact_match_samples=0"]
 
@@ -218,12 +219,13 @@ def test_scripts_never_carry_tokens(tmp_path, monkeypatch):
     ],
 )
 def test_the_script_is_the_recipe_and_reads_every_constant_it_defines(overrides):
-    """The model side is engine/recipe.py's functions byte for byte, so the script cannot
-    drift from the runner; and no constant is there for show (changing it changes the run)."""
+    """The model, data and trainer sides are engine/recipe.py's and recipe_data.py's
+    functions byte for byte, so the script cannot drift from the runner; and no constant is
+    there for show (changing it changes the run)."""
     import ast
     import inspect
 
-    from finetune_tui.engine import recipe
+    from finetune_tui.engine import recipe, recipe_data
 
     script = render_script(load_preset(DEMO_PRESET, overrides), {})
     tree = ast.parse(script)
@@ -233,7 +235,8 @@ def test_the_script_is_the_recipe_and_reads_every_constant_it_defines(overrides)
         if isinstance(node, ast.FunctionDef)
     }
     unsloth = "memory.backend=unsloth" in overrides
-    for function in recipe.UNSLOTH_FUNCTIONS if unsloth else recipe.HF_FUNCTIONS:
+    model_side = recipe.UNSLOTH_FUNCTIONS if unsloth else recipe.HF_FUNCTIONS
+    for function in (*model_side, *recipe_data.DATA_FUNCTIONS):
         assert defined[function.__name__] == inspect.getsource(function).rstrip("\n")
     constants = {
         target.id

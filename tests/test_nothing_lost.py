@@ -239,7 +239,7 @@ def test_export_quotes_the_commands_it_prints(tmp_path):
 
 
 def test_a_non_finite_number_renders_as_valid_python():
-    from finetune_tui.engine.export import literal
+    from finetune_tui.engine.script import literal
 
     assert eval(literal(float("inf"))) == float("inf")  # noqa: S307 - the point of the test
     assert eval(literal([float("-inf")])) == [float("-inf")]  # noqa: S307

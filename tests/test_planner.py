@@ -289,6 +289,24 @@ def test_plan_cli_bad_model_is_one_line():
     assert result.stderr.count("\n") == 1 and "not in the catalog" in result.stderr
 
 
+def test_plan_takes_model_and_dataset_paths_as_text(tmp_path, monkeypatch, capsys):
+    """A folder named like a YAML value (`yes`, `1e3`) is a folder, not a bool or a number."""
+    from finetune_tui.main import main
+
+    from finetune_tui.engine.models import load_config
+
+    config = load_config("meta-llama/Llama-3.2-1B")
+    (tmp_path / "yes").mkdir()
+    (tmp_path / "yes" / "config.json").write_text(json.dumps(config))
+    from datasets import Dataset
+
+    Dataset.from_list([{"text": "hello world"}] * 4).save_to_disk(str(tmp_path / "1e3"))
+    monkeypatch.chdir(tmp_path)
+    code = main(["plan", "--model", "yes", "--dataset", "1e3", "--gpu", "RTX 4090", "--json"])
+    data = json.loads(capsys.readouterr().out)
+    assert code == 0 and data["settings"]["model"]["name_or_path"] == "yes"
+
+
 def test_plan_exits_3_when_nothing_fits_and_explains_the_experts(capsys):
     from finetune_tui.main import main
 

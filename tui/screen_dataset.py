@@ -50,6 +50,7 @@ class DatasetScreen(Screen):
 def describe_dataset(settings) -> tuple[str, str]:
     """Format, problems (file:line), token-length histogram, first formatted example."""
     from finetune_tui.engine import data
+    from finetune_tui.engine.recipe_data import to_example
 
     try:
         path = data.resolve_dataset_path(settings.dataset.path)
@@ -76,7 +77,7 @@ def describe_dataset(settings) -> tuple[str, str]:
     good = next((r for r in records if r.data is not None), None)
     sample = ""
     if good is not None and not data.validate_records([good], fmt):
-        example = data.to_trl(good.data, fmt, "</s>")
+        example = to_example(good.data, fmt, "</s>")
         sample = (
             "First example as trained (prompt → completion):\n"
             + json.dumps(example, ensure_ascii=False, indent=1)[:600]

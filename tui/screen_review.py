@@ -59,10 +59,4 @@ def origin(field: str, value: object, state) -> str:
 
 
 def changed_fields(settings: TrainSettings, reference: TrainSettings):
-    ours, theirs = settings.model_dump(), reference.model_dump()
-    return [
-        (f"{section}.{key}", value, theirs[section][key])
-        for section, fields in ours.items()
-        for key, value in fields.items()
-        if theirs[section][key] != value
-    ]
+    return [(field, *values) for field, values in settings.differences(reference).items()]
