@@ -1,15 +1,10 @@
-"""User datasets: load, detect the format, validate every record, convert to TRL's formats.
+"""User datasets: read them, detect the format, validate every record, measure lengths.
 
-Order of operations (the exported script repeats it verbatim):
-  1. load the records of the file / folder (JSONL, JSON, CSV, Parquet, save_to_disk),
-     remembering each record's line for error messages;
+  1. read the records of the file / folder (JSONL, JSON, CSV, Parquet, save_to_disk),
+     remembering each record's line for error messages, with bounded reads;
   2. detect the format from the first record's keys (or take `dataset.format`);
   3. validate every record; report `file:line: problem` for the first few, with a count;
-  4. convert: messages / ShareGPT → conversational prompt + completion (TRL applies the
-     chat template and trains on the completion only); Alpaca → the Alpaca prompt text +
-     output and EOS; text → text;
-  5. `Dataset.from_list`, then `train_test_split(test_size=eval_fraction, seed=seed)`;
-  6. `max_samples` keeps the first N training records of the split.
+  4. convert and split with the recipe (engine/recipe_data.py), as the exported script does.
 """
 
 from __future__ import annotations
@@ -281,15 +276,22 @@ def _string_field(data: dict, name: str) -> str | None:
 # --- the pipeline ----------------------------------------------------------------------
 
 
-def load_validated(settings: TrainSettings) -> tuple[Path, list[Record], str]:
-    """Steps 1–3: records, their format, and a DatasetError listing any problems."""
+def read_dataset(settings: TrainSettings) -> tuple[Path, list[Record], str]:
+    """Steps 1–2: the records with their locations, and their format (set or detected)."""
     path = resolve_dataset_path(settings.dataset.path)
     records = load_records(path)
     fmt = settings.dataset.format
-    detected = fmt == "auto"
-    if detected:
-        fmt = detect_format(records)
-    how = "detected" if detected else "set by dataset.format; 'auto' detects it"
+    return path, records, detect_format(records) if fmt == "auto" else fmt
+
+
+def load_validated(settings: TrainSettings) -> tuple[Path, list[Record], str]:
+    """Steps 1–3: records, their format, and a DatasetError listing any problems."""
+    path, records, fmt = read_dataset(settings)
+    how = (
+        "set by dataset.format; 'auto' detects it"
+        if settings.dataset.format != "auto"
+        else "detected"
+    )
     _raise_if(validate_records(records, fmt), f"records read as {fmt} ({how})")
     return path, records, fmt
 
@@ -328,20 +330,6 @@ class TokenStats:
     truncated_fraction: float
     histogram: list[tuple[int, int]]  # (bin start, count)
     sample: list[int] = field(default_factory=list)  # up to 512 sorted lengths, evenly spaced
-
-
-def token_lengths(dataset, tokenizer) -> list[int]:
-    """Tokens per example the way TRL tokenizes it (chat template for conversations)."""
-    return [len(_token_ids(example, tokenizer)) for example in dataset]
-
-
-def _token_ids(example: dict, tokenizer) -> list[int]:
-    if "text" in example:
-        return tokenizer(example["text"])["input_ids"]
-    if isinstance(example["prompt"], list):
-        messages = list(example["prompt"]) + list(example["completion"])
-        return tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True)["input_ids"]
-    return tokenizer(example["prompt"] + example["completion"])["input_ids"]
 
 
 @dataclass
@@ -429,10 +417,6 @@ def _even_sample(ordered: list[int], size: int = 512) -> list[int]:
     return [ordered[i * (len(ordered) - 1) // (size - 1)] for i in range(size)]
 
 
-def token_stats(dataset, tokenizer, max_seq_length: int) -> TokenStats:
-    return stats_from_lengths(token_lengths(dataset, tokenizer), max_seq_length)
-
-
 def estimate_token_stats(
     records: list[Record], fmt: str, max_seq_length: int, chars_per_token: float = 3.6
 ) -> TokenStats:
@@ -443,8 +427,3 @@ def estimate_token_stats(
         for r in valid
     ]
     return stats_from_lengths(lengths, max_seq_length)
-
-
-def format_sample(example: dict, tokenizer) -> str:
-    """Exactly the text the model is trained on for one example (for the preview)."""
-    return tokenizer.decode(_token_ids(example, tokenizer))

@@ -8,11 +8,9 @@ import pytest
 
 from finetune_tui.engine.data import (
     detect_format,
-    format_sample,
     load_records,
     prepare_datasets,
     stats_from_lengths,
-    token_stats,
 )
 from finetune_tui.engine.errors import DatasetError
 from finetune_tui.engine.recipe_data import ALPACA_PROMPT_NO_INPUT
@@ -182,21 +180,6 @@ def test_demo_dataset_loads(tmp_path):
     prepared = prepare_datasets(TrainSettings(), "</s>")
     assert prepared.format == "messages"
     assert len(prepared.train) > 100
-
-
-def test_token_stats_and_preview_use_the_chat_template():
-    from transformers import AutoTokenizer
-
-    from finetune_tui.engine.demo import ensure_demo_model
-
-    tokenizer = AutoTokenizer.from_pretrained(ensure_demo_model())
-    prepared = prepare_datasets(TrainSettings(), tokenizer.eos_token)
-    stats = token_stats(prepared.train.select(range(50)), tokenizer, max_seq_length=16)
-    assert stats.count == 50 and stats.max >= stats.p95 >= stats.p50 > 0
-    assert stats.truncated_fraction > 0
-    assert sum(n for _, n in stats.histogram) == 50
-    preview = format_sample(prepared.train[0], tokenizer)
-    assert prepared.train[0]["completion"][0]["content"] in preview
 
 
 def test_stats_from_lengths():

@@ -53,13 +53,7 @@ def describe_dataset(settings) -> tuple[str, str]:
     from finetune_tui.engine.recipe_data import to_example
 
     try:
-        path = data.resolve_dataset_path(settings.dataset.path)
-        records = data.load_records(path)
-        fmt = (
-            settings.dataset.format
-            if settings.dataset.format != "auto"
-            else data.detect_format(records)
-        )
+        path, records, fmt = data.read_dataset(settings)  # problems are listed, not raised
     except FinetuneError as exc:
         return f"[red]{exc}[/red]", ""
     problems = data.validate_records(records, fmt)
