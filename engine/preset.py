@@ -204,7 +204,7 @@ def _check_no_secrets(data: dict, prefix: str = "") -> None:
 
 def _describe(exc: ValidationError, source: str, root: Any, overridden: set[str]) -> str:
     errors = exc.errors()
-    first = errors[0]
+    first = _located(errors[0])
     loc = [str(p) for p in first["loc"] if _is_field_name(p)]
     field = ".".join(loc) if loc else "(top level)"
     if any(_same_branch(field, key) for key in overridden):
@@ -215,6 +215,19 @@ def _describe(exc: ValidationError, source: str, root: Any, overridden: set[str]
     message = _message(first, loc)
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
     return f"{where}: {field}: {message}{more}"
+
+
+def _located(error: dict) -> dict:
+    """A check across fields (a model validator) names its field first, `section.key: why`:
+    take that as the error's location, so the message names the field and its line."""
+    text = str(error.get("ctx", {}).get("error", ""))
+    field, sep, _ = text.partition(": ")
+    if error["loc"] or error["type"] != "value_error" or not sep or "." not in field:
+        return error
+    parts = field.split(".")
+    if not all(p.isidentifier() for p in parts):
+        return error
+    return {**error, "loc": tuple(parts)}  # _message drops the field from the text
 
 
 def _is_field_name(part: object) -> bool:

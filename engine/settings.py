@@ -25,6 +25,10 @@ Optimizer = Literal[tuple(OPTIMIZERS)]
 Scheduler = Literal["linear", "cosine", "constant", "constant_with_warmup"]
 DatasetFormat = Literal["auto", "messages", "alpaca", "sharegpt", "text"]
 Attention = Literal["auto", "eager", "sdpa", "flash_attention_2", "kernels-community/flash-attn"]
+Method = Literal["lora", "full"]
+Strategy = Literal["none", "ddp", "fsdp", "deepspeed"]
+Sharding = Literal["full_shard", "shard_grad_op", "hybrid_shard"]
+StateDict = Literal["sharded", "full"]
 
 # Bounds are what the libraries underneath accept (numpy seeds are 32-bit, int64 counters),
 # so an absurd value is a one-line settings error, not a failure minutes into a run.
@@ -149,6 +153,11 @@ class MemorySettings(Section):
 
 
 class TrainingSettings(Section):
+    method: Method = Field(
+        "lora",
+        description="'lora': train a LoRA adapter (QLoRA with 4-bit weights); 'full': train "
+        "every weight, no adapter.",
+    )
     micro_batch_size: int = Field(
         4, gt=0, le=65536, description="Sequences per forward pass per GPU."
     )
@@ -191,6 +200,29 @@ class TrainingSettings(Section):
         description="Greedy-answer this many held-out prompts before and after training and "
         "report exact-match (0 = off).",
     )
+
+
+class DistributedSettings(Section):
+    strategy: Strategy = Field(
+        "none",
+        description="Several processes: 'ddp' (a whole copy per GPU), 'fsdp' or 'deepspeed' "
+        "(ZeRO-3: weights, gradients and optimizer state sharded across GPUs).",
+    )
+    processes: PositiveInt = Field(1, description="Processes (GPUs) per node.")
+    nodes: PositiveInt = Field(1, description="Machines; more than one runs under SLURM.")
+    cpu_offload: bool = Field(
+        False, description="Keep optimizer state in CPU memory (FSDP, DeepSpeed ZeRO-3)."
+    )
+    sharding: Sharding = Field("full_shard", description="FSDP sharding strategy.")
+    state_dict: StateDict = Field(
+        "sharded",
+        description="FSDP checkpoints: 'sharded' (one file per rank, fast); the final model "
+        "is always saved whole.",
+    )
+
+    @property
+    def world_size(self) -> int:
+        return self.processes * self.nodes
 
 
 class OutputSettings(Section):
@@ -252,6 +284,7 @@ class TrainSettings(Section):
     quantization: QuantizationSettings = Field(default_factory=QuantizationSettings)
     memory: MemorySettings = Field(default_factory=MemorySettings)
     training: TrainingSettings = Field(default_factory=TrainingSettings)
+    distributed: DistributedSettings = Field(default_factory=DistributedSettings)
     output: OutputSettings = Field(default_factory=OutputSettings)
 
     @model_validator(mode="after")
@@ -261,6 +294,35 @@ class TrainSettings(Section):
             raise ValueError(
                 "memory.gradient_checkpointing: 'unsloth' needs memory.backend: unsloth"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _method_and_processes(self) -> TrainSettings:
+        """Combinations the libraries refuse, named before anything loads."""
+        d = self.distributed
+        problems = (
+            (
+                self.training.method == "full" and self.quantization.mode != "none",
+                "training.method: full fine-tuning trains every weight in 16-bit; set "
+                "quantization.mode: none (QLoRA is method lora with 4-bit weights)",
+            ),
+            (
+                d.world_size > 1 and d.strategy == "none",
+                "distributed.strategy: several processes need ddp, fsdp or deepspeed",
+            ),
+            (
+                d.world_size > 1 and self.memory.backend == "unsloth",
+                "memory.backend: open-source Unsloth trains on one GPU only; use hf or liger",
+            ),
+            (
+                d.strategy == "ddp" and d.cpu_offload,
+                "distributed.cpu_offload: DDP keeps a whole copy per GPU; offload needs fsdp "
+                "or deepspeed",
+            ),
+        )
+        for failed, message in problems:
+            if failed:
+                raise ValueError(message)
         return self
 
     def value(self, dotted: str) -> object:

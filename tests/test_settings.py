@@ -50,6 +50,19 @@ def test_empty_preset_means_defaults(tmp_path):
         ),
         ("memory: [1, 2]\n", "p.yaml:1: memory: must be a section (mapping), got a list"),
         ("dataset:\n  eval_fraction: 0.7\n", "p.yaml:2: dataset.eval_fraction: must be < 0.5"),
+        # checks across fields name their field and its line too
+        (
+            "memory:\n  backend: liger\n  gradient_checkpointing: unsloth\n",
+            "p.yaml:3: memory.gradient_checkpointing: 'unsloth' needs memory.backend: unsloth",
+        ),
+        (
+            "distributed:\n  processes: 2\n",
+            "p.yaml:1: distributed.strategy: several processes need ddp, fsdp or deepspeed",
+        ),
+        (
+            "quantization:\n  mode: nf4\ntraining:\n  method: full\n",
+            "p.yaml:4: training.method: full fine-tuning trains every weight in 16-bit",
+        ),
     ],
 )
 def test_bad_values_name_file_line_and_field(tmp_path, text, expected):
