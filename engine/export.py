@@ -9,10 +9,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import InputError, OutputExistsError
+from .launch import render_accelerate_config
 from .preset import dump_preset
 from .safe_io import write_text_atomic
 from .script import render_script
-from .settings import TrainSettings
+from .settings import DistributedSettings, TrainSettings
 
 
 @dataclass
@@ -40,15 +41,17 @@ def export_run(
     """
     script_path = Path(script_path).expanduser()
     preset_path = script_path.with_suffix(".yaml")
-    config_path = script_path.with_name("accelerate_config.yaml") if gpus > 1 else None
+    spread = export_distribution(settings, gpus, distributed)
+    several = spread.world_size > 1
+    config_path = script_path.with_name("accelerate_config.yaml") if several else None
     outputs = [p for p in (script_path, preset_path, config_path) if p is not None]
     check_export_targets(outputs, (*inputs, *settings.input_paths()), force)
     files = {
-        script_path: render_script(settings, reasons or {}, distributed if gpus > 1 else None),
+        script_path: render_script(settings, reasons or {}, spread.strategy if several else None),
         preset_path: dump_preset(settings),
     }
     if config_path is not None:
-        files[config_path] = render_accelerate_config(gpus, distributed)
+        files[config_path] = render_accelerate_config(spread, mixed_precision="bf16")
     try:
         script_path.parent.mkdir(parents=True, exist_ok=True)
         for path, text in files.items():
@@ -98,40 +101,11 @@ def _identity(path: Path) -> object:
 # --- multi-GPU ---------------------------------------------------------------------------
 
 
-def render_accelerate_config(gpus: int, distributed: str) -> str:
-    """accelerate config: FSDP full-shard, or DeepSpeed ZeRO-3 with CPU optimizer offload."""
-    import yaml
-
-    if distributed == "deepspeed":
-        config = {
-            "compute_environment": "LOCAL_MACHINE",
-            "distributed_type": "DEEPSPEED",
-            "deepspeed_config": {
-                "zero_stage": 3,
-                "offload_optimizer_device": "cpu",
-                "offload_param_device": "none",
-                "zero3_init_flag": True,
-                "zero3_save_16bit_model": True,
-            },
-            "mixed_precision": "bf16",
-            "num_machines": 1,
-            "num_processes": gpus,
-        }
-    else:
-        config = {
-            "compute_environment": "LOCAL_MACHINE",
-            "distributed_type": "FSDP",
-            "fsdp_config": {
-                "fsdp_sharding_strategy": "FULL_SHARD",
-                "fsdp_auto_wrap_policy": "TRANSFORMER_BASED_WRAP",
-                "fsdp_state_dict_type": "SHARDED_STATE_DICT",
-                "fsdp_cpu_ram_efficient_loading": True,
-                "fsdp_sync_module_states": True,
-                "fsdp_use_orig_params": True,
-                "fsdp_offload_params": False,
-            },
-            "mixed_precision": "bf16",
-            "num_machines": 1,
-            "num_processes": gpus,
-        }
-    return yaml.safe_dump(config, sort_keys=False)
+def export_distribution(settings: TrainSettings, gpus: int, strategy: str) -> DistributedSettings:
+    """The settings' own distributed section when it names a strategy, else `--gpus N
+    --distributed S` (DeepSpeed then offloads the optimizer to CPU, its usual recipe)."""
+    if settings.distributed.strategy != "none":
+        return settings.distributed
+    return DistributedSettings(
+        strategy=strategy, processes=gpus, cpu_offload=strategy == "deepspeed"
+    )

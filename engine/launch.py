@@ -1,0 +1,115 @@
+"""Several processes: the accelerate config of a distributed strategy, and the `accelerate
+launch` command that starts a run's workers.
+
+The library's launcher starts and watches the processes (torch's elastic agent underneath);
+finetune-tui only writes its config and command. Every worker runs `finetune-tui --worker
+RUN_DIR`: rank 0 owns the run directory, metrics, progress lines and summary, the other
+ranks train quietly. The config is plain YAML, the same file `export --gpus N` writes.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from pathlib import Path
+
+from .settings import DistributedSettings
+
+CONFIG_FILE = "accelerate_config.yaml"  # in the run directory
+WORKER_FLAG = "--worker"
+RESUME_FLAG = "--worker-resume"
+SHARDING = {
+    "full_shard": "FULL_SHARD",
+    "shard_grad_op": "SHARD_GRAD_OP",
+    "hybrid_shard": "HYBRID_SHARD",
+}
+STATE_DICT = {"sharded": "SHARDED_STATE_DICT", "full": "FULL_STATE_DICT"}
+
+
+def rank() -> int:
+    """This process's rank under a launcher (0 when alone)."""
+    return int(os.environ.get("RANK", "0"))
+
+
+def is_main_process() -> bool:
+    return rank() == 0
+
+
+def accelerate_config(distributed: DistributedSettings, mixed_precision: str = "no") -> dict:
+    """accelerate's config for this strategy. Mixed precision is left to the Trainer's own
+    bf16 / fp16 arguments unless asked (an exported config states it)."""
+    config = {
+        "compute_environment": "LOCAL_MACHINE",
+        "num_machines": distributed.nodes,
+        "num_processes": distributed.world_size,  # in all, across machines
+        "machine_rank": 0,
+        "mixed_precision": mixed_precision,
+        "distributed_type": "MULTI_GPU",
+    }
+    if distributed.strategy == "fsdp":
+        config["distributed_type"] = "FSDP"
+        config["fsdp_config"] = {
+            "fsdp_sharding_strategy": SHARDING[distributed.sharding],
+            "fsdp_auto_wrap_policy": "TRANSFORMER_BASED_WRAP",  # from _no_split_modules
+            "fsdp_state_dict_type": STATE_DICT[distributed.state_dict],
+            "fsdp_cpu_ram_efficient_loading": True,  # weights read on rank 0, broadcast
+            "fsdp_sync_module_states": True,
+            "fsdp_use_orig_params": True,  # LoRA: frozen and trainable weights in one unit
+            "fsdp_offload_params": distributed.cpu_offload,
+        }
+    elif distributed.strategy == "deepspeed":
+        config["distributed_type"] = "DEEPSPEED"
+        config["deepspeed_config"] = {
+            "zero_stage": 3,
+            "offload_optimizer_device": "cpu" if distributed.cpu_offload else "none",
+            "offload_param_device": "none",
+            "zero3_init_flag": True,
+            "zero3_save_16bit_model": True,
+        }
+    return config
+
+
+def render_accelerate_config(distributed: DistributedSettings, mixed_precision: str) -> str:
+    import yaml
+
+    return yaml.safe_dump(accelerate_config(distributed, mixed_precision), sort_keys=False)
+
+
+def launch_command(run_dir: Path, config: Path, resume: bool) -> list[str]:
+    """`accelerate launch` of this run's workers on this machine, on a free port."""
+    command = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--config_file",
+        str(config),
+        "--main_process_port",
+        str(free_port()),
+        "-m",
+        "finetune_tui",
+        WORKER_FLAG,
+        str(run_dir),
+    ]
+    return command + ([RESUME_FLAG] if resume else [])
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on now (the workers' rendezvous)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def any_rank(flag: bool) -> bool:
+    """True on every rank when it is true on any: a stop asked of one rank stops all of
+    them at the same step (a rank that stopped alone would leave the others waiting)."""
+    import torch
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return flag
+    device = "cuda" if dist.get_backend() == "nccl" else "cpu"
+    value = torch.tensor([int(flag)], device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())
