@@ -337,7 +337,7 @@ def run_one(args: argparse.Namespace) -> None:
         finished = run_training(
             settings, lambda e: e.kind == "step" and steps.append(e), run_dir=run_dir
         )
-        record.update(ok=True, summary=finished.summary)
+        record.update(ok=True, summary=finished.summary.to_json())
     except FinetuneError as exc:
         record["error"] = str(exc)[:300]
     except torch.OutOfMemoryError as exc:

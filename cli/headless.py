@@ -207,18 +207,16 @@ def _summary(event: Finished) -> str:
         f"{event.status} at step {event.step}/{event.total_steps} "
         f"in {format_duration(event.elapsed_s)}"
     ]
-    if s.get("first_loss") is not None and event.final_loss is not None:
-        parts.append(f"loss {s['first_loss']:.4f} -> {event.final_loss:.4f}")
-    if s.get("eval_loss") is not None:
-        parts.append(f"eval loss {s['eval_loss']:.4f}")
-    if s.get("exact_match_after") is not None:
+    if s.first_loss is not None and event.final_loss is not None:
+        parts.append(f"loss {s.first_loss:.4f} -> {event.final_loss:.4f}")
+    if s.eval_loss is not None:
+        parts.append(f"eval loss {s.eval_loss:.4f}")
+    if s.exact_match_after is not None:
+        parts.append(f"exact-match {s.exact_match_before or 0:.1%} -> {s.exact_match_after:.1%}")
+    if s.peak_reserved_gib is not None:
+        predicted = s.predicted_peak_reserved_gib
         parts.append(
-            f"exact-match {s.get('exact_match_before') or 0:.1%} -> {s['exact_match_after']:.1%}"
-        )
-    if s.get("peak_reserved_gib") is not None:
-        predicted = s.get("predicted_peak_reserved_gib")
-        parts.append(
-            f"peak VRAM measured {s['peak_reserved_gib']:.2f}"
+            f"peak VRAM measured {s.peak_reserved_gib:.2f}"
             + (f" / predicted {predicted:.2f}" if predicted is not None else "")
             + " GiB reserved"
         )

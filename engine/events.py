@@ -11,6 +11,8 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
+from .run_dir.summary import RunSummary
+
 
 @dataclass
 class Event:
@@ -84,14 +86,23 @@ class Notice(Event):
 
 @dataclass
 class Finished(Event):
+    """The run's end; `summary` is what summary.json holds, written as that same object."""
+
     status: str  # "finished" | "stopped"
     step: int
     total_steps: int
     final_loss: float | None
     elapsed_s: float
     adapter_path: str
-    summary: dict = field(default_factory=dict)
+    summary: RunSummary = field(default_factory=RunSummary)
     kind: str = field(init=False, default="finished")
+
+    def __post_init__(self) -> None:
+        if isinstance(self.summary, dict):  # read back from a metrics.jsonl line
+            self.summary = RunSummary.from_json(self.summary)
+
+    def to_json(self) -> dict:
+        return {**asdict(self), "summary": self.summary.to_json()}
 
 
 @dataclass

@@ -29,7 +29,7 @@ from .run_dir.layout import (
     SETTINGS_FILE,
 )
 from .run_dir.metrics import MetricsFile
-from .run_dir.summary import write_summary
+from .run_dir.summary import RunSummary, write_summary
 from .settings import TrainSettings
 
 # SFTConfig arguments a backend could change behind our back (see callbacks.DriftCallback).
@@ -160,43 +160,46 @@ def _train(
         eval_loss = float(trainer.evaluate()["eval_loss"])
         exact_after = exact_match.measure(trainer.model, inputs.tokenizer, inputs.match_records)
         emit(Eval(step=state.global_step, eval_loss=eval_loss, exact_match=exact_after))
-    summary = {
-        "status": "stopped" if stopper.stopped else "finished",
-        "step": state.global_step,
-        "total_steps": state.max_steps,
-        "first_loss": _first_loss(state.log_history),
-        "final_loss": events.last_loss,
-        "eval_loss": eval_loss,
-        "exact_match_before": exact_before,
-        "exact_match_after": exact_after,
-        "wall_time_s": round(time.perf_counter() - started_at, 2),
-        "train_samples": len(inputs.data.train),
-        "device": inputs.device.name,
-        "compute_dtype": inputs.device.compute_dtype,
-        "backend": settings.memory.backend,
-        "packing": inputs.packing,
-        "micro_batch_size": settings.training.micro_batch_size,
-        "gradient_accumulation_steps": settings.training.gradient_accumulation_steps,
-        "gradient_checkpointing": settings.memory.gradient_checkpointing,
-        "oom_backoffs": backoffs,
-        "backend_changes": drift.changes,
-        "lora_target_modules": sorted(trainer.model.peft_config["default"].target_modules),
-        "trainable_params": events.started["trainable_params"],
-        "adapter_path": str(adapter_dir),
+    summary = RunSummary(
+        status="stopped" if stopper.stopped else "finished",
+        step=state.global_step,
+        total_steps=state.max_steps,
+        first_loss=_first_loss(state.log_history),
+        final_loss=events.last_loss,
+        eval_loss=eval_loss,
+        exact_match_before=exact_before,
+        exact_match_after=exact_after,
+        wall_time_s=round(time.perf_counter() - started_at, 2),
+        train_samples=len(inputs.data.train),
+        device=inputs.device.name,
+        compute_dtype=inputs.device.compute_dtype,
+        backend=settings.memory.backend,
+        packing=settings.memory.packing,
+        method=settings.training.method,
+        processes=world_size(),
+        micro_batch_size=settings.training.micro_batch_size,
+        gradient_accumulation_steps=settings.training.gradient_accumulation_steps,
+        gradient_checkpointing=settings.memory.gradient_checkpointing,
+        oom_backoffs=backoffs,
+        backend_changes=drift.changes,
+        lora_target_modules=_lora_targets(trainer.model),
+        trainable_params=events.started["trainable_params"],
+        adapter_path=str(adapter_dir),
         **_peak_memory(),
         # the planner's figure for the settings that trained (computed when the trainer was built)
-        "predicted_peak_reserved_gib": events.started["predicted_peak_reserved_gib"],
-    }
+        predicted_peak_reserved_gib=events.started["predicted_peak_reserved_gib"],
+    )
     # the script is written for the format this run resolved: no second read of the data
     resolved = with_changes(settings, {"dataset.format": inputs.data.format})
-    summary["export"] = _export_script(resolved, run_dir, emit)
-    write_summary(run_dir, summary)
+    if main:
+        summary.export = _export_script(resolved, run_dir, emit)
+        write_summary(run_dir, summary)
     finished = Finished(
-        status=summary["status"],
+        status=summary.status,
         step=state.global_step,
         total_steps=state.max_steps,
         final_loss=events.last_loss,
-        elapsed_s=summary["wall_time_s"],
+        elapsed_s=summary.wall_time_s,
         adapter_path=str(adapter_dir),
         summary=summary,
     )

@@ -293,12 +293,10 @@ class TrainScreen(Screen):
             f"[b]{event.status}[/b] at step {event.step}/{event.total_steps} in "
             f"{format_duration(event.elapsed_s)}"
         ]
-        if s.get("first_loss") is not None and event.final_loss is not None:
-            parts.append(f"loss {s['first_loss']:.3f} → {event.final_loss:.3f}")
-        if s.get("exact_match_after") is not None:
-            parts.append(
-                f"exact-match {s.get('exact_match_before') or 0:.0%} → {s['exact_match_after']:.0%}"
-            )
+        if s.first_loss is not None and event.final_loss is not None:
+            parts.append(f"loss {s.first_loss:.3f} → {event.final_loss:.3f}")
+        if s.exact_match_after is not None:
+            parts.append(f"exact-match {s.exact_match_before or 0:.0%} → {s.exact_match_after:.0%}")
         parts.append(f"adapter {escape(str(event.adapter_path))}")
         self.log_line("  ".join(parts))
         # the last logged step may come before the last step: the bar shows where it ended

@@ -10,5 +10,5 @@ summary      summary.json: how the run ended
 status       listing runs and deriving their status from files + pid
 
 Callers import the submodule they need; nothing is imported here, so that
-`engine.events` can use this package without a cycle.
+`engine.events` can import `summary.RunSummary` without a cycle.
 """

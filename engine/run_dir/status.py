@@ -17,7 +17,7 @@ from .layout import METRICS_FILE, SETTINGS_FILE, runs_root
 from .metrics import read_events
 from .pid import is_running
 from .registry import registered_runs
-from .summary import read_summary
+from .summary import RunSummary, read_summary
 
 
 @dataclass
@@ -75,13 +75,11 @@ def run_info(run_dir: Path) -> RunInfo:
         default=time.time(),
     )
     summary = read_summary(run_dir)
-    status = run_status(run_dir, last_kind, summary)
-    summary = summary or {}
     return RunInfo(
-        peak_reserved_gib=_number(summary.get("peak_reserved_gib")),
-        predicted_peak_reserved_gib=_number(summary.get("predicted_peak_reserved_gib")),
+        peak_reserved_gib=summary.peak_reserved_gib if summary else None,
+        predicted_peak_reserved_gib=summary.predicted_peak_reserved_gib if summary else None,
         path=run_dir,
-        status=status,
+        status=run_status(run_dir, last_kind, summary),
         step=last_step.step if last_step else None,
         total_steps=last_step.total_steps if last_step else None,
         loss=getattr(last_step, "loss", getattr(last_step, "final_loss", None)),
@@ -89,15 +87,13 @@ def run_info(run_dir: Path) -> RunInfo:
     )
 
 
-def run_status(run_dir: Path, last_kind: str | None = None, summary: dict | None = None) -> str:
+def run_status(
+    run_dir: Path, last_kind: str | None = None, summary: RunSummary | None = None
+) -> str:
     """`summary`: the run's summary.json when the caller has read it already."""
     if is_running(run_dir):
         return "running"
     summary = summary if summary is not None else read_summary(run_dir)
     if summary is not None:
-        return str(summary.get("status", "finished"))
+        return summary.status
     return "failed" if last_kind == "error" else "interrupted"
-
-
-def _number(value: object) -> float | None:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
