@@ -1,8 +1,10 @@
-"""Predicted peak VRAM of one LoRA / QLoRA SFT step, with a breakdown.
+"""Predicted peak VRAM of one SFT step on one GPU, with a breakdown.
 
 An analytic sum of weights, LoRA state, activations and logits; the per-token activation
 coefficients, fragmentation and fixed overheads live in `COEFFICIENTS` and are calibrated
-against GPU measurements (benchmarks/backends.py, docs/BENCHMARKS.md). Errs on the safe side.
+against GPU measurements of LoRA / QLoRA (benchmarks/backends.py, docs/BENCHMARKS.md).
+Full fine-tuning adds every weight's gradient and optimizer state (not measured on a GPU
+yet). Several processes: each GPU's share is engine/sharding.py's. Errs on the safe side.
 """
 
 from __future__ import annotations
@@ -45,6 +47,17 @@ DTYPE_BYTES = {"bf16": 2, "fp16": 2, "fp32": 4, "auto": 2}
 # (CUDA 13); consumer cards load far less (not measured here: no such card was lent).
 DATACENTER_GIB = 40  # cards this large (A100, H100, L40S...) load the large context
 CONTEXT_GIB = {"datacenter": 1.85, "consumer": 0.6}
+# Full fine-tuning trains the 16-bit weights in place: the recipe loads them in the compute
+# dtype and the Trainer's bf16 autocast keeps no fp32 master copy (on one GPU or under DDP),
+# so gradients come in the weights' dtype too. torch's AdamW creates its two moments with
+# zeros_like(param): a bf16 weight has 2 x 2 bytes of state, not the table's 8, which holds
+# for fp32 parameters (LoRA's adapters, FSDP's and ZeRO-3's fp32 shards). bitsandbytes keeps
+# 32-bit state in fp32 and 8-bit state in uint8 whatever the weights' dtype (Optimizer2State.
+# init_state), and the Trainer gives nn.Embedding 32-bit state under 8-bit optimizers
+# (Trainer.create_optimizer). None of this is measured on a GPU yet.
+STATE_IN_WEIGHT_DTYPE = {"adamw_torch"}
+MOMENTS = 2  # AdamW's exp_avg and exp_avg_sq
+EMBEDDING_STATE_BYTES = 8.0  # two fp32 moments: bitsandbytes' 32-bit override for embeddings
 
 
 def cuda_context_gib(total_gib: float | None) -> float:
@@ -64,6 +77,9 @@ class MemoryBreakdown:
     allocated_gib: float  # torch.cuda.max_memory_allocated()
     reserved_gib: float  # torch.cuda.max_memory_reserved()
     nvidia_smi_gib: float  # what nvidia-smi shows: reserved + context (+ paged state)
+    gradients_optimizer_gib: float = 0.0  # full fine-tuning: every weight's gradient + state
+    distributed_gib: float = 0.0  # several GPUs: DDP buckets, gathered FSDP / ZeRO-3 layers
+    cpu_ram_gib: float = 0.0  # state offloaded to CPU memory, per node (all its processes)
 
     @property
     def peak_gib(self) -> float:
@@ -73,27 +89,91 @@ class MemoryBreakdown:
         return {k: round(v, 3) for k, v in asdict(self).items()}
 
 
-def base_weight_bytes(model: ModelInfo, settings: TrainSettings) -> float:
-    """Frozen weights: block linears quantised or not; embeddings, head, norms in 16-bit."""
+@dataclass
+class StepBytes:
+    """What one GPU holds at its peak, in bytes, before fragmentation and the context."""
+
+    weights: float
+    lora: float = 0.0  # LoRA adapters + gradients + optimizer state on the GPU
+    trained: float = 0.0  # full fine-tuning: gradients + optimizer state on the GPU
+    activations: float = 0.0
+    logits: float = 0.0
+    distributed: float = 0.0
+    paged: float = 0.0  # optimizer state that pages to CPU memory (nvidia-smi only)
+    step: float = 0.0  # the optimizer step's temporaries, once activations are freed
+    loading: float = 0.0  # a loading peak that training may stay under
+    cpu_ram: float = 0.0
+
+
+def linear_bytes_per_param(settings: TrainSettings) -> float:
+    """Stored bytes of one block nn.Linear weight: what 4-/8-bit quantisation shrinks."""
     q = settings.quantization
-    word = DTYPE_BYTES[q.compute_dtype]
-    linear, other = model.params_linear, model.params_total - model.params_linear
-    per_linear = {
-        "none": word,
+    return {
+        "none": DTYPE_BYTES[q.compute_dtype],
         "8bit": COEFFICIENTS["int8_bytes_per_param"],
         "nf4": 0.5 + (0.127 if q.double_quant else 0.5) / 8,
         "fp4": 0.5 + (0.127 if q.double_quant else 0.5) / 8,
     }[q.mode]
-    return linear * per_linear + other * word
+
+
+def base_weight_bytes(model: ModelInfo, settings: TrainSettings) -> float:
+    """Frozen weights: block linears quantised or not; embeddings, head, norms in 16-bit."""
+    word = DTYPE_BYTES[settings.quantization.compute_dtype]
+    linear, other = model.params_linear, model.params_total - model.params_linear
+    return linear * linear_bytes_per_param(settings) + other * word
+
+
+def trained_params(model: ModelInfo, settings: TrainSettings) -> int:
+    """Parameters that get gradients: LoRA's adapters, or every weight."""
+    if settings.training.method == "full":
+        return model.params_total
+    targets = None if settings.lora.target_modules == "auto" else settings.lora.target_modules
+    return model.lora_params(settings.lora.r, targets)
+
+
+def optimizer_state_bytes(
+    model: ModelInfo, settings: TrainSettings, weight_bytes: float, share: float = 1.0
+) -> float:
+    """State of the trained parameters (`share` of them: one shard), held in `weight_bytes`
+    each (see STATE_IN_WEIGHT_DTYPE)."""
+    params = trained_params(model, settings) * share
+    name = settings.training.optimizer
+    if name in STATE_IN_WEIGHT_DTYPE:
+        return MOMENTS * weight_bytes * params
+    state = OPTIMIZERS[name].state_bytes
+    full = settings.training.method == "full"
+    embedding = model.vocab_size * model.hidden_size * share if full else 0.0
+    return state * params + max(0.0, EMBEDDING_STATE_BYTES - state) * embedding
+
+
+def optimizer_step_bytes(settings: TrainSettings, params: float, weight_bytes: float) -> float:
+    """torch's foreach AdamW takes the square root of every second moment at once: one
+    weight-sized temporary at the step (full fine-tuning; LoRA's is in the calibration)."""
+    t = settings.training
+    if t.method != "full" or t.optimizer not in STATE_IN_WEIGHT_DTYPE:
+        return 0.0
+    return weight_bytes * params
 
 
 def lora_state_bytes(model: ModelInfo, settings: TrainSettings) -> tuple[float, float]:
     """(on-device bytes, paged bytes): fp32 adapters + gradients + optimizer state."""
-    targets = None if settings.lora.target_modules == "auto" else settings.lora.target_modules
-    params = model.lora_params(settings.lora.r, targets)
+    if settings.training.method == "full":
+        return 0.0, 0.0
+    params = trained_params(model, settings)
     info = OPTIMIZERS[settings.training.optimizer]
     optimizer, paged = info.state_bytes * params, info.paged
     return 8.0 * params + (0 if paged else optimizer), optimizer if paged else 0.0
+
+
+def full_state_bytes(model: ModelInfo, settings: TrainSettings) -> tuple[float, float]:
+    """(on-device bytes, paged bytes): full fine-tuning's gradients + optimizer state of every
+    weight, in the weights' own dtype (the weights are base_weight_bytes)."""
+    if settings.training.method != "full":
+        return 0.0, 0.0
+    word = DTYPE_BYTES[settings.quantization.compute_dtype]
+    state = optimizer_state_bytes(model, settings, word)
+    paged = OPTIMIZERS[settings.training.optimizer].paged
+    return word * model.params_total + (0 if paged else state), state if paged else 0.0
 
 
 def activation_bytes(model: ModelInfo, settings: TrainSettings) -> float:
@@ -158,24 +238,54 @@ def loading_peak_bytes(model: ModelInfo, settings: TrainSettings) -> float:
     return base_weight_bytes(model, settings) + per_layer
 
 
+def one_gpu_bytes(model: ModelInfo, settings: TrainSettings) -> StepBytes:
+    """The whole step on one GPU (also each DDP process's copy)."""
+    lora, lora_paged = lora_state_bytes(model, settings)
+    trained, trained_paged = full_state_bytes(model, settings)
+    word = DTYPE_BYTES[settings.quantization.compute_dtype]
+    step = optimizer_step_bytes(settings, trained_params(model, settings), word)
+    return StepBytes(
+        weights=base_weight_bytes(model, settings),
+        lora=lora,
+        trained=trained,
+        activations=activation_bytes(model, settings) + packing_mask_bytes(model, settings),
+        logits=logits_bytes(model, settings),
+        paged=lora_paged + trained_paged,
+        step=step,
+        loading=loading_peak_bytes(model, settings),
+    )
+
+
 def predict_memory(model: ModelInfo, settings: TrainSettings, hardware=None) -> MemoryBreakdown:
+    """Each GPU's predicted peak: one GPU's whole step, or a share under several processes."""
+    if settings.distributed.world_size > 1:
+        from .sharding import per_gpu_bytes  # builds on this module's parts
+
+        return breakdown_of(per_gpu_bytes(model, settings), settings, hardware)
+    return breakdown_of(one_gpu_bytes(model, settings), settings, hardware)
+
+
+def breakdown_of(b: StepBytes, settings: TrainSettings, hardware=None) -> MemoryBreakdown:
+    """Bytes held → what torch reserves and nvidia-smi shows. The optimizer step runs after
+    the activations and logits are freed: its temporaries count only beyond them."""
     c = COEFFICIENTS
-    weights = base_weight_bytes(model, settings)
-    lora, paged = lora_state_bytes(model, settings)
-    activations = activation_bytes(model, settings) + packing_mask_bytes(model, settings)
-    logits = logits_bytes(model, settings)
-    allocated = weights + lora + activations + logits
-    held = max(allocated, loading_peak_bytes(model, settings))
+    trained = b.trained + max(0.0, b.step - b.activations - b.logits)
+    allocated = b.weights + b.lora + trained + b.activations + b.logits + b.distributed
+    held = max(allocated, b.loading)
     reserved = held * (1 + c["fragmentation"]) + c["workspace_gib"] * GIB
     gpu = hardware.primary if hardware is not None else None
-    smi = reserved + cuda_context_gib(gpu.total_gib if gpu else None) * GIB + paged
+    smi = reserved + cuda_context_gib(gpu.total_gib if gpu else None) * GIB + b.paged
+    lora_paged = b.paged if settings.training.method != "full" else 0.0
     return MemoryBreakdown(
-        base_weights_gib=weights / GIB,
-        lora_gib=(lora + paged) / GIB,
-        activations_gib=activations / GIB,
-        logits_gib=logits / GIB,
-        overhead_gib=(smi - allocated - paged) / GIB,
+        base_weights_gib=b.weights / GIB,
+        lora_gib=(b.lora + lora_paged) / GIB,
+        activations_gib=b.activations / GIB,
+        logits_gib=b.logits / GIB,
+        overhead_gib=(smi - allocated - b.paged) / GIB,
         allocated_gib=allocated / GIB,
         reserved_gib=reserved / GIB,
         nvidia_smi_gib=smi / GIB,
+        gradients_optimizer_gib=(trained + b.paged - lora_paged) / GIB,
+        distributed_gib=b.distributed / GIB,
+        cpu_ram_gib=b.cpu_ram / GIB,
     )

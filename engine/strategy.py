@@ -20,6 +20,7 @@ from .models import ModelInfo
 from .options import NEEDS_CUDA, cuda_only
 from .preset import with_changes
 from .settings import TrainSettings
+from .sharding import distributed_reason
 from .speed import (
     BATCH_FIELDS,
     BATCHINGS,
@@ -31,6 +32,11 @@ from .speed import (
 )
 
 MICRO_BATCHES = (1, 2, 4, 8, 16, 32)
+FULL_NOT_MEASURED = (
+    "full: every weight trained, with its gradient and optimizer state; full fine-tuning "
+    "memory is not measured on a GPU yet (predicted from the measured LoRA activations and "
+    "what the libraries allocate): keep headroom"
+)
 
 
 @dataclass
@@ -157,6 +163,14 @@ def advise(
     return plan
 
 
+def fitting(
+    hardware: Hardware, model: ModelInfo, base: TrainSettings, fixed=frozenset()
+) -> list[Scored]:
+    """Every candidate predicted to fit safely at the asked length (how many GPUs)."""
+    unavailable = unavailable_options(hardware, model)
+    return [s for s in _score(model, base, fixed, unavailable, hardware) if s.fit.safe]
+
+
 def _padded_unless_faster(chosen: Scored, pool: list[Scored]) -> Scored:
     """Grouping or packing only where it is predicted batching.MIN_GAIN faster than the
     same configuration padded (it changes which samples share a step)."""
@@ -256,11 +270,14 @@ def _candidates(
 
     effective = base.effective_batch_size
     pinned = set(BATCH_FIELDS) & set(fixed)
+    full, several = base.training.method == "full", base.distributed.world_size > 1
+    quantizations = ("none",) if full else ("none", "nf4")  # full trains 16-bit weights
+    backends = ("hf", "liger") if several else ("hf", "liger", "unsloth")  # Unsloth: one GPU
     fills = [BATCHINGS[batching_of(base)]] if pinned or not lengths else BATCHINGS.values()
     for (packing, grouped), quant, backend, ckpt, batch, optim in itertools.product(
         fills,
-        options("quantization.mode", ("none", "nf4")),
-        options("memory.backend", ("hf", "liger", "unsloth")),
+        options("quantization.mode", quantizations),
+        options("memory.backend", backends),
         options("memory.gradient_checkpointing", ("off", "on", "unsloth")),
         options("training.micro_batch_size", MICRO_BATCHES),
         options("training.optimizer", ("adamw_8bit", "adamw_torch")),
@@ -312,8 +329,15 @@ def _reasons(model, chosen: Scored, scored: list[Scored], hardware) -> dict[str,
     )
     reasons["training.micro_batch_size"] = _batch_reason(model, chosen, hardware)
     reasons["training.optimizer"] = (
-        f"{s.training.optimizer}: LoRA state {breakdown.lora_gib:.2f} GiB"
+        f"{s.training.optimizer}: gradients and optimizer state "
+        f"{breakdown.gradients_optimizer_gib:.2f} GiB"
+        if s.training.method == "full"
+        else f"{s.training.optimizer}: LoRA state {breakdown.lora_gib:.2f} GiB"
     )
+    if s.training.method == "full":
+        reasons["training.method"] = FULL_NOT_MEASURED
+    if s.distributed.world_size > 1:
+        reasons["distributed.strategy"] = distributed_reason(s, breakdown)
     if fit.fits:
         reasons["fits"] = f"fits, {fit.spare_gib:.1f} GiB to spare of {card}" + _tight_note(fit)
     else:
@@ -356,6 +380,8 @@ def _quantization_reason(s, breakdown, chosen, best_fitting, card) -> str:
     other = "nf4" if mode == "none" else "none"
     named = {"none": "16-bit", "nf4": "NF4"}
     head = f"{mode}: weights take {breakdown.base_weights_gib:.1f} GiB"
+    if s.training.method == "full":
+        return f"{head}; full fine-tuning trains 16-bit weights (4-bit is QLoRA, method lora)"
     rival = best_fitting("quantization.mode", other)
     if rival is None:
         return f"{head}; no {named.get(other, other)} configuration fits {card}"
