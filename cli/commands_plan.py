@@ -27,9 +27,28 @@ def register(sub: argparse._SubParsersAction) -> None:
     plan.add_argument("--dataset", metavar="FILE", help="size max_seq_length from this data")
     plan.add_argument("--gpu", metavar="NAME", help="plan for a simulated card")
     plan.add_argument("--vram", metavar="GIB", type=float, help="plan for a card with this VRAM")
+    plan.add_argument(
+        "--gpus",
+        metavar="N",
+        type=_positive,
+        help="plan each GPU of N per node under each strategy (ddp, fsdp, deepspeed)",
+    )
+    plan.add_argument(
+        "--nodes", metavar="M", type=_positive, default=1, help="with --gpus: M machines"
+    )
     add_settings_arguments(plan)
     plan.add_argument("--json", action="store_true", help="machine-readable output")
     plan.set_defaults(handler=plan_command)
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be a whole number of at least 1")
+    return value
 
 
 def _hardware(args):
@@ -65,7 +84,6 @@ def plan_command(args: argparse.Namespace) -> int:
     if not args.model:
         raise InputError("plan: give --model (a folder with config.json, a catalog ID or demo)")
     from finetune_tui.engine.preset import override_keys, settings_from_arguments
-    from finetune_tui.engine.speed import SPEED_BASELINE
     from finetune_tui.engine.strategy import advise
 
     # paths are taken as text, never parsed as YAML: a folder named `yes` stays a folder
@@ -76,7 +94,30 @@ def plan_command(args: argparse.Namespace) -> int:
     fixed = override_keys(args.overrides)
     model = inspect_model(args.model)
     stats = _dataset_stats(settings) if args.dataset else None
-    plan = advise(_hardware(args), model, settings, fixed=fixed, dataset_stats=stats)
+    hardware = _hardware(args)
+    if args.gpus:
+        return _plan_on_gpus(args, hardware, model, settings, fixed, stats)
+    if args.nodes > 1:
+        raise InputError("plan --nodes: give --gpus too (GPUs per node)")
+    plan = advise(hardware, model, settings, fixed=fixed, dataset_stats=stats)
+    result = _plan_result(plan, model)
+    if not plan.fits and hardware.primary is not None:
+        _name_the_way_out(result, hardware, model, plan.settings, fixed)
+    return _show(result, args.json)
+
+
+def _show(result: dict, as_json: bool) -> int:
+    if as_json:
+        print(json.dumps(result, indent=2, default=str))
+    else:
+        _print_strategies(result)
+        _print_plan(result)
+    return 0 if result["fits"] else NOTHING_FITS
+
+
+def _plan_result(plan, model) -> dict:
+    from finetune_tui.engine.speed import SPEED_BASELINE
+
     result = {
         "fits": plan.fits,
         "peak_vram_gib": round(plan.peak_vram_gib, 2),
@@ -98,11 +139,82 @@ def plan_command(args: argparse.Namespace) -> int:
     }
     if model.is_moe:
         result["model"] |= {"params_active": model.params_active, "experts": asdict(model.moe)}
-    if args.json:
-        print(json.dumps(result, indent=2, default=str))
-    else:
-        _print_plan(result)
-    return 0 if plan.fits else NOTHING_FITS
+    return result
+
+
+def _name_the_way_out(result: dict, hardware, model, settings, fixed) -> None:
+    """Nothing fits one card: the fewest such cards on which something does."""
+    from finetune_tui.engine.gpu_count import smallest_count
+
+    count = smallest_count(hardware, model, settings, fixed)
+    result["gpus_needed"] = _count_result(count, hardware)
+    if count is not None and count.gpus > 1:
+        result["reasons"]["fits"] += f"; or {count.describe(hardware.primary)}: {count.command()}"
+
+
+def _count_result(count, hardware) -> dict | None:
+    if count is None:
+        return None
+    return {
+        "gpus": count.gpus,
+        "gpus_per_node": count.processes,
+        "nodes": count.nodes,
+        "strategy": count.strategy,
+        "cpu_offload": count.cpu_offload,
+        "peak_vram_gib": round(count.peak_vram_gib, 2),
+        "answer": count.describe(hardware.primary),
+        "command": count.command(),
+    }
+
+
+def _plan_on_gpus(args, hardware, model, settings, fixed, stats) -> int:
+    """Each GPU's peak under each strategy on --gpus x --nodes cards, the preferred one's
+    plan in full, and the fewest cards on which anything fits."""
+    from finetune_tui.engine.errors import InputError
+    from finetune_tui.engine.gpu_count import (
+        card_name,
+        plans_per_strategy,
+        preferred,
+        smallest_count,
+    )
+
+    if hardware.primary is None:
+        raise InputError("plan --gpus: no GPU here to plan for; give --gpu NAME or --vram GIB")
+    plans = plans_per_strategy(hardware, model, settings, args.gpus, args.nodes, fixed, stats)
+    if not plans:
+        raise InputError("plan --gpus: memory.backend unsloth (pinned) trains on one GPU only")
+    chosen = preferred(plans)
+    result = _plan_result(chosen.plan, model)
+    count = smallest_count(hardware, model, settings, fixed)
+    result["distributed"] = {
+        "gpus_per_node": args.gpus,
+        "nodes": args.nodes,
+        "world_size": args.gpus * args.nodes,
+        "card": card_name(hardware.primary),
+        "chosen": chosen.label,
+        "strategies": [_strategy_result(p) for p in plans],
+    }
+    result["gpus_needed"] = _count_result(count, hardware)
+    return _show(result, args.json)
+
+
+def _strategy_result(p) -> dict:
+    plan, s = p.plan, p.plan.settings
+    return {
+        "strategy": p.strategy,
+        "cpu_offload": p.cpu_offload,
+        "label": p.label,
+        "fits": plan.fits,
+        "tight": plan.tight,
+        "peak_vram_gib": round(plan.peak_vram_gib, 2),
+        "cpu_ram_gib": round(plan.breakdown.cpu_ram_gib, 2),
+        "relative_speed": round(plan.relative_speed, 2),
+        "breakdown": plan.breakdown.as_dict(),
+        "micro_batch_size": s.training.micro_batch_size,
+        "max_seq_length": s.training.max_seq_length,
+        "gradient_checkpointing": s.memory.gradient_checkpointing,
+        "optimizer": s.training.optimizer,
+    }
 
 
 def _list_models() -> int:
@@ -122,6 +234,31 @@ def _dataset_stats(settings):
 
     _, records, fmt = load_validated(settings)
     return estimate_token_stats(records, fmt, settings.training.max_seq_length)
+
+
+def _print_strategies(r: dict) -> None:
+    """plan --gpus: one line per strategy, then the fewest cards that would do."""
+    d, needed = r.get("distributed"), r.get("gpus_needed")
+    if d:
+        print(
+            f"each GPU of {d['world_size']} x {d['card']}"
+            + (f" ({d['nodes']} nodes)" if d["nodes"] > 1 else "")
+            + f", {r['budget_gib']} GiB usable each:"
+        )
+        for s in d["strategies"]:
+            verdict = "fits" if s["fits"] else "does not fit"
+            offload = f", {s['cpu_ram_gib']} GiB CPU RAM per node" if s["cpu_offload"] else ""
+            print(
+                f"  {s['label']:<24} {s['peak_vram_gib']:>7.2f} GiB  {verdict} (micro-batch "
+                f"{s['micro_batch_size']} x {s['max_seq_length']}, checkpointing "
+                f"{s['gradient_checkpointing']}, {s['optimizer']}){offload}"
+            )
+    if d and needed:
+        print(f"needs at least: {needed['answer']} ({needed['command']})")
+    elif d:
+        print("needs at least: more than 32 nodes of 8 of these cards")
+    if d:
+        print(f"chosen: {d['chosen']}")
 
 
 def _print_plan(r: dict) -> None:

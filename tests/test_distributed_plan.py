@@ -1,16 +1,21 @@
-"""Full fine-tuning and several GPUs in the planner: each GPU's share and CPU offload —
-all on CPU, none of it measured on a GPU yet."""
+"""Full fine-tuning and several GPUs in the planner: each GPU's share, CPU offload, `plan
+--gpus` and the fewest cards a run needs — all on CPU, none of it measured on a GPU yet."""
 
 from __future__ import annotations
 
-import pytest
+import json
 
+import pytest
+from conftest import run_python
+
+from finetune_tui.engine.gpu_count import smallest_count
 from finetune_tui.engine.hardware import simulated_hardware
 from finetune_tui.engine.memory import GIB, predict_memory
 from finetune_tui.engine.models import inspect_model
 from finetune_tui.engine.preset import settings_from_overrides
 from finetune_tui.engine.sharding import NCCL_GIB, gathered_bytes
 from finetune_tui.engine.strategy import advise
+from finetune_tui.main import main
 
 STEP = ["training.max_seq_length=1024", "training.micro_batch_size=2"]
 FULL = [*STEP, "training.method=full", "memory.gradient_checkpointing=on"]
@@ -125,3 +130,100 @@ def test_several_gpus_never_offer_unsloth(llama8b):
     plan = advise(simulated_hardware(vram_gib=24), llama8b, settings_from_overrides(on(2, "fsdp")))
     assert plan.settings.memory.backend != "unsloth"
     assert "not measured" in plan.reasons["distributed.strategy"]
+
+
+def test_seventy_b_qlora_needs_two_24_gb_cards_with_fsdp():
+    """The answer.ai case: Llama-2-70B QLoRA on 24 GB cards, FSDP with CPU offload."""
+    count = smallest_count(
+        simulated_hardware(gpu="RTX 4090"),
+        inspect_model("meta-llama/Llama-2-70b-hf"),
+        settings_from_overrides(["quantization.mode=nf4"]),
+    )
+    assert count.gpus == 2 and count.strategy == "fsdp"
+    assert count.describe(simulated_hardware(gpu="RTX 4090").primary).startswith(
+        "2 x RTX 4090 with fsdp"
+    )
+    fsdp_alone = smallest_count(
+        simulated_hardware(vram_gib=24),
+        inspect_model("meta-llama/Llama-2-70b-hf"),
+        settings_from_overrides(["quantization.mode=nf4", "distributed.cpu_offload=false"]),
+        fixed={"distributed.cpu_offload"},
+    )
+    assert fsdp_alone.strategy == "fsdp" and fsdp_alone.gpus in (2, 4)
+
+
+def test_one_card_that_fits_needs_one_gpu(llama8b):
+    count = smallest_count(simulated_hardware(vram_gib=24), llama8b, settings_from_overrides([]))
+    assert count.gpus == 1 and count.command() == "plan"
+
+
+def test_does_not_fit_names_the_multi_gpu_way_out(capsys):
+    code = main(
+        [
+            "plan",
+            "--model",
+            "meta-llama/Llama-2-70b-hf",
+            "--gpu",
+            "RTX 4090",
+            "--set",
+            "quantization.mode=nf4",
+            "--json",
+        ]
+    )
+    data = json.loads(capsys.readouterr().out)
+    assert code == 3 and data["fits"] is False
+    assert "at least " in data["reasons"]["fits"]  # the one-card answer stays
+    assert "or 2 x RTX 4090 with fsdp" in data["reasons"]["fits"]
+    assert data["reasons"]["fits"].endswith("plan --gpus 2")
+    assert data["gpus_needed"]["gpus"] == 2 and data["gpus_needed"]["strategy"] == "fsdp"
+
+
+def test_plan_gpus_json_extends_the_plan(capsys):
+    args = ["plan", "--model", "meta-llama/Llama-2-70b-hf", "--gpu", "RTX 4090", "--gpus", "2"]
+    code = main([*args, "--set", "quantization.mode=nf4", "--json"])
+    data = json.loads(capsys.readouterr().out)
+    assert code == 0 and data["fits"] is True
+    assert {"peak_vram_gib", "breakdown", "settings", "reasons", "alternatives"} <= set(data)
+    d = data["distributed"]
+    assert (d["world_size"], d["card"]) == (2, "RTX 4090")
+    labels = [s["label"] for s in d["strategies"]]
+    assert labels == ["ddp", "fsdp", "fsdp + cpu offload", "deepspeed", "deepspeed + cpu offload"]
+    ddp = d["strategies"][0]
+    assert ddp["fits"] is False and ddp["peak_vram_gib"] > 24
+    assert d["chosen"] in labels and data["settings"]["distributed"]["processes"] == 2
+    assert data["breakdown"]["distributed_gib"] > 0
+    assert data["gpus_needed"]["command"] == "plan --gpus 2"
+
+
+def test_plan_gpus_text(capsys):
+    args = ["plan", "--model", "meta-llama/Llama-3.1-8B", "--vram", "24", "--gpus", "4"]
+    assert main([*args, "--set", "training.method=full"]) == 0
+    out = capsys.readouterr().out
+    assert "each GPU of 4 x 24 GiB" in out and "deepspeed + cpu offload" in out
+    assert "GiB CPU RAM per node" in out and "needs at least: " in out
+    assert "not measured on a GPU yet" in out
+
+
+def test_plan_gpus_on_a_pinned_strategy_and_bad_counts(capsys):
+    args = ["plan", "--model", "meta-llama/Llama-3.1-8B", "--vram", "80", "--gpus", "2"]
+    assert main([*args, "--set", "distributed.strategy=ddp", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert [s["label"] for s in data["distributed"]["strategies"]] == ["ddp"]
+    with pytest.raises(SystemExit):
+        main(["plan", "--model", "demo", "--vram", "8", "--gpus", "0"])
+    assert main(["plan", "--model", "demo", "--gpus", "2"]) == 2  # no card to plan for here
+    assert "--gpu NAME or --vram GIB" in capsys.readouterr().err
+
+
+def test_plan_gpus_imports_neither_the_ui_nor_torch():
+    args = ["plan", "--model", "meta-llama/Llama-2-70b-hf", "--gpu", "RTX 4090", "--gpus", "2"]
+    code = (
+        "import sys, io, contextlib\n"
+        "from finetune_tui.main import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        f"    rc = main({[*args, '--nodes', '2']!r})\n"
+        "assert rc == 0, rc\n"
+        "loaded = [m for m in ('textual', 'torch') if m in sys.modules]\n"
+        "assert not loaded, f'imported {loaded}'\n"
+    )
+    run_python(code)

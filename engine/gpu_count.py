@@ -1,0 +1,188 @@
+"""How many GPUs a run needs: each strategy's plan on N cards of one kind, and the smallest
+count (1, 2, 4, 8 on one node, then whole nodes of 8) at which a strategy fits.
+
+Each GPU's memory under a strategy is engine/sharding.py's (predicted, not measured); the
+advisor picks the rest of the configuration as it does for one GPU.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .hardware import GPU, Hardware
+from .models import ModelInfo
+from .preset import with_changes
+from .settings import TrainSettings
+from .strategy import Plan, advise, fitting
+
+# In the order preferred when several fit: DDP moves only gradients; FSDP also gathers every
+# layer's weights, and comes with torch (DeepSpeed is a separate install, not a dependency);
+# offloading runs the optimizer step on the CPU. Where a DeepSpeed layout fits, the FSDP one
+# beside it fits too (the same shards; FSDP's offload also moves the frozen weights).
+STRATEGIES = (
+    ("ddp", False),
+    ("fsdp", False),
+    ("fsdp", True),
+    ("deepspeed", False),
+    ("deepspeed", True),
+)
+PER_NODE = (1, 2, 4, 8)
+MAX_NODES = 32
+LAYOUTS = [(p, 1) for p in PER_NODE] + [(8, n) for n in range(2, MAX_NODES + 1)]
+DISTRIBUTED_FIELDS = frozenset(
+    f"distributed.{key}" for key in ("strategy", "processes", "nodes", "cpu_offload")
+)
+
+
+@dataclass
+class StrategyPlan:
+    strategy: str
+    cpu_offload: bool
+    plan: Plan
+
+    @property
+    def label(self) -> str:
+        return f"{self.strategy} + cpu offload" if self.cpu_offload else self.strategy
+
+
+@dataclass
+class GpuCount:
+    """The smallest layout at which something fits, and with what."""
+
+    processes: int
+    nodes: int
+    strategy: str
+    cpu_offload: bool
+    peak_vram_gib: float
+
+    @property
+    def gpus(self) -> int:
+        return self.processes * self.nodes
+
+    def describe(self, gpu: GPU) -> str:
+        how = "" if self.gpus == 1 else f" with {_label(self.strategy, self.cpu_offload)}"
+        nodes = f" ({self.nodes} nodes of {self.processes})" if self.nodes > 1 else ""
+        return f"{self.gpus} x {card_name(gpu)}{nodes}{how}"
+
+    def command(self) -> str:
+        if self.gpus == 1:
+            return "plan"
+        nodes = f" --nodes {self.nodes}" if self.nodes > 1 else ""
+        return f"plan --gpus {self.processes}{nodes}"
+
+
+def card_name(gpu: GPU) -> str:
+    """A known card by name, any other by its size."""
+    return f"{gpu.total_gib:g} GiB" if gpu.name.startswith("GPU with") else gpu.name
+
+
+def _label(strategy: str, cpu_offload: bool) -> str:
+    return f"{strategy} + cpu offload" if cpu_offload else strategy
+
+
+def on_layout(
+    base: TrainSettings, strategy: str, cpu_offload: bool, processes: int, nodes: int
+) -> TrainSettings:
+    """The settings on `processes` x `nodes` GPUs with this strategy (Unsloth, one GPU's
+    only, gives way to the Hugging Face backend)."""
+    several = processes * nodes > 1
+    changes = {
+        "distributed.processes": processes,
+        "distributed.nodes": nodes,
+        "distributed.strategy": strategy if several else "none",
+        "distributed.cpu_offload": cpu_offload and several,
+    }
+    if several and base.memory.backend == "unsloth":
+        changes["memory.backend"] = "hf"
+        if base.memory.gradient_checkpointing == "unsloth":
+            changes["memory.gradient_checkpointing"] = "on"
+    return with_changes(base, changes)
+
+
+def _allowed(base: TrainSettings, fixed) -> list[tuple[str, bool]]:
+    """The strategies the user's pins leave open (Unsloth pinned: none)."""
+    if "memory.backend" in fixed and base.memory.backend == "unsloth":
+        return []
+    d = base.distributed
+    return [
+        (strategy, offload)
+        for strategy, offload in STRATEGIES
+        if ("distributed.strategy" not in fixed or strategy == d.strategy)
+        and ("distributed.cpu_offload" not in fixed or offload == d.cpu_offload)
+    ]
+
+
+def plans_per_strategy(
+    hardware: Hardware,
+    model: ModelInfo,
+    base: TrainSettings,
+    processes: int,
+    nodes: int = 1,
+    fixed=frozenset(),
+    dataset_stats=None,
+) -> list[StrategyPlan]:
+    """The advisor's plan under each strategy on `processes` x `nodes` cards."""
+    pins = set(fixed) | DISTRIBUTED_FIELDS
+    return [
+        StrategyPlan(
+            strategy,
+            offload,
+            advise(
+                hardware,
+                model,
+                on_layout(base, strategy, offload, processes, nodes),
+                fixed=pins,
+                dataset_stats=dataset_stats,
+            ),
+        )
+        for strategy, offload in _allowed(base, fixed)
+    ]
+
+
+def preferred(plans: list[StrategyPlan]) -> StrategyPlan:
+    """The first in STRATEGIES' order that fits at the longest length any reached (the
+    advisor shortens only what fits nowhere else), outside the planner's error band where
+    one does; else the one with the smallest peak."""
+    length = max(p.plan.settings.training.max_seq_length for p in plans)
+
+    def rank(p: StrategyPlan) -> tuple[bool, bool, bool]:
+        shorter = p.plan.settings.training.max_seq_length < length
+        return (not p.plan.fits, shorter, p.plan.tight)
+
+    best = min(plans, key=rank)  # min keeps the first of a tie: STRATEGIES' order
+    return best if best.plan.fits else min(plans, key=lambda p: p.plan.peak_vram_gib)
+
+
+def smallest_count(
+    hardware: Hardware, model: ModelInfo, base: TrainSettings, fixed=frozenset()
+) -> GpuCount | None:
+    """The fewest cards of this kind on which some configuration safely fits at the asked
+    length; None when even MAX_NODES nodes of 8 are not enough."""
+    alone = fitting(hardware, model, on_layout(base, "none", False, 1, 1), fixed)
+    if alone:
+        return GpuCount(1, 1, "none", False, min(s.breakdown.reserved_gib for s in alone))
+    found = []
+    for strategy, offload in _allowed(base, fixed):
+        if strategy == "ddp":  # a whole copy per GPU: never less than one GPU's peak
+            continue
+        hit = _first_fitting_layout(hardware, model, base, strategy, offload, fixed)
+        if hit is not None:
+            (processes, nodes), peak = hit
+            found.append(GpuCount(processes, nodes, strategy, offload, peak))
+    return min(found, key=lambda c: c.gpus, default=None)  # min keeps the first of a tie
+
+
+def _first_fitting_layout(hardware, model, base, strategy, offload, fixed):
+    """Binary search over LAYOUTS[1:]: each GPU's share only shrinks as GPUs are added."""
+    low, high, best = 1, len(LAYOUTS) - 1, None
+    while low <= high:
+        middle = (low + high) // 2
+        processes, nodes = LAYOUTS[middle]
+        settings = on_layout(base, strategy, offload, processes, nodes)
+        fits = fitting(hardware, model, settings, fixed)
+        if fits:
+            best = (LAYOUTS[middle], min(s.breakdown.reserved_gib for s in fits))
+            high = middle - 1
+        else:
+            low = middle + 1
+    return best
