@@ -62,9 +62,13 @@ def run_headless(args: argparse.Namespace) -> int:
         run_dir = prepare_run_dir(settings, overwrite=args.overwrite, inputs=preset)
     if args.detach:
         return _detach(run_dir, settings)
+    if settings.distributed.world_size > 1:
+        from finetune_tui.workers import launch_workers
+
+        return launch_workers(run_dir, settings, resume=bool(args.resume))
 
     stop = threading.Event()
-    received = _install_signal_handlers(stop)
+    received = install_signal_handlers(stop)
     say(f"run directory: {run_dir} (library messages: {LOG_FILE})")
 
     from finetune_tui.engine.fdcapture import captured_fds
@@ -135,17 +139,19 @@ def _detach(run_dir: Path, settings: TrainSettings) -> int:
     return 0
 
 
-def _install_signal_handlers(stop: threading.Event) -> list[int]:
+def install_signal_handlers(stop: threading.Event, quiet: bool = False) -> list[int]:
     """First signal: checkpoint and stop after this step. Second Ctrl-C: leave now."""
     received: list[int] = []
 
     def handle(signum, frame):
         if received and signum == signal.SIGINT:
-            say("second interrupt: exiting now (last complete checkpoint kept)")
+            if not quiet:
+                say("second interrupt: exiting now (last complete checkpoint kept)")
             os._exit(130)
         received.append(signum)
         stop.set()
-        say(f"{signal.Signals(signum).name}: saving the adapter and stopping after this step")
+        if not quiet:
+            say(f"{signal.Signals(signum).name}: saving the adapter and stopping after this step")
 
     for signum in EXIT_CODES:
         signal.signal(signum, handle)

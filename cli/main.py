@@ -50,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--gpu", metavar="NAME", help="plan for a simulated card, e.g. 'RTX 4090'")
     parser.add_argument("--vram", metavar="GIB", type=float, help="plan for a card with this VRAM")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    # one worker of a run that trains on several processes (started by accelerate launch)
+    parser.add_argument("--worker", metavar="RUN_DIR", help=argparse.SUPPRESS)
+    parser.add_argument("--worker-resume", action="store_true", help=argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(f"finetune_tui.{name}").register(sub)
@@ -76,6 +79,10 @@ def main(argv: list[str] | None = None) -> int:
             code = int(args.handler(args) or 0)
             sys.stdout.flush()  # a closed pipe shows up here, inside the handler below
             return code
+        if args.worker:
+            from finetune_tui.workers import run_worker
+
+            return run_worker(args)
         if (args.preset or args.resume) and not args.tui:
             from finetune_tui.headless import run_headless
 

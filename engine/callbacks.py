@@ -14,6 +14,7 @@ from pathlib import Path
 from transformers import TrainerCallback
 
 from .events import Checkpoint, Eval, EventSink, Notice, Started, Step
+from .launch import any_rank, sum_over_ranks
 from .run_dir.checkpoints import mark_complete
 from .run_dir.layout import TRIGGER_FILE
 
@@ -135,8 +136,8 @@ class EventCallback(TrainerCallback):
 
     def _tokens_seen(self, logs: dict) -> float:
         """Real tokens batched so far: our own count, else TRL's log."""
-        if self.counter is not None:
-            return float(self.counter.tokens)
+        if self.counter is not None:  # every rank counts its own batches
+            return sum_over_ranks(float(self.counter.tokens))
         return float(logs.get("num_tokens", self._last_tokens))
 
     def on_save(self, args, state, control, **kwargs):
@@ -198,12 +199,13 @@ class StopCallback(TrainerCallback):
         self.warned = False
 
     def on_step_end(self, args, state, control, **kwargs):
-        if self.stop.is_set():
+        # with several processes every rank stops and saves at the same step
+        if any_rank(self.stop.is_set()):
             self.stopped = True
             control.should_training_stop = True
             control.should_save = True
             self.events.save_reason = "stop"
-        elif self._triggered():
+        elif any_rank(self._triggered()):
             control.should_save = True
             self.events.save_reason = "trigger"
         return control

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import exact_match
-from .batching import keeps_samples_apart
 from .errors import FinetuneError, TrainingError, storage_failure
 from .events import Eval, Event, EventSink, Failed, Finished, Notice
+from .launch import accept_indexed_cpu_locations, is_main_process, world_size
 from .oom_policy import back_off, is_oom
 from .preset import save_preset, with_changes
 from .run_dir.checkpoints import last_complete_checkpoint
@@ -59,16 +59,19 @@ def run_training(
     """
     stop = stop or threading.Event()
     run_dir = Path(run_dir) if run_dir else prepare_run_dir(settings)
-    save_preset(settings, run_dir / SETTINGS_FILE)
-    (run_dir / PID_FILE).write_text(f"{os.getpid()}\n")
-    metrics = MetricsFile(run_dir / METRICS_FILE)
+    main = is_main_process()  # with several processes, rank 0 owns the run directory
+    if main:
+        save_preset(settings, run_dir / SETTINGS_FILE)
+        (run_dir / PID_FILE).write_text(f"{os.getpid()}\n")
+    metrics = MetricsFile(run_dir / METRICS_FILE) if main else None
     started = False
 
     def emit(event: Event) -> None:
         nonlocal started
-        metrics(event)
+        if metrics is not None:
+            metrics(event)
         sink(event)
-        if event.kind == "started" and not started:
+        if event.kind == "started" and not started and main:
             started = True
             finish_replacement(run_dir)  # an overwritten run is deleted only now
 
@@ -85,8 +88,9 @@ def run_training(
         emit(Failed(message=str(error)))
         raise error from exc
     finally:
-        metrics.close()
-        if not started:
+        if metrics is not None:
+            metrics.close()
+        if main and not started:
             undo_replacement(run_dir)
 
 
@@ -112,7 +116,6 @@ class _Inputs:
     tokenizer: object
     data: object
     attn: str
-    packing: bool
     match_records: list[dict]
 
 
@@ -125,12 +128,14 @@ def _train(
 
         import_unsloth_first()
     inputs = _prepare_inputs(settings, emit)
+    if world_size() > 1 and inputs.device.kind == "cpu":
+        accept_indexed_cpu_locations()
     exact_before = None
     backoffs: list[str] = []
     _free_memory()  # a second run in the same process (the wizard) reports its own peak
     while True:
         trainer, events, stopper, drift = _build_trainer(settings, inputs, run_dir, emit, stop)
-        if exact_before is None and inputs.match_records:
+        if exact_before is None and inputs.match_records and is_main_process():
             exact_before = exact_match.measure(
                 trainer.model, inputs.tokenizer, inputs.match_records
             )
@@ -151,14 +156,17 @@ def _train(
         emit(Notice(f"out of memory: {change}; continuing {where}", level="warning"))
 
     adapter_dir = run_dir / ADAPTER_DIR
-    trainer.save_model(str(adapter_dir))
-    inputs.tokenizer.save_pretrained(str(adapter_dir))
+    trainer.save_model(str(adapter_dir))  # every rank: sharded weights gather for it
+    main = is_main_process()
+    if main:
+        inputs.tokenizer.save_pretrained(str(adapter_dir))
     state = trainer.state
     eval_loss = exact_after = None
     if inputs.data.eval is not None and not stopper.stopped:
         events.emit_evals = False
         eval_loss = float(trainer.evaluate()["eval_loss"])
-        exact_after = exact_match.measure(trainer.model, inputs.tokenizer, inputs.match_records)
+        if main:
+            exact_after = exact_match.measure(trainer.model, inputs.tokenizer, inputs.match_records)
         emit(Eval(step=state.global_step, eval_loss=eval_loss, exact_match=exact_after))
     summary = RunSummary(
         status="stopped" if stopper.stopped else "finished",
@@ -220,18 +228,9 @@ def _prepare_inputs(settings: TrainSettings, emit: EventSink) -> _Inputs:
         emit(Notice(warning, level="warning"))
     tokenizer = loading.load_tokenizer(model_path, settings)
     data = prepare_datasets(settings, tokenizer.eos_token)
-    attn = loading.attention_implementation(settings)
-    packing = settings.memory.packing and keeps_samples_apart(attn)
-    if settings.memory.packing and not packing:
-        emit(
-            Notice(
-                f"packing off: {attn} attention would let packed samples see each other; "
-                "use sdpa, eager or flash-attention to pack",
-                level="warning",
-            )
-        )
+    attn = loading.attention_implementation(settings)  # each keeps packed samples apart
     match_records = exact_match.held_out_records(data.eval, settings.training.exact_match_samples)
-    return _Inputs(device, model_path, tokenizer, data, attn, packing, match_records)
+    return _Inputs(device, model_path, tokenizer, data, attn, match_records)
 
 
 def _build_trainer(settings: TrainSettings, inputs: _Inputs, run_dir: Path, emit, stop):
@@ -246,10 +245,10 @@ def _build_trainer(settings: TrainSettings, inputs: _Inputs, run_dir: Path, emit
     device, data = inputs.device, inputs.data
     transformers.set_seed(settings.training.seed)
     model, peft_config = _load_model_with_backend(settings, inputs, emit)
-    sft_config = build_sft_config(settings, device, run_dir, inputs.packing, data.eval is not None)
+    sft_config = build_sft_config(settings, device, run_dir, data.eval is not None)
     events = EventCallback(
         emit,
-        samples_per_step=settings.effective_batch_size,
+        samples_per_step=settings.effective_batch_size * world_size(),
         started={
             "run_dir": str(run_dir),
             "train_samples": len(data.train),
@@ -280,17 +279,34 @@ def _build_trainer(settings: TrainSettings, inputs: _Inputs, run_dir: Path, emit
     )
     trainer.remove_callback(PrinterCallback)
     events.counter = drift.counter = count_training_tokens(trainer)
-    trainable, total = trainer.model.get_nb_trainable_parameters()
+    trainable, total = _parameter_counts(trainer.model)
     events.started.update(trainable_params=trainable, total_params=total)
-    targets = trainer.model.peft_config["default"].target_modules
+    what = (
+        f"LoRA r={settings.lora.r} on {', '.join(_lora_targets(trainer.model))}"
+        if settings.training.method == "lora"
+        else "full fine-tuning"
+    )
     emit(
         Notice(
-            f"LoRA r={settings.lora.r} on {', '.join(sorted(targets))}; "
-            f"{trainable:,} trainable of {total:,} parameters; {device.name} "
+            f"{what}; {trainable:,} trainable of {total:,} parameters; {device.name} "
             f"{device.compute_dtype}"
         )
     )
     return trainer, events, stopper, drift
+
+
+def _parameter_counts(model) -> tuple[int, int]:
+    """(trainable, total) parameters, with or without an adapter."""
+    if hasattr(model, "get_nb_trainable_parameters"):
+        return model.get_nb_trainable_parameters()
+    params = list(model.parameters())
+    return sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params)
+
+
+def _lora_targets(model) -> list[str]:
+    """The adapted module names; none under full fine-tuning."""
+    config = getattr(model, "peft_config", {}).get("default")
+    return sorted(config.target_modules) if config is not None else []
 
 
 def _load_model_with_backend(settings: TrainSettings, inputs: _Inputs, emit: EventSink):
@@ -308,6 +324,8 @@ def _load_model_with_backend(settings: TrainSettings, inputs: _Inputs, emit: Eve
         emit(Notice(f"Liger kernels applied and verified on: {', '.join(patched)}"))
     elif leaked := backends.liger_patched_modules(model):
         emit(Notice(backends.liger_leak_warning(leaked), level="warning"))
+    if settings.training.method == "full":
+        return model, None  # every weight trains: no adapter
     return model, loading.lora_config(model, settings)
 
 

@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from .batching import keeps_samples_apart, planned_attention
 from .options import BACKENDS, CHECKPOINTING, OPTIMIZERS, QUANTIZATIONS
 from .safe_io import encoding_problem
 
@@ -313,6 +314,11 @@ class TrainSettings(Section):
             (
                 d.world_size > 1 and self.memory.backend == "unsloth",
                 "memory.backend: open-source Unsloth trains on one GPU only; use hf or liger",
+            ),
+            (
+                self.memory.packing
+                and not keeps_samples_apart(planned_attention(self.model.attn_implementation)),
+                "memory.packing: this attention kernel would let packed samples see each other",
             ),
             (
                 d.strategy == "ddp" and d.cpu_offload,

@@ -36,7 +36,7 @@ def packed_trainer(tmp_path, attn: str):
     )
     notices = []
     inputs = runner._prepare_inputs(settings, notices.append)
-    assert inputs.packing, notices
+    assert inputs.attn == attn, notices
     trainer, *_ = runner._build_trainer(
         settings, inputs, tmp_path, notices.append, threading.Event()
     )
@@ -127,8 +127,11 @@ def test_the_advisor_stops_padding_a_skewed_dataset_and_keeps_a_uniform_one_padd
 def test_the_switches_reach_trl():
     device = choose_device(settings_from_overrides([]))
     grouped = settings_from_overrides(["memory.group_by_length=true"])
-    kwargs = sft_config_kwargs(grouped, device, packing=False, has_eval=False)
+    kwargs = sft_config_kwargs(grouped, device, has_eval=False)
     assert kwargs["train_sampling_strategy"] == "group_by_length"
-    packed = sft_config_kwargs(grouped, device, packing=True, has_eval=False)
+    grouped_and_packed = settings_from_overrides(
+        ["memory.group_by_length=true", "memory.packing=true"]
+    )
+    packed = sft_config_kwargs(grouped_and_packed, device, has_eval=False)
     assert packed["packing"] and packed["train_sampling_strategy"] == "random"
     assert json.dumps(kwargs)  # plain values: the exporter writes them

@@ -38,7 +38,7 @@ def test_what_needs_cuda_is_refused_on_a_cpu_by_plan_and_runner_alike(option):
 def test_an_optimizer_is_named_and_sized_from_its_table(name):
     settings = settings_from_overrides([f"training.optimizer={name}"])
     info = options.OPTIMIZERS[name]
-    kwargs = sft_config_kwargs(settings, Device("cuda", "GPU", "bf16"), False, False)
+    kwargs = sft_config_kwargs(settings, Device("cuda", "GPU", "bf16"), has_eval=False)
     assert kwargs["optim"] == info.hf_name
     on_device, paged = lora_state_bytes(inspect_model("demo"), settings)
     assert (paged > 0) == info.paged

@@ -1,0 +1,127 @@
+"""A headless run on several processes: this process prepares the run directory, then
+`accelerate launch` starts the workers (`finetune-tui --worker RUN_DIR`), each training its
+rank; rank 0 writes the run directory and prints the progress lines.
+
+Ctrl-C, SIGTERM and SIGHUP reach this process; it passes the signal once to the launcher,
+whose agent passes it to every worker; the workers agree to stop at the same step and save
+a checkpoint (engine/callbacks.py). `--resume`, `runs` and `attach` see one run directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from contextlib import redirect_stdout
+from pathlib import Path
+
+from finetune_tui.engine.launch import (
+    CONFIG_FILE,
+    is_main_process,
+    launch_command,
+    render_accelerate_config,
+)
+from finetune_tui.engine.preset import load_preset, save_preset
+from finetune_tui.engine.run_dir.layout import LOG_FILE, PID_FILE, SETTINGS_FILE, SUMMARY_FILE
+from finetune_tui.engine.run_dir.summary import read_summary
+from finetune_tui.engine.safe_io import write_text_atomic
+from finetune_tui.engine.settings import TrainSettings
+
+from .headless import EXIT_CODES, install_signal_handlers, print_event, say
+
+ERROR_PREFIX = "finetune-tui: error: "
+
+
+def launch_workers(run_dir: Path, settings: TrainSettings, resume: bool) -> int:
+    """Start the run's workers through accelerate and wait; the exit code follows the run."""
+    spread = settings.distributed
+    save_preset(settings, run_dir / SETTINGS_FILE)
+    config = run_dir / CONFIG_FILE
+    write_text_atomic(config, render_accelerate_config(spread, mixed_precision="no"))
+    (run_dir / PID_FILE).write_text(f"{os.getpid()}\n")
+    say(
+        f"run directory: {run_dir} ({spread.world_size} processes, {spread.strategy}; "
+        f"library messages: {LOG_FILE})"
+    )
+    launched_at = time.time()
+    with (run_dir / LOG_FILE).open("ab") as log:
+        launcher = subprocess.Popen(
+            launch_command(run_dir, config, resume),
+            stdin=subprocess.DEVNULL,
+            stderr=log,  # the launcher's own notices; rank 0's progress lines reach stdout
+            start_new_session=True,  # a terminal's Ctrl-C reaches us, and we pass it on once
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        received = _forward_signals(launcher)
+        code = launcher.wait()
+    # rank 0 writes summary.json when the run finished or stopped as asked (the launcher's
+    # own exit code is not 0 after a signal); an older summary is an earlier attempt's
+    summary = read_summary(run_dir) if _written_since(run_dir, launched_at) else None
+    if summary is not None and summary.status == "finished":
+        return 0
+    if summary is not None and summary.status == "stopped":
+        return EXIT_CODES[received[0]] if received else 143
+    say(_worker_error(run_dir, code), sys.stderr)
+    return 1
+
+
+def _written_since(run_dir: Path, moment: float) -> bool:
+    try:
+        return (run_dir / SUMMARY_FILE).stat().st_mtime >= moment
+    except OSError:
+        return False
+
+
+def _forward_signals(launcher: subprocess.Popen) -> list[int]:
+    """The first signal goes to the launcher (its agent tells every worker); a second
+    Ctrl-C ends the workers at once, as it does a one-process run."""
+    received: list[int] = []
+
+    def forward(signum, frame):
+        if received and signum == signal.SIGINT:
+            say("second interrupt: exiting now (last complete checkpoint kept)")
+            os.killpg(launcher.pid, signal.SIGKILL)
+            return
+        received.append(signum)
+        say(f"{signal.Signals(signum).name}: every process saves and stops after this step")
+        launcher.send_signal(signum)
+
+    for signum in EXIT_CODES:
+        signal.signal(signum, forward)
+    return received
+
+
+def _worker_error(run_dir: Path, code: int) -> str:
+    """The workers' own one-line error when they left one in the log, else where to look."""
+    try:
+        lines = (run_dir / LOG_FILE).read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        lines = []
+    errors = [line for line in lines if line.startswith(ERROR_PREFIX)]
+    if errors:
+        return errors[-1]
+    return f"{ERROR_PREFIX}training processes failed (exit {code}); see {run_dir / LOG_FILE}"
+
+
+def run_worker(args: argparse.Namespace) -> int:
+    """One rank of the run: rank 0 prints progress lines, the others only train."""
+    from finetune_tui.engine.fdcapture import captured_fds
+    from finetune_tui.engine.runner import run_training
+
+    run_dir = Path(args.worker)
+    settings = load_preset(run_dir / SETTINGS_FILE, saved_run=True)
+    stop = threading.Event()
+    install_signal_handlers(stop, quiet=not is_main_process())
+    if is_main_process():
+        progress = sys.stdout
+        sink = lambda event: print_event(event, progress)  # noqa: E731
+        fds = (2,)
+    else:
+        sink, fds = (lambda event: None), (1, 2)
+    with captured_fds(run_dir / LOG_FILE, enabled=True, fds=fds), redirect_stdout(sys.stderr):
+        run_training(settings, sink, stop=stop, run_dir=run_dir, resume=args.worker_resume)
+    return 0  # stopped or finished: the launching process reads the outcome in summary.json

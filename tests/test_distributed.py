@@ -1,0 +1,81 @@
+"""Several processes on CPU (gloo): accelerate launches the workers, rank 0 owns the run."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+
+from conftest import DEMO_PRESET, read_until, run_cli, start_cli
+from test_resume import step_losses
+
+from finetune_tui.engine.run_dir.checkpoints import last_complete_checkpoint
+from finetune_tui.engine.run_dir.summary import read_summary
+
+STEPS = [
+    "--set",
+    "training.max_steps=12",
+    "--set",
+    "training.save_steps=4",
+    "--set",
+    "training.exact_match_samples=0",
+    "--set",
+    "training.logging_steps=1",
+]
+TWO_PROCESSES = ["--set", "distributed.strategy=ddp", "--set", "distributed.processes=2"]
+
+
+def test_two_processes_train_as_one_with_the_same_global_batch_and_resume_after_ctrl_c(
+    tmp_path,
+):
+    # the reference: one process, micro-batch 32 x 2 accumulated = 2 processes x 32
+    one = tmp_path / "one"
+    accumulated = ["--set", "training.gradient_accumulation_steps=2"]
+    result = run_cli(
+        tmp_path, "--preset", str(DEMO_PRESET), "--output", str(one), *STEPS, *accumulated
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    expected = step_losses(one)
+
+    two = tmp_path / "two"
+    proc = start_cli(
+        tmp_path, "--preset", str(DEMO_PRESET), "--output", str(two), *STEPS, *TWO_PROCESSES
+    )
+    read_until(proc, lambda line: line.startswith("step "), count=6)
+    proc.send_signal(signal.SIGINT)  # reaches this process only; it tells the launcher once
+    out, err = proc.communicate(timeout=300)
+    stopped = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+    assert stopped.returncode == 130, stopped.stderr[-2000:]
+    summary = read_summary(two)
+    assert summary.status == "stopped" and summary.processes == 2
+    checkpoint = last_complete_checkpoint(two)
+    assert checkpoint is not None and 6 <= int(checkpoint.name.split("-")[1]) < 12
+
+    resumed = run_cli(tmp_path, "--resume", str(two))
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"resuming from {checkpoint}" in resumed.stdout
+    summary = read_summary(two)
+    assert summary.status == "finished" and summary.processes == 2 and summary.step == 12
+    # rank 0 alone prints progress lines: one line per logged step, not one per process
+    assert [line[:10] for line in resumed.stdout.splitlines()].count("step 12/12") == 1
+    got = step_losses(two)
+    assert sorted(got) == sorted(expected) and got[12] < got[1]
+    for step, loss in expected.items():
+        assert abs(got[step] - loss) < 1e-4, (step, got[step], loss)
+
+
+def test_a_worker_error_is_one_line_from_the_launching_process(tmp_path):
+    run_dir = tmp_path / "run"
+    result = run_cli(
+        tmp_path,
+        "--preset",
+        str(DEMO_PRESET),
+        "--output",
+        str(run_dir),
+        *STEPS,
+        *TWO_PROCESSES,
+        "--set",
+        "model.attn_implementation=flash_attention_2",  # not installed here: the load fails
+    )
+    assert result.returncode != 0
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("finetune-tui: error: ") and "Traceback" not in result.stderr
