@@ -160,6 +160,7 @@ def _constants(settings: TrainSettings, reasons: dict[str, str]) -> str:
         const("DATA_FORMAT", _data_format(s), "dataset.format"),
         const("EVAL_FRACTION", s.dataset.eval_fraction, "dataset.eval_fraction"),
         const("MAX_SAMPLES", s.dataset.max_samples, "dataset.max_samples"),
+        *([const("METHOD", s.training.method, "training.method")] * hf),
         const("LORA_R", s.lora.r, "lora.r"),
         const("LORA_ALPHA", s.lora.alpha, "lora.alpha"),
         const("LORA_DROPOUT", s.lora.dropout, "lora.dropout"),
@@ -297,8 +298,10 @@ def _load_call(settings: TrainSettings) -> str:
         DOUBLE_QUANT,
         TRUST_REMOTE_CODE,
     ){liger}
-    targets = auto_lora_targets(model) if LORA_TARGETS == "auto" else LORA_TARGETS
-    lora = lora_config(targets, LORA_R, LORA_ALPHA, LORA_DROPOUT, USE_RSLORA)"""
+    lora = None  # full fine-tuning: every weight trains, no adapter
+    if METHOD == "lora":
+        targets = auto_lora_targets(model) if LORA_TARGETS == "auto" else LORA_TARGETS
+        lora = lora_config(targets, LORA_R, LORA_ALPHA, LORA_DROPOUT, USE_RSLORA)"""
 
 
 def _main_code(settings: TrainSettings) -> str:

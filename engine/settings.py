@@ -312,6 +312,11 @@ class TrainSettings(Section):
                 "distributed.strategy: several processes need ddp, fsdp or deepspeed",
             ),
             (
+                self.training.method == "full" and self.memory.backend == "unsloth",
+                "memory.backend: the Unsloth path trains LoRA adapters; full fine-tuning "
+                "runs on hf or liger",
+            ),
+            (
                 d.world_size > 1 and self.memory.backend == "unsloth",
                 "memory.backend: open-source Unsloth trains on one GPU only; use hf or liger",
             ),

@@ -216,6 +216,7 @@ def test_scripts_never_carry_tokens(tmp_path, monkeypatch):
         ["quantization.mode=nf4", "memory.backend=liger"],
         ["memory.backend=unsloth", "memory.gradient_checkpointing=unsloth"],
         ["dataset.format=text", "memory.packing=true"],
+        ["training.method=full"],
     ],
 )
 def test_the_script_is_the_recipe_and_reads_every_constant_it_defines(overrides):

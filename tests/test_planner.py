@@ -291,9 +291,8 @@ def test_plan_cli_bad_model_is_one_line():
 
 def test_plan_takes_model_and_dataset_paths_as_text(tmp_path, monkeypatch, capsys):
     """A folder named like a YAML value (`yes`, `1e3`) is a folder, not a bool or a number."""
-    from finetune_tui.main import main
-
     from finetune_tui.engine.models import load_config
+    from finetune_tui.main import main
 
     config = load_config("meta-llama/Llama-3.2-1B")
     (tmp_path / "yes").mkdir()

@@ -8,6 +8,8 @@ from textual.widgets import Static
 PARTS = (
     ("base_weights_gib", "weights", "dodger_blue1"),
     ("lora_gib", "LoRA+opt", "magenta"),
+    ("gradients_optimizer_gib", "grads+opt", "medium_purple"),
+    ("distributed_gib", "gathered", "cyan"),
     ("activations_gib", "activations", "dark_orange"),
     ("logits_gib", "logits", "yellow"),
     ("overhead_gib", "overhead", "grey50"),
