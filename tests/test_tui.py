@@ -154,6 +154,17 @@ async def test_demo_trains_in_the_panel_to_the_end(tmp_path):
     assert (tmp_path / "run" / "adapter" / "adapter_config.json").is_file()
 
 
+async def test_several_processes_are_sent_to_a_headless_run(tmp_path):
+    app = demo_app("distributed.strategy=ddp", "distributed.processes=2", tmp_path=tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("6")
+        await pilot.press("s")
+        await pilot.pause()
+        assert not app.screen.running and not (tmp_path / "run").exists()
+        notes = [str(n.message) for n in app._notifications]
+        assert any("2 processes train headless" in note for note in notes), notes
+
+
 async def test_stop_saves_and_quit_waits(tmp_path):
     app = demo_app("training.max_steps=2000", tmp_path=tmp_path)
     async with app.run_test(size=SIZE) as pilot:

@@ -103,6 +103,15 @@ class TrainScreen(Screen):
     def action_start(self) -> None:
         if self.running or self.attach_to is not None:
             return
+        spread = self.app.state.settings.distributed
+        if spread.world_size > 1:  # the wizard trains in its own process: one GPU
+            self.notify(
+                f"{spread.world_size} processes train headless: export the preset (screen 7) "
+                "and run finetune-tui --preset PRESET.yaml",
+                severity="warning",
+                timeout=12,
+            )
+            return
         self.running = True
         self.stop_event.clear()
         self.query_one("#start", Button).disabled = True

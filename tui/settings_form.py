@@ -16,7 +16,16 @@ from textual.widgets import Input, Label, Select, Static, Switch
 
 from finetune_tui.engine.settings import TrainSettings
 
-FORM_SECTIONS = ("quantization", "memory", "lora", "training", "model", "dataset", "output")
+FORM_SECTIONS = (
+    "quantization",
+    "memory",
+    "lora",
+    "training",
+    "distributed",
+    "model",
+    "dataset",
+    "output",
+)
 
 
 def _choices(annotation) -> list[str] | None:

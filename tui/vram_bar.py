@@ -15,6 +15,9 @@ PARTS = (
     ("overhead_gib", "overhead", "grey50"),
 )
 
+# full fine-tuning's and several GPUs' parts: absent from a one-GPU LoRA plan, not zero
+ONLY_WHEN_USED = {"gradients_optimizer_gib", "distributed_gib"}
+
 
 class VramBar(Static):
     """Renders a MemoryBreakdown-like object (or a message when there is no prediction)."""
@@ -29,6 +32,8 @@ class VramBar(Static):
         legend = Text()
         for attr, label, colour in PARTS:
             value = getattr(breakdown, attr, 0.0) or 0.0
+            if attr in ONLY_WHEN_USED and not value:
+                continue
             cells = int(round(value / scale * width))
             bar.append("█" * cells, style=colour)
             legend.append(f"■ {label} {value:.2f}  ", style=colour)
