@@ -18,7 +18,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     export.add_argument(
         "--force", action="store_true", help="replace existing output files (never the inputs)"
     )
-    export.add_argument("--gpus", type=int, default=1, help="GPUs for an accelerate launch")
+    export.add_argument("--gpus", type=int, default=1, help="GPUs per node for accelerate launch")
+    export.add_argument("--nodes", type=int, default=1, help="machines (with --slurm)")
+    export.add_argument(
+        "--slurm", action="store_true", help="also write an sbatch script: one launch per node"
+    )
     export.add_argument(
         "--distributed",
         choices=["fsdp", "deepspeed"],
@@ -33,8 +37,12 @@ def export_command(args: argparse.Namespace) -> int:
     from finetune_tui.engine.export import export_run
     from finetune_tui.engine.preset import settings_from_arguments
 
-    if args.gpus < 1:
-        raise InputError(f"--gpus {args.gpus}: must be at least 1")
+    if args.gpus < 1 or args.nodes < 1:
+        raise InputError(f"--gpus {args.gpus} --nodes {args.nodes}: each must be at least 1")
+    if args.nodes > 1 and not args.slurm:
+        raise InputError("--nodes: several machines are launched through SLURM; add --slurm")
+    if args.slurm and args.gpus * args.nodes < 2:
+        raise InputError("--slurm: give the machines and GPUs, e.g. --nodes 2 --gpus 8")
     settings = settings_from_arguments(args.preset, args.overrides)
     if not args.output.strip():
         raise InputError("-o: empty path; give the script's file name, e.g. train.py")
@@ -46,11 +54,15 @@ def export_command(args: argparse.Namespace) -> int:
         distributed=args.distributed,
         inputs=inputs,
         force=args.force,
+        nodes=args.nodes,
+        slurm=args.slurm,
     )
     print(f"script:  {exported.script}")
     print(f"preset:  {exported.preset}")
     if exported.accelerate_config:
         print(f"accelerate config: {exported.accelerate_config}")
+    if exported.sbatch:
+        print(f"sbatch script: {exported.sbatch} (shared storage: same paths on every node)")
     print("run it with:")
     for command in exported.commands:
         print(f"  {command}")

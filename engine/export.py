@@ -14,6 +14,7 @@ from .preset import dump_preset
 from .safe_io import write_text_atomic
 from .script import render_script
 from .settings import DistributedSettings, TrainSettings
+from .slurm import render_sbatch
 
 
 @dataclass
@@ -22,6 +23,7 @@ class Exported:
     preset: Path
     accelerate_config: Path | None
     commands: list[str]
+    sbatch: Path | None = None
 
 
 def export_run(
@@ -32,6 +34,8 @@ def export_run(
     distributed: str = "fsdp",
     inputs: tuple[Path, ...] = (),
     force: bool = False,
+    nodes: int = 1,
+    slurm: bool = False,
 ) -> Exported:
     """Write the script, the matching preset and (for several GPUs) an accelerate config.
 
@@ -41,10 +45,11 @@ def export_run(
     """
     script_path = Path(script_path).expanduser()
     preset_path = script_path.with_suffix(".yaml")
-    spread = export_distribution(settings, gpus, distributed)
+    spread = export_distribution(settings, gpus, distributed, nodes)
     several = spread.world_size > 1
     config_path = script_path.with_name("accelerate_config.yaml") if several else None
-    outputs = [p for p in (script_path, preset_path, config_path) if p is not None]
+    sbatch_path = script_path.with_suffix(".sbatch") if slurm else None
+    outputs = [p for p in (script_path, preset_path, config_path, sbatch_path) if p is not None]
     check_export_targets(outputs, (*inputs, *settings.input_paths()), force)
     files = {
         script_path: render_script(settings, reasons or {}, spread.strategy if several else None),
@@ -52,6 +57,8 @@ def export_run(
     }
     if config_path is not None:
         files[config_path] = render_accelerate_config(spread, mixed_precision="bf16")
+    if sbatch_path is not None and config_path is not None:
+        files[sbatch_path] = render_sbatch(spread, script_path, config_path)
     try:
         script_path.parent.mkdir(parents=True, exist_ok=True)
         for path, text in files.items():
@@ -69,7 +76,9 @@ def export_run(
             f"accelerate launch --config_file {shlex.quote(str(config_path))} "
             f"{shlex.quote(str(script_path))}",
         )
-    return Exported(script_path, preset_path, config_path, commands)
+    if sbatch_path is not None:
+        commands.insert(0, f"sbatch {shlex.quote(str(sbatch_path))}")
+    return Exported(script_path, preset_path, config_path, commands, sbatch_path)
 
 
 def check_export_targets(outputs: list[Path], inputs: tuple[Path, ...], force: bool) -> None:
@@ -101,11 +110,14 @@ def _identity(path: Path) -> object:
 # --- multi-GPU ---------------------------------------------------------------------------
 
 
-def export_distribution(settings: TrainSettings, gpus: int, strategy: str) -> DistributedSettings:
+def export_distribution(
+    settings: TrainSettings, gpus: int, strategy: str, nodes: int = 1
+) -> DistributedSettings:
     """The settings' own distributed section when it names a strategy, else `--gpus N
-    --distributed S` (DeepSpeed then offloads the optimizer to CPU, its usual recipe)."""
+    [--nodes M] --distributed S` (DeepSpeed then offloads the optimizer to CPU, its usual
+    recipe)."""
     if settings.distributed.strategy != "none":
         return settings.distributed
     return DistributedSettings(
-        strategy=strategy, processes=gpus, cpu_offload=strategy == "deepspeed"
+        strategy=strategy, processes=gpus, nodes=nodes, cpu_offload=strategy == "deepspeed"
     )

@@ -204,6 +204,39 @@ def test_export_command_writes_script_preset_and_accelerate_config(tmp_path):
     assert "token" not in (tmp_path / "job" / "train.yaml").read_text().lower()
 
 
+def test_slurm_export_launches_accelerate_once_per_node_with_slurms_variables(tmp_path):
+    """The sbatch script run under stand-ins for srun, scontrol and accelerate: one launch
+    per node, the main node's address from the node list, the rank from SLURM_NODEID."""
+    from finetune_tui.engine.export import export_run
+
+    out = tmp_path / "job" / "train.py"
+    exported = export_run(load_preset(DEMO_PRESET), out, gpus=8, nodes=2, slurm=True)
+    assert "num_machines: 2" in exported.accelerate_config.read_text()
+    assert "num_processes: 16" in exported.accelerate_config.read_text()
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fakes = {
+        "scontrol": 'printf "gpu-node-a\\ngpu-node-b\\n"',
+        "srun": 'for id in 0 1; do SLURM_NODEID=$id "${@:2}"; done',  # drops --kill-on-bad-exit
+        "accelerate": f'echo "$@" >> {tmp_path / "launches"}',
+    }
+    for name, body in fakes.items():
+        (bin_dir / name).write_text(f"#!/bin/bash\n{body}\n")
+        (bin_dir / name).chmod(0o755)
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "SLURM_JOB_NODELIST": "gpu-node-[a-b]"}
+    env["SLURM_NNODES"] = "2"
+    result = subprocess.run(
+        ["bash", str(exported.sbatch)], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    launches = (tmp_path / "launches").read_text().splitlines()
+    assert len(launches) == 2
+    for rank, line in enumerate(launches):
+        assert f"--machine_rank {rank} " in line and "--num_processes 16 " in line
+        assert "--main_process_ip gpu-node-a --main_process_port 29500" in line
+        assert line.endswith(str(out.resolve()))
+
+
 def test_scripts_never_carry_tokens(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_TOKEN", "hf_secret_value_123")
     script = render_script(load_preset(DEMO_PRESET), {})
