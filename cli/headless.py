@@ -62,7 +62,7 @@ def run_headless(args: argparse.Namespace) -> int:
         run_dir = prepare_run_dir(settings, overwrite=args.overwrite, inputs=preset)
     if args.detach:
         return _detach(run_dir, settings)
-    if settings.distributed.world_size > 1:
+    if settings.distributed.launched:
         from finetune_tui.workers import launch_workers
 
         return launch_workers(run_dir, settings, resume=bool(args.resume))

@@ -258,7 +258,7 @@ def one_gpu_bytes(model: ModelInfo, settings: TrainSettings) -> StepBytes:
 
 def predict_memory(model: ModelInfo, settings: TrainSettings, hardware=None) -> MemoryBreakdown:
     """Each GPU's predicted peak: one GPU's whole step, or a share under several processes."""
-    if settings.distributed.world_size > 1:
+    if settings.distributed.launched:
         from .sharding import per_gpu_bytes  # builds on this module's parts
 
         return breakdown_of(per_gpu_bytes(model, settings), settings, hardware)

@@ -225,6 +225,12 @@ class DistributedSettings(Section):
     def world_size(self) -> int:
         return self.processes * self.nodes
 
+    @property
+    def launched(self) -> bool:
+        """Whether accelerate launches the run: any strategy, even on one process (ZeRO-3
+        with CPU offload helps one GPU too)."""
+        return self.strategy != "none"
+
 
 class OutputSettings(Section):
     dir: str | None = Field(

@@ -272,7 +272,8 @@ def _candidates(
     pinned = set(BATCH_FIELDS) & set(fixed)
     full, several = base.training.method == "full", base.distributed.world_size > 1
     quantizations = ("none",) if full else ("none", "nf4")  # full trains 16-bit weights
-    backends = ("hf", "liger") if several else ("hf", "liger", "unsloth")  # Unsloth: one GPU
+    # Unsloth: one GPU, LoRA only
+    backends = ("hf", "liger") if several or full else ("hf", "liger", "unsloth")
     fills = [BATCHINGS[batching_of(base)]] if pinned or not lengths else BATCHINGS.values()
     for (packing, grouped), quant, backend, ckpt, batch, optim in itertools.product(
         fills,
@@ -336,7 +337,7 @@ def _reasons(model, chosen: Scored, scored: list[Scored], hardware) -> dict[str,
     )
     if s.training.method == "full":
         reasons["training.method"] = FULL_NOT_MEASURED
-    if s.distributed.world_size > 1:
+    if s.distributed.launched:
         reasons["distributed.strategy"] = distributed_reason(s, breakdown)
     if fit.fits:
         reasons["fits"] = f"fits, {fit.spare_gib:.1f} GiB to spare of {card}" + _tight_note(fit)

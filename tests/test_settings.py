@@ -142,3 +142,33 @@ def test_yaml_on_off_means_checkpointing_on_off(tmp_path):
         settings_from_overrides(["memory.gradient_checkpointing=off"]).memory.gradient_checkpointing
         == "off"
     )
+
+
+@pytest.mark.parametrize(
+    ("preset", "card"),
+    [
+        ("gemma2-9b-8gb-qlora", "RTX 4060"),
+        ("unsloth-llama31-8b-24gb", "RTX 4090"),
+        ("full-zero3-offload", "RTX 4090"),
+        ("llama2-70b-fsdp-2x8", "A100 80GB"),
+    ],
+)
+def test_the_source_systems_presets_plan_on_their_cards(preset, card, capsys):
+    """Each shipped recipe plans for the card it was written for, keeping its method and
+    distribution."""
+    import json
+
+    from conftest import REPO
+
+    from finetune_tui.main import main
+
+    path = REPO / "presets" / f"{preset}.yaml"
+    settings = load_preset(path)
+    code = main(
+        ["plan", "--preset", str(path), "--model", settings.model.name_or_path, "--gpu", card]
+        + ["--json"]
+    )
+    plan = json.loads(capsys.readouterr().out)
+    assert code == 0 and plan["fits"], plan["reasons"]
+    assert plan["settings"]["distributed"] == settings.distributed.model_dump()
+    assert plan["settings"]["training"]["method"] == settings.training.method

@@ -162,7 +162,7 @@ async def test_several_processes_are_sent_to_a_headless_run(tmp_path):
         await pilot.pause()
         assert not app.screen.running and not (tmp_path / "run").exists()
         notes = [str(n.message) for n in app._notifications]
-        assert any("2 processes train headless" in note for note in notes), notes
+        assert any("ddp runs (2 processes) headless" in note for note in notes), notes
 
 
 async def test_stop_saves_and_quit_waits(tmp_path):

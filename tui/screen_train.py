@@ -104,10 +104,10 @@ class TrainScreen(Screen):
         if self.running or self.attach_to is not None:
             return
         spread = self.app.state.settings.distributed
-        if spread.world_size > 1:  # the wizard trains in its own process: one GPU
+        if spread.launched:  # the wizard trains in its own process, without a launcher
             self.notify(
-                f"{spread.world_size} processes train headless: export the preset (screen 7) "
-                "and run finetune-tui --preset PRESET.yaml",
+                f"accelerate launches {spread.strategy} runs ({spread.world_size} processes) "
+                "headless: export the preset (screen 7), then finetune-tui --preset PRESET.yaml",
                 severity="warning",
                 timeout=12,
             )
