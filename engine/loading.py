@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import InputError, ModelError
-from .options import NEEDS_CUDA, cuda_only
+from .options import NEEDS_CUDA, STRATEGIES, cuda_only
 from .settings import DEMO, TrainSettings
 
 
@@ -94,6 +94,12 @@ def check_backend_support(settings: TrainSettings, device: Device) -> None:
             field, value = option.split("=")
             if settings.value(field) == value:
                 raise InputError(f"{field}: {value} {NEEDS_CUDA}")
+    package = STRATEGIES[settings.distributed.strategy].package
+    if package and importlib.util.find_spec(package) is None:
+        raise InputError(
+            f"distributed.strategy: {package} is not installed "
+            f"(pip install 'finetune-tui[{package}]')"
+        )
     if settings.memory.backend == "unsloth" and importlib.util.find_spec("unsloth") is None:
         raise InputError(
             "memory.backend: unsloth is not installed (pip install 'finetune-tui[unsloth]')"

@@ -52,6 +52,20 @@ BACKENDS = {
     "unsloth": BackendInfo(needs_cuda=True),
 }
 
+
+@dataclass(frozen=True)
+class StrategyInfo:
+    needs_cuda: bool  # tested here on CPU processes (gloo) only for ddp
+    package: str | None = None  # an optional extra it needs
+
+
+STRATEGIES = {
+    "none": StrategyInfo(needs_cuda=False),
+    "ddp": StrategyInfo(needs_cuda=False),
+    "fsdp": StrategyInfo(needs_cuda=True),
+    "deepspeed": StrategyInfo(needs_cuda=True, package="deepspeed"),
+}
+
 # Gradient checkpointing: "unsloth" is Unsloth's own, offloading to CPU (the mapping to
 # Unsloth's argument is part of the recipe: engine/recipe.py load_unsloth_model).
 CHECKPOINTING = ("off", "on", "unsloth")
@@ -60,6 +74,7 @@ TABLES = {
     "quantization.mode": QUANTIZATIONS,
     "memory.backend": BACKENDS,
     "training.optimizer": OPTIMIZERS,
+    "distributed.strategy": STRATEGIES,
 }
 
 

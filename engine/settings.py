@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from .batching import keeps_samples_apart, planned_attention
-from .options import BACKENDS, CHECKPOINTING, OPTIMIZERS, QUANTIZATIONS
+from .options import BACKENDS, CHECKPOINTING, OPTIMIZERS, QUANTIZATIONS, STRATEGIES
 from .safe_io import encoding_problem
 
 DEMO = "demo"  # the embedded tiny model / dataset: no network, no download
@@ -27,7 +27,7 @@ Scheduler = Literal["linear", "cosine", "constant", "constant_with_warmup"]
 DatasetFormat = Literal["auto", "messages", "alpaca", "sharegpt", "text"]
 Attention = Literal["auto", "eager", "sdpa", "flash_attention_2", "kernels-community/flash-attn"]
 Method = Literal["lora", "full"]
-Strategy = Literal["none", "ddp", "fsdp", "deepspeed"]
+Strategy = Literal[tuple(STRATEGIES)]
 Sharding = Literal["full_shard", "shard_grad_op", "hybrid_shard"]
 StateDict = Literal["sharded", "full"]
 

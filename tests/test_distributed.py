@@ -79,3 +79,17 @@ def test_a_worker_error_is_one_line_from_the_launching_process(tmp_path):
     assert result.returncode != 0
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("finetune-tui: error: ") and "Traceback" not in result.stderr
+
+
+def test_sharded_strategies_are_refused_on_a_cpu_before_anything_is_written(tmp_path, capsys):
+    from finetune_tui.main import main
+
+    for strategy in ("fsdp", "deepspeed"):
+        run_dir = tmp_path / strategy
+        code = main(
+            ["--preset", str(DEMO_PRESET), "--output", str(run_dir)]
+            + ["--set", f"distributed.strategy={strategy}"]
+        )
+        err = capsys.readouterr().err
+        assert code == 2 and f"distributed.strategy: {strategy} needs an NVIDIA GPU" in err
+        assert not run_dir.exists()
