@@ -1,10 +1,10 @@
 """User datasets: read them, detect the format, validate every record, measure lengths.
 
-  1. read the records of the file / folder (JSONL, JSON, CSV, Parquet, save_to_disk),
-     remembering each record's line for error messages, with bounded reads;
-  2. detect the format from the first record's keys (or take `dataset.format`);
-  3. validate every record; report `file:line: problem` for the first few, with a count;
-  4. convert and split with the recipe (engine/recipe_data.py), as the exported script does.
+1. read the records of the file / folder (JSONL, JSON, CSV, Parquet, save_to_disk),
+   remembering each record's line for error messages, with bounded reads;
+2. detect the format from the first record's keys (or take `dataset.format`);
+3. validate every record; report `file:line: problem` for the first few, with a count;
+4. convert and split with the recipe (engine/recipe_data.py), as the exported script does.
 """
 
 from __future__ import annotations
