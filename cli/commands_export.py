@@ -34,16 +34,17 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def export_command(args: argparse.Namespace) -> int:
     from finetune_tui.engine.errors import InputError
-    from finetune_tui.engine.export import export_run
+    from finetune_tui.engine.export import export_distribution, export_run
     from finetune_tui.engine.preset import settings_from_arguments
 
     if args.gpus < 1 or args.nodes < 1:
         raise InputError(f"--gpus {args.gpus} --nodes {args.nodes}: each must be at least 1")
-    if args.nodes > 1 and not args.slurm:
-        raise InputError("--nodes: several machines are launched through SLURM; add --slurm")
-    if args.slurm and args.gpus * args.nodes < 2:
-        raise InputError("--slurm: give the machines and GPUs, e.g. --nodes 2 --gpus 8")
     settings = settings_from_arguments(args.preset, args.overrides)
+    spread = export_distribution(settings, args.gpus, args.distributed, args.nodes)
+    if spread.nodes > 1 and not args.slurm:
+        raise InputError("--nodes: several machines are launched through SLURM; add --slurm")
+    if args.slurm and spread.world_size < 2:
+        raise InputError("--slurm: give the machines and GPUs, e.g. --nodes 2 --gpus 8")
     if not args.output.strip():
         raise InputError("-o: empty path; give the script's file name, e.g. train.py")
     inputs = (Path(args.preset),) if args.preset else ()

@@ -237,6 +237,18 @@ def test_slurm_export_launches_accelerate_once_per_node_with_slurms_variables(tm
         assert line.endswith(str(out.resolve()))
 
 
+def test_a_preset_that_names_its_nodes_exports_for_slurm(tmp_path, capsys):
+    from finetune_tui.main import main
+
+    preset = REPO / "presets" / "llama2-70b-fsdp-2x8.yaml"
+    out = tmp_path / "job" / "train.py"
+    assert main(["export", "--preset", str(preset), "-o", str(out), "--slurm"]) == 0
+    sbatch = out.with_suffix(".sbatch").read_text()
+    assert "#SBATCH --nodes=2" in sbatch and "#SBATCH --gpus-per-node=8" in sbatch
+    assert "sbatch " in capsys.readouterr().out
+    assert main(["export", "-o", str(tmp_path / "one.py"), "--slurm"]) == 2  # one GPU: no
+
+
 def test_scripts_never_carry_tokens(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_TOKEN", "hf_secret_value_123")
     script = render_script(load_preset(DEMO_PRESET), {})
