@@ -16,17 +16,8 @@ from contextlib import redirect_stdout
 from pathlib import Path
 
 from finetune_tui.engine.errors import InputError
-from finetune_tui.engine.events import (
-    Checkpoint,
-    Eval,
-    Event,
-    Failed,
-    Finished,
-    Notice,
-    Started,
-    Step,
-    format_duration,
-)
+from finetune_tui.engine.event_text import describe
+from finetune_tui.engine.events import Event
 from finetune_tui.engine.preset import load_preset, save_preset
 from finetune_tui.engine.run_dir.create import prepare_run_dir
 from finetune_tui.engine.run_dir.layout import LOG_FILE, PID_FILE, SETTINGS_FILE
@@ -167,64 +158,6 @@ def say(line: str, stream=None) -> None:
 
 
 def print_event(event: Event, stream=None) -> None:
-    line = format_event(event)
+    line = describe(event)
     if line:
         say(line, stream)
-
-
-def format_event(event: Event) -> str | None:
-    if isinstance(event, Step):
-        eta = format_duration(event.eta_s)
-        width = len(str(event.total_steps))
-        memory = (
-            f"  vram {event.memory_reserved_gib:.1f} GiB"
-            if event.memory_reserved_gib is not None
-            else ""
-        )
-        return (
-            f"step {event.step:>{width}}/{event.total_steps}  loss {event.loss:.4f}  "
-            f"lr {event.learning_rate:.2e}  {event.tokens_per_second:,.0f} tok/s  "
-            f"{event.samples_per_second:.1f} samples/s{memory}  eta {eta}"
-        )
-    if isinstance(event, Started):
-        return (
-            f"training {event.model} on {event.device}: {event.train_samples} train / "
-            f"{event.eval_samples} eval samples, {event.total_steps} steps"
-            f"{f' ({event.steps_per_epoch} per epoch)' if event.steps_per_epoch else ''}, "
-            f"{event.trainable_params:,} trainable parameters"
-        )
-    if isinstance(event, Eval):
-        match = f"  exact-match {event.exact_match:.1%}" if event.exact_match is not None else ""
-        return f"eval at step {event.step}: loss {event.eval_loss:.4f}{match}"
-    if isinstance(event, Checkpoint):
-        return f"checkpoint ({event.reason}) at step {event.step}: {event.path}"
-    if isinstance(event, Notice):
-        return f"{'warning: ' if event.level == 'warning' else ''}{event.message}"
-    if isinstance(event, Finished):
-        return _summary(event)
-    if isinstance(event, Failed):
-        return f"failed: {event.message}"
-    return None
-
-
-def _summary(event: Finished) -> str:
-    s = event.summary
-    parts = [
-        f"{event.status} at step {event.step}/{event.total_steps} "
-        f"in {format_duration(event.elapsed_s)}"
-    ]
-    if s.first_loss is not None and event.final_loss is not None:
-        parts.append(f"loss {s.first_loss:.4f} -> {event.final_loss:.4f}")
-    if s.eval_loss is not None:
-        parts.append(f"eval loss {s.eval_loss:.4f}")
-    if s.exact_match_after is not None:
-        parts.append(f"exact-match {s.exact_match_before or 0:.1%} -> {s.exact_match_after:.1%}")
-    if s.peak_reserved_gib is not None:
-        predicted = s.predicted_peak_reserved_gib
-        parts.append(
-            f"peak VRAM measured {s.peak_reserved_gib:.2f}"
-            + (f" / predicted {predicted:.2f}" if predicted is not None else "")
-            + " GiB reserved"
-        )
-    parts.append(f"adapter: {event.adapter_path}")
-    return "; ".join(parts)

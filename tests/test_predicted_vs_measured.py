@@ -6,8 +6,8 @@ import json
 
 from conftest import DEMO_PRESET, run_cli, set_args
 
+from finetune_tui.engine.event_text import describe
 from finetune_tui.engine.events import Finished
-from finetune_tui.headless import format_event
 
 
 def finished(summary: dict) -> Finished:
@@ -23,11 +23,11 @@ def finished(summary: dict) -> Finished:
 
 
 def test_final_line_shows_measured_and_predicted_peak():
-    line = format_event(
+    line = describe(
         finished({"peak_reserved_gib": 12.2, "predicted_peak_reserved_gib": 12.5, "first_loss": 1})
     )
     assert "peak VRAM measured 12.20 / predicted 12.50 GiB reserved" in line
-    cpu = format_event(finished({"first_loss": 1.0}))
+    cpu = describe(finished({"first_loss": 1.0}))
     assert "peak VRAM" not in cpu  # a CPU run has no VRAM to report
 
 

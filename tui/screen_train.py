@@ -23,13 +23,11 @@ from textual.message import Message
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, Footer, Header, ProgressBar, RichLog, Sparkline, Static
 
+from finetune_tui.engine.event_text import describe
 from finetune_tui.engine.events import (
-    Checkpoint,
-    Eval,
     Event,
     Failed,
     Finished,
-    Notice,
     Started,
     Step,
     format_duration,
@@ -40,6 +38,7 @@ from .vram_chart import VramChart
 HISTORY = 120
 REFRESH_S = 1.0  # the panel redraws once a second, whatever the step rate
 GIL_SWITCH_S = 0.0005  # see _gil_handoff
+LOG_STYLES = {"warning": "yellow", "error": "red", "finished": "bold"}  # by level or kind
 
 
 class TrainScreen(Screen):
@@ -222,29 +221,20 @@ class TrainScreen(Screen):
             self.show_step(last_step)
 
     def show_event(self, event: Event) -> None:
+        """The event's line in the log (the engine's words, as headless prints them), and
+        what it changes on the panel."""
+        line = describe(event)
+        if line:
+            style = LOG_STYLES.get(getattr(event, "level", event.kind), "default")
+            self.log_line(f"[{style}]{escape(line)}[/]")
         if isinstance(event, Started):
             self.started_at = time.monotonic()
             self.predicted_gib = event.predicted_peak_reserved_gib
             self.show_predicted()
             self.query_one(ProgressBar).update(total=event.total_steps, progress=0)
-            self.log_line(
-                f"training {escape(event.model)} on {event.device}: {event.train_samples} samples, "
-                f"{event.total_steps} steps, {event.trainable_params:,} trainable parameters"
-            )
-        elif isinstance(event, Eval):
-            match = (
-                f", exact-match {event.exact_match:.1%}" if event.exact_match is not None else ""
-            )
-            self.log_line(f"eval at step {event.step}: loss {event.eval_loss:.4f}{match}")
-        elif isinstance(event, Checkpoint):
-            self.log_line(f"checkpoint ({event.reason}) at step {event.step}")
-        elif isinstance(event, Notice):
-            style = "yellow" if event.level == "warning" else "default"
-            self.log_line(f"[{style}]{escape(event.message)}[/]")
         elif isinstance(event, Finished):
             self.show_finished(event)
         elif isinstance(event, Failed):
-            self.log_line(f"[red]failed: {escape(event.message)}[/red]")
             self.notify(escape(event.message), severity="error", timeout=15)
 
     def record_step(self, event: Step) -> None:
@@ -297,17 +287,6 @@ class TrainScreen(Screen):
         )
 
     def show_finished(self, event: Finished) -> None:
-        s = event.summary
-        parts = [
-            f"[b]{event.status}[/b] at step {event.step}/{event.total_steps} in "
-            f"{format_duration(event.elapsed_s)}"
-        ]
-        if s.first_loss is not None and event.final_loss is not None:
-            parts.append(f"loss {s.first_loss:.3f} → {event.final_loss:.3f}")
-        if s.exact_match_after is not None:
-            parts.append(f"exact-match {s.exact_match_before or 0:.0%} → {s.exact_match_after:.0%}")
-        parts.append(f"adapter {escape(str(event.adapter_path))}")
-        self.log_line("  ".join(parts))
         # the last logged step may come before the last step: the bar shows where it ended
         self.query_one(ProgressBar).update(total=event.total_steps, progress=event.step)
         last = self.last_step
