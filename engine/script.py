@@ -307,13 +307,14 @@ def _load_call(settings: TrainSettings) -> str:
 def _main_code(settings: TrainSettings) -> str:
     return f'''
 class LossLog(TrainerCallback):
-    """Per-step training loss to OUTPUT/losses.jsonl (and the usual printed logs)."""
+    """Per-step training loss to OUTPUT/losses.jsonl (and the usual printed logs); under
+    accelerate launch only the first process writes it."""
 
     def __init__(self, path):
         self.path = path
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        if logs and "loss" in logs:
+        if logs and "loss" in logs and state.is_world_process_zero:
             with open(self.path, "a", encoding="utf-8") as file:
                 record = {{"step": state.global_step, "loss": logs["loss"]}}
                 file.write(json.dumps(record) + "\\n")
@@ -391,11 +392,13 @@ def main():
         + ([EpochCheckpoints()] if SAVE_EVERY_EPOCH else []),
     )
     trainer.train()
-    trainer.save_model(str(output / "adapter"))
-    tokenizer.save_pretrained(str(output / "adapter"))
-    if evaluation is not None:
-        print(json.dumps(trainer.evaluate()))
-    print(f"adapter saved to {{output / 'adapter'}}")
+    trainer.save_model(str(output / "adapter"))  # every process: sharded weights gather
+    scores = trainer.evaluate() if evaluation is not None else None
+    if trainer.is_world_process_zero():  # one copy of the tokenizer and of the report
+        tokenizer.save_pretrained(str(output / "adapter"))
+        if scores is not None:
+            print(json.dumps(scores))
+        print(f"adapter saved to {{output / 'adapter'}}")
 
 
 if __name__ == "__main__":

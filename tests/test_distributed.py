@@ -93,3 +93,26 @@ def test_sharded_strategies_are_refused_on_a_cpu_before_anything_is_written(tmp_
         err = capsys.readouterr().err
         assert code == 2 and f"distributed.strategy: {strategy} needs an NVIDIA GPU" in err
         assert not run_dir.exists()
+
+
+def test_the_exported_script_trains_under_accelerate_launch_on_two_processes(tmp_path):
+    """The export of a ddp preset: its accelerate config and script, launched the way the
+    export prints, with one losses.jsonl line per step (the first process writes it)."""
+    import sys
+
+    from finetune_tui.engine.export import export_run
+    from finetune_tui.engine.launch import free_port
+    from finetune_tui.engine.preset import load_preset
+
+    settings = load_preset(DEMO_PRESET, ["distributed.strategy=ddp", "distributed.processes=2"])
+    exported = export_run(settings, tmp_path / "job" / "train.py")
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file"]
+    command += [str(exported.accelerate_config), "--main_process_port", str(free_port())]
+    command += [str(exported.script), "--max-steps", "4", "--output", str(out)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    steps = [line for line in (out / "losses.jsonl").read_text().splitlines() if line]
+    assert len(steps) == 1  # logging every 10 steps: step 1 only, written once
+    assert (out / "adapter" / "adapter_config.json").is_file()
+    assert result.stdout.count("adapter saved to") == 1
