@@ -143,7 +143,8 @@ def _train(
             trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
             break
         except Exception as exc:
-            if not is_oom(exc):
+            # one rank backing off alone would leave the others waiting at a collective
+            if not is_oom(exc) or world_size() > 1:
                 raise
         # Out of the except block the traceback (and the tensors its frames hold) is gone.
         trainer = events = stopper = drift = None
