@@ -43,7 +43,9 @@ def render_sbatch(distributed: DistributedSettings, script: Path, config: Path) 
             f"#SBATCH --gpus-per-node={per_node}",
             "#SBATCH --output=%x-%j.out",
             "set -euo pipefail",
-            'MAIN_ADDR=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)',
+            # sed reads the whole list: `head` would close the pipe early, and under
+            # pipefail scontrol's SIGPIPE would fail the job
+            'MAIN_ADDR=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | sed -n 1p)',
             "MAIN_PORT=${MAIN_PORT:-29500}",
             "export MAIN_ADDR MAIN_PORT",
             f"srun --kill-on-bad-exit=1 bash -c {shlex.quote(launch)}",
