@@ -61,24 +61,25 @@ def run_headless(args: argparse.Namespace) -> int:
     stop = threading.Event()
     received = install_signal_handlers(stop)
     say(f"run directory: {run_dir} (library messages: {LOG_FILE})")
-
-    from finetune_tui.engine.fdcapture import captured_fds
-    from finetune_tui.engine.runner import run_training
-
-    progress = sys.stdout  # progress lines only: what libraries print goes to the log
-    with captured_fds(run_dir / LOG_FILE, enabled=True, fds=(2,)), redirect_stdout(sys.stderr):
-        finished = run_training(
-            settings,
-            lambda event: print_event(event, progress),
-            stop=stop,
-            run_dir=run_dir,
-            resume=bool(args.resume),
-        )
+    finished = train_here(settings, run_dir, stop, resume=bool(args.resume))
     if finished.status == "finished":
         if received:
             say("the signal came after the last step: the run finished and its adapter is saved")
         return 0
     return EXIT_CODES[received[0]] if received else 1
+
+
+def train_here(settings: TrainSettings, run_dir: Path, stop, resume: bool, quiet=False):
+    """Train in this process: progress lines on stdout, what libraries print in the run's
+    log. A quiet process (a worker other than rank 0) prints nothing at all."""
+    from finetune_tui.engine.fdcapture import captured_fds
+    from finetune_tui.engine.runner import run_training
+
+    progress = sys.stdout
+    sink = (lambda event: None) if quiet else (lambda event: print_event(event, progress))
+    fds = (1, 2) if quiet else (2,)
+    with captured_fds(run_dir / LOG_FILE, enabled=True, fds=fds), redirect_stdout(sys.stderr):
+        return run_training(settings, sink, stop=stop, run_dir=run_dir, resume=resume)
 
 
 def _refuse_new_run_options(args: argparse.Namespace) -> None:

@@ -17,6 +17,7 @@ from finetune_tui import __version__
 from finetune_tui.engine.errors import FinetuneError
 
 COMMAND_MODULES = ("commands_plan", "commands_export", "commands_runs")
+ERROR_PREFIX = "finetune-tui: error: "  # every error line starts so (workers' are found by it)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -92,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             traceback.print_exc()
         message = " ".join(str(exc).split())  # library messages can span lines
-        print(f"finetune-tui: error: {message}", file=sys.stderr)
+        print(f"{ERROR_PREFIX}{message}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("finetune-tui: interrupted", file=sys.stderr)

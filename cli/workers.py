@@ -16,7 +16,6 @@ import subprocess
 import sys
 import threading
 import time
-from contextlib import redirect_stdout
 from pathlib import Path
 
 from finetune_tui.engine.launch import (
@@ -31,9 +30,8 @@ from finetune_tui.engine.run_dir.summary import read_summary
 from finetune_tui.engine.safe_io import write_text_atomic
 from finetune_tui.engine.settings import TrainSettings
 
-from .headless import EXIT_CODES, install_signal_handlers, print_event, say
-
-ERROR_PREFIX = "finetune-tui: error: "
+from .headless import EXIT_CODES, install_signal_handlers, say, train_here
+from .main import ERROR_PREFIX
 
 
 def launch_workers(run_dir: Path, settings: TrainSettings, resume: bool) -> int:
@@ -109,19 +107,10 @@ def _worker_error(run_dir: Path, code: int) -> str:
 
 def run_worker(args: argparse.Namespace) -> int:
     """One rank of the run: rank 0 prints progress lines, the others only train."""
-    from finetune_tui.engine.fdcapture import captured_fds
-    from finetune_tui.engine.runner import run_training
-
     run_dir = Path(args.worker)
     settings = load_preset(run_dir / SETTINGS_FILE, saved_run=True)
     stop = threading.Event()
-    install_signal_handlers(stop, quiet=not is_main_process())
-    if is_main_process():
-        progress = sys.stdout
-        sink = lambda event: print_event(event, progress)  # noqa: E731
-        fds = (2,)
-    else:
-        sink, fds = (lambda event: None), (1, 2)
-    with captured_fds(run_dir / LOG_FILE, enabled=True, fds=fds), redirect_stdout(sys.stderr):
-        run_training(settings, sink, stop=stop, run_dir=run_dir, resume=args.worker_resume)
+    quiet = not is_main_process()
+    install_signal_handlers(stop, quiet=quiet)
+    train_here(settings, run_dir, stop, resume=args.worker_resume, quiet=quiet)
     return 0  # stopped or finished: the launching process reads the outcome in summary.json

@@ -9,6 +9,7 @@ ranks train quietly. The config is plain YAML, the same file `export --gpus N` w
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 import sys
@@ -130,16 +131,13 @@ def _all_reduce(value: float, op: str) -> float:
     return float(tensor.item())
 
 
+@functools.cache  # registered once per process
 def accept_indexed_cpu_locations() -> None:
     """Let torch.load restore to 'cpu:N'. With several CPU processes the Trainer's device is
     `cpu:0` and it resumes the optimizer with `map_location=args.device`, which torch cannot
     map ("don't know how to restore data location ... cpu:0"); CPU memory has no index, so
-    such a location is the CPU itself. Registered once, through torch's own extension point."""
+    such a location is the CPU itself, registered through torch's own extension point."""
     import torch.serialization
-
-    global _CPU_LOCATIONS_ACCEPTED
-    if _CPU_LOCATIONS_ACCEPTED:
-        return
 
     def tag(storage):
         return None  # saving is unchanged
@@ -148,7 +146,3 @@ def accept_indexed_cpu_locations() -> None:
         return storage if location.startswith("cpu:") else None
 
     torch.serialization.register_package(30, tag, restore)
-    _CPU_LOCATIONS_ACCEPTED = True
-
-
-_CPU_LOCATIONS_ACCEPTED = False

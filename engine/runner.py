@@ -198,9 +198,9 @@ def _train(
         # the planner's figure for the settings that trained (computed when the trainer was built)
         predicted_peak_reserved_gib=events.started["predicted_peak_reserved_gib"],
     )
-    # the script is written for the format this run resolved: no second read of the data
-    resolved = with_changes(settings, {"dataset.format": inputs.data.format})
     if main:
+        # the script is written for the format this run resolved: no second read of the data
+        resolved = with_changes(settings, {"dataset.format": inputs.data.format})
         summary.export = _export_script(resolved, run_dir, emit)
         write_summary(run_dir, summary)
     finished = Finished(
