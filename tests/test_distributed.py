@@ -5,23 +5,19 @@ from __future__ import annotations
 import signal
 import subprocess
 
-from conftest import DEMO_PRESET, read_until, run_cli, start_cli
+from conftest import DEMO_PRESET, read_until, run_cli, set_args, start_cli
 from test_resume import step_losses
 
 from finetune_tui.engine.run_dir.checkpoints import last_complete_checkpoint
 from finetune_tui.engine.run_dir.summary import read_summary
 
-STEPS = [
-    "--set",
+STEPS = set_args(
     "training.max_steps=12",
-    "--set",
     "training.save_steps=4",
-    "--set",
     "training.exact_match_samples=0",
-    "--set",
     "training.logging_steps=1",
-]
-TWO_PROCESSES = ["--set", "distributed.strategy=ddp", "--set", "distributed.processes=2"]
+)
+TWO_PROCESSES = set_args("distributed.strategy=ddp", "distributed.processes=2")
 
 
 def test_two_processes_train_as_one_with_the_same_global_batch_and_resume_after_ctrl_c(
@@ -29,7 +25,7 @@ def test_two_processes_train_as_one_with_the_same_global_batch_and_resume_after_
 ):
     # the reference: one process, micro-batch 32 x 2 accumulated = 2 processes x 32
     one = tmp_path / "one"
-    accumulated = ["--set", "training.gradient_accumulation_steps=2"]
+    accumulated = set_args("training.gradient_accumulation_steps=2")
     result = run_cli(
         tmp_path, "--preset", str(DEMO_PRESET), "--output", str(one), *STEPS, *accumulated
     )
@@ -73,8 +69,7 @@ def test_a_worker_error_is_one_line_from_the_launching_process(tmp_path):
         str(run_dir),
         *STEPS,
         *TWO_PROCESSES,
-        "--set",
-        "model.attn_implementation=flash_attention_2",  # not installed here: the load fails
+        *set_args("model.attn_implementation=flash_attention_2"),  # not installed: load fails
     )
     assert result.returncode != 0
     last = result.stderr.strip().splitlines()[-1]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from conftest import DEMO_PRESET, run_cli
+from conftest import DEMO_PRESET, run_cli, set_args
 
 from finetune_tui.engine.run_dir.summary import read_summary
 
@@ -17,16 +17,13 @@ def test_full_fine_tuning_trains_every_weight_and_saves_the_whole_model(tmp_path
         str(DEMO_PRESET),
         "--output",
         str(run_dir),
-        "--set",
-        "training.method=full",
-        "--set",
-        "training.max_steps=8",
-        "--set",
-        "training.learning_rate=0.0005",
-        "--set",
-        "training.exact_match_samples=0",
-        "--set",
-        "training.logging_steps=1",
+        *set_args(
+            "training.method=full",
+            "training.max_steps=8",
+            "training.learning_rate=0.0005",
+            "training.exact_match_samples=0",
+            "training.logging_steps=1",
+        ),
     )
     assert result.returncode == 0, result.stderr[-2000:]
     events = [json.loads(line) for line in (run_dir / "metrics.jsonl").open()]

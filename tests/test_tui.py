@@ -165,14 +165,20 @@ async def test_several_processes_are_sent_to_a_headless_run(tmp_path):
         assert any("ddp runs (2 processes) headless" in note for note in notes), notes
 
 
+async def train_until_a_step(pilot) -> TrainScreen:
+    """Start the demo on the Train screen and wait for its first logged step."""
+    await pilot.press("6")
+    await pilot.press("s")
+    screen = pilot.app.screen
+    while screen.steps_seen < 1:
+        await pilot.pause(0.2)
+    return screen
+
+
 async def test_stop_saves_and_quit_waits(tmp_path):
     app = demo_app("training.max_steps=2000", tmp_path=tmp_path)
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("6")
-        await pilot.press("s")
-        screen = app.screen
-        while screen.steps_seen < 1:
-            await pilot.pause(0.2)
+        screen = await train_until_a_step(pilot)
         await pilot.press("x")
         await app.workers.wait_for_complete()
         await pilot.pause()
@@ -185,11 +191,7 @@ async def test_stop_saves_and_quit_waits(tmp_path):
 async def test_quit_mid_training_saves_a_checkpoint_first(tmp_path):
     app = demo_app("training.max_steps=2000", tmp_path=tmp_path)
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("6")
-        await pilot.press("s")
-        screen = app.screen
-        while screen.steps_seen < 1:
-            await pilot.pause(0.2)
+        screen = await train_until_a_step(pilot)
         assert app.train_screen is screen  # the screen told the app it is there
         await pilot.press("q")
         await app.workers.wait_for_complete()
