@@ -36,3 +36,33 @@ def test_full_fine_tuning_trains_every_weight_and_saves_the_whole_model(tmp_path
     saved = {p.name for p in (run_dir / "adapter").iterdir()}
     assert "model.safetensors" in saved and "adapter_config.json" not in saved
     assert 'METHOD = "full"' in (run_dir / "export" / "train.py").read_text()
+
+
+def test_interrupted_full_fine_tuning_resumes_from_its_checkpoint(tmp_path):
+    """A whole-model checkpoint (no adapter files) is one a resume continues from."""
+    import signal
+
+    from conftest import read_until, start_cli
+
+    from finetune_tui.engine.run_dir.checkpoints import last_complete_checkpoint
+
+    run_dir = tmp_path / "run"
+    settings = set_args(
+        "training.method=full",
+        "training.max_steps=6",
+        "training.save_steps=2",
+        "training.exact_match_samples=0",
+        "training.logging_steps=1",
+    )
+    proc = start_cli(tmp_path, "--preset", str(DEMO_PRESET), "--output", str(run_dir), *settings)
+    read_until(proc, lambda line: line.startswith("checkpoint") and "checkpoint-2" in line)
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=120)
+    assert proc.returncode == 130
+    checkpoint = last_complete_checkpoint(run_dir)
+    assert checkpoint is not None and (checkpoint / "model.safetensors").is_file()
+    resumed = run_cli(tmp_path, "--resume", str(run_dir))
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"resuming from {checkpoint}" in resumed.stdout
+    assert "starting again from step 0" not in resumed.stdout
+    assert read_summary(run_dir).step == 6

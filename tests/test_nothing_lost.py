@@ -275,6 +275,7 @@ def test_resume_refuses_options_it_would_ignore(tmp_path, extra):
 
 def test_a_damaged_checkpoint_is_named_and_the_previous_one_used(tmp_path):
     import torch
+    from safetensors.torch import save_file
 
     from finetune_tui.engine.run_dir.checkpoints import last_complete_checkpoint
 
@@ -283,6 +284,7 @@ def test_a_damaged_checkpoint_is_named_and_the_previous_one_used(tmp_path):
         folder.mkdir(parents=True)
         (folder / "trainer_state.json").write_text(json.dumps({"global_step": step}))
         (folder / "adapter_config.json").write_text("{}")
+        save_file({"w": torch.zeros(2)}, str(folder / "adapter_model.safetensors"))
         torch.save({"x": 1}, folder / "optimizer.pt")
         torch.save({"x": 1}, folder / "scheduler.pt")
         (folder / "COMPLETE").write_text("ok\n")

@@ -8,6 +8,11 @@ finished; it does not prove the files are still intact (a disk error, a stray ed
 every candidate's files are checked as well: its trainer state parses, the files a resume
 needs are there, torch archives are readable zips and safetensors headers parse. A bad
 checkpoint is skipped with the file and the reason, and the previous one is used.
+
+What a resume needs depends on who wrote the checkpoint: a LoRA adapter or a whole model
+(full fine-tuning), and the optimizer state as the Trainer saves it alone or under DDP
+(optimizer.pt), under FSDP (optimizer_0/, one file per rank) or under DeepSpeed (its own
+global_stepN/ folder, named by `latest`, which holds the scheduler too).
 """
 
 from __future__ import annotations
@@ -17,12 +22,23 @@ import zipfile
 from pathlib import Path
 
 from ..errors import InputError
-from ..safe_io import read_json, safetensors_problem
+from ..safe_io import read_json, read_text, safetensors_problem
 from .layout import CHECKPOINTS_DIR
 
 COMPLETE_MARKER = "COMPLETE"
 _NAME = re.compile(r"^checkpoint-(\d+)$")
-REQUIRED_FILES = ("adapter_config.json", "optimizer.pt", "scheduler.pt")
+# Each way the weights are saved, and the file that must come with it.
+WEIGHTS = (
+    ("adapter_model.safetensors", "adapter_config.json"),  # LoRA
+    ("adapter_model.bin", "adapter_config.json"),
+    ("model.safetensors", "config.json"),  # full fine-tuning
+    ("model.safetensors.index.json", "config.json"),
+    ("pytorch_model_fsdp_0", None),  # FSDP's sharded state dict
+    ("pytorch_model_fsdp.bin", None),
+)
+OPTIMIZER_STATE = ("optimizer.pt", "optimizer.bin", "optimizer_0")
+SCHEDULER_FILE = "scheduler.pt"
+DEEPSPEED_LATEST = "latest"  # DeepSpeed's pointer to its global_stepN/ folder
 STATE_LIMIT = 64 * 2**20
 
 
@@ -39,10 +55,44 @@ def checkpoint_problem(path: Path) -> str | None:
         return str(exc)
     if not isinstance(state, dict) or not isinstance(state.get("global_step"), int):
         return f"{path / 'trainer_state.json'}: no global_step"
-    for name in REQUIRED_FILES:
-        if not (path / name).is_file():
-            return f"{path / name}: missing"
+    missing = _missing_for_resume(path)
+    if missing:
+        return missing
     for file in sorted(path.iterdir()):
+        problem = _file_problem(file)
+        if problem:
+            return f"{file}: {problem}"
+    return None
+
+
+def _missing_for_resume(path: Path) -> str | None:
+    """'file: missing' for the first thing a resume would read that is not there."""
+    weights = next(((w, c) for w, c in WEIGHTS if (path / w).exists()), None)
+    if weights is None:
+        return f"{path}: missing the weights (adapter_model.safetensors or model.safetensors)"
+    if weights[1] is not None and not (path / weights[1]).is_file():
+        return f"{path / weights[1]}: missing"
+    if (path / DEEPSPEED_LATEST).is_file():
+        return _deepspeed_problem(path)
+    if not any((path / name).exists() for name in OPTIMIZER_STATE):
+        return f"{path / OPTIMIZER_STATE[0]}: missing"
+    if not (path / SCHEDULER_FILE).is_file():
+        return f"{path / SCHEDULER_FILE}: missing"
+    return None
+
+
+def _deepspeed_problem(path: Path) -> str | None:
+    """DeepSpeed's `latest` names its folder of optimizer, scheduler and model states."""
+    try:
+        tag = read_text(path / DEEPSPEED_LATEST, 256, "DeepSpeed tag").strip()
+    except InputError as exc:
+        return str(exc)
+    folder = path / tag
+    if not tag or "/" in tag or not folder.is_dir():
+        return f"{path / DEEPSPEED_LATEST}: names no folder here ({tag!r})"
+    if not any(folder.glob("*optim_states.pt")):
+        return f"{folder}: missing the optimizer states"
+    for file in sorted(folder.iterdir()):
         problem = _file_problem(file)
         if problem:
             return f"{file}: {problem}"
