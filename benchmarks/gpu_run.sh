@@ -6,6 +6,8 @@
 #   bash benchmarks/gpu_run.sh moe       # mixture-of-experts memory, layer-cut architectures
 #   bash benchmarks/gpu_run.sh nvml      # one GPU poll: fresh NVML session vs kept open
 #   bash benchmarks/gpu_run.sh screenshot  # screenshots/6-train-gpu.svg from a real run
+#   bash benchmarks/gpu_run.sh launched  # ZeRO-3 / FSDP on one GPU through the product
+#     (CASES="zero3-offload-full zero3-lora", INTERRUPT=1: SIGINT at the first epoch, resume)
 #   bash benchmarks/gpu_run.sh calib backends panel   # several stages in one call
 # Installs the carried wheels, exposes the repo as the finetune_tui package, writes JSON
 # lines and logs to $OUT.
@@ -15,6 +17,7 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upg
 mkdir -p /tmp/pkg && rm -rf /tmp/pkg/finetune_tui && cp -r cli /tmp/pkg/finetune_tui
 for part in engine tui presets; do ln -s "$PWD/$part" "/tmp/pkg/finetune_tui/$part"; done
 export PYTHONPATH=/tmp/site:/tmp/pkg PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
+export PATH=/tmp/site/bin:$PATH  # ninja (DeepSpeed compiles its CPU Adam on first use)
 export FINETUNE_TUI_CACHE_DIR=/tmp/ftcache FINETUNE_TUI_DATA_DIR=/tmp/ftdata
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
@@ -39,6 +42,11 @@ case "$stage" in
   screenshot)  # the Train panel mid-run on this GPU: measured VRAM against the predicted line
     python3 screenshots/gpu_train.py --arch "${ARCH:-llama-3.1-8b}" --steps "${SHOT_STEPS:-30}" \
       --out "$OUT" ${SHOT_SET:-} 2>&1 | tail -c 20000 >> "$OUT/screenshot.log" ;;
+  launched)
+    for case in ${CASES:-zero3-offload-full}; do
+      python3 benchmarks/launched_one_gpu.py --case "$case" ${INTERRUPT:+--interrupt} --samples "${SAMPLES:-64}" \
+        --out "$OUT/launched.jsonl" ${LAUNCH_SET:-} 2>&1 | tail -c 20000 >> "$OUT/launched.out"
+    done ;;
   nvml)
     python3 benchmarks/nvml_poll.py --polls 50 | tee -a "$OUT/nvml.jsonl" ;;
   panel)

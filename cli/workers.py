@@ -2,9 +2,11 @@
 `accelerate launch` starts the workers (`finetune-tui --worker RUN_DIR`), each training its
 rank; rank 0 writes the run directory and prints the progress lines.
 
-Ctrl-C, SIGTERM and SIGHUP reach this process; it passes the signal once to the launcher,
-whose agent passes it to every worker; the workers agree to stop at the same step and save
-a checkpoint (engine/callbacks.py). `--resume`, `runs` and `attach` see one run directory.
+Ctrl-C, SIGTERM and SIGHUP reach this process; it writes RUN_DIR/STOP_NOW, which every
+worker reads after its step; the workers agree to stop at the same step and save a
+checkpoint (engine/callbacks.py), however long that takes. The launcher itself is never
+signalled: its agent would terminate the workers and kill them in the middle of a large
+save. `--resume`, `runs` and `attach` see one run directory.
 """
 
 from __future__ import annotations
@@ -22,10 +24,16 @@ from finetune_tui.engine.launch import (
     CONFIG_FILE,
     is_main_process,
     launch_command,
-    render_accelerate_config,
+    launch_files,
 )
 from finetune_tui.engine.preset import load_preset, save_preset
-from finetune_tui.engine.run_dir.layout import LOG_FILE, PID_FILE, SETTINGS_FILE, SUMMARY_FILE
+from finetune_tui.engine.run_dir.layout import (
+    LOG_FILE,
+    PID_FILE,
+    SETTINGS_FILE,
+    STOP_FILE,
+    SUMMARY_FILE,
+)
 from finetune_tui.engine.run_dir.summary import read_summary
 from finetune_tui.engine.safe_io import write_text_atomic
 from finetune_tui.engine.settings import TrainSettings
@@ -38,13 +46,15 @@ def launch_workers(run_dir: Path, settings: TrainSettings, resume: bool) -> int:
     """Start the run's workers through accelerate and wait; the exit code follows the run."""
     spread = settings.distributed
     save_preset(settings, run_dir / SETTINGS_FILE)
+    for path, text in launch_files(spread, run_dir, mixed_precision="no").items():
+        write_text_atomic(path, text)
     config = run_dir / CONFIG_FILE
-    write_text_atomic(config, render_accelerate_config(spread, mixed_precision="no"))
     (run_dir / PID_FILE).write_text(f"{os.getpid()}\n")
     say(
         f"run directory: {run_dir} ({spread.world_size} processes, {spread.strategy}; "
         f"library messages: {LOG_FILE})"
     )
+    (run_dir / STOP_FILE).unlink(missing_ok=True)  # an earlier attempt's, never this one's
     launched_at = time.time()
     with (run_dir / LOG_FILE).open("ab") as log:
         launcher = subprocess.Popen(
@@ -54,8 +64,9 @@ def launch_workers(run_dir: Path, settings: TrainSettings, resume: bool) -> int:
             start_new_session=True,  # a terminal's Ctrl-C reaches us, and we pass it on once
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
-        received = _forward_signals(launcher)
+        received = _stop_on_signals(launcher, run_dir / STOP_FILE)
         code = launcher.wait()
+    (run_dir / STOP_FILE).unlink(missing_ok=True)  # asked after the last step: not read
     # rank 0 writes summary.json when the run finished or stopped as asked (the launcher's
     # own exit code is not 0 after a signal); an older summary is an earlier attempt's
     summary = read_summary(run_dir) if _written_since(run_dir, launched_at) else None
@@ -74,22 +85,22 @@ def _written_since(run_dir: Path, moment: float) -> bool:
         return False
 
 
-def _forward_signals(launcher: subprocess.Popen) -> list[int]:
-    """The first signal goes to the launcher (its agent tells every worker); a second
+def _stop_on_signals(launcher: subprocess.Popen, stop_file: Path) -> list[int]:
+    """The first signal asks every worker to save and stop (the stop file); a second
     Ctrl-C ends the workers at once, as it does a one-process run."""
     received: list[int] = []
 
-    def forward(signum, frame):
+    def stop(signum, frame):
         if received and signum == signal.SIGINT:
             say("second interrupt: exiting now (last complete checkpoint kept)")
             os.killpg(launcher.pid, signal.SIGKILL)
             return
         received.append(signum)
         say(f"{signal.Signals(signum).name}: every process saves and stops after this step")
-        launcher.send_signal(signum)
+        stop_file.write_text(f"{signal.Signals(signum).name}\n")
 
     for signum in EXIT_CODES:
-        signal.signal(signum, forward)
+        signal.signal(signum, stop)
     return received
 
 

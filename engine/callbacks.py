@@ -14,9 +14,9 @@ from pathlib import Path
 from transformers import TrainerCallback
 
 from .events import Checkpoint, Eval, EventSink, Notice, Started, Step
-from .launch import any_rank, sum_over_ranks
+from .launch import any_rank, is_main_process, sum_over_ranks
 from .run_dir.checkpoints import mark_complete
-from .run_dir.layout import TRIGGER_FILE
+from .run_dir.layout import STOP_FILE, TRIGGER_FILE
 
 GIB = 2**30
 
@@ -189,22 +189,31 @@ class DriftCallback(TrainerCallback):
 
 
 class StopCallback(TrainerCallback):
-    """Checks the stop event and the trigger file after every optimizer step."""
+    """Checks the stop event and the trigger files after every optimizer step.
+
+    STOP_NOW is how the process that launched several workers stops them: signalling
+    accelerate's launcher would make its agent terminate the workers, killing them in the
+    middle of a large checkpoint once its grace period ends.
+    """
 
     def __init__(self, stop: threading.Event, run_dir: Path, events: EventCallback):
         self.stop = stop
         self.trigger = run_dir / TRIGGER_FILE
+        self.stop_file = run_dir / STOP_FILE
         self.events = events
         self.stopped = False
         self.warned = False
 
     def on_step_end(self, args, state, control, **kwargs):
         # with several processes every rank stops and saves at the same step
-        if any_rank(self.stop.is_set()):
+        asked = self.stop_file.is_file() and not self.stop_file.is_symlink()
+        if any_rank(self.stop.is_set() or asked):
             self.stopped = True
             control.should_training_stop = True
             control.should_save = True
             self.events.save_reason = "stop"
+            if is_main_process():  # every rank has read it: consumed once
+                self.stop_file.unlink(missing_ok=True)
         elif any_rank(self._triggered()):
             control.should_save = True
             self.events.save_reason = "trigger"

@@ -71,5 +71,6 @@ def _finished(event: Finished) -> str:
             + (f" / predicted {predicted:.2f}" if predicted is not None else "")
             + " GiB reserved"
         )
-    parts.append(f"adapter: {event.adapter_path}")
+    saved = "model" if s.method == "full" else "adapter"  # full fine-tuning saves every weight
+    parts.append(f"{saved}: {event.adapter_path}")
     return "; ".join(parts)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import InputError, OutputExistsError
-from .launch import render_accelerate_config
+from .launch import CONFIG_FILE, launch_files
 from .preset import dump_preset
 from .safe_io import write_text_atomic
 from .script import render_script
@@ -46,22 +46,23 @@ def export_run(
     script_path = Path(script_path).expanduser()
     preset_path = script_path.with_suffix(".yaml")
     spread = export_distribution(settings, gpus, distributed, nodes)
-    several = spread.world_size > 1
-    config_path = script_path.with_name("accelerate_config.yaml") if several else None
+    # launched: several GPUs, or a strategy the settings name even for one (ZeRO-3 offload)
+    launched = spread.world_size > 1 or settings.distributed.launched
+    script = render_script(settings, reasons or {}, spread.strategy if launched else None)
+    files = [  # a list, not a dict: two outputs of one name must be caught, not merged
+        (script_path, script),
+        (preset_path, dump_preset(settings)),
+    ]
+    config_path = script_path.with_name(CONFIG_FILE) if launched else None
+    if launched:
+        files += launch_files(spread, script_path.parent, mixed_precision="bf16").items()
     sbatch_path = script_path.with_suffix(".sbatch") if slurm else None
-    outputs = [p for p in (script_path, preset_path, config_path, sbatch_path) if p is not None]
-    check_export_targets(outputs, (*inputs, *settings.input_paths()), force)
-    files = {
-        script_path: render_script(settings, reasons or {}, spread.strategy if several else None),
-        preset_path: dump_preset(settings),
-    }
-    if config_path is not None:
-        files[config_path] = render_accelerate_config(spread, mixed_precision="bf16")
     if sbatch_path is not None and config_path is not None:
-        files[sbatch_path] = render_sbatch(spread, script_path, config_path)
+        files.append((sbatch_path, render_sbatch(spread, script_path, config_path)))
+    check_export_targets([path for path, _ in files], (*inputs, *settings.input_paths()), force)
     try:
         script_path.parent.mkdir(parents=True, exist_ok=True)
-        for path, text in files.items():
+        for path, text in files:
             write_text_atomic(path, text)
         script_path.chmod(0o755)
     except OSError as exc:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from .hardware import GPU, Hardware
 from .models import ModelInfo
+from .options import STRATEGIES as STRATEGY_INFO
 from .preset import with_changes
 from .settings import TrainSettings
 from .strategy import Plan, advise, fitting
@@ -26,6 +27,10 @@ STRATEGIES = (
     ("deepspeed", False),
     ("deepspeed", True),
 )
+# On one GPU a launcher helps only by offloading to CPU memory: DeepSpeed ZeRO-3 moves the
+# optimizer step there (measured on one H200, docs/BENCHMARKS.md); FSDP's offload on one
+# process is not offered until it is measured.
+ONE_GPU = (("none", False), ("deepspeed", True))
 PER_NODE = (1, 2, 4, 8)
 MAX_NODES = 32
 LAYOUTS = [(p, 1) for p in PER_NODE] + [(8, n) for n in range(2, MAX_NODES + 1)]
@@ -42,7 +47,7 @@ class StrategyPlan:
 
     @property
     def label(self) -> str:
-        return f"{self.strategy} + cpu offload" if self.cpu_offload else self.strategy
+        return _label(self.strategy, self.cpu_offload)
 
 
 @dataclass
@@ -60,12 +65,12 @@ class GpuCount:
         return self.processes * self.nodes
 
     def describe(self, gpu: GPU) -> str:
-        how = "" if self.gpus == 1 else f" with {_label(self.strategy, self.cpu_offload)}"
+        how = "" if self.strategy == "none" else f" with {_label(self.strategy, self.cpu_offload)}"
         nodes = f" ({self.nodes} nodes of {self.processes})" if self.nodes > 1 else ""
         return f"{self.gpus} x {card_name(gpu)}{nodes}{how}"
 
     def command(self) -> str:
-        if self.gpus == 1:
+        if self.strategy == "none":
             return "plan"
         nodes = f" --nodes {self.nodes}" if self.nodes > 1 else ""
         return f"plan --gpus {self.processes}{nodes}"
@@ -77,38 +82,52 @@ def card_name(gpu: GPU) -> str:
 
 
 def _label(strategy: str, cpu_offload: bool) -> str:
+    if strategy == "none":
+        return "one process"
     return f"{strategy} + cpu offload" if cpu_offload else strategy
 
 
 def on_layout(
     base: TrainSettings, strategy: str, cpu_offload: bool, processes: int, nodes: int
 ) -> TrainSettings:
-    """The settings on `processes` x `nodes` GPUs with this strategy (Unsloth, one GPU's
-    only, gives way to the Hugging Face backend)."""
-    several = processes * nodes > 1
+    """The settings on `processes` x `nodes` GPUs with this strategy; on one GPU, a layout
+    outside ONE_GPU is the plain one-process run. Unsloth (one process, never launched)
+    gives way to the Hugging Face backend, and an optimizer the strategy does not run to
+    the one it does."""
+    alone = processes * nodes == 1 and (strategy, cpu_offload) not in ONE_GPU
+    launched = "none" if alone else strategy
     changes = {
         "distributed.processes": processes,
         "distributed.nodes": nodes,
-        "distributed.strategy": strategy if several else "none",
-        "distributed.cpu_offload": cpu_offload and several,
+        "distributed.strategy": launched,
+        "distributed.cpu_offload": cpu_offload and launched != "none",
     }
-    if several and base.memory.backend == "unsloth":
+    if launched != "none" and base.memory.backend == "unsloth":
         changes["memory.backend"] = "hf"
         if base.memory.gradient_checkpointing == "unsloth":
             changes["memory.gradient_checkpointing"] = "on"
+    runs = STRATEGY_INFO[launched].optimizers
+    if base.training.optimizer not in runs:
+        changes["training.optimizer"] = runs[0]
     return with_changes(base, changes)
 
 
-def _allowed(base: TrainSettings, fixed) -> list[tuple[str, bool]]:
-    """The strategies the user's pins leave open (Unsloth pinned: none)."""
+def _allowed(base: TrainSettings, fixed, gpus: int) -> list[tuple[str, bool]]:
+    """The strategies the user's pins leave open on `gpus` cards (Unsloth or an optimizer
+    the strategy does not run pinned: not that strategy). On one card: ONE_GPU."""
     if "memory.backend" in fixed and base.memory.backend == "unsloth":
-        return []
+        return [("none", False)] if gpus == 1 else []
     d = base.distributed
+    layouts = STRATEGIES if gpus > 1 else ONE_GPU
     return [
         (strategy, offload)
-        for strategy, offload in STRATEGIES
+        for strategy, offload in layouts
         if ("distributed.strategy" not in fixed or strategy == d.strategy)
         and ("distributed.cpu_offload" not in fixed or offload == d.cpu_offload)
+        and (
+            "training.optimizer" not in fixed
+            or base.training.optimizer in STRATEGY_INFO[strategy].optimizers
+        )
     ]
 
 
@@ -135,7 +154,7 @@ def plans_per_strategy(
                 dataset_stats=dataset_stats,
             ),
         )
-        for strategy, offload in _allowed(base, fixed)
+        for strategy, offload in _allowed(base, fixed, processes * nodes)
     ]
 
 
@@ -162,7 +181,7 @@ def smallest_count(
     if alone:
         return GpuCount(1, 1, "none", False, min(s.breakdown.reserved_gib for s in alone))
     found = []
-    for strategy, offload in _allowed(base, fixed):
+    for strategy, offload in _allowed(base, fixed, gpus=2):
         if strategy == "ddp":  # a whole copy per GPU: never less than one GPU's peak
             continue
         hit = _first_fitting_layout(hardware, model, base, strategy, offload, fixed)
@@ -173,8 +192,9 @@ def smallest_count(
 
 
 def _first_fitting_layout(hardware, model, base, strategy, offload, fixed):
-    """Binary search over LAYOUTS[1:]: each GPU's share only shrinks as GPUs are added."""
-    low, high, best = 1, len(LAYOUTS) - 1, None
+    """Binary search over the layouts: each GPU's share only shrinks as GPUs are added. One
+    GPU (already tried alone) is tried again only where ONE_GPU has the layout."""
+    low, high, best = 0 if (strategy, offload) in ONE_GPU else 1, len(LAYOUTS) - 1, None
     while low <= high:
         middle = (low + high) // 2
         processes, nodes = LAYOUTS[middle]

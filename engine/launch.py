@@ -18,6 +18,7 @@ from pathlib import Path
 from .settings import DistributedSettings
 
 CONFIG_FILE = "accelerate_config.yaml"  # in the run directory
+DEEPSPEED_FILE = "deepspeed_config.json"  # beside it, for distributed.strategy: deepspeed
 WORKER_FLAG = "--worker"
 RESUME_FLAG = "--worker-resume"
 SHARDING = {
@@ -42,9 +43,15 @@ def world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
-def accelerate_config(distributed: DistributedSettings, mixed_precision: str = "no") -> dict:
+def accelerate_config(
+    distributed: DistributedSettings,
+    mixed_precision: str = "no",
+    deepspeed_file: Path | None = None,
+) -> dict:
     """accelerate's config for this strategy. Mixed precision is left to the Trainer's own
-    bf16 / fp16 arguments unless asked (an exported config states it)."""
+    bf16 / fp16 arguments unless asked (an exported config states it). DeepSpeed's own
+    settings live in `deepspeed_file` (deepspeed_config() written as JSON), named by its
+    absolute path so the launch works from any folder."""
     config = {
         "compute_environment": "LOCAL_MACHINE",
         "num_machines": distributed.nodes,
@@ -66,20 +73,81 @@ def accelerate_config(distributed: DistributedSettings, mixed_precision: str = "
         }
     elif distributed.strategy == "deepspeed":
         config["distributed_type"] = "DEEPSPEED"
+        if deepspeed_file is None:
+            raise ValueError("a DeepSpeed launch needs its deepspeed_config.json")
+        del config["mixed_precision"]  # accelerate refuses it beside a config file: "auto" there
         config["deepspeed_config"] = {
-            "zero_stage": 3,
-            "offload_optimizer_device": "cpu" if distributed.cpu_offload else "none",
-            "offload_param_device": "none",
-            "zero3_init_flag": True,
-            "zero3_save_16bit_model": True,
+            "deepspeed_config_file": str(Path(deepspeed_file).resolve()),
+            "zero3_init_flag": True,  # weights are created already partitioned (zero.Init)
         }
     return config
 
 
-def render_accelerate_config(distributed: DistributedSettings, mixed_precision: str) -> str:
+def render_accelerate_config(
+    distributed: DistributedSettings, mixed_precision: str, deepspeed_file: Path | None = None
+) -> str:
     import yaml
 
-    return yaml.safe_dump(accelerate_config(distributed, mixed_precision), sort_keys=False)
+    config = accelerate_config(distributed, mixed_precision, deepspeed_file)
+    return yaml.safe_dump(config, sort_keys=False)
+
+
+def deepspeed_config(distributed: DistributedSettings) -> dict:
+    """ZeRO-3 as DeepSpeed's authors and the Trainer's integration intend: "auto" values are
+    filled from the Trainer's arguments (batch, accumulation, clipping, precision, AdamW's
+    learning rate, betas, eps and weight decay, bucket sizes from the hidden size).
+    DeepSpeed runs the optimizer itself: with the optimizer offloaded, its CPU Adam (a C++
+    op compiled on first use) steps fp32 master weights in pinned CPU memory; without
+    offload, torch's AdamW on the GPU (no op to compile)."""
+    offload = distributed.cpu_offload
+    return {
+        "bf16": {"enabled": "auto"},
+        "fp16": {"enabled": "auto"},
+        "optimizer": {
+            "type": "AdamW",
+            "params": {
+                "lr": "auto",
+                "betas": "auto",
+                "eps": "auto",
+                "weight_decay": "auto",
+                **({} if offload else {"torch_adam": True}),
+            },
+        },
+        "zero_optimization": {
+            "stage": 3,
+            "offload_optimizer": {"device": "cpu", "pin_memory": True}
+            if offload
+            else {"device": "none"},
+            "offload_param": {"device": "none"},
+            "overlap_comm": True,
+            "contiguous_gradients": True,
+            "reduce_bucket_size": "auto",
+            "stage3_prefetch_bucket_size": "auto",
+            "stage3_param_persistence_threshold": "auto",
+            "stage3_gather_16bit_weights_on_model_save": True,  # a whole model at each save
+        },
+        "gradient_accumulation_steps": "auto",
+        "gradient_clipping": "auto",
+        "train_batch_size": "auto",
+        "train_micro_batch_size_per_gpu": "auto",
+    }
+
+
+def launch_files(distributed: DistributedSettings, folder: Path, mixed_precision: str) -> dict:
+    """{path: text} of the launch's config files in `folder`: accelerate's, and DeepSpeed's
+    beside it when the strategy is deepspeed."""
+    import json
+
+    folder = Path(folder)
+    files = {}
+    deepspeed_file = None
+    if distributed.strategy == "deepspeed":
+        deepspeed_file = folder / DEEPSPEED_FILE
+        files[deepspeed_file] = json.dumps(deepspeed_config(distributed), indent=2) + "\n"
+    files[folder / CONFIG_FILE] = render_accelerate_config(
+        distributed, mixed_precision, deepspeed_file
+    )
+    return files
 
 
 def launch_command(run_dir: Path, config: Path, resume: bool) -> list[str]:

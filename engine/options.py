@@ -57,13 +57,15 @@ BACKENDS = {
 class StrategyInfo:
     needs_cuda: bool  # tested here on CPU processes (gloo) only for ddp
     package: str | None = None  # an optional extra it needs
+    optimizers: tuple[str, ...] = tuple(OPTIMIZERS)  # the training.optimizer values it runs
 
 
 STRATEGIES = {
     "none": StrategyInfo(needs_cuda=False),
     "ddp": StrategyInfo(needs_cuda=False),
     "fsdp": StrategyInfo(needs_cuda=True),
-    "deepspeed": StrategyInfo(needs_cuda=True, package="deepspeed"),
+    # DeepSpeed steps its own AdamW (deepspeed_config.json): CPU Adam when offloaded
+    "deepspeed": StrategyInfo(needs_cuda=True, package="deepspeed", optimizers=("adamw_torch",)),
 }
 
 # Gradient checkpointing: "unsloth" is Unsloth's own, offloading to CPU (the mapping to

@@ -244,9 +244,11 @@ def _build_trainer(settings: TrainSettings, inputs: _Inputs, run_dir: Path, emit
     from .trainer_config import build_sft_config
 
     device, data = inputs.device, inputs.data
+    # the arguments come first: under DeepSpeed ZeRO-3 they switch on zero.Init, so the
+    # model loads already partitioned
+    sft_config = build_sft_config(settings, device, run_dir, data.eval is not None)
     transformers.set_seed(settings.training.seed)
     model, peft_config = _load_model_with_backend(settings, inputs, emit)
-    sft_config = build_sft_config(settings, device, run_dir, data.eval is not None)
     events = EventCallback(
         emit,
         samples_per_step=settings.effective_batch_size * world_size(),
@@ -297,11 +299,12 @@ def _build_trainer(settings: TrainSettings, inputs: _Inputs, run_dir: Path, emit
 
 
 def _parameter_counts(model) -> tuple[int, int]:
-    """(trainable, total) parameters, with or without an adapter."""
+    """(trainable, total) parameters, with or without an adapter. Under ZeRO-3 a rank holds
+    only its partition; `ds_numel` is the whole parameter's size (PEFT's count reads it too)."""
     if hasattr(model, "get_nb_trainable_parameters"):
         return model.get_nb_trainable_parameters()
-    params = list(model.parameters())
-    return sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params)
+    sizes = [(getattr(p, "ds_numel", p.numel()), p.requires_grad) for p in model.parameters()]
+    return sum(n for n, trained in sizes if trained), sum(n for n, _ in sizes)
 
 
 def _lora_targets(model) -> list[str]:

@@ -348,8 +348,6 @@ def main():
     train, evaluation = split_examples(examples, EVAL_FRACTION, MAX_SAMPLES, SEED)
 
     dtype = compute_dtype(COMPUTE_DTYPE)
-    transformers.set_seed(SEED)
-{_load_call(settings)}
     arguments = trainer_arguments(
         output_dir=output / "checkpoints",
         micro_batch_size=MICRO_BATCH_SIZE,
@@ -379,7 +377,10 @@ def main():
         report_to=REPORT_TO,
         progress_bar=True,
     )
+    # before the model: under DeepSpeed ZeRO-3 the arguments switch on zero.Init
     config = SFTConfig(**arguments)
+    transformers.set_seed(SEED)
+{_load_call(settings)}
     transformers.set_seed(SEED)  # the LoRA initialisation depends on it
     trainer = SFTTrainer(
         model=model,

@@ -332,6 +332,12 @@ class TrainSettings(Section):
                 "memory.packing: this attention kernel would let packed samples see each other",
             ),
             (
+                self.training.optimizer not in STRATEGIES[d.strategy].optimizers,
+                f"training.optimizer: {d.strategy} runs its own AdamW (CPU Adam when "
+                "offloaded); set training.optimizer: "
+                + " or ".join(STRATEGIES[d.strategy].optimizers),
+            ),
+            (
                 d.strategy == "ddp" and d.cpu_offload,
                 "distributed.cpu_offload: DDP keeps a whole copy per GPU; offload needs fsdp "
                 "or deepspeed",

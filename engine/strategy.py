@@ -17,7 +17,7 @@ from .hardware import Hardware
 from .headroom import Fit, judge, smallest_card_gib, usable_gib
 from .memory import MemoryBreakdown, predict_memory
 from .models import ModelInfo
-from .options import NEEDS_CUDA, cuda_only
+from .options import NEEDS_CUDA, STRATEGIES, cuda_only
 from .preset import with_changes
 from .settings import TrainSettings
 from .sharding import distributed_reason
@@ -274,6 +274,8 @@ def _candidates(
     quantizations = ("none",) if full else ("none", "nf4")  # full trains 16-bit weights
     # Unsloth: one GPU, LoRA only
     backends = ("hf", "liger") if several or full else ("hf", "liger", "unsloth")
+    runs = STRATEGIES[base.distributed.strategy].optimizers
+    optimizers = [o for o in ("adamw_8bit", "adamw_torch") if o in runs]
     fills = [BATCHINGS[batching_of(base)]] if pinned or not lengths else BATCHINGS.values()
     for (packing, grouped), quant, backend, ckpt, batch, optim in itertools.product(
         fills,
@@ -281,7 +283,7 @@ def _candidates(
         options("memory.backend", backends),
         options("memory.gradient_checkpointing", ("off", "on", "unsloth")),
         options("training.micro_batch_size", MICRO_BATCHES),
-        options("training.optimizer", ("adamw_8bit", "adamw_torch")),
+        options("training.optimizer", optimizers),
     ):
         if ckpt == "unsloth" and backend != "unsloth":
             continue

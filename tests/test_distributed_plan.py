@@ -8,7 +8,7 @@ import json
 import pytest
 from conftest import run_python
 
-from finetune_tui.engine.gpu_count import smallest_count
+from finetune_tui.engine.gpu_count import plans_per_strategy, smallest_count
 from finetune_tui.engine.hardware import simulated_hardware
 from finetune_tui.engine.memory import GIB, predict_memory
 from finetune_tui.engine.models import inspect_model
@@ -227,3 +227,21 @@ def test_plan_gpus_imports_neither_the_ui_nor_torch():
         "assert not loaded, f'imported {loaded}'\n"
     )
     run_python(code)
+
+
+def test_full_fine_tuning_too_big_for_one_card_fits_it_with_zero3_offload():
+    """Llama-3.1-8B trained whole does not fit a 24 GB card alone; ZeRO-3 moves the
+    optimizer step to CPU memory and it fits that one card (`plan --gpus 1` says so)."""
+    hardware = simulated_hardware(gpu="RTX 4090")
+    model = inspect_model("meta-llama/Llama-3.1-8B")
+    settings = settings_from_overrides(["training.method=full", "quantization.mode=none"])
+    count = smallest_count(hardware, model, settings)
+    assert (count.gpus, count.strategy, count.cpu_offload) == (1, "deepspeed", True)
+    assert count.describe(hardware.primary) == "1 x RTX 4090 with deepspeed + cpu offload"
+    assert count.command() == "plan --gpus 1"
+    plans = {p.label: p.plan for p in plans_per_strategy(hardware, model, settings, 1)}
+    assert list(plans) == ["one process", "deepspeed + cpu offload"]
+    assert not plans["one process"].fits and plans["deepspeed + cpu offload"].fits
+    zero3 = plans["deepspeed + cpu offload"]
+    assert zero3.settings.training.optimizer == "adamw_torch"  # DeepSpeed's own AdamW
+    assert zero3.breakdown.cpu_ram_gib > 8.03e9 * 12 / 2**30  # fp32 master + moments

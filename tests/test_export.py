@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+import yaml
 from conftest import DEMO_PRESET, REPO, cli_command, cli_env
 
 from finetune_tui.engine.export import export_run
@@ -197,8 +198,19 @@ def test_export_command_writes_script_preset_and_accelerate_config(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert out.is_file() and (tmp_path / "job" / "train.yaml").is_file()
-    config = (tmp_path / "job" / "accelerate_config.yaml").read_text()
-    assert "zero_stage: 3" in config and "offload_optimizer_device: cpu" in config
+    config = yaml.safe_load((tmp_path / "job" / "accelerate_config.yaml").read_text())
+    # DeepSpeed's own settings in its own file, named absolutely; no mixed_precision beside
+    # it (accelerate refuses both): the Trainer fills the file's "auto" values
+    deepspeed_file = tmp_path / "job" / "deepspeed_config.json"
+    assert config["deepspeed_config"] == {
+        "deepspeed_config_file": str(deepspeed_file.resolve()),
+        "zero3_init_flag": True,
+    }
+    assert "mixed_precision" not in config
+    zero = json.loads(deepspeed_file.read_text())
+    assert zero["zero_optimization"]["stage"] == 3
+    assert zero["zero_optimization"]["offload_optimizer"] == {"device": "cpu", "pin_memory": True}
+    assert zero["optimizer"]["type"] == "AdamW"  # offload steps DeepSpeed's CPU Adam
     assert "accelerate launch --config_file" in result.stdout
     assert load_preset(tmp_path / "job" / "train.yaml") == load_preset(DEMO_PRESET)
     assert "token" not in (tmp_path / "job" / "train.yaml").read_text().lower()
@@ -298,3 +310,16 @@ def test_the_script_is_the_recipe_and_reads_every_constant_it_defines(overrides)
     }
     assert constants and constants <= read, sorted(constants - read)
     assert 'device_map={"": 0}' not in script and "+cpu" not in script
+
+
+def test_a_one_process_deepspeed_preset_exports_its_launch(tmp_path):
+    """ZeRO-3 with CPU offload helps one GPU: the export launches it through accelerate
+    too, and the script builds its arguments before the model (zero.Init needs them)."""
+    preset = REPO / "presets" / "full-zero3-offload.yaml"
+    exported = export_run(load_preset(preset), tmp_path / "job" / "train.py")
+    assert exported.accelerate_config is not None
+    assert (tmp_path / "job" / "deepspeed_config.json").is_file()
+    assert exported.commands[0].startswith("accelerate launch --config_file")
+    script = exported.script.read_text()
+    main_body = script[script.index("def main():") :]
+    assert main_body.index("SFTConfig(**arguments)") < main_body.index("model = load_model(")

@@ -30,6 +30,7 @@ ADAPTER_DIR = "adapter"
 CHECKPOINTS_DIR = "checkpoints"
 EXPORT_DIR = "export"
 TRIGGER_FILE = "CHECKPOINT_NOW"
+STOP_FILE = "STOP_NOW"  # save and stop at the next step (how a launcher stops its workers)
 RUN_MARKER = ".finetune-tui-run"  # written first: only folders carrying it are ever replaced
 
 
