@@ -176,8 +176,6 @@ def test_the_source_systems_presets_plan_on_their_cards(preset, card, capsys):
 
 def test_deepspeed_refuses_an_optimizer_it_does_not_run(tmp_path):
     preset = tmp_path / "p.yaml"
-    preset.write_text(
-        "training:\n  optimizer: adamw_8bit\ndistributed:\n  strategy: deepspeed\n"
-    )
+    preset.write_text("training:\n  optimizer: adamw_8bit\ndistributed:\n  strategy: deepspeed\n")
     with pytest.raises(SettingsError, match=r"training.optimizer: deepspeed runs its own AdamW"):
         load_preset(preset)
