@@ -3,7 +3,8 @@
 Built on engine/memory.py's one-GPU parts. Activations, logits and the overheads stay the
 one-GPU model's (measured): every process computes its own micro-batch. What changes is
 where the weights, gradients and optimizer state live, which follows what the libraries
-allocate (each constant names its source). None of it is measured on a GPU yet.
+allocate (each constant names its source). Measured so far on one H200, one process: ZeRO-3
+with the optimizer offloaded (full fine-tuning) and without (LoRA); several GPUs are not.
 """
 
 from __future__ import annotations
@@ -35,6 +36,20 @@ SHARD_WEIGHT_BYTES = 4.0
 SHARD_GRADIENT_BYTES = 4.0
 LORA_GRADIENT_BYTES = 4.0  # DDP's buckets for LoRA's fp32 adapters
 DEEPSPEED_OFFLOAD_GPU_BYTES = 2.0  # ZeRO-3 offloading the optimizer keeps the 16-bit shard
+# ...and writes the CPU step's result back through a second 16-bit copy of it: measured on one
+# H200 (Llama-3.2-1B, full fine-tuning, micro-batch 1 and 2 alike), the peak allocated was the
+# 16-bit weights twice plus 0.6 GiB (benchmarks/results/launched-one-gpu-h200-2026-12-01.jsonl)
+DEEPSPEED_OFFLOAD_STEP_BYTES = 2.0
+# CPU memory of ZeRO-3's optimizer offload per trained parameter of a rank's shard: 16 bytes
+# of fp32 master weight, moments and gradient, its pinned 16-bit copy, and what saving a
+# checkpoint adds, or loading one when resuming (the larger: 24.6 measured, the same run),
+# above each process's own CPU_PROCESS_GIB (torch, CUDA and the loaded libraries: 2.6 GiB
+# measured without offload)
+DEEPSPEED_OFFLOAD_CPU_BYTES = 24.6
+CPU_PROCESS_GIB = 2.6
+# Outside torch's pool, nvidia-smi saw 0.65 GiB more with the offload than without (pinned
+# host memory mapped for the CPU step): counted with the distributed allowance per GPU
+DEEPSPEED_OFFLOAD_DEVICE_GIB = 0.65
 PREFETCH_LAYERS = 2  # the layer computing and the next, gathered ahead (backward_prefetch)
 NCCL_GIB = 0.5  # an allowance for NCCL's communicators and buffers per GPU, not measured
 NOT_MEASURED = "several-GPU memory is predicted from what the libraries allocate, not measured"
@@ -82,11 +97,15 @@ def _sharded(model: ModelInfo, settings: TrainSettings) -> StepBytes:
     step = optimizer_step_bytes(settings, params / n, SHARD_WEIGHT_BYTES)
     cpu = 0.0
     if d.cpu_offload and d.strategy == "deepspeed":  # offload_optimizer: fp32 master + state
-        cpu = weights + gradients + state
-        weights, gradients, state, step = DEEPSPEED_OFFLOAD_GPU_BYTES * params / n, 0, 0, 0
+        cpu = DEEPSPEED_OFFLOAD_CPU_BYTES * params / n + CPU_PROCESS_GIB * GIB
+        weights, gradients, state = DEEPSPEED_OFFLOAD_GPU_BYTES * params / n, 0, 0
+        step = DEEPSPEED_OFFLOAD_STEP_BYTES * params / n
     elif d.cpu_offload:  # FSDP's offload_params: every shard, frozen ones too, and the step
-        cpu = frozen + weights + gradients + state
+        cpu = frozen + weights + gradients + state + CPU_PROCESS_GIB * GIB
         frozen, weights, gradients, state, step = 0, 0, 0, 0, 0
+    outside_pool = (
+        DEEPSPEED_OFFLOAD_DEVICE_GIB * GIB if d.cpu_offload and d.strategy == "deepspeed" else 0.0
+    )
     paged = state if OPTIMIZERS[settings.training.optimizer].paged else 0.0
     state -= paged
     whole = 0.0
@@ -102,7 +121,7 @@ def _sharded(model: ModelInfo, settings: TrainSettings) -> StepBytes:
         trained=gradients + state if full else 0.0,
         activations=one.activations,
         logits=one.logits,
-        distributed=gathered + NCCL_GIB * GIB,
+        distributed=gathered + NCCL_GIB * GIB + outside_pool,
         paged=paged,
         step=step,
         cpu_ram=cpu * d.processes,

@@ -1,0 +1,59 @@
+"""The planner against what one-GPU launched runs measured on an H200 (committed rows of
+benchmarks/launched_one_gpu.py): ZeRO-3 with the optimizer offloaded, full fine-tuning, and
+ZeRO-3 LoRA. Each prediction must be at or above the measured peak (the safe side), and
+near it: GPU reserved and nvidia-smi within 15 %, CPU memory within 10 %."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import REPO
+
+from finetune_tui.engine.memory import predict_memory
+from finetune_tui.engine.models import inspect_model
+from finetune_tui.engine.preset import load_preset, with_changes
+
+ROWS = REPO / "benchmarks" / "results" / "launched-one-gpu-h200-2026-12-01.jsonl"
+CASE_CHANGES = {
+    "zero3-offload-full": {},
+    "zero3-lora": {"training.method": "lora", "distributed.cpu_offload": False},
+}
+
+
+def rows():
+    found = []
+    for line in ROWS.read_text().splitlines():
+        row = json.loads(line)
+        if row["case"] in CASE_CHANGES and row["summary"]["peak_reserved_gib"]:
+            found.append(row)
+    return found
+
+
+def prediction(row):
+    settings = with_changes(
+        load_preset(REPO / "presets" / "full-zero3-offload.yaml"),
+        {"model.name_or_path": "meta-llama/Llama-3.2-1B", **CASE_CHANGES[row["case"]]},
+    )
+    return predict_memory(inspect_model(settings.model.name_or_path), settings)
+
+
+@pytest.mark.parametrize("row", rows(), ids=lambda r: r["case"])
+def test_gpu_prediction_is_safe_and_close(row):
+    predicted = prediction(row)
+    measured = row["summary"]["peak_reserved_gib"]
+    assert measured <= predicted.reserved_gib <= measured * 1.25
+    nvml = max(row["first"]["nvml_peak_gib"], row.get("resumed", {}).get("nvml_peak_gib", 0))
+    assert nvml <= predicted.nvidia_smi_gib * 1.02 and predicted.nvidia_smi_gib <= nvml * 1.15
+
+
+def test_offloaded_cpu_memory_covers_saving_and_resuming():
+    offloaded = [r for r in rows() if r["case"] == "zero3-offload-full"]
+    assert len(offloaded) >= 2  # one resumed from its epoch checkpoint, one from its stop
+    for row in offloaded:
+        predicted = prediction(row).cpu_ram_gib
+        measured = max(
+            row["first"]["cpu_used_above_start_gib"],
+            row.get("resumed", {}).get("cpu_used_above_start_gib", 0),
+        )
+        assert measured * 0.999 <= predicted <= measured * 1.10
