@@ -44,6 +44,10 @@ def run_headless(args: argparse.Namespace) -> int:
         if run_status(run_dir) == "finished":
             say(f"{run_dir}: already finished; nothing to resume")
             return 0
+        if settings.distributed.launched:  # nothing is rewritten before this machine can run it
+            from finetune_tui.engine.preflight import check_environment
+
+            check_environment(settings)
     else:
         settings = _settings_from_args(args)
         from finetune_tui.engine.preflight import check_run_inputs

@@ -20,6 +20,7 @@ import threading
 import time
 from pathlib import Path
 
+from finetune_tui.engine.errors import InputError
 from finetune_tui.engine.launch import (
     CONFIG_FILE,
     is_main_process,
@@ -27,9 +28,11 @@ from finetune_tui.engine.launch import (
     launch_files,
 )
 from finetune_tui.engine.preset import load_preset, save_preset
+from finetune_tui.engine.run_dir.create import undo_replacement
 from finetune_tui.engine.run_dir.layout import (
     LOG_FILE,
     PID_FILE,
+    RUN_MARKER,
     SETTINGS_FILE,
     STOP_FILE,
     SUMMARY_FILE,
@@ -75,6 +78,7 @@ def launch_workers(run_dir: Path, settings: TrainSettings, resume: bool) -> int:
     if summary is not None and summary.status == "stopped":
         return EXIT_CODES[received[0]] if received else 143
     say(_worker_error(run_dir, code), sys.stderr)
+    undo_replacement(run_dir)  # failed before training: an overwritten run comes back
     return 1
 
 
@@ -119,6 +123,8 @@ def _worker_error(run_dir: Path, code: int) -> str:
 def run_worker(args: argparse.Namespace) -> int:
     """One rank of the run: rank 0 prints progress lines, the others only train."""
     run_dir = Path(args.worker)
+    if not (run_dir / RUN_MARKER).is_file():  # trains only where finetune-tui prepared a run
+        raise InputError(f"{run_dir}: not a finetune-tui run directory (no {RUN_MARKER})")
     settings = load_preset(run_dir / SETTINGS_FILE, saved_run=True)
     stop = threading.Event()
     quiet = not is_main_process()

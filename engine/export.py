@@ -119,6 +119,11 @@ def export_distribution(
     recipe)."""
     if settings.distributed.strategy != "none":
         return settings.distributed
-    return DistributedSettings(
-        strategy=strategy, processes=gpus, nodes=nodes, cpu_offload=strategy == "deepspeed"
-    )
+    try:
+        return DistributedSettings(
+            strategy=strategy, processes=gpus, nodes=nodes, cpu_offload=strategy == "deepspeed"
+        )
+    except ValueError as exc:  # pydantic's ValidationError: a count beyond the schema's bound
+        field = str(exc).splitlines()[1].strip()
+        flag = "--nodes" if field == "nodes" else "--gpus"
+        raise InputError(f"{flag}: {gpus if flag == '--gpus' else nodes} is out of range") from None

@@ -86,8 +86,13 @@ def find_known_gpu(name: str) -> KnownGPU | None:
     return matches[0] if len(matches) >= 1 else None
 
 
+MAX_VRAM_GIB = 100_000  # far beyond any card: a larger size is a typo
+
+
 def simulated_hardware(gpu: str | None = None, vram_gib: float | None = None) -> Hardware:
     """A card you don't have: from the table by name, or any card by its VRAM."""
+    if vram_gib is not None and not 0 < vram_gib <= MAX_VRAM_GIB:  # nan fails this too
+        raise InputError(f"--vram {vram_gib}: must be a number of GiB above 0, at most 100000")
     if gpu:
         known = find_known_gpu(gpu)
         if known is None:
@@ -107,8 +112,6 @@ def simulated_hardware(gpu: str | None = None, vram_gib: float | None = None) ->
         )
         return Hardware([card], simulated=True, note=f"simulated {known.name}")
     if vram_gib is not None:
-        if vram_gib <= 0:
-            raise InputError(f"--vram {vram_gib}: must be > 0 GiB")
         card = GPU(0, f"GPU with {vram_gib:g} GiB", vram_gib, vram_gib, (8, 0), True, None, None)
         return Hardware([card], simulated=True, note=f"simulated {vram_gib:g} GiB card (Ampere)")
     raise InputError("simulated hardware needs --gpu NAME or --vram GIB")

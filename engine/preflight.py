@@ -9,6 +9,7 @@ but never writes, and each problem is one InputError line.
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 from pathlib import Path
 
@@ -116,7 +117,30 @@ def check_environment(settings: TrainSettings) -> None:
             )
     from . import loading
 
-    loading.check_backend_support(settings, loading.choose_device(settings))
+    device = loading.choose_device(settings)
+    loading.check_backend_support(settings, device)
+    check_processes_here(settings, device.kind)
+
+
+def check_processes_here(settings: TrainSettings, device_kind: str) -> None:
+    """A launch here starts every process on this machine: more machines run under SLURM,
+    and no more processes than this machine has GPUs (or CPU cores, without CUDA)."""
+    d = settings.distributed
+    if d.nodes > 1:
+        raise InputError(
+            f"distributed.nodes: {d.nodes} machines run under SLURM, not from here; "
+            "finetune-tui export --slurm writes the job (set nodes: 1 to train on this machine)"
+        )
+    if device_kind == "cuda":
+        import torch
+
+        have, what = torch.cuda.device_count(), "GPUs"
+    else:
+        have, what = os.cpu_count() or 1, "CPU cores"
+    if d.processes > have:
+        raise InputError(
+            f"distributed.processes: {d.processes} processes, but this machine has {have} {what}"
+        )
 
 
 def _check_chat_template(settings: TrainSettings, tokenizer, fmt: str) -> None:

@@ -111,3 +111,57 @@ def test_the_exported_script_trains_under_accelerate_launch_on_two_processes(tmp
     assert len(steps) == 1  # logging every 10 steps: step 1 only, written once
     assert (out / "adapter" / "adapter_config.json").is_file()
     assert result.stdout.count("adapter saved to") == 1
+
+
+def test_a_launch_this_machine_cannot_hold_is_refused_before_anything_is_written(tmp_path):
+    """More machines run under SLURM, and no more processes than this machine has cores:
+    refused in one line, before a run directory exists (a launch would wait forever)."""
+    from test_nothing_lost import one_line_error
+
+    for extra, named in (
+        (["distributed.nodes=2"], "distributed.nodes: 2 machines run under SLURM"),
+        (["distributed.processes=100000"], "distributed.processes: 100000 processes, but"),
+    ):
+        run_dir = tmp_path / "run"
+        result = run_cli(
+            tmp_path,
+            "--preset",
+            str(DEMO_PRESET),
+            "--output",
+            str(run_dir),
+            *set_args("distributed.strategy=ddp", *extra),
+        )
+        assert named in one_line_error(result)
+        assert not run_dir.exists()
+
+
+def test_a_worker_trains_only_in_a_run_directory_finetune_tui_prepared(tmp_path):
+    """`--worker DIR` on a folder that merely holds a settings.yaml changes nothing in it."""
+    from test_nothing_lost import one_line_error, tree
+
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "settings.yaml").write_text(DEMO_PRESET.read_text())
+    (folder / "summary.json").write_text("precious")
+    before = tree(folder)
+    result = run_cli(tmp_path, "--worker", str(folder))
+    assert "not a finetune-tui run directory" in one_line_error(result)
+    assert tree(folder) == before
+
+
+def test_an_overwritten_run_comes_back_when_the_workers_fail_to_start(tmp_path):
+    run_dir = tmp_path / "run"
+    first = run_cli(
+        tmp_path, "--preset", str(DEMO_PRESET), "--output", str(run_dir),
+        *set_args("training.max_steps=1", "training.exact_match_samples=0"),
+    )  # fmt: skip
+    assert first.returncode == 0, first.stderr[-2000:]
+    summary = (run_dir / "summary.json").read_bytes()
+    failed = run_cli(
+        tmp_path, "--preset", str(DEMO_PRESET), "--output", str(run_dir), "--overwrite",
+        *STEPS, *TWO_PROCESSES,
+        *set_args("model.attn_implementation=flash_attention_2"),  # not installed: load fails
+    )  # fmt: skip
+    assert failed.returncode != 0
+    assert (run_dir / "summary.json").read_bytes() == summary
+    assert not any(p.name.endswith(".replaced") for p in tmp_path.iterdir())

@@ -258,3 +258,25 @@ def test_full_fine_tuning_too_big_for_one_card_fits_it_with_zero3_offload():
     assert not plans["one process"].fits and plans["deepspeed + cpu offload"].fits
     # fp32 master, moments and gradient (16 bytes) and more, measured: in CPU memory
     assert plans["deepspeed + cpu offload"].breakdown.cpu_ram_gib > 16 * model.params_total / GIB
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["plan", "--model", "demo", "--vram", "nan"], "--vram nan: must be a number of GiB"),
+        (["plan", "--model", "demo", "--vram", "inf", "--json"], "--vram inf: must be"),
+        (["export", "--preset", "PRESET", "-o", "OUT", "--gpus", "99999999999"], "--gpus: "),
+        (
+            ["export", "--preset", "PRESET", "-o", "OUT", "--gpus", "8", "--nodes", "99999999999"],
+            "--nodes: 99999999999 is out of range",
+        ),
+    ],
+)
+def test_out_of_range_sizes_and_counts_are_one_line(tmp_path, args, named):
+    from conftest import DEMO_PRESET, run_cli
+    from test_nothing_lost import one_line_error
+
+    out = tmp_path / "job" / "train.py"
+    args = [str(DEMO_PRESET) if a == "PRESET" else str(out) if a == "OUT" else a for a in args]
+    assert named in one_line_error(run_cli(tmp_path, *args))
+    assert not out.parent.exists()

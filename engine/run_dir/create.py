@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from ..errors import InputError, OutputExistsError
+from ..launch import CONFIG_FILE, DEEPSPEED_FILE
 from ..safe_io import SMALL_LIMIT, read_text
 from ..settings import TrainSettings
 from .layout import (
@@ -20,6 +21,7 @@ from .layout import (
     PID_FILE,
     RUN_MARKER,
     SETTINGS_FILE,
+    STOP_FILE,
     data_dir,
     resolve_run_dir,
     runs_root,
@@ -28,7 +30,17 @@ from .pid import is_running, read_pid
 from .registry import register_run
 
 REPLACES = "replaces:"  # marker line of a run waiting to replace an older one
-START_FILES = {RUN_MARKER, SETTINGS_FILE, METRICS_FILE, LOG_FILE, PID_FILE}
+# what a failed start leaves (a launch also writes its configs, and perhaps a stop request)
+START_FILES = {
+    RUN_MARKER,
+    SETTINGS_FILE,
+    METRICS_FILE,
+    LOG_FILE,
+    PID_FILE,
+    STOP_FILE,
+    CONFIG_FILE,
+    DEEPSPEED_FILE,
+}
 
 
 def prepare_run_dir(
