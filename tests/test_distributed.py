@@ -18,6 +18,12 @@ STEPS = set_args(
     "training.logging_steps=1",
 )
 TWO_PROCESSES = set_args("distributed.strategy=ddp", "distributed.processes=2")
+FAILING_LOAD = set_args("model.attn_implementation=flash_attention_2")  # not installed
+
+
+def demo_run(tmp_path, run_dir, *args):
+    """The demo preset trained headless into run_dir."""
+    return run_cli(tmp_path, "--preset", str(DEMO_PRESET), "--output", str(run_dir), *args)
 
 
 def test_two_processes_train_as_one_with_the_same_global_batch_and_resume_after_ctrl_c(
@@ -61,16 +67,7 @@ def test_two_processes_train_as_one_with_the_same_global_batch_and_resume_after_
 
 def test_a_worker_error_is_one_line_from_the_launching_process(tmp_path):
     run_dir = tmp_path / "run"
-    result = run_cli(
-        tmp_path,
-        "--preset",
-        str(DEMO_PRESET),
-        "--output",
-        str(run_dir),
-        *STEPS,
-        *TWO_PROCESSES,
-        *set_args("model.attn_implementation=flash_attention_2"),  # not installed: load fails
-    )
+    result = demo_run(tmp_path, run_dir, *STEPS, *TWO_PROCESSES, *FAILING_LOAD)
     assert result.returncode != 0
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("finetune-tui: error: ") and "Traceback" not in result.stderr
@@ -123,14 +120,7 @@ def test_a_launch_this_machine_cannot_hold_is_refused_before_anything_is_written
         (["distributed.processes=100000"], "distributed.processes: 100000 processes, but"),
     ):
         run_dir = tmp_path / "run"
-        result = run_cli(
-            tmp_path,
-            "--preset",
-            str(DEMO_PRESET),
-            "--output",
-            str(run_dir),
-            *set_args("distributed.strategy=ddp", *extra),
-        )
+        result = demo_run(tmp_path, run_dir, *set_args("distributed.strategy=ddp", *extra))
         assert named in one_line_error(result)
         assert not run_dir.exists()
 
@@ -150,18 +140,12 @@ def test_a_worker_trains_only_in_a_run_directory_finetune_tui_prepared(tmp_path)
 
 
 def test_an_overwritten_run_comes_back_when_the_workers_fail_to_start(tmp_path):
-    run_dir = tmp_path / "run"
-    first = run_cli(
-        tmp_path, "--preset", str(DEMO_PRESET), "--output", str(run_dir),
-        *set_args("training.max_steps=1", "training.exact_match_samples=0"),
-    )  # fmt: skip
-    assert first.returncode == 0, first.stderr[-2000:]
-    summary = (run_dir / "summary.json").read_bytes()
-    failed = run_cli(
-        tmp_path, "--preset", str(DEMO_PRESET), "--output", str(run_dir), "--overwrite",
-        *STEPS, *TWO_PROCESSES,
-        *set_args("model.attn_implementation=flash_attention_2"),  # not installed: load fails
-    )  # fmt: skip
+    from test_nothing_lost import marked, tree
+
+    run_dir = marked(tmp_path / "run")  # an earlier run's folder
+    (run_dir / "summary.json").write_text('{"status": "finished"}')
+    before = tree(run_dir)
+    failed = demo_run(tmp_path, run_dir, "--overwrite", *STEPS, *TWO_PROCESSES, *FAILING_LOAD)
     assert failed.returncode != 0
-    assert (run_dir / "summary.json").read_bytes() == summary
+    assert tree(run_dir) == before
     assert not any(p.name.endswith(".replaced") for p in tmp_path.iterdir())
