@@ -8,6 +8,8 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from .errors import InputError, OutputExistsError
 from .launch import CONFIG_FILE, launch_files
 from .preset import dump_preset
@@ -123,7 +125,7 @@ def export_distribution(
         return DistributedSettings(
             strategy=strategy, processes=gpus, nodes=nodes, cpu_offload=strategy == "deepspeed"
         )
-    except ValueError as exc:  # pydantic's ValidationError: a count beyond the schema's bound
-        field = str(exc).splitlines()[1].strip()
-        flag = "--nodes" if field == "nodes" else "--gpus"
-        raise InputError(f"{flag}: {gpus if flag == '--gpus' else nodes} is out of range") from None
+    except ValidationError as exc:  # a count beyond the schema's bound
+        field = exc.errors()[0]["loc"][0]
+        flag, value = ("--nodes", nodes) if field == "nodes" else ("--gpus", gpus)
+        raise InputError(f"{flag}: {value} is out of range") from None
