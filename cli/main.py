@@ -76,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        _launcher_variables(worker=bool(args.worker))
         if getattr(args, "handler", None) is not None:
             code = int(args.handler(args) or 0)
             sys.stdout.flush()  # a closed pipe shows up here, inside the handler below
@@ -109,6 +110,16 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
+
+
+def _launcher_variables(worker: bool) -> None:
+    """RANK, WORLD_SIZE ... count only inside our own launch (engine/launcher_env.py);
+    elsewhere they are dropped before anything reads them, with one warning line."""
+    from finetune_tui.engine.launcher_env import apply_policy
+
+    warning = apply_policy(worker)
+    if warning:
+        print(f"finetune-tui: warning: {warning}", file=sys.stderr)
 
 
 def _reader_went_away() -> int:

@@ -27,6 +27,7 @@ from finetune_tui.engine.launch import (
     launch_command,
     launch_files,
 )
+from finetune_tui.engine.launcher_env import own_launch_environment
 from finetune_tui.engine.preset import load_preset, save_preset
 from finetune_tui.engine.run_dir.create import undo_replacement
 from finetune_tui.engine.run_dir.layout import (
@@ -65,7 +66,7 @@ def launch_workers(run_dir: Path, settings: TrainSettings, resume: bool) -> int:
             stdin=subprocess.DEVNULL,
             stderr=log,  # the launcher's own notices; rank 0's progress lines reach stdout
             start_new_session=True,  # a terminal's Ctrl-C reaches us, and we pass it on once
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**own_launch_environment(), "PYTHONUNBUFFERED": "1"},  # workers keep RANK...
         )
         received = _stop_on_signals(launcher, run_dir / STOP_FILE)
         code = launcher.wait()
