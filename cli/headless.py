@@ -19,7 +19,7 @@ from finetune_tui.engine.errors import InputError
 from finetune_tui.engine.event_text import describe
 from finetune_tui.engine.events import Event
 from finetune_tui.engine.preset import load_preset, save_preset
-from finetune_tui.engine.run_dir.create import prepare_run_dir
+from finetune_tui.engine.run_dir.create import prepare_run_dir, reopen_run_dir
 from finetune_tui.engine.run_dir.layout import LOG_FILE, PID_FILE, SETTINGS_FILE
 from finetune_tui.engine.run_dir.pid import is_running, read_pid
 from finetune_tui.engine.run_dir.status import run_status
@@ -113,7 +113,7 @@ def _existing_run(path: str) -> tuple[Path, TrainSettings]:
         raise InputError(f"{run_dir}: not a run directory (no {SETTINGS_FILE})")
     if is_running(run_dir):
         raise InputError(f"{run_dir}: this run is still running (pid {read_pid(run_dir)})")
-    return run_dir, load_preset(run_dir / SETTINGS_FILE, saved_run=True)
+    return run_dir, reopen_run_dir(run_dir)  # no links where it writes, settings intact
 
 
 def _detach(run_dir: Path, settings: TrainSettings) -> int:
