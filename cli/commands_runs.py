@@ -31,6 +31,7 @@ def list_command(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
+    from finetune_tui.engine.event_text import printable
     from finetune_tui.engine.run_dir.status import list_runs
 
     runs = list_runs(Path(args.dir).expanduser() if args.dir else None)
@@ -63,17 +64,18 @@ def list_command(args: argparse.Namespace) -> int:
         if r.peak_reserved_gib is not None:
             predicted = r.predicted_peak_reserved_gib
             vram = f"{r.peak_reserved_gib:.2f}/" + (f"{predicted:.2f}" if predicted else "-")
-        row = f"{r.name:<40} {r.status:<12} {step:>11} {loss:>8} {_age(r.age_s):>8}"
+        row = f"{printable(r.name):<40} {r.status:<12} {step:>11} {loss:>8} {_age(r.age_s):>8}"
         print(f"{row} {vram:>30}")
     return 0
 
 
 def attach_command(args: argparse.Namespace) -> int:
+    from finetune_tui.engine.event_text import printable
     from finetune_tui.engine.run_dir.status import find_run
 
     run_dir = find_run(args.run)
     if run_dir is None:
-        raise InputError(f"{args.run or 'runs'}: no such run (see finetune-tui runs)")
+        raise InputError(f"{printable(args.run or 'runs')}: no such run (see finetune-tui runs)")
     if args.plain or not sys.stdout.isatty():
         return _follow_plain(run_dir)
     from finetune_tui.tui.app import run_attach
@@ -82,10 +84,11 @@ def attach_command(args: argparse.Namespace) -> int:
 
 
 def _follow_plain(run_dir) -> int:
+    from finetune_tui.engine.event_text import printable
     from finetune_tui.engine.run_dir.metrics import follow_events
     from finetune_tui.headless import print_event, say
 
-    say(f"attached to {run_dir} (read-only; Ctrl-C detaches, the run goes on)")
+    say(f"attached to {printable(run_dir)} (read-only; Ctrl-C detaches, the run goes on)")
     try:
         for event in follow_events(run_dir):
             print_event(event)

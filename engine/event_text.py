@@ -1,6 +1,16 @@
-"""What each event says, in words: one line of plain text per event, for every front end."""
+"""What each event says, in words: one line of plain text per event, for every front end.
+
+`printable` is the one escape for text that came from a file or folder name: every line the
+product prints (progress, `runs`, `attach`, errors) goes through it, so a name holding a
+newline or a terminal escape sequence cannot forge lines or drive the user's terminal.
+"""
 
 from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+import typing
 
 from .events import (
     Checkpoint,
@@ -13,11 +23,71 @@ from .events import (
     Step,
     format_duration,
 )
+from .run_dir.summary import RunSummary
+
+# Bidirectional overrides reorder what the terminal shows (a name can hide its real text).
+_BIDI = {*range(0x202A, 0x202F), *range(0x2066, 0x206A), 0x200E, 0x200F, 0x061C}
+
+
+def printable(text: object) -> str:
+    """`text` (a str or a path) with every control character escaped: C0, DEL, C1, the
+    bidirectional overrides, and the bytes of a name that is not UTF-8 (`\\xff`)."""
+    if isinstance(text, os.PathLike):
+        text = os.fspath(text)
+    text = text if isinstance(text, str) else str(text)
+    if text.isprintable():  # the usual case, and cheap
+        return text
+    return "".join(_escape(char) for char in text)
+
+
+def _escape(char: str) -> str:
+    code = ord(char)
+    if 0xDC80 <= code <= 0xDCFF:  # a byte that was not UTF-8, kept by surrogateescape
+        return f"\\x{code - 0xDC00:02x}"
+    if code < 0x20 or 0x7F <= code < 0xA0:
+        return {"\n": "\\n", "\t": "\\t", "\r": "\\r"}.get(char, f"\\x{code:02x}")
+    if code in _BIDI or 0xD800 <= code <= 0xDFFF:
+        return f"\\u{code:04x}"
+    return char
+
+
+def well_typed(event: Event) -> bool:
+    """Every field holds what its annotation says (a metrics line read back may not:
+    `"loss": "abc"` is valid JSON). NaN and infinite losses are numbers: training makes them."""
+    hints = _hints(type(event))
+    return all(_is_a(getattr(event, f.name), hints[f.name]) for f in dataclasses.fields(event))
+
+
+@functools.cache
+def _hints(cls: type) -> dict:
+    return typing.get_type_hints(cls)
+
+
+def _is_a(value: object, annotation) -> bool:
+    options = typing.get_args(annotation) if typing.get_origin(annotation) else (annotation,)
+    for option in options:
+        if option is type(None) and value is None:
+            return True
+        if option is float and isinstance(value, int | float) and not isinstance(value, bool):
+            return True
+        if option is int and isinstance(value, int) and not isinstance(value, bool):
+            return True
+        if option in (str, RunSummary) and isinstance(value, option):
+            return True
+    return False
 
 
 def describe(event: Event) -> str | None:
     """The event as one line of plain text (None for none): the headless progress lines,
-    `attach --plain` and the wizard's log all print this."""
+    `attach --plain` and the wizard's log all print this. Names in it are escaped
+    (`printable`); an event read back with fields of the wrong type is not described."""
+    if not well_typed(event):
+        return None
+    line = _describe(event)
+    return printable(line) if line is not None else None
+
+
+def _describe(event: Event) -> str | None:
     if isinstance(event, Step):
         eta = format_duration(event.eta_s)
         width = len(str(event.total_steps))

@@ -5,6 +5,10 @@ finished     summary.json says finished
 stopped      summary.json says stopped (Stop, Ctrl-C, SIGTERM) — resumable
 failed       metrics.jsonl ends with an error event
 interrupted  none of the above (killed, machine rebooted) — resumable
+damaged      its metrics or summary hold values of the wrong type: listed, not trusted
+
+One run's files never stop the listing of the others: anything unreadable in a run makes
+that run "damaged" (or skips a folder that cannot be looked at), nothing more.
 """
 
 from __future__ import annotations
@@ -13,11 +17,17 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .layout import METRICS_FILE, SETTINGS_FILE, runs_root
+from pydantic import ValidationError
+
+from ..errors import InputError
+from ..safe_io import read_json
+from .layout import METRICS_FILE, SETTINGS_FILE, SUMMARY_FILE, runs_root
 from .metrics import read_events
 from .pid import is_running
-from .registry import registered_runs
-from .summary import RunSummary, read_summary
+from .registry import holds_run, registered_runs
+from .summary import SUMMARY_LIMIT, RunSummary, read_summary
+
+STATUSES = ("finished", "stopped")  # what summary.json may say
 
 
 @dataclass
@@ -41,9 +51,8 @@ def list_runs(root: Path | None = None) -> list[RunInfo]:
     (`--output`, recorded in the registry); newest first."""
     folders = [] if root is not None else registered_runs()
     root = root or runs_root()
-    if root.is_dir():
-        folders += [p for p in root.iterdir() if (p / SETTINGS_FILE).is_file()]
-    unique = dict.fromkeys(p.resolve() for p in folders)
+    folders += [p for p in _children(root) if holds_run(p)]
+    unique = dict.fromkeys(_resolved(p) for p in folders)
     return sorted((run_info(p) for p in unique), key=lambda r: r.age_s)
 
 
@@ -51,30 +60,52 @@ def find_run(name: str | None) -> Path | None:
     """A run by path, by name under the data folder, or the newest one when name is None."""
     if name:
         path = Path(name).expanduser()
-        if (path / SETTINGS_FILE).is_file():
+        if holds_run(path):
             return path
         path = runs_root() / name
-        return path if (path / SETTINGS_FILE).is_file() else None
+        return path if holds_run(path) else None
     runs = list_runs()
     return runs[0].path if runs else None
 
 
+def _children(root: Path) -> list[Path]:
+    try:
+        return list(root.iterdir()) if root.is_dir() else []
+    except OSError:  # unreadable: no runs to list there
+        return []
+
+
+def _resolved(path: Path) -> Path:
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):  # a link loop: list it under the name it has
+        return path
+
+
 def run_info(run_dir: Path) -> RunInfo:
+    """What `runs` shows of one run; a run whose files hold wrong types is "damaged"."""
+    try:
+        return _run_info(run_dir)
+    except (OSError, ValueError, TypeError, AttributeError):
+        return RunInfo(run_dir, "damaged", None, None, None, _age(run_dir))
+
+
+def _run_info(run_dir: Path) -> RunInfo:
+    from ..event_text import well_typed
+
     last_step = None
     last_kind = None
+    damaged = False
     for event in read_events(run_dir):
+        if not well_typed(event):
+            damaged = True
+            continue
         last_kind = event.kind
         if event.kind in ("step", "finished"):  # a run ends at its last step, logged or not
             last_step = event
-    mtime = max(
-        (
-            p.stat().st_mtime
-            for p in (run_dir / METRICS_FILE, run_dir / SETTINGS_FILE)
-            if p.exists()
-        ),
-        default=time.time(),
-    )
     summary = read_summary(run_dir)
+    if damaged or _summary_damaged(run_dir):
+        return RunInfo(run_dir, "damaged", None, None, None, _age(run_dir))
     return RunInfo(
         peak_reserved_gib=summary.peak_reserved_gib if summary else None,
         predicted_peak_reserved_gib=summary.predicted_peak_reserved_gib if summary else None,
@@ -83,8 +114,35 @@ def run_info(run_dir: Path) -> RunInfo:
         step=last_step.step if last_step else None,
         total_steps=last_step.total_steps if last_step else None,
         loss=getattr(last_step, "loss", getattr(last_step, "final_loss", None)),
-        age_s=time.time() - mtime,
+        age_s=_age(run_dir),
     )
+
+
+def _age(run_dir: Path) -> float:
+    """Seconds since metrics.jsonl or settings.yaml last changed (0 when neither can tell)."""
+    times = []
+    for path in (run_dir / METRICS_FILE, run_dir / SETTINGS_FILE):
+        try:
+            times.append(path.stat().st_mtime)
+        except (OSError, ValueError):
+            pass
+    return max(0.0, time.time() - max(times, default=time.time()))
+
+
+def _summary_damaged(run_dir: Path) -> bool:
+    """summary.json exists but is not a summary: a key of the wrong type or an unknown
+    status (read_summary would quietly use the defaults, and say "finished")."""
+    try:
+        data = read_json(run_dir / SUMMARY_FILE, SUMMARY_LIMIT, "run summary")
+    except InputError:
+        return (run_dir / SUMMARY_FILE).exists()
+    if not isinstance(data, dict):
+        return True
+    try:
+        RunSummary.model_validate(data, strict=True)
+    except ValidationError:
+        return True
+    return data.get("status", "finished") not in STATUSES
 
 
 def run_status(
