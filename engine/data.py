@@ -1,7 +1,9 @@
 """User datasets: read them, detect the format, validate every record, measure lengths.
 
 1. read the records of the file / folder (JSONL, JSON, CSV, Parquet, save_to_disk),
-   remembering each record's line for error messages, with bounded reads;
+   remembering each record's line for error messages, with bounded reads: a JSONL or CSV
+   line longer than the record limit is skipped unread (never held whole in memory) and
+   reported, and no record over the limit reaches validation or a tokenizer;
 2. detect the format from the first record's keys (or take `dataset.format`);
 3. validate every record; report `file:line: problem` for the first few, with a count;
 4. convert and split with the recipe (engine/recipe_data.py), as the exported script does.
@@ -10,6 +12,8 @@
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +25,13 @@ from .settings import DEMO, TrainSettings
 CHAT_ROLES = {"system", "user", "assistant"}
 MAX_REPORTED = 3
 JSON_LIMIT = 2 * 2**30  # a whole-file JSON dataset is parsed in memory
+# One record, in bytes: at least RECORD_LIMIT, or BYTES_PER_TOKEN per token of
+# training.max_seq_length. Training keeps max_seq_length tokens (~4 bytes each), so a larger
+# record is mostly cut; reading and tokenizing it cost ~360 bytes of memory per byte (a 5 MB
+# record took 1.8 GB, a 50 MB one 13.8 GB).
+RECORD_LIMIT = 2**20
+BYTES_PER_TOKEN = 32
+_LONE_CR = re.compile(rb"(?<=\r)(?!\n)")  # text mode's newline="" also ends a line at a lone \r
 SUFFIXES = {".jsonl": "jsonl", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
 
 
@@ -62,13 +73,30 @@ def resolve_dataset_path(path: str) -> Path:
     return Path(path).expanduser()
 
 
-def load_records(path: Path) -> list[Record]:
-    """Read every record with its location; one-line DatasetError on any failure."""
+def record_limit(settings: TrainSettings) -> int:
+    """The largest record, in bytes, that these settings read (see RECORD_LIMIT)."""
+    return max(RECORD_LIMIT, BYTES_PER_TOKEN * settings.training.max_seq_length)
+
+
+def _too_large(limit: int) -> str:
+    return (
+        f"record is larger than {_size(limit)}, the limit per record (32 bytes per token of "
+        f"training.max_seq_length, at least {_size(RECORD_LIMIT)}); shorten or split it"
+    )
+
+
+def _size(count: int) -> str:
+    return f"{count / 2**20:g} MiB" if count >= 2**20 else f"{count / 2**10:g} KiB"
+
+
+def load_records(path: Path, limit: int = RECORD_LIMIT) -> list[Record]:
+    """Read every record with its location; one-line DatasetError on any failure.
+    A record larger than `limit` bytes is a Record with an error, never parsed whole."""
     if not path.exists():
         raise DatasetError(f"{path}: dataset not found")
     try:
         if path.is_dir():
-            return _load_saved(path)
+            return _load_saved(path, limit)
         check_regular_file(path, "dataset file")
         kind = SUFFIXES.get(path.suffix.lower())
         if kind is None:
@@ -81,7 +109,7 @@ def load_records(path: Path) -> list[Record]:
             "json": _load_json,
             "csv": _load_csv,
             "parquet": _load_parquet,
-        }[kind](path)
+        }[kind](path, limit)
     except PermissionError:
         raise DatasetError(f"{path}: permission denied") from None
     except UnicodeDecodeError:
@@ -91,11 +119,32 @@ def load_records(path: Path) -> list[Record]:
     return records
 
 
-def _load_jsonl(path: Path) -> list[Record]:
+def _lines(file, limit: int) -> Iterator[str | None]:
+    """The lines of a binary file as text mode with newline="" gives them (ended by \\n,
+    \\r\\n or a lone \\r, a leading BOM dropped), read at most `limit` + 1 bytes at a time:
+    a longer line is skipped in pieces and given as None. Bytes that are not UTF-8 raise
+    UnicodeDecodeError, as the text file did."""
+    first = True
+    while raw := file.readline(limit + 1):
+        if len(raw) > limit and not raw.endswith(b"\n"):
+            while (rest := file.readline(2**16)) and not rest.endswith(b"\n"):
+                pass
+            yield None
+            continue
+        if first:
+            raw, first = raw.removeprefix(b"\xef\xbb\xbf"), False
+        for part in _LONE_CR.split(raw) if b"\r" in raw else (raw,):
+            if part:
+                yield part.decode("utf-8")
+
+
+def _load_jsonl(path: Path, limit: int) -> list[Record]:
     records = []
-    with open_regular(path, "dataset file") as file:
-        for number, line in enumerate(file, start=1):
-            if line.strip():
+    with open_regular(path, "dataset file", mode="rb") as file:
+        for number, line in enumerate(_lines(file, limit), start=1):
+            if line is None:
+                records.append(Record(None, f"{path}:{number}", _too_large(limit)))
+            elif line.strip():
                 records.append(_parse_jsonl_line(line, f"{path}:{number}"))
     return records
 
@@ -112,42 +161,60 @@ def _parse_jsonl_line(line: str, where: str) -> Record:
     return Record(value, where)
 
 
-def _load_json(path: Path) -> list[Record]:
+def _load_json(path: Path, limit: int) -> list[Record]:
     value = read_json(path, JSON_LIMIT, "dataset file")
     if isinstance(value, dict):
         lists = [v for v in value.values() if isinstance(v, list)]
         value = lists[0] if len(lists) == 1 else None
     if not isinstance(value, list):
         raise DatasetError(f"{path}: expected a list of records (or one key holding it)")
-    return _records_from_rows(value, str(path), "record")
+    return _records_from_rows(value, str(path), "record", limit)
 
 
-def _load_csv(path: Path) -> list[Record]:
+def _load_csv(path: Path, limit: int) -> list[Record]:
+    """Rows as csv.DictReader gives them (empty cells are missing fields), each named by the
+    physical line it starts on: a quoted cell may span lines."""
     import csv
 
-    try:
-        with open_regular(path, "dataset file") as file:  # utf-8-sig: a BOM is no column name
-            rows = list(csv.DictReader(file))
-    except csv.Error as exc:
-        raise DatasetError(f"{path}: cannot read CSV ({exc})") from None
-    records = []
-    for index, row in enumerate(rows):
-        data = {k: v for k, v in row.items() if k is not None and v not in (None, "")}
-        records.append(Record(data, f"{path}:{index + 2}"))  # line 1 is the header
+    records: list[Record] = []
+    header, end = None, 0
+    with open_regular(path, "dataset file", mode="rb") as file:
+        reader = csv.reader(_csv_lines(path, file, limit))
+        try:
+            for row in reader:
+                start, end = end + 1, reader.line_num
+                if header is None:
+                    header = row
+                    continue
+                if not row:
+                    continue
+                where = f"{path}:{start}"  # a blank line is a row [] of its own
+                cells = dict(zip(header, row, strict=False))  # extra cells dropped, missing None
+                data = {k: v for k, v in cells.items() if v not in (None, "")}
+                records.append(_bounded(data, where, limit))
+        except csv.Error as exc:
+            raise DatasetError(f"{path}:{reader.line_num}: cannot read CSV ({exc})") from None
     return records
 
 
-def _load_parquet(path: Path) -> list[Record]:
+def _csv_lines(path: Path, file, limit: int) -> Iterator[str]:
+    for number, line in enumerate(_lines(file, limit), start=1):
+        if line is None:
+            raise DatasetError(f"{path}:{number}: {_too_large(limit)}")
+        yield line
+
+
+def _load_parquet(path: Path, limit: int) -> list[Record]:
     import pyarrow.parquet as pq
 
     try:
         rows = pq.read_table(path).to_pylist()
     except Exception as exc:  # pyarrow raises several unrelated types for a bad file
         raise DatasetError(f"{path}: cannot read Parquet ({exc})") from None
-    return _records_from_rows(rows, str(path), "record")
+    return _records_from_rows(rows, str(path), "record", limit)
 
 
-def _load_saved(path: Path) -> list[Record]:
+def _load_saved(path: Path, limit: int) -> list[Record]:
     from datasets import DatasetDict, load_from_disk
 
     try:
@@ -158,16 +225,43 @@ def _load_saved(path: Path) -> list[Record]:
         if "train" not in loaded:
             raise DatasetError(f"{path}: saved DatasetDict has no 'train' split")
         loaded = loaded["train"]
-    return _records_from_rows(loaded.to_list(), str(path), "record")
+    return _records_from_rows(loaded.to_list(), str(path), "record", limit)
 
 
-def _records_from_rows(rows: list, source: str, unit: str) -> list[Record]:
+def _records_from_rows(rows: list, source: str, unit: str, limit: int) -> list[Record]:
+    """Records of a file parsed whole (JSON, Parquet, save_to_disk): the file's own bound
+    held it; each record is still bounded before validation and tokenizing."""
     return [
-        Record(row, f"{source}: {unit} {i + 1}")
+        _bounded(row, f"{source}: {unit} {i + 1}", limit)
         if isinstance(row, dict)
         else Record(None, f"{source}: {unit} {i + 1}", "a record must be an object")
         for i, row in enumerate(rows)
     ]
+
+
+def _bounded(data: dict, where: str, limit: int) -> Record:
+    if _text_bytes(data, limit) > limit:
+        return Record(None, where, _too_large(limit))
+    return Record(data, where)
+
+
+def _text_bytes(value: object, limit: int, depth: int = 0) -> int:
+    """About how many bytes a record holds (its text as UTF-8, 8 per other value), counted
+    only until `limit` is passed."""
+    if isinstance(value, str):
+        return (
+            len(value)
+            if len(value) > limit or value.isascii()
+            else len(value.encode("utf-8", "surrogatepass"))
+        )
+    if depth > 32 or not isinstance(value, dict | list | tuple):
+        return 8
+    total = 0
+    for item in value.values() if isinstance(value, dict) else value:
+        total += _text_bytes(item, limit - total, depth + 1) + 8
+        if total > limit:
+            break
+    return total
 
 
 # --- formats ---------------------------------------------------------------------------
@@ -258,6 +352,8 @@ def _check_turns(data: dict, key: str, role_key: str, text_key: str, roles: set)
     roles_in_order = [SHAREGPT_ROLES.get(t[role_key], t[role_key]) for t in turns]
     if roles_in_order[-1] != "assistant":
         return f"{key}: the last turn must be the assistant's answer"
+    if not turns[-1][text_key].strip():  # as an empty Alpaca output: nothing to learn
+        return f"{key}[{len(turns) - 1}].{text_key}: the assistant's answer is empty"
     if "user" not in roles_in_order[:-1]:
         return f"{key}: needs a user turn before the assistant's answer"
     return None
@@ -279,7 +375,7 @@ def _string_field(data: dict, name: str) -> str | None:
 def read_dataset(settings: TrainSettings) -> tuple[Path, list[Record], str]:
     """Steps 1–2: the records with their locations, and their format (set or detected)."""
     path = resolve_dataset_path(settings.dataset.path)
-    records = load_records(path)
+    records = load_records(path, record_limit(settings))
     fmt = settings.dataset.format
     return path, records, detect_format(records) if fmt == "auto" else fmt
 
