@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import re
 from pathlib import Path
 
 from .errors import DatasetError, InputError, ModelError
 from .safe_io import CONFIG_LIMIT, read_json, safetensors_problem
-from .settings import DEMO, TrainSettings
+from .settings import DEMO, HUB_ID, TrainSettings
 
-HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}(/[A-Za-z0-9][\w.-]{0,95})?$")
 HUB_TIMEOUT_S = 10.0
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "tokenizer_config.json")
 WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin", "*.safetensors.index.json")

@@ -7,17 +7,22 @@ user can fix a preset without reading a traceback.
 from __future__ import annotations
 
 import difflib
+import hashlib
+import os
+import stat
 from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from .errors import InputError, SettingsError
-from .safe_io import PRESET_LIMIT, read_text, write_text_atomic
-from .settings import TrainSettings
+from .errors import DatasetError, InputError, ModelError, SettingsError
+from .safe_io import PRESET_LIMIT, open_regular, read_text, write_text_atomic
+from .settings import DEMO, TrainSettings, is_local_model
 
 SECRET_WORDS = ("token", "password", "secret", "api_key")
+INPUTS = "inputs"  # a run's settings.yaml: the fingerprint of what it trained on
+CHUNK = 2**20
 
 
 def load_preset(
@@ -30,7 +35,9 @@ def load_preset(
 
     `overrides` are `--set key=value` strings (values parsed as YAML scalars); `values`
     are typed `section.key` values from dedicated flags such as `--output`, taken as is.
-    `saved_run`: the file is a run's own settings.yaml (tolerates keys older runs wrote).
+    `saved_run`: the file is a run's own settings.yaml (tolerates keys older runs wrote);
+    its dataset and model folder must still be the ones it recorded (check_saved_inputs).
+    A new run's local paths are made absolute, so its settings.yaml names them for good.
     """
     path = Path(path)
     try:
@@ -42,12 +49,17 @@ def load_preset(
         data = {}
     if not isinstance(data, dict):
         raise SettingsError(f"{path}:1: a preset must be a mapping of sections, not {_kind(data)}")
+    recorded = data.pop(INPUTS, None)  # a run's settings.yaml given as a preset: a new run
     data = apply_overrides(data, overrides or [])
     for dotted, value in (values or {}).items():
         _assign(data, dotted.split("."), value, dotted)
     overridden = override_keys(overrides or []) | set(values or {})
     context = {"saved_run": saved_run}
-    return validate_settings(data, str(path), root, overridden, context)
+    settings = validate_settings(data, str(path), root, overridden, context)
+    if saved_run:
+        check_saved_inputs(settings, recorded, path)
+        return settings
+    return settings.with_absolute_paths()
 
 
 class _StrictLoader(yaml.SafeLoader):
@@ -96,7 +108,7 @@ def preset_fields(path: str | Path) -> set[str]:
     return {
         f"{section}.{key}"
         for section, values in data.items()
-        if isinstance(values, dict)
+        if isinstance(values, dict) and section != INPUTS
         for key in values
     }
 
@@ -119,7 +131,8 @@ def settings_from_arguments(
     if preset:
         return load_preset(preset, overrides, values or {})
     settings = settings_from_overrides(overrides)
-    return with_changes(settings, values, source="--set") if values else settings
+    settings = with_changes(settings, values, source="--set") if values else settings
+    return settings.with_absolute_paths()
 
 
 def validate_settings(
@@ -184,8 +197,15 @@ def dump_preset(settings: TrainSettings) -> str:
 
 
 def save_preset(settings: TrainSettings, path: str | Path) -> Path:
+    """A run's own settings.yaml: local paths absolute, and the fingerprint of its dataset
+    and model folder, which `--resume` compares before it trains."""
     path = Path(path)
-    write_text_atomic(path, dump_preset(settings))
+    settings = settings.with_absolute_paths()
+    text = dump_preset(settings)
+    recorded = input_fingerprints(settings)
+    if recorded:
+        text += yaml.safe_dump({INPUTS: recorded}, sort_keys=False, default_flow_style=False)
+    write_text_atomic(path, text)
     return path
 
 
@@ -197,6 +217,115 @@ def _check_no_secrets(data: dict, prefix: str = "") -> None:
             raise ValueError(f"{name}: secrets must never be written into a preset")
         if isinstance(value, dict):
             _check_no_secrets(value, name + ".")
+
+
+# --- a run's inputs ----------------------------------------------------------------------
+
+
+def input_fingerprints(settings: TrainSettings) -> dict:
+    """What a resume must find again: the dataset's size and SHA-256 (streamed, every file
+    of a save_to_disk folder) and the local model folder's config.json SHA-256. What cannot
+    be read now is left out (the run's own checks name it)."""
+    recorded: dict = {}
+    if settings.dataset.path != DEMO:
+        try:
+            recorded["dataset"] = dataset_fingerprint(Path(settings.dataset.path))
+        except (OSError, InputError):
+            pass
+    if is_local_model(settings.model.name_or_path):
+        try:
+            recorded["model_config"] = _sha256(Path(settings.model.name_or_path) / "config.json")
+        except (OSError, InputError):
+            pass
+    return recorded
+
+
+def dataset_fingerprint(path: Path) -> dict:
+    """{"bytes", "sha256"} of a dataset file, or of a folder's regular files (names and
+    contents, in name order; links are not followed)."""
+    if not path.is_dir():
+        with open_regular(path, "dataset file", mode="rb") as file:
+            digest, size = _stream(file, hashlib.sha256())
+        return {"bytes": size, "sha256": digest.hexdigest()}
+    digest, total = hashlib.sha256(), 0
+    for folder, _, files in sorted(os.walk(path)):  # every run walks in the same order
+        for name in sorted(files):
+            file_path = Path(folder) / name
+            if not stat.S_ISREG(os.lstat(file_path).st_mode):
+                continue
+            digest.update(f"{file_path.relative_to(path)}\0".encode("utf-8", "surrogateescape"))
+            with open_regular(file_path, "dataset file", mode="rb") as file:
+                digest, size = _stream(file, digest)
+            total += size
+    return {"bytes": total, "sha256": digest.hexdigest()}
+
+
+def _sha256(path: Path) -> str:
+    with open_regular(path, "model config", mode="rb") as file:
+        return _stream(file, hashlib.sha256())[0].hexdigest()
+
+
+def _stream(file, digest):
+    size = 0
+    while chunk := file.read(CHUNK):
+        digest.update(chunk)
+        size += len(chunk)
+    return digest, size
+
+
+def check_saved_inputs(settings: TrainSettings, recorded: object, source: Path) -> None:
+    """A resumed run trains on what it started with, or says why not in one line.
+
+    Its settings.yaml names absolute paths; one written before this rule may hold a
+    relative one, which would be read from wherever --resume is typed: refused, since what
+    it named cannot be known. A recorded fingerprint that no longer matches stops the run.
+    """
+    dataset, model = settings.dataset.path, settings.model.name_or_path
+    for field, value, local in (
+        ("dataset.path", dataset, dataset != DEMO),
+        ("model.name_or_path", model, is_local_model(model)),
+    ):
+        if local and not os.path.isabs(os.path.expanduser(value)):
+            raise SettingsError(
+                f"{source}: {field}: {value!r} is relative (saved by an older version) and "
+                "would be read from the current folder; write its absolute path there to resume"
+            )
+    recorded = recorded if isinstance(recorded, dict) else {}
+    if dataset != DEMO and isinstance(recorded.get("dataset"), dict):
+        try:
+            now = dataset_fingerprint(Path(dataset))
+        except OSError as exc:
+            raise DatasetError(
+                f"{dataset}: cannot read the run's dataset: {exc.strerror}"
+            ) from None
+        except InputError as exc:
+            raise DatasetError(f"{exc} (the dataset of {source.parent})") from None
+        was = recorded["dataset"]
+        if (was.get("bytes"), was.get("sha256")) != (now["bytes"], now["sha256"]):
+            raise DatasetError(
+                f"{dataset}: changed since the run started ({_describe_fingerprint(was)} then, "
+                f"{_describe_fingerprint(now)} now); resuming would train on other data: put "
+                "the original back, or start a new run"
+            )
+    if is_local_model(model) and isinstance(recorded.get("model_config"), str):
+        config = Path(model) / "config.json"
+        try:
+            now_config = _sha256(config)
+        except (OSError, InputError):
+            raise ModelError(
+                f"{config}: the run's model folder has no readable config.json"
+            ) from None
+        if now_config != recorded["model_config"]:
+            raise ModelError(
+                f"{config}: changed since the run started; resuming would train another model: "
+                "put the original back, or start a new run"
+            )
+
+
+def _describe_fingerprint(fingerprint: dict) -> str:
+    size, digest = fingerprint.get("bytes"), fingerprint.get("sha256")
+    size = f"{size:,} bytes" if isinstance(size, int) else "? bytes"
+    return f"{size}, sha256 {str(digest)[:12]}"
 
 
 # --- error messages ---------------------------------------------------------------------

@@ -6,6 +6,8 @@ of the TUI's settings form (tui/settings_form.py) and as comments in the exporte
 
 from __future__ import annotations
 
+import os
+import re
 import typing
 from pathlib import Path
 from typing import Annotated, Literal
@@ -17,6 +19,7 @@ from .options import BACKENDS, CHECKPOINTING, OPTIMIZERS, QUANTIZATIONS, STRATEG
 from .safe_io import encoding_problem
 
 DEMO = "demo"  # the embedded tiny model / dataset: no network, no download
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}(/[A-Za-z0-9][\w.-]{0,95})?$")
 
 Quantization = Literal[tuple(QUANTIZATIONS)]
 ComputeDtype = Literal["auto", "bf16", "fp16", "fp32"]
@@ -363,6 +366,19 @@ class TrainSettings(Section):
             if theirs[section][key] != value
         }
 
+    def with_absolute_paths(self) -> TrainSettings:
+        """A copy naming the local dataset and model folder by absolute path (from the working
+        directory, as they are read): a run resumed from elsewhere reads the same files."""
+        dataset, model = self.dataset.path, self.model.name_or_path
+        return self.model_copy(
+            update={
+                "dataset": self.dataset.model_copy(update={"path": _absolute(dataset)}),
+                "model": self.model.model_copy(
+                    update={"name_or_path": _absolute(model) if is_local_model(model) else model}
+                ),
+            }
+        )
+
     def input_paths(self) -> tuple[Path, ...]:
         """The local files a run reads (dataset, model): never to be replaced or written."""
         paths = (self.dataset.path, self.model.name_or_path)
@@ -371,3 +387,20 @@ class TrainSettings(Section):
     @property
     def effective_batch_size(self) -> int:
         return self.training.micro_batch_size * self.training.gradient_accumulation_steps
+
+
+def is_local_model(name: str) -> bool:
+    """A model named by a folder: one that exists here, or a name no Hub ID can have."""
+    if name == DEMO or not name.strip():
+        return False
+    return os.path.exists(os.path.expanduser(name)) or not HUB_ID.match(name)
+
+
+def _absolute(path: str) -> str:
+    """The path from the working directory; 'demo' and an empty path stay as they are."""
+    if path == DEMO or not path.strip():
+        return path
+    try:
+        return os.path.join(os.getcwd(), os.path.expanduser(path))
+    except OSError:  # the working directory was deleted: the path cannot be read either
+        return path
