@@ -157,6 +157,7 @@ def inspect_config(name: str, config: dict) -> ModelInfo:
 
 
 REQUIRED = ("hidden_size", "num_hidden_layers", "num_attention_heads", "vocab_size")
+SIZES_IF_SET = ("num_key_value_heads", "head_dim", "intermediate_size")  # null: derived
 LAYERNORM = {"gpt_neox", "starcoder2", "falcon", "phimoe", "phi", "gpt2", "gpt_bigcode"}
 LINEAR_ROUTERS = {"phimoe"}  # its router subclasses nn.Linear: quantised and LoRA-targeted
 KNOWN_TYPES = {
@@ -194,9 +195,7 @@ def _info(name: str, c: dict) -> ModelInfo:
             f"(known: {', '.join(sorted(KNOWN_TYPES))}); training it may still work, "
             "but its memory cannot be predicted"
         )
-    missing = [key for key in REQUIRED if not isinstance(c.get(key), int)]
-    if missing:
-        raise ModelError(f"{name}: config.json has no integer '{missing[0]}', which planning needs")
+    check_config_sizes(name, c)
     h, layers, vocab = c["hidden_size"], c["num_hidden_layers"], c["vocab_size"]
     heads = c["num_attention_heads"]
     kv = _kv_heads(model_type, c, heads)
@@ -250,6 +249,25 @@ def _info(name: str, c: dict) -> ModelInfo:
         params_active=active,
         moe=moe,
     )
+
+
+def check_config_sizes(name: str, c: dict, required: bool = True) -> None:
+    """The sizes planning divides and multiplies by are positive integers: zero heads or
+    layers made `plan` say "fits" for "-0.00 B parameters", and loading fail later.
+    Preflight checks a model folder with `required=False` (a family we cannot plan may
+    name its sizes otherwise) before the run directory exists."""
+    text = c.get("text_config")
+    c = text if isinstance(text, dict) else c
+    for key in REQUIRED + SIZES_IF_SET:
+        value = c.get(key)
+        if value is None and (key in SIZES_IF_SET or not required):
+            continue
+        if type(value) is not int:  # bool is an int to isinstance
+            if key in SIZES_IF_SET:
+                raise ModelError(f"{name}: config.json: '{key}' is {value!r}, not an integer")
+            raise ModelError(f"{name}: config.json has no integer '{key}', which planning needs")
+        if value <= 0:
+            raise ModelError(f"{name}: config.json: '{key}' is {value}; it must be at least 1")
 
 
 def _kv_heads(model_type: str, c: dict, heads: int) -> int:

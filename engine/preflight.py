@@ -47,11 +47,14 @@ def check_model_source(settings: TrainSettings) -> None:
 
 
 def _check_model_folder(path: Path, settings: TrainSettings) -> None:
+    from .models import check_config_sizes
+
     if not path.is_dir():
         raise ModelError(f"{path}: model folder not found (and not a Hugging Face model ID)")
     config = read_json(path / "config.json", CONFIG_LIMIT, "model config")
     if not isinstance(config, dict):
         raise ModelError(f"{path / 'config.json'}: must be a JSON object")
+    check_config_sizes(str(path), config, required=False)  # zero heads: one line, not a crash
     if not any((path / name).is_file() for name in TOKENIZER_FILES):
         raise ModelError(f"{path}: no tokenizer files ({', '.join(TOKENIZER_FILES)})")
     if not any(any(path.glob(pattern)) for pattern in WEIGHT_PATTERNS):
