@@ -8,13 +8,14 @@ registers a sub-parser and a handler.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import os
 import sys
 import traceback
 
 from finetune_tui import __version__
-from finetune_tui.engine.errors import FinetuneError
+from finetune_tui.engine.errors import FinetuneError, InputError
 
 COMMAND_MODULES = ("commands_plan", "commands_export", "commands_runs")
 ERROR_PREFIX = "finetune-tui: error: "  # every error line starts so (workers' are found by it)
@@ -73,13 +74,23 @@ def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    closed = _reopen_closed_streams()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         _launcher_variables(worker=bool(args.worker))
         if getattr(args, "handler", None) is not None:
-            code = int(args.handler(args) or 0)
-            sys.stdout.flush()  # a closed pipe shows up here, inside the handler below
+            if "stdout" in closed:  # plan, detect, export, runs, attach: printing is the point
+                raise InputError(
+                    "standard output is closed; give the command somewhere to print "
+                    "(a file, a pipe or /dev/null)"
+                )
+            stdout, sys.stdout = sys.stdout, _NamedStdout(sys.stdout)
+            try:
+                code = int(args.handler(args) or 0)
+                sys.stdout.flush()  # a closed pipe or a full disk shows up here at the latest
+            finally:
+                sys.stdout = stdout
             return code
         if args.worker:
             from finetune_tui.workers import run_worker
@@ -93,23 +104,116 @@ def main(argv: list[str] | None = None) -> int:
     except FinetuneError as exc:
         if args.debug:
             traceback.print_exc()
-        message = " ".join(str(exc).split())  # library messages can span lines
-        print(f"{ERROR_PREFIX}{message}", file=sys.stderr)
+        _error_line(f"{ERROR_PREFIX}{exc}")
         return exc.exit_code
     except KeyboardInterrupt:
-        print("finetune-tui: interrupted", file=sys.stderr)
+        _error_line("finetune-tui: interrupted")
         return 130
     except BrokenPipeError:
         return _reader_went_away()
-    except Exception as exc:  # a bug of ours: still one line, the traceback on request
-        if args.debug:
-            raise
-        print(
-            f"finetune-tui: internal error: {type(exc).__name__}: {' '.join(str(exc).split())}"
-            " (rerun with --debug for the traceback, and please report it)",
-            file=sys.stderr,
-        )
+    except OSError as exc:  # the machine refused: a full disk, a read-only folder
+        if args.debug or exc.errno not in SYSTEM_REFUSALS:
+            return _internal_error(exc, args.debug)
+        _error_line(f"{ERROR_PREFIX}{_refusal(exc)}")
         return 1
+    except Exception as exc:  # a bug of ours: still one line, the traceback on request
+        return _internal_error(exc, args.debug)
+
+
+# What the machine can refuse a write or a read for, in words a user can act on.
+SYSTEM_REFUSALS = {
+    errno.ENOSPC: "no space left on device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EROFS: "read-only file system",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+    errno.EIO: "input/output error",
+}
+
+
+STDOUT = "standard output"
+
+
+class _NamedStdout:
+    """A command's stdout whose failed writes name it (`plan > /dev/full`: the error says
+    which file was full); everything else is the stream's own."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        return self._named(self._stream.write, text)
+
+    def flush(self) -> None:
+        self._named(self._stream.flush)
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
+
+    @staticmethod
+    def _named(call, *args):
+        try:
+            return call(*args)
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            exc.filename = exc.filename or STDOUT
+            raise
+
+
+def _refusal(exc: OSError) -> str:
+    """`PATH: no space left on device`, or without a path when the write named none."""
+    what = SYSTEM_REFUSALS[exc.errno]
+    if exc.filename == STDOUT:
+        _silence_stdout()  # its unwritten buffer would fail again at exit
+    if exc.filename is not None:
+        return f"{os.fsdecode(exc.filename)}: {what}"
+    return f"{what} (a write failed; free some space or choose another folder)"
+
+
+def _internal_error(exc: BaseException, debug: bool) -> int:
+    if debug:
+        raise exc
+    _error_line(
+        f"finetune-tui: internal error: {type(exc).__name__}: {exc}"
+        " (rerun with --debug for the traceback, and please report it)"
+    )
+    return 1
+
+
+def _error_line(text: str) -> None:
+    """One line on stderr: library messages can span lines, and names in them can hold
+    terminal escapes (engine/event_text.printable). A closed stderr loses the line only."""
+    from finetune_tui.engine.event_text import printable
+
+    try:
+        print(printable(" ".join(text.split())), file=sys.stderr, flush=True)
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+def _reopen_closed_streams() -> set[str]:
+    """`finetune-tui ... >&-` / `<&-` / `2>&-`: which standard streams were closed.
+
+    Each closed descriptor is reopened on /dev/null before anything else is opened, so no
+    file we write takes number 1 or 2 (where a library's print would land inside it) and
+    child processes inherit three valid descriptors. A command that prints its result
+    refuses a closed stdout in one line (exit 2); a run trains on, its progress in
+    metrics.jsonl; with stderr closed too, the exit code is all that is said.
+    """
+    closed = set()
+    for fd, name in ((0, "stdin"), (1, "stdout"), (2, "stderr")):
+        try:
+            os.fstat(fd)
+        except OSError:
+            closed.add(name)
+            null = os.open(os.devnull, os.O_RDWR)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+            mode = "r" if fd == 0 else "w"
+            setattr(sys, name, open(fd, mode, encoding="utf-8", errors="replace", closefd=False))
+    return closed
 
 
 def _launcher_variables(worker: bool) -> None:
@@ -123,14 +227,17 @@ def _launcher_variables(worker: bool) -> None:
 
 
 def _reader_went_away() -> int:
-    """`finetune-tui plan --json | head`: the reader closed the pipe; exit quietly.
-
-    Python would report the failed flush of stdout at exit; point stdout at /dev/null so
-    it does not (the pattern the Python documentation gives for SIGPIPE).
-    """
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, sys.stdout.fileno())
+    """`finetune-tui plan --json | head`: the reader closed the pipe; exit quietly."""
+    _silence_stdout()
     return 141  # 128 + SIGPIPE, what a shell reports for a reader that left
+
+
+def _silence_stdout() -> None:
+    """Python would report the failed flush of stdout at exit; point stdout at /dev/null
+    so it does not (the pattern the Python documentation gives for SIGPIPE)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.close(devnull)
 
 
 def _open_tui(args: argparse.Namespace) -> int:
