@@ -53,6 +53,7 @@ class Linear:
     in_features: int
     out_features: int
     layers: int
+    auto_lora: bool = True  # False for a router: "auto" never adapts it (recipe.language_linears)
 
     @property
     def params(self) -> int:
@@ -159,7 +160,7 @@ def inspect_config(name: str, config: dict) -> ModelInfo:
 REQUIRED = ("hidden_size", "num_hidden_layers", "num_attention_heads", "vocab_size")
 SIZES_IF_SET = ("num_key_value_heads", "head_dim", "intermediate_size")  # null: derived
 LAYERNORM = {"gpt_neox", "starcoder2", "falcon", "phimoe", "phi", "gpt2", "gpt_bigcode"}
-LINEAR_ROUTERS = {"phimoe"}  # its router subclasses nn.Linear: quantised and LoRA-targeted
+LINEAR_ROUTERS = {"phimoe"}  # its router subclasses nn.Linear: quantised, never LoRA-targeted
 KNOWN_TYPES = {
     "llama",
     "mistral",
@@ -208,7 +209,7 @@ def _info(name: str, c: dict) -> ModelInfo:
     if moe:
         linears += _mlp(model_type, h, moe.shared_intermediate, moe.sparse_layers)
         if model_type in LINEAR_ROUTERS:
-            linears.append(Linear("router", h, moe.experts, moe.sparse_layers))
+            linears.append(Linear("router", h, moe.experts, moe.sparse_layers, auto_lora=False))
         experts = moe.sparse_layers * moe.experts * 3 * h * moe.expert_intermediate
     tie = bool(c.get("tie_word_embeddings", model_type in {"gemma", "gemma2", "gemma3_text"}))
     embedding = vocab * h * (1 if tie else 2)
@@ -242,7 +243,7 @@ def _info(name: str, c: dict) -> ModelInfo:
         vocab_size=vocab,
         tie_word_embeddings=tie,
         max_context=c.get("max_position_embeddings", 2048),
-        lora_targets=list(dict.fromkeys(lin.name for lin in linears)),
+        lora_targets=list(dict.fromkeys(lin.name for lin in linears if lin.auto_lora)),
         supported_backends=backends,
         linears=linears,
         params_experts=experts,

@@ -87,17 +87,101 @@ def load_model(path, dtype, attention, quantization, double_quant, trust_remote_
     return model
 
 
-def auto_lora_targets(model):
-    """What "auto" LoRA targets mean: the name of every linear layer in the model but its
-    output head (bitsandbytes' 4/8-bit layers are nn.Linear too; GPT-2's Conv1D is one)."""
+def language_linears(model):
+    """The full names of the linear layers "auto" LoRA adapts: those inside the language
+    model's decoder layers (its attention and MLP projections). Never the output head, a
+    vision or audio tower or projector (they sit outside the language model), nor an MoE
+    router or gate: a linear beside the experts it routes to, or a model's own nn.Linear
+    subclass whose forward is not declared to return a tensor (Phi-3.5-MoE's router
+    returns a tuple, which PEFT's LoRA cannot wrap; Falcon's own linear returns a tensor
+    and counts). bitsandbytes' 4/8-bit layers and GPT-2's Conv1D count as linear."""
     import torch
 
+    def plain_linear(module):
+        if type(module).__name__ == "Conv1D":
+            return True
+        if not isinstance(module, torch.nn.Linear):
+            return False
+        forward = type(module).forward
+        if forward is torch.nn.Linear.forward or not type(module).__module__.startswith(
+            "transformers"
+        ):
+            return True  # nn.Linear itself, or a quantised one (bitsandbytes...)
+        returns = getattr(forward, "__annotations__", {}).get("return")
+        return returns is torch.Tensor or returns in ("torch.Tensor", "Tensor")
+
+    def holds_experts(module):
+        for name, child in module.named_children():
+            # fused experts are 3-D (ds_shape: the whole shape of a ZeRO-3 partition)
+            shapes = [getattr(p, "ds_shape", p.shape) for p in child.parameters(recurse=False)]
+            if name == "experts" or any(len(shape) >= 3 for shape in shapes):
+                return True
+        return False
+
+    try:  # transformers' get_decoder: the language model of a multimodal one
+        decoder = model.get_decoder()
+    except (AttributeError, NotImplementedError, ValueError):
+        decoder = model
+    prefix = next((name for name, module in model.named_modules() if module is decoder), None)
+    if prefix is None:
+        decoder, prefix = model, ""
+    layer_lists = [
+        name for name, module in decoder.named_modules() if isinstance(module, torch.nn.ModuleList)
+    ]
+    layer_lists = [  # the outermost lists: the decoder layers, not experts inside them
+        name
+        for name in layer_lists
+        if not any(name.startswith(other + ".") for other in layer_lists)
+    ]
+    modules = dict(decoder.named_modules())
     output = model.get_output_embeddings()
-    names = set()
+    names = []
+    for name, module in decoder.named_modules():
+        if not any(name.startswith(f"{layers}.") for layers in layer_lists if layers):
+            continue
+        parent = modules[name.rsplit(".", 1)[0]]
+        if plain_linear(module) and module is not output and not holds_experts(parent):
+            names.append(f"{prefix}.{name}" if prefix else name)
+    return sorted(names)
+
+
+def auto_lora_targets(model):
+    """What "auto" LoRA targets mean on every backend: the layers `language_linears`
+    names, given as their short names ("q_proj", ...) where those name exactly these
+    layers, else as a regular expression over their full names (a vision tower reuses
+    q_proj, fc1..., and PEFT matches a short name anywhere in the model)."""
+    import re
+
+    chosen = language_linears(model)
+    every = [name for name, _ in model.named_modules()]
+    short = sorted({name.rsplit(".", 1)[-1] for name in chosen})
+
+    def matched_by_short(name):
+        return any(name == key or name.endswith("." + key) for key in short)
+
+    if {name for name in every if matched_by_short(name)} == set(chosen):
+        return short
+    # one alternative per layer list: "<list>.<index>.<path inside the layer>"
+    paths = {}
+    for name in chosen:
+        layers, _, inside = re.match(r"(.*?)\.(\d+)\.(.*)", name).groups()
+        paths.setdefault(layers, set()).add(inside)
+    pattern = "|".join(
+        re.escape(layers) + r"\.\d+\.(?:" + "|".join(map(re.escape, sorted(inside))) + ")"
+        for layers, inside in sorted(paths.items())
+    )
+    if {name for name in every if re.fullmatch(pattern, name)} != set(chosen):
+        pattern = "|".join(map(re.escape, chosen))  # the names themselves: always exact
+    return pattern
+
+
+def lora_module_names(model):
+    """The full names of the modules that carry a LoRA adapter (read back from the
+    model, whichever loader applied it), without PEFT's wrapper prefix."""
+    names = []
     for name, module in model.named_modules():
-        linear = isinstance(module, torch.nn.Linear) or type(module).__name__ == "Conv1D"
-        if linear and module is not output:
-            names.add(name.rsplit(".", 1)[-1])
+        if getattr(module, "lora_A", None):
+            names.append(name.removeprefix("base_model.model."))
     return sorted(names)
 
 
@@ -129,7 +213,10 @@ def load_unsloth_model(
     checkpointing,
     seed,
 ):
-    """Unsloth's own loader, LoRA and checkpointing ("unsloth" offloads to CPU)."""
+    """Unsloth's own loader, LoRA and checkpointing ("unsloth" offloads to CPU). "auto"
+    targets are the Hugging Face path's (auto_lora_targets), passed as explicit names:
+    Unsloth's own default names Llama's projections, which miss Phi-3's fused qkv_proj and
+    gate_up_proj. If Unsloth adapts other layers all the same, this refuses to train."""
     from unsloth import FastLanguageModel
 
     model, tokenizer = FastLanguageModel.from_pretrained(
@@ -140,8 +227,10 @@ def load_unsloth_model(
         load_in_8bit=quantization == "8bit",
     )
     offload = {"off": False, "on": True, "unsloth": "unsloth"}[checkpointing]
-    if targets == "auto":  # the projections Unsloth's fused LoRA kernels handle
-        targets = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    wanted = None
+    if targets == "auto":
+        wanted = language_linears(model)
+        targets = auto_lora_targets(model)
     model = FastLanguageModel.get_peft_model(
         model,
         r=r,
@@ -153,6 +242,15 @@ def load_unsloth_model(
         use_rslora=use_rslora,
         bias="none",
     )
+    adapted = lora_module_names(model)
+    if wanted is not None and adapted != wanted:
+        extra = sorted({n.rsplit(".", 1)[-1] for n in set(adapted) - set(wanted)})
+        missed = sorted({n.rsplit(".", 1)[-1] for n in set(wanted) - set(adapted)})
+        raise ValueError(
+            f"Unsloth adapted {len(adapted)} layers where lora.target_modules 'auto' means "
+            f"{len(wanted)} (extra: {', '.join(extra) or 'none'}; missing: "
+            f"{', '.join(missed) or 'none'}); use memory.backend hf or liger for this model"
+        )
     return model, tokenizer
 
 
@@ -239,8 +337,17 @@ HF_FUNCTIONS = (
     quantization_config,
     quantized_device_map,
     load_model,
+    language_linears,
     auto_lora_targets,
     lora_config,
     trainer_arguments,
 )
-UNSLOTH_FUNCTIONS = (compute_dtype, torch_dtype, load_unsloth_model, trainer_arguments)
+UNSLOTH_FUNCTIONS = (
+    compute_dtype,
+    torch_dtype,
+    language_linears,
+    auto_lora_targets,
+    lora_module_names,
+    load_unsloth_model,
+    trainer_arguments,
+)

@@ -308,9 +308,11 @@ def _parameter_counts(model) -> tuple[int, int]:
 
 
 def _lora_targets(model) -> list[str]:
-    """The adapted module names; none under full fine-tuning."""
-    config = getattr(model, "peft_config", {}).get("default")
-    return sorted(config.target_modules) if config is not None else []
+    """The short names of the modules that really carry LoRA, read back from the model
+    (not the config: Unsloth may hand PEFT a pattern string); none under full fine-tuning."""
+    from .recipe import lora_module_names
+
+    return sorted({name.rsplit(".", 1)[-1] for name in lora_module_names(model)})
 
 
 def _load_model_with_backend(settings: TrainSettings, inputs: _Inputs, emit: EventSink):

@@ -90,6 +90,7 @@ def test_script_is_standalone():
         "os",
         "json",
         "pathlib",
+        "re",
         "torch",
         "transformers",
         "datasets",

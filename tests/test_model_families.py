@@ -60,12 +60,10 @@ def test_counts_and_lora_targets_match_the_module_tree(model_id):
     model = meta_model(config)
     info = _info(model_id, config)
     assert info.params_total == sum(p.numel() for p in model.parameters())
-    linear_leaves = {
-        name.rsplit(".", 1)[-1]
-        for name, module in model.named_modules()
-        if isinstance(module, torch.nn.Linear) and module is not model.get_output_embeddings()
-    }
-    assert set(info.lora_targets) == linear_leaves
+    from finetune_tui.engine.recipe import language_linears
+
+    # the planner's "auto" targets are the runner's (routers and gates excluded)
+    assert set(info.lora_targets) == {n.rsplit(".", 1)[-1] for n in language_linears(model)}
     assert info.params_linear == sum(
         module.weight.numel()
         for module in model.modules()

@@ -1,0 +1,204 @@
+"""'auto' LoRA targets mean the same on every family and backend: the language model's
+attention and MLP projections, never an MoE router or gate, never a vision tower
+(issue 26). Tiny configs of the real architectures, built by transformers on the CPU."""
+
+from __future__ import annotations
+
+import sys
+import types
+
+import pytest
+
+from finetune_tui.engine import recipe
+
+SMALL = {
+    "hidden_size": 64,
+    "intermediate_size": 32,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "vocab_size": 32064,
+}
+LLAMA_NAMES = ["down_proj", "gate_proj", "k_proj", "o_proj", "q_proj", "up_proj", "v_proj"]
+ATTENTION = ["k_proj", "o_proj", "q_proj", "v_proj"]
+GEMMA3_VL = {
+    "text_config": SMALL | {"vocab_size": 300, "head_dim": 16},
+    "vision_config": {
+        "hidden_size": 32,
+        "intermediate_size": 16,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 2,
+        "image_size": 28,
+        "patch_size": 14,
+    },
+    "mm_tokens_per_image": 4,
+}
+# model_type, tiny config, the short names "auto" adapts
+FAMILIES = [
+    ("llama", SMALL, LLAMA_NAMES),
+    ("qwen2", SMALL, LLAMA_NAMES),
+    ("phi3", SMALL, ["down_proj", "gate_up_proj", "o_proj", "qkv_proj"]),
+    ("mixtral", SMALL | {"num_local_experts": 4}, ATTENTION),  # not the `gate` router
+    ("phimoe", SMALL | {"num_local_experts": 4}, ATTENTION),  # not the `router`
+    ("qwen3_moe", SMALL | {"num_experts": 4, "moe_intermediate_size": 16}, ATTENTION),
+    (  # the shared expert's MLP, not the router nor shared_expert_gate
+        "qwen2_moe",
+        SMALL
+        | {"num_experts": 4, "moe_intermediate_size": 16, "shared_expert_intermediate_size": 32},
+        LLAMA_NAMES,
+    ),
+    ("gemma3", GEMMA3_VL, LLAMA_NAMES),  # the language model's, not the vision tower's
+]
+
+
+def build(model_type: str, config: dict, meta: bool = True):
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    hf_config = AutoConfig.for_model(model_type, **config)
+    if not meta:
+        torch.manual_seed(0)
+        return AutoModelForCausalLM.from_config(hf_config)
+    with torch.device("meta"):
+        return AutoModelForCausalLM.from_config(hf_config)
+
+
+def short_names(names) -> list[str]:
+    return sorted({name.rsplit(".", 1)[-1] for name in names})
+
+
+def matched(model, targets) -> set[str]:
+    """The modules PEFT would wrap for these targets (its own matcher)."""
+    from peft.tuners.tuners_utils import check_target_module_exists
+
+    config = recipe.lora_config(targets, 4, 8, 0.0, False)
+    return {name for name, _ in model.named_modules() if check_target_module_exists(config, name)}
+
+
+@pytest.mark.parametrize(
+    ("model_type", "config", "expected"), FAMILIES, ids=[family[0] for family in FAMILIES]
+)
+def test_auto_targets_are_the_language_models_projections(model_type, config, expected):
+    model = build(model_type, config)
+    chosen = recipe.language_linears(model)
+    assert short_names(chosen) == expected
+    assert len(chosen) == len(expected) * 2  # every decoder layer, nothing else
+    assert not any(word in name for name in chosen for word in ("router", "gate.", "vision"))
+    assert matched(model, recipe.auto_lora_targets(model)) == set(chosen)
+
+
+def test_a_vision_tower_reusing_the_names_gets_an_exact_pattern():
+    """Gemma-3's vision encoder has its own q_proj / out_proj / fc1: short names would
+    reach it, so "auto" is a pattern over the language model's layers only."""
+    model = build("gemma3", GEMMA3_VL)
+    targets = recipe.auto_lora_targets(model)
+    assert isinstance(targets, str) and "language_model" in targets
+    assert not any("vision" in name for name in matched(model, targets))
+
+
+def test_a_model_that_is_its_own_decoder_is_walked_too():
+    """get_decoder() of a base model returns itself: its layers are still found."""
+    model = build("llama", SMALL).model
+    assert short_names(recipe.language_linears(model)) == LLAMA_NAMES
+
+
+def train_step(model, targets) -> object:
+    """One LoRA forward and backward on random tokens; returns the PEFT model."""
+    import torch
+    from peft import get_peft_model
+
+    peft_model = get_peft_model(model, recipe.lora_config(targets, 4, 8, 0.0, False))
+    ids = torch.randint(0, 200, (2, 8))
+    loss = peft_model(input_ids=ids, labels=ids).loss
+    loss.backward()
+    assert torch.isfinite(loss)
+    grads = [p.grad for n, p in peft_model.named_parameters() if "lora_" in n]
+    assert grads and all(g is not None for g in grads)
+    return peft_model
+
+
+def test_lora_trains_a_step_on_phi_3_5_moe():
+    """Was: "'tuple' object has no attribute 'dtype'" at step 1 (LoRA on PhimoeRouter)."""
+    model = build("phimoe", SMALL | {"num_local_experts": 4}, meta=False)
+    wanted = recipe.language_linears(model)
+    peft_model = train_step(model, recipe.auto_lora_targets(model))
+    assert recipe.lora_module_names(peft_model) == wanted
+
+
+def test_lora_trains_a_step_on_gemma_3_text_only():
+    model = build("gemma3", GEMMA3_VL, meta=False)
+    wanted = recipe.language_linears(model)
+    peft_model = train_step(model, recipe.auto_lora_targets(model))
+    assert recipe.lora_module_names(peft_model) == wanted
+
+
+def test_the_recorded_targets_are_read_back_from_the_model():
+    """summary.json and the headless line name real modules, even when the config holds
+    a pattern string (never a string sorted into characters)."""
+    from peft import get_peft_model
+
+    from finetune_tui.engine.runner import _lora_targets
+
+    model = build("gemma3", GEMMA3_VL, meta=False)
+    peft_model = get_peft_model(
+        model, recipe.lora_config(recipe.auto_lora_targets(model), 4, 8, 0, False)
+    )
+    assert _lora_targets(peft_model) == LLAMA_NAMES
+    assert _lora_targets(build("llama", SMALL)) == []  # full fine-tuning: no adapter
+
+
+class FakeFastLanguageModel:
+    """Unsloth's loader as it behaves on Phi-3 (its FastModel path): get_peft_model turns
+    an explicit name list into its own language-layer pattern; `default_only` mimics the
+    old call, which passed Llama's names and so adapted only o_proj and down_proj."""
+
+    model = None
+    received = None
+
+    @classmethod
+    def from_pretrained(cls, **kwargs):
+        return cls.model, object()
+
+    @classmethod
+    def get_peft_model(cls, model, target_modules, **kwargs):
+        from peft import get_peft_model
+
+        cls.received = target_modules
+        config = recipe.lora_config(target_modules, kwargs["r"], 8, 0.0, False)
+        return get_peft_model(model, config)
+
+
+@pytest.fixture
+def fake_unsloth(monkeypatch):
+    module = types.ModuleType("unsloth")
+    module.FastLanguageModel = FakeFastLanguageModel
+    monkeypatch.setitem(sys.modules, "unsloth", module)
+    return FakeFastLanguageModel
+
+
+def load_with_unsloth(targets="auto"):
+    return recipe.load_unsloth_model(
+        "phi3-path", 64, "fp32", "none", targets, 4, 8, 0.0, False, "off", 0
+    )
+
+
+def test_unsloth_gets_the_same_explicit_names_as_hf(fake_unsloth):
+    """Phi-3 trained 8.9 M LoRA parameters under Unsloth against 25.2 M under HF: Unsloth
+    was given Llama's names, and Phi-3's fused qkv_proj / gate_up_proj were left out."""
+    fake_unsloth.model = build("phi3", SMALL, meta=False)
+    wanted = recipe.language_linears(fake_unsloth.model)
+    model, _ = load_with_unsloth()
+    assert fake_unsloth.received == ["down_proj", "gate_up_proj", "o_proj", "qkv_proj"]
+    assert recipe.lora_module_names(model) == wanted
+
+
+def test_unsloth_adapting_other_layers_is_refused(fake_unsloth, monkeypatch):
+    fake_unsloth.model = build("phi3", SMALL, meta=False)
+    real = FakeFastLanguageModel.get_peft_model.__func__
+
+    def llama_names_only(cls, model, target_modules, **kwargs):
+        return real(cls, model, ["o_proj", "down_proj"], **kwargs)
+
+    monkeypatch.setattr(FakeFastLanguageModel, "get_peft_model", classmethod(llama_names_only))
+    with pytest.raises(ValueError, match=r"missing: gate_up_proj, qkv_proj.*memory.backend"):
+        load_with_unsloth()
