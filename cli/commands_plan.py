@@ -33,9 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=_positive,
         help="plan each GPU of N per node under each strategy (ddp, fsdp, deepspeed)",
     )
-    plan.add_argument(
-        "--nodes", metavar="M", type=_positive, default=1, help="with --gpus: M machines"
-    )
+    plan.add_argument("--nodes", metavar="M", type=_positive, help="with --gpus: M machines")
     add_settings_arguments(plan)
     plan.add_argument("--json", action="store_true", help="machine-readable output")
     plan.set_defaults(handler=plan_command)
@@ -83,21 +81,32 @@ def plan_command(args: argparse.Namespace) -> int:
         return _list_models()
     if not args.model:
         raise InputError("plan: give --model (a folder with config.json, a catalog ID or demo)")
-    from finetune_tui.engine.preset import override_keys, settings_from_arguments
+    from finetune_tui.engine.preset import (
+        layout_flag_changes,
+        override_keys,
+        settings_from_arguments,
+    )
     from finetune_tui.engine.strategy import advise
 
     # paths are taken as text, never parsed as YAML: a folder named `yes` stays a folder
     paths = {"model.name_or_path": args.model}
     if args.dataset:
         paths["dataset.path"] = args.dataset
-    settings = settings_from_arguments(args.preset, args.overrides, paths)
+    settings = settings_from_arguments(args.preset, args.overrides, paths, absolute=False)
+    if args.gpus:  # the layout planned is the flags'; settings naming another one: refused
+        layout = {
+            "distributed.processes": ("--gpus", args.gpus),
+            "distributed.nodes": ("--nodes", args.nodes),
+        }
+        layout_flag_changes(settings, layout, args.preset, args.overrides)
     fixed = override_keys(args.overrides)
     model = inspect_model(args.model)
     stats = _dataset_stats(settings) if args.dataset else None
     hardware = _hardware(args)
     if args.gpus:
+        args.nodes = args.nodes or settings.distributed.nodes
         return _plan_on_gpus(args, hardware, model, settings, fixed, stats)
-    if args.nodes > 1:
+    if (args.nodes or 1) > 1:
         raise InputError("plan --nodes: give --gpus too (GPUs per node)")
     plan = advise(hardware, model, settings, fixed=fixed, dataset_stats=stats)
     result = _plan_result(plan, model)

@@ -30,6 +30,7 @@ def load_preset(
     overrides: list[str] | None = None,
     values: dict | None = None,
     saved_run: bool = False,
+    absolute: bool = True,
 ) -> TrainSettings:
     """Read a preset safely, apply overrides, validate; raise SettingsError naming the field.
 
@@ -59,7 +60,7 @@ def load_preset(
     if saved_run:
         check_saved_inputs(settings, recorded, path)
         return settings
-    return settings.with_absolute_paths()
+    return settings.with_absolute_paths() if absolute else settings
 
 
 class _StrictLoader(yaml.SafeLoader):
@@ -113,6 +114,34 @@ def preset_fields(path: str | Path) -> set[str]:
     }
 
 
+def layout_flag_changes(
+    settings: TrainSettings,
+    flags: dict[str, tuple[str, object]],
+    preset: str | Path | None,
+    overrides: list[str],
+) -> dict[str, object]:
+    """Command-line layout flags (`--gpus`, `--nodes` ...) against the settings: the changes
+    the flags make to fields the preset and `--set` left alone; a field they name must
+    agree with its flag, or the command stops in one line (one of the two would otherwise
+    be ignored without a word).
+
+    `flags`: {"section.key": (flag, value or None when not given)}.
+    """
+    named = override_keys(overrides) | (preset_fields(preset) if preset else set())
+    changes = {}
+    for field, (flag, value) in flags.items():
+        if value is None or settings.value(field) == value:
+            continue
+        if field in named:
+            where = "--set" if field in override_keys(overrides) else str(preset)
+            raise SettingsError(
+                f"{flag} {value}: {where} sets {field}: {settings.value(field)}; give one of "
+                "them, or the same value in both"
+            )
+        changes[field] = value
+    return changes
+
+
 def override_keys(overrides: list[str]) -> set[str]:
     """The `section.key` fields that `--set KEY=VALUE` strings name (pinned by the user)."""
     return {item.partition("=")[0].strip() for item in overrides}
@@ -124,15 +153,20 @@ def settings_from_overrides(overrides: list[str]) -> TrainSettings:
 
 
 def settings_from_arguments(
-    preset: str | Path | None, overrides: list[str], values: dict | None = None
+    preset: str | Path | None,
+    overrides: list[str],
+    values: dict | None = None,
+    absolute: bool = True,
 ) -> TrainSettings:
     """What a command line asks for: the preset (else the defaults), `--set` overrides, then
-    `values` taken as they are (paths, never parsed as YAML)."""
+    `values` taken as they are (paths, never parsed as YAML). Local paths are made absolute
+    unless `absolute` is false (a plan shows them as typed; it records nothing)."""
     if preset:
-        return load_preset(preset, overrides, values or {})
-    settings = settings_from_overrides(overrides)
-    settings = with_changes(settings, values, source="--set") if values else settings
-    return settings.with_absolute_paths()
+        settings = load_preset(preset, overrides, values or {}, absolute=absolute)
+    else:
+        settings = settings_from_overrides(overrides)
+        settings = with_changes(settings, values, source="--set") if values else settings
+    return settings.with_absolute_paths() if absolute else settings
 
 
 def validate_settings(

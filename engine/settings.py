@@ -341,9 +341,9 @@ class TrainSettings(Section):
                 + " or ".join(STRATEGIES[d.strategy].optimizers),
             ),
             (
-                d.strategy == "ddp" and d.cpu_offload,
-                "distributed.cpu_offload: DDP keeps a whole copy per GPU; offload needs fsdp "
-                "or deepspeed",
+                d.cpu_offload and d.strategy not in OFFLOADING,
+                f"distributed.cpu_offload: {_without_offload(d.strategy)}; offload needs "
+                "distributed.strategy fsdp or deepspeed",
             ),
         )
         for failed, message in problems:
@@ -387,6 +387,15 @@ class TrainSettings(Section):
     @property
     def effective_batch_size(self) -> int:
         return self.training.micro_batch_size * self.training.gradient_accumulation_steps
+
+
+OFFLOADING = ("fsdp", "deepspeed")  # the strategies that can keep state in CPU memory
+
+
+def _without_offload(strategy: str) -> str:
+    if strategy == "ddp":
+        return "DDP keeps a whole copy per GPU"
+    return "one process without a strategy keeps everything on its GPU"
 
 
 def is_local_model(name: str) -> bool:

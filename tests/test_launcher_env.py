@@ -76,3 +76,60 @@ def test_only_the_products_own_worker_keeps_them():
     # inside the launch, a rank that is not a number is one line, not a traceback
     with pytest.raises(InputError, match="RANK='abc'"):
         apply_policy(worker=True, environ=own_launch_environment({"RANK": "abc"}))
+
+
+# --- the layout: settings and command-line flags that contradict each other -------------
+
+
+DDP = "distributed:\n  strategy: ddp\n  processes: 2\n"
+
+
+@pytest.mark.parametrize(
+    "args, named",
+    [
+        (["export", "--preset", "ddp.yaml", "--slurm", "--gpus", "8", "--nodes", "3"], "--gpus 8"),
+        (["export", "--preset", "ddp.yaml", "--distributed", "fsdp"], "--distributed fsdp"),
+        (
+            [
+                "plan",
+                "--model",
+                "demo",
+                "--gpus",
+                "2",
+                *set_args("distributed.strategy=ddp", "distributed.processes=8"),
+            ],
+            "--gpus 2",
+        ),
+        (["plan", "--model", "demo", "--preset", "ddp.yaml", "--gpus", "4"], "--gpus 4"),
+        (["export", *set_args("distributed.cpu_offload=true")], "distributed.cpu_offload"),
+        (["export", *set_args("distributed.strategy=ddp", "distributed.cpu_offload=true")], "DDP"),
+    ],
+    ids=["slurm-gpus", "strategy", "plan-set", "plan-preset", "offload-alone", "offload-ddp"],
+)
+def test_a_layout_the_settings_contradict_is_one_line_and_writes_nothing(
+    tmp_path, monkeypatch, capsys, args, named
+):
+    from finetune_tui.main import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "ddp.yaml").write_text(DDP)
+    code = main([*args, "--gpu", "RTX 4090"] if args[0] == "plan" else [*args, "-o", "x/t.py"])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and named in lines[0], lines
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ddp.yaml"]
+
+
+def test_a_flag_fills_what_the_settings_leave_open(tmp_path, monkeypatch, capsys):
+    """The ddp preset names 2 processes and no nodes: --nodes 3 gives 3 nodes x 2 GPUs,
+    and the exported preset says so too."""
+    import yaml
+
+    from finetune_tui.main import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "ddp.yaml").write_text(DDP)
+    assert main(["export", "--preset", "ddp.yaml", "--slurm", "--nodes", "3", "-o", "t.py"]) == 0
+    sbatch = (tmp_path / "t.sbatch").read_text()
+    assert "#SBATCH --nodes=3" in sbatch and "#SBATCH --gpus-per-node=2" in sbatch
+    exported = yaml.safe_load((tmp_path / "t.yaml").read_text())["distributed"]
+    assert (exported["processes"], exported["nodes"]) == (2, 3)
