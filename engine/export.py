@@ -4,6 +4,7 @@ several GPUs, an accelerate config; written only when every output is safe to wr
 
 from __future__ import annotations
 
+import os
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +14,8 @@ from pydantic import ValidationError
 from .errors import InputError, OutputExistsError
 from .launch import CONFIG_FILE, launch_files
 from .preset import dump_preset
-from .safe_io import write_text_atomic
+from .run_dir.create import is_marked
+from .safe_io import entry_problem, write_text_atomic
 from .script import render_script
 from .settings import DistributedSettings, TrainSettings
 from .slurm import render_sbatch
@@ -62,6 +64,7 @@ def export_run(
     if sbatch_path is not None and config_path is not None:
         files.append((sbatch_path, render_sbatch(spread, script_path, config_path)))
     check_export_targets([path for path, _ in files], (*inputs, *settings.input_paths()), force)
+    check_run_folder_targets([path for path, _ in files])
     try:
         script_path.parent.mkdir(parents=True, exist_ok=True)
         for path, text in files:
@@ -99,6 +102,28 @@ def check_export_targets(outputs: list[Path], inputs: tuple[Path, ...], force: b
             raise InputError(f"{path}: is an input of this export; it is never overwritten")
         if (path.exists() or path.is_symlink()) and not force:
             raise OutputExistsError(f"{path}: exists; use --force to replace it, or another -o")
+
+
+def check_run_folder_targets(outputs: list[Path]) -> None:
+    """An output inside a run folder (the run's own export/) is reached through real
+    folders only: a link planted there would carry the write out of the run folder."""
+    for path in outputs:
+        absolute = Path(os.path.abspath(path))
+        for depth, folder in enumerate(absolute.parents):
+            if depth >= 8:  # a run folder is a few levels above its files at most
+                break
+            if not is_marked(folder):
+                continue
+            inside = [absolute, *absolute.parents[:depth]]
+            for entry in inside:
+                problem = entry_problem(entry)
+                if problem is None and entry != absolute and entry.exists() and not entry.is_dir():
+                    problem = "is not a folder"
+                if problem:
+                    raise OutputExistsError(
+                        f"{entry}: {problem} inside the run folder {folder}; not written through"
+                    )
+            break
 
 
 def _identity(path: Path) -> object:

@@ -12,6 +12,8 @@ import contextlib
 import os
 from pathlib import Path
 
+from .safe_io import open_append
+
 
 @contextlib.contextmanager
 def captured_fds(log_path: Path, enabled: bool, fds: tuple[int, ...] = (1, 2)):
@@ -19,7 +21,7 @@ def captured_fds(log_path: Path, enabled: bool, fds: tuple[int, ...] = (1, 2)):
     if not enabled:
         yield
         return
-    log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    log_fd = open_append(log_path, "run log")  # a link or FIFO planted there is refused
     saved = {fd: os.dup(fd) for fd in fds}
     try:
         for fd in fds:

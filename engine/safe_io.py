@@ -4,11 +4,16 @@ Rules every read and write in finetune-tui follows:
 - a file we read is a regular file (a FIFO blocks forever, /dev/zero never ends) and we
   read at most a stated number of bytes;
 - a file we write appears whole or not at all (written beside it, then renamed);
+- a file we write or append to is never reached through a symbolic link, and is a regular
+  file (a link planted in a run folder must not redirect our writes to the user's files);
 - text that cannot be decoded or parsed is the user's input error, said in one line.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import json
 import os
 import stat
@@ -130,13 +135,74 @@ def encoding_problem(text: str) -> str | None:
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    """Write beside the target, then rename: a reader or a crash never sees half a file."""
+    """Write beside the target, then rename: a reader or a crash never sees half a file.
+
+    The temporary file is created exclusively (a link planted under its name is not
+    followed) and the rename replaces a link at `path` instead of writing through it.
+    """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with open(tmp, "w", encoding="utf-8") as file:
+        fd = _create_exclusive(tmp, 0o666)
+    except FileExistsError:  # left by a crashed process of the same pid: ours to remove
+        tmp.unlink()
+        fd = _create_exclusive(tmp, 0o666)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as file:
             file.write(text)
         os.replace(tmp, path)
     finally:
-        if tmp.exists():
+        with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+
+
+def write_text_exclusive(path: Path, text: str) -> None:
+    """Create `path` with `text`; FileExistsError if anything (a link too) has that name."""
+    with os.fdopen(_create_exclusive(Path(path), 0o644), "w", encoding="utf-8") as file:
+        file.write(text)
+
+
+def _create_exclusive(path: Path, mode: int) -> int:
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+
+
+class UnsafeTarget(InputError):
+    """A path we would write through is a symbolic link, a pipe, a device or a folder."""
+
+
+def entry_problem(path: Path) -> str | None:
+    """Why `path` is not a plain file or a real folder (links are not followed), or None."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return f"cannot be examined: {exc.strerror}"
+    if stat.S_ISLNK(info.st_mode):
+        return "is a symbolic link"
+    if not (stat.S_ISREG(info.st_mode) or stat.S_ISDIR(info.st_mode)):
+        return "is a pipe, socket or device"
+    return None
+
+
+def open_append(path: Path, what: str = "file") -> int:
+    """A descriptor appending to a regular file, created if absent; a link is not followed.
+
+    O_NONBLOCK keeps a FIFO planted there from blocking the open; the flag is cleared
+    again on the regular file we accept.
+    """
+    path = Path(path)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags, 0o644)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise UnsafeTarget(f"{path}: {what} is a symbolic link; not written through") from None
+        if exc.errno in (errno.ENXIO, errno.EISDIR):
+            raise UnsafeTarget(f"{path}: {what} is not a regular file; not written") from None
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise UnsafeTarget(f"{path}: {what} is not a regular file; not written")
+    fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
+    return fd

@@ -21,12 +21,20 @@ from finetune_tui.engine.runner import run_training
 QUICK = ["--set", "training.max_steps=2", "--set", "training.exact_match_samples=0"]
 
 
-def test_full_disk_while_writing_the_summary_fails_in_one_line(tmp_path):
-    """A real ENOSPC (the summary's temporary file is /dev/full) becomes one clear error."""
+def test_full_disk_while_writing_the_summary_fails_in_one_line(tmp_path, monkeypatch):
+    """A real ENOSPC (the summary is written to /dev/full) becomes one clear error.
+
+    (A link planted at the temporary file's name is no longer written through.)"""
+    from finetune_tui.engine.run_dir import summary
+
+    def onto_a_full_disk(path, text):
+        with open("/dev/full", "w") as file:
+            file.write(text)
+
+    monkeypatch.setattr(summary, "write_text_atomic", onto_a_full_disk)
     settings = load_preset(DEMO_PRESET, ["training.max_steps=2", "training.exact_match_samples=0"])
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    (run_dir / f".summary.json.{os.getpid()}.tmp").symlink_to("/dev/full")
     events = []
     with pytest.raises(TrainingError) as caught:
         run_training(settings, events.append, threading.Event(), run_dir=run_dir)

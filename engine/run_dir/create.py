@@ -2,22 +2,39 @@
 
 The marker file says a folder is ours; an overwritten run is moved aside, deleted once the
 new run has started and put back if the start fails.
+
+The marker is a regular file created exclusively: of two processes making the same folder
+one wins and the other is told the run directory exists, and a link named like the marker
+proves nothing. Before a run folder is written again (`--resume`, `--overwrite`), every
+entry the product writes there must be a plain file or a real folder: a link, pipe or
+device is named in one line and nothing is written.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import stat
 import time
 from pathlib import Path
 
-from ..errors import InputError, OutputExistsError
+from ..errors import InputError, OutputExistsError, SettingsError
 from ..launch import CONFIG_FILE, DEEPSPEED_FILE
-from ..safe_io import SMALL_LIMIT, read_text
+from ..safe_io import (
+    PRESET_LIMIT,
+    SMALL_LIMIT,
+    entry_problem,
+    read_text,
+    write_text_atomic,
+    write_text_exclusive,
+)
 from ..settings import TrainSettings
+from .checkpoints import settings_mismatch
 from .layout import (
     LOG_FILE,
     METRICS_FILE,
+    OWN_DIRS,
+    OWN_FILES,
     PID_FILE,
     RUN_MARKER,
     SETTINGS_FILE,
@@ -70,23 +87,40 @@ def prepare_run_dir(
         replacing = False
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
-        _write_marker(run_dir, replacing)
+        # exclusive: of two processes preparing this folder at once, one wins
+        write_text_exclusive(run_dir / RUN_MARKER, _marker_text(run_dir, replacing))
         register_run(run_dir)
+    except FileExistsError:
+        raise OutputExistsError(
+            f"{run_dir}: run directory exists (another run was just started there); "
+            "use another --output"
+        ) from None
     except OSError as exc:
         undo_replacement(run_dir)
         raise OutputExistsError(f"{run_dir}: cannot create run directory: {exc.strerror}") from None
     return run_dir
 
 
-def _write_marker(run_dir: Path, replacing: bool) -> None:
+def _marker_text(run_dir: Path, replacing: bool) -> str:
     """The marker says this folder is ours, and whether it waits to replace an older run."""
     text = f"finetune-tui run directory, created {time.ctime()}\n"
     if replacing:
         text += f"{REPLACES} {replaced_path(run_dir).name}\n"
-    (run_dir / RUN_MARKER).write_text(text, encoding="utf-8")
+    return text
+
+
+def is_marked(folder: Path) -> bool:
+    """The folder itself holds the marker as a regular file (a link named like it, to a
+    marker elsewhere or to anything, proves nothing)."""
+    try:
+        return stat.S_ISREG(os.lstat(Path(folder) / RUN_MARKER).st_mode)
+    except OSError:
+        return False
 
 
 def _is_replacing(run_dir: Path) -> bool:
+    if not is_marked(run_dir):
+        return False
     try:
         marker = read_text(run_dir / RUN_MARKER, SMALL_LIMIT, "run marker")
     except InputError:
@@ -105,9 +139,9 @@ def finish_replacement(run_dir: Path) -> None:
     if not _is_replacing(run_dir):
         return
     old = replaced_path(run_dir)
-    if old.is_dir() and not old.is_symlink() and (old / RUN_MARKER).is_file():
+    if old.is_dir() and not old.is_symlink() and is_marked(old):
         shutil.rmtree(old)
-    _write_marker(run_dir, replacing=False)
+    write_text_atomic(run_dir / RUN_MARKER, _marker_text(run_dir, replacing=False))
 
 
 def undo_replacement(run_dir: Path) -> None:
@@ -127,7 +161,7 @@ def undo_replacement(run_dir: Path) -> None:
 def check_replaceable(run_dir: Path, inputs: tuple[Path, ...]) -> None:
     """--overwrite deletes only what finetune-tui created, never something still in use."""
     target = run_dir.resolve()
-    if not (run_dir / RUN_MARKER).is_file():
+    if not is_marked(run_dir):
         raise OutputExistsError(
             f"{run_dir}: not a finetune-tui run directory (no {RUN_MARKER}); "
             "--overwrite replaces only runs finetune-tui made; choose another --output"
@@ -145,11 +179,92 @@ def check_replaceable(run_dir: Path, inputs: tuple[Path, ...]) -> None:
         raise OutputExistsError(
             f"{run_dir}: its run is still going (pid {read_pid(run_dir)}); not replaced"
         )
-    if replaced_path(run_dir).exists():
+    if replaced_path(run_dir).exists() or replaced_path(run_dir).is_symlink():
         raise OutputExistsError(
             f"{replaced_path(run_dir)}: an earlier replaced run is still there; "
             "delete or restore it first"
         )
+    check_run_entries(run_dir)
+
+
+def check_run_entries(run_dir: Path) -> None:
+    """Every entry the product writes, appends, rotates or deletes in this run folder is a
+    plain file or a real folder holding no link, pipe or device; else one line naming it.
+
+    Libraries write the adapter, checkpoints and script through ordinary paths and rotate
+    checkpoints with rmtree: a link there would carry those writes and deletions out of
+    the run folder, onto the user's files.
+    """
+    run_dir = Path(run_dir)
+    for name in (*OWN_FILES, CONFIG_FILE, DEEPSPEED_FILE):
+        path = run_dir / name
+        problem = entry_problem(path)
+        if problem is None and path.is_dir():
+            problem = "is a folder, where finetune-tui writes a file"
+        if problem:
+            raise OutputExistsError(_not_written(path, problem))
+    for name in OWN_DIRS:
+        path = run_dir / name
+        problem = entry_problem(path)
+        if problem is None and path.exists() and not path.is_dir():
+            problem = "is a file, where finetune-tui keeps a folder"
+        if problem:
+            raise OutputExistsError(_not_written(path, problem))
+        if path.is_dir():
+            _check_tree(path)
+
+
+def _check_tree(folder: Path) -> None:
+    """No link, pipe or device anywhere under a folder the product writes into."""
+    try:
+        entries = list(os.scandir(folder))
+    except OSError as exc:
+        raise OutputExistsError(f"{folder}: cannot be read: {exc.strerror}") from None
+    for entry in sorted(entries, key=lambda e: e.name):
+        path = Path(entry.path)
+        problem = entry_problem(path)
+        if problem:
+            raise OutputExistsError(_not_written(path, problem))
+        if entry.is_dir(follow_symlinks=False):
+            _check_tree(path)
+
+
+def _not_written(path: Path, problem: str) -> str:
+    return (
+        f"{path}: {problem} inside the run folder; finetune-tui writes there only through "
+        "plain files and folders it made (remove it, or start a new run)"
+    )
+
+
+def reopen_run_dir(run_dir: Path) -> TrainSettings:
+    """Checks before a run folder is written again (`--resume`): its entries (above), and
+    its own settings.yaml, which must name what the run trains; an empty or partial file
+    is one line and is never rewritten with the defaults. Returns those settings."""
+    from ..preset import load_preset, parse_yaml
+
+    run_dir = Path(run_dir)
+    check_run_entries(run_dir)
+    path = run_dir / SETTINGS_FILE
+    try:
+        text = read_text(path, PRESET_LIMIT, "run settings")
+    except InputError as exc:
+        raise SettingsError(str(exc)) from None
+    data, _ = parse_yaml(text, str(path))
+    if data is None:
+        raise SettingsError(f"{path}: empty; a run's settings name its model and dataset")
+    for section, key in (("model", "name_or_path"), ("dataset", "path")):
+        if not isinstance(data, dict) or not isinstance(data.get(section), dict):
+            raise SettingsError(f"{path}: no {section} section; not the settings of a run")
+        if key not in data[section]:
+            raise SettingsError(f"{path}: no {section}.{key}; not the settings of a run")
+    settings = load_preset(path, saved_run=True)
+    mismatch = settings_mismatch(run_dir, settings)
+    if mismatch:
+        raise SettingsError(
+            f"{mismatch}; the run's settings.yaml was changed after its checkpoints were "
+            "written (restore it, or start a new run)"
+        )
+    return settings
 
 
 def _has_entries(folder: Path) -> bool:

@@ -33,6 +33,21 @@ TRIGGER_FILE = "CHECKPOINT_NOW"
 STOP_FILE = "STOP_NOW"  # save and stop at the next step (how a launcher stops its workers)
 RUN_MARKER = ".finetune-tui-run"  # written first: only folders carrying it are ever replaced
 
+# What the product writes, appends, rotates or deletes in a run folder (the launch's config
+# files are added by run_dir.create): each must be a plain file, each folder a real one
+# holding no links, pipes or devices.
+OWN_FILES = (
+    RUN_MARKER,
+    SETTINGS_FILE,
+    METRICS_FILE,
+    SUMMARY_FILE,
+    LOG_FILE,
+    PID_FILE,
+    TRIGGER_FILE,
+    STOP_FILE,
+)
+OWN_DIRS = (CHECKPOINTS_DIR, ADAPTER_DIR, EXPORT_DIR)
+
 
 def data_dir() -> Path:
     """User data folder (runs live under it); FINETUNE_TUI_DATA_DIR overrides for tests."""

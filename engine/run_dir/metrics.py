@@ -7,13 +7,14 @@ with `read_events` (what is there) and `follow_events` (what is there and what c
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 from ..errors import InputError
 from ..events import Event, event_from_json
-from ..safe_io import check_regular_file, open_regular
+from ..safe_io import check_regular_file, open_append, open_regular
 from .layout import METRICS_FILE
 from .pid import is_running
 
@@ -24,7 +25,8 @@ class MetricsFile:
     """Appends every event as one JSON line, flushed so `attach` and `tail -f` see it live."""
 
     def __init__(self, path: Path):
-        self.file = path.open("a", encoding="utf-8")
+        # appended without following a link: a planted one must not redirect the events
+        self.file = os.fdopen(open_append(path, "metrics file"), "a", encoding="utf-8")
         self.broken = False
 
     def __call__(self, event: Event) -> None:

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from ..errors import InputError
-from ..safe_io import SMALL_LIMIT, read_text
+from ..safe_io import SMALL_LIMIT, read_text, write_text_atomic
 from .layout import PID_FILE
 
 PID_MAX = 2**22  # Linux's upper limit for pid_max
@@ -39,3 +39,9 @@ def read_pid(run_dir: Path) -> int | None:
     except (InputError, ValueError):
         return None
     return pid if 1 < pid <= PID_MAX else None
+
+
+def write_pid(run_dir: Path, pid: int | None = None) -> None:
+    """Record the training process; renamed into place, so a link named run.pid is replaced,
+    never written through."""
+    write_text_atomic(Path(run_dir) / PID_FILE, f"{pid or os.getpid()}\n")
