@@ -22,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--output",
         default=SCRIPT_NAME,
         metavar="FILE",
-        help=f"script path; a folder (., /, or any PATH/) gets {SCRIPT_NAME} inside it",
+        help=f"script file (a folder is refused: give e.g. DIR/{SCRIPT_NAME})",
     )
     export.add_argument(
         "--force", action="store_true", help="replace existing output files (never the inputs)"
@@ -97,16 +97,22 @@ def export_command(args: argparse.Namespace) -> int:
 
 
 def script_path(output: str) -> Path:
-    """Where `-o` puts the script. A folder (`.`, `/`, an existing one, or any path ending
-    in /) gets train.py inside it; a relative path starting with '-' is made absolute, so
-    no printed command (`python -cprint(1)#.py`) reads it as an option."""
+    """Where `-o` puts the script: a file, never a folder (`.`, `/`, an existing folder or
+    any path ending in /: one line naming the file to give instead). A relative path
+    starting with '-' is made absolute, so no printed command (`python -cprint(1)#.py`)
+    reads it as an option."""
     from finetune_tui.engine.errors import InputError
+    from finetune_tui.engine.event_text import printable
 
     if not output.strip():
         raise InputError(f"-o: empty path; give the script's file name, e.g. {SCRIPT_NAME}")
     path = Path(output).expanduser()
-    if output.endswith(("/", os.sep)) or path.is_dir():
-        path = path / SCRIPT_NAME
+    if output.endswith(("/", os.sep)) or not path.name or path.is_dir():
+        folder = output.rstrip("/") or "/"
+        raise InputError(
+            f"-o {printable(output)}: is a directory; give the script's file name, e.g. "
+            f"{printable(os.path.join(folder, SCRIPT_NAME))}"
+        )
     if str(path).startswith("-"):
         path = Path(os.path.abspath(path))
     return path

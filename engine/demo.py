@@ -12,10 +12,12 @@ after a minute. Tuning numbers are in presets/demo.yaml.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 
@@ -104,9 +106,30 @@ def ensure_demo_model() -> Path:
 
     The build goes to a private temporary folder that is renamed into place in one step,
     so concurrent processes never see a half-written model; the loser of a race drops its
-    copy and uses the winner's (both are identical).
+    copy and uses the winner's (both are identical). A cache that cannot be written (a
+    read-only home) falls back to a private folder in the temporary directory; when that
+    fails too, the error is one line naming both and FINETUNE_TUI_CACHE_DIR.
     """
     target = demo_model_dir()
+    if _complete(target):
+        return target
+    try:
+        return _build_into(target)
+    except OSError as exc:
+        problem = exc.strerror or str(exc)
+    try:
+        fallback = _private_temp_cache() / target.name
+        return fallback if _complete(fallback) else _build_into(fallback)
+    except OSError as exc:
+        from .errors import ModelError
+
+        raise ModelError(
+            f"{target.parent}: cannot build the demo model there ({problem}) nor in the "
+            f"temporary folder ({exc.strerror or exc}); set {CACHE_ENV} to a writable folder"
+        ) from None
+
+
+def _build_into(target: Path) -> Path:
     if _complete(target):
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -123,6 +146,20 @@ def ensure_demo_model() -> Path:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+def _private_temp_cache() -> Path:
+    """$TMPDIR/finetune-tui-UID: made by this user, for this user only; a folder of that
+    name that someone else made or can write to is not used."""
+    folder = Path(tempfile.gettempdir()) / f"finetune-tui-{os.getuid()}"
+    try:
+        folder.mkdir(mode=0o700)
+    except FileExistsError:
+        pass
+    info = os.lstat(folder)
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o022:
+        raise OSError(errno.EPERM, f"{folder} is not a private folder of this user")
+    return folder
 
 
 def _complete(folder: Path) -> bool:
