@@ -16,13 +16,14 @@ from contextlib import redirect_stdout
 from pathlib import Path
 
 from finetune_tui.engine.errors import InputError
-from finetune_tui.engine.event_text import describe
+from finetune_tui.engine.event_text import describe, printable
 from finetune_tui.engine.events import Event
 from finetune_tui.engine.preset import load_preset, save_preset
 from finetune_tui.engine.run_dir.create import prepare_run_dir, reopen_run_dir
 from finetune_tui.engine.run_dir.layout import LOG_FILE, PID_FILE, SETTINGS_FILE
 from finetune_tui.engine.run_dir.pid import is_running, read_pid
 from finetune_tui.engine.run_dir.status import run_status
+from finetune_tui.engine.safe_io import encoding_problem
 from finetune_tui.engine.settings import TrainSettings
 
 EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGHUP: 143}
@@ -100,6 +101,11 @@ def _settings_from_args(args: argparse.Namespace) -> TrainSettings:
     if args.output is not None:
         if not args.output.strip():
             raise InputError("--output: empty path; give a directory for the run")
+        if encoding_problem(args.output):
+            raise InputError(  # settings.yaml records it, as UTF-8 text
+                f"--output {printable(args.output)}: the name holds bytes that are not UTF-8, "
+                "which settings.yaml cannot record; choose a UTF-8 name"
+            )
         values["output.dir"] = args.output
     return load_preset(args.preset, args.overrides, values)
 
@@ -157,7 +163,7 @@ def install_signal_handlers(stop: threading.Event, quiet: bool = False) -> list[
 def say(line: str, stream=None) -> None:
     """Print one line; a vanished terminal (SSH dropped) must not kill the run."""
     try:
-        print(line, file=stream or sys.stdout, flush=True)
+        print(printable(line), file=stream or sys.stdout, flush=True)  # names: escaped
     except (OSError, ValueError):
         pass
 
