@@ -5,6 +5,7 @@ Never loads weights and never imports torch: the planner and the first screens u
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,22 +14,7 @@ from .errors import ModelError
 from .safe_io import CONFIG_LIMIT, read_json
 from .settings import DEMO
 
-# model_type → backends with kernels for it (liger-kernel 0.8 / Unsloth 2026.10 lists).
-LIGER_TYPES = {
-    "llama",
-    "mistral",
-    "mixtral",
-    "gemma",
-    "gemma2",
-    "gemma3_text",
-    "qwen2",
-    "qwen3",
-    "phi3",
-    "granite",
-    "olmo2",
-    "glm4",
-    "smollm3",
-}
+# Unsloth's measured families (its own FastLanguageModel or FastModel path, 2026.10).
 UNSLOTH_TYPES = {
     "llama",
     "mistral",
@@ -42,6 +28,44 @@ UNSLOTH_TYPES = {
     "cohere",
 }
 NORMS_PER_LAYER = {"gemma2": 4, "gemma3_text": 4}
+LIGER_TABLE = "MODEL_TYPE_TO_APPLY_LIGER_FN"  # liger_kernel.transformers.monkey_patch
+
+
+@functools.lru_cache(maxsize=1)
+def liger_model_types() -> frozenset[str] | None:
+    """The model types the installed liger-kernel patches: the keys of its own table,
+    read from the source of liger_kernel/transformers/monkey_patch.py without importing
+    it (the import pulls in torch, and `plan` stays torch-free). None when liger-kernel
+    is not installed or its table is no longer a literal (tests pin the shape)."""
+    import ast
+    import importlib.util
+
+    spec = importlib.util.find_spec("liger_kernel")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    source = Path(next(iter(spec.submodule_search_locations)), "transformers", "monkey_patch.py")
+    try:
+        tree = ast.parse(source.read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, ValueError):
+        return None
+    for node in tree.body:
+        targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
+        named = any(isinstance(t, ast.Name) and t.id == LIGER_TABLE for t in targets)
+        if named and isinstance(node.value, ast.Dict):
+            keys = [k.value for k in node.value.keys if isinstance(k, ast.Constant)]
+            return frozenset(k for k in keys if isinstance(k, str))
+    return None
+
+
+def liger_problem(model_types: list[str]) -> str | None:
+    """Why Liger cannot patch a model of these types (the loaded class's type first:
+    a multimodal model is patched by its outer type), or None when it can."""
+    types = liger_model_types()
+    if types is None:
+        return "liger-kernel is not installed (or its model table could not be read)"
+    if any(t in types for t in model_types):
+        return None
+    return f"Liger has no kernels for {model_types[0]}"
 
 
 @dataclass(frozen=True)
@@ -149,7 +173,8 @@ def inspect_config(name: str, config: dict) -> ModelInfo:
     """Facts from a config dict (a multimodal config's nested text settings are used)."""
     text = config.get("text_config")
     config = (text if isinstance(text, dict) else config) | {
-        "architectures": config.get("architectures")
+        "architectures": config.get("architectures"),
+        "loaded_model_type": config.get("model_type"),  # the class a loader builds
     }
     try:
         return _info(name, config)
@@ -223,7 +248,7 @@ def _info(name: str, c: dict) -> ModelInfo:
         width = moe.top_k * moe.expert_intermediate + moe.shared_intermediate
     backends = {
         "hf": None,
-        "liger": None if model_type in LIGER_TYPES else f"Liger has no kernels for {model_type}",
+        "liger": liger_problem([t for t in (c.get("loaded_model_type"), model_type) if t]),
         "unsloth": None
         if model_type in UNSLOTH_TYPES
         else f"Unsloth does not support {model_type}",

@@ -153,7 +153,7 @@ def advise(
         relative_speed=chosen.speed,
         tight=chosen.fit.tight,
     )
-    plan.reasons = _reasons(model, chosen, scored, hardware)
+    plan.reasons = _reasons(model, chosen, scored, hardware, stats)
     if stats is not None:
         plan.reasons["memory.packing"] = _batching_reason(chosen.settings, stats)
     _explain_length(plan, longest, fixed)
@@ -233,13 +233,18 @@ def experts_reason(model: ModelInfo) -> str:
 
 
 def _score(model, base, fixed, unavailable, hardware, stats=None) -> list[Scored]:
-    out = []
-    for candidate in _candidates(base, fixed, unavailable, hardware, stats is not None):
-        breakdown = predict_memory(model, candidate, hardware)
-        fit = judge(model, candidate, hardware, breakdown.reserved_gib)
-        speed = real_token_speed(candidate, stats)
-        out.append(Scored(candidate, breakdown, speed, fit))
-    return out
+    return [
+        _score_one(model, candidate, hardware, stats)
+        for candidate in _candidates(base, fixed, unavailable, hardware, stats is not None)
+    ]
+
+
+def _score_one(model, settings: TrainSettings, hardware, stats=None) -> Scored:
+    """Memory, fit and speed of one configuration: what the choice and every reason that
+    compares with it are computed from (real tokens, packing's cost included)."""
+    breakdown = predict_memory(model, settings, hardware)
+    fit = judge(model, settings, hardware, breakdown.reserved_gib)
+    return Scored(settings, breakdown, real_token_speed(settings, stats), fit)
 
 
 def _cpu_settings(base: TrainSettings, fixed) -> TrainSettings:
@@ -306,7 +311,7 @@ def _candidates(
         yield with_changes(base, updates)
 
 
-def _reasons(model, chosen: Scored, scored: list[Scored], hardware) -> dict[str, str]:
+def _reasons(model, chosen: Scored, scored: list[Scored], hardware, stats=None) -> dict[str, str]:
     s, breakdown, fit = chosen.settings, chosen.breakdown, chosen.fit
     card = f"{fit.usable_gib:.1f} GiB usable on {hardware.primary.name}"
 
@@ -330,7 +335,7 @@ def _reasons(model, chosen: Scored, scored: list[Scored], hardware) -> dict[str,
     reasons["memory.backend"] = (
         f"{s.memory.backend}: predicted fastest that fits, {chosen.speed:.2f}x {SPEED_BASELINE}"
     )
-    reasons["training.micro_batch_size"] = _batch_reason(model, chosen, hardware)
+    reasons["training.micro_batch_size"] = _batch_reason(model, chosen, scored, hardware, stats)
     reasons["training.optimizer"] = (
         f"{s.training.optimizer}: gradients and optimizer state "
         f"{breakdown.gradients_optimizer_gib:.2f} GiB"
@@ -396,7 +401,9 @@ def _quantization_reason(s, breakdown, chosen, best_fitting, card) -> str:
     )
 
 
-def _batch_reason(model, chosen: Scored, hardware) -> str:
+def _batch_reason(model, chosen: Scored, scored: list[Scored], hardware, stats=None) -> str:
+    """The doubled micro-batch as the advisor scored it (its accumulation, its batch
+    filling's cost), so the reason cannot contradict the choice."""
     t = chosen.settings.training
     head = (
         f"{t.micro_batch_size} x {t.max_seq_length} tokens per micro-batch, accumulation "
@@ -406,12 +413,31 @@ def _batch_reason(model, chosen: Scored, hardware) -> str:
     bigger = t.micro_batch_size * 2
     if bigger > MICRO_BATCHES[-1]:
         return f"{head}: the largest micro-batch tried"
-    doubled = with_changes(chosen.settings, {"training.micro_batch_size": bigger})
-    peak = predict_memory(model, doubled, hardware).reserved_gib
-    if not judge(model, doubled, hardware, peak).fits:
+    batch_fields = {"training.micro_batch_size", "training.gradient_accumulation_steps"}
+    doubled = next(
+        (
+            x
+            for x in scored
+            if x.settings.training.micro_batch_size == bigger
+            and set(_diff(chosen.settings, x.settings)) <= batch_fields
+        ),
+        None,
+    ) or _score_one(
+        model, with_changes(chosen.settings, {"training.micro_batch_size": bigger}), hardware, stats
+    )
+    peak = doubled.breakdown.reserved_gib
+    if not doubled.fit.fits:
         return f"{head}: {bigger} would peak at {peak:.1f} GiB and not fit"
-    gain = relative_speed(doubled) / relative_speed(chosen.settings) - 1  # same batch filling
-    return f"{head}: {bigger} would also fit ({peak:.1f} GiB, {gain:+.0%} predicted speed)"
+    gain = doubled.speed / chosen.speed - 1
+    if gain > 0 and not doubled.fit.safe:
+        return (
+            f"{head}: {bigger} would peak at {peak:.1f} GiB, {gain:+.0%} predicted speed, but "
+            "inside the planner's error of this card"
+        )
+    verdict = "no faster" if gain <= 0 else "faster"
+    return (
+        f"{head}: {bigger} would also fit ({peak:.1f} GiB) but is predicted {verdict} ({gain:+.0%})"
+    )
 
 
 def _alternatives(chosen: Scored, scored: list[Scored]) -> list[Alternative]:

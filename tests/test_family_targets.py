@@ -202,3 +202,95 @@ def test_unsloth_adapting_other_layers_is_refused(fake_unsloth, monkeypatch):
     monkeypatch.setattr(FakeFastLanguageModel, "get_peft_model", classmethod(llama_names_only))
     with pytest.raises(ValueError, match=r"missing: gate_up_proj, qkv_proj.*memory.backend"):
         load_with_unsloth()
+
+
+def test_liger_families_are_read_from_the_installed_library():
+    """models.liger_model_types reads liger-kernel's own table without importing it; if
+    the library changes the table's shape, this fails (the planner would say None)."""
+    from liger_kernel.transformers.monkey_patch import MODEL_TYPE_TO_APPLY_LIGER_FN
+
+    from finetune_tui.engine.models import inspect_model, liger_model_types
+
+    assert liger_model_types() == set(MODEL_TYPE_TO_APPLY_LIGER_FN)
+    # the old hand copy said "no kernels" for these two, which liger-kernel 0.8 patches
+    for model_id in ("Qwen/Qwen3-30B-A3B", "deepseek-ai/DeepSeek-V2-Lite"):
+        assert inspect_model(model_id).supported_backends["liger"] is None
+    assert "gpt_neox" in inspect_model("EleutherAI/pythia-1b").supported_backends["liger"]
+
+
+def test_without_liger_kernel_the_plan_says_so(monkeypatch):
+    import importlib.util
+
+    from finetune_tui.engine import models
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "liger_kernel" else real(name, *a),
+    )
+    models.liger_model_types.cache_clear()
+    try:
+        why = models.inspect_model("meta-llama/Llama-3.1-8B").supported_backends["liger"]
+    finally:
+        models.liger_model_types.cache_clear()
+    assert "liger-kernel is not installed" in why
+
+
+def test_reading_liger_families_keeps_plan_torch_free():
+    from conftest import run_python
+
+    run_python(
+        "import sys\n"
+        "from finetune_tui.engine.models import inspect_model\n"
+        "assert inspect_model('Qwen/Qwen3-30B-A3B').supported_backends['liger'] is None\n"
+        "assert 'torch' not in sys.modules and 'liger_kernel' not in sys.modules\n"
+    )
+
+
+def batch_gain(plan) -> float | None:
+    """The doubled micro-batch's predicted gain, as the alternatives list scores it."""
+    bigger = plan.settings.training.micro_batch_size * 2
+    for alternative in plan.alternatives:
+        if (
+            set(alternative.changes) - {"training.gradient_accumulation_steps"}
+            == {"training.micro_batch_size"}
+            and alternative.changes["training.micro_batch_size"] == bigger
+        ):
+            return alternative.relative_speed / plan.relative_speed - 1
+    return None
+
+
+@pytest.mark.parametrize(
+    ("model_id", "gpu", "lengths"),
+    [
+        ("google/gemma-3-4b-pt", "RTX 4070", [33] * 200),  # the reported case (demo data)
+        ("meta-llama/Llama-3.2-1B", "RTX 4070", [300] * 200),
+        ("Qwen/Qwen2.5-1.5B", "RTX 3060", [40, 900, 120, 2000, 60] * 40),
+        ("microsoft/Phi-3-mini-4k-instruct", "RTX 4090", [33] * 200),
+    ],
+)
+def test_the_batch_reason_is_scored_like_the_choice(model_id, gpu, lengths):
+    """Was: "32 would also fit (4.1 GiB, +20% predicted speed)" beside a pick of 16: the
+    doubled batch's gain left out the packing cost the choice was scored with."""
+    import re
+
+    from finetune_tui.engine.data import stats_from_lengths
+    from finetune_tui.engine.hardware import simulated_hardware
+    from finetune_tui.engine.models import inspect_model
+    from finetune_tui.engine.preset import settings_from_overrides
+    from finetune_tui.engine.strategy import advise
+
+    plan = advise(
+        simulated_hardware(gpu=gpu),
+        inspect_model(model_id),
+        settings_from_overrides([]),
+        dataset_stats=stats_from_lengths(lengths, 4096),
+    )
+    reason = plan.reasons["training.micro_batch_size"]
+    said = re.search(r"([+-]\d+)%", reason)
+    if "would also fit" in reason:
+        assert "no faster" in reason, reason  # else the advisor would have picked it
+    gain = batch_gain(plan)
+    if said and gain is not None:
+        assert abs(int(said.group(1)) - gain * 100) <= 1.5, (reason, gain)  # 2-digit speeds
