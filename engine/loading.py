@@ -41,6 +41,44 @@ def resolve_model_path(name_or_path: str) -> str:
     return name_or_path
 
 
+def local_model_folder(name_or_path: str) -> Path | None:
+    """The folder the model loads from when it is on this machine: the demo's, a local
+    folder, or a Hub ID's cached snapshot (None: not here, or not a folder)."""
+    if name_or_path == DEMO or Path(name_or_path).expanduser().exists():
+        folder = Path(resolve_model_path(name_or_path))
+        return folder if folder.is_dir() else None
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        cached = try_to_load_from_cache(name_or_path, "config.json")
+    except Exception:  # not a valid repository name: nothing cached under it
+        return None
+    return Path(cached).parent if isinstance(cached, str) else None
+
+
+def empty_model(model_path: str):
+    """The model as its config.json describes it, built on the meta device (no memory, no
+    weights) by the class loading uses: its module names and parameter shapes, which
+    preflight compares with the weights and the LoRA targets before a run exists. Never
+    for a model that needs its own code (that runs only when loading, if trusted)."""
+    import warnings
+
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers.utils import logging
+
+    level = logging.get_verbosity()
+    logging.set_verbosity_error()  # loading says it again, into the run's log
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            config = AutoConfig.from_pretrained(model_path, trust_remote_code=False)
+            with torch.device("meta"):
+                return AutoModelForCausalLM.from_config(config)
+    finally:
+        logging.set_verbosity(level)
+
+
 def remote_code_files(model_path: str) -> list[str]:
     """The model folder's own Python (auto_map in its configs): run only when trusted."""
     folder = Path(model_path)

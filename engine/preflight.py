@@ -12,8 +12,8 @@ import importlib.util
 import os
 from pathlib import Path
 
-from .errors import DatasetError, InputError, ModelError
-from .safe_io import CONFIG_LIMIT, read_json, safetensors_problem
+from .errors import DatasetError, InputError, ModelError, SettingsError
+from .safe_io import CONFIG_LIMIT, open_regular, read_json, safetensors_problem
 from .settings import DEMO, HUB_ID, TrainSettings
 
 HUB_TIMEOUT_S = 10.0
@@ -27,6 +27,7 @@ def check_run_inputs(settings: TrainSettings) -> None:
 
     _, records, fmt = load_validated(settings)
     check_model_source(settings)
+    check_model_structure(settings)
     check_environment(settings)
     check_sequence_length(settings, records, fmt)
 
@@ -73,6 +74,122 @@ def _check_model_folder(path: Path, settings: TrainSettings) -> None:
             raise ModelError(
                 f"{path}: the model needs its own Python code ({files}); it runs only with "
                 "model.trust_remote_code: true, if you trust its source"
+            )
+
+
+def check_model_structure(settings: TrainSettings) -> None:
+    """What loading would find out after the run directory exists: shard files an index
+    names but the folder lacks, weights whose shapes are not the ones config.json
+    describes, and LoRA targets that name no module the model has (or none LoRA adapts)."""
+    from . import loading
+
+    folder = loading.local_model_folder(settings.model.name_or_path)
+    if folder is None:
+        return  # a Hub model not downloaded yet: the library checks it as it loads
+    _check_shard_index(folder)
+    config = read_json(folder / "config.json", CONFIG_LIMIT, "model config")
+    if not isinstance(config, dict) or _needs_own_code(config):
+        return
+    try:
+        model = loading.empty_model(str(folder))
+    except Exception as exc:  # what from_pretrained would raise, minutes later
+        raise ModelError(
+            f"{folder / 'config.json'}: transformers cannot build the model it describes "
+            f"({type(exc).__name__}: {exc})"
+        ) from None
+    if "quantization_config" not in config:  # pre-quantized weights are packed differently
+        _check_weight_shapes(folder, model)
+    if settings.training.method == "lora":
+        _check_lora_targets(settings, model)
+
+
+def _needs_own_code(config: dict) -> bool:
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
+
+    return "auto_map" in config and config.get("model_type") not in CONFIG_MAPPING_NAMES
+
+
+def _check_shard_index(folder: Path) -> None:
+    """Every file a shard index maps a weight to is a file of this folder."""
+    for index in sorted(
+        [*folder.glob("*.safetensors.index.json"), *folder.glob("*.bin.index.json")]
+    ):
+        data = read_json(index, CONFIG_LIMIT, "shard index")
+        weight_map = data.get("weight_map") if isinstance(data, dict) else None
+        if not isinstance(weight_map, dict) or not weight_map:
+            raise ModelError(f"{index}: no weight_map (not a shard index)")
+        for name in sorted({str(v) for v in weight_map.values()}):
+            if Path(name).name != name or name in (".", ".."):
+                raise ModelError(f"{index}: names {name!r}, a path outside the model folder")
+            if not (folder / name).is_file():
+                raise ModelError(f"{index}: names {name}, which {folder} does not hold")
+
+
+def _check_weight_shapes(folder: Path, model) -> None:
+    """Each tensor of the safetensors files that the model has, in the shape it has there."""
+    expected = {name: list(tensor.shape) for name, tensor in model.state_dict().items()}
+    prefix = getattr(model, "base_model_prefix", "")
+    for file in sorted(folder.glob("*.safetensors")):
+        for name, info in safetensors_header(file).items():
+            want = expected.get(name, expected.get(f"{prefix}.{name}"))
+            shape = info.get("shape") if isinstance(info, dict) else None
+            if want is not None and isinstance(shape, list) and shape != want:
+                raise ModelError(
+                    f"{file}: {name} has shape {shape}, but {folder / 'config.json'} describes "
+                    f"{want}: the weights and the config are of different models"
+                )
+
+
+def safetensors_header(file: Path) -> dict:
+    """The JSON header of a safetensors file (tensor name -> dtype, shape, offsets)."""
+    import json
+    import struct
+
+    problem = safetensors_problem(file)
+    if problem:
+        raise ModelError(f"{file}: {problem}")
+    with open_regular(file, "safetensors file", mode="rb") as handle:
+        (length,) = struct.unpack("<Q", handle.read(8))
+        header = json.loads(handle.read(length))
+    return header if isinstance(header, dict) else {}
+
+
+def lora_types() -> tuple[type, ...]:
+    """The module types PEFT's LoRA wraps; a target matching any other makes it raise."""
+    from torch import nn
+    from transformers.pytorch_utils import Conv1D
+
+    return (nn.Linear, nn.Embedding, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.MultiheadAttention, Conv1D)
+
+
+def _check_lora_targets(settings: TrainSettings, model) -> None:
+    """Every name in lora.target_modules matches a module as PEFT matches it (the full name,
+    or its last dotted parts), and only modules LoRA can wrap; "auto" finds some."""
+    targets = settings.lora.target_modules
+    name = settings.model.name_or_path
+    if targets == "auto":
+        from .recipe import auto_lora_targets
+
+        if not auto_lora_targets(model):
+            raise ModelError(f"{name}: no linear layers found for LoRA")
+        return
+    from torch import nn
+
+    modules = list(model.named_modules())
+    linears = sorted({n.rsplit(".", 1)[-1] for n, m in modules if isinstance(m, nn.Linear) and n})
+    for target in targets:
+        hits = [m for n, m in modules if n == target or n.endswith("." + target)]
+        if not hits:
+            some = ", ".join(linears[:12]) + (", ..." if len(linears) > 12 else "")
+            raise SettingsError(
+                f"lora.target_modules: {target!r} names no module of {name} "
+                f"(its linear layers: {some or 'none'})"
+            )
+        wrong = sorted({type(m).__name__ for m in hits if not isinstance(m, lora_types())})
+        if wrong:
+            raise SettingsError(
+                f"lora.target_modules: {target!r} names {', '.join(wrong)} modules of {name}, "
+                "which LoRA cannot adapt; name linear layers"
             )
 
 

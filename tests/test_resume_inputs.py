@@ -7,6 +7,7 @@ relative model folder `model/`, then stopped; it is resumed from elsewhere.
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 import signal
 import subprocess
@@ -153,3 +154,48 @@ def test_resume_from_another_folder_trains_on_the_runs_own_inputs(stopped, tmp_p
     assert summary.status == "finished" and summary.step == 6
     saved = yaml.safe_load((stopped / "settings.yaml").read_text())
     assert saved["dataset"]["path"] == str(stopped.parent / "start" / "data.jsonl")
+
+
+# --- a model that loading would refuse is found before the run folder exists -----------
+
+
+def _lying_config(folder: Path) -> None:
+    config = json.loads((folder / "config.json").read_text())
+    config["intermediate_size"] *= 2  # the safetensors still hold the original shapes
+    (folder / "config.json").write_text(json.dumps(config))
+
+
+def _missing_shard(folder: Path, name: str = "model-00002-of-00002.safetensors") -> None:
+    (folder / "model.safetensors").rename(folder / "model-00001-of-00002.safetensors")
+    weight_map = {"model.embed_tokens.weight": "model-00001-of-00002.safetensors"}
+    weight_map["lm_head.weight"] = name
+    (folder / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
+
+
+@pytest.mark.parametrize(
+    "damage, overrides, named",
+    [
+        (None, ["lora.target_modules=[q_proj,qkv]"], "'qkv' names no module"),
+        (None, ["lora.target_modules=[mlp]"], "LlamaMLP modules of demo, which LoRA cannot"),
+        (_lying_config, [], "down_proj.weight has shape [128, 344]"),
+        (_missing_shard, [], "names model-00002-of-00002.safetensors, which"),
+        (lambda f: _missing_shard(f, "../elsewhere.safetensors"), [], "outside the model folder"),
+    ],
+    ids=["unknown-target", "container-target", "shapes-lie", "missing-shard", "shard-outside"],
+)
+def test_model_problems_loading_would_meet_are_one_line_before_the_run_exists(
+    tmp_path, monkeypatch, capsys, damage, overrides, named
+):
+    from finetune_tui.engine.demo import ensure_demo_model
+    from finetune_tui.main import main
+
+    monkeypatch.chdir(tmp_path)
+    args = set_args(*overrides, "training.max_steps=1", "training.exact_match_samples=0")
+    if damage is not None:
+        shutil.copytree(ensure_demo_model(), tmp_path / "model")
+        damage(tmp_path / "model")
+        args += set_args("model.name_or_path=model")
+    code = main(["--preset", str(DEMO_PRESET), "--output", "run", *args])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and named in lines[0], lines
+    assert not (tmp_path / "run").exists()
