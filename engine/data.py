@@ -119,11 +119,10 @@ def load_records(path: Path, limit: int = RECORD_LIMIT) -> list[Record]:
     return records
 
 
-def _lines(file, limit: int) -> Iterator[str | None]:
-    """The lines of a binary file as text mode with newline="" gives them (ended by \\n,
-    \\r\\n or a lone \\r, a leading BOM dropped), read at most `limit` + 1 bytes at a time:
-    a longer line is skipped in pieces and given as None. Bytes that are not UTF-8 raise
-    UnicodeDecodeError, as the text file did."""
+def _lines(file, limit: int) -> Iterator[bytes | None]:
+    """The lines of a binary file as text mode with newline="" splits them (at \\n, \\r\\n
+    or a lone \\r; a leading BOM dropped), read at most `limit` + 1 bytes at a time: a
+    longer line is skipped in pieces and given as None."""
     first = True
     while raw := file.readline(limit + 1):
         if len(raw) > limit and not raw.endswith(b"\n"):
@@ -133,19 +132,35 @@ def _lines(file, limit: int) -> Iterator[str | None]:
             continue
         if first:
             raw, first = raw.removeprefix(b"\xef\xbb\xbf"), False
-        for part in _LONE_CR.split(raw) if b"\r" in raw else (raw,):
-            if part:
-                yield part.decode("utf-8")
+        yield from (part for part in _LONE_CR.split(raw) if part) if b"\r" in raw else (raw,)
+
+
+def _text(line: bytes) -> str | None:
+    try:
+        return line.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+def _not_utf8(line: bytes) -> str:
+    try:
+        line.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return f"not UTF-8 text (bad byte at column {exc.start + 1})"
+    return "not UTF-8 text"
 
 
 def _load_jsonl(path: Path, limit: int) -> list[Record]:
     records = []
     with open_regular(path, "dataset file", mode="rb") as file:
         for number, line in enumerate(_lines(file, limit), start=1):
+            where = f"{path}:{number}"
             if line is None:
-                records.append(Record(None, f"{path}:{number}", _too_large(limit)))
-            elif line.strip():
-                records.append(_parse_jsonl_line(line, f"{path}:{number}"))
+                records.append(Record(None, where, _too_large(limit)))
+            elif (text := _text(line)) is None:
+                records.append(Record(None, where, _not_utf8(line)))
+            elif text.strip():
+                records.append(_parse_jsonl_line(text, where))
     return records
 
 
@@ -201,7 +216,10 @@ def _csv_lines(path: Path, file, limit: int) -> Iterator[str]:
     for number, line in enumerate(_lines(file, limit), start=1):
         if line is None:
             raise DatasetError(f"{path}:{number}: {_too_large(limit)}")
-        yield line
+        text = _text(line)
+        if text is None:
+            raise DatasetError(f"{path}:{number}: {_not_utf8(line)}")
+        yield text
 
 
 def _load_parquet(path: Path, limit: int) -> list[Record]:

@@ -52,8 +52,9 @@ def _escape(char: str) -> str:
 
 
 def well_typed(event: Event) -> bool:
-    """Every field holds what its annotation says (a metrics line read back may not:
-    `"loss": "abc"` is valid JSON). NaN and infinite losses are numbers: training makes them."""
+    """Every field holds the kind of value its annotation says (a metrics line read back may
+    not: `"loss": "abc"` is valid JSON): text for text, a number (int or float, NaN too:
+    training makes them) for a number, never a bool, list or object in their place."""
     hints = _hints(type(event))
     return all(_is_a(getattr(event, f.name), hints[f.name]) for f in dataclasses.fields(event))
 
@@ -68,10 +69,12 @@ def _is_a(value: object, annotation) -> bool:
     for option in options:
         if option is type(None) and value is None:
             return True
-        if option is float and isinstance(value, int | float) and not isinstance(value, bool):
-            return True
-        if option is int and isinstance(value, int) and not isinstance(value, bool):
-            return True
+        if (
+            option in (int, float)
+            and isinstance(value, int | float)
+            and not isinstance(value, bool)
+        ):
+            return True  # a number is a number: 9e9 parameters read back as a float
         if option in (str, RunSummary) and isinstance(value, option):
             return True
     return False

@@ -1,0 +1,145 @@
+"""The run registry is a cache (issue 25, item 6): damaged entries are skipped one by one,
+names are stored on one line and printed escaped, and a registry that cannot be written
+costs one warning line, never the run. One run's damaged files never hide the others."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+import pytest
+from conftest import DEMO_PRESET, cli_command, cli_env, gpu_run_events, run_cli, set_args, write_run
+
+from finetune_tui.engine.event_text import printable
+from finetune_tui.engine.run_dir.layout import RUN_MARKER, data_dir
+from finetune_tui.engine.run_dir.registry import REGISTRY_FILE, register_run, registered_runs
+from finetune_tui.engine.run_dir.status import list_runs
+from finetune_tui.engine.settings import TrainSettings
+
+ESCAPE = "\x1b]0;owned\x07\x1b[2J"  # sets the terminal's title, clears the screen
+
+
+def registry():
+    return data_dir() / REGISTRY_FILE
+
+
+def finished_run(folder):
+    write_run(folder, gpu_run_events(steps=3))
+    return folder
+
+
+def test_a_damaged_registry_skips_only_its_damaged_entries(tmp_path):
+    good = [finished_run(tmp_path / "elsewhere" / f"run{i}") for i in range(2)]
+    registry().parent.mkdir(parents=True)
+    lines = [
+        f"{good[0]}\n".encode(),
+        os.urandom(4000).replace(b"\n", b"") + b"\n",  # random bytes
+        b"/" + b"x" * 100_000 + b"\n",  # overlong: once an internal error for every run
+        b"relative/run\n",
+        f"{good[1]}\x1b[31m\n".encode(),  # a raw control character: not an entry of ours
+        b"\xff\xfe not utf-8\n",
+        f"{good[1]}\n".encode(),
+        os.urandom(300).replace(b"\n", b""),  # torn: no final newline
+    ]
+    registry().write_bytes(b"".join(lines))
+    assert registered_runs() == good
+
+    listed = run_cli(tmp_path, "runs", "--json", timeout=60)
+    assert listed.returncode == 0, listed.stderr
+    assert sorted(row["path"] for row in json.loads(listed.stdout)) == [str(p) for p in good]
+
+    late = finished_run(tmp_path / "elsewhere" / "late")  # after a torn line: its own line
+    register_run(late)
+    assert registered_runs() == [*good, late]
+
+
+def test_names_with_newlines_and_escapes_stay_one_line_and_print_escaped(tmp_path):
+    folder = finished_run(tmp_path / f"two\nlines{ESCAPE}\udcff")  # \udcff: the byte 0xff
+    register_run(folder)
+    register_run(folder)  # once only
+    assert registry().read_bytes().count(b"\n") == 1
+    assert registered_runs() == [folder]
+
+    for args in (["runs"], ["attach", str(folder), "--plain"]):
+        result = subprocess.run(
+            cli_command(*args), capture_output=True, env=cli_env(tmp_path), timeout=60
+        )
+        assert result.returncode == 0, result.stderr
+        assert b"\x1b" not in result.stdout + result.stderr
+        assert b"\\x1b]0;owned\\x07" in result.stdout
+    missing = run_cli(tmp_path, "attach", f"nothing{ESCAPE}", timeout=60)
+    assert "\x1b" not in missing.stderr and "nothing\\x1b]0;owned" in missing.stderr
+
+
+@pytest.mark.parametrize("blocker", ["fifo", "directory", "home is a file"])
+def test_an_unwritable_registry_warns_and_the_run_folder_is_made(
+    tmp_path, blocker, capfd, monkeypatch
+):
+    from finetune_tui.engine.run_dir.create import prepare_run_dir
+
+    if blocker == "home is a file":  # what a read-only home does: the folder cannot be made
+        (tmp_path / "home").write_text("")
+        monkeypatch.setenv("FINETUNE_TUI_DATA_DIR", str(tmp_path / "home" / "data"))
+    else:
+        registry().parent.mkdir(parents=True)
+        os.mkfifo(registry()) if blocker == "fifo" else registry().mkdir()
+    run = tmp_path / "out" / "run"
+    settings = TrainSettings.model_validate({"output": {"dir": str(run)}})
+    assert prepare_run_dir(settings) == run  # a FIFO blocked here forever
+    assert (run / RUN_MARKER).is_file()
+    warning = capfd.readouterr().err.splitlines()
+    assert len(warning) == 1 and warning[0].startswith("finetune-tui: warning: "), warning
+    assert "runs.txt" in warning[0] and f"finetune-tui runs {run.parent}" in warning[0]
+
+
+def test_a_run_trains_past_a_registry_that_is_a_fifo(tmp_path):
+    """Through the CLI: the run once hung after making its folder."""
+    registry().parent.mkdir(parents=True)
+    os.mkfifo(registry())
+    run = tmp_path / "run"
+    sets = set_args("training.max_steps=1", "training.exact_match_samples=0")
+    result = run_cli(
+        tmp_path, "--preset", str(DEMO_PRESET), "--output", str(run), *sets, timeout=120
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stderr.count("finetune-tui: warning:") == 1
+    assert json.loads((run / "summary.json").read_text())["status"] == "finished"
+
+
+def test_a_run_with_wrong_types_is_listed_as_damaged_and_the_others_still_are(tmp_path):
+    runs = data_dir() / "runs"
+    finished_run(runs / "good")
+    events = [e.to_json() for e in gpu_run_events(steps=3)]
+    events[2]["loss"] = "abc"  # a string where a number belongs
+    (runs / "bad-metrics").mkdir(parents=True)
+    (runs / "bad-metrics" / "settings.yaml").write_text("model: {}\n")
+    (runs / "bad-metrics" / "metrics.jsonl").write_text(
+        "".join(json.dumps(e) + "\n" for e in events)
+    )
+    for name, summary in {"bad-summary": {"status": 5}, "odd-status": {"status": ESCAPE}}.items():
+        finished_run(runs / name)
+        (runs / name / "summary.json").write_text(json.dumps(summary))
+
+    listed = {r.name: r for r in list_runs()}
+    assert (listed["good"].step, listed["good"].total_steps) == (3, 3)
+    assert {name: r.status for name, r in listed.items()} == {
+        "good": "interrupted",  # no summary.json: killed, resumable
+        "bad-metrics": "damaged",
+        "bad-summary": "damaged",
+        "odd-status": "damaged",
+    }
+    for args in (["runs"], ["runs", "--json"], ["attach", "bad-metrics", "--plain"]):
+        result = run_cli(tmp_path, *args, timeout=60)
+        assert result.returncode == 0 and result.stderr == "", result.stderr
+    attached = run_cli(tmp_path, "attach", "bad-metrics", "--plain", timeout=60).stdout
+    assert "step 1/3" in attached and "abc" not in attached  # the damaged line is skipped
+
+
+def test_printable_escapes_what_a_terminal_would_obey():
+    assert printable("plain name-1.0 ünï 日本") == "plain name-1.0 ünï 日本"
+    assert printable(f"a\nb\tc{ESCAPE}") == "a\\nb\\tc\\x1b]0;owned\\x07\\x1b[2J"
+    assert printable("\x9b31m") == "\\x9b31m"  # C1: the one-byte CSI
+    assert printable("evil\u202etxt.py") == "evil\\u202etxt.py"  # right-to-left override
+    assert printable(os.fsdecode(b"caf\xe9")) == "caf\\xe9"  # a name that is not UTF-8
+    assert printable(printable(ESCAPE)) == printable(ESCAPE)  # escaping twice changes nothing
