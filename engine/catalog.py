@@ -219,7 +219,18 @@ CATALOG |= {
             "gemma3_text",
             head_dim=256,
         ),
-        "vision_config": {"model_type": "siglip_vision_model"},
+        # google/gemma-3-4b-pt config.json: a SigLIP tower (0.42 B) the checkpoint holds
+        "vision_config": {
+            "model_type": "siglip_vision_model",
+            "hidden_size": 1152,
+            "intermediate_size": 4304,
+            "num_hidden_layers": 27,
+            "num_attention_heads": 16,
+            "image_size": 896,
+            "patch_size": 14,
+            "vision_use_head": False,
+        },
+        "mm_tokens_per_image": 256,
     },
     "mistralai/Mistral-Nemo-Base-2407": _llama(
         5120, 14336, 40, 32, 8, 131072, 128000, False, "MistralForCausalLM", "mistral", head_dim=128

@@ -119,21 +119,29 @@ class ModelInfo:
     params_experts: int = 0  # fused routed-expert weights: resident, never quantised
     params_active: int = 0  # parameters one token passes through (= total when dense)
     moe: Experts | None = None
+    # a multimodal checkpoint's vision tower and projector: loaded and quantised with the
+    # language model, never adapted by "auto" LoRA; params_total includes them
+    vision_linears: list[Linear] = field(default_factory=list)
+    params_vision: int = 0
 
     @property
     def params_linear(self) -> int:
-        """Parameters in the blocks' nn.Linear layers: what 4-/8-bit quantisation shrinks."""
-        return sum(linear.params for linear in self.linears)
+        """Parameters in nn.Linear layers (the blocks', a vision tower's): what 4-/8-bit
+        quantisation shrinks."""
+        return sum(linear.params for linear in self.linears + self.vision_linears)
 
     @property
     def is_moe(self) -> bool:
         return self.moe is not None
 
     def lora_params(self, r: int, targets: list[str] | None = None) -> int:
+        """LoRA's parameters: "auto" adapts the language model's layers only; names the
+        user gives reach a vision tower's layers of that name too (PEFT matches by name)."""
         chosen = set(targets or self.lora_targets)
+        reached = self.linears + (self.vision_linears if targets else [])
         return sum(
             r * (lin.in_features + lin.out_features) * lin.layers
-            for lin in self.linears
+            for lin in reached
             if lin.name in chosen
         )
 
@@ -172,19 +180,65 @@ def inspect_model(name_or_path: str) -> ModelInfo:
 def inspect_config(name: str, config: dict) -> ModelInfo:
     """Facts from a config dict (a multimodal config's nested text settings are used)."""
     text = config.get("text_config")
-    config = (text if isinstance(text, dict) else config) | {
+    merged = (text if isinstance(text, dict) else config) | {
         "architectures": config.get("architectures"),
         "loaded_model_type": config.get("model_type"),  # the class a loader builds
     }
     try:
-        return _info(name, config)
+        info = _info(name, merged)
+        if isinstance(config.get("vision_config"), dict):
+            _add_vision(name, info, config)
+        return info
     except (KeyError, TypeError, ValueError, ZeroDivisionError, AttributeError) as exc:
         raise ModelError(f"{name}: config.json lacks what planning needs ({exc})") from None
+
+
+def _add_vision(name: str, info: ModelInfo, config: dict) -> None:
+    """Count the vision tower and projector the checkpoint holds beside the language
+    model (a plan of the text model alone missed Gemma-3-4B's 0.42 B). Towers and
+    projectors this does not know are refused rather than planned short."""
+    vision = config["vision_config"]
+    projector = config.get("model_type")
+    tower = vision.get("model_type", PROJECTORS.get(projector))  # the config class's default
+    if tower not in VISION_TOWERS or projector not in PROJECTORS:
+        raise ModelError(
+            f"{name}: the vision tower ({tower}) and projector ({projector}) of this "
+            "multimodal config cannot be counted, so its memory cannot be predicted "
+            f"(known: {', '.join(sorted(VISION_TOWERS))} with {', '.join(sorted(PROJECTORS))})"
+        )
+    h, width = vision.get("hidden_size", 768), vision.get("intermediate_size", 3072)
+    layers, patch = vision.get("num_hidden_layers", 12), vision.get("patch_size", 16)
+    image, channels = vision.get("image_size", 224), vision.get("num_channels", 3)
+    positions = (image // patch) ** 2
+    linears = [
+        *(Linear(n, h, h, layers, auto_lora=False) for n in ("q_proj", "k_proj", "v_proj")),
+        Linear("out_proj", h, h, layers, auto_lora=False),
+        Linear("fc1", h, width, layers, auto_lora=False),
+        Linear("fc2", width, h, layers, auto_lora=False),
+    ]
+    biases_norms = layers * (4 * h + width + h + 4 * h)  # q/k/v/out, fc1, fc2 biases; 2 norms
+    other = biases_norms + 2 * h  # post_layernorm
+    other += channels * patch * patch * h + h + positions * h  # patch conv, positions
+    if vision.get("vision_use_head", True):  # SigLIP's attention-pooling head
+        other += h + (3 * h * h + 3 * h) + h + 2 * h + width + h  # probe, in_proj, biases, norm
+        linears += [
+            Linear("out_proj", h, h, 1, auto_lora=False),
+            Linear("fc1", h, width, 1, auto_lora=False),
+            Linear("fc2", width, h, 1, auto_lora=False),
+        ]
+    other += h * info.hidden_size + h  # gemma3's projection matrix (a Parameter), RMSNorm
+    info.vision_linears = linears
+    info.params_vision = sum(lin.params for lin in linears) + other
+    info.params_total += info.params_vision
+    info.params_active += info.params_vision
 
 
 REQUIRED = ("hidden_size", "num_hidden_layers", "num_attention_heads", "vocab_size")
 SIZES_IF_SET = ("num_key_value_heads", "head_dim", "intermediate_size")  # null: derived
 LAYERNORM = {"gpt_neox", "starcoder2", "falcon", "phimoe", "phi", "gpt2", "gpt_bigcode"}
+VISION_TOWERS = {"siglip_vision_model"}
+# the outer model_type: the multimodal classes AutoModelForCausalLM (the runner's) builds
+PROJECTORS = {"gemma3": "siglip_vision_model"}  # → its default vision tower
 LINEAR_ROUTERS = {"phimoe"}  # its router subclasses nn.Linear: quantised, never LoRA-targeted
 KNOWN_TYPES = {
     "llama",

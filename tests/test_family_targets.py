@@ -22,7 +22,7 @@ SMALL = {
 LLAMA_NAMES = ["down_proj", "gate_proj", "k_proj", "o_proj", "q_proj", "up_proj", "v_proj"]
 ATTENTION = ["k_proj", "o_proj", "q_proj", "v_proj"]
 GEMMA3_VL = {
-    "text_config": SMALL | {"vocab_size": 300, "head_dim": 16},
+    "text_config": SMALL | {"model_type": "gemma3_text", "vocab_size": 300, "head_dim": 16},
     "vision_config": {
         "hidden_size": 32,
         "intermediate_size": 16,
@@ -294,3 +294,57 @@ def test_the_batch_reason_is_scored_like_the_choice(model_id, gpu, lengths):
     gain = batch_gain(plan)
     if said and gain is not None:
         assert abs(int(said.group(1)) - gain * 100) <= 1.5, (reason, gain)  # 2-digit speeds
+
+
+def meta_count(config: dict) -> tuple[int, int]:
+    """(all parameters, those in nn.Linear layers outside the language model) of the
+    model transformers builds from this config, on the meta device."""
+    import torch
+
+    fields = {k: v for k, v in config.items() if k not in ("architectures", "model_type")}
+    model = build(config["model_type"], fields)
+    decoder = model.get_decoder()
+    inside = {id(m) for m in decoder.modules()}
+    tower = sum(
+        m.weight.numel()
+        for m in model.modules()
+        if isinstance(m, torch.nn.Linear) and id(m) not in inside
+        if m is not model.get_output_embeddings()
+    )
+    return sum(p.numel() for p in model.parameters()), tower
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        "google/gemma-3-4b-pt",  # the published config: 4.30 B, of which 0.42 B vision
+        {"model_type": "gemma3", **GEMMA3_VL},
+        {
+            "model_type": "gemma3",
+            **GEMMA3_VL,
+            "vision_config": GEMMA3_VL["vision_config"] | {"vision_use_head": True},
+        },
+    ],
+    ids=["gemma-3-4b", "tiny", "tiny-with-head"],
+)
+def test_a_multimodal_plan_counts_what_the_checkpoint_holds(config):
+    """Was: 3.88 B planned for Gemma-3-4B, whose checkpoint holds 4.30 B."""
+    from finetune_tui.engine.catalog import CATALOG
+    from finetune_tui.engine.models import inspect_config
+
+    config = CATALOG[config] if isinstance(config, str) else config
+    info = inspect_config("m", config)
+    total, tower_linear = meta_count(config)
+    assert info.params_total == total
+    assert sum(lin.params for lin in info.vision_linears) == tower_linear  # quantised too
+    assert info.lora_params(16) < info.lora_params(16, ["q_proj"]) + info.lora_params(16)
+
+
+def test_a_vision_tower_it_cannot_count_is_one_line():
+    from finetune_tui.engine.errors import ModelError
+    from finetune_tui.engine.models import inspect_config
+
+    config = {"model_type": "gemma3", **GEMMA3_VL}
+    config["vision_config"] = GEMMA3_VL["vision_config"] | {"model_type": "pixtral"}
+    with pytest.raises(ModelError, match=r"vision tower \(pixtral\).*cannot be counted"):
+        inspect_config("m", config)

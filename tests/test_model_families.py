@@ -76,7 +76,8 @@ def test_counts_and_lora_targets_match_the_module_tree(model_id):
 def test_nested_text_settings_of_a_multimodal_config():
     nested = inspect_model("google/gemma-3-4b-pt")
     assert nested.model_type == "gemma3_text" and nested.num_layers == 34
-    assert nested.params_total == _info("x", text_config("google/gemma-3-4b-pt")).params_total
+    text_only = _info("x", text_config("google/gemma-3-4b-pt")).params_total
+    assert nested.params_total == text_only + nested.params_vision  # the vision tower too
 
 
 def test_experts_are_planned_resident_and_unquantised():
