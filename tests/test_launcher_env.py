@@ -34,11 +34,11 @@ def run_with_env(tmp_path, extra: dict[str, str], *args: str) -> subprocess.Comp
 @pytest.mark.parametrize(
     "inherited",
     [
-        {"RANK": "1"},
-        {"WORLD_SIZE": "4"},
-        {"RANK": "abc", "LOCAL_RANK": "x", "MASTER_ADDR": "nowhere", "ACCELERATE_USE_FSDP": "1"},
+        {"RANK": "1"},  # trained as a non-main rank: no settings, metrics or summary
+        # accelerate waited for 4 processes at MASTER_ADDR; RANK=abc was an internal error
+        {"WORLD_SIZE": "4", "RANK": "abc", "MASTER_ADDR": "nowhere", "ACCELERATE_USE_FSDP": "1"},
     ],
-    ids=["rank-1", "world-size-4", "rank-abc"],
+    ids=["rank-1", "world-size-4-rank-abc"],
 )
 def test_inherited_launcher_variables_are_ignored_with_one_warning(tmp_path, inherited):
     run_dir = tmp_path / "r1"
