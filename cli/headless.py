@@ -1,7 +1,7 @@
 """Headless training: `finetune-tui --preset FILE` over SSH, under nohup, in CI.
 
 Plain lines, no TTY needed. SIGINT / SIGTERM / SIGHUP ask the runner to save and stop
-(exit 130 / 143 / 143); a second Ctrl-C exits at once.
+(exit 130 / 143 / 143), as RUN_DIR/STOP_NOW does (143); a second Ctrl-C exits at once.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from finetune_tui.engine.errors import InputError
 from finetune_tui.engine.event_text import describe, printable
 from finetune_tui.engine.events import Event
 from finetune_tui.engine.preset import load_preset, save_preset
+from finetune_tui.engine.run_control import STOP_REQUEST_EXIT, clear_stop_request
 from finetune_tui.engine.run_dir.create import prepare_run_dir, reopen_run_dir
 from finetune_tui.engine.run_dir.layout import LOG_FILE, PID_FILE, SETTINGS_FILE
 from finetune_tui.engine.run_dir.pid import is_running, read_pid
@@ -39,6 +40,8 @@ NEW_RUN_OPTIONS = {
 
 
 def run_headless(args: argparse.Namespace) -> int:
+    if getattr(args, "worker_resume", False):  # hidden: only a launch's worker takes it
+        raise InputError("--worker-resume belongs to the workers finetune-tui launches")
     if args.resume:
         _refuse_new_run_options(args)
         run_dir, settings = _existing_run(args.resume)
@@ -56,6 +59,7 @@ def run_headless(args: argparse.Namespace) -> int:
         check_run_inputs(settings)  # nothing is written before the inputs are valid
         preset = (Path(args.preset),) if args.preset else ()
         run_dir = prepare_run_dir(settings, overwrite=args.overwrite, inputs=preset)
+    clear_stop_request(run_dir)  # an earlier attempt's STOP_NOW never stops this one
     if args.detach:
         return _detach(run_dir, settings)
     if settings.distributed.launched:
@@ -71,7 +75,7 @@ def run_headless(args: argparse.Namespace) -> int:
         if received:
             say("the signal came after the last step: the run finished and its adapter is saved")
         return 0
-    return EXIT_CODES[received[0]] if received else 1
+    return EXIT_CODES[received[0]] if received else STOP_REQUEST_EXIT  # RUN_DIR/STOP_NOW
 
 
 def train_here(settings: TrainSettings, run_dir: Path, stop, resume: bool, quiet=False):

@@ -6,7 +6,9 @@ Ctrl-C, SIGTERM and SIGHUP reach this process; it writes RUN_DIR/STOP_NOW, which
 worker reads after its step; the workers agree to stop at the same step and save a
 checkpoint (engine/callbacks.py), however long that takes. The launcher itself is never
 signalled: its agent would terminate the workers and kill them in the middle of a large
-save. `--resume`, `runs` and `attach` see one run directory.
+save. A second Ctrl-C ends every process of the launch at once (SIGTERM, then SIGKILL):
+they are found by the token each carries in its environment, since accelerate starts every
+worker in a session of its own. `--resume`, `runs` and `attach` see one run directory.
 """
 
 from __future__ import annotations
@@ -23,12 +25,25 @@ from pathlib import Path
 from finetune_tui.engine.errors import InputError
 from finetune_tui.engine.launch import (
     CONFIG_FILE,
+    ancestors,
+    end_processes,
     is_main_process,
     launch_command,
     launch_files,
+    launch_problem,
+    launch_token,
+    launched_processes,
+    launcher_pid,
 )
-from finetune_tui.engine.launcher_env import own_launch_environment
+from finetune_tui.engine.launcher_env import LAUNCH_TOKEN, own_launch_environment
 from finetune_tui.engine.preset import load_preset, save_preset
+from finetune_tui.engine.run_control import (
+    STOP_REQUEST_EXIT,
+    clear_stop_request,
+    discard_stop_request,
+    request_stop,
+    stop_file_problem,
+)
 from finetune_tui.engine.run_dir.create import undo_replacement
 from finetune_tui.engine.run_dir.layout import (
     LOG_FILE,
@@ -38,6 +53,7 @@ from finetune_tui.engine.run_dir.layout import (
     STOP_FILE,
     SUMMARY_FILE,
 )
+from finetune_tui.engine.run_dir.pid import is_running, read_pid
 from finetune_tui.engine.run_dir.summary import read_summary
 from finetune_tui.engine.safe_io import write_text_atomic
 from finetune_tui.engine.settings import TrainSettings
@@ -47,7 +63,8 @@ from .main import ERROR_PREFIX
 
 
 def launch_workers(run_dir: Path, settings: TrainSettings, resume: bool) -> int:
-    """Start the run's workers through accelerate and wait; the exit code follows the run."""
+    """Start the run's workers through accelerate and wait; the exit code follows the run.
+    Whatever signals arrive, no process of the launch outlives this call."""
     spread = settings.distributed
     save_preset(settings, run_dir / SETTINGS_FILE)
     for path, text in launch_files(spread, run_dir, mixed_precision="no").items():
@@ -58,29 +75,99 @@ def launch_workers(run_dir: Path, settings: TrainSettings, resume: bool) -> int:
         f"run directory: {run_dir} ({spread.world_size} processes, {spread.strategy}; "
         f"library messages: {LOG_FILE})"
     )
-    (run_dir / STOP_FILE).unlink(missing_ok=True)  # an earlier attempt's, never this one's
+    clear_stop_request(run_dir)  # an earlier attempt's, never this one's
+    token = launch_token(run_dir)
+    guard = _SignalGuard(run_dir)  # before the launch: no signal finds the workers unguarded
     launched_at = time.time()
-    with (run_dir / LOG_FILE).open("ab") as log:
-        launcher = subprocess.Popen(
-            launch_command(run_dir, config, resume),
-            stdin=subprocess.DEVNULL,
-            stderr=log,  # the launcher's own notices; rank 0's progress lines reach stdout
-            start_new_session=True,  # a terminal's Ctrl-C reaches us, and we pass it on once
-            env={**own_launch_environment(), "PYTHONUNBUFFERED": "1"},  # workers keep RANK...
-        )
-        received = _stop_on_signals(launcher, run_dir / STOP_FILE)
-        code = launcher.wait()
-    (run_dir / STOP_FILE).unlink(missing_ok=True)  # asked after the last step: not read
+    code = None
+    try:
+        if not guard.received:  # a signal before the start: nothing to launch, nothing saved
+            code = _run_launcher(run_dir, launch_command(run_dir, config, resume), token, guard)
+    finally:
+        end_processes(token, hurry=guard.hurried)  # normally none is left by now
+        discard_stop_request(run_dir)  # asked after the last step: not read
+    if code is None or guard.forced:
+        undo_replacement(run_dir)  # ended before it started: an overwritten run comes back
+        return EXIT_CODES[signal.SIGINT if guard.forced else guard.received[0]]
     # rank 0 writes summary.json when the run finished or stopped as asked (the launcher's
     # own exit code is not 0 after a signal); an older summary is an earlier attempt's
     summary = read_summary(run_dir) if _written_since(run_dir, launched_at) else None
     if summary is not None and summary.status == "finished":
         return 0
     if summary is not None and summary.status == "stopped":
-        return EXIT_CODES[received[0]] if received else 143
+        return EXIT_CODES[guard.received[0]] if guard.received else STOP_REQUEST_EXIT
     say(_worker_error(run_dir, code), sys.stderr)
     undo_replacement(run_dir)  # failed before training: an overwritten run comes back
     return 1
+
+
+def _run_launcher(run_dir: Path, command: list[str], token: str, guard: _SignalGuard) -> int:
+    """accelerate's launcher until it ends; a forced stop ends every process of the launch
+    (SIGTERM, then SIGKILL) and waits for them."""
+    environment = {**own_launch_environment(), LAUNCH_TOKEN: token, "PYTHONUNBUFFERED": "1"}
+    with (run_dir / LOG_FILE).open("ab") as log:
+        launcher = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stderr=log,  # the launcher's own notices; rank 0's progress lines reach stdout
+            start_new_session=True,  # a terminal's Ctrl-C reaches us, and we pass it on once
+            env=environment,  # workers keep RANK ..., and carry the token that finds them
+        )
+    while True:
+        try:
+            return launcher.wait(timeout=0.1)
+        except subprocess.TimeoutExpired:
+            pass
+        if guard.forced:
+            end_processes(token, hurry=guard.hurried)
+            return launcher.wait()
+        if guard.signal_workers:  # STOP_NOW could not be written: ask each worker itself
+            guard.signal_workers = False
+            for pid in launched_processes(token):
+                if pid != launcher.pid and launcher.pid in ancestors(pid)[:1]:
+                    _signal(pid, signal.SIGTERM)
+
+
+class _SignalGuard:
+    """Ctrl-C, SIGTERM and SIGHUP in the launching process. The first asks every worker to
+    save and stop after its step (RUN_DIR/STOP_NOW; accelerate's launcher is never
+    signalled: its agent would kill the workers in the middle of a large save). A later
+    Ctrl-C ends every process at once, as a second Ctrl-C ends a one-process run; a later
+    SIGTERM or SIGHUP lets the save finish. A Ctrl-C during that forced stop skips its
+    grace period."""
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = run_dir
+        self.received: list[int] = []
+        self.forced = False
+        self.forced_at = 0
+        self.signal_workers = False
+        for signum in EXIT_CODES:
+            signal.signal(signum, self.handle)
+
+    def handle(self, signum, frame) -> None:
+        self.received.append(signum)
+        if len(self.received) == 1:
+            name = signal.Signals(signum).name
+            say(f"{name}: every process saves and stops after this step")
+            if not request_stop(self.run_dir, name):
+                problem = stop_file_problem(self.run_dir) or "cannot be written"
+                say(f"{self.run_dir / STOP_FILE}: {problem}; asking each process directly")
+                self.signal_workers = True
+        elif signum == signal.SIGINT and not self.forced:
+            self.forced = True
+            self.forced_at = len(self.received)
+            say("second interrupt: ending every process now (last complete checkpoint kept)")
+
+    def hurried(self) -> bool:
+        return self.forced and len(self.received) > self.forced_at
+
+
+def _signal(pid: int, signum: int) -> None:
+    try:
+        os.kill(pid, signum)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def _written_since(run_dir: Path, moment: float) -> bool:
@@ -88,25 +175,6 @@ def _written_since(run_dir: Path, moment: float) -> bool:
         return (run_dir / SUMMARY_FILE).stat().st_mtime >= moment
     except OSError:
         return False
-
-
-def _stop_on_signals(launcher: subprocess.Popen, stop_file: Path) -> list[int]:
-    """The first signal asks every worker to save and stop (the stop file); a second
-    Ctrl-C ends the workers at once, as it does a one-process run."""
-    received: list[int] = []
-
-    def stop(signum, frame):
-        if received and signum == signal.SIGINT:
-            say("second interrupt: exiting now (last complete checkpoint kept)")
-            os.killpg(launcher.pid, signal.SIGKILL)
-            return
-        received.append(signum)
-        say(f"{signal.Signals(signum).name}: every process saves and stops after this step")
-        stop_file.write_text(f"{signal.Signals(signum).name}\n")
-
-    for signum in EXIT_CODES:
-        signal.signal(signum, stop)
-    return received
 
 
 def _worker_error(run_dir: Path, code: int) -> str:
@@ -122,13 +190,34 @@ def _worker_error(run_dir: Path, code: int) -> str:
 
 
 def run_worker(args: argparse.Namespace) -> int:
-    """One rank of the run: rank 0 prints progress lines, the others only train."""
+    """One rank of the run: rank 0 prints progress lines, the others only train.
+
+    A worker trains only inside the launch that prepared its folder (which checked that no
+    live run uses it and that it is not finished); by hand, or in any other folder, it is
+    one line and nothing is written."""
     run_dir = Path(args.worker)
     if not (run_dir / RUN_MARKER).is_file():  # trains only where finetune-tui prepared a run
         raise InputError(f"{run_dir}: not a finetune-tui run directory (no {RUN_MARKER})")
+    problem = launch_problem(run_dir)
+    if problem:
+        raise InputError(f"{run_dir}: {problem}; train with --preset or continue with --resume")
+    _check_worker_folder(run_dir)
     settings = load_preset(run_dir / SETTINGS_FILE, saved_run=True)
     stop = threading.Event()
     quiet = not is_main_process()
     install_signal_handlers(stop, quiet=quiet)
     train_here(settings, run_dir, stop, resume=args.worker_resume, quiet=quiet)
     return 0  # stopped or finished: the launching process reads the outcome in summary.json
+
+
+def _check_worker_folder(run_dir: Path) -> None:
+    """The checks of --preset and --resume, again where the worker trains: no other live
+    process trains there (its own launcher and fellow workers do), and it is not finished."""
+    if is_running(run_dir):
+        pid = read_pid(run_dir)
+        token = os.environ.get(LAUNCH_TOKEN, "")
+        if pid != launcher_pid() and pid not in launched_processes(token):
+            raise InputError(f"{run_dir}: this run is still running (pid {pid})")
+    summary = read_summary(run_dir)
+    if summary is not None and summary.status == "finished":
+        raise InputError(f"{run_dir}: already finished; nothing to train")

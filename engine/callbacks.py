@@ -14,7 +14,8 @@ from pathlib import Path
 from transformers import TrainerCallback
 
 from .events import Checkpoint, Eval, EventSink, Notice, Started, Step
-from .launch import any_rank, is_main_process, sum_over_ranks
+from .launch import any_rank, is_main_process, launcher_gone, sum_over_ranks
+from .run_control import discard_stop_request, stop_file_problem, stop_requested
 from .run_dir.checkpoints import mark_complete
 from .run_dir.layout import STOP_FILE, TRIGGER_FILE
 
@@ -193,31 +194,44 @@ class StopCallback(TrainerCallback):
 
     STOP_NOW is how the process that launched several workers stops them: signalling
     accelerate's launcher would make its agent terminate the workers, killing them in the
-    middle of a large checkpoint once its grace period ends.
+    middle of a large checkpoint once its grace period ends. A worker whose launcher is
+    gone (killed outright) saves and stops too, rather than train on with no one to
+    answer to.
     """
 
     def __init__(self, stop: threading.Event, run_dir: Path, events: EventCallback):
         self.stop = stop
+        self.run_dir = run_dir
         self.trigger = run_dir / TRIGGER_FILE
         self.stop_file = run_dir / STOP_FILE
         self.events = events
         self.stopped = False
         self.warned = False
+        self.warned_stop = False
 
     def on_step_end(self, args, state, control, **kwargs):
         # with several processes every rank stops and saves at the same step
-        asked = self.stop_file.is_file() and not self.stop_file.is_symlink()
-        if any_rank(self.stop.is_set() or asked):
+        if any_rank(self.stop.is_set() or self._stop_asked() or launcher_gone()):
             self.stopped = True
             control.should_training_stop = True
             control.should_save = True
             self.events.save_reason = "stop"
             if is_main_process():  # every rank has read it: consumed once
-                self.stop_file.unlink(missing_ok=True)
+                discard_stop_request(self.run_dir)
         elif any_rank(self._triggered()):
             control.should_save = True
             self.events.save_reason = "trigger"
         return control
+
+    def _stop_asked(self) -> bool:
+        """A plain file named STOP_NOW; anything else under that name is named once."""
+        problem = stop_file_problem(self.run_dir)
+        if problem and not self.warned_stop and is_main_process():
+            self.warned_stop = True
+            self.events.sink(
+                Notice(f"{self.stop_file}: {problem}, not a stop request", level="warning")
+            )
+        return problem is None and stop_requested(self.run_dir)
 
     def _triggered(self) -> bool:
         """A regular file named CHECKPOINT_NOW, consumed; anything else is left alone."""
