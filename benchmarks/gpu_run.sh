@@ -8,6 +8,7 @@
 #   bash benchmarks/gpu_run.sh screenshot  # screenshots/6-train-gpu.svg from a real run
 #   bash benchmarks/gpu_run.sh launched  # ZeRO-3 / FSDP on one GPU through the product
 #     (CASES="zero3-offload-full zero3-lora", INTERRUPT=1: SIGINT at the first epoch, resume)
+#   bash benchmarks/gpu_run.sh families  # family x backend x quantisation matrix (FAMILY_ARGS)
 #   bash benchmarks/gpu_run.sh calib backends panel   # several stages in one call
 # Installs the carried wheels, exposes the repo as the finetune_tui package, writes JSON
 # lines and logs to $OUT.
@@ -47,6 +48,9 @@ case "$stage" in
       python3 benchmarks/launched_one_gpu.py --case "$case" ${INTERRUPT:+--interrupt} --samples "${SAMPLES:-64}" \
         --out "$OUT/launched.jsonl" ${LAUNCH_SET:-} 2>&1 | tail -c 20000 >> "$OUT/launched.out"
     done ;;
+  families)
+    python3 benchmarks/families.py --out "$OUT/families.jsonl" ${FAMILY_ARGS:-} \
+      2>&1 | tail -c 20000 >> "$OUT/families.log" ;;
   nvml)
     python3 benchmarks/nvml_poll.py --polls 50 | tee -a "$OUT/nvml.jsonl" ;;
   panel)

@@ -34,7 +34,19 @@ COEFFICIENTS = {
     "workspace_gib": 0.10,  # cuBLAS / bitsandbytes workspaces
     "int8_bytes_per_param": 1.92,  # LLM.int8 training keeps more than the int8 weights
     "gemma_uncheckpointed_embedding_copies": 0.75,  # measured: a transient embedding copy
+    # 4-/8-bit weights under checkpointing, MLP of two linears (no gate): one more layer of
+    # activations than the gated families (fit: StarCoder2 NF4 b1/b4/b8; Pythia held out)
+    "quantized_ungated_ckpt_layers": 1.0,
+    # 4-/8-bit weights with one fused gate_up_proj (Phi-3, Phi-4): more per MLP width per
+    # token than separate gate and up projections (fit: Phi-3-mini NF4; Phi-4 held out)
+    "quantized_fused_gate_up_act_i": 5.5,
 }
+# Families whose own attention code materialises the scores even under sdpa: Falcon calls
+# scaled_dot_product_attention with one key head broadcast over 71 query heads and an
+# explicit mask (math kernel). Bytes per batch x head x query x key of one layer (fit on
+# one Falcon-7B NF4 b4 row; its 16-bit row measured less: safe side; without
+# checkpointing not measured, every layer's counted).
+SCORES_BYTES = {"falcon": 19.5}
 # Families measured to need more than the analytic model (benchmarks/results/moe-*.jsonl):
 # DeepSeek-V2's loss is computed from full logits (TRL's chunked head does not apply: the
 # 1.95 GiB gap at checkpointing matches 10 bytes x vocabulary per token), and its latent
@@ -186,12 +198,32 @@ def activation_bytes(model: ModelInfo, settings: TrainSettings) -> float:
     act_h += EXTRA_ACT_H.get(model.model_type, 0.0)
     if settings.quantization.mode == "none":
         act_i += c["act_i_16bit_extra"]
+    elif any(linear.name == "gate_up_proj" for linear in model.linears):
+        act_i += c["quantized_fused_gate_up_act_i"]
     one_layer = tokens * (act_h * h + act_i * i)
+    scores = _scores_bytes(model, settings)
     mode = settings.memory.gradient_checkpointing
     if mode == "off":
-        return layers * one_layer + _gemma_extra(model, settings)
+        return layers * (one_layer + scores) + _gemma_extra(model, settings)
     per_layer = c["unsloth_ckpt_h"] if mode == "unsloth" else c["ckpt_h"]
-    return layers * tokens * per_layer * h + one_layer  # saved inputs + one recomputed layer
+    recomputed = one_layer * (1 + _ungated_extra_layers(model, settings)) + scores
+    return layers * tokens * per_layer * h + recomputed  # saved inputs + recomputed layer(s)
+
+
+def _scores_bytes(model: ModelInfo, settings: TrainSettings) -> float:
+    """One layer's attention scores, where the family's attention materialises them."""
+    t = settings.training
+    per_score = SCORES_BYTES.get(model.model_type, 0.0)
+    return per_score * t.micro_batch_size * model.num_heads * t.max_seq_length**2
+
+
+def _ungated_extra_layers(model: ModelInfo, settings: TrainSettings) -> float:
+    """Quantised weights with a two-linear MLP (GPT-NeoX, StarCoder2, Falcon) keep one more
+    layer's activations under checkpointing than the gated families (measured)."""
+    gated = model.is_moe or any("gate" in linear.name for linear in model.linears)
+    if gated or settings.quantization.mode == "none":
+        return 0.0
+    return COEFFICIENTS["quantized_ungated_ckpt_layers"]
 
 
 def packing_mask_bytes(model: ModelInfo, settings: TrainSettings) -> float:

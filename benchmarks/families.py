@@ -1,0 +1,215 @@
+"""Family x backend x quantisation matrix on a real GPU, through the product's runner.
+
+Every family of the catalog (layers cut where the model is large: memory is per layer and
+the plan is made for the cut model), every backend the plan offers for it, NF4 and 16-bit:
+a few steps each in its own process (benchmarks/backends.py `one`), recording predicted vs
+measured peak reserved, the LoRA modules actually adapted and the trainable parameters.
+A backend the plan refuses is recorded as refused, with the plan's reason, and not run.
+
+Families run side by side (--parallel): each process has its own torch pool, so peak
+allocated / reserved are per process and exact, but tokens/s of a parallel matrix is not a
+speed measurement (rows say `parallel`).
+
+    python benchmarks/families.py --out families.jsonl --parallel 6
+    python benchmarks/families.py --only gemma-3-1b,phi-3-mini --backends unsloth --mbs 8,32
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import backends as bench  # noqa: E402
+
+# short name -> (catalog ID, layers kept; None = all)
+FAMILIES = {
+    "llama-3.2-1b": ("meta-llama/Llama-3.2-1B", None),
+    "qwen2.5-1.5b": ("Qwen/Qwen2.5-1.5B", None),
+    "gemma-2-2b": ("google/gemma-2-2b", None),
+    "gemma-3-1b": ("google/gemma-3-1b-pt", None),
+    "gemma-3-4b": ("google/gemma-3-4b-pt", None),
+    "phi-3-mini": ("microsoft/Phi-3-mini-4k-instruct", None),
+    "phi-4-8l": ("microsoft/phi-4", 8),
+    "mistral-7b-8l": ("mistralai/Mistral-7B-v0.3", 8),
+    "mistral-nemo-8l": ("mistralai/Mistral-Nemo-Base-2407", 8),
+    "qwen3-8b-8l": ("Qwen/Qwen3-8B", 8),
+    "qwen3-30b-a3b-4l": ("Qwen/Qwen3-30B-A3B", 4),
+    "mixtral-8x7b-2l": ("mistralai/Mixtral-8x7B-v0.1", 2),
+    "olmoe-1b-7b-4l": ("allenai/OLMoE-1B-7B-0924", 4),
+    "deepseek-v2-lite-4l": ("deepseek-ai/DeepSeek-V2-Lite", 4),
+    "phi-3.5-moe-2l": ("microsoft/Phi-3.5-MoE-instruct", 2),
+    "pythia-1b": ("EleutherAI/pythia-1b", None),
+    "falcon-7b-8l": ("tiiuae/falcon-7b", 8),
+    "starcoder2-3b-8l": ("bigcode/starcoder2-3b", 8),
+}
+QUANT = {"nf4": {"quantization.mode": "nf4"}, "bf16": {"quantization.mode": "none"}}
+CHECKPOINTING = {"hf": "on", "liger": "on", "unsloth": "unsloth"}
+
+
+def add_catalog_families() -> None:
+    """A model type of the catalog not named above (a new family) joins the matrix with its
+    first catalog entry, cut to 4 layers."""
+    from finetune_tui.engine.catalog import CATALOG
+
+    known = {CATALOG[cid]["model_type"] for cid, _ in FAMILIES.values()}
+    for cid, config in CATALOG.items():
+        if config["model_type"] not in known:
+            known.add(config["model_type"])
+            FAMILIES[cid.split("/")[-1].lower() + "-4l"] = (cid, 4)
+
+
+def family_config(catalog_id: str, layers: int | None) -> dict:
+    """The catalog's config.json, with the language model's layers cut to `layers`."""
+    from finetune_tui.engine.catalog import CATALOG
+
+    config = json.loads(json.dumps(CATALOG[catalog_id]))
+    if layers:
+        text = config.get("text_config", config)
+        text["num_hidden_layers"] = layers
+        for key in ("layer_types", "mlp_only_layers"):  # per-layer lists follow the cut
+            if isinstance(text.get(key), list):
+                text[key] = text[key][:layers]
+    return config
+
+
+def build(name: str, root: Path) -> Path:
+    """A random-weight model of the family (the catalog's config, cut), saved once."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    from finetune_tui.engine.demo import ensure_demo_model
+
+    folder = root / name
+    if (folder / "config.json").exists():
+        return folder
+    catalog_id, layers = FAMILIES[name]
+    config_dict = family_config(catalog_id, layers)
+    config_dict.pop("architectures", None)
+    config = AutoConfig.for_model(config_dict.pop("model_type"), **config_dict)
+    torch.manual_seed(0)
+    with torch.device("cuda" if torch.cuda.is_available() else "cpu"):
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
+    model.save_pretrained(folder)
+    AutoTokenizer.from_pretrained(ensure_demo_model()).save_pretrained(folder)
+    del model
+    torch.cuda.empty_cache()
+    return folder
+
+
+def offered_backends(model_dir: Path) -> dict[str, str | None]:
+    """Backend -> None when the plan offers it for this model, else the plan's reason."""
+    from finetune_tui.engine.models import inspect_model
+
+    return dict(inspect_model(str(model_dir)).supported_backends)
+
+
+def cells(args, model_dir: Path, data: Path, name: str):
+    offered = offered_backends(model_dir)
+    runs = model_dir.parent / "runs"
+    for quant in args.quant.split(","):
+        for backend in args.backends.split(","):
+            for mbs in [int(b) for b in args.mbs.split(",")]:
+                label = f"{backend} {quant} b{mbs}"
+                settings = {
+                    **bench.BASE,
+                    **QUANT[quant],
+                    "memory.backend": backend,
+                    "memory.gradient_checkpointing": CHECKPOINTING[backend],
+                    "training.micro_batch_size": mbs,
+                    "training.max_seq_length": args.seq,
+                    "model.name_or_path": str(model_dir),
+                    "dataset.path": str(data),
+                    "training.max_steps": args.steps,
+                    "output.dir": str(runs / f"{name}-{label.replace(' ', '-')}"),
+                }
+                yield label, backend, offered.get(backend), settings
+
+
+def build_in_child(name: str, root: Path, timeout: int) -> tuple[Path | None, str]:
+    """Build in a process of its own (threads building CUDA models side by side hung)."""
+    cmd = [sys.executable, __file__, "--build", name, "--work", str(root)]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return None, f"build: timeout after {timeout}s"
+    if proc.returncode:
+        return None, "build: " + ((proc.stderr or proc.stdout).strip().splitlines() or ["?"])[-1]
+    return root / name, ""
+
+
+def run_family(args, name: str, root: Path) -> list[dict]:
+    rows = []
+    model_dir, error = build_in_child(name, root, args.timeout)
+    if model_dir is None:  # an architecture this transformers cannot build: one row
+        row = {"family": name, "catalog": FAMILIES[name][0], "ok": False, "error": error[:400]}
+        emit(args.out, row)
+        return [row]
+    data = bench.write_dataset(root / f"data-{name}.jsonl", args.seq, samples=256)
+    for label, backend, refusal, settings in cells(args, model_dir, data, name):
+        row = {
+            "config": family_config(*FAMILIES[name]),  # as built: the catalog may change
+            "family": name,
+            "catalog": FAMILIES[name][0],
+            "layers": FAMILIES[name][1],
+            "label": label,
+            "backend": backend,
+            "parallel": args.parallel,
+        }
+        if refusal:
+            row.update(ok=False, refused=refusal)
+        else:
+            spec = {"arch": name, "card_gib": 0, "label": label, "settings": settings}
+            row.update(bench.run_child(spec, args.timeout))
+            row.pop("settings", None)
+            row["settings"] = {k: v for k, v in settings.items() if not k.endswith("path")}
+        row["date"] = time.strftime("%Y-%m-%d")
+        rows.append(row)
+        emit(args.out, row)
+    if not args.keep:
+        shutil.rmtree(model_dir, ignore_errors=True)
+    return rows
+
+
+def emit(out: str, row: dict) -> None:
+    line = json.dumps(row, default=str)
+    print(line[:300], flush=True)
+    with open(out, "a") as file:
+        file.write(line + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", default="", help="family short names, comma-separated")
+    parser.add_argument("--backends", default="hf,liger,unsloth")
+    parser.add_argument("--quant", default="nf4,bf16")
+    parser.add_argument("--mbs", default="4", help="micro-batch sizes, comma-separated")
+    parser.add_argument("--seq", type=int, default=1024)
+    parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--parallel", type=int, default=1)
+    parser.add_argument("--timeout", type=int, default=300)
+    parser.add_argument("--work", default="/tmp/ftfamilies")
+    parser.add_argument("--out", default="families.jsonl")
+    parser.add_argument("--keep", action="store_true", help="keep the built models")
+    parser.add_argument("--build", default="", help=argparse.SUPPRESS)  # child: build one
+    args = parser.parse_args()
+    add_catalog_families()
+    if args.build:
+        build(args.build, Path(args.work))
+        return
+    names = args.only.split(",") if args.only else list(FAMILIES)
+    root = Path(args.work)
+    root.mkdir(parents=True, exist_ok=True)
+    emit(args.out, {"versions": bench.versions()["versions"], "date": time.strftime("%Y-%m-%d")})
+    with ThreadPoolExecutor(max_workers=args.parallel) as pool:
+        list(pool.map(lambda n: run_family(args, n, root), names))
+
+
+if __name__ == "__main__":
+    main()
