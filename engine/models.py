@@ -9,7 +9,7 @@ import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .catalog import CATALOG
+from .catalog import CATALOG, UNPLANNED
 from .errors import ModelError
 from .safe_io import CONFIG_LIMIT, read_json
 from .settings import DEMO
@@ -167,6 +167,11 @@ def load_config(name_or_path: str) -> dict:
         raise ModelError(f"{path}: not a model folder (no config.json)")
     if name_or_path in CATALOG:
         return dict(CATALOG[name_or_path])
+    if name_or_path in UNPLANNED:
+        raise ModelError(
+            f"{name_or_path}: transformers builds it, but finetune-tui cannot plan its memory "
+            f"yet ({UNPLANNED[name_or_path]})"
+        )
     raise ModelError(
         f"{name_or_path}: not a local model folder and not in the catalog "
         "(finetune-tui plan --list-models shows it; or give a folder holding its config.json)"
@@ -239,6 +244,7 @@ LAYERNORM = {"gpt_neox", "starcoder2", "falcon", "phimoe", "phi", "gpt2", "gpt_b
 VISION_TOWERS = {"siglip_vision_model"}
 # the outer model_type: the multimodal classes AutoModelForCausalLM (the runner's) builds
 PROJECTORS = {"gemma3": "siglip_vision_model"}  # → its default vision tower
+EXPERT_BIASES = {"gpt_oss"}
 LINEAR_ROUTERS = {"phimoe"}  # its router subclasses nn.Linear: quantised, never LoRA-targeted
 KNOWN_TYPES = {
     "llama",
@@ -261,6 +267,8 @@ KNOWN_TYPES = {
     "starcoder2",
     "granite",
     "olmo2",
+    "olmo3",
+    "gpt_oss",
     "smollm3",
     "glm4",
     "cohere",
@@ -290,6 +298,8 @@ def _info(name: str, c: dict) -> ModelInfo:
         if model_type in LINEAR_ROUTERS:
             linears.append(Linear("router", h, moe.experts, moe.sparse_layers, auto_lora=False))
         experts = moe.sparse_layers * moe.experts * 3 * h * moe.expert_intermediate
+        if model_type in EXPERT_BIASES:  # gate_up and down biases of every expert
+            experts += moe.sparse_layers * moe.experts * (2 * moe.expert_intermediate + h)
     tie = bool(c.get("tie_word_embeddings", model_type in {"gemma", "gemma2", "gemma3_text"}))
     embedding = vocab * h * (1 if tie else 2)
     other = embedding + _small_params(model_type, c, h, heads, kv, head_dim, layers, moe)
@@ -305,7 +315,7 @@ def _info(name: str, c: dict) -> ModelInfo:
         "liger": liger_problem([t for t in (c.get("loaded_model_type"), model_type) if t]),
         "unsloth": None
         if model_type in UNSLOTH_TYPES
-        else f"Unsloth does not support {model_type}",
+        else f"Unsloth is not measured for {model_type} here; use liger or hf",
     }
     return ModelInfo(
         name=name,
@@ -437,8 +447,10 @@ def _small_params(model_type, c, h, heads, kv, head_dim, layers, moe) -> int:
     q, k = heads * head_dim, kv * head_dim
     if model_type in ("qwen3", "qwen3_moe", "gemma3_text"):
         total += layers * 2 * head_dim  # q_norm, k_norm per head
-    if model_type == "olmoe":
+    if model_type in ("olmoe", "olmo2", "olmo3"):  # q_norm, k_norm over whole projections
         total += layers * (q + k)
+    if model_type == "gpt_oss":  # attention sinks; router biases
+        total += layers * heads + moe.sparse_layers * moe.experts
     if model_type in ("deepseek_v2", "deepseek_v3"):
         total += layers * c["kv_lora_rank"] + layers * (c.get("q_lora_rank") or 0)
     if model_type in ("qwen2", "qwen2_moe") or c.get("attention_bias"):

@@ -10,6 +10,7 @@ import types
 import pytest
 
 from finetune_tui.engine import recipe
+from finetune_tui.engine.catalog import UNPLANNED
 
 SMALL = {
     "hidden_size": 64,
@@ -348,3 +349,44 @@ def test_a_vision_tower_it_cannot_count_is_one_line():
     config["vision_config"] = GEMMA3_VL["vision_config"] | {"model_type": "pixtral"}
     with pytest.raises(ModelError, match=r"vision tower \(pixtral\).*cannot be counted"):
         inspect_config("m", config)
+
+
+NEW_FAMILIES = {  # catalog ID → the published total (model cards), issue 26
+    "HuggingFaceTB/SmolLM3-3B": 3.08e9,
+    "ibm-granite/granite-3.3-8b-instruct": 8.17e9,
+    "allenai/Olmo-3-1025-7B": 7.30e9,
+    "openai/gpt-oss-20b": 20.9e9,
+}
+
+
+@pytest.mark.parametrize("model_id", sorted(NEW_FAMILIES))
+def test_families_people_fine_tune_now_are_planned_exactly(model_id):
+    """Whole published configs on the meta device (no memory): every parameter counted."""
+    from finetune_tui.engine.catalog import CATALOG
+    from finetune_tui.engine.models import inspect_model
+
+    info = inspect_model(model_id)
+    assert info.params_total == meta_count(CATALOG[model_id])[0]
+    assert info.params_total == pytest.approx(NEW_FAMILIES[model_id], rel=0.01)
+    assert info.supported_backends["liger"] is None  # liger-kernel 0.8 patches all four
+
+
+def test_gpt_oss_active_parameters_match_its_card():
+    from finetune_tui.engine.models import inspect_model
+
+    info = inspect_model("openai/gpt-oss-20b")
+    without_input_embedding = info.params_active - info.vocab_size * info.hidden_size
+    assert without_input_embedding == pytest.approx(3.6e9, rel=0.02)  # "3.6B active"
+
+
+@pytest.mark.parametrize("model_id", sorted(UNPLANNED))
+def test_families_without_a_memory_model_are_one_line(model_id):
+    from transformers import CONFIG_MAPPING
+
+    from finetune_tui.engine.errors import ModelError
+    from finetune_tui.engine.models import inspect_model
+
+    assert UNPLANNED[model_id].split(":")[0] in CONFIG_MAPPING  # transformers builds it
+    with pytest.raises(ModelError, match="cannot plan its memory yet") as error:
+        inspect_model(model_id)
+    assert "\n" not in str(error.value)
