@@ -80,20 +80,26 @@ def import_unsloth_first() -> None:
 
 
 def load_unsloth_model(model_path: str, settings, device):
-    """Unsloth's FastLanguageModel path: its own loader, LoRA and checkpointing."""
+    """Unsloth's FastLanguageModel path: its own loader, LoRA and checkpointing; "auto"
+    adapts the same layers as the Hugging Face path, or the run stops before step 1."""
     from .recipe import load_unsloth_model
 
     lora = settings.lora
-    return load_unsloth_model(
-        model_path,
-        settings.training.max_seq_length,
-        device.compute_dtype,
-        settings.quantization.mode,
-        "auto" if lora.target_modules == "auto" else list(lora.target_modules),
-        lora.r,
-        lora.alpha,
-        lora.dropout,
-        lora.use_rslora,
-        settings.memory.gradient_checkpointing,
-        settings.training.seed,
-    )
+    try:
+        return load_unsloth_model(
+            model_path,
+            settings.training.max_seq_length,
+            device.compute_dtype,
+            settings.quantization.mode,
+            "auto" if lora.target_modules == "auto" else list(lora.target_modules),
+            lora.r,
+            lora.alpha,
+            lora.dropout,
+            lora.use_rslora,
+            settings.memory.gradient_checkpointing,
+            settings.training.seed,
+        )
+    except ValueError as exc:
+        if str(exc).startswith("Unsloth adapted"):  # the recipe's own check: before step 1
+            raise InputError(f"memory.backend: {exc}") from None
+        raise

@@ -305,5 +305,5 @@ UNPLANNED: dict[str, str] = {
     "Qwen/Qwen3.5-122B-A10B": "qwen3_5_moe: linear-attention layers, experts, a vision tower",
     "Qwen/Qwen3-Next-80B-A3B-Instruct": "qwen3_next: gated-DeltaNet linear attention, 512 experts",
     "meta-llama/Llama-4-Scout-17B-16E": "llama4: interleaved experts and its own vision tower",
-    "google/gemma-4": "gemma4: per-layer embeddings and its own vision and audio towers",
+    "google/gemma-4-E4B": "gemma4: per-layer embeddings and its own vision and audio towers",
 }

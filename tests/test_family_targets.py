@@ -390,3 +390,20 @@ def test_families_without_a_memory_model_are_one_line(model_id):
     with pytest.raises(ModelError, match="cannot plan its memory yet") as error:
         inspect_model(model_id)
     assert "\n" not in str(error.value)
+
+
+def test_unsloth_adapting_other_layers_is_one_line_before_training(fake_unsloth, monkeypatch):
+    from finetune_tui.engine.backends import load_unsloth_model
+    from finetune_tui.engine.errors import InputError
+    from finetune_tui.engine.loading import Device
+    from finetune_tui.engine.settings import TrainSettings
+
+    fake_unsloth.model = build("phi3", SMALL, meta=False)
+    real = FakeFastLanguageModel.get_peft_model.__func__
+
+    def llama_names_only(cls, model, target_modules, **kwargs):
+        return real(cls, model, ["o_proj", "down_proj"], **kwargs)
+
+    monkeypatch.setattr(FakeFastLanguageModel, "get_peft_model", classmethod(llama_names_only))
+    with pytest.raises(InputError, match=r"^memory.backend: Unsloth adapted 4 layers where"):
+        load_unsloth_model("phi3-path", TrainSettings(), Device("cuda", "GPU", "fp32"))
