@@ -283,6 +283,7 @@ def trainer_arguments(
     group_by_length,
     report_to,
     progress_bar,
+    method,
 ):
     """SFTConfig's keyword arguments. Unsloth applies its own gradient checkpointing inside
     get_peft_model, so the Trainer's is off under it; packed batches are never grouped by
@@ -326,6 +327,10 @@ def trainer_arguments(
         "report_to": report_to,
         "dataloader_num_workers": 0,
         "disable_tqdm": not progress_bar,
+        # A mixture of experts' load-balancing loss trains its routers, which LoRA leaves
+        # frozen: off under LoRA (it also failed Phi-3.5-MoE's first step inside TRL and
+        # transformers), the model's own coefficient under full fine-tuning.
+        "router_aux_loss_coef": None if method == "full" else 0.0,
     }
 
 

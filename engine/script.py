@@ -160,7 +160,7 @@ def _constants(settings: TrainSettings, reasons: dict[str, str]) -> str:
         const("DATA_FORMAT", _data_format(s), "dataset.format"),
         const("EVAL_FRACTION", s.dataset.eval_fraction, "dataset.eval_fraction"),
         const("MAX_SAMPLES", s.dataset.max_samples, "dataset.max_samples"),
-        *([const("METHOD", s.training.method, "training.method")] * hf),
+        const("METHOD", s.training.method, "training.method"),
         const("LORA_R", s.lora.r, "lora.r"),
         const("LORA_ALPHA", s.lora.alpha, "lora.alpha"),
         const("LORA_DROPOUT", s.lora.dropout, "lora.dropout"),
@@ -376,6 +376,7 @@ def main():
         group_by_length=GROUP_BY_LENGTH,
         report_to=REPORT_TO,
         progress_bar=True,
+        method=METHOD,
     )
     # before the model: under DeepSpeed ZeRO-3 the arguments switch on zero.Init
     config = SFTConfig(**arguments)

@@ -45,6 +45,7 @@ def sft_config_kwargs(
         group_by_length=memory.group_by_length,
         report_to=list(settings.output.report_to) or "none",
         progress_bar=False,  # the runner reports progress through its own events
+        method=t.method,
     )
 
 
