@@ -149,3 +149,40 @@ def test_an_empty_chat_answer_is_refused_like_an_empty_alpaca_output(tmp_path, r
     )  # fmt: skip
     assert f"{data}:1:" in one_line_error(result) and "answer is empty" in result.stderr
     assert not (tmp_path / "run").exists()
+
+
+# --- properties ---------------------------------------------------------------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from finetune_tui.engine.errors import DatasetError  # noqa: E402
+
+lines = st.lists(
+    st.binary(max_size=64) | st.sampled_from([json.dumps(CHAT).encode(), b'{"text": "a"}']),
+    max_size=12,
+)
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    parts=lines,
+    ending=st.sampled_from([b"\n", b"\r\n", b"\r"]),
+    suffix=st.sampled_from([".jsonl", ".csv"]),
+)
+def test_any_bytes_read_as_records_or_one_dataset_error(tmp_path, parts, ending, suffix):
+    """Whatever a JSONL or CSV file holds: records named by a line that exists, each
+    under the limit, or one DatasetError; never another exception."""
+    path = tmp_path / f"data{suffix}"
+    path.write_bytes(ending.join(parts))
+    try:
+        records = load_records(path, limit=40)
+    except DatasetError as exc:
+        assert "\n" not in str(exc)
+        return
+    count = len(path.read_bytes().replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n"))
+    for record in records:
+        assert 1 <= int(record.where.rsplit(":", 1)[1]) <= count
+        assert record.data is None or len(json.dumps(record.data)) <= 200

@@ -143,3 +143,44 @@ def test_printable_escapes_what_a_terminal_would_obey():
     assert printable("evil\u202etxt.py") == "evil\\u202etxt.py"  # right-to-left override
     assert printable(os.fsdecode(b"caf\xe9")) == "caf\\xe9"  # a name that is not UTF-8
     assert printable(printable(ESCAPE)) == printable(ESCAPE)  # escaping twice changes nothing
+
+
+# --- properties ---------------------------------------------------------------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+PROPERTY = settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+names = st.text(min_size=1, max_size=20).filter(lambda s: "/" not in s and s not in (".", ".."))
+
+
+@PROPERTY
+@given(names=st.lists(names, min_size=1, max_size=4, unique=True), junk=st.lists(st.binary()))
+def test_any_names_and_any_junk_leave_every_registered_run_listed(tmp_path, names, junk):
+    """Whatever a name holds and whatever else the registry holds, every registered run is
+    listed once, in order, and nothing raises."""
+    root = tmp_path / str(len(os.listdir(tmp_path)))
+    folders = []
+    for name in names:
+        folder = root / os.fsdecode(os.fsencode(name.replace("\0", "")) or b"x")
+        if folder in folders:
+            continue
+        folders.append(finished_run(folder))
+    registry().parent.mkdir(parents=True, exist_ok=True)
+    registry().write_bytes(b"\n".join(junk))
+    for folder in folders:
+        register_run(folder)
+    found = registered_runs()
+    assert [p for p in found if p in folders] == folders
+    assert {r.path for r in list_runs()} >= set(folders)
+
+
+@PROPERTY
+@given(text=st.text() | st.binary().map(os.fsdecode))
+def test_printable_leaves_no_control_character(text):
+    shown = printable(text)
+    assert not any(ord(c) < 32 or 0x7F <= ord(c) < 0xA0 for c in shown)  # C0, DEL, C1
+    assert not any(0xD800 <= ord(c) <= 0xDFFF or 0x202A <= ord(c) <= 0x202E for c in shown)
+    shown.encode("utf-8")  # printable on any terminal encoding that takes UTF-8
