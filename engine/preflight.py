@@ -28,6 +28,7 @@ def check_run_inputs(settings: TrainSettings) -> None:
     _, records, fmt = load_validated(settings)
     check_model_source(settings)
     check_model_structure(settings)
+    check_backend_for_model(settings)
     check_environment(settings)
     check_sequence_length(settings, records, fmt)
 
@@ -75,6 +76,17 @@ def _check_model_folder(path: Path, settings: TrainSettings) -> None:
                 f"{path}: the model needs its own Python code ({files}); it runs only with "
                 "model.trust_remote_code: true, if you trust its source"
             )
+
+
+def check_backend_for_model(settings: TrainSettings) -> None:
+    """A backend the plan does not offer for this family (no kernels, or a path measured
+    far from the plan) is refused with the plan's own reason, before the run folder."""
+    from .models import inspect_model
+
+    backend = settings.memory.backend
+    why = inspect_model(settings.model.name_or_path).supported_backends.get(backend)
+    if why:
+        raise InputError(f"memory.backend: {backend}: {why}")
 
 
 def check_model_structure(settings: TrainSettings) -> None:

@@ -58,3 +58,38 @@ def test_a_mixture_of_experts_trains_with_auto_targets(tmp_path, model_type):
     assert summary["status"] == "finished" and summary["step"] == 2
     adapted = set(summary["lora_target_modules"])
     assert adapted and not adapted & {"router", "gate"}
+
+
+def test_a_backend_the_plan_does_not_offer_is_refused_before_the_run_folder(tmp_path):
+    """Liger has no kernels for GPT-NeoX: one line with the plan's reason, nothing written."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    from finetune_tui.engine.demo import ensure_demo_model
+
+    tokenizer = AutoTokenizer.from_pretrained(ensure_demo_model())
+    config = AutoConfig.for_model("gpt_neox", vocab_size=len(tokenizer), **TINY)
+    AutoModelForCausalLM.from_config(config).save_pretrained(tmp_path / "neox")
+    tokenizer.save_pretrained(tmp_path / "neox")
+    run = tmp_path / "run"
+    result = run_cli(
+        tmp_path,
+        "--preset",
+        str(DEMO_PRESET),
+        "--output",
+        str(run),
+        *set_args(f"model.name_or_path={tmp_path / 'neox'}", "memory.backend=liger"),
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "finetune-tui: error: memory.backend: liger: Liger has no kernels for gpt_neox"
+    ]
+    assert not run.exists()
+
+
+def test_unsloth_is_offered_only_where_its_own_kernels_train():
+    from finetune_tui.engine.models import inspect_model
+
+    assert inspect_model("meta-llama/Llama-3.1-8B").supported_backends["unsloth"] is None
+    for name in ("google/gemma-3-1b-pt", "microsoft/Phi-3-mini-4k-instruct"):
+        why = inspect_model(name).supported_backends["unsloth"]
+        assert "generic compiled path" in why and "use liger" in why
