@@ -177,6 +177,52 @@ def run_family(args, name: str, root: Path) -> list[dict]:
     return rows
 
 
+def run_preset(args, preset: str, root: Path) -> None:
+    """A one-GPU preset as shipped: its architecture with random weights, its own settings,
+    torch's pool capped at its card less that card's CUDA context, a few steps."""
+    import yaml
+
+    from finetune_tui.engine.memory import cuda_context_gib
+
+    path = Path(preset)
+    raw = yaml.safe_load(path.read_text())
+    flat = {
+        f"{section}.{key}": value
+        for section, fields in raw.items()
+        for key, value in fields.items()
+        if not isinstance(value, (list, dict))
+    }
+    name = f"preset-{path.stem}"
+    FAMILIES[name] = (flat["model.name_or_path"], None)
+    model_dir, error = build_in_child(name, root, args.timeout)
+    row = {"family": name, "catalog": FAMILIES[name][0], "layers": None, "preset": path.name}
+    if model_dir is None:
+        emit(args.out, {**row, "ok": False, "error": error[:400]})
+        return
+    row["config"] = family_config(*FAMILIES[name])
+    seq = int(flat.get("training.max_seq_length", 1024))
+    data = bench.write_dataset(root / f"data-{name}.jsonl", seq, samples=256)
+    settings = {
+        **flat,
+        "model.name_or_path": str(model_dir),
+        "dataset.path": str(data),
+        "dataset.format": "auto",
+        "dataset.eval_fraction": 0.0,
+        "training.max_steps": args.steps,
+        "training.logging_steps": 1,
+        "training.exact_match_samples": 0,
+        "output.dir": str(root / "runs" / name),
+    }
+    cap = args.card - cuda_context_gib(args.card)
+    spec = {"arch": name, "card_gib": args.card, "pool_cap_gib": cap, "label": "preset"}
+    row.update(bench.run_child({**spec, "settings": settings}, args.timeout))
+    row["settings"] = {k: v for k, v in settings.items() if not k.endswith("path")}
+    row["date"] = time.strftime("%Y-%m-%d")
+    emit(args.out, row)
+    if not args.keep:
+        shutil.rmtree(model_dir, ignore_errors=True)
+
+
 def emit(out: str, row: dict) -> None:
     line = json.dumps(row, default=str)
     print(line[:300], flush=True)
@@ -198,6 +244,8 @@ def main() -> None:
     parser.add_argument("--out", default="families.jsonl")
     parser.add_argument("--keep", action="store_true", help="keep the built models")
     parser.add_argument("--build", default="", help=argparse.SUPPRESS)  # child: build one
+    parser.add_argument("--preset", default="", help="run this one-GPU preset as shipped")
+    parser.add_argument("--card", type=float, default=24.0, help="--preset: its card, GiB")
     args = parser.parse_args()
     add_catalog_families()
     if args.build:
@@ -207,6 +255,9 @@ def main() -> None:
     root = Path(args.work)
     root.mkdir(parents=True, exist_ok=True)
     emit(args.out, {"versions": bench.versions()["versions"], "date": time.strftime("%Y-%m-%d")})
+    if args.preset:
+        run_preset(args, args.preset, root)
+        return
     with ThreadPoolExecutor(max_workers=args.parallel) as pool:
         list(pool.map(lambda n: run_family(args, n, root), names))
 
