@@ -36,10 +36,11 @@ EXACT = frozenset(
         "ROLE_NAME",
         "ROLE_WORLD_SIZE",
         "NODE_RANK",
-        "TORCHELASTIC_RUN_ID",
-        "TORCHELASTIC_RESTART_COUNT",
-        "TORCHELASTIC_MAX_RESTARTS",
-        "TORCHELASTIC_USE_AGENT_STORE",
+        "CROSS_RANK",  # DeepSpeed's, with LOCAL_SIZE / CROSS_SIZE
+        "CROSS_SIZE",
+        "LOCAL_SIZE",
+        "SM_FRAMEWORK_PARAMS",  # SageMaker's: transformers turns on its model parallelism
+        "SM_HP_MP_PARAMETERS",
         "PMI_RANK",
         "PMI_SIZE",
         "OMPI_COMM_WORLD_RANK",
@@ -53,7 +54,15 @@ EXACT = frozenset(
         LAUNCH_TOKEN,
     }
 )
-PREFIXES = ("ACCELERATE_", "FSDP_", "PARALLELISM_CONFIG_")  # what accelerate launch exports
+# accelerate launch's exports, torchrun's agent, SageMaker's data parallelism
+PREFIXES = (
+    "ACCELERATE_",
+    "FSDP_",
+    "PARALLELISM_CONFIG_",
+    "TORCHELASTIC_",
+    "TORCH_ELASTIC_",
+    "SMDATAPARALLEL_",
+)
 NUMBERS = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE")  # checked in a launch
 
 
