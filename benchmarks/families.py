@@ -223,6 +223,46 @@ def run_preset(args, preset: str, root: Path) -> None:
         shutil.rmtree(model_dir, ignore_errors=True)
 
 
+def table(files: list[str], fitted: set[str]) -> None:
+    """Markdown rows of the matrix: trained or refused, predicted vs measured peak reserved
+    (the planner of this checkout, for the config each row was built from)."""
+    from finetune_tui.engine.memory import predict_memory
+    from finetune_tui.engine.models import inspect_config
+    from finetune_tui.engine.preset import settings_from_overrides
+
+    print(
+        "| family | backend, quant, batch | result | predicted | measured | error | "
+        "LoRA params | adapted | fit |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    for file in files:
+        for line in Path(file).read_text().splitlines():
+            row = json.loads(line)
+            if "family" not in row:
+                continue
+            label = row.get("label", "")
+            summary = row.get("summary") or {}
+            if not row.get("ok"):
+                verdict = f"refused: {row['refused']}" if row.get("refused") else "failed: "
+                verdict += "" if row.get("refused") else row.get("error", "")
+                print(f"| {row['family']} | {label} | {verdict[:100]} | | | | | | |")
+                continue
+            config = row.get("config") or family_config(row["catalog"], row["layers"])
+            model = inspect_config(row["catalog"], config)
+            overrides = [
+                f"{k}={v}" for k, v in row["settings"].items() if not k.startswith("output.")
+            ]
+            predicted = predict_memory(model, settings_from_overrides(overrides)).reserved_gib
+            measured = summary["peak_reserved_gib"]
+            error = (predicted / measured - 1) * 100
+            adapted = ", ".join(summary.get("lora_target_modules") or [])
+            print(
+                f"| {row['family']} | {label} | trained | {predicted:.2f} | {measured:.2f} | "
+                f"{error:+.1f} % | {summary.get('trainable_params') or 0:,} | {adapted} | "
+                f"{'fit' if row['family'] in fitted else 'held out'} |"
+            )
+
+
 def emit(out: str, row: dict) -> None:
     line = json.dumps(row, default=str)
     print(line[:300], flush=True)
@@ -246,8 +286,13 @@ def main() -> None:
     parser.add_argument("--build", default="", help=argparse.SUPPRESS)  # child: build one
     parser.add_argument("--preset", default="", help="run this one-GPU preset as shipped")
     parser.add_argument("--card", type=float, default=24.0, help="--preset: its card, GiB")
+    parser.add_argument("--table", nargs="*", help="print the markdown table of these rows")
+    parser.add_argument("--fitted", default="", help="--table: families that fit constants")
     args = parser.parse_args()
     add_catalog_families()
+    if args.table:
+        table(args.table, set(args.fitted.split(",")))
+        return
     if args.build:
         build(args.build, Path(args.work))
         return
