@@ -324,8 +324,8 @@ def check_saved_inputs(settings: TrainSettings, recorded: object, source: Path) 
                 f"{source}: {field}: {value!r} is relative (saved by an older version) and "
                 "would be read from the current folder; write its absolute path there to resume"
             )
-    recorded = recorded if isinstance(recorded, dict) else {}
-    if dataset != DEMO and isinstance(recorded.get("dataset"), dict):
+    recorded = _recorded_fingerprints(recorded, source)
+    if dataset != DEMO and "dataset" in recorded:
         try:
             now = dataset_fingerprint(Path(dataset))
         except OSError as exc:
@@ -341,7 +341,7 @@ def check_saved_inputs(settings: TrainSettings, recorded: object, source: Path) 
                 f"{_describe_fingerprint(now)} now); resuming would train on other data: put "
                 "the original back, or start a new run"
             )
-    if is_local_model(model) and isinstance(recorded.get("model_config"), str):
+    if is_local_model(model) and "model_config" in recorded:
         config = Path(model) / "config.json"
         try:
             now_config = _sha256(config)
@@ -354,6 +354,32 @@ def check_saved_inputs(settings: TrainSettings, recorded: object, source: Path) 
                 f"{config}: changed since the run started; resuming would train another model: "
                 "put the original back, or start a new run"
             )
+
+
+def _recorded_fingerprints(recorded: object, source: Path) -> dict:
+    """The `inputs` section as save_preset writes it; a damaged one is not a reason to
+    train unchecked: it is named, and removing it is the user's explicit choice."""
+    if recorded is None:
+        return {}  # saved before fingerprints existed
+    dataset = recorded.get("dataset") if isinstance(recorded, dict) else None
+    config = recorded.get("model_config") if isinstance(recorded, dict) else None
+    intact = (
+        isinstance(recorded, dict)
+        and set(recorded) <= {"dataset", "model_config"}
+        and (
+            dataset is None
+            or isinstance(dataset, dict)
+            and type(dataset.get("bytes")) is int
+            and isinstance(dataset.get("sha256"), str)
+        )
+        and (config is None or isinstance(config, str))
+    )
+    if not intact:
+        raise SettingsError(
+            f"{source}: {INPUTS}: damaged fingerprint of the run's inputs; remove the "
+            f"{INPUTS} section to resume without checking them"
+        )
+    return {key: value for key, value in recorded.items() if value is not None}
 
 
 def _describe_fingerprint(fingerprint: dict) -> str:

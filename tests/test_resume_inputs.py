@@ -156,6 +156,30 @@ def test_resume_from_another_folder_trains_on_the_runs_own_inputs(stopped, tmp_p
     assert saved["dataset"]["path"] == str(stopped.parent / "start" / "data.jsonl")
 
 
+def test_a_damaged_fingerprint_is_named_not_skipped(stopped, tmp_path):
+    run_dir = copy_of(stopped, tmp_path)
+    settings = yaml.safe_load((run_dir / "settings.yaml").read_text())
+    settings["inputs"]["dataset"] = "abc"
+    (run_dir / "settings.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))
+    error = one_line_error(cli(tmp_path, tmp_path, "--resume", str(run_dir)))
+    assert "inputs: damaged fingerprint" in error
+
+
+def test_a_folder_dataset_is_fingerprinted_file_by_file(tmp_path):
+    from finetune_tui.engine.preset import dataset_fingerprint
+
+    folder = tmp_path / "saved"
+    (folder / "train").mkdir(parents=True)
+    (folder / "train" / "data-00000.arrow").write_bytes(b"rows")
+    (folder / "dataset_dict.json").write_text("{}")
+    first = dataset_fingerprint(folder)
+    assert first == dataset_fingerprint(folder) and first["bytes"] == 6
+    (folder / "train" / "data-00000.arrow").write_bytes(b"ROWS")
+    changed = dataset_fingerprint(folder)
+    (folder / "train" / "data-00000.arrow").rename(folder / "train" / "data-00001.arrow")
+    assert len({first["sha256"], changed["sha256"], dataset_fingerprint(folder)["sha256"]}) == 3
+
+
 # --- a model that loading would refuse is found before the run folder exists -----------
 
 
