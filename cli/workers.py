@@ -26,6 +26,7 @@ from finetune_tui.engine.errors import InputError
 from finetune_tui.engine.launch import (
     CONFIG_FILE,
     ancestors,
+    catches,
     end_processes,
     is_main_process,
     launch_command,
@@ -66,6 +67,8 @@ def launch_workers(run_dir: Path, settings: TrainSettings, resume: bool) -> int:
     """Start the run's workers through accelerate and wait; the exit code follows the run.
     Whatever signals arrive, no process of the launch outlives this call."""
     spread = settings.distributed
+    clear_stop_request(run_dir)  # an earlier attempt's, never this one's
+    guard = _SignalGuard(run_dir)  # from here on no signal finds the launch unguarded
     save_preset(settings, run_dir / SETTINGS_FILE)
     for path, text in launch_files(spread, run_dir, mixed_precision="no").items():
         write_text_atomic(path, text)
@@ -75,9 +78,7 @@ def launch_workers(run_dir: Path, settings: TrainSettings, resume: bool) -> int:
         f"run directory: {run_dir} ({spread.world_size} processes, {spread.strategy}; "
         f"library messages: {LOG_FILE})"
     )
-    clear_stop_request(run_dir)  # an earlier attempt's, never this one's
     token = launch_token(run_dir)
-    guard = _SignalGuard(run_dir)  # before the launch: no signal finds the workers unguarded
     launched_at = time.time()
     code = None
     try:
@@ -122,10 +123,16 @@ def _run_launcher(run_dir: Path, command: list[str], token: str, guard: _SignalG
             end_processes(token, hurry=guard.hurried)
             return launcher.wait()
         if guard.signal_workers:  # STOP_NOW could not be written: ask each worker itself
-            guard.signal_workers = False
-            for pid in launched_processes(token):
-                if pid != launcher.pid and launcher.pid in ancestors(pid)[:1]:
-                    _signal(pid, signal.SIGTERM)
+            _ask_workers(launcher.pid, token, guard.asked)
+
+
+def _ask_workers(launcher: int, token: str, asked: set[int]) -> None:
+    """SIGTERM to each worker (a child of accelerate's launcher) once it handles it as a
+    stop (earlier it would die of it); one rank asked stops every rank at the same step."""
+    for pid in launched_processes(token):
+        if pid not in asked and ancestors(pid)[:1] == [launcher] and catches(pid, signal.SIGTERM):
+            asked.add(pid)
+            _signal(pid, signal.SIGTERM)
 
 
 class _SignalGuard:
@@ -142,6 +149,7 @@ class _SignalGuard:
         self.forced = False
         self.forced_at = 0
         self.signal_workers = False
+        self.asked: set[int] = set()  # workers asked to stop by a signal of their own
         for signum in EXIT_CODES:
             signal.signal(signum, self.handle)
 

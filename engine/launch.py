@@ -307,6 +307,19 @@ def _parent(pid: int) -> int | None:
     return int(fields[1]) if len(fields) > 1 and fields[1].isdigit() else None
 
 
+def catches(pid: int, signum: int) -> bool:
+    """Whether a process has its own handler for a signal (it has started far enough to
+    take SIGTERM as a request, not as the end), from /proc's mask of caught signals."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text(errors="replace")
+    except OSError:
+        return False
+    for line in status.splitlines():
+        if line.startswith("SigCgt:"):
+            return bool(int(line.split()[1], 16) >> (signum - 1) & 1)
+    return False
+
+
 def launched_processes(token: str) -> list[int]:
     """Every live process carrying this launch's token (the launcher, the workers and
     what they started), however they were started; never this process."""
@@ -358,4 +371,7 @@ def end_processes(token: str, grace: float = FORCE_GRACE_S, hurry=lambda: False)
         send(signal.SIGKILL, alive)  # again for any process started in between
         time.sleep(0.05)
         alive = launched_processes(token)
+        if not alive:  # once more: a process in the middle of exec may not show its token
+            time.sleep(0.05)
+            alive = launched_processes(token)
     return alive

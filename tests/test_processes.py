@@ -63,7 +63,7 @@ SEQUENCES = [
     ("run directory:", "INT INT", False),
     ("step ", "INT INT", False),  # the reported case: twice, 50 ms apart
     ("step ", "TERM HUP INT", False),
-    ("LoRA ", "HUP TERM TERM", True),  # STOP_NOW taken by a folder: each worker is asked
+    ("run directory:", "HUP TERM TERM", True),  # STOP_NOW taken: each worker is asked
 ]
 
 
@@ -98,6 +98,28 @@ def test_no_process_survives_any_sequence_of_signals_sent_to_a_two_process_run(
             assert (run_dir / "STOP_NOW").is_dir()  # not ours to remove
     finally:
         proc.kill()
+        kill_all(processes_mentioning(str(run_dir)))
+
+
+def test_workers_whose_launcher_is_killed_save_and_stop(tmp_path):
+    """SIGKILL cannot be caught: the workers notice their launcher is gone, save and stop
+    at their next step instead of training on, reparented to init."""
+    run_dir = tmp_path / "run"
+    proc = start_cli(
+        tmp_path, "--preset", str(DEMO_PRESET), "--output", str(run_dir), *LONG, *TWO_PROCESSES
+    )
+    try:
+        read_until(proc, lambda line: line.startswith("step "))
+        proc.kill()
+        proc.wait()
+        deadline = time.monotonic() + 60
+        while processes_mentioning(str(run_dir)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not processes_mentioning(str(run_dir))
+        assert read_summary(run_dir).status == "stopped"
+    finally:
+        proc.stdout.close()
+        proc.stderr.close()
         kill_all(processes_mentioning(str(run_dir)))
 
 
