@@ -121,6 +121,7 @@ def _run_launcher(run_dir: Path, command: list[str], token: str, guard: _SignalG
             pass
         if guard.forced:
             end_processes(token, hurry=guard.hurried)
+            _signal_group(launcher.pid, signal.SIGKILL)  # where /proc cannot find them
             return launcher.wait()
         if guard.signal_workers:  # STOP_NOW could not be written: ask each worker itself
             _ask_workers(launcher.pid, token, guard.asked)
@@ -174,6 +175,13 @@ class _SignalGuard:
 def _signal(pid: int, signum: int) -> None:
     try:
         os.kill(pid, signum)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _signal_group(pgid: int, signum: int) -> None:
+    try:
+        os.killpg(pgid, signum)
     except (ProcessLookupError, PermissionError):
         pass
 

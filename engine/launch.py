@@ -225,6 +225,7 @@ def accept_indexed_cpu_locations() -> None:
 # whatever they start): the launcher finds them all by it in /proc, and a worker refuses to
 # train unless the token names a live ancestor and its own run folder.
 
+HAS_PROC = os.path.isdir("/proc/self")  # Linux; elsewhere the process group stands in
 FORCE_GRACE_S = 2.0  # between SIGTERM and SIGKILL when a launch is ended by force
 GONE_WAIT_S = 10.0  # how long a killed process may take to disappear
 
@@ -266,7 +267,7 @@ def launch_problem(run_dir: Path, environ=None) -> str | None:
         return "--worker is started by finetune-tui's own launch, not by hand"
     if parts[1] != _folder_key(run_dir):
         return "--worker names another folder than its launch prepared"
-    if pid not in ancestors():
+    if HAS_PROC and pid not in ancestors():
         return f"--worker outlived its launch (pid {pid} is gone)"
     return None
 
