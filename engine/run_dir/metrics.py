@@ -66,6 +66,7 @@ def follow_events(run_dir: Path, stop=None, poll_s: float = 0.5) -> Iterator[Eve
     path = run_dir / METRICS_FILE
     position, pending = 0, b""
     while stop is None or not stop.is_set():
+        chunk = b""
         if _is_regular(path):
             with open_regular(path, "metrics file", mode="rb") as file:
                 file.seek(position)
@@ -81,7 +82,8 @@ def follow_events(run_dir: Path, stop=None, poll_s: float = 0.5) -> Iterator[Eve
                     yield event
                     if event.kind in {"finished", "error"}:
                         return
-        if not is_running(run_dir) and not pending:
+        # all read, and no one writes: a torn last line of a run that ended never completes
+        if len(chunk) < LINE_LIMIT and not is_running(run_dir):
             return
         time.sleep(poll_s)
 
