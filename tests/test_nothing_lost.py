@@ -156,7 +156,7 @@ def test_overwrite_replaces_a_run_only_once_the_new_one_has_started(tmp_path):
     again = run_cli(tmp_path, "--preset", str(run / "settings.yaml"), "--output", str(run))
     assert "--overwrite" in one_line_error(again)
 
-    # a start that fails after the directory was made (unloadable weights) puts the old run back
+    # a start that fails after the directory was made puts the old run back
     broken = tmp_path / "broken-model"
     broken.mkdir()
     for name in ("config.json", "tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
@@ -178,7 +178,14 @@ def test_overwrite_replaces_a_run_only_once_the_new_one_has_started(tmp_path):
         "--set",
         f"model.name_or_path={broken}",
     )
-    assert "ignore_mismatched_sizes" in one_line_error(failed, code=1)
+    assert "has shape [3, 3]" in one_line_error(failed)  # preflight: before the folder is touched
+    assert tree(tmp_path) == before
+    failed = run_cli(  # flash-attn is not installed: loading fails after the folder was made
+        tmp_path,
+        *("--preset", str(DEMO_PRESET), "--output", str(run), "--overwrite", *SHORT),
+        *("--set", "model.attn_implementation=flash_attention_2"),
+    )
+    assert "FlashAttention2" in one_line_error(failed, code=1)
     assert tree(tmp_path) == before
 
     replaced = run_cli(
