@@ -27,8 +27,8 @@ MAX_REPORTED = 3
 JSON_LIMIT = 2 * 2**30  # a whole-file JSON dataset is parsed in memory
 # One record, in bytes: at least RECORD_LIMIT, or BYTES_PER_TOKEN per token of
 # training.max_seq_length. Training keeps max_seq_length tokens (~4 bytes each), so a larger
-# record is mostly cut; reading and tokenizing it cost ~360 bytes of memory per byte (a 5 MB
-# record took 1.8 GB, a 50 MB one 13.8 GB).
+# record is mostly cut; reading and tokenizing it cost hundreds of bytes of memory per byte
+# (a demo run with one 5 MB record peaked at 1.8 GB resident, one with a 50 MB record at 13.8).
 RECORD_LIMIT = 2**20
 BYTES_PER_TOKEN = 32
 _LONE_CR = re.compile(rb"(?<=\r)(?!\n)")  # text mode's newline="" also ends a line at a lone \r
