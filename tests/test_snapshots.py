@@ -7,8 +7,9 @@ and look at the new SVGs under tests/__snapshots__/test_snapshots/ before commit
 What would differ from machine to machine is pinned here, in the test, not in the product:
   - the hardware: a simulated RTX 4090 (the app's own --gpu option), never this machine's;
   - the Train screen's header clock: a fixed time;
-  - the demo dataset's location, which the Dataset screen prints: a relative path to a copy
-    in the test's own working folder, so no checkout path lands in an SVG.
+  - the demo dataset's location, which the Dataset screen prints, and the demo preset's,
+    which the Review screen prints: relative paths to copies in the test's own working
+    folder, so no checkout path lands in an SVG.
 The config folder is already private to each test (conftest.isolated_dirs).
 """
 
@@ -24,6 +25,7 @@ from conftest import DEMO_PRESET, gpu_run_events, write_run
 
 from finetune_tui.engine import demo
 from finetune_tui.engine.preset import load_preset, preset_fields
+from finetune_tui.tui import app as app_module
 from finetune_tui.tui.app import ORDER, FinetuneApp
 
 SIZE = (100, 32)  # as screenshots/make_screenshots.py
@@ -45,6 +47,8 @@ def deterministic(tmp_path, monkeypatch):
     shutil.copyfile(demo.demo_dataset_path(), local_copy)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(demo, "demo_dataset_path", lambda: Path(local_copy.name))
+    shutil.copyfile(DEMO_PRESET, tmp_path / DEMO_PRESET.name)  # the Review screen prints it
+    monkeypatch.setattr(app_module, "DEMO_PRESET", tmp_path / DEMO_PRESET.name)
     yield
 
 

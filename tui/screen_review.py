@@ -8,7 +8,7 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
-from finetune_tui.engine.preset import dump_preset
+from finetune_tui.engine.preset import dump_preset, load_preset
 from finetune_tui.engine.settings import TrainSettings
 
 
@@ -39,9 +39,7 @@ class ReviewScreen(Screen):
         )
         self.query_one("#review-command", Static).update(
             "[b]Same run headless:[/b]\n  finetune-tui --preset PRESET.yaml   "
-            "(write PRESET.yaml on the Export screen)\n"
-            "  or: finetune-tui --preset presets/demo.yaml "
-            + " ".join(f"--set {k}={a}" for k, a, _ in diffs if not isinstance(a, list))
+            "(write PRESET.yaml on the Export screen)\n  or: " + escape(headless_command(settings))
         )
         self.query_one("#review-yaml", Static).update(dump_preset(settings))
 
@@ -56,6 +54,48 @@ def origin(field: str, value: object, state) -> str:
     if state.recommended is not None and state.recommended.value(field) == value:
         return "recommended"
     return "changed by you"
+
+
+def headless_command(settings: TrainSettings) -> str:
+    """The demo preset and a --set for every field that differs from it: the same run
+    (a diff against the schema's defaults would run the demo preset's own values)."""
+    import shlex
+
+    from .app import DEMO_PRESET
+
+    args = ["finetune-tui", "--preset", shown_path(DEMO_PRESET)]
+    for field, (value, _) in settings.differences(load_preset(DEMO_PRESET)).items():
+        args += ["--set", f"{field}={yaml_value(value)}"]
+    return shlex.join(args)
+
+
+def shown_path(path) -> str:
+    """Relative to the working directory when under it (a checkout), else absolute."""
+    from pathlib import Path
+
+    try:
+        return str(Path(path).relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def yaml_value(value: object) -> str:
+    """A value as `--set` reads it back (YAML): 'on' stays a string, lists stay lists."""
+    import yaml
+
+    if isinstance(value, str) and value.strip() and _reads_back(value):
+        return value
+    text = yaml.safe_dump(value, default_flow_style=True, width=10**9)
+    return text.removesuffix("\n...\n").strip()
+
+
+def _reads_back(text: str) -> bool:
+    import yaml
+
+    try:
+        return yaml.safe_load(text) == text
+    except yaml.YAMLError:
+        return False
 
 
 def changed_fields(settings: TrainSettings, reference: TrainSettings):
