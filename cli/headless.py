@@ -21,10 +21,10 @@ from finetune_tui.engine.events import Event
 from finetune_tui.engine.preset import load_preset, save_preset
 from finetune_tui.engine.run_control import STOP_REQUEST_EXIT, clear_stop_request
 from finetune_tui.engine.run_dir.create import prepare_run_dir, reopen_run_dir
-from finetune_tui.engine.run_dir.layout import LOG_FILE, PID_FILE, SETTINGS_FILE
-from finetune_tui.engine.run_dir.pid import is_running, read_pid
+from finetune_tui.engine.run_dir.layout import LOG_FILE, SETTINGS_FILE
+from finetune_tui.engine.run_dir.pid import is_running, read_pid, write_pid
 from finetune_tui.engine.run_dir.status import run_status
-from finetune_tui.engine.safe_io import encoding_problem
+from finetune_tui.engine.safe_io import encoding_problem, open_append
 from finetune_tui.engine.settings import TrainSettings
 
 EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGHUP: 143}
@@ -129,7 +129,7 @@ def _existing_run(path: str) -> tuple[Path, TrainSettings]:
 def _detach(run_dir: Path, settings: TrainSettings) -> int:
     """Start `--resume RUN_DIR` in its own session; output goes to the run's log."""
     save_preset(settings, run_dir / SETTINGS_FILE)
-    log = (run_dir / LOG_FILE).open("ab")
+    log = os.fdopen(open_append(run_dir / LOG_FILE, "run log"), "ab")  # never through a link
     process = subprocess.Popen(
         [sys.executable, "-m", "finetune_tui", "--resume", str(run_dir)],
         stdin=subprocess.DEVNULL,
@@ -138,7 +138,8 @@ def _detach(run_dir: Path, settings: TrainSettings) -> int:
         start_new_session=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
-    (run_dir / PID_FILE).write_text(f"{process.pid}\n")
+    log.close()
+    write_pid(run_dir, process.pid)
     say(str(run_dir))
     say(f"started in the background (pid {process.pid}); log: {run_dir / LOG_FILE}")
     say(f"watch it: finetune-tui attach {run_dir}")

@@ -45,18 +45,17 @@ from finetune_tui.engine.run_control import (
     request_stop,
     stop_file_problem,
 )
-from finetune_tui.engine.run_dir.create import undo_replacement
+from finetune_tui.engine.run_dir.create import is_marked, undo_replacement
 from finetune_tui.engine.run_dir.layout import (
     LOG_FILE,
-    PID_FILE,
     RUN_MARKER,
     SETTINGS_FILE,
     STOP_FILE,
     SUMMARY_FILE,
 )
-from finetune_tui.engine.run_dir.pid import is_running, read_pid
+from finetune_tui.engine.run_dir.pid import is_running, read_pid, write_pid
 from finetune_tui.engine.run_dir.summary import read_summary
-from finetune_tui.engine.safe_io import write_text_atomic
+from finetune_tui.engine.safe_io import open_append, write_text_atomic
 from finetune_tui.engine.settings import TrainSettings
 
 from .headless import EXIT_CODES, install_signal_handlers, say, train_here
@@ -73,7 +72,7 @@ def launch_workers(run_dir: Path, settings: TrainSettings, resume: bool) -> int:
     for path, text in launch_files(spread, run_dir, mixed_precision="no").items():
         write_text_atomic(path, text)
     config = run_dir / CONFIG_FILE
-    (run_dir / PID_FILE).write_text(f"{os.getpid()}\n")
+    write_pid(run_dir)  # never through a link
     say(
         f"run directory: {run_dir} ({spread.world_size} processes, {spread.strategy}; "
         f"library messages: {LOG_FILE})"
@@ -106,7 +105,7 @@ def _run_launcher(run_dir: Path, command: list[str], token: str, guard: _SignalG
     """accelerate's launcher until it ends; a forced stop ends every process of the launch
     (SIGTERM, then SIGKILL) and waits for them."""
     environment = {**own_launch_environment(), LAUNCH_TOKEN: token, "PYTHONUNBUFFERED": "1"}
-    with (run_dir / LOG_FILE).open("ab") as log:
+    with os.fdopen(open_append(run_dir / LOG_FILE, "run log"), "ab") as log:
         launcher = subprocess.Popen(
             command,
             stdin=subprocess.DEVNULL,
@@ -212,7 +211,7 @@ def run_worker(args: argparse.Namespace) -> int:
     live run uses it and that it is not finished); by hand, or in any other folder, it is
     one line and nothing is written."""
     run_dir = Path(args.worker)
-    if not (run_dir / RUN_MARKER).is_file():  # trains only where finetune-tui prepared a run
+    if not is_marked(run_dir):  # trains only where finetune-tui prepared a run (no link)
         raise InputError(f"{run_dir}: not a finetune-tui run directory (no {RUN_MARKER})")
     problem = launch_problem(run_dir)
     if problem:

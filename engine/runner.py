@@ -7,7 +7,6 @@ the TUI in a thread worker. Progress leaves only through the event sink (and the
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from dataclasses import dataclass
@@ -25,10 +24,10 @@ from .run_dir.layout import (
     ADAPTER_DIR,
     EXPORT_DIR,
     METRICS_FILE,
-    PID_FILE,
     SETTINGS_FILE,
 )
 from .run_dir.metrics import MetricsFile
+from .run_dir.pid import write_pid
 from .run_dir.summary import RunSummary, write_summary
 from .settings import TrainSettings
 
@@ -62,7 +61,7 @@ def run_training(
     main = is_main_process()  # with several processes, rank 0 owns the run directory
     if main:
         save_preset(settings, run_dir / SETTINGS_FILE)
-        (run_dir / PID_FILE).write_text(f"{os.getpid()}\n")
+        write_pid(run_dir)  # never through a link
     metrics = MetricsFile(run_dir / METRICS_FILE) if main else None
     started = False
 
