@@ -259,18 +259,25 @@ def build_model(arch: str, root: Path) -> Path:
 
     if ARCHS[arch] is None:
         return ensure_demo_model()
-    folder = root / arch
-    if (folder / "config.json").exists():
-        return folder
+    return build_from_config(arch_config(arch), root / arch)
+
+
+def build_from_config(config: dict, folder: Path) -> Path:
+    """A config.json's model with random weights (memory and speed do not depend on their
+    values), built on the GPU in bf16 and saved once, with the demo tokenizer."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    config_dict = arch_config(arch)
-    config_dict.pop("architectures", None)
-    config = AutoConfig.for_model(config_dict.pop("model_type"), **config_dict)
+    from finetune_tui.engine.demo import ensure_demo_model
+
+    if (folder / "config.json").exists():
+        return folder
+    config = dict(config)
+    config.pop("architectures", None)
+    built = AutoConfig.for_model(config.pop("model_type"), **config)
     torch.manual_seed(0)
-    with torch.device("cuda"):
-        model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
+    with torch.device("cuda" if torch.cuda.is_available() else "cpu"):
+        model = AutoModelForCausalLM.from_config(built, dtype=torch.bfloat16)
     model.save_pretrained(folder)
     AutoTokenizer.from_pretrained(ensure_demo_model()).save_pretrained(folder)
     del model

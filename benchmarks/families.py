@@ -81,26 +81,7 @@ def family_config(catalog_id: str, layers: int | None) -> dict:
 
 def build(name: str, root: Path) -> Path:
     """A random-weight model of the family (the catalog's config, cut), saved once."""
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
-
-    from finetune_tui.engine.demo import ensure_demo_model
-
-    folder = root / name
-    if (folder / "config.json").exists():
-        return folder
-    catalog_id, layers = FAMILIES[name]
-    config_dict = family_config(catalog_id, layers)
-    config_dict.pop("architectures", None)
-    config = AutoConfig.for_model(config_dict.pop("model_type"), **config_dict)
-    torch.manual_seed(0)
-    with torch.device("cuda" if torch.cuda.is_available() else "cpu"):
-        model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
-    model.save_pretrained(folder)
-    AutoTokenizer.from_pretrained(ensure_demo_model()).save_pretrained(folder)
-    del model
-    torch.cuda.empty_cache()
-    return folder
+    return bench.build_from_config(family_config(*FAMILIES[name]), root / name)
 
 
 def offered_backends(model_dir: Path) -> dict[str, str | None]:

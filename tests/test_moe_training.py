@@ -36,22 +36,28 @@ def tiny_model(folder, model_type: str) -> str:
     return str(folder)
 
 
-@pytest.mark.parametrize("model_type", sorted(FAMILIES))
-def test_a_mixture_of_experts_trains_with_auto_targets(tmp_path, model_type):
-    model = tiny_model(tmp_path / model_type, model_type)
-    run = tmp_path / "run"
-    result = run_cli(
+def train_demo_on(tmp_path, model, *pairs: str):
+    """The demo preset on another model, into tmp_path/run: the CLI's result."""
+    return run_cli(
         tmp_path,
         "--preset",
         str(DEMO_PRESET),
         "--output",
-        str(run),
-        *set_args(
-            f"model.name_or_path={model}",
-            "training.max_steps=2",
-            "dataset.eval_fraction=0",
-            "training.exact_match_samples=0",
-        ),
+        str(tmp_path / "run"),
+        *set_args(f"model.name_or_path={model}", *pairs),
+    )
+
+
+@pytest.mark.parametrize("model_type", sorted(FAMILIES))
+def test_a_mixture_of_experts_trains_with_auto_targets(tmp_path, model_type):
+    model = tiny_model(tmp_path / model_type, model_type)
+    run = tmp_path / "run"
+    result = train_demo_on(
+        tmp_path,
+        model,
+        "training.max_steps=2",
+        "dataset.eval_fraction=0",
+        "training.exact_match_samples=0",
     )
     assert result.returncode == 0, result.stderr
     summary = json.loads((run / "summary.json").read_text())
@@ -70,20 +76,12 @@ def test_a_backend_the_plan_does_not_offer_is_refused_before_the_run_folder(tmp_
     config = AutoConfig.for_model("gpt_neox", vocab_size=len(tokenizer), **TINY)
     AutoModelForCausalLM.from_config(config).save_pretrained(tmp_path / "neox")
     tokenizer.save_pretrained(tmp_path / "neox")
-    run = tmp_path / "run"
-    result = run_cli(
-        tmp_path,
-        "--preset",
-        str(DEMO_PRESET),
-        "--output",
-        str(run),
-        *set_args(f"model.name_or_path={tmp_path / 'neox'}", "memory.backend=liger"),
-    )
+    result = train_demo_on(tmp_path, tmp_path / "neox", "memory.backend=liger")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         "finetune-tui: error: memory.backend: liger: Liger has no kernels for gpt_neox"
     ]
-    assert not run.exists()
+    assert not (tmp_path / "run").exists()
 
 
 def test_unsloth_is_offered_only_where_its_own_kernels_train():
