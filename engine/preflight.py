@@ -84,7 +84,13 @@ def check_backend_for_model(settings: TrainSettings) -> None:
     from .models import inspect_model
 
     backend = settings.memory.backend
-    why = inspect_model(settings.model.name_or_path).supported_backends.get(backend)
+    if backend == "hf":
+        return
+    try:
+        model = inspect_model(settings.model.name_or_path)
+    except ModelError:  # a family the planner does not know: the backend's own check at load
+        return
+    why = model.supported_backends.get(backend)
     if why:
         raise InputError(f"memory.backend: {backend}: {why}")
 
