@@ -12,9 +12,10 @@ from finetune_tui.engine.run_dir.checkpoints import last_complete_checkpoint
 from finetune_tui.engine.run_dir.summary import read_summary
 
 STEPS = set_args(
-    "training.max_steps=12",
+    "training.max_steps=8",
     "training.save_steps=4",
     "training.exact_match_samples=0",
+    "dataset.eval_fraction=0",
     "training.logging_steps=1",
 )
 TWO_PROCESSES = set_args("distributed.strategy=ddp", "distributed.processes=2")
@@ -42,7 +43,7 @@ def test_two_processes_train_as_one_with_the_same_global_batch_and_resume_after_
     proc = start_cli(
         tmp_path, "--preset", str(DEMO_PRESET), "--output", str(two), *STEPS, *TWO_PROCESSES
     )
-    read_until(proc, lambda line: line.startswith("step "), count=6)
+    read_until(proc, lambda line: line.startswith("step "), count=4)
     proc.send_signal(signal.SIGINT)  # reaches this process only; it tells the launcher once
     out, err = proc.communicate(timeout=300)
     stopped = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
@@ -50,17 +51,17 @@ def test_two_processes_train_as_one_with_the_same_global_batch_and_resume_after_
     summary = read_summary(two)
     assert summary.status == "stopped" and summary.processes == 2
     checkpoint = last_complete_checkpoint(two)
-    assert checkpoint is not None and 6 <= int(checkpoint.name.split("-")[1]) < 12
+    assert checkpoint is not None and 4 <= int(checkpoint.name.split("-")[1]) < 8
 
     resumed = run_cli(tmp_path, "--resume", str(two))
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert f"resuming from {checkpoint}" in resumed.stdout
     summary = read_summary(two)
-    assert summary.status == "finished" and summary.processes == 2 and summary.step == 12
+    assert summary.status == "finished" and summary.processes == 2 and summary.step == 8
     # rank 0 alone prints progress lines: one line per logged step, not one per process
-    assert [line[:10] for line in resumed.stdout.splitlines()].count("step 12/12") == 1
+    assert [line[:8] for line in resumed.stdout.splitlines()].count("step 8/8") == 1
     got = step_losses(two)
-    assert sorted(got) == sorted(expected) and got[12] < got[1]
+    assert sorted(got) == sorted(expected) and got[8] < got[1]
     for step, loss in expected.items():
         assert abs(got[step] - loss) < 1e-4, (step, got[step], loss)
 

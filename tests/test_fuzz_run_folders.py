@@ -215,7 +215,7 @@ def test_a_damaged_run_folder_changes_nothing_outside_it(
         assert code == 2, (changes, err)
 
 
-@settings(FUZZ, max_examples=4)
+@settings(FUZZ, max_examples=2)  # each a real resume (~15 s on 2 cores)
 @given(data=st.data())
 def test_a_real_resume_of_a_damaged_run_changes_nothing_outside_it(
     stopped_template, example_root, capsys, data
