@@ -245,9 +245,10 @@ def _resolved_data(settings: TrainSettings) -> str:
 def _data_format(settings: TrainSettings) -> str:
     if settings.dataset.format != "auto":
         return settings.dataset.format
-    from .data import detect_format, load_records, resolve_dataset_path
+    from .data import detect_format, load_records, record_limit, resolve_dataset_path
 
-    return detect_format(load_records(resolve_dataset_path(settings.dataset.path)))
+    path = resolve_dataset_path(settings.dataset.path)
+    return detect_format(load_records(path, record_limit(settings)))  # the run's own bound
 
 
 def _targets(settings: TrainSettings) -> object:

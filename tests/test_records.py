@@ -186,3 +186,17 @@ def test_any_bytes_read_as_records_or_one_dataset_error(tmp_path, parts, ending,
     for record in records:
         assert 1 <= int(record.where.rsplit(":", 1)[1]) <= count
         assert record.data is None or len(json.dumps(record.data)) <= 200
+
+
+def test_export_detects_the_format_within_the_runs_own_bound(tmp_path):
+    """Long-context records over the default 1 MiB but within max_seq_length's bound: the
+    export reads them as the run does (it detected the format with the default bound)."""
+    from finetune_tui.main import main
+
+    data = jsonl(tmp_path / "long.jsonl", [chat("a" * (RECORD_LIMIT + 1000))] * 2)
+    script = tmp_path / "train.py"
+    code = main(
+        ["export", "--preset", str(DEMO_PRESET), "-o", str(script)]
+        + set_args(f"dataset.path={data}", "training.max_seq_length=65536")
+    )
+    assert code == 0 and 'DATA_FORMAT = "messages"' in script.read_text()
