@@ -71,20 +71,9 @@ def prepare_run_dir(
     `undo_replacement` puts it back if the start fails.
     """
     run_dir = resolve_run_dir(settings)
-    if run_dir.is_symlink() and overwrite:
-        raise OutputExistsError(f"{run_dir}: is a symbolic link; finetune-tui will not replace it")
-    if run_dir.exists() and not run_dir.is_dir():
-        raise OutputExistsError(f"{run_dir}: exists and is not a directory")
-    if run_dir.exists() and _has_entries(run_dir):
-        if not overwrite:
-            raise OutputExistsError(
-                f"{run_dir}: run directory exists; use --overwrite or another --output"
-            )
-        check_replaceable(run_dir, (*settings.input_paths(), *inputs))
+    replacing = check_run_dir_free(settings, overwrite, inputs)
+    if replacing:
         os.rename(run_dir, replaced_path(run_dir))
-        replacing = True
-    else:
-        replacing = False
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         # exclusive: of two processes preparing this folder at once, one wins
@@ -99,6 +88,27 @@ def prepare_run_dir(
         undo_replacement(run_dir)
         raise OutputExistsError(f"{run_dir}: cannot create run directory: {exc.strerror}") from None
     return run_dir
+
+
+def check_run_dir_free(
+    settings: TrainSettings, overwrite: bool = False, inputs: tuple[Path, ...] = ()
+) -> bool:
+    """Whether the run directory may be used: refuses (OutputExistsError) what
+    prepare_run_dir would refuse, writing nothing; True when an older run is to be replaced.
+    The headless run asks first, before any data is read."""
+    run_dir = resolve_run_dir(settings)
+    if run_dir.is_symlink() and overwrite:
+        raise OutputExistsError(f"{run_dir}: is a symbolic link; finetune-tui will not replace it")
+    if run_dir.exists() and not run_dir.is_dir():
+        raise OutputExistsError(f"{run_dir}: exists and is not a directory")
+    if not (run_dir.exists() and _has_entries(run_dir)):
+        return False
+    if not overwrite:
+        raise OutputExistsError(
+            f"{run_dir}: run directory exists; use --overwrite or another --output"
+        )
+    check_replaceable(run_dir, (*settings.input_paths(), *inputs))
+    return True
 
 
 def _marker_text(run_dir: Path, replacing: bool) -> str:
