@@ -227,6 +227,7 @@ def _strategy_result(p) -> dict:
 
 
 def _list_models() -> int:
+    from finetune_tui.engine.catalog import UNPLANNED
     from finetune_tui.engine.models import catalog_ids, inspect_model
 
     print("catalog IDs (planned offline from their config.json values):")
@@ -234,6 +235,9 @@ def _list_models() -> int:
         info = inspect_model(model_id)
         active = f", {info.params_active / 1e9:.1f} B active" if info.is_moe else ""
         print(f"  {model_id:<40} {info.model_type:<12} {info.params_total / 1e9:6.2f} B{active}")
+    print("known, not planned yet (transformers builds them; no memory model here):")
+    for model_id, why in UNPLANNED.items():
+        print(f"  {model_id:<40} {why}")
     print("any other model: --model DIR, a folder holding its config.json (weights not needed)")
     return 0
 

@@ -322,12 +322,14 @@ def test_plan_exits_3_when_nothing_fits_and_explains_the_experts(capsys):
 
 
 def test_list_models_names_every_catalog_id(capsys):
-    from finetune_tui.engine.catalog import CATALOG
+    """And the families transformers builds that the planner cannot plan yet, with why."""
+    from finetune_tui.engine.catalog import CATALOG, UNPLANNED
     from finetune_tui.main import main
 
     assert main(["plan", "--list-models"]) == 0
     out = capsys.readouterr().out
     assert all(model_id in out for model_id in CATALOG)
+    assert all(f"{model_id:<40} {why}" in out for model_id, why in UNPLANNED.items())
     assert "B active" in out and "config.json" in out
 
 
