@@ -16,7 +16,6 @@ from transformers import TrainerCallback
 from .events import Checkpoint, Eval, EventSink, Notice, Started, Step
 from .launch import any_rank, is_main_process, launcher_gone, sum_over_ranks
 from .run_control import discard_stop_request, stop_file_problem, stop_requested
-from .run_dir.checkpoints import mark_complete
 from .run_dir.layout import STOP_FILE, TRIGGER_FILE
 
 GIB = 2**30
@@ -143,7 +142,6 @@ class EventCallback(TrainerCallback):
 
     def on_save(self, args, state, control, **kwargs):
         path = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-        mark_complete(path)
         self.sink(Checkpoint(step=state.global_step, path=str(path), reason=self.save_reason))
         self.save_reason = "interval"
 

@@ -93,10 +93,6 @@ class MemoryBreakdown:
     distributed_gib: float = 0.0  # several GPUs: DDP buckets, gathered FSDP / ZeRO-3 layers
     cpu_ram_gib: float = 0.0  # state offloaded to CPU memory, per node (all its processes)
 
-    @property
-    def peak_gib(self) -> float:
-        return self.nvidia_smi_gib
-
     def as_dict(self) -> dict:
         return {k: round(v, 3) for k, v in asdict(self).items()}
 

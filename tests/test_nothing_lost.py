@@ -294,7 +294,6 @@ def test_a_damaged_checkpoint_is_named_and_the_previous_one_used(tmp_path):
         save_file({"w": torch.zeros(2)}, str(folder / "adapter_model.safetensors"))
         torch.save({"x": 1}, folder / "optimizer.pt")
         torch.save({"x": 1}, folder / "scheduler.pt")
-        (folder / "COMPLETE").write_text("ok\n")
     newest = tmp_path / "checkpoints" / "checkpoint-8"
     assert last_complete_checkpoint(tmp_path) == newest
     for damage in ("trainer_state.json", "optimizer.pt"):

@@ -59,7 +59,6 @@ def test_sigterm_then_resume_matches_uninterrupted_run(tmp_path):
     # a half-written newer checkpoint (killed mid-save) must be skipped, never loaded
     half = broken / "checkpoints" / "checkpoint-23"
     shutil.copytree(checkpoint, half)
-    (half / "COMPLETE").unlink()
     (half / "trainer_state.json").write_text('{"global_st')
     assert last_complete_checkpoint(broken) == checkpoint
 

@@ -3,11 +3,10 @@
 transformers' `get_last_checkpoint` takes the highest-numbered folder without checking it
 was fully written; a run killed during a save would then fail to resume. The Trainer
 writes `trainer_state.json` last, after the adapter, optimizer, scheduler and RNG state,
-and we mark a checkpoint `COMPLETE` once `on_save` has fired. The marker says the save
-finished; it does not prove the files are still intact (a disk error, a stray edit), so
-every candidate's files are checked as well: its trainer state parses, the files a resume
-needs are there, torch archives are readable zips and safetensors headers parse. A bad
-checkpoint is skipped with the file and the reason, and the previous one is used.
+and a finished save does not prove the files are still intact (a disk error, a stray
+edit), so every candidate's files are checked: its trainer state parses, the files a
+resume needs are there, torch archives are readable zips and safetensors headers parse.
+A bad checkpoint is skipped with the file and the reason, and the previous one is used.
 
 Its own state decides its place, not its folder name: `global_step` is a whole number (not
 `true`, not negative) equal to the number in the folder's name, within the state's and the
@@ -30,11 +29,10 @@ import zipfile
 from pathlib import Path
 
 from ..errors import FinetuneError, InputError
-from ..safe_io import read_json, read_text, safetensors_problem, write_text_atomic
+from ..safe_io import read_json, read_text, safetensors_problem
 from ..settings import TrainSettings
 from .layout import CHECKPOINTS_DIR, SETTINGS_FILE
 
-COMPLETE_MARKER = "COMPLETE"
 _NAME = re.compile(r"^checkpoint-(\d+)$")
 # Each way the weights are saved, and the file that must come with it.
 WEIGHTS = (
@@ -201,16 +199,6 @@ def _file_problem(file: Path) -> str | None:
         except InputError:
             return "invalid JSON"
     return None
-
-
-def is_complete(path: Path) -> bool:
-    return checkpoint_problem(path) is None
-
-
-def mark_complete(path: Path) -> None:
-    """Only in a real folder the Trainer made; renamed into place, never through a link."""
-    if _is_real_dir(path):
-        write_text_atomic(path / COMPLETE_MARKER, "ok\n")
 
 
 def candidates(run_dir: Path) -> list[Path]:
