@@ -6,7 +6,6 @@ import hashlib
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -71,9 +70,7 @@ def test_model_builds_and_loads(model_dir):
 def test_second_call_uses_the_cache(model_dir, monkeypatch):
     monkeypatch.setenv(demo.CACHE_ENV, str(model_dir.parent))
     before = {p.name: p.stat().st_mtime_ns for p in model_dir.iterdir()}
-    started = time.perf_counter()
-    assert demo.ensure_demo_model() == model_dir
-    assert time.perf_counter() - started < 0.5
+    assert demo.ensure_demo_model() == model_dir  # nothing rebuilt: no file touched (below)
     assert {p.name: p.stat().st_mtime_ns for p in model_dir.iterdir()} == before
     assert [p.name for p in model_dir.parent.iterdir()] == [model_dir.name]  # no staging left
 
