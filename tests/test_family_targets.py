@@ -193,7 +193,9 @@ def test_unsloth_gets_the_same_explicit_names_as_hf(fake_unsloth):
     assert recipe.lora_module_names(model) == wanted
 
 
-def test_unsloth_adapting_other_layers_is_refused(fake_unsloth, monkeypatch):
+@pytest.fixture
+def unsloth_adapting_llama_names(fake_unsloth, monkeypatch):
+    """A Phi-3 whose Unsloth adapts only the Llama names it has (o_proj, down_proj)."""
     fake_unsloth.model = build("phi3", SMALL, meta=False)
     real = FakeFastLanguageModel.get_peft_model.__func__
 
@@ -201,6 +203,10 @@ def test_unsloth_adapting_other_layers_is_refused(fake_unsloth, monkeypatch):
         return real(cls, model, ["o_proj", "down_proj"], **kwargs)
 
     monkeypatch.setattr(FakeFastLanguageModel, "get_peft_model", classmethod(llama_names_only))
+    return fake_unsloth
+
+
+def test_unsloth_adapting_other_layers_is_refused(unsloth_adapting_llama_names):
     with pytest.raises(ValueError, match=r"missing: gate_up_proj, qkv_proj.*memory.backend"):
         load_with_unsloth()
 
@@ -392,18 +398,11 @@ def test_families_without_a_memory_model_are_one_line(model_id):
     assert "\n" not in str(error.value)
 
 
-def test_unsloth_adapting_other_layers_is_one_line_before_training(fake_unsloth, monkeypatch):
+def test_unsloth_adapting_other_layers_is_one_line_before_training(unsloth_adapting_llama_names):
     from finetune_tui.engine.backends import load_unsloth_model
     from finetune_tui.engine.errors import InputError
     from finetune_tui.engine.loading import Device
     from finetune_tui.engine.settings import TrainSettings
 
-    fake_unsloth.model = build("phi3", SMALL, meta=False)
-    real = FakeFastLanguageModel.get_peft_model.__func__
-
-    def llama_names_only(cls, model, target_modules, **kwargs):
-        return real(cls, model, ["o_proj", "down_proj"], **kwargs)
-
-    monkeypatch.setattr(FakeFastLanguageModel, "get_peft_model", classmethod(llama_names_only))
     with pytest.raises(InputError, match=r"^memory.backend: Unsloth adapted 4 layers where"):
         load_unsloth_model("phi3-path", TrainSettings(), Device("cuda", "GPU", "fp32"))
