@@ -204,13 +204,21 @@ def run_preset(args, preset: str, root: Path) -> None:
         shutil.rmtree(model_dir, ignore_errors=True)
 
 
-def table(files: list[str], fitted: set[str]) -> None:
-    """Markdown rows of the matrix: trained or refused, predicted vs measured peak reserved
-    (the planner of this checkout, for the config each row was built from)."""
+def predicted_reserved(row: dict) -> float:
+    """This checkout's planner for a row that trained: the config it was built from, its
+    settings (the run folder aside)."""
     from finetune_tui.engine.memory import predict_memory
     from finetune_tui.engine.models import inspect_config
     from finetune_tui.engine.preset import settings_from_overrides
 
+    model = inspect_config(row["catalog"], row["config"])
+    overrides = [f"{k}={v}" for k, v in row["settings"].items() if not k.startswith("output.")]
+    return predict_memory(model, settings_from_overrides(overrides)).reserved_gib
+
+
+def table(files: list[str], fitted: set[str]) -> None:
+    """Markdown rows of the matrix: trained or refused, predicted vs measured peak reserved
+    (the planner of this checkout, for the config each row was built from)."""
     print(
         "| family | backend, quant, batch | result | predicted | measured | error | "
         "LoRA params | adapted | fit |"
@@ -228,12 +236,7 @@ def table(files: list[str], fitted: set[str]) -> None:
                 verdict += "" if row.get("refused") else row.get("error", "")
                 print(f"| {row['family']} | {label} | {verdict[:100]} | | | | | | |")
                 continue
-            config = row.get("config") or family_config(row["catalog"], row["layers"])
-            model = inspect_config(row["catalog"], config)
-            overrides = [
-                f"{k}={v}" for k, v in row["settings"].items() if not k.startswith("output.")
-            ]
-            predicted = predict_memory(model, settings_from_overrides(overrides)).reserved_gib
+            predicted = predicted_reserved(row)
             measured = summary["peak_reserved_gib"]
             error = (predicted / measured - 1) * 100
             adapted = ", ".join(summary.get("lora_target_modules") or [])
