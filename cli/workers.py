@@ -40,7 +40,6 @@ from finetune_tui.engine.launcher_env import LAUNCH_TOKEN, own_launch_environmen
 from finetune_tui.engine.preset import load_preset, save_preset
 from finetune_tui.engine.run_control import (
     STOP_REQUEST_EXIT,
-    clear_stop_request,
     discard_stop_request,
     request_stop,
     stop_file_problem,
@@ -66,7 +65,6 @@ def launch_workers(run_dir: Path, settings: TrainSettings, resume: bool) -> int:
     """Start the run's workers through accelerate and wait; the exit code follows the run.
     Whatever signals arrive, no process of the launch outlives this call."""
     spread = settings.distributed
-    clear_stop_request(run_dir)  # an earlier attempt's, never this one's
     guard = _SignalGuard(run_dir)  # from here on no signal finds the launch unguarded
     save_preset(settings, run_dir / SETTINGS_FILE)
     for path, text in launch_files(spread, run_dir, mixed_precision="no").items():
@@ -104,7 +102,7 @@ def launch_workers(run_dir: Path, settings: TrainSettings, resume: bool) -> int:
 def _run_launcher(run_dir: Path, command: list[str], token: str, guard: _SignalGuard) -> int:
     """accelerate's launcher until it ends; a forced stop ends every process of the launch
     (SIGTERM, then SIGKILL) and waits for them."""
-    environment = {**own_launch_environment(), LAUNCH_TOKEN: token, "PYTHONUNBUFFERED": "1"}
+    environment = {**own_launch_environment(token), "PYTHONUNBUFFERED": "1"}
     with os.fdopen(open_append(run_dir / LOG_FILE, "run log"), "ab") as log:
         launcher = subprocess.Popen(
             command,

@@ -15,7 +15,7 @@ from transformers import TrainerCallback
 
 from .events import Checkpoint, Eval, EventSink, Notice, Started, Step
 from .launch import any_rank, is_main_process, launcher_gone, sum_over_ranks
-from .run_control import discard_stop_request, stop_file_problem, stop_requested
+from .run_control import discard_stop_request, stop_file_problem
 from .run_dir.layout import STOP_FILE, TRIGGER_FILE
 
 GIB = 2**30
@@ -229,7 +229,7 @@ class StopCallback(TrainerCallback):
             self.events.sink(
                 Notice(f"{self.stop_file}: {problem}, not a stop request", level="warning")
             )
-        return problem is None and stop_requested(self.run_dir)
+        return problem is None and self.stop_file.exists()  # absent, or a plain file
 
     def _triggered(self) -> bool:
         """A regular file named CHECKPOINT_NOW, consumed; anything else is left alone."""

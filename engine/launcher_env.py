@@ -14,7 +14,6 @@ processes are asked for with `distributed.*`, never through the environment.
 from __future__ import annotations
 
 import os
-import secrets
 from collections.abc import MutableMapping
 
 from .errors import InputError
@@ -78,11 +77,14 @@ def inside_own_launch(environ: MutableMapping[str, str] | None = None) -> bool:
     return bool(environ.get(LAUNCH_TOKEN, "").strip())
 
 
-def own_launch_environment(environ: MutableMapping[str, str] | None = None) -> dict[str, str]:
+def own_launch_environment(
+    token: str, environ: MutableMapping[str, str] | None = None
+) -> dict[str, str]:
     """The environment for the launcher finetune-tui starts: its workers keep the variables
-    accelerate sets for them (a fresh token, so an inherited one means nothing)."""
+    accelerate sets for them, and carry this launch's token (an inherited one means
+    nothing)."""
     environ = os.environ if environ is None else environ
-    return {**environ, LAUNCH_TOKEN: secrets.token_hex(16)}
+    return {**environ, LAUNCH_TOKEN: token}
 
 
 def apply_policy(worker: bool, environ: MutableMapping[str, str] | None = None) -> str | None:

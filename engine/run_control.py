@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import os
 import signal
-import stat
 from pathlib import Path
 
 from .errors import InputError
 from .run_dir.layout import STOP_FILE
 from .run_dir.pid import is_running, read_pid
-from .safe_io import write_text_atomic
+from .safe_io import entry_problem, write_text_atomic
 
 
 def ask_run_to_stop(run_dir: Path) -> int | None:
@@ -45,17 +44,8 @@ STOP_REQUEST_EXIT = 143
 def stop_file_problem(run_dir: Path) -> str | None:
     """Why RUN_DIR/STOP_NOW cannot be a stop request (a folder, a link, a pipe), or None
     when it is absent or a plain file. Links are not followed."""
-    try:
-        mode = os.lstat(Path(run_dir) / STOP_FILE).st_mode
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        return f"cannot be examined: {exc.strerror}"
-    if stat.S_ISREG(mode):
-        return None
-    if stat.S_ISLNK(mode):
-        return "is a symbolic link"
-    return "is a folder" if stat.S_ISDIR(mode) else "is a pipe, socket or device"
+    path = Path(run_dir) / STOP_FILE
+    return entry_problem(path) or ("is a folder" if path.is_dir() else None)
 
 
 def clear_stop_request(run_dir: Path) -> None:
@@ -92,8 +82,3 @@ def request_stop(run_dir: Path, reason: str) -> bool:
     except OSError:
         return False
     return True
-
-
-def stop_requested(run_dir: Path) -> bool:
-    """A plain file named STOP_NOW is there (a folder or a link is not a request)."""
-    return stop_file_problem(run_dir) is None and (Path(run_dir) / STOP_FILE).exists()

@@ -75,7 +75,7 @@ def run_training(
             finish_replacement(run_dir)  # an overwritten run is deleted only now
 
     try:
-        checkpoint = _resume_point(run_dir, emit) if resume else None
+        checkpoint = _resume_point(run_dir, emit, settings) if resume else None
         return _train(settings, run_dir, emit, stop, checkpoint)
     except FinetuneError as exc:
         emit(Failed(message=str(exc)))
@@ -93,10 +93,10 @@ def run_training(
             undo_replacement(run_dir)
 
 
-def _resume_point(run_dir: Path, emit: EventSink) -> Path | None:
+def _resume_point(run_dir: Path, emit: EventSink, settings: TrainSettings) -> Path | None:
     """The newest intact checkpoint; damaged newer ones are named and passed over."""
     skipped: list[str] = []
-    checkpoint = last_complete_checkpoint(run_dir, skipped)
+    checkpoint = last_complete_checkpoint(run_dir, skipped, settings)
     for problem in skipped:
         emit(Notice(f"skipping a damaged checkpoint: {problem}", level="warning"))
     if checkpoint is not None:
@@ -151,7 +151,7 @@ def _train(
         settings, change = back_off(settings)
         backoffs.append(change)
         save_preset(settings, run_dir / SETTINGS_FILE)  # resume keeps the new batch
-        checkpoint = last_complete_checkpoint(run_dir)
+        checkpoint = last_complete_checkpoint(run_dir, settings=settings)
         where = f"from {checkpoint.name}" if checkpoint else "from the start"
         emit(Notice(f"out of memory: {change}; continuing {where}", level="warning"))
 

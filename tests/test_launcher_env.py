@@ -65,7 +65,7 @@ def test_commands_that_do_not_train_drop_them_too(tmp_path):
 def test_only_the_products_own_worker_keeps_them():
     inherited = {"RANK": "1", "WORLD_SIZE": "2", "MASTER_PORT": "1234", "PATH": "/bin"}
     # a worker the launcher started: kept as they are
-    launched = own_launch_environment(dict(inherited))
+    launched = own_launch_environment("launcher-token", dict(inherited))
     assert apply_policy(worker=True, environ=launched) is None
     assert launched["RANK"] == "1" and launched[LAUNCH_TOKEN]
     # a --worker typed by hand, or any other entry, even holding a token: dropped
@@ -75,7 +75,7 @@ def test_only_the_products_own_worker_keeps_them():
         assert "MASTER_PORT, RANK, WORLD_SIZE" in warning and LAUNCH_TOKEN not in warning
     # inside the launch, a rank that is not a number is one line, not a traceback
     with pytest.raises(InputError, match="RANK='abc'"):
-        apply_policy(worker=True, environ=own_launch_environment({"RANK": "abc"}))
+        apply_policy(worker=True, environ=own_launch_environment("launcher-token", {"RANK": "abc"}))
 
 
 # --- the layout: settings and command-line flags that contradict each other -------------
