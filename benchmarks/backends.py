@@ -245,11 +245,20 @@ CPU_BASE = {
 
 def arch_config(arch: str) -> dict:
     """The catalog's config of this architecture, its layers cut where LAYERS says."""
+    return family_config(ARCHS[arch], LAYERS.get(arch))
+
+
+def family_config(catalog_id: str, layers: int | None) -> dict:
+    """The catalog's config.json, with the language model's layers cut to `layers`."""
     from finetune_tui.engine.catalog import CATALOG
 
-    config = dict(CATALOG[ARCHS[arch]])
-    if arch in LAYERS:
-        config["num_hidden_layers"] = LAYERS[arch]
+    config = json.loads(json.dumps(CATALOG[catalog_id]))
+    if layers:
+        text = config.get("text_config", config)
+        text["num_hidden_layers"] = layers
+        for key in ("layer_types", "mlp_only_layers"):  # per-layer lists follow the cut
+            if isinstance(text.get(key), list):
+                text[key] = text[key][:layers]
     return config
 
 

@@ -65,23 +65,9 @@ def add_catalog_families() -> None:
             FAMILIES[cid.split("/")[-1].lower() + "-4l"] = (cid, 4)
 
 
-def family_config(catalog_id: str, layers: int | None) -> dict:
-    """The catalog's config.json, with the language model's layers cut to `layers`."""
-    from finetune_tui.engine.catalog import CATALOG
-
-    config = json.loads(json.dumps(CATALOG[catalog_id]))
-    if layers:
-        text = config.get("text_config", config)
-        text["num_hidden_layers"] = layers
-        for key in ("layer_types", "mlp_only_layers"):  # per-layer lists follow the cut
-            if isinstance(text.get(key), list):
-                text[key] = text[key][:layers]
-    return config
-
-
 def build(name: str, root: Path) -> Path:
     """A random-weight model of the family (the catalog's config, cut), saved once."""
-    return bench.build_from_config(family_config(*FAMILIES[name]), root / name)
+    return bench.build_from_config(bench.family_config(*FAMILIES[name]), root / name)
 
 
 def offered_backends(model_dir: Path) -> dict[str, str | None]:
@@ -135,7 +121,7 @@ def run_family(args, name: str, root: Path) -> list[dict]:
     data = bench.write_dataset(root / f"data-{name}.jsonl", args.seq, samples=256)
     for label, backend, refusal, settings in cells(args, model_dir, data, name):
         row = {
-            "config": family_config(*FAMILIES[name]),  # as built: the catalog may change
+            "config": bench.family_config(*FAMILIES[name]),  # as built: the catalog may change
             "family": name,
             "catalog": FAMILIES[name][0],
             "layers": FAMILIES[name][1],
@@ -180,7 +166,7 @@ def run_preset(args, preset: str, root: Path) -> None:
     if model_dir is None:
         emit(args.out, {**row, "ok": False, "error": error[:400]})
         return
-    row["config"] = family_config(*FAMILIES[name])
+    row["config"] = bench.family_config(*FAMILIES[name])
     seq = int(flat.get("training.max_seq_length", 1024))
     data = bench.write_dataset(root / f"data-{name}.jsonl", seq, samples=256)
     settings = {

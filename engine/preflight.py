@@ -65,17 +65,14 @@ def _check_model_folder(path: Path, settings: TrainSettings) -> None:
         problem = safetensors_problem(weights)
         if problem:
             raise ModelError(f"{weights}: {problem}")
-    if "auto_map" in config and not settings.model.trust_remote_code:
-        from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
+    if _needs_own_code(config) and not settings.model.trust_remote_code:
+        from .loading import remote_code_files
 
-        if config.get("model_type") not in CONFIG_MAPPING_NAMES:
-            from .loading import remote_code_files
-
-            files = ", ".join(remote_code_files(str(path))) or "its own Python files"
-            raise ModelError(
-                f"{path}: the model needs its own Python code ({files}); it runs only with "
-                "model.trust_remote_code: true, if you trust its source"
-            )
+        files = ", ".join(remote_code_files(str(path))) or "its own Python files"
+        raise ModelError(
+            f"{path}: the model needs its own Python code ({files}); it runs only with "
+            "model.trust_remote_code: true, if you trust its source"
+        )
 
 
 def check_backend_for_model(settings: TrainSettings) -> None:
@@ -186,10 +183,9 @@ def _check_lora_targets(settings: TrainSettings, model) -> None:
     targets = settings.lora.target_modules
     name = settings.model.name_or_path
     if targets == "auto":
-        from .recipe import auto_lora_targets
+        from .loading import lora_target_modules
 
-        if not auto_lora_targets(model):
-            raise ModelError(f"{name}: no linear layers found for LoRA")
+        lora_target_modules(model, settings)  # the recipe's "auto" finds some, or one line
         return
     from torch import nn
 

@@ -161,11 +161,10 @@ def settings_from_arguments(
     """What a command line asks for: the preset (else the defaults), `--set` overrides, then
     `values` taken as they are (paths, never parsed as YAML). Local paths are made absolute
     unless `absolute` is false (a plan shows them as typed; it records nothing)."""
-    if preset:
-        settings = load_preset(preset, overrides, values or {}, absolute=absolute)
-    else:
-        settings = settings_from_overrides(overrides)
-        settings = with_changes(settings, values, source="--set") if values else settings
+    if preset:  # load_preset makes the paths absolute itself
+        return load_preset(preset, overrides, values or {}, absolute=absolute)
+    settings = settings_from_overrides(overrides)
+    settings = with_changes(settings, values, source="--set") if values else settings
     return settings.with_absolute_paths() if absolute else settings
 
 
