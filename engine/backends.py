@@ -20,18 +20,14 @@ import sys
 from .errors import InputError
 
 
-def liger_model_types() -> set[str]:
-    from liger_kernel.transformers.monkey_patch import MODEL_TYPE_TO_APPLY_LIGER_FN
-
-    return set(MODEL_TYPE_TO_APPLY_LIGER_FN)
-
-
 def apply_liger(model) -> list[str]:
     """Patch the model instance with Liger's layer kernels; return what was patched."""
     from liger_kernel.transformers.monkey_patch import _apply_liger_kernel_to_instance
 
+    from .models import liger_model_types  # the families the plan offers Liger for
+
     model_type = model.config.model_type
-    if model_type not in liger_model_types():
+    if model_type not in (liger_model_types() or ()):
         raise InputError(f"memory.backend: Liger has no kernels for the {model_type} architecture")
     _apply_liger_kernel_to_instance(model=model, fused_linear_cross_entropy=False)
     patched = liger_patched_modules(model)

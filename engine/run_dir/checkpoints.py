@@ -234,11 +234,16 @@ def settings_mismatch(run_dir: Path, settings: TrainSettings) -> str | None:
     """When every intact checkpoint disagrees with the run's settings, the settings were
     changed: 'file: reason' of the newest, so a resume stops instead of starting over
     (whose checkpoint rotation would then delete the intact ones)."""
-    intact = [p for p in candidates(run_dir) if checkpoint_problem(p) is None]
-    problems = [checkpoint_problem(p, settings) for p in intact]
-    if intact and all(problems):
-        return problems[0]
-    return None
+    newest = None
+    for path in candidates(run_dir):
+        if checkpoint_problem(path) is not None:
+            continue  # damaged: it neither agrees nor disagrees
+        state = read_json(path / "trainer_state.json", STATE_LIMIT, "trainer state")
+        problem = _settings_problem(path, state, settings)
+        if problem is None:
+            return None  # one intact checkpoint agrees: the settings are the run's
+        newest = newest or problem
+    return newest
 
 
 def run_settings_or_none(run_dir: Path) -> TrainSettings | None:
