@@ -63,6 +63,51 @@ def run_cli(tmp_path: Path, *args: str, timeout: float = 600) -> subprocess.Comp
     )
 
 
+# Python's own filters for a script run as `python -m`: what a user's terminal would show.
+_DEFAULT_WARNING_FILTERS = (
+    ("default", DeprecationWarning, "__main__"),
+    ("ignore", DeprecationWarning, None),
+    ("ignore", PendingDeprecationWarning, None),
+    ("ignore", ImportWarning, None),
+    ("ignore", ResourceWarning, None),
+)
+
+
+@pytest.fixture
+def cli(capsys):
+    """`finetune-tui ARGS` through main() in this process: for refusals, where no process
+    boundary is under test (a subprocess pays seconds of imports each time). Returns what
+    run_cli returns; argparse's SystemExit becomes the exit code, as it would for a process,
+    and any warning Python would print is on stderr as it would be."""
+    import signal
+    import warnings
+
+    from finetune_tui.main import main
+
+    def call(*args: str) -> subprocess.CompletedProcess:
+        capsys.readouterr()  # only this command's output
+        handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+        try:
+            with warnings.catch_warnings(record=True) as shown:
+                warnings.resetwarnings()
+                for action, category, module in _DEFAULT_WARNING_FILTERS:
+                    warnings.filterwarnings(action, category=category, module=module or "")
+                try:
+                    code = main(list(args))
+                except SystemExit as exc:
+                    code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+        finally:
+            for signum, handler in handlers.items():
+                signal.signal(signum, handler)
+        out, err = capsys.readouterr()
+        err += "".join(
+            warnings.formatwarning(w.message, w.category, w.filename, w.lineno) for w in shown
+        )
+        return subprocess.CompletedProcess(["finetune-tui", *args], code, out, err)
+
+    return call
+
+
 def start_cli(tmp_path: Path, *args: str) -> subprocess.Popen:
     """`finetune-tui ARGS` in the background, its output readable line by line."""
     return subprocess.Popen(

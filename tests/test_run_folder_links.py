@@ -89,7 +89,7 @@ LINKS = {
 
 
 @pytest.mark.parametrize("entry", sorted(LINKS))
-def test_resume_refuses_a_link_where_the_run_writes(run_and_outside, tmp_path, entry):
+def test_resume_refuses_a_link_where_the_run_writes(cli, run_and_outside, tmp_path, entry):
     run, outside = run_and_outside
     path = run / entry
     if path.is_dir() and not path.is_symlink():
@@ -98,7 +98,7 @@ def test_resume_refuses_a_link_where_the_run_writes(run_and_outside, tmp_path, e
         path.unlink(missing_ok=True)
     path.symlink_to(outside / LINKS[entry])
     before = tree(tmp_path)
-    result = run_cli(tmp_path, "--resume", str(run))
+    result = cli("--resume", str(run))
     line = one_line_error(result)
     assert f"{path}: is a symbolic link" in line
     assert tree(tmp_path) == before
@@ -116,15 +116,15 @@ def test_a_valid_checkpoint_behind_a_link_is_never_resumed_from(run_and_outside,
     assert "checkpoint-999: not a folder" in skipped[0]
 
 
-def test_resume_refuses_a_pipe_where_the_run_appends(run_and_outside, tmp_path):
+def test_resume_refuses_a_pipe_where_the_run_appends(cli, run_and_outside, tmp_path):
     run, _ = run_and_outside
     (run / "train.log").unlink()
     os.mkfifo(run / "train.log")
-    result = run_cli(tmp_path, "--resume", str(run))
+    result = cli("--resume", str(run))
     assert f"{run / 'train.log'}: is a pipe, socket or device" in one_line_error(result)
 
 
-def test_a_marker_that_is_a_link_is_no_marker(tmp_path):
+def test_a_marker_that_is_a_link_is_no_marker(cli, tmp_path):
     """--overwrite deleted a user's NOTES.md because `.finetune-tui-run` linked to a marker."""
     real = tmp_path / "real-run"
     real.mkdir()
@@ -134,34 +134,29 @@ def test_a_marker_that_is_a_link_is_no_marker(tmp_path):
     (mine / "NOTES.md").write_text("years of notes\n")
     (mine / ".finetune-tui-run").symlink_to(real / ".finetune-tui-run")
     before = tree(tmp_path)
-    result = run_cli(
-        tmp_path, "--preset", str(DEMO_PRESET), "--output", str(mine), "--overwrite", *STEPS
-    )
+    result = cli("--preset", str(DEMO_PRESET), "--output", str(mine), "--overwrite", *STEPS)
     assert "not a finetune-tui run directory" in one_line_error(result)
     assert tree(tmp_path) == before
 
 
-def test_overwrite_refuses_a_run_holding_a_link_where_it_writes(run_and_outside, tmp_path):
+def test_overwrite_refuses_a_run_holding_a_link_where_it_writes(cli, run_and_outside, tmp_path):
     run, outside = run_and_outside
     shutil.rmtree(run / "adapter")
     (run / "adapter").symlink_to(outside / "folder")
     before = tree(tmp_path)
-    result = run_cli(
-        tmp_path, "--preset", str(DEMO_PRESET), "--output", str(run), "--overwrite", *STEPS
-    )
+    result = cli("--preset", str(DEMO_PRESET), "--output", str(run), "--overwrite", *STEPS)
     assert f"{run / 'adapter'}: is a symbolic link" in one_line_error(result)
     assert tree(tmp_path) == before
 
 
-def test_export_into_a_run_folder_goes_through_real_folders_only(run_and_outside, tmp_path):
+def test_export_into_a_run_folder_goes_through_real_folders_only(cli, run_and_outside, tmp_path):
     run, outside = run_and_outside
     shutil.rmtree(run / "export")
     (run / "export").symlink_to(outside / "folder")
     before = tree(tmp_path)
-    result = run_cli(
-        tmp_path, "export", "--preset", str(DEMO_PRESET), "-o", str(run / "export" / "train.py"),
-        "--force",
-    )  # fmt: skip
+    result = cli(
+        "export", "--preset", str(DEMO_PRESET), "-o", str(run / "export" / "train.py"), "--force"
+    )
     assert f"{run / 'export'}: is a symbolic link" in one_line_error(result)
     assert tree(tmp_path) == before
 
@@ -309,20 +304,20 @@ def test_resume_skips_a_lying_checkpoint_and_finishes_the_run(stopped_template, 
     ],
 )
 def test_an_empty_or_partial_settings_file_is_one_line_and_kept(
-    stopped_template, tmp_path, text, reason
+    cli, stopped_template, tmp_path, text, reason
 ):
     """Was: resumed with the defaults, a 57-line size mismatch, and the file rewritten."""
     run = copy_run(stopped_template, tmp_path / "run")
     (run / "settings.yaml").write_text(text)
     before = tree(tmp_path)
-    result = run_cli(tmp_path, "--resume", str(run))
+    result = cli("--resume", str(run))
     line = one_line_error(result)
     assert f"{run / 'settings.yaml'}: {reason}" in line
     assert result.stdout == ""
     assert tree(tmp_path) == before
 
 
-def test_settings_changed_after_the_checkpoints_is_one_line(stopped_template, tmp_path):
+def test_settings_changed_after_the_checkpoints_is_one_line(cli, stopped_template, tmp_path):
     """lora.r edited from 32 to 8: every checkpoint's shapes disagree; nothing restarts."""
     run = copy_run(stopped_template, tmp_path / "run")
     settings = run / "settings.yaml"
@@ -330,17 +325,17 @@ def test_settings_changed_after_the_checkpoints_is_one_line(stopped_template, tm
     assert "\n  r: 32\n" in text
     settings.write_text(text.replace("\n  r: 32\n", "\n  r: 8\n"))
     before = tree(tmp_path)
-    result = run_cli(tmp_path, "--resume", str(run))
+    result = cli("--resume", str(run))
     line = one_line_error(result)
     assert "rank r=32; the run's settings say lora.r=8" in line and "was changed" in line
     assert tree(tmp_path) == before
 
 
-def test_attach_to_an_ended_run_with_a_torn_last_line_returns(run_and_outside, tmp_path):
+def test_attach_to_an_ended_run_with_a_torn_last_line_returns(cli, run_and_outside, tmp_path):
     """A truncated metrics.jsonl of a run that ended: attach waited forever for the rest."""
     run, _ = run_and_outside
     metrics = run / "metrics.jsonl"
     metrics.write_bytes(metrics.read_bytes()[:-40])
-    result = run_cli(tmp_path, "attach", "--plain", str(run), timeout=60)
+    result = cli("attach", "--plain", str(run))
     assert result.returncode == 0, result.stderr
     assert "step 1/4" in result.stdout
