@@ -191,7 +191,10 @@ def _plan_on_gpus(args, hardware, model, settings, fixed, stats) -> int:
         raise InputError("plan --gpus: no GPU here to plan for; give --gpu NAME or --vram GIB")
     plans = plans_per_strategy(hardware, model, settings, args.gpus, args.nodes, fixed, stats)
     if not plans:
-        raise InputError("plan --gpus: memory.backend unsloth (pinned) trains on one GPU only")
+        from finetune_tui.engine.options import unsloth_refusal
+
+        why = unsloth_refusal(settings.training.method, args.gpus * args.nodes)
+        raise InputError(f"plan --gpus: memory.backend unsloth (pinned): {why}")
     chosen = preferred(plans)
     result = _plan_result(chosen.plan, model)
     count = smallest_count(hardware, model, settings, fixed)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from .hardware import GPU, Hardware
 from .models import ModelInfo
 from .options import STRATEGIES as STRATEGY_INFO
+from .options import unsloth_refusal
 from .preset import with_changes
 from .settings import TrainSettings
 from .strategy import Plan, advise, fitting
@@ -102,7 +103,9 @@ def on_layout(
         "distributed.strategy": launched,
         "distributed.cpu_offload": cpu_offload and launched != "none",
     }
-    if launched != "none" and base.memory.backend == "unsloth":
+    if base.memory.backend == "unsloth" and unsloth_refusal(
+        base.training.method, processes * nodes, launched != "none"
+    ):
         changes["memory.backend"] = "hf"
         if base.memory.gradient_checkpointing == "unsloth":
             changes["memory.gradient_checkpointing"] = "on"
@@ -116,7 +119,7 @@ def _allowed(base: TrainSettings, fixed, gpus: int) -> list[tuple[str, bool]]:
     """The strategies the user's pins leave open on `gpus` cards (Unsloth or an optimizer
     the strategy does not run pinned: not that strategy). On one card: ONE_GPU."""
     if "memory.backend" in fixed and base.memory.backend == "unsloth":
-        return [("none", False)] if gpus == 1 else []
+        return [] if unsloth_refusal(base.training.method, gpus) else [("none", False)]
     d = base.distributed
     layouts = STRATEGIES if gpus > 1 else ONE_GPU
     return [

@@ -10,6 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 NEEDS_CUDA = "needs an NVIDIA GPU (CUDA); this machine has none"
+UNSLOTH_RULE = "open-source Unsloth trains LoRA adapters on one GPU only; use hf or liger"
+
+
+def unsloth_refusal(method: str = "lora", gpus: int = 1, launched: bool = False) -> str | None:
+    """Why Unsloth cannot train this, or None: the one statement of its rule (one GPU, in
+    one process no launcher starts, LoRA only) that settings, advisor and `plan` all ask."""
+    return UNSLOTH_RULE if method != "lora" or gpus > 1 or launched else None
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,15 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from .batching import keeps_samples_apart, planned_attention
-from .options import BACKENDS, CHECKPOINTING, OPTIMIZERS, QUANTIZATIONS, STRATEGIES
+from .options import (
+    BACKENDS,
+    CHECKPOINTING,
+    OPTIMIZERS,
+    QUANTIZATIONS,
+    STRATEGIES,
+    UNSLOTH_RULE,
+    unsloth_refusal,
+)
 from .safe_io import encoding_problem
 
 DEMO = "demo"  # the embedded tiny model / dataset: no network, no download
@@ -321,13 +329,9 @@ class TrainSettings(Section):
                 "distributed.strategy: several processes need ddp, fsdp or deepspeed",
             ),
             (
-                self.training.method == "full" and self.memory.backend == "unsloth",
-                "memory.backend: the Unsloth path trains LoRA adapters; full fine-tuning "
-                "runs on hf or liger",
-            ),
-            (
-                d.world_size > 1 and self.memory.backend == "unsloth",
-                "memory.backend: open-source Unsloth trains on one GPU only; use hf or liger",
+                self.memory.backend == "unsloth"
+                and unsloth_refusal(self.training.method, d.world_size, d.launched),
+                f"memory.backend: {UNSLOTH_RULE}",
             ),
             (
                 self.memory.packing

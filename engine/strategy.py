@@ -17,7 +17,7 @@ from .hardware import Hardware
 from .headroom import Fit, judge, smallest_card_gib, usable_gib
 from .memory import MemoryBreakdown, predict_memory
 from .models import ModelInfo
-from .options import NEEDS_CUDA, STRATEGIES, cuda_only
+from .options import NEEDS_CUDA, STRATEGIES, cuda_only, unsloth_refusal
 from .preset import with_changes
 from .settings import TrainSettings
 from .sharding import distributed_reason
@@ -78,8 +78,8 @@ def unavailable_options(hardware: Hardware, model: ModelInfo) -> dict[str, str]:
     for backend, why in model.supported_backends.items():
         if why:
             out[f"memory.backend={backend}"] = why
-    if len(hardware.gpus) > 1:
-        out["memory.backend=unsloth"] = "open-source Unsloth trains on one GPU only"
+    if why := unsloth_refusal(gpus=len(hardware.gpus)):
+        out["memory.backend=unsloth"] = why
     elif importlib.util.find_spec("unsloth") is None and not hardware.simulated:
         out.setdefault("memory.backend=unsloth", "unsloth is not installed")
     if model.model_type == "gemma2":
@@ -275,10 +275,10 @@ def _candidates(
 
     effective = base.effective_batch_size
     pinned = set(BATCH_FIELDS) & set(fixed)
-    full, several = base.training.method == "full", base.distributed.world_size > 1
+    full, d = base.training.method == "full", base.distributed
     quantizations = ("none",) if full else ("none", "nf4")  # full trains 16-bit weights
-    # Unsloth: one GPU, LoRA only
-    backends = ("hf", "liger") if several or full else ("hf", "liger", "unsloth")
+    unsloth = unsloth_refusal(base.training.method, d.world_size, d.launched) is None
+    backends = ("hf", "liger", "unsloth") if unsloth else ("hf", "liger")
     runs = STRATEGIES[base.distributed.strategy].optimizers
     optimizers = [o for o in ("adamw_8bit", "adamw_torch") if o in runs]
     fills = [BATCHINGS[batching_of(base)]] if pinned or not lengths else BATCHINGS.values()
