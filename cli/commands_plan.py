@@ -135,6 +135,7 @@ def _plan_result(plan, model) -> dict:
         "relative_speed": round(plan.relative_speed, 2),
         "speed_baseline": SPEED_BASELINE,
         "tight": plan.tight,
+        "correction": asdict(plan.correction) if plan.correction else None,
         "settings": plan.settings.model_dump(mode="json"),
         "reasons": plan.reasons,
         "alternatives": [asdict(a) for a in plan.alternatives],

@@ -9,6 +9,9 @@ Three measured things replace a flat margin (docs/BENCHMARKS.md):
   is safe where the configuration the back-off falls to fits outside the band. A tight fit
   with nothing to back off to (micro-batch 1, checkpointing on) still fits by prediction,
   but the advisor takes it only when nothing safe fits and says so.
+Where runs on this card measured more than the memory model predicts, the peak judged here
+is the corrected one (engine/measured.py); the runner checks its plan at the first step
+(engine/self_check.py) with the same band.
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .errors import TrainingError
-from .memory import CONTEXT_GIB, cuda_context_gib, predict_memory
+from .measured import planned_memory
+from .memory import CONTEXT_GIB, cuda_context_gib
 from .models import ModelInfo
 from .oom_policy import back_off
 from .settings import TrainSettings
@@ -68,7 +72,7 @@ def _back_off_fits(model, settings, hardware, usable) -> bool:
         fallback, _ = back_off(settings)
     except TrainingError:  # nothing left to back off to
         return False
-    return surely_fits(predict_memory(model, fallback, hardware).reserved_gib, usable)
+    return surely_fits(planned_memory(model, fallback, hardware).reserved_gib, usable)
 
 
 def smallest_card_gib(reserved_gib: float) -> float:

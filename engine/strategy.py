@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from . import batching
 from .hardware import Hardware
 from .headroom import Fit, judge, smallest_card_gib, usable_gib
-from .memory import MemoryBreakdown, predict_memory
+from .measured import Correction, correction, planned_memory
+from .memory import MemoryBreakdown
 from .models import ModelInfo
 from .options import NEEDS_CUDA, STRATEGIES, cuda_only, unsloth_refusal
 from .preset import with_changes
@@ -60,6 +61,7 @@ class Plan:
     unavailable: dict[str, str] = field(default_factory=dict)
     relative_speed: float = 1.0
     tight: bool = False
+    correction: Correction | None = None  # what runs measured on this card changed
 
 
 @dataclass
@@ -98,9 +100,9 @@ def unavailable_options(hardware: Hardware, model: ModelInfo) -> dict[str, str]:
 
 def evaluate(hardware: Hardware, model: ModelInfo, settings: TrainSettings) -> Plan:
     """Prediction for exactly these settings: the TUI's live bar and `plan --set`."""
-    breakdown = predict_memory(model, settings, hardware)
+    breakdown = planned_memory(model, settings, hardware)
     fit = judge(model, settings, hardware, breakdown.reserved_gib)
-    return Plan(
+    plan = Plan(
         settings,
         fit.fits,
         breakdown.reserved_gib,
@@ -110,6 +112,8 @@ def evaluate(hardware: Hardware, model: ModelInfo, settings: TrainSettings) -> P
         relative_speed=relative_speed(settings),
         tight=fit.tight,
     )
+    _explain_correction(plan, model, hardware)
+    return plan
 
 
 def advise(
@@ -160,7 +164,20 @@ def advise(
     plan.alternatives = _alternatives(chosen, scored)
     if model.is_moe:
         plan.reasons["model.experts"] = experts_reason(model)
+    _explain_correction(plan, model, hardware)
     return plan
+
+
+def _explain_correction(plan: Plan, model: ModelInfo, hardware: Hardware) -> None:
+    """Say where the peak is not the memory model's alone: runs measured more on this card."""
+    card = hardware.primary.name if hardware.primary else None
+    plan.correction = correction(model, plan.settings, card)
+    if plan.correction is not None:
+        raw = plan.peak_vram_gib / plan.correction.factor
+        plan.reasons["measured"] = (
+            f"{plan.correction.describe()}: peak {raw:.1f} -> {plan.peak_vram_gib:.1f} GiB for "
+            f"{model.model_type} with {plan.settings.memory.backend} on {card}"
+        )
 
 
 def fitting(
@@ -242,7 +259,7 @@ def _score(model, base, fixed, unavailable, hardware, stats=None) -> list[Scored
 def _score_one(model, settings: TrainSettings, hardware, stats=None) -> Scored:
     """Memory, fit and speed of one configuration: what the choice and every reason that
     compares with it are computed from (real tokens, packing's cost included)."""
-    breakdown = predict_memory(model, settings, hardware)
+    breakdown = planned_memory(model, settings, hardware)
     fit = judge(model, settings, hardware, breakdown.reserved_gib)
     return Scored(settings, breakdown, real_token_speed(settings, stats), fit)
 
@@ -316,7 +333,7 @@ def _reasons(model, chosen: Scored, scored: list[Scored], hardware, stats=None) 
     card = f"{fit.usable_gib:.1f} GiB usable on {hardware.primary.name}"
 
     def peak_with(**changes) -> float:
-        return predict_memory(model, with_changes(s, changes), hardware).reserved_gib
+        return planned_memory(model, with_changes(s, changes), hardware).reserved_gib
 
     def best_fitting(field: str, value) -> Scored | None:
         pool = [x for x in scored if x.fit.fits and x.settings.value(field) == value]
