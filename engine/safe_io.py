@@ -185,14 +185,22 @@ def entry_problem(path: Path) -> str | None:
     return None
 
 
-def open_append(path: Path, what: str = "file") -> int:
+def open_append(path: Path, what: str = "file", readable: bool = False) -> int:
     """A descriptor appending to a regular file, created if absent; a link is not followed.
 
     O_NONBLOCK keeps a FIFO planted there from blocking the open; the flag is cleared
-    again on the regular file we accept.
+    again on the regular file we accept. `readable` lets a caller look at what is there
+    (the registry mends a torn last line).
     """
     path = Path(path)
-    flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    flags = (
+        (os.O_RDWR if readable else os.O_WRONLY)
+        | os.O_CREAT
+        | os.O_APPEND
+        | os.O_NOFOLLOW
+        | os.O_NONBLOCK
+        | os.O_CLOEXEC
+    )
     try:
         fd = os.open(path, flags, 0o644)
     except OSError as exc:

@@ -14,15 +14,13 @@ reason for a run to fail or hang:
 
 from __future__ import annotations
 
-import errno
 import json
 import os
-import stat
 import sys
 from pathlib import Path
 
 from ..errors import InputError
-from ..safe_io import open_regular
+from ..safe_io import UnsafeTarget, open_append, open_regular
 from .layout import SETTINGS_FILE, data_dir, runs_root
 
 REGISTRY_FILE = "runs.txt"
@@ -40,7 +38,7 @@ def register_run(run_dir: Path) -> None:
             return
         registry.parent.mkdir(parents=True, exist_ok=True)
         _append(registry, _entry(run_dir))
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, UnsafeTarget) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         _warn(
             f"{registry}: cannot record the run in the run registry ({reason}); the run goes "
@@ -120,20 +118,11 @@ def _skip_line(file, budget: int) -> int:
 
 
 def _append(registry: Path, entry: bytes) -> None:
-    """Append one line to a regular file: never through a link, never blocking on a FIFO,
-    and on a line of its own even when the last write was torn."""
-    flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK
+    """Append one line, on a line of its own even when the last write was torn."""
+    fd = open_append(registry, "run registry", readable=True)
     try:
-        fd = os.open(registry, flags, 0o644)
-    except OSError as exc:
-        if exc.errno in (errno.ELOOP, errno.ENXIO):  # a link, or a FIFO nobody reads
-            raise OSError(exc.errno, "not a regular file") from None
-        raise
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise OSError(errno.EINVAL, "not a regular file")
-        if info.st_size and os.pread(fd, 1, info.st_size - 1) != b"\n":
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
             entry = b"\n" + entry
         os.write(fd, entry)
     finally:
