@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import DatasetError
-from .recipe_data import SHAREGPT_ROLES, split_examples, to_example
+from .recipe_data import SHAREGPT_ROLES, json_records, split_examples, to_example
 from .safe_io import check_regular_file, encoding_problem, open_regular, read_json
 from .settings import DEMO, TrainSettings
 
@@ -177,11 +177,8 @@ def _parse_jsonl_line(line: str, where: str) -> Record:
 
 
 def _load_json(path: Path, limit: int) -> list[Record]:
-    value = read_json(path, JSON_LIMIT, "dataset file")
-    if isinstance(value, dict):
-        lists = [v for v in value.values() if isinstance(v, list)]
-        value = lists[0] if len(lists) == 1 else None
-    if not isinstance(value, list):
+    value = json_records(read_json(path, JSON_LIMIT, "dataset file"))  # the script's rule
+    if value is None:
         raise DatasetError(f"{path}: expected a list of records (or one key holding it)")
     return _records_from_rows(value, str(path), "record", limit)
 

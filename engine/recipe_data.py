@@ -27,6 +27,16 @@ SHAREGPT_ROLES = {
 }
 
 
+def json_records(value):
+    """The records of a parsed .json dataset: a list of them, or an object with exactly one
+    key holding a list ({"data": [...]}); None for anything else, where a guess could train
+    on the wrong list."""
+    if isinstance(value, dict):
+        lists = [v for v in value.values() if isinstance(v, list)]
+        value = lists[0] if len(lists) == 1 else None
+    return value if isinstance(value, list) else None
+
+
 def read_records(path):
     """The records of a .jsonl, .json, .csv or .parquet file, or of a folder written by
     Dataset.save_to_disk (its 'train' split)."""
@@ -53,11 +63,11 @@ def read_records(path):
                 {k: v for k, v in row.items() if k is not None and v not in (None, "")}
                 for row in rows
             ]
-        if suffix == ".json":  # a list of records, or an object with one key holding it
-            value = json.load(file)
-            if isinstance(value, dict):
-                value = next(v for v in value.values() if isinstance(v, list))
-            return value
+        if suffix == ".json":
+            records = json_records(json.load(file))
+            if records is None:
+                raise ValueError(f"{path}: expected a list of records (or one key holding it)")
+            return records
         return [json.loads(line) for line in file if line.strip()]
 
 
@@ -98,4 +108,4 @@ def split_examples(examples, eval_fraction, max_samples, seed):
 
 # What the exported script copies, in order: the constants, then the functions.
 DATA_CONSTANTS = ("ALPACA_PROMPT", "ALPACA_PROMPT_NO_INPUT", "SHAREGPT_ROLES")
-DATA_FUNCTIONS = (read_records, to_example, split_examples)
+DATA_FUNCTIONS = (json_records, read_records, to_example, split_examples)

@@ -12,7 +12,7 @@ from finetune_tui.engine.data import (
     prepare_datasets,
     stats_from_lengths,
 )
-from finetune_tui.engine.errors import DatasetError
+from finetune_tui.engine.errors import DatasetError, InputError
 from finetune_tui.engine.recipe_data import ALPACA_PROMPT_NO_INPUT
 from finetune_tui.engine.settings import TrainSettings
 
@@ -92,6 +92,45 @@ def test_the_scripts_reader_reads_what_the_runner_reads(tmp_path):
         runner = [r.data for r in load_records(tmp_path / name)]
         assert read_records(tmp_path / name) == runner, name
         assert runner[1]["output"] == "é 1", name
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        [ALPACA, ALPACA],  # a list of records
+        {"data": [ALPACA, ALPACA], "name": "mine", "version": 2},  # one key holds the list
+        {"train": [ALPACA], "test": [ALPACA, ALPACA]},  # several lists: which one? refused
+        {"data": ALPACA},  # no list at all
+        ALPACA,
+    ],
+)
+def test_one_json_rule_for_the_runner_and_the_script(tmp_path, document):
+    """A .json dataset is a list of records or an object with exactly one key holding a
+    list: data.load_records and the script's read_records keep or refuse the same files."""
+    from finetune_tui.engine.recipe_data import read_records
+
+    path = tmp_path / "d.json"
+    path.write_text(json.dumps(document))
+    try:
+        runner = [r.data for r in load_records(path)]
+    except DatasetError as exc:
+        assert str(exc) == f"{path}: expected a list of records (or one key holding it)"
+        with pytest.raises(ValueError, match="expected a list of records"):
+            read_records(path)
+    else:
+        assert read_records(path) == runner and len(runner) == 2
+
+
+def test_several_top_level_json_values_are_refused_by_both_readers(tmp_path):
+    """A JSONL file named .json is not silently read as its first record."""
+    from finetune_tui.engine.recipe_data import read_records
+
+    path = tmp_path / "d.json"
+    path.write_text(json.dumps([ALPACA]) + "\n" + json.dumps([ALPACA]) + "\n")
+    with pytest.raises(InputError, match=f"{path}:2: invalid JSON"):
+        load_records(path)
+    with pytest.raises(ValueError):
+        read_records(path)
 
 
 def test_format_override(tmp_path):
