@@ -255,64 +255,17 @@ def load_unsloth_model(
 
 
 def trainer_arguments(
-    *,
-    output_dir,
-    micro_batch_size,
-    gradient_accumulation_steps,
-    max_seq_length,
-    learning_rate,
-    lr_scheduler,
-    warmup_ratio,
-    epochs,
-    max_steps,
-    optimizer,
-    weight_decay,
-    max_grad_norm,
-    logging_steps,
-    eval_steps,
-    has_eval,
-    save_steps,
-    save_total_limit,
-    seed,
-    dtype,
-    on_gpu,
-    gradient_checkpointing,
-    use_reentrant,
-    backend,
-    packing,
-    group_by_length,
-    report_to,
-    progress_bar,
-    method,
+    trainer, output_dir, has_eval, dtype, on_gpu, gradient_checkpointing, use_reentrant, backend
 ):
-    """SFTConfig's keyword arguments. Unsloth applies its own gradient checkpointing inside
-    get_peft_model, so the Trainer's is off under it; packed batches are never grouped by
-    length; warmup_ratio, a float in [0, 1), is read by warmup_steps as a share of the
-    total steps."""
+    """SFTConfig's arguments: `trainer` (the settings, in SFTConfig's own names) and what
+    only the machine that trains knows: the folder, whether the split left an evaluation
+    set, the device's precision. Unsloth applies its own gradient checkpointing inside
+    get_peft_model, so the Trainer's is off under it."""
     checkpointing = gradient_checkpointing == "on" and backend != "unsloth"
     return {
+        **trainer,
         "output_dir": str(output_dir),
-        "per_device_train_batch_size": micro_batch_size,
-        "per_device_eval_batch_size": micro_batch_size,
-        "gradient_accumulation_steps": gradient_accumulation_steps,
-        "max_length": max_seq_length,
-        "learning_rate": learning_rate,
-        "lr_scheduler_type": lr_scheduler,
-        "warmup_steps": warmup_ratio,
-        "num_train_epochs": epochs,
-        "max_steps": max_steps or -1,
-        "optim": optimizer,
-        "weight_decay": weight_decay,
-        "max_grad_norm": max_grad_norm,
-        "logging_steps": logging_steps,
-        "logging_first_step": True,
-        "eval_strategy": "steps" if (has_eval and eval_steps) else "no",
-        "eval_steps": eval_steps,
-        "save_strategy": "steps" if save_steps else "no",
-        "save_steps": save_steps or 500,
-        "save_total_limit": save_total_limit,
-        "seed": seed,
-        "data_seed": seed,
+        "eval_strategy": "steps" if (has_eval and trainer["eval_steps"]) else "no",
         "bf16": on_gpu and dtype == "bf16",
         "fp16": on_gpu and dtype == "fp16",
         "use_cpu": not on_gpu,
@@ -320,22 +273,12 @@ def trainer_arguments(
         "gradient_checkpointing_kwargs": {"use_reentrant": use_reentrant}
         if checkpointing
         else None,
-        "packing": packing,
-        "train_sampling_strategy": (
-            "group_by_length" if group_by_length and not packing else "random"
-        ),
-        "report_to": report_to,
-        "dataloader_num_workers": 0,
-        "disable_tqdm": not progress_bar,
-        # A mixture of experts' load-balancing loss trains its routers, which LoRA leaves
-        # frozen: off under LoRA (it also failed Phi-3.5-MoE's first step inside TRL and
-        # transformers), the model's own coefficient under full fine-tuning.
-        "router_aux_loss_coef": None if method == "full" else 0.0,
     }
 
 
-# What the exported script copies, in order, for each backend: model side and trainer.
-HF_FUNCTIONS = (
+# What the exported script copies, in order: the model side (every backend's, since
+# BACKEND may be changed where the script runs) and the trainer's arguments.
+MODEL_FUNCTIONS = (
     compute_dtype,
     torch_dtype,
     attention_implementation,
@@ -344,15 +287,8 @@ HF_FUNCTIONS = (
     load_model,
     language_linears,
     auto_lora_targets,
-    lora_config,
-    trainer_arguments,
-)
-UNSLOTH_FUNCTIONS = (
-    compute_dtype,
-    torch_dtype,
-    language_linears,
-    auto_lora_targets,
     lora_module_names,
+    lora_config,
     load_unsloth_model,
     trainer_arguments,
 )

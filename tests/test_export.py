@@ -83,9 +83,12 @@ def test_script_is_standalone():
         if isinstance(node, ast.Import | ast.ImportFrom)
         for alias in (node.names if isinstance(node, ast.Import) else [ast.alias(node.module)])
     }
-    assert "finetune_tui" not in imported
+    functions = [node for node in tree.body if isinstance(node, ast.FunctionDef)]
+    ours = [f.name for f in functions if "finetune_tui" in ast.get_source_segment(script, f)]
+    assert ours == ["located"]  # only to find the demo model and data, and only for "demo"
     assert imported <= {
         "argparse",
+        "ast",
         "importlib",
         "os",
         "json",
@@ -98,6 +101,9 @@ def test_script_is_standalone():
         "trl",
         "csv",
         "pyarrow",
+        "unsloth",
+        "liger_kernel",
+        "finetune_tui",
     }
     assert "# requirements" in script and "#   trl==" in script
 
@@ -124,13 +130,12 @@ def test_every_variant_compiles_and_passes_ruff(tmp_path, overrides):
     )
     assert ruff.returncode == 0, ruff.stdout
     text = script.read_text()
-    if "memory.backend=unsloth" in overrides:
-        first_import = next(line for line in text.splitlines() if line.startswith("import "))
-        assert first_import.startswith("import unsloth")
-    if "memory.backend=liger" in overrides:
-        assert "liger_kernel" in text and "BitsAndBytesConfig" in text
-    else:
-        assert "liger_kernel" not in text
+    main_body = text[text.index("def main():") :]
+    # unsloth patches transformers, trl and peft as it is imported: before any of them
+    assert main_body.index("import unsloth") < main_body.index("import torch")
+    assert "\nimport " not in text and "\nfrom " not in text  # imports live in the functions
+    backend = next((o.split("=")[1] for o in overrides if o.startswith("memory.backend")), "hf")
+    assert constants(text)["BACKEND"] == backend
 
 
 def test_every_shipped_preset_exports(tmp_path):
@@ -284,7 +289,7 @@ def test_the_script_is_the_recipe_and_reads_every_constant_it_defines(overrides)
     import ast
     import inspect
 
-    from finetune_tui.engine import recipe, recipe_data
+    from finetune_tui.engine import recipe, recipe_data, recipe_main
 
     script = render_script(load_preset(DEMO_PRESET, overrides), {})
     tree = ast.parse(script)
@@ -293,10 +298,13 @@ def test_the_script_is_the_recipe_and_reads_every_constant_it_defines(overrides)
         for node in tree.body
         if isinstance(node, ast.FunctionDef)
     }
-    unsloth = "memory.backend=unsloth" in overrides
-    model_side = recipe.UNSLOTH_FUNCTIONS if unsloth else recipe.HF_FUNCTIONS
-    for function in (*model_side, *recipe_data.DATA_FUNCTIONS):
+    copied = (*recipe_data.DATA_FUNCTIONS, *recipe.MODEL_FUNCTIONS, *recipe_main.MAIN_FUNCTIONS)
+    assert list(defined) == [function.__name__ for function in copied]
+    for function in copied:
         assert defined[function.__name__] == inspect.getsource(function).rstrip("\n")
+    # nothing else is code: constants, the recipe's functions, and the call of main()
+    assert all(isinstance(node, ast.Assign | ast.FunctionDef | ast.Expr) for node in tree.body[:-1])
+    assert ast.unparse(tree.body[-1]) == "if __name__ == '__main__':\n    main()"
     constants = {
         target.id
         for node in tree.body
@@ -310,6 +318,9 @@ def test_the_script_is_the_recipe_and_reads_every_constant_it_defines(overrides)
         if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load)
     }
     assert constants and constants <= read, sorted(constants - read)
+    # main()'s stand-ins in engine/recipe_main.py name exactly the settings the script writes
+    settings = constants - set(recipe_data.DATA_CONSTANTS)
+    assert settings == {name for name in vars(recipe_main) if name.isupper()} - {"MAIN_FUNCTIONS"}
     assert 'device_map={"": 0}' not in script and "+cpu" not in script
 
 
@@ -323,4 +334,64 @@ def test_a_one_process_deepspeed_preset_exports_its_launch(tmp_path):
     assert exported.commands[0].startswith("accelerate launch --config_file")
     script = exported.script.read_text()
     main_body = script[script.index("def main():") :]
-    assert main_body.index("SFTConfig(**arguments)") < main_body.index("model = load_model(")
+    assert main_body.index("SFTConfig(**arguments)") < main_body.index("= model_and_lora(")
+
+
+def run_script(tmp_path, script, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(script), *args],
+        capture_output=True,
+        text=True,
+        env=cli_env(tmp_path),
+        timeout=600,
+        cwd=tmp_path,
+    )
+
+
+def test_set_changes_any_constant_or_trainer_argument_and_refuses_unknown_names(tmp_path):
+    """--set NAME=VALUE, nanoGPT's configurator: a constant (OUTPUT) or one of SFTConfig's
+    arguments in TRAINER (max_steps); an unknown name is one line, before anything loads."""
+    script = tmp_path / "train.py"
+    script.write_text(render_script(load_preset(DEMO_PRESET), {}))
+    assert constants(script.read_text())["TRAINER"]["max_steps"] == -1  # 6 epochs as exported
+    result = run_script(
+        tmp_path, script, "--set", "max_steps=3", "--set", "logging_steps=1", "--set", "OUTPUT=out"
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    losses = (tmp_path / "out" / "losses.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in losses] == [1, 2, 3]
+    assert (tmp_path / "out" / "adapter" / "adapter_config.json").is_file()
+
+    for wrong, named in (("NO_SUCH=1", "--set NO_SUCH: unknown name"), ("MODEL", "NAME=VALUE")):
+        refused = run_script(tmp_path, script, "--set", wrong)
+        assert refused.returncode == 1
+        assert len(refused.stderr.strip().splitlines()) == 1 and named in refused.stderr
+
+
+def test_a_full_fine_tuning_export_says_nothing_of_lora_or_adapters():
+    """The header, the docstring and every setting but the method's own say full
+    fine-tuning's truth; LoRA's settings sit under a line saying they are read only for it."""
+    script = render_script(load_preset(DEMO_PRESET, ["training.method=full"]), {})
+    written = script[: script.index("\ndef ")]  # all that is not the recipe's functions
+    before, method = written.split("\n# --- the method", 1)
+    lora_group, after = method.split("\n\n", 1)
+    assert lora_group.startswith('; the settings below are read only for "lora"')
+    for text in (before, after):
+        assert "lora" not in text.lower() and "adapter" not in text.lower(), text
+    assert "full fine-tuning" in before and "#   peft" not in before
+    assert constants(script)["METHOD"] == "full"
+
+
+def test_the_demo_export_holds_no_path_of_this_machine(tmp_path):
+    """'demo' stays 'demo': the script finds the model and data where it runs."""
+    import os
+    import tempfile
+
+    from finetune_tui.engine.demo import cache_root, demo_dataset_path, ensure_demo_model
+
+    script = export_run(load_preset(DEMO_PRESET), tmp_path / "train.py").script.read_text()
+    found = constants(script)
+    assert found["MODEL"] == "demo" and found["DATA"] == "demo"
+    machine = {str(ensure_demo_model()), str(demo_dataset_path()), str(cache_root()), str(REPO)}
+    machine |= {os.path.expanduser("~"), sys.prefix, tempfile.gettempdir(), str(tmp_path)}
+    assert not [path for path in machine if path in script]
