@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -134,6 +136,41 @@ def run_python(code: str) -> subprocess.CompletedProcess:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
     return result
+
+
+# A finished demo run: 4 steps, checkpoints at 2 and 4, no evaluation.
+FINISHED_STEPS = set_args(
+    "training.max_steps=4",
+    "training.save_steps=2",
+    "training.exact_match_samples=0",
+    "dataset.eval_fraction=0",
+    "training.logging_steps=1",
+)
+
+
+@functools.cache
+def finished_demo_run(root: Path) -> Path:
+    """Trained once per session (root is the same for every module that asks): tests that
+    need a finished run, not its training, copy it."""
+    run = root / "F"
+    result = run_cli(root, "--preset", str(DEMO_PRESET), "--output", str(run), *FINISHED_STEPS)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return run
+
+
+@pytest.fixture(scope="session")
+def finished_template(tmp_path_factory) -> Path:
+    return finished_demo_run(tmp_path_factory.getbasetemp() / "finished-run")
+
+
+def copy_finished_run(template: Path, where: Path) -> Path:
+    """The finished run copied to `where`, and recorded in this test's run registry as its
+    own start would have recorded it."""
+    from finetune_tui.engine.run_dir.registry import register_run
+
+    shutil.copytree(template, where, symlinks=True)
+    register_run(where)
+    return where
 
 
 def gpu_run_events(predicted: float = 7.23, steps: int = 30):

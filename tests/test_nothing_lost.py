@@ -14,7 +14,15 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import DEMO_PRESET, cli_env, read_until, run_cli, set_args, start_cli
+from conftest import (
+    DEMO_PRESET,
+    cli_env,
+    copy_finished_run,
+    read_until,
+    run_cli,
+    set_args,
+    start_cli,
+)
 
 SHORT = ["--set", "training.max_steps=3", "--set", "training.exact_match_samples=0"]
 SHORT += ["--set", "dataset.eval_fraction=0", "--set", "training.logging_steps=1"]
@@ -54,32 +62,25 @@ def user_folder(root: Path) -> Path:
 # --- 1. --overwrite deletes only finetune-tui runs --------------------------------------
 
 
-def test_overwrite_refuses_a_folder_finetune_tui_did_not_make(tmp_path):
+def test_overwrite_refuses_a_folder_finetune_tui_did_not_make(cli, tmp_path):
     folder = user_folder(tmp_path)
     before = tree(tmp_path)
-    result = run_cli(tmp_path, "--preset", str(DEMO_PRESET), "--output", str(folder), "--overwrite")
+    result = cli("--preset", str(DEMO_PRESET), "--output", str(folder), "--overwrite")
     assert "not a finetune-tui run directory" in one_line_error(result)
     assert tree(tmp_path) == before
 
 
-def test_overwrite_refuses_the_working_directory_even_when_it_is_a_run(tmp_path):
+def test_overwrite_refuses_the_working_directory_even_when_it_is_a_run(cli, tmp_path, monkeypatch):
     cwd = marked(tmp_path / "work")
     (cwd / "notes.md").write_text("keep me\n")
     before = tree(tmp_path)
-    result = subprocess.run(
-        [sys.executable, "-m", "finetune_tui", "--preset", str(DEMO_PRESET)]
-        + ["--output", ".", "--overwrite"],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        env=cli_env(tmp_path),
-        timeout=120,
-    )
+    monkeypatch.chdir(cwd)
+    result = cli("--preset", str(DEMO_PRESET), "--output", ".", "--overwrite")
     assert "will not replace this folder" in one_line_error(result)
     assert tree(tmp_path) == before
 
 
-def test_overwrite_refuses_a_run_that_holds_the_dataset_or_the_preset(tmp_path):
+def test_overwrite_refuses_a_run_that_holds_the_dataset_or_the_preset(cli, tmp_path):
     run = marked(tmp_path / "run")
     (run / "data.jsonl").write_text(
         json.dumps(
@@ -94,12 +95,12 @@ def test_overwrite_refuses_a_run_that_holds_the_dataset_or_the_preset(tmp_path):
         ["--preset", str(DEMO_PRESET), "--set", f"dataset.path={run / 'data.jsonl'}"],
         ["--preset", str(preset)],
     ):
-        result = run_cli(tmp_path, *args, "--output", str(run), "--overwrite")
+        result = cli(*args, "--output", str(run), "--overwrite")
         assert "an input of this run" in one_line_error(result)
     assert tree(tmp_path) == before
 
 
-def test_overwrite_refuses_a_symlink_and_a_live_run(tmp_path):
+def test_overwrite_refuses_a_symlink_and_a_live_run(cli, tmp_path):
     target = user_folder(tmp_path)
     (target / ".finetune-tui-run").write_text("run\n")
     link = tmp_path / "link"
@@ -110,13 +111,9 @@ def test_overwrite_refuses_a_symlink_and_a_live_run(tmp_path):
     try:
         (live / "run.pid").write_text(f"{sleeper.pid}\n")
         before = tree(tmp_path)
-        result = run_cli(
-            tmp_path, "--preset", str(DEMO_PRESET), "--output", str(link), "--overwrite"
-        )
+        result = cli("--preset", str(DEMO_PRESET), "--output", str(link), "--overwrite")
         assert "symbolic link" in one_line_error(result)
-        result = run_cli(
-            tmp_path, "--preset", str(DEMO_PRESET), "--output", str(live), "--overwrite"
-        )
+        result = cli("--preset", str(DEMO_PRESET), "--output", str(live), "--overwrite")
         assert "still going" in one_line_error(result)
         assert tree(tmp_path) == before
     finally:
@@ -125,35 +122,33 @@ def test_overwrite_refuses_a_symlink_and_a_live_run(tmp_path):
 
 
 @pytest.mark.parametrize("name", [".", "..", "../../x", "/", "/tmp/x", "a/b", "''", "a\tb", "-x"])
-def test_run_name_is_a_plain_folder_name(tmp_path, name):
+def test_run_name_is_a_plain_folder_name(cli, tmp_path, name):
     runs = tmp_path / "data" / "runs"
     (runs / "earlier").mkdir(parents=True)
     (runs / "earlier" / "settings.yaml").write_text("model: {}\n")
     before = tree(tmp_path)
-    result = run_cli(
-        tmp_path, "--preset", str(DEMO_PRESET), "--set", f"output.run_name={name}", "--overwrite"
-    )
+    result = cli("--preset", str(DEMO_PRESET), "--set", f"output.run_name={name}", "--overwrite")
     assert "output.run_name" in one_line_error(result)
     assert tree(tmp_path) == before
 
 
-def test_overwrite_is_never_a_setting(tmp_path):
+def test_overwrite_is_never_a_setting(cli, tmp_path):
     preset = tmp_path / "shared.yaml"
     preset.write_text(DEMO_PRESET.read_text() + "output:\n  dir: ~\n  overwrite: true\n")
-    result = run_cli(tmp_path, "--preset", str(preset))
+    result = cli("--preset", str(preset))
     assert "pass --overwrite on the command line" in one_line_error(result)
 
 
-def test_overwrite_replaces_a_run_only_once_the_new_one_has_started(tmp_path):
-    run = tmp_path / "run"
-    first = run_cli(tmp_path, "--preset", str(DEMO_PRESET), "--output", str(run), *SHORT)
-    assert first.returncode == 0, first.stderr[-2000:]
+def test_overwrite_replaces_a_run_only_once_the_new_one_has_started(
+    cli, finished_template, tmp_path
+):
+    run = copy_finished_run(finished_template, tmp_path / "run")
     saved = (run / "settings.yaml").read_text()
     assert "overwrite:" not in saved
     old_summary = (run / "summary.json").stat().st_mtime_ns  # a tiny run's numbers can repeat
 
     # a rerun of the saved settings never replaces the run silently
-    again = run_cli(tmp_path, "--preset", str(run / "settings.yaml"), "--output", str(run))
+    again = cli("--preset", str(run / "settings.yaml"), "--output", str(run))
     assert "--overwrite" in one_line_error(again)
 
     # a start that fails after the directory was made puts the old run back
@@ -167,16 +162,9 @@ def test_overwrite_replaces_a_run_only_once_the_new_one_has_started(tmp_path):
 
     save_file({"model.embed_tokens.weight": zeros(3, 3)}, broken / "model.safetensors")
     before = tree(tmp_path)
-    failed = run_cli(
-        tmp_path,
-        "--preset",
-        str(DEMO_PRESET),
-        "--output",
-        str(run),
-        "--overwrite",
-        *SHORT,
-        "--set",
-        f"model.name_or_path={broken}",
+    failed = cli(
+        *("--preset", str(DEMO_PRESET), "--output", str(run), "--overwrite", *SHORT),
+        *("--set", f"model.name_or_path={broken}"),
     )
     assert "has shape [3, 3]" in one_line_error(failed)  # preflight: before the folder is touched
     assert tree(tmp_path) == before
@@ -207,7 +195,7 @@ def _demo_model_file(tmp_path: Path, name: str) -> Path:
 # --- 2. export never writes over its inputs or existing files ---------------------------
 
 
-def test_export_never_overwrites_its_inputs_or_existing_files(tmp_path):
+def test_export_never_overwrites_its_inputs_or_existing_files(cli, tmp_path):
     job = tmp_path / "job.yaml"
     job.write_text(DEMO_PRESET.read_text())
     (tmp_path / "existing.py").write_text("# mine\n")
@@ -220,21 +208,19 @@ def test_export_never_overwrites_its_inputs_or_existing_files(tmp_path):
         str(tmp_path / "existing.py"): "use --force",
     }
     for output, message in cases.items():
-        result = run_cli(tmp_path, "export", "--preset", str(job), "-o", output)
+        result = cli("export", "--preset", str(job), "-o", output)
         assert message in one_line_error(result), output
     assert tree(tmp_path) == before
 
-    forced = run_cli(
-        tmp_path, "export", "--preset", str(job), "-o", str(tmp_path / "existing.py"), "--force"
-    )
+    forced = cli("export", "--preset", str(job), "-o", str(tmp_path / "existing.py"), "--force")
     assert forced.returncode == 0, forced.stderr
     assert (tmp_path / "existing.py").read_text() != "# mine\n"
     assert job.read_text() == DEMO_PRESET.read_text()
 
 
-def test_export_quotes_the_commands_it_prints(tmp_path):
+def test_export_quotes_the_commands_it_prints(cli, tmp_path):
     out = tmp_path / "my job's dir" / "train $HOME.py"
-    result = run_cli(tmp_path, "export", "--preset", str(DEMO_PRESET), "-o", str(out))
+    result = cli("export", "--preset", str(DEMO_PRESET), "-o", str(out))
     assert result.returncode == 0, result.stderr
     command = next(line for line in result.stdout.splitlines() if "python " in line).strip()
     shown = subprocess.run(
@@ -255,12 +241,10 @@ def test_a_non_finite_number_renders_as_valid_python():
 # --- 3-5. resume -------------------------------------------------------------------------
 
 
-def test_resume_of_a_finished_run_changes_nothing(tmp_path):
-    run = tmp_path / "run"
-    first = run_cli(tmp_path, "--preset", str(DEMO_PRESET), "--output", str(run), *SHORT)
-    assert first.returncode == 0, first.stderr[-2000:]
+def test_resume_of_a_finished_run_changes_nothing(cli, finished_template, tmp_path):
+    run = copy_finished_run(finished_template, tmp_path / "run")
     before = tree(tmp_path)
-    again = run_cli(tmp_path, "--resume", str(run))
+    again = cli("--resume", str(run))
     assert again.returncode == 0, again.stderr
     assert "already finished" in again.stdout
     assert tree(tmp_path) == before
@@ -270,12 +254,12 @@ def test_resume_of_a_finished_run_changes_nothing(tmp_path):
     "extra",
     [["--preset", str(DEMO_PRESET)], ["--set", "lora.r=-5"], ["--output", "x"], ["--overwrite"]],
 )
-def test_resume_refuses_options_it_would_ignore(tmp_path, extra):
+def test_resume_refuses_options_it_would_ignore(cli, tmp_path, extra):
     run = tmp_path / "run"
     run.mkdir()
     (run / "settings.yaml").write_text("model: {}\n")
     before = tree(tmp_path)
-    result = run_cli(tmp_path, "--resume", str(run), *extra)
+    result = cli("--resume", str(run), *extra)
     assert "cannot be combined" in one_line_error(result)
     assert tree(tmp_path) == before
 
@@ -320,7 +304,7 @@ def test_a_signal_after_the_last_step_ends_finished_with_exit_0(tmp_path):
 # --- 6. every read is bounded and of a regular file ---------------------------------------
 
 
-def test_pipes_and_devices_are_refused_not_read(tmp_path):
+def test_pipes_and_devices_are_refused_not_read(cli, tmp_path):
     fifo = tmp_path / "pipe.yaml"
     os.mkfifo(fifo)
     data_fifo = tmp_path / "data.jsonl"
@@ -338,13 +322,13 @@ def test_pipes_and_devices_are_refused_not_read(tmp_path):
     ]
     for args in cases:
         started = time.monotonic()
-        result = run_cli(tmp_path, *args, timeout=60)
+        result = cli(*args)
         assert "not a regular file" in one_line_error(result), args
         assert time.monotonic() - started < 30
     assert not (tmp_path / "o").exists()
 
 
-def test_attach_and_runs_survive_hostile_run_files(tmp_path):
+def test_attach_and_runs_survive_hostile_run_files(cli, tmp_path):
     runs = tmp_path / "data" / "runs"
     fifo_run = runs / "fifo"
     fifo_run.mkdir(parents=True)
@@ -360,7 +344,7 @@ def test_attach_and_runs_survive_hostile_run_files(tmp_path):
         folder.mkdir()
         (folder / "settings.yaml").write_text("model: {}\n")
         (folder / "run.pid").write_text(pid)
-    listed = run_cli(tmp_path, "runs", "--json", timeout=60)
+    listed = cli("runs", "--json")
     assert listed.returncode == 0, listed.stderr
     status = {row["name"]: row["status"] for row in json.loads(listed.stdout)}
     assert status == {
@@ -370,7 +354,7 @@ def test_attach_and_runs_survive_hostile_run_files(tmp_path):
         "pid-1": "interrupted",
     }
     for name in ("fifo", "odd"):
-        attached = run_cli(tmp_path, "attach", name, "--plain", timeout=30)
+        attached = cli("attach", name, "--plain")
         assert attached.returncode == 0, attached.stderr
         assert "Traceback" not in attached.stderr
 
@@ -378,15 +362,14 @@ def test_attach_and_runs_survive_hostile_run_files(tmp_path):
 # --- 7. no tracebacks ---------------------------------------------------------------------
 
 
-def test_deeply_nested_input_is_one_line(tmp_path):
+def test_deeply_nested_input_is_one_line(cli, tmp_path):
     deep_yaml = tmp_path / "deep.yaml"
     deep_yaml.write_text("a: " + "[" * 100000 + "]" * 100000 + "\n")
     deep_jsonl = tmp_path / "deep.jsonl"
     deep_jsonl.write_text('{"text": ' + "[" * 100000 + "]" * 100000 + "}\n")
-    result = run_cli(tmp_path, "--preset", str(deep_yaml))
+    result = cli("--preset", str(deep_yaml))
     assert "nested too deeply" in one_line_error(result)
-    result = run_cli(
-        tmp_path,
+    result = cli(
         "--preset",
         str(DEMO_PRESET),
         "--set",
@@ -397,11 +380,11 @@ def test_deeply_nested_input_is_one_line(tmp_path):
     assert "nested too deeply" in one_line_error(result)
 
 
-def test_plan_with_a_config_that_is_not_an_object(tmp_path):
+def test_plan_with_a_config_that_is_not_an_object(cli, tmp_path):
     model = tmp_path / "model"
     model.mkdir()
     (model / "config.json").write_text("[1, 2]")
-    result = run_cli(tmp_path, "plan", "--model", str(model))
+    result = cli("plan", "--model", str(model))
     assert "must be a JSON object" in one_line_error(result)
 
 
@@ -420,7 +403,7 @@ def test_plan_into_a_closed_pipe_is_quiet(tmp_path):
 # --- 8. the model is checked before anything is written -----------------------------------
 
 
-def test_model_problems_are_found_before_the_run_directory_exists(tmp_path):
+def test_model_problems_are_found_before_the_run_directory_exists(cli, tmp_path):
     empty = tmp_path / "empty-model"
     empty.mkdir()
     (empty / "config.json").write_text(json.dumps({"model_type": "llama"}))
@@ -430,8 +413,7 @@ def test_model_problems_are_found_before_the_run_directory_exists(tmp_path):
         "some-org/not-cached-model": "HF_HUB_OFFLINE",
     }
     for model, message in cases.items():
-        result = run_cli(
-            tmp_path,
+        result = cli(
             "--preset",
             str(DEMO_PRESET),
             "--set",
@@ -487,16 +469,14 @@ def test_a_hub_id_without_network_fails_in_seconds(tmp_path):
         ("a.b.c=1", "a: unknown key"),
     ],
 )
-def test_values_training_would_reject_are_refused_up_front(tmp_path, override, field):
-    result = run_cli(
-        tmp_path, "--preset", str(DEMO_PRESET), "--set", override, "--output", str(tmp_path / "run")
-    )
+def test_values_training_would_reject_are_refused_up_front(cli, tmp_path, override, field):
+    result = cli("--preset", str(DEMO_PRESET), "--set", override, "--output", str(tmp_path / "run"))
     line = one_line_error(result)
     assert field in line and "--set" in line, line
     assert not (tmp_path / "run").exists()
 
 
-def test_input_problems_are_one_line_before_anything_is_written(tmp_path):
+def test_input_problems_are_one_line_before_anything_is_written(cli, tmp_path):
     only_answer = tmp_path / "answer.jsonl"
     only_answer.write_text(json.dumps({"messages": [{"role": "assistant", "content": "x"}]}) + "\n")
     surrogate = tmp_path / "surrogate.jsonl"
@@ -520,30 +500,30 @@ def test_input_problems_are_one_line_before_anything_is_written(tmp_path):
         (["--preset", str(DEMO_PRESET), "--set", "output.report_to=[wandb]"], "wandb"),
     ]
     for args, message in cases:
-        result = run_cli(tmp_path, *args, "--output", str(tmp_path / "run"))
+        result = cli(*args, "--output", str(tmp_path / "run"))
         assert message in one_line_error(result), args
         assert not (tmp_path / "run").exists()
-    empty = run_cli(tmp_path, "--preset", str(DEMO_PRESET), "--output", "")
+    empty = cli("--preset", str(DEMO_PRESET), "--output", "")
     assert "--output: empty path" in one_line_error(empty)
 
 
-def test_records_longer_than_the_sequence_are_refused_with_the_length_that_fits(tmp_path):
+def test_records_longer_than_the_sequence_are_refused_with_the_length_that_fits(cli, tmp_path):
     data = tmp_path / "alpaca.jsonl"
     rows = [{"instruction": f"Say hello number {i}", "output": "hello"} for i in range(30)]
     data.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
 
-    def train(length: int, *extra: str):
+    def arguments(length: int, *extra: str) -> list[str]:
         sets = [f"dataset.path={data}", f"training.max_seq_length={length}"]
         args = [arg for pair in sets for arg in ("--set", pair)]
         output = ["--output", str(tmp_path / "run")]
-        return run_cli(tmp_path, "--preset", str(DEMO_PRESET), *args, *output, *extra)
+        return ["--preset", str(DEMO_PRESET), *args, *output, *extra]
 
-    line = one_line_error(train(128))
+    line = one_line_error(cli(*arguments(128)))
     assert "30 of 30 records lose their whole answer" in line
     needed = int(line.split("at least ")[1].split()[0])
     assert needed > 128
     assert not (tmp_path / "run").exists()
-    fits = train(needed, *SHORT)
+    fits = run_cli(tmp_path, *arguments(needed, *SHORT))
     assert fits.returncode == 0, fits.stderr[-2000:]
 
 
