@@ -375,7 +375,7 @@ def test_a_full_fine_tuning_export_says_nothing_of_lora_or_adapters():
     written = script[: script.index("\ndef ")]  # all that is not the recipe's functions
     before, method = written.split("\n# --- the method", 1)
     lora_group, after = method.split("\n\n", 1)
-    assert lora_group.startswith('; the settings below are read only for "lora"')
+    assert lora_group.startswith('; the five after it are read only when it is "lora"')
     for text in (before, after):
         assert "lora" not in text.lower() and "adapter" not in text.lower(), text
     assert "full fine-tuning" in before and "#   peft" not in before
