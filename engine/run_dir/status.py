@@ -17,17 +17,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from pydantic import ValidationError
-
-from ..errors import InputError
-from ..safe_io import read_json
-from .layout import METRICS_FILE, SETTINGS_FILE, SUMMARY_FILE, runs_root
+from .layout import METRICS_FILE, SETTINGS_FILE, runs_root
 from .metrics import read_events
 from .pid import is_running
 from .registry import holds_run, registered_runs
-from .summary import SUMMARY_LIMIT, RunSummary, read_summary
-
-STATUSES = ("finished", "stopped")  # what summary.json may say
+from .summary import RunSummary, checked_summary, read_summary
 
 
 @dataclass
@@ -103,8 +97,8 @@ def _run_info(run_dir: Path) -> RunInfo:
         last_kind = event.kind
         if event.kind in ("step", "finished"):  # a run ends at its last step, logged or not
             last_step = event
-    summary = read_summary(run_dir)
-    if damaged or _summary_damaged(run_dir):
+    summary, summary_damaged = checked_summary(run_dir)
+    if damaged or summary_damaged:
         return RunInfo(run_dir, "damaged", None, None, None, _age(run_dir))
     return RunInfo(
         peak_reserved_gib=summary.peak_reserved_gib if summary else None,
@@ -127,22 +121,6 @@ def _age(run_dir: Path) -> float:
         except (OSError, ValueError):
             pass
     return max(0.0, time.time() - max(times, default=time.time()))
-
-
-def _summary_damaged(run_dir: Path) -> bool:
-    """summary.json exists but is not a summary: a key of the wrong type or an unknown
-    status (read_summary would quietly use the defaults, and say "finished")."""
-    try:
-        data = read_json(run_dir / SUMMARY_FILE, SUMMARY_LIMIT, "run summary")
-    except InputError:
-        return (run_dir / SUMMARY_FILE).exists()
-    if not isinstance(data, dict):
-        return True
-    try:
-        RunSummary.model_validate(data, strict=True)
-    except ValidationError:
-        return True
-    return data.get("status", "finished") not in STATUSES
 
 
 def run_status(

@@ -20,6 +20,7 @@ from .layout import SUMMARY_FILE
 SUMMARY_LIMIT = 16 * 2**20
 # Measured on CUDA only: absent from the file (not null) on a CPU run.
 CUDA_ONLY = ("peak_allocated_gib", "peak_reserved_gib")
+STATUSES = ("finished", "stopped")  # what summary.json may say
 
 
 class RunSummary(BaseModel):
@@ -82,8 +83,20 @@ def write_summary(run_dir: Path, summary: RunSummary) -> None:
 
 def read_summary(run_dir: Path) -> RunSummary | None:
     """summary.json, or None when it is missing, unreadable or not a JSON object."""
+    return checked_summary(run_dir)[0]
+
+
+def checked_summary(run_dir: Path) -> tuple[RunSummary | None, bool]:
+    """summary.json read once, and whether it is damaged: present but not a summary (a key
+    of the wrong type or an unknown status, which `from_json` would quietly default)."""
     try:
         data = read_json(run_dir / SUMMARY_FILE, SUMMARY_LIMIT, "run summary")
     except InputError:
-        return None
-    return RunSummary.from_json(data) if isinstance(data, dict) else None
+        return None, (run_dir / SUMMARY_FILE).exists()
+    if not isinstance(data, dict):
+        return None, True
+    try:
+        RunSummary.model_validate(data, strict=True)
+    except ValidationError:
+        return RunSummary.from_json(data), True
+    return RunSummary.from_json(data), data.get("status", "finished") not in STATUSES
