@@ -16,27 +16,20 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import DEMO_PRESET, run_cli, set_args
-from test_distributed import demo_run
+from conftest import DEMO_PRESET, FINISHED_STEPS, finished_demo_run, run_cli
 from test_nothing_lost import one_line_error, tree
 
 from finetune_tui.engine.run_dir.checkpoints import last_complete_checkpoint
 
-STEPS = set_args(
-    "training.max_steps=4",
-    "training.save_steps=2",
-    "training.exact_match_samples=0",
-    "dataset.eval_fraction=0",
-    "training.logging_steps=1",
-)
+STEPS = FINISHED_STEPS  # 4 steps, checkpoints 2 and 4
 
 
 @functools.cache
 def stopped_run_in(root: Path) -> Path:
-    """Trained once per session (both run-folder test modules copy it)."""
+    """The session's finished demo run copied once and marked stopped (both run-folder test
+    modules copy it)."""
     run = root / "S"
-    result = demo_run(root, run, *STEPS)
-    assert result.returncode == 0, result.stderr[-2000:]
+    shutil.copytree(finished_demo_run(root.parent / "finished-run"), run, symlinks=True)
     summary = json.loads((run / "summary.json").read_text())
     summary["status"] = "stopped"  # what a Ctrl-C leaves: resumable
     (run / "summary.json").write_text(json.dumps(summary))
