@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import io
 import os
 import shutil
 import subprocess
@@ -76,7 +77,7 @@ _DEFAULT_WARNING_FILTERS = (
 
 
 @pytest.fixture
-def cli(capsys):
+def cli(capsys, monkeypatch):
     """`finetune-tui ARGS` through main() in this process: for refusals, where no process
     boundary is under test (a subprocess pays seconds of imports each time). Returns what
     run_cli returns; argparse's SystemExit becomes the exit code, as it would for a process,
@@ -85,6 +86,8 @@ def cli(capsys):
     import warnings
 
     from finetune_tui.main import main
+
+    monkeypatch.setattr(sys, "stdin", io.StringIO())  # as run_cli's: empty, no terminal
 
     def call(*args: str) -> subprocess.CompletedProcess:
         capsys.readouterr()  # only this command's output

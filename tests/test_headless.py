@@ -33,8 +33,8 @@ def test_help_does_not_import_torch():
         ),
     ],
 )
-def test_bad_input_exits_2_with_one_line(tmp_path, args, message):
-    result = run_cli(tmp_path, *args, "--output", str(tmp_path / "run"), timeout=120)
+def test_bad_input_exits_2_with_one_line(cli, tmp_path, args, message):
+    result = cli(*args, "--output", str(tmp_path / "run"))
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
@@ -42,13 +42,13 @@ def test_bad_input_exits_2_with_one_line(tmp_path, args, message):
     assert "Traceback" not in result.stderr
 
 
-def test_no_tty_without_preset_explains_itself(tmp_path):
-    result = run_cli(tmp_path, timeout=60)
+def test_no_tty_without_preset_explains_itself(cli):
+    result = cli()
     assert result.returncode == 2
     assert "--preset" in result.stderr
 
 
-def test_demo_trains_headless_and_learns(tmp_path):
+def test_demo_trains_headless_and_learns(cli, tmp_path):
     """The README's first command: loss falls clearly and held-out exact-match rises."""
     run_dir = tmp_path / "run"
     result = run_cli(tmp_path, "--preset", str(DEMO_PRESET), "--output", str(run_dir))
@@ -74,7 +74,7 @@ def test_demo_trains_headless_and_learns(tmp_path):
     assert kinds[0] in {"notice", "started"}
     assert {"started", "step", "eval", "finished"} <= set(kinds)
 
-    again = run_cli(tmp_path, "--preset", str(DEMO_PRESET), "--output", str(run_dir))
+    again = cli("--preset", str(DEMO_PRESET), "--output", str(run_dir))
     assert again.returncode == 2
     assert "--overwrite" in again.stderr
 
