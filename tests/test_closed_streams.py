@@ -13,7 +13,7 @@ import subprocess
 import tempfile
 
 import pytest
-from conftest import DEMO_PRESET, cli_command, cli_env, run_cli, set_args
+from conftest import DEMO_PRESET, cli_command, cli_env, set_args
 from test_nothing_lost import one_line_error, tree
 
 from finetune_tui.engine import demo
@@ -101,50 +101,46 @@ def test_a_full_disk_anywhere_is_one_line(tmp_path, monkeypatch, capsys):
         ("num_attention_heads", True),
     ],
 )
-def test_a_config_with_impossible_sizes_is_one_line_naming_the_field(tmp_path, field, value):
+def test_a_config_with_impossible_sizes_is_one_line_naming_the_field(cli, tmp_path, field, value):
     model = tmp_path / "model"
     model.mkdir()
     config = demo.demo_model_config() | {field: value}
     (model / "config.json").write_text(json.dumps(config))
-    line = one_line_error(run_cli(tmp_path, "plan", "--model", str(model)))
+    line = one_line_error(cli("plan", "--model", str(model)))
     assert f"{model}: config.json" in line and f"'{field}'" in line  # not "fits", no crash
 
 
-def test_a_model_folder_with_zero_heads_is_refused_before_the_run_folder(tmp_path):
+def test_a_model_folder_with_zero_heads_is_refused_before_the_run_folder(cli, tmp_path):
     model = tmp_path / "model"
     shutil.copytree(demo.ensure_demo_model(), model)
     config = json.loads((model / "config.json").read_text()) | {"num_attention_heads": 0}
     (model / "config.json").write_text(json.dumps(config))
     run = tmp_path / "run"
     sets = set_args(f"model.name_or_path={model}")
-    result = run_cli(tmp_path, "--preset", str(DEMO_PRESET), *sets, "--output", str(run))
+    result = cli("--preset", str(DEMO_PRESET), *sets, "--output", str(run))
     assert "'num_attention_heads' is 0" in one_line_error(result)  # was ZeroDivisionError
     assert not run.exists()
 
 
-def test_export_to_a_folder_is_one_line(tmp_path):
+def test_export_to_a_folder_is_one_line(cli, tmp_path, monkeypatch):
     (tmp_path / "adir").mkdir()
     before = tree(tmp_path)
+    monkeypatch.chdir(tmp_path)
     for output, hint in {
         "/": "/train.py",
         ".": "./train.py",
         "adir": "adir/train.py",
         "newdir/": "newdir/train.py",  # wrote a file named newdir
     }.items():
-        result = subprocess.run(
-            cli_command("export", "--preset", str(DEMO_PRESET), "-o", output),
-            capture_output=True, text=True, env=cli_env(tmp_path), cwd=tmp_path,
-        )  # fmt: skip
+        result = cli("export", "--preset", str(DEMO_PRESET), "-o", output)
         assert f"is a directory; give the script's file name, e.g. {hint}" in one_line_error(result)
     assert tree(tmp_path) == before
 
 
-def test_an_exported_command_never_reads_the_script_as_an_option(tmp_path):
+def test_an_exported_command_never_reads_the_script_as_an_option(cli, tmp_path, monkeypatch):
     name = "-cprint(1)#.py"
-    result = subprocess.run(
-        cli_command("export", "--preset", str(DEMO_PRESET), f"--output={name}"),
-        capture_output=True, text=True, env=cli_env(tmp_path), cwd=tmp_path,
-    )  # fmt: skip
+    monkeypatch.chdir(tmp_path)
+    result = cli("export", "--preset", str(DEMO_PRESET), f"--output={name}")
     assert result.returncode == 0, result.stderr
     assert (tmp_path / name).is_file()
     commands = [line.strip() for line in result.stdout.splitlines() if line.startswith("  ")]
@@ -174,9 +170,9 @@ def test_a_read_only_cache_builds_the_demo_model_in_a_private_temporary_folder(
     assert "FINETUNE_TUI_CACHE_DIR" in str(caught.value) and "\n" not in str(caught.value)
 
 
-def test_an_output_that_is_not_utf8_is_named_as_output(tmp_path):
+def test_an_output_that_is_not_utf8_is_named_as_output(cli, tmp_path):
     output = os.fsdecode(os.fsencode(tmp_path) + b"/\xffrun")
-    result = run_cli(tmp_path, "--preset", str(DEMO_PRESET), "--output", output)
+    result = cli("--preset", str(DEMO_PRESET), "--output", output)
     line = one_line_error(result)  # was "--set: output.dir: holds a character ..."
     assert line.startswith(f"finetune-tui: error: --output {tmp_path}/\\xffrun: ")
     assert "--set" not in line and not os.path.exists(output)
