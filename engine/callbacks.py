@@ -13,7 +13,7 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
-from .events import Checkpoint, Eval, EventSink, Notice, Started, Step
+from .events import Checkpoint, Eval, EventSink, MemoryCheck, Notice, Started, Step
 from .launch import any_rank, is_main_process, launcher_gone, sum_over_ranks
 from .run_control import discard_stop_request, stop_file_problem
 from .run_dir.layout import STOP_FILE, TRIGGER_FILE
@@ -131,7 +131,7 @@ class EventCallback(TrainerCallback):
             samples_per_second=steps * self.samples_per_step / dt,
             elapsed_s=elapsed,
             eta_s=elapsed / done * remaining,
-            **cuda_memory(),
+            **{key: value for key, value in cuda_memory().items() if key in STEP_MEMORY},
         )
 
     def _tokens_seen(self, logs: dict) -> float:
@@ -250,17 +250,102 @@ class StopCallback(TrainerCallback):
         return True
 
 
+STEP_MEMORY = ("memory_allocated_gib", "memory_reserved_gib", "memory_peak_gib")
+
+
 def cuda_memory() -> dict:
-    """Allocated / reserved / peak-reserved GiB on CUDA; empty on CPU."""
+    """The one reader of torch.cuda's memory: allocated, reserved and peak reserved GiB (the
+    Step event's fields), peak allocated, what this process may reserve at most (its own
+    pool plus what the card has free: its CUDA context is already taken) and the card's
+    name. Empty on CPU."""
     import torch
 
     if not torch.cuda.is_available():
         return {}
+    free, _ = torch.cuda.mem_get_info()
+    reserved = torch.cuda.memory_reserved()
     return {
         "memory_allocated_gib": torch.cuda.memory_allocated() / GIB,
-        "memory_reserved_gib": torch.cuda.memory_reserved() / GIB,
+        "memory_reserved_gib": reserved / GIB,
         "memory_peak_gib": torch.cuda.max_memory_reserved() / GIB,
+        "memory_peak_allocated_gib": torch.cuda.max_memory_allocated() / GIB,
+        "usable_gib": (free + reserved) / GIB,
+        "card": torch.cuda.get_device_name(),
     }
+
+
+class MemoryCheckCallback(TrainerCallback):
+    """The plan checking itself (engine/self_check.py): after the attempt's first optimizer
+    step, and whenever a longer batch than any before has trained. To back off it saves a
+    checkpoint and stops; the runner continues from it with `decision.settings`."""
+
+    def __init__(self, sink: EventSink, settings, predict, events: EventCallback):
+        self.sink = sink
+        self.settings = settings
+        self.predict = predict  # (settings, sequence length, card) -> planned peak GiB
+        self.events = events
+        self.decision = None  # set when the run must back off, at `step`
+        self.step = 0
+        self.checked_length = 0
+        self.reported = self.warned = False
+
+    def on_step_end(self, args, state, control, **kwargs):
+        from .self_check import decide
+
+        reading = cuda_memory()
+        length = self._length_trained()
+        if not reading or self.decision or length <= self.checked_length:
+            return control
+        if state.global_step >= state.max_steps:
+            return control  # nothing left to protect
+        self.checked_length = length
+        card, full = reading["card"], self.settings.training.max_seq_length
+        predicted = self.predict(self.settings, length, card)
+        decision = decide(
+            self.settings,
+            reading["memory_peak_gib"],
+            predicted,
+            reading["usable_gib"],
+            planned=lambda s: self.predict(s, full, card),
+        )
+        self._report(state.global_step, reading, predicted, decision)
+        if decision.backs_off:
+            self.decision, self.step = decision, state.global_step
+            control.should_training_stop = control.should_save = True
+            self.events.save_reason = "memory check"
+        return control
+
+    def _length_trained(self) -> int:
+        """The longest batch so far, in tokens per sequence (a packed row is always full)."""
+        full = self.settings.training.max_seq_length
+        counter = self.events.counter
+        if self.settings.memory.packing or counter is None:
+            return full if counter is None or counter.tokens else 0
+        return min(counter.longest, full)
+
+    def _report(self, step: int, reading: dict, predicted: float, decision) -> None:
+        from .headroom import WORST_UNDERPREDICTION
+        from .self_check import Decision
+
+        d: Decision = decision
+        over_band = d.over > WORST_UNDERPREDICTION
+        news = not self.reported or d.backs_off or (over_band and not self.warned)
+        if not news:
+            return  # a longer batch that changes nothing is not worth a line
+        self.reported, self.warned = True, self.warned or over_band
+        self.sink(
+            MemoryCheck(
+                step=step,
+                measured_gib=round(reading["memory_peak_gib"], 3),
+                predicted_gib=round(predicted, 3),
+                usable_gib=round(reading["usable_gib"], 3),
+                projected_gib=round(d.projected_gib, 3),
+                band=WORST_UNDERPREDICTION,
+                change=d.change or None,
+                note=d.stuck,
+                level="warning" if over_band else "info",
+            )
+        )
 
 
 def _steps_per_epoch(dataloader, args) -> int | None:

@@ -18,6 +18,7 @@ from .events import (
     Event,
     Failed,
     Finished,
+    MemoryCheck,
     Notice,
     Started,
     Step,
@@ -118,11 +119,32 @@ def _describe(event: Event) -> str | None:
         return f"checkpoint ({event.reason}) at step {event.step}: {event.path}"
     if isinstance(event, Notice):
         return f"{'warning: ' if event.level == 'warning' else ''}{event.message}"
+    if isinstance(event, MemoryCheck):
+        return memory_check(event)
     if isinstance(event, Finished):
         return _finished(event)
     if isinstance(event, Failed):
         return f"failed: {event.message}"
     return None
+
+
+def memory_check(e: MemoryCheck) -> str:
+    """Measured beside predicted, and what the run does: the plan checking itself."""
+    over = e.measured_gib / e.predicted_gib - 1
+    head = (
+        f"memory check at step {e.step}: measured {e.measured_gib:.2f} GiB, {over:+.0%} "
+        f"against the plan's {e.predicted_gib:.2f} GiB"
+    )
+    if over <= e.band:
+        return f"{head} (within its {e.band:.1%} error band)"
+    head += f" (beyond its {e.band:.1%} error band)"
+    fits = "fits" if e.projected_gib <= e.usable_gib else "would not fit"
+    head += f"; projected peak {e.projected_gib:.2f} GiB {fits} {e.usable_gib:.2f} GiB usable"
+    if e.change:
+        head += f": backing off before running out of memory, {e.change} (same effective batch)"
+    elif fits == "fits":
+        head += ": no change"
+    return f"{head}; {e.note}" if e.note else head
 
 
 def _finished(event: Finished) -> str:

@@ -85,6 +85,23 @@ class Notice(Event):
 
 
 @dataclass
+class MemoryCheck(Event):
+    """The plan checked on the GPU (engine/self_check.py): the measured peak beside the
+    predicted one for the batches trained so far, and what the run does about it."""
+
+    step: int
+    measured_gib: float
+    predicted_gib: float  # the plan for the longest batch trained so far
+    usable_gib: float  # what this process may reserve on its card
+    projected_gib: float  # the peak projected at the longest batch
+    band: float  # the planner's error band (0.065: 6.5 %)
+    change: str | None = None  # the back-off, "micro-batch 8 -> 4, ..."; None: no change
+    note: str | None = None  # nothing left to back off to
+    level: str = "info"  # "warning" when over the band
+    kind: str = field(init=False, default="memory_check")
+
+
+@dataclass
 class Finished(Event):
     """The run's end; `summary` is what summary.json holds, written as that same object."""
 
@@ -115,7 +132,8 @@ class Failed(Event):
 EventSink = Callable[[Event], None]
 
 EVENT_TYPES: dict[str, type[Event]] = {
-    cls.kind: cls for cls in (Started, Step, Eval, Checkpoint, Notice, Finished, Failed)
+    cls.kind: cls
+    for cls in (Started, Step, Eval, Checkpoint, Notice, MemoryCheck, Finished, Failed)
 }
 
 

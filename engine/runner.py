@@ -16,7 +16,7 @@ from . import exact_match
 from .errors import FinetuneError, TrainingError, storage_failure
 from .events import Eval, Event, EventSink, Failed, Finished, Notice
 from .launch import accept_indexed_cpu_locations, is_main_process, world_size
-from .oom_policy import back_off, is_oom
+from .oom_policy import is_oom
 from .preset import save_preset, with_changes
 from .run_dir.checkpoints import last_complete_checkpoint
 from .run_dir.create import finish_replacement, prepare_run_dir, undo_replacement
@@ -29,6 +29,14 @@ from .run_dir.layout import (
 from .run_dir.metrics import MetricsFile
 from .run_dir.pid import write_pid
 from .run_dir.summary import RunSummary, write_summary
+from .run_memory import (
+    free_memory,
+    memory_check,
+    next_attempt,
+    peak_memory,
+    predicted_peak_gib,
+    remember,
+)
 from .settings import TrainSettings
 
 # SFTConfig arguments a backend could change behind our back (see callbacks.DriftCallback).
@@ -131,29 +139,35 @@ def _train(
         accept_indexed_cpu_locations()
     exact_before = None
     backoffs: list[str] = []
-    _free_memory()  # a second run in the same process (the wizard) reports its own peak
+    free_memory()  # a second run in the same process (the wizard) reports its own peak
     while True:
         trainer, events, stopper, drift = _build_trainer(settings, inputs, run_dir, emit, stop)
+        check = memory_check(settings, emit, events)  # the plan checks itself on the GPU
+        if check is not None:
+            trainer.add_callback(check)
         if exact_before is None and inputs.match_records and is_main_process():
             exact_before = exact_match.measure(
                 trainer.model, inputs.tokenizer, inputs.match_records
             )
         try:
             trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-            break
+            if check is None or check.decision is None or stopper.stopped:
+                break
         except Exception as exc:
             # one rank backing off alone would leave the others waiting at a collective
             if not is_oom(exc) or world_size() > 1:
                 raise
+            check = None  # the error, not the check, decides
         # Out of the except block the traceback (and the tensors its frames hold) is gone.
         trainer = events = stopper = drift = None
-        _free_memory()
-        settings, change = back_off(settings)
-        backoffs.append(change)
+        free_memory()
+        settings, line, told = next_attempt(settings, check)
+        check = None
+        backoffs.append(line)
         save_preset(settings, run_dir / SETTINGS_FILE)  # resume keeps the new batch
         checkpoint = last_complete_checkpoint(run_dir, settings=settings)
         where = f"from {checkpoint.name}" if checkpoint else "from the start"
-        emit(Notice(f"out of memory: {change}; continuing {where}", level="warning"))
+        emit(Notice(f"{told}; continuing {where}", level="warning"))
 
     adapter_dir = run_dir / ADAPTER_DIR
     trainer.save_model(str(adapter_dir))  # every rank: sharded weights gather for it
@@ -193,7 +207,7 @@ def _train(
         lora_target_modules=_lora_targets(trainer.model),
         trainable_params=events.started["trainable_params"],
         adapter_path=str(adapter_dir),
-        **_peak_memory(),
+        **peak_memory(),
         # the planner's figure for the settings that trained (computed when the trainer was built)
         predicted_peak_reserved_gib=events.started["predicted_peak_reserved_gib"],
     )
@@ -202,6 +216,7 @@ def _train(
         resolved = with_changes(settings, {"dataset.format": inputs.data.format})
         summary.export = _export_script(resolved, run_dir, emit)
         write_summary(run_dir, summary)
+        remember(settings, summary, events.counter, emit)
     finished = Finished(
         status=summary.status,
         step=state.global_step,
@@ -343,18 +358,6 @@ def _quiet_progress_bars() -> None:
     transformers.utils.logging.disable_progress_bar()
 
 
-def _free_memory() -> None:
-    """Give cached blocks back and restart the peak counters the summary reports."""
-    import gc
-
-    import torch
-
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats()
-
-
 def _export_script(settings: TrainSettings, run_dir: Path, emit: EventSink) -> str | None:
     """Every run directory gets the standalone script that reproduces it (export/train.py).
 
@@ -372,35 +375,3 @@ def _export_script(settings: TrainSettings, run_dir: Path, emit: EventSink) -> s
 
 def _first_loss(log_history: list[dict]) -> float | None:
     return next((float(e["loss"]) for e in log_history if "loss" in e), None)
-
-
-def predicted_peak_gib(settings: TrainSettings) -> float | None:
-    """The planner's peak reserved for the settings that ran, beside the measured one.
-
-    None on CPU or for a model the planner cannot read (it never fails a run).
-    """
-    import torch
-
-    if not torch.cuda.is_available():
-        return None
-    from .memory import predict_memory
-    from .models import inspect_model
-
-    try:
-        return round(
-            predict_memory(inspect_model(settings.model.name_or_path), settings).reserved_gib, 3
-        )
-    except Exception:
-        return None
-
-
-def _peak_memory() -> dict:
-    import torch
-
-    if not torch.cuda.is_available():
-        return {}
-    gib = 2**30
-    return {
-        "peak_allocated_gib": round(torch.cuda.max_memory_allocated() / gib, 3),
-        "peak_reserved_gib": round(torch.cuda.max_memory_reserved() / gib, 3),
-    }
