@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 
 import pytest
-from conftest import DEMO_PRESET, cli_command, cli_env, gpu_run_events, run_cli, set_args, write_run
+from conftest import DEMO_PRESET, gpu_run_events, run_cli, set_args, write_run
 
 from finetune_tui.engine.event_text import printable
 from finetune_tui.engine.run_dir.layout import RUN_MARKER, data_dir
@@ -29,7 +28,7 @@ def finished_run(folder):
     return folder
 
 
-def test_a_damaged_registry_skips_only_its_damaged_entries(tmp_path):
+def test_a_damaged_registry_skips_only_its_damaged_entries(cli, tmp_path):
     good = [finished_run(tmp_path / "elsewhere" / f"run{i}") for i in range(2)]
     registry().parent.mkdir(parents=True)
     lines = [
@@ -45,7 +44,7 @@ def test_a_damaged_registry_skips_only_its_damaged_entries(tmp_path):
     registry().write_bytes(b"".join(lines))
     assert registered_runs() == good
 
-    listed = run_cli(tmp_path, "runs", "--json", timeout=60)
+    listed = cli("runs", "--json")
     assert listed.returncode == 0, listed.stderr
     assert sorted(row["path"] for row in json.loads(listed.stdout)) == [str(p) for p in good]
 
@@ -54,7 +53,7 @@ def test_a_damaged_registry_skips_only_its_damaged_entries(tmp_path):
     assert registered_runs() == [*good, late]
 
 
-def test_names_with_newlines_and_escapes_stay_one_line_and_print_escaped(tmp_path):
+def test_names_with_newlines_and_escapes_stay_one_line_and_print_escaped(cli, tmp_path):
     folder = finished_run(tmp_path / f"two\nlines{ESCAPE}\udcff")  # \udcff: the byte 0xff
     register_run(folder)
     register_run(folder)  # once only
@@ -62,13 +61,11 @@ def test_names_with_newlines_and_escapes_stay_one_line_and_print_escaped(tmp_pat
     assert registered_runs() == [folder]
 
     for args in (["runs"], ["attach", str(folder), "--plain"]):
-        result = subprocess.run(
-            cli_command(*args), capture_output=True, env=cli_env(tmp_path), timeout=60
-        )
+        result = cli(*args)
         assert result.returncode == 0, result.stderr
-        assert b"\x1b" not in result.stdout + result.stderr
-        assert b"\\x1b]0;owned\\x07" in result.stdout
-    missing = run_cli(tmp_path, "attach", f"nothing{ESCAPE}", timeout=60)
+        assert "\x1b" not in result.stdout + result.stderr
+        assert "\\x1b]0;owned\\x07" in result.stdout
+    missing = cli("attach", f"nothing{ESCAPE}")
     assert "\x1b" not in missing.stderr and "nothing\\x1b]0;owned" in missing.stderr
 
 
@@ -107,7 +104,7 @@ def test_a_run_trains_past_a_registry_that_is_a_fifo(tmp_path):
     assert json.loads((run / "summary.json").read_text())["status"] == "finished"
 
 
-def test_a_run_with_wrong_types_is_listed_as_damaged_and_the_others_still_are(tmp_path):
+def test_a_run_with_wrong_types_is_listed_as_damaged_and_the_others_still_are(cli, tmp_path):
     runs = data_dir() / "runs"
     finished_run(runs / "good")
     events = [e.to_json() for e in gpu_run_events(steps=3)]
@@ -130,9 +127,9 @@ def test_a_run_with_wrong_types_is_listed_as_damaged_and_the_others_still_are(tm
         "odd-status": "damaged",
     }
     for args in (["runs"], ["runs", "--json"], ["attach", "bad-metrics", "--plain"]):
-        result = run_cli(tmp_path, *args, timeout=60)
+        result = cli(*args)
         assert result.returncode == 0 and result.stderr == "", result.stderr
-    attached = run_cli(tmp_path, "attach", "bad-metrics", "--plain", timeout=60).stdout
+    attached = cli("attach", "bad-metrics", "--plain").stdout
     assert "step 1/3" in attached and "abc" not in attached  # the damaged line is skipped
 
 
