@@ -35,6 +35,7 @@ from finetune_tui.engine.launch import (
     launch_token,
     launched_processes,
     launcher_pid,
+    signal_processes,
 )
 from finetune_tui.engine.launcher_env import LAUNCH_TOKEN, own_launch_environment
 from finetune_tui.engine.preset import load_preset, save_preset
@@ -130,7 +131,7 @@ def _ask_workers(launcher: int, token: str, asked: set[int]) -> None:
     for pid in launched_processes(token):
         if pid not in asked and ancestors(pid)[:1] == [launcher] and catches(pid, signal.SIGTERM):
             asked.add(pid)
-            _signal(pid, signal.SIGTERM)
+            signal_processes(signal.SIGTERM, [pid])
 
 
 class _SignalGuard:
@@ -167,13 +168,6 @@ class _SignalGuard:
 
     def hurried(self) -> bool:
         return self.forced and len(self.received) > self.forced_at
-
-
-def _signal(pid: int, signum: int) -> None:
-    try:
-        os.kill(pid, signum)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def _signal_group(pgid: int, signum: int) -> None:

@@ -345,6 +345,15 @@ def launched_processes(token: str) -> list[int]:
     return found
 
 
+def signal_processes(signum: int, pids: list[int]) -> None:
+    """Send `signum` to each pid; one already gone (or no longer ours) is skipped."""
+    for pid in pids:
+        try:
+            os.kill(pid, signum)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
 def end_processes(token: str, grace: float = FORCE_GRACE_S, hurry=lambda: False) -> list[int]:
     """End every process of a launch: SIGTERM, then SIGKILL after `grace` seconds (at once
     when `hurry()` turns true), and wait until none is left. Returns what would not go
@@ -352,13 +361,7 @@ def end_processes(token: str, grace: float = FORCE_GRACE_S, hurry=lambda: False)
     import signal
     import time
 
-    def send(signum, pids):
-        for pid in pids:
-            try:
-                os.kill(pid, signum)
-            except (ProcessLookupError, PermissionError):
-                pass
-
+    send = signal_processes
     alive = launched_processes(token)
     if not alive:
         return []
