@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .errors import InputError, ModelError
 from .options import NEEDS_CUDA, STRATEGIES, cuda_only
-from .settings import DEMO, TrainSettings
+from .settings import DEMO, TrainSettings, is_local_model
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ def resolve_model_path(name_or_path: str) -> str:
 def local_model_folder(name_or_path: str) -> Path | None:
     """The folder the model loads from when it is on this machine: the demo's, a local
     folder, or a Hub ID's cached snapshot (None: not here, or not a folder)."""
-    if name_or_path == DEMO or Path(name_or_path).expanduser().exists():
+    if name_or_path == DEMO or is_local_model(name_or_path):
         folder = Path(resolve_model_path(name_or_path))
         return folder if folder.is_dir() else None
     from huggingface_hub import try_to_load_from_cache

@@ -13,8 +13,8 @@ import os
 from pathlib import Path
 
 from .errors import DatasetError, InputError, ModelError, SettingsError
-from .safe_io import CONFIG_LIMIT, open_regular, read_json, safetensors_problem
-from .settings import DEMO, HUB_ID, TrainSettings
+from .safe_io import CONFIG_LIMIT, read_json, safetensors_header
+from .settings import DEMO, TrainSettings, is_local_model
 
 HUB_TIMEOUT_S = 10.0
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "tokenizer_config.json")
@@ -41,9 +41,8 @@ def check_model_source(settings: TrainSettings) -> None:
     name = settings.model.name_or_path
     if name == DEMO:
         return
-    path = Path(name).expanduser()
-    if path.exists() or not HUB_ID.match(name):
-        _check_model_folder(path, settings)
+    if is_local_model(name):
+        _check_model_folder(Path(name).expanduser(), settings)
         return
     _check_hub_model(name)
 
@@ -61,10 +60,6 @@ def _check_model_folder(path: Path, settings: TrainSettings) -> None:
         raise ModelError(f"{path}: no tokenizer files ({', '.join(TOKENIZER_FILES)})")
     if not any(any(path.glob(pattern)) for pattern in WEIGHT_PATTERNS):
         raise ModelError(f"{path}: no weights (*.safetensors or pytorch_model*.bin)")
-    for weights in sorted(path.glob("*.safetensors")):
-        problem = safetensors_problem(weights)
-        if problem:
-            raise ModelError(f"{weights}: {problem}")
     if _needs_own_code(config) and not settings.model.trust_remote_code:
         from .loading import remote_code_files
 
@@ -101,6 +96,7 @@ def check_model_structure(settings: TrainSettings) -> None:
     folder = loading.local_model_folder(settings.model.name_or_path)
     if folder is None:
         return  # a Hub model not downloaded yet: the library checks it as it loads
+    headers = _safetensors_headers(folder)
     _check_shard_index(folder)
     config = read_json(folder / "config.json", CONFIG_LIMIT, "model config")
     if not isinstance(config, dict) or _needs_own_code(config):
@@ -113,7 +109,7 @@ def check_model_structure(settings: TrainSettings) -> None:
             f"({type(exc).__name__}: {exc})"
         ) from None
     if "quantization_config" not in config:  # pre-quantized weights are packed differently
-        _check_weight_shapes(folder, model)
+        _check_weight_shapes(folder, model, headers)
     if settings.training.method == "lora":
         _check_lora_targets(settings, model)
 
@@ -140,12 +136,23 @@ def _check_shard_index(folder: Path) -> None:
                 raise ModelError(f"{index}: names {name}, which {folder} does not hold")
 
 
-def _check_weight_shapes(folder: Path, model) -> None:
+def _safetensors_headers(folder: Path) -> dict[Path, dict]:
+    """Each safetensors file's header, read once; a damaged file is a ModelError."""
+    headers = {}
+    for file in sorted(folder.glob("*.safetensors")):
+        try:
+            headers[file] = safetensors_header(file)
+        except InputError as exc:
+            raise ModelError(str(exc)) from None
+    return headers
+
+
+def _check_weight_shapes(folder: Path, model, headers: dict[Path, dict]) -> None:
     """Each tensor of the safetensors files that the model has, in the shape it has there."""
     expected = {name: list(tensor.shape) for name, tensor in model.state_dict().items()}
     prefix = getattr(model, "base_model_prefix", "")
-    for file in sorted(folder.glob("*.safetensors")):
-        for name, info in safetensors_header(file).items():
+    for file, header in headers.items():
+        for name, info in header.items():
             want = expected.get(name, expected.get(f"{prefix}.{name}"))
             shape = info.get("shape") if isinstance(info, dict) else None
             if want is not None and isinstance(shape, list) and shape != want:
@@ -153,20 +160,6 @@ def _check_weight_shapes(folder: Path, model) -> None:
                     f"{file}: {name} has shape {shape}, but {folder / 'config.json'} describes "
                     f"{want}: the weights and the config are of different models"
                 )
-
-
-def safetensors_header(file: Path) -> dict:
-    """The JSON header of a safetensors file (tensor name -> dtype, shape, offsets)."""
-    import json
-    import struct
-
-    problem = safetensors_problem(file)
-    if problem:
-        raise ModelError(f"{file}: {problem}")
-    with open_regular(file, "safetensors file", mode="rb") as handle:
-        (length,) = struct.unpack("<Q", handle.read(8))
-        header = json.loads(handle.read(length))
-    return header if isinstance(header, dict) else {}
 
 
 def lora_types() -> tuple[type, ...]:

@@ -98,31 +98,37 @@ def open_regular(path: Path, what: str = "file", mode: str = "r"):
 
 
 def safetensors_problem(file: Path) -> str | None:
-    """The 8-byte header length and the JSON header it announces must be intact."""
+    """What is wrong with a safetensors file's header, or None when it is intact."""
     try:
-        handle = open_regular(file, "safetensors file", mode="rb")
+        safetensors_header(file)
     except InputError as exc:
         return str(exc).removeprefix(f"{file}: ")
-    with handle:
+    return None
+
+
+def safetensors_header(file: Path) -> dict:
+    """The JSON header (tensor name -> dtype, shape, offsets), read once and checked: the
+    8-byte length and the header it announces intact, every tensor inside the file."""
+    with open_regular(file, "safetensors file", mode="rb") as handle:
         size = os.fstat(handle.fileno()).st_size
         raw = handle.read(8)
         if len(raw) < 8:
-            return "truncated safetensors file"
+            raise InputError(f"{file}: truncated safetensors file")
         (length,) = struct.unpack("<Q", raw)
         if length > min(HEADER_LIMIT, size - 8):
-            return "corrupt safetensors header"
+            raise InputError(f"{file}: corrupt safetensors header")
         try:
             header = json.loads(handle.read(length))
         except (ValueError, RecursionError):
-            return "corrupt safetensors header"
+            raise InputError(f"{file}: corrupt safetensors header") from None
     if not isinstance(header, dict):
-        return "corrupt safetensors header"
+        raise InputError(f"{file}: corrupt safetensors header")
     ends = [
         v["data_offsets"][1] for v in header.values() if isinstance(v, dict) and "data_offsets" in v
     ]
     if ends and 8 + length + max(ends) > size:
-        return "truncated safetensors file"
-    return None
+        raise InputError(f"{file}: truncated safetensors file")
+    return header
 
 
 def encoding_problem(text: str) -> str | None:
