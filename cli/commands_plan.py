@@ -34,6 +34,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="plan each GPU of N per node under each strategy (ddp, fsdp, deepspeed)",
     )
     plan.add_argument("--nodes", metavar="M", type=_positive, help="with --gpus: M machines")
+    plan.add_argument(
+        "--measure",
+        action="store_true",
+        help="train the advisor's top candidates a few steps each on this GPU and pick the "
+        "measured fastest that fits",
+    )
     add_settings_arguments(plan)
     plan.add_argument("--json", action="store_true", help="machine-readable output")
     plan.set_defaults(handler=plan_command)
@@ -103,16 +109,48 @@ def plan_command(args: argparse.Namespace) -> int:
     model = inspect_model(args.model)
     stats = _dataset_stats(settings) if args.dataset else None
     hardware = _hardware(args)
+    if args.measure:
+        _check_measurable(args, hardware)
     if args.gpus:
         args.nodes = args.nodes or settings.distributed.nodes
         return _plan_on_gpus(args, hardware, model, settings, fixed, stats)
     if (args.nodes or 1) > 1:
         raise InputError("plan --nodes: give --gpus too (GPUs per node)")
     plan = advise(hardware, model, settings, fixed=fixed, dataset_stats=stats)
+    if args.measure:
+        return _measure(plan, hardware)
     result = _plan_result(plan, model)
     if not plan.fits and hardware.primary is not None:
         _name_the_way_out(result, hardware, model, plan.settings, fixed)
     return _show(result, args.json)
+
+
+def _check_measurable(args, hardware) -> None:
+    """--measure trains here, on one real GPU: anything else is one line before any work."""
+    from finetune_tui.engine.errors import InputError
+    from finetune_tui.engine.measure import NEEDS_GPU
+
+    if args.gpu or args.vram:
+        raise InputError("plan --measure trains on this machine's GPU; drop --gpu / --vram")
+    if args.gpus or args.json:
+        raise InputError("plan --measure: one GPU, printed as a table; drop --gpus / --json")
+    if hardware.primary is None:
+        raise InputError(f"plan --measure {NEEDS_GPU}")
+
+
+def _measure(plan, hardware) -> int:
+    """Each candidate in its own process under a temporary folder, then the table."""
+    import tempfile
+    from pathlib import Path
+
+    from finetune_tui.engine.measure import candidates, measure, subprocess_runner, table
+
+    found = candidates(plan)
+    print(f"measuring {len(found)} candidates, each in its own process (a few minutes)...")
+    with tempfile.TemporaryDirectory(prefix="finetune-tui-measure-") as work:
+        result = measure(found, subprocess_runner(Path(work)), plan.budget_gib)
+    print("\n".join(table(result, hardware.primary.name)))
+    return 0 if result.picked is not None else NOTHING_FITS
 
 
 def _show(result: dict, as_json: bool) -> int:

@@ -1,0 +1,78 @@
+"""plan --measure: candidates trained a few steps each, each in its own process, predicted
+beside measured, the measured fastest that fits picked; on a CPU machine, one line."""
+
+from __future__ import annotations
+
+from conftest import DEMO_PRESET
+
+from finetune_tui.engine.measure import (
+    NEEDS_GPU,
+    Candidate,
+    Measured,
+    measure,
+    subprocess_runner,
+    table,
+)
+from finetune_tui.engine.preset import load_preset, with_changes
+
+
+def candidate(label: str, batch: int, predicted_gib: float = 1.0) -> Candidate:
+    small = ["dataset.max_samples=200", "training.max_seq_length=48"]  # quick to prepare
+    settings = load_preset(DEMO_PRESET, [f"training.micro_batch_size={batch}", *small])
+    return Candidate(label, settings, predicted_gib, 1.0)
+
+
+def test_the_pick_is_the_measured_fastest_that_fits():
+    a, b, c, d = (candidate(n, 4) for n in "abcd")
+    outcomes = {
+        "a": Measured(a, "finished", 9.0, 1000.0),
+        "b": Measured(b, "finished", 12.5, 3000.0),  # fastest, over the card
+        "c": Measured(c, "finished", 10.0, 2000.0),
+        "d": Measured(d, "backed off", 8.0, 2500.0, "micro-batch 4 -> 2"),  # not as planned
+    }
+    result = measure([a, b, c, d], lambda cand: outcomes[cand.label], usable_gib=11.0)
+    assert result.picked is outcomes["c"]
+    lines = table(result, "RTX 4090")
+    assert lines[0] == "measured on RTX 4090, 11.0 GiB usable, 6 steps each:"
+    assert any(line.startswith("* c ") for line in lines)
+    assert any("backed off: micro-batch 4 -> 2" in line for line in lines)
+    assert lines[-1] == "picked: c (* the measured fastest that fits)"
+    failed = measure([a], lambda cand: Measured(cand, "failed", detail="exit 1: boom"), 11.0)
+    assert failed.picked is None and "picked: none" in table(failed, "RTX 4090")[-1]
+
+
+def test_two_candidates_really_train_in_their_own_processes(tmp_path):
+    """The real path on the CPU: the headless command on a temporary preset, twice; no GPU
+    peak to measure, and the table says so instead of inventing one."""
+    found = [candidate("micro-batch 4", 4, 0.3), candidate("micro-batch 16", 16, 0.4)]
+    result = measure(found, subprocess_runner(tmp_path, steps=3), usable_gib=None)
+    assert [m.status for m in result.measured] == ["finished", "finished"], result.measured
+    assert all(m.peak_gib is None and m.tokens_per_second > 0 for m in result.measured)
+    assert result.picked is max(result.measured, key=lambda m: m.tokens_per_second)
+    for number, m in enumerate(result.measured, start=1):
+        ran = load_preset(tmp_path / f"candidate-{number}" / "settings.yaml")
+        assert ran.training.max_steps == 3
+        assert ran.training.micro_batch_size == m.candidate.settings.training.micro_batch_size
+    lines = table(result, "CPU", steps=3)
+    rows = [line for line in lines if "micro-batch" in line and "x" in line]
+    assert len(rows) == 2 and all("no VRAM" in row for row in rows)
+    assert "  no VRAM: these runs trained on the CPU; no GPU peak was measured" in lines
+
+
+def test_a_candidate_that_fails_is_one_line_of_the_table(tmp_path):
+    bad = candidate("a missing dataset", 4)
+    bad = Candidate(
+        bad.label, with_changes(bad.settings, {"dataset.path": "/nonexistent.jsonl"}), 1, 1
+    )
+    result = measure([bad], subprocess_runner(tmp_path, steps=1), usable_gib=None)
+    (m,) = result.measured
+    assert m.status == "failed" and m.detail.startswith("exit 2: finetune-tui: error:")
+    assert "/nonexistent.jsonl" in m.detail and result.picked is None
+
+
+def test_plan_measure_on_a_machine_without_a_gpu_is_one_line(cli):
+    result = cli("plan", "--model", "demo", "--measure")
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr == f"finetune-tui: error: plan --measure {NEEDS_GPU}\n"
+    simulated = cli("plan", "--model", "demo", "--measure", "--gpu", "RTX 4090")
+    assert simulated.returncode == 2 and "drop --gpu / --vram" in simulated.stderr
