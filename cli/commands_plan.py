@@ -128,14 +128,14 @@ def plan_command(args: argparse.Namespace) -> int:
 def _check_measurable(args, hardware) -> None:
     """--measure trains here, on one real GPU: anything else is one line before any work."""
     from finetune_tui.engine.errors import InputError
-    from finetune_tui.engine.measure import NEEDS_GPU
+    from finetune_tui.engine.measure import measure_refusal
 
     if args.gpu or args.vram:
         raise InputError("plan --measure trains on this machine's GPU; drop --gpu / --vram")
     if args.gpus or args.json:
         raise InputError("plan --measure: one GPU, printed as a table; drop --gpus / --json")
-    if hardware.primary is None:
-        raise InputError(f"plan --measure {NEEDS_GPU}")
+    if why := measure_refusal(hardware):
+        raise InputError(f"plan --measure {why}")
 
 
 def _measure(plan, hardware) -> int:

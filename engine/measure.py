@@ -28,6 +28,15 @@ TIMEOUT_S = 1800  # one candidate: loading a large model takes minutes
 NEEDS_GPU = "needs an NVIDIA GPU (CUDA) to train the candidates on; this machine has none"
 
 
+def measure_refusal(hardware) -> str | None:
+    """Why candidates cannot be measured here (said after "plan --measure" or the button)."""
+    if hardware is None:
+        return "needs the machine's hardware: open the Hardware screen first"
+    if hardware.simulated:
+        return "trains on this machine's GPU, not on a simulated card"
+    return NEEDS_GPU if hardware.primary is None else None
+
+
 @dataclass(frozen=True)
 class Candidate:
     label: str

@@ -16,7 +16,7 @@ from .vram_bar import VramBar
 
 class StrategyScreen(Screen):
     TITLE = "4 Strategy"
-    BINDINGS = [("r", "reset", "Reset to recommended")]
+    BINDINGS = [("r", "reset", "Reset to recommended"), ("m", "measure", "Measure on this GPU")]
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -25,6 +25,7 @@ class StrategyScreen(Screen):
             yield Static("", id="strategy-status")
             with Horizontal(classes="row"):
                 yield Button("Reset to recommended", id="reset")
+                yield Button("Measure on this GPU", id="measure")
             yield SettingsForm(self.app.state.settings, id="form")
         yield Footer()
 
@@ -97,3 +98,52 @@ class StrategyScreen(Screen):
         self.query_one(SettingsForm).load(settings)
         self.show_reasons()
         self.refresh_prediction()
+
+    @on(Button.Pressed, "#measure")
+    def action_measure(self) -> None:
+        """The advisor's top candidates, a few steps each on this GPU (as `plan --measure`)."""
+        from finetune_tui.engine.measure import measure_refusal
+
+        status = self.query_one("#strategy-status", Static)
+        why = measure_refusal(self.app.hardware)
+        if why:
+            status.update(f"[red]{escape(f'Measure on this GPU {why}')}[/red]")
+            return
+        status.update("measuring the advisor's top candidates, each in its own process...")
+        self.run_worker(self._measure_here, thread=True, exclusive=True, group="measure")
+
+    def _measure_here(self) -> None:
+        """In a thread: each candidate trains in its own process; the table comes back."""
+        import tempfile
+        from pathlib import Path
+
+        from finetune_tui.engine.measure import candidates, measure, subprocess_runner, table
+        from finetune_tui.engine.strategy import advise
+
+        from .planning import dataset_stats
+
+        state, hardware = self.app.state, self.app.hardware
+        try:
+            plan = advise(
+                hardware,
+                inspect(state.settings.model.name_or_path),
+                state.settings,
+                fixed=set(state.pinned),
+                dataset_stats=dataset_stats(state.settings),
+            )
+            with tempfile.TemporaryDirectory(prefix="finetune-tui-measure-") as work:
+                result = measure(candidates(plan), subprocess_runner(Path(work)), plan.budget_gib)
+        except Exception as exc:  # a failed measurement must not take the form down
+            self.app.call_from_thread(self._measured, [f"measuring failed: {exc}"], None)
+            return
+        lines = table(result, hardware.primary.name)
+        self.app.call_from_thread(self._measured, lines, result.picked)
+
+    def _measured(self, lines: list[str], picked) -> None:
+        """Show predicted beside measured; the measured fastest that fits goes into the form."""
+        if picked is not None:
+            self.app.state.settings = picked.candidate.settings
+            self.query_one(SettingsForm).load(picked.candidate.settings)
+            self.refresh_prediction()
+            lines = [*lines, "the picked candidate is now in the form"]
+        self.query_one("#strategy-status", Static).update(escape("\n".join(lines)))
