@@ -8,7 +8,7 @@ import signal
 import subprocess
 
 import pytest
-from conftest import DEMO_PRESET, read_until, run_cli, start_cli
+from conftest import DEMO_PRESET, copy_finished_run, read_until, run_cli, start_cli
 
 from finetune_tui.engine.run_dir.checkpoints import last_complete_checkpoint
 
@@ -101,7 +101,7 @@ def test_second_ctrl_c_exits_at_once(tmp_path):
     run_dir = tmp_path / "run"
     proc = start_cli(
         tmp_path, "--preset", str(DEMO_PRESET), "--output", str(run_dir),
-        "--set", "training.max_steps=2000",
+        "--set", "training.max_steps=2000", "--set", "training.exact_match_samples=0",
     )  # fmt: skip
     read_until(proc, lambda line: line.startswith("step "))
     proc.send_signal(signal.SIGINT)
@@ -110,28 +110,14 @@ def test_second_ctrl_c_exits_at_once(tmp_path):
     assert proc.returncode == 130
 
 
-def test_runs_lists_status(tmp_path):
-    run_dir = tmp_path / "data" / "runs" / "tiny"
-    result = run_cli(
-        tmp_path,
-        "--preset",
-        str(DEMO_PRESET),
-        "--output",
-        str(run_dir),
-        "--set",
-        "training.max_steps=3",
-        "--set",
-        "training.exact_match_samples=0",
-        "--set",
-        "training.logging_steps=1",
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    listing = run_cli(tmp_path, "runs", "--json")
+def test_runs_lists_status(cli, finished_template, tmp_path):
+    copy_finished_run(finished_template, tmp_path / "data" / "runs" / "tiny")
+    listing = cli("runs", "--json")
     rows = json.loads(listing.stdout)
     assert rows[0]["name"] == "tiny" and rows[0]["status"] == "finished"
-    assert rows[0]["step"] == 3
-    plain = run_cli(tmp_path, "attach", "tiny", "--plain")
-    assert "finished at step 3/3" in plain.stdout
+    assert rows[0]["step"] == 4
+    plain = cli("attach", "tiny", "--plain")
+    assert "finished at step 4/4" in plain.stdout
 
 
 def test_checkpoint_at_every_epoch_end_with_steps_per_epoch_from_the_loader(tmp_path):
@@ -157,7 +143,7 @@ def test_checkpoint_at_every_epoch_end_with_steps_per_epoch_from_the_loader(tmp_
     assert last_complete_checkpoint(run_dir).name == "checkpoint-16"
 
 
-def test_runs_lists_runs_made_anywhere_and_a_folder_of_runs(tmp_path):
+def test_runs_lists_runs_made_anywhere_and_a_folder_of_runs(cli, tmp_path):
     elsewhere = tmp_path / "projects" / "exp1"
     result = run_cli(
         tmp_path,
@@ -173,8 +159,8 @@ def test_runs_lists_runs_made_anywhere_and_a_folder_of_runs(tmp_path):
         "training.exact_match_samples=0",
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    listed = json.loads(run_cli(tmp_path, "runs", "--json").stdout)
+    listed = json.loads(cli("runs", "--json").stdout)
     row = next(r for r in listed if r["path"] == str(elsewhere.resolve()))
     assert row["status"] == "finished" and row["step"] == row["total_steps"] == 3
-    in_folder = json.loads(run_cli(tmp_path, "runs", str(tmp_path / "projects"), "--json").stdout)
+    in_folder = json.loads(cli("runs", str(tmp_path / "projects"), "--json").stdout)
     assert [r["name"] for r in in_folder] == ["exp1"]
