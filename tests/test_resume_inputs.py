@@ -79,6 +79,12 @@ def stopped(tmp_path_factory) -> Path:
     return run_dir
 
 
+@pytest.fixture
+def in_process(cli):
+    """conftest's `cli` fixture (main() in this process); this module's cli() is a subprocess."""
+    return cli
+
+
 def copy_of(run_dir: Path, where: Path) -> Path:
     """The stopped run and its inputs, copied: its settings name the copies."""
     inputs = where / "inputs"
@@ -120,16 +126,21 @@ def test_a_run_names_its_inputs_by_absolute_path_with_a_fingerprint(stopped):
     ],
     ids=["appended", "same-size-edit", "deleted", "model-config"],
 )
-def test_a_resume_whose_inputs_changed_stops_before_training(stopped, tmp_path, change, named):
+def test_a_resume_whose_inputs_changed_stops_before_training(
+    in_process, stopped, tmp_path, monkeypatch, change, named
+):
+    monkeypatch.chdir(tmp_path)
     run_dir = copy_of(stopped, tmp_path)
     change(tmp_path / "inputs" / "data.jsonl")
     before = tree(run_dir)
-    error = one_line_error(cli(tmp_path, tmp_path, "--resume", str(run_dir)))
+    error = one_line_error(in_process("--resume", str(run_dir)))
     assert named in error and ("data.jsonl" in error or "config.json" in error), error
     assert tree(run_dir) == before
 
 
-def test_a_run_saved_with_relative_paths_cannot_be_resumed_blindly(stopped, tmp_path):
+def test_a_run_saved_with_relative_paths_cannot_be_resumed_blindly(
+    in_process, stopped, tmp_path, monkeypatch
+):
     """Settings written before the rule: a relative path would be read from any folder."""
     run_dir = copy_of(stopped, tmp_path)
     settings = yaml.safe_load((run_dir / "settings.yaml").read_text())
@@ -137,7 +148,8 @@ def test_a_run_saved_with_relative_paths_cannot_be_resumed_blindly(stopped, tmp_
     del settings["inputs"]
     (run_dir / "settings.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))
     before = tree(run_dir)
-    error = one_line_error(cli(tmp_path, tmp_path / "inputs", "--resume", str(run_dir)))
+    monkeypatch.chdir(tmp_path / "inputs")
+    error = one_line_error(in_process("--resume", str(run_dir)))
     assert "dataset.path: 'data.jsonl' is relative" in error
     assert tree(run_dir) == before
 
@@ -156,12 +168,13 @@ def test_resume_from_another_folder_trains_on_the_runs_own_inputs(stopped, tmp_p
     assert saved["dataset"]["path"] == str(stopped.parent / "start" / "data.jsonl")
 
 
-def test_a_damaged_fingerprint_is_named_not_skipped(stopped, tmp_path):
+def test_a_damaged_fingerprint_is_named_not_skipped(in_process, stopped, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     run_dir = copy_of(stopped, tmp_path)
     settings = yaml.safe_load((run_dir / "settings.yaml").read_text())
     settings["inputs"]["dataset"] = "abc"
     (run_dir / "settings.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))
-    error = one_line_error(cli(tmp_path, tmp_path, "--resume", str(run_dir)))
+    error = one_line_error(in_process("--resume", str(run_dir)))
     assert "inputs: damaged fingerprint" in error
 
 
