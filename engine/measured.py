@@ -199,3 +199,16 @@ def planned_memory(
         nvidia_smi_gib=breakdown.nvidia_smi_gib + extra,
         overhead_gib=breakdown.overhead_gib + extra,
     )
+
+
+def explain_correction(plan, model: ModelInfo, hardware) -> None:
+    """Say where a plan's peak is not the memory model's alone: runs measured more on this
+    card (the reason 'measured', and `plan.correction`)."""
+    card = hardware.primary.name if hardware.primary else None
+    plan.correction = correction(model, plan.settings, card)
+    if plan.correction is not None:
+        raw = plan.peak_vram_gib / plan.correction.factor
+        plan.reasons["measured"] = (
+            f"{plan.correction.describe()}: peak {raw:.1f} -> {plan.peak_vram_gib:.1f} GiB for "
+            f"{model.model_type} with {plan.settings.memory.backend} on {card}"
+        )

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from . import batching
 from .hardware import Hardware
 from .headroom import Fit, judge, smallest_card_gib, usable_gib
-from .measured import Correction, correction, planned_memory
+from .measured import Correction, explain_correction, planned_memory
 from .memory import MemoryBreakdown
 from .models import ModelInfo
 from .options import NEEDS_CUDA, STRATEGIES, cuda_only, unsloth_refusal
@@ -112,7 +112,7 @@ def evaluate(hardware: Hardware, model: ModelInfo, settings: TrainSettings) -> P
         relative_speed=relative_speed(settings),
         tight=fit.tight,
     )
-    _explain_correction(plan, model, hardware)
+    explain_correction(plan, model, hardware)
     return plan
 
 
@@ -164,20 +164,8 @@ def advise(
     plan.alternatives = _alternatives(chosen, scored)
     if model.is_moe:
         plan.reasons["model.experts"] = experts_reason(model)
-    _explain_correction(plan, model, hardware)
+    explain_correction(plan, model, hardware)
     return plan
-
-
-def _explain_correction(plan: Plan, model: ModelInfo, hardware: Hardware) -> None:
-    """Say where the peak is not the memory model's alone: runs measured more on this card."""
-    card = hardware.primary.name if hardware.primary else None
-    plan.correction = correction(model, plan.settings, card)
-    if plan.correction is not None:
-        raw = plan.peak_vram_gib / plan.correction.factor
-        plan.reasons["measured"] = (
-            f"{plan.correction.describe()}: peak {raw:.1f} -> {plan.peak_vram_gib:.1f} GiB for "
-            f"{model.model_type} with {plan.settings.memory.backend} on {card}"
-        )
 
 
 def fitting(
