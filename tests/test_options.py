@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import typing
-
 import pytest
 
 from finetune_tui.engine import options
@@ -13,15 +11,41 @@ from finetune_tui.engine.loading import Device, check_backend_support
 from finetune_tui.engine.memory import lora_state_bytes
 from finetune_tui.engine.models import inspect_model
 from finetune_tui.engine.preset import settings_from_overrides
-from finetune_tui.engine.settings import Backend, Optimizer, Quantization
 from finetune_tui.engine.strategy import unavailable_options
 from finetune_tui.engine.trainer_config import sft_config_kwargs
 
 
-def test_the_schema_offers_exactly_the_tables_values():
-    assert typing.get_args(Optimizer) == tuple(options.OPTIMIZERS)
-    assert typing.get_args(Quantization) == tuple(options.QUANTIZATIONS)
-    assert typing.get_args(Backend) == tuple(options.BACKENDS)
+@pytest.mark.parametrize("name", list(options.OPTIMIZERS))
+def test_an_optimizer_row_states_what_transformers_builds_for_it(name, tmp_path):
+    """The table against the library's own facts: the optimizer transformers makes for the
+    row's name, its state precision (AdamW keeps two moments), paging, and whether it is
+    bitsandbytes' (CUDA kernels)."""
+    from transformers import Trainer, TrainingArguments
+
+    info = options.OPTIMIZERS[name]
+    arguments = TrainingArguments(output_dir=str(tmp_path), optim=info.hf_name, use_cpu=True)
+    optimizer, kwargs = Trainer.get_optimizer_cls_and_kwargs(arguments)
+    assert optimizer.__name__ == "AdamW"
+    assert info.state_bytes == 2 * kwargs.get("optim_bits", 32) / 8
+    assert info.paged == kwargs.get("is_paged", False)
+    assert info.needs_cuda == optimizer.__module__.startswith("bitsandbytes.")
+
+
+@pytest.mark.parametrize("mode", list(options.QUANTIZATIONS))
+def test_a_quantization_row_is_a_mode_bitsandbytes_knows(mode):
+    """The loader's config for each row names a bitsandbytes data type that exists; only
+    'none' loads without bitsandbytes (whose kernels need CUDA)."""
+    import bitsandbytes.functional
+
+    from finetune_tui.engine.recipe import quantization_config
+
+    config = quantization_config(mode, double_quant=True, dtype="bf16")
+    assert (config is not None) == options.QUANTIZATIONS[mode].needs_cuda
+    if config is not None and config.load_in_4bit:
+        assert config.bnb_4bit_quant_type == mode
+        bitsandbytes.functional.get_4bit_type(mode, device="cpu")  # raises for unknown types
+    elif config is not None:
+        assert config.load_in_8bit and mode == "8bit"
 
 
 @pytest.mark.parametrize("option", options.cuda_only())
