@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import types
 from collections import Counter
@@ -83,12 +82,27 @@ def test_local_folder_and_unknown_ids(tmp_path):
     assert "meta-llama/Llama-3.1-8B" in catalog_ids()
 
 
-def test_detect_is_clean_without_a_driver():
+@pytest.fixture
+def no_driver(monkeypatch):
+    """A machine without an NVIDIA driver, whatever this one has: NVML fails to start as
+    pynvml does where libnvidia-ml is missing."""
+
+    class NVMLError(Exception):
+        pass
+
+    def init():
+        raise NVMLError("NVML Shared Library Not Found")
+
+    fake = types.SimpleNamespace(NVMLError=NVMLError, nvmlInit=init)
+    monkeypatch.setitem(sys.modules, "pynvml", fake)
+
+
+def test_detect_is_clean_without_a_driver(no_driver):
     hardware = detect_hardware()
     assert hardware.gpus == [] and "CPU" in hardware.note
 
 
-def test_panel_telemetry_is_none_without_a_driver_and_closes_cleanly():
+def test_panel_telemetry_is_none_without_a_driver_and_closes_cleanly(no_driver):
     telemetry = GpuTelemetry(0)
     assert telemetry.read() is None and telemetry.read() is None
     telemetry.close()
@@ -279,12 +293,8 @@ def test_detect_and_plan_import_neither_the_ui_nor_torch(args):
     run_python(code)
 
 
-def test_plan_cli_bad_model_is_one_line():
-    result = subprocess.run(
-        [sys.executable, "-m", "finetune_tui", "plan", "--model", "nope/x"],
-        capture_output=True,
-        text=True,
-    )
+def test_plan_cli_bad_model_is_one_line(cli):
+    result = cli("plan", "--model", "nope/x")
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "not in the catalog" in result.stderr
 
