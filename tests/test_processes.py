@@ -11,7 +11,7 @@ import sys
 import time
 
 import pytest
-from conftest import DEMO_PRESET, cli_command, cli_env, read_until, run_cli, set_args, start_cli
+from conftest import DEMO_PRESET, read_until, run_cli, set_args, start_cli
 from test_distributed import TWO_PROCESSES
 from test_nothing_lost import marked, one_line_error, tree
 
@@ -142,14 +142,12 @@ def start_sleeper(*marks: str) -> subprocess.Popen:
     return process
 
 
-def worker_by_hand(tmp_path, run_dir, token: str | None):
-    env = cli_env(tmp_path)
-    env.pop(LAUNCH_TOKEN, None)
+def worker_by_hand(cli, monkeypatch, run_dir, token: str | None):
+    """`--worker RUN_DIR` with this launch token (None: none) in the environment."""
+    monkeypatch.delenv(LAUNCH_TOKEN, raising=False)
     if token is not None:
-        env[LAUNCH_TOKEN] = token
-    return subprocess.run(
-        cli_command("--worker", str(run_dir)), capture_output=True, text=True, env=env
-    )
+        monkeypatch.setenv(LAUNCH_TOKEN, token)
+    return cli("--worker", str(run_dir))
 
 
 @pytest.mark.parametrize(
@@ -163,7 +161,9 @@ def worker_by_hand(tmp_path, run_dir, token: str | None):
         ("live", "this run is still running"),
     ],
 )
-def test_a_worker_trains_only_inside_the_launch_of_its_own_folder(tmp_path, case, said):
+def test_a_worker_trains_only_inside_the_launch_of_its_own_folder(
+    cli, monkeypatch, tmp_path, case, said
+):
     """`--worker DIR` by hand on a live detached run rewrote run.pid (then `runs` said
     interrupted and --overwrite replaced a live run); on a finished run it trained over
     it. Outside its own launch, or in a folder no launch may train in, it is one line,
@@ -171,17 +171,17 @@ def test_a_worker_trains_only_inside_the_launch_of_its_own_folder(tmp_path, case
     run_dir = stopped_run(tmp_path / "run", "finished" if case == "finished" else "stopped")
     other = start_sleeper()
     try:
-        ours = f"{os.getpid()}:{_folder_key(run_dir)}:0123abcd"  # pytest is an ancestor
+        ours = f"{os.getppid()}:{_folder_key(run_dir)}:0123abcd"  # pytest's parent: an ancestor
         token = {
             "no token": None,
             "garbage token": "x",
-            "another folder": f"{os.getpid()}:{_folder_key(tmp_path)}:0123abcd",
+            "another folder": f"{os.getppid()}:{_folder_key(tmp_path)}:0123abcd",
             "launcher not an ancestor": f"{other.pid}:{_folder_key(run_dir)}:0123abcd",
         }.get(case, ours)
         if case == "live":
             (run_dir / "run.pid").write_text(f"{other.pid}\n")
         before = tree(run_dir)
-        result = worker_by_hand(tmp_path, run_dir, token)
+        result = worker_by_hand(cli, monkeypatch, run_dir, token)
         assert said in one_line_error(result)
         assert tree(run_dir) == before
     finally:
@@ -192,7 +192,7 @@ def test_a_worker_trains_only_inside_the_launch_of_its_own_folder(tmp_path, case
 # --- RUN_DIR/STOP_NOW ------------------------------------------------------------------------
 
 
-def test_a_stop_through_stop_now_is_143_and_a_leftover_never_stops_the_next_resume(tmp_path):
+def test_a_stop_through_stop_now_is_143_and_a_leftover_never_stops_the_next_resume(cli, tmp_path):
     """One process stopped through STOP_NOW exited 1 (a launched one 143); a STOP_NOW left
     from an earlier attempt stopped the resume after one step; a folder named STOP_NOW was
     an internal error."""
@@ -208,10 +208,10 @@ def test_a_stop_through_stop_now_is_143_and_a_leftover_never_stops_the_next_resu
     assert read_summary(run_dir).status == "stopped" and not (run_dir / "STOP_NOW").exists()
 
     (run_dir / "STOP_NOW").mkdir()
-    assert "STOP_NOW" in one_line_error(run_cli(tmp_path, "--resume", str(run_dir)))
+    assert "STOP_NOW" in one_line_error(cli("--resume", str(run_dir)))
     (run_dir / "STOP_NOW").rmdir()
     (run_dir / "STOP_NOW").symlink_to(tmp_path / "elsewhere")
-    assert "STOP_NOW" in one_line_error(run_cli(tmp_path, "--resume", str(run_dir)))
+    assert "STOP_NOW" in one_line_error(cli("--resume", str(run_dir)))
     (run_dir / "STOP_NOW").unlink()
 
     (run_dir / "STOP_NOW").write_text("left by an earlier attempt\n")
