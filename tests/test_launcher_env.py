@@ -56,8 +56,9 @@ def test_inherited_launcher_variables_are_ignored_with_one_warning(tmp_path, inh
     assert summary.status == "finished" and summary.processes == 1 and summary.step == 4
 
 
-def test_commands_that_do_not_train_drop_them_too(tmp_path):
-    result = run_with_env(tmp_path, {"RANK": "abc"}, "plan", "--model", "demo", "--json")
+def test_commands_that_do_not_train_drop_them_too(cli, monkeypatch):
+    monkeypatch.setenv("RANK", "abc")
+    result = cli("plan", "--model", "demo", "--json")
     assert result.returncode == 0, result.stderr
     assert result.stderr.count("warning: ignoring RANK") == 1
 
