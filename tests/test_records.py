@@ -9,7 +9,7 @@ import json
 import tracemalloc
 
 import pytest
-from conftest import DEMO_PRESET, run_cli, set_args
+from conftest import DEMO_PRESET, set_args
 from test_nothing_lost import one_line_error
 
 from finetune_tui.engine.data import (
@@ -35,12 +35,11 @@ def jsonl(path, rows) -> str:
     return str(path)
 
 
-def test_a_huge_record_is_one_line_before_the_run_folder_exists(tmp_path):
+def test_a_huge_record_is_one_line_before_the_run_folder_exists(cli, tmp_path):
     """50 MB took 13.8 GB and 85 s of validation; now one line and no run folder."""
     data = jsonl(tmp_path / "data.jsonl", [CHAT, CHAT, chat("a" * (3 * RECORD_LIMIT)), CHAT])
     run = tmp_path / "run"
-    result = run_cli(
-        tmp_path,
+    result = cli(
         "--preset",
         str(DEMO_PRESET),
         *set_args(f"dataset.path={data}"),
@@ -108,10 +107,10 @@ def test_csv_problems_name_the_physical_line_a_record_starts_on(tmp_path):
     assert [r.data for r in records] == read_records(path)  # the script reads the same
 
 
-def test_a_csv_line_over_the_limit_is_named(tmp_path):
+def test_a_csv_line_over_the_limit_is_named(cli, tmp_path):
     path = tmp_path / "data.csv"
     path.write_text("instruction,output\nhi,yo\n" + "x," * RECORD_LIMIT + "\n")
-    result = run_cli(tmp_path, "plan", "--model", "demo", "--dataset", str(path))
+    result = cli("plan", "--model", "demo", "--dataset", str(path))
     assert f"{path}:3: record is larger than 1 MiB" in one_line_error(result)
 
 
@@ -127,10 +126,10 @@ def test_line_endings_read_as_the_exported_script_reads_them(tmp_path):
     assert [r.where for r in records] == [f"{path}:{n}" for n in (1, 2, 3)]
 
 
-def test_a_line_that_is_not_utf8_is_named(tmp_path):
+def test_a_line_that_is_not_utf8_is_named(cli, tmp_path):
     path = tmp_path / "data.jsonl"
     path.write_bytes(json.dumps(CHAT).encode() + b"\n" + b'{"text": "\xff"}\n')
-    result = run_cli(tmp_path, "plan", "--model", "demo", "--dataset", str(path))
+    result = cli("plan", "--model", "demo", "--dataset", str(path))
     assert f"{path}:2: not UTF-8 text (bad byte at column 11)" in one_line_error(result)
 
 
@@ -141,10 +140,9 @@ def test_a_line_that_is_not_utf8_is_named(tmp_path):
         {"conversations": [{"from": "human", "value": "hi"}, {"from": "gpt", "value": ""}]},
     ],
 )
-def test_an_empty_chat_answer_is_refused_like_an_empty_alpaca_output(tmp_path, record):
+def test_an_empty_chat_answer_is_refused_like_an_empty_alpaca_output(cli, tmp_path, record):
     data = jsonl(tmp_path / "data.jsonl", [record])
-    result = run_cli(
-        tmp_path, "--preset", str(DEMO_PRESET), *set_args(f"dataset.path={data}"),
+    result = cli("--preset", str(DEMO_PRESET), *set_args(f"dataset.path={data}"),
         "--output", str(tmp_path / "run"),
     )  # fmt: skip
     assert f"{data}:1:" in one_line_error(result) and "answer is empty" in result.stderr
