@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-from rich.markup import escape
 from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
@@ -12,6 +11,7 @@ from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Input, Static
 
 from finetune_tui.engine.errors import FinetuneError
+from finetune_tui.tui.text import shown
 
 
 class DatasetScreen(Screen):
@@ -58,7 +58,7 @@ def describe_dataset(settings) -> tuple[str, str]:
         return f"[red]{exc}[/red]", ""
     problems = data.validate_records(records, fmt)
     stats = data.estimate_token_stats(records, fmt, settings.training.max_seq_length)
-    lines = [f"[b]{plural(len(records), 'record')}[/b], format [b]{fmt}[/b]  ({escape(str(path))})"]
+    lines = [f"[b]{plural(len(records), 'record')}[/b], format [b]{fmt}[/b]  ({shown(path)})"]
     if problems:
         lines.append(f"[red]{plural(len(problems), 'record')} with problems:[/red]")
         lines += [f"  {p}" for p in problems[:5]]

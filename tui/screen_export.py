@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rich.markup import escape
 from textual import on
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
@@ -12,6 +11,7 @@ from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Input, Static
 
 from finetune_tui.engine.errors import FinetuneError, OutputExistsError
+from finetune_tui.tui.text import shown, shown_lines
 
 
 class ExportScreen(Screen):
@@ -55,11 +55,11 @@ class ExportScreen(Screen):
             replaceable = isinstance(exc, OutputExistsError)
             self.confirmed_replace = path if replaceable else None
             message = f"{path}: exists; press Export again to replace it" if replaceable else exc
-            result.update(f"[red]{escape(str(message))}[/red]")
+            result.update(f"[red]{shown(message)}[/red]")
             return
         self.confirmed_replace = None
         result.update(
-            escape(
+            shown_lines(
                 f"script: {exported.script}\npreset: {exported.preset}\nrerun with:\n"
                 + "\n".join(f"  {c}" for c in exported.commands)
             )

@@ -8,6 +8,7 @@ from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Input, Static
 
 from finetune_tui.engine.hardware import describe_hardware
+from finetune_tui.tui.text import shown
 
 from .planning import detect
 
@@ -35,12 +36,12 @@ class HardwareScreen(Screen):
         try:
             hw = detect(state.simulated_gpu, state.simulated_vram)
         except Exception as exc:  # unknown simulated card: say why, keep the old one
-            self.notify(str(exc), severity="error")
+            self.notify(shown(exc), severity="error")
             state.simulated_gpu = state.simulated_vram = None
             hw = detect()
         self.app.hardware = hw
         self.app.recommend_for_inputs()  # a new card: the plan that fits it
-        self.query_one("#hw-summary", Static).update(describe_hardware(hw))
+        self.query_one("#hw-summary", Static).update(describe_hardware(hw))  # its own markup
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         """Enter in the card name or VRAM field simulates, as the button does."""

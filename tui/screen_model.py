@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from rich.markup import escape
 from textual import on
 from textual.app import ComposeResult
 from textual.containers import Vertical
@@ -10,6 +9,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, OptionList, Static
 
 from finetune_tui.engine.models import catalog_ids
+from finetune_tui.tui.text import shown
 
 from .planning import inspect, unavailable_here
 
@@ -76,19 +76,19 @@ def model_summary(name: str, hardware=None) -> str:
     try:
         info = inspect(name)
     except Exception as exc:
-        return f"[red]{escape(str(exc))}[/red]"
+        return f"[red]{shown(exc)}[/red]"
     here = unavailable_here(hardware, info)
     backends = ", ".join(
-        f"{b}: {'yes' if why is None else 'no (' + escape(why) + ')'}"
+        f"{b}: {'yes' if why is None else 'no (' + shown(why) + ')'}"
         for b, why in (
             (b, why or here.get(f"memory.backend={b}"))
             for b, why in info.supported_backends.items()
         )
     )
     return (
-        f"[b]{info.architecture}[/b]  {format_params(info.params_total)} parameters"
+        f"[b]{shown(info.architecture)}[/b]  {format_params(info.params_total)} parameters"
         f"{f' ({format_params(info.params_active)} active)' if info.is_moe else ''}  "
         f"{info.num_layers} layers  hidden {info.hidden_size}  vocab {info.vocab_size}  "
-        f"context {info.max_context}\nLoRA targets: {', '.join(info.lora_targets)}\n"
+        f"context {info.max_context}\nLoRA targets: {shown(', '.join(info.lora_targets))}\n"
         f"Backends: {backends}"
     )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from rich.markup import escape
 from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.screen import Screen
@@ -10,6 +9,7 @@ from textual.widgets import Footer, Header, Static
 
 from finetune_tui.engine.preset import dump_preset, load_preset
 from finetune_tui.engine.settings import TrainSettings
+from finetune_tui.tui.text import shown, shown_lines
 
 
 class ReviewScreen(Screen):
@@ -31,7 +31,7 @@ class ReviewScreen(Screen):
             "[b]Differs from the defaults[/b] (set by you, or recommended for this card):\n"
             + (
                 "\n".join(
-                    escape(f"  {k}: {a!r} (default {b!r}; {origin(k, a, state)})")
+                    shown(f"  {k}: {a!r} (default {b!r}; {origin(k, a, state)})")
                     for k, a, b in diffs
                 )
                 or "  nothing"
@@ -39,9 +39,9 @@ class ReviewScreen(Screen):
         )
         self.query_one("#review-command", Static).update(
             "[b]Same run headless:[/b]\n  finetune-tui --preset PRESET.yaml   "
-            "(write PRESET.yaml on the Export screen)\n  or: " + escape(headless_command(settings))
+            "(write PRESET.yaml on the Export screen)\n  or: " + shown(headless_command(settings))
         )
-        self.query_one("#review-yaml", Static).update(dump_preset(settings))
+        self.query_one("#review-yaml", Static).update(shown_lines(dump_preset(settings)))
 
     def on_mount(self) -> None:
         self.on_screen_resume()

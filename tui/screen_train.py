@@ -15,7 +15,7 @@ from collections import deque
 from contextlib import contextmanager
 from pathlib import Path
 
-from rich.markup import escape
+from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
@@ -23,7 +23,7 @@ from textual.message import Message
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, Footer, Header, ProgressBar, RichLog, Sparkline, Static
 
-from finetune_tui.engine.event_text import describe
+from finetune_tui.engine.event_text import describe, printable
 from finetune_tui.engine.events import (
     Event,
     Failed,
@@ -32,6 +32,7 @@ from finetune_tui.engine.events import (
     Step,
     format_duration,
 )
+from finetune_tui.tui.text import shown
 
 from .vram_chart import VramChart
 
@@ -82,7 +83,7 @@ class TrainScreen(Screen):
             yield Static("VRAM GiB", classes="spark-label", id="vram-label")
             yield VramChart(id="vram-chart")
             yield Static("", id="gpu-telemetry")
-            yield RichLog(id="log", wrap=True, max_lines=500, markup=True)
+            yield RichLog(id="log", wrap=True, max_lines=500)
         yield Footer()
 
     def on_mount(self) -> None:
@@ -91,7 +92,7 @@ class TrainScreen(Screen):
         if self.attach_to is not None:  # read-only: this screen cannot start a run
             self.query_one("#start", Button).display = False
             self.query_one("#stop", Button).disabled = False
-            self.log_line(f"attached to {escape(str(self.attach_to))} (read-only)")
+            self.log_line(f"attached to {printable(self.attach_to)} (read-only)")
             self.follow_run()
         self.set_interval(1.0, self.poll_telemetry)
         self.set_interval(REFRESH_S, self.drain_events)
@@ -136,7 +137,7 @@ class TrainScreen(Screen):
         try:
             pid = ask_run_to_stop(self.attach_to)
         except FinetuneError as exc:
-            self.notify(escape(str(exc)), severity="error")
+            self.notify(shown(exc), severity="error")
             return
         if pid is None:
             self.log_line("the run is not running: nothing to stop")
@@ -183,7 +184,7 @@ class TrainScreen(Screen):
 
     def _run_dir_made(self, run_dir: Path) -> None:
         self.app.state.last_run_dir = run_dir
-        self.log_line(f"run directory: {escape(str(run_dir))}")
+        self.log_line(f"run directory: {printable(run_dir)}")
 
     @work(thread=True, exclusive=True, group="training", exit_on_error=False)
     def follow_run(self) -> None:
@@ -226,7 +227,7 @@ class TrainScreen(Screen):
         line = describe(event)
         if line:
             style = LOG_STYLES.get(getattr(event, "level", event.kind), "default")
-            self.log_line(f"[{style}]{escape(line)}[/]")
+            self.log_line(line, style)
         if isinstance(event, Started):
             self.started_at = time.monotonic()
             self.predicted_gib = event.predicted_peak_reserved_gib
@@ -235,7 +236,7 @@ class TrainScreen(Screen):
         elif isinstance(event, Finished):
             self.show_finished(event)
         elif isinstance(event, Failed):
-            self.notify(escape(event.message), severity="error", timeout=15)
+            self.notify(shown(event.message), severity="error", timeout=15)
 
     def record_step(self, event: Step) -> None:
         self.steps_seen += 1
@@ -303,8 +304,9 @@ class TrainScreen(Screen):
         """A panel line whose height is fixed (app.tcss): no layout pass, once a second."""
         self.query_one(selector, Static).update(text, layout=False)
 
-    def log_line(self, text: str) -> None:
-        self.query_one(RichLog).write(text)
+    def log_line(self, text: str, style: str = "") -> None:
+        """Plain text, never markup: a log line may hold any name a run was given."""
+        self.query_one(RichLog).write(Text(text, style=style))
 
     def on_unmount(self) -> None:
         if self.telemetry is not None:
