@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import subprocess
 
+import pytest
 from conftest import DEMO_PRESET, read_until, run_cli, set_args, start_cli
 from test_resume import step_losses
 
@@ -20,6 +21,16 @@ STEPS = set_args(
 )
 TWO_PROCESSES = set_args("distributed.strategy=ddp", "distributed.processes=2")
 FAILING_LOAD = set_args("model.attn_implementation=flash_attention_2")  # not installed
+
+
+@pytest.fixture(autouse=True)
+def cpu_machine(monkeypatch):
+    """The machine is a CPU one whatever this one holds: CUDA is hidden from every process
+    started here (the launch, its workers, the exported script's) and from this one."""
+    import torch
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
 
 
 def demo_run(tmp_path, run_dir, *args):
@@ -111,7 +122,7 @@ def test_the_exported_script_trains_under_accelerate_launch_on_two_processes(tmp
     assert result.stdout.count("adapter saved to") == 1
 
 
-def test_a_launch_this_machine_cannot_hold_is_refused_before_anything_is_written(tmp_path):
+def test_a_launch_this_machine_cannot_hold_is_refused_before_anything_is_written(cli, tmp_path):
     """More machines run under SLURM, and no more processes than this machine has cores:
     refused in one line, before a run directory exists (a launch would wait forever)."""
     from test_nothing_lost import one_line_error
@@ -121,12 +132,13 @@ def test_a_launch_this_machine_cannot_hold_is_refused_before_anything_is_written
         (["distributed.processes=100000"], "distributed.processes: 100000 processes, but"),
     ):
         run_dir = tmp_path / "run"
-        result = demo_run(tmp_path, run_dir, *set_args("distributed.strategy=ddp", *extra))
+        sets = set_args("distributed.strategy=ddp", *extra)
+        result = cli("--preset", str(DEMO_PRESET), "--output", str(run_dir), *sets)
         assert named in one_line_error(result)
         assert not run_dir.exists()
 
 
-def test_a_worker_trains_only_in_a_run_directory_finetune_tui_prepared(tmp_path):
+def test_a_worker_trains_only_in_a_run_directory_finetune_tui_prepared(cli, tmp_path):
     """`--worker DIR` on a folder that merely holds a settings.yaml changes nothing in it."""
     from test_nothing_lost import one_line_error, tree
 
@@ -135,7 +147,7 @@ def test_a_worker_trains_only_in_a_run_directory_finetune_tui_prepared(tmp_path)
     (folder / "settings.yaml").write_text(DEMO_PRESET.read_text())
     (folder / "summary.json").write_text("precious")
     before = tree(folder)
-    result = run_cli(tmp_path, "--worker", str(folder))
+    result = cli("--worker", str(folder))
     assert "not a finetune-tui run directory" in one_line_error(result)
     assert tree(folder) == before
 
