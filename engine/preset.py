@@ -42,10 +42,12 @@ def load_preset(
     """
     path = Path(path)
     try:
-        text = read_text(path, PRESET_LIMIT, "preset file")
+        text = read_text(path, PRESET_LIMIT, "run settings" if saved_run else "preset file")
     except InputError as exc:
         raise SettingsError(str(exc)) from None
     data, root = parse_yaml(text, str(path))
+    if saved_run:
+        _check_names_its_inputs(data, path)
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -61,6 +63,18 @@ def load_preset(
         check_saved_inputs(settings, recorded, path)
         return settings
     return settings.with_absolute_paths() if absolute else settings
+
+
+def _check_names_its_inputs(data: object, path: Path) -> None:
+    """A run's own settings.yaml names its model and dataset: an empty or partial file is
+    one line (and is never rewritten with the defaults)."""
+    if data is None:
+        raise SettingsError(f"{path}: empty; a run's settings name its model and dataset")
+    for section, key in (("model", "name_or_path"), ("dataset", "path")):
+        if not isinstance(data, dict) or not isinstance(data.get(section), dict):
+            raise SettingsError(f"{path}: no {section} section; not the settings of a run")
+        if key not in data[section]:
+            raise SettingsError(f"{path}: no {section}.{key}; not the settings of a run")
 
 
 class _StrictLoader(yaml.SafeLoader):

@@ -21,7 +21,6 @@ from pathlib import Path
 from ..errors import InputError, OutputExistsError, SettingsError
 from ..launch import CONFIG_FILE, DEEPSPEED_FILE
 from ..safe_io import (
-    PRESET_LIMIT,
     SMALL_LIMIT,
     entry_problem,
     read_text,
@@ -250,23 +249,11 @@ def reopen_run_dir(run_dir: Path) -> TrainSettings:
     """Checks before a run folder is written again (`--resume`): its entries (above), and
     its own settings.yaml, which must name what the run trains; an empty or partial file
     is one line and is never rewritten with the defaults. Returns those settings."""
-    from ..preset import load_preset, parse_yaml
+    from ..preset import load_preset
 
     run_dir = Path(run_dir)
     check_run_entries(run_dir)
     path = run_dir / SETTINGS_FILE
-    try:
-        text = read_text(path, PRESET_LIMIT, "run settings")
-    except InputError as exc:
-        raise SettingsError(str(exc)) from None
-    data, _ = parse_yaml(text, str(path))
-    if data is None:
-        raise SettingsError(f"{path}: empty; a run's settings name its model and dataset")
-    for section, key in (("model", "name_or_path"), ("dataset", "path")):
-        if not isinstance(data, dict) or not isinstance(data.get(section), dict):
-            raise SettingsError(f"{path}: no {section} section; not the settings of a run")
-        if key not in data[section]:
-            raise SettingsError(f"{path}: no {section}.{key}; not the settings of a run")
     settings = load_preset(path, saved_run=True)
     mismatch = settings_mismatch(run_dir, settings)
     if mismatch:
