@@ -272,11 +272,11 @@ def test_full_fine_tuning_too_big_for_one_card_fits_it_with_zero3_offload():
         ),
     ],
 )
-def test_out_of_range_sizes_and_counts_are_one_line(tmp_path, args, named):
-    from conftest import DEMO_PRESET, run_cli
+def test_out_of_range_sizes_and_counts_are_one_line(cli, tmp_path, args, named):
+    from conftest import DEMO_PRESET
     from test_nothing_lost import one_line_error
 
     out = tmp_path / "job" / "train.py"
     args = [str(DEMO_PRESET) if a == "PRESET" else str(out) if a == "OUT" else a for a in args]
-    assert named in one_line_error(run_cli(tmp_path, *args))
+    assert named in one_line_error(cli(*args))
     assert not out.parent.exists()

@@ -106,10 +106,10 @@ def model_with_own_code(tmp_path):
     return folder, marker
 
 
-def test_model_code_never_runs_unless_trusted(tmp_path, model_with_own_code):
+def test_model_code_never_runs_unless_trusted(cli, tmp_path, model_with_own_code):
     folder, marker = model_with_own_code
     args = ["--preset", str(DEMO_PRESET), "--set", f"model.name_or_path={folder}", *QUICK]
-    refused = run_cli(tmp_path, *args, "--output", str(tmp_path / "refused"), timeout=300)
+    refused = cli(*args, "--output", str(tmp_path / "refused"))
     assert refused.returncode == 2, refused.stderr[-2000:]
     lines = refused.stderr.strip().splitlines()
     assert len(lines) == 1 and "trust_remote_code" in lines[0], refused.stderr[-2000:]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from conftest import DEMO_PRESET, run_cli, set_args
+from conftest import copy_finished_run
 
 from finetune_tui.engine.event_text import describe
 from finetune_tui.engine.events import Finished
@@ -31,17 +31,14 @@ def test_final_line_shows_measured_and_predicted_peak():
     assert "peak VRAM" not in cpu  # a CPU run has no VRAM to report
 
 
-def test_summary_and_runs_carry_both_peaks(tmp_path):
-    run = tmp_path / "data" / "runs" / "r1"
-    sets = set_args("output.run_name=r1", "training.max_steps=2", "training.exact_match_samples=0")
-    result = run_cli(tmp_path, "--preset", str(DEMO_PRESET), *sets)
-    assert result.returncode == 0, result.stderr[-2000:]
+def test_summary_and_runs_carry_both_peaks(cli, finished_template, tmp_path):
+    run = copy_finished_run(finished_template, tmp_path / "data" / "runs" / "r1")
     summary = json.loads((run / "summary.json").read_text())
     assert "predicted_peak_reserved_gib" in summary  # None on this CPU
     # what a CUDA run writes: runs shows measured / predicted
     summary.update(peak_reserved_gib=7.42, predicted_peak_reserved_gib=7.76)
     (run / "summary.json").write_text(json.dumps(summary))
-    listed = run_cli(tmp_path, "runs")
+    listed = cli("runs")
     assert "7.42/7.76" in listed.stdout
-    rows = json.loads(run_cli(tmp_path, "runs", "--json").stdout)
+    rows = json.loads(cli("runs", "--json").stdout)
     assert rows[0]["predicted_peak_reserved_gib"] == 7.76 and rows[0]["peak_reserved_gib"] == 7.42
