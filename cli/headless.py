@@ -21,8 +21,6 @@ from finetune_tui.engine.events import Event
 from finetune_tui.engine.preset import load_preset, save_preset
 from finetune_tui.engine.run_control import STOP_REQUEST_EXIT, clear_stop_request
 from finetune_tui.engine.run_dir.create import (
-    check_run_dir_free,
-    prepare_run_dir,
     reopen_run_dir,
 )
 from finetune_tui.engine.run_dir.layout import LOG_FILE, SETTINGS_FILE
@@ -58,13 +56,12 @@ def run_headless(args: argparse.Namespace) -> int:
             check_environment(settings)
     else:
         settings = _settings_from_args(args)
-        from finetune_tui.engine.preflight import check_run_inputs
+        from finetune_tui.engine.run_start import start_run
 
         preset = (Path(args.preset),) if args.preset else ()
-        check_run_dir_free(settings, args.overwrite, preset)  # before any data is read
-        check_run_inputs(settings)  # nothing is written before the inputs are valid
-        run_dir = prepare_run_dir(settings, overwrite=args.overwrite, inputs=preset)
-    clear_stop_request(run_dir)  # an earlier attempt's STOP_NOW never stops this one
+        run_dir = start_run(settings, overwrite=args.overwrite, inputs=preset)
+    if args.resume:
+        clear_stop_request(run_dir)  # an earlier attempt's STOP_NOW never stops this one
     if args.detach:
         return _detach(run_dir, settings)
     if settings.distributed.launched:

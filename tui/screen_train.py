@@ -149,14 +149,12 @@ class TrainScreen(Screen):
         """Check the inputs, then make the run directory, then train (nothing before)."""
         from finetune_tui.engine.errors import FinetuneError
         from finetune_tui.engine.fdcapture import captured_fds
-        from finetune_tui.engine.preflight import check_run_inputs
-        from finetune_tui.engine.run_dir.create import prepare_run_dir
         from finetune_tui.engine.run_dir.layout import LOG_FILE
+        from finetune_tui.engine.run_start import start_run
         from finetune_tui.engine.runner import run_training
 
         try:
-            check_run_inputs(settings)
-            run_dir = prepare_run_dir(settings)
+            run_dir = start_run(settings)
         except FinetuneError as exc:
             self.deliver(Failed(message=str(exc)))
             self.app.call_from_thread(self._training_ended)
