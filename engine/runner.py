@@ -15,7 +15,7 @@ from pathlib import Path
 from . import exact_match
 from .errors import FinetuneError, TrainingError, storage_failure
 from .events import Eval, Event, EventSink, Failed, Finished, Notice
-from .launch import accept_indexed_cpu_locations, is_main_process, world_size
+from .launch import accept_indexed_cpu_locations, is_main_process, launcher_pid, world_size
 from .oom_policy import is_oom
 from .preset import save_preset, with_changes
 from .run_dir.checkpoints import last_complete_checkpoint
@@ -67,7 +67,7 @@ def run_training(
     stop = stop or threading.Event()
     run_dir = Path(run_dir) if run_dir else prepare_run_dir(settings)
     main = is_main_process()  # with several processes, rank 0 owns the run directory
-    if main:
+    if main and launcher_pid() is None:  # a launch's settings and run.pid: its launcher's
         save_preset(settings, run_dir / SETTINGS_FILE)
         write_pid(run_dir)  # never through a link
     metrics = MetricsFile(run_dir / METRICS_FILE) if main else None

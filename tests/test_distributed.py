@@ -10,6 +10,7 @@ from conftest import DEMO_PRESET, read_until, run_cli, set_args, start_cli
 from test_resume import step_losses
 
 from finetune_tui.engine.run_dir.checkpoints import last_complete_checkpoint
+from finetune_tui.engine.run_dir.pid import read_pid
 from finetune_tui.engine.run_dir.summary import read_summary
 
 STEPS = set_args(
@@ -55,6 +56,7 @@ def test_two_processes_train_as_one_with_the_same_global_batch_and_resume_after_
         tmp_path, "--preset", str(DEMO_PRESET), "--output", str(two), *STEPS, *TWO_PROCESSES
     )
     read_until(proc, lambda line: line.startswith("step "), count=4)
+    assert read_pid(two) == proc.pid  # the launching process owns run.pid, not rank 0
     proc.send_signal(signal.SIGINT)  # reaches this process only; it tells the launcher once
     out, err = proc.communicate(timeout=300)
     stopped = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
