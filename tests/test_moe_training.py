@@ -66,7 +66,7 @@ def test_a_mixture_of_experts_trains_with_auto_targets(tmp_path, model_type):
     assert adapted and not adapted & {"router", "gate"}
 
 
-def test_a_backend_the_plan_does_not_offer_is_refused_before_the_run_folder(tmp_path):
+def test_a_backend_the_plan_does_not_offer_is_refused_before_the_run_folder(cli, tmp_path):
     """Liger has no kernels for GPT-NeoX: one line with the plan's reason, nothing written."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
@@ -76,7 +76,8 @@ def test_a_backend_the_plan_does_not_offer_is_refused_before_the_run_folder(tmp_
     config = AutoConfig.for_model("gpt_neox", vocab_size=len(tokenizer), **TINY)
     AutoModelForCausalLM.from_config(config).save_pretrained(tmp_path / "neox")
     tokenizer.save_pretrained(tmp_path / "neox")
-    result = train_demo_on(tmp_path, tmp_path / "neox", "memory.backend=liger")
+    sets = set_args(f"model.name_or_path={tmp_path / 'neox'}", "memory.backend=liger")
+    result = cli("--preset", str(DEMO_PRESET), "--output", str(tmp_path / "run"), *sets)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         "finetune-tui: error: memory.backend: liger: Liger has no kernels for gpt_neox"
