@@ -121,13 +121,15 @@ def test_runs_lists_status(cli, finished_template, tmp_path):
 
 
 def test_checkpoint_at_every_epoch_end_with_steps_per_epoch_from_the_loader(tmp_path):
-    """1,980 training rows / micro-batch 128 = 16 batches; accumulation 2 → 8 steps an epoch."""
+    """500 training rows / micro-batch 32 = 16 batches, the last one partial; accumulation 2
+    → 8 steps an epoch (a quarter of the demo's rows: the same count, a quarter of the work)."""
     run_dir = tmp_path / "epochs"
     result = run_cli(
         tmp_path,
         "--preset", str(DEMO_PRESET), "--output", str(run_dir),
+        "--set", "dataset.max_samples=500",
         "--set", "training.epochs=2",
-        "--set", "training.micro_batch_size=128",
+        "--set", "training.micro_batch_size=32",
         "--set", "training.gradient_accumulation_steps=2",
         "--set", "training.save_every_epoch=true",
         "--set", "training.save_total_limit=3",
