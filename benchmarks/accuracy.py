@@ -12,9 +12,9 @@ import sys
 
 from backends import ARCHS, arch_config  # the sibling script: one table of architectures
 
-from finetune_tui.engine.memory import predict_memory
-from finetune_tui.engine.models import inspect_config
-from finetune_tui.engine.preset import settings_from_overrides
+from finetune_tui.engine.inspect.models import inspect_config
+from finetune_tui.engine.plan.memory import predict_memory
+from finetune_tui.engine.settings.preset import settings_from_overrides
 
 
 def rows(paths):

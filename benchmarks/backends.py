@@ -22,7 +22,7 @@ import threading
 import time
 from pathlib import Path
 
-ARCHS = {  # short name -> catalog ID (engine/catalog.py); "tiny" = the embedded demo model
+ARCHS = {  # short name -> catalog ID (engine/inspect/catalog.py); "tiny" = the embedded demo model
     "llama-3.1-8b": "meta-llama/Llama-3.1-8B",
     "gemma-2-9b": "google/gemma-2-9b",
     "llama-3.2-1b": "meta-llama/Llama-3.2-1B",
@@ -250,7 +250,7 @@ def arch_config(arch: str) -> dict:
 
 def family_config(catalog_id: str, layers: int | None) -> dict:
     """The catalog's config.json, with the language model's layers cut to `layers`."""
-    from finetune_tui.engine.catalog import CATALOG
+    from finetune_tui.engine.inspect.catalog import CATALOG
 
     config = json.loads(json.dumps(CATALOG[catalog_id]))
     if layers:
@@ -264,7 +264,7 @@ def family_config(catalog_id: str, layers: int | None) -> dict:
 
 def build_model(arch: str, root: Path) -> Path:
     """Random-weight model of a real architecture, saved once, with the demo tokenizer."""
-    from finetune_tui.engine.demo import ensure_demo_model
+    from finetune_tui.engine.common.demo import ensure_demo_model
 
     if ARCHS[arch] is None:
         return ensure_demo_model()
@@ -277,7 +277,7 @@ def build_from_config(config: dict, folder: Path) -> Path:
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    from finetune_tui.engine.demo import ensure_demo_model
+    from finetune_tui.engine.common.demo import ensure_demo_model
 
     if (folder / "config.json").exists():
         return folder
@@ -337,10 +337,10 @@ def run_one(args: argparse.Namespace) -> None:
     if torch.cuda.is_available() and cap:
         total = torch.cuda.get_device_properties(0).total_memory / 2**30
         torch.cuda.set_per_process_memory_fraction(min(cap / total, 1.0))
-    from finetune_tui.engine.errors import FinetuneError
-    from finetune_tui.engine.preset import settings_from_overrides
-    from finetune_tui.engine.run_dir.create import prepare_run_dir
-    from finetune_tui.engine.runner import run_training
+    from finetune_tui.engine.common.errors import FinetuneError
+    from finetune_tui.engine.runs.create import prepare_run_dir
+    from finetune_tui.engine.settings.preset import settings_from_overrides
+    from finetune_tui.engine.train.runner import run_training
 
     overrides = [f"{k}={v}" for k, v in spec["settings"].items()]
     settings = settings_from_overrides(overrides)
@@ -366,8 +366,8 @@ def run_one(args: argparse.Namespace) -> None:
 
 
 def predicted_memory(settings) -> dict | None:
-    from finetune_tui.engine.memory import predict_memory
-    from finetune_tui.engine.models import inspect_model
+    from finetune_tui.engine.inspect.models import inspect_model
+    from finetune_tui.engine.plan.memory import predict_memory
 
     try:
         return predict_memory(inspect_model(settings.model.name_or_path), settings).as_dict()
@@ -432,11 +432,11 @@ def advisor_pick(
     """The advisor's automatic configuration for this card (and these sample lengths), as
     overrides (None if absent)."""
     try:
-        from finetune_tui.engine.data import stats_from_lengths
-        from finetune_tui.engine.hardware import simulated_hardware
-        from finetune_tui.engine.models import inspect_model
-        from finetune_tui.engine.preset import settings_from_overrides
-        from finetune_tui.engine.strategy import advise
+        from finetune_tui.engine.data.dataset import stats_from_lengths
+        from finetune_tui.engine.inspect.hardware import simulated_hardware
+        from finetune_tui.engine.inspect.models import inspect_model
+        from finetune_tui.engine.plan.advisor import advise
+        from finetune_tui.engine.settings.preset import settings_from_overrides
     except ImportError:
         return None
     settings = settings_from_overrides([f"{k}={v}" for k, v in base.items()])
@@ -501,7 +501,7 @@ def matrix(args: argparse.Namespace) -> None:
                     continue
             spec = {"arch": args.arch, "card_gib": card, "label": label, "settings": overrides}
             if args.real_context and card:
-                from finetune_tui.engine.memory import cuda_context_gib
+                from finetune_tui.engine.plan.memory import cuda_context_gib
 
                 spec["pool_cap_gib"] = card - cuda_context_gib(card)
             record = run_child(spec, args.timeout)

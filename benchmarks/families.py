@@ -56,7 +56,7 @@ CHECKPOINTING = {"hf": "on", "liger": "on", "unsloth": "unsloth"}
 def add_catalog_families() -> None:
     """A model type of the catalog not named above (a new family) joins the matrix with its
     first catalog entry, cut to 4 layers."""
-    from finetune_tui.engine.catalog import CATALOG
+    from finetune_tui.engine.inspect.catalog import CATALOG
 
     known = {CATALOG[cid]["model_type"] for cid, _ in FAMILIES.values()}
     for cid, config in CATALOG.items():
@@ -72,7 +72,7 @@ def build(name: str, root: Path) -> Path:
 
 def offered_backends(model_dir: Path) -> dict[str, str | None]:
     """Backend -> None when the plan offers it for this model, else the plan's reason."""
-    from finetune_tui.engine.models import inspect_model
+    from finetune_tui.engine.inspect.models import inspect_model
 
     return dict(inspect_model(str(model_dir)).supported_backends)
 
@@ -149,7 +149,7 @@ def run_preset(args, preset: str, root: Path) -> None:
     torch's pool capped at its card less that card's CUDA context, a few steps."""
     import yaml
 
-    from finetune_tui.engine.memory import cuda_context_gib
+    from finetune_tui.engine.plan.memory import cuda_context_gib
 
     path = Path(preset)
     raw = yaml.safe_load(path.read_text())
@@ -193,9 +193,9 @@ def run_preset(args, preset: str, root: Path) -> None:
 def predicted_reserved(row: dict) -> float:
     """This checkout's planner for a row that trained: the config it was built from, its
     settings (the run folder aside)."""
-    from finetune_tui.engine.memory import predict_memory
-    from finetune_tui.engine.models import inspect_config
-    from finetune_tui.engine.preset import settings_from_overrides
+    from finetune_tui.engine.inspect.models import inspect_config
+    from finetune_tui.engine.plan.memory import predict_memory
+    from finetune_tui.engine.settings.preset import settings_from_overrides
 
     model = inspect_config(row["catalog"], row["config"])
     overrides = [f"{k}={v}" for k, v in row["settings"].items() if not k.startswith("output.")]

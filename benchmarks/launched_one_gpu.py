@@ -201,9 +201,9 @@ def step_speed(run_dir: Path) -> dict:
 
 
 def predicted(preset: Path) -> dict:
-    from finetune_tui.engine.memory import predict_memory
-    from finetune_tui.engine.models import inspect_model
-    from finetune_tui.engine.preset import load_preset
+    from finetune_tui.engine.inspect.models import inspect_model
+    from finetune_tui.engine.plan.memory import predict_memory
+    from finetune_tui.engine.settings.preset import load_preset
 
     settings = load_preset(preset)
     b = predict_memory(inspect_model(settings.model.name_or_path), settings)
@@ -216,7 +216,7 @@ def predicted(preset: Path) -> dict:
 
 def write_preset(case: str, work: Path, samples: int, extra: list[str]) -> Path:
     """presets/full-zero3-offload.yaml with this case's model, data and overrides."""
-    from finetune_tui.engine.preset import load_preset, save_preset, with_changes
+    from finetune_tui.engine.settings.preset import load_preset, save_preset, with_changes
 
     arch, overrides = CASES[case]
     model = build_model(arch, work / "models")

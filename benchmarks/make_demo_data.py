@@ -1,4 +1,4 @@
-"""Regenerate the embedded demo dataset, engine/assets/demo.jsonl, byte for byte.
+"""Regenerate the embedded demo dataset, engine/common/assets/demo.jsonl, byte for byte.
 
 The task: "Uppercase: <word>" -> "<WORD>", for random lowercase strings of 3-7 letters.
 Random strings (not dictionary words) make every held-out prompt a genuinely unseen
@@ -21,7 +21,7 @@ from pathlib import Path
 RECORDS = 2200  # 1980 train + 220 held out at the preset's eval_fraction 0.1
 SEED = 20240607
 MIN_LETTERS, MAX_LETTERS = 3, 7
-OUT = Path(__file__).resolve().parent.parent / "engine" / "assets" / "demo.jsonl"
+OUT = Path(__file__).resolve().parent.parent / "engine" / "common" / "assets" / "demo.jsonl"
 
 
 def make_records(count: int = RECORDS, seed: int = SEED) -> list[dict]:

@@ -10,7 +10,7 @@ import json
 import statistics
 import time
 
-from finetune_tui.engine.hardware import GpuTelemetry
+from finetune_tui.engine.inspect.hardware import GpuTelemetry
 
 
 def fresh_session_poll() -> None:

@@ -99,7 +99,7 @@ def arch_preset(arch: str, work: Path) -> str:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from backends import BASE, CPU_BASE, build_model, write_dataset
 
-    from finetune_tui.engine.preset import save_preset, settings_from_overrides
+    from finetune_tui.engine.settings.preset import save_preset, settings_from_overrides
 
     base = CPU_BASE if arch == "tiny" else BASE  # "tiny": the demo model, on a CPU
     model = build_model(arch, work)

@@ -12,7 +12,7 @@ import sys
 
 from backends import ARCHS  # the sibling script: one table of architectures
 
-from finetune_tui.engine.models import inspect_model
+from finetune_tui.engine.inspect.models import inspect_model
 
 DENSE_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0}
 

@@ -42,10 +42,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def export_command(args: argparse.Namespace) -> int:
-    from finetune_tui.engine.errors import InputError
-    from finetune_tui.engine.event_text import printable
-    from finetune_tui.engine.export import export_distribution, export_run
-    from finetune_tui.engine.preset import (
+    from finetune_tui.engine.common.errors import InputError
+    from finetune_tui.engine.export.files import export_distribution, export_run
+    from finetune_tui.engine.runs.event_text import printable
+    from finetune_tui.engine.settings.preset import (
         layout_flag_changes,
         settings_from_arguments,
         with_changes,
@@ -101,8 +101,8 @@ def script_path(output: str) -> Path:
     any path ending in /: one line naming the file to give instead). A relative path
     starting with '-' is made absolute, so no printed command (`python -cprint(1)#.py`)
     reads it as an option."""
-    from finetune_tui.engine.errors import InputError
-    from finetune_tui.engine.event_text import printable
+    from finetune_tui.engine.common.errors import InputError
+    from finetune_tui.engine.runs.event_text import printable
 
     if not output.strip():
         raise InputError(f"-o: empty path; give the script's file name, e.g. {SCRIPT_NAME}")

@@ -56,7 +56,7 @@ def _positive(text: str) -> int:
 
 
 def _hardware(args):
-    from finetune_tui.engine.hardware import detect_hardware, simulated_hardware
+    from finetune_tui.engine.inspect.hardware import detect_hardware, simulated_hardware
 
     if args.gpu or args.vram:
         return simulated_hardware(gpu=args.gpu, vram_gib=args.vram)
@@ -64,7 +64,7 @@ def _hardware(args):
 
 
 def detect_command(args: argparse.Namespace) -> int:
-    from finetune_tui.engine.hardware import describe_hardware, detect_hardware
+    from finetune_tui.engine.inspect.hardware import describe_hardware, detect_hardware
 
     hardware = detect_hardware()
     if args.json:
@@ -80,19 +80,19 @@ NOTHING_FITS = 3  # exit code: scripts can branch on "does not fit"
 
 
 def plan_command(args: argparse.Namespace) -> int:
-    from finetune_tui.engine.errors import InputError
-    from finetune_tui.engine.models import inspect_model
+    from finetune_tui.engine.common.errors import InputError
+    from finetune_tui.engine.inspect.models import inspect_model
 
     if args.list_models:
         return _list_models()
     if not args.model:
         raise InputError("plan: give --model (a folder with config.json, a catalog ID or demo)")
-    from finetune_tui.engine.preset import (
+    from finetune_tui.engine.plan.advisor import advise
+    from finetune_tui.engine.settings.preset import (
         layout_flag_changes,
         override_keys,
         settings_from_arguments,
     )
-    from finetune_tui.engine.strategy import advise
 
     # paths are taken as text, never parsed as YAML: a folder named `yes` stays a folder
     paths = {"model.name_or_path": args.model}
@@ -127,8 +127,8 @@ def plan_command(args: argparse.Namespace) -> int:
 
 def _check_measurable(args, hardware) -> None:
     """--measure trains here, on one real GPU: anything else is one line before any work."""
-    from finetune_tui.engine.errors import InputError
-    from finetune_tui.engine.measure import measure_refusal
+    from finetune_tui.engine.common.errors import InputError
+    from finetune_tui.engine.train.measure import measure_refusal
 
     if args.gpu or args.vram:
         raise InputError("plan --measure trains on this machine's GPU; drop --gpu / --vram")
@@ -143,7 +143,7 @@ def _measure(plan, hardware) -> int:
     import tempfile
     from pathlib import Path
 
-    from finetune_tui.engine.measure import candidates, measure, subprocess_runner, table
+    from finetune_tui.engine.train.measure import candidates, measure, subprocess_runner, table
 
     found = candidates(plan)
     print(f"measuring {len(found)} candidates, each in its own process (a few minutes)...")
@@ -163,7 +163,7 @@ def _show(result: dict, as_json: bool) -> int:
 
 
 def _plan_result(plan, model) -> dict:
-    from finetune_tui.engine.speed import SPEED_BASELINE
+    from finetune_tui.engine.plan.speed import SPEED_BASELINE
 
     result = {
         "fits": plan.fits,
@@ -192,7 +192,7 @@ def _plan_result(plan, model) -> dict:
 
 def _name_the_way_out(result: dict, hardware, model, settings, fixed) -> None:
     """Nothing fits one card: the fewest such cards on which something does."""
-    from finetune_tui.engine.gpu_count import smallest_count
+    from finetune_tui.engine.plan.gpu_count import smallest_count
 
     count = smallest_count(hardware, model, settings, fixed)
     result["gpus_needed"] = _count_result(count, hardware)
@@ -218,8 +218,8 @@ def _count_result(count, hardware) -> dict | None:
 def _plan_on_gpus(args, hardware, model, settings, fixed, stats) -> int:
     """Each GPU's peak under each strategy on --gpus x --nodes cards, the preferred one's
     plan in full, and the fewest cards on which anything fits."""
-    from finetune_tui.engine.errors import InputError
-    from finetune_tui.engine.gpu_count import (
+    from finetune_tui.engine.common.errors import InputError
+    from finetune_tui.engine.plan.gpu_count import (
         card_name,
         plans_per_strategy,
         preferred,
@@ -230,7 +230,7 @@ def _plan_on_gpus(args, hardware, model, settings, fixed, stats) -> int:
         raise InputError("plan --gpus: no GPU here to plan for; give --gpu NAME or --vram GIB")
     plans = plans_per_strategy(hardware, model, settings, args.gpus, args.nodes, fixed, stats)
     if not plans:
-        from finetune_tui.engine.options import unsloth_refusal
+        from finetune_tui.engine.settings.options import unsloth_refusal
 
         why = unsloth_refusal(settings.training.method, args.gpus * args.nodes)
         raise InputError(f"plan --gpus: memory.backend unsloth (pinned): {why}")
@@ -269,8 +269,8 @@ def _strategy_result(p) -> dict:
 
 
 def _list_models() -> int:
-    from finetune_tui.engine.catalog import UNPLANNED
-    from finetune_tui.engine.models import catalog_ids, inspect_model
+    from finetune_tui.engine.inspect.catalog import UNPLANNED
+    from finetune_tui.engine.inspect.models import catalog_ids, inspect_model
 
     print("catalog IDs (planned offline from their config.json values):")
     for model_id in catalog_ids():
@@ -285,7 +285,7 @@ def _list_models() -> int:
 
 
 def _dataset_stats(settings):
-    from finetune_tui.engine.data import estimate_token_stats, load_validated
+    from finetune_tui.engine.data.dataset import estimate_token_stats, load_validated
 
     _, records, fmt = load_validated(settings)
     return estimate_token_stats(records, fmt, settings.training.max_seq_length)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from finetune_tui.engine.errors import InputError
+from finetune_tui.engine.common.errors import InputError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -31,8 +31,8 @@ def list_command(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from finetune_tui.engine.event_text import printable
-    from finetune_tui.engine.run_dir.status import list_runs
+    from finetune_tui.engine.runs.event_text import printable
+    from finetune_tui.engine.runs.status import list_runs
 
     runs = list_runs(Path(args.dir).expanduser() if args.dir else None)
     if args.json:
@@ -70,8 +70,8 @@ def list_command(args: argparse.Namespace) -> int:
 
 
 def attach_command(args: argparse.Namespace) -> int:
-    from finetune_tui.engine.event_text import printable
-    from finetune_tui.engine.run_dir.status import find_run
+    from finetune_tui.engine.runs.event_text import printable
+    from finetune_tui.engine.runs.status import find_run
 
     run_dir = find_run(args.run)
     if run_dir is None:
@@ -84,8 +84,8 @@ def attach_command(args: argparse.Namespace) -> int:
 
 
 def _follow_plain(run_dir) -> int:
-    from finetune_tui.engine.event_text import printable
-    from finetune_tui.engine.run_dir.metrics import follow_events
+    from finetune_tui.engine.runs.event_text import printable
+    from finetune_tui.engine.runs.metrics import follow_events
     from finetune_tui.headless import print_event, say
 
     say(f"attached to {printable(run_dir)} (read-only; Ctrl-C detaches, the run goes on)")

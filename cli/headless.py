@@ -15,19 +15,19 @@ import threading
 from contextlib import redirect_stdout
 from pathlib import Path
 
-from finetune_tui.engine.errors import InputError
-from finetune_tui.engine.event_text import describe, printable
-from finetune_tui.engine.events import Event
-from finetune_tui.engine.preset import load_preset, save_preset
-from finetune_tui.engine.run_control import STOP_REQUEST_EXIT, clear_stop_request
-from finetune_tui.engine.run_dir.create import (
+from finetune_tui.engine.common.errors import InputError
+from finetune_tui.engine.common.safe_io import encoding_problem, open_append
+from finetune_tui.engine.runs.create import (
     reopen_run_dir,
 )
-from finetune_tui.engine.run_dir.layout import LOG_FILE, SETTINGS_FILE
-from finetune_tui.engine.run_dir.pid import is_running, read_pid, write_pid
-from finetune_tui.engine.run_dir.status import run_status
-from finetune_tui.engine.safe_io import encoding_problem, open_append
-from finetune_tui.engine.settings import TrainSettings
+from finetune_tui.engine.runs.event_text import describe, printable
+from finetune_tui.engine.runs.events import Event
+from finetune_tui.engine.runs.layout import LOG_FILE, SETTINGS_FILE
+from finetune_tui.engine.runs.pid import is_running, read_pid, write_pid
+from finetune_tui.engine.runs.status import run_status
+from finetune_tui.engine.settings.preset import load_preset, save_preset
+from finetune_tui.engine.settings.schema import TrainSettings
+from finetune_tui.engine.train.run_control import STOP_REQUEST_EXIT, clear_stop_request
 
 EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGHUP: 143}
 
@@ -51,12 +51,12 @@ def run_headless(args: argparse.Namespace) -> int:
             say(f"{run_dir}: already finished; nothing to resume")
             return 0
         if settings.distributed.launched:  # nothing is rewritten before this machine can run it
-            from finetune_tui.engine.preflight import check_environment
+            from finetune_tui.engine.train.preflight import check_environment
 
             check_environment(settings)
     else:
         settings = _settings_from_args(args)
-        from finetune_tui.engine.run_start import start_run
+        from finetune_tui.engine.train.start import start_run
 
         preset = (Path(args.preset),) if args.preset else ()
         run_dir = start_run(settings, overwrite=args.overwrite, inputs=preset)
@@ -83,8 +83,8 @@ def run_headless(args: argparse.Namespace) -> int:
 def train_here(settings: TrainSettings, run_dir: Path, stop, resume: bool, quiet=False):
     """Train in this process: progress lines on stdout, what libraries print in the run's
     log. A quiet process (a worker other than rank 0) prints nothing at all."""
-    from finetune_tui.engine.fdcapture import captured_fds
-    from finetune_tui.engine.runner import run_training
+    from finetune_tui.engine.train.fdcapture import captured_fds
+    from finetune_tui.engine.train.runner import run_training
 
     progress = sys.stdout
     sink = (lambda event: None) if quiet else (lambda event: print_event(event, progress))

@@ -15,7 +15,7 @@ import sys
 import traceback
 
 from finetune_tui import __version__
-from finetune_tui.engine.errors import FinetuneError, InputError
+from finetune_tui.engine.common.errors import FinetuneError, InputError
 
 COMMAND_MODULES = ("commands_plan", "commands_export", "commands_runs")
 ERROR_PREFIX = "finetune-tui: error: "  # every error line starts so (workers' are found by it)
@@ -184,7 +184,7 @@ def _internal_error(exc: BaseException, debug: bool) -> int:
 def _error_line(text: str) -> None:
     """One line on stderr: library messages can span lines, and names in them can hold
     terminal escapes (engine/event_text.printable). A closed stderr loses the line only."""
-    from finetune_tui.engine.event_text import printable
+    from finetune_tui.engine.runs.event_text import printable
 
     try:
         print(printable(" ".join(text.split())), file=sys.stderr, flush=True)
@@ -217,9 +217,9 @@ def _reopen_closed_streams() -> set[str]:
 
 
 def _launcher_variables(worker: bool) -> None:
-    """RANK, WORLD_SIZE ... count only inside our own launch (engine/launcher_env.py);
+    """RANK, WORLD_SIZE ... count only inside our own launch (engine/launch/environment.py);
     elsewhere they are dropped before anything reads them, with one warning line."""
-    from finetune_tui.engine.launcher_env import apply_policy
+    from finetune_tui.engine.launch.environment import apply_policy
 
     warning = apply_policy(worker)
     if warning:

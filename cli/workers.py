@@ -4,7 +4,7 @@ rank; rank 0 writes the run directory and prints the progress lines.
 
 Ctrl-C, SIGTERM and SIGHUP reach this process; it writes RUN_DIR/STOP_NOW, which every
 worker reads after its step; the workers agree to stop at the same step and save a
-checkpoint (engine/callbacks.py), however long that takes. The launcher itself is never
+checkpoint (engine/train/callbacks.py), however long that takes. The launcher itself is never
 signalled: its agent would terminate the workers and kill them in the middle of a large
 save. A second Ctrl-C ends every process of the launch at once (SIGTERM, then SIGKILL):
 they are found by the token each carries in its environment, since accelerate starts every
@@ -22,8 +22,10 @@ import threading
 import time
 from pathlib import Path
 
-from finetune_tui.engine.errors import InputError
-from finetune_tui.engine.launch import (
+from finetune_tui.engine.common.errors import InputError
+from finetune_tui.engine.common.safe_io import open_append, write_text_atomic
+from finetune_tui.engine.launch.environment import LAUNCH_TOKEN, own_launch_environment
+from finetune_tui.engine.launch.launch import (
     CONFIG_FILE,
     ancestors,
     catches,
@@ -37,26 +39,24 @@ from finetune_tui.engine.launch import (
     launcher_pid,
     signal_processes,
 )
-from finetune_tui.engine.launcher_env import LAUNCH_TOKEN, own_launch_environment
-from finetune_tui.engine.preset import load_preset, save_preset
-from finetune_tui.engine.run_control import (
-    STOP_REQUEST_EXIT,
-    discard_stop_request,
-    request_stop,
-    stop_file_problem,
-)
-from finetune_tui.engine.run_dir.create import is_marked, undo_replacement
-from finetune_tui.engine.run_dir.layout import (
+from finetune_tui.engine.runs.create import is_marked, undo_replacement
+from finetune_tui.engine.runs.layout import (
     LOG_FILE,
     RUN_MARKER,
     SETTINGS_FILE,
     STOP_FILE,
     SUMMARY_FILE,
 )
-from finetune_tui.engine.run_dir.pid import is_running, read_pid, write_pid
-from finetune_tui.engine.run_dir.summary import read_summary
-from finetune_tui.engine.safe_io import open_append, write_text_atomic
-from finetune_tui.engine.settings import TrainSettings
+from finetune_tui.engine.runs.pid import is_running, read_pid, write_pid
+from finetune_tui.engine.runs.summary import read_summary
+from finetune_tui.engine.settings.preset import load_preset, save_preset
+from finetune_tui.engine.settings.schema import TrainSettings
+from finetune_tui.engine.train.run_control import (
+    STOP_REQUEST_EXIT,
+    discard_stop_request,
+    request_stop,
+    stop_file_problem,
+)
 
 from .headless import EXIT_CODES, install_signal_handlers, say, train_here
 from .main import ERROR_PREFIX

@@ -19,7 +19,7 @@ sys.path.insert(0, str(HERE.parent / "benchmarks"))
 
 from panel_overhead import arch_preset  # noqa: E402  (the sibling script's preset builder)
 
-from finetune_tui.engine.preset import load_preset, preset_fields  # noqa: E402
+from finetune_tui.engine.settings.preset import load_preset, preset_fields  # noqa: E402
 from finetune_tui.tui.app import FinetuneApp  # noqa: E402
 
 

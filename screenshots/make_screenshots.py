@@ -10,7 +10,7 @@ import asyncio
 import tempfile
 from pathlib import Path
 
-from finetune_tui.engine.preset import load_preset, preset_fields
+from finetune_tui.engine.settings.preset import load_preset, preset_fields
 from finetune_tui.tui.app import ORDER, FinetuneApp
 
 HERE = Path(__file__).resolve().parent

@@ -169,7 +169,7 @@ def finished_template(tmp_path_factory) -> Path:
 def copy_finished_run(template: Path, where: Path) -> Path:
     """The finished run copied to `where`, and recorded in this test's run registry as its
     own start would have recorded it."""
-    from finetune_tui.engine.run_dir.registry import register_run
+    from finetune_tui.engine.runs.registry import register_run
 
     shutil.copytree(template, where, symlinks=True)
     register_run(where)
@@ -179,7 +179,7 @@ def copy_finished_run(template: Path, where: Path) -> Path:
 def gpu_run_events(predicted: float = 7.23, steps: int = 30):
     """What a GPU run writes to metrics.jsonl: Started with the planner's peak, then steps
     whose reserved memory climbs to 6.79 GiB and one that overshoots the prediction."""
-    from finetune_tui.engine.events import Finished, Started, Step
+    from finetune_tui.engine.runs.events import Finished, Started, Step
 
     started = Started("run", steps, 512, 0, "google/gemma-2-9b", "NVIDIA H100 80GB HBM3", 54, 9e9)
     started.predicted_peak_reserved_gib = predicted

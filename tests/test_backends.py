@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from conftest import run_python
 
-from finetune_tui.engine.errors import InputError
-from finetune_tui.engine.loading import Device, check_backend_support, lora_target_modules
-from finetune_tui.engine.settings import TrainSettings
+from finetune_tui.engine.common.errors import InputError
+from finetune_tui.engine.settings.schema import TrainSettings
+from finetune_tui.engine.train.loading import Device, check_backend_support, lora_target_modules
 
 CPU = Device("cpu", "CPU", "fp32")
 
@@ -51,7 +51,7 @@ def test_plain_hf_runs_on_cpu():
 def demo_model():
     from transformers import AutoModelForCausalLM
 
-    from finetune_tui.engine.demo import ensure_demo_model
+    from finetune_tui.engine.common.demo import ensure_demo_model
 
     return AutoModelForCausalLM.from_pretrained(ensure_demo_model())
 
@@ -87,8 +87,8 @@ def test_liger_patch_is_verified_on_the_instance():
     leak into every later training in this test process (and fail on a CPU)."""
     code = (
         "from transformers import AutoModelForCausalLM\n"
-        "from finetune_tui.engine.backends import apply_liger, liger_patched_modules\n"
-        "from finetune_tui.engine.demo import ensure_demo_model\n"
+        "from finetune_tui.engine.train.backends import apply_liger, liger_patched_modules\n"
+        "from finetune_tui.engine.common.demo import ensure_demo_model\n"
         "model = AutoModelForCausalLM.from_pretrained(ensure_demo_model())\n"
         "assert liger_patched_modules(model) == []\n"
         "patched = apply_liger(model)\n"
@@ -101,9 +101,9 @@ def test_liger_left_over_from_an_earlier_run_is_detected_on_a_plain_model():
     """A second, plain run in the same process (the TUI) still gets Liger's classes."""
     code = (
         "from transformers import AutoModelForCausalLM\n"
-        "from finetune_tui.engine.backends import apply_liger, liger_leak_warning, "
+        "from finetune_tui.engine.train.backends import apply_liger, liger_leak_warning, "
         "liger_patched_modules\n"
-        "from finetune_tui.engine.demo import ensure_demo_model\n"
+        "from finetune_tui.engine.common.demo import ensure_demo_model\n"
         "apply_liger(AutoModelForCausalLM.from_pretrained(ensure_demo_model()))\n"
         "plain = AutoModelForCausalLM.from_pretrained(ensure_demo_model())\n"
         "print(liger_leak_warning(liger_patched_modules(plain)))\n"
@@ -118,7 +118,7 @@ def test_liger_left_over_from_an_earlier_run_is_detected_on_a_plain_model():
 def test_liger_refuses_an_architecture_it_has_no_kernels_for():
     from transformers import AutoModelForCausalLM, GPTNeoXConfig
 
-    from finetune_tui.engine.backends import apply_liger
+    from finetune_tui.engine.train.backends import apply_liger
 
     model = AutoModelForCausalLM.from_config(
         GPTNeoXConfig(
@@ -138,8 +138,8 @@ def test_a_backend_changing_trainer_arguments_or_the_template_is_reported():
     from transformers import AutoTokenizer
     from trl import SFTConfig
 
-    from finetune_tui.engine.callbacks import DriftCallback
-    from finetune_tui.engine.demo import ensure_demo_model
+    from finetune_tui.engine.common.demo import ensure_demo_model
+    from finetune_tui.engine.train.callbacks import DriftCallback
 
     tokenizer = AutoTokenizer.from_pretrained(ensure_demo_model())
     asked = {"gradient_accumulation_steps": 4, "packing": True, "max_length": 512}

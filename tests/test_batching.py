@@ -11,14 +11,15 @@ import pytest
 import torch
 from conftest import DEMO_PRESET
 
-from finetune_tui.engine import batching, runner
-from finetune_tui.engine.data import stats_from_lengths
-from finetune_tui.engine.hardware import simulated_hardware
-from finetune_tui.engine.loading import choose_device
-from finetune_tui.engine.models import inspect_model
-from finetune_tui.engine.preset import load_preset, settings_from_overrides
-from finetune_tui.engine.strategy import advise
-from finetune_tui.engine.trainer_config import sft_config_kwargs
+from finetune_tui.engine.data.dataset import stats_from_lengths
+from finetune_tui.engine.inspect.hardware import simulated_hardware
+from finetune_tui.engine.inspect.models import inspect_model
+from finetune_tui.engine.plan import batching
+from finetune_tui.engine.plan.advisor import advise
+from finetune_tui.engine.settings.preset import load_preset, settings_from_overrides
+from finetune_tui.engine.train import runner
+from finetune_tui.engine.train.loading import choose_device
+from finetune_tui.engine.train.trainer_config import sft_config_kwargs
 
 
 def packed_trainer(tmp_path, attn: str):

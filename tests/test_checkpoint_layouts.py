@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from finetune_tui.engine.run_dir.checkpoints import checkpoint_problem, last_complete_checkpoint
+from finetune_tui.engine.runs.checkpoints import checkpoint_problem, last_complete_checkpoint
 
 
 def _tensor_file(path):

@@ -16,8 +16,8 @@ import pytest
 from conftest import DEMO_PRESET, cli_command, cli_env, set_args
 from test_nothing_lost import one_line_error, tree
 
-from finetune_tui.engine import demo
-from finetune_tui.engine.errors import ModelError
+from finetune_tui.engine.common import demo
+from finetune_tui.engine.common.errors import ModelError
 from finetune_tui.main import main
 
 CLOSED_OUT = "standard output is closed"

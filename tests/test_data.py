@@ -6,15 +6,15 @@ import json
 
 import pytest
 
-from finetune_tui.engine.data import (
+from finetune_tui.engine.common.errors import DatasetError, InputError
+from finetune_tui.engine.data.dataset import (
     detect_format,
     load_records,
     prepare_datasets,
     stats_from_lengths,
 )
-from finetune_tui.engine.errors import DatasetError, InputError
-from finetune_tui.engine.recipe_data import ALPACA_PROMPT_NO_INPUT
-from finetune_tui.engine.settings import TrainSettings
+from finetune_tui.engine.recipe.examples import ALPACA_PROMPT_NO_INPUT
+from finetune_tui.engine.settings.schema import TrainSettings
 
 CHAT = {"messages": [{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"}]}
 SHAREGPT = {"conversations": [{"from": "human", "value": "hi"}, {"from": "gpt", "value": "hello"}]}
@@ -77,7 +77,7 @@ def test_the_scripts_reader_reads_what_the_runner_reads(tmp_path):
     data.load_records (bounded, validated): the same records from every file type."""
     from datasets import Dataset, DatasetDict
 
-    from finetune_tui.engine.recipe_data import read_records
+    from finetune_tui.engine.recipe.examples import read_records
 
     rows = [dict(ALPACA, output=f"é {i}", input="" if i % 2 else "x") for i in range(6)]
     (tmp_path / "d.jsonl").write_text(
@@ -107,7 +107,7 @@ def test_the_scripts_reader_reads_what_the_runner_reads(tmp_path):
 def test_one_json_rule_for_the_runner_and_the_script(tmp_path, document):
     """A .json dataset is a list of records or an object with exactly one key holding a
     list: data.load_records and the script's read_records keep or refuse the same files."""
-    from finetune_tui.engine.recipe_data import read_records
+    from finetune_tui.engine.recipe.examples import read_records
 
     path = tmp_path / "d.json"
     path.write_text(json.dumps(document))
@@ -123,7 +123,7 @@ def test_one_json_rule_for_the_runner_and_the_script(tmp_path, document):
 
 def test_several_top_level_json_values_are_refused_by_both_readers(tmp_path):
     """A JSONL file named .json is not silently read as its first record."""
-    from finetune_tui.engine.recipe_data import read_records
+    from finetune_tui.engine.recipe.examples import read_records
 
     path = tmp_path / "d.json"
     path.write_text(json.dumps([ALPACA]) + "\n" + json.dumps([ALPACA]) + "\n")

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from finetune_tui.engine import demo
-from finetune_tui.engine.exact_match import exact_match
+from finetune_tui.engine.common import demo
+from finetune_tui.engine.train.exact_match import exact_match
 
 REPO = Path(__file__).resolve().parent.parent
 GENERATOR = REPO / "benchmarks" / "make_demo_data.py"
@@ -44,7 +44,7 @@ def sha256(path: Path) -> str:
 
 def test_config_is_plain_data_without_torch():
     code = (
-        "import sys, json; from finetune_tui.engine.demo import demo_model_config; "
+        "import sys, json; from finetune_tui.engine.common.demo import demo_model_config; "
         "json.dumps(demo_model_config()); "
         "assert 'torch' not in sys.modules and 'transformers' not in sys.modules"
     )

@@ -9,9 +9,9 @@ import pytest
 from conftest import DEMO_PRESET, read_until, run_cli, set_args, start_cli
 from test_resume import step_losses
 
-from finetune_tui.engine.run_dir.checkpoints import last_complete_checkpoint
-from finetune_tui.engine.run_dir.pid import read_pid
-from finetune_tui.engine.run_dir.summary import read_summary
+from finetune_tui.engine.runs.checkpoints import last_complete_checkpoint
+from finetune_tui.engine.runs.pid import read_pid
+from finetune_tui.engine.runs.summary import read_summary
 
 STEPS = set_args(
     "training.max_steps=8",
@@ -106,9 +106,9 @@ def test_the_exported_script_trains_under_accelerate_launch_on_two_processes(tmp
     export prints, with one losses.jsonl line per step (the first process writes it)."""
     import sys
 
-    from finetune_tui.engine.export import export_run
-    from finetune_tui.engine.launch import free_port
-    from finetune_tui.engine.preset import load_preset
+    from finetune_tui.engine.export.files import export_run
+    from finetune_tui.engine.launch.launch import free_port
+    from finetune_tui.engine.settings.preset import load_preset
 
     settings = load_preset(DEMO_PRESET, ["distributed.strategy=ddp", "distributed.processes=2"])
     exported = export_run(settings, tmp_path / "job" / "train.py")

@@ -8,19 +8,19 @@ import json
 import pytest
 from conftest import run_python
 
-from finetune_tui.engine.gpu_count import plans_per_strategy, smallest_count
-from finetune_tui.engine.hardware import simulated_hardware
-from finetune_tui.engine.memory import GIB, predict_memory
-from finetune_tui.engine.models import inspect_model
-from finetune_tui.engine.preset import settings_from_overrides
-from finetune_tui.engine.sharding import (
+from finetune_tui.engine.inspect.hardware import simulated_hardware
+from finetune_tui.engine.inspect.models import inspect_model
+from finetune_tui.engine.plan.advisor import advise
+from finetune_tui.engine.plan.gpu_count import plans_per_strategy, smallest_count
+from finetune_tui.engine.plan.memory import GIB, predict_memory
+from finetune_tui.engine.plan.sharding import (
     CPU_PROCESS_GIB,
     DEEPSPEED_OFFLOAD_CPU_BYTES,
     DEEPSPEED_OFFLOAD_STEP_BYTES,
     NCCL_GIB,
     gathered_bytes,
 )
-from finetune_tui.engine.strategy import advise
+from finetune_tui.engine.settings.preset import settings_from_overrides
 from finetune_tui.main import main
 
 STEP = ["training.max_seq_length=1024", "training.micro_batch_size=2"]

@@ -11,9 +11,9 @@ import pytest
 import yaml
 from conftest import DEMO_PRESET, REPO, cli_command, cli_env
 
-from finetune_tui.engine.export import export_run
-from finetune_tui.engine.preset import load_preset
-from finetune_tui.engine.script import comment, literal, render_script
+from finetune_tui.engine.export.files import export_run
+from finetune_tui.engine.export.script import comment, literal, render_script
+from finetune_tui.engine.settings.preset import load_preset
 
 SHORT = ["training.max_steps=12", "training.logging_steps=1", "training.exact_match_samples=0"]
 
@@ -31,7 +31,7 @@ def constants(script: str) -> dict[str, object]:
 
 
 def test_exported_script_reproduces_the_in_process_losses(tmp_path):
-    from finetune_tui.engine.runner import run_training
+    from finetune_tui.engine.train.runner import run_training
 
     settings = load_preset(DEMO_PRESET, [*SHORT, f"output.dir={tmp_path / 'run'}"])
     run_training(settings, lambda event: None)
@@ -65,7 +65,7 @@ def test_exported_script_reproduces_the_in_process_losses(tmp_path):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    from finetune_tui.engine.demo import ensure_demo_model
+    from finetune_tui.engine.common.demo import ensure_demo_model
 
     model = PeftModel.from_pretrained(
         AutoModelForCausalLM.from_pretrained(ensure_demo_model()),
@@ -225,7 +225,7 @@ def test_export_command_writes_script_preset_and_accelerate_config(tmp_path):
 def test_slurm_export_launches_accelerate_once_per_node_with_slurms_variables(tmp_path):
     """The sbatch script run under stand-ins for srun, scontrol and accelerate: one launch
     per node, the main node's address from the node list, the rank from SLURM_NODEID."""
-    from finetune_tui.engine.export import export_run
+    from finetune_tui.engine.export.files import export_run
 
     out = tmp_path / "job" / "train.py"
     exported = export_run(load_preset(DEMO_PRESET), out, gpus=8, nodes=2, slurm=True)
@@ -283,13 +283,15 @@ def test_scripts_never_carry_tokens(tmp_path, monkeypatch):
     ],
 )
 def test_the_script_is_the_recipe_and_reads_every_constant_it_defines(overrides):
-    """The model, data and trainer sides are engine/recipe.py's and recipe_data.py's
+    """The model, data and trainer sides are engine/recipe/model.py's and recipe_data.py's
     functions byte for byte, so the script cannot drift from the runner; and no constant is
     there for show (changing it changes the run)."""
     import ast
     import inspect
 
-    from finetune_tui.engine import recipe, recipe_data, recipe_main
+    from finetune_tui.engine.recipe import examples as recipe_data
+    from finetune_tui.engine.recipe import main as recipe_main
+    from finetune_tui.engine.recipe import model as recipe
 
     script = render_script(load_preset(DEMO_PRESET, overrides), {})
     tree = ast.parse(script)
@@ -318,7 +320,7 @@ def test_the_script_is_the_recipe_and_reads_every_constant_it_defines(overrides)
         if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load)
     }
     assert constants and constants <= read, sorted(constants - read)
-    # main()'s stand-ins in engine/recipe_main.py name exactly the settings the script writes
+    # main()'s stand-ins in engine/recipe/main.py name exactly the settings the script writes
     settings = constants - set(recipe_data.DATA_CONSTANTS)
     assert settings == {name for name in vars(recipe_main) if name.isupper()} - {"MAIN_FUNCTIONS"}
     assert 'device_map={"": 0}' not in script and "+cpu" not in script
@@ -387,7 +389,7 @@ def test_the_demo_export_holds_no_path_of_this_machine(tmp_path):
     import os
     import tempfile
 
-    from finetune_tui.engine.demo import cache_root, demo_dataset_path, ensure_demo_model
+    from finetune_tui.engine.common.demo import cache_root, demo_dataset_path, ensure_demo_model
 
     script = export_run(load_preset(DEMO_PRESET), tmp_path / "train.py").script.read_text()
     found = constants(script)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from finetune_tui.engine.models import inspect_config
+from finetune_tui.engine.inspect.models import inspect_config
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 RESULTS = BENCHMARKS / "results"
@@ -19,7 +19,7 @@ sys.path.insert(0, str(BENCHMARKS))
 from families import predicted_reserved  # noqa: E402  (the table in docs/BENCHMARKS.md)
 
 FILES = ("families-h200-2026-12-04.jsonl", "families-before-target-fix-h200-2026-12-04.jsonl")
-# Families whose rows fitted a constant of engine/memory.py: today's (StarCoder2's two-linear
+# Families whose rows fitted a constant of engine/plan/memory.py: today's (StarCoder2's two-linear
 # MLP, Phi-3-mini's fused gate_up, Falcon's attention scores) and the earlier calibrations'
 # (Llama-3.2-1B and Gemma-2-2B; the mixtures of experts). The rest are held out.
 FITTED = {

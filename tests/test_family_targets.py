@@ -9,8 +9,8 @@ import types
 
 import pytest
 
-from finetune_tui.engine import recipe
-from finetune_tui.engine.catalog import UNPLANNED
+from finetune_tui.engine.inspect.catalog import UNPLANNED
+from finetune_tui.engine.recipe import model as recipe
 
 SMALL = {
     "hidden_size": 64,
@@ -138,7 +138,7 @@ def test_the_recorded_targets_are_read_back_from_the_model():
     a pattern string (never a string sorted into characters)."""
     from peft import get_peft_model
 
-    from finetune_tui.engine.runner import _lora_targets
+    from finetune_tui.engine.train.runner import _lora_targets
 
     model = build("gemma3", GEMMA3_VL, meta=False)
     peft_model = get_peft_model(
@@ -216,7 +216,7 @@ def test_liger_families_are_read_from_the_installed_library():
     the library changes the table's shape, this fails (the planner would say None)."""
     from liger_kernel.transformers.monkey_patch import MODEL_TYPE_TO_APPLY_LIGER_FN
 
-    from finetune_tui.engine.models import inspect_model, liger_model_types
+    from finetune_tui.engine.inspect.models import inspect_model, liger_model_types
 
     assert liger_model_types() == set(MODEL_TYPE_TO_APPLY_LIGER_FN)
     # the old hand copy said "no kernels" for these two, which liger-kernel 0.8 patches
@@ -228,7 +228,7 @@ def test_liger_families_are_read_from_the_installed_library():
 def test_without_liger_kernel_the_plan_says_so(monkeypatch):
     import importlib.util
 
-    from finetune_tui.engine import models
+    from finetune_tui.engine.inspect import models
 
     real = importlib.util.find_spec
     monkeypatch.setattr(
@@ -249,7 +249,7 @@ def test_reading_liger_families_keeps_plan_torch_free():
 
     run_python(
         "import sys\n"
-        "from finetune_tui.engine.models import inspect_model\n"
+        "from finetune_tui.engine.inspect.models import inspect_model\n"
         "assert inspect_model('Qwen/Qwen3-30B-A3B').supported_backends['liger'] is None\n"
         "assert 'torch' not in sys.modules and 'liger_kernel' not in sys.modules\n"
     )
@@ -282,11 +282,11 @@ def test_the_batch_reason_is_scored_like_the_choice(model_id, gpu, lengths):
     doubled batch's gain left out the packing cost the choice was scored with."""
     import re
 
-    from finetune_tui.engine.data import stats_from_lengths
-    from finetune_tui.engine.hardware import simulated_hardware
-    from finetune_tui.engine.models import inspect_model
-    from finetune_tui.engine.preset import settings_from_overrides
-    from finetune_tui.engine.strategy import advise
+    from finetune_tui.engine.data.dataset import stats_from_lengths
+    from finetune_tui.engine.inspect.hardware import simulated_hardware
+    from finetune_tui.engine.inspect.models import inspect_model
+    from finetune_tui.engine.plan.advisor import advise
+    from finetune_tui.engine.settings.preset import settings_from_overrides
 
     plan = advise(
         simulated_hardware(gpu=gpu),
@@ -336,8 +336,8 @@ def meta_count(config: dict) -> tuple[int, int]:
 )
 def test_a_multimodal_plan_counts_what_the_checkpoint_holds(config):
     """Was: 3.88 B planned for Gemma-3-4B, whose checkpoint holds 4.30 B."""
-    from finetune_tui.engine.catalog import CATALOG
-    from finetune_tui.engine.models import inspect_config
+    from finetune_tui.engine.inspect.catalog import CATALOG
+    from finetune_tui.engine.inspect.models import inspect_config
 
     config = CATALOG[config] if isinstance(config, str) else config
     info = inspect_config("m", config)
@@ -348,8 +348,8 @@ def test_a_multimodal_plan_counts_what_the_checkpoint_holds(config):
 
 
 def test_a_vision_tower_it_cannot_count_is_one_line():
-    from finetune_tui.engine.errors import ModelError
-    from finetune_tui.engine.models import inspect_config
+    from finetune_tui.engine.common.errors import ModelError
+    from finetune_tui.engine.inspect.models import inspect_config
 
     config = {"model_type": "gemma3", **GEMMA3_VL}
     config["vision_config"] = GEMMA3_VL["vision_config"] | {"model_type": "pixtral"}
@@ -368,8 +368,8 @@ NEW_FAMILIES = {  # catalog ID → the published total (model cards), issue 26
 @pytest.mark.parametrize("model_id", sorted(NEW_FAMILIES))
 def test_families_people_fine_tune_now_are_planned_exactly(model_id):
     """Whole published configs on the meta device (no memory): every parameter counted."""
-    from finetune_tui.engine.catalog import CATALOG
-    from finetune_tui.engine.models import inspect_model
+    from finetune_tui.engine.inspect.catalog import CATALOG
+    from finetune_tui.engine.inspect.models import inspect_model
 
     info = inspect_model(model_id)
     assert info.params_total == meta_count(CATALOG[model_id])[0]
@@ -378,7 +378,7 @@ def test_families_people_fine_tune_now_are_planned_exactly(model_id):
 
 
 def test_gpt_oss_active_parameters_match_its_card():
-    from finetune_tui.engine.models import inspect_model
+    from finetune_tui.engine.inspect.models import inspect_model
 
     info = inspect_model("openai/gpt-oss-20b")
     without_input_embedding = info.params_active - info.vocab_size * info.hidden_size
@@ -389,8 +389,8 @@ def test_gpt_oss_active_parameters_match_its_card():
 def test_families_without_a_memory_model_are_one_line(model_id):
     from transformers import CONFIG_MAPPING
 
-    from finetune_tui.engine.errors import ModelError
-    from finetune_tui.engine.models import inspect_model
+    from finetune_tui.engine.common.errors import ModelError
+    from finetune_tui.engine.inspect.models import inspect_model
 
     assert UNPLANNED[model_id].split(":")[0] in CONFIG_MAPPING  # transformers builds it
     with pytest.raises(ModelError, match="cannot plan its memory yet") as error:
@@ -399,10 +399,10 @@ def test_families_without_a_memory_model_are_one_line(model_id):
 
 
 def test_unsloth_adapting_other_layers_is_one_line_before_training(unsloth_adapting_llama_names):
-    from finetune_tui.engine.backends import load_unsloth_model
-    from finetune_tui.engine.errors import InputError
-    from finetune_tui.engine.loading import Device
-    from finetune_tui.engine.settings import TrainSettings
+    from finetune_tui.engine.common.errors import InputError
+    from finetune_tui.engine.settings.schema import TrainSettings
+    from finetune_tui.engine.train.backends import load_unsloth_model
+    from finetune_tui.engine.train.loading import Device
 
     with pytest.raises(InputError, match=r"^memory.backend: Unsloth adapted 4 layers where"):
         load_unsloth_model("phi3-path", TrainSettings(), Device("cuda", "GPU", "fp32"))

@@ -12,11 +12,11 @@ import threading
 import pytest
 from conftest import DEMO_PRESET, run_cli
 
-from finetune_tui.engine import errors
-from finetune_tui.engine.demo import ensure_demo_model
-from finetune_tui.engine.errors import TrainingError, storage_failure
-from finetune_tui.engine.preset import load_preset
-from finetune_tui.engine.runner import run_training
+from finetune_tui.engine.common import errors
+from finetune_tui.engine.common.demo import ensure_demo_model
+from finetune_tui.engine.common.errors import TrainingError, storage_failure
+from finetune_tui.engine.settings.preset import load_preset
+from finetune_tui.engine.train.runner import run_training
 
 QUICK = ["--set", "training.max_steps=2", "--set", "training.exact_match_samples=0"]
 
@@ -25,7 +25,7 @@ def test_full_disk_while_writing_the_summary_fails_in_one_line(tmp_path, monkeyp
     """A real ENOSPC (the summary is written to /dev/full) becomes one clear error.
 
     (A link planted at the temporary file's name is no longer written through.)"""
-    from finetune_tui.engine.run_dir import summary
+    from finetune_tui.engine.runs import summary
 
     def onto_a_full_disk(path, text):
         with open("/dev/full", "w") as file:

@@ -6,7 +6,7 @@ import json
 
 from conftest import DEMO_PRESET, run_cli, set_args
 
-from finetune_tui.engine.run_dir.summary import read_summary
+from finetune_tui.engine.runs.summary import read_summary
 
 
 def test_full_fine_tuning_trains_every_weight_and_saves_the_whole_model(tmp_path):
@@ -44,7 +44,7 @@ def test_interrupted_full_fine_tuning_resumes_from_its_checkpoint(tmp_path):
 
     from conftest import read_until, start_cli
 
-    from finetune_tui.engine.run_dir.checkpoints import last_complete_checkpoint
+    from finetune_tui.engine.runs.checkpoints import last_complete_checkpoint
 
     run_dir = tmp_path / "run"
     settings = set_args(

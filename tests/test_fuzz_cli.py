@@ -18,7 +18,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from finetune_tui.engine.settings import TrainSettings
+from finetune_tui.engine.settings.schema import TrainSettings
 from finetune_tui.main import main
 
 SECTIONS = {name: field.annotation for name, field in TrainSettings.model_fields.items()}

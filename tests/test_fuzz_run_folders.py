@@ -26,9 +26,9 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from test_run_folder_links import STEPS, copy_run, outside_tree, stopped_run_in
 
-from finetune_tui.engine.errors import TrainingError
-from finetune_tui.engine.run_dir.layout import OWN_DIRS, OWN_FILES
-from finetune_tui.engine.run_dir.pid import is_running
+from finetune_tui.engine.common.errors import TrainingError
+from finetune_tui.engine.runs.layout import OWN_DIRS, OWN_FILES
+from finetune_tui.engine.runs.pid import is_running
 from finetune_tui.main import main
 
 DEMO = Path(__file__).resolve().parent.parent / "presets" / "demo.yaml"
@@ -173,8 +173,8 @@ def example_root(tmp_path):
 @pytest.fixture
 def stubbed_training(monkeypatch):
     """run_training stands for a failed start: an overwritten run comes back, nothing trains."""
-    from finetune_tui.engine import runner
-    from finetune_tui.engine.run_dir.create import undo_replacement
+    from finetune_tui.engine.runs.create import undo_replacement
+    from finetune_tui.engine.train import runner
 
     def stub(settings, sink, stop=None, run_dir=None, resume=False):
         undo_replacement(run_dir)

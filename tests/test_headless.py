@@ -94,7 +94,7 @@ def test_sigint_saves_a_loadable_adapter(tmp_path):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    from finetune_tui.engine.demo import ensure_demo_model
+    from finetune_tui.engine.common.demo import ensure_demo_model
 
     base = AutoModelForCausalLM.from_pretrained(ensure_demo_model())
     model = PeftModel.from_pretrained(base, run_dir / "adapter")
@@ -105,7 +105,7 @@ def test_sigint_saves_a_loadable_adapter(tmp_path):
 
 
 def test_durations_read_the_same_in_progress_lines_and_the_panel():
-    from finetune_tui.engine.events import format_duration
+    from finetune_tui.engine.runs.events import format_duration
 
     assert [format_duration(s) for s in (None, 5.4, 65, 3725.6)] == [
         "?",
@@ -120,8 +120,8 @@ def test_library_prints_stay_off_the_progress_lines(tmp_path, monkeypatch, capsy
     progress lines the README promises; the library's text goes to stderr (the run log)."""
     from types import SimpleNamespace
 
-    from finetune_tui.engine import runner
-    from finetune_tui.engine.events import Notice
+    from finetune_tui.engine.runs.events import Notice
+    from finetune_tui.engine.train import runner
     from finetune_tui.main import main
 
     def noisy(settings, emit, stop=None, run_dir=None, resume=False):

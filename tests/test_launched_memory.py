@@ -10,9 +10,9 @@ import json
 import pytest
 from conftest import REPO
 
-from finetune_tui.engine.memory import predict_memory
-from finetune_tui.engine.models import inspect_model
-from finetune_tui.engine.preset import load_preset, with_changes
+from finetune_tui.engine.inspect.models import inspect_model
+from finetune_tui.engine.plan.memory import predict_memory
+from finetune_tui.engine.settings.preset import load_preset, with_changes
 
 ROWS = REPO / "benchmarks" / "results" / "launched-one-gpu-h200-2026-12-01.jsonl"
 CASE_CHANGES = {

@@ -8,9 +8,13 @@ import subprocess
 import pytest
 from conftest import DEMO_PRESET, cli_command, cli_env, set_args
 
-from finetune_tui.engine.errors import InputError
-from finetune_tui.engine.launcher_env import LAUNCH_TOKEN, apply_policy, own_launch_environment
-from finetune_tui.engine.run_dir.summary import read_summary
+from finetune_tui.engine.common.errors import InputError
+from finetune_tui.engine.launch.environment import (
+    LAUNCH_TOKEN,
+    apply_policy,
+    own_launch_environment,
+)
+from finetune_tui.engine.runs.summary import read_summary
 
 QUICK = set_args(
     "training.max_steps=4",

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from conftest import DEMO_PRESET
 
-from finetune_tui.engine.measure import (
+from finetune_tui.engine.settings.preset import load_preset, with_changes
+from finetune_tui.engine.train.measure import (
     NEEDS_GPU,
     Candidate,
     Measured,
@@ -13,7 +14,6 @@ from finetune_tui.engine.measure import (
     subprocess_runner,
     table,
 )
-from finetune_tui.engine.preset import load_preset, with_changes
 
 
 def candidate(label: str, batch: int, predicted_gib: float = 1.0) -> Candidate:

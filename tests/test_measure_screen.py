@@ -5,8 +5,8 @@ from __future__ import annotations
 from conftest import DEMO_PRESET
 from textual.widgets import Button, Static
 
-from finetune_tui.engine.measure import NEEDS_GPU
-from finetune_tui.engine.preset import load_preset
+from finetune_tui.engine.settings.preset import load_preset
+from finetune_tui.engine.train.measure import NEEDS_GPU
 from finetune_tui.tui.app import FinetuneApp
 
 

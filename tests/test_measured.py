@@ -8,8 +8,8 @@ import os
 
 import pytest
 
-from finetune_tui.engine import measured
-from finetune_tui.engine.measured import Measurement, correction_for, record, store_path
+from finetune_tui.engine.plan import measured
+from finetune_tui.engine.plan.measured import Measurement, correction_for, record, store_path
 
 CARD = "NVIDIA GeForce RTX 4090"  # what NVML calls the card `--gpu "RTX 4090"` simulates
 LLAMA = "meta-llama/Llama-3.1-8B"

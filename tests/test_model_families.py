@@ -8,9 +8,9 @@ import copy
 import pytest
 from published_sizes import ACTIVE_WITHOUT_INPUT_EMBEDDING, PUBLISHED_ACTIVE, PUBLISHED_SIZES
 
-from finetune_tui.engine.catalog import CATALOG
-from finetune_tui.engine.errors import ModelError
-from finetune_tui.engine.models import _info, inspect_model
+from finetune_tui.engine.common.errors import ModelError
+from finetune_tui.engine.inspect.catalog import CATALOG
+from finetune_tui.engine.inspect.models import _info, inspect_model
 
 
 @pytest.mark.parametrize("model_id", sorted(PUBLISHED_SIZES))
@@ -60,7 +60,7 @@ def test_counts_and_lora_targets_match_the_module_tree(model_id):
     model = meta_model(config)
     info = _info(model_id, config)
     assert info.params_total == sum(p.numel() for p in model.parameters())
-    from finetune_tui.engine.recipe import language_linears
+    from finetune_tui.engine.recipe.model import language_linears
 
     # the planner's "auto" targets are the runner's (routers and gates excluded)
     assert set(info.lora_targets) == {n.rsplit(".", 1)[-1] for n in language_linears(model)}
@@ -83,8 +83,8 @@ def test_nested_text_settings_of_a_multimodal_config():
 def test_experts_are_planned_resident_and_unquantised():
     """All experts stay in memory; NF4 shrinks only nn.Linear layers, which experts are not
     (transformers 5 fuses them), so QLoRA Mixtral keeps ~90 GB of experts in 16-bit."""
-    from finetune_tui.engine.memory import base_weight_bytes
-    from finetune_tui.engine.preset import settings_from_overrides
+    from finetune_tui.engine.plan.memory import base_weight_bytes
+    from finetune_tui.engine.settings.preset import settings_from_overrides
 
     mixtral = inspect_model("mistralai/Mixtral-8x7B-v0.1")
     nf4 = settings_from_overrides(["quantization.mode=nf4", "quantization.compute_dtype=bf16"])
@@ -108,8 +108,8 @@ def test_an_unknown_family_or_missing_field_is_one_line(config, message):
 def test_moe_memory_terms_follow_the_measurements():
     """The two terms the H100 MoE rows required (docs/BENCHMARKS.md): quantised loading
     holds one layer of experts in 16-bit; DeepSeek-V2's loss uses full logits."""
-    from finetune_tui.engine.memory import loading_peak_bytes, logits_bytes, predict_memory
-    from finetune_tui.engine.preset import settings_from_overrides
+    from finetune_tui.engine.plan.memory import loading_peak_bytes, logits_bytes, predict_memory
+    from finetune_tui.engine.settings.preset import settings_from_overrides
 
     config = text_config("mistralai/Mixtral-8x7B-v0.1") | {"num_hidden_layers": 4}
     mixtral = _info("mixtral-4l", config)

@@ -7,10 +7,10 @@ import shutil
 
 import pytest
 
-from finetune_tui.engine.demo import ensure_demo_model
-from finetune_tui.engine.errors import ModelError
-from finetune_tui.engine.preflight import check_run_inputs
-from finetune_tui.engine.preset import settings_from_overrides
+from finetune_tui.engine.common.demo import ensure_demo_model
+from finetune_tui.engine.common.errors import ModelError
+from finetune_tui.engine.settings.preset import settings_from_overrides
+from finetune_tui.engine.train.preflight import check_run_inputs
 
 
 def _damaged_copy(tmp_path, damage):

@@ -25,7 +25,7 @@ FAMILIES = {"phimoe": dict(num_local_experts=4, num_experts_per_tok=2)}
 def tiny_model(folder, model_type: str) -> str:
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    from finetune_tui.engine.demo import ensure_demo_model
+    from finetune_tui.engine.common.demo import ensure_demo_model
 
     tokenizer = AutoTokenizer.from_pretrained(ensure_demo_model())
     config = AutoConfig.for_model(
@@ -70,7 +70,7 @@ def test_a_backend_the_plan_does_not_offer_is_refused_before_the_run_folder(cli,
     """Liger has no kernels for GPT-NeoX: one line with the plan's reason, nothing written."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    from finetune_tui.engine.demo import ensure_demo_model
+    from finetune_tui.engine.common.demo import ensure_demo_model
 
     tokenizer = AutoTokenizer.from_pretrained(ensure_demo_model())
     config = AutoConfig.for_model("gpt_neox", vocab_size=len(tokenizer), **TINY)
@@ -86,7 +86,7 @@ def test_a_backend_the_plan_does_not_offer_is_refused_before_the_run_folder(cli,
 
 
 def test_unsloth_is_offered_only_where_its_own_kernels_train():
-    from finetune_tui.engine.models import inspect_model
+    from finetune_tui.engine.inspect.models import inspect_model
 
     assert inspect_model("meta-llama/Llama-3.1-8B").supported_backends["unsloth"] is None
     for name in ("google/gemma-3-1b-pt", "microsoft/Phi-3-mini-4k-instruct"):

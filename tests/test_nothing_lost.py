@@ -187,7 +187,7 @@ def test_overwrite_replaces_a_run_only_once_the_new_one_has_started(
 
 
 def _demo_model_file(tmp_path: Path, name: str) -> Path:
-    from finetune_tui.engine.demo import ensure_demo_model
+    from finetune_tui.engine.common.demo import ensure_demo_model
 
     return Path(ensure_demo_model()) / name
 
@@ -232,7 +232,7 @@ def test_export_quotes_the_commands_it_prints(cli, tmp_path):
 
 
 def test_a_non_finite_number_renders_as_valid_python():
-    from finetune_tui.engine.script import literal
+    from finetune_tui.engine.export.script import literal
 
     assert eval(literal(float("inf"))) == float("inf")  # noqa: S307 - the point of the test
     assert eval(literal([float("-inf")])) == [float("-inf")]  # noqa: S307
@@ -268,7 +268,7 @@ def test_a_damaged_checkpoint_is_named_and_the_previous_one_used(tmp_path):
     import torch
     from safetensors.torch import save_file
 
-    from finetune_tui.engine.run_dir.checkpoints import last_complete_checkpoint
+    from finetune_tui.engine.runs.checkpoints import last_complete_checkpoint
 
     for step in (4, 8):
         folder = tmp_path / "checkpoints" / f"checkpoint-{step}"
@@ -528,7 +528,7 @@ def test_records_longer_than_the_sequence_are_refused_with_the_length_that_fits(
 
 
 def test_a_csv_with_a_byte_order_mark_reads_its_header(tmp_path):
-    from finetune_tui.engine.data import detect_format, load_records
+    from finetune_tui.engine.data.dataset import detect_format, load_records
 
     data = tmp_path / "data.csv"
     data.write_bytes("\ufeffinstruction,output\nsay hi,hi\n".encode())
@@ -551,8 +551,8 @@ def test_a_folder_named_like_the_trigger_does_not_stop_training(tmp_path):
 
 def test_runs_saved_before_the_rule_still_resume(tmp_path):
     """Older runs saved `overwrite: true` in settings.yaml; --resume must still read them."""
-    from finetune_tui.engine.errors import SettingsError
-    from finetune_tui.engine.preset import load_preset
+    from finetune_tui.engine.common.errors import SettingsError
+    from finetune_tui.engine.settings.preset import load_preset
 
     saved = tmp_path / "settings.yaml"
     saved.write_text(DEMO_PRESET.read_text() + "output:\n  overwrite: true\n")

@@ -9,12 +9,12 @@ import torch
 from conftest import DEMO_PRESET
 from transformers import TrainerCallback
 
-from finetune_tui.engine import runner
-from finetune_tui.engine.errors import TrainingError
-from finetune_tui.engine.events import Notice
-from finetune_tui.engine.oom_policy import back_off
-from finetune_tui.engine.preset import load_preset
-from finetune_tui.engine.runner import run_training
+from finetune_tui.engine.common.errors import TrainingError
+from finetune_tui.engine.plan.oom_policy import back_off
+from finetune_tui.engine.runs.events import Notice
+from finetune_tui.engine.settings.preset import load_preset
+from finetune_tui.engine.train import runner
+from finetune_tui.engine.train.runner import run_training
 
 
 def test_back_off_keeps_effective_batch_then_turns_on_checkpointing():

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from finetune_tui.engine import options
-from finetune_tui.engine.errors import InputError
-from finetune_tui.engine.hardware import Hardware
-from finetune_tui.engine.loading import Device, check_backend_support
-from finetune_tui.engine.memory import lora_state_bytes
-from finetune_tui.engine.models import inspect_model
-from finetune_tui.engine.preset import settings_from_overrides
-from finetune_tui.engine.strategy import unavailable_options
-from finetune_tui.engine.trainer_config import sft_config_kwargs
+from finetune_tui.engine.common.errors import InputError
+from finetune_tui.engine.inspect.hardware import Hardware
+from finetune_tui.engine.inspect.models import inspect_model
+from finetune_tui.engine.plan.advisor import unavailable_options
+from finetune_tui.engine.plan.memory import lora_state_bytes
+from finetune_tui.engine.settings import options
+from finetune_tui.engine.settings.preset import settings_from_overrides
+from finetune_tui.engine.train.loading import Device, check_backend_support
+from finetune_tui.engine.train.trainer_config import sft_config_kwargs
 
 
 @pytest.mark.parametrize("name", list(options.OPTIMIZERS))
@@ -37,7 +37,7 @@ def test_a_quantization_row_is_a_mode_bitsandbytes_knows(mode):
     'none' loads without bitsandbytes (whose kernels need CUDA)."""
     import bitsandbytes.functional
 
-    from finetune_tui.engine.recipe import quantization_config
+    from finetune_tui.engine.recipe.model import quantization_config
 
     config = quantization_config(mode, double_quant=True, dtype="bf16")
     assert (config is not None) == options.QUANTIZATIONS[mode].needs_cuda

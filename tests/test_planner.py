@@ -11,18 +11,18 @@ import pytest
 from conftest import run_python
 from published_sizes import PUBLISHED_SIZES
 
-from finetune_tui.engine.errors import InputError, ModelError
-from finetune_tui.engine.hardware import (
+from finetune_tui.engine.common.errors import InputError, ModelError
+from finetune_tui.engine.inspect.hardware import (
     GPU,
     GpuTelemetry,
     Hardware,
     detect_hardware,
     simulated_hardware,
 )
-from finetune_tui.engine.memory import predict_memory
-from finetune_tui.engine.models import catalog_ids, inspect_model
-from finetune_tui.engine.preset import settings_from_overrides
-from finetune_tui.engine.strategy import advise, evaluate
+from finetune_tui.engine.inspect.models import catalog_ids, inspect_model
+from finetune_tui.engine.plan.advisor import advise, evaluate
+from finetune_tui.engine.plan.memory import predict_memory
+from finetune_tui.engine.settings.preset import settings_from_overrides
 
 QLORA = [
     "quantization.mode=nf4",
@@ -301,7 +301,7 @@ def test_plan_cli_bad_model_is_one_line(cli):
 
 def test_plan_takes_model_and_dataset_paths_as_text(tmp_path, monkeypatch, capsys):
     """A folder named like a YAML value (`yes`, `1e3`) is a folder, not a bool or a number."""
-    from finetune_tui.engine.models import load_config
+    from finetune_tui.engine.inspect.models import load_config
     from finetune_tui.main import main
 
     config = load_config("meta-llama/Llama-3.2-1B")
@@ -325,7 +325,7 @@ def test_plan_exits_3_when_nothing_fits_and_explains_the_experts(capsys):
     assert data["model"]["params_active"] < data["model"]["params_total"] / 3
     assert "stay resident in 16-bit" in data["reasons"]["model.experts"]
     needed = int(data["reasons"]["fits"].split("at least ")[1].split()[0])
-    from finetune_tui.engine.headroom import usable_gib
+    from finetune_tui.engine.plan.headroom import usable_gib
 
     assert usable_gib(simulated_hardware(vram_gib=needed)) >= data["peak_vram_gib"]
     assert main(["plan", "--model", "meta-llama/Llama-3.1-8B", "--vram", "80"]) == 0
@@ -333,7 +333,7 @@ def test_plan_exits_3_when_nothing_fits_and_explains_the_experts(capsys):
 
 def test_list_models_names_every_catalog_id(capsys):
     """And the families transformers builds that the planner cannot plan yet, with why."""
-    from finetune_tui.engine.catalog import CATALOG, UNPLANNED
+    from finetune_tui.engine.inspect.catalog import CATALOG, UNPLANNED
     from finetune_tui.main import main
 
     assert main(["plan", "--list-models"]) == 0
@@ -347,9 +347,9 @@ def test_a_fit_says_its_headroom_and_a_tight_one_says_back_off_is_armed():
     """Llama-3.1-8B on an 8 GB card at 1024 tokens: the flat 7 % margin stopped at b2 x acc2
     (4,712 tokens/s on the H100); Unsloth b4 (9,208 tokens/s) is inside the planner's error
     band, and the runner's back-off to b2 surely fits, so it is taken and called tight."""
-    from finetune_tui.engine.headroom import judge
-    from finetune_tui.engine.memory import predict_memory
-    from finetune_tui.engine.oom_policy import back_off
+    from finetune_tui.engine.plan.headroom import judge
+    from finetune_tui.engine.plan.memory import predict_memory
+    from finetune_tui.engine.plan.oom_policy import back_off
 
     model = inspect_model("meta-llama/Llama-3.1-8B")
     roomy = advise(simulated_hardware(gpu="RTX 4090"), model, settings_from_overrides([]))
@@ -389,7 +389,7 @@ def test_a_tight_fit_with_nothing_to_back_off_to_fits_but_says_so():
 def test_does_not_fit_names_the_longest_length_that_does():
     """Asked for 8192 tokens on an 8 GB card: the advisor shortens to the longest length (in
     steps of 128) at which a configuration safely fits, and 128 more does not."""
-    from finetune_tui.engine.strategy import SPEED_BASELINE
+    from finetune_tui.engine.plan.advisor import SPEED_BASELINE
 
     model = inspect_model("meta-llama/Llama-3.1-8B")
     eight = simulated_hardware(vram_gib=8)

@@ -6,8 +6,8 @@ import json
 
 from conftest import copy_finished_run
 
-from finetune_tui.engine.event_text import describe
-from finetune_tui.engine.events import Finished
+from finetune_tui.engine.runs.event_text import describe
+from finetune_tui.engine.runs.events import Finished
 
 
 def finished(summary: dict) -> Finished:

@@ -15,10 +15,10 @@ from conftest import DEMO_PRESET, read_until, run_cli, set_args, start_cli
 from test_distributed import TWO_PROCESSES
 from test_nothing_lost import marked, one_line_error, tree
 
-from finetune_tui.engine.launch import _folder_key
-from finetune_tui.engine.launcher_env import LAUNCH_TOKEN
-from finetune_tui.engine.run_dir.status import run_status
-from finetune_tui.engine.run_dir.summary import read_summary
+from finetune_tui.engine.launch.environment import LAUNCH_TOKEN
+from finetune_tui.engine.launch.launch import _folder_key
+from finetune_tui.engine.runs.status import run_status
+from finetune_tui.engine.runs.summary import read_summary
 
 STOP_CODES = {0, 130, 143}  # README: finished, stopped by Ctrl-C, by SIGTERM / SIGHUP
 LONG = set_args(

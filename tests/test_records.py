@@ -12,14 +12,14 @@ import pytest
 from conftest import DEMO_PRESET, set_args
 from test_nothing_lost import one_line_error
 
-from finetune_tui.engine.data import (
+from finetune_tui.engine.data.dataset import (
     RECORD_LIMIT,
     load_records,
     record_limit,
     validate_records,
 )
-from finetune_tui.engine.recipe_data import read_records
-from finetune_tui.engine.settings import TrainSettings
+from finetune_tui.engine.recipe.examples import read_records
+from finetune_tui.engine.settings.schema import TrainSettings
 
 CHAT = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}
 
@@ -154,7 +154,7 @@ def test_an_empty_chat_answer_is_refused_like_an_empty_alpaca_output(cli, tmp_pa
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from finetune_tui.engine.errors import DatasetError  # noqa: E402
+from finetune_tui.engine.common.errors import DatasetError  # noqa: E402
 
 lines = st.lists(
     st.binary(max_size=64) | st.sampled_from([json.dumps(CHAT).encode(), b'{"text": "a"}']),

@@ -10,11 +10,11 @@ import os
 import pytest
 from conftest import DEMO_PRESET, gpu_run_events, run_cli, set_args, write_run
 
-from finetune_tui.engine.event_text import printable
-from finetune_tui.engine.run_dir.layout import RUN_MARKER, data_dir
-from finetune_tui.engine.run_dir.registry import REGISTRY_FILE, register_run, registered_runs
-from finetune_tui.engine.run_dir.status import list_runs
-from finetune_tui.engine.settings import TrainSettings
+from finetune_tui.engine.runs.event_text import printable
+from finetune_tui.engine.runs.layout import RUN_MARKER, data_dir
+from finetune_tui.engine.runs.registry import REGISTRY_FILE, register_run, registered_runs
+from finetune_tui.engine.runs.status import list_runs
+from finetune_tui.engine.settings.schema import TrainSettings
 
 ESCAPE = "\x1b]0;owned\x07\x1b[2J"  # sets the terminal's title, clears the screen
 
@@ -73,7 +73,7 @@ def test_names_with_newlines_and_escapes_stay_one_line_and_print_escaped(cli, tm
 def test_an_unwritable_registry_warns_and_the_run_folder_is_made(
     tmp_path, blocker, capfd, monkeypatch
 ):
-    from finetune_tui.engine.run_dir.create import prepare_run_dir
+    from finetune_tui.engine.runs.create import prepare_run_dir
 
     if blocker == "home is a file":  # what a read-only home does: the folder cannot be made
         (tmp_path / "home").write_text("")

@@ -10,7 +10,7 @@ import subprocess
 import pytest
 from conftest import DEMO_PRESET, copy_finished_run, read_until, run_cli, start_cli
 
-from finetune_tui.engine.run_dir.checkpoints import last_complete_checkpoint
+from finetune_tui.engine.runs.checkpoints import last_complete_checkpoint
 
 COMMON = [
     "--set",

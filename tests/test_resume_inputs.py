@@ -19,7 +19,7 @@ import yaml
 from conftest import DEMO_PRESET, cli_command, cli_env, set_args
 from test_nothing_lost import one_line_error, tree
 
-from finetune_tui.engine.run_dir.summary import read_summary
+from finetune_tui.engine.runs.summary import read_summary
 
 STEPS = set_args(
     "training.max_steps=6",
@@ -50,10 +50,14 @@ def stopped(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("inputs")
     start = root / "start"
     start.mkdir()
-    demo_data = Path(__file__).resolve().parent.parent / "engine" / "assets" / "demo.jsonl"
+    demo_data = (
+        Path(__file__).resolve().parent.parent / "engine" / "common" / "assets" / "demo.jsonl"
+    )
     lines = demo_data.read_text().splitlines(keepends=True)
     (start / "data.jsonl").write_text("".join(lines[:400]))
-    code = "from finetune_tui.engine.demo import ensure_demo_model; print(ensure_demo_model())"
+    code = (
+        "from finetune_tui.engine.common.demo import ensure_demo_model; print(ensure_demo_model())"
+    )
     found = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, env=cli_env(root)
     )
@@ -111,7 +115,7 @@ def test_a_run_names_its_inputs_by_absolute_path_with_a_fingerprint(stopped):
     config = (start / "model" / "config.json").read_bytes()
     assert saved["inputs"]["model_config"] == hashlib.sha256(config).hexdigest()
     # a run's settings.yaml is still a preset for a new run (the fingerprint is not a setting)
-    from finetune_tui.engine.preset import load_preset
+    from finetune_tui.engine.settings.preset import load_preset
 
     assert load_preset(stopped / "settings.yaml").dataset.path == str(start / "data.jsonl")
 
@@ -179,7 +183,7 @@ def test_a_damaged_fingerprint_is_named_not_skipped(in_process, stopped, tmp_pat
 
 
 def test_a_folder_dataset_is_fingerprinted_file_by_file(tmp_path):
-    from finetune_tui.engine.preset import dataset_fingerprint
+    from finetune_tui.engine.settings.preset import dataset_fingerprint
 
     folder = tmp_path / "saved"
     (folder / "train").mkdir(parents=True)
@@ -223,7 +227,7 @@ def _missing_shard(folder: Path, name: str = "model-00002-of-00002.safetensors")
 def test_model_problems_loading_would_meet_are_one_line_before_the_run_exists(
     tmp_path, monkeypatch, capsys, damage, overrides, named
 ):
-    from finetune_tui.engine.demo import ensure_demo_model
+    from finetune_tui.engine.common.demo import ensure_demo_model
     from finetune_tui.main import main
 
     monkeypatch.chdir(tmp_path)

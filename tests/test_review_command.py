@@ -6,9 +6,9 @@ import shlex
 
 import pytest
 
-from finetune_tui.engine.preset import settings_from_arguments, with_changes
-from finetune_tui.engine.settings import TrainSettings
-from finetune_tui.tui.screen_review import headless_command
+from finetune_tui.engine.settings.preset import settings_from_arguments, with_changes
+from finetune_tui.engine.settings.schema import TrainSettings
+from finetune_tui.tui.screens.review import headless_command
 
 CHANGES = [
     {},  # the schema's defaults: the command printed the demo preset's r=32, lr 3e-3, 6 epochs

@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from finetune_tui.engine.run_control import ask_run_to_stop
-from finetune_tui.engine.run_dir.layout import PID_FILE
+from finetune_tui.engine.runs.layout import PID_FILE
+from finetune_tui.engine.train.run_control import ask_run_to_stop
 
 LOOKS_LIKE_A_RUN = "import time  # finetune-tui\nprint('ready', flush=True)\ntime.sleep(60)"
 

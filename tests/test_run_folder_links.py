@@ -19,7 +19,7 @@ import pytest
 from conftest import DEMO_PRESET, FINISHED_STEPS, finished_demo_run, run_cli
 from test_nothing_lost import one_line_error, tree
 
-from finetune_tui.engine.run_dir.checkpoints import last_complete_checkpoint
+from finetune_tui.engine.runs.checkpoints import last_complete_checkpoint
 
 STEPS = FINISHED_STEPS  # 4 steps, checkpoints 2 and 4
 
@@ -158,9 +158,9 @@ def test_export_into_a_run_folder_goes_through_real_folders_only(cli, run_and_ou
 
 
 def _prepare(output: str, barrier, results) -> None:
-    from finetune_tui.engine.errors import OutputExistsError
-    from finetune_tui.engine.preset import load_preset
-    from finetune_tui.engine.run_dir.create import prepare_run_dir
+    from finetune_tui.engine.common.errors import OutputExistsError
+    from finetune_tui.engine.runs.create import prepare_run_dir
+    from finetune_tui.engine.settings.preset import load_preset
 
     settings = load_preset(DEMO_PRESET, [f"output.dir={output}"])
     barrier.wait()
@@ -189,9 +189,9 @@ def test_two_processes_preparing_one_new_folder_one_wins(tmp_path):
 
 def test_the_loser_of_a_race_is_told_the_run_directory_exists(tmp_path, monkeypatch):
     """Deterministic: the second caller's emptiness check ran before the first marker."""
-    from finetune_tui.engine.errors import OutputExistsError
-    from finetune_tui.engine.preset import load_preset
-    from finetune_tui.engine.run_dir import create
+    from finetune_tui.engine.common.errors import OutputExistsError
+    from finetune_tui.engine.runs import create
+    from finetune_tui.engine.settings.preset import load_preset
 
     settings = load_preset(DEMO_PRESET, [f"output.dir={tmp_path / 'new'}"])
     create.prepare_run_dir(settings)
@@ -204,7 +204,7 @@ def test_the_loser_of_a_race_is_told_the_run_directory_exists(tmp_path, monkeypa
 
 
 def test_atomic_writes_and_appends_do_not_follow_links(tmp_path):
-    from finetune_tui.engine.safe_io import UnsafeTarget, open_append, write_text_atomic
+    from finetune_tui.engine.common.safe_io import UnsafeTarget, open_append, write_text_atomic
 
     target = tmp_path / "mine.txt"
     target.write_text("mine\n")

@@ -8,15 +8,15 @@ import json
 import pytest
 from conftest import DEMO_PRESET
 
-from finetune_tui.engine import callbacks
-from finetune_tui.engine.event_text import describe
-from finetune_tui.engine.events import Checkpoint, MemoryCheck, Notice, Started
-from finetune_tui.engine.headroom import WORST_UNDERPREDICTION
-from finetune_tui.engine.memory import predict_memory
-from finetune_tui.engine.models import inspect_model
-from finetune_tui.engine.preset import load_preset, settings_from_overrides, with_changes
-from finetune_tui.engine.runner import run_training
-from finetune_tui.engine.self_check import decide
+from finetune_tui.engine.inspect.models import inspect_model
+from finetune_tui.engine.plan.headroom import WORST_UNDERPREDICTION
+from finetune_tui.engine.plan.memory import predict_memory
+from finetune_tui.engine.plan.self_check import decide
+from finetune_tui.engine.runs.event_text import describe
+from finetune_tui.engine.runs.events import Checkpoint, MemoryCheck, Notice, Started
+from finetune_tui.engine.settings.preset import load_preset, settings_from_overrides, with_changes
+from finetune_tui.engine.train import callbacks
+from finetune_tui.engine.train.runner import run_training
 
 
 def batch(micro: int, accumulation: int = 1, checkpointing: str = "off"):

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from finetune_tui.engine.errors import SettingsError
-from finetune_tui.engine.preset import (
+from finetune_tui.engine.common.errors import SettingsError
+from finetune_tui.engine.settings.preset import (
     apply_overrides,
     dump_preset,
     load_preset,
     settings_from_overrides,
     validate_settings,
 )
-from finetune_tui.engine.settings import TrainSettings
+from finetune_tui.engine.settings.schema import TrainSettings
 
 
 def write(tmp_path, text: str):

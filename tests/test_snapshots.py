@@ -23,8 +23,8 @@ import pytest
 import textual.widgets._header as textual_header
 from conftest import DEMO_PRESET, gpu_run_events, write_run
 
-from finetune_tui.engine import demo
-from finetune_tui.engine.preset import load_preset, preset_fields
+from finetune_tui.engine.common import demo
+from finetune_tui.engine.settings.preset import load_preset, preset_fields
 from finetune_tui.tui import app as app_module
 from finetune_tui.tui.app import ORDER, FinetuneApp
 

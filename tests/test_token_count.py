@@ -40,7 +40,7 @@ def test_a_moved_length_limit_is_a_change_only_when_longer_samples_train():
 
     import torch
 
-    from finetune_tui.engine.callbacks import DriftCallback, TokenCounter
+    from finetune_tui.engine.train.callbacks import DriftCallback, TokenCounter
 
     notices = []
     drift = DriftCallback(notices.append, {"max_length": 8, "per_device_train_batch_size": 2}, None)

@@ -5,10 +5,10 @@ from __future__ import annotations
 from conftest import DEMO_PRESET, gpu_run_events, run_python, write_run
 from textual.widgets import Input, RichLog, Select, Static, Switch
 
-from finetune_tui.engine.preset import load_preset
+from finetune_tui.engine.settings.preset import load_preset
 from finetune_tui.tui.app import ORDER, FinetuneApp
-from finetune_tui.tui.screen_train import TrainScreen
-from finetune_tui.tui.settings_form import SettingsForm, field_id
+from finetune_tui.tui.screens.train import TrainScreen
+from finetune_tui.tui.widgets.settings_form import SettingsForm, field_id
 
 SIZE = (100, 40)
 
@@ -77,7 +77,7 @@ async def test_first_screen_does_not_import_torch():
     code = (
         "import asyncio, sys\n"
         "from finetune_tui.tui.app import FinetuneApp\n"
-        "from finetune_tui.engine.settings import TrainSettings\n"
+        "from finetune_tui.engine.settings.schema import TrainSettings\n"
         "async def main():\n"
         "    app = FinetuneApp(TrainSettings())\n"
         "    async with app.run_test() as pilot:\n"
@@ -233,7 +233,7 @@ async def test_first_open_applies_a_plan_that_fits_and_keeps_what_the_user_pinne
     """`finetune-tui --tui --gpu "RTX 4090" --set model.name_or_path=meta-llama/Llama-3.1-8B`:
     the schema defaults (16-bit, no checkpointing) do not fit; the wizard opens on a plan
     that does, and a value given on the command line stays."""
-    from finetune_tui.engine.settings import TrainSettings
+    from finetune_tui.engine.settings.schema import TrainSettings
     from finetune_tui.tui.planning import predict
 
     settings = load_preset(
@@ -258,13 +258,13 @@ async def test_first_open_applies_a_plan_that_fits_and_keeps_what_the_user_pinne
 
 
 def _hw(name: str):
-    from finetune_tui.engine.hardware import simulated_hardware
+    from finetune_tui.engine.inspect.hardware import simulated_hardware
 
     return simulated_hardware(gpu=name)
 
 
 async def test_question_mark_opens_a_help_screen_that_lists_keys_and_screens():
-    from finetune_tui.tui.screen_help import HelpScreen
+    from finetune_tui.tui.screens.help import HelpScreen
 
     app = demo_app()
     async with app.run_test(size=SIZE) as pilot:
@@ -283,7 +283,7 @@ async def test_attach_is_read_only_and_a_finished_run_ends_at_its_last_step(tmp_
 
     from textual.widgets import Button, ProgressBar
 
-    from finetune_tui.engine.events import Finished, Started, Step
+    from finetune_tui.engine.runs.events import Finished, Started, Step
     from finetune_tui.tui.app import AttachApp
 
     events = [
@@ -339,7 +339,7 @@ async def test_enter_simulates_a_card_and_the_model_screen_says_what_this_machin
         await pilot.press(*"RTX 4090", "enter")
         await pilot.pause()
         assert app.hardware.simulated and "4090" in app.hardware.primary.name
-        from finetune_tui.engine.hardware import Hardware
+        from finetune_tui.engine.inspect.hardware import Hardware
 
         app.hardware = Hardware(gpus=[])  # a machine with no GPU, wherever the test runs
         await pilot.press("f2")
@@ -349,7 +349,7 @@ async def test_enter_simulates_a_card_and_the_model_screen_says_what_this_machin
 
 async def test_an_option_this_machine_cannot_run_is_refused_with_plans_reason():
     """On a machine without a GPU, choosing Unsloth says why and keeps what can run."""
-    from finetune_tui.engine.hardware import Hardware
+    from finetune_tui.engine.inspect.hardware import Hardware
 
     app = demo_app()
     async with app.run_test(size=SIZE) as pilot:
@@ -384,7 +384,7 @@ def test_remembered_paths_and_output_stay_text(tmp_path, monkeypatch):
 async def test_train_panel_draws_predicted_peak_against_measured(tmp_path):
     """The predicted peak is a yellow line across the VRAM chart; bars over it turn red."""
     from finetune_tui.tui.app import AttachApp
-    from finetune_tui.tui.vram_chart import LINE, VramChart
+    from finetune_tui.tui.widgets.vram_chart import LINE, VramChart
 
     write_run(tmp_path, gpu_run_events())
     app = AttachApp(tmp_path)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from conftest import DEMO_PRESET
 from textual.widgets import Static
 
-from finetune_tui.engine.preset import load_preset
+from finetune_tui.engine.settings.preset import load_preset
 from finetune_tui.tui.app import FinetuneApp
 
 HOSTILE = "[/b][red]x\x1b[31m"

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import pytest
 
-from finetune_tui.engine.errors import SettingsError
-from finetune_tui.engine.gpu_count import on_layout, plans_per_strategy
-from finetune_tui.engine.hardware import GPU, Hardware, simulated_hardware
-from finetune_tui.engine.models import inspect_model
-from finetune_tui.engine.options import UNSLOTH_RULE, unsloth_refusal
-from finetune_tui.engine.preset import settings_from_overrides
-from finetune_tui.engine.strategy import advise
+from finetune_tui.engine.common.errors import SettingsError
+from finetune_tui.engine.inspect.hardware import GPU, Hardware, simulated_hardware
+from finetune_tui.engine.inspect.models import inspect_model
+from finetune_tui.engine.plan.advisor import advise
+from finetune_tui.engine.plan.gpu_count import on_layout, plans_per_strategy
+from finetune_tui.engine.settings.options import UNSLOTH_RULE, unsloth_refusal
+from finetune_tui.engine.settings.preset import settings_from_overrides
 
 
 def test_the_rule_itself():

@@ -14,8 +14,8 @@ from pathlib import Path
 from textual.app import App
 from textual.binding import Binding
 
-from finetune_tui.engine.errors import FinetuneError
-from finetune_tui.engine.preset import (
+from finetune_tui.engine.common.errors import FinetuneError
+from finetune_tui.engine.settings.preset import (
     apply_overrides,
     load_preset,
     override_keys,
@@ -23,15 +23,15 @@ from finetune_tui.engine.preset import (
     validate_settings,
     with_changes,
 )
-from finetune_tui.engine.settings import TrainSettings
+from finetune_tui.engine.settings.schema import TrainSettings
 
-from .screen_dataset import DatasetScreen
-from .screen_export import ExportScreen
-from .screen_hardware import HardwareScreen
-from .screen_model import ModelScreen
-from .screen_review import ReviewScreen
-from .screen_strategy import StrategyScreen
-from .screen_train import TrainScreen
+from .screens.dataset import DatasetScreen
+from .screens.export import ExportScreen
+from .screens.hardware import HardwareScreen
+from .screens.model import ModelScreen
+from .screens.review import ReviewScreen
+from .screens.strategy import StrategyScreen
+from .screens.train import TrainScreen
 from .state import WizardState, recall, remember
 
 INPUT_FIELDS = {"model.name_or_path", "dataset.path"}  # what the recommendation depends on
@@ -95,7 +95,7 @@ class FinetuneApp(App):
             self.switch_mode(name)
 
     def action_help(self) -> None:
-        from .screen_help import HelpScreen
+        from .screens.help import HelpScreen
 
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen())
@@ -210,7 +210,7 @@ def detach_ui_from_fd2() -> None:
     """Call before `App.run()`: the UI keeps drawing while training points fd 2 at its log.
 
     Textual's driver writes to `sys.__stderr__`; give it its own duplicate of the terminal
-    (the run's side: engine/fdcapture.py).
+    (the run's side: engine/train/fdcapture.py).
     """
     ui = os.fdopen(os.dup(2), "w", buffering=1, encoding="utf-8", errors="replace")
     sys.__stderr__ = ui

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from finetune_tui.engine.settings import TrainSettings
+from finetune_tui.engine.settings.schema import TrainSettings
 
 
 @dataclass
@@ -22,7 +22,7 @@ class Prediction:
 
 def detect(simulated_gpu: str | None = None, vram: float | None = None):
     """This machine's hardware, or the simulated card asked for."""
-    from finetune_tui.engine import hardware
+    from finetune_tui.engine.inspect import hardware
 
     if simulated_gpu or vram:
         return hardware.simulated_hardware(gpu=simulated_gpu, vram_gib=vram)
@@ -30,14 +30,14 @@ def detect(simulated_gpu: str | None = None, vram: float | None = None):
 
 
 def inspect(name_or_path: str):
-    from finetune_tui.engine.models import inspect_model
+    from finetune_tui.engine.inspect.models import inspect_model
 
     return inspect_model(name_or_path)
 
 
 def predict(hw, settings: TrainSettings) -> Prediction:
     """The prediction for exactly these settings (the live VRAM bar)."""
-    from finetune_tui.engine.strategy import evaluate
+    from finetune_tui.engine.plan.advisor import evaluate
 
     model = inspect(settings.model.name_or_path)
     if hw is None:
@@ -50,7 +50,7 @@ def recommend(
     hw, settings: TrainSettings, pinned: set[str] = frozenset()
 ) -> tuple[TrainSettings, dict[str, str]] | None:
     """The advisor's settings for this card, model and dataset; pinned fields stay as set."""
-    from finetune_tui.engine.strategy import advise
+    from finetune_tui.engine.plan.advisor import advise
 
     model = inspect(settings.model.name_or_path)
     if hw is None:
@@ -63,15 +63,15 @@ def unavailable_here(hw, model) -> dict[str, str]:
     """'field=value' -> why it cannot run on this (or the simulated) machine, as plan says."""
     if hw is None or model is None:
         return {}
-    from finetune_tui.engine.strategy import unavailable_options
+    from finetune_tui.engine.plan.advisor import unavailable_options
 
     return unavailable_options(hw, model)
 
 
 def dataset_stats(settings: TrainSettings):
     """Token lengths estimated from the dataset (None when it cannot be read yet)."""
-    from finetune_tui.engine.data import estimate_token_stats, load_validated
-    from finetune_tui.engine.errors import FinetuneError
+    from finetune_tui.engine.common.errors import FinetuneError
+    from finetune_tui.engine.data.dataset import estimate_token_stats, load_validated
 
     try:
         _, records, fmt = load_validated(settings)

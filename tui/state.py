@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from finetune_tui.engine.settings import TrainSettings
+from finetune_tui.engine.settings.schema import TrainSettings
 
 REMEMBERED = ("model.name_or_path", "dataset.path", "output.dir")
 
@@ -37,8 +37,8 @@ def config_file() -> Path:
 
 
 def recall() -> dict[str, str]:
-    from finetune_tui.engine.errors import InputError
-    from finetune_tui.engine.safe_io import SMALL_LIMIT, read_json
+    from finetune_tui.engine.common.errors import InputError
+    from finetune_tui.engine.common.safe_io import SMALL_LIMIT, read_json
 
     try:
         data = read_json(config_file(), SMALL_LIMIT, "remembered settings")

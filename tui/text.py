@@ -4,7 +4,7 @@ shows it: it can neither style the screen (Rich markup) nor move the terminal's 
 
 from __future__ import annotations
 
-from finetune_tui.engine.event_text import printable
+from finetune_tui.engine.runs.event_text import printable
 
 
 def shown(text: object) -> str:

@@ -1,0 +1,1 @@
+"""What every stage uses: errors, safe file access, the embedded demo."""

@@ -1,0 +1,1 @@
+"""Reading datasets: bounded reads, format detection, validation with file:line."""

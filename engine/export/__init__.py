@@ -1,0 +1,1 @@
+"""What an export writes: the preset, a standalone script, launch and sbatch files."""

@@ -1,0 +1,156 @@
+"""Export settings: the standalone script (engine/export/script.py), the matching preset and, for
+several GPUs, an accelerate config; written only when every output is safe to write.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from ..common.errors import InputError, OutputExistsError
+from ..common.safe_io import entry_problem, write_text_atomic
+from ..launch.launch import CONFIG_FILE, launch_files
+from ..runs.create import is_marked
+from ..settings.preset import dump_preset
+from ..settings.schema import DistributedSettings, TrainSettings
+from .script import render_script
+from .slurm import render_sbatch
+
+
+@dataclass
+class Exported:
+    script: Path
+    preset: Path
+    accelerate_config: Path | None
+    commands: list[str]
+    sbatch: Path | None = None
+
+
+def export_run(
+    settings: TrainSettings,
+    script_path: str | Path,
+    reasons: dict[str, str] | None = None,
+    gpus: int = 1,
+    distributed: str = "fsdp",
+    inputs: tuple[Path, ...] = (),
+    force: bool = False,
+    nodes: int = 1,
+    slurm: bool = False,
+) -> Exported:
+    """Write the script, the matching preset and (for several GPUs) an accelerate config.
+
+    Nothing is written unless every output is a new file (or `force`), none is an input
+    of the export (`inputs`: the preset it came from, the dataset, the model) and no two
+    outputs are the same file. Each file appears whole (written beside it, then renamed).
+    """
+    script_path = Path(script_path).expanduser()
+    preset_path = script_path.with_suffix(".yaml")
+    spread = export_distribution(settings, gpus, distributed, nodes)
+    # launched: several GPUs, or a strategy the settings name even for one (ZeRO-3 offload)
+    launched = spread.world_size > 1 or settings.distributed.launched
+    script = render_script(settings, reasons or {}, spread.strategy if launched else None)
+    files = [  # a list, not a dict: two outputs of one name must be caught, not merged
+        (script_path, script),
+        (preset_path, dump_preset(settings)),
+    ]
+    config_path = script_path.with_name(CONFIG_FILE) if launched else None
+    if launched:
+        files += launch_files(spread, script_path.parent, mixed_precision="bf16").items()
+    sbatch_path = script_path.with_suffix(".sbatch") if slurm else None
+    if sbatch_path is not None and config_path is not None:
+        files.append((sbatch_path, render_sbatch(spread, script_path, config_path)))
+    check_export_targets([path for path, _ in files], (*inputs, *settings.input_paths()), force)
+    check_run_folder_targets([path for path, _ in files])
+    try:
+        script_path.parent.mkdir(parents=True, exist_ok=True)
+        for path, text in files:
+            write_text_atomic(path, text)
+        script_path.chmod(0o755)
+    except OSError as exc:
+        raise InputError(f"{exc.filename or script_path}: cannot write: {exc.strerror}") from None
+    commands = [
+        f"python {shlex.quote(str(script_path))}",
+        f"finetune-tui --preset {shlex.quote(str(preset_path))}",
+    ]
+    if config_path is not None:
+        commands.insert(
+            0,
+            f"accelerate launch --config_file {shlex.quote(str(config_path))} "
+            f"{shlex.quote(str(script_path))}",
+        )
+    if sbatch_path is not None:
+        commands.insert(0, f"sbatch {shlex.quote(str(sbatch_path))}")
+    return Exported(script_path, preset_path, config_path, commands, sbatch_path)
+
+
+def check_export_targets(outputs: list[Path], inputs: tuple[Path, ...], force: bool) -> None:
+    """Refuse to write over an input, a directory, another output or (unless forced) a file."""
+    if len({_identity(p) for p in outputs}) < len(outputs):
+        raise InputError(
+            f"{outputs[0]}: the script and its preset would be the same file; "
+            "name the script with .py"
+        )
+    protected = {_identity(Path(p).expanduser()) for p in inputs}
+    for path in outputs:
+        if path.is_dir():
+            raise InputError(f"{path}: is a directory; give a file name such as {path}/train.py")
+        if _identity(path) in protected:
+            raise InputError(f"{path}: is an input of this export; it is never overwritten")
+        if (path.exists() or path.is_symlink()) and not force:
+            raise OutputExistsError(f"{path}: exists; use --force to replace it, or another -o")
+
+
+def check_run_folder_targets(outputs: list[Path]) -> None:
+    """An output inside a run folder (the run's own export/) is reached through real
+    folders only: a link planted there would carry the write out of the run folder."""
+    for path in outputs:
+        absolute = Path(os.path.abspath(path))
+        for depth, folder in enumerate(absolute.parents):
+            if depth >= 8:  # a run folder is a few levels above its files at most
+                break
+            if not is_marked(folder):
+                continue
+            inside = [absolute, *absolute.parents[:depth]]
+            for entry in inside:
+                problem = entry_problem(entry)
+                if problem is None and entry != absolute and entry.exists() and not entry.is_dir():
+                    problem = "is not a folder"
+                if problem:
+                    raise OutputExistsError(
+                        f"{entry}: {problem} inside the run folder {folder}; not written through"
+                    )
+            break
+
+
+def _identity(path: Path) -> object:
+    """The same file however it is named (symlinks, `..`, hard links)."""
+    try:
+        info = path.stat()
+        return (info.st_dev, info.st_ino)
+    except OSError:
+        return path.resolve()
+
+
+# --- multi-GPU ---------------------------------------------------------------------------
+
+
+def export_distribution(
+    settings: TrainSettings, gpus: int, strategy: str, nodes: int = 1
+) -> DistributedSettings:
+    """The settings' own distributed section when it names a strategy, else `--gpus N
+    [--nodes M] --distributed S` (DeepSpeed then offloads the optimizer to CPU, its usual
+    recipe)."""
+    if settings.distributed.strategy != "none":
+        return settings.distributed
+    try:
+        return DistributedSettings(
+            strategy=strategy, processes=gpus, nodes=nodes, cpu_offload=strategy == "deepspeed"
+        )
+    except ValidationError as exc:  # a count beyond the schema's bound
+        field = exc.errors()[0]["loc"][0]
+        flag, value = ("--nodes", nodes) if field == "nodes" else ("--gpus", gpus)
+        raise InputError(f"{flag}: {value} is out of range") from None

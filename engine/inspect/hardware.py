@@ -1,0 +1,241 @@
+"""What GPU(s) this machine has, through NVML (`pynvml`), or a simulated card to plan for.
+
+No torch: NVML answers name, memory, compute capability, driver and CUDA version by itself.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass, field, replace
+
+from ..common.errors import InputError
+
+GIB = 2**30
+
+
+@dataclass
+class GPU:
+    index: int
+    name: str
+    total_gib: float
+    free_gib: float
+    compute_capability: tuple[int, int] | None
+    bf16: bool | None
+    driver: str | None
+    cuda: str | None
+    utilization_pct: float | None = None
+    temperature_c: float | None = None
+    power_w: float | None = None
+
+
+@dataclass
+class Hardware:
+    gpus: list[GPU] = field(default_factory=list)
+    simulated: bool = False
+    note: str = ""
+
+    @property
+    def primary(self) -> GPU | None:
+        return self.gpus[0] if self.gpus else None
+
+
+@dataclass(frozen=True)
+class KnownGPU:
+    name: str
+    vram_gib: float
+    compute_capability: tuple[int, int]
+    bf16_tflops: float  # dense peak (fp16 before Ampere), for MFU
+
+
+KNOWN_GPUS = {
+    g.name: g
+    for g in (
+        KnownGPU("Tesla T4", 15.0, (7, 5), 65.0),
+        KnownGPU("Tesla V100 16GB", 16.0, (7, 0), 125.0),
+        KnownGPU("Tesla V100 32GB", 32.0, (7, 0), 125.0),
+        KnownGPU("RTX 3060 12GB", 12.0, (8, 6), 51.0),
+        KnownGPU("RTX 3090", 24.0, (8, 6), 71.0),
+        KnownGPU("RTX 4060 Laptop 8GB", 8.0, (8, 9), 60.0),
+        KnownGPU("RTX 4070 12GB", 12.0, (8, 9), 117.0),
+        KnownGPU("RTX 4090", 24.0, (8, 9), 165.0),
+        KnownGPU("A10 24GB", 24.0, (8, 6), 125.0),
+        KnownGPU("L4 24GB", 24.0, (8, 9), 121.0),
+        KnownGPU("A100 40GB", 40.0, (8, 0), 312.0),
+        KnownGPU("A100 80GB", 80.0, (8, 0), 312.0),
+        KnownGPU("H100 80GB", 80.0, (9, 0), 989.0),
+        KnownGPU("H200 141GB", 141.0, (9, 0), 989.0),
+    )
+}
+
+
+def _normalise(name: str) -> str:
+    name = name.lower().replace("nvidia", "").replace("geforce", "").replace("tesla", "")
+    return re.sub(r"[^a-z0-9]+", "", name)
+
+
+def find_known_gpu(name: str) -> KnownGPU | None:
+    """Loose match: 'RTX 4060 Laptop', '4090', 'h100' all find their card."""
+    wanted = _normalise(name)
+    if not wanted:
+        return None
+    for known in KNOWN_GPUS.values():
+        if _normalise(known.name) == wanted:
+            return known
+    matches = [k for k in KNOWN_GPUS.values() if wanted in _normalise(k.name)]
+    return matches[0] if len(matches) >= 1 else None
+
+
+MAX_VRAM_GIB = 100_000  # far beyond any card: a larger size is a typo
+
+
+def simulated_hardware(gpu: str | None = None, vram_gib: float | None = None) -> Hardware:
+    """A card you don't have: from the table by name, or any card by its VRAM."""
+    if vram_gib is not None and not 0 < vram_gib <= MAX_VRAM_GIB:  # nan fails this too
+        raise InputError(f"--vram {vram_gib}: must be a number of GiB above 0, at most 100000")
+    if gpu:
+        known = find_known_gpu(gpu)
+        if known is None:
+            close = difflib.get_close_matches(gpu, list(KNOWN_GPUS), n=3, cutoff=0.3)
+            hint = f" (did you mean {', '.join(close)}?)" if close else ""
+            raise InputError(f"--gpu {gpu!r}: unknown card{hint}; or give --vram GIB")
+        vram = vram_gib or known.vram_gib
+        card = GPU(
+            0,
+            known.name,
+            vram,
+            vram,
+            known.compute_capability,
+            known.compute_capability >= (8, 0),
+            None,
+            None,
+        )
+        return Hardware([card], simulated=True, note=f"simulated {known.name}")
+    if vram_gib is not None:
+        card = GPU(0, f"GPU with {vram_gib:g} GiB", vram_gib, vram_gib, (8, 0), True, None, None)
+        return Hardware([card], simulated=True, note=f"simulated {vram_gib:g} GiB card (Ampere)")
+    raise InputError("simulated hardware needs --gpu NAME or --vram GIB")
+
+
+def detect_hardware() -> Hardware:
+    """Every NVIDIA GPU NVML sees; a clean CPU-only answer when there is none."""
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+    except Exception as exc:  # no library, no driver, no device: all mean CPU only
+        return Hardware(note=f"no NVIDIA driver found ({_reason(exc)}): training runs on the CPU")
+    try:
+        driver = _text(pynvml.nvmlSystemGetDriverVersion())
+        cuda = _cuda_version(pynvml)
+        gpus = [_read_gpu(pynvml, i, driver, cuda) for i in range(pynvml.nvmlDeviceGetCount())]
+    finally:
+        pynvml.nvmlShutdown()
+    note = "" if gpus else "NVIDIA driver present but no GPU visible: training runs on the CPU"
+    return Hardware(gpus, note=note)
+
+
+def describe_hardware(hw: Hardware) -> str:
+    """The cards in a few lines, for `finetune-tui detect` and the TUI's first screen.
+
+    Rich console markup (bold names): both front ends print through Rich.
+    """
+    lines = ["[b]Simulated[/b] card (planning only):"] if hw.simulated else []
+    for gpu in hw.gpus:
+        cc = ".".join(map(str, gpu.compute_capability)) if gpu.compute_capability else "?"
+        bf16 = {True: "yes", False: "no (fp16)", None: "?"}[gpu.bf16]
+        lines.append(
+            f"GPU {gpu.index}: [b]{gpu.name}[/b]  {gpu.total_gib:.1f} GiB total, "
+            f"{gpu.free_gib:.1f} GiB free  compute {cc}  bf16 {bf16}  "
+            f"driver {gpu.driver or '?'}  CUDA {gpu.cuda or '?'}"
+        )
+    if not hw.gpus:
+        lines.append(
+            "[b]No NVIDIA GPU found[/b]: training runs on the CPU. The embedded demo (a tiny "
+            "model and a small task) trains for real here in about a minute."
+        )
+    if hw.note:
+        lines.append(f"[dim]{hw.note}[/dim]")
+    return "\n".join(lines)
+
+
+class GpuTelemetry:
+    """One NVML session for the live panel: initialised once, polled, closed at the end.
+
+    The panel polls every second while training shares the process. A fresh session per
+    poll measured 0.027 ms against 0.020 ms kept open on an H100 (benchmarks/nvml_poll.py):
+    cheap either way; one session is simply how NVML is meant to be used.
+    """
+
+    def __init__(self, index: int = 0):
+        self.index = index
+        self._nvml = None
+        self._handle = None
+
+    def read(self) -> GPU | None:
+        try:
+            if self._handle is None:
+                import pynvml
+
+                pynvml.nvmlInit()
+                self._nvml = pynvml
+                self._handle = pynvml.nvmlDeviceGetHandleByIndex(self.index)
+            return _poll_gpu(self._nvml, self._handle, self.index)
+        except Exception:
+            return None
+
+    def close(self) -> None:
+        if self._nvml is not None:
+            _try(self._nvml.nvmlShutdown)
+            self._nvml = self._handle = None
+
+
+def _poll_gpu(pynvml, handle, index: int) -> GPU:
+    """Only what changes during a run: memory, utilisation, temperature, power."""
+    memory = pynvml.nvmlDeviceGetMemoryInfo(handle)
+    return GPU(
+        index=index,
+        name="",
+        total_gib=memory.total / GIB,
+        free_gib=memory.free / GIB,
+        compute_capability=None,
+        bf16=None,
+        driver=None,
+        cuda=None,
+        utilization_pct=_try(lambda: float(pynvml.nvmlDeviceGetUtilizationRates(handle).gpu)),
+        temperature_c=_try(lambda: float(pynvml.nvmlDeviceGetTemperature(handle, 0))),
+        power_w=_try(lambda: pynvml.nvmlDeviceGetPowerUsage(handle) / 1000.0),
+    )
+
+
+def _read_gpu(pynvml, index: int, driver: str | None, cuda: str | None) -> GPU:
+    handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+    cc = _try(lambda: tuple(pynvml.nvmlDeviceGetCudaComputeCapability(handle)))
+    return replace(
+        _poll_gpu(pynvml, handle, index),
+        name=_text(pynvml.nvmlDeviceGetName(handle)),
+        compute_capability=cc,
+        bf16=None if cc is None else cc >= (8, 0),
+        driver=driver,
+        cuda=cuda,
+    )
+
+
+def _cuda_version(pynvml) -> str | None:
+    value = _try(pynvml.nvmlSystemGetCudaDriverVersion)
+    return None if value is None else f"{value // 1000}.{value % 1000 // 10}"
+
+
+def _try(fn):
+    try:
+        return fn()
+    except Exception:
+        return None
+
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _reason(exc: Exception) -> str:
+    return str(exc).strip() or type(exc).__name__

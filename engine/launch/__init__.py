@@ -1,0 +1,1 @@
+"""Several processes: accelerate's configs, the launch's token, the environment."""

@@ -1,0 +1,1 @@
+"""The plan: peak memory, speed, the advisor's pick and its reasons."""

@@ -1,0 +1,319 @@
+"""Predicted peak VRAM of one SFT step on one GPU, with a breakdown.
+
+An analytic sum of weights, LoRA state, activations and logits; the per-token activation
+coefficients, fragmentation and fixed overheads live in `COEFFICIENTS` and are calibrated
+against GPU measurements of LoRA / QLoRA (benchmarks/backends.py, docs/BENCHMARKS.md).
+Full fine-tuning adds every weight's gradient and optimizer state (not measured on a GPU
+yet). Several processes: each GPU's share is engine/plan/sharding.py's. Errs on the safe side.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from ..inspect.models import ModelInfo
+from ..settings.options import OPTIMIZERS
+from ..settings.schema import TrainSettings
+from .batching import mask_bytes, planned_attention
+
+GIB = 2**30
+
+COEFFICIENTS = {
+    # bytes per token per layer, in units of hidden size (h) and MLP width (i), bf16
+    "act_h": 18.0,  # norms, q/k/v/o inputs and outputs, residuals, attention output
+    "act_i": 8.0,  # gate, up, activation, down input
+    "ckpt_h": 2.0,  # checkpointed: only each layer's input stays
+    "unsloth_ckpt_h": 0.25,  # Unsloth offloads the layer inputs to CPU
+    "act_i_16bit_extra": 2.0,  # 16-bit base weights keep one more MLP-wide copy (measured)
+    "liger_act_i": 5.0,  # Liger's SwiGLU recomputes the activation instead of storing it
+    "unsloth_act_i": 6.5,  # Unsloth's fused LoRA MLP keeps less per MLP width (fit: 8B, 7B)…
+    "unsloth_act_h_extra": 4.0,  # …and its offloading leaves more blocks reserved per token
+    "head_bytes_per_token_h": 8.0,  # fused chunked LM head: fp32 hidden + its gradient
+    "head_fixed_gib": 0.125,  # the loss kernel's tile buffers
+    "fragmentation": 0.04,  # reserved / allocated - 1 (measured 0.5-4 %)
+    "workspace_gib": 0.10,  # cuBLAS / bitsandbytes workspaces
+    "int8_bytes_per_param": 1.92,  # LLM.int8 training keeps more than the int8 weights
+    "gemma_uncheckpointed_embedding_copies": 0.75,  # measured: a transient embedding copy
+    # 4-/8-bit weights under checkpointing, MLP of two linears (no gate): one more layer of
+    # activations than the gated families (fit: StarCoder2 NF4 b1/b4/b8; Pythia held out)
+    "quantized_ungated_ckpt_layers": 1.0,
+    # 4-/8-bit weights with one fused gate_up_proj (Phi-3, Phi-4): more per MLP width per
+    # token than separate gate and up projections (fit: Phi-3-mini NF4; Phi-4 held out)
+    "quantized_fused_gate_up_act_i": 5.5,
+}
+# Families whose own attention code materialises the scores even under sdpa: Falcon calls
+# scaled_dot_product_attention with one key head broadcast over 71 query heads and an
+# explicit mask (math kernel). Bytes per batch x head x query x key of one layer (fit on
+# one Falcon-7B NF4 b4 row; its 16-bit row measured less: safe side; without
+# checkpointing not measured, every layer's counted).
+SCORES_BYTES = {"falcon": 19.5}
+# Families measured to need more than the analytic model (benchmarks/results/moe-*.jsonl):
+# DeepSeek-V2's loss is computed from full logits (TRL's chunked head does not apply: the
+# 1.95 GiB gap at checkpointing matches 10 bytes x vocabulary per token), and its latent
+# attention + expert loop keep 177 x hidden bytes more per token and layer (fit on one
+# uncheckpointed 6-layer V2-Lite row; the other DeepSeek rows check it).
+FULL_LOGITS_TYPES = {"deepseek_v2", "deepseek_v3"}
+EXTRA_ACT_H = {"deepseek_v2": 177.0, "deepseek_v3": 177.0}
+DTYPE_BYTES = {"bf16": 2, "fp16": 2, "fp32": 4, "auto": 2}
+# The CUDA context nvidia-smi shows beside torch's pool: 1.82 GiB measured on an H100
+# (CUDA 13); consumer cards load far less (not measured here: no such card was lent).
+DATACENTER_GIB = 40  # cards this large (A100, H100, L40S...) load the large context
+CONTEXT_GIB = {"datacenter": 1.85, "consumer": 0.6}
+# Full fine-tuning trains the 16-bit weights in place: the recipe loads them in the compute
+# dtype and the Trainer's bf16 autocast keeps no fp32 master copy (on one GPU or under DDP),
+# so gradients come in the weights' dtype too. torch's AdamW creates its two moments with
+# zeros_like(param): a bf16 weight has 2 x 2 bytes of state, not the table's 8, which holds
+# for fp32 parameters (LoRA's adapters, FSDP's and ZeRO-3's fp32 shards). bitsandbytes keeps
+# 32-bit state in fp32 and 8-bit state in uint8 whatever the weights' dtype (Optimizer2State.
+# init_state), and the Trainer gives nn.Embedding 32-bit state under 8-bit optimizers
+# (Trainer.create_optimizer). None of this is measured on a GPU yet.
+STATE_IN_WEIGHT_DTYPE = {"adamw_torch"}
+MOMENTS = 2  # AdamW's exp_avg and exp_avg_sq
+EMBEDDING_STATE_BYTES = 8.0  # two fp32 moments: bitsandbytes' 32-bit override for embeddings
+
+
+def cuda_context_gib(total_gib: float | None) -> float:
+    """The CUDA context of a card of this size (an H100's when the card is unknown)."""
+    if total_gib is None:
+        return CONTEXT_GIB["datacenter"]
+    return CONTEXT_GIB["datacenter" if total_gib >= DATACENTER_GIB else "consumer"]
+
+
+@dataclass
+class MemoryBreakdown:
+    base_weights_gib: float
+    lora_gib: float  # LoRA weights + gradients + optimizer state
+    activations_gib: float
+    logits_gib: float
+    overhead_gib: float  # fragmentation, workspaces, CUDA context
+    allocated_gib: float  # torch.cuda.max_memory_allocated()
+    reserved_gib: float  # torch.cuda.max_memory_reserved()
+    nvidia_smi_gib: float  # what nvidia-smi shows: reserved + context (+ paged state)
+    gradients_optimizer_gib: float = 0.0  # full fine-tuning: every weight's gradient + state
+    distributed_gib: float = 0.0  # several GPUs: DDP buckets, gathered FSDP / ZeRO-3 layers
+    cpu_ram_gib: float = 0.0  # state offloaded to CPU memory, per node (all its processes)
+
+    def as_dict(self) -> dict:
+        return {k: round(v, 3) for k, v in asdict(self).items()}
+
+
+@dataclass
+class StepBytes:
+    """What one GPU holds at its peak, in bytes, before fragmentation and the context."""
+
+    weights: float
+    lora: float = 0.0  # LoRA adapters + gradients + optimizer state on the GPU
+    trained: float = 0.0  # full fine-tuning: gradients + optimizer state on the GPU
+    activations: float = 0.0
+    logits: float = 0.0
+    distributed: float = 0.0
+    paged: float = 0.0  # optimizer state that pages to CPU memory (nvidia-smi only)
+    step: float = 0.0  # the optimizer step's temporaries, once activations are freed
+    loading: float = 0.0  # a loading peak that training may stay under
+    cpu_ram: float = 0.0
+
+
+def linear_bytes_per_param(settings: TrainSettings) -> float:
+    """Stored bytes of one block nn.Linear weight: what 4-/8-bit quantisation shrinks."""
+    q = settings.quantization
+    return {
+        "none": DTYPE_BYTES[q.compute_dtype],
+        "8bit": COEFFICIENTS["int8_bytes_per_param"],
+        "nf4": 0.5 + (0.127 if q.double_quant else 0.5) / 8,
+        "fp4": 0.5 + (0.127 if q.double_quant else 0.5) / 8,
+    }[q.mode]
+
+
+def base_weight_bytes(model: ModelInfo, settings: TrainSettings) -> float:
+    """Frozen weights: block linears quantised or not; embeddings, head, norms in 16-bit."""
+    word = DTYPE_BYTES[settings.quantization.compute_dtype]
+    linear, other = model.params_linear, model.params_total - model.params_linear
+    return linear * linear_bytes_per_param(settings) + other * word
+
+
+def trained_params(model: ModelInfo, settings: TrainSettings) -> int:
+    """Parameters that get gradients: LoRA's adapters, or every weight."""
+    if settings.training.method == "full":
+        return model.params_total
+    targets = None if settings.lora.target_modules == "auto" else settings.lora.target_modules
+    return model.lora_params(settings.lora.r, targets)
+
+
+def optimizer_state_bytes(
+    model: ModelInfo, settings: TrainSettings, weight_bytes: float, share: float = 1.0
+) -> float:
+    """State of the trained parameters (`share` of them: one shard), held in `weight_bytes`
+    each (see STATE_IN_WEIGHT_DTYPE)."""
+    params = trained_params(model, settings) * share
+    name = settings.training.optimizer
+    if name in STATE_IN_WEIGHT_DTYPE:
+        return MOMENTS * weight_bytes * params
+    state = OPTIMIZERS[name].state_bytes
+    full = settings.training.method == "full"
+    embedding = model.vocab_size * model.hidden_size * share if full else 0.0
+    return state * params + max(0.0, EMBEDDING_STATE_BYTES - state) * embedding
+
+
+def optimizer_step_bytes(settings: TrainSettings, params: float, weight_bytes: float) -> float:
+    """torch's foreach AdamW takes the square root of every second moment at once: one
+    weight-sized temporary at the step (full fine-tuning; LoRA's is in the calibration)."""
+    t = settings.training
+    if t.method != "full" or t.optimizer not in STATE_IN_WEIGHT_DTYPE:
+        return 0.0
+    return weight_bytes * params
+
+
+def lora_state_bytes(model: ModelInfo, settings: TrainSettings) -> tuple[float, float]:
+    """(on-device bytes, paged bytes): fp32 adapters + gradients + optimizer state."""
+    if settings.training.method == "full":
+        return 0.0, 0.0
+    params = trained_params(model, settings)
+    info = OPTIMIZERS[settings.training.optimizer]
+    optimizer, paged = info.state_bytes * params, info.paged
+    return 8.0 * params + (0 if paged else optimizer), optimizer if paged else 0.0
+
+
+def full_state_bytes(model: ModelInfo, settings: TrainSettings) -> tuple[float, float]:
+    """(on-device bytes, paged bytes): full fine-tuning's gradients + optimizer state of every
+    weight, in the weights' own dtype (the weights are base_weight_bytes)."""
+    if settings.training.method != "full":
+        return 0.0, 0.0
+    word = DTYPE_BYTES[settings.quantization.compute_dtype]
+    state = optimizer_state_bytes(model, settings, word)
+    paged = OPTIMIZERS[settings.training.optimizer].paged
+    return word * model.params_total + (0 if paged else state), state if paged else 0.0
+
+
+def activation_bytes(model: ModelInfo, settings: TrainSettings) -> float:
+    c = COEFFICIENTS
+    tokens = settings.training.micro_batch_size * settings.training.max_seq_length
+    h, i, layers = model.hidden_size, model.intermediate_size, model.num_layers
+    backend = settings.memory.backend
+    act_i = {"liger": c["liger_act_i"], "unsloth": c["unsloth_act_i"]}.get(backend, c["act_i"])
+    act_h = c["act_h"] + (c["unsloth_act_h_extra"] if backend == "unsloth" else 0.0)
+    act_h += EXTRA_ACT_H.get(model.model_type, 0.0)
+    if settings.quantization.mode == "none":
+        act_i += c["act_i_16bit_extra"]
+    elif any(linear.name == "gate_up_proj" for linear in model.linears):
+        act_i += c["quantized_fused_gate_up_act_i"]
+    one_layer = tokens * (act_h * h + act_i * i)
+    scores = _scores_bytes(model, settings)
+    mode = settings.memory.gradient_checkpointing
+    if mode == "off":
+        return layers * (one_layer + scores) + _gemma_extra(model, settings)
+    per_layer = c["unsloth_ckpt_h"] if mode == "unsloth" else c["ckpt_h"]
+    recomputed = one_layer * (1 + _ungated_extra_layers(model, settings)) + scores
+    return layers * tokens * per_layer * h + recomputed  # saved inputs + recomputed layer(s)
+
+
+def _scores_bytes(model: ModelInfo, settings: TrainSettings) -> float:
+    """One layer's attention scores, where the family's attention materialises them."""
+    t = settings.training
+    per_score = SCORES_BYTES.get(model.model_type, 0.0)
+    return per_score * t.micro_batch_size * model.num_heads * t.max_seq_length**2
+
+
+def _ungated_extra_layers(model: ModelInfo, settings: TrainSettings) -> float:
+    """Quantised weights with a two-linear MLP (GPT-NeoX, StarCoder2, Falcon) keep one more
+    layer's activations under checkpointing than the gated families (measured)."""
+    gated = model.is_moe or any("gate" in linear.name for linear in model.linears)
+    if gated or settings.quantization.mode == "none":
+        return 0.0
+    return COEFFICIENTS["quantized_ungated_ckpt_layers"]
+
+
+def packing_mask_bytes(model: ModelInfo, settings: TrainSettings) -> float:
+    """A packed micro-batch's block mask ('auto' attention is planned as sdpa)."""
+    if not settings.memory.packing:
+        return 0.0
+    t, memory = settings.training, settings.memory
+    kept = model.num_layers if memory.gradient_checkpointing == "off" else 1
+    return mask_bytes(
+        t.micro_batch_size,
+        t.max_seq_length,
+        planned_attention(settings.model.attn_implementation),
+        memory.backend,
+        kept,
+    )
+
+
+def _gemma_extra(model: ModelInfo, settings: TrainSettings) -> float:
+    """Gemma-2 without checkpointing (and without Liger) peaks with an extra copy the size
+    of part of its 256k-vocabulary embedding (measured on gemma-2-2b, independent of tokens)."""
+    if model.model_type != "gemma2" or settings.memory.backend == "liger":
+        return 0.0
+    copies = COEFFICIENTS["gemma_uncheckpointed_embedding_copies"]
+    return copies * model.vocab_size * model.hidden_size * 2
+
+
+def logits_bytes(model: ModelInfo, settings: TrainSettings) -> float:
+    """TRL's fused, chunked LM head never holds batch × seq × vocab logits."""
+    tokens = settings.training.micro_batch_size * settings.training.max_seq_length
+    c = COEFFICIENTS
+    if model.model_type in FULL_LOGITS_TYPES and settings.memory.backend == "hf":
+        return tokens * model.vocab_size * 10.0  # bf16 logits + fp32 upcast + fp32 gradient
+    return tokens * model.hidden_size * c["head_bytes_per_token_h"] + c["head_fixed_gib"] * GIB
+
+
+def loading_peak_bytes(model: ModelInfo, settings: TrainSettings) -> float:
+    """Quantised loading of a mixture of experts holds one layer's fused experts in 16-bit
+    beside the finished weights (measured: Mixtral, Qwen3-MoE, OLMoE reserve this much
+    even when training needs less)."""
+    if not model.is_moe or settings.quantization.mode == "none":
+        return 0.0
+    word = DTYPE_BYTES[settings.quantization.compute_dtype]
+    per_layer = model.params_experts / max(model.moe.sparse_layers, 1) * word
+    return base_weight_bytes(model, settings) + per_layer
+
+
+def one_gpu_bytes(model: ModelInfo, settings: TrainSettings) -> StepBytes:
+    """The whole step on one GPU (also each DDP process's copy)."""
+    lora, lora_paged = lora_state_bytes(model, settings)
+    trained, trained_paged = full_state_bytes(model, settings)
+    word = DTYPE_BYTES[settings.quantization.compute_dtype]
+    step = optimizer_step_bytes(settings, trained_params(model, settings), word)
+    return StepBytes(
+        weights=base_weight_bytes(model, settings),
+        lora=lora,
+        trained=trained,
+        activations=activation_bytes(model, settings) + packing_mask_bytes(model, settings),
+        logits=logits_bytes(model, settings),
+        paged=lora_paged + trained_paged,
+        step=step,
+        loading=loading_peak_bytes(model, settings),
+    )
+
+
+def predict_memory(model: ModelInfo, settings: TrainSettings, hardware=None) -> MemoryBreakdown:
+    """Each GPU's predicted peak: one GPU's whole step, or a share under several processes."""
+    if settings.distributed.launched:
+        from .sharding import per_gpu_bytes  # builds on this module's parts
+
+        return breakdown_of(per_gpu_bytes(model, settings), settings, hardware)
+    return breakdown_of(one_gpu_bytes(model, settings), settings, hardware)
+
+
+def breakdown_of(b: StepBytes, settings: TrainSettings, hardware=None) -> MemoryBreakdown:
+    """Bytes held → what torch reserves and nvidia-smi shows. The optimizer step runs after
+    the activations and logits are freed: its temporaries count only beyond them."""
+    c = COEFFICIENTS
+    trained = b.trained + max(0.0, b.step - b.activations - b.logits)
+    allocated = b.weights + b.lora + trained + b.activations + b.logits + b.distributed
+    held = max(allocated, b.loading)
+    reserved = held * (1 + c["fragmentation"]) + c["workspace_gib"] * GIB
+    gpu = hardware.primary if hardware is not None else None
+    smi = reserved + cuda_context_gib(gpu.total_gib if gpu else None) * GIB + b.paged
+    lora_paged = b.paged if settings.training.method != "full" else 0.0
+    return MemoryBreakdown(
+        base_weights_gib=b.weights / GIB,
+        lora_gib=(b.lora + lora_paged) / GIB,
+        activations_gib=b.activations / GIB,
+        logits_gib=b.logits / GIB,
+        overhead_gib=(smi - allocated - b.paged) / GIB,
+        allocated_gib=allocated / GIB,
+        reserved_gib=reserved / GIB,
+        nvidia_smi_gib=smi / GIB,
+        gradients_optimizer_gib=(trained + b.paged - lora_paged) / GIB,
+        distributed_gib=b.distributed / GIB,
+        cpu_ram_gib=b.cpu_ram / GIB,
+    )

@@ -1,0 +1,84 @@
+"""The speed model: predicted tokens/s relative to a baseline, from the configuration and
+the dataset's sample lengths (measured on H100: docs/BENCHMARKS.md)."""
+
+from __future__ import annotations
+
+from ..settings.schema import TrainSettings
+from . import batching
+
+# Relative tokens/s factors, measured on H100 (Llama-3.1-8B, seq 1024, docs/BENCHMARKS.md):
+# hf ckpt b2 3130, hf nockpt b4 8352, liger ckpt b4 6314, liger nockpt b8 12745,
+# unsloth offloaded-ckpt b4 8171, bf16 liger nockpt b8 10974 tokens/s.
+CHECKPOINT_COST = {"off": 1.0, "on": 1 / 2.1, "unsloth": 1 / 1.9}
+BACKEND_GAIN = {
+    ("hf", True): 1.0,
+    ("liger", True): 1.59,
+    ("unsloth", True): 1.78,
+    ("hf", False): 1.0,
+    ("liger", False): 1.32,
+    ("unsloth", False): 1.78 / 1.9,  # not measured: assumed no faster than with its offloading
+}
+QUANT_SPEED = {"none": 0.86, "nf4": 1.0, "fp4": 1.0, "8bit": 0.6}
+# Tokens per micro-batch at which the GPU is half-saturated. HF and Liger keep gaining with
+# batch (Gemma-2-9B, Liger: checkpointed b16 7323 tokens/s, uncheckpointed b2 3621);
+# Unsloth's fused kernels saturate early (Llama-3.1-8B: b4 8171-9389, b16 10409, b32 10740).
+SATURATION_TOKENS = {"hf": 3000, "liger": 3000, "unsloth": 1000}
+
+SPEED_BASELINE = "HF QLoRA + checkpointing, batch 2, same sequence length"
+
+
+def relative_speed(settings: TrainSettings) -> float:
+    """Tokens/s relative to SPEED_BASELINE, samples filling max_seq_length."""
+    memory = settings.memory
+    checkpointed = memory.gradient_checkpointing != "off"
+    tokens = settings.training.micro_batch_size * settings.training.max_seq_length
+    saturation = tokens / (tokens + SATURATION_TOKENS[memory.backend])
+    value = (
+        saturation
+        * CHECKPOINT_COST[memory.gradient_checkpointing]
+        * BACKEND_GAIN[(memory.backend, checkpointed)]
+        * QUANT_SPEED[settings.quantization.mode]
+    )
+    baseline = 2 * settings.training.max_seq_length
+    reference = baseline / (baseline + SATURATION_TOKENS["hf"]) * CHECKPOINT_COST["on"]
+    return value / reference
+
+
+BATCH_FIELDS = ("memory.packing", "memory.group_by_length")
+BATCHINGS = {  # how micro-batches are filled: (memory.packing, memory.group_by_length)
+    "padded": (False, False),
+    "grouped": (False, True),
+    "packed": (True, False),
+}
+
+
+def batching_of(settings: TrainSettings) -> str:
+    if settings.memory.packing:
+        return "packed"
+    return "grouped" if settings.memory.group_by_length else "padded"
+
+
+def batch_fill(settings: TrainSettings, stats) -> float:
+    """Real (non-padding) tokens a step carries, as a share of a full micro-batch's, with a
+    packed step's measured extra cost folded in. A padded or grouped step costs about what
+    a full one does (measured), so its share is the mean sample length over the maximum.
+    Without a dataset every sample is taken as full."""
+    if stats is None:
+        return 1.0
+    mode = batching_of(settings)
+    length = settings.training.max_seq_length
+    if mode != "packed":
+        real = batching.clipped_mean(stats.sample, length) / length
+        # one sample per micro-batch is never padded: grouping has nothing to win back
+        grouping_helps = mode == "grouped" and settings.training.micro_batch_size > 1
+        return real + (1 - real) * batching.GROUPED_PADDING_WON if grouping_helps else real
+    attn = batching.planned_attention(settings.model.attn_implementation)
+    cost = batching.packed_step_cost(
+        attn, settings.memory.backend, settings.training.micro_batch_size
+    )
+    return batching.PACKED_FILL / cost
+
+
+def real_token_speed(settings: TrainSettings, stats) -> float:
+    """Non-padding tokens/s relative to SPEED_BASELINE (whose samples fill the length)."""
+    return relative_speed(settings) * batch_fill(settings, stats)

@@ -1,0 +1,1 @@
+"""The training recipe the runner calls and the exported script copies verbatim."""

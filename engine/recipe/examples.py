@@ -1,0 +1,111 @@
+"""The training recipe's data side, written once: records -> TRL examples -> train/eval.
+
+As with engine/recipe/model.py (the model side), the runner calls these functions and the
+exported script carries their source verbatim (a test compares them byte for byte), so
+the script trains on the examples the run trained on. The product reads files through
+engine/data/dataset.py, which adds bounded reads, validation and line-numbered errors;
+`read_records` is the script's plain reader of the same files (a test checks that both
+read the same records). Same rules as the model side: plain values in and out, imports
+inside the functions.
+"""
+
+ALPACA_PROMPT = (
+    "Below is an instruction that describes a task, paired with an input that provides "
+    "further context. Write a response that appropriately completes the request.\n\n"
+    "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n"
+)
+ALPACA_PROMPT_NO_INPUT = (
+    "Below is an instruction that describes a task. Write a response that appropriately "
+    "completes the request.\n\n### Instruction:\n{instruction}\n\n### Response:\n"
+)
+SHAREGPT_ROLES = {
+    "human": "user",
+    "user": "user",
+    "gpt": "assistant",
+    "assistant": "assistant",
+    "system": "system",
+}
+
+
+def json_records(value):
+    """The records of a parsed .json dataset: a list of them, or an object with exactly one
+    key holding a list ({"data": [...]}); None for anything else, where a guess could train
+    on the wrong list."""
+    if isinstance(value, dict):
+        lists = [v for v in value.values() if isinstance(v, list)]
+        value = lists[0] if len(lists) == 1 else None
+    return value if isinstance(value, list) else None
+
+
+def read_records(path):
+    """The records of a .jsonl, .json, .csv or .parquet file, or of a folder written by
+    Dataset.save_to_disk (its 'train' split)."""
+    import json
+    from pathlib import Path
+
+    path = Path(path)
+    if path.is_dir():
+        from datasets import DatasetDict, load_from_disk
+
+        loaded = load_from_disk(str(path))
+        return (loaded["train"] if isinstance(loaded, DatasetDict) else loaded).to_list()
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        return pq.read_table(path).to_pylist()
+    with open(path, encoding="utf-8-sig", newline="") as file:
+        if suffix == ".csv":  # empty cells are missing fields
+            import csv
+
+            rows = csv.DictReader(file)
+            return [
+                {k: v for k, v in row.items() if k is not None and v not in (None, "")}
+                for row in rows
+            ]
+        if suffix == ".json":
+            records = json_records(json.load(file))
+            if records is None:
+                raise ValueError(f"{path}: expected a list of records (or one key holding it)")
+            return records
+        return [json.loads(line) for line in file if line.strip()]
+
+
+def to_example(record, data_format, eos_token):
+    """One record as TRL's SFTTrainer trains on it: Alpaca's prompt template with the
+    answer and EOS as the completion; chat turns as prompt (all but the last) and
+    completion (the answer); plain text as it is."""
+    if data_format == "text":
+        return {"text": record["text"]}
+    if data_format == "alpaca":
+        template = ALPACA_PROMPT if record.get("input") else ALPACA_PROMPT_NO_INPUT
+        prompt = template.format(instruction=record["instruction"], input=record.get("input", ""))
+        return {"prompt": prompt, "completion": record["output"] + eos_token}
+    if data_format == "sharegpt":
+        turns = [
+            {"role": SHAREGPT_ROLES[t["from"]], "content": t["value"]}
+            for t in record["conversations"]
+        ]
+    else:
+        turns = [{"role": t["role"], "content": t["content"]} for t in record["messages"]]
+    return {"prompt": turns[:-1], "completion": turns[-1:]}
+
+
+def split_examples(examples, eval_fraction, max_samples, seed):
+    """A seeded train/eval split (none when the fraction gives no whole sample), then the
+    first max_samples of the training part."""
+    from datasets import Dataset
+
+    dataset = Dataset.from_list(examples)
+    train, evaluation = dataset, None
+    if eval_fraction > 0 and len(dataset) * eval_fraction >= 1:
+        split = dataset.train_test_split(test_size=eval_fraction, seed=seed)
+        train, evaluation = split["train"], split["test"]
+    if max_samples and max_samples < len(train):
+        train = train.select(range(max_samples))
+    return train, evaluation
+
+
+# What the exported script copies, in order: the constants, then the functions.
+DATA_CONSTANTS = ("ALPACA_PROMPT", "ALPACA_PROMPT_NO_INPUT", "SHAREGPT_ROLES")
+DATA_FUNCTIONS = (json_records, read_records, to_example, split_examples)

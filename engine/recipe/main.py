@@ -1,0 +1,210 @@
+"""The exported script's main(), written once as plain Python.
+
+engine/export/script.py copies these functions into the script verbatim (`inspect.getsource`; a
+test compares them byte for byte) below the constant block it writes from the settings, so
+here they read the script's constants as globals. Whatever differs between settings is one
+of those constants or a plain branch on one. The runner trains through the same recipe
+functions (engine/recipe/model.py, engine/recipe/examples.py) with its own events instead of main(),
+and a test checks that the script reproduces the runner's losses.
+"""
+
+from .examples import read_records, split_examples, to_example
+from .model import (
+    attention_implementation,
+    auto_lora_targets,
+    compute_dtype,
+    load_model,
+    load_unsloth_model,
+    lora_config,
+    trainer_arguments,
+)
+
+# What main() reads. The exported script defines each of these above its functions
+# (engine/export/script.py writes them from the settings); here, where main() never runs, None.
+MODEL = TRUST_REMOTE_CODE = ATTENTION = DATA = DATA_FORMAT = EVAL_FRACTION = None
+MAX_SAMPLES = METHOD = LORA_R = LORA_ALPHA = LORA_DROPOUT = LORA_TARGETS = None
+USE_RSLORA = QUANTIZATION = DOUBLE_QUANT = COMPUTE_DTYPE = BACKEND = None
+GRADIENT_CHECKPOINTING = USE_REENTRANT = SAVE_EVERY_EPOCH = OUTPUT = TRAINER = None
+
+
+def command_line():
+    """The NAME=VALUE assignments given on the command line: --set NAME=VALUE, and --model,
+    --data, --output and --max-steps as short forms of the four most often changed."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        description="Fine-tune as the constants at the top of this script say. "
+        "--set NAME=VALUE changes one: NAME is a constant (upper case) or one of SFTConfig's "
+        "arguments in TRAINER (lower case); VALUE is a Python literal (16, 2e-4, True, None, "
+        "[...]), else it is taken as a string (a path, a Hub ID)."
+    )
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE")
+    parser.add_argument("--model", help="the same as --set MODEL=...")
+    parser.add_argument("--data", help="the same as --set DATA=...")
+    parser.add_argument("--output", help="the same as --set OUTPUT=...")
+    parser.add_argument("--max-steps", type=int, help="the same as --set max_steps=...")
+    args = parser.parse_args()
+    short = {"MODEL": args.model, "DATA": args.data, "OUTPUT": args.output}
+    short["max_steps"] = args.max_steps
+    given = [f"{name}={value!r}" for name, value in short.items() if value is not None]
+    return given + args.set
+
+
+def override(assignments, constants):
+    """nanoGPT's configurator, one NAME=VALUE at a time: NAME is one of the script's
+    constants (upper case) or one of SFTConfig's arguments in TRAINER (lower case); VALUE is
+    read as a Python literal, else kept as a string. A name that is neither stops the
+    script in one line, before anything loads."""
+    import ast
+
+    for assignment in assignments:
+        name, equals, text = assignment.partition("=")
+        if not equals:
+            raise SystemExit(f"--set {assignment}: expected NAME=VALUE")
+        try:
+            value = ast.literal_eval(text)
+        except (SyntaxError, ValueError):
+            value = text
+        if name.isupper() and name in constants:
+            constants[name] = value
+        elif name in constants["TRAINER"]:
+            constants["TRAINER"][name] = value
+        else:
+            raise SystemExit(
+                f"--set {name}: unknown name; use a constant at the top of this script "
+                "or a key of its TRAINER"
+            )
+
+
+def located(model, data):
+    """MODEL and DATA as given, except "demo": finetune-tui's demo model (random weights it
+    builds once and caches on the machine that trains) and dataset (shipped inside it),
+    found through finetune-tui, which only the demo needs installed."""
+    if "demo" not in (model, data):
+        return model, data
+    try:
+        from finetune_tui.engine.common.demo import demo_dataset_path, ensure_demo_model
+    except ImportError:
+        raise SystemExit(
+            '"demo" is finetune-tui\'s demo model and dataset: install finetune-tui, or '
+            "--set MODEL=... --set DATA=... to your own"
+        ) from None
+    model = str(ensure_demo_model()) if model == "demo" else model
+    data = str(demo_dataset_path()) if data == "demo" else data
+    return model, data
+
+
+def loss_log(path, save_every_epoch):
+    """A Trainer callback: every logged training loss to `path` as a JSON line (under
+    accelerate launch the first process writes it) and, if `save_every_epoch`, a checkpoint
+    at the end of every epoch on top of the every-save_steps ones."""
+    import json
+
+    from transformers import TrainerCallback
+
+    class LossLog(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs and "loss" in logs and state.is_world_process_zero:
+                with open(path, "a", encoding="utf-8") as file:
+                    record = {"step": state.global_step, "loss": logs["loss"]}
+                    file.write(json.dumps(record) + "\n")
+
+        def on_epoch_end(self, args, state, control, **kwargs):
+            if save_every_epoch:
+                control.should_save = state.global_step > 0
+            return control
+
+    return LossLog()
+
+
+def model_and_lora(path, dtype):
+    """The model to train, and the LoRA config SFTTrainer applies to it: none under Unsloth
+    (its loader applies LoRA itself) nor under full fine-tuning (every weight trains)."""
+    if BACKEND == "unsloth":
+        model, _ = load_unsloth_model(
+            path,
+            TRAINER["max_length"],
+            dtype,
+            QUANTIZATION,
+            LORA_TARGETS,
+            LORA_R,
+            LORA_ALPHA,
+            LORA_DROPOUT,
+            USE_RSLORA,
+            GRADIENT_CHECKPOINTING,
+            TRAINER["seed"],
+        )
+        return model, None
+    attention = attention_implementation(ATTENTION)
+    model = load_model(path, dtype, attention, QUANTIZATION, DOUBLE_QUANT, TRUST_REMOTE_CODE)
+    if BACKEND == "liger":  # Liger's layer kernels; the loss stays TRL's own
+        from liger_kernel.transformers import monkey_patch
+
+        monkey_patch._apply_liger_kernel_to_instance(model=model, fused_linear_cross_entropy=False)
+    if METHOD == "full":
+        return model, None
+    targets = auto_lora_targets(model) if LORA_TARGETS == "auto" else LORA_TARGETS
+    return model, lora_config(targets, LORA_R, LORA_ALPHA, LORA_DROPOUT, USE_RSLORA)
+
+
+def main():
+    """Settings → data → model → trainer → train → save, as the constants above say."""
+    override(command_line(), globals())
+    if BACKEND == "unsloth":  # first of all: it patches transformers, trl and peft
+        import unsloth  # noqa: F401
+    import json
+    from pathlib import Path
+
+    import torch
+    import transformers
+    from transformers import AutoTokenizer
+    from trl import SFTConfig, SFTTrainer
+
+    model_path, data_path = located(MODEL, DATA)
+    output = Path(OUTPUT)
+    output.mkdir(parents=True, exist_ok=True)
+    tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=TRUST_REMOTE_CODE)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    records = read_records(data_path)
+    examples = [to_example(record, DATA_FORMAT, tokenizer.eos_token) for record in records]
+    train, evaluation = split_examples(examples, EVAL_FRACTION, MAX_SAMPLES, TRAINER["seed"])
+
+    dtype = compute_dtype(COMPUTE_DTYPE)
+    arguments = trainer_arguments(
+        TRAINER,
+        output / "checkpoints",
+        evaluation is not None,
+        dtype,
+        torch.cuda.is_available(),
+        GRADIENT_CHECKPOINTING,
+        USE_REENTRANT,
+        BACKEND,
+    )
+    # before the model: under DeepSpeed ZeRO-3 the arguments switch on zero.Init
+    config = SFTConfig(**arguments)
+    transformers.set_seed(TRAINER["seed"])
+    model, lora = model_and_lora(model_path, dtype)
+    transformers.set_seed(TRAINER["seed"])  # new weights (LoRA's) start the same every run
+    trainer = SFTTrainer(
+        model=model,
+        args=config,
+        train_dataset=train,
+        eval_dataset=evaluation,
+        processing_class=tokenizer,
+        peft_config=lora,
+        callbacks=[loss_log(output / "losses.jsonl", SAVE_EVERY_EPOCH)],
+    )
+    trainer.train()
+    saved = output / ("adapter" if METHOD == "lora" else "model")
+    trainer.save_model(str(saved))  # every process: sharded weights gather
+    scores = trainer.evaluate() if evaluation is not None else None
+    if trainer.is_world_process_zero():  # one copy of the tokenizer and of the report
+        tokenizer.save_pretrained(str(saved))
+        if scores is not None:
+            print(json.dumps(scores))
+        print(f"{saved.name} saved to {saved}")
+
+
+# What the exported script copies, in order, after the recipe's model and data functions.
+MAIN_FUNCTIONS = (command_line, override, located, loss_log, model_and_lora, main)

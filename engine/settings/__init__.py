@@ -1,0 +1,1 @@
+"""The settings: one pydantic schema, its option tables and YAML presets."""

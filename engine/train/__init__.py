@@ -1,0 +1,1 @@
+"""One training run: checks before it, loading, the Trainer, callbacks, the runner."""

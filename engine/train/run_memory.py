@@ -1,0 +1,128 @@
+"""A run's memory beside its plan: the prediction for the settings that train, the measured
+peak (read only through callbacks.cuda_memory), the self-check that changes course before
+an out-of-memory error, and what the run leaves in the measured-memory store.
+
+Only one process is checked and remembered: with several, one rank backing off alone would
+leave the others waiting at a collective (the out-of-memory back-off is one-process too).
+"""
+
+from __future__ import annotations
+
+from ..launch.launch import world_size
+from ..plan.oom_policy import back_off
+from ..runs.events import EventSink, Notice
+from ..settings.schema import TrainSettings
+
+
+def free_memory() -> None:
+    """Give cached blocks back and restart the peak counters the summary reports."""
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+
+
+def predicted_peak_gib(settings: TrainSettings) -> float | None:
+    """The planner's peak reserved for the settings that ran, beside the measured one
+    (the memory model's own, uncorrected: the store compares it with what was measured).
+
+    None on CPU or for a model the planner cannot read (it never fails a run).
+    """
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    from ..inspect.models import inspect_model
+    from ..plan.memory import predict_memory
+
+    try:
+        return round(
+            predict_memory(inspect_model(settings.model.name_or_path), settings).reserved_gib, 3
+        )
+    except Exception:
+        return None
+
+
+def peak_memory() -> dict:
+    """summary.json's measured peaks; empty on CPU (the keys are absent there)."""
+    from .callbacks import cuda_memory
+
+    reading = cuda_memory()
+    if not reading:
+        return {}
+    return {
+        "peak_allocated_gib": round(reading["memory_peak_allocated_gib"], 3),
+        "peak_reserved_gib": round(reading["memory_peak_gib"], 3),
+    }
+
+
+def _at_length(settings: TrainSettings, length: int) -> TrainSettings:
+    training = settings.training.model_copy(update={"max_seq_length": max(1, length)})
+    return settings.model_copy(update={"training": training})
+
+
+def memory_check(settings: TrainSettings, emit: EventSink, events):
+    """The self-check's callback for this attempt; None with several processes or for a
+    model the planner cannot read."""
+    if world_size() > 1:
+        return None
+    from ..inspect.models import inspect_model
+    from ..plan.measured import planned_memory
+    from .callbacks import MemoryCheckCallback
+
+    try:
+        model = inspect_model(settings.model.name_or_path)
+    except Exception:
+        return None
+
+    def predict(s: TrainSettings, length: int, card: str) -> float:
+        return planned_memory(model, _at_length(s, length), card=card).reserved_gib
+
+    return MemoryCheckCallback(emit, settings, predict, events)
+
+
+def next_attempt(settings: TrainSettings, check) -> tuple[TrainSettings, str, str]:
+    """After an out-of-memory error or the self-check's decision to back off: the settings
+    to continue with, the summary's line for it, and what the user is told."""
+    decision = check.decision if check is not None else None
+    if decision is None:
+        settings, change = back_off(settings)
+        return settings, change, f"out of memory: {change}"
+    line = f"memory check at step {check.step}: {decision.change}"
+    return decision.settings, line, f"memory check: {decision.change}"
+
+
+def remember(settings: TrainSettings, summary, counter, emit: EventSink) -> None:
+    """Keep this run's measured peak per model family, backend and card (engine/plan/measured.py):
+    compared with the plan at the longest length trained, so a short run is not read as a
+    plan that over-predicts."""
+    from .callbacks import cuda_memory
+
+    reading = cuda_memory()
+    if not reading or world_size() > 1 or not summary.step:
+        return
+    from ..inspect.models import inspect_model
+    from ..plan.measured import Measurement, record
+    from ..plan.memory import predict_memory
+
+    full = settings.training.max_seq_length
+    longest = full if settings.memory.packing or counter is None else counter.longest
+    try:
+        model = inspect_model(settings.model.name_or_path)
+        predicted = predict_memory(model, _at_length(settings, min(longest, full))).reserved_gib
+    except Exception:
+        return  # the planner cannot read this model: nothing to compare with
+    measurement = Measurement(
+        model.model_type,
+        settings.memory.backend,
+        reading["card"],
+        reading["memory_peak_gib"],
+        predicted,
+    )
+    problem = record(measurement)
+    if problem:
+        emit(Notice(problem, level="warning"))

@@ -1,0 +1,96 @@
+"""Screen 3: the dataset — detected format, problems with line numbers, lengths, a sample."""
+
+from __future__ import annotations
+
+import json
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Button, Footer, Header, Input, Static
+
+from finetune_tui.engine.common.errors import FinetuneError
+from finetune_tui.tui.text import shown
+
+
+class DatasetScreen(Screen):
+    TITLE = "3 Dataset"
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Vertical(id="body"):
+            yield Static("Dataset file (JSONL/JSON/CSV/Parquet), save_to_disk folder, or 'demo':")
+            with Horizontal(classes="row"):
+                yield Input(id="dataset-path")
+                yield Button("Check", id="check-dataset")
+            yield Static("", id="dataset-info")
+            yield Static("", id="dataset-sample", classes="sample")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#dataset-path", Input).value = self.app.state.settings.dataset.path
+        self.inspect_dataset()
+
+    @on(Input.Submitted, "#dataset-path")
+    @on(Button.Pressed, "#check-dataset")
+    def choose(self) -> None:
+        path = self.query_one("#dataset-path", Input).value.strip()
+        if path:
+            self.app.update_setting("dataset.path", path)
+            self.inspect_dataset()
+
+    @work(thread=True, exclusive=True, group="dataset")
+    def inspect_dataset(self) -> None:
+        info, sample = describe_dataset(self.app.state.settings)
+        self.app.call_from_thread(self.query_one("#dataset-info", Static).update, info)
+        self.app.call_from_thread(self.query_one("#dataset-sample", Static).update, sample)
+
+
+def describe_dataset(settings) -> tuple[str, str]:
+    """Format, problems (file:line), token-length histogram, first formatted example."""
+    from finetune_tui.engine.data import dataset as data
+    from finetune_tui.engine.recipe.examples import to_example
+
+    try:
+        path, records, fmt = data.read_dataset(settings)  # problems are listed, not raised
+    except FinetuneError as exc:
+        return f"[red]{exc}[/red]", ""
+    problems = data.validate_records(records, fmt)
+    stats = data.estimate_token_stats(records, fmt, settings.training.max_seq_length)
+    lines = [f"[b]{plural(len(records), 'record')}[/b], format [b]{fmt}[/b]  ({shown(path)})"]
+    if problems:
+        lines.append(f"[red]{plural(len(problems), 'record')} with problems:[/red]")
+        lines += [f"  {p}" for p in problems[:5]]
+    lines.append(
+        f"~tokens per example: mean {stats.mean:.0f}, p95 {stats.p95}, max {stats.max}; "
+        f"{stats.truncated_fraction:.0%} longer than max_seq_length "
+        f"{settings.training.max_seq_length}"
+    )
+    lines += histogram(stats.histogram, settings.training.max_seq_length)
+    good = next((r for r in records if r.data is not None), None)
+    sample = ""
+    if good is not None and not data.validate_records([good], fmt):
+        example = to_example(good.data, fmt, "</s>")
+        sample = (
+            "First example as trained (prompt → completion):\n"
+            + json.dumps(example, ensure_ascii=False, indent=1)[:600]
+        )
+    return "\n".join(lines), sample
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def histogram(bins: list[tuple[int, int]], max_len: int, width: int = 40) -> list[str]:
+    top = max((n for _, n in bins), default=0) or 1
+    rows = []
+    for start, count in bins:
+        mark = (
+            " ◀ max_seq_length"
+            if start <= max_len < start + (bins[1][0] if len(bins) > 1 else 1)
+            else ""
+        )
+        rows.append(f"  {start:>6} | {'█' * int(count / top * width)} {count}{mark}")
+    return rows

@@ -1,0 +1,149 @@
+"""Screen 4: every option as a form control, with the VRAM bar updating on every change."""
+
+from __future__ import annotations
+
+from rich.markup import escape
+from textual import on
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Button, Footer, Header, Static
+
+from ..planning import inspect, predict, recommend, unavailable_here
+from ..widgets.settings_form import SettingsForm
+from ..widgets.vram_bar import VramBar
+
+
+class StrategyScreen(Screen):
+    TITLE = "4 Strategy"
+    BINDINGS = [("r", "reset", "Reset to recommended"), ("m", "measure", "Measure on this GPU")]
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Vertical(id="body"):
+            yield VramBar(id="vram-bar")
+            yield Static("", id="strategy-status")
+            with Horizontal(classes="row"):
+                yield Button("Reset to recommended", id="reset")
+                yield Button("Measure on this GPU", id="measure")
+            yield SettingsForm(self.app.state.settings, id="form")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.show_reasons()
+        self.refresh_prediction()
+
+    def on_screen_resume(self) -> None:
+        self.query_one(SettingsForm).load(self.app.state.settings)
+        self.show_reasons()
+        self.refresh_prediction()
+
+    def show_reasons(self) -> None:
+        """Why each recommended value; fields the user set are marked as theirs."""
+        state = self.app.state
+        lines = [
+            f"{field}: {why}" for field, why in state.reasons.items() if field not in state.pinned
+        ]
+        lines += [f"{field}: set by you" for field in sorted(state.pinned)]
+        self.query_one("#strategy-status", Static).update(escape("\n".join(lines)))
+
+    @on(SettingsForm.Changed)
+    def changed(self, event: SettingsForm.Changed) -> None:
+        if self.app.state.settings.value(event.field) == event.value:
+            return  # controls report their first value on mount: not a change
+        status = self.query_one("#strategy-status", Static)
+        why = unavailable_here(self.app.hardware, self._model()).get(f"{event.field}={event.value}")
+        if why:  # the same reason `plan` gives; the form goes back to what can run
+            status.update(f"[red]{escape(f'{event.field}: {event.value}: {why}')}[/red]")
+            self.query_one(SettingsForm).load(self.app.state.settings)
+            return
+        error = self.app.update_setting(event.field, event.value, pin=True)
+        if error:
+            status.update(f"[red]{error}[/red]")
+            return
+        status.update(f"{event.field} = {event.value!r}")
+        self.refresh_prediction()
+
+    def _model(self):
+        """The model's facts, or None when the planner cannot read it."""
+        from finetune_tui.engine.common.errors import FinetuneError
+
+        try:
+            return inspect(self.app.state.settings.model.name_or_path)
+        except FinetuneError:
+            return None
+
+    def refresh_prediction(self) -> None:
+        try:
+            prediction = predict(self.app.hardware, self.app.state.settings)
+        except Exception as exc:  # a planner error must not take the form down
+            self.query_one(VramBar).update(f"[red]prediction failed: {exc}[/red]")
+            return
+        self.prediction = prediction
+        self.query_one(VramBar).show(prediction.breakdown, prediction.budget_gib, prediction.fits)
+        if prediction.note:
+            self.query_one("#strategy-status", Static).update(f"[dim]{prediction.note}[/dim]")
+
+    @on(Button.Pressed, "#reset")
+    def action_reset(self) -> None:
+        result = recommend(self.app.hardware, self.app.state.settings)
+        if result is None:
+            self.notify("no recommendation available (planner or hardware facts missing)")
+            return
+        settings, reasons = result
+        self.app.state.settings = settings
+        self.app.state.recommended = settings
+        self.app.state.reasons = reasons
+        self.app.state.pinned.clear()  # reset means: recommend everything again
+        self.query_one(SettingsForm).load(settings)
+        self.show_reasons()
+        self.refresh_prediction()
+
+    @on(Button.Pressed, "#measure")
+    def action_measure(self) -> None:
+        """The advisor's top candidates, a few steps each on this GPU (as `plan --measure`)."""
+        from finetune_tui.engine.train.measure import measure_refusal
+
+        status = self.query_one("#strategy-status", Static)
+        why = measure_refusal(self.app.hardware)
+        if why:
+            status.update(f"[red]{escape(f'Measure on this GPU {why}')}[/red]")
+            return
+        status.update("measuring the advisor's top candidates, each in its own process...")
+        self.run_worker(self._measure_here, thread=True, exclusive=True, group="measure")
+
+    def _measure_here(self) -> None:
+        """In a thread: each candidate trains in its own process; the table comes back."""
+        import tempfile
+        from pathlib import Path
+
+        from finetune_tui.engine.plan.advisor import advise
+        from finetune_tui.engine.train.measure import candidates, measure, subprocess_runner, table
+
+        from ..planning import dataset_stats
+
+        state, hardware = self.app.state, self.app.hardware
+        try:
+            plan = advise(
+                hardware,
+                inspect(state.settings.model.name_or_path),
+                state.settings,
+                fixed=set(state.pinned),
+                dataset_stats=dataset_stats(state.settings),
+            )
+            with tempfile.TemporaryDirectory(prefix="finetune-tui-measure-") as work:
+                result = measure(candidates(plan), subprocess_runner(Path(work)), plan.budget_gib)
+        except Exception as exc:  # a failed measurement must not take the form down
+            self.app.call_from_thread(self._measured, [f"measuring failed: {exc}"], None)
+            return
+        lines = table(result, hardware.primary.name)
+        self.app.call_from_thread(self._measured, lines, result.picked)
+
+    def _measured(self, lines: list[str], picked) -> None:
+        """Show predicted beside measured; the measured fastest that fits goes into the form."""
+        if picked is not None:
+            self.app.state.settings = picked.candidate.settings
+            self.query_one(SettingsForm).load(picked.candidate.settings)
+            self.refresh_prediction()
+            lines = [*lines, "the picked candidate is now in the form"]
+        self.query_one("#strategy-status", Static).update(escape("\n".join(lines)))

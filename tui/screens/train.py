@@ -1,0 +1,357 @@
+"""Screen 6: the live panel. Training runs in a thread worker; its events are queued and the
+panel drains the queue on a timer, so a fast training pays for one redraw a second, not one
+per step (benchmarks/panel_overhead.py measures the cost: docs/BENCHMARKS.md).
+
+The same screen attaches read-only to a run started elsewhere (`finetune-tui attach`):
+then events come from the run's metrics.jsonl and Stop signals that process instead.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections import deque
+from contextlib import contextmanager
+from pathlib import Path
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.screen import ModalScreen, Screen
+from textual.widgets import Button, Footer, Header, ProgressBar, RichLog, Sparkline, Static
+
+from finetune_tui.engine.runs.event_text import describe, printable
+from finetune_tui.engine.runs.events import (
+    Event,
+    Failed,
+    Finished,
+    Started,
+    Step,
+    format_duration,
+)
+from finetune_tui.tui.text import shown
+
+from ..widgets.vram_chart import VramChart
+
+HISTORY = 120
+REFRESH_S = 1.0  # the panel redraws once a second, whatever the step rate
+GIL_SWITCH_S = 0.0005  # see _gil_handoff
+LOG_STYLES = {"warning": "yellow", "error": "red", "finished": "bold"}  # by level or kind
+
+
+class TrainScreen(Screen):
+    TITLE = "6 Train"
+    BINDINGS = [("s", "start", "Start"), ("x", "stop", "Stop")]
+
+    class Opened(Message):
+        """Posted on mount: the wizard stops this screen's training before it quits."""
+
+        def __init__(self, train_screen: TrainScreen) -> None:
+            super().__init__()
+            self.train_screen = train_screen
+
+    def __init__(self, attach_to: Path | None = None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.attach_to = attach_to
+        self.stop_event = threading.Event()
+        self.running = False
+        self.losses: list[float] = []
+        self.speeds: list[float] = []
+        self.vram: list[float] = []
+        self.steps_seen = 0
+        self.started_at: float | None = None
+        self.pending: deque[Event] = deque()  # appended by the training thread
+        self.telemetry = None  # GpuTelemetry, opened at the first poll on a real GPU
+        self.predicted_gib: float | None = None  # the planner's peak, shown beside the measured
+        self.last_step: Step | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Header()  # no clock: a redraw a second for nothing
+        with Vertical(id="body"):
+            with Horizontal(classes="row"):
+                yield Button("Start training", id="start", variant="success")
+                yield Button("Stop (saves)", id="stop", variant="error", disabled=True)
+            yield ProgressBar(id="progress", show_eta=False, total=1)  # ETA is in #stats
+            yield Static("waiting to start", id="stats")
+            yield Static("loss", classes="spark-label", id="loss-label")
+            yield Sparkline([], id="loss-spark")
+            yield Static("tokens/s", classes="spark-label", id="speed-label")
+            yield Sparkline([], id="speed-spark")
+            yield Static("VRAM GiB", classes="spark-label", id="vram-label")
+            yield VramChart(id="vram-chart")
+            yield Static("", id="gpu-telemetry")
+            yield RichLog(id="log", wrap=True, max_lines=500)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one(VramChart).display = False  # shown once there is VRAM to draw (GPU)
+        self.post_message(self.Opened(self))
+        if self.attach_to is not None:  # read-only: this screen cannot start a run
+            self.query_one("#start", Button).display = False
+            self.query_one("#stop", Button).disabled = False
+            self.log_line(f"attached to {printable(self.attach_to)} (read-only)")
+            self.follow_run()
+        self.set_interval(1.0, self.poll_telemetry)
+        self.set_interval(REFRESH_S, self.drain_events)
+
+    # --- starting and stopping ------------------------------------------------------
+
+    @on(Button.Pressed, "#start")
+    def action_start(self) -> None:
+        if self.running or self.attach_to is not None:
+            return
+        spread = self.app.state.settings.distributed
+        if spread.launched:  # the wizard trains in its own process, without a launcher
+            self.notify(
+                f"accelerate launches {spread.strategy} runs ({spread.world_size} processes) "
+                "headless: export the preset (screen 7), then finetune-tui --preset PRESET.yaml",
+                severity="warning",
+                timeout=12,
+            )
+            return
+        self.running = True
+        self.stop_event.clear()
+        self.query_one("#start", Button).disabled = True
+        self.query_one("#stop", Button).disabled = False
+        self.log_line("checking the model, dataset and settings…")
+        self.train(self.app.state.settings)
+
+    @on(Button.Pressed, "#stop")
+    def action_stop(self) -> None:
+        if self.attach_to is not None:
+            self.app.push_screen(ConfirmStop(), self._stop_attached)
+            return
+        if self.running:
+            self.stop_event.set()
+            self.log_line("stopping: saving a checkpoint and the adapter after this step…")
+
+    def _stop_attached(self, confirmed: bool | None) -> None:
+        from finetune_tui.engine.common.errors import FinetuneError
+        from finetune_tui.engine.train.run_control import ask_run_to_stop
+
+        if not confirmed:
+            return
+        try:
+            pid = ask_run_to_stop(self.attach_to)
+        except FinetuneError as exc:
+            self.notify(shown(exc), severity="error")
+            return
+        if pid is None:
+            self.log_line("the run is not running: nothing to stop")
+        else:
+            self.log_line(f"asked pid {pid} to checkpoint and stop")
+
+    @work(thread=True, exclusive=True, group="training", exit_on_error=False)
+    def train(self, settings) -> None:
+        """Check the inputs, then make the run directory, then train (nothing before)."""
+        from finetune_tui.engine.common.errors import FinetuneError
+        from finetune_tui.engine.runs.layout import LOG_FILE
+        from finetune_tui.engine.train.fdcapture import captured_fds
+        from finetune_tui.engine.train.runner import run_training
+        from finetune_tui.engine.train.start import start_run
+
+        try:
+            run_dir = start_run(settings)
+        except FinetuneError as exc:
+            self.deliver(Failed(message=str(exc)))
+            self.app.call_from_thread(self._training_ended)
+            return
+        self.app.call_from_thread(self._run_dir_made, run_dir)
+        try:
+            with captured_fds(run_dir / LOG_FILE, enabled=self.app.capture_fds), _gil_handoff():
+                run_training(settings, self.deliver, self.stop_event, run_dir)
+        except FinetuneError:
+            pass  # the runner already emitted a Failed event with the message
+        finally:
+            self.app.call_from_thread(self._training_ended)
+
+    def show_predicted(self) -> None:
+        """The planner's peak, drawn before the first step so the bars grow towards it."""
+        chart = self.query_one(VramChart)
+        chart.predicted = self.predicted_gib
+        if self.predicted_gib is None:
+            return
+        chart.display = True
+        if not self.vram:
+            self.query_one("#vram-label", Static).update(
+                f"VRAM GiB reserved: predicted peak {self.predicted_gib:.2f} (yellow line)"
+            )
+
+    def _run_dir_made(self, run_dir: Path) -> None:
+        self.app.state.last_run_dir = run_dir
+        self.log_line(f"run directory: {printable(run_dir)}")
+
+    @work(thread=True, exclusive=True, group="training", exit_on_error=False)
+    def follow_run(self) -> None:
+        from finetune_tui.engine.runs.metrics import follow_events
+
+        for event in follow_events(self.attach_to, stop=self.stop_event):
+            self.deliver(event)
+
+    def deliver(self, event: Event) -> None:
+        """Called on the training thread: queue the event (deque appends are thread-safe)."""
+        self.pending.append(event)
+
+    def _training_ended(self) -> None:
+        self.drain_events()
+        self.running = False
+        self.query_one("#start", Button).disabled = False
+        self.query_one("#stop", Button).disabled = True
+
+    # --- showing events -------------------------------------------------------------
+
+    def drain_events(self) -> None:
+        """Show every queued event; steps feed the charts, the last one the numbers."""
+        last_step = None
+        while self.pending:
+            event = self.pending.popleft()
+            if isinstance(event, Step):
+                self.record_step(event)
+                last_step = event
+                continue
+            if last_step is not None:  # steps before this event are shown before it
+                self.show_step(last_step)
+                last_step = None
+            self.show_event(event)
+        if last_step is not None:
+            self.show_step(last_step)
+
+    def show_event(self, event: Event) -> None:
+        """The event's line in the log (the engine's words, as headless prints them), and
+        what it changes on the panel."""
+        line = describe(event)
+        if line:
+            style = LOG_STYLES.get(getattr(event, "level", event.kind), "default")
+            self.log_line(line, style)
+        if isinstance(event, Started):
+            self.started_at = time.monotonic()
+            self.predicted_gib = event.predicted_peak_reserved_gib
+            self.show_predicted()
+            self.query_one(ProgressBar).update(total=event.total_steps, progress=0)
+        elif isinstance(event, Finished):
+            self.show_finished(event)
+        elif isinstance(event, Failed):
+            self.notify(shown(event.message), severity="error", timeout=15)
+
+    def record_step(self, event: Step) -> None:
+        self.steps_seen += 1
+        self.losses = (self.losses + [event.loss])[-HISTORY:]
+        self.speeds = (self.speeds + [event.tokens_per_second])[-HISTORY:]
+        if event.memory_reserved_gib is not None:
+            self.vram = (self.vram + [event.memory_reserved_gib])[-HISTORY:]
+
+    def show_step(self, event: Step) -> None:
+        self.last_step = event
+        self.query_one("#loss-spark", Sparkline).data = self.losses
+        self.set_text(
+            "#loss-label",
+            f"loss over the last {len(self.losses)} logged steps: {self.losses[0]:.4f} → "
+            f"{self.losses[-1]:.4f}  (low {min(self.losses):.4f}, high {max(self.losses):.4f})",
+        )
+        self.query_one("#speed-spark", Sparkline).data = self.speeds
+        self.set_text(
+            "#speed-label", f"tokens/s: {self.speeds[-1]:,.0f} now, {max(self.speeds):,.0f} best"
+        )
+        if self.vram:
+            chart = self.query_one(VramChart)
+            chart.values, chart.display = self.vram, True
+            predicted = (
+                f" / predicted {self.predicted_gib:.2f} (yellow line)" if self.predicted_gib else ""
+            )
+            self.set_text(
+                "#vram-label",
+                f"VRAM GiB reserved: {self.vram[-1]:.2f} now; peak measured "
+                f"{max(self.vram):.2f}{predicted}",
+            )
+        self.query_one(ProgressBar).update(total=event.total_steps, progress=event.step)
+        predicted = (
+            f" (predicted {self.predicted_gib:.2f})" if self.predicted_gib is not None else ""
+        )
+        vram = (
+            f"  VRAM {event.memory_allocated_gib:.2f} used / {event.memory_reserved_gib:.2f} "
+            f"reserved / peak measured {event.memory_peak_gib:.2f}{predicted} GiB"
+            if event.memory_reserved_gib is not None
+            else "  VRAM n/a (CPU)"
+        )
+        self.set_text(
+            "#stats",
+            f"step [b]{event.step}/{event.total_steps}[/b]  loss [b]{event.loss:.4f}[/b]  "
+            f"lr {event.learning_rate:.2e}  {event.tokens_per_second:,.0f} tokens/s  "
+            f"{event.samples_per_second:.1f} samples/s\n"
+            f"elapsed {format_duration(event.elapsed_s)}  "
+            f"ETA {format_duration(event.eta_s)}{vram}",
+        )
+
+    def show_finished(self, event: Finished) -> None:
+        # the last logged step may come before the last step: the bar shows where it ended
+        self.query_one(ProgressBar).update(total=event.total_steps, progress=event.step)
+        last = self.last_step
+        speed = f"  {last.tokens_per_second:,.0f} tokens/s (last logged)" if last else ""
+        self.query_one("#stats", Static).update(
+            f"[b]{event.status}[/b] at step [b]{event.step}/{event.total_steps}[/b]"
+            + (f"  final loss [b]{event.final_loss:.4f}[/b]" if event.final_loss else "")
+            + f"{speed}\nelapsed {format_duration(event.elapsed_s)}"
+        )
+        hint = "" if self.attach_to is not None else ": export the script on screen 7"
+        self.notify(f"training {event.status}{hint}", timeout=8)
+
+    def set_text(self, selector: str, text: str) -> None:
+        """A panel line whose height is fixed (app.tcss): no layout pass, once a second."""
+        self.query_one(selector, Static).update(text, layout=False)
+
+    def log_line(self, text: str, style: str = "") -> None:
+        """Plain text, never markup: a log line may hold any name a run was given."""
+        self.query_one(RichLog).write(Text(text, style=style))
+
+    def on_unmount(self) -> None:
+        if self.telemetry is not None:
+            self.telemetry.close()
+
+    def poll_telemetry(self) -> None:
+        hw = self.app.hardware
+        if hw is None or not hw.gpus or hw.simulated:
+            return
+        if self.telemetry is None:
+            from finetune_tui.engine.inspect.hardware import GpuTelemetry
+
+            self.telemetry = GpuTelemetry(0)
+        gpu = self.telemetry.read()
+        if gpu is not None:
+            self.set_text(
+                "#gpu-telemetry",
+                f"GPU util {gpu.utilization_pct or 0:.0f}%  temp {gpu.temperature_c or 0:.0f}°C  "
+                f"power {gpu.power_w or 0:.0f} W  free {gpu.free_gib:.1f}/{gpu.total_gib:.1f} GiB",
+            )
+
+
+class ConfirmStop(ModalScreen[bool]):
+    """Stopping someone else's run is worth a question."""
+
+    BINDINGS = [("y", "yes", "Yes"), ("n,escape", "no", "No")]
+
+    def compose(self) -> ComposeResult:
+        yield Static("Ask the run to save a checkpoint and stop? [y/n]", id="confirm")
+
+    def action_yes(self) -> None:
+        self.dismiss(True)
+
+    def action_no(self) -> None:
+        self.dismiss(False)
+
+
+@contextmanager
+def _gil_handoff(interval_s: float = GIL_SWITCH_S):
+    """While training shares the process with the UI, hand the GIL back sooner.
+
+    Launching CUDA kernels is Python work on the training thread; each redraw holds the GIL
+    and, at the default 5 ms switch interval, stalls the launches longer than it runs.
+    """
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(interval_s)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(previous)
