@@ -13,7 +13,7 @@ import sys
 from backends import ARCHS, arch_config  # the sibling script: one table of architectures
 
 from finetune_tui.engine.inspect.models import inspect_config
-from finetune_tui.engine.plan.memory import predict_memory
+from finetune_tui.engine.plan.peak import predict_memory
 from finetune_tui.engine.settings.preset import settings_from_overrides
 
 

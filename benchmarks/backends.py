@@ -367,7 +367,7 @@ def run_one(args: argparse.Namespace) -> None:
 
 def predicted_memory(settings) -> dict | None:
     from finetune_tui.engine.inspect.models import inspect_model
-    from finetune_tui.engine.plan.memory import predict_memory
+    from finetune_tui.engine.plan.peak import predict_memory
 
     try:
         return predict_memory(inspect_model(settings.model.name_or_path), settings).as_dict()

@@ -194,7 +194,7 @@ def predicted_reserved(row: dict) -> float:
     """This checkout's planner for a row that trained: the config it was built from, its
     settings (the run folder aside)."""
     from finetune_tui.engine.inspect.models import inspect_config
-    from finetune_tui.engine.plan.memory import predict_memory
+    from finetune_tui.engine.plan.peak import predict_memory
     from finetune_tui.engine.settings.preset import settings_from_overrides
 
     model = inspect_config(row["catalog"], row["config"])

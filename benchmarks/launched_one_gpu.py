@@ -202,7 +202,7 @@ def step_speed(run_dir: Path) -> dict:
 
 def predicted(preset: Path) -> dict:
     from finetune_tui.engine.inspect.models import inspect_model
-    from finetune_tui.engine.plan.memory import predict_memory
+    from finetune_tui.engine.plan.peak import predict_memory
     from finetune_tui.engine.settings.preset import load_preset
 
     settings = load_preset(preset)

@@ -24,21 +24,19 @@ from pathlib import Path
 
 from finetune_tui.engine.common.errors import InputError
 from finetune_tui.engine.common.safe_io import open_append, write_text_atomic
+from finetune_tui.engine.launch.configs import CONFIG_FILE, launch_command, launch_files
 from finetune_tui.engine.launch.environment import LAUNCH_TOKEN, own_launch_environment
-from finetune_tui.engine.launch.launch import (
-    CONFIG_FILE,
+from finetune_tui.engine.launch.processes import (
     ancestors,
     catches,
     end_processes,
-    is_main_process,
-    launch_command,
-    launch_files,
     launch_problem,
     launch_token,
     launched_processes,
     launcher_pid,
     signal_processes,
 )
+from finetune_tui.engine.launch.ranks import is_main_process
 from finetune_tui.engine.runs.create import is_marked, undo_replacement
 from finetune_tui.engine.runs.layout import (
     LOG_FILE,

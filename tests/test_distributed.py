@@ -107,7 +107,7 @@ def test_the_exported_script_trains_under_accelerate_launch_on_two_processes(tmp
     import sys
 
     from finetune_tui.engine.export.files import export_run
-    from finetune_tui.engine.launch.launch import free_port
+    from finetune_tui.engine.launch.configs import free_port
     from finetune_tui.engine.settings.preset import load_preset
 
     settings = load_preset(DEMO_PRESET, ["distributed.strategy=ddp", "distributed.processes=2"])

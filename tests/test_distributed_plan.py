@@ -12,7 +12,8 @@ from finetune_tui.engine.inspect.hardware import simulated_hardware
 from finetune_tui.engine.inspect.models import inspect_model
 from finetune_tui.engine.plan.advisor import advise
 from finetune_tui.engine.plan.gpu_count import plans_per_strategy, smallest_count
-from finetune_tui.engine.plan.memory import GIB, predict_memory
+from finetune_tui.engine.plan.memory import GIB
+from finetune_tui.engine.plan.peak import predict_memory
 from finetune_tui.engine.plan.sharding import (
     CPU_PROCESS_GIB,
     DEEPSPEED_OFFLOAD_CPU_BYTES,

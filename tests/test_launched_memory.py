@@ -11,7 +11,7 @@ import pytest
 from conftest import REPO
 
 from finetune_tui.engine.inspect.models import inspect_model
-from finetune_tui.engine.plan.memory import predict_memory
+from finetune_tui.engine.plan.peak import predict_memory
 from finetune_tui.engine.settings.preset import load_preset, with_changes
 
 ROWS = REPO / "benchmarks" / "results" / "launched-one-gpu-h200-2026-12-01.jsonl"

@@ -108,7 +108,8 @@ def test_an_unknown_family_or_missing_field_is_one_line(config, message):
 def test_moe_memory_terms_follow_the_measurements():
     """The two terms the H100 MoE rows required (docs/BENCHMARKS.md): quantised loading
     holds one layer of experts in 16-bit; DeepSeek-V2's loss uses full logits."""
-    from finetune_tui.engine.plan.memory import loading_peak_bytes, logits_bytes, predict_memory
+    from finetune_tui.engine.plan.memory import loading_peak_bytes, logits_bytes
+    from finetune_tui.engine.plan.peak import predict_memory
     from finetune_tui.engine.settings.preset import settings_from_overrides
 
     config = text_config("mistralai/Mixtral-8x7B-v0.1") | {"num_hidden_layers": 4}

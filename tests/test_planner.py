@@ -21,7 +21,7 @@ from finetune_tui.engine.inspect.hardware import (
 )
 from finetune_tui.engine.inspect.models import catalog_ids, inspect_model
 from finetune_tui.engine.plan.advisor import advise, evaluate
-from finetune_tui.engine.plan.memory import predict_memory
+from finetune_tui.engine.plan.peak import predict_memory
 from finetune_tui.engine.settings.preset import settings_from_overrides
 
 QLORA = [
@@ -348,8 +348,8 @@ def test_a_fit_says_its_headroom_and_a_tight_one_says_back_off_is_armed():
     (4,712 tokens/s on the H100); Unsloth b4 (9,208 tokens/s) is inside the planner's error
     band, and the runner's back-off to b2 surely fits, so it is taken and called tight."""
     from finetune_tui.engine.plan.headroom import judge
-    from finetune_tui.engine.plan.memory import predict_memory
     from finetune_tui.engine.plan.oom_policy import back_off
+    from finetune_tui.engine.plan.peak import predict_memory
 
     model = inspect_model("meta-llama/Llama-3.1-8B")
     roomy = advise(simulated_hardware(gpu="RTX 4090"), model, settings_from_overrides([]))

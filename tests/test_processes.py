@@ -16,7 +16,7 @@ from test_distributed import TWO_PROCESSES
 from test_nothing_lost import marked, one_line_error, tree
 
 from finetune_tui.engine.launch.environment import LAUNCH_TOKEN
-from finetune_tui.engine.launch.launch import _folder_key
+from finetune_tui.engine.launch.processes import _folder_key
 from finetune_tui.engine.runs.status import run_status
 from finetune_tui.engine.runs.summary import read_summary
 

@@ -10,8 +10,9 @@ import os
 import pytest
 from conftest import DEMO_PRESET, gpu_run_events, run_cli, set_args, write_run
 
+from finetune_tui.engine.common.places import data_dir
 from finetune_tui.engine.runs.event_text import printable
-from finetune_tui.engine.runs.layout import RUN_MARKER, data_dir
+from finetune_tui.engine.runs.layout import RUN_MARKER
 from finetune_tui.engine.runs.registry import REGISTRY_FILE, register_run, registered_runs
 from finetune_tui.engine.runs.status import list_runs
 from finetune_tui.engine.settings.schema import TrainSettings

@@ -10,7 +10,7 @@ from conftest import DEMO_PRESET
 
 from finetune_tui.engine.inspect.models import inspect_model
 from finetune_tui.engine.plan.headroom import WORST_UNDERPREDICTION
-from finetune_tui.engine.plan.memory import predict_memory
+from finetune_tui.engine.plan.peak import predict_memory
 from finetune_tui.engine.plan.self_check import decide
 from finetune_tui.engine.runs.event_text import describe
 from finetune_tui.engine.runs.events import Checkpoint, MemoryCheck, Notice, Started

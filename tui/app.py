@@ -32,11 +32,10 @@ from .screens.model import ModelScreen
 from .screens.review import ReviewScreen
 from .screens.strategy import StrategyScreen
 from .screens.train import TrainScreen
-from .state import WizardState, recall, remember
+from .state import DEMO_PRESET, WizardState, recall, remember
 
 INPUT_FIELDS = {"model.name_or_path", "dataset.path"}  # what the recommendation depends on
 ORDER = ["hardware", "model", "dataset", "strategy", "review", "train", "export"]
-DEMO_PRESET = Path(__file__).resolve().parent.parent / "presets" / "demo.yaml"
 
 
 class FinetuneApp(App):

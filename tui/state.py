@@ -13,6 +13,8 @@ from pathlib import Path
 
 from finetune_tui.engine.settings.schema import TrainSettings
 
+DEMO_PRESET = Path(__file__).resolve().parent.parent / "presets" / "demo.yaml"
+
 REMEMBERED = ("model.name_or_path", "dataset.path", "output.dir")
 
 

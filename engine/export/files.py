@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from ..common.errors import InputError, OutputExistsError
 from ..common.safe_io import entry_problem, write_text_atomic
-from ..launch.launch import CONFIG_FILE, launch_files
+from ..launch.configs import CONFIG_FILE, launch_files
 from ..runs.create import is_marked
 from ..settings.preset import dump_preset
 from ..settings.schema import DistributedSettings, TrainSettings

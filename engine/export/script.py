@@ -23,7 +23,7 @@ from ..recipe.examples import DATA_CONSTANTS, DATA_FUNCTIONS
 from ..recipe.main import MAIN_FUNCTIONS
 from ..recipe.model import MODEL_FUNCTIONS
 from ..settings.schema import DEMO, TrainSettings
-from ..train.trainer_config import FIXED, trainer_table
+from ..settings.trainer_names import FIXED, trainer_table
 
 ALWAYS = ("torch", "transformers", "trl", "peft", "datasets", "accelerate")
 

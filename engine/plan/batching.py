@@ -18,7 +18,6 @@ mostly padding. Two remedies, both through the libraries' own switches:
 from __future__ import annotations
 
 PACKED_FILL = 0.97  # best-fit-decreasing leaves a few per cent of each bin empty
-MASKING_KERNELS = ("sdpa", "eager")
 # Measured on an H100 with Alpaca-like lengths (docs/BENCHMARKS.md, "Real sample lengths"):
 # a QLoRA step takes about as long with short padded samples as with full ones (Liger b8:
 # 0.65 s padded, 0.52 s grouped, 0.66 s full-length), so what decides speed is the real
@@ -42,16 +41,6 @@ PACKED_STEP_COST = {"masked": 1.73, "unsloth": 2.03, "flash": 1.0}  # at micro-b
 # more than planned: 3.5 taken (b16 over-predicted by 4 %, b32 under by 1.5 %).
 MASK_BYTES_PER_LAYER = 3.0
 UNSLOTH_MASK_BYTES = 3.5
-
-
-def planned_attention(setting: str) -> str:
-    """The kernel the planner assumes: 'auto' is planned as sdpa (flash is rarely installed)."""
-    return "sdpa" if setting == "auto" else setting
-
-
-def keeps_samples_apart(attn: str) -> bool:
-    """Whether this attention kernel keeps packed samples apart (see the module doc)."""
-    return "flash" in attn or attn in MASKING_KERNELS
 
 
 def clipped_mean(lengths: list[int], max_length: int) -> float:

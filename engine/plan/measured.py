@@ -23,12 +23,13 @@ import time
 from dataclasses import dataclass
 
 from ..common.errors import InputError
+from ..common.places import data_dir
 from ..common.safe_io import open_append, open_regular
 from ..inspect.hardware import _normalise as card_key
 from ..inspect.models import ModelInfo
-from ..runs.layout import data_dir
 from ..settings.schema import TrainSettings
-from .memory import MemoryBreakdown, predict_memory
+from .memory import MemoryBreakdown
+from .peak import predict_memory
 
 STORE_FILE = "measured.jsonl"
 STORE_LIMIT = 1024 * 1024  # the newest bytes read: ~5,000 entries

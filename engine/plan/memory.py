@@ -12,9 +12,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from ..inspect.models import ModelInfo
+from ..settings.attention import planned_attention
 from ..settings.options import OPTIMIZERS
 from ..settings.schema import TrainSettings
-from .batching import mask_bytes, planned_attention
+from .batching import mask_bytes
 
 GIB = 2**30
 
@@ -282,15 +283,6 @@ def one_gpu_bytes(model: ModelInfo, settings: TrainSettings) -> StepBytes:
         step=step,
         loading=loading_peak_bytes(model, settings),
     )
-
-
-def predict_memory(model: ModelInfo, settings: TrainSettings, hardware=None) -> MemoryBreakdown:
-    """Each GPU's predicted peak: one GPU's whole step, or a share under several processes."""
-    if settings.distributed.launched:
-        from .sharding import per_gpu_bytes  # builds on this module's parts
-
-        return breakdown_of(per_gpu_bytes(model, settings), settings, hardware)
-    return breakdown_of(one_gpu_bytes(model, settings), settings, hardware)
 
 
 def breakdown_of(b: StepBytes, settings: TrainSettings, hardware=None) -> MemoryBreakdown:

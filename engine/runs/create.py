@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from ..common.errors import InputError, OutputExistsError, SettingsError
+from ..common.places import data_dir
 from ..common.safe_io import (
     SMALL_LIMIT,
     entry_problem,
@@ -26,7 +27,7 @@ from ..common.safe_io import (
     write_text_atomic,
     write_text_exclusive,
 )
-from ..launch.launch import CONFIG_FILE, DEEPSPEED_FILE
+from ..launch.configs import CONFIG_FILE, DEEPSPEED_FILE
 from ..settings.schema import TrainSettings
 from .checkpoints import settings_mismatch
 from .layout import (
@@ -38,7 +39,6 @@ from .layout import (
     RUN_MARKER,
     SETTINGS_FILE,
     STOP_FILE,
-    data_dir,
     resolve_run_dir,
     runs_root,
 )

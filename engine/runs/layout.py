@@ -14,10 +14,11 @@ Layout (documented in README):
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from pathlib import Path
+
+from finetune_tui.engine.common.places import data_dir
 
 from ..settings.schema import TrainSettings
 
@@ -47,16 +48,6 @@ OWN_FILES = (
     STOP_FILE,
 )
 OWN_DIRS = (CHECKPOINTS_DIR, ADAPTER_DIR, EXPORT_DIR)
-
-
-def data_dir() -> Path:
-    """User data folder (runs live under it); FINETUNE_TUI_DATA_DIR overrides for tests."""
-    override = os.environ.get("FINETUNE_TUI_DATA_DIR")
-    if override:
-        return Path(override)
-    import platformdirs
-
-    return Path(platformdirs.user_data_dir("finetune-tui"))
 
 
 def runs_root() -> Path:

@@ -20,8 +20,9 @@ import sys
 from pathlib import Path
 
 from ..common.errors import InputError
+from ..common.places import data_dir
 from ..common.safe_io import UnsafeTarget, open_append, open_regular
-from .layout import SETTINGS_FILE, data_dir, runs_root
+from .layout import SETTINGS_FILE, runs_root
 
 REGISTRY_FILE = "runs.txt"
 REGISTRY_LIMIT = 16 * 2**20  # bytes read; 4,000 entries take ~0.5 MiB

@@ -15,7 +15,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from ..common.safe_io import encoding_problem
-from ..plan.batching import keeps_samples_apart, planned_attention
+from .attention import keeps_samples_apart, planned_attention
 from .options import (
     BACKENDS,
     CHECKPOINTING,

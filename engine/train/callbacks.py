@@ -13,7 +13,8 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
-from ..launch.launch import any_rank, is_main_process, launcher_gone, sum_over_ranks
+from ..launch.launch import launcher_gone
+from ..launch.ranks import any_rank, is_main_process, sum_over_ranks
 from ..runs.events import Checkpoint, Eval, EventSink, MemoryCheck, Notice, Started, Step
 from ..runs.layout import STOP_FILE, TRIGGER_FILE
 from .run_control import discard_stop_request, stop_file_problem

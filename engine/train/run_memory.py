@@ -8,7 +8,7 @@ leave the others waiting at a collective (the out-of-memory back-off is one-proc
 
 from __future__ import annotations
 
-from ..launch.launch import world_size
+from ..launch.ranks import world_size
 from ..plan.oom_policy import back_off
 from ..runs.events import EventSink, Notice
 from ..settings.schema import TrainSettings
@@ -37,7 +37,7 @@ def predicted_peak_gib(settings: TrainSettings) -> float | None:
     if not torch.cuda.is_available():
         return None
     from ..inspect.models import inspect_model
-    from ..plan.memory import predict_memory
+    from ..plan.peak import predict_memory
 
     try:
         return round(
@@ -107,7 +107,7 @@ def remember(settings: TrainSettings, summary, counter, emit: EventSink) -> None
         return
     from ..inspect.models import inspect_model
     from ..plan.measured import Measurement, record
-    from ..plan.memory import predict_memory
+    from ..plan.peak import predict_memory
 
     full = settings.training.max_seq_length
     longest = full if settings.memory.packing or counter is None else counter.longest

@@ -13,17 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..common.errors import FinetuneError, TrainingError, storage_failure
-from ..launch.launch import accept_indexed_cpu_locations, is_main_process, launcher_pid, world_size
+from ..launch.launch import launcher_pid
+from ..launch.ranks import accept_indexed_cpu_locations, is_main_process, world_size
 from ..plan.oom_policy import is_oom
 from ..runs.checkpoints import last_complete_checkpoint
 from ..runs.create import finish_replacement, prepare_run_dir, undo_replacement
 from ..runs.events import Eval, Event, EventSink, Failed, Finished, Notice
-from ..runs.layout import (
-    ADAPTER_DIR,
-    EXPORT_DIR,
-    METRICS_FILE,
-    SETTINGS_FILE,
-)
+from ..runs.layout import ADAPTER_DIR, EXPORT_DIR, METRICS_FILE, SETTINGS_FILE
 from ..runs.metrics import MetricsFile
 from ..runs.pid import write_pid
 from ..runs.summary import RunSummary, write_summary

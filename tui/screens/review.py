@@ -61,7 +61,7 @@ def headless_command(settings: TrainSettings) -> str:
     (a diff against the schema's defaults would run the demo preset's own values)."""
     import shlex
 
-    from ..app import DEMO_PRESET
+    from ..state import DEMO_PRESET
 
     args = ["finetune-tui", "--preset", shown_path(DEMO_PRESET)]
     for field, (value, _) in settings.differences(load_preset(DEMO_PRESET)).items():

@@ -1,0 +1,18 @@
+"""The planner's peak memory of a configuration: one GPU's (memory.py) or each
+GPU's share when several train (sharding.py). Callers ask here, so neither of
+those two needs the other's entry point."""
+
+from __future__ import annotations
+
+from finetune_tui.engine.plan.memory import MemoryBreakdown, breakdown_of, one_gpu_bytes
+
+from ..inspect.models import ModelInfo
+from ..settings.schema import TrainSettings
+from .sharding import per_gpu_bytes
+
+
+def predict_memory(model: ModelInfo, settings: TrainSettings, hardware=None) -> MemoryBreakdown:
+    """Each GPU's predicted peak: one GPU's whole step, or a share under several processes."""
+    if settings.distributed.launched:
+        return breakdown_of(per_gpu_bytes(model, settings), settings, hardware)
+    return breakdown_of(one_gpu_bytes(model, settings), settings, hardware)

@@ -1,0 +1,63 @@
+"""SFTConfig's arguments that the settings decide, in SFTConfig's own names: the
+one place schema names meet Trainer names. The runner passes them on and the
+exported script writes them as its TRAINER constant."""
+
+from __future__ import annotations
+
+from ..settings.options import OPTIMIZERS
+from ..settings.schema import TrainSettings
+
+# Where an SFTConfig argument comes from: the schema field whose description explains it,
+# or (for the few the settings do not hold) what the value means.
+FIXED = "fixed by finetune-tui: "
+
+
+def trainer_table(settings: TrainSettings) -> dict[str, tuple[object, str]]:
+    """SFTConfig argument → (value, schema field it comes from, or a FIXED note)."""
+    t, memory = settings.training, settings.memory
+    return {
+        "per_device_train_batch_size": (t.micro_batch_size, "training.micro_batch_size"),
+        "per_device_eval_batch_size": (t.micro_batch_size, "training.micro_batch_size"),
+        "gradient_accumulation_steps": (
+            t.gradient_accumulation_steps,
+            "training.gradient_accumulation_steps",
+        ),
+        "max_length": (t.max_seq_length, "training.max_seq_length"),
+        "learning_rate": (t.learning_rate, "training.learning_rate"),
+        "lr_scheduler_type": (t.lr_scheduler, "training.lr_scheduler"),
+        # SFTConfig's warmup_steps reads a float below 1 as a share of the total steps
+        "warmup_steps": (t.warmup_ratio, "training.warmup_ratio"),
+        "num_train_epochs": (t.epochs, "training.epochs"),
+        "max_steps": (t.max_steps or -1, "training.max_steps"),
+        "optim": (OPTIMIZERS[t.optimizer].hf_name, "training.optimizer"),
+        "weight_decay": (t.weight_decay, "training.weight_decay"),
+        "max_grad_norm": (t.max_grad_norm, "training.max_grad_norm"),
+        "logging_steps": (t.logging_steps, "training.logging_steps"),
+        "logging_first_step": (True, FIXED + "the first step's loss is always logged"),
+        "eval_steps": (t.eval_steps, "training.eval_steps"),
+        "save_strategy": ("steps" if t.save_steps else "no", "training.save_steps"),
+        "save_steps": (t.save_steps or 500, "training.save_steps"),
+        "save_total_limit": (t.save_total_limit, "training.save_total_limit"),
+        "seed": (t.seed, "training.seed"),
+        "data_seed": (t.seed, "training.seed"),
+        "packing": (memory.packing, "memory.packing"),
+        "train_sampling_strategy": (  # packed batches are never grouped by length
+            "group_by_length" if memory.group_by_length and not memory.packing else "random",
+            "memory.group_by_length",
+        ),
+        "report_to": (list(settings.output.report_to) or "none", "output.report_to"),
+        "dataloader_num_workers": (0, FIXED + "batches are built in the training process"),
+        # A mixture of experts' load-balancing loss trains its routers, which LoRA leaves
+        # frozen: off under LoRA (it also failed Phi-3.5-MoE's first step inside TRL and
+        # transformers), the model's own coefficient (None) under full fine-tuning.
+        "router_aux_loss_coef": (
+            None if t.method == "full" else 0.0,
+            FIXED + "an MoE's load-balancing loss: the model's own (None), or off (0.0) "
+            "while its routers are frozen",
+        ),
+    }
+
+
+def trainer_settings(settings: TrainSettings) -> dict:
+    """SFTConfig's arguments that the settings decide, in SFTConfig's own names."""
+    return {name: value for name, (value, _) in trainer_table(settings).items()}
