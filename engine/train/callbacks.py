@@ -13,7 +13,7 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
-from ..launch.launch import launcher_gone
+from ..launch.processes import launcher_gone
 from ..launch.ranks import any_rank, is_main_process, sum_over_ranks
 from ..runs.events import Checkpoint, Eval, EventSink, MemoryCheck, Notice, Started, Step
 from ..runs.layout import STOP_FILE, TRIGGER_FILE

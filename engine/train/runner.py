@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..common.errors import FinetuneError, TrainingError, storage_failure
-from ..launch.launch import launcher_pid
+from ..launch.processes import launcher_pid
 from ..launch.ranks import accept_indexed_cpu_locations, is_main_process, world_size
 from ..plan.oom_policy import is_oom
 from ..runs.checkpoints import last_complete_checkpoint
