@@ -21,6 +21,7 @@ STAGES = [
     "runs",
     "export",
     "train",
+    "deliver",
 ]
 
 
