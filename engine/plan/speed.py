@@ -3,6 +3,7 @@ the dataset's sample lengths (measured on H100: docs/BENCHMARKS.md)."""
 
 from __future__ import annotations
 
+from ..settings.attention import planned_attention
 from ..settings.schema import TrainSettings
 from . import batching
 
@@ -72,7 +73,7 @@ def batch_fill(settings: TrainSettings, stats) -> float:
         # one sample per micro-batch is never padded: grouping has nothing to win back
         grouping_helps = mode == "grouped" and settings.training.micro_batch_size > 1
         return real + (1 - real) * batching.GROUPED_PADDING_WON if grouping_helps else real
-    attn = batching.planned_attention(settings.model.attn_implementation)
+    attn = planned_attention(settings.model.attn_implementation)
     cost = batching.packed_step_cost(
         attn, settings.memory.backend, settings.training.micro_batch_size
     )
