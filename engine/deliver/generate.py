@@ -1,0 +1,127 @@
+"""Greedy answers from a run's model, the same decoding for the base and the tuned one.
+
+A prompt is rendered the way the run trained: chat records through the run's own chat
+template (with the generation prompt), Alpaca records through the Alpaca template, plain
+text as it is. Generation stops at EOS or the template's end-of-turn token, or after
+`max_new_tokens`. `stream` yields text as it is generated (transformers'
+TextIteratorStreamer, for the wizard and the REPL); `answer` returns it whole.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+from ..common.errors import ModelError
+from ..recipe.examples import ALPACA_PROMPT_NO_INPUT
+
+MAX_NEW_TOKENS = 128
+MAX_NEW_TOKENS_LIMIT = 4096
+CHAT_FORMATS = ("messages", "sharegpt")
+_MARK = "\u2063answer\u2063"  # an assistant turn's text, to find what the template puts after it
+
+
+def render(tokenizer, text: str, data_format: str) -> str:
+    """A typed prompt as the model saw prompts in training."""
+    if data_format == "alpaca":
+        return ALPACA_PROMPT_NO_INPUT.format(instruction=text)
+    if data_format == "text":
+        return text
+    return render_messages(tokenizer, [{"role": "user", "content": text}])
+
+
+def render_messages(tokenizer, messages: list[dict]) -> str:
+    """Chat turns through the run's chat template, ready for the assistant's answer."""
+    if not getattr(tokenizer, "chat_template", None):
+        raise ModelError("the run's tokenizer has no chat template; it cannot render chat prompts")
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
+def end_of_turn_id(tokenizer) -> int | None:
+    """The special token the chat template closes an assistant turn with (<|eot_id|>,
+    <|im_end|>, <end_of_turn>...), read from the template itself; None without one."""
+    if not getattr(tokenizer, "chat_template", None):
+        return None
+    turns = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": _MARK}]
+    try:
+        text = tokenizer.apply_chat_template(turns, tokenize=False)
+    except Exception:  # a template with rules of its own (roles, a system turn): no guess
+        return None
+    after = text.split(_MARK, 1)[1] if _MARK in text else ""
+    ids = tokenizer(after.lstrip(), add_special_tokens=False).input_ids if after else []
+    special = set(tokenizer.all_special_ids) | set(tokenizer.added_tokens_decoder)
+    return ids[0] if ids and ids[0] in special else None
+
+
+def stop_ids(model, tokenizer) -> list[int]:
+    """EOS (the tokenizer's and the model's generation config's) and the end-of-turn token."""
+    found: list[int] = []
+    config = getattr(model, "generation_config", None)
+    for value in (tokenizer.eos_token_id, getattr(config, "eos_token_id", None)):
+        found += value if isinstance(value, list) else [value]
+    found.append(end_of_turn_id(tokenizer))
+    return sorted({i for i in found if i is not None})
+
+
+def generation_config(model, tokenizer, max_new_tokens: int = MAX_NEW_TOKENS):
+    """Greedy decoding, bounded, stopping at every stop token."""
+    from transformers import GenerationConfig
+
+    if not 1 <= max_new_tokens <= MAX_NEW_TOKENS_LIMIT:
+        raise ValueError(f"max_new_tokens must be 1..{MAX_NEW_TOKENS_LIMIT}")
+    stops = stop_ids(model, tokenizer)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stops[0]
+    return GenerationConfig(
+        max_new_tokens=max_new_tokens,
+        do_sample=False,
+        eos_token_id=stops,
+        pad_token_id=pad,
+        use_cache=True,
+    )
+
+
+def stream(model, tokenizer, prompt: str, max_new_tokens: int = MAX_NEW_TOKENS) -> Iterator[str]:
+    """The answer to a rendered prompt, piece by piece as it is generated."""
+    from transformers import TextIteratorStreamer
+
+    config = generation_config(model, tokenizer, max_new_tokens)
+    inputs = _inputs(model, tokenizer, prompt)
+    streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
+    failed: list[BaseException] = []
+
+    def generate() -> None:
+        try:
+            model.generate(**inputs, generation_config=config, streamer=streamer)
+        except BaseException as exc:  # raised again below, in the caller's thread
+            failed.append(exc)
+            streamer.end()
+
+    thread = threading.Thread(target=generate, name="generate", daemon=True)
+    thread.start()
+    try:
+        yield from streamer
+    finally:
+        thread.join()
+    if failed:
+        raise failed[0]
+
+
+def answer(model, tokenizer, prompt: str, max_new_tokens: int = MAX_NEW_TOKENS) -> str:
+    """The whole answer to a rendered prompt, generated in this thread."""
+    import torch
+
+    config = generation_config(model, tokenizer, max_new_tokens)
+    inputs = _inputs(model, tokenizer, prompt)
+    with torch.no_grad():
+        output = model.generate(**inputs, generation_config=config)
+    new = output[0, inputs["input_ids"].shape[1] :]
+    return tokenizer.decode(new, skip_special_tokens=True)
+
+
+def _inputs(model, tokenizer, prompt: str) -> dict:
+    """The prompt's tokens on the model's device; BOS is added unless the chat template
+    already put it there (as the trainer tokenizes a prompt)."""
+    bos = tokenizer.bos_token
+    add = not (bos and prompt.startswith(bos))
+    device = next(model.parameters()).device
+    return dict(tokenizer(prompt, return_tensors="pt", add_special_tokens=add).to(device))
