@@ -17,7 +17,13 @@ import traceback
 from finetune_tui import __version__
 from finetune_tui.engine.common.errors import FinetuneError, InputError
 
-COMMAND_MODULES = ("commands_plan", "commands_export", "commands_runs", "commands_ship")
+COMMAND_MODULES = (
+    "commands_plan",
+    "commands_export",
+    "commands_runs",
+    "commands_try",
+    "commands_ship",
+)
 ERROR_PREFIX = "finetune-tui: error: "  # every error line starts so (workers' are found by it)
 
 
