@@ -43,7 +43,7 @@ async def test_every_screen_is_reachable_by_keyboard():
             seen.append(app.current_mode)
         assert seen == ORDER
         await pilot.press("p")
-        assert app.current_mode == "train"
+        assert app.current_mode == "try"
         await pilot.press("1")
         assert app.current_mode == "hardware"
 
@@ -150,7 +150,7 @@ async def test_demo_trains_in_the_panel_to_the_end(tmp_path):
         assert f"{screen.losses[0]:.4f} → {screen.losses[-1]:.4f}" in chart
         log = "\n".join(str(line) for line in app.screen.query_one(RichLog).lines)
         assert "finished" in log
-        await pilot.press("7")
+        await pilot.press("8")
         await pilot.pause()
         target = tmp_path / "export" / "train.py"
         app.screen.query_one("#export-path", Input).value = str(target)

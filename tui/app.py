@@ -1,7 +1,7 @@
-"""The Textual app: seven screens over one `TrainSettings`, keyboard first.
+"""The Textual app: eight screens over one `TrainSettings`, keyboard first.
 
 Screens are Textual modes, so each keeps its state while the user moves between them
-(n / p, or the digits 1–7). Nothing here imports torch: training starts it in a worker.
+(n / p, or the digits 1–8). Nothing here imports torch: training starts it in a worker.
 """
 
 from __future__ import annotations
@@ -32,10 +32,11 @@ from .screens.model import ModelScreen
 from .screens.review import ReviewScreen
 from .screens.strategy import StrategyScreen
 from .screens.train import TrainScreen
+from .screens.try_model import TryScreen
 from .state import DEMO_PRESET, WizardState, recall, remember
 
 INPUT_FIELDS = {"model.name_or_path", "dataset.path"}  # what the recommendation depends on
-ORDER = ["hardware", "model", "dataset", "strategy", "review", "train", "export"]
+ORDER = ["hardware", "model", "dataset", "strategy", "review", "train", "try", "export"]
 
 
 class FinetuneApp(App):
@@ -49,6 +50,7 @@ class FinetuneApp(App):
         "strategy": StrategyScreen,
         "review": ReviewScreen,
         "train": TrainScreen,
+        "try": TryScreen,
         "export": ExportScreen,
     }
     BINDINGS = [

@@ -1,4 +1,4 @@
-"""Screen 7: write the preset and the standalone script; show how to rerun."""
+"""Screen 8: write the preset and the standalone script; show how to rerun."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from finetune_tui.tui.text import shown, shown_lines
 
 
 class ExportScreen(Screen):
-    TITLE = "7 Export"
+    TITLE = "8 Export"
     confirmed_replace: str | None = None  # a path the user chose to replace by asking twice
 
     def compose(self) -> ComposeResult:

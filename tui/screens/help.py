@@ -9,7 +9,8 @@ from textual.widgets import Static
 
 KEYS = [
     ("n / p", "next / previous screen (ctrl+→ / ctrl+← while typing in a field)"),
-    ("1-7, F1-F7", "go to a screen"),
+    ("1-8, F1-F8", "go to a screen"),
+    ("h / a", "a held-out prompt / ask the tuned and the base model (Try)"),
     ("s / x", "start training / stop it (a checkpoint and the adapter are saved)"),
     ("r", "reset every option to the recommendation (Strategy)"),
     ("tab", "move between fields"),
@@ -23,7 +24,8 @@ SCREENS = [
     ("4 Strategy", "every option, the recommendation and why, VRAM updating live"),
     ("5 Review", "what differs from the defaults, who chose it, the headless command"),
     ("6 Train", "the live panel: loss, tokens/s, VRAM measured vs predicted"),
-    ("7 Export", "a standalone script and its preset"),
+    ("7 Try", "the trained model beside its base, on held-out or typed prompts"),
+    ("8 Export", "a standalone script and its preset"),
 ]
 
 

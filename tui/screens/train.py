@@ -107,7 +107,7 @@ class TrainScreen(Screen):
         if spread.launched:  # the wizard trains in its own process, without a launcher
             self.notify(
                 f"accelerate launches {spread.strategy} runs ({spread.world_size} processes) "
-                "headless: export the preset (screen 7), then finetune-tui --preset PRESET.yaml",
+                "headless: export the preset (screen 8), then finetune-tui --preset PRESET.yaml",
                 severity="warning",
                 timeout=12,
             )
@@ -295,7 +295,7 @@ class TrainScreen(Screen):
             + (f"  final loss [b]{event.final_loss:.4f}[/b]" if event.final_loss else "")
             + f"{speed}\nelapsed {format_duration(event.elapsed_s)}"
         )
-        hint = "" if self.attach_to is not None else ": export the script on screen 7"
+        hint = "" if self.attach_to is not None else ": export the script on screen 8"
         self.notify(f"training {event.status}{hint}", timeout=8)
 
     def set_text(self, selector: str, text: str) -> None:
