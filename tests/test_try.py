@@ -1,0 +1,216 @@
+"""After training: the run's model beside its base (engine/deliver/, compare, chat, the Try
+screen). One demo run is trained per session until it answers held-out prompts; every test
+here copies it or reads it."""
+
+from __future__ import annotations
+
+import functools
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import DEMO_PRESET, cli_command, cli_env, run_cli, run_python, set_args
+
+from finetune_tui.engine.deliver.run_model import load_run_model
+
+# The preset's whole run (372 steps, ~100 % exact-match): 60 steps reached 2.5 %, and the
+# model must answer held-out "Uppercase: abc" prompts right. No exact-match in the run
+# itself (440 greedy answers): this file measures.
+LEARNED_STEPS = set_args(
+    "training.exact_match_samples=0",
+    "training.logging_steps=50",
+    "training.save_steps=1000",
+)
+
+
+@functools.cache
+def _learned_run(root: Path) -> Path:
+    run = root / "L"
+    result = run_cli(root, "--preset", str(DEMO_PRESET), "--output", str(run), *LEARNED_STEPS)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return run
+
+
+@pytest.fixture(scope="session")
+def learned(tmp_path_factory) -> Path:
+    return _learned_run(tmp_path_factory.getbasetemp() / "learned-run")
+
+
+@pytest.fixture(scope="session")
+def loaded(learned):
+    """The run's model, loaded once for the tests that only read it."""
+    return load_run_model(learned)
+
+
+def test_tuned_answers_held_out_prompts_the_base_cannot(loaded):
+    from finetune_tui.engine.deliver.held_out import held_out_prompts
+
+    prompts = held_out_prompts(loaded.settings, loaded.tokenizer)
+    assert len(prompts) == 5 and all(p.text.startswith("Uppercase: ") for p in prompts)
+    assert all(p.expected == p.text.removeprefix("Uppercase: ").upper() for p in prompts)
+    tuned = [loaded.answer(p.rendered) for p in prompts]
+    base = [loaded.answer(p.rendered, base=True) for p in prompts]
+    right = sum(t == p.expected for t, p in zip(tuned, prompts, strict=True))
+    assert right >= 4, list(zip(tuned, [p.expected for p in prompts], strict=True))
+    assert not any(b == p.expected for b, p in zip(base, prompts, strict=True))
+    assert loaded.answer(loaded.render("Uppercase: abc")) == "ABC"
+    # under LoRA the base is the same model with its adapter off, and the adapter is back on
+    assert loaded.base is None
+    assert loaded.answer(prompts[0].rendered) == tuned[0]
+
+
+def test_streamed_answer_is_the_whole_answer(loaded):
+    from finetune_tui.engine.deliver import generate
+
+    prompt = loaded.render("Uppercase: qwerty")
+    pieces = list(loaded.stream(prompt))
+    assert "".join(pieces) == generate.answer(loaded.model, loaded.tokenizer, prompt)
+    assert generate.end_of_turn_id(loaded.tokenizer) == loaded.tokenizer.eos_token_id
+    assert len(generate.answer(loaded.model, loaded.tokenizer, prompt, 2)) <= 2  # bytes
+
+
+def test_compare_writes_one_json_line_per_held_out_prompt(cli, learned, tmp_path):
+    out = tmp_path / "answers.jsonl"
+    result = cli("compare", str(learned), "-o", str(out), "--max-new-tokens", "12")
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(lines) == 5
+    assert all(set(line) == {"prompt", "base", "tuned", "expected"} for line in lines)
+    assert all(line["base"] != line["tuned"] for line in lines)
+    assert sum(line["tuned"] == line["expected"] for line in lines) >= 4
+    before = out.read_text()
+    again = cli("compare", str(learned), "-o", str(out))  # never over an existing file
+    assert again.returncode == 2 and len(again.stderr.strip().splitlines()) == 1
+    assert "exists" in again.stderr and out.read_text() == before
+    # its own output reads back as prompts; typed prompts carry no expected answer
+    result = cli("compare", str(learned), "--prompts", str(out), "--max-new-tokens", "12")
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["prompt"] for r in rows] == [line["prompt"] for line in lines]
+    assert [r["tuned"] for r in rows] == [line["tuned"] for line in lines]
+    assert all("expected" not in r for r in rows)
+
+
+def test_chat_reads_prompts_from_a_pipe(learned, tmp_path):
+    """No terminal (a pipe, as over ssh with a here-doc): both answers, then EOF ends it."""
+    result = subprocess.run(
+        cli_command("chat", str(learned), "--max-new-tokens", "10"),
+        input="Uppercase: abc\n\nUppercase: hello\n/quit\nUppercase: never\n",
+        capture_output=True,
+        text=True,
+        env=cli_env(tmp_path),
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "tuned: ABC" and lines[2] == "tuned: HELLO", lines
+    assert lines[1].startswith("base: ") and lines[1] != "base: ABC"
+    assert len(lines) == 4  # /quit ended it: the last prompt is never answered
+    assert result.stderr == ""
+
+
+def test_compare_and_chat_refuse_what_is_not_a_finished_run(cli, learned, tmp_path):
+    """Not a run, no adapter yet, still training, an existing output: one line, exit 2,
+    before any model loads."""
+    no_adapter = tmp_path / "no-adapter"
+    shutil.copytree(learned, no_adapter)
+    shutil.rmtree(no_adapter / "adapter")
+    running = tmp_path / "running"
+    shutil.copytree(learned, running)
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "finetune"])
+    (running / "run.pid").write_text(f"{sleeper.pid}\n")
+    (tmp_path / "taken.jsonl").write_text("mine\n")
+    cases = [
+        (["compare", str(tmp_path)], "not a run folder"),
+        (["chat", str(tmp_path / "nowhere")], "not a run folder"),
+        (["compare", str(no_adapter)], "no adapter/adapter_config.json yet"),
+        (["chat", str(no_adapter)], "no adapter/adapter_config.json yet"),
+        (["compare", str(running)], "still training"),
+        (["compare", str(learned), "-o", str(tmp_path / "taken.jsonl")], "exists"),
+        (["compare", str(learned), "--max-new-tokens", "0"], "--max-new-tokens 0"),
+    ]
+    try:
+        for args, message in cases:
+            result = cli(*args)
+            assert result.returncode == 2, (args, result.stderr)
+            lines = result.stderr.strip().splitlines()
+            assert len(lines) == 1 and message in lines[0], (args, result.stderr)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert (tmp_path / "taken.jsonl").read_text() == "mine\n"
+
+
+@pytest.mark.parametrize("command", ["compare", "chat"])
+def test_help_and_refusals_import_no_torch(command):
+    code = (
+        "import sys\n"
+        "from finetune_tui.main import main\n"
+        f"try:\n    main(['{command}', '--help'])\nexcept SystemExit:\n    pass\n"
+        f"assert main(['{command}', '/']) == 2\n"
+        "assert 'torch' not in sys.modules, 'torch imported'\n"
+        "assert 'textual' not in sys.modules\n"
+    )
+    assert "RUN_DIR" in run_python(code).stdout
+
+
+def test_memory_check_says_in_one_line_when_the_weights_do_not_fit():
+    from finetune_tui.engine.deliver.run_model import memory_problem
+    from finetune_tui.engine.settings.preset import load_preset
+
+    settings = load_preset(DEMO_PRESET)
+    assert memory_problem(settings, 1, 2**30, "RTX 4090") is None
+    line = memory_problem(settings, 2, 1000, "RTX 4090")
+    assert "the base and the tuned model need" in line and "RTX 4090 has 0.0 GiB free" in line
+    assert "\n" not in line
+
+
+def _text(app, selector: str) -> str:
+    from textual.widgets import Static
+
+    return str(app.screen.query_one(selector, Static).render())
+
+
+async def test_try_screen_shows_tuned_and_base_side_by_side(learned):
+    from textual.widgets import Input
+
+    from finetune_tui.engine.settings.preset import load_preset
+    from finetune_tui.tui.app import ORDER, FinetuneApp
+
+    app = FinetuneApp(load_preset(DEMO_PRESET), last_run_dir=learned)
+    async with app.run_test(size=(100, 32)) as pilot:
+        await pilot.press(str(ORDER.index("try") + 1))
+        await pilot.pause()
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        field = app.screen.query_one("#try-prompt", Input)
+        first = field.value
+        assert first.startswith("Uppercase: "), _text(app, "#try-status")
+        expected = first.removeprefix("Uppercase: ").upper()
+        assert _text(app, "#try-expected") == f"expected: {expected}"
+        assert "held-out" in _text(app, "#try-status")
+        await pilot.press("a")
+        await pilot.pause()
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        tuned, base = _text(app, "#tuned"), _text(app, "#base")
+        assert tuned == expected and base and base != tuned
+        await pilot.press("h")  # the next held-out prompt
+        assert field.value != first and field.value.startswith("Uppercase: ")
+
+
+async def test_try_screen_before_a_run_says_to_train_first():
+    from finetune_tui.engine.settings.preset import load_preset
+    from finetune_tui.tui.app import FinetuneApp
+    from finetune_tui.tui.screens.try_model import NO_RUN
+
+    app = FinetuneApp(load_preset(DEMO_PRESET))
+    async with app.run_test(size=(100, 32)) as pilot:
+        await pilot.press("7")
+        await pilot.press("a")  # nothing to ask
+        await pilot.pause()
+        assert app.current_mode == "try"
+        assert _text(app, "#try-status") == NO_RUN and _text(app, "#tuned") == ""
