@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "commands_export",
     "commands_runs",
     "commands_try",
+    "commands_merge",
     "commands_ship",
 )
 ERROR_PREFIX = "finetune-tui: error: "  # every error line starts so (workers' are found by it)

@@ -1,0 +1,286 @@
+"""`finetune-tui merge`: the run's LoRA adapter merged into its base, written as a model a
+user loads with AutoModelForCausalLM alone, and proved to answer as the adapter did.
+
+Why each step is as it is:
+- the base is loaded unquantised, in bf16 (fp32 on a CPU), whatever the run trained on:
+  merging into 4-bit weights rounds the adapter's update away (the quality drop users meet);
+- the memory and disk it needs are planned first (merge_plan.py): a merge that cannot
+  finish is one line before anything loads, not an out-of-memory kill halfway;
+- the folder is written beside its place and renamed there only when complete, never over
+  an existing folder nor through a link;
+- the tokenizer, chat template and a generation config whose eos_token_id lists every stop
+  token (EOS and the template's end of turn) travel with it: without them an exported model
+  talks past its answer;
+- the merged model is reloaded from disk, as a user would, and its greedy continuations of
+  held-out prompts are compared with the adapter's (parity.py); merge_report.json says so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..common.errors import InputError, OutputExistsError
+from ..common.safe_io import entry_problem, write_text_exclusive
+from ..recipe.model import load_model, torch_dtype
+from ..runs.layout import ADAPTER_DIR, SETTINGS_FILE
+from ..settings.preset import load_preset
+from ..settings.schema import TrainSettings
+from . import parity
+from .merge_plan import DEFAULT_SHARD, MergePlan, check_disk, plan_merge, shard_bytes
+
+REPORT_FILE = "merge_report.json"
+ADAPTER_CONFIG = "adapter_config.json"
+
+
+@dataclass
+class MergeResult:
+    output: Path | None  # None: nothing written (full fine-tuning has nothing to merge)
+    report: dict
+    line: str  # the one-line verdict
+    ok: bool
+
+
+def merge_run(
+    run_dir: Path,
+    output: Path,
+    max_shard_size: str | int = DEFAULT_SHARD,
+    prompts: int = 4,
+    tokens: int = 16,
+    say=print,
+) -> MergeResult:
+    """Check everything, plan the memory, merge into a temporary sibling of `output`, prove
+    it, and rename it into place. Nothing is written before every check has passed."""
+    run_dir, output = Path(run_dir).expanduser(), Path(output).expanduser().absolute()
+    settings = read_run_settings(run_dir)
+    if settings.training.method == "full":
+        return check_full_run(run_dir, settings)
+    adapter = adapter_folder(run_dir)
+    check_output_free(output)
+    from ..train.loading import resolve_model_path
+
+    model_path = resolve_model_path(settings.model.name_or_path)
+    plan = plan_merge(
+        settings, model_path, sorted(adapter.glob("*.safetensors")), shard_bytes(max_shard_size)
+    )
+    check_disk(plan, _existing_parent(output))
+    say(_plan_line(plan))
+    _quiet_progress_bars()
+    tokenizer, examples = run_tokenizer_and_prompts(run_dir, settings, model_path, prompts)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    work = output.with_name(f".{output.name}.merging-{os.getpid()}")
+    work.mkdir()  # exclusive: a leftover of this name is never written into
+    try:
+        report = merge_and_prove(
+            work, model_path, adapter, plan, settings, tokenizer, examples, (max_shard_size, tokens)
+        )
+        write_text_exclusive(work / REPORT_FILE, json.dumps(report, indent=2) + "\n")
+        check_output_free(output)  # still free after the minutes the merge took
+        os.rename(work, output)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            shutil.rmtree(work)
+    line = f"merged into {output}; " + parity.verdict(report["parity"], tokens)
+    return MergeResult(output, report, line, report["parity"]["identical"])
+
+
+def read_run_settings(run_dir: Path) -> TrainSettings:
+    """The run's own settings.yaml (its inputs must still be the ones it trained on)."""
+    if not (run_dir / SETTINGS_FILE).is_file():
+        raise InputError(f"{run_dir}: not a run folder (no {SETTINGS_FILE})")
+    return load_preset(run_dir / SETTINGS_FILE, saved_run=True)
+
+
+def adapter_folder(run_dir: Path) -> Path:
+    """The run's final LoRA adapter: a real folder holding adapter_config.json."""
+    folder = run_dir / ADAPTER_DIR
+    problem = entry_problem(folder) or entry_problem(folder / ADAPTER_CONFIG)
+    if problem:
+        raise InputError(f"{folder}: {problem}; merge reads only plain files of the run")
+    if not (folder / ADAPTER_CONFIG).is_file():
+        raise InputError(
+            f"{run_dir}: no adapter to merge ({ADAPTER_DIR}/{ADAPTER_CONFIG} is missing: "
+            "the run has not finished, or it was stopped before saving)"
+        )
+    return folder
+
+
+def check_output_free(output: Path) -> None:
+    """The merged folder is always new: an existing one (even empty) or a link (even a
+    dangling one) is refused, so nothing of the user's is written over or through."""
+    if output.is_symlink():
+        raise OutputExistsError(f"{output}: is a symbolic link; merge writes a new folder only")
+    if output.exists():
+        raise OutputExistsError(f"{output}: exists; merge writes a new folder (choose another -o)")
+
+
+def _existing_parent(output: Path) -> Path:
+    parent = output
+    while not parent.parent.exists():
+        parent = parent.parent
+    return parent
+
+
+def _plan_line(plan: MergePlan) -> str:
+    gib = 2**30
+    where = f"GPU ({plan.gpu_needed / gib:.2f} of {plan.gpu_available / gib:.2f} GiB free)"
+    where = where if plan.device == "cuda" else "CPU"
+    return (
+        f"merging in {plan.dtype} on the {where}: {plan.host_needed / gib:.2f} GiB of "
+        f"{plan.host_available / gib:.2f} GiB host memory planned"
+        + (f"; {plan.note}" if plan.note else "")
+    )
+
+
+def check_full_run(run_dir: Path, settings: TrainSettings) -> MergeResult:
+    """Full fine-tuning saved a whole model, not an adapter: nothing to merge and nothing
+    copied; the saved model is loaded as a user would and its files are checked."""
+    folder = run_dir / ADAPTER_DIR
+    if entry_problem(folder) or not (folder / "config.json").is_file():
+        raise InputError(f"{run_dir}: full fine-tuning run without a saved model in {folder}")
+    plan = plan_merge(settings, str(folder), [], 0)
+    model, files = reload_and_check(folder, plan, settings)
+    del model
+    files.pop("tokenizer")
+    missing = "" if files["stop_tokens_complete"] else "; its generation_config.json lacks "
+    missing += "" if files["stop_tokens_complete"] else "the chat template's end-of-turn token"
+    line = (
+        f"{run_dir}: full fine-tuning: nothing to merge, nothing copied; {folder} is the model "
+        f"already (loads; chat template {'yes' if files['chat_template'] else 'none'}; stop "
+        f"tokens {', '.join(files['stop_tokens'])}){missing}"
+    )
+    return MergeResult(None, {"files": files}, line, files["stop_tokens_complete"])
+
+
+def run_tokenizer_and_prompts(run_dir: Path, settings: TrainSettings, model_path: str, n: int):
+    """The tokenizer the run saved beside its adapter (the base's if it saved none), and
+    the first `n` of the run's own held-out examples (its training ones when it held
+    none out), rebuilt with the run's seed as training split them."""
+    from ..data.dataset import prepare_datasets
+    from ..train.loading import load_tokenizer
+
+    saved = run_dir / ADAPTER_DIR
+    tokenizer = load_tokenizer(
+        str(saved if (saved / "tokenizer_config.json").is_file() else model_path), settings
+    )
+    data = prepare_datasets(settings, tokenizer.eos_token)
+    pool = data.eval if data.eval is not None else data.train
+    return tokenizer, [pool[i] for i in range(min(n, len(pool)))]
+
+
+def stop_token_ids(tokenizer) -> list[int]:
+    """EOS and the chat template's end-of-turn token (<|eot_id|>, <|im_end|>,
+    <end_of_turn>...): the special token the template writes right after an answer."""
+    stops = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+    if tokenizer.chat_template:
+        turns = [{"role": "user", "content": "ping"}, {"role": "assistant", "content": "PONG"}]
+        try:
+            text = tokenizer.apply_chat_template(turns, tokenize=False)
+        except Exception:  # a template that wants other roles: EOS alone
+            text = ""
+        after = text.rpartition("PONG")[2].lstrip() if "PONG" in text else ""
+        ids = tokenizer(after, add_special_tokens=False).input_ids if after else []
+        special = set(tokenizer.all_special_ids) | {
+            i for i, t in tokenizer.added_tokens_decoder.items() if t.special
+        }
+        if ids and ids[0] in special and ids[0] not in stops:
+            stops.append(ids[0])
+    return stops
+
+
+def load_base(model_path: str, plan: MergePlan, settings: TrainSettings):
+    """The base as the recipe loads it, but never quantised (whatever the run trained on)
+    and in the plan's dtype, on the plan's device, with its generation cache on."""
+    model = load_model(
+        model_path,
+        plan.dtype,
+        "sdpa",
+        "none",  # the rule: a merge's base is 16/32-bit, never 4- or 8-bit
+        False,
+        settings.model.trust_remote_code,
+    )
+    model.config.use_cache = True
+    return model.to(plan.device)
+
+
+def merge_and_prove(work: Path, model_path, adapter, plan, settings, tokenizer, examples, args):
+    """Adapter on base → its greedy continuations → merge_and_unload → saved into `work` →
+    freed → reloaded from `work` as a user would → its continuations and files checked."""
+    from peft import PeftModel
+
+    max_shard_size, tokens = args
+    texts = parity.prompt_texts(tokenizer, examples)
+    chat = bool(examples) and isinstance(examples[0].get("prompt"), list)
+    stops = stop_token_ids(tokenizer)
+    model = PeftModel.from_pretrained(load_base(model_path, plan, settings), str(adapter))
+    before = parity.greedy_continuations(model, tokenizer, texts, tokens, stops, chat)
+    merged = model.merge_and_unload()
+    del model
+    generation = merged.generation_config
+    generation.eos_token_id = stops
+    if tokenizer.pad_token_id is not None:
+        generation.pad_token_id = tokenizer.pad_token_id
+    # transformers 5 writes safetensors only (save_pretrained lost safe_serialization)
+    merged.save_pretrained(str(work), max_shard_size=max_shard_size)
+    tokenizer.save_pretrained(str(work))
+    del merged
+    _free(plan.device)
+    reloaded, files = reload_and_check(work, plan, settings)
+    after = parity.greedy_continuations(
+        reloaded, files.pop("tokenizer"), texts, tokens, files["stop_token_ids"], chat
+    )
+    return {
+        "run_quantization": settings.quantization.mode,
+        "merged_dtype": plan.dtype,
+        "plan": plan.to_json(),
+        "files": files,
+        "parity": parity.compare(before, after, tokenizer) | {"tokens": tokens},
+    }
+
+
+def reload_and_check(folder: Path, plan: MergePlan, settings: TrainSettings):
+    """The folder loaded as a user loads it (AutoModelForCausalLM, AutoTokenizer), and
+    what it carries: shards, chat template, the stop tokens its generation config names."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+
+    trust = settings.model.trust_remote_code
+    model = AutoModelForCausalLM.from_pretrained(
+        str(folder), dtype=torch_dtype(plan.dtype), trust_remote_code=trust
+    ).to(plan.device)
+    tokenizer = AutoTokenizer.from_pretrained(str(folder), trust_remote_code=trust)
+    generation = GenerationConfig.from_pretrained(str(folder))
+    eos = generation.eos_token_id
+    named = eos if isinstance(eos, list) else [eos] if eos is not None else []
+    wanted = stop_token_ids(tokenizer)
+    files = {
+        "tokenizer": tokenizer,
+        "shards": sorted(p.name for p in folder.glob("*.safetensors")),
+        "chat_template": bool(tokenizer.chat_template),
+        "stop_token_ids": named,
+        "stop_tokens": tokenizer.convert_ids_to_tokens(named),
+        "stop_tokens_complete": set(wanted) <= set(named),
+    }
+    return model, files
+
+
+def _quiet_progress_bars() -> None:
+    """Loading and shard-writing bars are noise beside the plan and verdict lines."""
+    import datasets
+    import transformers
+
+    datasets.disable_progress_bars()
+    transformers.utils.logging.disable_progress_bar()
+
+
+def _free(device: str) -> None:
+    import gc
+
+    import torch
+
+    gc.collect()
+    if device == "cuda":
+        torch.cuda.empty_cache()

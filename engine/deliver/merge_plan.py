@@ -1,0 +1,156 @@
+"""What a merge needs before it starts: the dtype, the device, and the memory and disk it
+will use, checked against what this machine has so that a merge never dies halfway.
+
+The base's size is the planner's (`inspect_model`, `base_weight_bytes` with the
+quantisation off): no second count of parameters. The adapter's is its files' size.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..common.errors import InputError
+from ..inspect.models import inspect_model
+from ..plan.memory import GIB, base_weight_bytes
+from ..settings.preset import with_changes
+from ..settings.schema import TrainSettings
+
+DEFAULT_SHARD = "5GB"  # the Hub's usual shard size: every loader streams shards this big
+GPU_MARGIN = 0.10  # the generation of the parity check, CUDA's context, fragmentation
+GPU_CONTEXT_BYTES = 0.5 * GIB
+
+
+@dataclass
+class MergePlan:
+    """Where and in what precision the merge runs, and the bytes it will hold."""
+
+    device: str  # "cuda" or "cpu"
+    dtype: str  # "bf16" or "fp32"
+    base_bytes: float  # the base's weights, unquantised, in `dtype`
+    adapter_bytes: int
+    shard_bytes: float  # the largest shard save_pretrained holds while writing it
+    host_needed: float
+    host_available: int
+    gpu_needed: float = 0.0
+    gpu_available: int = 0
+    note: str = ""  # why the merge runs on the CPU although there is a GPU
+
+    def to_json(self) -> dict:
+        gib = {k: round(v / GIB, 3) for k, v in vars(self).items() if isinstance(v, int | float)}
+        return {"device": self.device, "dtype": self.dtype, **gib, "note": self.note}
+
+
+def available_host_bytes() -> int:
+    """Memory a new allocation can have now (MemAvailable): the one place it is read."""
+    try:
+        import psutil
+    except ImportError:
+        psutil = None
+    if psutil is not None:
+        return int(psutil.virtual_memory().available)
+    with open("/proc/meminfo", encoding="ascii") as file:
+        for line in file:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    raise InputError("/proc/meminfo: no MemAvailable line; cannot plan the merge's memory")
+
+
+def available_gpu_bytes() -> int:
+    """Free memory on this process's GPU; 0 without one."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return 0
+    free, _total = torch.cuda.mem_get_info()
+    return int(free)
+
+
+def merge_dtype(device: str) -> str:
+    """bf16 where the GPU has it, else fp32: never a 4/8-bit base, never fp16 (a merged
+    weight can leave fp16's range) and fp32 on a CPU, where the run computed in fp32."""
+    import torch
+
+    if device == "cuda" and torch.cuda.is_bf16_supported():
+        return "bf16"
+    return "fp32"
+
+
+def shard_bytes(max_shard_size: str | int) -> int:
+    """`max_shard_size` ("5GB", "500MB", bytes) as transformers reads it; one line if bad."""
+    from transformers.utils.hub import convert_file_size_to_int
+
+    try:
+        size = int(convert_file_size_to_int(max_shard_size))
+    except (ValueError, TypeError):
+        size = 0
+    if size <= 0:
+        raise InputError(f"--max-shard-size {max_shard_size}: expected a size like 5GB or 500MB")
+    return size
+
+
+def plan_merge(
+    settings: TrainSettings, model_path: str, adapter_files: list[Path], max_shard: int
+) -> MergePlan:
+    """The merge on the GPU when it fits there, else on the CPU when the host has room;
+    else InputError with the numbers, before anything is loaded."""
+    import torch
+
+    info = inspect_model(model_path)
+    adapter = sum(path.stat().st_size for path in adapter_files)
+    host = available_host_bytes()
+    plans = []
+    for device in ("cuda", "cpu") if torch.cuda.is_available() else ("cpu",):
+        dtype = merge_dtype(device)
+        unquantised = with_changes(
+            settings, {"quantization.mode": "none", "quantization.compute_dtype": dtype}
+        )
+        base = base_weight_bytes(info, unquantised)
+        shard = min(float(max_shard), base)
+        if device == "cuda":  # the weights load onto the GPU; the host holds a shard
+            gpu = (base + adapter) * (1 + GPU_MARGIN) + GPU_CONTEXT_BYTES
+            plan = MergePlan(device, dtype, base, adapter, shard, shard + adapter, host, gpu)
+            plan.gpu_available = available_gpu_bytes()
+        else:
+            plan = MergePlan(device, dtype, base, adapter, shard, base + adapter + shard, host)
+        plans.append(plan)
+        if _fits(plan):
+            if device == "cpu" and len(plans) > 1:
+                plan.note = f"the GPU lacks room ({_gpu_words(plans[0])}); merging on the CPU"
+            return plan
+    raise InputError(_refusal(plans))
+
+
+def check_disk(plan: MergePlan, output: Path) -> None:
+    """The merged model's files must fit where they are written."""
+    parent = output.parent
+    free = shutil.disk_usage(parent).free
+    if plan.base_bytes > free:
+        raise InputError(
+            f"{output}: the merged model needs {plan.base_bytes / GIB:.2f} GiB of disk "
+            f"({plan.dtype}), {parent} has {free / GIB:.2f} GiB free; choose another -o"
+        )
+
+
+def _fits(plan: MergePlan) -> bool:
+    if plan.host_needed > plan.host_available:
+        return False
+    return plan.device == "cpu" or plan.gpu_needed <= plan.gpu_available
+
+
+def _gpu_words(plan: MergePlan) -> str:
+    return f"needs {plan.gpu_needed / GIB:.2f} GiB, {plan.gpu_available / GIB:.2f} GiB free"
+
+
+def _refusal(plans: list[MergePlan]) -> str:
+    """One line: what each place would need, and what it has."""
+    cpu = plans[-1]
+    words = (
+        f"merge needs {cpu.host_needed / GIB:.2f} GiB of host memory ({cpu.dtype} base "
+        f"{cpu.base_bytes / GIB:.2f} GiB + adapter {cpu.adapter_bytes / GIB:.2f} GiB + largest "
+        f"shard {cpu.shard_bytes / GIB:.2f} GiB), {cpu.host_available / GIB:.2f} GiB available"
+    )
+    if len(plans) > 1:
+        words += f"; on the GPU it {_gpu_words(plans[0])}"
+    return words + "; nothing was loaded (free memory, or merge on a larger machine)"
