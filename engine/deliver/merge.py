@@ -70,7 +70,7 @@ def merge_run(
     check_disk(plan, _existing_parent(output))
     say(_plan_line(plan))
     _quiet_progress_bars()
-    tokenizer, examples = run_tokenizer_and_prompts(run_dir, settings, model_path, prompts)
+    tokenizer, examples, source = run_tokenizer_and_prompts(run_dir, settings, model_path, prompts)
     output.parent.mkdir(parents=True, exist_ok=True)
     work = output.with_name(f".{output.name}.merging-{os.getpid()}")
     work.mkdir()  # exclusive: a leftover of this name is never written into
@@ -78,6 +78,7 @@ def merge_run(
         report = merge_and_prove(
             work, model_path, adapter, plan, settings, tokenizer, examples, (max_shard_size, tokens)
         )
+        report["parity"]["prompt_source"] = source
         write_text_exclusive(work / REPORT_FILE, json.dumps(report, indent=2) + "\n")
         check_output_free(output)  # still free after the minutes the merge took
         os.rename(work, output)
@@ -168,8 +169,8 @@ def run_tokenizer_and_prompts(run_dir: Path, settings: TrainSettings, model_path
         str(saved if (saved / "tokenizer_config.json").is_file() else model_path), settings
     )
     data = prepare_datasets(settings, tokenizer.eos_token)
-    pool = data.eval if data.eval is not None else data.train
-    return tokenizer, [pool[i] for i in range(min(n, len(pool)))]
+    pool, source = (data.eval, "held-out") if data.eval is not None else (data.train, "training")
+    return tokenizer, [pool[i] for i in range(min(n, len(pool)))], source
 
 
 def stop_token_ids(tokenizer) -> list[int]:

@@ -101,8 +101,9 @@ def verdict(report: dict, tokens: int) -> str:
     if report["prompts"] == 0:
         return "parity not checked: the run has no records to prompt with"
     if report["identical"]:
+        source = report.get("prompt_source", "held-out")
         return (
-            f"parity: identical first {tokens} greedy tokens on {report['prompts']} held-out "
+            f"parity: identical first {tokens} greedy tokens on {report['prompts']} {source} "
             f"prompts (max log-prob difference {report['max_logprob_difference']:.2g})"
         )
     d = report["first_difference"]

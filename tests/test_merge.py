@@ -1,0 +1,140 @@
+"""`finetune-tui merge`: a trained demo run's adapter merged into its base, loaded alone as a
+user loads it, answering as the adapter did; every refusal one line with nothing written."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import DEMO_PRESET, copy_finished_run, run_cli, set_args
+
+# A short demo run that holds 10% of the records out (the parity check prompts with them).
+MERGE_RUN_STEPS = set_args(
+    "training.max_steps=3",
+    "training.exact_match_samples=0",
+    "training.save_steps=null",
+)
+
+
+@pytest.fixture(scope="session")
+def merge_template(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("merge-run")
+    run = root / "R"
+    result = run_cli(root, "--preset", str(DEMO_PRESET), "--output", str(run), *MERGE_RUN_STEPS)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return run
+
+
+@pytest.fixture
+def no_loading(monkeypatch):
+    """A refusal loads no weights: the base loader fails the test if it is reached."""
+    from finetune_tui.engine.deliver import merge
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the base model was loaded before the refusal")
+
+    monkeypatch.setattr(merge, "load_base", refuse)
+
+
+def _weights(folder: Path) -> dict:
+    from safetensors.torch import load_file
+
+    tensors = {}
+    for file in sorted(folder.glob("*.safetensors")):
+        tensors |= load_file(file)
+    return tensors
+
+
+def test_a_merged_run_loads_alone_and_answers_as_its_adapter(cli, merge_template, tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+
+    from finetune_tui.engine.common.demo import ensure_demo_model
+
+    run = copy_finished_run(merge_template, tmp_path / "run")
+    out = tmp_path / "merged"
+    result = cli("merge", str(run), "-o", str(out), "--max-shard-size", "2MB")
+    assert result.returncode == 0, result.stderr
+    verdict = result.stdout.strip().splitlines()[-1]
+    assert "parity: identical first 16 greedy tokens on 4 held-out prompts" in verdict
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no leftover
+
+    model = AutoModelForCausalLM.from_pretrained(out)  # as a user loads it: no peft, no us
+    assert model.dtype.is_floating_point and not hasattr(model, "peft_config")
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    assert tokenizer.chat_template
+    assert tokenizer.eos_token_id in GenerationConfig.from_pretrained(out).eos_token_id
+    assert len(list(out.glob("*.safetensors"))) > 1  # sharded at --max-shard-size
+    report = json.loads((out / "merge_report.json").read_text())
+    assert report["parity"]["identical"] and report["parity"]["prompt_source"] == "held-out"
+    assert report["files"]["stop_tokens_complete"]
+
+    base, merged = _weights(ensure_demo_model()), _weights(out)
+    changed = [name for name in base if "q_proj" in name and not base[name].equal(merged[name])]
+    assert changed, "the adapter's update is not in the merged weights"
+
+
+def test_merge_refuses_an_existing_folder_or_a_link_before_loading(
+    cli, merge_template, tmp_path, no_loading
+):
+    run = copy_finished_run(merge_template, tmp_path / "run")
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    link = tmp_path / "link"
+    link.symlink_to(tmp_path / "nowhere")
+    for target, words in ((existing, "exists"), (link, "symbolic link")):
+        result = cli("merge", str(run), "-o", str(target))
+        assert result.returncode == 2
+        assert len(result.stderr.strip().splitlines()) == 1 and words in result.stderr
+    assert list(existing.iterdir()) == [] and not (tmp_path / "nowhere").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "existing", "link", "run"]
+
+
+def test_merge_refuses_a_run_without_an_adapter(cli, merge_template, tmp_path, no_loading):
+    run = copy_finished_run(merge_template, tmp_path / "run")
+    shutil.rmtree(run / "adapter")
+    result = cli("merge", str(run), "-o", str(tmp_path / "merged"))
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1 and "no adapter to merge" in result.stderr
+    assert not (tmp_path / "merged").exists()
+
+
+def test_merge_refuses_what_memory_cannot_hold_with_the_numbers(
+    cli, merge_template, tmp_path, monkeypatch, no_loading
+):
+    from finetune_tui.engine.deliver import merge_plan
+
+    monkeypatch.setattr(merge_plan, "available_host_bytes", lambda: 1_000_000)  # ~1 MB free
+    run = copy_finished_run(merge_template, tmp_path / "run")
+    result = cli("merge", str(run), "-o", str(tmp_path / "merged"))
+    assert result.returncode == 2
+    line = result.stderr.strip()
+    assert len(line.splitlines()) == 1 and "GiB of host memory" in line, line
+    assert "0.00 GiB available" in line and "nothing was loaded" in line
+    assert not (tmp_path / "merged").exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_a_qlora_run_merges_into_an_unquantised_base(merge_template, tmp_path, monkeypatch):
+    """On a CPU the run cannot have trained in NF4; its settings say it did, and the merge
+    must still ask the loader for the base without quantisation, in 16/32 bits."""
+    from finetune_tui.engine.deliver import merge
+
+    run = copy_finished_run(merge_template, tmp_path / "run")
+    settings = run / "settings.yaml"
+    text = settings.read_text()
+    assert "mode: none" in text
+    settings.write_text(text.replace("mode: none", "mode: nf4", 1))
+    asked = []
+    real = merge.load_model
+
+    def recording(path, dtype, attention, quantization, *rest):
+        asked.append((dtype, quantization))
+        return real(path, dtype, attention, quantization, *rest)
+
+    monkeypatch.setattr(merge, "load_model", recording)
+    result = merge.merge_run(run, tmp_path / "merged", prompts=2, tokens=8, say=lambda line: None)
+    assert asked == [("fp32", "none")]  # CPU: fp32; never the run's nf4
+    assert result.report["run_quantization"] == "nf4" and result.report["merged_dtype"] == "fp32"
+    assert result.ok
