@@ -89,6 +89,7 @@ def test_script_is_standalone():
     assert imported <= {
         "argparse",
         "ast",
+        "gc",
         "importlib",
         "os",
         "json",
@@ -291,6 +292,7 @@ def test_the_script_is_the_recipe_and_reads_every_constant_it_defines(overrides)
 
     from finetune_tui.engine.recipe import examples as recipe_data
     from finetune_tui.engine.recipe import main as recipe_main
+    from finetune_tui.engine.recipe import merging
     from finetune_tui.engine.recipe import model as recipe
 
     script = render_script(load_preset(DEMO_PRESET, overrides), {})
@@ -300,7 +302,12 @@ def test_the_script_is_the_recipe_and_reads_every_constant_it_defines(overrides)
         for node in tree.body
         if isinstance(node, ast.FunctionDef)
     }
-    copied = (*recipe_data.DATA_FUNCTIONS, *recipe.MODEL_FUNCTIONS, *recipe_main.MAIN_FUNCTIONS)
+    copied = (
+        *recipe_data.DATA_FUNCTIONS,
+        *recipe.MODEL_FUNCTIONS,
+        *merging.MERGE_FUNCTIONS,
+        *recipe_main.MAIN_FUNCTIONS,
+    )
     assert list(defined) == [function.__name__ for function in copied]
     for function in copied:
         assert defined[function.__name__] == inspect.getsource(function).rstrip("\n")
@@ -377,7 +384,7 @@ def test_a_full_fine_tuning_export_says_nothing_of_lora_or_adapters():
     written = script[: script.index("\ndef ")]  # all that is not the recipe's functions
     before, method = written.split("\n# --- the method", 1)
     lora_group, after = method.split("\n\n", 1)
-    assert lora_group.startswith('; the five after it are read only when it is "lora"')
+    assert lora_group.startswith('; the six after it are read only when it is "lora"')
     for text in (before, after):
         assert "lora" not in text.lower() and "adapter" not in text.lower(), text
     assert "full fine-tuning" in before and "#   peft" not in before

@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import DEMO_PRESET, copy_finished_run, run_cli, set_args
+from conftest import DEMO_PRESET, cli_env, copy_finished_run, run_cli, set_args
 
 # A short demo run that holds 10% of the records out (the parity check prompts with them).
 MERGE_RUN_STEPS = set_args(
@@ -35,7 +35,7 @@ def no_loading(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("the base model was loaded before the refusal")
 
-    monkeypatch.setattr(merge, "load_base", refuse)
+    monkeypatch.setattr(merge, "adapter_on_base", refuse)
 
 
 def _weights(folder: Path) -> dict:
@@ -120,6 +120,7 @@ def test_a_qlora_run_merges_into_an_unquantised_base(merge_template, tmp_path, m
     """On a CPU the run cannot have trained in NF4; its settings say it did, and the merge
     must still ask the loader for the base without quantisation, in 16/32 bits."""
     from finetune_tui.engine.deliver import merge
+    from finetune_tui.engine.recipe import merging
 
     run = copy_finished_run(merge_template, tmp_path / "run")
     settings = run / "settings.yaml"
@@ -127,14 +128,61 @@ def test_a_qlora_run_merges_into_an_unquantised_base(merge_template, tmp_path, m
     assert "mode: none" in text
     settings.write_text(text.replace("mode: none", "mode: nf4", 1))
     asked = []
-    real = merge.load_model
+    real = merging.load_model
 
     def recording(path, dtype, attention, quantization, *rest):
         asked.append((dtype, quantization))
         return real(path, dtype, attention, quantization, *rest)
 
-    monkeypatch.setattr(merge, "load_model", recording)
+    monkeypatch.setattr(merging, "load_model", recording)
     result = merge.merge_run(run, tmp_path / "merged", prompts=2, tokens=8, say=lambda line: None)
     assert asked == [("fp32", "none")]  # CPU: fp32; never the run's nf4
     assert result.report["run_quantization"] == "nf4" and result.report["merged_dtype"] == "fp32"
     assert result.ok
+
+
+def test_the_exported_script_merges_after_training_when_asked(tmp_path):
+    """`python train.py --set MERGE=True`: OUTPUT/merged loads without PEFT and answers the
+    demo's held-out prompts as the adapter on its base does, token for token."""
+    import subprocess
+    import sys
+
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+
+    from finetune_tui.engine.common.demo import ensure_demo_model
+    from finetune_tui.engine.deliver import parity
+    from finetune_tui.engine.export.script import render_script
+    from finetune_tui.engine.settings.preset import load_preset
+
+    script = tmp_path / "train.py"
+    script.write_text(render_script(load_preset(DEMO_PRESET), {}))
+    sets = ("MERGE=True", "max_steps=3", "OUTPUT=out", "EVAL_FRACTION=0")
+    result = subprocess.run(
+        [sys.executable, str(script), *set_args(*sets)],
+        capture_output=True,
+        text=True,
+        env=cli_env(tmp_path),
+        timeout=600,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = tmp_path / "out"
+    assert "merged model saved to" in result.stdout
+
+    merged = AutoModelForCausalLM.from_pretrained(out / "merged")
+    tokenizer = AutoTokenizer.from_pretrained(out / "merged")
+    assert tokenizer.chat_template
+    assert GenerationConfig.from_pretrained(out / "merged").eos_token_id == [tokenizer.eos_token_id]
+    adapter = PeftModel.from_pretrained(
+        AutoModelForCausalLM.from_pretrained(ensure_demo_model()), out / "adapter"
+    )
+    words = ("qzvfa", "mobel", "trank")
+    prompts = [{"prompt": [{"role": "user", "content": f"Uppercase: {w}"}]} for w in words]
+    texts = parity.prompt_texts(tokenizer, prompts)
+    stops = [tokenizer.eos_token_id]
+    want = parity.greedy_continuations(adapter, tokenizer, texts, 12, stops, chat=True)
+    got = parity.greedy_continuations(merged, tokenizer, texts, 12, stops, chat=True)
+    assert parity.compare(want, got, tokenizer)["identical"]
+    base, weights = _weights(ensure_demo_model()), _weights(out / "merged")
+    assert any(not base[name].equal(weights[name]) for name in base if "proj" in name)

@@ -26,7 +26,8 @@ from pathlib import Path
 
 from ..common.errors import InputError, OutputExistsError
 from ..common.safe_io import entry_problem, write_text_exclusive
-from ..recipe.model import load_model, torch_dtype
+from ..recipe.merging import adapter_on_base, save_merged, stop_token_ids
+from ..recipe.model import torch_dtype
 from ..runs.layout import ADAPTER_DIR, SETTINGS_FILE
 from ..settings.preset import load_preset
 from ..settings.schema import TrainSettings
@@ -173,62 +174,19 @@ def run_tokenizer_and_prompts(run_dir: Path, settings: TrainSettings, model_path
     return tokenizer, [pool[i] for i in range(min(n, len(pool)))], source
 
 
-def stop_token_ids(tokenizer) -> list[int]:
-    """EOS and the chat template's end-of-turn token (<|eot_id|>, <|im_end|>,
-    <end_of_turn>...): the special token the template writes right after an answer."""
-    stops = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
-    if tokenizer.chat_template:
-        turns = [{"role": "user", "content": "ping"}, {"role": "assistant", "content": "PONG"}]
-        try:
-            text = tokenizer.apply_chat_template(turns, tokenize=False)
-        except Exception:  # a template that wants other roles: EOS alone
-            text = ""
-        after = text.rpartition("PONG")[2].lstrip() if "PONG" in text else ""
-        ids = tokenizer(after, add_special_tokens=False).input_ids if after else []
-        special = set(tokenizer.all_special_ids) | {
-            i for i, t in tokenizer.added_tokens_decoder.items() if t.special
-        }
-        if ids and ids[0] in special and ids[0] not in stops:
-            stops.append(ids[0])
-    return stops
-
-
-def load_base(model_path: str, plan: MergePlan, settings: TrainSettings):
-    """The base as the recipe loads it, but never quantised (whatever the run trained on)
-    and in the plan's dtype, on the plan's device, with its generation cache on."""
-    model = load_model(
-        model_path,
-        plan.dtype,
-        "sdpa",
-        "none",  # the rule: a merge's base is 16/32-bit, never 4- or 8-bit
-        False,
-        settings.model.trust_remote_code,
-    )
-    model.config.use_cache = True
-    return model.to(plan.device)
-
-
 def merge_and_prove(work: Path, model_path, adapter, plan, settings, tokenizer, examples, args):
     """Adapter on base → its greedy continuations → merge_and_unload → saved into `work` →
     freed → reloaded from `work` as a user would → its continuations and files checked."""
-    from peft import PeftModel
-
     max_shard_size, tokens = args
     texts = parity.prompt_texts(tokenizer, examples)
     chat = bool(examples) and isinstance(examples[0].get("prompt"), list)
-    stops = stop_token_ids(tokenizer)
-    model = PeftModel.from_pretrained(load_base(model_path, plan, settings), str(adapter))
-    before = parity.greedy_continuations(model, tokenizer, texts, tokens, stops, chat)
-    merged = model.merge_and_unload()
-    del model
-    generation = merged.generation_config
-    generation.eos_token_id = stops
-    if tokenizer.pad_token_id is not None:
-        generation.pad_token_id = tokenizer.pad_token_id
-    # transformers 5 writes safetensors only (save_pretrained lost safe_serialization)
-    merged.save_pretrained(str(work), max_shard_size=max_shard_size)
-    tokenizer.save_pretrained(str(work))
-    del merged
+    trust = settings.model.trust_remote_code
+    model = adapter_on_base(model_path, adapter, plan.dtype, plan.device, trust)
+    before = parity.greedy_continuations(
+        model, tokenizer, texts, tokens, stop_token_ids(tokenizer), chat
+    )
+    merged = save_merged(model, tokenizer, work, max_shard_size)
+    del model, merged
     _free(plan.device)
     reloaded, files = reload_and_check(work, plan, settings)
     after = parity.greedy_continuations(

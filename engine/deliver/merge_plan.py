@@ -14,6 +14,7 @@ from pathlib import Path
 from ..common.errors import InputError
 from ..inspect.models import inspect_model
 from ..plan.memory import GIB, base_weight_bytes
+from ..recipe.merging import merge_dtype
 from ..settings.preset import with_changes
 from ..settings.schema import TrainSettings
 
@@ -67,16 +68,6 @@ def available_gpu_bytes() -> int:
     return int(free)
 
 
-def merge_dtype(device: str) -> str:
-    """bf16 where the GPU has it, else fp32: never a 4/8-bit base, never fp16 (a merged
-    weight can leave fp16's range) and fp32 on a CPU, where the run computed in fp32."""
-    import torch
-
-    if device == "cuda" and torch.cuda.is_bf16_supported():
-        return "bf16"
-    return "fp32"
-
-
 def shard_bytes(max_shard_size: str | int) -> int:
     """`max_shard_size` ("5GB", "500MB", bytes) as transformers reads it; one line if bad."""
     from transformers.utils.hub import convert_file_size_to_int
@@ -102,7 +93,7 @@ def plan_merge(
     host = available_host_bytes()
     plans = []
     for device in ("cuda", "cpu") if torch.cuda.is_available() else ("cpu",):
-        dtype = merge_dtype(device)
+        dtype = merge_dtype(device == "cuda")
         unquantised = with_changes(
             settings, {"quantization.mode": "none", "quantization.compute_dtype": dtype}
         )

@@ -21,6 +21,7 @@ from pathlib import Path
 from ..recipe import examples as recipe_data
 from ..recipe.examples import DATA_CONSTANTS, DATA_FUNCTIONS
 from ..recipe.main import MAIN_FUNCTIONS
+from ..recipe.merging import MERGE_FUNCTIONS
 from ..recipe.model import MODEL_FUNCTIONS
 from ..settings.schema import DEMO, TrainSettings
 from ..settings.trainer_names import FIXED, trainer_table
@@ -57,7 +58,7 @@ def render_script(
     settings: TrainSettings, reasons: dict[str, str], distributed: str | None = None
 ) -> str:
     """The standalone script; `distributed` (fsdp / deepspeed) when launched on several GPUs."""
-    functions = (*DATA_FUNCTIONS, *MODEL_FUNCTIONS, *MAIN_FUNCTIONS)
+    functions = (*DATA_FUNCTIONS, *MODEL_FUNCTIONS, *MERGE_FUNCTIONS, *MAIN_FUNCTIONS)
     sections = [
         _header(settings, distributed),
         _constants(settings, reasons),
@@ -162,7 +163,7 @@ def _constants(settings: TrainSettings, reasons: dict[str, str]) -> str:
         + (
             ", and LoRA's settings"
             if lora
-            else '; the five after it are read only when it is "lora"'
+            else '; the six after it are read only when it is "lora"'
         ),
         const("METHOD", s.training.method, "training.method"),
         const("LORA_R", s.lora.r, "lora.r"),
@@ -170,6 +171,9 @@ def _constants(settings: TrainSettings, reasons: dict[str, str]) -> str:
         const("LORA_DROPOUT", s.lora.dropout, "lora.dropout"),
         const("LORA_TARGETS", _targets(s), "lora.target_modules"),
         const("USE_RSLORA", s.lora.use_rslora, "lora.use_rslora"),
+        "# after training, also merge the adapter into the base, loaded unquantised (bf16; "
+        "fp32 on a CPU),\n# and save OUTPUT/merged: a model with its tokenizer and stop "
+        "tokens that loads without PEFT\nMERGE = False",
         "",
         _trainer_block(s, reasons),
         "",

@@ -9,6 +9,7 @@ and a test checks that the script reproduces the runner's losses.
 """
 
 from .examples import read_records, split_examples, to_example
+from .merging import merge_adapter
 from .model import (
     attention_implementation,
     auto_lora_targets,
@@ -24,7 +25,7 @@ from .model import (
 MODEL = TRUST_REMOTE_CODE = ATTENTION = DATA = DATA_FORMAT = EVAL_FRACTION = None
 MAX_SAMPLES = METHOD = LORA_R = LORA_ALPHA = LORA_DROPOUT = LORA_TARGETS = None
 USE_RSLORA = QUANTIZATION = DOUBLE_QUANT = COMPUTE_DTYPE = BACKEND = None
-GRADIENT_CHECKPOINTING = USE_REENTRANT = SAVE_EVERY_EPOCH = OUTPUT = TRAINER = None
+GRADIENT_CHECKPOINTING = USE_REENTRANT = SAVE_EVERY_EPOCH = OUTPUT = TRAINER = MERGE = None
 
 
 def command_line():
@@ -148,7 +149,7 @@ def model_and_lora(path, dtype):
 
 
 def main():
-    """Settings → data → model → trainer → train → save, as the constants above say."""
+    """Settings → data → model → trainer → train → save (→ merge), as the constants say."""
     override(command_line(), globals())
     if BACKEND == "unsloth":  # first of all: it patches transformers, trl and peft
         import unsloth  # noqa: F401
@@ -204,6 +205,10 @@ def main():
         if scores is not None:
             print(json.dumps(scores))
         print(f"{saved.name} saved to {saved}")
+    if MERGE and METHOD == "lora" and trainer.is_world_process_zero():
+        del trainer, model  # the training copy: the merge loads the base afresh, unquantised
+        merge_adapter(model_path, saved, output / "merged", TRUST_REMOTE_CODE)
+        print(f"merged model saved to {output / 'merged'}")
 
 
 # What the exported script copies, in order, after the recipe's model and data functions.
