@@ -180,9 +180,31 @@ def test_the_exported_script_merges_after_training_when_asked(tmp_path):
     words = ("qzvfa", "mobel", "trank")
     prompts = [{"prompt": [{"role": "user", "content": f"Uppercase: {w}"}]} for w in words]
     texts = parity.prompt_texts(tokenizer, prompts)
-    stops = [tokenizer.eos_token_id]
-    want = parity.greedy_continuations(adapter, tokenizer, texts, 12, stops, chat=True)
-    got = parity.greedy_continuations(merged, tokenizer, texts, 12, stops, chat=True)
+    want = parity.greedy_continuations(adapter, tokenizer, texts, 12)
+    got = parity.greedy_continuations(merged, tokenizer, texts, 12)
     assert parity.compare(want, got, tokenizer)["identical"]
     base, weights = _weights(ensure_demo_model()), _weights(out / "merged")
     assert any(not base[name].equal(weights[name]) for name in base if "proj" in name)
+
+
+def test_stop_tokens_are_eos_and_the_templates_end_of_turn():
+    """A ChatML-style template closes answers with <|im_end|>, not EOS: a merged model whose
+    generation config named EOS alone would talk past its answer."""
+    from transformers import AutoTokenizer
+
+    from finetune_tui.engine.common.demo import ensure_demo_model
+    from finetune_tui.engine.deliver.generate import end_of_turn_id
+    from finetune_tui.engine.recipe.merging import stop_token_ids
+
+    tokenizer = AutoTokenizer.from_pretrained(ensure_demo_model())
+    assert stop_token_ids(tokenizer) == [tokenizer.eos_token_id]  # the demo ends turns with EOS
+    tokenizer.add_special_tokens({"additional_special_tokens": ["<|im_end|>"]})
+    tokenizer.chat_template = (
+        "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
+        "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+    )
+    im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    assert stop_token_ids(tokenizer) == [tokenizer.eos_token_id, im_end]
+    assert end_of_turn_id(tokenizer) == im_end  # the Try screen stops where the merge does
+    tokenizer.chat_template = "{{ raise_exception('only system turns') }}"
+    assert stop_token_ids(tokenizer) == [tokenizer.eos_token_id]

@@ -18,7 +18,6 @@ from ..recipe.examples import ALPACA_PROMPT_NO_INPUT
 MAX_NEW_TOKENS = 128
 MAX_NEW_TOKENS_LIMIT = 4096
 CHAT_FORMATS = ("messages", "sharegpt")
-_MARK = "\u2063answer\u2063"  # an assistant turn's text, to find what the template puts after it
 
 
 def render(tokenizer, text: str, data_format: str) -> str:
@@ -39,18 +38,13 @@ def render_messages(tokenizer, messages: list[dict]) -> str:
 
 def end_of_turn_id(tokenizer) -> int | None:
     """The special token the chat template closes an assistant turn with (<|eot_id|>,
-    <|im_end|>, <end_of_turn>...), read from the template itself; None without one."""
-    if not getattr(tokenizer, "chat_template", None):
-        return None
-    turns = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": _MARK}]
-    try:
-        text = tokenizer.apply_chat_template(turns, tokenize=False)
-    except Exception:  # a template with rules of its own (roles, a system turn): no guess
-        return None
-    after = text.split(_MARK, 1)[1] if _MARK in text else ""
-    ids = tokenizer(after.lstrip(), add_special_tokens=False).input_ids if after else []
-    special = set(tokenizer.all_special_ids) | set(tokenizer.added_tokens_decoder)
-    return ids[0] if ids and ids[0] in special else None
+    <|im_end|>, <end_of_turn>...), read from the template itself by the recipe's rule
+    (recipe/merging.py, which a merged model's generation config is written with);
+    None without one, or when it is EOS itself."""
+    from ..recipe.merging import stop_token_ids
+
+    others = [i for i in stop_token_ids(tokenizer) if i != tokenizer.eos_token_id]
+    return others[0] if others else None
 
 
 def stop_ids(model, tokenizer) -> list[int]:

@@ -71,13 +71,16 @@ def merge_run(
     check_disk(plan, _existing_parent(output))
     say(_plan_line(plan))
     _quiet_progress_bars()
-    tokenizer, examples, source = run_tokenizer_and_prompts(run_dir, settings, model_path, prompts)
+    tokenizer, prompts, source = run_tokenizer_and_prompts(run_dir, settings, model_path, prompts)
     output.parent.mkdir(parents=True, exist_ok=True)
     work = output.with_name(f".{output.name}.merging-{os.getpid()}")
-    work.mkdir()  # exclusive: a leftover of this name is never written into
+    try:
+        work.mkdir()  # exclusive: a leftover of this name is never written into
+    except FileExistsError:
+        raise OutputExistsError(f"{work}: left by an earlier merge; remove it") from None
     try:
         report = merge_and_prove(
-            work, model_path, adapter, plan, settings, tokenizer, examples, (max_shard_size, tokens)
+            work, model_path, adapter, plan, settings, tokenizer, prompts, (max_shard_size, tokens)
         )
         report["parity"]["prompt_source"] = source
         write_text_exclusive(work / REPORT_FILE, json.dumps(report, indent=2) + "\n")
@@ -160,38 +163,37 @@ def check_full_run(run_dir: Path, settings: TrainSettings) -> MergeResult:
 
 def run_tokenizer_and_prompts(run_dir: Path, settings: TrainSettings, model_path: str, n: int):
     """The tokenizer the run saved beside its adapter (the base's if it saved none), and
-    the first `n` of the run's own held-out examples (its training ones when it held
-    none out), rebuilt with the run's seed as training split them."""
+    `n` prompts rendered as in training: the run's held-out ones (held_out.py), else the
+    first of what it trained on (a run that held none out, or plain text)."""
     from ..data.dataset import prepare_datasets
     from ..train.loading import load_tokenizer
+    from .held_out import held_out_prompts
 
     saved = run_dir / ADAPTER_DIR
     tokenizer = load_tokenizer(
         str(saved if (saved / "tokenizer_config.json").is_file() else model_path), settings
     )
+    prompts = [p.rendered for p in held_out_prompts(settings, tokenizer, n)]
+    if prompts:
+        return tokenizer, prompts, "held-out"
     data = prepare_datasets(settings, tokenizer.eos_token)
     pool, source = (data.eval, "held-out") if data.eval is not None else (data.train, "training")
-    return tokenizer, [pool[i] for i in range(min(n, len(pool)))], source
+    examples = [pool[i] for i in range(min(n, len(pool)))]
+    return tokenizer, parity.prompt_texts(tokenizer, examples), source
 
 
-def merge_and_prove(work: Path, model_path, adapter, plan, settings, tokenizer, examples, args):
+def merge_and_prove(work: Path, model_path, adapter, plan, settings, tokenizer, prompts, args):
     """Adapter on base → its greedy continuations → merge_and_unload → saved into `work` →
     freed → reloaded from `work` as a user would → its continuations and files checked."""
     max_shard_size, tokens = args
-    texts = parity.prompt_texts(tokenizer, examples)
-    chat = bool(examples) and isinstance(examples[0].get("prompt"), list)
     trust = settings.model.trust_remote_code
     model = adapter_on_base(model_path, adapter, plan.dtype, plan.device, trust)
-    before = parity.greedy_continuations(
-        model, tokenizer, texts, tokens, stop_token_ids(tokenizer), chat
-    )
+    before = parity.greedy_continuations(model, tokenizer, prompts, tokens)
     merged = save_merged(model, tokenizer, work, max_shard_size)
     del model, merged
     _free(plan.device)
     reloaded, files = reload_and_check(work, plan, settings)
-    after = parity.greedy_continuations(
-        reloaded, files.pop("tokenizer"), texts, tokens, files["stop_token_ids"], chat
-    )
+    after = parity.greedy_continuations(reloaded, files.pop("tokenizer"), prompts, tokens)
     return {
         "run_quantization": settings.quantization.mode,
         "merged_dtype": plan.dtype,

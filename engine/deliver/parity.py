@@ -19,13 +19,13 @@ def prompt_texts(tokenizer, examples: list[dict]) -> list[str]:
     """What each example asks, as the model saw it in training: chat turns through the
     run's chat template with the generation prompt; a plain prompt as it is; plain text
     cut in half (the model continues the rest)."""
+    from .generate import render_messages
+
     texts = []
     for example in examples:
         prompt = example.get("prompt")
         if isinstance(prompt, list):
-            texts.append(
-                tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
-            )
+            texts.append(render_messages(tokenizer, prompt))
         elif isinstance(prompt, str):
             texts.append(prompt)
         else:
@@ -34,31 +34,27 @@ def prompt_texts(tokenizer, examples: list[dict]) -> list[str]:
     return texts
 
 
-def greedy_continuations(
-    model, tokenizer, texts: list[str], tokens: int, stop_ids: list[int], chat: bool
-) -> list[Continuation]:
-    """Up to `tokens` greedy tokens per prompt (one prompt at a time: no padding to differ
-    between the two models), stopping at a stop token as a user's generate() would."""
+def greedy_continuations(model, tokenizer, prompts: list[str], tokens: int) -> list[Continuation]:
+    """Up to `tokens` greedy tokens per rendered prompt, decoded as the Try screen decodes
+    (generate.py: stop tokens, BOS rule), one prompt at a time: no padding to differ
+    between the two models."""
     import torch
 
-    device = next(model.parameters()).device
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stop_ids[0]
+    from .generate import _inputs, generation_config
+
+    config = generation_config(model, tokenizer, tokens)
     model.eval()
     out = []
-    for text in texts:
-        # a chat template writes its own BOS; a plain prompt gets the tokenizer's
-        batch = tokenizer(text, return_tensors="pt", add_special_tokens=not chat).to(device)
+    for prompt in prompts:
+        inputs = _inputs(model, tokenizer, prompt)
         with torch.no_grad():
             result = model.generate(
-                **batch,
-                max_new_tokens=tokens,
-                do_sample=False,
-                eos_token_id=stop_ids,
-                pad_token_id=pad,
+                **inputs,
+                generation_config=config,
                 output_logits=True,
                 return_dict_in_generate=True,
             )
-        new = result.sequences[0, batch["input_ids"].shape[1] :].tolist()
+        new = result.sequences[0, inputs["input_ids"].shape[1] :].tolist()
         steps = [torch.log_softmax(s[0].float(), dim=-1).cpu() for s in result.logits]
         out.append(Continuation(new, steps[: len(new)]))
     return out

@@ -32,9 +32,7 @@ def stop_token_ids(tokenizer):
         return stops
     after = text.rpartition("PONG")[2].lstrip() if "PONG" in text else ""
     ids = tokenizer(after, add_special_tokens=False).input_ids if after else []
-    special = set(tokenizer.all_special_ids) | {
-        i for i, token in tokenizer.added_tokens_decoder.items() if token.special
-    }
+    special = set(tokenizer.all_special_ids) | set(tokenizer.added_tokens_decoder)
     if ids and ids[0] in special and ids[0] not in stops:
         stops.append(ids[0])
     return stops
