@@ -148,6 +148,7 @@ def check_full_run(run_dir: Path, settings: TrainSettings) -> MergeResult:
     if entry_problem(folder) or not (folder / "config.json").is_file():
         raise InputError(f"{run_dir}: full fine-tuning run without a saved model in {folder}")
     plan = plan_merge(settings, str(folder), [], 0)
+    _quiet_progress_bars()
     model, files = reload_and_check(folder, plan, settings)
     del model
     files.pop("tokenizer")
