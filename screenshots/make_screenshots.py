@@ -1,7 +1,7 @@
 """Regenerate the SVG captures of every screen: python screenshots/make_screenshots.py
 
 Drives the real app with Textual's Pilot at 100×32; the Train screen is captured mid-run
-of the embedded demo.
+of the embedded demo, the Try screen once that run is stopped.
 """
 
 from __future__ import annotations
@@ -32,10 +32,16 @@ async def main() -> None:
                 await pilot.press("s")
                 while app.screen.steps_seen < 4:
                     await pilot.pause(0.5)
+                app.save_screenshot(str(HERE / f"{index}-{name}.svg"))
+                await pilot.press("x")  # stopped: the Try screen loads the run as it stands
+                await app.workers.wait_for_complete()
+                continue
+            if name == "try":
+                await pilot.press("a")  # the first held-out prompt, tuned beside base
+                await pilot.pause(1.0)
+                await app.workers.wait_for_complete()
+                await pilot.pause(0.5)
             app.save_screenshot(str(HERE / f"{index}-{name}.svg"))
-        await pilot.press("f6")
-        await pilot.press("x")
-        await app.workers.wait_for_complete()
 
 
 if __name__ == "__main__":
