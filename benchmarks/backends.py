@@ -432,7 +432,7 @@ def advisor_pick(
     """The advisor's automatic configuration for this card (and these sample lengths), as
     overrides (None if absent)."""
     try:
-        from finetune_tui.engine.data.dataset import stats_from_lengths
+        from finetune_tui.engine.data.lengths import stats_from_lengths
         from finetune_tui.engine.inspect.hardware import simulated_hardware
         from finetune_tui.engine.inspect.models import inspect_model
         from finetune_tui.engine.plan.advisor import advise

@@ -285,7 +285,8 @@ def _list_models() -> int:
 
 
 def _dataset_stats(settings):
-    from finetune_tui.engine.data.dataset import estimate_token_stats, load_validated
+    from finetune_tui.engine.data.dataset import load_validated
+    from finetune_tui.engine.data.lengths import estimate_token_stats
 
     _, records, fmt = load_validated(settings)
     return estimate_token_stats(records, fmt, settings.training.max_seq_length)

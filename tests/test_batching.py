@@ -11,7 +11,7 @@ import pytest
 import torch
 from conftest import DEMO_PRESET
 
-from finetune_tui.engine.data.dataset import stats_from_lengths
+from finetune_tui.engine.data.lengths import stats_from_lengths
 from finetune_tui.engine.inspect.hardware import simulated_hardware
 from finetune_tui.engine.inspect.models import inspect_model
 from finetune_tui.engine.plan import batching

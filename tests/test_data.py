@@ -7,12 +7,10 @@ import json
 import pytest
 
 from finetune_tui.engine.common.errors import DatasetError, InputError
-from finetune_tui.engine.data.dataset import (
-    detect_format,
-    load_records,
-    prepare_datasets,
-    stats_from_lengths,
-)
+from finetune_tui.engine.data.dataset import prepare_datasets
+from finetune_tui.engine.data.formats import detect_format
+from finetune_tui.engine.data.lengths import stats_from_lengths
+from finetune_tui.engine.data.reading import load_records
 from finetune_tui.engine.recipe.examples import ALPACA_PROMPT_NO_INPUT
 from finetune_tui.engine.settings.schema import TrainSettings
 

@@ -282,7 +282,7 @@ def test_the_batch_reason_is_scored_like_the_choice(model_id, gpu, lengths):
     doubled batch's gain left out the packing cost the choice was scored with."""
     import re
 
-    from finetune_tui.engine.data.dataset import stats_from_lengths
+    from finetune_tui.engine.data.lengths import stats_from_lengths
     from finetune_tui.engine.inspect.hardware import simulated_hardware
     from finetune_tui.engine.inspect.models import inspect_model
     from finetune_tui.engine.plan.advisor import advise

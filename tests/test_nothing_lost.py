@@ -528,7 +528,8 @@ def test_records_longer_than_the_sequence_are_refused_with_the_length_that_fits(
 
 
 def test_a_csv_with_a_byte_order_mark_reads_its_header(tmp_path):
-    from finetune_tui.engine.data.dataset import detect_format, load_records
+    from finetune_tui.engine.data.formats import detect_format
+    from finetune_tui.engine.data.reading import load_records
 
     data = tmp_path / "data.csv"
     data.write_bytes("\ufeffinstruction,output\nsay hi,hi\n".encode())

@@ -12,12 +12,8 @@ import pytest
 from conftest import DEMO_PRESET, set_args
 from test_nothing_lost import one_line_error
 
-from finetune_tui.engine.data.dataset import (
-    RECORD_LIMIT,
-    load_records,
-    record_limit,
-    validate_records,
-)
+from finetune_tui.engine.data.formats import validate_records
+from finetune_tui.engine.data.reading import RECORD_LIMIT, load_records, record_limit
 from finetune_tui.engine.recipe.examples import read_records
 from finetune_tui.engine.settings.schema import TrainSettings
 

@@ -71,7 +71,8 @@ def unavailable_here(hw, model) -> dict[str, str]:
 def dataset_stats(settings: TrainSettings):
     """Token lengths estimated from the dataset (None when it cannot be read yet)."""
     from finetune_tui.engine.common.errors import FinetuneError
-    from finetune_tui.engine.data.dataset import estimate_token_stats, load_validated
+    from finetune_tui.engine.data.dataset import load_validated
+    from finetune_tui.engine.data.lengths import estimate_token_stats
 
     try:
         _, records, fmt = load_validated(settings)

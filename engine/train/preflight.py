@@ -287,7 +287,7 @@ def check_sequence_length(settings: TrainSettings, records: list, fmt: str) -> N
     tokenize them; a record whose prompt alone fills max_seq_length has nothing left
     to learn from, and TRL drops it.
     """
-    from ..data.dataset import answer_cut_lengths
+    from ..data.lengths import answer_cut_lengths
     from .loading import load_tokenizer_for
 
     tokenizer = load_tokenizer_for(settings)

@@ -49,15 +49,17 @@ class DatasetScreen(Screen):
 
 def describe_dataset(settings) -> tuple[str, str]:
     """Format, problems (file:line), token-length histogram, first formatted example."""
-    from finetune_tui.engine.data import dataset as data
+    from finetune_tui.engine.data.dataset import read_dataset
+    from finetune_tui.engine.data.formats import validate_records
+    from finetune_tui.engine.data.lengths import estimate_token_stats
     from finetune_tui.engine.recipe.examples import to_example
 
     try:
-        path, records, fmt = data.read_dataset(settings)  # problems are listed, not raised
+        path, records, fmt = read_dataset(settings)  # problems are listed, not raised
     except FinetuneError as exc:
         return f"[red]{exc}[/red]", ""
-    problems = data.validate_records(records, fmt)
-    stats = data.estimate_token_stats(records, fmt, settings.training.max_seq_length)
+    problems = validate_records(records, fmt)
+    stats = estimate_token_stats(records, fmt, settings.training.max_seq_length)
     lines = [f"[b]{plural(len(records), 'record')}[/b], format [b]{fmt}[/b]  ({shown(path)})"]
     if problems:
         lines.append(f"[red]{plural(len(problems), 'record')} with problems:[/red]")
@@ -70,7 +72,7 @@ def describe_dataset(settings) -> tuple[str, str]:
     lines += histogram(stats.histogram, settings.training.max_seq_length)
     good = next((r for r in records if r.data is not None), None)
     sample = ""
-    if good is not None and not data.validate_records([good], fmt):
+    if good is not None and not validate_records([good], fmt):
         example = to_example(good.data, fmt, "</s>")
         sample = (
             "First example as trained (prompt → completion):\n"

@@ -1,0 +1,121 @@
+"""Token lengths of a dataset: measured with the tokenizer (answers cut by
+max_seq_length), or estimated from characters (planner, first screen); their statistics.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+from ..recipe.examples import to_example
+from .formats import validate_records
+from .reading import Record
+
+
+@dataclass
+class TokenStats:
+    count: int
+    mean: float
+    p50: int
+    p95: int
+    max: int
+    truncated_fraction: float
+    histogram: list[tuple[int, int]]  # (bin start, count)
+    sample: list[int] = field(default_factory=list)  # up to 512 sorted lengths, evenly spaced
+
+
+@dataclass
+class AnswerCut:
+    """Records whose prompt alone fills max_seq_length: (prompt tokens, full tokens) each."""
+
+    records: list[tuple[int, int]]
+    total: int
+
+    def __bool__(self) -> bool:
+        return bool(self.records)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    @property
+    def shortest_prompt(self) -> int:
+        return min(p for p, _ in self.records)
+
+    @property
+    def longest_record(self) -> int:
+        return max(f for _, f in self.records)
+
+
+def answer_cut_lengths(
+    records: list[Record], fmt: str, limit: int, tokenizer, batch: int = 512
+) -> AnswerCut:
+    """Measure prompt and full lengths with the tokenizer and chat template TRL will use."""
+    rows = [to_example(r.data, fmt, tokenizer.eos_token) for r in records]
+    cut = []
+    if fmt != "text":
+        for start in range(0, len(rows), batch):
+            chunk = rows[start : start + batch]
+            prompts, fulls = _prompt_and_full_ids(chunk, tokenizer)
+            cut += [
+                (len(p), len(f)) for p, f in zip(prompts, fulls, strict=True) if len(p) >= limit
+            ]
+    return AnswerCut(cut, len(rows))
+
+
+def _prompt_and_full_ids(rows: list[dict], tokenizer) -> tuple[list, list]:
+    if isinstance(rows[0]["prompt"], list):
+        prompts = [list(r["prompt"]) for r in rows]
+        fulls = [list(r["prompt"]) + list(r["completion"]) for r in rows]
+        template = tokenizer.apply_chat_template
+        return (
+            template(prompts, tokenize=True, add_generation_prompt=True, return_dict=True)[
+                "input_ids"
+            ],
+            template(fulls, tokenize=True, return_dict=True)["input_ids"],
+        )
+    return (
+        tokenizer([r["prompt"] for r in rows])["input_ids"],
+        tokenizer([r["prompt"] + r["completion"] for r in rows])["input_ids"],
+    )
+
+
+def stats_from_lengths(lengths: list[int], max_seq_length: int, bins: int = 12) -> TokenStats:
+    if not lengths:
+        return TokenStats(0, 0.0, 0, 0, 0, 0.0, [])
+    ordered = sorted(lengths)
+    top = ordered[-1]
+    width = max(1, -(-top // bins))
+    histogram = [(i * width, 0) for i in range(bins)]
+    counts = [0] * bins
+    for value in ordered:
+        counts[min(value // width, bins - 1)] += 1
+    histogram = [(start, n) for (start, _), n in zip(histogram, counts, strict=True)]
+    return TokenStats(
+        count=len(ordered),
+        mean=sum(ordered) / len(ordered),
+        p50=ordered[len(ordered) // 2],
+        p95=ordered[min(len(ordered) - 1, int(len(ordered) * 0.95))],
+        max=top,
+        truncated_fraction=sum(v > max_seq_length for v in ordered) / len(ordered),
+        histogram=histogram,
+        sample=_even_sample(ordered),
+    )
+
+
+def _even_sample(ordered: list[int], size: int = 512) -> list[int]:
+    """At most `size` evenly spaced values of a sorted list: enough to estimate padding."""
+    if len(ordered) <= size:
+        return ordered
+    return [ordered[i * (len(ordered) - 1) // (size - 1)] for i in range(size)]
+
+
+def estimate_token_stats(
+    records: list[Record], fmt: str, max_seq_length: int, chars_per_token: float = 3.6
+) -> TokenStats:
+    """Without a tokenizer (planner, first screen): characters / chars_per_token."""
+    valid = [r for r in records if r.data is not None and not validate_records([r], fmt)]
+    lengths = [
+        int(len(json.dumps(to_example(r.data, fmt, ""), ensure_ascii=False)) / chars_per_token)
+        for r in valid
+    ]
+    return stats_from_lengths(lengths, max_seq_length)
