@@ -88,11 +88,8 @@ def plan_command(args: argparse.Namespace) -> int:
     if not args.model:
         raise InputError("plan: give --model (a folder with config.json, a catalog ID or demo)")
     from finetune_tui.engine.plan.advisor import advise
-    from finetune_tui.engine.settings.preset import (
-        layout_flag_changes,
-        override_keys,
-        settings_from_arguments,
-    )
+    from finetune_tui.engine.settings.overrides import override_keys
+    from finetune_tui.engine.settings.preset import layout_flag_changes, settings_from_arguments
 
     # paths are taken as text, never parsed as YAML: a folder named `yes` stays a folder
     paths = {"model.name_or_path": args.model}

@@ -183,7 +183,7 @@ def test_a_damaged_fingerprint_is_named_not_skipped(in_process, stopped, tmp_pat
 
 
 def test_a_folder_dataset_is_fingerprinted_file_by_file(tmp_path):
-    from finetune_tui.engine.settings.preset import dataset_fingerprint
+    from finetune_tui.engine.settings.inputs import dataset_fingerprint
 
     folder = tmp_path / "saved"
     (folder / "train").mkdir(parents=True)

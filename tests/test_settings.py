@@ -5,13 +5,8 @@ from __future__ import annotations
 import pytest
 
 from finetune_tui.engine.common.errors import SettingsError
-from finetune_tui.engine.settings.preset import (
-    apply_overrides,
-    dump_preset,
-    load_preset,
-    settings_from_overrides,
-    validate_settings,
-)
+from finetune_tui.engine.settings.overrides import apply_overrides, validate_settings
+from finetune_tui.engine.settings.preset import dump_preset, load_preset, settings_from_overrides
 from finetune_tui.engine.settings.schema import TrainSettings
 
 

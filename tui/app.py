@@ -15,14 +15,12 @@ from textual.app import App
 from textual.binding import Binding
 
 from finetune_tui.engine.common.errors import FinetuneError
-from finetune_tui.engine.settings.preset import (
+from finetune_tui.engine.settings.overrides import (
     apply_overrides,
-    load_preset,
     override_keys,
-    preset_fields,
     validate_settings,
-    with_changes,
 )
+from finetune_tui.engine.settings.preset import load_preset, preset_fields, with_changes
 from finetune_tui.engine.settings.schema import TrainSettings
 
 from .screens.dataset import DatasetScreen
