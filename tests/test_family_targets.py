@@ -212,11 +212,12 @@ def test_unsloth_adapting_other_layers_is_refused(unsloth_adapting_llama_names):
 
 
 def test_liger_families_are_read_from_the_installed_library():
-    """models.liger_model_types reads liger-kernel's own table without importing it; if
+    """backend_support.liger_model_types reads liger-kernel's own table without importing it; if
     the library changes the table's shape, this fails (the planner would say None)."""
     from liger_kernel.transformers.monkey_patch import MODEL_TYPE_TO_APPLY_LIGER_FN
 
-    from finetune_tui.engine.inspect.models import inspect_model, liger_model_types
+    from finetune_tui.engine.inspect.backend_support import liger_model_types
+    from finetune_tui.engine.inspect.models import inspect_model
 
     assert liger_model_types() == set(MODEL_TYPE_TO_APPLY_LIGER_FN)
     # the old hand copy said "no kernels" for these two, which liger-kernel 0.8 patches
@@ -228,7 +229,7 @@ def test_liger_families_are_read_from_the_installed_library():
 def test_without_liger_kernel_the_plan_says_so(monkeypatch):
     import importlib.util
 
-    from finetune_tui.engine.inspect import models
+    from finetune_tui.engine.inspect import backend_support, models
 
     real = importlib.util.find_spec
     monkeypatch.setattr(
@@ -236,11 +237,11 @@ def test_without_liger_kernel_the_plan_says_so(monkeypatch):
         "find_spec",
         lambda name, *a: None if name == "liger_kernel" else real(name, *a),
     )
-    models.liger_model_types.cache_clear()
+    backend_support.liger_model_types.cache_clear()
     try:
         why = models.inspect_model("meta-llama/Llama-3.1-8B").supported_backends["liger"]
     finally:
-        models.liger_model_types.cache_clear()
+        backend_support.liger_model_types.cache_clear()
     assert "liger-kernel is not installed" in why
 
 

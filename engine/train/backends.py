@@ -24,7 +24,8 @@ def apply_liger(model) -> list[str]:
     """Patch the model instance with Liger's layer kernels; return what was patched."""
     from liger_kernel.transformers.monkey_patch import _apply_liger_kernel_to_instance
 
-    from ..inspect.models import liger_model_types  # the families the plan offers Liger for
+    # the families the plan offers Liger for
+    from ..inspect.backend_support import liger_model_types
 
     model_type = model.config.model_type
     if model_type not in (liger_model_types() or ()):

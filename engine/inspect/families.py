@@ -1,0 +1,194 @@
+"""Per-family tables: the nn.Linear layers of a decoder block by the module names
+transformers uses, routed experts from whichever keys a family names them with, and the
+norms, biases and routers each family adds. Counted from config.json alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+NORMS_PER_LAYER = {"gemma2": 4, "gemma3_text": 4}
+LAYERNORM = {"gpt_neox", "starcoder2", "falcon", "phimoe", "phi", "gpt2", "gpt_bigcode"}
+EXPERT_BIASES = {"gpt_oss"}
+LINEAR_ROUTERS = {"phimoe"}  # its router subclasses nn.Linear: quantised, never LoRA-targeted
+KNOWN_TYPES = {
+    "llama",
+    "mistral",
+    "mixtral",
+    "qwen2",
+    "qwen2_moe",
+    "qwen3",
+    "qwen3_moe",
+    "olmoe",
+    "deepseek_v2",
+    "deepseek_v3",
+    "gemma",
+    "gemma2",
+    "gemma3_text",
+    "phi3",
+    "phimoe",
+    "gpt_neox",
+    "falcon",
+    "starcoder2",
+    "granite",
+    "olmo2",
+    "olmo3",
+    "gpt_oss",
+    "smollm3",
+    "glm4",
+    "cohere",
+}
+
+
+@dataclass(frozen=True)
+class Linear:
+    """One nn.Linear of the blocks: its leaf name (what PEFT targets), shape, and in how
+    many layers it appears. Only these are quantised by bitsandbytes and adapted by LoRA."""
+
+    name: str
+    in_features: int
+    out_features: int
+    layers: int
+    auto_lora: bool = True  # False for a router: "auto" never adapts it (recipe.language_linears)
+
+    @property
+    def params(self) -> int:
+        return self.in_features * self.out_features * self.layers
+
+
+@dataclass(frozen=True)
+class Experts:
+    """Mixture-of-experts facts. transformers 5 keeps each layer's routed experts as fused
+    3-D parameters (not nn.Linear): bitsandbytes leaves them in 16-bit and LoRA's
+    'all-linear' does not reach them."""
+
+    experts: int
+    top_k: int
+    expert_intermediate: int
+    shared_intermediate: int  # 0 when the family has no shared expert
+    sparse_layers: int
+
+
+def kv_heads(model_type: str, c: dict, heads: int) -> int:
+    if model_type == "falcon" and not c.get("new_decoder_architecture"):
+        return 1 if c.get("multi_query", True) else heads
+    if model_type == "falcon":
+        return c.get("num_kv_heads") or heads
+    return c.get("num_key_value_heads") or heads
+
+
+def dense_width(c: dict, h: int) -> int:
+    return c.get("intermediate_size") or c.get("ffn_hidden_size") or 4 * h
+
+
+def experts_of(model_type: str, c: dict, layers: int) -> Experts | None:
+    """Routed experts from whichever keys the family uses; None for a dense model."""
+    count = c.get("num_local_experts") or c.get("num_experts") or c.get("n_routed_experts")
+    if not count:
+        return None
+    width = c.get("moe_intermediate_size") or c.get("intermediate_size")
+    shared = c.get("shared_expert_intermediate_size") or 0
+    if c.get("n_shared_experts"):
+        shared = c["n_shared_experts"] * width
+    first_dense = c.get("first_k_dense_replace", 0)
+    step = c.get("decoder_sparse_step", 1) or 1
+    mlp_only = set(c.get("mlp_only_layers") or [])
+    sparse = sum(
+        1 for i in range(layers) if i >= first_dense and i not in mlp_only and (i + 1) % step == 0
+    )
+    return Experts(count, c.get("num_experts_per_tok", 2), width, shared, sparse)
+
+
+def attention_linears(model_type, c, h, heads, kv, head_dim, layers) -> list[Linear]:
+    """The attention projections of one layer, by the module names transformers uses."""
+    q, k = heads * head_dim, kv * head_dim
+
+    def lin(name, i, o):
+        return Linear(name, i, o, layers)
+
+    if model_type in ("deepseek_v2", "deepseek_v3"):  # multi-head latent attention
+        nope, rope, v = c["qk_nope_head_dim"], c["qk_rope_head_dim"], c["v_head_dim"]
+        rank, q_rank = c["kv_lora_rank"], c.get("q_lora_rank")
+        query = (
+            [lin("q_a_proj", h, q_rank), lin("q_b_proj", q_rank, heads * (nope + rope))]
+            if q_rank
+            else [lin("q_proj", h, heads * (nope + rope))]
+        )
+        return [
+            *query,
+            lin("kv_a_proj_with_mqa", h, rank + rope),
+            lin("kv_b_proj", rank, heads * (nope + v)),
+            lin("o_proj", heads * v, h),
+        ]
+    if model_type in ("gpt_neox", "falcon"):
+        return [lin("query_key_value", h, q + 2 * k), lin("dense", q, h)]
+    if model_type == "phi3":
+        return [lin("qkv_proj", h, q + 2 * k), lin("o_proj", q, h)]
+    return [lin("q_proj", h, q), lin("k_proj", h, k), lin("v_proj", h, k), lin("o_proj", q, h)]
+
+
+def mlp_linears(model_type: str, h: int, width: int, layers: int) -> list[Linear]:
+    if not width or not layers:
+        return []
+    if model_type == "gpt_neox" or model_type == "falcon":
+        return [
+            Linear("dense_h_to_4h", h, width, layers),
+            Linear("dense_4h_to_h", width, h, layers),
+        ]
+    if model_type == "starcoder2":
+        return [Linear("c_fc", h, width, layers), Linear("c_proj", width, h, layers)]
+    if model_type == "phi3":
+        return [Linear("gate_up_proj", h, 2 * width, layers), Linear("down_proj", width, h, layers)]
+    return [
+        Linear("gate_proj", h, width, layers),
+        Linear("up_proj", h, width, layers),
+        Linear("down_proj", width, h, layers),
+    ]
+
+
+def small_params(model_type, c, h, heads, kv, head_dim, layers, moe) -> int:
+    """Norms, biases and routers: under 1 % of a model, but counted exactly where known."""
+    per_norm = 2 * h if model_type in LAYERNORM else h
+    norms_per_layer = NORMS_PER_LAYER.get(model_type, 2)
+    if model_type == "falcon" and not c.get("new_decoder_architecture"):
+        norms_per_layer = 1  # parallel attention shares one LayerNorm
+    total = layers * norms_per_layer * per_norm + per_norm  # + the final norm
+    q, k = heads * head_dim, kv * head_dim
+    if model_type in ("qwen3", "qwen3_moe", "gemma3_text"):
+        total += layers * 2 * head_dim  # q_norm, k_norm per head
+    if model_type in ("olmoe", "olmo2", "olmo3"):  # q_norm, k_norm over whole projections
+        total += layers * (q + k)
+    if model_type == "gpt_oss":  # attention sinks; router biases
+        total += layers * heads + moe.sparse_layers * moe.experts
+    if model_type in ("deepseek_v2", "deepseek_v3"):
+        total += layers * c["kv_lora_rank"] + layers * (c.get("q_lora_rank") or 0)
+    if model_type in ("qwen2", "qwen2_moe") or c.get("attention_bias"):
+        total += layers * (q + 2 * k + (h if c.get("attention_bias") else 0))
+    if model_type == "gpt_neox":
+        total += layers * (q + 2 * k + h + dense_width(c, h) + h)
+    if model_type == "starcoder2" and c.get("use_bias", True):
+        total += layers * (q + 2 * k + h + dense_width(c, h) + h)
+    if model_type == "phimoe" and c.get("lm_head_bias"):
+        total += c["vocab_size"]
+    if moe and model_type not in LINEAR_ROUTERS:
+        total += moe.sparse_layers * moe.experts * h  # routers
+        if model_type == "qwen2_moe":
+            total += moe.sparse_layers * h  # shared_expert_gate
+    return total
+
+
+def block_linears(model_type, c, h, heads, kv, head_dim, layers, moe) -> tuple[list[Linear], int]:
+    """The blocks' nn.Linear layers (attention, dense and shared-expert MLPs, a linear
+    router) and the fused routed-expert parameters beside them."""
+    dense_layers = layers - (moe.sparse_layers if moe else 0)
+    linears = attention_linears(model_type, c, h, heads, kv, head_dim, layers)
+    linears += mlp_linears(model_type, h, dense_width(c, h), dense_layers)
+    experts = 0
+    if moe:
+        linears += mlp_linears(model_type, h, moe.shared_intermediate, moe.sparse_layers)
+        if model_type in LINEAR_ROUTERS:
+            linears.append(Linear("router", h, moe.experts, moe.sparse_layers, auto_lora=False))
+        experts = moe.sparse_layers * moe.experts * 3 * h * moe.expert_intermediate
+        if model_type in EXPERT_BIASES:  # gate_up and down biases of every expert
+            experts += moe.sparse_layers * moe.experts * (2 * moe.expert_intermediate + h)
+    return linears, experts
