@@ -7,7 +7,7 @@ import pytest
 from finetune_tui.engine.common.errors import InputError
 from finetune_tui.engine.inspect.hardware import Hardware
 from finetune_tui.engine.inspect.models import inspect_model
-from finetune_tui.engine.plan.advisor import unavailable_options
+from finetune_tui.engine.plan.candidates import unavailable_options
 from finetune_tui.engine.plan.memory import lora_state_bytes
 from finetune_tui.engine.settings import options
 from finetune_tui.engine.settings.preset import settings_from_overrides

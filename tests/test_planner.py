@@ -389,7 +389,7 @@ def test_a_tight_fit_with_nothing_to_back_off_to_fits_but_says_so():
 def test_does_not_fit_names_the_longest_length_that_does():
     """Asked for 8192 tokens on an 8 GB card: the advisor shortens to the longest length (in
     steps of 128) at which a configuration safely fits, and 128 more does not."""
-    from finetune_tui.engine.plan.advisor import SPEED_BASELINE
+    from finetune_tui.engine.plan.speed import SPEED_BASELINE
 
     model = inspect_model("meta-llama/Llama-3.1-8B")
     eight = simulated_hardware(vram_gib=8)

@@ -63,7 +63,7 @@ def unavailable_here(hw, model) -> dict[str, str]:
     """'field=value' -> why it cannot run on this (or the simulated) machine, as plan says."""
     if hw is None or model is None:
         return {}
-    from finetune_tui.engine.plan.advisor import unavailable_options
+    from finetune_tui.engine.plan.candidates import unavailable_options
 
     return unavailable_options(hw, model)
 
