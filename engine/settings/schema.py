@@ -8,23 +8,14 @@ from __future__ import annotations
 
 import os
 import re
-import typing
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from ..common.safe_io import encoding_problem
-from .attention import keeps_samples_apart, planned_attention
-from .options import (
-    BACKENDS,
-    CHECKPOINTING,
-    OPTIMIZERS,
-    QUANTIZATIONS,
-    STRATEGIES,
-    UNSLOTH_RULE,
-    unsloth_refusal,
-)
+from .combinations import refused_combination
+from .options import BACKENDS, CHECKPOINTING, OPTIMIZERS, QUANTIZATIONS, STRATEGIES
+from .section import Section
 
 DEMO = "demo"  # the embedded tiny model / dataset: no network, no download
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}(/[A-Za-z0-9][\w.-]{0,95})?$")
@@ -48,42 +39,6 @@ COUNT_LIMIT = 10**9
 PositiveInt = Annotated[int, Field(gt=0, le=COUNT_LIMIT)]
 ModuleNames = Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)]
 NAME_LIMIT = 128  # bytes of a run name: room for suffixes within the 255-byte file name limit
-
-
-class Section(BaseModel):
-    """Base of every settings section: unknown keys are errors, assignments re-validate.
-
-    Numbers are finite (no .inf / .nan), a true/false is never taken for a number, and
-    text must be encodable (no lone surrogates) so every value can be saved back.
-    """
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
-
-    @field_validator("*", mode="before")
-    @classmethod
-    def _plain_values(cls, value: object, info: ValidationInfo) -> object:
-        annotation = cls.model_fields[info.field_name].annotation
-        if isinstance(value, bool) and _is_numeric(annotation):
-            raise ValueError(f"must be a number, got {value}")
-        for text in value if isinstance(value, list) else [value]:
-            if isinstance(text, str):
-                _check_encodable(text)
-        return value
-
-
-def _is_numeric(annotation: object) -> bool:
-    """int / float, possibly inside Annotated, Optional or a union."""
-    if annotation in (int, float):
-        return True
-    return any(_is_numeric(arg) for arg in typing.get_args(annotation))
-
-
-def _check_encodable(text: str) -> None:
-    problem = encoding_problem(text)
-    if problem:
-        raise ValueError(problem)
-    if "\x00" in text:
-        raise ValueError("contains a NUL character")
 
 
 class ModelSettings(Section):
@@ -317,42 +272,9 @@ class TrainSettings(Section):
     @model_validator(mode="after")
     def _method_and_processes(self) -> TrainSettings:
         """Combinations the libraries refuse, named before anything loads."""
-        d = self.distributed
-        problems = (
-            (
-                self.training.method == "full" and self.quantization.mode != "none",
-                "training.method: full fine-tuning trains every weight in 16-bit; set "
-                "quantization.mode: none (QLoRA is method lora with 4-bit weights)",
-            ),
-            (
-                d.world_size > 1 and d.strategy == "none",
-                "distributed.strategy: several processes need ddp, fsdp or deepspeed",
-            ),
-            (
-                self.memory.backend == "unsloth"
-                and unsloth_refusal(self.training.method, d.world_size, d.launched),
-                f"memory.backend: {UNSLOTH_RULE}",
-            ),
-            (
-                self.memory.packing
-                and not keeps_samples_apart(planned_attention(self.model.attn_implementation)),
-                "memory.packing: this attention kernel would let packed samples see each other",
-            ),
-            (
-                self.training.optimizer not in STRATEGIES[d.strategy].optimizers,
-                f"training.optimizer: {d.strategy} runs its own AdamW (CPU Adam when "
-                "offloaded); set training.optimizer: "
-                + " or ".join(STRATEGIES[d.strategy].optimizers),
-            ),
-            (
-                d.cpu_offload and d.strategy not in OFFLOADING,
-                f"distributed.cpu_offload: {_without_offload(d.strategy)}; offload needs "
-                "distributed.strategy fsdp or deepspeed",
-            ),
-        )
-        for failed, message in problems:
-            if failed:
-                raise ValueError(message)
+        problem = refused_combination(self)
+        if problem:
+            raise ValueError(problem)
         return self
 
     def value(self, dotted: str) -> object:
@@ -391,15 +313,6 @@ class TrainSettings(Section):
     @property
     def effective_batch_size(self) -> int:
         return self.training.micro_batch_size * self.training.gradient_accumulation_steps
-
-
-OFFLOADING = ("fsdp", "deepspeed")  # the strategies that can keep state in CPU memory
-
-
-def _without_offload(strategy: str) -> str:
-    if strategy == "ddp":
-        return "DDP keeps a whole copy per GPU"
-    return "one process without a strategy keeps everything on its GPU"
 
 
 def is_local_model(name: str) -> bool:

@@ -1,0 +1,54 @@
+"""Combinations of settings the libraries refuse, named before anything loads (the
+schema's cross-field check; each message names its field first, `section.key: why`).
+"""
+
+from __future__ import annotations
+
+from .attention import keeps_samples_apart, planned_attention
+from .options import STRATEGIES, UNSLOTH_RULE, unsloth_refusal
+
+OFFLOADING = ("fsdp", "deepspeed")  # the strategies that can keep state in CPU memory
+
+
+def refused_combination(s) -> str | None:
+    """The first combination of these settings (a TrainSettings) that the libraries
+    refuse, or None."""
+    d = s.distributed
+    problems = (
+        (
+            s.training.method == "full" and s.quantization.mode != "none",
+            "training.method: full fine-tuning trains every weight in 16-bit; set "
+            "quantization.mode: none (QLoRA is method lora with 4-bit weights)",
+        ),
+        (
+            d.world_size > 1 and d.strategy == "none",
+            "distributed.strategy: several processes need ddp, fsdp or deepspeed",
+        ),
+        (
+            s.memory.backend == "unsloth"
+            and unsloth_refusal(s.training.method, d.world_size, d.launched),
+            f"memory.backend: {UNSLOTH_RULE}",
+        ),
+        (
+            s.memory.packing
+            and not keeps_samples_apart(planned_attention(s.model.attn_implementation)),
+            "memory.packing: this attention kernel would let packed samples see each other",
+        ),
+        (
+            s.training.optimizer not in STRATEGIES[d.strategy].optimizers,
+            f"training.optimizer: {d.strategy} runs its own AdamW (CPU Adam when "
+            "offloaded); set training.optimizer: " + " or ".join(STRATEGIES[d.strategy].optimizers),
+        ),
+        (
+            d.cpu_offload and d.strategy not in OFFLOADING,
+            f"distributed.cpu_offload: {_without_offload(d.strategy)}; offload needs "
+            "distributed.strategy fsdp or deepspeed",
+        ),
+    )
+    return next((message for failed, message in problems if failed), None)
+
+
+def _without_offload(strategy: str) -> str:
+    if strategy == "ddp":
+        return "DDP keeps a whole copy per GPU"
+    return "one process without a strategy keeps everything on its GPU"
