@@ -17,7 +17,7 @@ from finetune_tui.engine.inspect.models import inspect_model
 from finetune_tui.engine.plan import batching
 from finetune_tui.engine.plan.advisor import advise
 from finetune_tui.engine.settings.preset import load_preset, settings_from_overrides
-from finetune_tui.engine.train import runner
+from finetune_tui.engine.train import trainer_build
 from finetune_tui.engine.train.loading import choose_device
 from finetune_tui.engine.train.trainer_config import sft_config_kwargs
 
@@ -36,9 +36,9 @@ def packed_trainer(tmp_path, attn: str):
         ],
     )
     notices = []
-    inputs = runner._prepare_inputs(settings, notices.append)
+    inputs = trainer_build.prepare_inputs(settings, notices.append)
     assert inputs.attn == attn, notices
-    trainer, *_ = runner._build_trainer(
+    trainer, *_ = trainer_build.build_trainer(
         settings, inputs, tmp_path, notices.append, threading.Event()
     )
     return trainer

@@ -138,14 +138,14 @@ def test_the_recorded_targets_are_read_back_from_the_model():
     a pattern string (never a string sorted into characters)."""
     from peft import get_peft_model
 
-    from finetune_tui.engine.train.runner import _lora_targets
+    from finetune_tui.engine.train.trainer_build import lora_targets
 
     model = build("gemma3", GEMMA3_VL, meta=False)
     peft_model = get_peft_model(
         model, recipe.lora_config(recipe.auto_lora_targets(model), 4, 8, 0, False)
     )
-    assert _lora_targets(peft_model) == LLAMA_NAMES
-    assert _lora_targets(build("llama", SMALL)) == []  # full fine-tuning: no adapter
+    assert lora_targets(peft_model) == LLAMA_NAMES
+    assert lora_targets(build("llama", SMALL)) == []  # full fine-tuning: no adapter
 
 
 class FakeFastLanguageModel:

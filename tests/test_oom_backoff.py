@@ -46,7 +46,7 @@ class OutOfMemoryAt(TrainerCallback):
 
 
 def test_injected_oom_backs_off_and_finishes(tmp_path, monkeypatch):
-    build = runner._build_trainer
+    build = runner.build_trainer
     built = []
 
     def build_then_run_out_of_memory_once(*args, **kwargs):
@@ -56,7 +56,7 @@ def test_injected_oom_backs_off_and_finishes(tmp_path, monkeypatch):
         built.append(trainer)
         return (trainer, *rest)
 
-    monkeypatch.setattr(runner, "_build_trainer", build_then_run_out_of_memory_once)
+    monkeypatch.setattr(runner, "build_trainer", build_then_run_out_of_memory_once)
     settings = load_preset(
         DEMO_PRESET,
         [
