@@ -166,6 +166,20 @@ def finished_template(tmp_path_factory) -> Path:
     return finished_demo_run(tmp_path_factory.getbasetemp() / "finished-run")
 
 
+@functools.cache
+def _learned_demo(root: Path) -> tuple[subprocess.CompletedProcess, Path]:
+    run = root / "L"
+    return run_cli(root, "--preset", str(DEMO_PRESET), "--output", str(run)), run
+
+
+@pytest.fixture(scope="session")
+def learned_demo(tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path]:
+    """The README's first command, `finetune-tui --preset presets/demo.yaml`, trained once
+    per session to the end (the task learned): the headless test reads its output, the
+    after-training tests read or copy its run, never change it."""
+    return _learned_demo(tmp_path_factory.getbasetemp() / "learned-demo")
+
+
 def copy_finished_run(template: Path, where: Path) -> Path:
     """The finished run copied to `where`, and recorded in this test's run registry as its
     own start would have recorded it."""

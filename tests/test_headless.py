@@ -6,7 +6,7 @@ import json
 import signal
 
 import pytest
-from conftest import DEMO_PRESET, read_until, run_cli, run_python, start_cli
+from conftest import DEMO_PRESET, read_until, run_python, start_cli
 
 
 def test_help_does_not_import_torch():
@@ -48,10 +48,9 @@ def test_no_tty_without_preset_explains_itself(cli):
     assert "--preset" in result.stderr
 
 
-def test_demo_trains_headless_and_learns(cli, tmp_path):
+def test_demo_trains_headless_and_learns(cli, learned_demo):
     """The README's first command: loss falls clearly and held-out exact-match rises."""
-    run_dir = tmp_path / "run"
-    result = run_cli(tmp_path, "--preset", str(DEMO_PRESET), "--output", str(run_dir))
+    result, run_dir = learned_demo
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
 
     step_lines = [line for line in result.stdout.splitlines() if line.startswith("step ")]

@@ -8,21 +8,14 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import DEMO_PRESET, cli_env, copy_finished_run, run_cli, set_args
+from conftest import DEMO_PRESET, cli_env, copy_finished_run, set_args
+
 
 # A short demo run that holds 10% of the records out (the parity check prompts with them).
-MERGE_RUN_STEPS = set_args(
-    "training.max_steps=3",
-    "training.exact_match_samples=0",
-    "training.save_steps=null",
-)
-
-
 @pytest.fixture(scope="session")
-def merge_template(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("merge-run")
-    run = root / "R"
-    result = run_cli(root, "--preset", str(DEMO_PRESET), "--output", str(run), *MERGE_RUN_STEPS)
+def merge_template(learned_demo) -> Path:
+    """The session's learned demo run (it holds held-out records); tests copy it."""
+    result, run = learned_demo
     assert result.returncode == 0, result.stderr[-2000:]
     return run
 

@@ -4,7 +4,6 @@ here copies it or reads it."""
 
 from __future__ import annotations
 
-import functools
 import json
 import shutil
 import subprocess
@@ -12,31 +11,18 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import DEMO_PRESET, cli_command, cli_env, run_cli, run_python, set_args
+from conftest import DEMO_PRESET, cli_command, cli_env, run_python
 
 from finetune_tui.engine.deliver.run_model import load_run_model
 
-# The preset's whole run (372 steps, ~100 % exact-match): 60 steps reached 2.5 %, and the
-# model must answer held-out "Uppercase: abc" prompts right. No exact-match in the run
-# itself (440 greedy answers): this file measures.
-LEARNED_STEPS = set_args(
-    "training.exact_match_samples=0",
-    "training.logging_steps=50",
-    "training.save_steps=1000",
-)
-
-
-@functools.cache
-def _learned_run(root: Path) -> Path:
-    run = root / "L"
-    result = run_cli(root, "--preset", str(DEMO_PRESET), "--output", str(run), *LEARNED_STEPS)
-    assert result.returncode == 0, result.stderr[-2000:]
-    return run
-
 
 @pytest.fixture(scope="session")
-def learned(tmp_path_factory) -> Path:
-    return _learned_run(tmp_path_factory.getbasetemp() / "learned-run")
+def learned(learned_demo) -> Path:
+    """The demo preset's whole run (372 steps, ~100 % exact-match): the model must answer
+    held-out "Uppercase: abc" prompts right (60 steps reached 2.5 %)."""
+    result, run = learned_demo
+    assert result.returncode == 0, result.stderr[-2000:]
+    return run
 
 
 @pytest.fixture(scope="session")
