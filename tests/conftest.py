@@ -15,6 +15,10 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 DEMO_PRESET = REPO / "presets" / "demo.yaml"
 
+# No network, ever: set before any test module is collected, since huggingface_hub reads
+# these once, when it is first imported (a module-level import during collection).
+os.environ.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+
 # One cache for the whole session (the demo model is built once), private to the tests.
 _SESSION_CACHE = Path(os.environ.get("PYTEST_FINETUNE_CACHE", "/tmp/finetune-tui-test-cache"))
 

@@ -25,7 +25,7 @@ from conftest import DEMO_PRESET, gpu_run_events, write_run
 
 from finetune_tui.engine.common import demo
 from finetune_tui.engine.settings.preset import load_preset, preset_fields
-from finetune_tui.tui import app as app_module
+from finetune_tui.tui import state as state_module
 from finetune_tui.tui.app import ORDER, FinetuneApp
 
 SIZE = (100, 32)  # as screenshots/make_screenshots.py
@@ -48,7 +48,7 @@ def deterministic(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(demo, "demo_dataset_path", lambda: Path(local_copy.name))
     shutil.copyfile(DEMO_PRESET, tmp_path / DEMO_PRESET.name)  # the Review screen prints it
-    monkeypatch.setattr(app_module, "DEMO_PRESET", tmp_path / DEMO_PRESET.name)
+    monkeypatch.setattr(state_module, "DEMO_PRESET", tmp_path / DEMO_PRESET.name)
     yield
 
 
