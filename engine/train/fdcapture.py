@@ -22,13 +22,36 @@ def captured_fds(log_path: Path, enabled: bool, fds: tuple[int, ...] = (1, 2)):
         yield
         return
     log_fd = open_append(log_path, "run log")  # a link or FIFO planted there is refused
+    try:
+        with _pointed_at(log_fd, fds):
+            yield
+    finally:
+        os.close(log_fd)
+
+
+@contextlib.contextmanager
+def silenced_fds(enabled: bool, fds: tuple[int, ...] = (1, 2)):
+    """Discard `fds` for the duration (os.devnull): the wizard's model loading and answers
+    print nothing over the screen it draws through its own copy of the terminal."""
+    if not enabled:
+        yield
+        return
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        with _pointed_at(null, fds):
+            yield
+    finally:
+        os.close(null)
+
+
+@contextlib.contextmanager
+def _pointed_at(target: int, fds: tuple[int, ...]):
     saved = {fd: os.dup(fd) for fd in fds}
     try:
         for fd in fds:
-            os.dup2(log_fd, fd)
+            os.dup2(target, fd)
         yield
     finally:
         for fd, copy in saved.items():
             os.dup2(copy, fd)
             os.close(copy)
-        os.close(log_fd)

@@ -7,8 +7,6 @@ run's held-out prompts are prefilled: `h` cycles them, so "did it learn?" is one
 
 from __future__ import annotations
 
-import contextlib
-import os
 from pathlib import Path
 
 from textual import on, work
@@ -17,6 +15,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Input, Static
 
+from finetune_tui.engine.train.fdcapture import silenced_fds
 from finetune_tui.tui.text import shown, shown_lines
 
 NO_RUN = "No run yet: train first (screen 6), then try the model here."
@@ -73,7 +72,7 @@ class TryScreen(Screen):
         from finetune_tui.engine.deliver.run_model import load_run_model
 
         try:
-            with _quiet_fds(self.app.capture_fds):
+            with silenced_fds(self.app.capture_fds):
                 run = load_run_model(run_dir)
                 prompts = held_out_prompts(run.settings, run.tokenizer)
         except FinetuneError as exc:
@@ -127,7 +126,7 @@ class TryScreen(Screen):
     def answer(self, rendered: str) -> None:
         """Tuned first, then base: under LoRA they are one model, one answer at a time."""
         try:
-            with _quiet_fds(self.app.capture_fds):
+            with silenced_fds(self.app.capture_fds):
                 for pane, base in (("#tuned", False), ("#base", True)):
                     text = ""
                     for piece in self.run.stream(rendered, base):
@@ -147,23 +146,3 @@ class TryScreen(Screen):
 
     def _status(self, markup: str) -> None:
         self.query_one("#try-status", Static).update(markup)
-
-
-@contextlib.contextmanager
-def _quiet_fds(enabled: bool):
-    """C-level library output (CUDA, bitsandbytes) kept off the screen while the model
-    loads and answers; the wizard draws through its own copy of the terminal."""
-    if not enabled:
-        yield
-        return
-    null = os.open(os.devnull, os.O_WRONLY)
-    saved = {fd: os.dup(fd) for fd in (1, 2)}
-    try:
-        for fd in saved:
-            os.dup2(null, fd)
-        yield
-    finally:
-        for fd, copy in saved.items():
-            os.dup2(copy, fd)
-            os.close(copy)
-        os.close(null)
