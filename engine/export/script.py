@@ -251,7 +251,8 @@ def _data(settings: TrainSettings) -> str:
 def _data_format(settings: TrainSettings) -> str:
     if settings.dataset.format != "auto":
         return settings.dataset.format
-    from ..data.dataset import detect_format, load_records, record_limit, resolve_dataset_path
+    from ..data.formats import detect_format
+    from ..data.reading import load_records, record_limit, resolve_dataset_path
 
     path = resolve_dataset_path(settings.dataset.path)
     return detect_format(load_records(path, record_limit(settings)))  # the run's own bound

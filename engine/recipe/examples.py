@@ -3,7 +3,7 @@
 As with engine/recipe/model.py (the model side), the runner calls these functions and the
 exported script carries their source verbatim (a test compares them byte for byte), so
 the script trains on the examples the run trained on. The product reads files through
-engine/data/dataset.py, which adds bounded reads, validation and line-numbered errors;
+engine/data/ (bounded reads, validation and line-numbered errors: reading.py, formats.py);
 `read_records` is the script's plain reader of the same files (a test checks that both
 read the same records). Same rules as the model side: plain values in and out, imports
 inside the functions.
