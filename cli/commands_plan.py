@@ -56,11 +56,9 @@ def _positive(text: str) -> int:
 
 
 def _hardware(args):
-    from finetune_tui.engine.inspect.hardware import detect_hardware, simulated_hardware
+    from finetune_tui.engine.inspect.hardware import hardware_for
 
-    if args.gpu or args.vram:
-        return simulated_hardware(gpu=args.gpu, vram_gib=args.vram)
-    return detect_hardware()
+    return hardware_for(args.gpu, args.vram)
 
 
 def detect_command(args: argparse.Namespace) -> int:
@@ -282,11 +280,9 @@ def _list_models() -> int:
 
 
 def _dataset_stats(settings):
-    from finetune_tui.engine.data.dataset import load_validated
-    from finetune_tui.engine.data.lengths import estimate_token_stats
+    from finetune_tui.engine.data.dataset import dataset_stats
 
-    _, records, fmt = load_validated(settings)
-    return estimate_token_stats(records, fmt, settings.training.max_seq_length)
+    return dataset_stats(settings)
 
 
 def _print_strategies(r: dict) -> None:

@@ -22,11 +22,9 @@ class Prediction:
 
 def detect(simulated_gpu: str | None = None, vram: float | None = None):
     """This machine's hardware, or the simulated card asked for."""
-    from finetune_tui.engine.inspect import hardware
+    from finetune_tui.engine.inspect.hardware import hardware_for
 
-    if simulated_gpu or vram:
-        return hardware.simulated_hardware(gpu=simulated_gpu, vram_gib=vram)
-    return hardware.detect_hardware()
+    return hardware_for(simulated_gpu, vram)
 
 
 def inspect(name_or_path: str):
@@ -71,11 +69,9 @@ def unavailable_here(hw, model) -> dict[str, str]:
 def dataset_stats(settings: TrainSettings):
     """Token lengths estimated from the dataset (None when it cannot be read yet)."""
     from finetune_tui.engine.common.errors import FinetuneError
-    from finetune_tui.engine.data.dataset import load_validated
-    from finetune_tui.engine.data.lengths import estimate_token_stats
+    from finetune_tui.engine.data.dataset import dataset_stats as stats
 
     try:
-        _, records, fmt = load_validated(settings)
+        return stats(settings)
     except FinetuneError:
         return None
-    return estimate_token_stats(records, fmt, settings.training.max_seq_length)

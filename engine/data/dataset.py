@@ -49,6 +49,15 @@ def load_validated(settings: TrainSettings) -> tuple[Path, list[Record], str]:
     return path, records, fmt
 
 
+def dataset_stats(settings: TrainSettings):
+    """The dataset's token lengths, estimated from its validated records (what the planner
+    scores batching with); raises as `load_validated` does."""
+    from .lengths import estimate_token_stats
+
+    _, records, fmt = load_validated(settings)
+    return estimate_token_stats(records, fmt, settings.training.max_seq_length)
+
+
 def prepare_datasets(settings: TrainSettings, eos_token: str) -> Prepared:
     """Steps 1–6: train and eval `datasets.Dataset`s in TRL's format."""
     path, records, fmt = load_validated(settings)

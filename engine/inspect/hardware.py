@@ -117,6 +117,14 @@ def simulated_hardware(gpu: str | None = None, vram_gib: float | None = None) ->
     raise InputError("simulated hardware needs --gpu NAME or --vram GIB")
 
 
+def hardware_for(gpu: str | None = None, vram_gib: float | None = None) -> Hardware:
+    """The simulated card asked for (`--gpu` / `--vram`), else this machine's: the one rule
+    both front ends plan with."""
+    if gpu or vram_gib:
+        return simulated_hardware(gpu=gpu, vram_gib=vram_gib)
+    return detect_hardware()
+
+
 def detect_hardware() -> Hardware:
     """Every NVIDIA GPU NVML sees; a clean CPU-only answer when there is none."""
     try:
