@@ -33,6 +33,7 @@ from ..settings.preset import load_preset
 from ..settings.schema import TrainSettings
 from . import parity
 from .merge_plan import DEFAULT_SHARD, MergePlan, check_disk, plan_merge, shard_bytes
+from .ship import check_new_folder
 
 REPORT_FILE = "merge_report.json"
 ADAPTER_CONFIG = "adapter_config.json"
@@ -116,11 +117,9 @@ def adapter_folder(run_dir: Path) -> Path:
 
 def check_output_free(output: Path) -> None:
     """The merged folder is always new: an existing one (even empty) or a link (even a
-    dangling one) is refused, so nothing of the user's is written over or through."""
-    if output.is_symlink():
-        raise OutputExistsError(f"{output}: is a symbolic link; merge writes a new folder only")
-    if output.exists():
-        raise OutputExistsError(f"{output}: exists; merge writes a new folder (choose another -o)")
+    dangling one) is refused, so nothing of the user's is written over or through. The
+    rule is ship's, for every folder after training writes."""
+    check_new_folder(output)
 
 
 def _existing_parent(output: Path) -> Path:

@@ -51,12 +51,7 @@ def ship(
 def check_new_file(path: Path) -> Path:
     """An output file: absent (a link by its name is refused too), its folder there, and
     inside a run folder reached through real folders only."""
-    path = Path(os.path.abspath(path))
-    problem = entry_problem(path)
-    if problem:
-        raise OutputExistsError(f"{path}: {problem}; not written through")
-    if path.exists():
-        raise OutputExistsError(f"{path}: exists; not written over (give another -o)")
+    path = _absent(path, "not written over (give another -o)")
     if not path.parent.is_dir():
         raise InputError(f"{path.parent}: no such folder")
     check_run_folder_targets([path])
@@ -64,14 +59,22 @@ def check_new_file(path: Path) -> Path:
 
 
 def check_new_folder(path: Path) -> Path:
-    """An output folder that does not exist yet (we make it, so nothing in it is a link)."""
+    """An output folder that does not exist yet (we make it, so nothing in it is a link);
+    `merge` writes its folder under the same rule."""
+    path = _absent(path, "give a new folder with -o")
+    check_run_folder_targets([path])
+    return path
+
+
+def _absent(path: Path, instead: str) -> Path:
+    """The absolute path, refused when anything stands there: a link (even a dangling one),
+    a pipe, or an existing file or folder."""
     path = Path(os.path.abspath(path))
     problem = entry_problem(path)
     if problem:
         raise OutputExistsError(f"{path}: {problem}; not written through")
     if path.exists():
-        raise OutputExistsError(f"{path}: exists; give a new folder with -o")
-    check_run_folder_targets([path])
+        raise OutputExistsError(f"{path}: exists; {instead}")
     return path
 
 
