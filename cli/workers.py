@@ -34,6 +34,7 @@ from finetune_tui.engine.launch.processes import (
     launch_token,
     launched_processes,
     launcher_pid,
+    runs_own_program,
     signal_processes,
 )
 from finetune_tui.engine.launch.ranks import is_main_process
@@ -125,9 +126,12 @@ def _run_launcher(run_dir: Path, command: list[str], token: str, guard: _SignalG
 
 def _ask_workers(launcher: int, token: str, asked: set[int]) -> None:
     """SIGTERM to each worker (a child of accelerate's launcher) once it handles it as a
-    stop (earlier it would die of it); one rank asked stops every rank at the same step."""
+    stop (earlier it would die of it: before its exec it still carries the launcher's
+    handlers); one rank asked stops every rank at the same step."""
     for pid in launched_processes(token):
-        if pid not in asked and ancestors(pid)[:1] == [launcher] and catches(pid, signal.SIGTERM):
+        if pid in asked or ancestors(pid)[:1] != [launcher]:
+            continue
+        if runs_own_program(pid, launcher) and catches(pid, signal.SIGTERM):
             asked.add(pid)
             signal_processes(signal.SIGTERM, [pid])
 

@@ -218,3 +218,42 @@ def test_a_stop_through_stop_now_is_143_and_a_leftover_never_stops_the_next_resu
     resumed = run_cli(tmp_path, "--resume", str(run_dir))
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert read_summary(run_dir).status == "finished" and read_summary(run_dir).step == 8
+
+
+LAUNCHER = """
+import os, signal, subprocess, sys, time
+signal.signal(signal.SIGTERM, lambda *a: None)  # as torch's elastic agent does
+forked = os.fork()
+if forked == 0:  # a child between fork and exec: the launcher's command line and handlers
+    time.sleep(30)
+    os._exit(0)
+worker = subprocess.Popen([sys.executable, "-c",
+    "import signal, time; signal.signal(signal.SIGTERM, lambda *a: None); "
+    "print('ready', flush=True); time.sleep(30)"], stdout=subprocess.PIPE, text=True)
+worker.stdout.readline()
+print(forked, worker.pid, flush=True)
+time.sleep(30)
+"""
+
+
+def test_a_child_not_yet_running_its_own_program_is_never_asked_to_stop(tmp_path):
+    """The launcher asks only workers that handle SIGTERM as a stop. A child between fork
+    and exec shows the launcher's handler, and a SIGTERM held through its exec kills it
+    (a worker then died at -15 when a signal came while the launch was starting)."""
+    from finetune_tui.workers import _ask_workers
+
+    token = "42:key:secret"
+    launcher = subprocess.Popen(
+        [sys.executable, "-c", LAUNCHER],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, LAUNCH_TOKEN: token},
+    )
+    try:
+        forked, worker = map(int, launcher.stdout.readline().split())
+        asked: set[int] = set()
+        _ask_workers(launcher.pid, token, asked)
+        assert asked == {worker}
+    finally:
+        launcher.kill()
+        kill_all([forked, worker])

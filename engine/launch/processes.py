@@ -112,6 +112,19 @@ def catches(pid: int, signum: int) -> bool:
     return False
 
 
+def runs_own_program(pid: int, parent: int) -> bool:
+    """Whether a child has replaced its parent's program with its own (exec). Between fork
+    and exec a child still shows its parent's command line, environment and signal handlers,
+    and a signal it gets then is held until its handlers are reset to the default: a request
+    to stop would kill it instead."""
+    try:
+        own = Path(f"/proc/{pid}/cmdline").read_bytes()
+        parents = Path(f"/proc/{parent}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return bool(own) and own != parents
+
+
 def launched_processes(token: str) -> list[int]:
     """Every live process carrying this launch's token (the launcher, the workers and
     what they started), however they were started; never this process."""
