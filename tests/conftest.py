@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,12 @@ DEMO_PRESET = REPO / "presets" / "demo.yaml"
 # No network, ever: set before any test module is collected, since huggingface_hub reads
 # these once, when it is first imported (a module-level import during collection).
 os.environ.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+
+# One compute thread per process, this one and every process a test starts: the suite runs
+# on as many pytest-xdist workers as there are CPUs, and torch's default (a thread per core
+# in each process, spinning while it waits) made two workers slower than one. Set before
+# torch is first imported, which reads it then.
+os.environ.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
 
 # One cache for the whole session (the demo model is built once), private to the tests.
 _SESSION_CACHE = Path(os.environ.get("PYTEST_FINETUNE_CACHE", "/tmp/finetune-tui-test-cache"))
@@ -80,41 +87,45 @@ _DEFAULT_WARNING_FILTERS = (
 )
 
 
-@pytest.fixture
-def cli(capsys, monkeypatch):
-    """`finetune-tui ARGS` through main() in this process: for refusals, where no process
-    boundary is under test (a subprocess pays seconds of imports each time). Returns what
-    run_cli returns; argparse's SystemExit becomes the exit code, as it would for a process,
-    and any warning Python would print is on stderr as it would be."""
+def call_main(*args: str) -> subprocess.CompletedProcess:
+    """`finetune-tui ARGS` through main() in this process: where no process boundary is
+    under test (a subprocess pays seconds of imports each time). Returns what run_cli
+    returns; argparse's SystemExit becomes the exit code, as it would for a process, and
+    any warning Python would print is on stderr as it would be. stdin is empty, as
+    run_cli's; the signal handlers a run installs are put back."""
     import signal
     import warnings
+    from contextlib import redirect_stderr, redirect_stdout
 
     from finetune_tui.main import main
 
-    monkeypatch.setattr(sys, "stdin", io.StringIO())  # as run_cli's: empty, no terminal
-
-    def call(*args: str) -> subprocess.CompletedProcess:
-        capsys.readouterr()  # only this command's output
-        handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
-        try:
-            with warnings.catch_warnings(record=True) as shown:
-                warnings.resetwarnings()
-                for action, category, module in _DEFAULT_WARNING_FILTERS:
-                    warnings.filterwarnings(action, category=category, module=module or "")
-                try:
+    out, err = io.StringIO(), io.StringIO()
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    stdin, sys.stdin = sys.stdin, io.StringIO()
+    try:
+        with warnings.catch_warnings(record=True) as shown:
+            warnings.resetwarnings()
+            for action, category, module in _DEFAULT_WARNING_FILTERS:
+                warnings.filterwarnings(action, category=category, module=module or "")
+            try:
+                with redirect_stdout(out), redirect_stderr(err):
                     code = main(list(args))
-                except SystemExit as exc:
-                    code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
-        finally:
-            for signum, handler in handlers.items():
-                signal.signal(signum, handler)
-        out, err = capsys.readouterr()
-        err += "".join(
-            warnings.formatwarning(w.message, w.category, w.filename, w.lineno) for w in shown
-        )
-        return subprocess.CompletedProcess(["finetune-tui", *args], code, out, err)
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+    finally:
+        sys.stdin = stdin
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+    stderr = err.getvalue() + "".join(
+        warnings.formatwarning(w.message, w.category, w.filename, w.lineno) for w in shown
+    )
+    return subprocess.CompletedProcess(["finetune-tui", *args], code, out.getvalue(), stderr)
 
-    return call
+
+@pytest.fixture
+def cli():
+    """call_main, as a fixture: refusal tests and runs that need no process of their own."""
+    return call_main
 
 
 def start_cli(tmp_path: Path, *args: str) -> subprocess.Popen:
@@ -155,12 +166,26 @@ FINISHED_STEPS = set_args(
 )
 
 
+@contextmanager
+def own_folders(root: Path):
+    """Data and config folders under `root` for a run trained once per session, in this
+    process: the test that happens to ask first keeps its own registry of runs clean."""
+    saved = dict(os.environ)
+    os.environ.update(cli_env(root))
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
 @functools.cache
 def finished_demo_run(root: Path) -> Path:
     """Trained once per session (root is the same for every module that asks): tests that
     need a finished run, not its training, copy it."""
     run = root / "F"
-    result = run_cli(root, "--preset", str(DEMO_PRESET), "--output", str(run), *FINISHED_STEPS)
+    with own_folders(root):
+        result = call_main("--preset", str(DEMO_PRESET), "--output", str(run), *FINISHED_STEPS)
     assert result.returncode == 0, result.stderr[-2000:]
     return run
 
@@ -173,7 +198,8 @@ def finished_template(tmp_path_factory) -> Path:
 @functools.cache
 def _learned_demo(root: Path) -> tuple[subprocess.CompletedProcess, Path]:
     run = root / "L"
-    return run_cli(root, "--preset", str(DEMO_PRESET), "--output", str(run)), run
+    with own_folders(root):
+        return call_main("--preset", str(DEMO_PRESET), "--output", str(run)), run
 
 
 @pytest.fixture(scope="session")

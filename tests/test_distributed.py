@@ -6,7 +6,7 @@ import signal
 import subprocess
 
 import pytest
-from conftest import DEMO_PRESET, read_until, run_cli, set_args, start_cli
+from conftest import DEMO_PRESET, call_main, read_until, run_cli, set_args, start_cli
 from test_resume import step_losses
 
 from finetune_tui.engine.runs.checkpoints import last_complete_checkpoint
@@ -45,9 +45,7 @@ def test_two_processes_train_as_one_with_the_same_global_batch_and_resume_after_
     # the reference: one process, micro-batch 32 x 2 accumulated = 2 processes x 32
     one = tmp_path / "one"
     accumulated = set_args("training.gradient_accumulation_steps=2")
-    result = run_cli(
-        tmp_path, "--preset", str(DEMO_PRESET), "--output", str(one), *STEPS, *accumulated
-    )
+    result = call_main("--preset", str(DEMO_PRESET), "--output", str(one), *STEPS, *accumulated)
     assert result.returncode == 0, result.stderr[-2000:]
     expected = step_losses(one)
 

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import json
 
-from conftest import DEMO_PRESET, run_cli, set_args
+from conftest import DEMO_PRESET, call_main, set_args
 
 from finetune_tui.engine.runs.summary import read_summary
 
 
 def test_full_fine_tuning_trains_every_weight_and_saves_the_whole_model(tmp_path):
     run_dir = tmp_path / "run"
-    result = run_cli(
-        tmp_path,
+    result = call_main(
         "--preset",
         str(DEMO_PRESET),
         "--output",
@@ -61,7 +60,7 @@ def test_interrupted_full_fine_tuning_resumes_from_its_checkpoint(tmp_path):
     assert proc.returncode == 130
     checkpoint = last_complete_checkpoint(run_dir)
     assert checkpoint is not None and (checkpoint / "model.safetensors").is_file()
-    resumed = run_cli(tmp_path, "--resume", str(run_dir))
+    resumed = call_main("--resume", str(run_dir))
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert f"resuming from {checkpoint}" in resumed.stdout
     assert "starting again from step 0" not in resumed.stdout

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import DEMO_PRESET, run_cli, set_args
+from conftest import DEMO_PRESET, call_main, set_args
 
 TINY = dict(
     hidden_size=64,
@@ -38,8 +38,7 @@ def tiny_model(folder, model_type: str) -> str:
 
 def train_demo_on(tmp_path, model, *pairs: str):
     """The demo preset on another model, into tmp_path/run: the CLI's result."""
-    return run_cli(
-        tmp_path,
+    return call_main(
         "--preset",
         str(DEMO_PRESET),
         "--output",

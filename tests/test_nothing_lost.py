@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 from conftest import (
     DEMO_PRESET,
+    call_main,
     cli_env,
     copy_finished_run,
     read_until,
-    run_cli,
     set_args,
     start_cli,
 )
@@ -168,17 +168,14 @@ def test_overwrite_replaces_a_run_only_once_the_new_one_has_started(
     )
     assert "has shape [3, 3]" in one_line_error(failed)  # preflight: before the folder is touched
     assert tree(tmp_path) == before
-    failed = run_cli(  # flash-attn is not installed: loading fails after the folder was made
-        tmp_path,
+    failed = call_main(  # flash-attn is not installed: loading fails after the folder was made
         *("--preset", str(DEMO_PRESET), "--output", str(run), "--overwrite", *SHORT),
         *("--set", "model.attn_implementation=flash_attention_2"),
     )
     assert "FlashAttention2" in one_line_error(failed, code=1)
     assert tree(tmp_path) == before
 
-    replaced = run_cli(
-        tmp_path, "--preset", str(DEMO_PRESET), "--output", str(run), "--overwrite", *SHORT
-    )
+    replaced = call_main("--preset", str(DEMO_PRESET), "--output", str(run), "--overwrite", *SHORT)
     assert replaced.returncode == 0, replaced.stderr[-2000:]
     assert (run / "summary.json").stat().st_mtime_ns != old_summary
     assert not (tmp_path / ".run.replaced").exists()
@@ -523,7 +520,7 @@ def test_records_longer_than_the_sequence_are_refused_with_the_length_that_fits(
     needed = int(line.split("at least ")[1].split()[0])
     assert needed > 128
     assert not (tmp_path / "run").exists()
-    fits = run_cli(tmp_path, *arguments(needed, *SHORT))
+    fits = call_main(*arguments(needed, *SHORT))
     assert fits.returncode == 0, fits.stderr[-2000:]
 
 

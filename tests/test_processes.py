@@ -11,7 +11,7 @@ import sys
 import time
 
 import pytest
-from conftest import DEMO_PRESET, read_until, run_cli, set_args, start_cli
+from conftest import DEMO_PRESET, call_main, read_until, set_args, start_cli
 from test_distributed import TWO_PROCESSES
 from test_nothing_lost import marked, one_line_error, tree
 
@@ -215,7 +215,7 @@ def test_a_stop_through_stop_now_is_143_and_a_leftover_never_stops_the_next_resu
     (run_dir / "STOP_NOW").unlink()
 
     (run_dir / "STOP_NOW").write_text("left by an earlier attempt\n")
-    resumed = run_cli(tmp_path, "--resume", str(run_dir))
+    resumed = call_main("--resume", str(run_dir))
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert read_summary(run_dir).status == "finished" and read_summary(run_dir).step == 8
 

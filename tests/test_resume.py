@@ -8,7 +8,7 @@ import signal
 import subprocess
 
 import pytest
-from conftest import DEMO_PRESET, copy_finished_run, read_until, run_cli, start_cli
+from conftest import DEMO_PRESET, call_main, copy_finished_run, read_until, start_cli
 
 from finetune_tui.engine.runs.checkpoints import last_complete_checkpoint
 
@@ -45,7 +45,7 @@ def interrupt_after(tmp_path, run_dir, signum, steps: int) -> subprocess.Complet
 
 def test_sigterm_then_resume_matches_uninterrupted_run(tmp_path):
     straight = tmp_path / "straight"
-    result = run_cli(tmp_path, "--preset", str(DEMO_PRESET), "--output", str(straight), *COMMON)
+    result = call_main("--preset", str(DEMO_PRESET), "--output", str(straight), *COMMON)
     assert result.returncode == 0, result.stderr[-2000:]
     expected = step_losses(straight)
     assert len(expected) == 24
@@ -62,7 +62,7 @@ def test_sigterm_then_resume_matches_uninterrupted_run(tmp_path):
     (half / "trainer_state.json").write_text('{"global_st')
     assert last_complete_checkpoint(broken) == checkpoint
 
-    resumed = run_cli(tmp_path, "--resume", str(broken))
+    resumed = call_main("--resume", str(broken))
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert f"resuming from {checkpoint}" in resumed.stdout
     got = step_losses(broken)
@@ -92,7 +92,7 @@ def test_kill_9_during_checkpoint_writes_leaves_a_resumable_run(tmp_path):
     proc.kill()
     proc.communicate(timeout=60)
     assert last_complete_checkpoint(run_dir) is not None
-    resumed = run_cli(tmp_path, "--resume", str(run_dir))
+    resumed = call_main("--resume", str(run_dir))
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert json.loads((run_dir / "summary.json").read_text())["step"] == 24
 
@@ -124,8 +124,7 @@ def test_checkpoint_at_every_epoch_end_with_steps_per_epoch_from_the_loader(tmp_
     """500 training rows / micro-batch 32 = 16 batches, the last one partial; accumulation 2
     → 8 steps an epoch (a quarter of the demo's rows: the same count, a quarter of the work)."""
     run_dir = tmp_path / "epochs"
-    result = run_cli(
-        tmp_path,
+    result = call_main(
         "--preset", str(DEMO_PRESET), "--output", str(run_dir),
         "--set", "dataset.max_samples=500",
         "--set", "training.epochs=2",
@@ -147,8 +146,7 @@ def test_checkpoint_at_every_epoch_end_with_steps_per_epoch_from_the_loader(tmp_
 
 def test_runs_lists_runs_made_anywhere_and_a_folder_of_runs(cli, tmp_path):
     elsewhere = tmp_path / "projects" / "exp1"
-    result = run_cli(
-        tmp_path,
+    result = call_main(
         "--preset",
         str(DEMO_PRESET),
         "--output",

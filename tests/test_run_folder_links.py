@@ -16,7 +16,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import DEMO_PRESET, FINISHED_STEPS, finished_demo_run, run_cli
+from conftest import DEMO_PRESET, FINISHED_STEPS, call_main, finished_demo_run
 from test_nothing_lost import one_line_error, tree
 
 from finetune_tui.engine.runs.checkpoints import last_complete_checkpoint
@@ -278,7 +278,7 @@ def test_resume_skips_a_lying_checkpoint_and_finishes_the_run(stopped_template, 
     run = copy_run(stopped_template, tmp_path / "run")
     checkpoint = run / "checkpoints" / "checkpoint-4"
     edit_state(checkpoint, global_step=10**9)
-    result = run_cli(tmp_path, "--resume", str(run))
+    result = call_main("--resume", str(run))
     assert result.returncode == 0, result.stderr[-2000:]
     assert f"skipping a damaged checkpoint: {checkpoint}/trainer_state.json" in result.stdout
     assert f"resuming from {run / 'checkpoints' / 'checkpoint-2'}" in result.stdout

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from conftest import DEMO_PRESET, run_cli, set_args
+from conftest import DEMO_PRESET, call_main, set_args
 
 
 def test_our_token_count_matches_trl_and_skips_evaluation(tmp_path):
@@ -16,7 +16,7 @@ def test_our_token_count_matches_trl_and_skips_evaluation(tmp_path):
         "training.eval_steps=2",
         "training.exact_match_samples=0",
     )
-    result = run_cli(tmp_path, "--preset", str(DEMO_PRESET), "--output", str(run), *sets)
+    result = call_main("--preset", str(DEMO_PRESET), "--output", str(run), *sets)
     assert result.returncode == 0, result.stderr[-2000:]
     ours = {
         e["step"]: e["tokens_seen"]
