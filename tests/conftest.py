@@ -197,9 +197,20 @@ def finished_template(tmp_path_factory) -> Path:
 
 @functools.cache
 def _learned_demo(root: Path) -> tuple[subprocess.CompletedProcess, Path]:
-    run = root / "L"
-    with own_folders(root):
-        return call_main("--preset", str(DEMO_PRESET), "--output", str(run)), run
+    """Trained by the first pytest-xdist worker that asks; the others wait for it and read
+    its outcome (a demo run is the suite's longest piece of work)."""
+    import json
+
+    from filelock import FileLock
+
+    run, record = root / "L", root / "outcome.json"
+    root.mkdir(parents=True, exist_ok=True)
+    with FileLock(root / "training.lock"):
+        if not record.exists():
+            with own_folders(root):
+                result = call_main("--preset", str(DEMO_PRESET), "--output", str(run))
+            record.write_text(json.dumps(vars(result)))
+    return subprocess.CompletedProcess(**json.loads(record.read_text())), run
 
 
 @pytest.fixture(scope="session")
@@ -207,7 +218,10 @@ def learned_demo(tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path]:
     """The README's first command, `finetune-tui --preset presets/demo.yaml`, trained once
     per session to the end (the task learned): the headless test reads its output, the
     after-training tests read or copy its run, never change it."""
-    return _learned_demo(tmp_path_factory.getbasetemp() / "learned-demo")
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # each worker's base is in the session's
+        shared = shared.parent
+    return _learned_demo(shared / "learned-demo")
 
 
 def copy_finished_run(template: Path, where: Path) -> Path:

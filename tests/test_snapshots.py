@@ -1,7 +1,7 @@
 """SVG snapshots of every wizard screen (pytest-textual-snapshot's `snap_compare`).
 
 Update the baselines after a deliberate UI change with
-    python -m pytest tests/test_snapshots.py --snapshot-update
+    python -m pytest -n 0 tests/test_snapshots.py --snapshot-update
 and look at the new SVGs under tests/__snapshots__/test_snapshots/ before committing them.
 
 What would differ from machine to machine is pinned here, in the test, not in the product:
