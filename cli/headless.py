@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -29,8 +28,7 @@ from finetune_tui.engine.settings.preset import load_preset, save_preset
 from finetune_tui.engine.settings.schema import TrainSettings
 from finetune_tui.engine.train.run_control import STOP_REQUEST_EXIT, clear_stop_request
 
-EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGHUP: 143}
-
+from .stop_signals import StopSignals
 
 # Options that describe a new run; a resumed run keeps the settings it was started with.
 NEW_RUN_OPTIONS = {
@@ -70,14 +68,14 @@ def run_headless(args: argparse.Namespace) -> int:
         return launch_workers(run_dir, settings, resume=bool(args.resume))
 
     stop = threading.Event()
-    received = install_signal_handlers(stop)
+    signals = install_signal_handlers(stop)
     say(f"run directory: {run_dir} (library messages: {LOG_FILE})")
     finished = train_here(settings, run_dir, stop, resume=bool(args.resume))
     if finished.status == "finished":
-        if received:
+        if signals.received:
             say("the signal came after the last step: the run finished and its adapter is saved")
         return 0
-    return EXIT_CODES[received[0]] if received else STOP_REQUEST_EXIT  # RUN_DIR/STOP_NOW
+    return signals.exit_code(otherwise=STOP_REQUEST_EXIT)  # no signal: RUN_DIR/STOP_NOW
 
 
 def train_here(settings: TrainSettings, run_dir: Path, stop, resume: bool, quiet=False):
@@ -148,23 +146,21 @@ def _detach(run_dir: Path, settings: TrainSettings) -> int:
     return 0
 
 
-def install_signal_handlers(stop: threading.Event, quiet: bool = False) -> list[int]:
-    """First signal: checkpoint and stop after this step. Second Ctrl-C: leave now."""
-    received: list[int] = []
+def install_signal_handlers(stop: threading.Event, quiet: bool = False) -> StopSignals:
+    """The stop policy for a run in this process: the first signal sets `stop` (the runner
+    saves after its step); the Ctrl-C that ends it at once leaves in the middle."""
 
-    def handle(signum, frame):
-        if received and signum == signal.SIGINT:
-            if not quiet:
-                say("second interrupt: exiting now (last complete checkpoint kept)")
-            os._exit(130)
-        received.append(signum)
+    def ask(name: str) -> None:
         stop.set()
         if not quiet:
-            say(f"{signal.Signals(signum).name}: saving the adapter and stopping after this step")
+            say(f"{name}: saving the adapter and stopping after this step")
 
-    for signum in EXIT_CODES:
-        signal.signal(signum, handle)
-    return received
+    def force() -> None:
+        if not quiet:
+            say("second interrupt: exiting now (last complete checkpoint kept)")
+        os._exit(130)
+
+    return StopSignals(ask, force)
 
 
 def say(line: str, stream=None) -> None:

@@ -57,8 +57,9 @@ from finetune_tui.engine.train.run_control import (
     stop_file_problem,
 )
 
-from .headless import EXIT_CODES, install_signal_handlers, say, train_here
+from .headless import install_signal_handlers, say, train_here
 from .main import ERROR_PREFIX
+from .stop_signals import StopSignals
 
 
 def launch_workers(run_dir: Path, settings: TrainSettings, resume: bool) -> int:
@@ -79,21 +80,21 @@ def launch_workers(run_dir: Path, settings: TrainSettings, resume: bool) -> int:
     launched_at = time.time()
     code = None
     try:
-        if not guard.received:  # a signal before the start: nothing to launch, nothing saved
+        if not guard.signals.received:  # a signal came first: nothing to launch or save
             code = _run_launcher(run_dir, launch_command(run_dir, config, resume), token, guard)
     finally:
-        end_processes(token, hurry=guard.hurried)  # normally none is left by now
+        end_processes(token, hurry=guard.signals.hurried)  # normally none is left by now
         discard_stop_request(run_dir)  # asked after the last step: not read
-    if code is None or guard.forced:
+    if code is None or guard.signals.forced:
         undo_replacement(run_dir)  # ended before it started: an overwritten run comes back
-        return EXIT_CODES[signal.SIGINT if guard.forced else guard.received[0]]
+        return guard.signals.exit_code(otherwise=STOP_REQUEST_EXIT)
     # rank 0 writes summary.json when the run finished or stopped as asked (the launcher's
     # own exit code is not 0 after a signal); an older summary is an earlier attempt's
     summary = read_summary(run_dir) if _written_since(run_dir, launched_at) else None
     if summary is not None and summary.status == "finished":
         return 0
     if summary is not None and summary.status == "stopped":
-        return EXIT_CODES[guard.received[0]] if guard.received else STOP_REQUEST_EXIT
+        return guard.signals.exit_code(otherwise=STOP_REQUEST_EXIT)
     say(_worker_error(run_dir, code), sys.stderr)
     undo_replacement(run_dir)  # failed before training: an overwritten run comes back
     return 1
@@ -116,8 +117,8 @@ def _run_launcher(run_dir: Path, command: list[str], token: str, guard: _SignalG
             return launcher.wait(timeout=0.1)
         except subprocess.TimeoutExpired:
             pass
-        if guard.forced:
-            end_processes(token, hurry=guard.hurried)
+        if guard.signals.forced:
+            end_processes(token, hurry=guard.signals.hurried)
             _signal_group(launcher.pid, signal.SIGKILL)  # where /proc cannot find them
             return launcher.wait()
         if guard.signal_workers:  # STOP_NOW could not be written: ask each worker itself
@@ -137,39 +138,27 @@ def _ask_workers(launcher: int, token: str, asked: set[int]) -> None:
 
 
 class _SignalGuard:
-    """Ctrl-C, SIGTERM and SIGHUP in the launching process. The first asks every worker to
-    save and stop after its step (RUN_DIR/STOP_NOW; accelerate's launcher is never
-    signalled: its agent would kill the workers in the middle of a large save). A later
-    Ctrl-C ends every process at once, as a second Ctrl-C ends a one-process run; a later
-    SIGTERM or SIGHUP lets the save finish. A Ctrl-C during that forced stop skips its
-    grace period."""
+    """The stop policy (stop_signals) in the launching process. The first signal asks every
+    worker to save and stop after its step through RUN_DIR/STOP_NOW (accelerate's launcher
+    is never signalled: its agent would kill the workers in the middle of a large save), or
+    each worker itself where STOP_NOW cannot be written. The Ctrl-C that ends the run at once
+    ends every process of the launch; one more skips that end's grace period."""
 
     def __init__(self, run_dir: Path):
         self.run_dir = run_dir
-        self.received: list[int] = []
-        self.forced = False
-        self.forced_at = 0
         self.signal_workers = False
         self.asked: set[int] = set()  # workers asked to stop by a signal of their own
-        for signum in EXIT_CODES:
-            signal.signal(signum, self.handle)
+        self.signals = StopSignals(self._ask, self._force)
 
-    def handle(self, signum, frame) -> None:
-        self.received.append(signum)
-        if len(self.received) == 1:
-            name = signal.Signals(signum).name
-            say(f"{name}: every process saves and stops after this step")
-            if not request_stop(self.run_dir, name):
-                problem = stop_file_problem(self.run_dir) or "cannot be written"
-                say(f"{self.run_dir / STOP_FILE}: {problem}; asking each process directly")
-                self.signal_workers = True
-        elif signum == signal.SIGINT and not self.forced:
-            self.forced = True
-            self.forced_at = len(self.received)
-            say("second interrupt: ending every process now (last complete checkpoint kept)")
+    def _ask(self, name: str) -> None:
+        say(f"{name}: every process saves and stops after this step")
+        if not request_stop(self.run_dir, name):
+            problem = stop_file_problem(self.run_dir) or "cannot be written"
+            say(f"{self.run_dir / STOP_FILE}: {problem}; asking each process directly")
+            self.signal_workers = True
 
-    def hurried(self) -> bool:
-        return self.forced and len(self.received) > self.forced_at
+    def _force(self) -> None:
+        say("second interrupt: ending every process now (last complete checkpoint kept)")
 
 
 def _signal_group(pgid: int, signum: int) -> None:
