@@ -1,0 +1,144 @@
+"""How long a run takes, before its first step: the steps and real tokens the dataset gives,
+at the predicted tokens/s, plus starting up, evaluation passes and checkpoint saves.
+
+Starting up (process start, imports, loading and quantising the weights, building the
+trainer, the first step's compile or patch) was measured on an H100 for 8-9 B models:
+what remains of each benchmark run's wall time once its steps (at the run's own tokens/s)
+are taken away
+(benchmarks/results/backends-*.jsonl; tests/test_run_time.py recomputes the medians).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from ..settings.schema import TrainSettings
+from . import batching
+
+STARTUP_S = {"hf": 25.0, "liger": 26.5, "unsloth": 55.3}  # medians, 8-9 B models, H100
+STARTUP_PARAMS = 8e9  # the size those were measured at; loading scales with the weights
+EVAL_SPEEDUP = 2.0  # a forward pass without backward: assumed, not yet measured
+SAVE_GB_PER_S = 1.0  # writing a whole model's safetensors to local disk: assumed
+
+
+@dataclass(frozen=True)
+class RunTime:
+    total_s: float
+    train_s: float
+    startup_s: float
+    eval_s: float
+    save_s: float
+    steps: int
+    real_tokens: int
+    tokens_per_s: float
+    basis: str
+
+    def describe(self) -> str:
+        """'about 1 h 05 min (1,218 steps, 9.9 M real tokens at 2,530 tokens/s, ...)'"""
+        return (
+            f"about {clock(self.total_s)} ({self.steps:,} steps, "
+            f"{self.real_tokens / 1e6:.1f} M real tokens at {self.tokens_per_s:,.0f} tokens/s, "
+            f"{self.basis}; starting up {clock(self.startup_s)}"
+            + (f", evaluation {clock(self.eval_s)}" if self.eval_s >= 1 else "")
+            + (f", saving {clock(self.save_s)}" if self.save_s >= 1 else "")
+            + ")"
+        )
+
+
+def clock(seconds: float) -> str:
+    """'45 s', '12 min', '3 h 10 min', '2 d 4 h': as precise as a prediction is."""
+    seconds = max(0, round(seconds))
+    if seconds < 90:
+        return f"{seconds} s"
+    minutes = round(seconds / 60)
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours} h {minutes:02d} min"
+    days, hours = divmod(hours, 24)
+    return f"{days} d {hours} h"
+
+
+def run_time(settings: TrainSettings, stats, params: int, tokens_per_s: float, basis: str):
+    """The whole run's predicted wall time, or None without the dataset's lengths (the
+    records to count) unless max_steps fixes the length of the run."""
+    t = settings.training
+    if stats is None and t.max_steps is None:
+        return None
+    train_records, eval_records = _split(settings, stats)
+    per_sample = _real_tokens_per_sample(settings, stats)
+    samples_per_step = t.micro_batch_size * t.gradient_accumulation_steps * _processes(settings)
+    if settings.memory.packing:  # a packed row holds several samples
+        samples_per_step *= max(1.0, t.max_seq_length * batching.PACKED_FILL / per_sample)
+    steps_per_epoch = max(1, math.ceil(train_records / samples_per_step)) if stats else 0
+    steps = t.max_steps or max(1, math.ceil(steps_per_epoch * t.epochs))
+    real_tokens = round(steps * samples_per_step * per_sample)
+    if stats is not None and t.max_steps is None:
+        real_tokens = min(real_tokens, round(train_records * t.epochs * per_sample))
+    train_s = real_tokens / tokens_per_s
+    passes = _eval_passes(settings, steps, steps_per_epoch) if eval_records else 0
+    eval_s = passes * eval_records * per_sample / (tokens_per_s * EVAL_SPEEDUP)
+    save_s = _saves(settings, steps, steps_per_epoch) * _save_seconds(settings, params)
+    startup_s = STARTUP_S[settings.memory.backend] * max(0.25, params / STARTUP_PARAMS)
+    total = train_s + eval_s + save_s + startup_s
+    return RunTime(
+        total, train_s, startup_s, eval_s, save_s, steps, real_tokens, tokens_per_s, basis
+    )
+
+
+def _processes(settings: TrainSettings) -> int:
+    d = settings.distributed
+    return d.world_size if d.launched else 1
+
+
+def _split(settings: TrainSettings, stats) -> tuple[int, int]:
+    """Training and evaluation records, as the recipe splits them (no stats: unknown, 0)."""
+    if stats is None:
+        return 0, 0
+    fraction = settings.dataset.eval_fraction
+    held_out = math.ceil(stats.count * fraction) if stats.count * fraction >= 1 else 0
+    train = stats.count - held_out
+    if settings.dataset.max_samples:
+        train = min(train, settings.dataset.max_samples)
+    return train, held_out
+
+
+def _real_tokens_per_sample(settings: TrainSettings, stats) -> float:
+    """Mean non-padding tokens per sample after truncation (a full sequence without data)."""
+    length = settings.training.max_seq_length
+    if stats is None or not stats.sample:
+        return float(length)
+    return max(1.0, batching.clipped_mean(stats.sample, length))
+
+
+def _eval_passes(settings: TrainSettings, steps: int, steps_per_epoch: int) -> int:
+    every = settings.training.eval_steps
+    return steps // every + (steps % every > 0) if every else 1
+
+
+def _saves(settings: TrainSettings, steps: int, steps_per_epoch: int) -> int:
+    t = settings.training
+    saves = 1 + (steps // t.save_steps if t.save_steps else 0)
+    if t.save_every_epoch and steps_per_epoch:
+        saves += steps // steps_per_epoch
+    return saves
+
+
+def _save_seconds(settings: TrainSettings, params: int) -> float:
+    """A LoRA checkpoint is small; a full one holds the 16-bit weights and the optimizer."""
+    if settings.training.method == "lora":
+        return 1.0
+    return params * (2 + 8) / 1e9 / SAVE_GB_PER_S
+
+
+def predicted_run_time(model, settings: TrainSettings, stats, gpu_name: str | None):
+    """The plan's time on a card: (RunTime or None, the predicted throughput or None).
+    No prediction on a CPU or on a card with no published figures."""
+    from .throughput import predicted_throughput
+
+    speed = predicted_throughput(model, settings, stats, gpu_name)
+    if speed is None:
+        return None, None
+    return run_time(settings, stats, model.params_total, speed.tokens_per_s, speed.basis), speed
