@@ -92,3 +92,21 @@ def test_saves_and_evaluations_follow_their_settings():
 )
 def test_a_time_reads_as_precisely_as_it_is_known(seconds, text):
     assert rt.clock(seconds) == text
+
+
+def test_a_run_records_its_real_tokens_per_second_after_the_first_step(finished_template):
+    """summary.json's tokens_per_s leaves the first step out (its compiling and patching
+    is start-up, which the plan counts apart), as the Step events show it."""
+    summary = json.loads((finished_template / "summary.json").read_text())
+    steps = [
+        e
+        for e in map(json.loads, (finished_template / "metrics.jsonl").read_text().splitlines())
+        if e["kind"] == "step"
+    ]
+    first, last = steps[0], steps[-1]
+    assert first["step"] == 1 and last["step"] == 4
+    expected = (last["tokens_seen"] - first["tokens_seen"]) / (
+        last["elapsed_s"] - first["elapsed_s"]
+    )
+    assert summary["tokens_per_s"] == pytest.approx(expected, rel=0.25)
+    assert "predicted_tokens_per_s" not in summary  # a CPU run: no card to predict for

@@ -136,9 +136,41 @@ def _save_seconds(settings: TrainSettings, params: int) -> float:
 def predicted_run_time(model, settings: TrainSettings, stats, gpu_name: str | None):
     """The plan's time on a card: (RunTime or None, the predicted throughput or None).
     No prediction on a CPU or on a card with no published figures."""
+    if gpu_name is None:
+        return None, None
     from .throughput import predicted_throughput
 
     speed = predicted_throughput(model, settings, stats, gpu_name)
     if speed is None:
         return None, None
     return run_time(settings, stats, model.params_total, speed.tokens_per_s, speed.basis), speed
+
+
+def time_summary(model, settings: TrainSettings, stats, gpu_name: str | None) -> dict:
+    """What `plan` (text and JSON), `plan --compare` and the wizard say about time."""
+    from dataclasses import asdict
+
+    timing, speed = predicted_run_time(model, settings, stats, gpu_name)
+    if speed is None:
+        text = (
+            "no prediction on a CPU (plan for a card with --gpu)"
+            if gpu_name is None
+            else f"no published throughput for {gpu_name}"
+        )
+    elif timing is None:
+        text = (
+            f"{speed.tokens_per_s:,.0f} tokens/s ({speed.basis}); the run's time needs its dataset"
+        )
+    else:
+        text = timing.describe()
+    return {
+        "tokens_per_s": None if speed is None else round(speed.tokens_per_s),
+        "mfu": None if speed is None else round(speed.mfu, 3),
+        "time": None if timing is None else {k: _rounded(v) for k, v in asdict(timing).items()},
+        "time_text": text,
+        "throughput_basis": None if speed is None else speed.basis,
+    }
+
+
+def _rounded(value):
+    return round(value, 1) if isinstance(value, float) else value

@@ -153,6 +153,8 @@ def _finished(event: Finished) -> str:
         f"{event.status} at step {event.step}/{event.total_steps} "
         f"in {format_duration(event.elapsed_s)}"
     ]
+    if s.predicted_wall_time_s is not None:
+        parts[0] += f" (predicted {format_duration(s.predicted_wall_time_s)})"
     if s.first_loss is not None and event.final_loss is not None:
         parts.append(f"loss {s.first_loss:.4f} -> {event.final_loss:.4f}")
     if s.eval_loss is not None:
@@ -165,6 +167,10 @@ def _finished(event: Finished) -> str:
             f"peak VRAM measured {s.peak_reserved_gib:.2f}"
             + (f" / predicted {predicted:.2f}" if predicted is not None else "")
             + " GiB reserved"
+        )
+    if s.tokens_per_s is not None and s.predicted_tokens_per_s is not None:
+        parts.append(
+            f"tokens/s measured {s.tokens_per_s:,.0f} / predicted {s.predicted_tokens_per_s:,.0f}"
         )
     saved = "model" if s.method == "full" else "adapter"  # full fine-tuning saves every weight
     parts.append(f"{saved}: {event.adapter_path}")

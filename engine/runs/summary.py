@@ -19,7 +19,12 @@ from .layout import SUMMARY_FILE
 
 SUMMARY_LIMIT = 16 * 2**20
 # Measured on CUDA only: absent from the file (not null) on a CPU run.
-CUDA_ONLY = ("peak_allocated_gib", "peak_reserved_gib")
+CUDA_ONLY = (
+    "peak_allocated_gib",
+    "peak_reserved_gib",
+    "predicted_tokens_per_s",
+    "predicted_wall_time_s",
+)
 STATUSES = ("finished", "stopped")  # what summary.json may say
 
 
@@ -35,6 +40,9 @@ class RunSummary(BaseModel):
     exact_match_before: float | None = None
     exact_match_after: float | None = None
     wall_time_s: float | None = None
+    predicted_wall_time_s: float | None = None  # the planner's, for the whole run (GPU)
+    tokens_per_s: float | None = None  # real tokens/s after the first step
+    predicted_tokens_per_s: float | None = None  # the planner's, for the card it ran on
     train_samples: int | None = None
     device: str | None = None
     compute_dtype: str | None = None

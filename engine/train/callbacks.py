@@ -83,16 +83,37 @@ class EventCallback(TrainerCallback):
         self.emit_evals = True  # the runner reports the final eval itself, with exact-match
         self._start = time.perf_counter()
         self._last_time = self._start
-        self._last_step = 0
+        self._last_step = self._last_step_at_start = 0
         self._last_tokens = 0.0
         self.counter: TokenCounter | None = None  # set by the runner once the Trainer exists
+        # (time, tokens, step) at the end of the first step: rates leave its compiling out
+        self._steady: tuple[float, float, int] | None = None
 
     def on_train_begin(self, args, state, control, **kwargs):
+        self._steady = None
         self._start = self._last_time = time.perf_counter()
-        self._last_step = state.global_step
+        self._last_step = self._last_step_at_start = state.global_step
         self._last_tokens = self._tokens_seen({})
         per_epoch = _steps_per_epoch(kwargs.get("train_dataloader"), args)
         self.sink(Started(total_steps=state.max_steps, steps_per_epoch=per_epoch, **self.started))
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self._steady is None:  # the first step pays compiling and patching: left out
+            self._steady = (time.perf_counter(), self._tokens_seen({}), state.global_step)
+
+    def _seconds_per_step(self, step: int, now: float, elapsed: float) -> float:
+        """Since the first step once there are more (its compiling would inflate the ETA
+        of a long run), else over everything so far."""
+        if self._steady is not None and step > self._steady[2]:
+            return (now - self._steady[0]) / (step - self._steady[2])
+        return elapsed / max(step - self._last_step_at_start, 1)
+
+    def steady_tokens_per_s(self) -> float | None:
+        """Real tokens/s from the end of the first step to the last logged one: what the
+        plan predicts (its start-up time is counted apart)."""
+        if self._steady is None or self._last_time <= self._steady[0]:
+            return None
+        return (self._last_tokens - self._steady[1]) / (self._last_time - self._steady[0])
 
     def on_epoch_end(self, args, state, control, **kwargs):
         # The Trainer's save_strategy is "steps" or "epoch", never both; asking for a save
@@ -116,7 +137,6 @@ class EventCallback(TrainerCallback):
         steps = state.global_step - self._last_step
         new_tokens = tokens - self._last_tokens
         elapsed = now - self._start
-        done = max(state.global_step, 1)
         remaining = max(state.max_steps - state.global_step, 0)
         self._last_time, self._last_step, self._last_tokens = now, state.global_step, tokens
         self.last_loss = float(logs["loss"])
@@ -131,7 +151,7 @@ class EventCallback(TrainerCallback):
             tokens_seen=int(tokens),
             samples_per_second=steps * self.samples_per_step / dt,
             elapsed_s=elapsed,
-            eta_s=elapsed / done * remaining,
+            eta_s=self._seconds_per_step(state.global_step, now, elapsed) * remaining,
             **{key: value for key, value in cuda_memory().items() if key in STEP_MEMORY},
         )
 

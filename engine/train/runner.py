@@ -29,6 +29,7 @@ from ..settings.preset import save_preset, with_changes
 from ..settings.schema import TrainSettings
 from . import exact_match
 from .run_memory import free_memory, memory_check, next_attempt, peak_memory, remember
+from .run_speed import predicted_speed
 from .trainer_build import RunInputs, build_trainer, lora_targets, prepare_inputs
 
 
@@ -249,7 +250,13 @@ def summarise(
         **peak_memory(),
         # the planner's figure for the settings that trained (computed when the trainer was built)
         predicted_peak_reserved_gib=events.started["predicted_peak_reserved_gib"],
+        tokens_per_s=_rounded(events.steady_tokens_per_s()),
+        **predicted_speed(settings),
     )
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
 
 
 def finish(
