@@ -83,7 +83,23 @@ def find_known_gpu(name: str) -> KnownGPU | None:
         if _normalise(known.name) == wanted:
             return known
     matches = [k for k in KNOWN_GPUS.values() if wanted in _normalise(k.name)]
-    return matches[0] if len(matches) >= 1 else None
+    if matches:
+        return matches[0]
+    return _by_model(wanted)
+
+
+def _by_model(wanted: str) -> KnownGPU | None:
+    """NVML's own names ('NVIDIA H100 80GB HBM3', 'NVIDIA A100-SXM4-80GB'): the card whose
+    model (its name less the memory size) the name holds, the longest such (A100 before A10),
+    the one whose memory size it holds too where several share the model."""
+    found = []
+    for known in KNOWN_GPUS.values():
+        model = _normalise(re.sub(r"\s*\d+GB$", "", known.name))
+        if model and model in wanted:
+            found.append((len(model), f"{known.vram_gib:g}gb" in wanted, known))
+    if not found:
+        return None
+    return max(found, key=lambda f: (f[0], f[1]))[2]
 
 
 MAX_VRAM_GIB = 100_000  # far beyond any card: a larger size is a typo
