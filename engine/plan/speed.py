@@ -26,6 +26,7 @@ QUANT_SPEED = {"none": 0.86, "nf4": 1.0, "fp4": 1.0, "8bit": 0.6}
 SATURATION_TOKENS = {"hf": 3000, "liger": 3000, "unsloth": 1000}
 
 SPEED_BASELINE = "HF QLoRA + checkpointing, batch 2, same sequence length"
+BASELINE_MICRO_BATCH = 2  # SPEED_BASELINE's
 
 
 def relative_speed(settings: TrainSettings) -> float:
@@ -40,7 +41,7 @@ def relative_speed(settings: TrainSettings) -> float:
         * BACKEND_GAIN[(memory.backend, checkpointed)]
         * QUANT_SPEED[settings.quantization.mode]
     )
-    baseline = 2 * settings.training.max_seq_length
+    baseline = BASELINE_MICRO_BATCH * settings.training.max_seq_length
     reference = baseline / (baseline + SATURATION_TOKENS["hf"]) * CHECKPOINT_COST["on"]
     return value / reference
 

@@ -1,0 +1,163 @@
+"""Predicted against measured tokens/s (engine/plan/throughput.py) for every committed
+training row, as JSON lines: one per row, then one summary per group. No GPU needed.
+
+    python benchmarks/throughput_fit.py            # the table, with the committed constants
+    python benchmarks/throughput_fit.py --fit      # and the constants the Llama rows fit
+
+Groups: "fitted" (Llama rows whose samples fill max_seq_length: they fitted the constants),
+"llama realistic lengths" (Llama rows on Alpaca-like lengths: checks speed.batch_fill, not
+fitted), "held out" (every other dense architecture) and "held out moe" (mixtures of experts
+with their layers cut). Left out: the families-* rows (eight runs shared one H200 at a time:
+their tokens/s is not a speed measurement, and most are layer cuts), rows that failed, and
+rows without an architecture (panel, poll and first-screen timings).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from backends import ARCHS, LAYERS, family_config, realistic_lengths  # the sibling script
+
+from finetune_tui.engine.data.lengths import stats_from_lengths
+from finetune_tui.engine.inspect.hardware import KNOWN_GPUS
+from finetune_tui.engine.inspect.models import ModelInfo, inspect_config
+from finetune_tui.engine.plan import speed, throughput
+from finetune_tui.engine.settings.preset import settings_from_overrides
+
+RESULTS = Path(__file__).resolve().parent / "results"
+FITTED_ARCHS = ("llama-3.1-8b", "llama-3.2-1b")
+LEFT_OUT = "families-"  # shared GPU: see the docstring
+PATHS = ("model.name_or_path", "dataset.path")  # the benchmark machine's, not ours
+
+
+@dataclass
+class Row:
+    file: str
+    arch: str
+    label: str
+    card_gib: float
+    group: str
+    measured: float  # real tokens/s
+    model: ModelInfo
+    settings: object
+    stats: object  # TokenStats or None
+
+
+def load_rows(results: Path = RESULTS) -> list[Row]:
+    """Every committed row that trained an architecture of backends.ARCHS on one GPU."""
+    rows = []
+    for path in sorted(results.glob("*.jsonl")):
+        if path.name.startswith(LEFT_OUT):
+            continue
+        for line in path.read_text().splitlines():
+            record = json.loads(line)
+            if record.get("ok") and ARCHS.get(record.get("arch")):
+                rows.append(_row(path.name, record))
+    return rows
+
+
+def _row(file: str, record: dict) -> Row:
+    arch = record["arch"]
+    chosen = {k: v for k, v in record["settings"].items() if not k.startswith("output.")}
+    realistic = "realistic" in chosen.get("dataset.path", "")
+    settings = settings_from_overrides([f"{k}={v}" for k, v in chosen.items() if k not in PATHS])
+    model = inspect_config(ARCHS[arch], family_config(ARCHS[arch], LAYERS.get(arch)))
+    stats = None
+    if realistic:  # the dataset backends.py wrote: its lengths are seeded
+        lengths = realistic_lengths(record["summary"]["train_samples"])
+        stats = stats_from_lengths(lengths, settings.training.max_seq_length)
+    if arch in FITTED_ARCHS:
+        group = "llama realistic lengths" if realistic else "fitted"
+    else:
+        group = "held out moe" if model.is_moe else "held out"
+    # tokens_per_s counts micro-batch x length; real_tokens_per_s counts the real tokens seen
+    measured = record["real_tokens_per_s"] if realistic else record["tokens_per_s"]
+    return Row(
+        file, arch, record["label"], record["card_gib"], group, measured, model, settings, stats
+    )
+
+
+def predict(row: Row, gpu: str = "NVIDIA H100 80GB HBM3"):
+    return throughput.predicted_throughput(row.model, row.settings, row.stats, gpu)
+
+
+def table(rows: list[Row]) -> list[dict]:
+    """One dict per row: predicted against measured."""
+    out = []
+    for row in rows:
+        predicted = predict(row)
+        out.append(
+            {
+                "group": row.group,
+                "file": row.file,
+                "arch": row.arch,
+                "label": row.label,
+                "card_gib": row.card_gib,
+                "measured": round(row.measured, 1),
+                "predicted": round(predicted.tokens_per_s, 1),
+                "error": round(predicted.tokens_per_s / row.measured - 1, 4),
+                "mfu": round(predicted.mfu, 4),
+            }
+        )
+    return out
+
+
+def summaries(lines: list[dict]) -> list[dict]:
+    """Median and worst |error| of each group."""
+    out = []
+    for group in dict.fromkeys(line["group"] for line in lines):
+        chosen = [line for line in lines if line["group"] == group]
+        worst = max(chosen, key=lambda line: abs(line["error"]))
+        out.append(
+            {
+                "summary": group,
+                "rows": len(chosen),
+                "median_abs_error": round(statistics.median(abs(c["error"]) for c in chosen), 4),
+                "worst_abs_error": round(abs(worst["error"]), 4),
+                "worst": f"{worst['arch']} {worst['label']} ({worst['file']})",
+            }
+        )
+    return out
+
+
+def fit(rows: list[Row]) -> tuple[float, float]:
+    """(BASELINE_EFFICIENCY, LAYER_STEP_S) that minimise the squared log error of the fitted
+    rows, on a grid of 0.01 and 0.5 ms."""
+    reference = KNOWN_GPUS[throughput.REFERENCE_GPU].bf16_tflops * 1e12
+    terms = []  # per row: tokens a micro-batch of the baseline, its FLOPs, layers, factor
+    for row in rows:
+        if row.group != "fitted":
+            continue
+        tokens = speed.BASELINE_MICRO_BATCH * row.settings.training.max_seq_length
+        flops = tokens * throughput.flops_per_token(row.model, row.settings) / reference
+        factor = speed.relative_speed(row.settings) * speed.batch_fill(row.settings, row.stats)
+        terms.append((tokens, flops, row.model.num_layers, factor, row.measured))
+
+    def loss(eta: float, layer_s: float) -> float:
+        return sum(math.log(t / (f / eta + n * layer_s) * k / m) ** 2 for t, f, n, k, m in terms)
+
+    grid = [(e / 100, s / 2000) for e in range(5, 41) for s in range(0, 61)]
+    return min(grid, key=lambda point: loss(*point))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--fit", action="store_true", help="also print the fitted constants")
+    args = parser.parse_args()
+    rows = load_rows()
+    lines = table(rows)
+    for line in lines + summaries(lines):
+        print(json.dumps(line))
+    if args.fit:
+        eta, layer_s = fit(rows)
+        print(json.dumps({"fit": {"BASELINE_EFFICIENCY": eta, "LAYER_STEP_S": layer_s}}))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

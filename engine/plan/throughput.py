@@ -1,0 +1,98 @@
+"""Absolute speed: predicted real (non-padding) tokens/s on the user's card, where speed.py
+predicts only a ratio to SPEED_BASELINE.
+
+The baseline (HF QLoRA, checkpointing, micro-batch 2) is predicted from the model's size:
+a micro-batch's compute at a fixed FLOP efficiency, plus a fixed time per layer and
+micro-batch. The second term is what makes small models slower than their FLOPs say
+(Llama-3.2-1B: 6.5x fewer FLOPs than Llama-3.1-8B, 2x its tokens/s): at micro-batch 2 an
+H100 waits on per-layer work (kernel launches, 4-bit dequantisation, the LoRA wrappers)
+as much as it computes. speed.py's measured factors then carry the baseline to the chosen
+configuration, and its batch fill to the real tokens. Another card is scaled by its
+published dense bf16 peak. Fitted and held-out rows: docs/BENCHMARKS.md, "Absolute
+throughput"; benchmarks/throughput_fit.py re-fits the constants from the committed rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..inspect.hardware import KNOWN_GPUS, KnownGPU, find_known_gpu
+from ..inspect.models import ModelInfo
+from ..settings.schema import TrainSettings
+from . import speed
+
+REFERENCE_GPU = "H100 80GB"  # the card every fitted row ran on
+# Fitted on the Llama rows only (llama-3.1-8b, llama-3.2-1b; every row that trained with
+# samples filling max_seq_length: backends-*-h100-2026-11-2[45], calib-h100-2026-11-24,
+# tokens-unsloth-hf-llama1b-h100-2026-11-25; 36 rows), least squares on log tokens/s through
+# speed.py's factors. The Llama-3.1-8B rows pin mostly the efficiency, Llama-3.2-1B the
+# per-layer time. Re-fit: python benchmarks/throughput_fit.py --fit
+BASELINE_EFFICIENCY = 0.16  # model FLOPs of the baseline's compute over the card's peak
+LAYER_STEP_S = 0.012  # seconds per layer per micro-batch at the baseline, on REFERENCE_GPU
+LORA_FLOPS_PER_PARAM = 4  # forward 2 + backward activations 2: frozen weights get no gradient
+FULL_FLOPS_PER_PARAM = 6  # ... + weight gradients 2
+
+
+@dataclass(frozen=True)
+class Throughput:
+    tokens_per_s: float  # predicted REAL (non-padding) tokens/s on the whole machine
+    basis: str  # one short clause for the user: where the figure comes from
+    mfu: float  # the model-FLOPs utilisation this implies on that card (0..1)
+
+
+def flops_per_token(model: ModelInfo, settings: TrainSettings) -> float:
+    """Model FLOPs of one trained token: k x active parameters (k = 4 under LoRA, 6 for full
+    fine-tuning) plus attention's scores and values at max_seq_length (12 L s d: forward 4,
+    backward 8, counted over the whole square as is usual for MFU)."""
+    full = settings.training.method == "full"
+    k = FULL_FLOPS_PER_PARAM if full else LORA_FLOPS_PER_PARAM
+    active = model.params_active or model.params_total
+    length = settings.training.max_seq_length
+    attention = 12 * model.num_layers * length * model.num_heads * model.head_dim
+    return k * active + attention
+
+
+def baseline_tokens_per_s(model: ModelInfo, settings: TrainSettings, card: KnownGPU) -> float:
+    """SPEED_BASELINE's tokens/s on one card: a micro-batch's compute at BASELINE_EFFICIENCY
+    plus LAYER_STEP_S per layer, both scaled from REFERENCE_GPU by the bf16 peak."""
+    reference = KNOWN_GPUS[REFERENCE_GPU].bf16_tflops * 1e12
+    tokens = speed.BASELINE_MICRO_BATCH * settings.training.max_seq_length
+    compute_s = tokens * flops_per_token(model, settings) / (reference * BASELINE_EFFICIENCY)
+    step_s = compute_s + model.num_layers * LAYER_STEP_S
+    return tokens / step_s * card.bf16_tflops / KNOWN_GPUS[REFERENCE_GPU].bf16_tflops
+
+
+def predicted_throughput(
+    model: ModelInfo, settings: TrainSettings, stats, gpu_name: str | None
+) -> Throughput | None:
+    """Real tokens/s of the whole machine for this configuration on this card (`stats`: the
+    dataset's TokenStats, or None for samples that fill max_seq_length). None on a CPU
+    (gpu_name None) or a card without a published bf16 peak in KNOWN_GPUS: no prediction."""
+    card = find_known_gpu(gpu_name) if gpu_name else None
+    if card is None:
+        return None
+    per_gpu = (
+        baseline_tokens_per_s(model, settings, card)
+        * speed.relative_speed(settings)
+        * speed.batch_fill(settings, stats)
+    )
+    processes = settings.distributed.world_size  # above 1 only with a strategy
+    mfu = per_gpu * flops_per_token(model, settings) / (card.bf16_tflops * 1e12)
+    return Throughput(per_gpu * processes, _basis(card, settings, processes), mfu)
+
+
+def _basis(card: KnownGPU, settings: TrainSettings, processes: int) -> str:
+    reference = KNOWN_GPUS[REFERENCE_GPU]
+    if card.name == reference.name:
+        text = f"fitted to {reference.name.split()[0]} measurements"
+    else:
+        text = (
+            f"scaled from {reference.name.split()[0]} measurements by published bf16 "
+            f"throughput ({card.bf16_tflops:g} vs {reference.bf16_tflops:g} TFLOP/s)"
+        )
+    if settings.training.method == "full":
+        text += "; full fine-tuning not measured: LoRA's efficiency at 6 FLOPs a parameter"
+    if processes > 1:
+        strategy = settings.distributed.strategy
+        text += f"; one GPU's x {processes} processes ({strategy}), communication not counted"
+    return text
