@@ -35,6 +35,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     plan.add_argument("--nodes", metavar="M", type=_positive, help="with --gpus: M machines")
     plan.add_argument(
+        "--compare",
+        metavar="CARDS",
+        help="plan on each of these cards, one table: fits, micro-batch, tokens/s and time "
+        '(e.g. "RTX 4090,A100 80GB,H100")',
+    )
+    plan.add_argument(
         "--measure",
         action="store_true",
         help="train the advisor's top candidates a few steps each on this GPU and pick the "
@@ -106,6 +112,10 @@ def plan_command(args: argparse.Namespace) -> int:
     hardware = _hardware(args)
     if args.measure:
         _check_measurable(args, hardware)
+    if args.compare:
+        from .plan_compare import compare_cards
+
+        return compare_cards(args, model, settings, fixed, stats)
     if args.gpus:
         args.nodes = args.nodes or settings.distributed.nodes
         return _plan_on_gpus(args, hardware, model, settings, fixed, stats)
@@ -115,6 +125,7 @@ def plan_command(args: argparse.Namespace) -> int:
     if args.measure:
         return _measure(plan, hardware)
     result = _plan_result(plan, model)
+    result |= plan_time(model, plan.settings, stats, hardware)
     if not plan.fits and hardware.primary is not None:
         _name_the_way_out(result, hardware, model, plan.settings, fixed)
     return _show(result, args.json)
@@ -279,6 +290,14 @@ def _list_models() -> int:
     return 0
 
 
+def plan_time(model, settings, stats, hardware) -> dict:
+    """The run's predicted time on the planned card, for the JSON and the text."""
+    from finetune_tui.engine.plan.run_time import time_summary
+
+    card = hardware.primary.name if hardware.primary else None
+    return time_summary(model, settings, stats, card)
+
+
 def _dataset_stats(settings):
     from finetune_tui.engine.data.dataset import dataset_stats
 
@@ -328,6 +347,7 @@ def _print_plan(r: dict) -> None:
         f"peak VRAM {r['peak_vram_gib']} GiB{budget}: {verdict}; "
         f"speed {r['relative_speed']}x {r['speed_baseline']}"
     )
+    print(f"time: {r['time_text']}")
     print("breakdown: " + ", ".join(f"{k.removesuffix('_gib')} {v}" for k, v in b.items()))
     print(
         f"settings: quantization {s['quantization']['mode']}, backend {s['memory']['backend']}, "

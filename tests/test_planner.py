@@ -277,6 +277,7 @@ def test_plan_cli_json_without_torch():
         ["detect", "--json"],
         ["plan", "--model", "google/gemma-2-9b", "--gpu", "RTX 4090"],
         ["plan", "--list-models"],
+        ["plan", "--model", "google/gemma-2-9b", "--dataset", "demo", "--compare", "T4,H100"],
     ],
 )
 def test_detect_and_plan_import_neither_the_ui_nor_torch(args):

@@ -110,3 +110,58 @@ def test_a_run_records_its_real_tokens_per_second_after_the_first_step(finished_
     )
     assert summary["tokens_per_s"] == pytest.approx(expected, rel=0.25)
     assert "predicted_tokens_per_s" not in summary  # a CPU run: no card to predict for
+
+
+def test_plan_says_how_long_on_the_card_and_adds_up_in_json(cli):
+    text = cli("plan", "--model", "meta-llama/Llama-3.1-8B", "--gpu", "H100", "--dataset", "demo")
+    assert text.returncode == 0, text.stderr
+    line = next(x for x in text.stdout.splitlines() if x.startswith("time: "))
+    assert line.startswith("time: about ") and "fitted to H100 measurements" in line
+    result = cli(
+        "plan", "--model", "meta-llama/Llama-3.1-8B", "--gpu", "RTX 4090", "--dataset", "demo",
+        "--json",
+    )  # fmt: skip
+    r = json.loads(result.stdout)
+    t = r["time"]
+    parts = t["train_s"] + t["startup_s"] + t["eval_s"] + t["save_s"]
+    assert t["total_s"] == pytest.approx(parts, abs=0.3)
+    assert r["tokens_per_s"] == round(t["tokens_per_s"]) > 0
+    assert "scaled from H100" in r["throughput_basis"] and "165 vs 989" in r["throughput_basis"]
+    cpu = cli("plan", "--model", "demo", "--dataset", "demo", "--json")
+    assert json.loads(cpu.stdout)["time"] is None
+    assert "no prediction on a CPU" in json.loads(cpu.stdout)["time_text"]
+    no_data = cli("plan", "--model", "meta-llama/Llama-3.1-8B", "--gpu", "H100")
+    assert "tokens/s (fitted to H100 measurements); the run's time needs its dataset" in (
+        no_data.stdout
+    )
+
+
+def test_compare_plans_each_card_in_one_table(cli):
+    args = ["plan", "--model", "meta-llama/Llama-3.1-8B", "--dataset", "demo"]
+    result = cli(*args, "--compare", "RTX 4090, A100 80GB,H100")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[1].split() == ["card", "fits", "peak", "GiB", "setup", "tokens/s", "time"]
+    assert [line.split()[0] for line in lines[2:5]] == ["RTX", "A100", "H100"]
+    rows = json.loads(cli(*args, "--compare", "RTX 4090,A100 80GB,H100", "--json").stdout)
+    assert [r["card"] for r in rows] == ["RTX 4090", "A100 80GB", "H100 80GB"]
+    speed = {r["card"]: r["tokens_per_s"] for r in rows}
+    assert speed["H100 80GB"] > speed["A100 80GB"] > 0 and all(r["time_s"] > 0 for r in rows)
+    assert all(r["fits"] for r in rows)
+    # a card that cannot hold the run says so in its row; the exit code says nothing fits
+    small = cli("plan", "--model", "meta-llama/Llama-3.1-70B", "--compare", "T4", "--json")
+    assert small.returncode == 3 and json.loads(small.stdout)[0]["fits"] is False
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--compare", "RTX 9999"], "--gpu 'RTX 9999': unknown card"),
+        (["--compare", " , "], "plan --compare: give card names"),
+        (["--compare", "T4", "--gpu", "H100"], "plan --compare names its cards; drop --gpu"),
+    ],
+)
+def test_compare_refuses_in_one_line(cli, extra, message):
+    result = cli("plan", "--model", "demo", *extra)
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1 and message in result.stderr

@@ -398,3 +398,26 @@ async def test_train_panel_draws_predicted_peak_against_measured(tmp_path):
         assert LINE in drawn.plain
         styles = {str(span.style) for span in drawn.spans}
         assert {"yellow", "green", "red"} <= styles  # line, bars under it, the one over it
+
+
+async def test_strategy_and_review_say_how_long_the_run_takes_on_the_card():
+    """The time `plan` gives, for the settings on the form, follows every change."""
+    app = FinetuneApp(
+        load_preset(DEMO_PRESET, ["model.name_or_path=meta-llama/Llama-3.1-8B"]),
+        simulated_gpu="RTX 4090",
+    )
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.press("4")
+        await pilot.pause()
+        before = text_of(app, "#strategy-time")
+        assert before.startswith("time: about ") and "tokens/s" in before
+        assert "scaled from H100 measurements" in before
+        form = app.screen.query_one(SettingsForm)
+        form.query_one(f"#{field_id('training.epochs')}", Input).value = "12"
+        await pilot.pause()
+        after = text_of(app, "#strategy-time")
+        assert after != before and after.startswith("time: about ")
+        await pilot.press("5")
+        await pilot.pause()
+        assert text_of(app, "#review-time") == after

@@ -6,6 +6,8 @@ the recommendation waits.
 
 from __future__ import annotations
 
+import functools
+import json
 from dataclasses import dataclass
 
 from finetune_tui.engine.settings.schema import TrainSettings
@@ -18,6 +20,7 @@ class Prediction:
     fits: bool | None
     reasons: dict[str, str]
     note: str = ""
+    time_text: str = ""  # the whole run's predicted time on this card, as `plan` says it
 
 
 def detect(simulated_gpu: str | None = None, vram: float | None = None):
@@ -41,7 +44,19 @@ def predict(hw, settings: TrainSettings) -> Prediction:
     if hw is None:
         return Prediction(None, None, None, {}, "no hardware or model facts")
     plan = evaluate(hw, model, settings)
-    return Prediction(plan.breakdown, plan.budget_gib, plan.fits, dict(plan.reasons))
+    return Prediction(
+        plan.breakdown, plan.budget_gib, plan.fits, dict(plan.reasons), "", time_text(hw, settings)
+    )
+
+
+def time_text(hw, settings: TrainSettings) -> str:
+    """'time: about 3 h 10 min (...)' for these settings on this (or the simulated) card."""
+    from finetune_tui.engine.plan.run_time import time_summary
+
+    model = inspect(settings.model.name_or_path)
+    card = hw.primary.name if hw is not None and hw.primary is not None else None
+    stats = dataset_stats(settings) if card is not None else None
+    return "time: " + time_summary(model, settings, stats, card)["time_text"]
 
 
 def recommend(
@@ -67,10 +82,19 @@ def unavailable_here(hw, model) -> dict[str, str]:
 
 
 def dataset_stats(settings: TrainSettings):
-    """Token lengths estimated from the dataset (None when it cannot be read yet)."""
+    """Token lengths estimated from the dataset (None when it cannot be read yet); read
+    once per dataset and length, not on every change of the form."""
+    return _stats(settings.dataset.model_dump_json(), settings.training.max_seq_length)
+
+
+@functools.lru_cache(maxsize=8)
+def _stats(dataset_json: str, max_seq_length: int):
     from finetune_tui.engine.common.errors import FinetuneError
     from finetune_tui.engine.data.dataset import dataset_stats as stats
 
+    settings = TrainSettings.model_validate(
+        {"dataset": json.loads(dataset_json), "training": {"max_seq_length": max_seq_length}}
+    )
     try:
         return stats(settings)
     except FinetuneError:

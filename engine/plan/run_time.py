@@ -153,7 +153,7 @@ def time_summary(model, settings: TrainSettings, stats, gpu_name: str | None) ->
     timing, speed = predicted_run_time(model, settings, stats, gpu_name)
     if speed is None:
         text = (
-            "no prediction on a CPU (plan for a card with --gpu)"
+            "no prediction on a CPU: plan for a card (--gpu, or on the Hardware screen)"
             if gpu_name is None
             else f"no published throughput for {gpu_name}"
         )

@@ -18,6 +18,7 @@ class ReviewScreen(Screen):
     def compose(self) -> ComposeResult:
         yield Header()
         with VerticalScroll(id="body"):
+            yield Static("", id="review-time")
             yield Static("", id="review-diff")
             yield Static("", id="review-command")
             yield Static("", id="review-yaml", classes="sample")
@@ -27,6 +28,7 @@ class ReviewScreen(Screen):
         state = self.app.state
         settings = state.settings
         diffs = changed_fields(settings, TrainSettings())
+        self.query_one("#review-time", Static).update(shown(self._time(settings)))
         self.query_one("#review-diff", Static).update(
             "[b]Differs from the defaults[/b] (set by you, or recommended for this card):\n"
             + (
@@ -45,6 +47,14 @@ class ReviewScreen(Screen):
 
     def on_mount(self) -> None:
         self.on_screen_resume()
+
+    def _time(self, settings: TrainSettings) -> str:
+        from ..planning import time_text
+
+        try:
+            return time_text(self.app.hardware, settings)
+        except Exception as exc:  # a planner error must not take the screen down
+            return f"time: no prediction ({exc})"
 
 
 def origin(field: str, value: object, state) -> str:

@@ -22,6 +22,7 @@ class StrategyScreen(Screen):
         yield Header()
         with Vertical(id="body"):
             yield VramBar(id="vram-bar")
+            yield Static("", id="strategy-time")
             yield Static("", id="strategy-status")
             with Horizontal(classes="row"):
                 yield Button("Reset to recommended", id="reset")
@@ -81,6 +82,7 @@ class StrategyScreen(Screen):
             return
         self.prediction = prediction
         self.query_one(VramBar).show(prediction.breakdown, prediction.budget_gib, prediction.fits)
+        self.query_one("#strategy-time", Static).update(escape(prediction.time_text))
         if prediction.note:
             self.query_one("#strategy-status", Static).update(f"[dim]{prediction.note}[/dim]")
 
