@@ -241,7 +241,9 @@ def _plan_on_gpus(args, hardware, model, settings, fixed, stats) -> int:
         why = unsloth_refusal(settings.training.method, args.gpus * args.nodes)
         raise InputError(f"plan --gpus: memory.backend unsloth (pinned): {why}")
     chosen = preferred(plans)
-    result = _plan_result(chosen.plan, model)
+    result = _plan_result(chosen.plan, model) | plan_time(
+        model, chosen.plan.settings, stats, hardware
+    )
     count = smallest_count(hardware, model, settings, fixed)
     result["distributed"] = {
         "gpus_per_node": args.gpus,
@@ -249,15 +251,19 @@ def _plan_on_gpus(args, hardware, model, settings, fixed, stats) -> int:
         "world_size": args.gpus * args.nodes,
         "card": card_name(hardware.primary),
         "chosen": chosen.label,
-        "strategies": [_strategy_result(p) for p in plans],
+        "strategies": [
+            _strategy_result(p, plan_time(model, p.plan.settings, stats, hardware)) for p in plans
+        ],
     }
     result["gpus_needed"] = _count_result(count, hardware)
     return _show(result, args.json)
 
 
-def _strategy_result(p) -> dict:
+def _strategy_result(p, timing: dict) -> dict:
     plan, s = p.plan, p.plan.settings
     return {
+        "tokens_per_s": timing["tokens_per_s"],
+        "time_s": timing["time"]["total_s"] if timing["time"] else None,
         "strategy": p.strategy,
         "cpu_offload": p.cpu_offload,
         "label": p.label,
@@ -319,7 +325,7 @@ def _print_strategies(r: dict) -> None:
             print(
                 f"  {s['label']:<24} {s['peak_vram_gib']:>7.2f} GiB  {verdict} (micro-batch "
                 f"{s['micro_batch_size']} x {s['max_seq_length']}, checkpointing "
-                f"{s['gradient_checkpointing']}, {s['optimizer']}){offload}"
+                f"{s['gradient_checkpointing']}, {s['optimizer']}){offload}{_speed_of(s)}"
             )
     if d and needed:
         print(f"needs at least: {needed['answer']} ({needed['command']})")
@@ -327,6 +333,16 @@ def _print_strategies(r: dict) -> None:
         print("needs at least: more than 32 nodes of 8 of these cards")
     if d:
         print(f"chosen: {d['chosen']}")
+
+
+def _speed_of(strategy: dict) -> str:
+    """', 9,800 tokens/s, about 1 h 05 min' where predicted."""
+    from finetune_tui.engine.plan.run_time import clock
+
+    if strategy["tokens_per_s"] is None:
+        return ""
+    text = f", {strategy['tokens_per_s']:,} tokens/s"
+    return text + (f", about {clock(strategy['time_s'])}" if strategy["time_s"] else "")
 
 
 def _print_plan(r: dict) -> None:

@@ -165,3 +165,20 @@ def test_compare_refuses_in_one_line(cli, extra, message):
     result = cli("plan", "--model", "demo", *extra)
     assert result.returncode == 2
     assert len(result.stderr.strip().splitlines()) == 1 and message in result.stderr
+
+
+def test_plan_gpus_gives_each_strategy_its_time_and_none_for_cpu_offload(cli):
+    result = cli(
+        "plan", "--model", "meta-llama/Llama-3.1-8B", "--gpu", "RTX 4090", "--gpus", "2",
+        "--dataset", "demo", "--json",
+    )  # fmt: skip
+    strategies = {s["label"]: s for s in json.loads(result.stdout)["distributed"]["strategies"]}
+    assert strategies["ddp"]["tokens_per_s"] > 0 and strategies["ddp"]["time_s"] > 0
+    offloaded = strategies["deepspeed + cpu offload"]
+    assert offloaded["tokens_per_s"] is None and offloaded["time_s"] is None
+    text = cli(
+        "plan", "--model", "meta-llama/Llama-3.1-8B", "--gpu", "RTX 4090", "--gpus", "2",
+        "--dataset", "demo",
+    )  # fmt: skip
+    ddp = next(line for line in text.stdout.splitlines() if line.strip().startswith("ddp "))
+    assert "tokens/s, about " in ddp and "communication not counted" in text.stdout

@@ -150,13 +150,11 @@ def time_summary(model, settings: TrainSettings, stats, gpu_name: str | None) ->
     """What `plan` (text and JSON), `plan --compare` and the wizard say about time."""
     from dataclasses import asdict
 
+    from .throughput import unpredicted
+
     timing, speed = predicted_run_time(model, settings, stats, gpu_name)
     if speed is None:
-        text = (
-            "no prediction on a CPU: plan for a card (--gpu, or on the Hardware screen)"
-            if gpu_name is None
-            else f"no published throughput for {gpu_name}"
-        )
+        text = unpredicted(settings, gpu_name) or "no prediction"
     elif timing is None:
         text = (
             f"{speed.tokens_per_s:,.0f} tokens/s ({speed.basis}); the run's time needs its dataset"

@@ -68,9 +68,9 @@ def predicted_throughput(
     """Real tokens/s of the whole machine for this configuration on this card (`stats`: the
     dataset's TokenStats, or None for samples that fill max_seq_length). None on a CPU
     (gpu_name None) or a card without a published bf16 peak in KNOWN_GPUS: no prediction."""
-    card = find_known_gpu(gpu_name) if gpu_name else None
-    if card is None:
+    if unpredicted(settings, gpu_name):
         return None
+    card = find_known_gpu(gpu_name)
     per_gpu = (
         baseline_tokens_per_s(model, settings, card)
         * speed.relative_speed(settings)
@@ -79,6 +79,20 @@ def predicted_throughput(
     processes = settings.distributed.world_size  # above 1 only with a strategy
     mfu = per_gpu * flops_per_token(model, settings) / (card.bf16_tflops * 1e12)
     return Throughput(per_gpu * processes, _basis(card, settings, processes), mfu)
+
+
+def unpredicted(settings: TrainSettings, gpu_name: str | None) -> str | None:
+    """Why there is no prediction for this run on this card, or None when there is."""
+    if gpu_name is None:
+        return "no prediction on a CPU: plan for a card (--gpu, or on the Hardware screen)"
+    if find_known_gpu(gpu_name) is None:
+        return f"no published throughput for {gpu_name}"
+    if settings.distributed.cpu_offload:  # measured on one H200: a 1.5 B model at ~800 tokens/s
+        return (
+            "not predicted with CPU offload: the optimizer step on the CPU, not the GPU, "
+            "sets the pace (docs/BENCHMARKS.md, ZeRO-3 rows)"
+        )
+    return None
 
 
 def _basis(card: KnownGPU, settings: TrainSettings, processes: int) -> str:
