@@ -9,6 +9,8 @@
 #   bash benchmarks/gpu_run.sh launched  # ZeRO-3 / FSDP on one GPU through the product
 #     (CASES="zero3-offload-full zero3-lora", INTERRUPT=1: SIGINT at the first epoch, resume)
 #   bash benchmarks/gpu_run.sh families  # family x backend x quantisation matrix (FAMILY_ARGS)
+#   bash benchmarks/gpu_run.sh run_time  # held-out tokens/s and wall time against the plan
+#     (RT_CASES="qwen7b-liger-2048" RT_SAMPLES=20000: one case per call keeps it under 10 min)
 #   bash benchmarks/gpu_run.sh calib backends panel   # several stages in one call
 # Installs the carried wheels, exposes the repo as the finetune_tui package, writes JSON
 # lines and logs to $OUT.
@@ -51,6 +53,9 @@ case "$stage" in
   families)
     python3 benchmarks/families.py --out "$OUT/families.jsonl" ${FAMILY_ARGS:-} \
       2>&1 | tail -c 20000 >> "$OUT/families.log" ;;
+  run_time)  # held-out tokens/s and whole-run time, predicted vs measured (RT_CASES, RT_SAMPLES)
+    python3 benchmarks/run_time.py --out "$OUT/run_time.jsonl" --samples "${RT_SAMPLES:-20000}" \
+      ${RT_CASES:+--cases "$RT_CASES"} 2>&1 | tail -c 20000 >> "$OUT/run_time.log" ;;
   nvml)
     python3 benchmarks/nvml_poll.py --polls 50 | tee -a "$OUT/nvml.jsonl" ;;
   panel)

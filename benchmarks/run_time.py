@@ -1,0 +1,159 @@
+"""Predicted against measured: real tokens/s and the whole run's wall time, on held-out
+configurations (architectures, sequence lengths and backends the speed model was not fitted
+on: docs/BENCHMARKS.md, "Absolute throughput"). Each case is one real `finetune-tui --preset`
+process, timed from its start to its exit, on a random-weight model of a real architecture
+and a dataset with instruction-set-like lengths, long enough to run for minutes. Prints /
+appends one JSON line per case:
+
+    python benchmarks/run_time.py --out run_time.jsonl              # on a GPU
+    python benchmarks/run_time.py --cases tiny --samples 300   # CPU smoke test (no prediction)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import backends  # noqa: E402  (the same random-weight models and datasets)
+
+# name -> (arch, settings); none of these architectures fitted a speed constant
+CASES = {
+    "qwen7b-liger-2048": (
+        "qwen2.5-7b",
+        {"memory.backend": "liger", "training.max_seq_length": 2048},
+    ),
+    "qwen7b-hf-ckpt-512": (
+        "qwen2.5-7b",
+        {
+            "memory.backend": "hf",
+            "memory.gradient_checkpointing": "on",
+            "training.max_seq_length": 512,
+        },
+    ),
+    "gemma9b-liger-1024": (
+        "gemma-2-9b",
+        {"memory.backend": "liger", "training.max_seq_length": 1024},
+    ),
+    "qwen1.5b-unsloth-1024": (
+        "qwen2.5-1.5b",
+        {"memory.backend": "unsloth", "training.max_seq_length": 1024},
+    ),
+    "tiny": ("tiny", {"training.max_seq_length": 256}),
+}
+COMMON = {
+    "quantization.mode": "nf4",
+    "training.optimizer": "adamw_8bit",
+    "training.micro_batch_size": 8,
+    "training.epochs": 1,
+    "training.logging_steps": 10,
+    "training.exact_match_samples": 0,
+    "dataset.eval_fraction": 0.02,
+    "memory.packing": False,
+    "memory.group_by_length": True,
+}
+
+
+def case_settings(name: str, model: Path, data: Path, samples: int) -> list[str]:
+    """The case's settings as `--set` pairs (KEY=VALUE)."""
+    arch, own = CASES[name]
+    values = (
+        COMMON
+        | own
+        | {
+            "model.name_or_path": str(model),
+            "dataset.path": str(data),
+            "dataset.max_samples": samples,
+        }
+    )
+    if arch == "tiny":
+        values |= {"quantization.mode": "none", "training.optimizer": "adamw_torch"}
+    return [f"{key}={value}" for key, value in values.items()]
+
+
+def settings_of(pairs: list[str]):
+    from finetune_tui.engine.settings.preset import settings_from_arguments
+
+    return settings_from_arguments(None, pairs, {}, absolute=True)
+
+
+def predicted(settings) -> dict:
+    """What `plan` says for exactly these settings on this machine's card."""
+    from finetune_tui.engine.data.dataset import dataset_stats
+    from finetune_tui.engine.inspect.hardware import detect_hardware
+    from finetune_tui.engine.inspect.models import inspect_model
+    from finetune_tui.engine.plan.run_time import time_summary
+
+    card = detect_hardware().primary
+    return time_summary(
+        inspect_model(settings.model.name_or_path),
+        settings,
+        dataset_stats(settings),
+        card.name if card else None,
+    )
+
+
+def run_case(name: str, work: Path, samples: int, timeout: int) -> dict:
+    arch = CASES[name][0]
+    model = backends.build_model(arch, work / "models")
+    data = backends.write_realistic_dataset(work / "data-realistic.jsonl", samples)
+    out = work / "runs" / name
+    from finetune_tui.engine.settings.preset import save_preset
+
+    settings = settings_of(case_settings(name, model, data, samples))
+    plan = predicted(settings)
+    preset = work / f"{name}.yaml"
+    save_preset(settings, preset)
+    args = ["--preset", str(preset), "--output", str(out), "--overwrite"]
+    started = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-m", "finetune_tui", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+    wall = time.perf_counter() - started
+    summary = json.loads((out / "summary.json").read_text()) if done.returncode == 0 else {}
+    return {
+        "case": name,
+        "arch": arch,
+        "ok": done.returncode == 0,
+        "error": None if done.returncode == 0 else done.stderr.strip().splitlines()[-1:],
+        "process_wall_s": round(wall, 1),
+        "predicted_total_s": (plan["time"] or {}).get("total_s"),
+        "predicted_tokens_per_s": plan["tokens_per_s"],
+        "measured_tokens_per_s": summary.get("tokens_per_s"),
+        "steps": summary.get("step"),
+        "predicted_steps": (plan["time"] or {}).get("steps"),
+        "basis": plan["throughput_basis"],
+        "settings": CASES[name][1] | COMMON,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cases", default=",".join(c for c in CASES if c != "tiny"))
+    parser.add_argument("--samples", type=int, default=20000, help="records per run")
+    parser.add_argument("--work", default="/tmp/ftbench")
+    parser.add_argument("--out", default="run_time.jsonl")
+    parser.add_argument("--timeout", type=int, default=1500)
+    args = parser.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    with open(args.out, "a") as out:
+        out.write(json.dumps(backends.versions() | {"date": time.strftime("%Y-%m-%d")}) + "\n")
+        for name in args.cases.split(","):
+            row = run_case(name.strip(), work, args.samples, args.timeout)
+            print(json.dumps(row), flush=True)
+            out.write(json.dumps(row) + "\n")
+
+
+if __name__ == "__main__":
+    main()
