@@ -205,3 +205,29 @@ def test_gguf_without_the_converter_says_what_to_install(cli, tmp_path, monkeypa
     assert result.returncode == 2
     assert "pip install" in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()
+
+
+def test_a_template_writing_the_bos_its_tokenizer_adds_gives_one_bos_not_two(cli, tmp_path):
+    """A Llama-3-like model: the chat template writes {{ bos_token }} and the tokenizer adds
+    BOS itself when encoding (its post-processor), as Ollama's runtime does with the filled
+    TEMPLATE. What the model sees is the rendered chat with one BOS."""
+    from tokenizers.processors import TemplateProcessing
+    from transformers import AutoTokenizer
+
+    folder = model_folder(tmp_path, NO_SYSTEM)
+    tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    bos = (tokenizer.bos_token, tokenizer.bos_token_id)
+    tokenizer.backend_tokenizer.post_processor = TemplateProcessing(
+        single=f"{bos[0]} $A", pair=f"{bos[0]} $A {bos[0]} $B", special_tokens=[bos]
+    )
+    tokenizer.save_pretrained(str(folder))
+    tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    assert tokenizer("x").input_ids[0] == bos[1]  # it adds BOS by itself
+    assert cli("ship", str(folder), "--to", "ollama").returncode == 0
+    template = modelfile(folder / "Modelfile")["template"]
+    assert not template.startswith(bos[0])
+    for answer in (None, "Four."):
+        filled = ollama_fill(template, "", "What is 2 + 2?", answer)
+        seen = tokenizer(filled).input_ids  # the runtime's tokenizing: BOS added once
+        expected = tokenizer(rendered(folder, None, answer), add_special_tokens=False).input_ids
+        assert seen == expected and seen.count(bos[1]) == 1

@@ -60,11 +60,23 @@ def ollama_template(tokenizer) -> OllamaTemplate:
 def _render(tokenizer, turns: list[tuple[str, str]], generation: bool) -> str:
     messages = [{"role": role, "content": content} for role, content in turns]
     try:
-        return tokenizer.apply_chat_template(
+        text = tokenizer.apply_chat_template(
             messages, tokenize=False, add_generation_prompt=generation
         )
     except ValueError as exc:  # no chat template at all
         raise ModelError(f"chat template: {str(exc).splitlines()[0]}") from None
+    return _without_bos(tokenizer, text)
+
+
+def _without_bos(tokenizer, text: str) -> str:
+    """The rendering less the BOS a tokenizer adds by itself. Ollama tokenizes the filled
+    TEMPLATE by the model's own rule, BOS included where the tokenizer adds one (Llama 3,
+    Gemma): a TEMPLATE that writes it too would begin every prompt with two."""
+    bos = tokenizer.bos_token
+    if not bos or not text.startswith(bos):
+        return text
+    ids = tokenizer("", add_special_tokens=True).input_ids
+    return text[len(bos) :] if ids[:1] == [tokenizer.bos_token_id] else text
 
 
 def _render_or_none(tokenizer, turns: list[tuple[str, str]]) -> str | None:
