@@ -87,9 +87,11 @@ def make_gguf(model: Path, out: Path, name: str, quant: str, tools: GgufTools) -
     staging = out / f".{final.name}.partial"
     outtype = CONVERTED.get(quant, "f16")
     converted = staging if quant in CONVERTED else out / f".{name}-f16.partial"
+    source = out / f".{name}-source"
     try:
         _run(
-            [*tools.convert, str(model), "--outtype", outtype, "--outfile", str(converted)],
+            [*tools.convert, str(_stated_bos(model, source)), "--outtype", outtype]
+            + ["--outfile", str(converted)],
             out / "convert.log",
             "llama.cpp's converter",
         )
@@ -104,7 +106,35 @@ def make_gguf(model: Path, out: Path, name: str, quant: str, tools: GgufTools) -
     finally:
         for leftover in {staging, converted}:
             leftover.unlink(missing_ok=True)
+        shutil.rmtree(source, ignore_errors=True)
     return final
+
+
+def _stated_bos(model: Path, source: Path) -> Path:
+    """The folder to convert: the model's own, or beside it a copy made of links whose
+    tokenizer_config.json states whether the tokenizer adds BOS. The converter reads that
+    statement, and where it is missing llama.cpp adds BOS to a SentencePiece model's prompts
+    even if the tokenizer never did: the GGUF would answer prompts the model was not trained
+    on (every one one token longer)."""
+    import json
+
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(model))
+    adds = tokenizer.bos_token_id is not None and tokenizer("").input_ids[:1] == [
+        tokenizer.bos_token_id
+    ]
+    config_path = model / "tokenizer_config.json"
+    config = json.loads(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}
+    if config.get("add_bos_token") is adds:
+        return model
+    source.mkdir()
+    for item in model.iterdir():
+        if item.name != config_path.name:
+            (source / item.name).symlink_to(item.resolve())
+    config["add_bos_token"] = adds
+    (source / config_path.name).write_text(json.dumps(config, indent=2), encoding="utf-8")
+    return source
 
 
 def _run(command: list[str], log: Path, what: str) -> None:
