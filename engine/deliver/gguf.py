@@ -120,7 +120,10 @@ def _stated_bos(model: Path, source: Path) -> Path:
 
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(str(model))
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(model))
+    except (OSError, ValueError):  # one transformers cannot load: the converter says more
+        return model
     adds = tokenizer.bos_token_id is not None and tokenizer("").input_ids[:1] == [
         tokenizer.bos_token_id
     ]
