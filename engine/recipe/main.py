@@ -15,6 +15,7 @@ from .model import (
     auto_lora_targets,
     compute_dtype,
     load_model,
+    load_tokenizer,
     load_unsloth_model,
     lora_config,
     trainer_arguments,
@@ -158,15 +159,12 @@ def main():
 
     import torch
     import transformers
-    from transformers import AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
     model_path, data_path = located(MODEL, DATA)
     output = Path(OUTPUT)
     output.mkdir(parents=True, exist_ok=True)
-    tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=TRUST_REMOTE_CODE)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer = load_tokenizer(model_path, TRUST_REMOTE_CODE)
     records = read_records(data_path)
     examples = [to_example(record, DATA_FORMAT, tokenizer.eos_token) for record in records]
     train, evaluation = split_examples(examples, EVAL_FRACTION, MAX_SAMPLES, TRAINER["seed"])

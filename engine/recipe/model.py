@@ -276,9 +276,20 @@ def trainer_arguments(
     }
 
 
+def load_tokenizer(path, trust_remote_code):
+    """The model's tokenizer; one without a pad token pads with its EOS (batches need one)."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
 # What the exported script copies, in order: the model side (every backend's, since
 # BACKEND may be changed where the script runs) and the trainer's arguments.
 MODEL_FUNCTIONS = (
+    load_tokenizer,
     compute_dtype,
     torch_dtype,
     attention_implementation,

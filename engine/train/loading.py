@@ -156,17 +156,13 @@ def load_tokenizer_for(settings: TrainSettings):
 
 
 def load_tokenizer(model_path: str, settings: TrainSettings):
-    from transformers import AutoTokenizer
+    """The recipe's tokenizer, with a one-line error."""
+    from ..recipe.model import load_tokenizer
 
     try:
-        tokenizer = AutoTokenizer.from_pretrained(
-            model_path, trust_remote_code=settings.model.trust_remote_code
-        )
+        return load_tokenizer(model_path, settings.model.trust_remote_code)
     except OSError as exc:
         raise ModelError(f"{settings.model.name_or_path}: cannot load tokenizer: {exc}") from None
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return tokenizer
 
 
 def load_model(model_path: str, settings: TrainSettings, device: Device, attn: str):
