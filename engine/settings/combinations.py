@@ -5,7 +5,13 @@ schema's cross-field check; each message names its field first, `section.key: wh
 from __future__ import annotations
 
 from .attention import keeps_samples_apart, planned_attention
-from .options import STRATEGIES, UNSLOTH_RULE, unsloth_refusal
+from .options import (
+    STRATEGIES,
+    UNSLOTH_RULE,
+    UNSLOTH_SFT_ONLY,
+    objective_format_problem,
+    unsloth_refusal,
+)
 
 OFFLOADING = ("fsdp", "deepspeed")  # the strategies that can keep state in CPU memory
 
@@ -43,6 +49,46 @@ def refused_combination(s) -> str | None:
             d.cpu_offload and d.strategy not in OFFLOADING,
             f"distributed.cpu_offload: {_without_offload(d.strategy)}; offload needs "
             "distributed.strategy fsdp or deepspeed",
+        ),
+    )
+    return next((message for failed, message in problems if failed), None) or _objective_problem(s)
+
+
+def _objective_problem(s) -> str | None:
+    """What a preference objective cannot run with, and the preference settings an SFT run
+    would silently ignore."""
+    t, memory, fmt = s.training, s.memory, s.dataset.format
+    preference = t.objective != "sft"
+    changed = {k: getattr(t, k) != f.default for k, f in type(t).model_fields.items()}
+    if fmt != "auto" and (problem := objective_format_problem(t.objective, fmt)):
+        return problem
+    problems = (
+        (
+            preference and memory.backend == "unsloth",
+            f"memory.backend: {UNSLOTH_SFT_ONLY}",
+        ),
+        (
+            preference and memory.packing,
+            "memory.packing: TRL's preference trainers do not pack samples; set "
+            "memory.packing: false",
+        ),
+        (
+            preference and memory.group_by_length,
+            "memory.group_by_length: TRL's preference batches have no single length to "
+            "group by; set memory.group_by_length: false",
+        ),
+        (
+            preference and t.exact_match_samples > 0,
+            "training.exact_match_samples: measures SFT answers; a preference run reports "
+            "its held-out preference accuracy instead; set it to 0",
+        ),
+        (
+            not preference and changed["beta"],
+            "training.beta: only the preference objectives (dpo, orpo, kto) read it",
+        ),
+        (
+            t.objective != "dpo" and changed["dpo_loss"],
+            "training.dpo_loss: only training.objective: dpo reads it",
         ),
     )
     return next((message for failed, message in problems if failed), None)

@@ -11,6 +11,12 @@ from dataclasses import dataclass
 
 NEEDS_CUDA = "needs an NVIDIA GPU (CUDA); this machine has none"
 UNSLOTH_RULE = "open-source Unsloth trains LoRA adapters on one GPU only; use hf or liger"
+# Unsloth patches TRL's preference trainers for the TRL versions it pins; finetune-tui runs it
+# with SFTTrainer only.
+UNSLOTH_SFT_ONLY = (
+    "finetune-tui runs Unsloth with SFTTrainer only (its patches of TRL's preference trainers "
+    "are not verified with this TRL); use hf or liger"
+)
 
 
 def unsloth_refusal(method: str = "lora", gpus: int = 1, launched: bool = False) -> str | None:
@@ -74,6 +80,58 @@ STRATEGIES = {
     # DeepSpeed steps its own AdamW (deepspeed_config.json): CPU Adam when offloaded
     "deepspeed": StrategyInfo(needs_cuda=True, package="deepspeed", optimizers=("adamw_torch",)),
 }
+
+SFT_FORMATS = ("messages", "alpaca", "sharegpt", "text")
+PAIRED = "preference"  # prompt / chosen / rejected (strings, or message lists)
+UNPAIRED = "unpaired_preference"  # KTO's prompt / completion / label
+
+
+@dataclass(frozen=True)
+class ObjectiveInfo:
+    """What an objective trains on and with which TRL trainer (module, config, trainer)."""
+
+    formats: tuple[str, ...]  # the dataset formats it trains on
+    trl: tuple[str, str, str]
+    reference: bool  # compares against a frozen reference model (the adapter off under LoRA)
+    what: str  # for messages: what the objective learns from
+
+
+OBJECTIVES = {
+    "sft": ObjectiveInfo(SFT_FORMATS, ("trl", "SFTConfig", "SFTTrainer"), False, "answers"),
+    "dpo": ObjectiveInfo((PAIRED,), ("trl", "DPOConfig", "DPOTrainer"), True, "preference pairs"),
+    # ORPO lives in trl.experimental since TRL 1.0
+    "orpo": ObjectiveInfo(
+        (PAIRED,), ("trl.experimental.orpo", "ORPOConfig", "ORPOTrainer"), False, "preference pairs"
+    ),
+    # KTOTrainer unpairs prompt / chosen / rejected records itself
+    "kto": ObjectiveInfo(
+        (UNPAIRED, PAIRED), ("trl", "KTOConfig", "KTOTrainer"), True, "labelled completions"
+    ),
+}
+# DPOConfig.loss_type values offered (TRL's own names; the ones that need nothing more)
+DPO_LOSSES = ("sigmoid", "hinge", "ipo", "robust", "exo_pair", "bco_pair", "sppo_hard", "nca_pair")
+
+
+def objective_format_problem(objective: str, data_format: str) -> str | None:
+    """Why records of this format cannot train this objective, or None: a preference record
+    never trains as SFT, nor an SFT record as a preference."""
+    info = OBJECTIVES[objective]
+    if data_format in info.formats:
+        return None
+    wanted = _either(info.formats)
+    suits = _either([name for name, other in OBJECTIVES.items() if data_format in other.formats])
+    return (
+        f"training.objective: {objective} trains on {info.what} ({wanted} records), but the "
+        f"dataset is {data_format} records, which train {suits}; set training.objective or "
+        "use another dataset"
+    )
+
+
+def _either(names) -> str:
+    """'a', 'a or b', 'a, b or c'."""
+    names = list(names)
+    return " or ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
+
 
 # Gradient checkpointing: "unsloth" is Unsloth's own, offloading to CPU (the mapping to
 # Unsloth's argument is part of the recipe: engine/recipe/model.py load_unsloth_model).

@@ -14,7 +14,18 @@ from typing import Annotated, Literal
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from .combinations import refused_combination
-from .options import BACKENDS, CHECKPOINTING, OPTIMIZERS, QUANTIZATIONS, STRATEGIES
+from .options import (
+    BACKENDS,
+    CHECKPOINTING,
+    DPO_LOSSES,
+    OBJECTIVES,
+    OPTIMIZERS,
+    PAIRED,
+    QUANTIZATIONS,
+    SFT_FORMATS,
+    STRATEGIES,
+    UNPAIRED,
+)
 from .section import Section
 
 DEMO = "demo"  # the embedded tiny model / dataset: no network, no download
@@ -26,7 +37,9 @@ Checkpointing = Literal[CHECKPOINTING]
 Backend = Literal[tuple(BACKENDS)]
 Optimizer = Literal[tuple(OPTIMIZERS)]
 Scheduler = Literal["linear", "cosine", "constant", "constant_with_warmup"]
-DatasetFormat = Literal["auto", "messages", "alpaca", "sharegpt", "text"]
+DatasetFormat = Literal[("auto", *SFT_FORMATS, PAIRED, UNPAIRED)]
+Objective = Literal[tuple(OBJECTIVES)]
+DpoLoss = Literal[DPO_LOSSES]
 Attention = Literal["auto", "eager", "sdpa", "flash_attention_2", "kernels-community/flash-attn"]
 Method = Literal["lora", "full"]
 Strategy = Literal[tuple(STRATEGIES)]
@@ -58,7 +71,9 @@ class DatasetSettings(Section):
         DEMO, description="JSONL/JSON/CSV/Parquet file, save_to_disk folder, or 'demo'."
     )
     format: DatasetFormat = Field(
-        "auto", description="Record format; 'auto' detects messages/alpaca/sharegpt/text."
+        "auto",
+        description="Record format; 'auto' detects messages/alpaca/sharegpt/text, preference "
+        "(prompt/chosen/rejected) or unpaired_preference (prompt/completion/label).",
     )
     eval_fraction: float = Field(
         0.1, ge=0.0, lt=0.5, description="Share of records held out for evaluation."
@@ -120,6 +135,21 @@ class MemorySettings(Section):
 
 
 class TrainingSettings(Section):
+    objective: Objective = Field(
+        "sft",
+        description="'sft': learn the answers; 'dpo' / 'orpo': prefer the chosen answer over "
+        "the rejected one; 'kto': completions labelled good or bad.",
+    )
+    beta: float = Field(
+        0.1,
+        gt=0.0,
+        le=100.0,
+        description="Preference objectives: how far DPO / KTO may move from the reference "
+        "(higher: less), or ORPO's odds-ratio weight.",
+    )
+    dpo_loss: DpoLoss = Field(
+        "sigmoid", description="DPO's loss (TRL's loss_type): 'sigmoid' is the paper's DPO."
+    )
     method: Method = Field(
         "lora",
         description="'lora': train a LoRA adapter (QLoRA with 4-bit weights); 'full': train "
