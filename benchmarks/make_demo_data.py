@@ -1,9 +1,15 @@
-"""Regenerate the embedded demo dataset, engine/common/assets/demo.jsonl, byte for byte.
+"""Regenerate the embedded demo datasets in engine/common/assets/, byte for byte.
 
 The task: "Uppercase: <word>" -> "<WORD>", for random lowercase strings of 3-7 letters.
 Random strings (not dictionary words) make every held-out prompt a genuinely unseen
 instance of the rule, so exact-match on held-out prompts measures that the rule was
 learned, not memorised. Every prompt is unique, so any train/eval split keeps them apart.
+
+The same words make the preference versions, written beside demo.jsonl:
+- demo_preference.jsonl (DPO, ORPO): conversational prompt / chosen / rejected, chosen the
+  capitals, rejected a wrong answer: the word left as it is, or another word in capitals;
+- demo_kto.jsonl (KTO): prompt / completion / label, each word once with either its right
+  answer (label true) or a wrong one (label false), half and half.
 
 Usage: python benchmarks/make_demo_data.py [--out PATH] [--records N] [--seed S]
 Prints a one-line JSON summary.
@@ -21,6 +27,7 @@ from pathlib import Path
 RECORDS = 2200  # 1980 train + 220 held out at the preset's eval_fraction 0.1
 SEED = 20240607
 MIN_LETTERS, MAX_LETTERS = 3, 7
+PREFERENCE_NAME, KTO_NAME = "demo_preference.jsonl", "demo_kto.jsonl"  # beside --out
 OUT = Path(__file__).resolve().parent.parent / "engine" / "common" / "assets" / "demo.jsonl"
 
 
@@ -45,6 +52,41 @@ def make_records(count: int = RECORDS, seed: int = SEED) -> list[dict]:
     return records
 
 
+def _wrong_answer(word: str, rng: random.Random) -> str:
+    """The word left as it is (the instruction ignored), or another word in capitals."""
+    if rng.random() < 0.5:
+        return word
+    return "".join(rng.choice(string.ascii_uppercase) for _ in word)
+
+
+def make_preference_records(records: list[dict], seed: int = SEED) -> list[dict]:
+    """Each chat record as a pair: its answer chosen over a wrong one."""
+    rng = random.Random(seed + 1)
+    pairs = []
+    for record in records:
+        question, answer = record["messages"]
+        word = question["content"].removeprefix("Uppercase: ")
+        pairs.append(
+            {
+                "prompt": [question],
+                "chosen": [answer],
+                "rejected": [{"role": "assistant", "content": _wrong_answer(word, rng)}],
+            }
+        )
+    return pairs
+
+
+def make_kto_records(pairs: list[dict], seed: int = SEED) -> list[dict]:
+    """Each pair's prompt once, with its chosen (label true) or rejected answer (false)."""
+    rng = random.Random(seed + 2)
+    records = []
+    for pair in pairs:
+        good = rng.random() < 0.5
+        answer = pair["chosen" if good else "rejected"]
+        records.append({"prompt": pair["prompt"], "completion": answer, "label": good})
+    return records
+
+
 def render(records: list[dict]) -> str:
     return "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records)
 
@@ -55,10 +97,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--records", type=int, default=RECORDS)
     parser.add_argument("--seed", type=int, default=SEED)
     args = parser.parse_args(argv)
-    text = render(make_records(args.records, args.seed))
+    records = make_records(args.records, args.seed)
+    pairs = make_preference_records(records, args.seed)
+    files = {
+        args.out: records,
+        args.out.with_name(PREFERENCE_NAME): pairs,
+        args.out.with_name(KTO_NAME): make_kto_records(pairs, args.seed),
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_bytes(text.encode("utf-8"))
-    print(json.dumps({"path": str(args.out), "records": args.records, "bytes": len(text)}))
+    for path, rows in files.items():
+        text = render(rows)
+        path.write_bytes(text.encode("utf-8"))
+        print(json.dumps({"path": str(path), "records": len(rows), "bytes": len(text)}))
     return 0
 
 

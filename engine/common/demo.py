@@ -228,6 +228,16 @@ def _byte_symbols() -> list[str]:
     return symbols
 
 
-def demo_dataset_path() -> Path:
-    """The shipped demo dataset (chat `messages` JSONL, see benchmarks/make_demo_data.py)."""
-    return Path(__file__).parent / "assets" / "demo.jsonl"
+# The same task for each objective (benchmarks/make_demo_data.py writes all three): chat
+# `messages`; prompt / chosen / rejected pairs; KTO's prompt / completion / label.
+DEMO_DATASETS = {
+    "sft": "demo.jsonl",
+    "dpo": "demo_preference.jsonl",
+    "orpo": "demo_preference.jsonl",
+    "kto": "demo_kto.jsonl",
+}
+
+
+def demo_dataset_path(objective: str = "sft") -> Path:
+    """The shipped demo dataset for a training objective (see benchmarks/make_demo_data.py)."""
+    return Path(__file__).parent / "assets" / DEMO_DATASETS[objective]

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ..common.errors import DatasetError
 from ..recipe.examples import split_examples, to_example
+from ..settings.options import objective_format_problem
 from ..settings.schema import TrainSettings
 from .formats import Problem, detect_format, validate_records
 from .reading import Record, load_records, record_limit, resolve_dataset_path
@@ -31,7 +32,7 @@ class Prepared:
 
 def read_dataset(settings: TrainSettings) -> tuple[Path, list[Record], str]:
     """Steps 1–2: the records with their locations, and their format (set or detected)."""
-    path = resolve_dataset_path(settings.dataset.path)
+    path = resolve_dataset_path(settings.dataset.path, settings.training.objective)
     records = load_records(path, record_limit(settings))
     fmt = settings.dataset.format
     return path, records, detect_format(records) if fmt == "auto" else fmt
@@ -45,6 +46,9 @@ def load_validated(settings: TrainSettings) -> tuple[Path, list[Record], str]:
         if settings.dataset.format != "auto"
         else "detected"
     )
+    mismatch = objective_format_problem(settings.training.objective, fmt)
+    if mismatch:  # a preference record never trains as SFT, nor the other way round
+        raise DatasetError(f"{path}: {mismatch} ({how})")
     _raise_if(validate_records(records, fmt), f"records read as {fmt} ({how})")
     return path, records, fmt
 

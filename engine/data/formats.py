@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from ..common.errors import DatasetError
 from ..common.safe_io import encoding_problem
 from ..recipe.examples import SHAREGPT_ROLES
+from .preference import check_paired, check_unpaired
 from .reading import Record
 
 CHAT_ROLES = {"system", "user", "assistant"}
@@ -26,11 +27,16 @@ class Problem:
 
 
 def detect_format(records: list[Record]) -> str:
-    """Format from the first readable record's keys: messages, sharegpt, alpaca or text."""
+    """Format from the first readable record's keys: preference (chosen / rejected),
+    unpaired_preference (completion / label), messages, sharegpt, alpaca or text."""
     first = next((r for r in records if r.data is not None), None)
     if first is None:
         raise DatasetError(f"{records[0].where}: {records[0].error}")
     keys = set(first.data)
+    if "chosen" in keys or "rejected" in keys:
+        return "preference"
+    if "label" in keys and "completion" in keys:
+        return "unpaired_preference"
     if "messages" in keys:
         return "messages"
     if "conversations" in keys:
@@ -41,7 +47,8 @@ def detect_format(records: list[Record]) -> str:
         return "text"
     raise DatasetError(
         f"{first.where}: cannot tell the format from keys {sorted(keys)}; expected "
-        "'messages', 'conversations', 'instruction'/'output' or 'text' (or set dataset.format)"
+        "'messages', 'conversations', 'instruction'/'output', 'text', 'chosen'/'rejected' or "
+        "'completion'/'label' (or set dataset.format)"
     )
 
 
@@ -52,6 +59,8 @@ def validate_records(records: list[Record], fmt: str) -> list[Problem]:
         "sharegpt": _check_sharegpt,
         "alpaca": _check_alpaca,
         "text": _check_text,
+        "preference": check_paired,
+        "unpaired_preference": check_unpaired,
     }[fmt]
     problems = []
     for record in records:

@@ -50,7 +50,7 @@ def answer_cut_lengths(
     records: list[Record], fmt: str, limit: int, tokenizer, batch: int = 512
 ) -> AnswerCut:
     """Measure prompt and full lengths with the tokenizer and chat template TRL will use."""
-    rows = [to_example(r.data, fmt, tokenizer.eos_token) for r in records]
+    rows = [_as_completion(to_example(r.data, fmt, tokenizer.eos_token)) for r in records]
     cut = []
     if fmt != "text":
         for start in range(0, len(rows), batch):
@@ -60,6 +60,15 @@ def answer_cut_lengths(
                 (len(p), len(f)) for p, f in zip(prompts, fulls, strict=True) if len(p) >= limit
             ]
     return AnswerCut(cut, len(rows))
+
+
+def _as_completion(row: dict) -> dict:
+    """A preference example as prompt and completion: its longer answer (both answers share
+    the prompt, so both are cut or neither)."""
+    if "chosen" not in row:
+        return row
+    longer = max(row["chosen"], row["rejected"], key=lambda a: len(json.dumps(a)))
+    return {"prompt": row["prompt"], "completion": longer}
 
 
 def _prompt_and_full_ids(rows: list[dict], tokenizer) -> tuple[list, list]:
@@ -109,13 +118,19 @@ def _even_sample(ordered: list[int], size: int = 512) -> list[int]:
     return [ordered[i * (len(ordered) - 1) // (size - 1)] for i in range(size)]
 
 
+def _example_here(data: dict, fmt: str) -> dict:
+    """The example's text without importing TRL (planner, first screen): a preference
+    record as it is (its prompt and both answers)."""
+    return data if fmt in ("preference", "unpaired_preference") else to_example(data, fmt, "")
+
+
 def estimate_token_stats(
     records: list[Record], fmt: str, max_seq_length: int, chars_per_token: float = 3.6
 ) -> TokenStats:
     """Without a tokenizer (planner, first screen): characters / chars_per_token."""
     valid = [r for r in records if r.data is not None and not validate_records([r], fmt)]
     lengths = [
-        int(len(json.dumps(to_example(r.data, fmt, ""), ensure_ascii=False)) / chars_per_token)
+        int(len(json.dumps(_example_here(r.data, fmt), ensure_ascii=False)) / chars_per_token)
         for r in valid
     ]
     return stats_from_lengths(lengths, max_seq_length)

@@ -39,11 +39,12 @@ class Record:
     error: str | None = None  # set when the line could not be read as a record
 
 
-def resolve_dataset_path(path: str) -> Path:
+def resolve_dataset_path(path: str, objective: str = "sft") -> Path:
+    """The dataset's file or folder; 'demo' is the embedded task for the objective."""
     if path == DEMO:
         from ..common.demo import demo_dataset_path
 
-        return demo_dataset_path()
+        return demo_dataset_path(objective)
     return Path(path).expanduser()
 
 

@@ -74,7 +74,10 @@ def read_records(path):
 def to_example(record, data_format, eos_token):
     """One record as TRL's SFTTrainer trains on it: Alpaca's prompt template with the
     answer and EOS as the completion; chat turns as prompt (all but the last) and
-    completion (the answer); plain text as it is."""
+    completion (the answer); plain text as it is. Preference records keep TRL's own
+    columns (prompt / chosen / rejected, or prompt / completion / label)."""
+    if data_format in ("preference", "unpaired_preference"):
+        return preference_example(record, data_format)
     if data_format == "text":
         return {"text": record["text"]}
     if data_format == "alpaca":
@@ -89,6 +92,27 @@ def to_example(record, data_format, eos_token):
     else:
         turns = [{"role": t["role"], "content": t["content"]} for t in record["messages"]]
     return {"prompt": turns[:-1], "completion": turns[-1:]}
+
+
+def preference_example(record, data_format):
+    """A preference record in TRL's columns, chat turns reduced to role and content; a
+    conversation pair without a prompt has it taken out by TRL's extract_prompt (the turns
+    chosen and rejected share), so every example has the same columns."""
+
+    def plain(value):
+        if isinstance(value, list):
+            return [{"role": t["role"], "content": t["content"]} for t in value]
+        return value
+
+    if data_format == "unpaired_preference":
+        names = ("prompt", "completion", "label")
+        return {name: plain(record[name]) for name in names}
+    example = {name: plain(record[name]) for name in ("chosen", "rejected")}
+    if record.get("prompt") is None:
+        from trl.data_utils import extract_prompt
+
+        return extract_prompt(example)
+    return {"prompt": plain(record["prompt"]), **example}
 
 
 def split_examples(examples, eval_fraction, max_samples, seed):
@@ -108,4 +132,4 @@ def split_examples(examples, eval_fraction, max_samples, seed):
 
 # What the exported script copies, in order: the constants, then the functions.
 DATA_CONSTANTS = ("ALPACA_PROMPT", "ALPACA_PROMPT_NO_INPUT", "SHAREGPT_ROLES")
-DATA_FUNCTIONS = (json_records, read_records, to_example, split_examples)
+DATA_FUNCTIONS = (json_records, read_records, to_example, preference_example, split_examples)
