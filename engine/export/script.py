@@ -18,6 +18,7 @@ import math
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+from ..common.errors import SettingsError
 from ..recipe import examples as recipe_data
 from ..recipe.examples import DATA_CONSTANTS, DATA_FUNCTIONS
 from ..recipe.main import MAIN_FUNCTIONS
@@ -57,7 +58,15 @@ def comment(text: str) -> str:
 def render_script(
     settings: TrainSettings, reasons: dict[str, str], distributed: str | None = None
 ) -> str:
-    """The standalone script; `distributed` (fsdp / deepspeed) when launched on several GPUs."""
+    """The standalone script; `distributed` (fsdp / deepspeed) when launched on several GPUs.
+
+    The recipe trains SFT only: a preference run is refused rather than exported as SFT."""
+    objective = settings.training.objective
+    if objective != "sft":
+        raise SettingsError(
+            f"training.objective: {objective}: the exported script trains sft only so far; "
+            "train it with finetune-tui --preset (the run's own settings.yaml)"
+        )
     functions = (*DATA_FUNCTIONS, *MODEL_FUNCTIONS, *MERGE_FUNCTIONS, *MAIN_FUNCTIONS)
     sections = [
         _header(settings, distributed),

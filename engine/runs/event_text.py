@@ -102,6 +102,7 @@ def _describe(event: Event) -> str | None:
         )
         return (
             f"step {event.step:>{width}}/{event.total_steps}  loss {event.loss:.4f}  "
+            f"{_preference(event)}"
             f"lr {event.learning_rate:.2e}  {event.tokens_per_second:,.0f} tok/s  "
             f"{event.samples_per_second:.1f} samples/s{memory}  eta {eta}"
         )
@@ -114,7 +115,10 @@ def _describe(event: Event) -> str | None:
         )
     if isinstance(event, Eval):
         match = f"  exact-match {event.exact_match:.1%}" if event.exact_match is not None else ""
-        return f"eval at step {event.step}: loss {event.eval_loss:.4f}{match}"
+        return (
+            f"eval at step {event.step}: loss {event.eval_loss:.4f}{match}"
+            f"{'  ' + _preference(event).strip() if event.reward_margin is not None else ''}"
+        )
     if isinstance(event, Checkpoint):
         return f"checkpoint ({event.reason}) at step {event.step}: {event.path}"
     if isinstance(event, Notice):
@@ -126,6 +130,16 @@ def _describe(event: Event) -> str | None:
     if isinstance(event, Failed):
         return f"failed: {event.message}"
     return None
+
+
+def _preference(event: Step | Eval) -> str:
+    """A preference step's or evaluation's pairs: chosen ranked first, and by how much."""
+    parts = []
+    if event.reward_accuracy is not None:
+        parts.append(f"pref-acc {event.reward_accuracy:.1%}")
+    if event.reward_margin is not None:
+        parts.append(f"margin {event.reward_margin:+.3f}")
+    return "".join(f"{part}  " for part in parts)
 
 
 def memory_check(e: MemoryCheck) -> str:
@@ -161,6 +175,12 @@ def _finished(event: Finished) -> str:
         parts.append(f"eval loss {s.eval_loss:.4f}")
     if s.exact_match_after is not None:
         parts.append(f"exact-match {s.exact_match_before or 0:.1%} -> {s.exact_match_after:.1%}")
+    if s.preference_accuracy_after is not None:
+        before = s.preference_accuracy_before
+        start = f"{before:.1%} -> " if before is not None else ""
+        parts.append(f"held-out preference accuracy {start}{s.preference_accuracy_after:.1%}")
+    if s.reward_margin is not None:
+        parts.append(f"held-out reward margin {s.reward_margin:+.3f}")
     if s.peak_reserved_gib is not None:
         predicted = s.predicted_peak_reserved_gib
         parts.append(

@@ -56,6 +56,10 @@ class Step(Event):
     memory_reserved_gib: float | None = None
     memory_peak_gib: float | None = None
     tokens_seen: int | None = None  # real (non-padding) training tokens so far, every backend
+    # preference objectives: the share of the step's pairs whose chosen answer earned the
+    # higher reward, and the mean reward margin (TRL's rewards/accuracies, rewards/margins)
+    reward_accuracy: float | None = None
+    reward_margin: float | None = None
     kind: str = field(init=False, default="step")
 
 
@@ -64,6 +68,8 @@ class Eval(Event):
     step: int
     eval_loss: float
     exact_match: float | None = None
+    reward_accuracy: float | None = None  # preference objectives, on the held-out pairs
+    reward_margin: float | None = None
     kind: str = field(init=False, default="eval")
 
 

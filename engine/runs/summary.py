@@ -39,6 +39,12 @@ class RunSummary(BaseModel):
     eval_loss: float | None = None
     exact_match_before: float | None = None
     exact_match_after: float | None = None
+    objective: str = "sft"  # "sft" | "dpo" | "orpo" | "kto"
+    # preference objectives, on the held-out split (TRL's eval rewards/accuracies, before
+    # and after training, and rewards/margins after)
+    preference_accuracy_before: float | None = None
+    preference_accuracy_after: float | None = None
+    reward_margin: float | None = None
     wall_time_s: float | None = None
     predicted_wall_time_s: float | None = None  # the planner's, for the whole run (GPU)
     tokens_per_s: float | None = None  # real tokens/s after the first step

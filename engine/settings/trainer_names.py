@@ -1,6 +1,7 @@
-"""SFTConfig's arguments that the settings decide, in SFTConfig's own names: the
-one place schema names meet Trainer names. The runner passes them on and the
-exported script writes them as its TRAINER constant."""
+"""The Trainer config's arguments that the settings decide, in TRL's own names: the one
+place schema names meet Trainer names. SFTConfig's for SFT (the runner passes them on and
+the exported script writes them as its TRAINER constant); DPOConfig's, ORPOConfig's or
+KTOConfig's for a preference objective (the same, less packing, plus its beta and loss)."""
 
 from __future__ import annotations
 
@@ -58,6 +59,27 @@ def trainer_table(settings: TrainSettings) -> dict[str, tuple[object, str]]:
     }
 
 
+def objective_table(settings: TrainSettings) -> dict[str, tuple[object, str]]:
+    """The arguments of the objective's own config (its trainer_table, with the changes a
+    preference objective's config needs)."""
+    table = trainer_table(settings)
+    t = settings.training
+    if t.objective == "sft":
+        return table
+    del table["packing"]  # refused with a preference objective; their configs have none
+    table["beta"] = (t.beta, "training.beta")
+    if t.objective == "dpo":
+        table["loss_type"] = ([t.dpo_loss], "training.dpo_loss")
+    if t.objective == "orpo":  # ORPOConfig weighs no router loss
+        del table["router_aux_loss_coef"]
+    if t.objective == "kto":  # KTOTrainer shuffles itself, then pairs neighbours for its KL
+        table["train_sampling_strategy"] = (
+            "sequential",
+            FIXED + "KTO's KL term pairs each example with its neighbour in a fixed order",
+        )
+    return table
+
+
 def trainer_settings(settings: TrainSettings) -> dict:
-    """SFTConfig's arguments that the settings decide, in SFTConfig's own names."""
-    return {name: value for name, (value, _) in trainer_table(settings).items()}
+    """The objective's config arguments that the settings decide, in TRL's own names."""
+    return {name: value for name, (value, _) in objective_table(settings).items()}

@@ -20,6 +20,7 @@ from ..runs.layout import STOP_FILE, TRIGGER_FILE
 from .run_control import discard_stop_request, stop_file_problem
 
 GIB = 2**30
+PAIRED_MASKS = ("chosen_attention_mask", "rejected_attention_mask")
 
 
 class TokenCounter:
@@ -41,9 +42,13 @@ class TokenCounter:
             return batch
         mask, ids = batch.get("attention_mask"), batch.get("input_ids")
         positions = batch.get("position_ids")
+        pairs = [batch.get(k) for k in PAIRED_MASKS if batch.get(k) is not None]
         if mask is not None:
             self.tokens += int(mask.sum())
             self.longest = max(self.longest, int(mask.sum(-1).max()))
+        elif pairs:  # ORPO's batches: each chosen and rejected sequence apart, with its prompt
+            self.tokens += sum(int(m.sum()) for m in pairs)
+            self.longest = max(self.longest, *(int(m.sum(-1).max()) for m in pairs))
         elif ids is not None:
             self.tokens += int(ids.numel())
             # padding-free rows hold several samples whose positions restart at 0
@@ -149,6 +154,8 @@ class EventCallback(TrainerCallback):
             grad_norm=_float_or_none(logs.get("grad_norm")),
             tokens_per_second=new_tokens / dt,
             tokens_seen=int(tokens),
+            reward_accuracy=_float_or_none(logs.get("rewards/accuracies")),
+            reward_margin=_float_or_none(logs.get("rewards/margins")),
             samples_per_second=steps * self.samples_per_step / dt,
             elapsed_s=elapsed,
             eta_s=self._seconds_per_step(state.global_step, now, elapsed) * remaining,

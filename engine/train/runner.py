@@ -1,4 +1,4 @@
-"""Run one training in this process: settings → model → data → SFTTrainer → adapter.
+"""Run one training in this process: settings → model → data → TRL trainer → adapter.
 
 `run_training` is blocking and UI-agnostic: the headless CLI calls it on the main thread,
 the TUI in a thread worker. Progress leaves only through the event sink (and the run's
@@ -27,7 +27,8 @@ from ..runs.pid import write_pid
 from ..runs.summary import RunSummary, write_summary
 from ..settings.preset import save_preset, with_changes
 from ..settings.schema import TrainSettings
-from . import exact_match
+from . import exact_match, preference_eval
+from .preference_eval import PreferenceScore
 from .run_memory import free_memory, memory_check, next_attempt, peak_memory, remember
 from .run_speed import predicted_speed
 from .trainer_build import RunInputs, build_trainer, lora_targets, prepare_inputs
@@ -107,6 +108,7 @@ class Trained:
     drift: object  # callbacks.DriftCallback
     exact_before: float | None
     backoffs: list[str]
+    preference_before: PreferenceScore | None = None
 
 
 def _train(
@@ -144,7 +146,7 @@ def train_with_backoff(
 ) -> Trained:
     """Train; when the GPU runs out of memory, or the self-check foresees it, back off
     (plan/oom_policy.py) and continue from the last complete checkpoint."""
-    exact_before = None
+    exact_before = preference_before = None
     backoffs: list[str] = []
     free_memory()  # a second run in the same process (the wizard) reports its own peak
     while True:
@@ -156,10 +158,21 @@ def train_with_backoff(
             exact_before = exact_match.measure(
                 trainer.model, inputs.tokenizer, inputs.match_records
             )
+        if preference_before is None and _scores_preferences(settings, inputs):
+            preference_before = preference_eval.before_training(trainer, events)
         try:
             trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
             if check is None or check.decision is None or stopper.stopped:
-                return Trained(settings, trainer, events, stopper, drift, exact_before, backoffs)
+                return Trained(
+                    settings,
+                    trainer,
+                    events,
+                    stopper,
+                    drift,
+                    exact_before,
+                    backoffs,
+                    preference_before,
+                )
         except Exception as exc:
             # one rank backing off alone would leave the others waiting at a collective
             if not is_oom(exc) or world_size() > 1:
@@ -172,6 +185,11 @@ def train_with_backoff(
         check = None
         backoffs.append(line)
         checkpoint = _continue_after_backoff(settings, run_dir, told, emit)
+
+
+def _scores_preferences(settings: TrainSettings, inputs: RunInputs) -> bool:
+    """A preference run with a held-out split scores its pairs before and after."""
+    return settings.training.objective != "sft" and inputs.data.eval is not None
 
 
 def _continue_after_backoff(
@@ -195,42 +213,63 @@ def save_outputs(trained: Trained, inputs: RunInputs, run_dir: Path) -> Path:
     return adapter_dir
 
 
-def evaluate(
-    trained: Trained, inputs: RunInputs, emit: EventSink
-) -> tuple[float | None, float | None]:
-    """(eval loss, exact match after training) on the held-out split; (None, None) without
-    one or when the run was stopped."""
+@dataclass
+class Evaluation:
+    """The held-out split after training (all None without one, or when stopped)."""
+
+    loss: float | None = None
+    exact_match: float | None = None
+    preference: PreferenceScore | None = None
+
+
+def evaluate(trained: Trained, inputs: RunInputs, emit: EventSink) -> Evaluation:
+    """Eval loss, exact match (SFT) and the preference score (preference objectives) on the
+    held-out split after training."""
     if inputs.data.eval is None or trained.stopper.stopped:
-        return None, None
+        return Evaluation()
     trainer = trained.trainer
     trained.events.emit_evals = False
-    eval_loss = float(trainer.evaluate()["eval_loss"])
+    metrics = trainer.evaluate()
     exact_after = None
     if is_main_process():
         exact_after = exact_match.measure(trainer.model, inputs.tokenizer, inputs.match_records)
-    emit(Eval(step=trainer.state.global_step, eval_loss=eval_loss, exact_match=exact_after))
-    return eval_loss, exact_after
+    score = preference_eval.from_metrics(metrics)
+    result = Evaluation(float(metrics["eval_loss"]), exact_after, score)
+    emit(
+        Eval(
+            step=trainer.state.global_step,
+            eval_loss=result.loss,
+            exact_match=exact_after,
+            reward_accuracy=score.accuracy,
+            reward_margin=score.margin,
+        )
+    )
+    return result
 
 
 def summarise(
     trained: Trained,
     inputs: RunInputs,
     adapter_dir: Path,
-    evaluation: tuple[float | None, float | None],
+    evaluation: Evaluation,
     started_at: float,
 ) -> RunSummary:
     """summary.json's record of the run: what trained, how it went, what it measured."""
     settings, state, events = trained.settings, trained.trainer.state, trained.events
-    eval_loss, exact_after = evaluation
+    before, after = trained.preference_before, evaluation.preference
     return RunSummary(
         status="stopped" if trained.stopper.stopped else "finished",
         step=state.global_step,
         total_steps=state.max_steps,
         first_loss=_first_loss(state.log_history),
         final_loss=events.last_loss,
-        eval_loss=eval_loss,
+        eval_loss=evaluation.loss,
         exact_match_before=trained.exact_before,
-        exact_match_after=exact_after,
+        exact_match_after=evaluation.exact_match,
+        objective=settings.training.objective,
+        preference_accuracy_before=_rounded(before and before.accuracy, 4),
+        preference_accuracy_after=_rounded(after and after.accuracy, 4),
+        reward_margin=_rounded(after and after.margin, 4),
         wall_time_s=round(time.perf_counter() - started_at, 2),
         train_samples=len(inputs.data.train),
         device=inputs.device.name,
@@ -255,8 +294,8 @@ def summarise(
     )
 
 
-def _rounded(value: float | None) -> float | None:
-    return None if value is None else round(value, 1)
+def _rounded(value: float | None, digits: int = 1) -> float | None:
+    return None if value is None else round(value, digits)
 
 
 def finish(

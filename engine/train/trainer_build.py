@@ -1,5 +1,6 @@
 """What every training attempt shares (device, tokenizer, datasets, attention) and the
-SFTTrainer built from it: model → backend → LoRA → trainer, with our callbacks.
+trainer built from it: model → backend → LoRA → TRL's trainer of the objective (SFTTrainer,
+DPOTrainer, ORPOTrainer, KTOTrainer), with our callbacks.
 """
 
 from __future__ import annotations
@@ -58,18 +59,22 @@ def prepare_inputs(settings: TrainSettings, emit: EventSink) -> RunInputs:
 
 
 def build_trainer(settings: TrainSettings, inputs: RunInputs, run_dir: Path, emit, stop):
-    """Model → LoRA → SFTTrainer, seeded the way the exported script seeds it."""
+    """Model → LoRA → the objective's trainer, seeded the way the exported script seeds it.
+
+    TRL's preference trainers find their reference themselves: under LoRA the model with
+    its adapter switched off (no second copy); under full fine-tuning DPO and KTO load a
+    second copy from the model's folder; ORPO has none."""
     import transformers
     from transformers.trainer_callback import PrinterCallback
-    from trl import SFTTrainer
 
     from .callbacks import DriftCallback, EventCallback, StopCallback, count_training_tokens
-    from .trainer_config import build_sft_config
+    from .trainer_config import build_trainer_config, objective_classes
 
     device, data = inputs.device, inputs.data
     # the arguments come first: under DeepSpeed ZeRO-3 they switch on zero.Init, so the
     # model loads already partitioned
-    sft_config = build_sft_config(settings, device, run_dir, data.eval is not None)
+    sft_config = build_trainer_config(settings, device, run_dir, data.eval is not None)
+    _, trainer_class = objective_classes(settings.training.objective)
     transformers.set_seed(settings.training.seed)
     model, peft_config = _load_model_with_backend(settings, inputs, emit)
     events = EventCallback(
@@ -90,11 +95,13 @@ def build_trainer(settings: TrainSettings, inputs: RunInputs, run_dir: Path, emi
     stopper = StopCallback(stop, run_dir, events)
     drift = DriftCallback(
         emit,
-        asked={name: getattr(sft_config, name) for name in DRIFT_WATCHED},
+        asked={
+            name: getattr(sft_config, name) for name in DRIFT_WATCHED if hasattr(sft_config, name)
+        },
         chat_template=getattr(inputs.tokenizer, "chat_template", None),
     )
     transformers.set_seed(settings.training.seed)  # LoRA init identical to the exported script
-    trainer = SFTTrainer(
+    trainer = trainer_class(
         model=model,
         args=sft_config,
         train_dataset=data.train,
