@@ -7,7 +7,8 @@ learned, not memorised. Every prompt is unique, so any train/eval split keeps th
 
 The same words make the preference versions, written beside demo.jsonl:
 - demo_preference.jsonl (DPO, ORPO): conversational prompt / chosen / rejected, chosen the
-  capitals, rejected a wrong answer: the word left as it is, or another word in capitals;
+  capitals, rejected a wrong answer: the word left as it is, or only its first letter in
+  capitals;
 - demo_kto.jsonl (KTO): prompt / completion / label, each word once with either its right
   answer (label true) or a wrong one (label false), half and half.
 
@@ -53,10 +54,9 @@ def make_records(count: int = RECORDS, seed: int = SEED) -> list[dict]:
 
 
 def _wrong_answer(word: str, rng: random.Random) -> str:
-    """The word left as it is (the instruction ignored), or another word in capitals."""
-    if rng.random() < 0.5:
-        return word
-    return "".join(rng.choice(string.ascii_uppercase) for _ in word)
+    """The word left as it is (the instruction ignored) or only its first letter in
+    capitals (half followed)."""
+    return word if rng.random() < 0.5 else word.capitalize()
 
 
 def make_preference_records(records: list[dict], seed: int = SEED) -> list[dict]:

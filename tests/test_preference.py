@@ -1,0 +1,241 @@
+"""Preference tuning (DPO, ORPO, KTO): trained from their presets in this process, their data
+validated with file:line, objective and data format made to agree, SFT left as it was."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import call_main, own_folders
+
+from finetune_tui.engine.common import demo
+from finetune_tui.engine.data.formats import detect_format, validate_records
+from finetune_tui.engine.data.reading import Record
+from finetune_tui.engine.recipe.examples import to_example
+from finetune_tui.engine.settings.schema import TrainSettings
+from finetune_tui.engine.settings.trainer_names import trainer_settings
+
+REPO = Path(__file__).resolve().parent.parent
+PRESETS = REPO / "presets"
+SHORT = ("--set", "training.max_steps=3", "--set", "dataset.max_samples=48")
+DPO_STEPS = 20  # the demo preset's 60 steps, shortened for the suite (see the preset)
+
+
+def preset(objective: str) -> str:
+    return str(PRESETS / ("demo.yaml" if objective == "sft" else f"demo-{objective}.yaml"))
+
+
+def summary_of(run: Path) -> dict:
+    return json.loads((run / "summary.json").read_text())
+
+
+def events_of(run: Path, kind: str) -> list[dict]:
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    return [e for e in map(json.loads, lines) if e["kind"] == kind]
+
+
+@pytest.fixture(scope="session")
+def dpo_run(tmp_path_factory):
+    """The DPO demo, trained once for the module."""
+    root = tmp_path_factory.mktemp("dpo")
+    with own_folders(root):
+        args = ("--output", str(root / "run"), "--set", f"training.max_steps={DPO_STEPS}")
+        result = call_main("--preset", preset("dpo"), *args)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result, root / "run"
+
+
+def test_dpo_demo_learns_to_prefer_the_right_answer(dpo_run):
+    result, run = dpo_run
+    summary = summary_of(run)
+    assert summary["objective"] == "dpo"
+    # step 0: the policy is its reference, every reward 0, no chosen answer ahead yet
+    assert summary["preference_accuracy_before"] == 0.0
+    assert summary["preference_accuracy_after"] >= 0.9, summary
+    assert summary["reward_margin"] > 0.5
+    assert summary["final_loss"] < summary["first_loss"]
+    steps = events_of(run, "step")
+    assert steps[-1]["reward_accuracy"] > steps[0]["reward_accuracy"]
+    assert "pref-acc" in next(line for line in result.stdout.splitlines() if "step " in line)
+    assert "held-out preference accuracy 0.0% -> " in result.stdout
+    # the recipe trains SFT only: refused, with one warning, never exported as SFT
+    assert summary["export"] is None and not (run / "export" / "train.py").exists()
+    assert "exported script trains sft only" in result.stdout
+
+
+@pytest.mark.parametrize("objective", ["orpo", "kto"])
+def test_orpo_and_kto_train_from_their_presets(cli, tmp_path, objective):
+    run = tmp_path / "run"
+    result = cli("--preset", preset(objective), "--output", str(run), *SHORT)
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = summary_of(run)
+    assert summary["objective"] == objective and summary["step"] == 3
+    assert summary["reward_margin"] is not None
+    # ORPO's reward is the policy's own odds: an accuracy from the start; KTO's are unpaired
+    has_accuracy = summary["preference_accuracy_after"] is not None
+    assert has_accuracy == (objective == "orpo")
+    assert events_of(run, "step")[0]["tokens_seen"] > 0
+    assert (run / "adapter" / "adapter_config.json").is_file()
+
+
+def test_full_fine_tuning_dpo_has_a_reference_copy(cli, tmp_path):
+    """Without an adapter to switch off, TRL loads the reference as a second model."""
+    run = tmp_path / "run"
+    result = cli(
+        "--preset", preset("dpo"), "--output", str(run), *SHORT,
+        "--set", "training.method=full", "--set", "training.learning_rate=1e-4",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = summary_of(run)
+    assert summary["method"] == "full" and summary["preference_accuracy_after"] is not None
+
+
+def write_jsonl(path: Path, rows: list) -> Path:
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+GOOD = {"prompt": "Q", "chosen": "yes", "rejected": "no"}
+CHAT = [{"role": "user", "content": "Q"}]
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        ({"prompt": "Q", "chosen": "yes"}, "missing field 'rejected'"),
+        ({"prompt": "Q", "chosen": "yes", "rejected": CHAT}, "both be strings or both"),
+        ({"prompt": "Q", "chosen": "same", "rejected": "same"}, "nothing to prefer"),
+        ({"chosen": "yes", "rejected": "no"}, "missing field 'prompt'"),
+        ({"prompt": CHAT, "chosen": CHAT, "rejected": [{"role": "assistant", "content": "n"}]},
+         "chosen: holds the assistant's answer only"),
+        ({"chosen": [*CHAT, {"role": "assistant", "content": "a"}],
+          "rejected": [{"role": "user", "content": "Z"}, {"role": "assistant", "content": "b"}]},
+         "share every turn but the last"),
+    ],
+)  # fmt: skip
+def test_bad_preference_records_are_one_line_with_file_and_line(cli, tmp_path, bad, message):
+    data = write_jsonl(tmp_path / "pairs.jsonl", [GOOD, bad])
+    result = cli(
+        "--preset", preset("dpo"), "--output", str(tmp_path / "run"),
+        "--set", f"dataset.path={data}",
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"{data}:2: " in lines[0] and message in lines[0], lines
+    assert not (tmp_path / "run").exists()
+
+
+def test_unpaired_records_need_a_true_or_false_label(tmp_path):
+    rows = [
+        {"prompt": "Q", "completion": "yes", "label": True},
+        {"prompt": "Q", "completion": "no", "label": "no"},
+        {"prompt": CHAT, "completion": "text", "label": False},
+    ]
+    records = [Record(row, f"f.jsonl:{i + 1}") for i, row in enumerate(rows)]
+    assert detect_format(records) == "unpaired_preference"
+    problems = [str(p) for p in validate_records(records, "unpaired_preference")]
+    assert problems == [
+        "f.jsonl:2: field 'label' must be true or false",
+        "f.jsonl:3: field 'prompt' must be a string, as 'completion' is",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("objective", "data", "message"),
+    [
+        ("sft", demo.demo_dataset_path("dpo"), "training.objective: sft trains on answers"),
+        ("dpo", demo.demo_dataset_path("sft"), "the dataset is messages records, which train sft"),
+        ("orpo", demo.demo_dataset_path("kto"), "unpaired_preference records, which train kto"),
+    ],
+)
+def test_objective_and_data_must_agree_before_any_run_folder(
+    cli, tmp_path, objective, data, message
+):
+    """A preference record never trains as SFT, nor an SFT record as a preference."""
+    run = tmp_path / "run"
+    result = cli(
+        "--preset", preset(objective), "--output", str(run), "--set", f"dataset.path={data}"
+    )
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1 and message in lines[0], lines
+    assert str(data) in lines[0] and "detected" in lines[0]
+    assert not run.exists() and not (tmp_path / "data" / "runs").exists()
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        (["dataset.format=messages"], "training.objective: dpo trains on preference pairs"),
+        (["memory.packing=true"], "memory.packing: TRL's preference trainers do not pack"),
+        (["memory.group_by_length=true"], "memory.group_by_length: "),
+        (["training.exact_match_samples=5"], "training.exact_match_samples: "),
+        (["training.objective=kto", "training.dpo_loss=ipo"], "training.dpo_loss: only"),
+        (["training.dpo_loss=nonsense"], "training.dpo_loss: "),
+        (["training.beta=0"], "training.beta: "),
+    ],
+)
+def test_settings_a_preference_run_cannot_use_are_one_line(cli, tmp_path, changes, message):
+    args = [item for change in changes for item in ("--set", change)]
+    result = cli("--preset", preset("dpo"), "--output", str(tmp_path / "run"), *args)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1 and message in lines[0], lines
+
+
+def test_an_sft_run_refuses_preference_settings_it_would_ignore():
+    with pytest.raises(ValueError, match="training.beta: only the preference objectives"):
+        TrainSettings.model_validate({"training": {"beta": 0.3}})
+    with pytest.raises(ValueError, match="memory.backend: finetune-tui runs Unsloth with SFT"):
+        TrainSettings.model_validate(
+            {"training": {"objective": "orpo"}, "memory": {"backend": "unsloth"}}
+        )
+
+
+def test_export_refuses_a_preference_objective_and_writes_nothing(cli, tmp_path):
+    out = tmp_path / "out" / "train.py"
+    result = cli("export", "--preset", preset("kto"), "-o", str(out))
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1, lines
+    assert "training.objective: kto: the exported script trains sft only" in lines[0]
+    assert not out.parent.exists()
+
+
+def test_sft_settings_reach_sftconfig_as_before():
+    """The default objective is SFT, with SFTConfig's arguments and no preference ones."""
+    arguments = trainer_settings(TrainSettings())
+    assert TrainSettings().training.objective == "sft"
+    assert arguments["packing"] is False and arguments["train_sampling_strategy"] == "random"
+    assert "beta" not in arguments and "loss_type" not in arguments
+    dpo = trainer_settings(TrainSettings.model_validate({"training": {"objective": "dpo"}}))
+    assert dpo["beta"] == 0.1 and dpo["loss_type"] == ["sigmoid"] and "packing" not in dpo
+    kto = trainer_settings(TrainSettings.model_validate({"training": {"objective": "kto"}}))
+    assert kto["train_sampling_strategy"] == "sequential"
+
+
+def test_preference_records_become_trls_columns():
+    chosen = [*CHAT, {"role": "assistant", "content": "A", "weight": 1}]
+    rejected = [*CHAT, {"role": "assistant", "content": "B"}]
+    implicit = to_example({"chosen": chosen, "rejected": rejected}, "preference", "<eos>")
+    assert implicit == {
+        "prompt": CHAT,
+        "chosen": [{"role": "assistant", "content": "A"}],
+        "rejected": [{"role": "assistant", "content": "B"}],
+    }
+    assert to_example({**GOOD, "id": 7}, "preference", "<eos>") == GOOD  # TRL adds the EOS
+    unpaired = {"prompt": "Q", "completion": "A", "label": False, "source": "x"}
+    assert to_example(unpaired, "unpaired_preference", "") == {
+        "prompt": "Q",
+        "completion": "A",
+        "label": False,
+    }
+
+
+def test_demo_preference_data_regenerates_identically(tmp_path):
+    out = tmp_path / "demo.jsonl"
+    generator = REPO / "benchmarks" / "make_demo_data.py"
+    subprocess.run([sys.executable, str(generator), "--out", str(out)], check=True)
+    for objective in ("sft", "dpo", "kto"):
+        shipped = demo.demo_dataset_path(objective)
+        assert (tmp_path / shipped.name).read_bytes() == shipped.read_bytes(), shipped.name
