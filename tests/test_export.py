@@ -11,6 +11,7 @@ import pytest
 import yaml
 from conftest import DEMO_PRESET, REPO, cli_command, cli_env
 
+from finetune_tui.engine.common.errors import SettingsError
 from finetune_tui.engine.export.files import export_run
 from finetune_tui.engine.export.script import comment, literal, render_script
 from finetune_tui.engine.settings.preset import load_preset
@@ -140,9 +141,15 @@ def test_every_variant_compiles_and_passes_ruff(tmp_path, overrides):
 
 
 def test_every_shipped_preset_exports(tmp_path):
+    """Every SFT preset exports; a preference one is refused until the recipe trains it."""
     for preset in sorted((REPO / "presets").glob("*.yaml")):
+        settings = load_preset(preset)
+        if settings.training.objective != "sft":
+            with pytest.raises(SettingsError, match="training.objective: .* trains sft only"):
+                render_script(settings, {})
+            continue
         script = tmp_path / f"{preset.stem}.py"
-        script.write_text(render_script(load_preset(preset), {}))
+        script.write_text(render_script(settings, {}))
         subprocess.run([sys.executable, "-m", "py_compile", str(script)], check=True)
 
 
