@@ -46,7 +46,7 @@ def deterministic(tmp_path, monkeypatch):
     local_copy = tmp_path / "demo.jsonl"
     shutil.copyfile(demo.demo_dataset_path(), local_copy)
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(demo, "demo_dataset_path", lambda: Path(local_copy.name))
+    monkeypatch.setattr(demo, "demo_dataset_path", lambda objective="sft": Path(local_copy.name))
     shutil.copyfile(DEMO_PRESET, tmp_path / DEMO_PRESET.name)  # the Review screen prints it
     monkeypatch.setattr(state_module, "DEMO_PRESET", tmp_path / DEMO_PRESET.name)
     yield
