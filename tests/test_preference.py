@@ -4,12 +4,14 @@ validated with file:line, objective and data format made to agree, SFT left as i
 from __future__ import annotations
 
 import json
+import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from conftest import call_main, own_folders
+from conftest import call_main, own_folders, read_until, start_cli
 
 from finetune_tui.engine.common import demo
 from finetune_tui.engine.data.formats import detect_format, validate_records
@@ -239,3 +241,61 @@ def test_demo_preference_data_regenerates_identically(tmp_path):
     for objective in ("sft", "dpo", "kto"):
         shipped = demo.demo_dataset_path(objective)
         assert (tmp_path / shipped.name).read_bytes() == shipped.read_bytes(), shipped.name
+
+
+def test_a_prompt_that_fills_max_seq_length_is_refused_before_any_run_folder(cli, tmp_path):
+    """Chosen and rejected both follow the prompt: a prompt as long as the limit leaves no
+    answer to prefer (TRL would drop the pair), told with the length that fits."""
+    run = tmp_path / "run"
+    result = cli(
+        "--preset", preset("dpo"), "--output", str(run), "--set", "training.max_seq_length=12"
+    )  # fmt: skip
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1, lines
+    assert "lose their whole answer at training.max_seq_length 12" in lines[0]
+    assert "set it to at least" in lines[0] and not run.exists()
+
+
+def test_message_pairs_need_a_chat_template(cli, tmp_path):
+    """Conversational pairs become text through the model's chat template; plain-text pairs
+    train on a model without one."""
+    model = tmp_path / "plain-model"
+    shutil.copytree(demo.ensure_demo_model(), model)
+    config = json.loads((model / "tokenizer_config.json").read_text())
+    config.pop("chat_template", None)
+    (model / "tokenizer_config.json").write_text(json.dumps(config))
+    for template in model.glob("chat_template.*"):
+        template.unlink()
+    args = ("--preset", preset("dpo"), "--set", f"model.name_or_path={model}")
+    result = cli(*args, "--output", str(tmp_path / "run"))
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1, lines
+    assert "no chat template, which preference records of messages need" in lines[0]
+    pairs = write_jsonl(tmp_path / "pairs.jsonl", [GOOD] * 40)
+    result = cli(
+        *args, "--output", str(tmp_path / "plain"), *SHORT, "--set", f"dataset.path={pairs}"
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_a_stopped_dpo_run_resumes_where_it_stopped(tmp_path):
+    """SIGTERM checkpoints a DPO run; --resume continues it to the losses of a run never
+    stopped (the same checkpoints and resume as SFT)."""
+    steps = ("--set", "training.max_steps=8", "--set", "training.micro_batch_size=8")
+    common = (*steps, "--set", "training.logging_steps=1", "--set", "dataset.max_samples=64")
+    straight = tmp_path / "straight"
+    result = call_main("--preset", preset("dpo"), "--output", str(straight), *common)
+    assert result.returncode == 0, result.stderr[-2000:]
+    broken = tmp_path / "broken"
+    proc = start_cli(tmp_path, "--preset", preset("dpo"), "--output", str(broken), *common)
+    read_until(proc, lambda line: line.startswith("step "), count=3)
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=120)
+    assert proc.returncode == 143 and summary_of(broken)["status"] == "stopped"
+    resumed = call_main("--resume", str(broken))
+    assert resumed.returncode == 0 and "resuming from" in resumed.stdout, resumed.stderr[-2000:]
+    expected = {e["step"]: e["loss"] for e in events_of(straight, "step")}
+    got = {e["step"]: e["loss"] for e in events_of(broken, "step")}
+    assert sorted(got) == sorted(expected) == list(range(1, 9))
+    assert all(abs(got[step] - loss) < 1e-4 for step, loss in expected.items()), (got, expected)
+    assert summary_of(broken)["preference_accuracy_after"] is not None

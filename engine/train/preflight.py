@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ..common.errors import DatasetError, InputError, ModelError, SettingsError
 from ..common.safe_io import CONFIG_LIMIT, read_json, safetensors_header
+from ..settings.options import SFT_FORMATS
 from ..settings.schema import DEMO, TrainSettings, is_local_model
 
 HUB_TIMEOUT_S = 10.0
@@ -268,13 +269,26 @@ def check_processes_here(settings: TrainSettings, device_kind: str) -> None:
         )
 
 
-def _check_chat_template(settings: TrainSettings, tokenizer, fmt: str) -> None:
-    """Chat records (messages / ShareGPT) need the model's chat template to become text."""
-    if fmt in ("messages", "sharegpt") and not getattr(tokenizer, "chat_template", None):
+def _check_chat_template(settings: TrainSettings, tokenizer, fmt: str, records: list) -> None:
+    """Chat records (messages / ShareGPT, preference records of message lists) need the
+    model's chat template to become text."""
+    if _is_chat(fmt, records) and not getattr(tokenizer, "chat_template", None):
         raise ModelError(
             f"{settings.model.name_or_path}: its tokenizer has no chat template, which "
-            f"{fmt} records need; use a chat model, or data in alpaca or text format"
+            + (
+                f"{fmt} records need; use a chat model, or data in alpaca or text format"
+                if fmt in SFT_FORMATS
+                else f"{fmt} records of messages need; use a chat model, or plain-text ones"
+            )
         )
+
+
+def _is_chat(fmt: str, records: list) -> bool:
+    if fmt in ("messages", "sharegpt"):
+        return True
+    answer = {"preference": "chosen", "unpaired_preference": "completion"}.get(fmt)
+    first = next((r.data for r in records if r.data is not None), {})
+    return answer is not None and isinstance(first.get(answer), list)
 
 
 # --- sequence length --------------------------------------------------------------------
@@ -292,7 +306,7 @@ def check_sequence_length(settings: TrainSettings, records: list, fmt: str) -> N
 
     tokenizer = load_tokenizer_for(settings)
     limit = settings.training.max_seq_length
-    _check_chat_template(settings, tokenizer, fmt)
+    _check_chat_template(settings, tokenizer, fmt, records)
     cut = answer_cut_lengths(records, fmt, limit, tokenizer)
     if not cut:
         return
