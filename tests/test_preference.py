@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import call_main, own_folders, read_until, start_cli
+from conftest import call_main, cli_env, own_folders, read_until, start_cli
 
 from finetune_tui.engine.common import demo
 from finetune_tui.engine.data.formats import detect_format, validate_records
@@ -63,9 +63,8 @@ def test_dpo_demo_learns_to_prefer_the_right_answer(dpo_run):
     assert steps[-1]["reward_accuracy"] > steps[0]["reward_accuracy"]
     assert "pref-acc" in next(line for line in result.stdout.splitlines() if "step " in line)
     assert "held-out preference accuracy 0.0% -> " in result.stdout
-    # the recipe trains SFT only: refused, with one warning, never exported as SFT
-    assert summary["export"] is None and not (run / "export" / "train.py").exists()
-    assert "exported script trains sft only" in result.stdout
+    script = (run / "export" / "train.py").read_text()  # the recipe trains DPO too
+    assert summary["export"] and 'OBJECTIVE = "dpo"' in script and "DPOTrainer" in script
 
 
 @pytest.mark.parametrize("objective", ["orpo", "kto"])
@@ -195,12 +194,13 @@ def test_an_sft_run_refuses_preference_settings_it_would_ignore():
         )
 
 
-def test_export_refuses_a_preference_objective_and_writes_nothing(cli, tmp_path):
+def test_export_refuses_data_of_another_objective_and_writes_nothing(cli, tmp_path):
     out = tmp_path / "out" / "train.py"
-    result = cli("export", "--preset", preset("kto"), "-o", str(out))
+    sft_data = f"dataset.path={demo.demo_dataset_path('sft')}"
+    result = cli("export", "--preset", preset("kto"), "-o", str(out), "--set", sft_data)
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2 and len(lines) == 1, lines
-    assert "training.objective: kto: the exported script trains sft only" in lines[0]
+    assert "training.objective: kto trains on labelled completions" in lines[0]
     assert not out.parent.exists()
 
 
@@ -278,24 +278,53 @@ def test_message_pairs_need_a_chat_template(cli, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
 
 
-def test_a_stopped_dpo_run_resumes_where_it_stopped(tmp_path):
+SMALL = (
+    *("--set", "training.max_steps=8", "--set", "training.micro_batch_size=8"),
+    *("--set", "training.logging_steps=1", "--set", "dataset.max_samples=64"),
+)
+
+
+@pytest.fixture(scope="session")
+def small_dpo_run(tmp_path_factory) -> Path:
+    """Eight small DPO steps, each logged: what a resumed run and the script must repeat."""
+    root = tmp_path_factory.mktemp("small-dpo")
+    with own_folders(root):
+        result = call_main("--preset", preset("dpo"), "--output", str(root / "run"), *SMALL)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return root / "run"
+
+
+def step_losses(run: Path) -> dict[int, float]:
+    return {e["step"]: e["loss"] for e in events_of(run, "step")}
+
+
+def test_the_runs_own_script_reproduces_its_dpo_losses(small_dpo_run, tmp_path):
+    """The exported script is the runner's recipe: the same trainer, data and losses."""
+    out = tmp_path / "script-out"
+    script = small_dpo_run / "export" / "train.py"
+    subprocess.run(
+        [sys.executable, str(script), "--output", str(out)],
+        check=True, capture_output=True, env=cli_env(tmp_path), timeout=600,
+    )  # fmt: skip
+    lines = (out / "losses.jsonl").read_text().splitlines()
+    got = {r["step"]: r["loss"] for r in map(json.loads, lines)}
+    expected = step_losses(small_dpo_run)
+    assert sorted(got) == sorted(expected) == list(range(1, 9))
+    assert all(abs(got[step] - loss) < 1e-4 for step, loss in expected.items()), (got, expected)
+
+
+def test_a_stopped_dpo_run_resumes_where_it_stopped(small_dpo_run, tmp_path):
     """SIGTERM checkpoints a DPO run; --resume continues it to the losses of a run never
     stopped (the same checkpoints and resume as SFT)."""
-    steps = ("--set", "training.max_steps=8", "--set", "training.micro_batch_size=8")
-    common = (*steps, "--set", "training.logging_steps=1", "--set", "dataset.max_samples=64")
-    straight = tmp_path / "straight"
-    result = call_main("--preset", preset("dpo"), "--output", str(straight), *common)
-    assert result.returncode == 0, result.stderr[-2000:]
     broken = tmp_path / "broken"
-    proc = start_cli(tmp_path, "--preset", preset("dpo"), "--output", str(broken), *common)
+    proc = start_cli(tmp_path, "--preset", preset("dpo"), "--output", str(broken), *SMALL)
     read_until(proc, lambda line: line.startswith("step "), count=3)
     proc.send_signal(signal.SIGTERM)
     proc.communicate(timeout=120)
     assert proc.returncode == 143 and summary_of(broken)["status"] == "stopped"
     resumed = call_main("--resume", str(broken))
     assert resumed.returncode == 0 and "resuming from" in resumed.stdout, resumed.stderr[-2000:]
-    expected = {e["step"]: e["loss"] for e in events_of(straight, "step")}
-    got = {e["step"]: e["loss"] for e in events_of(broken, "step")}
+    expected, got = step_losses(small_dpo_run), step_losses(broken)
     assert sorted(got) == sorted(expected) == list(range(1, 9))
     assert all(abs(got[step] - loss) < 1e-4 for step, loss in expected.items()), (got, expected)
     assert summary_of(broken)["preference_accuracy_after"] is not None

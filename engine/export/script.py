@@ -18,14 +18,15 @@ import math
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from ..common.errors import SettingsError
+from ..common.errors import DatasetError
 from ..recipe import examples as recipe_data
 from ..recipe.examples import DATA_CONSTANTS, DATA_FUNCTIONS
 from ..recipe.main import MAIN_FUNCTIONS
 from ..recipe.merging import MERGE_FUNCTIONS
 from ..recipe.model import MODEL_FUNCTIONS
+from ..settings.options import objective_format_problem
 from ..settings.schema import DEMO, TrainSettings
-from ..settings.trainer_names import FIXED, trainer_table
+from ..settings.trainer_names import FIXED, objective_table
 
 ALWAYS = ("torch", "transformers", "trl", "peft", "datasets", "accelerate")
 
@@ -58,15 +59,7 @@ def comment(text: str) -> str:
 def render_script(
     settings: TrainSettings, reasons: dict[str, str], distributed: str | None = None
 ) -> str:
-    """The standalone script; `distributed` (fsdp / deepspeed) when launched on several GPUs.
-
-    The recipe trains SFT only: a preference run is refused rather than exported as SFT."""
-    objective = settings.training.objective
-    if objective != "sft":
-        raise SettingsError(
-            f"training.objective: {objective}: the exported script trains sft only so far; "
-            "train it with finetune-tui --preset (the run's own settings.yaml)"
-        )
+    """The standalone script; `distributed` (fsdp / deepspeed) when launched on several GPUs."""
     functions = (*DATA_FUNCTIONS, *MODEL_FUNCTIONS, *MERGE_FUNCTIONS, *MAIN_FUNCTIONS)
     sections = [
         _header(settings, distributed),
@@ -100,10 +93,11 @@ def _header(settings: TrainSettings, distributed: str | None) -> str:
     today = datetime.date.today().isoformat()
     lora = settings.training.method == "lora"
     demo = DEMO in (settings.model.name_or_path, settings.dataset.path)
+    trainer = _trl_name(settings, "Trainer")
     what = (
-        "LoRA fine-tuning with TRL SFTTrainer + PEFT"
+        f"LoRA fine-tuning with TRL {trainer} + PEFT"
         if lora
-        else "full fine-tuning with TRL SFTTrainer"
+        else f"full fine-tuning with TRL {trainer}"
     )
     return "\n".join(
         [
@@ -152,6 +146,7 @@ def _constants(settings: TrainSettings, reasons: dict[str, str]) -> str:
         const("ATTENTION", s.model.attn_implementation, "model.attn_implementation"),
         const("DATA", _data(s), "dataset.path"),
         const("DATA_FORMAT", _data_format(s), "dataset.format"),
+        const("OBJECTIVE", s.training.objective, "training.objective"),
         const("EVAL_FRACTION", s.dataset.eval_fraction, "dataset.eval_fraction"),
         const("MAX_SAMPLES", s.dataset.max_samples, "dataset.max_samples"),
         const("QUANTIZATION", s.quantization.mode, "quantization.mode"),
@@ -192,19 +187,25 @@ def _constants(settings: TrainSettings, reasons: dict[str, str]) -> str:
 
 
 def _trainer_block(settings: TrainSettings, reasons: dict[str, str]) -> str:
-    """TRAINER: SFTConfig's own arguments, under the comment of the setting they hold."""
+    """TRAINER: the TRL config's own arguments, under the comment of the setting they hold."""
+    config = _trl_name(settings, "Config")
     lines = [
-        "# --- SFTConfig's own arguments (trl.SFTConfig, transformers.TrainingArguments);",
+        f"# --- {config}'s own arguments (trl's {config}, transformers.TrainingArguments);",
         "# main() adds the output folder, evaluation, precision and gradient checkpointing",
         "TRAINER = {",
     ]
     said = None
-    for name, (value, field) in trainer_table(settings).items():
+    for name, (value, field) in objective_table(settings).items():
         if field != said:  # once over the entries one setting gives (seed, data_seed...)
             lines.append(f"    # {_comment_for(field, reasons)}")
             said = field
         lines.append(f"    {literal(name)}: {literal(value)},")
     return "\n".join([*lines, "}"])
+
+
+def _trl_name(settings: TrainSettings, kind: str) -> str:
+    """SFTTrainer, DPOConfig...: TRL names each objective's classes after it."""
+    return settings.training.objective.upper() + kind
 
 
 # What a setting means in the script, where the schema's text would be wrong there (or
@@ -217,7 +218,8 @@ SCRIPT_NOTES = {
         "attention kernel; 'auto': flash-attention if installed where this runs, else sdpa"
     ),
     "dataset.path": "dataset file or save_to_disk folder; 'demo': finetune-tui's demo dataset",
-    "dataset.format": "record format of the dataset: alpaca, messages, sharegpt or text",
+    "dataset.format": "record format of the dataset: alpaca, messages, sharegpt or text "
+    "(SFT), preference or unpaired_preference",
     "quantization.mode": "base weights: 16-bit ('none'), 8-bit, or 4-bit ('nf4', 'fp4')",
     "training.max_steps": "stop after this many optimizer steps (-1: run all the epochs)",
     "training.warmup_ratio": "warm-up; below 1 it is a share of the total steps",
@@ -263,8 +265,12 @@ def _data_format(settings: TrainSettings) -> str:
     from ..data.formats import detect_format
     from ..data.reading import load_records, record_limit, resolve_dataset_path
 
-    path = resolve_dataset_path(settings.dataset.path)
-    return detect_format(load_records(path, record_limit(settings)))  # the run's own bound
+    path = resolve_dataset_path(settings.dataset.path, settings.training.objective)
+    found = detect_format(load_records(path, record_limit(settings)))  # the run's own bound
+    mismatch = objective_format_problem(settings.training.objective, found)
+    if mismatch:  # as the run refuses it: never a script that trains the records as another
+        raise DatasetError(f"{path}: {mismatch} (detected)")
+    return found
 
 
 def _targets(settings: TrainSettings) -> object:

@@ -19,11 +19,12 @@ from .model import (
     load_unsloth_model,
     lora_config,
     trainer_arguments,
+    trainer_classes,
 )
 
 # What main() reads. The exported script defines each of these above its functions
 # (engine/export/script.py writes them from the settings); here, where main() never runs, None.
-MODEL = TRUST_REMOTE_CODE = ATTENTION = DATA = DATA_FORMAT = EVAL_FRACTION = None
+MODEL = TRUST_REMOTE_CODE = ATTENTION = DATA = DATA_FORMAT = EVAL_FRACTION = OBJECTIVE = None
 MAX_SAMPLES = METHOD = LORA_R = LORA_ALPHA = LORA_DROPOUT = LORA_TARGETS = None
 USE_RSLORA = QUANTIZATION = DOUBLE_QUANT = COMPUTE_DTYPE = BACKEND = None
 GRADIENT_CHECKPOINTING = USE_REENTRANT = SAVE_EVERY_EPOCH = OUTPUT = TRAINER = MERGE = None
@@ -36,7 +37,7 @@ def command_line():
 
     parser = argparse.ArgumentParser(
         description="Fine-tune as the constants at the top of this script say. "
-        "--set NAME=VALUE changes one: NAME is a constant (upper case) or one of SFTConfig's "
+        "--set NAME=VALUE changes one: NAME is a constant (upper case) or one of the TRL config's "
         "arguments in TRAINER (lower case); VALUE is a Python literal (16, 2e-4, True, None, "
         "[...]), else it is taken as a string (a path, a Hub ID)."
     )
@@ -54,7 +55,7 @@ def command_line():
 
 def override(assignments, constants):
     """nanoGPT's configurator, one NAME=VALUE at a time: NAME is one of the script's
-    constants (upper case) or one of SFTConfig's arguments in TRAINER (lower case); VALUE is
+    constants (upper case) or one of the TRL config's arguments in TRAINER (lower case); VALUE is
     read as a Python literal, else kept as a string. A name that is neither stops the
     script in one line, before anything loads."""
     import ast
@@ -92,7 +93,7 @@ def located(model, data):
             "--set MODEL=... --set DATA=... to your own"
         ) from None
     model = str(ensure_demo_model()) if model == "demo" else model
-    data = str(demo_dataset_path()) if data == "demo" else data
+    data = str(demo_dataset_path(OBJECTIVE)) if data == "demo" else data
     return model, data
 
 
@@ -120,7 +121,7 @@ def loss_log(path, save_every_epoch):
 
 
 def model_and_lora(path, dtype):
-    """The model to train, and the LoRA config SFTTrainer applies to it: none under Unsloth
+    """The model to train, and the LoRA config the trainer applies to it: none under Unsloth
     (its loader applies LoRA itself) nor under full fine-tuning (every weight trains)."""
     if BACKEND == "unsloth":
         model, _ = load_unsloth_model(
@@ -159,7 +160,6 @@ def main():
 
     import torch
     import transformers
-    from trl import SFTConfig, SFTTrainer
 
     model_path, data_path = located(MODEL, DATA)
     output = Path(OUTPUT)
@@ -181,11 +181,12 @@ def main():
         BACKEND,
     )
     # before the model: under DeepSpeed ZeRO-3 the arguments switch on zero.Init
-    config = SFTConfig(**arguments)
+    config_class, trainer_class = trainer_classes(OBJECTIVE)
+    config = config_class(**arguments)
     transformers.set_seed(TRAINER["seed"])
     model, lora = model_and_lora(model_path, dtype)
     transformers.set_seed(TRAINER["seed"])  # new weights (LoRA's) start the same every run
-    trainer = SFTTrainer(
+    trainer = trainer_class(
         model=model,
         args=config,
         train_dataset=train,

@@ -257,7 +257,7 @@ def load_unsloth_model(
 def trainer_arguments(
     trainer, output_dir, has_eval, dtype, on_gpu, gradient_checkpointing, use_reentrant, backend
 ):
-    """SFTConfig's arguments: `trainer` (the settings, in SFTConfig's own names) and what
+    """The TRL config's arguments: `trainer` (the settings, in TRL's own names) and what
     only the machine that trains knows: the folder, whether the split left an evaluation
     set, the device's precision. Unsloth applies its own gradient checkpointing inside
     get_peft_model, so the Trainer's is off under it."""
@@ -286,6 +286,26 @@ def load_tokenizer(path, trust_remote_code):
     return tokenizer
 
 
+def trainer_classes(objective):
+    """TRL's (config, trainer) classes of a training objective, from where the installed TRL
+    publishes them (ORPO in trl.experimental since TRL 1.0, its warning silenced). Under
+    LoRA the preference trainers' reference is the model with its adapter switched off;
+    under full fine-tuning DPO and KTO load a second copy; ORPO has none."""
+    import importlib
+    import warnings
+
+    module, config, trainer = {
+        "sft": ("trl", "SFTConfig", "SFTTrainer"),
+        "dpo": ("trl", "DPOConfig", "DPOTrainer"),
+        "orpo": ("trl.experimental.orpo", "ORPOConfig", "ORPOTrainer"),
+        "kto": ("trl", "KTOConfig", "KTOTrainer"),
+    }[objective]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        library = importlib.import_module(module)
+    return getattr(library, config), getattr(library, trainer)
+
+
 # What the exported script copies, in order: the model side (every backend's, since
 # BACKEND may be changed where the script runs) and the trainer's arguments.
 MODEL_FUNCTIONS = (
@@ -302,4 +322,5 @@ MODEL_FUNCTIONS = (
     lora_config,
     load_unsloth_model,
     trainer_arguments,
+    trainer_classes,
 )

@@ -88,25 +88,18 @@ UNPAIRED = "unpaired_preference"  # KTO's prompt / completion / label
 
 @dataclass(frozen=True)
 class ObjectiveInfo:
-    """What an objective trains on and with which TRL trainer (module, config, trainer)."""
+    """What an objective trains on (its TRL classes: engine/recipe/model.trainer_classes)."""
 
     formats: tuple[str, ...]  # the dataset formats it trains on
-    trl: tuple[str, str, str]
-    reference: bool  # compares against a frozen reference model (the adapter off under LoRA)
     what: str  # for messages: what the objective learns from
 
 
 OBJECTIVES = {
-    "sft": ObjectiveInfo(SFT_FORMATS, ("trl", "SFTConfig", "SFTTrainer"), False, "answers"),
-    "dpo": ObjectiveInfo((PAIRED,), ("trl", "DPOConfig", "DPOTrainer"), True, "preference pairs"),
-    # ORPO lives in trl.experimental since TRL 1.0
-    "orpo": ObjectiveInfo(
-        (PAIRED,), ("trl.experimental.orpo", "ORPOConfig", "ORPOTrainer"), False, "preference pairs"
-    ),
+    "sft": ObjectiveInfo(SFT_FORMATS, "answers"),
+    "dpo": ObjectiveInfo((PAIRED,), "preference pairs"),
+    "orpo": ObjectiveInfo((PAIRED,), "preference pairs"),
     # KTOTrainer unpairs prompt / chosen / rejected records itself
-    "kto": ObjectiveInfo(
-        (UNPAIRED, PAIRED), ("trl", "KTOConfig", "KTOTrainer"), True, "labelled completions"
-    ),
+    "kto": ObjectiveInfo((UNPAIRED, PAIRED), "labelled completions"),
 }
 # DPOConfig.loss_type values offered (TRL's own names; the ones that need nothing more)
 DPO_LOSSES = ("sigmoid", "hinge", "ipo", "robust", "exo_pair", "bco_pair", "sppo_hard", "nca_pair")

@@ -67,14 +67,15 @@ def build_trainer(settings: TrainSettings, inputs: RunInputs, run_dir: Path, emi
     import transformers
     from transformers.trainer_callback import PrinterCallback
 
+    from ..recipe.model import trainer_classes
     from .callbacks import DriftCallback, EventCallback, StopCallback, count_training_tokens
-    from .trainer_config import build_trainer_config, objective_classes
+    from .trainer_config import build_trainer_config
 
     device, data = inputs.device, inputs.data
     # the arguments come first: under DeepSpeed ZeRO-3 they switch on zero.Init, so the
     # model loads already partitioned
     sft_config = build_trainer_config(settings, device, run_dir, data.eval is not None)
-    _, trainer_class = objective_classes(settings.training.objective)
+    _, trainer_class = trainer_classes(settings.training.objective)
     transformers.set_seed(settings.training.seed)
     model, peft_config = _load_model_with_backend(settings, inputs, emit)
     events = EventCallback(

@@ -12,9 +12,8 @@ from pathlib import Path
 
 from finetune_tui.engine.settings.trainer_names import trainer_settings
 
-from ..recipe.model import trainer_arguments
+from ..recipe.model import trainer_arguments, trainer_classes
 from ..runs.layout import CHECKPOINTS_DIR
-from ..settings.options import OBJECTIVES
 from ..settings.schema import TrainSettings
 from .loading import Device
 
@@ -38,20 +37,7 @@ def sft_config_kwargs(
     return arguments
 
 
-def objective_classes(objective: str) -> tuple[type, type]:
-    """(config class, trainer class) of an objective, from where the installed TRL
-    publishes them (ORPO lives in trl.experimental since TRL 1.0)."""
-    import importlib
-    import warnings
-
-    module, config, trainer = OBJECTIVES[objective].trl
-    with warnings.catch_warnings():  # trl.experimental's "unstable API" warning, every run
-        warnings.simplefilter("ignore")
-        library = importlib.import_module(module)
-    return getattr(library, config), getattr(library, trainer)
-
-
 def build_trainer_config(settings: TrainSettings, device: Device, run_dir: Path, has_eval: bool):
     """The objective's config (SFTConfig for SFT) for this run's device and folder."""
-    config, _ = objective_classes(settings.training.objective)
+    config, _ = trainer_classes(settings.training.objective)
     return config(**sft_config_kwargs(settings, device, has_eval, run_dir / CHECKPOINTS_DIR))
