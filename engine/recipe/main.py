@@ -180,9 +180,8 @@ def main():
         USE_REENTRANT,
         BACKEND,
     )
-    # before the model: under DeepSpeed ZeRO-3 the arguments switch on zero.Init
     config_class, trainer_class = trainer_classes(OBJECTIVE)
-    config = config_class(**arguments)
+    config = config_class(**arguments)  # before the model: ZeRO-3's zero.Init needs it
     transformers.set_seed(TRAINER["seed"])
     model, lora = model_and_lora(model_path, dtype)
     transformers.set_seed(TRAINER["seed"])  # new weights (LoRA's) start the same every run
