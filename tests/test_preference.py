@@ -328,3 +328,22 @@ def test_a_stopped_dpo_run_resumes_where_it_stopped(small_dpo_run, tmp_path):
     assert sorted(got) == sorted(expected) == list(range(1, 9))
     assert all(abs(got[step] - loss) < 1e-4 for step, loss in expected.items()), (got, expected)
     assert summary_of(broken)["preference_accuracy_after"] is not None
+
+
+@pytest.mark.parametrize("objective", ["dpo", "orpo", "kto"])
+def test_plan_on_a_preference_preset_picks_only_what_the_objective_runs(cli, objective):
+    """The advisor once chose Unsloth and packing for a DPO preset, which the settings
+    refuse: plan failed with a settings error. It plans what can run, and says the memory
+    is SFT's and the time not predicted."""
+    result = cli(
+        "plan", "--preset", str(PRESETS / f"demo-{objective}.yaml"), "--model",
+        "meta-llama/Llama-3.1-8B", "--gpu", "RTX 4090", "--dataset", "demo", "--json",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    plan = json.loads(result.stdout)
+    memory = plan["settings"]["memory"]
+    assert memory["backend"] != "unsloth" and not memory["packing"]
+    assert not memory["group_by_length"]
+    assert "the only filling" in plan["reasons"]["memory.packing"]
+    assert "planned as supervised fine-tuning" in plan["reasons"]["training.objective"]
+    assert plan["time"] is None and f"not predicted for {objective}" in plan["time_text"]

@@ -8,6 +8,7 @@ import importlib.util
 import itertools
 from dataclasses import dataclass
 
+from ..common.errors import SettingsError
 from ..inspect.hardware import Hardware
 from ..inspect.models import ModelInfo
 from ..settings.options import NEEDS_CUDA, STRATEGIES, cuda_only, unsloth_refusal
@@ -114,7 +115,10 @@ def _candidates(
             and "quantization.compute_dtype" not in fixed
         ):
             updates["quantization.compute_dtype"] = "fp16"
-        yield with_changes(base, updates)
+        try:
+            yield with_changes(base, updates)
+        except SettingsError:  # a combination the settings refuse (packing under DPO, say)
+            continue
 
 
 def diff(a: TrainSettings, b: TrainSettings) -> dict[str, object]:

@@ -4,6 +4,7 @@ with the numbers the choice was scored with, so a reason cannot contradict the c
 
 from __future__ import annotations
 
+from ..common.errors import SettingsError
 from ..inspect.models import ModelInfo
 from ..settings.preset import with_changes
 from ..settings.schema import TrainSettings
@@ -38,6 +39,13 @@ def experts_reason(model: ModelInfo) -> str:
             else "; this family's MoE memory is not measured on a GPU yet: keep headroom"
         )
     )
+
+
+# The memory and speed models are SFT's; a preference objective's are not built yet.
+PREFERENCE_NOT_PLANNED = (
+    "{}: planned as supervised fine-tuning; a pair's second sequence (and a reference pass "
+    "where there is one) is not in this plan yet, so leave room"
+)
 
 
 def field_reasons(
@@ -76,6 +84,8 @@ def field_reasons(
     )
     if s.training.method == "full":
         reasons["training.method"] = FULL_NOT_MEASURED
+    if s.training.objective != "sft":
+        reasons["training.objective"] = PREFERENCE_NOT_PLANNED.format(s.training.objective)
     if s.distributed.launched:
         reasons["distributed.strategy"] = distributed_reason(s, breakdown)
     if fit.fits:
@@ -92,15 +102,21 @@ def batching_reason(s: TrainSettings, stats) -> str:
     """Which micro-batch filling, from the real share of tokens each would compute."""
     shares = {}
     for mode, flags in BATCHINGS.items():
-        variant = with_changes(s, dict(zip(BATCH_FIELDS, flags, strict=True)))
+        try:
+            variant = with_changes(s, dict(zip(BATCH_FIELDS, flags, strict=True)))
+        except SettingsError:  # a filling these settings refuse (packing under DPO, say)
+            continue
         shares[mode] = batch_fill(variant, stats)
     chosen = batching_of(s)
+    lengths = f"samples average {stats.mean:.0f} tokens (95th percentile {stats.p95})"
+    if len(shares) == 1:
+        return f"{chosen}: the only filling {s.training.objective} takes; {lengths}"
+    named = {"padded": "padded", "grouped": "grouped by length", "packed": "packed"}
     return (
-        f"{chosen}: samples average {stats.mean:.0f} tokens (95th percentile {stats.p95}); "
-        f"real tokens per micro-batch of {s.training.micro_batch_size} x "
-        f"{s.training.max_seq_length}: padded {shares['padded']:.0%}, grouped by length "
-        f"{shares['grouped']:.0%}, packed {shares['packed']:.0%} (a packed step's measured "
-        "cost counted)"
+        f"{chosen}: {lengths}; real tokens per micro-batch of {s.training.micro_batch_size} x "
+        f"{s.training.max_seq_length}: "
+        + ", ".join(f"{named[mode]} {share:.0%}" for mode, share in shares.items())
+        + (" (a packed step's measured cost counted)" if "packed" in shares else "")
     )
 
 

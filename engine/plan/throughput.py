@@ -87,6 +87,8 @@ def unpredicted(settings: TrainSettings, gpu_name: str | None) -> str | None:
         return "no prediction on a CPU: plan for a card (--gpu, or on the Hardware screen)"
     if find_known_gpu(gpu_name) is None:
         return f"no published throughput for {gpu_name}"
+    if settings.training.objective != "sft":  # two sequences a pair, a reference pass
+        return f"not predicted for {settings.training.objective} yet: measured for SFT only"
     if settings.distributed.cpu_offload:  # measured on one H200: a 1.5 B model at ~800 tokens/s
         return (
             "not predicted with CPU offload: the optimizer step on the CPU, not the GPU, "
