@@ -213,15 +213,29 @@ def _learned_demo(root: Path) -> tuple[subprocess.CompletedProcess, Path]:
     return subprocess.CompletedProcess(**json.loads(record.read_text())), run
 
 
+def shared_root(tmp_path_factory) -> Path:
+    """A folder every pytest-xdist worker of this session shares (each worker's base temp is
+    inside the session's), or this process's base temp without xdist."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+@pytest.fixture
+def one_launch_at_a_time(tmp_path_factory):
+    """Tests that start a launch of several processes take turns across xdist workers: two
+    launches at once on 2 cores once ended a gloo worker with SIGABRT."""
+    from filelock import FileLock
+
+    with FileLock(shared_root(tmp_path_factory) / "launch.lock"):
+        yield
+
+
 @pytest.fixture(scope="session")
 def learned_demo(tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path]:
     """The README's first command, `finetune-tui --preset presets/demo.yaml`, trained once
     per session to the end (the task learned): the headless test reads its output, the
     after-training tests read or copy its run, never change it."""
-    shared = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):  # each worker's base is in the session's
-        shared = shared.parent
-    return _learned_demo(shared / "learned-demo")
+    return _learned_demo(shared_root(tmp_path_factory) / "learned-demo")
 
 
 def copy_finished_run(template: Path, where: Path) -> Path:

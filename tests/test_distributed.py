@@ -39,6 +39,7 @@ def demo_run(tmp_path, run_dir, *args):
     return run_cli(tmp_path, "--preset", str(DEMO_PRESET), "--output", str(run_dir), *args)
 
 
+@pytest.mark.usefixtures("one_launch_at_a_time")
 def test_two_processes_train_as_one_with_the_same_global_batch_and_resume_after_ctrl_c(
     tmp_path,
 ):
@@ -77,6 +78,7 @@ def test_two_processes_train_as_one_with_the_same_global_batch_and_resume_after_
         assert abs(got[step] - loss) < 1e-4, (step, got[step], loss)
 
 
+@pytest.mark.usefixtures("one_launch_at_a_time")
 def test_a_worker_error_is_one_line_from_the_launching_process(tmp_path):
     run_dir = tmp_path / "run"
     result = demo_run(tmp_path, run_dir, *STEPS, *TWO_PROCESSES, *FAILING_LOAD)
@@ -99,6 +101,7 @@ def test_sharded_strategies_are_refused_on_a_cpu_before_anything_is_written(tmp_
         assert not run_dir.exists()
 
 
+@pytest.mark.usefixtures("one_launch_at_a_time")
 def test_the_exported_script_trains_under_accelerate_launch_on_two_processes(tmp_path):
     """The export of a ddp preset: its accelerate config and script, launched the way the
     export prints, with one losses.jsonl line per step (the first process writes it)."""
@@ -152,6 +155,7 @@ def test_a_worker_trains_only_in_a_run_directory_finetune_tui_prepared(cli, tmp_
     assert tree(folder) == before
 
 
+@pytest.mark.usefixtures("one_launch_at_a_time")
 def test_an_overwritten_run_comes_back_when_the_workers_fail_to_start(tmp_path):
     from test_nothing_lost import marked, tree
 
