@@ -78,7 +78,7 @@ def run_time(settings: TrainSettings, stats, params: int, tokens_per_s: float, b
     if stats is not None and t.max_steps is None:
         real_tokens = min(real_tokens, round(train_records * t.epochs * per_sample))
     train_s = real_tokens / tokens_per_s
-    passes = _eval_passes(settings, steps, steps_per_epoch) if eval_records else 0
+    passes = _eval_passes(settings, steps) if eval_records else 0
     eval_s = passes * eval_records * per_sample / (tokens_per_s * EVAL_SPEEDUP)
     save_s = _saves(settings, steps, steps_per_epoch) * _save_seconds(settings, params)
     startup_s = STARTUP_S[settings.memory.backend] * max(0.25, params / STARTUP_PARAMS)
@@ -113,7 +113,8 @@ def _real_tokens_per_sample(settings: TrainSettings, stats) -> float:
     return max(1.0, batching.clipped_mean(stats.sample, length))
 
 
-def _eval_passes(settings: TrainSettings, steps: int, steps_per_epoch: int) -> int:
+def _eval_passes(settings: TrainSettings, steps: int) -> int:
+    """Every eval_steps and once at the end, or only at the end."""
     every = settings.training.eval_steps
     return steps // every + (steps % every > 0) if every else 1
 
@@ -135,9 +136,7 @@ def _save_seconds(settings: TrainSettings, params: int) -> float:
 
 def predicted_run_time(model, settings: TrainSettings, stats, gpu_name: str | None):
     """The plan's time on a card: (RunTime or None, the predicted throughput or None).
-    No prediction on a CPU or on a card with no published figures."""
-    if gpu_name is None:
-        return None, None
+    None where throughput.unpredicted gives a reason (a CPU, a card without figures ...)."""
     from .throughput import predicted_throughput
 
     speed = predicted_throughput(model, settings, stats, gpu_name)
