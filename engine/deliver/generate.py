@@ -47,6 +47,13 @@ def end_of_turn_id(tokenizer) -> int | None:
     return others[0] if others else None
 
 
+def adds_bos(tokenizer) -> bool:
+    """Whether the tokenizer puts BOS before a text by itself (a post-processor, as Llama 3's
+    and Gemma's do): a runtime that tokenizes by the model's rule adds it too."""
+    bos = tokenizer.bos_token_id
+    return bos is not None and tokenizer("").input_ids[:1] == [bos]
+
+
 def stop_ids(model, tokenizer) -> list[int]:
     """EOS (the tokenizer's and the model's generation config's) and the end-of-turn token."""
     found: list[int] = []

@@ -19,7 +19,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..common.errors import FinetuneError, InputError
+from ..common.errors import FinetuneError, InputError, ModelError
 
 QUANTS = ("f16", "q8_0", "q4_k_m")
 CONVERTED = {"f16": "f16", "q8_0": "q8_0"}  # what the converter writes itself (--outtype)
@@ -118,15 +118,13 @@ def _stated_bos(model: Path, source: Path) -> Path:
     on (every one one token longer)."""
     import json
 
-    from transformers import AutoTokenizer
+    from .generate import adds_bos
+    from .model_folder import load_tokenizer
 
     try:
-        tokenizer = AutoTokenizer.from_pretrained(str(model))
-    except (OSError, ValueError):  # one transformers cannot load: the converter says more
+        adds = adds_bos(load_tokenizer(model))
+    except ModelError:  # one transformers cannot load: the converter says more
         return model
-    adds = tokenizer.bos_token_id is not None and tokenizer("").input_ids[:1] == [
-        tokenizer.bos_token_id
-    ]
     config_path = model / "tokenizer_config.json"
     config = json.loads(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}
     if config.get("add_bos_token") is adds:

@@ -72,11 +72,10 @@ def _without_bos(tokenizer, text: str) -> str:
     """The rendering less the BOS a tokenizer adds by itself. Ollama tokenizes the filled
     TEMPLATE by the model's own rule, BOS included where the tokenizer adds one (Llama 3,
     Gemma): a TEMPLATE that writes it too would begin every prompt with two."""
+    from .generate import adds_bos
+
     bos = tokenizer.bos_token
-    if not bos or not text.startswith(bos):
-        return text
-    ids = tokenizer("", add_special_tokens=True).input_ids
-    return text[len(bos) :] if ids[:1] == [tokenizer.bos_token_id] else text
+    return text[len(bos) :] if bos and text.startswith(bos) and adds_bos(tokenizer) else text
 
 
 def _render_or_none(tokenizer, turns: list[tuple[str, str]]) -> str | None:
