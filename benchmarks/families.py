@@ -12,6 +12,7 @@ speed measurement (rows say `parallel`).
 
     python benchmarks/families.py --out families.jsonl --parallel 6
     python benchmarks/families.py --only gemma-3-1b,phi-3-mini --backends unsloth --mbs 8,32
+    python benchmarks/families.py --only llama-3.2-1b --objective dpo,orpo --backends hf,liger
 """
 
 from __future__ import annotations
@@ -77,8 +78,42 @@ def offered_backends(model_dir: Path) -> dict[str, str | None]:
     return dict(inspect_model(str(model_dir)).supported_backends)
 
 
+def write_preference_dataset(path: Path, seq_len: int, samples: int, paired: bool) -> Path:
+    """Preference records whose prompt + answer fill seq_len tokens (byte-level tokenizer):
+    prompt / chosen / rejected, or KTO's prompt / completion / label when not paired."""
+    import random
+
+    rng = random.Random(0)
+    words = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta"]
+
+    def text(tokens: int) -> str:
+        return " ".join(rng.choice(words) for _ in range(tokens // 6 + 2))
+
+    with path.open("w") as file:
+        for index in range(samples):
+            prompt = text(seq_len // 4)
+            if paired:
+                record = {"prompt": prompt, "chosen": text(seq_len), "rejected": text(seq_len)}
+            else:
+                record = {"prompt": prompt, "completion": text(seq_len), "label": index % 2 == 0}
+            file.write(json.dumps(record) + "\n")
+    return path
+
+
 def cells(args, model_dir: Path, data: Path, name: str):
     offered = offered_backends(model_dir)
+    for objective in args.objective.split(","):
+        for label, backend, refusal, settings in objective_cells(args, model_dir, name, offered):
+            if objective != "sft":
+                label = f"{objective} {label}"
+                settings["training.objective"] = objective
+                settings["dataset.path"] = str(data.with_name(f"{objective}-{data.name}"))
+                settings["output.dir"] += f"-{objective}"
+            yield label, backend, refusal, settings
+
+
+def objective_cells(args, model_dir: Path, name: str, offered: dict):
+    data = model_dir.parent / f"data-{name}.jsonl"
     runs = model_dir.parent / "runs"
     for quant in args.quant.split(","):
         for backend in args.backends.split(","):
@@ -95,6 +130,7 @@ def cells(args, model_dir: Path, data: Path, name: str):
                     "dataset.path": str(data),
                     "training.max_steps": args.steps,
                     "output.dir": str(runs / f"{name}-{label.replace(' ', '-')}"),
+                    **dict(pair.split("=", 1) for pair in args.set),
                 }
                 yield label, backend, offered.get(backend), settings
 
@@ -119,6 +155,9 @@ def run_family(args, name: str, root: Path) -> list[dict]:
         emit(args.out, row)
         return [row]
     data = bench.write_dataset(root / f"data-{name}.jsonl", args.seq, samples=256)
+    for objective in set(args.objective.split(",")) - {"sft"}:
+        target = data.with_name(f"{objective}-{data.name}")
+        write_preference_dataset(target, args.seq, samples=256, paired=objective != "kto")
     for label, backend, refusal, settings in cells(args, model_dir, data, name):
         row = {
             "config": bench.family_config(*FAMILIES[name]),  # as built: the catalog may change
@@ -247,6 +286,8 @@ def main() -> None:
     parser.add_argument("--quant", default="nf4,bf16")
     parser.add_argument("--mbs", default="4", help="micro-batch sizes, comma-separated")
     parser.add_argument("--seq", type=int, default=1024)
+    parser.add_argument("--objective", default="sft", help="sft, dpo, orpo, kto, comma-separated")
+    parser.add_argument("--set", action="append", default=[], help="KEY=VALUE for every cell")
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--parallel", type=int, default=1)
     parser.add_argument("--timeout", type=int, default=300)

@@ -8,7 +8,8 @@
 #   bash benchmarks/gpu_run.sh screenshot  # screenshots/6-train-gpu.svg from a real run
 #   bash benchmarks/gpu_run.sh launched  # ZeRO-3 / FSDP on one GPU through the product
 #     (CASES="zero3-offload-full zero3-lora", INTERRUPT=1: SIGINT at the first epoch, resume)
-#   bash benchmarks/gpu_run.sh families  # family x backend x quantisation matrix (FAMILY_ARGS)
+#   bash benchmarks/gpu_run.sh families  # family x backend x quantisation matrix (FAMILY_ARGS,
+#     several invocations separated by '|')
 #   bash benchmarks/gpu_run.sh run_time  # held-out tokens/s and wall time against the plan
 #     (RT_CASES="qwen7b-liger-2048" RT_SAMPLES=20000: one case per call keeps it under 10 min)
 #   bash benchmarks/gpu_run.sh calib backends panel   # several stages in one call
@@ -50,9 +51,12 @@ case "$stage" in
       python3 benchmarks/launched_one_gpu.py --case "$case" ${INTERRUPT:+--interrupt} --samples "${SAMPLES:-64}" \
         --out "$OUT/launched.jsonl" ${LAUNCH_SET:-} 2>&1 | tail -c 20000 >> "$OUT/launched.out"
     done ;;
-  families)
-    python3 benchmarks/families.py --out "$OUT/families.jsonl" ${FAMILY_ARGS:-} \
-      2>&1 | tail -c 20000 >> "$OUT/families.log" ;;
+  families)  # FAMILY_ARGS: one invocation's arguments; several separated by '|'
+    IFS='|' read -ra invocations <<< "${FAMILY_ARGS:-}"
+    for family_args in "${invocations[@]:-}"; do
+      python3 benchmarks/families.py --out "$OUT/families.jsonl" $family_args \
+        2>&1 | tail -c 20000 >> "$OUT/families.log"
+    done ;;
   run_time)  # held-out tokens/s and whole-run time, predicted vs measured (RT_CASES, RT_SAMPLES)
     python3 benchmarks/run_time.py --out "$OUT/run_time.jsonl" --samples "${RT_SAMPLES:-20000}" \
       ${RT_CASES:+--cases "$RT_CASES"} 2>&1 | tail -c 20000 >> "$OUT/run_time.log" ;;
