@@ -148,7 +148,6 @@ def build_in_child(name: str, root: Path, timeout: int) -> tuple[Path | None, st
 
 
 def run_family(args, name: str, root: Path) -> list[dict]:
-    rows = []
     model_dir, error = build_in_child(name, root, args.timeout)
     if model_dir is None:  # an architecture this transformers cannot build: one row
         row = {"family": name, "catalog": FAMILIES[name][0], "ok": False, "error": error[:400]}
@@ -158,29 +157,36 @@ def run_family(args, name: str, root: Path) -> list[dict]:
     for objective in set(args.objective.split(",")) - {"sft"}:
         target = data.with_name(f"{objective}-{data.name}")
         write_preference_dataset(target, args.seq, samples=256, paired=objective != "kto")
-    for label, backend, refusal, settings in cells(args, model_dir, data, name):
-        row = {
-            "config": bench.family_config(*FAMILIES[name]),  # as built: the catalog may change
-            "family": name,
-            "catalog": FAMILIES[name][0],
-            "layers": FAMILIES[name][1],
-            "label": label,
-            "backend": backend,
-            "parallel": args.parallel,
-        }
-        if refusal:
-            row.update(ok=False, refused=refusal)
-        else:
-            spec = {"arch": name, "card_gib": 0, "label": label, "settings": settings}
-            row.update(bench.run_child(spec, args.timeout))
-            row.pop("settings", None)
-            row["settings"] = {k: v for k, v in settings.items() if not k.endswith("path")}
-        row["date"] = time.strftime("%Y-%m-%d")
-        rows.append(row)
-        emit(args.out, row)
+    with ThreadPoolExecutor(max_workers=args.cells) as pool:  # each cell is its own process
+        rows = list(
+            pool.map(lambda cell: run_cell(args, name, *cell), cells(args, model_dir, data, name))
+        )
     if not args.keep:
         shutil.rmtree(model_dir, ignore_errors=True)
     return rows
+
+
+def run_cell(args, name: str, label: str, backend: str, refusal, settings: dict) -> dict:
+    """One cell: refused with the plan's reason, or trained a few steps in its own process."""
+    row = {
+        "config": bench.family_config(*FAMILIES[name]),  # as built: the catalog may change
+        "family": name,
+        "catalog": FAMILIES[name][0],
+        "layers": FAMILIES[name][1],
+        "label": label,
+        "backend": backend,
+        "parallel": args.parallel * args.cells,
+    }
+    if refusal:
+        row.update(ok=False, refused=refusal)
+    else:
+        spec = {"arch": name, "card_gib": 0, "label": label, "settings": settings}
+        row.update(bench.run_child(spec, args.timeout))
+        row.pop("settings", None)
+        row["settings"] = {k: v for k, v in settings.items() if not k.endswith("path")}
+    row["date"] = time.strftime("%Y-%m-%d")
+    emit(args.out, row)
+    return row
 
 
 def run_preset(args, preset: str, root: Path) -> None:
@@ -289,7 +295,8 @@ def main() -> None:
     parser.add_argument("--objective", default="sft", help="sft, dpo, orpo, kto, comma-separated")
     parser.add_argument("--set", action="append", default=[], help="KEY=VALUE for every cell")
     parser.add_argument("--steps", type=int, default=4)
-    parser.add_argument("--parallel", type=int, default=1)
+    parser.add_argument("--parallel", type=int, default=1, help="families side by side")
+    parser.add_argument("--cells", type=int, default=1, help="cells of a family side by side")
     parser.add_argument("--timeout", type=int, default=300)
     parser.add_argument("--work", default="/tmp/ftfamilies")
     parser.add_argument("--out", default="families.jsonl")
