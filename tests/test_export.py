@@ -94,6 +94,7 @@ def test_script_is_standalone():
         "warnings",
         "os",
         "json",
+        "math",
         "pathlib",
         "re",
         "torch",

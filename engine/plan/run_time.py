@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from ..recipe.examples import split_sizes
 from ..settings.schema import TrainSettings
 from . import batching
 
@@ -97,12 +98,7 @@ def _split(settings: TrainSettings, stats) -> tuple[int, int]:
     """Training and evaluation records, as the recipe splits them (no stats: unknown, 0)."""
     if stats is None:
         return 0, 0
-    fraction = settings.dataset.eval_fraction
-    held_out = math.ceil(stats.count * fraction) if stats.count * fraction >= 1 else 0
-    train = stats.count - held_out
-    if settings.dataset.max_samples:
-        train = min(train, settings.dataset.max_samples)
-    return train, held_out
+    return split_sizes(stats.count, settings.dataset.eval_fraction, settings.dataset.max_samples)
 
 
 def _real_tokens_per_sample(settings: TrainSettings, stats) -> float:

@@ -115,21 +115,43 @@ def preference_example(record, data_format):
     return {"prompt": plain(record["prompt"]), **example}
 
 
+def split_sizes(count, eval_fraction, max_samples):
+    """(trained, held out) records of a split: ceil(count x fraction) held out, datasets'
+    own rounding, when that is at least one whole sample; then at most max_samples trained.
+    The plan counts a run's steps by the same rule."""
+    import math
+
+    held_out = 0
+    if eval_fraction > 0 and count * eval_fraction >= 1:
+        held_out = math.ceil(count * eval_fraction)
+    trained = count - held_out
+    if max_samples:
+        trained = min(trained, max_samples)
+    return trained, held_out
+
+
 def split_examples(examples, eval_fraction, max_samples, seed):
-    """A seeded train/eval split (none when the fraction gives no whole sample), then the
-    first max_samples of the training part."""
+    """A seeded train/eval split (split_sizes), then the first records of the training part."""
     from datasets import Dataset
 
     dataset = Dataset.from_list(examples)
+    trained, held_out = split_sizes(len(dataset), eval_fraction, max_samples)
     train, evaluation = dataset, None
-    if eval_fraction > 0 and len(dataset) * eval_fraction >= 1:
-        split = dataset.train_test_split(test_size=eval_fraction, seed=seed)
+    if held_out:
+        split = dataset.train_test_split(test_size=held_out, seed=seed)
         train, evaluation = split["train"], split["test"]
-    if max_samples and max_samples < len(train):
-        train = train.select(range(max_samples))
+    if trained < len(train):
+        train = train.select(range(trained))
     return train, evaluation
 
 
 # What the exported script copies, in order: the constants, then the functions.
 DATA_CONSTANTS = ("ALPACA_PROMPT", "ALPACA_PROMPT_NO_INPUT", "SHAREGPT_ROLES")
-DATA_FUNCTIONS = (json_records, read_records, to_example, preference_example, split_examples)
+DATA_FUNCTIONS = (
+    json_records,
+    read_records,
+    to_example,
+    preference_example,
+    split_sizes,
+    split_examples,
+)
