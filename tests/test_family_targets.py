@@ -49,7 +49,26 @@ FAMILIES = [
         LLAMA_NAMES,
     ),
     ("gemma3", GEMMA3_VL, LLAMA_NAMES),  # the language model's, not the vision tower's
+    (  # attention only: PEFT would move the dense and shared-expert MLP names onto the experts
+        "deepseek_v2",
+        SMALL
+        | {
+            "n_routed_experts": 4,
+            "num_experts_per_tok": 2,
+            "n_shared_experts": 1,
+            "moe_intermediate_size": 16,
+            "first_k_dense_replace": 1,
+            "kv_lora_rank": 16,
+            "q_lora_rank": None,
+            "qk_rope_head_dim": 8,
+            "qk_nope_head_dim": 8,
+            "v_head_dim": 16,
+            "num_key_value_heads": 4,
+        },
+        ["kv_a_proj_with_mqa", "kv_b_proj", "o_proj", "q_proj"],
+    ),
 ]
+MOE = [family for family in FAMILIES if family[0] not in {"llama", "qwen2", "phi3", "gemma3"}]
 
 
 def build(model_type: str, config: dict, meta: bool = True):
@@ -86,6 +105,33 @@ def test_auto_targets_are_the_language_models_projections(model_type, config, ex
     assert len(chosen) == len(expected) * 2  # every decoder layer, nothing else
     assert not any(word in name for name in chosen for word in ("router", "gate.", "vision"))
     assert matched(model, recipe.auto_lora_targets(model)) == set(chosen)
+
+
+@pytest.mark.parametrize(("model_type", "config", "expected"), MOE, ids=[f[0] for f in MOE])
+def test_peft_adapts_exactly_the_auto_layers_and_the_plan_counts_them(model_type, config, expected):
+    """PEFT itself applied, not only its matcher: on the MoE families transformers 5
+    rebuilt, PEFT moves `gate_proj` / `up_proj` / `down_proj` onto every routed expert
+    (DeepSeek-V2 trained 41.5 M LoRA parameters on experts where 2.4 M were planned, H200).
+    "auto" leaves those names out, and the plan counts the parameters PEFT trains."""
+    from peft import get_peft_model
+
+    from finetune_tui.engine.inspect.library_tables import peft_moved_names
+    from finetune_tui.engine.inspect.models import inspect_config
+
+    model = build(model_type, config, meta=False)
+    wanted = recipe.language_linears(model)
+    peft_model = get_peft_model(
+        model, recipe.lora_config(recipe.auto_lora_targets(model), 4, 8, 0.0, False)
+    )
+    assert recipe.lora_module_names(peft_model) == wanted
+    trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
+    planned = inspect_config(model_type, {"model_type": model_type, **config}).lora_params(4)
+    assert planned == trainable
+    names = {"gate_proj", "up_proj", "down_proj", "q_proj"}  # the plan's reading = PEFT's answer
+    assert (
+        recipe.peft_moved_names(build(model_type, config), names)
+        == peft_moved_names(model_type) & names
+    )
 
 
 def test_a_vision_tower_reusing_the_names_gets_an_exact_pattern():
@@ -212,11 +258,11 @@ def test_unsloth_adapting_other_layers_is_refused(unsloth_adapting_llama_names):
 
 
 def test_liger_families_are_read_from_the_installed_library():
-    """backend_support.liger_model_types reads liger-kernel's own table without importing it; if
+    """library_tables.liger_model_types reads liger-kernel's own table without importing it; if
     the library changes the table's shape, this fails (the planner would say None)."""
     from liger_kernel.transformers.monkey_patch import MODEL_TYPE_TO_APPLY_LIGER_FN
 
-    from finetune_tui.engine.inspect.backend_support import liger_model_types
+    from finetune_tui.engine.inspect.library_tables import liger_model_types
     from finetune_tui.engine.inspect.models import inspect_model
 
     assert liger_model_types() == set(MODEL_TYPE_TO_APPLY_LIGER_FN)
@@ -229,7 +275,7 @@ def test_liger_families_are_read_from_the_installed_library():
 def test_without_liger_kernel_the_plan_says_so(monkeypatch):
     import importlib.util
 
-    from finetune_tui.engine.inspect import backend_support, models
+    from finetune_tui.engine.inspect import library_tables, models
 
     real = importlib.util.find_spec
     monkeypatch.setattr(
@@ -237,11 +283,11 @@ def test_without_liger_kernel_the_plan_says_so(monkeypatch):
         "find_spec",
         lambda name, *a: None if name == "liger_kernel" else real(name, *a),
     )
-    backend_support.liger_model_types.cache_clear()
+    library_tables.liger_model_types.cache_clear()
     try:
         why = models.inspect_model("meta-llama/Llama-3.1-8B").supported_backends["liger"]
     finally:
-        backend_support.liger_model_types.cache_clear()
+        library_tables.liger_model_types.cache_clear()
     assert "liger-kernel is not installed" in why
 
 

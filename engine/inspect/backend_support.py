@@ -1,12 +1,11 @@
 """Which memory backends can train a model family: Liger's families, read from the
-installed liger-kernel's own table (parsed, not imported: `plan` stays torch-free), and the
-families Unsloth trains with its own kernels.
+installed liger-kernel's own table (library_tables), and the families Unsloth trains with
+its own kernels.
 """
 
 from __future__ import annotations
 
-import functools
-from pathlib import Path
+from .library_tables import liger_model_types
 
 # Unsloth 2026.10's FastLanguageModel trains these with its own hand-written kernels (its
 # loader dispatches them by model_type); every other type goes to FastModel, a generic path
@@ -17,33 +16,6 @@ UNSLOTH_GENERIC_REASON = (
     "above the plan on Gemma-3 and Phi-3, with 30-150 s first steps; use liger or hf"
 )
 UNSLOTH_GENERIC_MEASURED = {"gemma3_text", "gemma3", "phi3"}
-LIGER_TABLE = "MODEL_TYPE_TO_APPLY_LIGER_FN"  # liger_kernel.transformers.monkey_patch
-
-
-@functools.lru_cache(maxsize=1)
-def liger_model_types() -> frozenset[str] | None:
-    """The model types the installed liger-kernel patches: the keys of its own table,
-    read from the source of liger_kernel/transformers/monkey_patch.py without importing
-    it (the import pulls in torch, and `plan` stays torch-free). None when liger-kernel
-    is not installed or its table is no longer a literal (tests pin the shape)."""
-    import ast
-    import importlib.util
-
-    spec = importlib.util.find_spec("liger_kernel")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    source = Path(next(iter(spec.submodule_search_locations)), "transformers", "monkey_patch.py")
-    try:
-        tree = ast.parse(source.read_text(encoding="utf-8"))
-    except (OSError, SyntaxError, ValueError):
-        return None
-    for node in tree.body:
-        targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
-        named = any(isinstance(t, ast.Name) and t.id == LIGER_TABLE for t in targets)
-        if named and isinstance(node.value, ast.Dict):
-            keys = [k.value for k in node.value.keys if isinstance(k, ast.Constant)]
-            return frozenset(k for k in keys if isinstance(k, str))
-    return None
 
 
 def liger_problem(model_types: list[str]) -> str | None:

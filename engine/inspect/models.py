@@ -25,6 +25,7 @@ from .families import (
     kv_heads,
     small_params,
 )
+from .library_tables import peft_moved_names
 
 
 @dataclass
@@ -74,6 +75,13 @@ class ModelInfo:
             for lin in reached
             if lin.name in chosen
         )
+
+
+def auto_targets(model_type: str, linears: list[Linear]) -> list[str]:
+    """The names "auto" adapts: the language model's projections, less those the installed
+    PEFT would move onto the routed experts (as the recipe leaves them out)."""
+    moved = peft_moved_names(model_type)
+    return list(dict.fromkeys(x.name for x in linears if x.auto_lora and x.name not in moved))
 
 
 def catalog_ids() -> list[str]:
@@ -211,7 +219,7 @@ def _info(name: str, c: dict) -> ModelInfo:
         vocab_size=vocab,
         tie_word_embeddings=tie,
         max_context=c.get("max_position_embeddings", 2048),
-        lora_targets=list(dict.fromkeys(lin.name for lin in linears if lin.auto_lora)),
+        lora_targets=auto_targets(model_type, linears),
         supported_backends=backends,
         linears=linears,
         params_experts=experts,

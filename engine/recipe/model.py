@@ -142,7 +142,29 @@ def language_linears(model):
         parent = modules[name.rsplit(".", 1)[0]]
         if plain_linear(module) and module is not output and not holds_experts(parent):
             names.append(f"{prefix}.{name}" if prefix else name)
-    return sorted(names)
+    moved = peft_moved_names(model, {name.rsplit(".", 1)[-1] for name in names})
+    return sorted(name for name in names if name.rsplit(".", 1)[-1] not in moved)
+
+
+def peft_moved_names(model, short_names):
+    """The short names PEFT moves onto the fused experts of a mixture of experts that
+    transformers 5 rebuilt (its conversion of adapters trained on transformers 4): there
+    DeepSeek-V2's, Qwen3-MoE's or OLMoE's `gate_proj` / `up_proj` / `down_proj` adapt every
+    routed expert instead of the dense and shared-expert MLP layers of that name. Asked of
+    PEFT itself; none where the installed PEFT has no such conversion."""
+    try:
+        from peft.utils.transformers_weight_conversion import (
+            convert_peft_config_for_transformers,
+            get_model_conversion_mapping,
+        )
+    except ImportError:
+        return set()
+    config = lora_config(sorted(short_names), 8, 8, 0.0, False)
+    try:
+        convert_peft_config_for_transformers(config, model, get_model_conversion_mapping(model))
+    except ValueError:  # a fused pair named in part: PEFT refuses it when adapting, too
+        return set(short_names)
+    return set(short_names) - set(config.target_modules or ())
 
 
 def auto_lora_targets(model):
@@ -317,6 +339,7 @@ MODEL_FUNCTIONS = (
     quantized_device_map,
     load_model,
     language_linears,
+    peft_moved_names,
     auto_lora_targets,
     lora_module_names,
     lora_config,

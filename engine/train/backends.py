@@ -25,7 +25,7 @@ def apply_liger(model) -> list[str]:
     from liger_kernel.transformers.monkey_patch import _apply_liger_kernel_to_instance
 
     # the families the plan offers Liger for
-    from ..inspect.backend_support import liger_model_types
+    from ..inspect.library_tables import liger_model_types
 
     model_type = model.config.model_type
     if model_type not in (liger_model_types() or ()):

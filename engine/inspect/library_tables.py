@@ -1,0 +1,89 @@
+"""Facts that installed libraries publish as literal tables in their source, read by parsing
+that source, not importing it (the imports pull in torch, and `plan` stays torch-free):
+which families liger-kernel patches, and which LoRA target names PEFT moves onto the fused
+experts of a mixture of experts. None or empty where a library is missing or its table is
+no longer a literal (tests pin the shapes against the installed versions)."""
+
+from __future__ import annotations
+
+import ast
+import functools
+import importlib.util
+from pathlib import Path
+
+LIGER_TABLE = "MODEL_TYPE_TO_APPLY_LIGER_FN"  # liger_kernel.transformers.monkey_patch
+# transformers 5's MoE checkpoint conversions (model type → the pattern it follows), and
+# PEFT's names of the v4 linears each pattern fused (peft.utils.transformers_weight_conversion)
+CONVERSION_PATTERNS = "_MODEL_TO_CONVERSION_PATTERN"
+MOVED_TARGETS = "_MOE_TARGET_MODULE_MAPPING"
+
+
+class Unread(dict):
+    """A name bound to something not literal (`OTHER.copy()`): only the `NAME[key] = value`
+    lines after it are known."""
+
+
+def _module_tables(package: str, *parts: str) -> dict[str, object] | None:
+    """Module-level literal assignments of a file inside an installed package, name →
+    value; `NAME[key] = value` lines update an earlier literal dict."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    source = Path(next(iter(spec.submodule_search_locations)), *parts)
+    try:
+        tree = ast.parse(source.read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, ValueError):
+        return None
+    tables: dict[str, object] = {}
+    for node in tree.body:
+        target = node.targets[0] if isinstance(node, ast.Assign) else getattr(node, "target", None)
+        value = _value(node.value) if getattr(node, "value", None) else None
+        if isinstance(target, ast.Name):
+            tables[target.id] = value
+        elif isinstance(target, ast.Subscript) and isinstance(target.value, ast.Name):
+            table = tables.get(target.value.id)
+            if isinstance(table, dict) and isinstance(target.slice, ast.Constant):
+                table[target.slice.value] = value
+    return tables
+
+
+def _value(node: ast.expr) -> object:
+    """A literal's value; a dict's keys even where its values are not literal (functions)."""
+    if isinstance(node, ast.Dict):
+        return {
+            k.value: _value(v)
+            for k, v in zip(node.keys, node.values, strict=True)
+            if isinstance(k, ast.Constant)
+        }
+    try:
+        return ast.literal_eval(node)
+    except ValueError:
+        return Unread()
+
+
+@functools.lru_cache(maxsize=1)
+def liger_model_types() -> frozenset[str] | None:
+    """The model types the installed liger-kernel patches: the keys of its own table.
+    None when liger-kernel is not installed or the table could not be read."""
+    tables = _module_tables("liger_kernel", "transformers", "monkey_patch.py") or {}
+    table = tables.get(LIGER_TABLE)
+    if type(table) is not dict:
+        return None
+    return frozenset(key for key in table if isinstance(key, str))
+
+
+@functools.lru_cache(maxsize=64)
+def peft_moved_names(model_type: str) -> frozenset[str]:
+    """LoRA target names the installed PEFT moves onto a mixture of experts' fused experts
+    for this model type (its conversion of transformers 4 adapters): naming them adapts
+    every routed expert, not the dense or shared-expert layer of that name. The recipe
+    asks PEFT itself (recipe/model.peft_moved_names); tests hold the two together."""
+    peft = _module_tables("peft", "utils", "transformers_weight_conversion.py") or {}
+    patterns = (_module_tables("transformers", "conversion_mapping.py") or {}).get(
+        CONVERSION_PATTERNS
+    )
+    moved = peft.get(MOVED_TARGETS)
+    if type(patterns) is not dict or type(moved) is not dict:
+        return frozenset()
+    patterns = {**patterns, **(peft.get(CONVERSION_PATTERNS) or {})}  # PEFT's additions
+    return frozenset(moved.get(patterns.get(model_type), {}))
