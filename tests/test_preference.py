@@ -245,15 +245,71 @@ def test_demo_preference_data_regenerates_identically(tmp_path):
 
 def test_a_prompt_that_fills_max_seq_length_is_refused_before_any_run_folder(cli, tmp_path):
     """Chosen and rejected both follow the prompt: a prompt as long as the limit leaves no
-    answer to prefer (TRL would drop the pair), told with the length that fits."""
+    answer to prefer (TRL would drop the pair), told with the record and the length that
+    fits."""
     run = tmp_path / "run"
     result = cli(
         "--preset", preset("dpo"), "--output", str(run), "--set", "training.max_seq_length=12"
     )  # fmt: skip
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2 and len(lines) == 1, lines
-    assert "lose their whole answer at training.max_seq_length 12" in lines[0]
-    assert "set it to at least" in lines[0] and not run.exists()
+    assert f"{demo.demo_dataset_path('dpo')}:1: 2200 of 2200 records lose their whole" in lines[0]
+    assert "at training.max_seq_length 12; set it to at least" in lines[0] and not run.exists()
+
+
+def needed_length(line: str) -> int:
+    return int(line.split("set it to at least ")[1].split()[0])
+
+
+def length_check(data: Path, objective: str, length: int) -> None:
+    """The check a run makes before its folder exists (preflight), on these settings."""
+    from finetune_tui.engine.settings.preset import load_preset
+    from finetune_tui.engine.train.preflight import check_run_inputs
+
+    sets = [f"dataset.path={data}", f"training.max_seq_length={length}"]
+    check_run_inputs(load_preset(Path(preset(objective)), sets))
+
+
+SHARED = "The capital of France is a city on the Seine, famous for its museums, and it is "
+
+
+@pytest.mark.parametrize("chat", [False, True], ids=["text", "messages"])
+def test_a_pair_cut_before_its_answers_differ_is_refused_with_its_line(cli, tmp_path, chat):
+    """Cut to the limit, chosen and rejected would be the same tokens: nothing to prefer.
+    Measured through the tokenizer (and chat template) as TRL will; the length told fits."""
+
+    def pair(chosen: str, rejected: str) -> dict:
+        if not chat:
+            return {"prompt": "Q: ", "chosen": chosen, "rejected": rejected}
+        turn = lambda text: [{"role": "assistant", "content": text}]  # noqa: E731
+        return {"prompt": CHAT, "chosen": turn(chosen), "rejected": turn(rejected)}
+
+    rows = [pair("Paris.", "Rome.")] * 30 + [pair(SHARED + "Paris.", SHARED + "Rome.")]
+    data = write_jsonl(tmp_path / "pairs.jsonl", rows)
+    args = ("--preset", preset("dpo"), "--output", str(tmp_path / "run"))
+    result = cli(*args, "--set", f"dataset.path={data}", "--set", "training.max_seq_length=30")
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1, lines
+    assert lines[0].startswith(f"finetune-tui: error: {data}:31: 1 of 31 records lose what")
+    assert "this pair's answers are the same up to it" in lines[0]
+    assert not (tmp_path / "run").exists()
+    needed = needed_length(lines[0])
+    length_check(data, "dpo", needed)  # the length it tells keeps the pair whole
+    length_check(data, "dpo", needed - 1)  # an answer's end cut, past where they differ: kept
+
+
+def test_a_kto_completion_whose_prompt_fills_the_limit_is_refused_with_its_line(cli, tmp_path):
+    rows = [{"prompt": "Q", "completion": "yes", "label": True}] * 20
+    rows.insert(4, {"prompt": SHARED * 2, "completion": "no", "label": False})
+    data = write_jsonl(tmp_path / "unpaired.jsonl", rows)
+    result = cli(
+        "--preset", preset("kto"), "--output", str(tmp_path / "run"),
+        "--set", f"dataset.path={data}", "--set", "training.max_seq_length=64",
+    )  # fmt: skip
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1, lines
+    assert f"{data}:5: 1 of 21 records lose their whole answer (this one's prompt" in lines[0]
+    length_check(data, "kto", needed_length(lines[0]))
 
 
 def test_message_pairs_need_a_chat_template(cli, tmp_path):

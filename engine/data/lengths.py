@@ -26,20 +26,20 @@ class TokenStats:
 
 @dataclass
 class AnswerCut:
-    """Records whose prompt alone fills max_seq_length: (prompt tokens, full tokens) each."""
+    """Records that lose what they teach at max_seq_length: (prompt tokens, full tokens)
+    each, where the first of them is, and why (the prompt fills the limit, or a pair's
+    answers differ only past it)."""
 
     records: list[tuple[int, int]]
     total: int
+    first: str = ""  # the first such record's file:line
+    first_tied: bool = False  # its chosen and rejected are the same up to the limit
 
     def __bool__(self) -> bool:
         return bool(self.records)
 
     def __len__(self) -> int:
         return len(self.records)
-
-    @property
-    def shortest_prompt(self) -> int:
-        return min(p for p, _ in self.records)
 
     @property
     def longest_record(self) -> int:
@@ -49,32 +49,60 @@ class AnswerCut:
 def answer_cut_lengths(
     records: list[Record], fmt: str, limit: int, tokenizer, batch: int = 512
 ) -> AnswerCut:
-    """Measure prompt and full lengths with the tokenizer and chat template TRL will use."""
-    rows = [_as_completion(to_example(r.data, fmt, tokenizer.eos_token)) for r in records]
-    cut = []
+    """Measure prompt and full lengths with the tokenizer and chat template TRL will use:
+    a record whose prompt alone fills the limit has no answer left (TRL drops it)."""
+    if fmt in ("preference", "unpaired_preference"):
+        return preference_cut_lengths(records, fmt, limit, tokenizer, batch)
+    rows = [to_example(r.data, fmt, tokenizer.eos_token) for r in records]
+    cut, first = [], ""
     if fmt != "text":
         for start in range(0, len(rows), batch):
             chunk = rows[start : start + batch]
-            prompts, fulls = _prompt_and_full_ids(chunk, tokenizer)
-            cut += [
-                (len(p), len(f)) for p, f in zip(prompts, fulls, strict=True) if len(p) >= limit
-            ]
-    return AnswerCut(cut, len(rows))
+            prompts, fulls = _prompt_and_full_ids(chunk, tokenizer, "completion")
+            for i, (p, f) in enumerate(zip(prompts, fulls, strict=True)):
+                if len(p) >= limit:
+                    first = first or records[start + i].where
+                    cut.append((len(p), len(f)))
+    return AnswerCut(cut, len(rows), first)
 
 
-def _as_completion(row: dict) -> dict:
-    """A preference example as prompt and completion: its longer answer (both answers share
-    the prompt, so both are cut or neither)."""
-    if "chosen" not in row:
-        return row
-    longer = max(row["chosen"], row["rejected"], key=lambda a: len(json.dumps(a)))
-    return {"prompt": row["prompt"], "completion": longer}
+def preference_cut_lengths(
+    records: list[Record], fmt: str, limit: int, tokenizer, batch: int = 512
+) -> AnswerCut:
+    """Prompt + chosen and prompt + rejected (or prompt + completion) as TRL tokenizes them
+    (its EOS after a plain-text answer) and cuts them (the first max_length tokens): a pair
+    is lost when its prompt fills the limit, or when chosen and rejected are the same up to
+    it (what sets them apart is cut away, nothing is left to prefer)."""
+    answers = ("chosen", "rejected") if fmt == "preference" else ("completion",)
+    rows = [_with_eos(to_example(r.data, fmt, ""), answers, tokenizer) for r in records]
+    cut, first, first_tied = [], "", False
+    for start in range(0, len(rows), batch):
+        chunk = rows[start : start + batch]
+        ids = [_prompt_and_full_ids(chunk, tokenizer, name) for name in answers]
+        for i in range(len(chunk)):
+            prompt = len(ids[0][0][i])
+            fulls = [full[i] for _, full in ids]
+            tied = len(fulls) == 2 and fulls[0][:limit] == fulls[1][:limit]
+            if prompt >= limit or tied:
+                if not first:
+                    first, first_tied = records[start + i].where, prompt < limit
+                cut.append((prompt, max(len(f) for f in fulls)))
+    return AnswerCut(cut, len(rows), first, first_tied)
 
 
-def _prompt_and_full_ids(rows: list[dict], tokenizer) -> tuple[list, list]:
+def _with_eos(row: dict, answers: tuple[str, ...], tokenizer) -> dict:
+    """TRL ends a plain-text answer with the EOS token (a chat template ends its own)."""
+    eos = tokenizer.eos_token or ""
+    for name in answers:
+        if isinstance(row[name], str) and not row[name].endswith(eos):
+            row = {**row, name: row[name] + eos}
+    return row
+
+
+def _prompt_and_full_ids(rows: list[dict], tokenizer, answer: str) -> tuple[list, list]:
     if isinstance(rows[0]["prompt"], list):
         prompts = [list(r["prompt"]) for r in rows]
-        fulls = [list(r["prompt"]) + list(r["completion"]) for r in rows]
+        fulls = [list(r["prompt"]) + list(r[answer]) for r in rows]
         template = tokenizer.apply_chat_template
         return (
             template(prompts, tokenize=True, add_generation_prompt=True, return_dict=True)[
@@ -84,7 +112,7 @@ def _prompt_and_full_ids(rows: list[dict], tokenizer) -> tuple[list, list]:
         )
     return (
         tokenizer([r["prompt"] for r in rows])["input_ids"],
-        tokenizer([r["prompt"] + r["completion"] for r in rows])["input_ids"],
+        tokenizer([r["prompt"] + r[answer] for r in rows])["input_ids"],
     )
 
 

@@ -299,7 +299,8 @@ def check_sequence_length(settings: TrainSettings, records: list, fmt: str) -> N
 
     Lengths come from the model's own tokenizer and chat template, the way TRL will
     tokenize them; a record whose prompt alone fills max_seq_length has nothing left
-    to learn from, and TRL drops it.
+    to learn from, and TRL drops it; a preference pair whose answers differ only past it
+    has nothing left to prefer. The first such record is named with its file:line.
     """
     from ..data.lengths import answer_cut_lengths
     from .loading import load_tokenizer_for
@@ -310,8 +311,13 @@ def check_sequence_length(settings: TrainSettings, records: list, fmt: str) -> N
     cut = answer_cut_lengths(records, fmt, limit, tokenizer)
     if not cut:
         return
+    lost = (
+        "what sets chosen apart from rejected (this pair's answers are the same up to it)"
+        if cut.first_tied
+        else f"their whole answer (this one's prompt alone is {cut.records[0][0]} tokens)"
+    )
     raise DatasetError(
-        f"{settings.dataset.path}: {len(cut)} of {cut.total} records lose their whole answer "
-        f"at training.max_seq_length {limit} (their prompt alone is {cut.shortest_prompt}+ "
-        f"tokens); set it to at least {cut.longest_record} to keep them, or shorten them"
+        f"{cut.first}: {len(cut)} of {cut.total} records lose {lost} at "
+        f"training.max_seq_length {limit}; set it to at least {cut.longest_record} to keep "
+        "them, or shorten them"
     )
