@@ -11,7 +11,10 @@ from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Input, Static
 
 from finetune_tui.engine.common.errors import FinetuneError
+from finetune_tui.engine.settings.options import PAIRED, UNPAIRED
 from finetune_tui.tui.text import shown
+
+PREFERENCE_FORMATS = (PAIRED, UNPAIRED)
 
 
 class DatasetScreen(Screen):
@@ -72,13 +75,50 @@ def describe_dataset(settings) -> tuple[str, str]:
     lines += histogram(stats.histogram, settings.training.max_seq_length)
     good = next((r for r in records if r.data is not None), None)
     sample = ""
-    if good is not None and not validate_records([good], fmt):
+    if fmt in PREFERENCE_FORMATS:
+        lines[1:1] = preference_lines(records, fmt, settings.training.objective)
+        if good is not None and not validate_records([good], fmt):
+            sample = preference_sample(good, to_example(good.data, fmt, ""))
+    elif good is not None and not validate_records([good], fmt):
         example = to_example(good.data, fmt, "</s>")
         sample = (
             "First example as trained (prompt → completion):\n"
             + json.dumps(example, ensure_ascii=False, indent=1)[:600]
         )
     return "\n".join(lines), sample
+
+
+def preference_lines(records: list, fmt: str, objective: str) -> list[str]:
+    """What preference data holds (pairs, or good and bad completions), and whether the
+    objective set trains on it."""
+    from finetune_tui.engine.settings.options import OBJECTIVES, objective_format_problem
+
+    data = [r.data for r in records if isinstance(r.data, dict)]
+    if fmt == "preference":
+        held = f"{plural(len(data), 'pair')}: a prompt, a chosen and a rejected answer each"
+    else:
+        good = sum(d.get("label") is True for d in data)
+        held = f"{good} desirable and {len(data) - good} undesirable completions (label)"
+    lines = [f"preference data: {held}"]
+    if objective_format_problem(objective, fmt):
+        suits = " or ".join(name for name, o in OBJECTIVES.items() if fmt in o.formats)
+        lines.append(
+            f"[yellow]these records train training.objective {suits}; it is {objective} "
+            "now: choose it on the Strategy screen (4)[/yellow]"
+        )
+    return lines
+
+
+def preference_sample(record, example: dict) -> str:
+    """The first record's prompt and answers as the trainer reads them, one field a line."""
+    names = ("chosen", "rejected") if "chosen" in example else ("completion", "label")
+    rows = [f"First record as trained ({shown(record.where)}):"]
+    for name in ("prompt", *names):
+        value = example[name]
+        if isinstance(value, list):  # chat turns: role and content
+            value = "  ".join(f"{turn['role']}: {turn['content']}" for turn in value)
+        rows.append(f"  [b]{name}[/b]: {shown(str(value)[:200])}")
+    return "\n".join(rows)
 
 
 def plural(count: int, noun: str) -> str:
