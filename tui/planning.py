@@ -83,18 +83,24 @@ def unavailable_here(hw, model) -> dict[str, str]:
 
 def dataset_stats(settings: TrainSettings):
     """Token lengths estimated from the dataset (None when it cannot be read yet); read
-    once per dataset and length, not on every change of the form."""
-    return _stats(settings.dataset.model_dump_json(), settings.training.max_seq_length)
+    once per dataset, length and objective, not on every change of the form."""
+    t = settings.training
+    return _stats(settings.dataset.model_dump_json(), t.max_seq_length, t.objective)
 
 
 @functools.lru_cache(maxsize=8)
-def _stats(dataset_json: str, max_seq_length: int):
+def _stats(dataset_json: str, max_seq_length: int, objective: str):
+    """The objective picks the demo's data and which formats it reads."""
     from finetune_tui.engine.common.errors import FinetuneError
     from finetune_tui.engine.data.dataset import dataset_stats as stats
 
-    settings = TrainSettings.model_validate(
-        {"dataset": json.loads(dataset_json), "training": {"max_seq_length": max_seq_length}}
-    )
+    training = {"max_seq_length": max_seq_length, "objective": objective}
+    try:
+        settings = TrainSettings.model_validate(
+            {"dataset": json.loads(dataset_json), "training": training}
+        )
+    except ValueError:  # a dataset.format the objective does not train: no lengths yet
+        return None
     try:
         return stats(settings)
     except FinetuneError:

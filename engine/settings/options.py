@@ -92,14 +92,33 @@ class ObjectiveInfo:
 
     formats: tuple[str, ...]  # the dataset formats it trains on
     what: str  # for messages: what the objective learns from
+    means: str  # what it trains the model to do, for the wizard
 
 
 OBJECTIVES = {
-    "sft": ObjectiveInfo(SFT_FORMATS, "answers"),
-    "dpo": ObjectiveInfo((PAIRED,), "preference pairs"),
-    "orpo": ObjectiveInfo((PAIRED,), "preference pairs"),
+    "sft": ObjectiveInfo(
+        SFT_FORMATS, "answers", "learns to write the answers, token by token (SFTTrainer)"
+    ),
+    "dpo": ObjectiveInfo(
+        (PAIRED,),
+        "preference pairs",
+        "raises the chosen answer's likelihood over the rejected one's, measured against a "
+        "frozen reference (under LoRA the model with its adapter off); beta: how far it may "
+        "move from it (DPOTrainer)",
+    ),
+    "orpo": ObjectiveInfo(
+        (PAIRED,),
+        "preference pairs",
+        "learns the chosen answer as SFT does, and an odds-ratio penalty pushes the rejected "
+        "one down; no reference model; beta weighs the penalty (ORPOTrainer)",
+    ),
     # KTOTrainer unpairs prompt / chosen / rejected records itself
-    "kto": ObjectiveInfo((UNPAIRED, PAIRED), "labelled completions"),
+    "kto": ObjectiveInfo(
+        (UNPAIRED, PAIRED),
+        "labelled completions",
+        "raises good completions and lowers bad ones, each against a frozen reference; "
+        "needs no pairs, only a true / false label (KTOTrainer)",
+    ),
 }
 # DPOConfig.loss_type values offered (TRL's own names; the ones that need nothing more)
 DPO_LOSSES = ("sigmoid", "hinge", "ipo", "robust", "exo_pair", "bco_pair", "sppo_hard", "nca_pair")

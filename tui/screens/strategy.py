@@ -23,6 +23,7 @@ class StrategyScreen(Screen):
         with Vertical(id="body"):
             yield VramBar(id="vram-bar")
             yield Static("", id="strategy-time")
+            yield Static("", id="strategy-objective")
             yield Static("", id="strategy-status")
             with Horizontal(classes="row"):
                 yield Button("Reset to recommended", id="reset")
@@ -38,6 +39,19 @@ class StrategyScreen(Screen):
         self.query_one(SettingsForm).load(self.app.state.settings)
         self.show_reasons()
         self.refresh_prediction()
+
+    def show_objective(self) -> None:
+        """What the objective trains the model to do; for a preference objective, that the
+        bar's memory and time are still supervised fine-tuning's."""
+        from finetune_tui.engine.plan.reasons import PREFERENCE_NOT_PLANNED
+        from finetune_tui.engine.settings.options import OBJECTIVES
+
+        objective = self.app.state.settings.training.objective
+        text = f"objective [b]{objective}[/b]: {escape(OBJECTIVES[objective].means)}"
+        if objective != "sft":
+            note = PREFERENCE_NOT_PLANNED.format("memory and time")
+            text += f"\n[yellow]{escape(note)}[/yellow]"
+        self.query_one("#strategy-objective", Static).update(text)
 
     def show_reasons(self) -> None:
         """Why each recommended value; fields the user set are marked as theirs."""
@@ -58,12 +72,39 @@ class StrategyScreen(Screen):
             status.update(f"[red]{escape(f'{event.field}: {event.value}: {why}')}[/red]")
             self.query_one(SettingsForm).load(self.app.state.settings)
             return
-        error = self.app.update_setting(event.field, event.value, pin=True)
+        error, reset = self.apply_change(event.field, event.value)
         if error:
-            status.update(f"[red]{error}[/red]")
+            status.update(f"[red]{escape(error)}[/red]")
             return
-        status.update(f"{event.field} = {event.value!r}")
+        status.update(escape("; ".join([f"{event.field} = {event.value!r}", *reset])))
+        if reset:
+            self.query_one(SettingsForm).load(self.app.state.settings)
         self.refresh_prediction()
+
+    def apply_change(self, field: str, value: object) -> tuple[str | None, list[str]]:
+        """The user's change; where the settings refuse it only because of a value the user
+        did not set (an objective that cannot pack, say), that value goes back to its
+        default. A value the user set is never changed: its refusal is shown."""
+        from finetune_tui.engine.settings.schema import TrainSettings
+
+        state, defaults, reset = self.app.state, TrainSettings(), []
+        saved = state.settings
+        error = self.app.update_setting(field, value, pin=True)
+        while error and len(reset) < 4:
+            blocker = error.split(":", 1)[0]
+            if blocker == field or blocker in state.pinned or blocker.count(".") != 1:
+                break
+            try:
+                default = defaults.value(blocker)
+            except AttributeError:  # the message names no field
+                break
+            if self.app.update_setting(blocker, default):
+                break
+            reset.append(f"{blocker} back to {default!r}, as {field} needs")
+            error = self.app.update_setting(field, value, pin=True)
+        if error:  # nothing changes unless the change is made
+            state.settings, reset = saved, []
+        return error, reset
 
     def _model(self):
         """The model's facts, or None when the planner cannot read it."""
@@ -83,6 +124,7 @@ class StrategyScreen(Screen):
         self.prediction = prediction
         self.query_one(VramBar).show(prediction.breakdown, prediction.budget_gib, prediction.fits)
         self.query_one("#strategy-time", Static).update(escape(prediction.time_text))
+        self.show_objective()
         if prediction.note:
             self.query_one("#strategy-status", Static).update(f"[dim]{prediction.note}[/dim]")
 
