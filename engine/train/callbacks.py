@@ -17,6 +17,7 @@ from ..launch.processes import launcher_gone
 from ..launch.ranks import any_rank, is_main_process, sum_over_ranks
 from ..runs.events import Checkpoint, Eval, EventSink, MemoryCheck, Notice, Started, Step
 from ..runs.layout import STOP_FILE, TRIGGER_FILE
+from .preference_eval import from_metrics
 from .run_control import discard_stop_request, stop_file_problem
 
 GIB = 2**30
@@ -130,8 +131,16 @@ class EventCallback(TrainerCallback):
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         logs = logs or {}
-        if "eval_loss" in logs and self.emit_evals:
-            self.sink(Eval(step=state.global_step, eval_loss=float(logs["eval_loss"])))
+        if "eval_loss" in logs and self.emit_evals:  # a preference run's held-out pairs too
+            score = from_metrics(logs)
+            self.sink(
+                Eval(
+                    step=state.global_step,
+                    eval_loss=float(logs["eval_loss"]),
+                    reward_accuracy=score.accuracy,
+                    reward_margin=score.margin,
+                )
+            )
         if "loss" in logs:
             self.sink(self._step_event(state, logs))
 

@@ -34,6 +34,7 @@ from finetune_tui.engine.runs.events import (
 )
 from finetune_tui.tui.text import shown
 
+from ..widgets.preference_line import PreferenceLine
 from ..widgets.vram_chart import VramChart
 
 HISTORY = 120
@@ -76,6 +77,7 @@ class TrainScreen(Screen):
                 yield Button("Stop (saves)", id="stop", variant="error", disabled=True)
             yield ProgressBar(id="progress", show_eta=False, total=1)  # ETA is in #stats
             yield Static("waiting to start", id="stats")
+            yield PreferenceLine(id="preference")  # preference objectives only
             yield Static("loss", classes="spark-label", id="loss-label")
             yield Sparkline([], id="loss-spark")
             yield Static("tokens/s", classes="spark-label", id="speed-label")
@@ -226,6 +228,7 @@ class TrainScreen(Screen):
         if line:
             style = LOG_STYLES.get(getattr(event, "level", event.kind), "default")
             self.log_line(line, style)
+        self.query_one(PreferenceLine).show(event)
         if isinstance(event, Started):
             self.started_at = time.monotonic()
             self.predicted_gib = event.predicted_peak_reserved_gib
@@ -245,6 +248,7 @@ class TrainScreen(Screen):
 
     def show_step(self, event: Step) -> None:
         self.last_step = event
+        self.query_one(PreferenceLine).show(event)
         self.query_one("#loss-spark", Sparkline).data = self.losses
         self.set_text(
             "#loss-label",
