@@ -10,6 +10,7 @@ from textual.widgets import Input, Select, Static, Switch
 
 from finetune_tui.engine.settings.preset import load_preset
 from finetune_tui.tui.app import FinetuneApp
+from finetune_tui.tui.planning import dataset_stats
 from finetune_tui.tui.screens.train import TrainScreen
 from finetune_tui.tui.widgets.settings_form import SettingsForm, field_id
 
@@ -62,6 +63,7 @@ async def test_preference_data_is_shown_and_the_objective_set_on_the_strategy_sc
         assert "memory and time: planned as supervised fine-tuning" in objective
         exact = form.query_one(f"#{field_id('training.exact_match_samples')}", Input)
         assert exact.value == "0"  # the form shows what changed
+        assert dataset_stats(app.state.settings).count == 40  # the planner reads the pairs
 
         form.query_one(f"#{field_id('memory.packing')}", Switch).value = True
         await pilot.pause()  # the user's own change is refused, never undone for them
