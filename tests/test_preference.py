@@ -389,8 +389,8 @@ def test_a_stopped_dpo_run_resumes_where_it_stopped(small_dpo_run, tmp_path):
 @pytest.mark.parametrize("objective", ["dpo", "orpo", "kto"])
 def test_plan_on_a_preference_preset_picks_only_what_the_objective_runs(cli, objective):
     """The advisor once chose Unsloth and packing for a DPO preset, which the settings
-    refuse: plan failed with a settings error. It plans what can run, and says the memory
-    is SFT's and the time not predicted."""
+    refuse: plan failed with a settings error. It plans what can run, and says how its
+    memory is planned and that the time is not predicted."""
     result = cli(
         "plan", "--preset", str(PRESETS / f"demo-{objective}.yaml"), "--model",
         "meta-llama/Llama-3.1-8B", "--gpu", "RTX 4090", "--dataset", "demo", "--json",
@@ -401,5 +401,33 @@ def test_plan_on_a_preference_preset_picks_only_what_the_objective_runs(cli, obj
     assert memory["backend"] != "unsloth" and not memory["packing"]
     assert not memory["group_by_length"]
     assert "the only filling" in plan["reasons"]["memory.packing"]
-    assert "planned as supervised fine-tuning" in plan["reasons"]["training.objective"]
+    assert "memory planned from how TRL runs it" in plan["reasons"]["training.objective"]
     assert plan["time"] is None and f"not predicted for {objective}" in plan["time_text"]
+
+
+def test_each_objective_is_planned_as_trl_runs_it():
+    """DPO and ORPO put a pair's two sequences through the model in one batch, ORPO holds
+    the whole logits, KTO one sequence a sample; under full fine-tuning DPO and KTO keep a
+    second 16-bit model as the reference, ORPO none."""
+    from finetune_tui.engine.inspect.models import inspect_model
+    from finetune_tui.engine.plan.peak import predict_memory
+    from finetune_tui.engine.settings.preset import settings_from_overrides
+
+    model = inspect_model("meta-llama/Llama-3.2-1B")
+
+    def peak(objective, batch=2, **more):
+        overrides = [f"training.objective={objective}", f"training.micro_batch_size={batch}"]
+        overrides += ["training.exact_match_samples=0", "memory.backend=hf"]
+        overrides += [f"{k.replace('__', '.')}={v}" for k, v in more.items()]
+        return predict_memory(model, settings_from_overrides(overrides))
+
+    sft, dpo, orpo, kto = (peak(o) for o in ("sft", "dpo", "orpo", "kto"))
+    assert dpo.activations_gib == pytest.approx(peak("sft", batch=4).activations_gib)
+    assert dpo.logits_gib > sft.logits_gib and kto.reserved_gib == pytest.approx(sft.reserved_gib)
+    tokens = 2 * 2 * 1024  # ORPO: the pair's logits over the whole vocabulary
+    assert orpo.logits_gib * 2**30 > tokens * model.vocab_size * 2
+    full = {"training__method": "full", "quantization__mode": "none"}
+    second_copy = model.params_total * 2 / 2**30
+    for objective, copies in (("dpo", 1), ("kto", 1), ("orpo", 0)):
+        extra = peak(objective, **full).base_weights_gib - peak("sft", **full).base_weights_gib
+        assert extra == pytest.approx(copies * second_copy)

@@ -60,7 +60,7 @@ async def test_preference_data_is_shown_and_the_objective_set_on_the_strategy_sc
         assert "training.exact_match_samples back to 0, as training.objective needs" in status
         objective = text_of(app, "#strategy-objective")
         assert "objective dpo: raises the chosen answer's likelihood" in objective
-        assert "memory and time: planned as supervised fine-tuning" in objective
+        assert "dpo: memory planned from how TRL runs it" in objective
         exact = form.query_one(f"#{field_id('training.exact_match_samples')}", Input)
         assert exact.value == "0"  # the form shows what changed
         assert dataset_stats(app.state.settings).count == 40  # the planner reads the pairs

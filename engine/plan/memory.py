@@ -1,10 +1,11 @@
-"""Predicted peak VRAM of one SFT step on one GPU, with a breakdown.
+"""Predicted peak VRAM of one training step on one GPU, with a breakdown.
 
 An analytic sum of weights, LoRA state, activations and logits; the per-token activation
 coefficients, fragmentation and fixed overheads live in `COEFFICIENTS` and are calibrated
 against GPU measurements of LoRA / QLoRA (benchmarks/backends.py, docs/BENCHMARKS.md).
-Full fine-tuning adds every weight's gradient and optimizer state (not measured on a GPU
-yet). Several processes: each GPU's share is engine/plan/sharding.py's. Errs on the safe side.
+Full fine-tuning adds every weight's gradient and optimizer state; a preference objective's
+second sequence, logits and reference are objective.py's. Several processes: each GPU's
+share is engine/plan/sharding.py's. Errs on the safe side.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from ..settings.attention import planned_attention
 from ..settings.options import OPTIMIZERS
 from ..settings.schema import TrainSettings
 from .batching import mask_bytes
+from .objective import full_logits_bytes, reference_bytes, sequences, step_tokens
 
 GIB = 2**30
 
@@ -187,7 +189,7 @@ def full_state_bytes(model: ModelInfo, settings: TrainSettings) -> tuple[float, 
 
 def activation_bytes(model: ModelInfo, settings: TrainSettings) -> float:
     c = COEFFICIENTS
-    tokens = settings.training.micro_batch_size * settings.training.max_seq_length
+    tokens = step_tokens(settings)
     h, i, layers = model.hidden_size, model.intermediate_size, model.num_layers
     backend = settings.memory.backend
     act_i = {"liger": c["liger_act_i"], "unsloth": c["unsloth_act_i"]}.get(backend, c["act_i"])
@@ -211,7 +213,7 @@ def _scores_bytes(model: ModelInfo, settings: TrainSettings) -> float:
     """One layer's attention scores, where the family's attention materialises them."""
     t = settings.training
     per_score = SCORES_BYTES.get(model.model_type, 0.0)
-    return per_score * t.micro_batch_size * model.num_heads * t.max_seq_length**2
+    return per_score * sequences(settings) * model.num_heads * t.max_seq_length**2
 
 
 def _ungated_extra_layers(model: ModelInfo, settings: TrainSettings) -> float:
@@ -248,9 +250,13 @@ def _gemma_extra(model: ModelInfo, settings: TrainSettings) -> float:
 
 
 def logits_bytes(model: ModelInfo, settings: TrainSettings) -> float:
-    """TRL's fused, chunked LM head never holds batch × seq × vocab logits."""
-    tokens = settings.training.micro_batch_size * settings.training.max_seq_length
+    """TRL's fused, chunked LM head never holds batch × seq × vocab logits (an objective
+    whose trainer takes them whole is objective.py's)."""
+    tokens = step_tokens(settings)
     c = COEFFICIENTS
+    whole = full_logits_bytes(model, settings)
+    if whole is not None:
+        return whole
     if model.model_type in FULL_LOGITS_TYPES and settings.memory.backend == "hf":
         return tokens * model.vocab_size * 10.0  # bf16 logits + fp32 upcast + fp32 gradient
     return tokens * model.hidden_size * c["head_bytes_per_token_h"] + c["head_fixed_gib"] * GIB
@@ -274,7 +280,7 @@ def one_gpu_bytes(model: ModelInfo, settings: TrainSettings) -> StepBytes:
     word = DTYPE_BYTES[settings.quantization.compute_dtype]
     step = optimizer_step_bytes(settings, trained_params(model, settings), word)
     return StepBytes(
-        weights=base_weight_bytes(model, settings),
+        weights=base_weight_bytes(model, settings) + reference_bytes(model, settings, word),
         lora=lora,
         trained=trained,
         activations=activation_bytes(model, settings) + packing_mask_bytes(model, settings),

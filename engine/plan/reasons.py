@@ -41,10 +41,12 @@ def experts_reason(model: ModelInfo) -> str:
     )
 
 
-# The memory and speed models are SFT's; a preference objective's are not built yet.
+# A preference objective's memory is objective.py's reading of TRL's trainers; not yet
+# checked against GPU rows, and its speed is not modelled.
 PREFERENCE_NOT_PLANNED = (
-    "{}: planned as supervised fine-tuning; a pair's second sequence (and a reference pass "
-    "where there is one) is not in this plan yet, so leave room"
+    "{}: memory planned from how TRL runs it (a pair's two sequences in one batch, ORPO's "
+    "whole logits, a second model for full fine-tuning's reference), not yet measured on a "
+    "GPU, so leave room; no time prediction"
 )
 
 

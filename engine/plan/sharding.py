@@ -26,6 +26,7 @@ from .memory import (
     optimizer_step_bytes,
     trained_params,
 )
+from .objective import reference_bytes
 
 # A trained parameter's shard is fp32 under both sharded strategies: accelerate upcasts
 # trainable FSDP flat parameters to fp32 when mixed precision is on (Accelerator.
@@ -91,6 +92,7 @@ def _sharded(model: ModelInfo, settings: TrainSettings) -> StepBytes:
     word = DTYPE_BYTES[settings.quantization.compute_dtype]
     params = trained_params(model, settings)
     frozen = 0.0 if full else base_weight_bytes(model, settings) / n
+    frozen += reference_bytes(model, settings, word) / n  # TRL shards the reference too
     weights = SHARD_WEIGHT_BYTES * params / n
     gradients = SHARD_GRADIENT_BYTES * params / n
     state = optimizer_state_bytes(model, settings, SHARD_WEIGHT_BYTES, 1 / n)
