@@ -19,7 +19,11 @@ TINY = dict(
 )
 # Phi-3.5-MoE is the family that failed; the router rule for the others is in
 # tests/test_family_targets.py (one training run here costs about 30 s)
-FAMILIES = {"phimoe": dict(num_local_experts=4, num_experts_per_tok=2)}
+FAMILIES = {
+    "phimoe": dict(num_local_experts=4, num_experts_per_tok=2),
+    "qwen3_moe": dict(num_experts=4, num_experts_per_tok=2, moe_intermediate_size=32),
+}
+TRAINED = ["phimoe"]
 
 
 def tiny_model(folder, model_type: str) -> str:
@@ -47,7 +51,7 @@ def train_demo_on(tmp_path, model, *pairs: str):
     )
 
 
-@pytest.mark.parametrize("model_type", sorted(FAMILIES))
+@pytest.mark.parametrize("model_type", TRAINED)
 def test_a_mixture_of_experts_trains_with_auto_targets(tmp_path, model_type):
     model = tiny_model(tmp_path / model_type, model_type)
     run = tmp_path / "run"
@@ -91,3 +95,14 @@ def test_unsloth_is_offered_only_where_its_own_kernels_train():
     for name in ("google/gemma-3-1b-pt", "microsoft/Phi-3-mini-4k-instruct"):
         why = inspect_model(name).supported_backends["unsloth"]
         assert "generic compiled path" in why and "use liger" in why
+
+
+def test_targets_peft_would_move_onto_the_experts_are_refused_before_the_run_folder(cli, tmp_path):
+    """On Qwen3-MoE PEFT moves `gate_proj` / `up_proj` onto every routed expert's fused
+    weights: naming them trains another adapter than the one named and planned."""
+    model = tiny_model(tmp_path / "qwen3_moe", "qwen3_moe")
+    sets = set_args(f"model.name_or_path={model}", "lora.target_modules=[q_proj,gate_proj,up_proj]")
+    result = cli("--preset", str(DEMO_PRESET), "--output", str(tmp_path / "run"), *sets)
+    assert result.returncode == 2, result.stderr
+    assert "PEFT moves gate_proj, up_proj of" in result.stderr and "'auto' does" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "run").exists()

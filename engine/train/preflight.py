@@ -181,6 +181,7 @@ def _check_lora_targets(settings: TrainSettings, model) -> None:
 
         lora_target_modules(model, settings)  # the recipe's "auto" finds some, or one line
         return
+    _check_moved_targets(targets, model, name)
     from torch import nn
 
     modules = list(model.named_modules())
@@ -199,6 +200,20 @@ def _check_lora_targets(settings: TrainSettings, model) -> None:
                 f"lora.target_modules: {target!r} names {', '.join(wrong)} modules of {name}, "
                 "which LoRA cannot adapt; name linear layers"
             )
+
+
+def _check_moved_targets(targets: list[str], model, name: str) -> None:
+    """Names PEFT would move onto every routed expert (transformers 5 fused them) would
+    train another adapter than the one named and planned: refused with the reason."""
+    from ..recipe.model import peft_moved_names
+
+    moved = sorted(peft_moved_names(model, {target.rsplit(".", 1)[-1] for target in targets}))
+    if moved:
+        raise SettingsError(
+            f"lora.target_modules: PEFT moves {', '.join(moved)} of {name} onto the fused "
+            "expert and router weights (transformers 5 fuses them), not onto the layers of "
+            "that name; leave them out ('auto' does)"
+        )
 
 
 def _check_hub_model(name: str) -> None:
