@@ -77,8 +77,18 @@ def predicted_throughput(
         * speed.batch_fill(settings, stats)
     )
     processes = settings.distributed.world_size  # above 1 only with a strategy
-    mfu = per_gpu * flops_per_token(model, settings) / (card.bf16_tflops * 1e12)
+    mfu = per_gpu * processes / peak_tokens_per_s(model, settings, gpu_name)
     return Throughput(per_gpu * processes, _basis(card, settings, processes), mfu)
+
+
+def peak_tokens_per_s(model: ModelInfo, settings: TrainSettings, gpu_name: str) -> float | None:
+    """The whole machine's tokens/s at its cards' published dense bf16 peak: a measured
+    tokens/s over this is the run's MFU. None for a card without a published peak."""
+    card = find_known_gpu(gpu_name)
+    if card is None:
+        return None
+    processes = settings.distributed.world_size
+    return card.bf16_tflops * 1e12 * processes / flops_per_token(model, settings)
 
 
 def unpredicted(settings: TrainSettings, gpu_name: str | None) -> str | None:

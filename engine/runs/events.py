@@ -37,6 +37,11 @@ class Started(Event):
     total_params: int
     steps_per_epoch: int | None = None
     predicted_peak_reserved_gib: float | None = None  # the planner's, for these settings (GPU)
+    # the planner's speed for these settings on this card (GPU; train/run_speed.py)
+    predicted_tokens_per_s: float | None = None  # real tokens/s, the whole machine
+    predicted_wall_time_s: float | None = None  # the whole run
+    tokens_per_s_at_peak: float | None = None  # at the cards' bf16 peak: measured / this = MFU
+    speed_unpredicted: str | None = None  # why there is no predicted tokens/s
     kind: str = field(init=False, default="started")
 
 

@@ -1,32 +1,39 @@
 """A run's speed beside its plan: the planner's tokens/s and whole-run time for the settings
-that trained, on the card they trained on, for summary.json (GPU only, as the memory's)."""
+that train, on the card they train on (GPU only, as the memory's). Computed once, when the
+trainer is built: the Started event carries it to the panel's chart, summary.json keeps it."""
 
 from __future__ import annotations
 
 from ..settings.schema import TrainSettings
 
+ON_CPU = "no prediction on a CPU"
+
 
 def predicted_speed(settings: TrainSettings) -> dict:
-    """summary.json's predicted_tokens_per_s and predicted_wall_time_s; empty on a CPU, for a
-    card or model the planner cannot read, or for data it cannot count (never fails a run)."""
+    """Started's speed fields: predicted_tokens_per_s and predicted_wall_time_s, the tokens/s
+    at the cards' bf16 peak (a measured tokens/s over it is the MFU), and, where there is no
+    prediction, why (speed_unpredicted). Never fails a run."""
     import torch
 
     if not torch.cuda.is_available():
-        return {}
+        return {"speed_unpredicted": ON_CPU}
     from ..data.dataset import dataset_stats
     from ..inspect.models import inspect_model
     from ..plan.run_time import predicted_run_time
+    from ..plan.throughput import peak_tokens_per_s, unpredicted
 
+    gpu = torch.cuda.get_device_name(0)
     try:
         model = inspect_model(settings.model.name_or_path)
-        timing, speed = predicted_run_time(
-            model, settings, dataset_stats(settings), torch.cuda.get_device_name(0)
-        )
+        timing, speed = predicted_run_time(model, settings, dataset_stats(settings), gpu)
+        peak = peak_tokens_per_s(model, settings, gpu)
     except Exception:
-        return {}
-    if speed is None:
-        return {}
+        return {"speed_unpredicted": "no prediction: the planner could not read the model or data"}
+    if settings.training.objective != "sft":  # FLOPs per token are SFT's: one sequence, no
+        peak = None  # reference pass
     return {
-        "predicted_tokens_per_s": round(speed.tokens_per_s, 1),
+        "predicted_tokens_per_s": None if speed is None else round(speed.tokens_per_s, 1),
         "predicted_wall_time_s": None if timing is None else round(timing.total_s, 1),
+        "tokens_per_s_at_peak": None if peak is None else round(peak, 1),
+        "speed_unpredicted": None if speed is not None else unpredicted(settings, gpu),
     }

@@ -30,7 +30,6 @@ from ..settings.schema import TrainSettings
 from . import exact_match, preference_eval
 from .preference_eval import PreferenceScore
 from .run_memory import free_memory, memory_check, next_attempt, peak_memory, remember
-from .run_speed import predicted_speed
 from .trainer_build import RunInputs, build_trainer, lora_targets, prepare_inputs
 
 
@@ -287,10 +286,11 @@ def summarise(
         trainable_params=events.started["trainable_params"],
         adapter_path=str(adapter_dir),
         **peak_memory(),
-        # the planner's figure for the settings that trained (computed when the trainer was built)
+        # the planner's figures for the settings that trained (computed when the trainer was built)
         predicted_peak_reserved_gib=events.started["predicted_peak_reserved_gib"],
         tokens_per_s=_rounded(events.steady_tokens_per_s()),
-        **predicted_speed(settings),
+        predicted_tokens_per_s=events.started.get("predicted_tokens_per_s"),
+        predicted_wall_time_s=events.started.get("predicted_wall_time_s"),
     )
 
 

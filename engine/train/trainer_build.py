@@ -13,6 +13,7 @@ from ..runs.events import EventSink, Notice
 from ..settings.schema import TrainSettings
 from . import exact_match
 from .run_memory import predicted_peak_gib
+from .run_speed import predicted_speed
 
 # SFTConfig arguments a backend could change behind our back (see callbacks.DriftCallback).
 DRIFT_WATCHED = (
@@ -90,6 +91,7 @@ def build_trainer(settings: TrainSettings, inputs: RunInputs, run_dir: Path, emi
             "trainable_params": 0,
             "total_params": 0,
             "predicted_peak_reserved_gib": predicted_peak_gib(settings),
+            **predicted_speed(settings),
         },
         save_every_epoch=settings.training.save_every_epoch,
     )
