@@ -249,12 +249,14 @@ def copy_finished_run(template: Path, where: Path) -> Path:
 
 
 def gpu_run_events(predicted: float = 7.23, steps: int = 30):
-    """What a GPU run writes to metrics.jsonl: Started with the planner's peak, then steps
-    whose reserved memory climbs to 6.79 GiB and one that overshoots the prediction."""
+    """What a GPU run writes to metrics.jsonl: Started with the planner's peak and tokens/s
+    (1,500, and 5,000 at the card's bf16 peak: MFU 30 %), then steps at 1,360 tokens/s whose
+    reserved memory climbs to 6.79 GiB and one that overshoots the prediction."""
     from finetune_tui.engine.runs.events import Finished, Started, Step
 
     started = Started("run", steps, 512, 0, "google/gemma-2-9b", "NVIDIA H100 80GB HBM3", 54, 9e9)
     started.predicted_peak_reserved_gib = predicted
+    started.predicted_tokens_per_s, started.tokens_per_s_at_peak = 1500.0, 5000.0
     events = [started]
     for step in range(1, steps + 1):
         reserved = 6.79 * min(1.0, 0.6 + step / 20) if step != steps - 5 else predicted + 0.3

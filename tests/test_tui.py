@@ -85,6 +85,8 @@ async def test_first_screen_does_not_import_torch():
         "        assert app.current_mode == 'hardware'\n"
         "asyncio.run(main())\n"
         "assert 'torch' not in sys.modules, 'torch imported before training'\n"
+        "charts = [m for m in ('plotext', 'textual_plotext') if m in sys.modules]\n"
+        "assert not charts, f'{charts} imported before the Train screen'\n"
     )
     run_python(code)
 
@@ -148,6 +150,7 @@ async def test_demo_trains_in_the_panel_to_the_end(tmp_path):
         assert len(screen.losses) >= 5 and screen.losses[-1] < screen.losses[0]
         chart = text_of(app, "#loss-label")
         assert f"{screen.losses[0]:.4f} → {screen.losses[-1]:.4f}" in chart
+        assert_cpu_charts(screen)
         log = "\n".join(str(line) for line in app.screen.query_one(RichLog).lines)
         assert "finished" in log
         await pilot.press("8")
@@ -381,23 +384,63 @@ def test_remembered_paths_and_output_stay_text(tmp_path, monkeypatch):
     assert settings.lora.r == 8
 
 
-async def test_train_panel_draws_predicted_peak_against_measured(tmp_path):
-    """The predicted peak is a yellow line across the VRAM chart; bars over it turn red."""
+def drawn_ticks(chart) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The tick labels plotext drew: under the x axis's corner, and left of each y tick."""
+    lines = chart.render().plain.splitlines()
+    x_line = lines[next(i for i, line in enumerate(lines) if "└" in line) + 1]
+    y_labels = [line.split("┤")[0].strip() for line in lines if "┤" in line]
+    return tuple(x_line.split()), tuple(reversed(y_labels))
+
+
+def assert_cpu_charts(screen: TrainScreen) -> None:
+    """After a CPU run: loss and tokens/s over the logged steps, measured only, said so;
+    no VRAM chart. The charts hold the run's last steps (redrawn when it ended)."""
+    loss, speed = (screen.query_one(f"#{name}-chart").data for name in ("loss", "speed"))
+    assert loss.named("measured").ys == tuple(screen.losses)
+    assert loss.y.low < min(screen.losses) and loss.y.high > max(screen.losses)
+    measured = speed.named("measured")
+    assert measured.xs == tuple(screen.steps) and measured.xs[-1] == 10
+    assert measured.ys == tuple(screen.speeds)
+    assert speed.named("predicted") is None and speed.x.label == "step"
+    assert speed.x.tick_labels[-1] == "10"
+    assert speed.y.low < min(screen.speeds) and max(screen.speeds) < speed.y.high
+    assert "measured only: no prediction on a CPU" in text_of(screen.app, "#speed-label")
+    drawn = drawn_ticks(screen.query_one("#speed-chart"))
+    assert drawn == (speed.x.tick_labels, speed.y.tick_labels)
+    assert not screen.query_one("#vram-chart").display
+
+
+async def test_train_panel_charts_the_predicted_beside_the_measured(tmp_path):
+    """A GPU run's metrics: tokens/s and reserved VRAM over the steps, each with the planner's
+    figure as a yellow level line across them, on axes that hold both; MFU from the card's
+    bf16 peak."""
     from finetune_tui.tui.app import AttachApp
-    from finetune_tui.tui.widgets.vram_chart import LINE, VramChart
+    from finetune_tui.tui.charts import MEASURED, PREDICTED
 
     write_run(tmp_path, gpu_run_events())
     app = AttachApp(tmp_path)
     async with app.run_test(size=SIZE) as pilot:
         await app.workers.wait_for_complete()
         await pilot.pause(1.2)
-        label = text_of(app, "#vram-label")
-        assert "peak measured 7.53 / predicted 7.23 (yellow line)" in label
-        chart = app.screen.query_one(VramChart)
-        drawn = chart.render()
-        assert LINE in drawn.plain
-        styles = {str(span.style) for span in drawn.spans}
-        assert {"yellow", "green", "red"} <= styles  # line, bars under it, the one over it
+        screen = app.screen
+        vram_label, speed_label = text_of(app, "#vram-label"), text_of(app, "#speed-label")
+        assert "peak measured 7.53 / predicted 7.23 (yellow line)" in vram_label
+        assert "1,360 now, 1,360 best, MFU 27 %; predicted 1,500 (yellow line), MFU 30 %" in (
+            speed_label
+        )
+        speed = screen.query_one("#speed-chart").data
+        assert speed.title == "tokens/s · MFU 27 %"
+        assert speed.named("predicted").xs == (1, 30) and speed.named("predicted").ys == (1500,) * 2
+        assert speed.named("measured").ys == (1360.0,) * 30
+        assert speed.y.low < 1360 < 1500 < speed.y.high and speed.x.tick_labels == ("1", "15", "30")
+        vram = screen.query_one("#vram-chart")
+        assert vram.display and vram.data.named("predicted").ys == (7.23, 7.23)
+        lowest = min(vram.data.named("measured").ys)
+        assert vram.data.y.low < lowest and vram.data.y.high > 7.53 and vram.data.y.label == "GiB"
+        drawn = vram.render()
+        colours = {span.style.color.number for span in drawn.spans if span.style.color}
+        assert {MEASURED, PREDICTED} <= colours  # measured and predicted both drawn
+        assert drawn_ticks(vram) == (vram.data.x.tick_labels, vram.data.y.tick_labels)
 
 
 async def test_strategy_and_review_say_how_long_the_run_takes_on_the_card():

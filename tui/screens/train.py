@@ -21,7 +21,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Button, Footer, Header, ProgressBar, RichLog, Sparkline, Static
+from textual.widgets import Button, Footer, Header, ProgressBar, RichLog, Static
 
 from finetune_tui.engine.runs.event_text import describe, printable
 from finetune_tui.engine.runs.events import (
@@ -34,11 +34,16 @@ from finetune_tui.engine.runs.events import (
 )
 from finetune_tui.tui.text import shown
 
+from .. import charts
 from ..widgets.preference_line import PreferenceLine
-from ..widgets.vram_chart import VramChart
 
 HISTORY = 120
 REFRESH_S = 1.0  # the panel redraws once a second, whatever the step rate
+CHARTS = {"loss-chart": "loss", "speed-chart": "tokens/s", "vram-chart": "VRAM reserved"}
+# The charts redraw every 5th refresh at most (plotext: ~15 ms a chart at 38x18 cells, on
+# the thread that shares the GIL with training), the numbers above them every refresh;
+# benchmarks/panel_render.py measures both. A run logging less often redraws less often.
+CHART_EVERY = 5
 GIL_SWITCH_S = 0.0005  # see _gil_handoff
 LOG_STYLES = {"warning": "yellow", "error": "red", "finished": "bold"}  # by level or kind
 
@@ -59,15 +64,19 @@ class TrainScreen(Screen):
         self.attach_to = attach_to
         self.stop_event = threading.Event()
         self.running = False
+        self.steps: list[int] = []  # the logged steps the charts' x axis shows
         self.losses: list[float] = []
         self.speeds: list[float] = []
         self.vram: list[float] = []
+        self.vram_steps: list[int] = []
         self.steps_seen = 0
         self.started_at: float | None = None
         self.pending: deque[Event] = deque()  # appended by the training thread
         self.telemetry = None  # GpuTelemetry, opened at the first poll on a real GPU
         self.predicted_gib: float | None = None  # the planner's peak, shown beside the measured
+        self.started: Started | None = None  # its predicted tokens/s, peak and why none
         self.last_step: Step | None = None
+        self.refreshes_since_charts = CHART_EVERY  # the first step draws them at once
 
     def compose(self) -> ComposeResult:
         yield Header()  # no clock: a redraw a second for nothing
@@ -78,18 +87,22 @@ class TrainScreen(Screen):
             yield ProgressBar(id="progress", show_eta=False, total=1)  # ETA is in #stats
             yield Static("waiting to start", id="stats")
             yield PreferenceLine(id="preference")  # preference objectives only
-            yield Static("loss", classes="spark-label", id="loss-label")
-            yield Sparkline([], id="loss-spark")
-            yield Static("tokens/s", classes="spark-label", id="speed-label")
-            yield Sparkline([], id="speed-spark")
-            yield Static("VRAM GiB", classes="spark-label", id="vram-label")
-            yield VramChart(id="vram-chart")
+            yield Static("loss", classes="chart-label", id="loss-label")
+            yield Static("tokens/s", classes="chart-label", id="speed-label")
+            yield Static("VRAM GiB", classes="chart-label", id="vram-label")
+            # plotext is imported with the first Train screen, not with the first screen
+            from ..widgets.run_chart import RunChart
+
+            with Horizontal(id="charts"):
+                for chart_id, what in CHARTS.items():
+                    yield RunChart(f"{what}: drawn from the first logged step", id=chart_id)
             yield Static("", id="gpu-telemetry")
             yield RichLog(id="log", wrap=True, max_lines=500)
         yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one(VramChart).display = False  # shown once there is VRAM to draw (GPU)
+        self.query_one("#vram-chart").display = False  # shown once there is VRAM (GPU)
+        self.query_one("#vram-label").display = False
         self.post_message(self.Opened(self))
         if self.attach_to is not None:  # read-only: this screen cannot start a run
             self.query_one("#start", Button).display = False
@@ -171,12 +184,10 @@ class TrainScreen(Screen):
             self.app.call_from_thread(self._training_ended)
 
     def show_predicted(self) -> None:
-        """The planner's peak, drawn before the first step so the bars grow towards it."""
-        chart = self.query_one(VramChart)
-        chart.predicted = self.predicted_gib
+        """The planner's peak, said before the first step; its chart appears with the steps."""
         if self.predicted_gib is None:
             return
-        chart.display = True
+        self.query_one("#vram-label").display = True
         if not self.vram:
             self.query_one("#vram-label", Static).update(
                 f"VRAM GiB reserved: predicted peak {self.predicted_gib:.2f} (yellow line)"
@@ -232,44 +243,29 @@ class TrainScreen(Screen):
         if isinstance(event, Started):
             self.started_at = time.monotonic()
             self.predicted_gib = event.predicted_peak_reserved_gib
+            self.started = event
             self.show_predicted()
             self.query_one(ProgressBar).update(total=event.total_steps, progress=0)
         elif isinstance(event, Finished):
             self.show_finished(event)
         elif isinstance(event, Failed):
             self.notify(shown(event.message), severity="error", timeout=15)
+        if isinstance(event, Finished | Failed) and self.steps:
+            self.show_charts(force=True)  # the last steps, whenever the last redraw was
 
     def record_step(self, event: Step) -> None:
         self.steps_seen += 1
+        self.steps = (self.steps + [event.step])[-HISTORY:]
         self.losses = (self.losses + [event.loss])[-HISTORY:]
         self.speeds = (self.speeds + [event.tokens_per_second])[-HISTORY:]
         if event.memory_reserved_gib is not None:
             self.vram = (self.vram + [event.memory_reserved_gib])[-HISTORY:]
+            self.vram_steps = (self.vram_steps + [event.step])[-HISTORY:]
 
     def show_step(self, event: Step) -> None:
         self.last_step = event
         self.query_one(PreferenceLine).show(event)
-        self.query_one("#loss-spark", Sparkline).data = self.losses
-        self.set_text(
-            "#loss-label",
-            f"loss over the last {len(self.losses)} logged steps: {self.losses[0]:.4f} → "
-            f"{self.losses[-1]:.4f}  (low {min(self.losses):.4f}, high {max(self.losses):.4f})",
-        )
-        self.query_one("#speed-spark", Sparkline).data = self.speeds
-        self.set_text(
-            "#speed-label", f"tokens/s: {self.speeds[-1]:,.0f} now, {max(self.speeds):,.0f} best"
-        )
-        if self.vram:
-            chart = self.query_one(VramChart)
-            chart.values, chart.display = self.vram, True
-            predicted = (
-                f" / predicted {self.predicted_gib:.2f} (yellow line)" if self.predicted_gib else ""
-            )
-            self.set_text(
-                "#vram-label",
-                f"VRAM GiB reserved: {self.vram[-1]:.2f} now; peak measured "
-                f"{max(self.vram):.2f}{predicted}",
-            )
+        self.show_charts()
         self.query_one(ProgressBar).update(total=event.total_steps, progress=event.step)
         predicted = (
             f" (predicted {self.predicted_gib:.2f})" if self.predicted_gib is not None else ""
@@ -288,6 +284,28 @@ class TrainScreen(Screen):
             f"elapsed {format_duration(event.elapsed_s)}  "
             f"ETA {format_duration(event.eta_s)}{vram}",
         )
+
+    def show_charts(self, force: bool = False) -> None:
+        """The line above each chart every refresh; the charts' data (tui/charts.py) every
+        CHART_EVERY refreshes, or when forced."""
+        self.refreshes_since_charts += 1
+        redraw = force or self.refreshes_since_charts >= CHART_EVERY
+        self.set_text("#loss-label", charts.loss_text(self.losses))
+        self.set_text("#speed-label", charts.speed_text(self.speeds, self.started))
+        if self.vram:
+            self.set_text("#vram-label", charts.vram_text(self.vram, self.predicted_gib))
+            self.query_one("#vram-label").display = True
+        if not redraw:
+            return
+        self.refreshes_since_charts = 0
+        self.query_one("#loss-chart").data = charts.loss_chart(self.steps, self.losses)
+        self.query_one("#speed-chart").data = charts.speed_chart(
+            self.steps, self.speeds, self.started
+        )
+        if self.vram:
+            chart = self.query_one("#vram-chart")
+            chart.data = charts.vram_chart(self.vram_steps, self.vram, self.predicted_gib)
+            chart.display = True
 
     def show_finished(self, event: Finished) -> None:
         # the last logged step may come before the last step: the bar shows where it ended
