@@ -30,7 +30,7 @@ async def main() -> None:
                 await pilot.pause()
             if name == "train":
                 await pilot.press("s")
-                while app.screen.steps_seen < 4:
+                while app.screen.steps_seen < 12:  # the charts redraw every 5 s: a few points
                     await pilot.pause(0.5)
                 app.save_screenshot(str(HERE / f"{index}-{name}.svg"))
                 await pilot.press("x")  # stopped: the Try screen loads the run as it stands
