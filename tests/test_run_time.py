@@ -182,3 +182,32 @@ def test_plan_gpus_gives_each_strategy_its_time_and_none_for_cpu_offload(cli):
     )  # fmt: skip
     ddp = next(line for line in text.stdout.splitlines() if line.strip().startswith("ddp "))
     assert "tokens/s, about " in ddp and "communication not counted" in text.stdout
+
+
+def test_a_run_on_a_card_starts_with_its_predicted_speed_and_mfu_denominator(monkeypatch):
+    """What the Started event carries to the panel's tokens/s chart (train/run_speed.py):
+    on a known card the planner's tokens/s and the tokens/s at its bf16 peak, the same
+    figures `plan` gives; for an objective it cannot predict, why; on a CPU, why."""
+    import torch
+
+    from finetune_tui.engine.inspect.models import inspect_model
+    from finetune_tui.engine.plan.throughput import predicted_throughput
+    from finetune_tui.engine.train.run_speed import ON_CPU, predicted_speed
+
+    card = "NVIDIA H100 80GB HBM3"
+    settings, stats = demo("model.name_or_path=meta-llama/Llama-3.1-8B")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert predicted_speed(settings) == {"speed_unpredicted": ON_CPU}
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda index=0: card)
+    speed = predicted_speed(settings)
+    model = inspect_model(settings.model.name_or_path)
+    planned = predicted_throughput(model, settings, stats, card)
+    assert speed["predicted_tokens_per_s"] == pytest.approx(planned.tokens_per_s, abs=0.1)
+    assert speed["predicted_tokens_per_s"] / speed["tokens_per_s_at_peak"] == pytest.approx(
+        planned.mfu, rel=1e-3
+    )
+    assert speed["predicted_wall_time_s"] > 0 and speed["speed_unpredicted"] is None
+    dpo = predicted_speed(load_preset(DEMO_PRESET.with_name("demo-dpo.yaml")))
+    assert dpo["predicted_tokens_per_s"] is None and dpo["tokens_per_s_at_peak"] is None
+    assert dpo["speed_unpredicted"].startswith("not predicted for dpo yet")
