@@ -40,10 +40,11 @@ from ..widgets.preference_line import PreferenceLine
 HISTORY = 120
 REFRESH_S = 1.0  # the panel redraws once a second, whatever the step rate
 CHARTS = {"loss-chart": "loss", "speed-chart": "tokens/s", "vram-chart": "VRAM reserved"}
-# The charts redraw every 5th refresh at most (plotext: ~15 ms a chart at 38x18 cells, on
-# the thread that shares the GIL with training), the numbers above them every refresh;
-# benchmarks/panel_render.py measures both. A run logging less often redraws less often.
-CHART_EVERY = 5
+# The charts redraw every 10th refresh at most (plotext: ~45 ms for the three, on the thread
+# that shares the GIL with training; every 5th cost 1.07-1.34 % of each second, every 10th
+# 0.88 %), the numbers above them every refresh; benchmarks/panel_render.py measures both.
+# A run logging less often redraws less often.
+CHART_EVERY = 10
 GIL_SWITCH_S = 0.0005  # see _gil_handoff
 LOG_STYLES = {"warning": "yellow", "error": "red", "finished": "bold"}  # by level or kind
 
