@@ -109,6 +109,8 @@ class TrainScreen(Screen):
             self.query_one("#start", Button).display = False
             self.query_one("#stop", Button).disabled = False
             self.log_line(f"attached to {printable(self.attach_to)} (read-only)")
+            # the header keeps saying so once the log has scrolled past that line
+            self.sub_title = f"attached to {printable(Path(self.attach_to).name)} (read-only)"
             self.follow_run()
         self.set_interval(1.0, self.poll_telemetry)
         self.set_interval(REFRESH_S, self.drain_events)
