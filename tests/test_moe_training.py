@@ -22,8 +22,10 @@ TINY = dict(
 FAMILIES = {
     "phimoe": dict(num_local_experts=4, num_experts_per_tok=2),
     "qwen3_moe": dict(num_experts=4, num_experts_per_tok=2, moe_intermediate_size=32),
+    # gpt-oss failed to load on a GPU: its class supports no sdpa ("auto" picks eager)
+    "gpt_oss": dict(num_local_experts=4, num_experts_per_tok=2, head_dim=16),
 }
-TRAINED = ["phimoe"]
+TRAINED = ["phimoe", "gpt_oss"]
 
 
 def tiny_model(folder, model_type: str) -> str:

@@ -136,11 +136,11 @@ def _load(run_dir: Path, settings: TrainSettings) -> RunModel:
             raise NoRoomError(problem)
     elif settings.quantization.mode != "none":  # bitsandbytes needs CUDA; the adapter does not
         settings = with_changes(settings, {"quantization.mode": "none"})
-    attn = loading.attention_implementation(settings)
+    base_path = loading.resolve_model_path(settings.model.name_or_path)
+    attn = loading.attention_implementation(settings, base_path)
     if device.kind == "cpu" and attn == "flash_attention_2":
         attn = "sdpa"
     tokenizer = loading.load_tokenizer(str(adapter_dir(run_dir)), settings)
-    base_path = loading.resolve_model_path(settings.model.name_or_path)
     base = _ready(loading.load_model(base_path, settings, device, attn), settings, device)
     if full:
         tuned = loading.load_model(str(adapter_dir(run_dir)), settings, device, attn)

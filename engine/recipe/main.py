@@ -138,7 +138,7 @@ def model_and_lora(path, dtype):
             TRAINER["seed"],
         )
         return model, None
-    attention = attention_implementation(ATTENTION)
+    attention = attention_implementation(ATTENTION, path)
     model = load_model(path, dtype, attention, QUANTIZATION, DOUBLE_QUANT, TRUST_REMOTE_CODE)
     if BACKEND == "liger":  # Liger's layer kernels; the loss stays TRL's own
         from liger_kernel.transformers import monkey_patch

@@ -27,14 +27,31 @@ def torch_dtype(name):
     return getattr(torch, {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}[name])
 
 
-def attention_implementation(wanted):
-    """'auto': flash-attention when it is installed here, else sdpa (both keep packed
-    samples apart: sdpa through the position ids that restart at every sample)."""
+def attention_implementation(wanted, path):
+    """'auto': flash-attention when it is installed here, else sdpa, else eager where the
+    model's class declares no sdpa support (gpt-oss: its attention sinks). All three keep
+    packed samples apart (sdpa and eager through the position ids that restart at every
+    sample)."""
     import importlib.util
 
     if wanted != "auto":
         return wanted
-    return "flash_attention_2" if importlib.util.find_spec("flash_attn") else "sdpa"
+    if importlib.util.find_spec("flash_attn"):
+        return "flash_attention_2"
+    return "sdpa" if supports_sdpa(path) else "eager"
+
+
+def supports_sdpa(path):
+    """Whether transformers' causal-LM class for this model folder's config supports
+    sdpa, as the class itself declares (a class it does not know: assumed to)."""
+    from transformers import AutoConfig
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
+
+    try:
+        config = AutoConfig.from_pretrained(path)
+        return bool(getattr(MODEL_FOR_CAUSAL_LM_MAPPING[type(config)], "_supports_sdpa", True))
+    except (KeyError, ValueError, OSError):
+        return True
 
 
 def quantization_config(mode, double_quant, dtype):
@@ -334,6 +351,7 @@ MODEL_FUNCTIONS = (
     load_tokenizer,
     compute_dtype,
     torch_dtype,
+    supports_sdpa,
     attention_implementation,
     quantization_config,
     quantized_device_map,

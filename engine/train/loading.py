@@ -144,10 +144,10 @@ def check_backend_support(settings: TrainSettings, device: Device) -> None:
         )
 
 
-def attention_implementation(settings: TrainSettings) -> str:
+def attention_implementation(settings: TrainSettings, model_path: str) -> str:
     from ..recipe.model import attention_implementation
 
-    return attention_implementation(settings.model.attn_implementation)
+    return attention_implementation(settings.model.attn_implementation, model_path)
 
 
 def load_tokenizer_for(settings: TrainSettings):

@@ -54,7 +54,7 @@ def prepare_inputs(settings: TrainSettings, emit: EventSink) -> RunInputs:
         emit(Notice(warning, level="warning"))
     tokenizer = loading.load_tokenizer(model_path, settings)
     data = prepare_datasets(settings, tokenizer.eos_token)
-    attn = loading.attention_implementation(settings)  # each keeps packed samples apart
+    attn = loading.attention_implementation(settings, model_path)  # each keeps samples apart
     match_records = exact_match.held_out_records(data.eval, settings.training.exact_match_samples)
     return RunInputs(device, model_path, tokenizer, data, attn, match_records)
 
