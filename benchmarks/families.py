@@ -137,7 +137,9 @@ def objective_cells(args, model_dir: Path, name: str, offered: dict):
 
 def build_in_child(name: str, root: Path, timeout: int) -> tuple[Path | None, str]:
     """Build in a process of its own (threads building CUDA models side by side hung)."""
+    catalog_id, layers = FAMILIES[name]  # a preset's entry exists only in this process
     cmd = [sys.executable, __file__, "--build", name, "--work", str(root)]
+    cmd += ["--build-catalog", catalog_id, "--build-layers", str(layers or 0)]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -302,6 +304,8 @@ def main() -> None:
     parser.add_argument("--out", default="families.jsonl")
     parser.add_argument("--keep", action="store_true", help="keep the built models")
     parser.add_argument("--build", default="", help=argparse.SUPPRESS)  # child: build one
+    parser.add_argument("--build-catalog", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--build-layers", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--preset", default="", help="run this one-GPU preset as shipped")
     parser.add_argument("--card", type=float, default=24.0, help="--preset: its card, GiB")
     parser.add_argument("--table", nargs="*", help="print the markdown table of these rows")
@@ -312,6 +316,7 @@ def main() -> None:
         table(args.table, set(args.fitted.split(",")))
         return
     if args.build:
+        FAMILIES[args.build] = (args.build_catalog, args.build_layers or None)
         build(args.build, Path(args.work))
         return
     names = args.only.split(",") if args.only else list(FAMILIES)
