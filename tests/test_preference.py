@@ -407,8 +407,8 @@ def test_plan_on_a_preference_preset_picks_only_what_the_objective_runs(cli, obj
 
 def test_each_objective_is_planned_as_trl_runs_it():
     """DPO and ORPO put a pair's two sequences through the model in one batch, ORPO holds
-    the whole logits, KTO one sequence a sample; under full fine-tuning DPO and KTO keep a
-    second 16-bit model as the reference, ORPO none."""
+    the whole logits, KTO one sequence a sample; under full fine-tuning DPO and KTO keep
+    16-bit copies for the reference (two measured), ORPO none."""
     from finetune_tui.engine.inspect.models import inspect_model
     from finetune_tui.engine.plan.peak import predict_memory
     from finetune_tui.engine.settings.preset import settings_from_overrides
@@ -427,7 +427,39 @@ def test_each_objective_is_planned_as_trl_runs_it():
     tokens = 2 * 2 * 1024  # ORPO: the pair's logits over the whole vocabulary
     assert orpo.logits_gib * 2**30 > tokens * model.vocab_size * 2
     full = {"training__method": "full", "quantization__mode": "none"}
-    second_copy = model.params_total * 2 / 2**30
+    from finetune_tui.engine.plan.objective import REFERENCE_COPIES
+
+    second_copy = REFERENCE_COPIES * model.params_total * 2 / 2**30
     for objective, copies in (("dpo", 1), ("kto", 1), ("orpo", 0)):
         extra = peak(objective, **full).base_weights_gib - peak("sft", **full).base_weights_gib
         assert extra == pytest.approx(copies * second_copy)
+
+
+def preference_rows() -> list[dict]:
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "results"
+    lines = (path / "preference-h200-2026-12-05.jsonl").read_text().splitlines()
+    return [row for row in map(json.loads, lines) if row.get("ok")]
+
+
+def test_preference_rows_measured_on_a_gpu_are_never_planned_more_than_five_percent_low():
+    """DPO, ORPO and KTO rows of four families on an H200 (LoRA, QLoRA, full fine-tuning):
+    the planner of this checkout for the config each was built from. Gemma-2 and Gemma-3
+    at sequence 512 are held out (never used to fit objective.py's constants)."""
+    import statistics
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    from families import predicted_reserved
+
+    errors = {}
+    for row in preference_rows():
+        error = predicted_reserved(row) / row["summary"]["peak_reserved_gib"] - 1
+        assert error >= -0.05, (row["family"], row["label"], error)
+        errors.setdefault(row["family"].startswith("gemma"), []).append(abs(error))
+    assert len(errors[False]) >= 30 and len(errors[True]) >= 12
+    assert statistics.median(errors[False]) <= 0.07  # fitted rows: the goal is 3 %, not met
+    assert max(errors[True]) <= 0.20  # held out: on the safe side, beyond the 8 % goal
