@@ -41,12 +41,13 @@ def experts_reason(model: ModelInfo) -> str:
     )
 
 
-# A preference objective's memory is objective.py's reading of TRL's trainers; not yet
-# checked against GPU rows, and its speed is not modelled.
+# A preference objective's memory is objective.py's reading of TRL's trainers, fitted on
+# H200 rows; its speed is not modelled.
 PREFERENCE_NOT_PLANNED = (
     "{}: memory planned from how TRL runs it (a pair's two sequences in one batch, ORPO's "
-    "whole logits, a second model for full fine-tuning's reference), not yet measured on a "
-    "GPU, so leave room; no time prediction"
+    "whole logits, full fine-tuning's reference copies) and checked on an H200: never more "
+    "than 5 % low there, often well over (DPO up to +29 %, ORPO up to +39 %); no time "
+    "prediction"
 )
 
 
