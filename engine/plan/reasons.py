@@ -46,7 +46,7 @@ def experts_reason(model: ModelInfo) -> str:
 PREFERENCE_NOT_PLANNED = (
     "{}: memory planned from how TRL runs it (a pair's two sequences in one batch, ORPO's "
     "whole logits, full fine-tuning's reference copies) and checked on an H200: never more "
-    "than 5 % low there, often well over (DPO up to +29 %, ORPO up to +39 %); no time "
+    "than 5 % low there, often well over (DPO up to +17 %, ORPO up to +39 %); no time "
     "prediction"
 )
 
