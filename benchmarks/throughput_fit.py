@@ -32,7 +32,7 @@ from finetune_tui.engine.settings.preset import settings_from_overrides
 
 RESULTS = Path(__file__).resolve().parent / "results"
 FITTED_ARCHS = ("llama-3.1-8b", "llama-3.2-1b")
-LEFT_OUT = "families-"  # shared GPU: see the docstring
+LEFT_OUT = ("families-", "preference-")  # a shared GPU (see the docstring); DPO is not SFT
 PATHS = ("model.name_or_path", "dataset.path")  # the benchmark machine's, not ours
 
 

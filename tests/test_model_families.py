@@ -106,8 +106,9 @@ def test_an_unknown_family_or_missing_field_is_one_line(config, message):
 
 
 def test_moe_memory_terms_follow_the_measurements():
-    """The two terms the H100 MoE rows required (docs/BENCHMARKS.md): quantised loading
-    holds one layer of experts in 16-bit; DeepSeek-V2's loss uses full logits."""
+    """What the MoE rows required (docs/BENCHMARKS.md): quantised loading holds one layer
+    of experts in 16-bit; DeepSeek-V2's loss no longer holds full logits once LoRA leaves
+    its routed experts alone (H200, 2026-12-05): TRL's chunked head, as for every family."""
     from finetune_tui.engine.plan.memory import loading_peak_bytes, logits_bytes
     from finetune_tui.engine.plan.peak import predict_memory
     from finetune_tui.engine.settings.preset import settings_from_overrides
@@ -130,6 +131,10 @@ def test_moe_memory_terms_follow_the_measurements():
     bf16 = settings_from_overrides(["quantization.mode=none"])
     assert loading_peak_bytes(mixtral, bf16) == 0
 
-    deepseek = inspect_model("deepseek-ai/DeepSeek-V2-Lite")
+    from finetune_tui.engine.plan.memory import COEFFICIENTS as C
+
     tokens = nf4.training.micro_batch_size * nf4.training.max_seq_length
-    assert logits_bytes(deepseek, nf4) == tokens * deepseek.vocab_size * 10
+    for name in ("deepseek-ai/DeepSeek-V2-Lite", "meta-llama/Llama-3.1-8B"):
+        model = inspect_model(name)
+        chunked = tokens * model.hidden_size * C["head_bytes_per_token_h"]
+        assert logits_bytes(model, nf4) == chunked + C["head_fixed_gib"] * 2**30
