@@ -453,3 +453,42 @@ def test_unsloth_adapting_other_layers_is_one_line_before_training(unsloth_adapt
 
     with pytest.raises(InputError, match=r"^memory.backend: Unsloth adapted 4 layers where"):
         load_unsloth_model("phi3-path", TrainSettings(), Device("cuda", "GPU", "fp32"))
+
+
+@pytest.mark.parametrize("model_type", ["gpt_oss", "llama", "gemma2", "qwen3_moe", "phi3"])
+def test_the_plan_reads_which_classes_support_sdpa_as_the_classes_declare(model_type):
+    """ "auto" loads eager attention where the class supports no sdpa (gpt-oss failed to load
+    under sdpa on the H200); the plan reads the same fact from the source, torch-free, and
+    counts eager's materialised scores."""
+    from transformers import AutoConfig
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
+
+    from finetune_tui.engine.inspect.library_tables import sdpa_unsupported
+
+    declared = MODEL_FOR_CAUSAL_LM_MAPPING[type(AutoConfig.for_model(model_type))]._supports_sdpa
+    assert sdpa_unsupported(model_type) is (not declared)
+
+
+def test_eager_attention_is_planned_with_its_scores():
+    from finetune_tui.engine.inspect.models import inspect_model
+    from finetune_tui.engine.plan.peak import predict_memory
+    from finetune_tui.engine.settings.preset import settings_from_overrides
+
+    gpt_oss = inspect_model("openai/gpt-oss-20b")
+    assert not gpt_oss.sdpa and inspect_model("meta-llama/Llama-3.1-8B").sdpa
+
+    def activations(attention: str, checkpointing: str) -> float:
+        settings = settings_from_overrides(
+            [
+                f"model.attn_implementation={attention}",
+                f"memory.gradient_checkpointing={checkpointing}",
+            ]
+        )
+        return predict_memory(gpt_oss, settings).activations_gib
+
+    t = settings_from_overrides([]).training
+    one_layer = t.micro_batch_size * gpt_oss.num_heads * t.max_seq_length**2 * 10 / 2**30
+    for checkpointing, layers in (("on", 1), ("off", gpt_oss.num_layers)):
+        scores = activations("eager", checkpointing) - activations("sdpa", checkpointing)
+        assert scores == pytest.approx(layers * one_layer)
+        assert activations("auto", checkpointing) == activations("eager", checkpointing)

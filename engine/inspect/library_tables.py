@@ -1,8 +1,9 @@
 """Facts that installed libraries publish as literal tables in their source, read by parsing
 that source, not importing it (the imports pull in torch, and `plan` stays torch-free):
-which families liger-kernel patches, and which LoRA target names PEFT moves onto the fused
-experts of a mixture of experts. None or empty where a library is missing or its table is
-no longer a literal (tests pin the shapes against the installed versions)."""
+which families liger-kernel patches, which LoRA target names PEFT moves onto the fused
+experts of a mixture of experts, which families' transformers classes support no sdpa.
+None or empty where a library is missing or its table is no longer a literal (tests pin
+the shapes against the installed versions)."""
 
 from __future__ import annotations
 
@@ -87,3 +88,27 @@ def peft_moved_names(model_type: str) -> frozenset[str]:
         return frozenset()
     patterns = {**patterns, **(peft.get(CONVERSION_PATTERNS) or {})}  # PEFT's additions
     return frozenset(moved.get(patterns.get(model_type), {}))
+
+
+@functools.lru_cache(maxsize=64)
+def sdpa_unsupported(model_type: str) -> bool:
+    """Whether the installed transformers declares `_supports_sdpa = False` on a class of
+    this family's modeling file (gpt-oss: its attention sinks), so "auto" loads it with
+    eager attention (recipe/model.attention_implementation asks the class itself)."""
+    spec = importlib.util.find_spec("transformers")
+    if spec is None or not spec.submodule_search_locations or not model_type.isidentifier():
+        return False
+    root = Path(next(iter(spec.submodule_search_locations)), "models", model_type)
+    try:
+        tree = ast.parse((root / f"modeling_{model_type}.py").read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, ValueError):
+        return False
+    return any(
+        isinstance(node, ast.Assign)
+        and any(isinstance(t, ast.Name) and t.id == "_supports_sdpa" for t in node.targets)
+        and isinstance(node.value, ast.Constant)
+        and node.value.value is False
+        for cls in tree.body
+        if isinstance(cls, ast.ClassDef)
+        for node in cls.body
+    )

@@ -25,7 +25,7 @@ from .families import (
     kv_heads,
     small_params,
 )
-from .library_tables import peft_moved_names
+from .library_tables import peft_moved_names, sdpa_unsupported
 
 
 @dataclass
@@ -54,6 +54,7 @@ class ModelInfo:
     # language model, never adapted by "auto" LoRA; params_total includes them
     vision_linears: list[Linear] = field(default_factory=list)
     params_vision: int = 0
+    sdpa: bool = True  # transformers' class supports sdpa ("auto" loads eager where not)
 
     @property
     def params_linear(self) -> int:
@@ -225,6 +226,7 @@ def _info(name: str, c: dict) -> ModelInfo:
         params_experts=experts,
         params_active=active,
         moe=moe,
+        sdpa=not sdpa_unsupported(c.get("loaded_model_type") or model_type),
     )
 
 

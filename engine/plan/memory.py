@@ -56,6 +56,11 @@ COEFFICIENTS = {
 # one Falcon-7B NF4 b4 row; its 16-bit row measured less: safe side; without
 # checkpointing not measured, every layer's counted).
 SCORES_BYTES = {"falcon": 19.5}
+# Eager attention (chosen, or "auto" on a family whose class supports no sdpa: gpt-oss)
+# materialises every head's scores: bf16 scores, the masked copy, the fp32 softmax and its
+# bf16 result, per batch x head x query x key of a layer. Read from transformers'
+# eager_attention_forward, not measured on a GPU.
+EAGER_SCORE_BYTES = 10.0
 # Families measured to need more than the analytic model (benchmarks/results/moe-*.jsonl):
 # DeepSeek-V2's latent attention + expert loop keep 177 x hidden bytes more per token and
 # layer (fit on one uncheckpointed 6-layer V2-Lite row). Its full-logits term went once
@@ -220,10 +225,20 @@ def activation_bytes(model: ModelInfo, settings: TrainSettings) -> float:
     return layers * tokens * per_layer * h + recomputed  # saved inputs + recomputed layer(s)
 
 
+def attention_of(model: ModelInfo, settings: TrainSettings) -> str:
+    """The kernel the run will use: "auto" is sdpa, or eager where the class has no sdpa."""
+    setting = settings.model.attn_implementation
+    if setting == "auto" and not model.sdpa:
+        return "eager"
+    return planned_attention(setting)
+
+
 def _scores_bytes(model: ModelInfo, settings: TrainSettings) -> float:
-    """One layer's attention scores, where the family's attention materialises them."""
+    """One layer's attention scores, where the family's attention or eager attention
+    materialises them."""
     t = settings.training
-    per_score = SCORES_BYTES.get(model.model_type, 0.0)
+    eager = EAGER_SCORE_BYTES if attention_of(model, settings) == "eager" else 0.0
+    per_score = SCORES_BYTES.get(model.model_type, eager)
     return per_score * sequences(settings) * model.num_heads * t.max_seq_length**2
 
 
@@ -245,7 +260,7 @@ def packing_mask_bytes(model: ModelInfo, settings: TrainSettings) -> float:
     return mask_bytes(
         t.micro_batch_size,
         t.max_seq_length,
-        planned_attention(settings.model.attn_implementation),
+        attention_of(model, settings),
         memory.backend,
         kept,
     )
