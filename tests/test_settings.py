@@ -146,6 +146,7 @@ def test_yaml_on_off_means_checkpointing_on_off(tmp_path):
         ("unsloth-llama31-8b-24gb", "RTX 4090"),
         ("full-zero3-offload", "RTX 4090"),
         ("llama2-70b-fsdp-2x8", "A100 80GB"),
+        ("dpo-llama31-8b-24gb-qlora", "RTX 4090"),
     ],
 )
 def test_the_source_systems_presets_plan_on_their_cards(preset, card, capsys):
@@ -167,6 +168,7 @@ def test_the_source_systems_presets_plan_on_their_cards(preset, card, capsys):
     assert code == 0 and plan["fits"], plan["reasons"]
     assert plan["settings"]["distributed"] == settings.distributed.model_dump()
     assert plan["settings"]["training"]["method"] == settings.training.method
+    assert plan["settings"]["training"]["objective"] == settings.training.objective
 
 
 def test_deepspeed_refuses_an_optimizer_it_does_not_run(tmp_path):
