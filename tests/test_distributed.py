@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 
@@ -83,6 +84,25 @@ def test_two_processes_train_as_one_with_the_same_global_batch_and_resume_after_
     assert sorted(got) == sorted(expected) and got[8] < got[1]
     for step, loss in expected.items():
         assert abs(got[step] - loss) < 1e-4, (step, got[step], loss)
+
+
+@pytest.mark.usefixtures("one_launch_at_a_time")
+def test_dpo_trains_on_two_processes_with_a_global_batch_of_both(tmp_path):
+    """A preference objective under the launcher: DPO's pairs split across two processes,
+    the steps per epoch those of the global batch, the held-out accuracy gathered."""
+    from conftest import REPO
+
+    run_dir = tmp_path / "run"
+    pairs = set_args("training.max_steps=4", "training.logging_steps=2")
+    result = run_cli(
+        tmp_path, "--preset", str(REPO / "presets" / "demo-dpo.yaml"), "--output",
+        str(run_dir), *pairs, *TWO_PROCESSES,
+    )  # fmt: skip
+    assert result.returncode == 0, launch_failure(result.stderr)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["objective"] == "dpo" and summary["processes"] == 2
+    assert "(31 per epoch)" in result.stdout  # 1,980 pairs / (32 per micro-batch x 2)
+    assert summary["preference_accuracy_after"] > summary["preference_accuracy_before"]
 
 
 @pytest.mark.usefixtures("one_launch_at_a_time")
