@@ -220,16 +220,6 @@ def shared_root(tmp_path_factory) -> Path:
     return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
 
 
-@pytest.fixture
-def one_launch_at_a_time(tmp_path_factory):
-    """Tests that start a launch of several processes take turns across xdist workers: two
-    launches at once on 2 cores once ended a gloo worker with SIGABRT."""
-    from filelock import FileLock
-
-    with FileLock(shared_root(tmp_path_factory) / "launch.lock"):
-        yield
-
-
 @pytest.fixture(scope="session")
 def learned_demo(tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path]:
     """The README's first command, `finetune-tui --preset presets/demo.yaml`, trained once

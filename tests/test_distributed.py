@@ -47,7 +47,7 @@ def demo_run(tmp_path, run_dir, *args):
     return run_cli(tmp_path, "--preset", str(DEMO_PRESET), "--output", str(run_dir), *args)
 
 
-@pytest.mark.usefixtures("one_launch_at_a_time")
+@pytest.mark.xdist_group("launch")  # launches take turns: see pyproject addopts
 def test_two_processes_train_as_one_with_the_same_global_batch_and_resume_after_ctrl_c(
     tmp_path,
 ):
@@ -86,7 +86,7 @@ def test_two_processes_train_as_one_with_the_same_global_batch_and_resume_after_
         assert abs(got[step] - loss) < 1e-4, (step, got[step], loss)
 
 
-@pytest.mark.usefixtures("one_launch_at_a_time")
+@pytest.mark.xdist_group("launch")  # launches take turns: see pyproject addopts
 def test_dpo_trains_on_two_processes_with_a_global_batch_of_both(tmp_path):
     """A preference objective under the launcher: DPO's pairs split across two processes,
     the steps per epoch those of the global batch, the held-out accuracy gathered."""
@@ -105,7 +105,7 @@ def test_dpo_trains_on_two_processes_with_a_global_batch_of_both(tmp_path):
     assert summary["preference_accuracy_after"] > summary["preference_accuracy_before"]
 
 
-@pytest.mark.usefixtures("one_launch_at_a_time")
+@pytest.mark.xdist_group("launch")  # launches take turns: see pyproject addopts
 def test_a_worker_error_is_one_line_from_the_launching_process(tmp_path):
     run_dir = tmp_path / "run"
     result = demo_run(tmp_path, run_dir, *STEPS, *TWO_PROCESSES, *FAILING_LOAD)
@@ -128,7 +128,7 @@ def test_sharded_strategies_are_refused_on_a_cpu_before_anything_is_written(tmp_
         assert not run_dir.exists()
 
 
-@pytest.mark.usefixtures("one_launch_at_a_time")
+@pytest.mark.xdist_group("launch")  # launches take turns: see pyproject addopts
 def test_the_exported_script_trains_under_accelerate_launch_on_two_processes(tmp_path):
     """The export of a ddp preset: its accelerate config and script, launched the way the
     export prints, with one losses.jsonl line per step (the first process writes it)."""
@@ -182,7 +182,7 @@ def test_a_worker_trains_only_in_a_run_directory_finetune_tui_prepared(cli, tmp_
     assert tree(folder) == before
 
 
-@pytest.mark.usefixtures("one_launch_at_a_time")
+@pytest.mark.xdist_group("launch")  # launches take turns: see pyproject addopts
 def test_an_overwritten_run_comes_back_when_the_workers_fail_to_start(tmp_path):
     from test_nothing_lost import marked, tree
 

@@ -72,7 +72,7 @@ SEQUENCES = [
     SEQUENCES,
     ids=[f"{a.split()[0].strip(':')}-{n.replace(' ', '-')}" for a, n, _ in SEQUENCES],
 )
-@pytest.mark.usefixtures("one_launch_at_a_time")
+@pytest.mark.xdist_group("launch")  # launches take turns: see pyproject addopts
 def test_no_process_survives_any_sequence_of_signals_sent_to_a_two_process_run(
     tmp_path, anchor, names, stop_file_taken
 ):
@@ -102,7 +102,7 @@ def test_no_process_survives_any_sequence_of_signals_sent_to_a_two_process_run(
         kill_all(processes_mentioning(str(run_dir)))
 
 
-@pytest.mark.usefixtures("one_launch_at_a_time")
+@pytest.mark.xdist_group("launch")  # launches take turns: see pyproject addopts
 def test_workers_whose_launcher_is_killed_save_and_stop(tmp_path):
     """SIGKILL cannot be caught: the workers notice their launcher is gone, save and stop
     at their next step instead of training on, reparented to init."""
