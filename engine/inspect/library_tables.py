@@ -24,16 +24,24 @@ class Unread(dict):
     lines after it are known."""
 
 
-def _module_tables(package: str, *parts: str) -> dict[str, object] | None:
-    """Module-level literal assignments of a file inside an installed package, name →
-    value; `NAME[key] = value` lines update an earlier literal dict."""
+def _parsed(package: str, *parts: str) -> ast.Module | None:
+    """The syntax tree of a file inside an installed package, or None (not installed, no
+    such file, not Python)."""
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
         return None
     source = Path(next(iter(spec.submodule_search_locations)), *parts)
     try:
-        tree = ast.parse(source.read_text(encoding="utf-8"))
+        return ast.parse(source.read_text(encoding="utf-8"))
     except (OSError, SyntaxError, ValueError):
+        return None
+
+
+def _module_tables(package: str, *parts: str) -> dict[str, object] | None:
+    """Module-level literal assignments of a file inside an installed package, name →
+    value; `NAME[key] = value` lines update an earlier literal dict."""
+    tree = _parsed(package, *parts)
+    if tree is None:
         return None
     tables: dict[str, object] = {}
     for node in tree.body:
@@ -73,20 +81,28 @@ def liger_model_types() -> frozenset[str] | None:
     return frozenset(key for key in table if isinstance(key, str))
 
 
-@functools.lru_cache(maxsize=64)
-def peft_moved_names(model_type: str) -> frozenset[str]:
-    """LoRA target names the installed PEFT moves onto a mixture of experts' fused experts
-    for this model type (its conversion of transformers 4 adapters): naming them adapts
-    every routed expert, not the dense or shared-expert layer of that name. The recipe
-    asks PEFT itself (recipe/model.peft_moved_names); tests hold the two together."""
+@functools.lru_cache(maxsize=1)
+def _peft_conversions() -> tuple[dict, dict]:
+    """(model type → conversion pattern, pattern → the names PEFT moves), both files parsed
+    once: transformers' table with PEFT's additions, and PEFT's names. Empty where either
+    is missing or no longer a literal."""
     peft = _module_tables("peft", "utils", "transformers_weight_conversion.py") or {}
     patterns = (_module_tables("transformers", "conversion_mapping.py") or {}).get(
         CONVERSION_PATTERNS
     )
     moved = peft.get(MOVED_TARGETS)
     if type(patterns) is not dict or type(moved) is not dict:
-        return frozenset()
-    patterns = {**patterns, **(peft.get(CONVERSION_PATTERNS) or {})}  # PEFT's additions
+        return {}, {}
+    return {**patterns, **(peft.get(CONVERSION_PATTERNS) or {})}, moved
+
+
+@functools.lru_cache(maxsize=64)
+def peft_moved_names(model_type: str) -> frozenset[str]:
+    """LoRA target names the installed PEFT moves onto a mixture of experts' fused experts
+    for this model type (its conversion of transformers 4 adapters): naming them adapts
+    every routed expert, not the dense or shared-expert layer of that name. The recipe
+    asks PEFT itself (recipe/model.peft_moved_names); tests hold the two together."""
+    patterns, moved = _peft_conversions()
     return frozenset(moved.get(patterns.get(model_type), {}))
 
 
@@ -95,13 +111,10 @@ def sdpa_unsupported(model_type: str) -> bool:
     """Whether the installed transformers declares `_supports_sdpa = False` on a class of
     this family's modeling file (gpt-oss: its attention sinks), so "auto" loads it with
     eager attention (recipe/model.attention_implementation asks the class itself)."""
-    spec = importlib.util.find_spec("transformers")
-    if spec is None or not spec.submodule_search_locations or not model_type.isidentifier():
+    if not model_type.isidentifier():
         return False
-    root = Path(next(iter(spec.submodule_search_locations)), "models", model_type)
-    try:
-        tree = ast.parse((root / f"modeling_{model_type}.py").read_text(encoding="utf-8"))
-    except (OSError, SyntaxError, ValueError):
+    tree = _parsed("transformers", "models", model_type, f"modeling_{model_type}.py")
+    if tree is None:
         return False
     return any(
         isinstance(node, ast.Assign)
