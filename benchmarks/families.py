@@ -101,9 +101,11 @@ def write_preference_dataset(path: Path, seq_len: int, samples: int, paired: boo
 
 
 def cells(args, model_dir: Path, data: Path, name: str):
+    """Every quantisation x backend x micro-batch cell, once per objective (a preference
+    objective's cell reads that objective's records)."""
     offered = offered_backends(model_dir)
     for objective in args.objective.split(","):
-        for label, backend, refusal, settings in objective_cells(args, model_dir, name, offered):
+        for label, backend, refusal, settings in sft_cells(args, model_dir, data, name, offered):
             if objective != "sft":
                 label = f"{objective} {label}"
                 settings["training.objective"] = objective
@@ -112,8 +114,7 @@ def cells(args, model_dir: Path, data: Path, name: str):
             yield label, backend, refusal, settings
 
 
-def objective_cells(args, model_dir: Path, name: str, offered: dict):
-    data = model_dir.parent / f"data-{name}.jsonl"
+def sft_cells(args, model_dir: Path, data: Path, name: str, offered: dict):
     runs = model_dir.parent / "runs"
     for quant in args.quant.split(","):
         for backend in args.backends.split(","):

@@ -43,7 +43,7 @@ def experts_reason(model: ModelInfo) -> str:
 
 # A preference objective's memory is objective.py's reading of TRL's trainers, fitted on
 # H200 rows; its speed is not modelled.
-PREFERENCE_NOT_PLANNED = (
+PREFERENCE_PLAN = (
     "{}: memory planned from how TRL runs it (a pair's two sequences in one batch, ORPO's "
     "whole logits, full fine-tuning's reference copies) and checked on an H200: never more "
     "than 5 % low there, often well over (DPO up to +17 %, ORPO up to +39 %); no time "
@@ -88,7 +88,7 @@ def field_reasons(
     if s.training.method == "full":
         reasons["training.method"] = FULL_NOT_MEASURED
     if s.training.objective != "sft":
-        reasons["training.objective"] = PREFERENCE_NOT_PLANNED.format(s.training.objective)
+        reasons["training.objective"] = PREFERENCE_PLAN.format(s.training.objective)
     if s.distributed.launched:
         reasons["distributed.strategy"] = distributed_reason(s, breakdown)
     if fit.fits:

@@ -43,13 +43,13 @@ class StrategyScreen(Screen):
     def show_objective(self) -> None:
         """What the objective trains the model to do; for a preference objective, how sure
         the bar's memory is and that there is no time prediction."""
-        from finetune_tui.engine.plan.reasons import PREFERENCE_NOT_PLANNED
+        from finetune_tui.engine.plan.reasons import PREFERENCE_PLAN
         from finetune_tui.engine.settings.options import OBJECTIVES
 
         objective = self.app.state.settings.training.objective
         text = f"objective [b]{objective}[/b]: {escape(OBJECTIVES[objective].means)}"
         if objective != "sft":
-            note = PREFERENCE_NOT_PLANNED.format(objective)
+            note = PREFERENCE_PLAN.format(objective)
             text += f"\n[yellow]{escape(note)}[/yellow]"
         self.query_one("#strategy-objective", Static).update(text)
 
