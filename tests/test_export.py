@@ -364,7 +364,7 @@ def test_set_changes_any_constant_or_trainer_argument_and_refuses_unknown_names(
     arguments in TRAINER (max_steps); an unknown name is one line, before anything loads."""
     script = tmp_path / "train.py"
     script.write_text(render_script(load_preset(DEMO_PRESET), {}))
-    assert constants(script.read_text())["TRAINER"]["max_steps"] == -1  # 6 epochs as exported
+    assert constants(script.read_text())["TRAINER"]["max_steps"] == -1  # 4 epochs as exported
     result = run_script(
         tmp_path, script, "--set", "max_steps=3", "--set", "logging_steps=1", "--set", "OUTPUT=out"
     )

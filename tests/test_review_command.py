@@ -11,7 +11,7 @@ from finetune_tui.engine.settings.schema import TrainSettings
 from finetune_tui.tui.screens.review import headless_command
 
 CHANGES = [
-    {},  # the schema's defaults: the command printed the demo preset's r=32, lr 3e-3, 6 epochs
+    {},  # the schema's defaults: the command printed the demo preset's r=32, lr 3e-3, 4 epochs
     {"lora.target_modules": ["q_proj", "v_proj"], "memory.gradient_checkpointing": "on"},
     {"output.run_name": "it's a run", "training.max_steps": 7, "output.report_to": []},
 ]

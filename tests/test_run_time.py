@@ -43,13 +43,13 @@ def test_startup_is_what_the_committed_gpu_runs_spent_outside_their_steps():
         assert statistics.median(seconds) == pytest.approx(rt.STARTUP_S[backend], abs=0.06)
 
 
-def test_the_demo_takes_its_372_steps_over_the_training_records():
-    """2,200 records, 10 % held out, micro-batch 32, 6 epochs: 62 steps an epoch."""
+def test_the_demo_takes_its_248_steps_over_the_training_records():
+    """2,200 records, 10 % held out, micro-batch 32, 4 epochs: 62 steps an epoch."""
     settings, stats = demo()
     timing = rt.run_time(settings, stats, 800_000, tokens_per_s=10_000.0, basis="b")
-    assert timing.steps == 372
+    assert timing.steps == 248
     mean = sum(min(n, 64) for n in stats.sample) / len(stats.sample)
-    assert timing.real_tokens == pytest.approx(1980 * 6 * mean, rel=0.01)
+    assert timing.real_tokens == pytest.approx(1980 * 4 * mean, rel=0.01)
     assert timing.train_s == pytest.approx(timing.real_tokens / 10_000.0)
     assert timing.eval_s > 0  # the held-out 220 are evaluated once, at the end
     parts = timing.train_s + timing.startup_s + timing.eval_s + timing.save_s
@@ -73,14 +73,14 @@ def test_packing_and_more_processes_take_fewer_steps_for_the_same_tokens():
     two = rt.run_time(
         *demo("distributed.strategy=ddp", "distributed.processes=2"), 8e9, 1000.0, "b"
     )
-    assert two.steps == 31 * 6  # 1,980 records / (2 x 32) per step, 6 epochs
+    assert two.steps == 31 * 4  # 1,980 records / (2 x 32) per step, 4 epochs
 
 
 def test_saves_and_evaluations_follow_their_settings():
     settings, stats = demo("training.save_steps=100", "training.eval_steps=50")
     timing = rt.run_time(settings, stats, 8e9, 1000.0, "b")
-    assert rt._saves(settings, timing.steps, 62) == 1 + 3
-    assert rt._eval_passes(settings, timing.steps) == 8  # 50, 100, ... 350, and 372
+    assert rt._saves(settings, timing.steps, 62) == 1 + 2
+    assert rt._eval_passes(settings, timing.steps) == 5  # 50, 100, 150, 200, and 248
     full = rt.run_time(*demo("training.method=full"), 8e9, 1000.0, "b")
     lora = rt.run_time(*demo(), 8e9, 1000.0, "b")
     assert full.save_s > 50 * lora.save_s  # a whole 8 B model and its optimizer, not an adapter

@@ -18,7 +18,7 @@ from finetune_tui.engine.deliver.run_model import load_run_model
 
 @pytest.fixture(scope="session")
 def learned(learned_demo) -> Path:
-    """The demo preset's whole run (372 steps, ~100 % exact-match): the model must answer
+    """The demo preset's whole run (248 steps, ~99 % exact-match): the model must answer
     held-out "Uppercase: abc" prompts right (60 steps reached 2.5 %)."""
     result, run = learned_demo
     assert result.returncode == 0, result.stderr[-2000:]

@@ -78,8 +78,8 @@ def run_training(
     finally:
         if metrics is not None:
             metrics.close()
-        if main and not started:
-            undo_replacement(run_dir)
+        if main and not started and launcher_pid() is None:  # a launch's: its launcher's,
+            undo_replacement(run_dir)  # once it has read the workers' error from the log
 
 
 def _resume_point(run_dir: Path, emit: EventSink, settings: TrainSettings) -> Path | None:
