@@ -1,7 +1,7 @@
 """Regenerate the SVG captures of every screen: python screenshots/make_screenshots.py
 
 Drives the real app with Textual's Pilot at 100×32; the Train screen is captured mid-run
-of the embedded demo, the Try screen once that run is stopped.
+of the embedded demo as shipped, the Try screen once that run has finished.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ PRESET = HERE.parent / "presets" / "demo.yaml"
 
 async def main() -> None:
     out = Path(tempfile.mkdtemp()) / "run"
-    settings = load_preset(PRESET, ["training.max_steps=200", f"output.dir={out}"])
+    settings = load_preset(PRESET, [f"output.dir={out}"])
     app = FinetuneApp(settings, pinned=preset_fields(PRESET))  # as `--tui --preset` opens
     async with app.run_test(size=(100, 32)) as pilot:
         for index, name in enumerate(ORDER, start=1):
@@ -33,8 +33,7 @@ async def main() -> None:
                 while app.screen.steps_seen < 12:  # the charts redraw every 5 s: a few points
                     await pilot.pause(0.5)
                 app.save_screenshot(str(HERE / f"{index}-{name}.svg"))
-                await pilot.press("x")  # stopped: the Try screen loads the run as it stands
-                await app.workers.wait_for_complete()
+                await app.workers.wait_for_complete()  # to the end: Try shows what it learned
                 continue
             if name == "try":
                 await pilot.press("a")  # the first held-out prompt, tuned beside base
