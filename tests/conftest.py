@@ -156,8 +156,13 @@ def run_python(code: str) -> subprocess.CompletedProcess:
     return result
 
 
+# A run of a few steps reads a quarter of the demo's records: TRL tokenizes every record
+# a run is given, most of a short run's work in a process that has its libraries loaded.
+FEW_RECORDS = "dataset.max_samples=512"
+
 # A finished demo run: 4 steps, checkpoints at 2 and 4, no evaluation.
 FINISHED_STEPS = set_args(
+    FEW_RECORDS,
     "training.max_steps=4",
     "training.save_steps=2",
     "training.exact_match_samples=0",

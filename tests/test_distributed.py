@@ -7,7 +7,7 @@ import signal
 import subprocess
 
 import pytest
-from conftest import DEMO_PRESET, call_main, read_until, run_cli, set_args, start_cli
+from conftest import DEMO_PRESET, FEW_RECORDS, call_main, read_until, run_cli, set_args, start_cli
 from test_resume import step_losses
 
 from finetune_tui.engine.runs.checkpoints import last_complete_checkpoint
@@ -15,6 +15,7 @@ from finetune_tui.engine.runs.pid import read_pid
 from finetune_tui.engine.runs.summary import read_summary
 
 STEPS = set_args(
+    FEW_RECORDS,
     "training.max_steps=8",
     "training.save_steps=4",
     "training.exact_match_samples=0",

@@ -9,13 +9,14 @@ import sys
 
 import pytest
 import yaml
-from conftest import DEMO_PRESET, REPO, cli_command, cli_env
+from conftest import DEMO_PRESET, FEW_RECORDS, REPO, cli_command, cli_env
 
 from finetune_tui.engine.export.files import export_run
 from finetune_tui.engine.export.script import comment, literal, render_script
 from finetune_tui.engine.settings.preset import load_preset
 
 SHORT = ["training.max_steps=12", "training.logging_steps=1", "training.exact_match_samples=0"]
+SHORT += [FEW_RECORDS]
 
 
 def constants(script: str) -> dict[str, object]:

@@ -10,7 +10,7 @@ import textwrap
 import threading
 
 import pytest
-from conftest import DEMO_PRESET, run_cli
+from conftest import DEMO_PRESET, FEW_RECORDS, run_cli
 
 from finetune_tui.engine.common import errors
 from finetune_tui.engine.common.demo import ensure_demo_model
@@ -19,6 +19,7 @@ from finetune_tui.engine.settings.preset import load_preset
 from finetune_tui.engine.train.runner import run_training
 
 QUICK = ["--set", "training.max_steps=2", "--set", "training.exact_match_samples=0"]
+QUICK += ["--set", FEW_RECORDS]
 
 
 def test_full_disk_while_writing_the_summary_fails_in_one_line(tmp_path, monkeypatch):
@@ -32,7 +33,9 @@ def test_full_disk_while_writing_the_summary_fails_in_one_line(tmp_path, monkeyp
             file.write(text)
 
     monkeypatch.setattr(summary, "write_text_atomic", onto_a_full_disk)
-    settings = load_preset(DEMO_PRESET, ["training.max_steps=2", "training.exact_match_samples=0"])
+    settings = load_preset(
+        DEMO_PRESET, ["training.max_steps=2", "training.exact_match_samples=0", FEW_RECORDS]
+    )
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     events = []

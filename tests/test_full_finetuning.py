@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from conftest import DEMO_PRESET, call_main, set_args
+from conftest import DEMO_PRESET, FEW_RECORDS, call_main, set_args
 
 from finetune_tui.engine.runs.summary import read_summary
 
@@ -19,6 +19,7 @@ def test_full_fine_tuning_trains_every_weight_and_saves_the_whole_model(tmp_path
         *set_args(
             "training.method=full",
             "training.max_steps=8",
+            FEW_RECORDS,
             "training.learning_rate=0.0005",
             "training.exact_match_samples=0",
             "training.logging_steps=1",
@@ -49,6 +50,7 @@ def test_interrupted_full_fine_tuning_resumes_from_its_checkpoint(tmp_path):
     settings = set_args(
         "training.method=full",
         "training.max_steps=6",
+        FEW_RECORDS,
         "training.save_steps=2",
         "training.exact_match_samples=0",
         "training.logging_steps=1",

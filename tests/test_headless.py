@@ -6,7 +6,7 @@ import json
 import signal
 
 import pytest
-from conftest import DEMO_PRESET, read_until, run_python, start_cli
+from conftest import DEMO_PRESET, FEW_RECORDS, read_until, run_python, start_cli
 
 
 def test_help_does_not_import_torch():
@@ -83,6 +83,7 @@ def test_sigint_saves_a_loadable_adapter(tmp_path):
     proc = start_cli(
         tmp_path, "--preset", str(DEMO_PRESET), "--output", str(run_dir),
         "--set", "training.max_steps=2000", "--set", "training.exact_match_samples=0",
+        "--set", FEW_RECORDS,
     )  # fmt: skip
     read_until(proc, lambda line: line.startswith("step "), count=3)  # training under way
     proc.send_signal(signal.SIGINT)

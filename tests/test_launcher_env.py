@@ -6,7 +6,7 @@ from __future__ import annotations
 import subprocess
 
 import pytest
-from conftest import DEMO_PRESET, cli_command, cli_env, set_args
+from conftest import DEMO_PRESET, FEW_RECORDS, cli_command, cli_env, set_args
 
 from finetune_tui.engine.common.errors import InputError
 from finetune_tui.engine.launch.environment import (
@@ -17,6 +17,7 @@ from finetune_tui.engine.launch.environment import (
 from finetune_tui.engine.runs.summary import read_summary
 
 QUICK = set_args(
+    FEW_RECORDS,
     "training.max_steps=4",
     "training.exact_match_samples=0",
     "dataset.eval_fraction=0",

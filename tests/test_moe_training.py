@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import DEMO_PRESET, call_main, set_args
+from conftest import DEMO_PRESET, FEW_RECORDS, call_main, set_args
 
 TINY = dict(
     hidden_size=64,
@@ -61,6 +61,7 @@ def test_a_mixture_of_experts_trains_with_auto_targets(tmp_path, model_type):
         tmp_path,
         model,
         "training.max_steps=2",
+        FEW_RECORDS,
         "dataset.eval_fraction=0",
         "training.exact_match_samples=0",
     )

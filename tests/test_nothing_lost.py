@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from conftest import (
     DEMO_PRESET,
+    FEW_RECORDS,
     call_main,
     cli_env,
     copy_finished_run,
@@ -26,6 +27,7 @@ from conftest import (
 
 SHORT = ["--set", "training.max_steps=3", "--set", "training.exact_match_samples=0"]
 SHORT += ["--set", "dataset.eval_fraction=0", "--set", "training.logging_steps=1"]
+SHORT += ["--set", FEW_RECORDS]
 
 
 def tree(root: Path) -> dict[str, bytes | None]:
@@ -537,7 +539,7 @@ def test_a_csv_with_a_byte_order_mark_reads_its_header(tmp_path):
 
 def test_a_folder_named_like_the_trigger_does_not_stop_training(tmp_path):
     run = tmp_path / "run"
-    sets = set_args("training.max_steps=12", "training.exact_match_samples=0")
+    sets = set_args("training.max_steps=12", "training.exact_match_samples=0", FEW_RECORDS)
     proc = start_cli(tmp_path, "--preset", str(DEMO_PRESET), "--output", str(run), *sets)
     read_until(proc, lambda line: line.startswith("step "))
     (run / "CHECKPOINT_NOW").mkdir()

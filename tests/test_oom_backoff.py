@@ -6,7 +6,7 @@ import json
 
 import pytest
 import torch
-from conftest import DEMO_PRESET
+from conftest import DEMO_PRESET, FEW_RECORDS
 from transformers import TrainerCallback
 
 from finetune_tui.engine.common.errors import TrainingError
@@ -61,6 +61,7 @@ def test_injected_oom_backs_off_and_finishes(tmp_path, monkeypatch):
         DEMO_PRESET,
         [
             "training.max_steps=6",
+            FEW_RECORDS,
             "training.micro_batch_size=8",
             "training.exact_match_samples=0",
             f"output.dir={tmp_path / 'run'}",

@@ -11,7 +11,7 @@ import sys
 import time
 
 import pytest
-from conftest import DEMO_PRESET, call_main, read_until, set_args, start_cli
+from conftest import DEMO_PRESET, FEW_RECORDS, call_main, read_until, set_args, start_cli
 from test_distributed import TWO_PROCESSES
 from test_nothing_lost import marked, one_line_error, tree
 
@@ -22,6 +22,7 @@ from finetune_tui.engine.runs.summary import read_summary
 
 STOP_CODES = {0, 130, 143}  # README: finished, stopped by Ctrl-C, by SIGTERM / SIGHUP
 LONG = set_args(
+    FEW_RECORDS,
     "training.max_steps=100000",
     "training.exact_match_samples=0",
     "training.logging_steps=1",
@@ -200,7 +201,10 @@ def test_a_stop_through_stop_now_is_143_and_a_leftover_never_stops_the_next_resu
     an internal error."""
     run_dir = tmp_path / "run"
     steps = set_args(
-        "training.max_steps=8", "training.exact_match_samples=0", "training.logging_steps=1"
+        "training.max_steps=8",
+        "training.exact_match_samples=0",
+        "training.logging_steps=1",
+        FEW_RECORDS,
     )
     proc = start_cli(tmp_path, "--preset", str(DEMO_PRESET), "--output", str(run_dir), *steps)
     read_until(proc, lambda line: line.startswith("step "), count=2)

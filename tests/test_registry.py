@@ -8,7 +8,7 @@ import json
 import os
 
 import pytest
-from conftest import DEMO_PRESET, gpu_run_events, run_cli, set_args, write_run
+from conftest import DEMO_PRESET, FEW_RECORDS, gpu_run_events, run_cli, set_args, write_run
 
 from finetune_tui.engine.common.places import data_dir
 from finetune_tui.engine.runs.event_text import printable
@@ -96,7 +96,7 @@ def test_a_run_trains_past_a_registry_that_is_a_fifo(tmp_path):
     registry().parent.mkdir(parents=True)
     os.mkfifo(registry())
     run = tmp_path / "run"
-    sets = set_args("training.max_steps=1", "training.exact_match_samples=0")
+    sets = set_args("training.max_steps=1", "training.exact_match_samples=0", FEW_RECORDS)
     result = run_cli(
         tmp_path, "--preset", str(DEMO_PRESET), "--output", str(run), *sets, timeout=120
     )

@@ -8,11 +8,20 @@ import signal
 import subprocess
 
 import pytest
-from conftest import DEMO_PRESET, call_main, copy_finished_run, read_until, start_cli
+from conftest import (
+    DEMO_PRESET,
+    FEW_RECORDS,
+    call_main,
+    copy_finished_run,
+    read_until,
+    start_cli,
+)
 
 from finetune_tui.engine.runs.checkpoints import last_complete_checkpoint
 
 COMMON = [
+    "--set",
+    FEW_RECORDS,
     "--set",
     "training.max_steps=24",
     "--set",
@@ -102,6 +111,7 @@ def test_second_ctrl_c_exits_at_once(tmp_path):
     proc = start_cli(
         tmp_path, "--preset", str(DEMO_PRESET), "--output", str(run_dir),
         "--set", "training.max_steps=2000", "--set", "training.exact_match_samples=0",
+        "--set", FEW_RECORDS,
     )  # fmt: skip
     read_until(proc, lambda line: line.startswith("step "))
     proc.send_signal(signal.SIGINT)
@@ -151,6 +161,8 @@ def test_runs_lists_runs_made_anywhere_and_a_folder_of_runs(cli, tmp_path):
         str(DEMO_PRESET),
         "--output",
         str(elsewhere),
+        "--set",
+        FEW_RECORDS,
         "--set",
         "training.max_steps=3",
         "--set",

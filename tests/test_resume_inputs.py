@@ -31,6 +31,10 @@ STEPS = set_args(
 )
 RELATIVE = set_args("dataset.path=data.jsonl", "model.name_or_path=model")
 
+# one worker runs the whole module: its stopped run (a subprocess trained and stopped) is then
+# made once, not once per pytest-xdist worker that happens to get one of these tests
+pytestmark = pytest.mark.xdist_group("resume-inputs")
+
 
 def cli(tmp_path: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import DEMO_PRESET
+from conftest import DEMO_PRESET, FEW_RECORDS
 
 from finetune_tui.engine.inspect.models import inspect_model
 from finetune_tui.engine.plan.headroom import WORST_UNDERPREDICTION
@@ -103,6 +103,7 @@ def test_a_run_whose_gpu_measures_too_much_backs_off_and_says_so(tmp_path, monke
         DEMO_PRESET,
         [
             "training.max_steps=3",
+            FEW_RECORDS,
             "training.max_seq_length=32",
             "dataset.eval_fraction=0",
             "training.micro_batch_size=8",

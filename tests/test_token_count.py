@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 
-from conftest import DEMO_PRESET, call_main, set_args
+from conftest import DEMO_PRESET, FEW_RECORDS, call_main, set_args
 
 
 def test_our_token_count_matches_trl_and_skips_evaluation(tmp_path):
     run = tmp_path / "run"
     sets = set_args(
         "training.max_steps=6",
+        FEW_RECORDS,
         "training.logging_steps=2",
         "training.save_steps=6",
         "training.eval_steps=2",

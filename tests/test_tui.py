@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import DEMO_PRESET, gpu_run_events, run_python, write_run
+from conftest import DEMO_PRESET, FEW_RECORDS, gpu_run_events, run_python, write_run
 from textual.widgets import Input, RichLog, Select, Static, Switch
 
 from finetune_tui.engine.settings.preset import load_preset
@@ -133,7 +133,7 @@ async def test_dataset_screen_reports_problems_with_lines(tmp_path):
 async def test_demo_trains_in_the_panel_to_the_end(tmp_path):
     app = demo_app(
         "training.max_steps=10", "training.logging_steps=1", *NO_EXACT_MATCH, tmp_path=tmp_path
-    )
+    )  # all the demo's records: preparing them keeps the run going past the first look
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("6")
         await pilot.pause()
@@ -186,7 +186,7 @@ async def train_until_a_step(pilot) -> TrainScreen:
 
 
 async def test_stop_saves_and_quit_waits(tmp_path):
-    app = demo_app("training.max_steps=2000", *NO_EXACT_MATCH, tmp_path=tmp_path)
+    app = demo_app("training.max_steps=2000", FEW_RECORDS, *NO_EXACT_MATCH, tmp_path=tmp_path)
     async with app.run_test(size=SIZE) as pilot:
         screen = await train_until_a_step(pilot)
         await pilot.press("x")
@@ -199,7 +199,7 @@ async def test_stop_saves_and_quit_waits(tmp_path):
 
 
 async def test_quit_mid_training_saves_a_checkpoint_first(tmp_path):
-    app = demo_app("training.max_steps=2000", *NO_EXACT_MATCH, tmp_path=tmp_path)
+    app = demo_app("training.max_steps=2000", FEW_RECORDS, *NO_EXACT_MATCH, tmp_path=tmp_path)
     async with app.run_test(size=SIZE) as pilot:
         screen = await train_until_a_step(pilot)
         assert app.train_screen is screen  # the screen told the app it is there

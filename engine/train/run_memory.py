@@ -15,13 +15,15 @@ from ..settings.schema import TrainSettings
 
 
 def free_memory() -> None:
-    """Give cached blocks back and restart the peak counters the summary reports."""
+    """Give cached blocks back and restart the peak counters the summary reports. Only a
+    GPU caches blocks: on a CPU, memory goes back as it is freed (a collection there only
+    costs time, a second or more in a process holding a large heap)."""
     import gc
 
     import torch
 
-    gc.collect()
     if torch.cuda.is_available():
+        gc.collect()
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
 
