@@ -94,7 +94,7 @@ def test_dpo_trains_on_two_processes_with_a_global_batch_of_both(tmp_path):
     from conftest import REPO
 
     run_dir = tmp_path / "run"
-    pairs = set_args("training.max_steps=4", "training.logging_steps=2")
+    pairs = set_args("training.max_steps=4", "training.logging_steps=2", FEW_RECORDS)
     result = run_cli(
         tmp_path, "--preset", str(REPO / "presets" / "demo-dpo.yaml"), "--output",
         str(run_dir), *pairs, *TWO_PROCESSES,
@@ -102,7 +102,7 @@ def test_dpo_trains_on_two_processes_with_a_global_batch_of_both(tmp_path):
     assert result.returncode == 0, launch_failure(result.stderr)
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["objective"] == "dpo" and summary["processes"] == 2
-    assert "(31 per epoch)" in result.stdout  # 1,980 pairs / (32 per micro-batch x 2)
+    assert "(8 per epoch)" in result.stdout  # 512 pairs / (32 per micro-batch x 2)
     assert summary["preference_accuracy_after"] > summary["preference_accuracy_before"]
 
 

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import json
-import signal
 
 import pytest
-from conftest import DEMO_PRESET, FEW_RECORDS, read_until, run_python, start_cli
+from conftest import DEMO_PRESET, run_python
 
 
 def test_help_does_not_import_torch():
@@ -76,32 +75,6 @@ def test_demo_trains_headless_and_learns(cli, learned_demo):
     again = cli("--preset", str(DEMO_PRESET), "--output", str(run_dir))
     assert again.returncode == 2
     assert "--overwrite" in again.stderr
-
-
-def test_sigint_saves_a_loadable_adapter(tmp_path):
-    run_dir = tmp_path / "run"
-    proc = start_cli(
-        tmp_path, "--preset", str(DEMO_PRESET), "--output", str(run_dir),
-        "--set", "training.max_steps=2000", "--set", "training.exact_match_samples=0",
-        "--set", FEW_RECORDS,
-    )  # fmt: skip
-    read_until(proc, lambda line: line.startswith("step "), count=3)  # training under way
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err[-3000:]
-    assert "stopped at step" in out
-
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM
-
-    from finetune_tui.engine.common.demo import ensure_demo_model
-
-    base = AutoModelForCausalLM.from_pretrained(ensure_demo_model())
-    model = PeftModel.from_pretrained(base, run_dir / "adapter")
-    assert any("lora_A" in name for name, _ in model.named_parameters())
-    summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["status"] == "stopped"
-    assert 1 <= summary["step"] < 2000
 
 
 def test_durations_read_the_same_in_progress_lines_and_the_panel():

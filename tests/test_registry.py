@@ -8,7 +8,7 @@ import json
 import os
 
 import pytest
-from conftest import DEMO_PRESET, FEW_RECORDS, gpu_run_events, run_cli, set_args, write_run
+from conftest import DEMO_PRESET, FEW_RECORDS, gpu_run_events, set_args, write_run
 
 from finetune_tui.engine.common.places import data_dir
 from finetune_tui.engine.runs.event_text import printable
@@ -91,15 +91,13 @@ def test_an_unwritable_registry_warns_and_the_run_folder_is_made(
     assert "runs.txt" in warning[0] and f"finetune-tui runs {run.parent}" in warning[0]
 
 
-def test_a_run_trains_past_a_registry_that_is_a_fifo(tmp_path):
-    """Through the CLI: the run once hung after making its folder."""
+def test_a_run_trains_past_a_registry_that_is_a_fifo(cli, tmp_path):
+    """Through the CLI's main(): the run once hung after making its folder."""
     registry().parent.mkdir(parents=True)
     os.mkfifo(registry())
     run = tmp_path / "run"
     sets = set_args("training.max_steps=1", "training.exact_match_samples=0", FEW_RECORDS)
-    result = run_cli(
-        tmp_path, "--preset", str(DEMO_PRESET), "--output", str(run), *sets, timeout=120
-    )
+    result = cli("--preset", str(DEMO_PRESET), "--output", str(run), *sets)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stderr.count("finetune-tui: warning:") == 1
     assert json.loads((run / "summary.json").read_text())["status"] == "finished"

@@ -83,11 +83,24 @@ def test_sigterm_then_resume_matches_uninterrupted_run(tmp_path):
 
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGHUP, 143)])
 def test_sigint_and_sighup_checkpoint_and_exit(tmp_path, signum, code):
+    """Ctrl-C or a closed terminal: a checkpoint, the adapter so far (PEFT loads it onto
+    the base) and a summary that says stopped, at the step it stopped."""
     run_dir = tmp_path / "run"
     stopped = interrupt_after(tmp_path, run_dir, signum, steps=3)
     assert stopped.returncode == code, stopped.stderr[-2000:]
+    assert "stopped at step" in stopped.stdout
     assert last_complete_checkpoint(run_dir) is not None
-    assert json.loads((run_dir / "summary.json").read_text())["status"] == "stopped"
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "stopped" and 3 <= summary["step"] < 24
+
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from finetune_tui.engine.common.demo import ensure_demo_model
+
+    base = AutoModelForCausalLM.from_pretrained(ensure_demo_model())
+    model = PeftModel.from_pretrained(base, run_dir / "adapter")
+    assert any("lora_A" in name for name, _ in model.named_parameters())
 
 
 def test_kill_9_during_checkpoint_writes_leaves_a_resumable_run(tmp_path):

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import DEMO_PRESET, cli_env
+from conftest import DEMO_PRESET, FEW_RECORDS, cli_env
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux not installed")
 EXE = str(Path(sys.executable).parent / "finetune-tui")
@@ -64,7 +64,7 @@ def test_wizard_trains_the_demo_to_the_end(tmp_path):
     tmux = Tmux(
         "ft-wizard",
         f"{EXE} --tui --preset {DEMO_PRESET} --set training.max_steps=20 "
-        f"--set training.exact_match_samples=0 --output {run_dir}",
+        f"--set training.exact_match_samples=0 --set {FEW_RECORDS} --output {run_dir}",
         cli_env(tmp_path),
     )
     try:
@@ -98,6 +98,8 @@ def test_detach_then_runs_then_attach(tmp_path):
             "training.logging_steps=1",
             "--set",
             "training.exact_match_samples=0",
+            "--set",
+            FEW_RECORDS,
         ],
         capture_output=True,
         text=True,
