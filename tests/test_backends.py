@@ -82,29 +82,20 @@ def test_gpt_neox_targets_are_its_own_names():
     ]
 
 
-def test_liger_patch_is_verified_on_the_instance():
+def test_liger_patch_is_verified_on_the_instance_and_a_left_over_is_detected():
     """In a subprocess: Liger also patches transformers' module-level classes, which would
-    leak into every later training in this test process (and fail on a CPU)."""
-    code = (
-        "from transformers import AutoModelForCausalLM\n"
-        "from finetune_tui.engine.train.backends import apply_liger, liger_patched_modules\n"
-        "from finetune_tui.engine.common.demo import ensure_demo_model\n"
-        "model = AutoModelForCausalLM.from_pretrained(ensure_demo_model())\n"
-        "assert liger_patched_modules(model) == []\n"
-        "patched = apply_liger(model)\n"
-        "assert 'LlamaRMSNorm' in patched and 'LlamaMLP' in patched, patched\n"
-    )
-    run_python(code)
-
-
-def test_liger_left_over_from_an_earlier_run_is_detected_on_a_plain_model():
-    """A second, plain run in the same process (the TUI) still gets Liger's classes."""
+    leak into every later training in this test process (and fail on a CPU). There, the
+    patch is verified on the instance it was applied to; and a second, plain model in the
+    same process (a second run in the TUI) is found still carrying Liger's classes."""
     code = (
         "from transformers import AutoModelForCausalLM\n"
         "from finetune_tui.engine.train.backends import apply_liger, liger_leak_warning, "
         "liger_patched_modules\n"
         "from finetune_tui.engine.common.demo import ensure_demo_model\n"
-        "apply_liger(AutoModelForCausalLM.from_pretrained(ensure_demo_model()))\n"
+        "model = AutoModelForCausalLM.from_pretrained(ensure_demo_model())\n"
+        "assert liger_patched_modules(model) == []\n"
+        "patched = apply_liger(model)\n"
+        "assert 'LlamaRMSNorm' in patched and 'LlamaMLP' in patched, patched\n"
         "plain = AutoModelForCausalLM.from_pretrained(ensure_demo_model())\n"
         "print(liger_leak_warning(liger_patched_modules(plain)))\n"
     )

@@ -150,7 +150,7 @@ def test_the_exported_script_merges_after_training_when_asked(tmp_path):
 
     script = tmp_path / "train.py"
     script.write_text(render_script(load_preset(DEMO_PRESET), {}))
-    sets = ("MERGE=True", "max_steps=3", "OUTPUT=out", "EVAL_FRACTION=0")
+    sets = ("MERGE=True", "max_steps=3", "OUTPUT=out", "EVAL_FRACTION=0", "MAX_SAMPLES=512")
     result = subprocess.run(
         [sys.executable, str(script), *set_args(*sets)],
         capture_output=True,

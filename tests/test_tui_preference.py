@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from conftest import DEMO_PRESET, REPO
+from conftest import DEMO_PRESET, FEW_RECORDS, REPO
 from textual.widgets import Input, Select, Static, Switch
 
 from finetune_tui.engine.settings.preset import load_preset
@@ -82,7 +82,7 @@ async def test_a_short_dpo_run_shows_preference_accuracy_on_the_panel(tmp_path):
         REPO / "presets" / "demo-dpo.yaml",
         [
             *("training.max_steps=6", "training.logging_steps=2", "training.eval_steps=3"),
-            *("dataset.eval_fraction=0.02", f"output.dir={tmp_path / 'run'}"),
+            *("dataset.eval_fraction=0.02", FEW_RECORDS, f"output.dir={tmp_path / 'run'}"),
         ],
     )
     app = FinetuneApp(settings)
