@@ -1,3 +1,3 @@
-from finetune_tui.main import main
+from finetune_tui.main import run
 
-raise SystemExit(main())
+run()
