@@ -1,6 +1,7 @@
 """How long a `finetune-tui` process takes to end after its last line, with the program's
-entry (`run`: main, then gc.freeze before the exit) and with main() alone (the collector
-walks every object torch, transformers and TRL loaded while the interpreter shuts down).
+entry (`run`: main, then an exit handler that runs after every other one and ends the
+process without the interpreter's teardown) and with main() alone (the collector walks
+every object torch, transformers and TRL loaded while the interpreter shuts down).
 
     python benchmarks/exit_cost.py [--repeats 3]
 
@@ -19,7 +20,7 @@ import tempfile
 import time
 
 ENTRIES = {
-    "run (gc.freeze)": "from finetune_tui.main import run; run()",
+    "run (skips teardown)": "from finetune_tui.main import run; run()",
     "main alone": "import sys; from finetune_tui.main import main; sys.exit(main())",
 }
 ARGS = [

@@ -81,15 +81,33 @@ def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run() -> None:
-    """The program's entry (the console script and `python -m finetune_tui`): main(), then
-    exit without the cyclic garbage collector walking every object the libraries loaded.
-    After torch, transformers and TRL are imported that walk was 1.2-1.5 s of every exit;
-    frozen (gc.freeze), modules are still torn down and files still flushed and closed."""
-    import gc
+    """The program's entry (the console script and `python -m finetune_tui`): main(), and
+    an exit that skips the interpreter's teardown. With torch, transformers and TRL loaded,
+    the garbage collector's walk over every object they made took 1.2-1.5 s of each exit
+    (benchmarks/exit_cost.py), three times over in a launch. Registered before anything
+    else, `_leave` runs after every other exit handler (they run last-registered first)
+    and after the threads were joined; it flushes the output and ends with main()'s code."""
+    import atexit
 
-    code = main()
-    gc.freeze()
-    sys.exit(code)
+    atexit.register(_leave)
+    try:
+        _outcome["code"] = main()
+    except SystemExit as exc:  # argparse's --help and usage errors
+        _outcome["code"] = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+        raise
+    sys.exit(_outcome["code"])
+
+
+_outcome = {"code": 1}
+
+
+def _leave() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a reader gone or a stream closed: nothing to keep
+            pass
+    os._exit(_outcome["code"])
 
 
 def main(argv: list[str] | None = None) -> int:
