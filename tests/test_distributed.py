@@ -23,6 +23,7 @@ STEPS = set_args(
     "training.logging_steps=1",
 )
 TWO_PROCESSES = set_args("distributed.strategy=ddp", "distributed.processes=2")
+REENTRANT = set_args("memory.gradient_checkpointing=on", "memory.use_reentrant=true")
 FAILING_LOAD = set_args("model.attn_implementation=flash_attention_2")  # not installed
 
 
@@ -52,17 +53,19 @@ def demo_run(tmp_path, run_dir, *args):
 def test_two_processes_train_as_one_with_the_same_global_batch_and_resume_after_ctrl_c(
     tmp_path,
 ):
-    # the reference: one process, micro-batch 32 x 2 accumulated = 2 processes x 32
+    # the reference: one process, micro-batch 32 x 2 accumulated = 2 processes x 32; both
+    # with reentrant checkpointing, which DDP's search for unused LoRA weights failed at step 1
     one = tmp_path / "one"
-    accumulated = set_args("training.gradient_accumulation_steps=2")
+    accumulated = [*set_args("training.gradient_accumulation_steps=2"), *REENTRANT]
     result = call_main("--preset", str(DEMO_PRESET), "--output", str(one), *STEPS, *accumulated)
     assert result.returncode == 0, result.stderr[-2000:]
     expected = step_losses(one)
 
     two = tmp_path / "two"
     proc = start_cli(
-        tmp_path, "--preset", str(DEMO_PRESET), "--output", str(two), *STEPS, *TWO_PROCESSES
-    )
+        tmp_path, "--preset", str(DEMO_PRESET), "--output", str(two), *STEPS, *TWO_PROCESSES,
+        *REENTRANT,
+    )  # fmt: skip
     read_until(proc, lambda line: line.startswith("step "), count=4)
     assert read_pid(two) == proc.pid  # the launching process owns run.pid, not rank 0
     proc.send_signal(signal.SIGINT)  # reaches this process only; it tells the launcher once
@@ -83,6 +86,7 @@ def test_two_processes_train_as_one_with_the_same_global_batch_and_resume_after_
     assert [line[:8] for line in resumed.stdout.splitlines()].count("step 8/8") == 1
     got = step_losses(two)
     assert sorted(got) == sorted(expected) and got[8] < got[1]
+    assert "find_unused_parameters=True" not in (two / "train.log").read_text()  # not searched
     for step, loss in expected.items():
         assert abs(got[step] - loss) < 1e-4, (step, got[step], loss)
 
@@ -130,8 +134,9 @@ def test_the_exported_script_trains_under_accelerate_launch_on_two_processes(tmp
     from finetune_tui.engine.launch.configs import free_port
     from finetune_tui.engine.settings.preset import load_preset
 
-    settings = load_preset(DEMO_PRESET, ["distributed.strategy=ddp", "distributed.processes=2"])
-    exported = export_run(settings, tmp_path / "job" / "train.py")
+    sets = ["distributed.strategy=ddp", "distributed.processes=2", FEW_RECORDS]
+    reentrant = ["memory.gradient_checkpointing=on", "memory.use_reentrant=true"]
+    exported = export_run(load_preset(DEMO_PRESET, sets + reentrant), tmp_path / "job" / "train.py")
     out = tmp_path / "out"
     command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file"]
     command += [str(exported.accelerate_config), "--main_process_port", str(free_port())]

@@ -48,6 +48,16 @@ def trainer_table(settings: TrainSettings) -> dict[str, tuple[object, str]]:
         ),
         "report_to": (list(settings.output.report_to) or "none", "output.report_to"),
         "dataloader_num_workers": (0, FIXED + "batches are built in the training process"),
+        # Several processes (DDP): every weight LoRA's auto targets add is used in every
+        # forward, so DDP need not search each step's graph for unused ones. The Trainer's
+        # default for a PEFT model searches, and with reentrant checkpointing that failed at
+        # step 1 ("marked as ready twice"). Named targets or full fine-tuning (a vision
+        # tower or idle experts hold weights a step may not use): the Trainer's default.
+        "ddp_find_unused_parameters": (
+            False if t.method == "lora" and settings.lora.target_modules == "auto" else None,
+            FIXED + "DDP's search for unused weights: off under LoRA's auto targets (all "
+            "used every step), the Trainer's default otherwise",
+        ),
         # A mixture of experts' load-balancing loss trains its routers, which LoRA leaves
         # frozen: off under LoRA (it also failed Phi-3.5-MoE's first step inside TRL and
         # transformers), the model's own coefficient (None) under full fine-tuning.
