@@ -55,8 +55,8 @@ def trainer_table(settings: TrainSettings) -> dict[str, tuple[object, str]]:
         # tower or idle experts hold weights a step may not use): the Trainer's default.
         "ddp_find_unused_parameters": (
             False if t.method == "lora" and settings.lora.target_modules == "auto" else None,
-            FIXED + "DDP's search for unused weights: off under LoRA's auto targets (all "
-            "used every step), the Trainer's default otherwise",
+            FIXED + "DDP's search each step for weights it left unused: off where every "
+            "trained weight is used every step, the Trainer's default (None) otherwise",
         ),
         # A mixture of experts' load-balancing loss trains its routers, which LoRA leaves
         # frozen: off under LoRA (it also failed Phi-3.5-MoE's first step inside TRL and
