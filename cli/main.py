@@ -95,6 +95,9 @@ def run() -> None:
     except SystemExit as exc:  # argparse's --help and usage errors
         _outcome["code"] = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
         raise
+    except KeyboardInterrupt:  # before main() handles it (while the parser is built)
+        _outcome["code"] = 130
+        raise
     sys.exit(_outcome["code"])
 
 
