@@ -26,6 +26,7 @@ from pathlib import Path
 
 from ..common.errors import InputError, OutputExistsError
 from ..common.safe_io import entry_problem, write_text_exclusive
+from ..inspect.hardware import GIB
 from ..recipe.merging import adapter_on_base, save_merged, stop_token_ids
 from ..recipe.model import torch_dtype
 from ..runs.layout import ADAPTER_DIR, SETTINGS_FILE
@@ -130,12 +131,11 @@ def _existing_parent(output: Path) -> Path:
 
 
 def _plan_line(plan: MergePlan) -> str:
-    gib = 2**30
-    where = f"GPU ({plan.gpu_needed / gib:.2f} of {plan.gpu_available / gib:.2f} GiB free)"
+    where = f"GPU ({plan.gpu_needed / GIB:.2f} of {plan.gpu_available / GIB:.2f} GiB free)"
     where = where if plan.device == "cuda" else "CPU"
     return (
-        f"merging in {plan.dtype} on the {where}: {plan.host_needed / gib:.2f} GiB of "
-        f"{plan.host_available / gib:.2f} GiB host memory planned"
+        f"merging in {plan.dtype} on the {where}: {plan.host_needed / GIB:.2f} GiB of "
+        f"{plan.host_available / GIB:.2f} GiB host memory planned"
         + (f"; {plan.note}" if plan.note else "")
     )
 

@@ -15,13 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..common.errors import FinetuneError, InputError
+from ..inspect.hardware import GIB
 from ..runs.event_text import printable
 from ..runs.layout import ADAPTER_DIR
 from ..runs.registry import holds_run
 from ..runs.status import run_status
 from ..settings.schema import TrainSettings
-
-GIB = 2**30
 
 
 class NoRoomError(FinetuneError):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from ..inspect.hardware import GIB
 from ..inspect.models import ModelInfo
 from ..settings.attention import planned_attention
 from ..settings.options import OPTIMIZERS
@@ -24,8 +25,6 @@ from .objective import (
     sequences,
     step_tokens,
 )
-
-GIB = 2**30
 
 COEFFICIENTS = {
     # bytes per token per layer, in units of hidden size (h) and MLP width (i), bf16

@@ -18,6 +18,7 @@ preference-h200-2026-12-05.jsonl; docs/BENCHMARKS.md, "Preference objectives").
 
 from __future__ import annotations
 
+from ..inspect.hardware import GIB
 from ..inspect.models import ModelInfo
 from ..settings.schema import TrainSettings
 
@@ -39,7 +40,6 @@ REFERENCE_COPY_OBJECTIVES = {"dpo", "kto"}
 # b2: 2.2-2.8 GiB over one copy's plan): the reference, and one more not yet explained (full
 # SFT is not measured on a GPU either), so both are planned.
 REFERENCE_COPIES = 2
-GIB = 2**30
 
 
 def sequences(settings: TrainSettings) -> int:

@@ -5,6 +5,7 @@ with the numbers the choice was scored with, so a reason cannot contradict the c
 from __future__ import annotations
 
 from ..common.errors import SettingsError
+from ..inspect.hardware import GIB
 from ..inspect.models import ModelInfo
 from ..settings.preset import with_changes
 from ..settings.schema import TrainSettings
@@ -30,7 +31,7 @@ def experts_reason(model: ModelInfo) -> str:
     moe = model.moe
     shared = " and the shared experts" if moe.shared_intermediate else ""
     return (
-        f"{moe.experts} experts, {moe.top_k} per token: all {model.params_experts * 2 / 2**30:.1f}"
+        f"{moe.experts} experts, {moe.top_k} per token: all {model.params_experts * 2 / GIB:.1f}"
         " GiB of them stay resident in 16-bit (transformers fuses experts into 3-D tensors; "
         f"bitsandbytes quantises only nn.Linear layers); LoRA adapts attention{shared}"
         + (

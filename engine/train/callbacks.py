@@ -13,6 +13,7 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
+from ..inspect.hardware import GIB
 from ..launch.processes import launcher_gone
 from ..launch.ranks import any_rank, is_main_process, sum_over_ranks
 from ..runs.events import Checkpoint, Eval, EventSink, MemoryCheck, Notice, Started, Step
@@ -20,7 +21,6 @@ from ..runs.layout import STOP_FILE, TRIGGER_FILE
 from .preference_eval import from_metrics
 from .run_control import discard_stop_request, stop_file_problem
 
-GIB = 2**30
 PAIRED_MASKS = ("chosen_attention_mask", "rejected_attention_mask")
 
 
