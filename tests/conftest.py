@@ -158,7 +158,8 @@ def run_python(code: str) -> subprocess.CompletedProcess:
 
 # A run of a few steps reads a quarter of the demo's records: TRL tokenizes every record
 # a run is given, most of a short run's work in a process that has its libraries loaded.
-FEW_RECORDS = "dataset.max_samples=512"
+FEW = 512
+FEW_RECORDS = f"dataset.max_samples={FEW}"
 
 # A finished demo run: 4 steps, checkpoints at 2 and 4, no evaluation.
 FINISHED_STEPS = set_args(

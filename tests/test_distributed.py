@@ -23,7 +23,8 @@ STEPS = set_args(
     "training.logging_steps=1",
 )
 TWO_PROCESSES = set_args("distributed.strategy=ddp", "distributed.processes=2")
-REENTRANT = set_args("memory.gradient_checkpointing=on", "memory.use_reentrant=true")
+REENTRANT_PAIRS = ("memory.gradient_checkpointing=on", "memory.use_reentrant=true")
+REENTRANT = set_args(*REENTRANT_PAIRS)
 FAILING_LOAD = set_args("model.attn_implementation=flash_attention_2")  # not installed
 
 
@@ -134,9 +135,8 @@ def test_the_exported_script_trains_under_accelerate_launch_on_two_processes(tmp
     from finetune_tui.engine.launch.configs import free_port
     from finetune_tui.engine.settings.preset import load_preset
 
-    sets = ["distributed.strategy=ddp", "distributed.processes=2", FEW_RECORDS]
-    reentrant = ["memory.gradient_checkpointing=on", "memory.use_reentrant=true"]
-    exported = export_run(load_preset(DEMO_PRESET, sets + reentrant), tmp_path / "job" / "train.py")
+    sets = ["distributed.strategy=ddp", "distributed.processes=2", FEW_RECORDS, *REENTRANT_PAIRS]
+    exported = export_run(load_preset(DEMO_PRESET, sets), tmp_path / "job" / "train.py")
     out = tmp_path / "out"
     command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file"]
     command += [str(exported.accelerate_config), "--main_process_port", str(free_port())]

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 import yaml
-from conftest import DEMO_PRESET, FEW_RECORDS, REPO, cli_command, cli_env, set_args
+from conftest import DEMO_PRESET, FEW, FEW_RECORDS, REPO, cli_command, cli_env, set_args
 
 from finetune_tui.engine.export.files import export_run
 from finetune_tui.engine.export.script import comment, literal, render_script
@@ -366,7 +366,7 @@ def test_set_changes_any_constant_or_trainer_argument_and_refuses_unknown_names(
     script = tmp_path / "train.py"
     script.write_text(render_script(load_preset(DEMO_PRESET), {}))
     assert constants(script.read_text())["TRAINER"]["max_steps"] == -1  # 4 epochs as exported
-    sets = ("max_steps=3", "logging_steps=1", "OUTPUT=out", "MAX_SAMPLES=512")
+    sets = ("max_steps=3", "logging_steps=1", "OUTPUT=out", f"MAX_SAMPLES={FEW}")
     result = run_script(tmp_path, script, *set_args(*sets))
     assert result.returncode == 0, result.stderr[-3000:]
     losses = (tmp_path / "out" / "losses.jsonl").read_text().splitlines()

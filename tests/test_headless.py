@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import DEMO_PRESET, cli_command, run_python
+from conftest import DEMO_PRESET, run_cli, run_python
 
 
 @pytest.mark.parametrize(
@@ -19,13 +19,7 @@ from conftest import DEMO_PRESET, cli_command, run_python
 def test_the_program_exits_with_mains_code_and_says_it_first(tmp_path, args, code, said):
     """The entry ends the process itself, after every exit handler: the code is still
     main()'s (or argparse's), and what was printed is all there."""
-    import subprocess
-
-    from conftest import cli_env
-
-    result = subprocess.run(
-        cli_command(*args), capture_output=True, text=True, env=cli_env(tmp_path), timeout=60
-    )
+    result = run_cli(tmp_path, *args, timeout=60)
     assert result.returncode == code, result.stderr
     assert said in result.stdout + result.stderr
 

@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import DEMO_PRESET, cli_env, copy_finished_run, set_args
+from conftest import DEMO_PRESET, FEW, cli_env, copy_finished_run, set_args
 
 
 # A short demo run that holds 10% of the records out (the parity check prompts with them).
@@ -150,7 +150,7 @@ def test_the_exported_script_merges_after_training_when_asked(tmp_path):
 
     script = tmp_path / "train.py"
     script.write_text(render_script(load_preset(DEMO_PRESET), {}))
-    sets = ("MERGE=True", "max_steps=3", "OUTPUT=out", "EVAL_FRACTION=0", "MAX_SAMPLES=512")
+    sets = ("MERGE=True", "max_steps=3", "OUTPUT=out", "EVAL_FRACTION=0", f"MAX_SAMPLES={FEW}")
     result = subprocess.run(
         [sys.executable, str(script), *set_args(*sets)],
         capture_output=True,
