@@ -117,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     closed = _reopen_closed_streams()
     parser = build_parser()
     args = parser.parse_args(argv)
+    _quiet_optional_kernels()
     try:
         _launcher_variables(worker=bool(args.worker))
         if getattr(args, "handler", None) is not None:
@@ -158,6 +159,15 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except Exception as exc:  # a bug of ours: still one line, the traceback on request
         return _internal_error(exc, args.debug)
+
+
+def _quiet_optional_kernels() -> None:
+    """bitsandbytes, imported by PEFT on every run and merge, warns on CPUs with AVX512-BF16
+    that it could not fetch an optional CPU kernel from the Hub (the `kernels` package): the
+    first line a CPU user read, about nothing they asked for. Its other warnings stay."""
+    import logging
+
+    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
 
 
 # What the machine can refuse a write or a read for, in words a user can act on.

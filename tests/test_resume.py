@@ -62,6 +62,9 @@ def test_sigterm_then_resume_matches_uninterrupted_run(tmp_path):
     broken = tmp_path / "broken"
     stopped = interrupt_after(tmp_path, broken, signal.SIGTERM, steps=11)
     assert stopped.returncode == 143, stopped.stderr[-2000:]
+    # a process of its own imports bitsandbytes afresh: its notice about an optional CPU
+    # kernel from the Hub (on CPUs with AVX512-BF16) is not a user's business
+    assert "kernels-community" not in stopped.stderr
     checkpoint = last_complete_checkpoint(broken)
     assert checkpoint is not None and 11 <= int(checkpoint.name.split("-")[1]) < 24
 
