@@ -48,4 +48,4 @@ def ship_command(args: argparse.Namespace) -> int:
         print("next:")
     for command in shipped.commands:
         print(f"  {printable(command)}")
-    return 0
+    return 1 if shipped.failed else 0

@@ -2,10 +2,13 @@
 whose header the `gguf` package reads back; with llama-cpp-python, each loads in llama.cpp and
 answers greedily as the Hugging Face model does.
 
-llama.cpp's converter knows a BPE tokenizer only by a hash of how it splits a test text, and
-the demo's byte-level tokenizer is not among them (the command says so in one line), so the
-model here has a SentencePiece tokenizer, trained in the test on a few sentences. Needs the
-`gguf` extra and llama.cpp's converter (`LLAMA_CPP_DIR`, or the convert_hf_to_gguf module).
+The README's path end to end: the learned demo merged, shipped, and its files answering the
+held-out prompts in llama.cpp as the merged model did (the command checks that itself). A
+second model has a SentencePiece tokenizer trained in the test on a few sentences (a space
+before every text, BOS added by llama.cpp's rule); a byte-level BPE, which llama.cpp's
+converter knows only by a hash of its merges, is refused in one line. Needs the `gguf` extra
+and llama.cpp's converter (`LLAMA_CPP_DIR`, or the convert_hf_to_gguf module); CI has
+neither, so these run where they are installed.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from conftest import call_main, copy_finished_run, own_folders
 
 from finetune_tui.engine.common.demo import ensure_demo_model
 
@@ -142,9 +146,87 @@ def hf_gaps(folder: Path, ids: list[int], answer: list[int]) -> list[float]:
     return [float(row.max() - row[token]) for row, token in zip(rows, answer, strict=True)]
 
 
-def test_an_unknown_tokenizer_is_one_line_and_nothing_is_kept_but_the_log(cli, tmp_path):
-    folder = tmp_path / "demo"
+@pytest.fixture(scope="module")
+def shipped_demo(learned_demo, tmp_path_factory) -> tuple[Path, Path, object]:
+    """The learned demo merged (as the README says) and shipped to GGUF: (merged, gguf)."""
+    result, template = learned_demo
+    assert result.returncode == 0, result.stderr[-2000:]
+    where = tmp_path_factory.mktemp("ship-demo")
+    merged = where / "merged"
+    quants = "f16,q8_0,q4_k_m" if importlib.util.find_spec("llama_cpp") else "f16"
+    with own_folders(where):
+        run = copy_finished_run(template, where / "run")
+        assert call_main("merge", str(run), "-o", str(merged)).returncode == 0
+        shipped = call_main("ship", str(merged), "--to", "gguf", "--quant", quants)
+    assert shipped.returncode == 0, shipped.stderr
+    return merged, where / "merged-gguf", shipped
+
+
+def test_the_merged_demo_answers_in_llama_cpp_as_it_did_before(shipped_demo):
+    import json
+
+    merged, out, shipped = shipped_demo
+    if not importlib.util.find_spec("llama_cpp"):
+        assert "answers not checked in llama.cpp: pip install llama-cpp-python" in shipped.stdout
+        pytest.skip("llama-cpp-python not installed: the files were not loaded in llama.cpp")
+    report = json.loads((out / "gguf_report.json").read_text())
+    assert set(report) == {"f16", "q8_0", "q4_k_m"}
+    for quant, result in report.items():  # the learned demo is sure of its answers
+        assert result == {"file": f"merged-{quant}.gguf", "prompts": 4, "identical": 4}
+        said = f"merged-{quant}.gguf: in llama.cpp, the merged model's first 16 greedy tokens"
+        assert f"{said} on 4 of 4 held-out prompts" in shipped.stdout
+    parity = json.loads((merged / "merge_report.json").read_text())["parity"]
+    assert [c["merged"] for c in parity["continuations"]] == [
+        "FPN<|eos|>",
+        "VQTHZB<|eos|>",
+        "BPBLE<|eos|>",
+        "OBQXCK<|eos|>",
+    ]
+
+
+def test_a_file_that_tokenizes_or_answers_otherwise_is_named(shipped_demo):
+    """The check itself: told the model read a prompt otherwise, or answered otherwise,
+    it names the prompt, the token and both pieces, and fails a 16-bit file."""
+    pytest.importorskip("llama_cpp")
+    from finetune_tui.engine.deliver import gguf_answers
+    from finetune_tui.engine.deliver.model_folder import load_tokenizer
+
+    merged, out, _ = shipped_demo
+    tokenizer = load_tokenizer(merged)
+    reference = gguf_answers.read_reference(merged, tokenizer)
+    assert reference is not None and reference.source == "held-out"
+    reference.answers[1] = reference.answers[1][:2] + [ord("q")] + reference.answers[1][3:]
+    result = gguf_answers.check_file(out / "merged-f16.gguf", reference, tokenizer)
+    assert result["identical"] == 3 and gguf_answers.failed(result, "f16")
+    line = gguf_answers.verdict(result, "f16", reference)
+    assert "prompt 2 parts at token 3 ('T' for 'q')" in line
+    assert not gguf_answers.failed(result, "q8_0")  # a quantized file is reported, not failed
+    reference.prompt_ids[0].insert(2, 32)  # as if the model had read a space there
+    result = gguf_answers.check_file(out / "merged-f16.gguf", reference, tokenizer)
+    line = gguf_answers.verdict(result, "f16", reference)
+    assert "tokenizes prompt 1 otherwise (token 3: 'U', the model's tokenizer ' ')" in line
+    assert gguf_answers.failed(result, "q8_0")
+
+
+def byte_level_model(folder: Path) -> Path:
+    """The demo's weights with a GPT-2-style byte-level BPE (no merges): a tokenizer whose
+    hash llama.cpp's converter does not know."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
     shutil.copytree(ensure_demo_model(), folder)
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        (folder / name).unlink()
+    symbols = sorted(pre_tokenizers.ByteLevel.alphabet())
+    backend = Tokenizer(models.BPE(vocab={s: i for i, s in enumerate(symbols)}, merges=[]))
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    PreTrainedTokenizerFast(tokenizer_object=backend, eos_token=symbols[0]).save_pretrained(folder)
+    return folder
+
+
+def test_an_unknown_tokenizer_is_one_line_and_nothing_is_kept_but_the_log(cli, tmp_path):
+    folder = byte_level_model(tmp_path / "bytes")
     result = cli("ship", str(folder), "--to", "gguf", "-o", str(tmp_path / "out"))
     assert result.returncode == 1
     assert "does not know the model's tokenizer" in result.stderr

@@ -1,4 +1,5 @@
-"""The embedded default: a tiny random-weight Llama, a byte-level tokenizer and a small task.
+"""The embedded default: a tiny random-weight Llama, a one-token-per-byte tokenizer and a small
+task.
 
 Nothing here touches the network. `ensure_demo_model()` builds the model once from a fixed
 seed and caches it; `demo_dataset_path()` is the shipped JSONL (regenerate it with
@@ -22,14 +23,16 @@ import tempfile
 from pathlib import Path
 
 CACHE_ENV = "FINETUNE_TUI_CACHE_DIR"
-MODEL_DIR_PREFIX = "demo-model-v1"  # bump when the build code changes in a way not fingerprinted
+MODEL_DIR_PREFIX = "demo-model-v2"  # bump when the build code changes in a way not fingerprinted
 MODEL_SEED = 1234
 
 BOS, EOS, PAD = "<|bos|>", "<|eos|>", "<|pad|>"
 SYSTEM, USER, ASSISTANT = "<|system|>", "<|user|>", "<|assistant|>"
-SPECIAL_TOKENS = [PAD, BOS, EOS, SYSTEM, USER, ASSISTANT]  # ids 256.. in this order
+RESERVED = ["<|reserved_0|>", "<|reserved_1|>"]  # fill the vocabulary to the model's rows
+SPECIAL_TOKENS = [PAD, BOS, EOS, SYSTEM, USER, ASSISTANT, *RESERVED]  # ids 256.. in this order
 BYTE_TOKENS = 256  # token id == byte value
-VOCAB_SIZE = 264  # 256 bytes + 6 specials, rounded up to a multiple of 8
+VOCAB_SIZE = 264  # 256 bytes + 8 specials: a multiple of 8, and every row a token
+SPACE = "\u2581"  # SentencePiece's mark for a space: the name of token 32
 
 # Every turn is `<|role|>content<|eos|>`; the model learns to end its answer with EOS.
 CHAT_TEMPLATE = (
@@ -190,42 +193,31 @@ def _build_model(folder: Path) -> None:
 
 
 def _build_tokenizer():
-    """Byte-level BPE with no merges: one token per byte, plus the chat specials."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    """One token per byte (id == byte value) plus the chat specials, written the way
+    SentencePiece byte-fallback tokenizers are (Llama 2's tokenizer.json): tokens `<0xNN>`,
+    a space is `▁` (token 32), no merges, no space put before a text. llama.cpp's converter
+    knows this layout (a byte-level BPE it knows only by a hash of its merges), so the demo
+    and its fine-tunes become GGUF files that tokenize every text as this tokenizer does."""
+    from tokenizers import Tokenizer, decoders, models, normalizers
     from transformers import PreTrainedTokenizerFast
 
-    vocab = {symbol: byte for byte, symbol in enumerate(_byte_symbols())}
-    backend = Tokenizer(models.BPE(vocab=vocab, merges=[]))
-    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
-    backend.decoder = decoders.ByteLevel()
+    vocab = {SPACE if byte == 32 else f"<0x{byte:02X}>": byte for byte in range(BYTE_TOKENS)}
+    backend = Tokenizer(models.BPE(vocab=vocab, merges=[], byte_fallback=True))
+    backend.normalizer = normalizers.Replace(" ", SPACE)
+    backend.decoder = decoders.Sequence(
+        [decoders.Replace(SPACE, " "), decoders.ByteFallback(), decoders.Fuse()]
+    )
     backend.add_special_tokens(SPECIAL_TOKENS)
     return PreTrainedTokenizerFast(
         tokenizer_object=backend,
         bos_token=BOS,
         eos_token=EOS,
         pad_token=PAD,
-        additional_special_tokens=[SYSTEM, USER, ASSISTANT],
+        additional_special_tokens=[SYSTEM, USER, ASSISTANT, *RESERVED],
         chat_template=CHAT_TEMPLATE,
         model_max_length=demo_model_config()["max_position_embeddings"],
         clean_up_tokenization_spaces=False,
     )
-
-
-def _byte_symbols() -> list[str]:
-    """The printable stand-in ByteLevel uses for each byte 0..255 (GPT-2's table)."""
-    printable = {
-        *range(ord("!"), ord("~") + 1),
-        *range(ord("¡"), ord("¬") + 1),
-        *range(ord("®"), ord("ÿ") + 1),
-    }
-    symbols, shifted = [], 0
-    for byte in range(BYTE_TOKENS):
-        if byte in printable:
-            symbols.append(chr(byte))
-        else:
-            symbols.append(chr(BYTE_TOKENS + shifted))
-            shifted += 1
-    return symbols
 
 
 # The same task for each objective (benchmarks/make_demo_data.py writes all three): chat

@@ -120,9 +120,15 @@ def answer(model, tokenizer, prompt: str, max_new_tokens: int = MAX_NEW_TOKENS) 
 
 
 def _inputs(model, tokenizer, prompt: str) -> dict:
-    """The prompt's tokens on the model's device; BOS is added unless the chat template
-    already put it there (as the trainer tokenizes a prompt)."""
-    bos = tokenizer.bos_token
-    add = not (bos and prompt.startswith(bos))
+    """The prompt's tokens on the model's device (`adds_special_tokens`' rule)."""
     device = next(model.parameters()).device
+    add = adds_special_tokens(tokenizer, prompt)
     return dict(tokenizer(prompt, return_tensors="pt", add_special_tokens=add).to(device))
+
+
+def adds_special_tokens(tokenizer, prompt: str) -> bool:
+    """Whether a rendered prompt gets the tokenizer's BOS: not when the chat template
+    already put it there (as the trainer tokenizes a prompt); a GGUF runtime is asked the
+    same (gguf_answers.py)."""
+    bos = tokenizer.bos_token
+    return not (bos and prompt.startswith(bos))

@@ -90,7 +90,7 @@ def make_gguf(model: Path, out: Path, name: str, quant: str, tools: GgufTools) -
     source = out / f".{name}-source"
     try:
         _run(
-            [*tools.convert, str(_stated_bos(model, source)), "--outtype", outtype]
+            [*tools.convert, str(_stated_tokenizer(model, source)), "--outtype", outtype]
             + ["--outfile", str(converted)],
             out / "convert.log",
             "llama.cpp's converter",
@@ -110,32 +110,40 @@ def make_gguf(model: Path, out: Path, name: str, quant: str, tools: GgufTools) -
     return final
 
 
-def _stated_bos(model: Path, source: Path) -> Path:
+def _stated_tokenizer(model: Path, source: Path) -> Path:
     """The folder to convert: the model's own, or beside it a copy made of links whose
-    tokenizer_config.json states whether the tokenizer adds BOS. The converter reads that
-    statement, and where it is missing llama.cpp adds BOS to a SentencePiece model's prompts
-    even if the tokenizer never did: the GGUF would answer prompts the model was not trained
-    on (every one one token longer)."""
+    tokenizer_config.json states two facts the converter reads and llama.cpp otherwise
+    guesses for a SentencePiece-style vocabulary: whether the tokenizer adds BOS, and
+    whether it puts a space before a text. Guessed wrong, the GGUF answers prompts the
+    model was not trained on (one token longer, or with a space in front)."""
     import json
 
     from .generate import adds_bos
     from .model_folder import load_tokenizer
 
     try:
-        adds = adds_bos(load_tokenizer(model))
+        tokenizer = load_tokenizer(model)
     except ModelError:  # one transformers cannot load: the converter says more
         return model
+    facts = {"add_bos_token": adds_bos(tokenizer), "add_prefix_space": _prefixes_space(tokenizer)}
     config_path = model / "tokenizer_config.json"
     config = json.loads(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}
-    if config.get("add_bos_token") is adds:
+    if all(config.get(key) is value for key, value in facts.items()):
         return model
     source.mkdir()
     for item in model.iterdir():
         if item.name != config_path.name:
             (source / item.name).symlink_to(item.resolve())
-    config["add_bos_token"] = adds
-    (source / config_path.name).write_text(json.dumps(config, indent=2), encoding="utf-8")
+    (source / config_path.name).write_text(json.dumps(config | facts, indent=2), encoding="utf-8")
     return source
+
+
+def _prefixes_space(tokenizer) -> bool:
+    """Whether a text's first word is tokenized as if a space stood before it (the word
+    mark of SentencePiece, "▁", or of byte-level BPE, "Ġ")."""
+    ids = tokenizer("a", add_special_tokens=False).input_ids
+    first = tokenizer.convert_ids_to_tokens(ids[:1])
+    return bool(first) and str(first[0]).startswith(("\u2581", "\u0120"))
 
 
 def _run(command: list[str], log: Path, what: str) -> None:

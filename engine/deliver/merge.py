@@ -34,9 +34,9 @@ from ..settings.preset import load_preset
 from ..settings.schema import TrainSettings
 from . import parity
 from .merge_plan import DEFAULT_SHARD, MergePlan, check_disk, plan_merge, shard_bytes
+from .model_folder import REPORT_FILE
 from .ship import check_new_folder
 
-REPORT_FILE = "merge_report.json"
 ADAPTER_CONFIG = "adapter_config.json"
 
 
@@ -199,7 +199,8 @@ def merge_and_prove(work: Path, model_path, adapter, plan, settings, tokenizer, 
         "merged_dtype": plan.dtype,
         "plan": plan.to_json(),
         "files": files,
-        "parity": parity.compare(before, after, tokenizer) | {"tokens": tokens},
+        "parity": parity.compare(before, after, tokenizer)
+        | {"tokens": tokens, "prompt_texts": prompts},
     }
 
 

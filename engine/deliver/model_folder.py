@@ -22,6 +22,7 @@ from ..runs.layout import ADAPTER_DIR, SETTINGS_FILE
 
 ADAPTER_CONFIG = "adapter_config.json"
 TEMPLATE_FILE = "chat_template.jinja"  # where transformers saves the chat template
+REPORT_FILE = "merge_report.json"  # what `merge` proved, beside the merged model
 
 
 @dataclass

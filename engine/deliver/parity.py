@@ -43,17 +43,13 @@ def greedy_continuations(model, tokenizer, prompts: list[str], tokens: int) -> l
     from .generate import _inputs, generation_config
 
     config = generation_config(model, tokenizer, tokens)
+    config.output_logits = config.return_dict_in_generate = True
     model.eval()
     out = []
     for prompt in prompts:
         inputs = _inputs(model, tokenizer, prompt)
         with torch.no_grad():
-            result = model.generate(
-                **inputs,
-                generation_config=config,
-                output_logits=True,
-                return_dict_in_generate=True,
-            )
+            result = model.generate(**inputs, generation_config=config)
         new = result.sequences[0, inputs["input_ids"].shape[1] :].tolist()
         steps = [torch.log_softmax(s[0].float(), dim=-1).cpu() for s in result.logits]
         out.append(Continuation(new, steps[: len(new)]))
@@ -86,7 +82,11 @@ def compare(adapter: list[Continuation], merged: list[Continuation], tokenizer) 
             "merged_logprob_gap": float(b.logprobs[shared][tb] - b.logprobs[shared][ta]),
         }
     report["continuations"] = [
-        {"adapter": tokenizer.decode(a.tokens), "merged": tokenizer.decode(b.tokens)}
+        {
+            "adapter": tokenizer.decode(a.tokens),
+            "merged": tokenizer.decode(b.tokens),
+            "merged_ids": b.tokens,  # what a GGUF of the merged model must answer
+        }
         for a, b in zip(adapter, merged, strict=True)
     ]
     return report

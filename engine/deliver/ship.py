@@ -23,6 +23,7 @@ class Shipped:
     written: list[Path] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # a line per file: what it holds
     commands: list[str] = field(default_factory=list)  # what the user runs next
+    failed: bool = False  # a check found the output wrong (exit 1)
 
 
 def ship(
@@ -157,13 +158,40 @@ def _ship_gguf(model: Shippable, out: str | Path | None, quants: list[str]) -> S
     tools = find_tools(quants)
     target.mkdir(parents=True)
     shipped = Shipped()
+    made = {}
     for quant in dict.fromkeys(quants):
-        file = make_gguf(model.model, target, model_name(model), quant, tools)
-        shipped.written.append(file)
-        shipped.notes.append(f"{file}: {describe_gguf(file)}")
+        made[quant] = make_gguf(model.model, target, model_name(model), quant, tools)
+        shipped.written.append(made[quant])
+        shipped.notes.append(f"{made[quant]}: {describe_gguf(made[quant])}")
+    _check_answers(model.model, made, target, shipped)
     first = shlex.quote(str(shipped.written[0]))
     shipped.commands = [
         f"llama-cli -m {first}",
         f"finetune-tui ship {shlex.quote(str(model.source))} --to ollama --gguf {first}",
     ]
     return shipped
+
+
+def _check_answers(model: Path, made: dict[str, Path], target: Path, shipped: Shipped) -> None:
+    """Each file run in llama.cpp on the merge's prompts (gguf_answers.py); the results go to
+    TARGET/gguf_report.json, a line per file to the user."""
+    import json
+
+    from . import gguf_answers
+
+    why = gguf_answers.why_unchecked(model)
+    tokenizer = load_tokenizer(model) if why is None else None
+    reference = gguf_answers.read_reference(model, tokenizer) if tokenizer else None
+    if why is None and reference is None:
+        why = f"{model}'s merge report holds no prompts (merge it again to have them)"
+    if reference is None:
+        shipped.notes.append(f"answers not checked in llama.cpp: {why}")
+        return
+    results = {}
+    for quant, file in made.items():
+        results[quant] = gguf_answers.check_file(file, reference, tokenizer)
+        shipped.notes.append(gguf_answers.verdict(results[quant], quant, reference))
+        shipped.failed |= gguf_answers.failed(results[quant], quant)
+    report = target / "gguf_report.json"
+    write_text_exclusive(report, json.dumps(results, indent=2) + "\n")
+    shipped.written.append(report)

@@ -1,0 +1,135 @@
+"""A GGUF file checked the way a user runs it: loaded in llama.cpp (llama-cpp-python), the
+merged model's held-out prompts tokenized by the file's own tokenizer and answered greedily.
+
+The prompts and the merged model's greedy answers are the ones `merge` proved and kept in
+merge_report.json, so the Hugging Face model is not loaded again. A file must tokenize
+every prompt as the model's tokenizer does (else it answers prompts the model never saw);
+a 16-bit file must then answer token for token; a quantized one is reported (rounding the
+weights may flip a near-tie, and does not make the file wrong).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..common.safe_io import CONFIG_LIMIT, read_text
+from .model_folder import REPORT_FILE
+
+UNQUANTIZED = ("f16",)  # files whose answers must be the merged model's, token for token
+
+
+@dataclass
+class Reference:
+    """What the merged model was asked and answered (merge_report.json)."""
+
+    prompts: list[str]  # rendered as in training
+    prompt_ids: list[list[int]]  # the model's tokenizer's ids, BOS by the same rule
+    answers: list[list[int]]  # its greedy tokens
+    tokens: int  # how many were asked for
+    source: str  # "held-out" or "training"
+
+
+def why_unchecked(model: Path) -> str | None:
+    """Why the files cannot be run here, or None when they can."""
+    if importlib.util.find_spec("llama_cpp") is None:
+        return "pip install llama-cpp-python (part of finetune-tui[gguf]) to run them here"
+    if not (model / REPORT_FILE).is_file():
+        return f"{model} has no {REPORT_FILE} (finetune-tui merge writes one) to compare with"
+    return None
+
+
+def read_reference(model: Path, tokenizer) -> Reference | None:
+    """The merge's prompts and answers, None when the report holds none (an older merge,
+    or a run with no records to prompt with)."""
+    from .generate import adds_special_tokens
+
+    report = json.loads(read_text(model / REPORT_FILE, CONFIG_LIMIT, "merge report"))
+    parity = report.get("parity") if isinstance(report, dict) else None
+    if not isinstance(parity, dict) or not parity.get("prompt_texts"):
+        return None
+    prompts = parity["prompt_texts"]
+    ids = [
+        tokenizer(p, add_special_tokens=adds_special_tokens(tokenizer, p)).input_ids
+        for p in prompts
+    ]
+    answers = [c["merged_ids"] for c in parity["continuations"]]
+    return Reference(prompts, ids, answers, parity["tokens"], parity.get("prompt_source", ""))
+
+
+def check_file(path: Path, reference: Reference, tokenizer) -> dict:
+    """Each prompt tokenized and answered by llama.cpp, compared with the model's."""
+    from llama_cpp import Llama
+
+    from .generate import adds_special_tokens
+
+    pairs = zip(reference.prompt_ids, reference.answers, strict=True)
+    longest = max(len(ids) + len(answer) for ids, answer in pairs)
+    llm = Llama(model_path=str(path), n_ctx=longest + 8, n_gpu_layers=-1, verbose=False)
+    result: dict = {"file": path.name, "prompts": len(reference.prompts), "identical": 0}
+    try:
+        for index, (prompt, ids, expected) in enumerate(
+            zip(reference.prompts, reference.prompt_ids, reference.answers, strict=True)
+        ):
+            add = adds_special_tokens(tokenizer, prompt)
+            theirs = llm.tokenize(prompt.encode("utf-8"), add_bos=add, special=True)
+            if theirs != ids:
+                result["tokenizer_differs"] = _difference(index, ids, theirs, tokenizer)
+                return result
+            answer = []
+            for token in llm.generate(ids, temp=0.0, top_k=1, top_p=1.0, min_p=0.0):
+                answer.append(token)
+                if len(answer) == len(expected):
+                    break
+            if answer == expected:
+                result["identical"] += 1
+            elif "first_difference" not in result:
+                result["first_difference"] = _difference(index, expected, answer, tokenizer)
+    finally:
+        llm.close()
+    return result
+
+
+def _difference(prompt: int, ours: list[int], theirs: list[int], tokenizer) -> dict:
+    """Where two token lists first part, as text a user can read."""
+    shared = min(len(ours), len(theirs))
+    at = next((i for i in range(shared) if ours[i] != theirs[i]), shared)
+
+    def piece(ids: list[int]) -> str:
+        return tokenizer.decode(ids[at : at + 1]) if at < len(ids) else "(end)"
+
+    return {"prompt": prompt, "position": at, "model": piece(ours), "gguf": piece(theirs)}
+
+
+def failed(result: dict, quant: str) -> bool:
+    """A file is wrong when it tokenizes otherwise, or when a 16-bit one answers otherwise."""
+    if "tokenizer_differs" in result:
+        return True
+    return quant in UNQUANTIZED and result["identical"] < result["prompts"]
+
+
+def verdict(result: dict, quant: str, reference: Reference) -> str:
+    """The one line a user reads per file."""
+    name = result["file"]
+    if "tokenizer_differs" in result:
+        d = result["tokenizer_differs"]
+        return (
+            f"{name}: llama.cpp tokenizes prompt {d['prompt'] + 1} otherwise (token "
+            f"{d['position'] + 1}: {d['gguf']!r}, the model's tokenizer {d['model']!r}); "
+            "the file would answer prompts the model was not trained on"
+        )
+    line = (
+        f"{name}: in llama.cpp, the merged model's first {reference.tokens} greedy tokens "
+        f"on {result['identical']} of {result['prompts']} {reference.source} prompts"
+    )
+    if "first_difference" in result:
+        d = result["first_difference"]
+        line += (
+            f"; prompt {d['prompt'] + 1} parts at token {d['position'] + 1} "
+            f"({d['gguf']!r} for {d['model']!r})"
+        )
+        if quant not in UNQUANTIZED:
+            line += f"; {quant} rounds the weights, so near-ties may flip"
+    return line
