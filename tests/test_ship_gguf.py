@@ -232,3 +232,21 @@ def test_an_unknown_tokenizer_is_one_line_and_nothing_is_kept_but_the_log(cli, t
     assert "does not know the model's tokenizer" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["convert.log"]
+
+
+def test_a_merge_report_edited_out_of_shape_is_one_line_before_anything_is_written(
+    cli, shipped_demo, tmp_path
+):
+    import json
+
+    pytest.importorskip("llama_cpp")
+    merged = tmp_path / "merged"
+    shutil.copytree(shipped_demo[0], merged)
+    report = json.loads((merged / "merge_report.json").read_text())
+    report["parity"]["continuations"][0]["merged_ids"] = "FPN"
+    (merged / "merge_report.json").write_text(json.dumps(report))
+    result = cli("ship", str(merged), "--to", "gguf", "--quant", "f16")
+    assert result.returncode == 2, result.stderr
+    assert ".continuations[].merged_ids" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "merged-gguf").exists()

@@ -11,11 +11,11 @@ weights may flip a near-tie, and does not make the file wrong).
 from __future__ import annotations
 
 import importlib.util
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..common.safe_io import CONFIG_LIMIT, read_text
+from ..common.errors import ModelError
+from ..common.safe_io import CONFIG_LIMIT, read_json
 from .model_folder import REPORT_FILE
 
 UNQUANTIZED = ("f16",)  # files whose answers must be the merged model's, token for token
@@ -43,20 +43,39 @@ def why_unchecked(model: Path) -> str | None:
 
 def read_reference(model: Path, tokenizer) -> Reference | None:
     """The merge's prompts and answers, None when the report holds none (an older merge,
-    or a run with no records to prompt with)."""
+    or a run with no records to prompt with); a report edited out of shape is one line."""
     from .generate import adds_special_tokens
 
-    report = json.loads(read_text(model / REPORT_FILE, CONFIG_LIMIT, "merge report"))
+    path = model / REPORT_FILE
+    report = read_json(path, CONFIG_LIMIT, "merge report")
     parity = report.get("parity") if isinstance(report, dict) else None
     if not isinstance(parity, dict) or not parity.get("prompt_texts"):
         return None
     prompts = parity["prompt_texts"]
+    continuations = parity.get("continuations")
+    answers = (
+        [c.get("merged_ids") for c in continuations if isinstance(c, dict)]
+        if isinstance(continuations, list)
+        else []
+    )
+    tokens = parity.get("tokens")
+    shaped = (
+        isinstance(prompts, list)
+        and all(isinstance(p, str) for p in prompts)
+        and len(answers) == len(prompts)
+        and all(isinstance(a, list) and all(type(t) is int for t in a) for a in answers)
+        and type(tokens) is int
+    )
+    if not shaped:
+        raise ModelError(
+            f"{path}: parity.prompt_texts, .continuations[].merged_ids and .tokens are not "
+            "as finetune-tui merge writes them; merge again to check the GGUF files"
+        )
     ids = [
         tokenizer(p, add_special_tokens=adds_special_tokens(tokenizer, p)).input_ids
         for p in prompts
     ]
-    answers = [c["merged_ids"] for c in parity["continuations"]]
-    return Reference(prompts, ids, answers, parity["tokens"], parity.get("prompt_source", ""))
+    return Reference(prompts, ids, answers, tokens, str(parity.get("prompt_source", "")))
 
 
 def check_file(path: Path, reference: Reference, tokenizer) -> dict:

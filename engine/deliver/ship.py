@@ -156,14 +156,18 @@ def _ship_gguf(model: Shippable, out: str | Path | None, quants: list[str]) -> S
     default = model.model.parent / f"{model_name(model)}-gguf"
     target = check_new_folder(Path(out) if out else default)
     tools = find_tools(quants)
-    target.mkdir(parents=True)
     shipped = Shipped()
+    check, why = _answers_reference(model.model)  # a report out of shape: before writing
+    target.mkdir(parents=True)
     made = {}
     for quant in dict.fromkeys(quants):
         made[quant] = make_gguf(model.model, target, model_name(model), quant, tools)
         shipped.written.append(made[quant])
         shipped.notes.append(f"{made[quant]}: {describe_gguf(made[quant])}")
-    _check_answers(model.model, made, target, shipped)
+    if check is None:
+        shipped.notes.append(f"answers not checked in llama.cpp: {why}")
+    else:
+        _check_answers(check, made, target, shipped)
     first = shlex.quote(str(shipped.written[0]))
     shipped.commands = [
         f"llama-cli -m {first}",
@@ -172,11 +176,9 @@ def _ship_gguf(model: Shippable, out: str | Path | None, quants: list[str]) -> S
     return shipped
 
 
-def _check_answers(model: Path, made: dict[str, Path], target: Path, shipped: Shipped) -> None:
-    """Each file run in llama.cpp on the merge's prompts (gguf_answers.py); the results go to
-    TARGET/gguf_report.json, a line per file to the user."""
-    import json
-
+def _answers_reference(model: Path):
+    """((the merge's prompts and answers, the tokenizer), None) to run the files on, or
+    (None, why they will not be run) (gguf_answers.py)."""
     from . import gguf_answers
 
     why = gguf_answers.why_unchecked(model)
@@ -184,9 +186,17 @@ def _check_answers(model: Path, made: dict[str, Path], target: Path, shipped: Sh
     reference = gguf_answers.read_reference(model, tokenizer) if tokenizer else None
     if why is None and reference is None:
         why = f"{model}'s merge report holds no prompts (merge it again to have them)"
-    if reference is None:
-        shipped.notes.append(f"answers not checked in llama.cpp: {why}")
-        return
+    return ((reference, tokenizer), None) if reference is not None else (None, why)
+
+
+def _check_answers(check, made: dict[str, Path], target: Path, shipped: Shipped) -> None:
+    """Each file run in llama.cpp on the merge's prompts; the results go to
+    TARGET/gguf_report.json, a line per file to the user."""
+    import json
+
+    from . import gguf_answers
+
+    reference, tokenizer = check
     results = {}
     for quant, file in made.items():
         results[quant] = gguf_answers.check_file(file, reference, tokenizer)
