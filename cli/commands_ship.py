@@ -41,7 +41,14 @@ def ship_command(args: argparse.Namespace) -> int:
     if args.gguf and args.to != "ollama":
         raise InputError("--gguf: only with --to ollama")
     quants = [q.strip().lower() for q in args.quant.split(",") if q.strip()]
-    shipped = ship(args.folder, args.to, args.output, quants, args.gguf)
+    shipped = ship(
+        args.folder,
+        args.to,
+        args.output,
+        quants,
+        args.gguf,
+        say=lambda line: print(printable(line), flush=True),
+    )
     for note in shipped.notes:
         print(printable(note))
     if shipped.commands:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,8 +33,10 @@ def ship(
     out: str | Path | None = None,
     quants: list[str] | None = None,
     gguf: str | Path | None = None,
+    say: Callable[[str], None] = print,
 ) -> Shipped:
-    """Check the model and the outputs, then write what `to` needs."""
+    """Check the model and the outputs, then write what `to` needs; `say` hears what long
+    work (a conversion, a file run in llama.cpp) is being done as it starts."""
     model = find_shippable(folder)
     if to == "vllm":
         return _ship_vllm(model, out)
@@ -45,7 +48,7 @@ def ship(
     if to == "ollama":
         return _ship_ollama(model, out, gguf)
     if to == "gguf":
-        return _ship_gguf(model, out, quants or ["q8_0"])
+        return _ship_gguf(model, out, quants or ["q8_0"], say)
     raise InputError(f"--to {to}: choose gguf, ollama or vllm")
 
 
@@ -146,7 +149,7 @@ def _ship_ollama(model: Shippable, out: str | Path | None, gguf: str | Path | No
 # --- GGUF ---------------------------------------------------------------------------------
 
 
-def _ship_gguf(model: Shippable, out: str | Path | None, quants: list[str]) -> Shipped:
+def _ship_gguf(model: Shippable, out: str | Path | None, quants: list[str], say) -> Shipped:
     from .gguf import QUANTS, describe_gguf, find_tools, make_gguf
 
     unknown = [q for q in quants if q not in QUANTS]
@@ -161,13 +164,14 @@ def _ship_gguf(model: Shippable, out: str | Path | None, quants: list[str]) -> S
     target.mkdir(parents=True)
     made = {}
     for quant in dict.fromkeys(quants):
+        say(f"converting to {quant} with llama.cpp's tools...")
         made[quant] = make_gguf(model.model, target, model_name(model), quant, tools)
         shipped.written.append(made[quant])
         shipped.notes.append(f"{made[quant]}: {describe_gguf(made[quant])}")
     if check is None:
         shipped.notes.append(f"answers not checked in llama.cpp: {why}")
     else:
-        _check_answers(check, made, target, shipped)
+        _check_answers(check, made, target, shipped, say)
     first = shlex.quote(str(shipped.written[0]))
     shipped.commands = [
         f"llama-cli -m {first}",
@@ -189,7 +193,7 @@ def _answers_reference(model: Path):
     return ((reference, tokenizer), None) if reference is not None else (None, why)
 
 
-def _check_answers(check, made: dict[str, Path], target: Path, shipped: Shipped) -> None:
+def _check_answers(check, made: dict[str, Path], target: Path, shipped: Shipped, say) -> None:
     """Each file run in llama.cpp on the merge's prompts; the results go to
     TARGET/gguf_report.json, a line per file to the user."""
     import json
@@ -199,6 +203,7 @@ def _check_answers(check, made: dict[str, Path], target: Path, shipped: Shipped)
     reference, tokenizer = check
     results = {}
     for quant, file in made.items():
+        say(f"running {file.name} in llama.cpp on {len(reference.prompts)} prompts...")
         results[quant] = gguf_answers.check_file(file, reference, tokenizer)
         shipped.notes.append(gguf_answers.verdict(results[quant], quant, reference))
         shipped.failed |= gguf_answers.failed(results[quant], quant)
