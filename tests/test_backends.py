@@ -86,16 +86,26 @@ def test_liger_patch_is_verified_on_the_instance_and_a_left_over_is_detected():
     """In a subprocess: Liger also patches transformers' module-level classes, which would
     leak into every later training in this test process (and fail on a CPU). There, the
     patch is verified on the instance it was applied to; and a second, plain model in the
-    same process (a second run in the TUI) is found still carrying Liger's classes."""
+    same process (a second run in the TUI) is found still carrying Liger's classes. A
+    mixture of experts gets Liger's fused experts, whose kernels tune themselves on first
+    use: their timings are kept (TRITON_CACHE_AUTOTUNING, set before Liger is imported)."""
     code = (
-        "from transformers import AutoModelForCausalLM\n"
+        "import os, sys\n"
+        "from transformers import AutoModelForCausalLM, MixtralConfig\n"
         "from finetune_tui.engine.train.backends import apply_liger, liger_leak_warning, "
-        "liger_patched_modules\n"
+        "liger_patched_modules, tunes_on_first_use\n"
         "from finetune_tui.engine.common.demo import ensure_demo_model\n"
+        "os.environ.pop('TRITON_CACHE_AUTOTUNING', None)\n"
         "model = AutoModelForCausalLM.from_pretrained(ensure_demo_model())\n"
         "assert liger_patched_modules(model) == []\n"
         "patched = apply_liger(model)\n"
         "assert 'LlamaRMSNorm' in patched and 'LlamaMLP' in patched, patched\n"
+        "assert os.environ['TRITON_CACHE_AUTOTUNING'] == '1' and not tunes_on_first_use(model)\n"
+        "moe = AutoModelForCausalLM.from_config(MixtralConfig(hidden_size=32, "
+        "intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, "
+        "num_key_value_heads=1, num_local_experts=4, vocab_size=64))\n"
+        "apply_liger(moe)\n"
+        "assert tunes_on_first_use(moe)\n"
         "plain = AutoModelForCausalLM.from_pretrained(ensure_demo_model())\n"
         "print(liger_leak_warning(liger_patched_modules(plain)))\n"
     )

@@ -14,6 +14,7 @@ from .model import (
     attention_implementation,
     auto_lora_targets,
     compute_dtype,
+    keep_kernel_tunings,
     load_model,
     load_tokenizer,
     load_unsloth_model,
@@ -141,6 +142,7 @@ def model_and_lora(path, dtype):
     attention = attention_implementation(ATTENTION, path)
     model = load_model(path, dtype, attention, QUANTIZATION, DOUBLE_QUANT, TRUST_REMOTE_CODE)
     if BACKEND == "liger":  # Liger's layer kernels; the loss stays TRL's own
+        keep_kernel_tunings()
         from liger_kernel.transformers import monkey_patch
 
         monkey_patch._apply_liger_kernel_to_instance(model=model, fused_linear_cross_entropy=False)

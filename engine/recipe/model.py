@@ -214,6 +214,16 @@ def auto_lora_targets(model):
     return pattern
 
 
+def keep_kernel_tunings():
+    """Triton kernels that tune themselves on first use (Liger's fused MoE experts time
+    dozens of variants of each kernel before the first step) keep their timings on disk,
+    so only the first run on a machine waits for them; a TRITON_CACHE_AUTOTUNING the user
+    set is left alone. Call before liger_kernel is imported: its kernels read it then."""
+    import os
+
+    os.environ.setdefault("TRITON_CACHE_AUTOTUNING", "1")
+
+
 def lora_module_names(model):
     """The full names of the modules that carry a LoRA adapter (read back from the
     model, whichever loader applied it), without PEFT's wrapper prefix."""
@@ -359,6 +369,7 @@ MODEL_FUNCTIONS = (
     language_linears,
     peft_moved_names,
     auto_lora_targets,
+    keep_kernel_tunings,
     lora_module_names,
     lora_config,
     load_unsloth_model,

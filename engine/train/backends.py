@@ -22,6 +22,9 @@ from ..common.errors import InputError
 
 def apply_liger(model) -> list[str]:
     """Patch the model instance with Liger's layer kernels; return what was patched."""
+    from ..recipe.model import keep_kernel_tunings
+
+    keep_kernel_tunings()
     from liger_kernel.transformers.monkey_patch import _apply_liger_kernel_to_instance
 
     # the families the plan offers Liger for
@@ -46,6 +49,15 @@ def liger_patched_modules(model) -> list[str]:
         if owner.startswith("liger_kernel") or type(module).__module__.startswith("liger_kernel"):
             kinds.add(type(module).__name__)
     return sorted(kinds)
+
+
+def tunes_on_first_use(model) -> bool:
+    """Whether Liger gave the model its fused MoE experts, whose Triton kernels time dozens
+    of variants on their first use on a machine before the first step can run."""
+    return any(
+        getattr(getattr(module, "forward", None), "__qualname__", "").startswith("LigerExperts")
+        for module in model.modules()
+    )
 
 
 def liger_leak_warning(leaked: list[str]) -> str:

@@ -121,6 +121,12 @@ def build_trainer(settings: TrainSettings, inputs: RunInputs, run_dir: Path, emi
     return trainer, events, stopper, drift
 
 
+FIRST_USE_TUNING = (
+    "Liger's fused MoE kernels time their variants on first use on this machine: the first "
+    "step may take minutes; later runs reuse the timings"
+)
+
+
 def _what_trains(settings: TrainSettings, model, trainable: int, total: int, device) -> str:
     """The run's first notice: what is trained, how many parameters, on what."""
     what = (
@@ -164,6 +170,8 @@ def _load_model_with_backend(settings: TrainSettings, inputs: RunInputs, emit: E
     if backend == "liger":
         patched = backends.apply_liger(model)
         emit(Notice(f"Liger kernels applied and verified on: {', '.join(patched)}"))
+        if backends.tunes_on_first_use(model):
+            emit(Notice(FIRST_USE_TUNING))
     elif leaked := backends.liger_patched_modules(model):
         emit(Notice(backends.liger_leak_warning(leaked), level="warning"))
     if settings.training.method == "full":
