@@ -12,6 +12,8 @@
 #     several invocations separated by '|')
 #   bash benchmarks/gpu_run.sh run_time  # held-out tokens/s and wall time against the plan
 #     (RT_CASES="qwen7b-liger-2048" RT_SAMPLES=20000: one case per call keeps it under 10 min)
+#   bash benchmarks/gpu_run.sh merge     # merge of a trained QLoRA run: plan vs measured, parity
+#     (MERGE_MODEL=meta-llama/Llama-3.1-8B, MERGE_LAYERS: keep this many layers)
 #   bash benchmarks/gpu_run.sh calib backends panel   # several stages in one call
 # Installs the carried wheels, exposes the repo as the finetune_tui package, writes JSON
 # lines and logs to $OUT.
@@ -60,6 +62,10 @@ case "$stage" in
   run_time)  # held-out tokens/s and whole-run time, predicted vs measured (RT_CASES, RT_SAMPLES)
     python3 benchmarks/run_time.py --out "$OUT/run_time.jsonl" --samples "${RT_SAMPLES:-20000}" \
       ${RT_CASES:+--cases "$RT_CASES"} 2>&1 | tail -c 20000 >> "$OUT/run_time.log" ;;
+  merge)  # a QLoRA run merged through the product: host / GPU memory and time vs the plan
+    python3 benchmarks/merge_bench.py --model "${MERGE_MODEL:-meta-llama/Llama-3.1-8B}" \
+      ${MERGE_LAYERS:+--layers "$MERGE_LAYERS"} --root /tmp --out "$OUT/merge.jsonl" \
+      2>&1 | tail -c 20000 >> "$OUT/merge.log" ;;
   nvml)
     python3 benchmarks/nvml_poll.py --polls 50 | tee -a "$OUT/nvml.jsonl" ;;
   panel)

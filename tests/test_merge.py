@@ -62,6 +62,14 @@ def test_a_merged_run_loads_alone_and_answers_as_its_adapter(cli, merge_template
     report = json.loads((out / "merge_report.json").read_text())
     assert report["parity"]["identical"] and report["parity"]["prompt_source"] == "held-out"
     assert report["files"]["stop_tokens_complete"]
+    # what the merge used, beside its plan (the plan holds the checkpoint's files on a CPU)
+    measured, plan = report["measured"], report["plan"]
+    assert measured["seconds"] > 0 and measured["host_peak_gib"] >= measured["host_added_gib"]
+    assert plan["read_bytes"] == round(
+        sum(f.stat().st_size for f in ensure_demo_model().glob("*.safetensors")) / 2**30, 3
+    )
+    said = f"measured: host memory +{measured['host_added_gib']:.2f} GiB (planned "
+    assert said in result.stdout
 
     base, merged = _weights(ensure_demo_model()), _weights(out)
     changed = [name for name in base if "q_proj" in name and not base[name].equal(merged[name])]

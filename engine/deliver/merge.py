@@ -33,7 +33,15 @@ from ..runs.layout import ADAPTER_DIR, SETTINGS_FILE
 from ..settings.preset import load_preset
 from ..settings.schema import TrainSettings
 from . import parity
-from .merge_plan import DEFAULT_SHARD, MergePlan, check_disk, plan_merge, shard_bytes
+from .merge_plan import (
+    DEFAULT_SHARD,
+    MergePlan,
+    Meter,
+    check_disk,
+    measured_line,
+    plan_merge,
+    shard_bytes,
+)
 from .model_folder import REPORT_FILE
 from .ship import check_new_folder
 
@@ -81,9 +89,12 @@ def merge_run(
     except FileExistsError:
         raise OutputExistsError(f"{work}: left by an earlier merge; remove it") from None
     try:
+        meter = Meter(plan.device)
         report = merge_and_prove(
             work, model_path, adapter, plan, settings, tokenizer, prompts, (max_shard_size, tokens)
         )
+        report["measured"] = meter.read()
+        say(measured_line(plan, report["measured"]))
         report["parity"]["prompt_source"] = source
         write_text_exclusive(work / REPORT_FILE, json.dumps(report, indent=2) + "\n")
         check_output_free(output)  # still free after the minutes the merge took

@@ -3,6 +3,11 @@ will use, checked against what this machine has so that a merge never dies halfw
 
 The base's size is the planner's (`inspect_model`, `base_weight_bytes` with the
 quantisation off): no second count of parameters. The adapter's is its files' size.
+
+On a CPU the process holds, at its peak, the base in the merge's dtype and the
+checkpoint's own files, mapped while they load (every shard stays mapped until the last is
+read); writing the merged shards streams them (measured, Llama-3.2-1B fp32 from a bf16
+checkpoint in one file and in five: docs/BENCHMARKS.md, "Merge").
 """
 
 from __future__ import annotations
@@ -31,7 +36,8 @@ class MergePlan:
     dtype: str  # "bf16" or "fp32"
     base_bytes: float  # the base's weights, unquantised, in `dtype`
     adapter_bytes: int
-    shard_bytes: float  # the largest shard save_pretrained holds while writing it
+    read_bytes: float  # what the host holds while loading: the checkpoint's files (CPU) or
+    # the largest shard (GPU: the weights go to the GPU as they are read; not yet measured)
     host_needed: float
     host_available: int
     gpu_needed: float = 0.0
@@ -56,6 +62,71 @@ def available_host_bytes() -> int:
             if line.startswith("MemAvailable:"):
                 return int(line.split()[1]) * 1024
     raise InputError("/proc/meminfo: no MemAvailable line; cannot plan the merge's memory")
+
+
+def resident_bytes() -> tuple[int, int]:
+    """(now, peak so far) resident memory of this process, what a merge's host plan is
+    measured against (`Meter`)."""
+    import resource
+    import sys
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak *= 1 if sys.platform == "darwin" else 1024  # bytes on macOS, KiB on Linux
+    try:
+        import psutil
+    except ImportError:
+        psutil = None
+    if psutil is not None:
+        return int(psutil.Process().memory_info().rss), peak
+    import os
+
+    with open("/proc/self/statm", encoding="ascii") as file:
+        return int(file.read().split()[1]) * os.sysconf("SC_PAGE_SIZE"), peak
+
+
+class Meter:
+    """What a merge really used, to set beside its plan: the host memory it added to the
+    process (peak resident less resident at the start: the plan is of what the merge
+    needs beyond what runs already), the GPU's peak reserved, and the time."""
+
+    def __init__(self, device: str):
+        import time
+
+        self.device, self.started = device, time.monotonic()
+        self.resident_at_start = resident_bytes()[0]
+        if device == "cuda":
+            import torch
+
+            torch.cuda.reset_peak_memory_stats()
+
+    def read(self) -> dict:
+        import time
+
+        peak = resident_bytes()[1]
+        measured = {
+            "host_added_gib": round(max(0, peak - self.resident_at_start) / GIB, 3),
+            "host_peak_gib": round(peak / GIB, 3),
+            "seconds": round(time.monotonic() - self.started, 1),
+        }
+        if self.device == "cuda":
+            import torch
+
+            measured["gpu_peak_reserved_gib"] = round(torch.cuda.max_memory_reserved() / GIB, 3)
+        return measured
+
+
+def measured_line(plan: MergePlan, measured: dict) -> str:
+    """The plan beside what the merge used, in one line."""
+    line = (
+        f"measured: host memory +{measured['host_added_gib']:.2f} GiB "
+        f"(planned {plan.host_needed / GIB:.2f})"
+    )
+    if "gpu_peak_reserved_gib" in measured:
+        line += (
+            f", GPU {measured['gpu_peak_reserved_gib']:.2f} GiB reserved "
+            f"(planned {plan.gpu_needed / GIB:.2f})"
+        )
+    return line + f", {measured['seconds']:.0f} s"
 
 
 def available_gpu_bytes() -> int:
@@ -90,6 +161,7 @@ def plan_merge(
 
     info = inspect_model(model_path)
     adapter = sum(path.stat().st_size for path in adapter_files)
+    checkpoint = checkpoint_bytes(model_path)
     host = available_host_bytes()
     plans = []
     for device in ("cuda", "cpu") if torch.cuda.is_available() else ("cpu",):
@@ -98,19 +170,32 @@ def plan_merge(
             settings, {"quantization.mode": "none", "quantization.compute_dtype": dtype}
         )
         base = base_weight_bytes(info, unquantised)
-        shard = min(float(max_shard), base)
         if device == "cuda":  # the weights load onto the GPU; the host holds a shard
+            shard = min(float(max_shard), base)
             gpu = (base + adapter) * (1 + GPU_MARGIN) + GPU_CONTEXT_BYTES
             plan = MergePlan(device, dtype, base, adapter, shard, shard + adapter, host, gpu)
             plan.gpu_available = available_gpu_bytes()
         else:
-            plan = MergePlan(device, dtype, base, adapter, shard, base + adapter + shard, host)
+            read = checkpoint or base  # a hub ID not yet downloaded: as large as the base
+            plan = MergePlan(device, dtype, base, adapter, read, base + adapter + read, host)
         plans.append(plan)
         if _fits(plan):
             if device == "cpu" and len(plans) > 1:
                 plan.note = f"the GPU lacks room ({_gpu_words(plans[0])}); merging on the CPU"
             return plan
     raise InputError(_refusal(plans))
+
+
+def checkpoint_bytes(model_path: str) -> int:
+    """The size of the base's weight files on this machine (a folder, or a Hub ID's cached
+    snapshot); 0 when they are not here."""
+    from ..train.loading import local_model_folder
+
+    folder = local_model_folder(model_path)
+    if folder is None:
+        return 0
+    files = [*folder.glob("*.safetensors"), *folder.glob("*.bin")]
+    return sum(path.stat().st_size for path in files if path.is_file())
 
 
 def check_disk(plan: MergePlan, output: Path) -> None:
@@ -139,8 +224,9 @@ def _refusal(plans: list[MergePlan]) -> str:
     cpu = plans[-1]
     words = (
         f"merge needs {cpu.host_needed / GIB:.2f} GiB of host memory ({cpu.dtype} base "
-        f"{cpu.base_bytes / GIB:.2f} GiB + adapter {cpu.adapter_bytes / GIB:.2f} GiB + largest "
-        f"shard {cpu.shard_bytes / GIB:.2f} GiB), {cpu.host_available / GIB:.2f} GiB available"
+        f"{cpu.base_bytes / GIB:.2f} GiB + adapter {cpu.adapter_bytes / GIB:.2f} GiB + the "
+        f"checkpoint's files while they load {cpu.read_bytes / GIB:.2f} GiB), "
+        f"{cpu.host_available / GIB:.2f} GiB available"
     )
     if len(plans) > 1:
         words += f"; on the GPU it {_gpu_words(plans[0])}"
