@@ -6,6 +6,7 @@ import json
 import sys
 import types
 from collections import Counter
+from pathlib import Path
 
 import pytest
 from conftest import run_python
@@ -404,3 +405,27 @@ def test_does_not_fit_names_the_longest_length_that_does():
     assert SPEED_BASELINE in plan.reasons["memory.backend"]
     batch = plan.settings.training.micro_batch_size
     assert f"{batch} x {length}" in plan.reasons["training.micro_batch_size"]
+
+
+def test_plan_of_a_preset_is_its_model_sized_by_its_data_when_the_data_is_here(
+    tmp_path, monkeypatch, capsys
+):
+    """`plan --preset FILE` plans what the preset would train: its model, and its dataset's
+    lengths when that file is on this machine (a cluster's path is planned without them)."""
+    from finetune_tui.main import main
+
+    monkeypatch.chdir(tmp_path)
+    rows = [{"text": "word " * 40}] * 64
+    Path("data.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    for name, data in (("here", "data.jsonl"), ("elsewhere", "/cluster/data.jsonl")):
+        Path(f"{name}.yaml").write_text(
+            "model:\n  name_or_path: meta-llama/Llama-3.2-1B\n"
+            f"dataset:\n  path: {data}\ntraining:\n  max_seq_length: 4096\n"
+        )
+    planned = {}
+    for name in ("here", "elsewhere"):
+        code = main(["plan", "--preset", f"{name}.yaml", "--gpu", "RTX 4090", "--json"])
+        data = json.loads(capsys.readouterr().out)
+        assert code == 0 and data["model"]["name"] == "meta-llama/Llama-3.2-1B"
+        planned[name] = data["settings"]["training"]["max_seq_length"]
+    assert planned["here"] < 512 < planned["elsewhere"], planned
