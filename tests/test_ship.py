@@ -231,3 +231,36 @@ def test_a_template_writing_the_bos_its_tokenizer_adds_gives_one_bos_not_two(cli
         seen = tokenizer(filled).input_ids  # the runtime's tokenizing: BOS added once
         expected = tokenizer(rendered(folder, None, answer), add_special_tokens=False).input_ids
         assert seen == expected and seen.count(bos[1]) == 1
+
+
+def test_the_converter_is_told_what_the_tokenizer_adds_before_a_text(tmp_path):
+    """llama.cpp guesses BOS and a leading space for a SentencePiece-style vocabulary; the
+    folder converted states both, measured from the tokenizer itself (no converter needed
+    to check the statement: CI has none)."""
+    import json
+
+    from tokenizers import Tokenizer, decoders, models, normalizers
+    from transformers import PreTrainedTokenizerFast
+
+    from finetune_tui.engine.deliver.gguf import _prefixes_space, _stated_tokenizer
+    from finetune_tui.engine.deliver.model_folder import load_tokenizer
+
+    demo = tmp_path / "demo"
+    shutil.copytree(ensure_demo_model(), demo)
+    stated = _stated_tokenizer(demo, tmp_path / "demo-source")
+    config = json.loads((stated / "tokenizer_config.json").read_text())
+    assert stated != demo and config["add_bos_token"] is False
+    assert config["add_prefix_space"] is False  # the demo's text starts at its first byte
+    assert (stated / "model.safetensors").resolve() == (demo / "model.safetensors").resolve()
+    assert "add_prefix_space" not in json.loads((demo / "tokenizer_config.json").read_text())
+
+    # Llama 2's layout: a space mark put before every text
+    vocab = {"<unk>": 0, "\u2581": 1, "a": 2, "\u2581a": 3}
+    backend = Tokenizer(models.BPE(vocab=vocab, merges=[("\u2581", "a")], unk_token="<unk>"))
+    backend.normalizer = normalizers.Sequence(
+        [normalizers.Prepend("\u2581"), normalizers.Replace(" ", "\u2581")]
+    )
+    backend.decoder = decoders.Replace("\u2581", " ")
+    spm = tmp_path / "spm"
+    PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>").save_pretrained(spm)
+    assert _prefixes_space(load_tokenizer(spm)) is True

@@ -187,7 +187,7 @@ def _answers_reference(model: Path):
 
     why = gguf_answers.why_unchecked(model)
     tokenizer = load_tokenizer(model) if why is None else None
-    reference = gguf_answers.read_reference(model, tokenizer) if tokenizer else None
+    reference = gguf_answers.read_reference(model, tokenizer) if why is None else None
     if why is None and reference is None:
         why = f"{model}'s merge report holds no prompts (merge it again to have them)"
     return ((reference, tokenizer), None) if reference is not None else (None, why)
