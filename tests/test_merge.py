@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 from conftest import DEMO_PRESET, FEW, cli_env, copy_finished_run, set_args
 
+from finetune_tui.engine.common.errors import ModelError
+
 
 # A short demo run that holds 10% of the records out (the parity check prompts with them).
 @pytest.fixture(scope="session")
@@ -70,6 +72,18 @@ def test_a_merged_run_loads_alone_and_answers_as_its_adapter(cli, merge_template
     )
     said = f"measured: host memory +{measured['host_added_gib']:.2f} GiB (planned "
     assert said in result.stdout
+    # what `ship --to gguf` will run its files on: the merge's own prompts and answers
+    from finetune_tui.engine.deliver import gguf_answers
+
+    reference = gguf_answers.read_reference(out, tokenizer)
+    assert reference.prompts == report["parity"]["prompt_texts"] and len(reference.prompts) == 4
+    assert [tokenizer.decode(a) for a in reference.answers] == [
+        c["merged"] for c in report["parity"]["continuations"]
+    ]
+    report["parity"]["tokens"] = "16"
+    (out / "merge_report.json").write_text(json.dumps(report))
+    with pytest.raises(ModelError, match=r"merge_report.json: parity.prompt_texts"):
+        gguf_answers.read_reference(out, tokenizer)
 
     base, merged = _weights(ensure_demo_model()), _weights(out)
     changed = [name for name in base if "q_proj" in name and not base[name].equal(merged[name])]

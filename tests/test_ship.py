@@ -264,3 +264,23 @@ def test_the_converter_is_told_what_the_tokenizer_adds_before_a_text(tmp_path):
     spm = tmp_path / "spm"
     PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>").save_pretrained(spm)
     assert _prefixes_space(load_tokenizer(spm)) is True
+
+
+def test_a_gguf_file_fails_on_a_tokenizer_that_differs_or_a_16_bit_answer_that_does():
+    """What a file's check means to the exit code and the line (gguf_answers.py), without
+    llama.cpp: a quantized file answering otherwise is reported, not failed."""
+    from finetune_tui.engine.deliver.gguf_answers import Reference, failed, verdict
+
+    reference = Reference(["p"] * 4, [[1]] * 4, [[2]] * 4, 16, "held-out")
+    parted = {"file": "m-q8_0.gguf", "prompts": 4, "identical": 3}
+    parted["first_difference"] = {"prompt": 1, "position": 2, "model": "T", "gguf": "q"}
+    assert failed(parted, "f16") and not failed(parted, "q8_0")
+    assert verdict(parted, "q8_0", reference) == (
+        "m-q8_0.gguf: in llama.cpp, the merged model's first 16 greedy tokens on 3 of 4 "
+        "held-out prompts; prompt 2 parts at token 3 ('q' for 'T'); q8_0 rounds the weights, "
+        "so near-ties may flip"
+    )
+    misread = {"file": "m-q4_k_m.gguf", "prompts": 4, "identical": 0}
+    misread["tokenizer_differs"] = {"prompt": 0, "position": 0, "model": "U", "gguf": " "}
+    assert failed(misread, "q4_k_m")
+    assert "tokenizes prompt 1 otherwise" in verdict(misread, "q4_k_m", reference)
