@@ -284,3 +284,17 @@ def test_a_gguf_file_fails_on_a_tokenizer_that_differs_or_a_16_bit_answer_that_d
     misread["tokenizer_differs"] = {"prompt": 0, "position": 0, "model": "U", "gguf": " "}
     assert failed(misread, "q4_k_m")
     assert "tokenizes prompt 1 otherwise" in verdict(misread, "q4_k_m", reference)
+
+
+def test_a_gguf_file_larger_than_the_memory_here_is_not_run(tmp_path, monkeypatch):
+    """llama.cpp maps a file larger than memory and pages it for ever: the check says so
+    instead of starting."""
+    from finetune_tui.engine.deliver import gguf_answers, merge_plan
+
+    gguf = tmp_path / "m-f16.gguf"
+    gguf.write_bytes(b"\0" * 3 * 2**20)
+    monkeypatch.setattr(gguf_answers, "_offloads_to_gpu", lambda: False)
+    monkeypatch.setattr(merge_plan, "available_host_bytes", lambda: 2**20)
+    assert gguf_answers.room_problem(gguf) == ("0.0 GiB, more than the 0.0 GiB of memory free here")
+    monkeypatch.setattr(merge_plan, "available_host_bytes", lambda: 4 * 2**20)
+    assert gguf_answers.room_problem(gguf) is None

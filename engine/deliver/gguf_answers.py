@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ..common.errors import ModelError
 from ..common.safe_io import CONFIG_LIMIT, read_json
+from ..inspect.hardware import GIB
 from .model_folder import REPORT_FILE
 
 UNQUANTIZED = ("f16",)  # files whose answers must be the merged model's, token for token
@@ -76,6 +77,30 @@ def read_reference(model: Path, tokenizer) -> Reference | None:
         for p in prompts
     ]
     return Reference(prompts, ids, answers, tokens, str(parity.get("prompt_source", "")))
+
+
+def room_problem(path: Path) -> str | None:
+    """Why a file cannot be run here: larger than the memory llama.cpp would hold it in
+    (the host's available memory, and the GPU's free memory where this llama.cpp offloads
+    to one). llama.cpp maps a file larger than that and pages it forever."""
+    from . import merge_plan
+
+    room = merge_plan.available_host_bytes()
+    if _offloads_to_gpu():
+        room += merge_plan.available_gpu_bytes()
+    size = path.stat().st_size
+    if size <= room:
+        return None
+    return f"{size / GIB:.1f} GiB, more than the {room / GIB:.1f} GiB of memory free here"
+
+
+def _offloads_to_gpu() -> bool:
+    """Whether this llama.cpp was built to put layers on a GPU."""
+    try:
+        import llama_cpp
+    except ImportError:
+        return False
+    return bool(llama_cpp.llama_supports_gpu_offload())
 
 
 def check_file(path: Path, reference: Reference, tokenizer) -> dict:
