@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 from dataclasses import asdict
+from pathlib import Path
 
 from finetune_tui.main import add_settings_arguments
 
@@ -96,6 +97,7 @@ def plan_command(args: argparse.Namespace) -> int:
     from finetune_tui.engine.plan.advisor import advise
     from finetune_tui.engine.settings.overrides import override_keys
     from finetune_tui.engine.settings.preset import layout_flag_changes, settings_from_arguments
+    from finetune_tui.engine.settings.schema import DEMO
 
     # paths are taken as text, never parsed as YAML: a folder named `yes` stays a folder
     paths = {"model.name_or_path": args.model} if args.model else {}
@@ -103,8 +105,9 @@ def plan_command(args: argparse.Namespace) -> int:
         paths["dataset.path"] = args.dataset
     settings = settings_from_arguments(args.preset, args.overrides, paths, absolute=False)
     args.model = settings.model.name_or_path  # a preset's own model, when --model is not given
-    if not args.dataset and args.preset and _readable_here(settings.dataset.path):
-        args.dataset = settings.dataset.path  # and its data sizes the lengths, as --dataset
+    data = settings.dataset.path  # a preset's data sizes the lengths, as --dataset, when here
+    if not args.dataset and args.preset and (data == DEMO or Path(data).expanduser().exists()):
+        args.dataset = data
     if args.gpus:  # the layout planned is the flags'; settings naming another one: refused
         layout = {
             "distributed.processes": ("--gpus", args.gpus),
@@ -307,16 +310,6 @@ def plan_time(model, settings, stats, hardware) -> dict:
 
     card = hardware.primary.name if hardware.primary else None
     return time_summary(model, settings, stats, card)
-
-
-def _readable_here(path: str) -> bool:
-    """A preset's dataset the plan can read on this machine (the embedded demo, or a path
-    that exists); one kept elsewhere (a cluster's) is planned without its lengths."""
-    from pathlib import Path
-
-    from finetune_tui.engine.settings.schema import DEMO
-
-    return path == DEMO or Path(path).expanduser().exists()
 
 
 def _dataset_stats(settings):
