@@ -64,9 +64,24 @@ def list_command(args: argparse.Namespace) -> int:
         if r.peak_reserved_gib is not None:
             predicted = r.predicted_peak_reserved_gib
             vram = f"{r.peak_reserved_gib:.2f}/" + (f"{predicted:.2f}" if predicted else "-")
-        row = f"{printable(r.name):<40} {r.status:<12} {step:>11} {loss:>8} {_age(r.age_s):>8}"
+        row = f"{printable(_typed(r.path)):<40} {r.status:<12} {step:>11} {loss:>8}"
+        row += f" {_age(r.age_s):>8}"
         print(f"{row} {vram:>30}")
     return 0
+
+
+def _typed(run_dir) -> str:
+    """What to type to name the run in merge, attach, --resume: its name in the runs
+    folder, else its path (~ for the home folder): runs made with --output elsewhere often
+    share a name."""
+    from pathlib import Path
+
+    from finetune_tui.engine.runs.layout import runs_root
+
+    if run_dir.parent == runs_root():
+        return run_dir.name
+    home = Path.home()
+    return f"~/{run_dir.relative_to(home)}" if run_dir.is_relative_to(home) else str(run_dir)
 
 
 def attach_command(args: argparse.Namespace) -> int:

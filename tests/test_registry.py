@@ -180,3 +180,18 @@ def test_printable_leaves_no_control_character(text):
     assert not any(ord(c) < 32 or 0x7F <= ord(c) < 0xA0 for c in shown)  # C0, DEL, C1
     assert not any(0xD800 <= ord(c) <= 0xDFFF or 0x202A <= ord(c) <= 0x202E for c in shown)
     shown.encode("utf-8")  # printable on any terminal encoding that takes UTF-8
+
+
+def test_the_list_names_each_run_as_it_is_typed(cli, tmp_path, monkeypatch):
+    """Runs made with --output often share a name ("run"): the list shows what to type to
+    reach each one (merge, attach, --resume): its name in the runs folder, else its path."""
+    from finetune_tui.engine.runs.layout import runs_root
+
+    inside = finished_run(runs_root() / "r1")
+    elsewhere = [finished_run(tmp_path / where / "run") for where in ("a", "b")]
+    for run in elsewhere:
+        register_run(run)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    listed = cli("runs").stdout.splitlines()[1:]
+    assert sorted(line.split()[0] for line in listed) == ["r1", "~/a/run", "~/b/run"]
+    assert inside.parent == runs_root()
