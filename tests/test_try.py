@@ -180,6 +180,10 @@ async def test_try_screen_shows_tuned_and_base_side_by_side(learned):
         expected = first.removeprefix("Uppercase: ").upper()
         assert _text(app, "#try-expected") == f"expected: {expected}"
         assert "held-out" in _text(app, "#try-status")
+        assert _text(app, "#try-next") == (
+            f"keep it: finetune-tui merge {learned} -o {learned}-merged, then finetune-tui "
+            f"ship {learned}-merged --to gguf | ollama | vllm"
+        )
         await pilot.press("a")
         await pilot.pause()
         await app.workers.wait_for_complete()
@@ -202,3 +206,16 @@ async def test_try_screen_before_a_run_says_to_train_first():
         await pilot.pause()
         assert app.current_mode == "try"
         assert _text(app, "#try-status") == NO_RUN and _text(app, "#tuned") == ""
+        assert _text(app, "#try-next") == ""  # nothing to keep yet
+
+
+def test_the_commands_that_keep_the_model_are_typed_as_a_shell_reads_them():
+    from finetune_tui.tui.screens.try_model import keep_it
+
+    run = Path("/data/my runs/r1")
+    assert keep_it(run, full=True) == (
+        "serve it: finetune-tui ship '/data/my runs/r1' --to gguf | ollama | vllm"
+    )
+    assert keep_it(run, full=False).startswith(
+        "keep it: finetune-tui merge '/data/my runs/r1' -o '/data/my runs/r1-merged', then "
+    )

@@ -3,10 +3,12 @@
 The run's model loads once in a thread worker (engine/deliver/run_model.py; under LoRA the
 base is the same model with its adapter off) and answers stream into both panes. The
 run's held-out prompts are prefilled: `h` cycles them, so "did it learn?" is one key.
+Below, the commands that keep the model: merge (a LoRA run), then ship.
 """
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 from textual import on, work
@@ -49,6 +51,7 @@ class TryScreen(Screen):
                 with Vertical(classes="answer"):
                     yield Static("[b]base[/b]", classes="answer-label")
                     yield Static("", id="base")
+            yield Static("", id="try-next")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -93,6 +96,10 @@ class TryScreen(Screen):
             f"run {shown(run_dir)} on {run.device} (base: {how}){held}; Enter or a asks both"
         )
         self.query_one("#ask", Button).disabled = False
+        full = run.settings.training.method == "full"
+        keep = self.query_one("#try-next", Static)
+        keep.update(shown(keep_it(run_dir, full)))
+        keep.display = True
         self.prompt_index = -1
         if prompts:
             self.action_next_prompt()
@@ -146,3 +153,14 @@ class TryScreen(Screen):
 
     def _status(self, markup: str) -> None:
         self.query_one("#try-status", Static).update(markup)
+
+
+def keep_it(run_dir: Path, full: bool) -> str:
+    """The commands that keep the model once it answers well: a LoRA run is merged into its
+    base first; a full fine-tune's folder is the model already."""
+    ship = "--to gguf | ollama | vllm"
+    run = shlex.quote(str(run_dir))
+    if full:
+        return f"serve it: finetune-tui ship {run} {ship}"
+    merged = shlex.quote(f"{run_dir}-merged")
+    return f"keep it: finetune-tui merge {run} -o {merged}, then finetune-tui ship {merged} {ship}"
