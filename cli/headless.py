@@ -74,6 +74,9 @@ def run_headless(args: argparse.Namespace) -> int:
     if finished.status == "finished":
         if signals.received:
             say("the signal came after the last step: the run finished and its adapter is saved")
+        from finetune_tui.engine.deliver.ship import keep_commands
+
+        say(keep_commands(run_dir, settings.training.method == "full"))
         return 0
     return signals.exit_code(otherwise=STOP_REQUEST_EXIT)  # no signal: RUN_DIR/STOP_NOW
 

@@ -72,6 +72,9 @@ def test_demo_trains_headless_and_learns(cli, learned_demo):
     assert len(step_lines) >= 10
     assert "tok/s" in step_lines[-1] and "eta" in step_lines[-1]
     assert "finished at step" in result.stdout
+    # and what keeps the model, as the Try screen says it
+    said = f"keep it: finetune-tui merge {run_dir} -o {run_dir}-merged, then finetune-tui ship"
+    assert result.stdout.strip().splitlines()[-1].startswith(said)
 
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "finished"

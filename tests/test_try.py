@@ -210,12 +210,12 @@ async def test_try_screen_before_a_run_says_to_train_first():
 
 
 def test_the_commands_that_keep_the_model_are_typed_as_a_shell_reads_them():
-    from finetune_tui.tui.screens.try_model import keep_it
+    from finetune_tui.engine.deliver.ship import keep_commands
 
     run = Path("/data/my runs/r1")
-    assert keep_it(run, full=True) == (
+    assert keep_commands(run, full=True) == (
         "serve it: finetune-tui ship '/data/my runs/r1' --to gguf | ollama | vllm"
     )
-    assert keep_it(run, full=False).startswith(
+    assert keep_commands(run, full=False).startswith(
         "keep it: finetune-tui merge '/data/my runs/r1' -o '/data/my runs/r1-merged', then "
     )

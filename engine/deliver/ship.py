@@ -52,6 +52,18 @@ def ship(
     raise InputError(f"--to {to}: choose gguf, ollama or vllm")
 
 
+def keep_commands(run_dir: Path, full: bool) -> str:
+    """What to run to keep a finished run's model, typed as a shell reads it: a LoRA run
+    is merged into its base first; a full fine-tune's folder is the model already."""
+    targets = "--to gguf | ollama | vllm"
+    run = shlex.quote(str(run_dir))
+    if full:
+        return f"serve it: finetune-tui ship {run} {targets}"
+    merged = shlex.quote(f"{run_dir}-merged")
+    merge = f"finetune-tui merge {run} -o {merged}"
+    return f"keep it: {merge}, then finetune-tui ship {merged} {targets}"
+
+
 def check_new_file(path: Path) -> Path:
     """An output file: absent (a link by its name is refused too), its folder there, and
     inside a run folder reached through real folders only."""

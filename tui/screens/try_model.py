@@ -8,7 +8,6 @@ Below, the commands that keep the model: merge (a LoRA run), then ship.
 
 from __future__ import annotations
 
-import shlex
 from pathlib import Path
 
 from textual import on, work
@@ -96,9 +95,11 @@ class TryScreen(Screen):
             f"run {shown(run_dir)} on {run.device} (base: {how}){held}; Enter or a asks both"
         )
         self.query_one("#ask", Button).disabled = False
+        from finetune_tui.engine.deliver.ship import keep_commands
+
         full = run.settings.training.method == "full"
         keep = self.query_one("#try-next", Static)
-        keep.update(shown(keep_it(run_dir, full)))
+        keep.update(shown(keep_commands(run_dir, full)))
         keep.display = True
         self.prompt_index = -1
         if prompts:
@@ -153,14 +154,3 @@ class TryScreen(Screen):
 
     def _status(self, markup: str) -> None:
         self.query_one("#try-status", Static).update(markup)
-
-
-def keep_it(run_dir: Path, full: bool) -> str:
-    """The commands that keep the model once it answers well: a LoRA run is merged into its
-    base first; a full fine-tune's folder is the model already."""
-    ship = "--to gguf | ollama | vllm"
-    run = shlex.quote(str(run_dir))
-    if full:
-        return f"serve it: finetune-tui ship {run} {ship}"
-    merged = shlex.quote(f"{run_dir}-merged")
-    return f"keep it: finetune-tui merge {run} -o {merged}, then finetune-tui ship {merged} {ship}"
