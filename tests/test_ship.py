@@ -190,21 +190,29 @@ def test_refusals_write_nothing(cli, tmp_path):
     assert result.returncode == 2 and "safetensors" in result.stderr
 
 
-def test_gguf_without_the_converter_says_what_to_install(cli, tmp_path, monkeypatch):
+@pytest.mark.parametrize(
+    ("missing", "said"),
+    [
+        ("gguf", "GGUF needs the Python package gguf: pip install 'finetune-tui[gguf]'"),
+        ("convert_hf_to_gguf", "set LLAMA_CPP_DIR to a llama.cpp source folder (git clone"),
+    ],
+)
+def test_gguf_without_a_tool_says_what_to_install(cli, tmp_path, monkeypatch, missing, said):
+    """Whatever this machine has installed: the packages are there but `missing`."""
     import importlib.util
 
     real = importlib.util.find_spec
+    present = {"gguf", "sentencepiece", "convert_hf_to_gguf"} - {missing}
     monkeypatch.delenv("LLAMA_CPP_DIR", raising=False)
     monkeypatch.setattr(
         importlib.util,
         "find_spec",
-        lambda n, *a: real(n, *a) if n != "convert_hf_to_gguf" else None,
+        lambda n, *a: None if n == missing else object() if n in present else real(n, *a),
     )
     folder = model_folder(tmp_path)
     result = cli("ship", str(folder), "--to", "gguf", "-o", str(tmp_path / "out"))
     assert result.returncode == 2
-    assert "pip install" in result.stderr and len(result.stderr.strip().splitlines()) == 1
-    assert "LLAMA_CPP_DIR" in result.stderr and "git clone" in result.stderr
+    assert said in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()
 
 
