@@ -1,4 +1,4 @@
-"""`finetune-tui merge RUN -o DIR`: the run's adapter merged into its 16-bit base, in a new
+"""`finetune-tui merge RUN [-o DIR]`: the run's adapter merged into its 16-bit base, in a new
 folder any transformers user loads, with a proof that it answers as the adapter did."""
 
 from __future__ import annotations
@@ -14,7 +14,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     merge.add_argument("run", help="run directory or name (see finetune-tui runs)")
     merge.add_argument(
-        "-o", "--output", required=True, metavar="DIR", help="new folder for the merged model"
+        "-o",
+        "--output",
+        metavar="DIR",
+        help="new folder for the merged model (default: RUN-merged beside the run)",
     )
     merge.add_argument(
         "--max-shard-size", default="5GB", metavar="SIZE", help="largest safetensors shard"
@@ -35,6 +38,7 @@ def merge_command(args: argparse.Namespace) -> int:
 
     from finetune_tui.engine.common.errors import InputError
     from finetune_tui.engine.deliver.merge import merge_run
+    from finetune_tui.engine.deliver.model_folder import merged_folder
     from finetune_tui.engine.runs.event_text import printable
     from finetune_tui.engine.runs.status import find_run
 
@@ -44,9 +48,10 @@ def merge_command(args: argparse.Namespace) -> int:
     run_dir = find_run(args.run)
     if run_dir is None:
         raise InputError(f"{printable(args.run)}: no such run (see finetune-tui runs)")
+    output = Path(args.output) if args.output else merged_folder(Path(run_dir))
     result = merge_run(
         Path(run_dir),
-        Path(args.output),
+        output,
         args.max_shard_size,
         args.prompts,
         args.tokens,

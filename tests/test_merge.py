@@ -48,8 +48,8 @@ def test_a_merged_run_loads_alone_and_answers_as_its_adapter(cli, merge_template
     from finetune_tui.engine.common.demo import ensure_demo_model
 
     run = copy_finished_run(merge_template, tmp_path / "run")
-    out = tmp_path / "merged"
-    result = cli("merge", str(run), "-o", str(out), "--max-shard-size", "2MB")
+    out = tmp_path / "run-merged"  # no -o: beside the run, as the run's last line says
+    result = cli("merge", str(run), "--max-shard-size", "2MB")
     assert result.returncode == 0, result.stderr
     verdict = result.stdout.strip().splitlines()[-1]
     assert "parity: identical first 16 greedy tokens on 4 held-out prompts" in verdict

@@ -25,6 +25,11 @@ TEMPLATE_FILE = "chat_template.jinja"  # where transformers saves the chat templ
 REPORT_FILE = "merge_report.json"  # what `merge` proved, beside the merged model
 
 
+def merged_folder(run_dir: Path) -> Path:
+    """Where `merge` writes a run's merged model unless told: RUN-merged beside the run."""
+    return Path(f"{Path(run_dir)}-merged")
+
+
 @dataclass
 class Shippable:
     """A model folder (`model`), or a LoRA run (`adapter` + its base) ready to describe."""

@@ -13,7 +13,14 @@ from pathlib import Path
 from ..common.errors import InputError, ModelError, OutputExistsError
 from ..common.safe_io import entry_problem, write_text_exclusive
 from ..export.files import check_run_folder_targets
-from .model_folder import TEMPLATE_FILE, Shippable, find_shippable, load_tokenizer, model_name
+from .model_folder import (
+    TEMPLATE_FILE,
+    Shippable,
+    find_shippable,
+    load_tokenizer,
+    merged_folder,
+    model_name,
+)
 
 VLLM_SCRIPT = "serve-vllm.sh"
 MODELFILE = "Modelfile"
@@ -59,7 +66,7 @@ def keep_commands(run_dir: Path, full: bool) -> str:
     run = shlex.quote(str(run_dir))
     if full:
         return f"serve it: finetune-tui ship {run} {targets}"
-    merged = shlex.quote(f"{run_dir}-merged")
+    merged = shlex.quote(str(merged_folder(run_dir)))
     merge = f"finetune-tui merge {run} -o {merged}"
     return f"keep it: {merge}, then finetune-tui ship {merged} {targets}"
 
