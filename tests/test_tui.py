@@ -136,11 +136,12 @@ async def test_demo_trains_in_the_panel_to_the_end(tmp_path):
     )  # all the demo's records: preparing them keeps the run going past the first look
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("6")
-        await pilot.pause()
+        while app.current_mode != "train" or not isinstance(app.screen, TrainScreen):
+            await pilot.pause(0.05)  # a loaded machine switches screens later: "s" is its key
+        screen = app.screen
         await pilot.press("s")
         await pilot.pause()
-        screen = app.screen
-        assert isinstance(screen, TrainScreen) and screen.running
+        assert screen.running, [line.text for line in screen.query_one("#log").lines]
         await app.workers.wait_for_complete()
         await pilot.pause()
         assert not screen.running
