@@ -76,7 +76,7 @@ def run_headless(args: argparse.Namespace) -> int:
             say("the signal came after the last step: the run finished and its adapter is saved")
         from finetune_tui.engine.deliver.ship import keep_commands
 
-        say(keep_commands(run_dir, settings.training.method == "full"))
+        say(keep_commands(run_dir, settings))
         return 0
     return signals.exit_code(otherwise=STOP_REQUEST_EXIT)  # no signal: RUN_DIR/STOP_NOW
 

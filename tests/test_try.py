@@ -211,11 +211,13 @@ async def test_try_screen_before_a_run_says_to_train_first():
 
 def test_the_commands_that_keep_the_model_are_typed_as_a_shell_reads_them():
     from finetune_tui.engine.deliver.ship import keep_commands
+    from finetune_tui.engine.settings.schema import TrainSettings
 
     run = Path("/data/my runs/r1")
-    assert keep_commands(run, full=True) == (
+    full = TrainSettings.model_validate({"training": {"method": "full"}})
+    assert keep_commands(run, full) == (
         "serve it: finetune-tui ship '/data/my runs/r1' --to gguf | ollama | vllm"
     )
-    assert keep_commands(run, full=False).startswith(
+    assert keep_commands(run, TrainSettings()).startswith(
         "keep it: finetune-tui merge '/data/my runs/r1' -o '/data/my runs/r1-merged', then "
     )

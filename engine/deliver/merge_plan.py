@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..common.errors import InputError
+from ..inspect.hardware import GIB
 from ..inspect.models import inspect_model
-from ..plan.memory import GIB, base_weight_bytes
+from ..plan.memory import base_weight_bytes
 from ..recipe.merging import merge_dtype
 from ..settings.preset import with_changes
 from ..settings.schema import TrainSettings

@@ -9,6 +9,7 @@ import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..common.errors import InputError, ModelError, OutputExistsError
 from ..common.safe_io import entry_problem, write_text_exclusive
@@ -21,6 +22,9 @@ from .model_folder import (
     merged_folder,
     model_name,
 )
+
+if TYPE_CHECKING:
+    from ..settings.schema import TrainSettings
 
 VLLM_SCRIPT = "serve-vllm.sh"
 MODELFILE = "Modelfile"
@@ -59,12 +63,12 @@ def ship(
     raise InputError(f"--to {to}: choose gguf, ollama or vllm")
 
 
-def keep_commands(run_dir: Path, full: bool) -> str:
+def keep_commands(run_dir: Path, settings: TrainSettings) -> str:
     """What to run to keep a finished run's model, typed as a shell reads it: a LoRA run
     is merged into its base first; a full fine-tune's folder is the model already."""
     targets = "--to gguf | ollama | vllm"
     run = shlex.quote(str(run_dir))
-    if full:
+    if settings.training.method == "full":
         return f"serve it: finetune-tui ship {run} {targets}"
     merged = shlex.quote(str(merged_folder(run_dir)))
     merge = f"finetune-tui merge {run} -o {merged}"
@@ -205,11 +209,13 @@ def _answers_reference(model: Path):
     from . import gguf_answers
 
     why = gguf_answers.why_unchecked(model)
-    tokenizer = load_tokenizer(model) if why is None else None
-    reference = gguf_answers.read_reference(model, tokenizer) if why is None else None
-    if why is None and reference is None:
-        why = f"{model}'s merge report holds no prompts (merge it again to have them)"
-    return ((reference, tokenizer), None) if reference is not None else (None, why)
+    if why is not None:
+        return None, why
+    tokenizer = load_tokenizer(model)
+    reference = gguf_answers.read_reference(model, tokenizer)
+    if reference is None:
+        return None, f"{model}'s merge report holds no prompts (merge it again to have them)"
+    return (reference, tokenizer), None
 
 
 def _check_answers(check, made: dict[str, Path], target: Path, shipped: Shipped, say) -> None:

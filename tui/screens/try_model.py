@@ -97,9 +97,8 @@ class TryScreen(Screen):
         self.query_one("#ask", Button).disabled = False
         from finetune_tui.engine.deliver.ship import keep_commands
 
-        full = run.settings.training.method == "full"
         keep = self.query_one("#try-next", Static)
-        keep.update(shown(keep_commands(run_dir, full)))
+        keep.update(shown(keep_commands(run_dir, run.settings)))
         keep.display = True
         self.prompt_index = -1
         if prompts:
