@@ -7,13 +7,16 @@
 #   bash benchmarks/gpu_run.sh nvml      # one GPU poll: fresh NVML session vs kept open
 #   bash benchmarks/gpu_run.sh screenshot  # screenshots/6-train-gpu.svg from a real run
 #   bash benchmarks/gpu_run.sh launched  # ZeRO-3 / FSDP on one GPU through the product
-#     (CASES="zero3-offload-full zero3-lora", INTERRUPT=1: SIGINT at the first epoch, resume)
+#     (CASES="zero3-offload-full zero3-lora", INTERRUPT=1: SIGINT at the first epoch, resume,
+#      LAUNCH_ARCH=qwen2.5-1.5b: the cases on another architecture)
 #   bash benchmarks/gpu_run.sh families  # family x backend x quantisation matrix (FAMILY_ARGS,
 #     several invocations separated by '|')
 #   bash benchmarks/gpu_run.sh run_time  # held-out tokens/s and wall time against the plan
 #     (RT_CASES="qwen7b-liger-2048" RT_SAMPLES=20000: one case per call keeps it under 10 min)
 #   bash benchmarks/gpu_run.sh merge     # merge of a trained QLoRA run: plan vs measured, parity
 #     (MERGE_MODEL=meta-llama/Llama-3.1-8B, MERGE_LAYERS: keep this many layers)
+#   bash benchmarks/gpu_run.sh measure   # plan --measure: predicted vs measured candidates, the pick
+#     (MEASURE_MODELS="Qwen/Qwen2.5-1.5B google/gemma-2-2b", MEASURE_SEQ)
 #   bash benchmarks/gpu_run.sh calib backends panel   # several stages in one call
 # Installs the carried wheels, exposes the repo as the finetune_tui package, writes JSON
 # lines and logs to $OUT.
@@ -50,7 +53,7 @@ case "$stage" in
       --out "$OUT" ${SHOT_SET:-} 2>&1 | tail -c 20000 >> "$OUT/screenshot.log" ;;
   launched)
     for case in ${CASES:-zero3-offload-full}; do
-      python3 benchmarks/launched_one_gpu.py --case "$case" ${INTERRUPT:+--interrupt} --samples "${SAMPLES:-64}" \
+      python3 benchmarks/launched_one_gpu.py --case "$case" ${LAUNCH_ARCH:+--arch "$LAUNCH_ARCH"} ${INTERRUPT:+--interrupt} --samples "${SAMPLES:-64}" \
         --out "$OUT/launched.jsonl" ${LAUNCH_SET:-} 2>&1 | tail -c 20000 >> "$OUT/launched.out"
     done ;;
   families)  # FAMILY_ARGS: one invocation's arguments; several separated by '|'
@@ -66,6 +69,11 @@ case "$stage" in
     python3 benchmarks/merge_bench.py --model "${MERGE_MODEL:-meta-llama/Llama-3.1-8B}" \
       ${MERGE_LAYERS:+--layers "$MERGE_LAYERS"} --root /tmp --out "$OUT/merge.jsonl" \
       2>&1 | tail -c 20000 >> "$OUT/merge.log" ;;
+  measure)  # plan --measure as a user runs it, on two families
+    for model in ${MEASURE_MODELS:-Qwen/Qwen2.5-1.5B google/gemma-2-2b}; do
+      python3 benchmarks/measure_pick.py --model "$model" --seq "${MEASURE_SEQ:-1024}" \
+        --out "$OUT/measure.jsonl" 2>&1 | tail -c 20000 >> "$OUT/measure.log"
+    done ;;
   nvml)
     python3 benchmarks/nvml_poll.py --polls 50 | tee -a "$OUT/nvml.jsonl" ;;
   panel)

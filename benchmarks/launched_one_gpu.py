@@ -30,7 +30,7 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
-from backends import NvmlPeak, build_model, versions  # noqa: E402
+from backends import ARCHS, NvmlPeak, build_model, versions  # noqa: E402
 
 GIB = 2**30
 CASES = {  # name -> (architecture, overrides on presets/full-zero3-offload.yaml)
@@ -214,11 +214,12 @@ def predicted(preset: Path) -> dict:
     }
 
 
-def write_preset(case: str, work: Path, samples: int, extra: list[str]) -> Path:
-    """presets/full-zero3-offload.yaml with this case's model, data and overrides."""
+def write_preset(case: str, work: Path, samples: int, extra: list[str], arch: str | None) -> Path:
+    """presets/full-zero3-offload.yaml with this case's model (or `arch`), data and overrides."""
     from finetune_tui.engine.settings.preset import load_preset, save_preset, with_changes
 
-    arch, overrides = CASES[case]
+    own_arch, overrides = CASES[case]
+    arch = arch or own_arch
     model = build_model(arch, work / "models")
     seq = overrides.get("training.max_seq_length", 1024)
     data = write_alpaca(work / f"alpaca-{samples}-{seq}.jsonl", samples, seq)
@@ -242,6 +243,7 @@ def write_preset(case: str, work: Path, samples: int, extra: list[str]) -> Path:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--case", choices=list(CASES), default="zero3-offload-full")
+    parser.add_argument("--arch", choices=list(ARCHS), help="another architecture for the case")
     parser.add_argument("--samples", type=int, default=64)
     parser.add_argument("--interrupt", action="store_true", help="SIGINT at the first epoch")
     parser.add_argument("--set", action="append", default=[], help="KEY=VALUE override")
@@ -250,10 +252,11 @@ def main() -> None:
     args = parser.parse_args()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    preset = write_preset(args.case, work, args.samples, args.set)
-    run_dir = work / "runs" / args.case
+    preset = write_preset(args.case, work, args.samples, args.set, args.arch)
+    arch = args.arch or CASES[args.case][0]
+    run_dir = work / "runs" / f"{args.case}-{arch}"
     log = Path(args.out).with_suffix(".log")
-    row = {"case": args.case, "date": time.strftime("%Y-%m-%d"), **versions()}
+    row = {"case": args.case, "arch": arch, "date": time.strftime("%Y-%m-%d"), **versions()}
     row.update(predicted(preset))
     first = run_cli(
         ["--preset", str(preset), "--output", str(run_dir), "--overwrite"],
