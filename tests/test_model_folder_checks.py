@@ -46,3 +46,28 @@ def test_a_damaged_safetensors_file_is_one_line_before_anything_is_written(
 def test_an_intact_copy_of_the_demo_model_passes(tmp_path):
     folder, _ = _damaged_copy(tmp_path, lambda b: b)
     check_run_inputs(settings_from_overrides([f"model.name_or_path={folder}"]))
+
+
+def test_a_tokenizer_that_reads_its_files_as_nothing_is_refused(tmp_path):
+    """transformers 5 loads Qwen2Tokenizer for a qwen2 config whatever tokenizer_config.json
+    names; over the demo's byte-fallback files it encodes every text as no tokens, and the
+    run would train on nothing with a loss of 0."""
+    import json
+
+    from finetune_tui.engine.train.loading import load_tokenizer
+    from finetune_tui.engine.train.preflight import check_tokenizer_round_trip
+
+    folder = tmp_path / "qwen-config"
+    shutil.copytree(ensure_demo_model(), folder)
+    config = json.loads((folder / "config.json").read_text())
+    config.update(model_type="qwen2", architectures=["Qwen2ForCausalLM"])
+    (folder / "config.json").write_text(json.dumps(config))
+    settings = settings_from_overrides([f"model.name_or_path={folder}"])
+    tokenizer = load_tokenizer(str(folder), settings)
+    with pytest.raises(ModelError) as error:
+        check_tokenizer_round_trip(settings, tokenizer)
+    assert str(error.value).startswith(f"{folder}: its tokenizer (Qwen2Tokenizer) turns ")
+    assert "into no tokens" in str(error.value)
+    # the same files under the demo's own (llama) config read back
+    demo = load_tokenizer(str(ensure_demo_model()), settings)
+    check_tokenizer_round_trip(settings_from_overrides([]), demo)

@@ -284,6 +284,26 @@ def check_processes_here(settings: TrainSettings, device_kind: str) -> None:
         )
 
 
+PROBE_TEXT = "The quick brown fox jumps over the lazy dog, 42 times."
+
+
+def check_tokenizer_round_trip(settings: TrainSettings, tokenizer) -> None:
+    """A tokenizer that cannot write plain English back would train on nothing, with a
+    loss of 0 and no error: transformers picks some families' tokenizer class by model
+    type, whatever tokenizer_config.json names, and that class can read another layout's
+    files as an empty vocabulary."""
+    ids = tokenizer(PROBE_TEXT, add_special_tokens=False)["input_ids"]
+    back = tokenizer.decode(ids, skip_special_tokens=True) if ids else ""
+    if "".join(back.split()) == "".join(PROBE_TEXT.split()):
+        return
+    became = f"{len(ids)} tokens that read back as {back[:40]!r}" if ids else "no tokens"
+    raise ModelError(
+        f"{settings.model.name_or_path}: its tokenizer ({type(tokenizer).__name__}) turns "
+        f"{PROBE_TEXT!r} into {became}; the tokenizer files do not fit the class loaded for "
+        "this model type: use the model's own tokenizer files"
+    )
+
+
 def _check_chat_template(settings: TrainSettings, tokenizer, fmt: str, records: list) -> None:
     """Chat records (messages / ShareGPT, preference records of message lists) need the
     model's chat template to become text."""
@@ -322,6 +342,7 @@ def check_sequence_length(settings: TrainSettings, records: list, fmt: str) -> N
 
     tokenizer = load_tokenizer_for(settings)
     limit = settings.training.max_seq_length
+    check_tokenizer_round_trip(settings, tokenizer)
     _check_chat_template(settings, tokenizer, fmt, records)
     cut = answer_cut_lengths(records, fmt, limit, tokenizer)
     if not cut:
