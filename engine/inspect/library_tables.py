@@ -1,7 +1,8 @@
 """Facts that installed libraries publish as literal tables in their source, read by parsing
 that source, not importing it (the imports pull in torch, and `plan` stays torch-free):
-which families liger-kernel patches, which LoRA target names PEFT moves onto the fused
-experts of a mixture of experts, which families' transformers classes support no sdpa.
+which families liger-kernel patches (and which get its fused MoE experts), which LoRA
+target names PEFT moves onto the fused experts of a mixture of experts, which families'
+transformers classes support no sdpa.
 None or empty where a library is missing or its table is no longer a literal (tests pin
 the shapes against the installed versions)."""
 
@@ -13,6 +14,7 @@ import importlib.util
 from pathlib import Path
 
 LIGER_TABLE = "MODEL_TYPE_TO_APPLY_LIGER_FN"  # liger_kernel.transformers.monkey_patch
+LIGER_EXPERTS = "LigerExperts"  # liger_kernel.transformers.swiglu: the fused MoE experts
 # transformers 5's MoE checkpoint conversions (model type → the pattern it follows), and
 # PEFT's names of the v4 linears each pattern fused (peft.utils.transformers_weight_conversion)
 CONVERSION_PATTERNS = "_MODEL_TO_CONVERSION_PATTERN"
@@ -79,6 +81,38 @@ def liger_model_types() -> frozenset[str] | None:
     if type(table) is not dict:
         return None
     return frozenset(key for key in table if isinstance(key, str))
+
+
+@functools.lru_cache(maxsize=1)
+def liger_fused_expert_types() -> frozenset[str]:
+    """The model types whose liger-kernel patch swaps the routed experts for its fused
+    `LigerExperts` (their function in the table names that class). Empty when liger-kernel
+    is missing or its table is no longer literal."""
+    tree = _parsed("liger_kernel", "transformers", "monkey_patch.py")
+    if tree is None:
+        return frozenset()
+    fused = {
+        node.name
+        for node in tree.body
+        if isinstance(node, ast.FunctionDef)
+        and any(isinstance(n, ast.Name) and n.id == LIGER_EXPERTS for n in ast.walk(node))
+    }
+    table = next((_assigned(node) for node in tree.body if _assigned(node) is not None), None)
+    if table is None:
+        return frozenset()
+    return frozenset(
+        key.value
+        for key, value in zip(table.keys, table.values, strict=True)
+        if isinstance(key, ast.Constant) and isinstance(value, ast.Name) and value.id in fused
+    )
+
+
+def _assigned(node: ast.stmt) -> ast.Dict | None:
+    """The dict literal bound to liger-kernel's model table by this statement, if it is."""
+    target = node.targets[0] if isinstance(node, ast.Assign) else getattr(node, "target", None)
+    if isinstance(target, ast.Name) and target.id == LIGER_TABLE:
+        return node.value if isinstance(node.value, ast.Dict) else None
+    return None
 
 
 @functools.lru_cache(maxsize=1)

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from ..inspect.hardware import GIB
+from ..inspect.library_tables import liger_fused_expert_types
 from ..inspect.models import ModelInfo
 from ..settings.attention import planned_attention
 from ..settings.options import OPTIMIZERS
@@ -65,6 +66,9 @@ EAGER_SCORE_BYTES = 10.0
 # layer (fit on one uncheckpointed 6-layer V2-Lite row). Its full-logits term went once
 # "auto" stopped adapting the routed experts (2026-12-05 rows: TRL's chunked head applies;
 # without that term hf is planned +15 %, liger +3 %).
+# Under Liger's fused experts the loop is gone and the term does not apply (H200
+# 2026-12-05: DeepSeek-V2-Lite 4-layer liger rows within 2 % without it, with the gradient
+# term below).
 EXTRA_ACT_H = {"deepseek_v2": 177.0, "deepseek_v3": 177.0}
 # Families that reserved more than the analytic model at every backend and quantisation of
 # the family matrix (2026-12-05, 4-layer cuts, b4 x 1024): the worst measured / predicted
@@ -209,7 +213,8 @@ def activation_bytes(model: ModelInfo, settings: TrainSettings) -> float:
     backend = settings.memory.backend
     act_i = {"liger": c["liger_act_i"], "unsloth": c["unsloth_act_i"]}.get(backend, c["act_i"])
     act_h = c["act_h"] + (c["unsloth_act_h_extra"] if backend == "unsloth" else 0.0)
-    act_h += EXTRA_ACT_H.get(model.model_type, 0.0)
+    if not fused_experts(model, settings):
+        act_h += EXTRA_ACT_H.get(model.model_type, 0.0)
     if settings.quantization.mode == "none":
         act_i += c["act_i_16bit_extra"]
     elif any(linear.name == "gate_up_proj" for linear in model.linears):
@@ -217,11 +222,35 @@ def activation_bytes(model: ModelInfo, settings: TrainSettings) -> float:
     one_layer = tokens * (act_h * h + act_i * i)
     scores = _scores_bytes(model, settings)
     mode = settings.memory.gradient_checkpointing
+    transient = fused_experts_grad_bytes(model, settings)  # one layer's backward at a time
     if mode == "off":
-        return layers * (one_layer + scores) + _gemma_extra(model, settings)
+        return layers * (one_layer + scores) + _gemma_extra(model, settings) + transient
     per_layer = c["unsloth_ckpt_h"] if mode == "unsloth" else c["ckpt_h"]
-    recomputed = one_layer * (1 + _ungated_extra_layers(model, settings)) + scores
+    recomputed = one_layer * (1 + _ungated_extra_layers(model, settings)) + scores + transient
     return layers * tokens * per_layer * h + recomputed  # saved inputs + recomputed layer(s)
+
+
+def fused_experts(model: ModelInfo, settings: TrainSettings) -> bool:
+    """Whether the run's routed experts are Liger's fused `LigerExperts` (the families the
+    installed liger-kernel gives them to, read from its table)."""
+    return (
+        settings.memory.backend == "liger"
+        and model.is_moe
+        and model.model_type in liger_fused_expert_types()
+    )
+
+
+def fused_experts_grad_bytes(model: ModelInfo, settings: TrainSettings) -> float:
+    """Liger's fused MoE backward writes the gradient of a layer's whole expert weights
+    (`zeros_like(gate_up_proj)`, `zeros_like(down_proj)` in LigerFusedMoEFunction.backward)
+    even when they are frozen, as under LoRA: one layer's experts in their 16-bit dtype,
+    held while that layer's backward runs. Read from the code; Mixtral 2-layer rows on an
+    H200 (2026-12-05) measured 2.64-2.88 GiB above the plan without it, and a layer's
+    experts are 2.62 GiB."""
+    if not fused_experts(model, settings):
+        return 0.0
+    word = DTYPE_BYTES[settings.quantization.compute_dtype]
+    return model.params_experts / max(model.moe.sparse_layers, 1) * word
 
 
 def attention_of(model: ModelInfo, settings: TrainSettings) -> str:
