@@ -223,3 +223,29 @@ def test_stop_tokens_are_eos_and_the_templates_end_of_turn():
     assert end_of_turn_id(tokenizer) == im_end  # the Try screen stops where the merge does
     tokenizer.chat_template = "{{ raise_exception('only system turns') }}"
     assert stop_token_ids(tokenizer) == [tokenizer.eos_token_id]
+
+
+def test_a_gpu_merge_plans_the_host_memory_of_the_checkpoint_it_maps(tmp_path, monkeypatch):
+    """On a GPU the weights go to the card as they are read, but the host still maps the
+    checkpoint's files (an 8 B model from one 15 GiB file added 15.07 GiB on an H200) or
+    holds one merged shard on its way to disk, whichever is larger."""
+    import torch
+
+    from finetune_tui.engine.common.demo import ensure_demo_model
+    from finetune_tui.engine.deliver import merge_plan
+    from finetune_tui.engine.settings.preset import settings_from_overrides
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(merge_plan, "available_gpu_bytes", lambda: 2**40)
+    monkeypatch.setattr(merge_plan, "merge_dtype", lambda gpu: "bf16" if gpu else "fp32")
+    model = str(ensure_demo_model())
+    settings = settings_from_overrides([f"model.name_or_path={model}"])
+    adapter = tmp_path / "adapter.safetensors"
+    adapter.write_bytes(b"\0" * 4096)
+    files = merge_plan.checkpoint_bytes(model)
+    assert files > 0
+    small = merge_plan.plan_merge(settings, model, [adapter], max_shard=1024)
+    assert small.device == "cuda"
+    assert small.read_bytes == files and small.host_needed == files + 4096
+    large = merge_plan.plan_merge(settings, model, [adapter], max_shard=2**40)
+    assert large.read_bytes == max(files, large.base_bytes)
