@@ -55,6 +55,7 @@ class ModelInfo:
     vision_linears: list[Linear] = field(default_factory=list)
     params_vision: int = 0
     sdpa: bool = True  # transformers' class supports sdpa ("auto" loads eager where not)
+    logit_softcapping: bool = False  # final logits through tanh (Gemma-2): a copy more
 
     @property
     def params_linear(self) -> int:
@@ -227,6 +228,7 @@ def _info(name: str, c: dict) -> ModelInfo:
         params_active=active,
         moe=moe,
         sdpa=not sdpa_unsupported(c.get("loaded_model_type") or model_type),
+        logit_softcapping=c.get("final_logit_softcapping") is not None,
     )
 
 

@@ -21,7 +21,6 @@ from ..settings.schema import TrainSettings
 from .batching import mask_bytes
 from .objective import (
     full_logits_bytes,
-    head_slack_bytes,
     reference_bytes,
     sequences,
     step_tokens,
@@ -311,8 +310,7 @@ def logits_bytes(model: ModelInfo, settings: TrainSettings) -> float:
     whole = full_logits_bytes(model, settings)
     if whole is not None:
         return whole
-    fused = tokens * model.hidden_size * c["head_bytes_per_token_h"] + c["head_fixed_gib"] * GIB
-    return fused + head_slack_bytes(settings)
+    return tokens * model.hidden_size * c["head_bytes_per_token_h"] + c["head_fixed_gib"] * GIB
 
 
 def loading_peak_bytes(model: ModelInfo, settings: TrainSettings) -> float:

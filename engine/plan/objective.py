@@ -13,12 +13,13 @@ go through it, and the objectives differ in their logits and their reference mod
 - Under full fine-tuning DPO and KTO load the reference as a second 16-bit model.
 
 The constants below were then checked and fitted on an H200 (benchmarks/results/
-preference-h200-2026-12-05.jsonl; docs/BENCHMARKS.md, "Preference objectives").
+preference-h200-2026-12-05.jsonl under the default allocator, preference-expandable-h200-
+2026-12-05.jsonl under expandable segments, which preference runs now set; docs/
+BENCHMARKS.md, "Preference objectives").
 """
 
 from __future__ import annotations
 
-from ..inspect.hardware import GIB
 from ..inspect.models import ModelInfo
 from ..settings.schema import TrainSettings
 
@@ -27,14 +28,17 @@ FULL_LOGITS_OBJECTIVES = {"orpo"}
 # Bytes per token and vocabulary entry of ORPO's whole logits. Read from the code: bf16
 # logits (2), fp32 log-softmax rows (4), the chosen half's fp32 cross-entropy (2 a token of
 # the pair), the logits' bf16 gradient (2) = 10, which the rows' peak *allocated* matched
-# (-1.5 to +2 %). What torch *reserves* is far more: blocks of these vocabulary-wide tensors
-# stay cached (reserved / allocated 1.20-1.60). Fitted on the reserved of 16 ORPO rows
-# (Llama-3.2-1B, Qwen2.5-1.5B, H200 2026-12-05) so that none is planned low.
-FULL_LOGITS_BYTES = 17.0
-# DPO's chunked head leaves cached blocks too (reserved / allocated up to 1.31 at b2): the
-# least that keeps 12 DPO rows (Llama-3.2-1B, Qwen2.5-1.5B, sequence 1024) within 5 % below,
-# taken as growing with the length.
-DPO_HEAD_SLACK_GIB_PER_1K = 0.37
+# (-1.5 to +2 %). Preference runs train under expandable segments (recipe.model.
+# planned_allocator), which keep about one bf16 copy of them cached: 2.1-2.3 bytes measured
+# on Llama-3.2-1B at b2 and b4, 2.08 on Gemma-3-1B; the default allocator kept 2.6-7.4,
+# depending on the batch (H200 2026-12-05, docs/BENCHMARKS.md). Beyond the fragmentation
+# every plan carries (4 % of what is held) that is 1.5 bytes: fitted on Llama's two rows.
+FULL_LOGITS_BYTES = 10.0
+FULL_LOGITS_CACHED_BYTES = 1.5
+# Final-logit softcapping (Gemma-2: logits / cap, tanh, x cap) saves tanh's bf16 output for
+# the backward pass (read from the code) and leaves one more copy cached (Gemma-2-2B ORPO
+# b4: +1.53 GiB allocated, +1.9 cached over Gemma-3's pattern, 0.98 G entries; fitted).
+SOFTCAP_LOGITS_BYTES = 4.0
 REFERENCE_COPY_OBJECTIVES = {"dpo", "kto"}
 # Full fine-tuning DPO and KTO measured two 16-bit copies above the trained model (Llama-3.2-1B
 # b2: 2.2-2.8 GiB over one copy's plan): the reference, and one more not yet explained (full
@@ -57,14 +61,9 @@ def full_logits_bytes(model: ModelInfo, settings: TrainSettings) -> float | None
     """The whole logits of an objective whose trainer materialises them, else None."""
     if settings.training.objective not in FULL_LOGITS_OBJECTIVES:
         return None
-    return step_tokens(settings) * model.vocab_size * FULL_LOGITS_BYTES
-
-
-def head_slack_bytes(settings: TrainSettings) -> float:
-    """Cached blocks of DPO's chunked head beyond what it holds (DPO_HEAD_SLACK_GIB_PER_1K)."""
-    if settings.training.objective != "dpo":
-        return 0.0
-    return DPO_HEAD_SLACK_GIB_PER_1K * settings.training.max_seq_length / 1024 * GIB
+    per_entry = FULL_LOGITS_BYTES + FULL_LOGITS_CACHED_BYTES
+    per_entry += SOFTCAP_LOGITS_BYTES if model.logit_softcapping else 0.0
+    return step_tokens(settings) * model.vocab_size * per_entry
 
 
 def reference_bytes(model: ModelInfo, settings: TrainSettings, word: int) -> float:

@@ -19,6 +19,7 @@ from .model import (
     load_tokenizer,
     load_unsloth_model,
     lora_config,
+    planned_allocator,
     trainer_arguments,
     trainer_classes,
 )
@@ -155,6 +156,7 @@ def model_and_lora(path, dtype):
 def main():
     """Settings → data → model → trainer → train → save (→ merge), as the constants say."""
     override(command_line(), globals())
+    planned_allocator(OBJECTIVE)  # before anything touches CUDA
     if BACKEND == "unsloth":  # first of all: it patches transformers, trl and peft
         import unsloth  # noqa: F401
     import json

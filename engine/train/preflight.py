@@ -257,7 +257,9 @@ def check_environment(settings: TrainSettings) -> None:
                 "or remove it from report_to"
             )
     from . import loading
+    from .run_memory import use_planned_allocator
 
+    use_planned_allocator(settings)  # before choose_device sets CUDA up
     device = loading.choose_device(settings)
     loading.check_backend_support(settings, device)
     check_processes_here(settings, device.kind)

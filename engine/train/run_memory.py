@@ -10,8 +10,53 @@ from __future__ import annotations
 
 from ..launch.ranks import world_size
 from ..plan.oom_policy import back_off
+from ..recipe.model import planned_allocator
 from ..runs.events import EventSink, Notice
 from ..settings.schema import TrainSettings
+
+
+def use_planned_allocator(settings: TrainSettings) -> None:
+    """Put the allocator the plan assumes in force (recipe.model.planned_allocator), before
+    anything in this run touches CUDA; remember whether CUDA was already set up without it
+    by something earlier in this process (a run before, in the wizard)."""
+    import os
+
+    import torch
+
+    global _STALE
+    before = os.environ.get("PYTORCH_CUDA_ALLOC_CONF", "")
+    in_force = planned_allocator(settings.training.objective)
+    _STALE = _STALE or (in_force != before and torch.cuda.is_initialized())
+
+
+_STALE = False  # CUDA was set up before this process's allocator setting was made
+
+
+def allocator_warning(settings: TrainSettings) -> str | None:
+    """Why a preference run on a GPU may reserve more than planned, or None."""
+    import os
+
+    import torch
+
+    if settings.training.objective == "sft" or not torch.cuda.is_available():
+        return None
+    if _STALE:
+        return STALE_ALLOCATOR
+    in_force = os.environ.get("PYTORCH_CUDA_ALLOC_CONF", "")
+    if "expandable_segments:True" not in in_force:
+        return f"{OWN_ALLOCATOR} (PYTORCH_CUDA_ALLOC_CONF={in_force})"
+    return None
+
+
+STALE_ALLOCATOR = (
+    "an earlier run in this process set up the GPU's memory without expandable segments, "
+    "which the preference plan assumes: this run may reserve up to a third more than "
+    "planned; restart finetune-tui for the planned memory"
+)
+OWN_ALLOCATOR = (
+    "your CUDA allocator setting is kept; the preference plan assumes "
+    "expandable_segments:True and this run may reserve more than planned"
+)
 
 
 def free_memory() -> None:

@@ -29,7 +29,15 @@ from ..settings.preset import save_preset, with_changes
 from ..settings.schema import TrainSettings
 from . import exact_match, preference_eval
 from .preference_eval import PreferenceScore
-from .run_memory import free_memory, memory_check, next_attempt, peak_memory, remember
+from .run_memory import (
+    allocator_warning,
+    free_memory,
+    memory_check,
+    next_attempt,
+    peak_memory,
+    remember,
+    use_planned_allocator,
+)
 from .trainer_build import RunInputs, build_trainer, lora_targets, prepare_inputs
 
 
@@ -115,6 +123,9 @@ def _train(
 ) -> Finished:
     """The run's phases, in order."""
     started_at = time.perf_counter()
+    use_planned_allocator(settings)  # before anything touches CUDA (resumes, launched ranks)
+    if warning := allocator_warning(settings):
+        emit(Notice(warning, level="warning"))
     inputs = load_inputs(settings, emit)
     trained = train_with_backoff(settings, inputs, run_dir, emit, stop, checkpoint)
     adapter_dir = save_outputs(trained, inputs, run_dir)
