@@ -249,3 +249,53 @@ def test_a_gpu_merge_plans_the_host_memory_of_the_checkpoint_it_maps(tmp_path, m
     assert small.read_bytes == files and small.host_needed == files + 4096
     large = merge_plan.plan_merge(settings, model, [adapter], max_shard=2**40)
     assert large.read_bytes == max(files, large.base_bytes)
+
+
+def _continuation(steps):
+    """Greedy tokens over a 4-token vocabulary: each step (token, runner-up, nats ahead)."""
+    import torch
+
+    from finetune_tui.engine.deliver.parity import Continuation
+
+    logprobs = []
+    for token, runner_up, ahead in steps:
+        logits = torch.full((4,), -9.0)
+        logits[token], logits[runner_up] = 0.0, -ahead
+        logprobs.append(torch.log_softmax(logits, dim=-1))
+    return Continuation([token for token, _, _ in steps], logprobs)
+
+
+class _Letters:
+    def decode(self, ids):
+        return "".join("abcd"[i] for i in ids)
+
+
+ADAPTER = [(0, 3, 2.0), (1, 2, 0.09), (2, 3, 2.0)]
+
+
+@pytest.mark.parametrize(
+    "merged, agrees",
+    [
+        (ADAPTER, True),
+        ([(0, 3, 2.0), (2, 1, 0.09), (1, 3, 2.0)], True),  # a near-tie flipped: rounding
+        ([(0, 3, 2.0), (2, 1, 1.5), (1, 3, 2.0)], False),  # the merged model is sure of it
+    ],
+    ids=["identical", "near-tie", "changed-model"],
+)
+def test_parity_tells_a_rounding_flip_from_a_changed_model(merged, agrees):
+    """A bf16 merge rounds W + BA once: a token both models barely preferred can flip (an
+    8 B model on an H200: 0.094 nats), agreement within the stated tolerance; a token
+    either model preferred by more is a merge that changed the model, and merge exits 1."""
+    from finetune_tui.engine.deliver import parity
+
+    report = parity.compare([_continuation(ADAPTER)], [_continuation(merged)], _Letters())
+    assert report["identical"] == (merged == ADAPTER)
+    assert report["agrees"] is agrees
+    line = parity.verdict(report, 3)
+    if report["identical"]:
+        assert line.startswith("parity: identical first 3 greedy tokens on 1 held-out")
+    elif agrees:
+        assert line.startswith("parity: agrees within rounding (0.25 nats)"), line
+        assert "on 0 of 1 prompts; a near-tie on prompt 1 at token 2" in line
+    else:
+        assert line.startswith("parity: DIFFERS on prompt 1 at token 2: adapter 'b' vs merged 'c'")

@@ -103,7 +103,7 @@ def merge_run(
         with contextlib.suppress(FileNotFoundError):
             shutil.rmtree(work)
     line = f"merged into {output}; " + parity.verdict(report["parity"], tokens)
-    return MergeResult(output, report, line, report["parity"]["identical"])
+    return MergeResult(output, report, line, report["parity"]["agrees"])
 
 
 def read_run_settings(run_dir: Path) -> TrainSettings:
