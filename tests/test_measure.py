@@ -76,3 +76,30 @@ def test_plan_measure_on_a_machine_without_a_gpu_is_one_line(cli):
     assert result.stderr == f"finetune-tui: error: plan --measure {NEEDS_GPU}\n"
     simulated = cli("plan", "--model", "demo", "--measure", "--gpu", "RTX 4090")
     assert simulated.returncode == 2 and "drop --gpu / --vram" in simulated.stderr
+
+
+def test_the_advised_candidate_says_what_it_is():
+    """The alternatives are named by what they change; the advised row names the choices
+    they change from (a GPU row of Gemma-2-2B printed only 'advised')."""
+    from finetune_tui.engine.plan.advisor import Alternative
+    from finetune_tui.engine.train.measure import candidates
+
+    settings = with_changes(
+        load_preset(DEMO_PRESET),
+        {"memory.backend": "liger", "training.micro_batch_size": 16},
+    )
+    change = {"memory.gradient_checkpointing": "on"}
+    plan = type(
+        "Plan",
+        (),
+        {
+            "settings": settings,
+            "peak_vram_gib": 5.0,
+            "relative_speed": 2.0,
+            "alternatives": [Alternative("gradient_checkpointing=on", change, 3.0, True, 1.5)],
+        },
+    )()
+    advised, alternative = candidates(plan)
+    assert advised.label == "advised: liger none b16 no ckpt"
+    assert alternative.label == "gradient_checkpointing=on"
+    assert alternative.settings.memory.gradient_checkpointing == "on"

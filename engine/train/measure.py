@@ -67,7 +67,8 @@ class MeasureResult:
 
 def candidates(plan, count: int = CANDIDATES) -> list[Candidate]:
     """The advisor's pick, then its fastest alternatives predicted to fit."""
-    out = [Candidate("advised", plan.settings, plan.peak_vram_gib, plan.relative_speed)]
+    advised = f"advised: {described(plan.settings)}"
+    out = [Candidate(advised, plan.settings, plan.peak_vram_gib, plan.relative_speed)]
     for alt in plan.alternatives:
         if len(out) >= count:
             break
@@ -75,6 +76,14 @@ def candidates(plan, count: int = CANDIDATES) -> list[Candidate]:
             settings = with_changes(plan.settings, alt.changes)
             out.append(Candidate(alt.label, settings, alt.peak_vram_gib, alt.relative_speed))
     return out
+
+
+def described(settings: TrainSettings) -> str:
+    """The choices a candidate's speed and peak turn on, in a few words (the alternatives
+    are named by what they change from these)."""
+    t, m = settings.training, settings.memory
+    checkpointing = "ckpt" if m.gradient_checkpointing != "off" else "no ckpt"
+    return f"{m.backend} {settings.quantization.mode} b{t.micro_batch_size} {checkpointing}"
 
 
 def measure(
