@@ -275,9 +275,8 @@ def build_from_config(config: dict, folder: Path) -> Path:
     """A config.json's model with random weights (memory and speed do not depend on their
     values), built on the GPU in bf16 and saved once, with the demo tokenizer."""
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
-
-    from finetune_tui.engine.common.demo import ensure_demo_model
+    from bench_tokenizer import save_byte_tokenizer
+    from transformers import AutoConfig, AutoModelForCausalLM
 
     if (folder / "config.json").exists():
         return folder
@@ -288,53 +287,10 @@ def build_from_config(config: dict, folder: Path) -> Path:
     with torch.device("cuda" if torch.cuda.is_available() else "cpu"):
         model = AutoModelForCausalLM.from_config(built, dtype=torch.bfloat16)
     model.save_pretrained(folder)
-    AutoTokenizer.from_pretrained(ensure_demo_model()).save_pretrained(folder)
-    if not _reads_back(folder):  # transformers forces its own class on this model type
-        byte_level_tokenizer().save_pretrained(folder)
-        if not _reads_back(folder):
-            raise SystemExit(f"{folder}: no byte tokenizer reads back under this model type")
+    save_byte_tokenizer(folder)
     del model
     torch.cuda.empty_cache()
     return folder
-
-
-def _reads_back(folder: Path) -> bool:
-    """Whether the tokenizer transformers loads for this folder writes text back (it picks
-    Qwen2Tokenizer for a qwen2 config whatever the files say, and that class reads the demo's
-    byte-fallback files as an empty vocabulary: every record would train as nothing)."""
-    from transformers import AutoTokenizer
-
-    from finetune_tui.engine.train.preflight import PROBE_TEXT
-
-    tokenizer = AutoTokenizer.from_pretrained(folder)
-    ids = tokenizer(PROBE_TEXT, add_special_tokens=False)["input_ids"]
-    return tokenizer.decode(ids) == PROBE_TEXT
-
-
-def byte_level_tokenizer():
-    """The demo's tokenizer (one token per byte, id = byte value, its specials and chat
-    template) in GPT-2's byte-level layout, which the BPE classes transformers forces on
-    some model types (Qwen2Tokenizer) read as the same tokens."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-    from transformers.convert_slow_tokenizer import bytes_to_unicode
-
-    from finetune_tui.engine.common import demo
-
-    to_char = bytes_to_unicode()
-    backend = Tokenizer(models.BPE(vocab={to_char[b]: b for b in range(256)}, merges=[]))
-    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
-    backend.decoder = decoders.ByteLevel()
-    backend.add_special_tokens(demo.SPECIAL_TOKENS)
-    return PreTrainedTokenizerFast(
-        tokenizer_object=backend,
-        bos_token=demo.BOS,
-        eos_token=demo.EOS,
-        pad_token=demo.PAD,
-        additional_special_tokens=[demo.SYSTEM, demo.USER, demo.ASSISTANT, *demo.RESERVED],
-        chat_template=demo.CHAT_TEMPLATE,
-        clean_up_tokenization_spaces=False,
-    )
 
 
 def write_dataset(path: Path, seq_len: int, samples: int) -> Path:
