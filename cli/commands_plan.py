@@ -9,6 +9,8 @@ from pathlib import Path
 
 from finetune_tui.main import add_settings_arguments
 
+from .plan_outcome import NOTHING_FITS, plan_time
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     detect = sub.add_parser("detect", help="show the GPU(s): VRAM, compute capability, bf16")
@@ -79,9 +81,6 @@ def detect_command(args: argparse.Namespace) -> int:
 
     Console(highlight=False).print(describe_hardware(hardware))
     return 0
-
-
-NOTHING_FITS = 3  # exit code: scripts can branch on "does not fit"
 
 
 def plan_command(args: argparse.Namespace) -> int:
@@ -302,14 +301,6 @@ def _list_models() -> int:
         print(f"  {model_id:<40} {why}")
     print("any other model: --model DIR, a folder holding its config.json (weights not needed)")
     return 0
-
-
-def plan_time(model, settings, stats, hardware) -> dict:
-    """The run's predicted time on the planned card, for the JSON and the text."""
-    from finetune_tui.engine.plan.run_time import time_summary
-
-    card = hardware.primary.name if hardware.primary else None
-    return time_summary(model, settings, stats, card)
 
 
 def _dataset_stats(settings):

@@ -15,7 +15,7 @@ def compare_cards(args, model, settings, fixed, stats) -> int:
     from finetune_tui.engine.inspect.hardware import simulated_hardware
     from finetune_tui.engine.plan.advisor import advise
 
-    from .commands_plan import NOTHING_FITS, plan_time
+    from .plan_outcome import NOTHING_FITS, plan_time
 
     for flag in ("gpu", "vram", "gpus", "measure"):
         if getattr(args, flag, None):

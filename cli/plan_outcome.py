@@ -1,0 +1,14 @@
+"""What every form of `plan` (one card, several GPUs, --compare) shares in its answer: the
+exit code of "nothing fits" and the run's predicted time on a card."""
+
+from __future__ import annotations
+
+NOTHING_FITS = 3  # exit code: scripts can branch on "does not fit"
+
+
+def plan_time(model, settings, stats, hardware) -> dict:
+    """The run's predicted time on the planned card, for the JSON and the text."""
+    from finetune_tui.engine.plan.run_time import time_summary
+
+    card = hardware.primary.name if hardware.primary else None
+    return time_summary(model, settings, stats, card)
