@@ -78,9 +78,11 @@ def test_plan_measure_on_a_machine_without_a_gpu_is_one_line(cli):
     assert simulated.returncode == 2 and "drop --gpu / --vram" in simulated.stderr
 
 
-def test_the_advised_candidate_says_what_it_is():
+def test_the_candidates_are_different_strategies_and_the_advised_says_what_it_is():
     """The alternatives are named by what they change; the advised row names the choices
-    they change from (a GPU row of Gemma-2-2B printed only 'advised')."""
+    they change from (a GPU row of Gemma-2-2B printed only 'advised'), and a candidate that
+    repeats one before in backend, quantisation, batch and checkpointing is not measured
+    (on the H200 the three differed in the optimizer and grouping alone, within 3 %)."""
     from finetune_tui.engine.plan.advisor import Alternative
     from finetune_tui.engine.train.measure import candidates
 
@@ -88,7 +90,13 @@ def test_the_advised_candidate_says_what_it_is():
         load_preset(DEMO_PRESET),
         {"memory.backend": "liger", "training.micro_batch_size": 16},
     )
-    change = {"memory.gradient_checkpointing": "on"}
+    alternatives = [
+        Alternative("optimizer=adamw_torch", {"training.optimizer": "adamw_torch"}, 5.1, True, 2),
+        Alternative("micro_batch_size=64", {"training.micro_batch_size": 64}, 99.0, False, 2.1),
+        Alternative("gradient_checkpointing=on", {CKPT: "on"}, 3.0, True, 1.5),
+        Alternative("gradient_checkpointing=on, optimizer=adamw_torch", BOTH, 3.1, True, 1.5),
+        Alternative("memory.backend=hf", {"memory.backend": "hf"}, 5.5, True, 1.2),
+    ]
     plan = type(
         "Plan",
         (),
@@ -96,10 +104,16 @@ def test_the_advised_candidate_says_what_it_is():
             "settings": settings,
             "peak_vram_gib": 5.0,
             "relative_speed": 2.0,
-            "alternatives": [Alternative("gradient_checkpointing=on", change, 3.0, True, 1.5)],
+            "alternatives": alternatives,
         },
     )()
-    advised, alternative = candidates(plan)
+    # the optimizer alone, a batch that does not fit and a repeat of a strategy are skipped
+    advised, checkpointed, hf = candidates(plan)
     assert advised.label == "advised: liger none b16 no ckpt"
-    assert alternative.label == "gradient_checkpointing=on"
-    assert alternative.settings.memory.gradient_checkpointing == "on"
+    assert checkpointed.label == "gradient_checkpointing=on"
+    assert checkpointed.settings.memory.gradient_checkpointing == "on"
+    assert hf.label == "memory.backend=hf" and hf.settings.memory.backend == "hf"
+
+
+CKPT = "memory.gradient_checkpointing"
+BOTH = {CKPT: "on", "training.optimizer": "adamw_torch"}
