@@ -51,11 +51,12 @@ def test_an_intact_copy_of_the_demo_model_passes(tmp_path):
 def test_a_tokenizer_that_reads_its_files_as_nothing_is_refused(tmp_path):
     """transformers 5 loads Qwen2Tokenizer for a qwen2 config whatever tokenizer_config.json
     names; over the demo's byte-fallback files it encodes every text as no tokens, and the
-    run would train on nothing with a loss of 0."""
+    run would train on nothing with a loss of 0. The record that showed it is named."""
     import json
 
+    from finetune_tui.engine.data.reading import Record
     from finetune_tui.engine.train.loading import load_tokenizer
-    from finetune_tui.engine.train.preflight import check_tokenizer_round_trip
+    from finetune_tui.engine.train.preflight import check_tokenizer_reads
 
     folder = tmp_path / "qwen-config"
     shutil.copytree(ensure_demo_model(), folder)
@@ -63,11 +64,34 @@ def test_a_tokenizer_that_reads_its_files_as_nothing_is_refused(tmp_path):
     config.update(model_type="qwen2", architectures=["Qwen2ForCausalLM"])
     (folder / "config.json").write_text(json.dumps(config))
     settings = settings_from_overrides([f"model.name_or_path={folder}"])
+    records = [Record(None, "data.jsonl:1", "bad"), Record({"text": "hi there"}, "data.jsonl:2")]
     tokenizer = load_tokenizer(str(folder), settings)
     with pytest.raises(ModelError) as error:
-        check_tokenizer_round_trip(settings, tokenizer)
-    assert str(error.value).startswith(f"{folder}: its tokenizer (Qwen2Tokenizer) turns ")
-    assert "into no tokens" in str(error.value)
+        check_tokenizer_reads(settings, tokenizer, records)
+    assert str(error.value) == (
+        f"{folder}: its tokenizer (Qwen2Tokenizer) turns data.jsonl:2's text into no tokens; "
+        "the tokenizer files do not fit the class loaded for this model type: use the "
+        "model's own tokenizer files"
+    )
     # the same files under the demo's own (llama) config read back
     demo = load_tokenizer(str(ensure_demo_model()), settings)
-    check_tokenizer_round_trip(settings_from_overrides([]), demo)
+    check_tokenizer_reads(settings_from_overrides([]), demo, records)
+
+
+def test_a_domain_tokenizer_is_probed_with_its_own_data():
+    """A tokenizer of four letters (a DNA model's) knows none of English but all of its
+    data: it passes on its records, and text it cannot read at all is refused."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    from finetune_tui.engine.data.reading import Record
+    from finetune_tui.engine.train.preflight import check_tokenizer_reads
+
+    vocab = {"A": 0, "C": 1, "G": 2, "T": 3, "[UNK]": 4}
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    backend.pre_tokenizer = pre_tokenizers.Split("", behavior="isolated")
+    letters = PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="[UNK]")
+    settings = settings_from_overrides([])
+    check_tokenizer_reads(settings, letters, [Record({"text": "ACGTTGCA"}, "dna.jsonl:1")])
+    with pytest.raises(ModelError, match=r"turns notes\.jsonl:1's text into unknown tokens"):
+        check_tokenizer_reads(settings, letters, [Record({"text": "hello"}, "notes.jsonl:1")])

@@ -289,21 +289,36 @@ def check_processes_here(settings: TrainSettings, device_kind: str) -> None:
 PROBE_TEXT = "The quick brown fox jumps over the lazy dog, 42 times."
 
 
-def check_tokenizer_round_trip(settings: TrainSettings, tokenizer) -> None:
-    """A tokenizer that cannot write plain English back would train on nothing, with a
-    loss of 0 and no error: transformers picks some families' tokenizer class by model
-    type, whatever tokenizer_config.json names, and that class can read another layout's
-    files as an empty vocabulary."""
-    ids = tokenizer(PROBE_TEXT, add_special_tokens=False)["input_ids"]
-    back = tokenizer.decode(ids, skip_special_tokens=True) if ids else ""
-    if "".join(back.split()) == "".join(PROBE_TEXT.split()):
+def check_tokenizer_reads(settings: TrainSettings, tokenizer, records: list) -> None:
+    """A tokenizer that turns the data's own text into nothing (or into unknown tokens
+    alone) would train on nothing, with a loss of 0 and no error: transformers picks some
+    families' tokenizer class by model type, whatever tokenizer_config.json names, and
+    that class can read another layout's files as an empty vocabulary. The first record's
+    text is the probe, so a domain tokenizer (DNA letters) passes on its own data."""
+    record = next((r for r in records if r.data), None)
+    text = _strings_of(record.data)[:2000] if record else ""
+    where = f"{record.where}'s text" if text else repr(PROBE_TEXT)
+    ids = tokenizer(text or PROBE_TEXT, add_special_tokens=False)["input_ids"]
+    unknown = getattr(tokenizer, "unk_token_id", None)
+    if ids and any(i != unknown for i in ids):
         return
-    became = f"{len(ids)} tokens that read back as {back[:40]!r}" if ids else "no tokens"
+    became = "unknown tokens alone" if ids else "no tokens"
     raise ModelError(
         f"{settings.model.name_or_path}: its tokenizer ({type(tokenizer).__name__}) turns "
-        f"{PROBE_TEXT!r} into {became}; the tokenizer files do not fit the class loaded for "
-        "this model type: use the model's own tokenizer files"
+        f"{where} into {became}; the tokenizer files do not fit the class loaded for this "
+        "model type: use the model's own tokenizer files"
     )
+
+
+def _strings_of(value) -> str:
+    """Every string in a record (its fields, message lists), joined: what the model reads."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, list):
+        return " ".join(filter(None, (_strings_of(v) for v in value)))
+    return ""
 
 
 def _check_chat_template(settings: TrainSettings, tokenizer, fmt: str, records: list) -> None:
@@ -344,7 +359,7 @@ def check_sequence_length(settings: TrainSettings, records: list, fmt: str) -> N
 
     tokenizer = load_tokenizer_for(settings)
     limit = settings.training.max_seq_length
-    check_tokenizer_round_trip(settings, tokenizer)
+    check_tokenizer_reads(settings, tokenizer, records)
     _check_chat_template(settings, tokenizer, fmt, records)
     cut = answer_cut_lengths(records, fmt, limit, tokenizer)
     if not cut:
