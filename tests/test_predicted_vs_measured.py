@@ -42,3 +42,26 @@ def test_summary_and_runs_carry_both_peaks(cli, finished_template, tmp_path):
     assert "7.42/7.76" in listed.stdout
     rows = json.loads(cli("runs", "--json").stdout)
     assert rows[0]["predicted_peak_reserved_gib"] == 7.76 and rows[0]["peak_reserved_gib"] == 7.42
+
+
+def test_a_gpu_summary_names_the_allocator_its_peaks_were_reserved_under(monkeypatch):
+    """Preference runs set expandable segments and the plan assumes it: the summary says
+    which allocator the measured peak came from; a CPU run has neither key."""
+    from finetune_tui.engine.runs.summary import RunSummary
+    from finetune_tui.engine.train import callbacks, run_memory
+
+    monkeypatch.setattr(callbacks, "cuda_memory", lambda: {})
+    assert run_memory.peak_memory() == {}
+    assert "cuda_allocator" not in RunSummary().to_json()
+    reading = {"memory_peak_allocated_gib": 3.2, "memory_peak_gib": 3.4}
+    monkeypatch.setattr(callbacks, "cuda_memory", lambda: reading)
+    monkeypatch.setenv("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
+    peaks = run_memory.peak_memory()
+    assert peaks == {
+        "peak_allocated_gib": 3.2,
+        "peak_reserved_gib": 3.4,
+        "cuda_allocator": "expandable_segments:True",
+    }
+    assert RunSummary(**peaks).to_json()["cuda_allocator"] == "expandable_segments:True"
+    monkeypatch.delenv("PYTORCH_CUDA_ALLOC_CONF")
+    assert RunSummary(**run_memory.peak_memory()).to_json()["cuda_allocator"] == ""

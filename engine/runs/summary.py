@@ -22,6 +22,7 @@ SUMMARY_LIMIT = 16 * 2**20
 CUDA_ONLY = (
     "peak_allocated_gib",
     "peak_reserved_gib",
+    "cuda_allocator",
     "predicted_tokens_per_s",
     "predicted_wall_time_s",
 )
@@ -66,6 +67,7 @@ class RunSummary(BaseModel):
     adapter_path: str | None = None
     peak_allocated_gib: float | None = None
     peak_reserved_gib: float | None = None
+    cuda_allocator: str | None = None  # PYTORCH_CUDA_ALLOC_CONF in force ("": the default)
     predicted_peak_reserved_gib: float | None = None  # the planner's, for the same settings
     export: str | None = None  # export/train.py, None when it could not be written
 

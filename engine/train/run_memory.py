@@ -101,9 +101,13 @@ def peak_memory() -> dict:
     reading = cuda_memory()
     if not reading:
         return {}
+    import os
+
     return {
         "peak_allocated_gib": round(reading["memory_peak_allocated_gib"], 3),
         "peak_reserved_gib": round(reading["memory_peak_gib"], 3),
+        # the allocator the peaks were reserved under ("" is torch's default)
+        "cuda_allocator": os.environ.get("PYTORCH_CUDA_ALLOC_CONF", ""),
     }
 
 
