@@ -148,6 +148,19 @@ def read_until(proc: subprocess.Popen, wanted, count: int = 1) -> None:
             return
 
 
+def run_exported(tmp_path, script, *args: str) -> subprocess.CompletedProcess:
+    """An exported train.py run as its user runs it: `python train.py ARGS`, in tmp_path,
+    with this test's own cache and data folders."""
+    return subprocess.run(
+        [sys.executable, str(script), *args],
+        capture_output=True,
+        text=True,
+        env=cli_env(tmp_path),
+        timeout=600,
+        cwd=tmp_path,
+    )
+
+
 def run_python(code: str) -> subprocess.CompletedProcess:
     """Run `code` in a fresh interpreter (imports and patches stay out of this process);
     it must exit 0."""

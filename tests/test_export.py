@@ -9,7 +9,16 @@ import sys
 
 import pytest
 import yaml
-from conftest import DEMO_PRESET, FEW, FEW_RECORDS, REPO, cli_command, cli_env, set_args
+from conftest import (
+    DEMO_PRESET,
+    FEW,
+    FEW_RECORDS,
+    REPO,
+    cli_command,
+    cli_env,
+    run_exported,
+    set_args,
+)
 
 from finetune_tui.engine.export.files import export_run
 from finetune_tui.engine.export.script import comment, literal, render_script
@@ -45,14 +54,7 @@ def test_exported_script_reproduces_the_in_process_losses(tmp_path):
     script = tmp_path / "train.py"
     exported = export_run(settings, script)
     assert exported.preset.is_file()
-    result = subprocess.run(
-        [sys.executable, str(script), "--output", str(tmp_path / "script-out")],
-        capture_output=True,
-        text=True,
-        env=cli_env(tmp_path),
-        timeout=600,
-        cwd=tmp_path,
-    )
+    result = run_exported(tmp_path, script, "--output", str(tmp_path / "script-out"))
     assert result.returncode == 0, result.stderr[-3000:]
     got = {}
     for line in (tmp_path / "script-out" / "losses.jsonl").open():
@@ -349,17 +351,6 @@ def test_a_one_process_deepspeed_preset_exports_its_launch(tmp_path):
     assert main_body.index("config_class(**arguments)") < main_body.index("= model_and_lora(")
 
 
-def run_script(tmp_path, script, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, str(script), *args],
-        capture_output=True,
-        text=True,
-        env=cli_env(tmp_path),
-        timeout=600,
-        cwd=tmp_path,
-    )
-
-
 def test_set_changes_any_constant_or_trainer_argument_and_refuses_unknown_names(tmp_path):
     """--set NAME=VALUE, nanoGPT's configurator: a constant (OUTPUT) or one of SFTConfig's
     arguments in TRAINER (max_steps); an unknown name is one line, before anything loads."""
@@ -367,14 +358,14 @@ def test_set_changes_any_constant_or_trainer_argument_and_refuses_unknown_names(
     script.write_text(render_script(load_preset(DEMO_PRESET), {}))
     assert constants(script.read_text())["TRAINER"]["max_steps"] == -1  # 4 epochs as exported
     sets = ("max_steps=3", "logging_steps=1", "OUTPUT=out", f"MAX_SAMPLES={FEW}")
-    result = run_script(tmp_path, script, *set_args(*sets))
+    result = run_exported(tmp_path, script, *set_args(*sets))
     assert result.returncode == 0, result.stderr[-3000:]
     losses = (tmp_path / "out" / "losses.jsonl").read_text().splitlines()
     assert [json.loads(line)["step"] for line in losses] == [1, 2, 3]
     assert (tmp_path / "out" / "adapter" / "adapter_config.json").is_file()
 
     for wrong, named in (("NO_SUCH=1", "--set NO_SUCH: unknown name"), ("MODEL", "NAME=VALUE")):
-        refused = run_script(tmp_path, script, "--set", wrong)
+        refused = run_exported(tmp_path, script, "--set", wrong)
         assert refused.returncode == 1
         assert len(refused.stderr.strip().splitlines()) == 1 and named in refused.stderr
 

@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import DEMO_PRESET, FEW, cli_env, copy_finished_run, set_args
+from conftest import DEMO_PRESET, FEW, copy_finished_run, run_exported, set_args
 
 from finetune_tui.engine.common.errors import ModelError
 
@@ -159,8 +159,6 @@ def test_a_qlora_run_merges_into_an_unquantised_base(merge_template, tmp_path, m
 def test_the_exported_script_merges_after_training_when_asked(tmp_path):
     """`python train.py --set MERGE=True`: OUTPUT/merged loads without PEFT and answers the
     demo's held-out prompts as the adapter on its base does, token for token."""
-    import subprocess
-    import sys
 
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
@@ -173,14 +171,7 @@ def test_the_exported_script_merges_after_training_when_asked(tmp_path):
     script = tmp_path / "train.py"
     script.write_text(render_script(load_preset(DEMO_PRESET), {}))
     sets = ("MERGE=True", "max_steps=3", "OUTPUT=out", "EVAL_FRACTION=0", f"MAX_SAMPLES={FEW}")
-    result = subprocess.run(
-        [sys.executable, str(script), *set_args(*sets)],
-        capture_output=True,
-        text=True,
-        env=cli_env(tmp_path),
-        timeout=600,
-        cwd=tmp_path,
-    )
+    result = run_exported(tmp_path, script, *set_args(*sets))
     assert result.returncode == 0, result.stderr[-3000:]
     out = tmp_path / "out"
     assert "merged model saved to" in result.stdout

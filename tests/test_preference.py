@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import call_main, cli_env, own_folders, read_until, start_cli
+from conftest import call_main, own_folders, read_until, run_exported, start_cli
 
 from finetune_tui.engine.common import demo
 from finetune_tui.engine.data.formats import detect_format, validate_records
@@ -358,10 +358,8 @@ def test_the_runs_own_script_reproduces_its_dpo_losses(small_dpo_run, tmp_path):
     """The exported script is the runner's recipe: the same trainer, data and losses."""
     out = tmp_path / "script-out"
     script = small_dpo_run / "export" / "train.py"
-    subprocess.run(
-        [sys.executable, str(script), "--output", str(out)],
-        check=True, capture_output=True, env=cli_env(tmp_path), timeout=600,
-    )  # fmt: skip
+    done = run_exported(tmp_path, script, "--output", str(out))
+    assert done.returncode == 0, done.stderr[-3000:]
     lines = (out / "losses.jsonl").read_text().splitlines()
     got = {r["step"]: r["loss"] for r in map(json.loads, lines)}
     expected = step_losses(small_dpo_run)
