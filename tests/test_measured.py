@@ -1,5 +1,5 @@
-"""What runs measured is kept per model family, backend and card, and the next plan on that
-card says it was corrected by them; a damaged or hostile store never stops a plan."""
+"""What runs measured is kept per model family, backend, objective and card, and the next
+plan on that card says it was corrected by them; a damaged or hostile store never stops a plan."""
 
 from __future__ import annotations
 
@@ -66,6 +66,18 @@ def test_only_the_same_card_family_and_backend_count():
     assert correction_for("llama", "hf", "RTX 4090").factor == 1.5
     write_store(entry(9.0), entry(9.5), entry(12.0))  # the median says: within the plan
     assert correction_for("llama", "unsloth", "RTX 4090") is None
+
+
+def test_a_preference_objectives_runs_correct_only_its_own_plans():
+    """DPO's memory (and the allocator its runs set) is not SFT's: a DPO run that measured
+    more corrects the next DPO plan, not an SFT one; a line of an objective the product
+    does not know is skipped."""
+    write_store(entry(12.0, backend="hf", objective="dpo"), entry(15.0, objective="nonsense"))
+    assert correction_for("llama", "hf", "RTX 4090", "dpo").factor == 1.2
+    assert correction_for("llama", "hf", "RTX 4090") is None  # sft
+    assert correction_for("llama", "hf", "RTX 4090", "orpo") is None
+    assert correction_for("llama", "unsloth", "RTX 4090") is None  # the unknown line
+    assert [m.objective for m in measured.measurements()] == ["dpo"]
 
 
 def test_a_damaged_or_hostile_store_never_stops_a_plan(cli):

@@ -1,8 +1,9 @@
 """What runs measured on this machine, and the correction the planner takes from it.
 
 Every one-process GPU run appends one line to `measured.jsonl` in the user's data folder
-(beside the run registry): model family, backend, card, measured and predicted peak
-reserved memory. The next plan for the same family, backend and card scales its peak by
+(beside the run registry): model family, backend, objective, card, measured and predicted
+peak reserved memory. The next plan for the same family, backend, objective and card (a
+preference objective's memory, and its allocator, are not SFT's) scales its peak by
 the median of the last RECENT ratios where they say the planner predicted too little: a
 plan corrects itself upward only (a tight fit stays the back-off's job).
 
@@ -29,6 +30,7 @@ from ..inspect.hardware import _normalise as card_key
 from ..inspect.models import ModelInfo
 from ..settings.schema import TrainSettings
 from .memory import MemoryBreakdown
+from .objective import SEQUENCES_PER_SAMPLE
 from .peak import predict_memory
 
 STORE_FILE = "measured.jsonl"
@@ -49,6 +51,7 @@ class Measurement:
     measured_gib: float  # peak reserved, torch.cuda.max_memory_reserved()
     predicted_gib: float  # the planner's, uncorrected, at the longest length trained
     tokens_per_second: float | None = None
+    objective: str = "sft"  # lines from before objectives were kept are SFT runs
 
     @property
     def ratio(self) -> float:
@@ -113,9 +116,10 @@ def measurements() -> list[Measurement]:
     key = (str(path), info.st_mtime_ns, info.st_size, info.st_ino)
     if _cache.get("key") != key:
         entries = _read(path)
-        ratios: dict[tuple[str, str, str], list[float]] = {}
+        ratios: dict[tuple[str, str, str, str], list[float]] = {}
         for m in entries:
-            ratios.setdefault((m.family, m.backend, card_key(m.card)), []).append(m.ratio)
+            key = (m.family, m.backend, m.objective, card_key(m.card))
+            ratios.setdefault(key, []).append(m.ratio)
         _cache.update(key=key, entries=entries, ratios=ratios)
     return _cache["entries"]
 
@@ -154,7 +158,10 @@ def _entry(data: dict) -> Measurement | None:
     speed = data.get("tokens_per_second")
     if speed is not None and not (_finite(speed) and speed >= 0):
         return None
-    entry = Measurement(*texts, *numbers, speed)
+    objective = data.get("objective", "sft")
+    if objective not in SEQUENCES_PER_SAMPLE:
+        return None
+    entry = Measurement(*texts, *numbers, speed, objective)
     return entry if RATIO_RANGE[0] <= entry.ratio <= RATIO_RANGE[1] else None
 
 
@@ -162,14 +169,16 @@ def _finite(value) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def correction_for(family: str, backend: str, card: str | None) -> Correction | None:
-    """The median ratio of the last RECENT runs of this family, backend and card, where it
-    says the planner predicted too little."""
+def correction_for(
+    family: str, backend: str, card: str | None, objective: str = "sft"
+) -> Correction | None:
+    """The median ratio of the last RECENT runs of this family, backend, objective and card,
+    where it says the planner predicted too little."""
     if not card:
         return None
     if not measurements():  # also brings the index up to date
         return None
-    ratios = _cache["ratios"].get((family, backend, card_key(card)), [])[-RECENT:]
+    ratios = _cache["ratios"].get((family, backend, objective, card_key(card)), [])[-RECENT:]
     if not ratios or (factor := statistics.median(ratios)) < MIN_CORRECTION:
         return None
     return Correction(round(factor, 3), len(ratios))
@@ -179,7 +188,8 @@ def correction(model: ModelInfo, settings: TrainSettings, card: str | None) -> C
     """What this configuration's runs say; only one process is measured (rank 0's peak)."""
     if settings.distributed.launched:
         return None
-    return correction_for(model.model_type, settings.memory.backend, card)
+    backend, objective = settings.memory.backend, settings.training.objective
+    return correction_for(model.model_type, backend, card, objective)
 
 
 def planned_memory(

@@ -173,6 +173,7 @@ def remember(settings: TrainSettings, summary, counter, emit: EventSink) -> None
         reading["card"],
         reading["memory_peak_gib"],
         predicted,
+        objective=settings.training.objective,
     )
     problem = record(measurement)
     if problem:
