@@ -125,3 +125,36 @@ def test_preference_runs_get_the_allocator_their_plan_assumes(
         assert warning.startswith("your CUDA allocator setting is kept") and users in warning
     else:
         assert warning is None
+
+
+def test_a_wizard_run_after_cuda_was_set_up_without_the_allocator_says_so(monkeypatch):
+    """In the wizard, an SFT run sets CUDA up under torch's default allocator; a DPO run
+    after it asks for expandable segments too late: it warns, and its summary names the
+    allocator really in force."""
+    import torch
+
+    from finetune_tui.engine.settings.preset import settings_from_overrides
+    from finetune_tui.engine.train import run_memory
+
+    monkeypatch.delenv("PYTORCH_CUDA_ALLOC_CONF", raising=False)
+    monkeypatch.setattr(run_memory, "_CUDA_STARTED_UNDER", None)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    initialised = []
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: bool(initialised))
+    sft = settings_from_overrides(["training.objective=sft"])
+    dpo = settings_from_overrides(["training.objective=dpo"])
+    run_memory.use_planned_allocator(sft)  # preflight, before CUDA
+    initialised.append(True)  # the SFT run sets CUDA up
+    run_memory.use_planned_allocator(sft)  # its _train
+    run_memory.use_planned_allocator(dpo)  # the next run's preflight
+    assert run_memory.allocator_warning(dpo) == run_memory.STALE_ALLOCATOR
+    assert run_memory.allocator_in_force() == ""
+    # a fresh process (headless): set before CUDA, in force, no warning
+    monkeypatch.delenv("PYTORCH_CUDA_ALLOC_CONF")
+    monkeypatch.setattr(run_memory, "_CUDA_STARTED_UNDER", None)
+    initialised.clear()
+    run_memory.use_planned_allocator(dpo)
+    initialised.append(True)
+    run_memory.use_planned_allocator(dpo)
+    assert run_memory.allocator_warning(dpo) is None
+    assert run_memory.allocator_in_force() == "expandable_segments:True"

@@ -17,19 +17,29 @@ from ..settings.schema import TrainSettings
 
 def use_planned_allocator(settings: TrainSettings) -> None:
     """Put the allocator the plan assumes in force (recipe.model.planned_allocator), before
-    anything in this run touches CUDA; remember whether CUDA was already set up without it
-    by something earlier in this process (a run before, in the wizard)."""
+    anything in this run touches CUDA; once CUDA is set up, remember the setting it was set
+    up under (a run earlier in the wizard may have done it, before this one's setting)."""
     import os
 
     import torch
 
-    global _STALE
+    global _CUDA_STARTED_UNDER
     before = os.environ.get("PYTORCH_CUDA_ALLOC_CONF", "")
-    in_force = planned_allocator(settings.training.objective)
-    _STALE = _STALE or (in_force != before and torch.cuda.is_initialized())
+    planned_allocator(settings.training.objective)
+    if _CUDA_STARTED_UNDER is None and torch.cuda.is_initialized():
+        _CUDA_STARTED_UNDER = before
 
 
-_STALE = False  # CUDA was set up before this process's allocator setting was made
+_CUDA_STARTED_UNDER: str | None = None  # PYTORCH_CUDA_ALLOC_CONF when CUDA was set up
+
+
+def allocator_in_force() -> str:
+    """The allocator setting this process's CUDA runs under ("" is torch's default)."""
+    import os
+
+    if _CUDA_STARTED_UNDER is not None:
+        return _CUDA_STARTED_UNDER
+    return os.environ.get("PYTORCH_CUDA_ALLOC_CONF", "")
 
 
 def allocator_warning(settings: TrainSettings) -> str | None:
@@ -40,12 +50,12 @@ def allocator_warning(settings: TrainSettings) -> str | None:
 
     if settings.training.objective == "sft" or not torch.cuda.is_available():
         return None
-    if _STALE:
-        return STALE_ALLOCATOR
-    in_force = os.environ.get("PYTORCH_CUDA_ALLOC_CONF", "")
-    if "expandable_segments:True" not in in_force:
-        return f"{OWN_ALLOCATOR} (PYTORCH_CUDA_ALLOC_CONF={in_force})"
-    return None
+    in_force = allocator_in_force()
+    if "expandable_segments:True" in in_force:
+        return None
+    if "expandable_segments:True" in os.environ.get("PYTORCH_CUDA_ALLOC_CONF", ""):
+        return STALE_ALLOCATOR  # asked for, after CUDA was set up without it
+    return f"{OWN_ALLOCATOR} (PYTORCH_CUDA_ALLOC_CONF={in_force})"
 
 
 STALE_ALLOCATOR = (
@@ -101,13 +111,10 @@ def peak_memory() -> dict:
     reading = cuda_memory()
     if not reading:
         return {}
-    import os
-
     return {
         "peak_allocated_gib": round(reading["memory_peak_allocated_gib"], 3),
         "peak_reserved_gib": round(reading["memory_peak_gib"], 3),
-        # the allocator the peaks were reserved under ("" is torch's default)
-        "cuda_allocator": os.environ.get("PYTORCH_CUDA_ALLOC_CONF", ""),
+        "cuda_allocator": allocator_in_force(),  # what the peaks were reserved under
     }
 
 
