@@ -1,6 +1,7 @@
-"""A run's memory beside its plan: the prediction for the settings that train, the measured
-peak (read only through callbacks.cuda_memory), the self-check that changes course before
-an out-of-memory error, and what the run leaves in the measured-memory store.
+"""A run's memory beside its plan: the CUDA allocator the plan assumes (set before CUDA is
+touched), the prediction for the settings that train, the measured peak (read only through
+callbacks.cuda_memory), the self-check that changes course before an out-of-memory error,
+and what the run leaves in the measured-memory store.
 
 Only one process is checked and remembered: with several, one rank backing off alone would
 leave the others waiting at a collective (the out-of-memory back-off is one-process too).
