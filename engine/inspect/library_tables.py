@@ -21,6 +21,11 @@ CONVERSION_PATTERNS = "_MODEL_TO_CONVERSION_PATTERN"
 MOVED_TARGETS = "_MOE_TARGET_MODULE_MAPPING"
 
 
+class Named(str):
+    """A table entry that names something (liger-kernel's table maps a model type to its
+    patch function): the name, as text."""
+
+
 class Unread(dict):
     """A name bound to something not literal (`OTHER.copy()`): only the `NAME[key] = value`
     lines after it are known."""
@@ -40,29 +45,34 @@ def _parsed(package: str, *parts: str) -> ast.Module | None:
 
 
 def _module_tables(package: str, *parts: str) -> dict[str, object] | None:
-    """Module-level literal assignments of a file inside an installed package, name →
-    value; `NAME[key] = value` lines update an earlier literal dict."""
-    tree = _parsed(package, *parts)
+    """Module-level literal assignments of a file inside an installed package (`_tables`)."""
+    return _tables(_parsed(package, *parts))
+
+
+def _tables(tree: ast.Module | None) -> dict[str, object] | None:
+    """A module's literal assignments, name → value; `NAME[key] = value` lines update an
+    earlier literal dict."""
     if tree is None:
         return None
     tables: dict[str, object] = {}
     for node in tree.body:
         target = node.targets[0] if isinstance(node, ast.Assign) else getattr(node, "target", None)
-        value = _value(node.value) if getattr(node, "value", None) else None
+        value = getattr(node, "value", None)  # a `for NAME in ...` binds no value
         if isinstance(target, ast.Name):
-            tables[target.id] = value
+            tables[target.id] = _value(value) if value else None
         elif isinstance(target, ast.Subscript) and isinstance(target.value, ast.Name):
             table = tables.get(target.value.id)
             if isinstance(table, dict) and isinstance(target.slice, ast.Constant):
-                table[target.slice.value] = value
+                table[target.slice.value] = _entry(value)
     return tables
 
 
 def _value(node: ast.expr) -> object:
-    """A literal's value; a dict's keys even where its values are not literal (functions)."""
+    """A literal's value; a dict's keys even where its values are not literal (functions:
+    their names)."""
     if isinstance(node, ast.Dict):
         return {
-            k.value: _value(v)
+            k.value: _entry(v)
             for k, v in zip(node.keys, node.values, strict=True)
             if isinstance(k, ast.Constant)
         }
@@ -72,13 +82,30 @@ def _value(node: ast.expr) -> object:
         return Unread()
 
 
+def _entry(node: ast.expr | None) -> object:
+    """A table entry's value: a name (a function's) as Named, else the literal."""
+    if isinstance(node, ast.Name):
+        return Named(node.id)
+    return _value(node) if node is not None else None
+
+
+def _liger_patch() -> ast.Module | None:
+    """liger-kernel's monkey_patch.py: its model table and its patch functions."""
+    return _parsed("liger_kernel", "transformers", "monkey_patch.py")
+
+
+def _liger_table(tree: ast.Module | None) -> dict | None:
+    """liger-kernel's model type → patch function table; None where it cannot be read."""
+    table = (_tables(tree) or {}).get(LIGER_TABLE)
+    return table if type(table) is dict else None
+
+
 @functools.lru_cache(maxsize=1)
 def liger_model_types() -> frozenset[str] | None:
     """The model types the installed liger-kernel patches: the keys of its own table.
     None when liger-kernel is not installed or the table could not be read."""
-    tables = _module_tables("liger_kernel", "transformers", "monkey_patch.py") or {}
-    table = tables.get(LIGER_TABLE)
-    if type(table) is not dict:
+    table = _liger_table(_liger_patch())
+    if table is None:
         return None
     return frozenset(key for key in table if isinstance(key, str))
 
@@ -88,8 +115,9 @@ def liger_fused_expert_types() -> frozenset[str]:
     """The model types whose liger-kernel patch swaps the routed experts for its fused
     `LigerExperts` (their function in the table names that class). Empty when liger-kernel
     is missing or its table is no longer literal."""
-    tree = _parsed("liger_kernel", "transformers", "monkey_patch.py")
-    if tree is None:
+    tree = _liger_patch()
+    table = _liger_table(tree)
+    if table is None:
         return frozenset()
     fused = {
         node.name
@@ -97,22 +125,11 @@ def liger_fused_expert_types() -> frozenset[str]:
         if isinstance(node, ast.FunctionDef)
         and any(isinstance(n, ast.Name) and n.id == LIGER_EXPERTS for n in ast.walk(node))
     }
-    table = next((_assigned(node) for node in tree.body if _assigned(node) is not None), None)
-    if table is None:
-        return frozenset()
     return frozenset(
-        key.value
-        for key, value in zip(table.keys, table.values, strict=True)
-        if isinstance(key, ast.Constant) and isinstance(value, ast.Name) and value.id in fused
+        key
+        for key, function in table.items()
+        if isinstance(key, str) and isinstance(function, Named) and function in fused
     )
-
-
-def _assigned(node: ast.stmt) -> ast.Dict | None:
-    """The dict literal bound to liger-kernel's model table by this statement, if it is."""
-    target = node.targets[0] if isinstance(node, ast.Assign) else getattr(node, "target", None)
-    if isinstance(target, ast.Name) and target.id == LIGER_TABLE:
-        return node.value if isinstance(node.value, ast.Dict) else None
-    return None
 
 
 @functools.lru_cache(maxsize=1)
