@@ -72,7 +72,8 @@ def compare(adapter: list[Continuation], merged: list[Continuation], tokenizer) 
     report: dict = {"prompts": len(adapter), "identical": True, "max_logprob_difference": 0.0}
     differences = []
     for index, (a, b) in enumerate(zip(adapter, merged, strict=True)):
-        shared = _shared_prefix(a, b, report)
+        shared, moved = _shared_prefix(a, b)
+        report["max_logprob_difference"] = max(report["max_logprob_difference"], moved)
         if a.tokens != b.tokens:
             differences.append(_difference(index, shared, a, b, tokenizer))
     if differences:
@@ -96,39 +97,35 @@ def compare(adapter: list[Continuation], merged: list[Continuation], tokenizer) 
     return report
 
 
-def _shared_prefix(a: Continuation, b: Continuation, report: dict) -> int:
-    """How many first tokens agree; the largest move of an agreeing token's log-probability
-    goes into the report."""
-    shared = 0
+def _shared_prefix(a: Continuation, b: Continuation) -> tuple[int, float]:
+    """How many first tokens agree, and the largest move of an agreeing token's
+    log-probability between the two models."""
+    shared, moved = 0, 0.0
     while shared < min(len(a.tokens), len(b.tokens)) and a.tokens[shared] == b.tokens[shared]:
         step = a.tokens[shared]
         gap = abs(float(a.logprobs[shared][step]) - float(b.logprobs[shared][step]))
-        report["max_logprob_difference"] = max(report["max_logprob_difference"], gap)
-        shared += 1
-    return shared
+        shared, moved = shared + 1, max(moved, gap)
+    return shared, moved
 
 
 def _difference(index: int, shared: int, a: Continuation, b: Continuation, tokenizer) -> dict:
     """Where one prompt's continuations part, and how much each model preferred its own
     token over the other's there (None where one of them stopped: no near-tie to weigh)."""
-    if shared >= min(len(a.tokens), len(b.tokens)):  # one stopped where the other went on
-        return {
-            "prompt": index,
-            "position": shared,
-            "adapter_token": tokenizer.decode(a.tokens[shared : shared + 1]),
-            "merged_token": tokenizer.decode(b.tokens[shared : shared + 1]),
-            "adapter_logprob_gap": None,
-            "merged_logprob_gap": None,
-        }
-    ta, tb = a.tokens[shared], b.tokens[shared]
+    ta, tb = a.tokens[shared : shared + 1], b.tokens[shared : shared + 1]
+    both = bool(ta and tb)  # else one stopped where the other went on
     return {
         "prompt": index,
         "position": shared,
-        "adapter_token": tokenizer.decode([ta]),
-        "merged_token": tokenizer.decode([tb]),
-        "adapter_logprob_gap": float(a.logprobs[shared][ta] - a.logprobs[shared][tb]),
-        "merged_logprob_gap": float(b.logprobs[shared][tb] - b.logprobs[shared][ta]),
+        "adapter_token": tokenizer.decode(ta),
+        "merged_token": tokenizer.decode(tb),
+        "adapter_logprob_gap": _preferred(a, shared, ta, tb) if both else None,
+        "merged_logprob_gap": _preferred(b, shared, tb, ta) if both else None,
     }
+
+
+def _preferred(c: Continuation, step: int, own: list[int], other: list[int]) -> float:
+    """How much this model preferred its own token over the other's, in nats."""
+    return float(c.logprobs[step][own[0]] - c.logprobs[step][other[0]])
 
 
 def verdict(report: dict, tokens: int) -> str:
@@ -152,7 +149,7 @@ def verdict(report: dict, tokens: int) -> str:
         f"{d['adapter_token']!r} vs merged {d['merged_token']!r} ({gaps})"
     )
     if report.get("agrees"):
-        same = report["prompts"] - len(report.get("differences", [d]))
+        same = report["prompts"] - len(report["differences"])
         return (
             f"parity: agrees within rounding ({report['tolerance']} nats): identical first "
             f"{tokens} greedy tokens on {same} of {report['prompts']} prompts; a near-tie on "
