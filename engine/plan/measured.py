@@ -28,9 +28,9 @@ from ..common.places import data_dir
 from ..common.safe_io import open_append, open_regular
 from ..inspect.hardware import _normalise as card_key
 from ..inspect.models import ModelInfo
+from ..settings.options import OBJECTIVES
 from ..settings.schema import TrainSettings
 from .memory import MemoryBreakdown
-from .objective import SEQUENCES_PER_SAMPLE
 from .peak import predict_memory
 
 STORE_FILE = "measured.jsonl"
@@ -159,7 +159,7 @@ def _entry(data: dict) -> Measurement | None:
     if speed is not None and not (_finite(speed) and speed >= 0):
         return None
     objective = data.get("objective", "sft")
-    if objective not in SEQUENCES_PER_SAMPLE:
+    if objective not in OBJECTIVES:
         return None
     entry = Measurement(*texts, *numbers, speed, objective)
     return entry if RATIO_RANGE[0] <= entry.ratio <= RATIO_RANGE[1] else None

@@ -77,8 +77,8 @@ def candidates(plan, count: int = CANDIDATES) -> list[Candidate]:
         if len(out) >= count:
             break
         settings = with_changes(plan.settings, alt.changes)
-        if alt.fits and described(settings) not in seen:
-            seen.add(described(settings))
+        if alt.fits and (strategy := described(settings)) not in seen:
+            seen.add(strategy)
             out.append(Candidate(alt.label, settings, alt.peak_vram_gib, alt.relative_speed))
     return out
 
