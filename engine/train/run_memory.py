@@ -15,48 +15,50 @@ from ..recipe.model import planned_allocator
 from ..runs.events import EventSink, Notice
 from ..settings.schema import TrainSettings
 
+ALLOCATOR = "PYTORCH_CUDA_ALLOC_CONF"
+EXPANDABLE = "expandable_segments:True"  # what recipe.model.planned_allocator sets
+
+
+def _asked() -> str:
+    """The allocator setting this process's environment asks for ("" is torch's default)."""
+    import os
+
+    return os.environ.get(ALLOCATOR, "")
+
 
 def use_planned_allocator(settings: TrainSettings) -> None:
     """Put the allocator the plan assumes in force (recipe.model.planned_allocator), before
     anything in this run touches CUDA; once CUDA is set up, remember the setting it was set
     up under (a run earlier in the wizard may have done it, before this one's setting)."""
-    import os
-
     import torch
 
     global _CUDA_STARTED_UNDER
-    before = os.environ.get("PYTORCH_CUDA_ALLOC_CONF", "")
+    before = _asked()
     planned_allocator(settings.training.objective)
     if _CUDA_STARTED_UNDER is None and torch.cuda.is_initialized():
         _CUDA_STARTED_UNDER = before
 
 
-_CUDA_STARTED_UNDER: str | None = None  # PYTORCH_CUDA_ALLOC_CONF when CUDA was set up
+_CUDA_STARTED_UNDER: str | None = None  # the setting asked for when CUDA was set up
 
 
 def allocator_in_force() -> str:
     """The allocator setting this process's CUDA runs under ("" is torch's default)."""
-    import os
-
-    if _CUDA_STARTED_UNDER is not None:
-        return _CUDA_STARTED_UNDER
-    return os.environ.get("PYTORCH_CUDA_ALLOC_CONF", "")
+    return _asked() if _CUDA_STARTED_UNDER is None else _CUDA_STARTED_UNDER
 
 
 def allocator_warning(settings: TrainSettings) -> str | None:
     """Why a preference run on a GPU may reserve more than planned, or None."""
-    import os
-
     import torch
 
     if settings.training.objective == "sft" or not torch.cuda.is_available():
         return None
     in_force = allocator_in_force()
-    if "expandable_segments:True" in in_force:
+    if EXPANDABLE in in_force:
         return None
-    if "expandable_segments:True" in os.environ.get("PYTORCH_CUDA_ALLOC_CONF", ""):
+    if EXPANDABLE in _asked():
         return STALE_ALLOCATOR  # asked for, after CUDA was set up without it
-    return f"{OWN_ALLOCATOR} (PYTORCH_CUDA_ALLOC_CONF={in_force})"
+    return f"{OWN_ALLOCATOR} ({ALLOCATOR}={in_force})"
 
 
 STALE_ALLOCATOR = (
@@ -65,8 +67,8 @@ STALE_ALLOCATOR = (
     "planned; restart finetune-tui for the planned memory"
 )
 OWN_ALLOCATOR = (
-    "your CUDA allocator setting is kept; the preference plan assumes "
-    "expandable_segments:True and this run may reserve more than planned"
+    f"your CUDA allocator setting is kept; the preference plan assumes {EXPANDABLE} and "
+    "this run may reserve more than planned"
 )
 
 
