@@ -67,7 +67,7 @@ case "$stage" in
       ${RT_CASES:+--cases "$RT_CASES"} 2>&1 | tail -c 20000 >> "$OUT/run_time.log" ;;
   merge)  # a QLoRA run merged through the product: host / GPU memory and time vs the plan
     python3 benchmarks/merge_bench.py --model "${MERGE_MODEL:-meta-llama/Llama-3.1-8B}" \
-      ${MERGE_LAYERS:+--layers "$MERGE_LAYERS"} --root /tmp --out "$OUT/merge.jsonl" \
+      ${MERGE_LAYERS:+--layers "$MERGE_LAYERS"} --root "${MERGE_ROOT:-/tmp}" --out "$OUT/merge.jsonl" \
       2>&1 | tail -c 20000 >> "$OUT/merge.log" ;;
   measure)  # plan --measure as a user runs it, on two families
     for model in ${MEASURE_MODELS:-Qwen/Qwen2.5-1.5B google/gemma-2-2b}; do
