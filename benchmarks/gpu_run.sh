@@ -12,7 +12,7 @@
 #   bash benchmarks/gpu_run.sh families  # family x backend x quantisation matrix (FAMILY_ARGS,
 #     several invocations separated by '|')
 #   bash benchmarks/gpu_run.sh run_time  # held-out tokens/s and wall time against the plan
-#     (RT_CASES="qwen7b-liger-2048" RT_SAMPLES=20000: one case per call keeps it under 10 min)
+#     (RT_CASES="qwen7b-liger-2048": one case per call; records cut to a 420 s plan)
 #   bash benchmarks/gpu_run.sh merge     # merge of a trained QLoRA run: plan vs measured, parity
 #     (MERGE_MODEL=meta-llama/Llama-3.1-8B, MERGE_LAYERS: keep this many layers)
 #   bash benchmarks/gpu_run.sh measure   # plan --measure: predicted vs measured candidates, the pick
@@ -63,8 +63,8 @@ case "$stage" in
         2>&1 | tail -c 20000 >> "$OUT/families.log"
     done ;;
   run_time)  # held-out tokens/s and whole-run time, predicted vs measured (RT_CASES, RT_SAMPLES)
-    python3 benchmarks/run_time.py --out "$OUT/run_time.jsonl" --samples "${RT_SAMPLES:-20000}" \
-      ${RT_CASES:+--cases "$RT_CASES"} 2>&1 | tail -c 20000 >> "$OUT/run_time.log" ;;
+    python3 benchmarks/run_time.py --out "$OUT/run_time.jsonl" --samples "${RT_SAMPLES:-20000}" --logs "$OUT" \
+      ${RT_CASES:+--cases "$RT_CASES"} >> "$OUT/run_time.log" 2>&1 ;;
   merge)  # a QLoRA run merged through the product: host / GPU memory and time vs the plan
     python3 benchmarks/merge_bench.py --model "${MERGE_MODEL:-meta-llama/Llama-3.1-8B}" \
       ${MERGE_LAYERS:+--layers "$MERGE_LAYERS"} --root "${MERGE_ROOT:-/tmp}" --out "$OUT/merge.jsonl" \

@@ -98,37 +98,67 @@ def predicted(settings) -> dict:
     )
 
 
-def run_case(name: str, work: Path, samples: int, timeout: int) -> dict:
+def sized(name: str, model: Path, data: Path, samples: int, budget: int):
+    """(settings, plan) with as many of `samples` records as the plan says finish within
+    `budget` seconds: a case that would outrun the device's call limit writes no row."""
+    settings = settings_of(case_settings(name, model, data, samples))
+    plan = predicted(settings)
+    total = (plan["time"] or {}).get("total_s")
+    if budget and total and total > budget:
+        samples = max(64, int(samples * budget / total))
+        settings = settings_of(case_settings(name, model, data, samples))
+        plan = predicted(settings)
+    return settings, plan, samples
+
+
+def last_speed(log: Path) -> float | None:
+    """The last tokens/s a headless progress line reported: what a cut-off run measured."""
+    import re
+
+    found = re.findall(r"([\d,]+) tok/s", log.read_text(errors="replace")) if log.exists() else []
+    return float(found[-1].replace(",", "")) if found else None
+
+
+def run_case(name: str, work: Path, samples: int, timeout: int, budget: int, logs: Path) -> dict:
     arch = CASES[name][0]
     model = backends.build_model(arch, work / "models")
     data = backends.write_realistic_dataset(work / "data-realistic.jsonl", samples)
     out = work / "runs" / name
     from finetune_tui.engine.settings.preset import save_preset
 
-    settings = settings_of(case_settings(name, model, data, samples))
-    plan = predicted(settings)
+    settings, plan, samples = sized(name, model, data, samples, budget)
+    total = (plan["time"] or {}).get("total_s")
+    speed = plan["tokens_per_s"]
+    print(f"{name}: {samples} records, planned {total} s, {speed} tokens/s", flush=True)
     preset = work / f"{name}.yaml"
     save_preset(settings, preset)
     args = ["--preset", str(preset), "--output", str(out), "--overwrite"]
+    log = logs / f"run_time-{name}.log"
     started = time.perf_counter()
-    done = subprocess.run(
-        [sys.executable, "-m", "finetune_tui", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-    )
+    try:
+        with open(log, "w") as sink:  # the progress lines, kept even if the run is cut off
+            code = subprocess.run(
+                [sys.executable, "-m", "finetune_tui", *args],
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+                timeout=timeout,
+                stdin=subprocess.DEVNULL,
+            ).returncode
+    except subprocess.TimeoutExpired:
+        code = None
     wall = time.perf_counter() - started
-    summary = json.loads((out / "summary.json").read_text()) if done.returncode == 0 else {}
+    summary = json.loads((out / "summary.json").read_text()) if code == 0 else {}
+    tail = log.read_text(errors="replace").strip().splitlines()[-1:] if log.exists() else []
     return {
         "case": name,
         "arch": arch,
-        "ok": done.returncode == 0,
-        "error": None if done.returncode == 0 else done.stderr.strip().splitlines()[-1:],
+        "samples": samples,
+        "ok": code == 0,
+        "error": None if code == 0 else (tail or [f"cut off after {timeout} s"]),
         "process_wall_s": round(wall, 1),
-        "predicted_total_s": (plan["time"] or {}).get("total_s"),
+        "predicted_total_s": total,
         "predicted_tokens_per_s": plan["tokens_per_s"],
-        "measured_tokens_per_s": summary.get("tokens_per_s"),
+        "measured_tokens_per_s": summary.get("tokens_per_s") or last_speed(log),
         "steps": summary.get("step"),
         "predicted_steps": (plan["time"] or {}).get("steps"),
         "basis": plan["throughput_basis"],
@@ -142,15 +172,21 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=20000, help="records per run")
     parser.add_argument("--work", default="/tmp/ftbench")
     parser.add_argument("--out", default="run_time.jsonl")
-    parser.add_argument("--timeout", type=int, default=1500)
+    parser.add_argument("--timeout", type=int, default=480, help="seconds a run may take")
+    parser.add_argument(
+        "--budget", type=int, default=420, help="fewer records where the plan says longer"
+    )
+    parser.add_argument("--logs", default=".", help="folder for each run's progress lines")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    with open(args.out, "a") as out:
+    with open(args.out, "a", buffering=1) as out:  # a line per case, as it ends
         out.write(json.dumps(backends.versions() | {"date": time.strftime("%Y-%m-%d")}) + "\n")
         for name in args.cases.split(","):
-            row = run_case(name.strip(), work, args.samples, args.timeout)
+            row = run_case(
+                name.strip(), work, args.samples, args.timeout, args.budget, Path(args.logs)
+            )
             print(json.dumps(row), flush=True)
             out.write(json.dumps(row) + "\n")
 
