@@ -18,6 +18,7 @@
 #   bash benchmarks/gpu_run.sh measure   # plan --measure: predicted vs measured candidates, the pick
 #     (MEASURE_MODELS="Qwen/Qwen2.5-1.5B google/gemma-2-2b", MEASURE_SEQ)
 #   bash benchmarks/gpu_run.sh calib backends panel   # several stages in one call
+#   PEAK_TRACE=1 bash benchmarks/gpu_run.sh launched  # + where each process's peak allocation came from
 # Installs the carried wheels, exposes the repo as the finetune_tui package, writes JSON
 # lines and logs to $OUT.
 set -uo pipefail
@@ -29,6 +30,9 @@ export PYTHONPATH=/tmp/site:/tmp/pkg PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
 export PATH=/tmp/site/bin:$PATH  # ninja (DeepSpeed compiles its CPU Adam on first use)
 export FINETUNE_TUI_CACHE_DIR=/tmp/ftcache FINETUNE_TUI_DATA_DIR=/tmp/ftdata
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
+if [ -n "${PEAK_TRACE:-}" ]; then  # every GPU process writes where its peak allocation came from
+  export PYTHONPATH="$PWD/benchmarks/trace_site:$PYTHONPATH" FT_PEAK_TRACE="$OUT/traces"
+fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
 for stage in "${@:-calib}"; do
 case "$stage" in
@@ -85,4 +89,7 @@ case "$stage" in
     done ;;
 esac
 done
+if [ -n "${PEAK_TRACE:-}" ]; then
+  python3 benchmarks/peak_trace.py "$OUT"/traces/peak-*.json > "$OUT/peak_trace.txt" 2>&1
+fi
 ls -la "$OUT"
