@@ -14,7 +14,9 @@
 #   bash benchmarks/gpu_run.sh run_time  # held-out tokens/s and wall time against the plan
 #     (RT_CASES="qwen7b-liger-2048": one case per call; records cut to a 420 s plan)
 #   bash benchmarks/gpu_run.sh merge     # merge of a trained QLoRA run: plan vs measured, parity
-#     (MERGE_MODEL=meta-llama/Llama-3.1-8B, MERGE_LAYERS: keep this many layers)
+#     (MERGE_MODEL=meta-llama/Llama-3.1-8B, MERGE_LAYERS: keep this many layers, MERGE_ROOT:
+#      a roomier work folder such as /dev/shm, MERGE_SHIP=f16,q8_0: then to GGUF, run in
+#      llama.cpp; carry .whl-gguf (llama-cpp-python) and .llama_cpp (its converter))
 #   bash benchmarks/gpu_run.sh measure   # plan --measure: predicted vs measured candidates, the pick
 #     (MEASURE_MODELS="Qwen/Qwen2.5-1.5B google/gemma-2-2b", MEASURE_SEQ)
 #   bash benchmarks/gpu_run.sh calib backends panel   # several stages in one call
@@ -23,7 +25,8 @@
 # lines and logs to $OUT.
 set -uo pipefail
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-  --target /tmp/site .whl/*.whl || exit 1
+  --target /tmp/site .whl/*.whl $(ls .whl-gguf/*.whl 2>/dev/null) || exit 1
+[ -d .llama_cpp ] && export LLAMA_CPP_DIR="$PWD/.llama_cpp"  # llama.cpp's converter, carried
 mkdir -p /tmp/pkg && rm -rf /tmp/pkg/finetune_tui && cp -r cli /tmp/pkg/finetune_tui
 for part in engine tui presets; do ln -s "$PWD/$part" "/tmp/pkg/finetune_tui/$part"; done
 export PYTHONPATH=/tmp/site:/tmp/pkg PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
@@ -72,6 +75,7 @@ case "$stage" in
   merge)  # a QLoRA run merged through the product: host / GPU memory and time vs the plan
     python3 benchmarks/merge_bench.py --model "${MERGE_MODEL:-meta-llama/Llama-3.1-8B}" \
       ${MERGE_LAYERS:+--layers "$MERGE_LAYERS"} --root "${MERGE_ROOT:-/tmp}" --out "$OUT/merge.jsonl" \
+      ${MERGE_SHIP:+--ship "$MERGE_SHIP"} \
       2>&1 | tail -c 20000 >> "$OUT/merge.log" ;;
   measure)  # plan --measure as a user runs it, on two families
     for model in ${MEASURE_MODELS:-Qwen/Qwen2.5-1.5B google/gemma-2-2b}; do

@@ -58,7 +58,10 @@ def row(args: argparse.Namespace, root: Path) -> dict:
 
     gpu = torch.cuda.is_available()
     started = time.monotonic()
-    model = bench.build_from_config(bench.family_config(args.model, args.layers), root / "model")
+    config = bench.family_config(args.model, args.layers)
+    if args.ship:  # llama.cpp loads no file whose vocabulary is short of its embedding rows
+        config["vocab_size"] = tokenizer_size(root)
+    model = bench.build_from_config(config, root / "model")
     built = time.monotonic()
     train(model, root / "run", args.steps, gpu)
     trained = time.monotonic()
@@ -71,6 +74,7 @@ def row(args: argparse.Namespace, root: Path) -> dict:
     line = {
         "model": args.model,
         "layers": args.layers,
+        "vocab_size": config.get("vocab_size"),
         "device": torch.cuda.get_device_name(0) if gpu else "CPU",
         "run_quantization": report["run_quantization"],
         "merged_dtype": report["merged_dtype"],
@@ -86,11 +90,38 @@ def row(args: argparse.Namespace, root: Path) -> dict:
         "date": time.strftime("%Y-%m-%d"),
         "stdout": result.stdout.strip().splitlines(),
     }
+    if args.ship:
+        line["gguf"] = ship_gguf(merged, root / "gguf", args.ship)
     if "gpu_peak_reserved_gib" in measured:
         line["plan_gpu_gib"] = plan["gpu_needed"]
         line["measured_gpu_reserved_gib"] = measured["gpu_peak_reserved_gib"]
         line["gpu_error_pct"] = _error(plan["gpu_needed"], measured["gpu_peak_reserved_gib"])
     return line
+
+
+def tokenizer_size(root: Path) -> int:
+    """Tokens in the demo tokenizer the benchmark models carry."""
+    from bench_tokenizer import save_byte_tokenizer
+    from transformers import AutoTokenizer
+
+    save_byte_tokenizer(root / "tokenizer")
+    return len(AutoTokenizer.from_pretrained(root / "tokenizer"))
+
+
+def ship_gguf(merged: Path, target: Path, quants: str) -> dict:
+    """`finetune-tui ship --to gguf`: each file converted by llama.cpp's own converter
+    ($LLAMA_CPP_DIR) and run in llama.cpp on the merge's held-out prompts."""
+    started = time.monotonic()
+    result = cli("ship", str(merged), "--to", "gguf", "--quant", quants, "-o", str(target))
+    report = target / "gguf_report.json"
+    return {
+        "exit": result.returncode,
+        "seconds": round(time.monotonic() - started, 1),
+        "files": {f.name: f.stat().st_size for f in target.glob("*.gguf")},
+        "report": json.loads(report.read_text()) if report.exists() else None,
+        "stdout": result.stdout.strip().splitlines()[-8:],
+        "stderr": result.stderr.strip().splitlines()[-4:],
+    }
 
 
 def _error(planned: float, measured: float) -> float | None:
@@ -105,6 +136,7 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--out", default="")
     parser.add_argument("--root", default="", help="work folder (default: a temporary one)")
+    parser.add_argument("--ship", default="", help="then ship to GGUF in these quantizations")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(dir=args.root or None) as root:
         line = row(args, Path(root))

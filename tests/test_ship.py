@@ -307,3 +307,36 @@ def test_a_gguf_file_larger_than_the_memory_here_is_not_run(tmp_path, monkeypatc
     assert gguf_answers.room_problem(gguf) == ("0.0 GiB, more than the 0.0 GiB of memory free here")
     monkeypatch.setattr(merge_plan, "available_host_bytes", lambda: 4 * 2**20)
     assert gguf_answers.room_problem(gguf) is None
+
+
+def test_a_gguf_file_llama_cpp_cannot_load_is_one_line_with_its_reason(capfd):
+    """llama.cpp says why a file does not load only in its log (found: a tokenizer of 264
+    tokens over 128,256 embedding rows): the reason is caught from the log, whether written
+    by Python or by the C library, and the file fails with it, not with a traceback."""
+    import os
+    import sys
+    from pathlib import Path
+
+    from finetune_tui.engine.deliver.gguf_answers import Reference, _load, failed, verdict
+
+    reason = "check_tensor_dims: tensor 'token_embd.weight' has wrong shape"
+
+    class Refuses:
+        def __init__(self, **_):
+            print("llama_model_loader: loaded meta data", file=sys.stderr)
+            os.write(2, f"llama_model_load: error loading model: {reason}\n".encode())
+            raise ValueError("Failed to load model from file: m-f16.gguf")
+
+    class Loads:
+        def __init__(self, **kwargs):
+            self.verbose = kwargs["verbose"]
+            print("llama_model_loader: loaded meta data", file=sys.stderr)
+
+    assert _load(Refuses, Path("m-f16.gguf"), 64) == (None, reason)
+    loaded, none = _load(Loads, Path("m-f16.gguf"), 64)
+    assert none is None and loaded.verbose is False
+    assert capfd.readouterr().err == ""  # the log went nowhere the user sees
+    result = {"file": "m-f16.gguf", "prompts": 4, "identical": 0, "not_loaded": reason}
+    reference = Reference(["p"] * 4, [[1]] * 4, [[2]] * 4, 16, "held-out")
+    assert failed(result, "q8_0")
+    assert verdict(result, "f16", reference) == f"m-f16.gguf: llama.cpp cannot load it: {reason}"

@@ -111,8 +111,11 @@ def check_file(path: Path, reference: Reference, tokenizer) -> dict:
 
     pairs = zip(reference.prompt_ids, reference.answers, strict=True)
     longest = max(len(ids) + len(answer) for ids, answer in pairs)
-    llm = Llama(model_path=str(path), n_ctx=longest + 8, n_gpu_layers=-1, verbose=False)
     result: dict = {"file": path.name, "prompts": len(reference.prompts), "identical": 0}
+    llm, refused = _load(Llama, path, longest + 8)
+    if llm is None:
+        result["not_loaded"] = refused
+        return result
     try:
         for index, (prompt, ids, expected) in enumerate(
             zip(reference.prompts, reference.prompt_ids, reference.answers, strict=True)
@@ -136,6 +139,35 @@ def check_file(path: Path, reference: Reference, tokenizer) -> dict:
     return result
 
 
+def _load(llama_class, path: Path, n_ctx: int):
+    """(the file loaded, None), or (None, llama.cpp's own reason). llama.cpp tells why only
+    in its log, so the log is caught while the file loads (verbose: its error line would
+    otherwise go to /dev/null), then quietened again."""
+    import contextlib
+    import logging
+    import os
+    import re
+    import tempfile
+
+    with tempfile.TemporaryFile(mode="w+", encoding="utf-8", errors="replace") as log:
+        saved = os.dup(2)
+        os.dup2(log.fileno(), 2)
+        try:
+            with contextlib.redirect_stderr(log):
+                llm = llama_class(model_path=str(path), n_ctx=n_ctx, n_gpu_layers=-1, verbose=True)
+        except (ValueError, RuntimeError) as error:
+            log.flush()
+            log.seek(0)
+            said = re.findall(r"error loading model: (.+)", log.read())
+            return None, " ".join(said[-1].split()) if said else str(error)
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+    llm.verbose = False
+    logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)  # the library's own logger
+    return llm, None
+
+
 def _difference(prompt: int, ours: list[int], theirs: list[int], tokenizer) -> dict:
     """Where two token lists first part, as text a user can read."""
     shared = min(len(ours), len(theirs))
@@ -148,8 +180,9 @@ def _difference(prompt: int, ours: list[int], theirs: list[int], tokenizer) -> d
 
 
 def failed(result: dict, quant: str) -> bool:
-    """A file is wrong when it tokenizes otherwise, or when a 16-bit one answers otherwise."""
-    if "tokenizer_differs" in result:
+    """A file is wrong when llama.cpp cannot load it or it tokenizes otherwise, or when a
+    16-bit one answers otherwise."""
+    if "tokenizer_differs" in result or "not_loaded" in result:
         return True
     return quant in UNQUANTIZED and result["identical"] < result["prompts"]
 
@@ -157,6 +190,8 @@ def failed(result: dict, quant: str) -> bool:
 def verdict(result: dict, quant: str, reference: Reference) -> str:
     """The one line a user reads per file."""
     name = result["file"]
+    if "not_loaded" in result:
+        return f"{name}: llama.cpp cannot load it: {result['not_loaded']}"
     if "tokenizer_differs" in result:
         d = result["tokenizer_differs"]
         return (
