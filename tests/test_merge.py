@@ -80,6 +80,18 @@ def test_a_merged_run_loads_alone_and_answers_as_its_adapter(cli, merge_template
     assert [tokenizer.decode(a) for a in reference.answers] == [
         c["merged"] for c in report["parity"]["continuations"]
     ]
+    # ...and how near the merged model came to other tokens, to weigh a file's near-ties
+    from finetune_tui.engine.deliver.parity import KEPT_LOGPROBS
+
+    for answer, top in zip(reference.answers, reference.merged_top, strict=True):
+        assert len(top) == len(answer) and all(len(step) == KEPT_LOGPROBS for step in top)
+        assert [step[0][0] for step in top] == answer  # greedy: its token is the likeliest
+        assert all(step[0][1] >= step[-1][1] for step in top)
+    older = json.loads(json.dumps(report))
+    for continuation in older["parity"]["continuations"]:
+        del continuation["merged_top"]
+    (out / "merge_report.json").write_text(json.dumps(older))
+    assert gguf_answers.read_reference(out, tokenizer).merged_top is None  # token for token
     report["parity"]["tokens"] = "16"
     (out / "merge_report.json").write_text(json.dumps(report))
     with pytest.raises(ModelError, match=r"merge_report.json: parity.prompt_texts"):

@@ -340,3 +340,84 @@ def test_a_gguf_file_llama_cpp_cannot_load_is_one_line_with_its_reason(capfd):
     reference = Reference(["p"] * 4, [[1]] * 4, [[2]] * 4, 16, "held-out")
     assert failed(result, "q8_0")
     assert verdict(result, "f16", reference) == f"m-f16.gguf: llama.cpp cannot load it: {reason}"
+
+
+class _FakeTokenizer:
+    bos_token = None
+
+    def decode(self, ids):
+        return "".join("abcde"[i] for i in ids)
+
+
+def _fake_llama(prefer: dict):
+    """A llama.cpp stand-in over a 5-token vocabulary: every step prefers the merged model's
+    token, except at the steps in `prefer` ({step: (token, nats over the merged token)})."""
+    import numpy as np
+
+    class Llama:
+        def __init__(self, **kwargs):
+            assert kwargs["logits_all"]  # weighing reads every step's logits
+            self.verbose = kwargs["verbose"]
+
+        def tokenize(self, text, add_bos, special):
+            return [0, 1]
+
+        def reset(self):
+            self.scores = None
+
+        def eval(self, tokens):
+            self.scores = np.zeros((len(tokens), 5), dtype=np.float32)
+            for row in range(1, len(tokens)):  # the step after row: the next answer token
+                self.scores[row, tokens[row + 1] if row + 1 < len(tokens) else 4] = 2.0
+            self.scores[1, 2] = 2.0  # step 0 prefers the answer's first token, 2
+            for step, (token, nats) in prefer.items():
+                self.scores[1 + step, token] = self.scores[1 + step].max() + nats
+
+        def close(self):
+            pass
+
+    return Llama
+
+
+@pytest.mark.parametrize(
+    "nats, merged_gap, agrees",
+    [(0.1, 0.05, True), (1.5, 0.05, False), (0.1, None, False)],
+)
+def test_a_16_bit_gguf_that_parts_at_a_near_tie_agrees_within_rounding(
+    monkeypatch, tmp_path, nats, merged_gap, agrees
+):
+    """A 16-bit file is weighed as the merge's parity is: where it would choose otherwise,
+    each side's preference for its own token within parity.LOGPROB_TOLERANCE is a near-tie
+    (exit 0, named); more, or a token outside the merged model's likeliest, fails."""
+    import sys
+    import types
+
+    from finetune_tui.engine.deliver import gguf_answers
+    from finetune_tui.engine.deliver.gguf_answers import Reference, check_file, failed, verdict
+
+    monkeypatch.setitem(
+        sys.modules, "llama_cpp", types.SimpleNamespace(Llama=_fake_llama({1: (3, nats)}))
+    )
+    monkeypatch.setattr(
+        gguf_answers,
+        "_load",
+        lambda cls, path, n_ctx, logits_all: (cls(logits_all=logits_all, verbose=False), None),
+    )
+    answer = [2, 4, 4]
+    top = [[[2, -0.5], [0, -2.0]], [[4, -0.6], [0, -2.0]], [[4, -0.5], [0, -2.0]]]
+    if merged_gap is not None:
+        top[1].append([3, -0.6 - merged_gap])
+    reference = Reference(["p"], [[0, 1]], [answer], 3, "held-out", [top])
+    result = check_file(tmp_path / "m-f16.gguf", reference, _FakeTokenizer())
+    assert result["identical"] == 0 and result["first_difference"]["position"] == 1
+    assert result["first_difference"]["gguf_logprob_gap"] == pytest.approx(nats, abs=1e-3)
+    assert result["agrees"] is agrees and failed(result, "f16") is not agrees
+    line = verdict(result, "f16", reference)
+    assert line.startswith(
+        "m-f16.gguf: in llama.cpp, the merged model's first 3 greedy tokens on 0 of 1"
+    )
+    assert ("agrees within rounding (0.25 nats)" in line) is agrees
+    if merged_gap is None:
+        assert "not among the merged model's likeliest tokens" in line
+    else:
+        assert f"log-prob gap {nats:.3g} / {merged_gap:.3g}" in line

@@ -172,9 +172,11 @@ def test_the_merged_demo_answers_in_llama_cpp_as_it_did_before(shipped_demo):
     report = json.loads((out / "gguf_report.json").read_text())
     assert set(report) == {"f16", "q8_0", "q4_k_m"}
     for quant, result in report.items():  # the learned demo is sure of its answers
-        assert result == {"file": f"merged-{quant}.gguf", "prompts": 4, "identical": 4}
+        assert result["file"] == f"merged-{quant}.gguf" and result["identical"] == 4
+        assert result["agrees"] and "first_difference" not in result
         said = f"merged-{quant}.gguf: in llama.cpp, the merged model's first 16 greedy tokens"
         assert f"{said} on 4 of 4 held-out prompts" in shipped.stdout
+    assert report["f16"]["max_logprob_difference"] < 0.01  # the merged model's log-probs
     parity = json.loads((merged / "merge_report.json").read_text())["parity"]
     assert [c["merged"] for c in parity["continuations"]] == [
         "FPN<|eos|>",
@@ -199,7 +201,8 @@ def test_a_file_that_tokenizes_or_answers_otherwise_is_named(shipped_demo):
     result = gguf_answers.check_file(out / "merged-f16.gguf", reference, tokenizer)
     assert result["identical"] == 3 and gguf_answers.failed(result, "f16")
     line = gguf_answers.verdict(result, "f16", reference)
-    assert "prompt 2 parts at token 3 ('T' for 'q')" in line
+    assert "prompt 2 parts at token 3 ('T' for 'q', log-prob gap " in line
+    assert "not among the merged model's likeliest tokens" in line  # no near-tie
     assert not gguf_answers.failed(result, "q8_0")  # a quantized file is reported, not failed
     reference.prompt_ids[0].insert(2, 32)  # as if the model had read a space there
     result = gguf_answers.check_file(out / "merged-f16.gguf", reference, tokenizer)

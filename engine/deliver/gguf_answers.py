@@ -4,8 +4,10 @@ merged model's held-out prompts tokenized by the file's own tokenizer and answer
 The prompts and the merged model's greedy answers are the ones `merge` proved and kept in
 merge_report.json, so the Hugging Face model is not loaded again. A file must tokenize
 every prompt as the model's tokenizer does (else it answers prompts the model never saw);
-a 16-bit file must then answer token for token; a quantized one is reported (rounding the
-weights may flip a near-tie, and does not make the file wrong).
+a 16-bit file must then answer token for token, or part only at near-ties by the merge's
+own rule (parity.LOGPROB_TOLERANCE: the merged model's answer is fed to the file and each
+side's log-probabilities weighed, from the likeliest tokens merge kept); a quantized one is
+reported (rounding the weights may flip a near-tie, and does not make the file wrong).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from ..common.safe_io import CONFIG_LIMIT, read_json
 from ..inspect.hardware import GIB
 from .model_folder import REPORT_FILE
 
-UNQUANTIZED = ("f16",)  # files whose answers must be the merged model's, token for token
+UNQUANTIZED = ("f16",)  # files whose answers must be the merged model's, up to near-ties
 
 
 @dataclass
@@ -31,6 +33,7 @@ class Reference:
     answers: list[list[int]]  # its greedy tokens
     tokens: int  # how many were asked for
     source: str  # "held-out" or "training"
+    merged_top: list | None = None  # per prompt, per step: [[id, log-prob], ...] (parity._top)
 
 
 def why_unchecked(model: Path) -> str | None:
@@ -76,7 +79,30 @@ def read_reference(model: Path, tokenizer) -> Reference | None:
         tokenizer(p, add_special_tokens=adds_special_tokens(tokenizer, p)).input_ids
         for p in prompts
     ]
-    return Reference(prompts, ids, answers, tokens, str(parity.get("prompt_source", "")))
+    source = str(parity.get("prompt_source", ""))
+    return Reference(prompts, ids, answers, tokens, source, _merged_top(continuations, answers))
+
+
+def _merged_top(continuations: list, answers: list) -> list | None:
+    """The merged model's kept log-probabilities, where every step has them (merges before
+    they were kept have none: their files are compared token for token)."""
+    tops = [c.get("merged_top") for c in continuations]
+    for top, answer in zip(tops, answers, strict=True):
+        if not isinstance(top, list) or len(top) != len(answer):
+            return None
+        if not all(isinstance(step, list) and all(map(_pair, step)) for step in top):
+            return None
+    return tops
+
+
+def _pair(entry) -> bool:
+    """[token id, log-prob]."""
+    return (
+        isinstance(entry, list)
+        and len(entry) == 2
+        and type(entry[0]) is int
+        and isinstance(entry[1], float)
+    )
 
 
 def room_problem(path: Path) -> str | None:
@@ -112,7 +138,8 @@ def check_file(path: Path, reference: Reference, tokenizer) -> dict:
     pairs = zip(reference.prompt_ids, reference.answers, strict=True)
     longest = max(len(ids) + len(answer) for ids, answer in pairs)
     result: dict = {"file": path.name, "prompts": len(reference.prompts), "identical": 0}
-    llm, refused = _load(Llama, path, longest + 8)
+    weighed = reference.merged_top is not None
+    llm, refused = _load(Llama, path, longest + 8, logits_all=weighed)
     if llm is None:
         result["not_loaded"] = refused
         return result
@@ -125,21 +152,71 @@ def check_file(path: Path, reference: Reference, tokenizer) -> dict:
             if theirs != ids:
                 result["tokenizer_differs"] = _difference(index, ids, theirs, tokenizer)
                 return result
-            answer = []
-            for token in llm.generate(ids, temp=0.0, top_k=1, top_p=1.0, min_p=0.0):
-                answer.append(token)
-                if len(answer) == len(expected):
-                    break
-            if answer == expected:
-                result["identical"] += 1
-            elif "first_difference" not in result:
-                result["first_difference"] = _difference(index, expected, answer, tokenizer)
+            if weighed:
+                _weigh(result, index, llm, (ids, expected, reference.merged_top[index]), tokenizer)
+            else:
+                _compare_greedy(result, index, llm, (ids, expected), tokenizer)
     finally:
         llm.close()
+    if weighed:
+        result["agrees"] = _agrees(result)
     return result
 
 
-def _load(llama_class, path: Path, n_ctx: int):
+def _compare_greedy(result: dict, index: int, llm, prompt: tuple, tokenizer) -> None:
+    """The file's own greedy answer against the merged model's, token for token."""
+    ids, expected = prompt
+    answer = []
+    for token in llm.generate(ids, temp=0.0, top_k=1, top_p=1.0, min_p=0.0):
+        answer.append(token)
+        if len(answer) == len(expected):
+            break
+    if answer == expected:
+        result["identical"] += 1
+    elif "first_difference" not in result:
+        result["first_difference"] = _difference(index, expected, answer, tokenizer)
+
+
+def _weigh(result: dict, index: int, llm, prompt: tuple, tokenizer) -> None:
+    """The merged model's answer fed to the file: at each step the file's own choice and
+    log-probabilities beside the merged model's kept ones. Up to the first step where the
+    file would choose otherwise (where its greedy answer parts), with how much each
+    preferred its own token there: parity's rule, for a file."""
+    import numpy as np
+
+    ids, expected, top = prompt
+    llm.reset()
+    llm.eval(ids + expected[:-1])
+    moved = 0.0
+    for step, token in enumerate(expected):
+        logits = np.asarray(llm.scores[len(ids) - 1 + step], dtype=np.float64)
+        logprobs = logits - logits.max() - np.log(np.exp(logits - logits.max()).sum())
+        own, merged = int(logprobs.argmax()), dict(top[step])
+        if own != token and logprobs[own] > logprobs[token]:
+            d = _difference(index, expected, expected[:step] + [own], tokenizer)
+            d["gguf_logprob_gap"] = round(float(logprobs[own] - logprobs[token]), 4)
+            kept = own in merged and token in merged  # else no near-tie to weigh
+            d["merged_logprob_gap"] = round(merged[token] - merged[own], 4) if kept else None
+            result.setdefault("first_difference", d)
+            result.setdefault("differences", []).append(d)
+            break
+        moved = max(moved, abs(float(logprobs[token]) - merged.get(token, logprobs[token])))
+    else:
+        result["identical"] += 1
+    result["max_logprob_difference"] = max(result.get("max_logprob_difference", 0.0), moved)
+
+
+def _agrees(result: dict) -> bool:
+    """Every agreeing token within the tolerance, every parting a near-tie within it."""
+    from .parity import LOGPROB_TOLERANCE
+
+    gaps = [(d["gguf_logprob_gap"], d["merged_logprob_gap"]) for d in result.get("differences", [])]
+    return result.get("max_logprob_difference", 0.0) <= LOGPROB_TOLERANCE and all(
+        merged is not None and max(own, merged) <= LOGPROB_TOLERANCE for own, merged in gaps
+    )
+
+
+def _load(llama_class, path: Path, n_ctx: int, logits_all: bool = False):
     """(the file loaded, None), or (None, llama.cpp's own reason). llama.cpp tells why only
     in its log, so the log is caught while the file loads (verbose: its error line would
     otherwise go to /dev/null), then quietened again."""
@@ -154,7 +231,13 @@ def _load(llama_class, path: Path, n_ctx: int):
         os.dup2(log.fileno(), 2)
         try:
             with contextlib.redirect_stderr(log):
-                llm = llama_class(model_path=str(path), n_ctx=n_ctx, n_gpu_layers=-1, verbose=True)
+                llm = llama_class(
+                    model_path=str(path),
+                    n_ctx=n_ctx,
+                    n_gpu_layers=-1,
+                    logits_all=logits_all,
+                    verbose=True,
+                )
         except (ValueError, RuntimeError) as error:
             log.flush()
             log.seek(0)
@@ -184,7 +267,8 @@ def failed(result: dict, quant: str) -> bool:
     16-bit one answers otherwise."""
     if "tokenizer_differs" in result or "not_loaded" in result:
         return True
-    return quant in UNQUANTIZED and result["identical"] < result["prompts"]
+    parted = result["identical"] < result["prompts"] and not result.get("agrees")
+    return quant in UNQUANTIZED and parted
 
 
 def verdict(result: dict, quant: str, reference: Reference) -> str:
@@ -207,8 +291,22 @@ def verdict(result: dict, quant: str, reference: Reference) -> str:
         d = result["first_difference"]
         line += (
             f"; prompt {d['prompt'] + 1} parts at token {d['position'] + 1} "
-            f"({d['gguf']!r} for {d['model']!r})"
+            f"({d['gguf']!r} for {d['model']!r}{_gaps(d)})"
         )
-        if quant not in UNQUANTIZED:
+        if result.get("agrees"):
+            from .parity import LOGPROB_TOLERANCE
+
+            line += f": agrees within rounding ({LOGPROB_TOLERANCE} nats)"
+        elif quant not in UNQUANTIZED:
             line += f"; {quant} rounds the weights, so near-ties may flip"
     return line
+
+
+def _gaps(d: dict) -> str:
+    """How much the file and the merged model each preferred their own token there."""
+    if "gguf_logprob_gap" not in d:
+        return ""
+    gap, merged = d["gguf_logprob_gap"], d["merged_logprob_gap"]
+    if merged is None:
+        return f", log-prob gap {gap:.3g}; not among the merged model's likeliest tokens"
+    return f", log-prob gap {gap:.3g} / {merged:.3g}"

@@ -13,6 +13,10 @@ from dataclasses import dataclass, field
 # merge changed the model (an adapter lost or scaled wrong moves trained answers by whole
 # nats).
 LOGPROB_TOLERANCE = 0.25
+# The merged model's most likely tokens kept per step (merge_report.json), so a GGUF file of
+# it can be weighed by the same rule without loading the model again: a token of the file's
+# outside these is never a near-tie.
+KEPT_LOGPROBS = 8
 
 
 @dataclass
@@ -91,10 +95,20 @@ def compare(adapter: list[Continuation], merged: list[Continuation], tokenizer) 
             "adapter": tokenizer.decode(a.tokens),
             "merged": tokenizer.decode(b.tokens),
             "merged_ids": b.tokens,  # what a GGUF of the merged model must answer
+            "merged_top": _top(b),  # ... or how near it came
         }
         for a, b in zip(adapter, merged, strict=True)
     ]
     return report
+
+
+def _top(c: Continuation) -> list[list[list]]:
+    """Each step's KEPT_LOGPROBS most likely tokens, as [id, log-prob] pairs."""
+    kept = []
+    for step in c.logprobs[: len(c.tokens)]:
+        values, ids = step.topk(min(KEPT_LOGPROBS, step.numel()))
+        kept.append([[int(i), round(float(v), 5)] for v, i in zip(values, ids, strict=True)])
+    return kept
 
 
 def _shared_prefix(a: Continuation, b: Continuation) -> tuple[int, float]:
