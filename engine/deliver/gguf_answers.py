@@ -207,13 +207,11 @@ def _weigh(result: dict, index: int, llm, prompt: tuple, tokenizer) -> None:
 
 
 def _agrees(result: dict) -> bool:
-    """Every agreeing token within the tolerance, every parting a near-tie within it."""
-    from .parity import LOGPROB_TOLERANCE
+    """The merge's parity rule, for a file and the merged model."""
+    from .parity import within_rounding
 
     gaps = [(d["gguf_logprob_gap"], d["merged_logprob_gap"]) for d in result.get("differences", [])]
-    return result.get("max_logprob_difference", 0.0) <= LOGPROB_TOLERANCE and all(
-        merged is not None and max(own, merged) <= LOGPROB_TOLERANCE for own, merged in gaps
-    )
+    return within_rounding(result.get("max_logprob_difference", 0.0), gaps)
 
 
 def _load(llama_class, path: Path, n_ctx: int, logits_all: bool = False):

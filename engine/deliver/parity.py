@@ -85,11 +85,8 @@ def compare(adapter: list[Continuation], merged: list[Continuation], tokenizer) 
         report["first_difference"] = differences[0]
         report["differences"] = differences
     report["tolerance"] = LOGPROB_TOLERANCE
-    report["agrees"] = report["max_logprob_difference"] <= LOGPROB_TOLERANCE and all(
-        d["adapter_logprob_gap"] is not None
-        and max(d["adapter_logprob_gap"], d["merged_logprob_gap"]) <= LOGPROB_TOLERANCE
-        for d in differences
-    )
+    gaps = [(d["adapter_logprob_gap"], d["merged_logprob_gap"]) for d in differences]
+    report["agrees"] = within_rounding(report["max_logprob_difference"], gaps)
     report["continuations"] = [
         {
             "adapter": tokenizer.decode(a.tokens),
@@ -100,6 +97,16 @@ def compare(adapter: list[Continuation], merged: list[Continuation], tokenizer) 
         for a, b in zip(adapter, merged, strict=True)
     ]
     return report
+
+
+def within_rounding(moved: float, gaps: list[tuple]) -> bool:
+    """The rule for two models that should be one (adapter and merge, merge and its GGUF):
+    every agreeing token's log-probability moved at most LOGPROB_TOLERANCE, and where they
+    part each preferred its own token by at most that (a gap of None, where one stopped or
+    a token was not kept, is no near-tie)."""
+    return moved <= LOGPROB_TOLERANCE and all(
+        a is not None and b is not None and max(a, b) <= LOGPROB_TOLERANCE for a, b in gaps
+    )
 
 
 def _top(c: Continuation) -> list[list[list]]:
