@@ -35,8 +35,15 @@ ARCHS = {  # short name -> catalog ID (engine/inspect/catalog.py); "tiny" = the 
     "qwen3-30b-a3b-8l": "Qwen/Qwen3-30B-A3B",
     "olmoe-1b-7b": "allenai/OLMoE-1B-7B-0924",
     "deepseek-v2-lite-6l": "deepseek-ai/DeepSeek-V2-Lite",
+    # a 70 B dense model cut to 8 of its 80 layers: several-GPU runs on a machine's disk
+    "llama-3.1-70b-8l": "meta-llama/Llama-3.1-70B",
 }
-LAYERS = {"mixtral-8x7b-4l": 4, "qwen3-30b-a3b-8l": 8, "deepseek-v2-lite-6l": 6}
+LAYERS = {
+    "mixtral-8x7b-4l": 4,
+    "qwen3-30b-a3b-8l": 8,
+    "deepseek-v2-lite-6l": 6,
+    "llama-3.1-70b-8l": 8,
+}
 
 # (label, settings overrides): hand-picked configurations measured on every card.
 HAND_PICKED = [
@@ -398,31 +405,39 @@ def step_stats(steps, settings) -> dict:
 
 
 class NvmlPeak:
-    """Polls NVML's used memory (what nvidia-smi shows, paged allocations included)."""
+    """Polls NVML's used memory (what nvidia-smi shows, paged allocations included) on every
+    GPU of the machine: `stop()` gives the largest, `per_gpu` each one's."""
 
     def __init__(self):
-        self.peak = 0.0
+        self.peaks: list[float] = []
         self.done = threading.Event()
         try:
             import pynvml
 
             pynvml.nvmlInit()
-            self.handle = pynvml.nvmlDeviceGetHandleByIndex(0)
+            count = pynvml.nvmlDeviceGetCount()
+            self.handles = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(count)]
             self.pynvml = pynvml
         except Exception:
-            self.handle = None
+            self.handles = []
             return
+        self.peaks = [0.0] * len(self.handles)
         threading.Thread(target=self._poll, daemon=True).start()
 
     def _poll(self):
         while not self.done.is_set():
-            used = self.pynvml.nvmlDeviceGetMemoryInfo(self.handle).used / 2**30
-            self.peak = max(self.peak, used)
+            for index, handle in enumerate(self.handles):
+                used = self.pynvml.nvmlDeviceGetMemoryInfo(handle).used / 2**30
+                self.peaks[index] = max(self.peaks[index], used)
             time.sleep(0.1)
+
+    @property
+    def per_gpu(self) -> list[float]:
+        return [round(peak, 2) for peak in self.peaks]
 
     def stop(self) -> float | None:
         self.done.set()
-        return round(self.peak, 2) if self.handle else None
+        return round(max(self.peaks), 2) if self.peaks else None
 
 
 def advisor_pick(

@@ -8,7 +8,9 @@
 #   bash benchmarks/gpu_run.sh screenshot  # screenshots/6-train-gpu.svg from a real run
 #   bash benchmarks/gpu_run.sh launched  # ZeRO-3 / FSDP on one GPU through the product
 #     (CASES="zero3-offload-full zero3-lora", INTERRUPT=1: SIGINT at the first epoch, resume,
-#      LAUNCH_ARCH=qwen2.5-1.5b: the cases on another architecture)
+#      LAUNCH_ARCH=qwen2.5-1.5b: the cases on another architecture; on a 2-GPU kind,
+#      CASES="2gpu-ddp-qlora-8b 2gpu-fsdp-qlora-70b 2gpu-fsdp-lora-70b 2gpu-zero3-offload-full"
+#      with EXPORTED=1: then the exported script under its printed accelerate launch)
 #   bash benchmarks/gpu_run.sh families  # family x backend x quantisation matrix (FAMILY_ARGS,
 #     several invocations separated by '|')
 #   bash benchmarks/gpu_run.sh run_time  # held-out tokens/s and wall time against the plan
@@ -60,7 +62,7 @@ case "$stage" in
       --out "$OUT" ${SHOT_SET:-} 2>&1 | tail -c 20000 >> "$OUT/screenshot.log" ;;
   launched)
     for case in ${CASES:-zero3-offload-full}; do
-      python3 benchmarks/launched_one_gpu.py --case "$case" ${LAUNCH_ARCH:+--arch "$LAUNCH_ARCH"} ${INTERRUPT:+--interrupt} --samples "${SAMPLES:-64}" \
+      python3 benchmarks/launched_one_gpu.py --case "$case" ${LAUNCH_ARCH:+--arch "$LAUNCH_ARCH"} ${INTERRUPT:+--interrupt} ${EXPORTED:+--exported} --samples "${SAMPLES:-64}" \
         --out "$OUT/launched.jsonl" ${LAUNCH_SET:-} 2>&1 | tail -c 20000 >> "$OUT/launched.out"
     done ;;
   families)  # FAMILY_ARGS: one invocation's arguments; several separated by '|'

@@ -1,9 +1,10 @@
-"""Launched runs on one GPU through the product: DeepSpeed ZeRO-3 (with and without the
-optimizer offloaded to CPU), FSDP, full fine-tuning and LoRA / QLoRA, each measured against
-the planner. Prints / appends JSON lines:
+"""Launched runs through the product, on one GPU or two: DeepSpeed ZeRO-3 (with and without
+the optimizer offloaded to CPU), FSDP, DDP, full fine-tuning and LoRA / QLoRA, each measured
+against the planner (per GPU). Prints / appends JSON lines:
 
     python benchmarks/launched_one_gpu.py --case zero3-offload-full --out launched.jsonl
     python benchmarks/launched_one_gpu.py --case cpu-smoke   # CPU: ddp x 2 on the demo
+    python benchmarks/launched_one_gpu.py --case 2gpu-ddp-qlora-8b --interrupt --exported
 
 Each case runs `finetune-tui --preset P` (headless, the product's own launch through
 accelerate) on a random-weight model of a real architecture and a synthetic Alpaca-shaped
@@ -33,6 +34,15 @@ sys.path.insert(0, str(Path(__file__).parent))
 from backends import ARCHS, NvmlPeak, build_model, versions  # noqa: E402
 
 GIB = 2**30
+TWO_GPU_LORA = {
+    "training.method": "lora",
+    "quantization.mode": "nf4",
+    "distributed.processes": 2,
+    "distributed.cpu_offload": False,
+    "training.micro_batch_size": 2,
+    "training.gradient_accumulation_steps": 1,
+    "training.learning_rate": 2.0e-4,
+}
 CASES = {  # name -> (architecture, overrides on presets/full-zero3-offload.yaml)
     "zero3-offload-full": ("llama-3.2-1b", {}),
     "zero3-full": ("llama-3.2-1b", {"distributed.cpu_offload": False}),
@@ -61,6 +71,24 @@ CASES = {  # name -> (architecture, overrides on presets/full-zero3-offload.yaml
             "distributed.cpu_offload": False,
         },
     ),
+    # two GPUs (issue 31's three): the advisor's 80 GB pick under DDP; FSDP over a 70 B
+    # architecture cut to 8 layers (memory per GPU follows per layer); ZeRO-3 offload
+    "2gpu-ddp-qlora-8b": (
+        "llama-3.1-8b",
+        TWO_GPU_LORA
+        | {
+            "distributed.strategy": "ddp",
+            "memory.backend": "liger",
+            "memory.gradient_checkpointing": "off",
+            "training.micro_batch_size": 8,
+        },
+    ),
+    "2gpu-fsdp-qlora-70b": ("llama-3.1-70b-8l", TWO_GPU_LORA | {"distributed.strategy": "fsdp"}),
+    "2gpu-fsdp-lora-70b": (
+        "llama-3.1-70b-8l",
+        TWO_GPU_LORA | {"distributed.strategy": "fsdp", "quantization.mode": "none"},
+    ),
+    "2gpu-zero3-offload-full": ("llama-3.2-1b", {"distributed.processes": 2}),
     "cpu-smoke": (
         "tiny",
         {
@@ -153,7 +181,12 @@ class HostMemory:
 
 def run_cli(args: list[str], log: Path, interrupt_on: str | None = None) -> dict:
     """One finetune-tui command; with `interrupt_on`, SIGINT when a line contains it."""
-    command = [sys.executable, "-m", "finetune_tui", *args]
+    return run_command([sys.executable, "-m", "finetune_tui", *args], log, interrupt_on)
+
+
+def run_command(command: list[str], log: Path, interrupt_on: str | None = None) -> dict:
+    """One command, its GPU and host memory watched; with `interrupt_on`, SIGINT when a
+    line contains it."""
     started = time.time()
     proc = subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
@@ -174,6 +207,7 @@ def run_cli(args: list[str], log: Path, interrupt_on: str | None = None) -> dict
         "wall_s": round(time.time() - started, 1),
         "interrupted_at_s": interrupted_at,
         "nvml_peak_gib": gpu.stop(),
+        "nvml_peak_per_gpu_gib": gpu.per_gpu,
         **host.stop(),
         "last_lines": lines[-4:],
         "lines": lines,
@@ -214,6 +248,26 @@ def predicted(preset: Path) -> dict:
     }
 
 
+def run_exported(preset: Path, work: Path, log: Path) -> dict:
+    """The preset exported as a script, run with the `accelerate launch` line the export
+    prints: the path a user without finetune-tui takes."""
+    import shlex
+
+    folder = work / "exported"
+    out = work / "runs" / "exported"
+    export = subprocess.run(
+        [sys.executable, "-m", "finetune_tui", "export", "--preset", str(preset)]
+        + ["-o", str(folder / "train.py"), "--force", "--set", f"output.dir={out}"],
+        capture_output=True,
+        text=True,
+    )
+    launch = [line.strip() for line in export.stdout.splitlines() if "accelerate launch" in line]
+    if export.returncode != 0 or not launch:
+        return {"exit": export.returncode, "error": export.stderr.strip().splitlines()[-1:]}
+    result = run_command(shlex.split(launch[0]), log)
+    return {k: v for k, v in result.items() if k != "lines"} | {"command": launch[0]}
+
+
 def write_preset(case: str, work: Path, samples: int, extra: list[str], arch: str | None) -> Path:
     """presets/full-zero3-offload.yaml with this case's model (or `arch`), data and overrides."""
     from finetune_tui.engine.settings.preset import load_preset, save_preset, with_changes
@@ -246,6 +300,9 @@ def main() -> None:
     parser.add_argument("--arch", choices=list(ARCHS), help="another architecture for the case")
     parser.add_argument("--samples", type=int, default=64)
     parser.add_argument("--interrupt", action="store_true", help="SIGINT at the first epoch")
+    parser.add_argument(
+        "--exported", action="store_true", help="then the exported script, launched as printed"
+    )
     parser.add_argument("--set", action="append", default=[], help="KEY=VALUE override")
     parser.add_argument("--work", default="/tmp/ftlaunch")
     parser.add_argument("--out", default="launched.jsonl")
@@ -270,6 +327,8 @@ def main() -> None:
         row["resumed_from"] = next(
             (line for line in resumed["lines"] if "resuming from" in line), None
         )
+    if args.exported:
+        row["exported"] = run_exported(preset, work, log)
     summary_file = run_dir / "summary.json"
     summary = json.loads(summary_file.read_text()) if summary_file.exists() else {}
     keep = ("status", "step", "total_steps", "processes", "method", "peak_allocated_gib")

@@ -61,3 +61,29 @@ def test_offloaded_cpu_memory_covers_saving_and_resuming():
             row.get("resumed", {}).get("cpu_used_above_start_gib", 0),
         )
         assert measured * 0.999 <= predicted <= measured * 1.10
+
+
+def test_every_launched_case_is_valid_settings_the_plan_fits_on_an_80_gb_card():
+    """The launched benchmark's cases (issue 31's two-GPU ones among them) build valid
+    settings and the plan puts each GPU's share under an 80 GB card: a GPU call cannot be
+    lost to a typo in a case."""
+    import sys
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from backends import ARCHS, arch_config
+    from launched_one_gpu import CASES
+
+    from finetune_tui.engine.inspect.models import inspect_config
+
+    two_gpu = [case for case in CASES if case.startswith("2gpu")]
+    assert len(two_gpu) == 4
+    for case, (arch, overrides) in CASES.items():
+        if ARCHS[arch] is None:
+            continue  # the demo model: cpu-smoke
+        settings = with_changes(
+            load_preset(REPO / "presets" / "full-zero3-offload.yaml"),
+            {"model.name_or_path": ARCHS[arch], **overrides},
+        )
+        peak = predict_memory(inspect_config(ARCHS[arch], arch_config(arch)), settings)
+        assert peak.nvidia_smi_gib < 78, (case, peak.nvidia_smi_gib)
+        assert (settings.distributed.processes == 2) == (case in two_gpu)
