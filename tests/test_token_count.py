@@ -27,11 +27,33 @@ def test_our_token_count_matches_trl_and_skips_evaluation(tmp_path):
     state = json.loads((run / "checkpoints" / "checkpoint-6" / "trainer_state.json").read_text())
     trl = {e["step"]: e["num_tokens"] for e in state["log_history"] if "num_tokens" in e}
     assert {2, 4, 6} <= set(ours) <= set(trl) and all(ours[s] > 0 for s in ours)
-    batch_tokens = 32 * 64  # one micro-batch at most: the loader may fetch one ahead
-    for step in ours:
-        assert 0 <= ours[step] - trl[step] <= batch_tokens, (step, ours, trl)
+    assert all(ours[step] == trl[step] for step in ours), (ours, trl)  # trained, not fetched
     lines = [line for line in result.stdout.splitlines() if line.startswith("step ")]
     assert all(" 0 tok/s" not in line for line in lines)
+
+
+def test_the_last_step_of_an_epoch_counts_its_own_tokens(tmp_path):
+    """The loader fetches a batch ahead except at an epoch's end: counted when batched, the
+    last step of each epoch read 0 tokens/s and the next one double. Counted when trained,
+    every step carries its own micro-batch."""
+    run = tmp_path / "run"
+    sets = set_args(
+        "training.max_steps=null",
+        "training.epochs=2",
+        "dataset.max_samples=40",
+        "dataset.eval_fraction=0",
+        "training.micro_batch_size=8",
+        "training.logging_steps=1",
+        "training.exact_match_samples=0",
+    )
+    result = call_main("--preset", str(DEMO_PRESET), "--output", str(run), *sets)
+    assert result.returncode == 0, result.stderr[-2000:]
+    events = map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
+    steps = [e for e in events if e["kind"] == "step"]
+    assert len(steps) == 10  # 5 a epoch
+    seen = [0] + [e["tokens_seen"] for e in steps]
+    per_step = [b - a for a, b in zip(seen, seen[1:], strict=False)]
+    assert min(per_step) > 0 and max(per_step) < 2 * min(per_step), per_step
 
 
 def test_a_moved_length_limit_is_a_change_only_when_longer_samples_train():
@@ -41,7 +63,8 @@ def test_a_moved_length_limit_is_a_change_only_when_longer_samples_train():
 
     import torch
 
-    from finetune_tui.engine.train.callbacks import DriftCallback, TokenCounter
+    from finetune_tui.engine.train.callbacks import DriftCallback
+    from finetune_tui.engine.train.token_count import TokenCounter
 
     notices = []
     drift = DriftCallback(notices.append, {"max_length": 8, "per_device_train_batch_size": 2}, None)
@@ -53,6 +76,8 @@ def test_a_moved_length_limit_is_a_change_only_when_longer_samples_train():
     args = SimpleNamespace(max_length=None, per_device_train_batch_size=2)
     drift.on_train_begin(args, None, None)
     drift.counter([])
+    assert drift.counter.tokens == 0  # batched, not trained yet
+    drift.counter.trained()
     drift.on_step_end(args, None, None)
     assert drift.changes == [] and notices == []
     assert drift.counter.tokens == 13 and drift.counter.longest == 8

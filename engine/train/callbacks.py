@@ -20,58 +20,7 @@ from ..runs.events import Checkpoint, Eval, EventSink, MemoryCheck, Notice, Star
 from ..runs.layout import STOP_FILE, TRIGGER_FILE
 from .preference_eval import from_metrics
 from .run_control import discard_stop_request, stop_file_problem
-
-PAIRED_MASKS = ("chosen_attention_mask", "rejected_attention_mask")
-
-
-class TokenCounter:
-    """Wraps the Trainer's collator and counts the real (non-padding) tokens it batches.
-
-    TRL's own `num_tokens` log is missing under Unsloth, and micro-batch x sequence length
-    counts padding: this count is the same for every backend (attention mask when there is
-    one, the packed row's length for padding-free batches, as TRL counts).
-    """
-
-    def __init__(self, collate):
-        self.collate = collate
-        self.tokens = 0
-        self.longest = 0  # the longest sample trained on: what the length limit really was
-
-    def __call__(self, features):
-        batch = self.collate(features)
-        if not hasattr(batch, "get"):
-            return batch
-        mask, ids = batch.get("attention_mask"), batch.get("input_ids")
-        positions = batch.get("position_ids")
-        pairs = [batch.get(k) for k in PAIRED_MASKS if batch.get(k) is not None]
-        if mask is not None:
-            self.tokens += int(mask.sum())
-            self.longest = max(self.longest, int(mask.sum(-1).max()))
-        elif pairs:  # ORPO's batches: each chosen and rejected sequence apart, with its prompt
-            self.tokens += sum(int(m.sum()) for m in pairs)
-            self.longest = max(self.longest, *(int(m.sum(-1).max()) for m in pairs))
-        elif ids is not None:
-            self.tokens += int(ids.numel())
-            # padding-free rows hold several samples whose positions restart at 0
-            longest = int(positions.max()) + 1 if positions is not None else ids.shape[-1]
-            self.longest = max(self.longest, longest)
-        return batch
-
-
-def count_training_tokens(trainer) -> TokenCounter:
-    """Count the tokens of training batches only (evaluation reuses the same collator)."""
-    build = trainer.get_train_dataloader
-    counter = TokenCounter(trainer.data_collator)
-
-    def counted_train_dataloader(*args, **kwargs):
-        plain, trainer.data_collator = trainer.data_collator, counter
-        try:
-            return build(*args, **kwargs)
-        finally:
-            trainer.data_collator = plain
-
-    trainer.get_train_dataloader = counted_train_dataloader
-    return counter
+from .token_count import TokenCounter
 
 
 class EventCallback(TrainerCallback):

@@ -69,7 +69,8 @@ def build_trainer(settings: TrainSettings, inputs: RunInputs, run_dir: Path, emi
     from transformers.trainer_callback import PrinterCallback
 
     from ..recipe.model import trainer_classes
-    from .callbacks import DriftCallback, EventCallback, StopCallback, count_training_tokens
+    from .callbacks import DriftCallback, EventCallback, StopCallback
+    from .token_count import count_training_tokens
     from .trainer_config import build_trainer_config
 
     device, data = inputs.device, inputs.data
