@@ -7,23 +7,26 @@ import json
 from conftest import DEMO_PRESET, FEW_RECORDS, call_main, set_args
 
 
+def trained_steps(run, *settings: str):
+    """The demo trained with these settings: the command's result and its step events."""
+    sets = set_args(*settings, "training.exact_match_samples=0")
+    result = call_main("--preset", str(DEMO_PRESET), "--output", str(run), *sets)
+    assert result.returncode == 0, result.stderr[-2000:]
+    events = map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
+    return result, [e for e in events if e["kind"] == "step"]
+
+
 def test_our_token_count_matches_trl_and_skips_evaluation(tmp_path):
     run = tmp_path / "run"
-    sets = set_args(
+    result, steps = trained_steps(
+        run,
         "training.max_steps=6",
         FEW_RECORDS,
         "training.logging_steps=2",
         "training.save_steps=6",
         "training.eval_steps=2",
-        "training.exact_match_samples=0",
     )
-    result = call_main("--preset", str(DEMO_PRESET), "--output", str(run), *sets)
-    assert result.returncode == 0, result.stderr[-2000:]
-    ours = {
-        e["step"]: e["tokens_seen"]
-        for e in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
-        if e["kind"] == "step"
-    }
+    ours = {e["step"]: e["tokens_seen"] for e in steps}
     state = json.loads((run / "checkpoints" / "checkpoint-6" / "trainer_state.json").read_text())
     trl = {e["step"]: e["num_tokens"] for e in state["log_history"] if "num_tokens" in e}
     assert {2, 4, 6} <= set(ours) <= set(trl) and all(ours[s] > 0 for s in ours)
@@ -36,20 +39,15 @@ def test_the_last_step_of_an_epoch_counts_its_own_tokens(tmp_path):
     """The loader fetches a batch ahead except at an epoch's end: counted when batched, the
     last step of each epoch read 0 tokens/s and the next one double. Counted when trained,
     every step carries its own micro-batch."""
-    run = tmp_path / "run"
-    sets = set_args(
+    _, steps = trained_steps(
+        tmp_path / "run",
         "training.max_steps=null",
         "training.epochs=2",
         "dataset.max_samples=40",
         "dataset.eval_fraction=0",
         "training.micro_batch_size=8",
         "training.logging_steps=1",
-        "training.exact_match_samples=0",
     )
-    result = call_main("--preset", str(DEMO_PRESET), "--output", str(run), *sets)
-    assert result.returncode == 0, result.stderr[-2000:]
-    events = map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
-    steps = [e for e in events if e["kind"] == "step"]
     assert len(steps) == 10  # 5 a epoch
     seen = [0] + [e["tokens_seen"] for e in steps]
     per_step = [b - a for a, b in zip(seen, seen[1:], strict=False)]
