@@ -117,3 +117,25 @@ def test_the_candidates_are_different_strategies_and_the_advised_says_what_it_is
 
 CKPT = "memory.gradient_checkpointing"
 BOTH = {CKPT: "on", "training.optimizer": "adamw_torch"}
+
+
+def test_a_candidate_whose_speed_was_not_steady_is_flagged_in_the_table():
+    """Steps after the first that still differ more than 1.5x in speed (kernels tuning for
+    new shapes, a shared card) make a figure the table flags instead of presenting as
+    measured; steady steps say nothing."""
+    from finetune_tui.engine.runs.events import Step
+    from finetune_tui.engine.train.measure import unsteady
+
+    def steps(*rates):
+        return [
+            Step(i, 6, 0.0, 1.0, 1e-4, None, rate, 1.0, float(i), None)
+            for i, rate in enumerate(rates, start=1)
+        ]
+
+    assert unsteady(steps(900, 30000, 31000, 29500)) == ""  # the first step is warm-up
+    said = unsteady(steps(900, 9000, 30000, 18000, 31000))
+    assert said == "not steady: 9,000-31,000 tokens/s over steps 2-5"
+    a = candidate("a", 4)
+    result = measure([a], lambda cand: Measured(cand, "finished", 2.0, 18000.0, said), None)
+    (row,) = [line for line in table(result, "H100") if line.startswith("* a ")]
+    assert row.endswith("(not steady: 9,000-31,000 tokens/s over steps 2-5)")

@@ -23,6 +23,9 @@ from ..settings.preset import dump_preset, with_changes
 from ..settings.schema import TrainSettings
 
 MEASURE_STEPS = 6  # the first is warm-up; tokens/s is read over the others
+# A candidate whose steps after the first still differ this much in speed was not steady
+# (kernels still tuning for new shapes, a card shared): its figure is flagged, not trusted
+UNSTEADY_SPREAD = 1.5
 CANDIDATES = 3
 TIMEOUT_S = 1800  # one candidate: loading a large model takes minutes
 NEEDS_GPU = "needs an NVIDIA GPU (CUDA) to train the candidates on; this machine has none"
@@ -161,7 +164,18 @@ def read_measurement(candidate: Candidate, folder: Path) -> Measured:
     if summary.oom_backoffs:  # it trained, but not as planned: it did not fit
         detail = "; ".join(summary.oom_backoffs)
         return Measured(candidate, "backed off", summary.peak_reserved_gib, speed, detail)
-    return Measured(candidate, "finished", summary.peak_reserved_gib, speed)
+    return Measured(candidate, "finished", summary.peak_reserved_gib, speed, unsteady(steps))
+
+
+def unsteady(steps: list) -> str:
+    """Why the speed read over the steps after the first is not to be trusted, or ""."""
+    rates = [s.tokens_per_second for s in steps[1:] if s.tokens_per_second]
+    if len(rates) < 2 or max(rates) <= UNSTEADY_SPREAD * min(rates):
+        return ""
+    return (
+        f"not steady: {min(rates):,.0f}-{max(rates):,.0f} tokens/s over steps "
+        f"{steps[1].step}-{steps[-1].step}"
+    )
 
 
 def table(result: MeasureResult, card: str, steps: int = MEASURE_STEPS) -> list[str]:
@@ -177,7 +191,8 @@ def table(result: MeasureResult, card: str, steps: int = MEASURE_STEPS) -> list[
         peak = "no VRAM" if m.peak_gib is None else f"{m.peak_gib:.2f}"
         speed = "-" if m.tokens_per_second is None else f"{m.tokens_per_second:,.0f}"
         mark = "*" if m is result.picked else " "
-        note = "" if m.status == "finished" else f"  {m.status}: {m.detail}"
+        note = f"  {m.status}: {m.detail}" if m.status != "finished" else ""
+        note = note or (f"  ({m.detail})" if m.detail else "")
         lines.append(
             f"{mark} {c.label[:44]:<44} {c.predicted_gib:>9.2f} {c.predicted_speed:>8.2f}x"
             f"   {peak:>9} {speed:>9}{note}"
