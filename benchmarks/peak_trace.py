@@ -5,7 +5,9 @@ this names the tensors at the peak instead of guessing them from totals.
 
 Used by benchmarks/trace_site/sitecustomize.py (`PEAK_TRACE=1 bash benchmarks/gpu_run.sh
 ...`): every Python process started with FT_PEAK_TRACE=DIR records its allocations and
-writes DIR/peak-PID.json at exit if it used the GPU. Summarise written traces again with
+writes DIR/peak-PID.json at exit if it used the GPU. Recording may set CUDA up in processes
+that would not (a launcher), and costs time: read nvidia-smi figures and speed from untraced
+runs. Summarise written traces again with
 
     python benchmarks/peak_trace.py DIR/peak-*.json
 """
