@@ -130,3 +130,15 @@ def test_record_appends_a_line_of_its_own_and_refuses_links(tmp_path):
     problem = record(Measurement("llama", "unsloth", CARD, 13.0, 10.0))
     assert "cannot remember this run's measured memory" in problem
     assert not (tmp_path / "elsewhere").exists()
+
+
+def test_the_store_is_read_again_only_when_it_changes(monkeypatch):
+    """The index is kept under the file's identity (path, time, size, inode) and rebuilt only
+    when that changes: a plan does not reread the store it has just read."""
+    write_store(entry(12.0), entry(13.0))
+    measured.measurements()
+    reads = []
+    monkeypatch.setattr(measured, "_read", lambda path: reads.append(path) or [])
+    assert len(measured.measurements()) == 2 and reads == []
+    write_store(entry(12.0))
+    assert measured.measurements() == [] and len(reads) == 1

@@ -118,8 +118,8 @@ def measurements() -> list[Measurement]:
         entries = _read(path)
         ratios: dict[tuple[str, str, str, str], list[float]] = {}
         for m in entries:
-            key = (m.family, m.backend, m.objective, card_key(m.card))
-            ratios.setdefault(key, []).append(m.ratio)
+            group = (m.family, m.backend, m.objective, card_key(m.card))
+            ratios.setdefault(group, []).append(m.ratio)
         _cache.update(key=key, entries=entries, ratios=ratios)
     return _cache["entries"]
 
