@@ -178,6 +178,14 @@ def unsteady(steps: list) -> str:
     )
 
 
+def _note(m: Measured) -> str:
+    """What a row says beside its figures: a run that did not finish as planned, or one
+    whose figure is flagged."""
+    if m.status != "finished":
+        return f"  {m.status}: {m.detail}"
+    return f"  ({m.detail})" if m.detail else ""
+
+
 def table(result: MeasureResult, card: str, steps: int = MEASURE_STEPS) -> list[str]:
     """Predicted beside measured, one line per candidate, then the pick, as plain lines."""
     usable = "" if result.usable_gib is None else f", {result.usable_gib:.1f} GiB usable"
@@ -191,11 +199,9 @@ def table(result: MeasureResult, card: str, steps: int = MEASURE_STEPS) -> list[
         peak = "no VRAM" if m.peak_gib is None else f"{m.peak_gib:.2f}"
         speed = "-" if m.tokens_per_second is None else f"{m.tokens_per_second:,.0f}"
         mark = "*" if m is result.picked else " "
-        note = f"  {m.status}: {m.detail}" if m.status != "finished" else ""
-        note = note or (f"  ({m.detail})" if m.detail else "")
         lines.append(
             f"{mark} {c.label[:44]:<44} {c.predicted_gib:>9.2f} {c.predicted_speed:>8.2f}x"
-            f"   {peak:>9} {speed:>9}{note}"
+            f"   {peak:>9} {speed:>9}{_note(m)}"
         )
     if any(m.peak_gib is None and m.status == "finished" for m in result.measured):
         lines.append("  no VRAM: these runs trained on the CPU; no GPU peak was measured")
