@@ -26,21 +26,10 @@ class TokenCounter:
 
     def __call__(self, features):
         batch = self.collate(features)
-        if not hasattr(batch, "get"):
-            return batch
-        mask, ids = batch.get("attention_mask"), batch.get("input_ids")
-        positions = batch.get("position_ids")
-        pairs = [batch.get(k) for k in PAIRED_MASKS if batch.get(k) is not None]
-        if mask is not None:
-            self._batched.append(int(mask.sum()))
-            self.longest = max(self.longest, int(mask.sum(-1).max()))
-        elif pairs:  # ORPO's batches: each chosen and rejected sequence apart, with its prompt
-            self._batched.append(sum(int(m.sum()) for m in pairs))
-            self.longest = max(self.longest, *(int(m.sum(-1).max()) for m in pairs))
-        elif ids is not None:
-            self._batched.append(int(ids.numel()))
-            # padding-free rows hold several samples whose positions restart at 0
-            longest = int(positions.max()) + 1 if positions is not None else ids.shape[-1]
+        counted = _counted(batch) if hasattr(batch, "get") else None
+        if counted is not None:
+            tokens, longest = counted
+            self._batched.append(tokens)
             self.longest = max(self.longest, longest)
         return batch
 
@@ -48,6 +37,22 @@ class TokenCounter:
         """The oldest batched micro-batch went through a training step."""
         if self._batched:
             self.tokens += self._batched.popleft()
+
+
+def _counted(batch) -> tuple[int, int] | None:
+    """(real tokens, longest sample) of one collated batch, None when it says neither."""
+    mask, ids = batch.get("attention_mask"), batch.get("input_ids")
+    positions = batch.get("position_ids")
+    pairs = [batch.get(k) for k in PAIRED_MASKS if batch.get(k) is not None]
+    if mask is not None:
+        return int(mask.sum()), int(mask.sum(-1).max())
+    if pairs:  # ORPO's batches: each chosen and rejected sequence apart, with its prompt
+        return sum(int(m.sum()) for m in pairs), max(int(m.sum(-1).max()) for m in pairs)
+    if ids is not None:
+        # padding-free rows hold several samples whose positions restart at 0
+        longest = int(positions.max()) + 1 if positions is not None else ids.shape[-1]
+        return int(ids.numel()), int(longest)
+    return None
 
 
 def count_training_tokens(trainer) -> TokenCounter:
