@@ -44,32 +44,32 @@ case "$stage" in
   calib)
     for arch in ${ARCHS:-llama-3.2-1b gemma-2-2b}; do
       python3 benchmarks/backends.py matrix --arch "$arch" --set calib --cards 0 --steps 6 \
-        --out "$OUT/calib.jsonl" --timeout 150 2>&1 | tail -c 20000 >> "$OUT/calib.log"
+        --out "$OUT/calib.jsonl" --timeout 150 >> "$OUT/calib.log" 2>&1
     done ;;
   moe)  # mixture-of-experts memory: predicted vs measured, layer-cut architectures
     for arch in ${MOE_ARCHS:-olmoe-1b-7b mixtral-8x7b-4l qwen3-30b-a3b-8l deepseek-v2-lite-6l}; do
       python3 benchmarks/backends.py matrix --arch "$arch" --set calib --cards 0 --steps 5 \
         --only "${ONLY:-nf4 ckpt b2|nf4 nockpt b2|bf16 ckpt b2|nf4 nockpt b4 s512}" \
-        --out "$OUT/moe.jsonl" --timeout 200 2>&1 | tail -c 20000 >> "$OUT/moe.log"
+        --out "$OUT/moe.jsonl" --timeout 200 >> "$OUT/moe.log" 2>&1
     done ;;
   backends)
     python3 benchmarks/backends.py matrix --arch "${ARCH:-llama-3.1-8b}" --set hand --cards "${CARDS:-80}" \
       --steps "${STEPS:-8}" --only "${ONLY:-}" --out "$OUT/backends.jsonl" --timeout "${TIMEOUT:-240}" \
       --seq "${SEQ:-0}" ${REAL_CONTEXT:+--real-context} --lengths "${LENGTHS:-full}" \
-      2>&1 | tail -c 20000 >> "$OUT/backends.log" ;;
+      >> "$OUT/backends.log" 2>&1 ;;
   screenshot)  # the Train panel mid-run on this GPU: measured VRAM against the predicted line
     python3 screenshots/gpu_train.py --arch "${ARCH:-llama-3.1-8b}" --steps "${SHOT_STEPS:-30}" \
-      --out "$OUT" ${SHOT_SET:-} 2>&1 | tail -c 20000 >> "$OUT/screenshot.log" ;;
+      --out "$OUT" ${SHOT_SET:-} >> "$OUT/screenshot.log" 2>&1 ;;
   launched)
     for case in ${CASES:-zero3-offload-full}; do
       python3 benchmarks/launched_one_gpu.py --case "$case" ${LAUNCH_ARCH:+--arch "$LAUNCH_ARCH"} ${INTERRUPT:+--interrupt} ${EXPORTED:+--exported} --samples "${SAMPLES:-64}" \
-        --out "$OUT/launched.jsonl" ${LAUNCH_SET:-} 2>&1 | tail -c 20000 >> "$OUT/launched.out"
+        --out "$OUT/launched.jsonl" ${LAUNCH_SET:-} >> "$OUT/launched.out" 2>&1
     done ;;
   families)  # FAMILY_ARGS: one invocation's arguments; several separated by '|'
     IFS='|' read -ra invocations <<< "${FAMILY_ARGS:-}"
     for family_args in "${invocations[@]:-}"; do
       python3 benchmarks/families.py --out "$OUT/families.jsonl" $family_args \
-        2>&1 | tail -c 20000 >> "$OUT/families.log"
+        >> "$OUT/families.log" 2>&1
     done ;;
   run_time)  # held-out tokens/s and whole-run time, predicted vs measured (RT_CASES, RT_SAMPLES)
     python3 benchmarks/run_time.py --out "$OUT/run_time.jsonl" --samples "${RT_SAMPLES:-20000}" --logs "$OUT" \
@@ -78,11 +78,11 @@ case "$stage" in
     python3 benchmarks/merge_bench.py --model "${MERGE_MODEL:-meta-llama/Llama-3.1-8B}" \
       ${MERGE_LAYERS:+--layers "$MERGE_LAYERS"} --root "${MERGE_ROOT:-/tmp}" --out "$OUT/merge.jsonl" \
       ${MERGE_SHIP:+--ship "$MERGE_SHIP"} \
-      2>&1 | tail -c 20000 >> "$OUT/merge.log" ;;
+      >> "$OUT/merge.log" 2>&1 ;;
   measure)  # plan --measure as a user runs it, on two families
     for model in ${MEASURE_MODELS:-Qwen/Qwen2.5-1.5B google/gemma-2-2b}; do
       python3 benchmarks/measure_pick.py --model "$model" --seq "${MEASURE_SEQ:-1024}" \
-        --out "$OUT/measure.jsonl" 2>&1 | tail -c 20000 >> "$OUT/measure.log"
+        --out "$OUT/measure.jsonl" >> "$OUT/measure.log" 2>&1
     done ;;
   nvml)
     python3 benchmarks/nvml_poll.py --polls 50 | tee -a "$OUT/nvml.jsonl" ;;
@@ -91,10 +91,13 @@ case "$stage" in
       python3 benchmarks/panel_overhead.py --arch "$arch" \
         --repeats "${REPEATS:-2}" --set training.max_steps="${PANEL_STEPS:-40}" \
         --set training.micro_batch_size=4 --out "$OUT/panel-$arch.jsonl" \
-        2>&1 | tail -c 20000 >> "$OUT/panel.log"
+        >> "$OUT/panel.log" 2>&1
     done ;;
 esac
 done
+for log in "$OUT"/*.log "$OUT"/*.out; do  # logs are written as they come (a call stopped at
+  [ -f "$log" ] && tail -c 2000000 "$log" > "$log.tmp" && mv "$log.tmp" "$log"  # its limit
+done                                       # still brings them back); kept under 2 MB each
 if [ -n "${PEAK_TRACE:-}" ]; then
   python3 benchmarks/peak_trace.py "$OUT"/traces/peak-*.json > "$OUT/peak_trace.txt" 2>&1
 fi

@@ -90,8 +90,6 @@ def row(args: argparse.Namespace, root: Path) -> dict:
         "date": time.strftime("%Y-%m-%d"),
         "stdout": result.stdout.strip().splitlines(),
     }
-    if args.ship:
-        line["gguf"] = ship_gguf(merged, root / "gguf", args.ship)
     if "gpu_peak_reserved_gib" in measured:
         line["plan_gpu_gib"] = plan["gpu_needed"]
         line["measured_gpu_reserved_gib"] = measured["gpu_peak_reserved_gib"]
@@ -139,13 +137,20 @@ def main() -> int:
     parser.add_argument("--ship", default="", help="then ship to GGUF in these quantizations")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(dir=args.root or None) as root:
-        line = row(args, Path(root))
+        write(row(args, Path(root)), args.out)  # kept before shipping, which may run long
+        if args.ship:
+            gguf = ship_gguf(Path(root) / "merged", Path(root) / "gguf", args.ship)
+            write({"model": args.model, "gguf": gguf, "date": time.strftime("%Y-%m-%d")}, args.out)
+    return 0
+
+
+def write(line: dict, out: str) -> None:
+    """One JSON line, printed and appended to --out as soon as it is known."""
     text = json.dumps(line)
     print(text, flush=True)
-    if args.out:
-        with open(args.out, "a", encoding="utf-8") as file:
+    if out:
+        with open(out, "a", encoding="utf-8") as file:
             file.write(text + "\n")
-    return 0
 
 
 if __name__ == "__main__":

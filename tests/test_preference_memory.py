@@ -60,13 +60,15 @@ def test_preference_rows_measured_on_a_gpu_are_never_planned_more_than_five_perc
     (recipe.model.planned_allocator): the planner of this checkout for the config each row
     was built from. On the H200, Llama-3.2-1B fitted the cached-logits constant and Gemma-2's
     ORPO row the softcapping one; Gemma-3 and Gemma-2's DPO are held out, and so are the
-    H100 rows (Qwen2.5-1.5B and Gemma-3-1B, b2 and b4, run by the product itself). KTO and
+    H100 rows (Qwen2.5-1.5B and Gemma-3-1B, b2 and b4, NF4 and 16-bit LoRA, run by the
+    product itself). KTO and
     full fine-tuning rows ran under the default allocator, which reserves more: an upper
     bound."""
     import statistics
 
     expandable = preference_rows("preference-expandable-h200-2026-12-05.jsonl")
     h100 = preference_rows("preference-heldout-h100-2026-12-05.jsonl")
+    h100 += preference_rows("preference-heldout-bf16-h100-2026-12-05.jsonl")
     default = preference_rows("preference-h200-2026-12-05.jsonl")
     bound = [r for r in default if "kto" in r["label"] or r["summary"]["method"] == "full"]
     for row in expandable + h100 + bound:
@@ -77,10 +79,10 @@ def test_preference_rows_measured_on_a_gpu_are_never_planned_more_than_five_perc
         if r["family"].startswith("gemma") and (r["family"], r["label"]) != FITTED_SOFTCAP
     ] + [abs(planned_error(r)) for r in h100]
     fitted = [abs(planned_error(r)) for r in expandable if r["family"] == "llama-3.2-1b"]
-    assert len(held_out) == 11 and len(fitted) == 4 and len(bound) >= 6
+    assert len(held_out) == 17 and len(fitted) == 4 and len(bound) >= 6
     assert {r["summary"]["cuda_allocator"] for r in h100} == {"expandable_segments:True"}
     assert statistics.median(fitted) <= 0.03
-    assert statistics.median(held_out) <= 0.03  # the goal: 2.2 % measured
+    assert statistics.median(held_out) <= 0.03  # the goal: 2.5 % measured (17 rows)
     assert max(held_out) <= 0.08
 
 
