@@ -336,6 +336,8 @@ def main() -> None:
     row.update(step_speed(run_dir) if (run_dir / "metrics.jsonl").exists() else {})
     checkpoints = run_dir / "checkpoints"
     row["checkpoints"] = sorted(p.name for p in checkpoints.glob("checkpoint-*"))
+    row["checkpoint_gib"] = {p.name: folder_gib(p) for p in checkpoints.glob("checkpoint-*")}
+    row["planned_checkpoint_gib"] = planned_checkpoint_gib(run_dir)
     if first["exit"] not in (0, 130) or row.get("resumed", {}).get("exit", 0) != 0:
         train_log = run_dir / "train.log"  # the libraries' own words on a failure
         row["train_log_tail"] = (
@@ -344,6 +346,24 @@ def main() -> None:
     print(json.dumps(row))
     with open(args.out, "a") as out:
         out.write(json.dumps(row) + "\n")
+
+
+def folder_gib(folder: Path) -> float:
+    """What a checkpoint takes on disk, to set beside engine/plan/disk.py's plan."""
+    return round(sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) / 2**30, 3)
+
+
+def planned_checkpoint_gib(run_dir: Path) -> float | None:
+    """The disk plan's checkpoint for the run's own settings (16-bit weights on a GPU)."""
+    from finetune_tui.engine.inspect.models import inspect_model
+    from finetune_tui.engine.plan import disk
+    from finetune_tui.engine.settings.preset import load_preset
+
+    if not (run_dir / "settings.yaml").exists():
+        return None
+    settings = load_preset(run_dir / "settings.yaml")
+    model = inspect_model(settings.model.name_or_path)
+    return round(disk.checkpoint_bytes(model, settings, 2.0) / 2**30, 3)
 
 
 if __name__ == "__main__":

@@ -363,6 +363,7 @@ def _print_plan(r: dict) -> None:
         f"speed {r['relative_speed']}x {r['speed_baseline']}"
     )
     print(f"time: {r['time_text']}")
+    print(f"disk: up to {r['disk_text']}")
     print("breakdown: " + ", ".join(f"{k.removesuffix('_gib')} {v}" for k, v in b.items()))
     print(
         f"settings: quantization {s['quantization']['mode']}, backend {s['memory']['backend']}, "

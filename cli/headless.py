@@ -52,6 +52,9 @@ def run_headless(args: argparse.Namespace) -> int:
             from finetune_tui.engine.train.preflight import check_environment
 
             check_environment(settings)
+        from finetune_tui.engine.train.disk_room import check_resume_room
+
+        check_resume_room(settings, run_dir)
     else:
         settings = _settings_from_args(args)
         from finetune_tui.engine.train.start import start_run

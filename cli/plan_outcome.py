@@ -7,8 +7,11 @@ NOTHING_FITS = 3  # exit code: scripts can branch on "does not fit"
 
 
 def plan_time(model, settings, stats, hardware) -> dict:
-    """The run's predicted time on the planned card, for the JSON and the text."""
-    from finetune_tui.engine.plan.run_time import time_summary
+    """The run's predicted time on the planned card and the disk its saves take, for the
+    JSON and the text."""
+    from finetune_tui.engine.plan.disk import disk_summary
+    from finetune_tui.engine.plan.run_time import steps_of, time_summary
 
     card = hardware.primary.name if hardware.primary else None
-    return time_summary(model, settings, stats, card)
+    steps = steps_of(settings, stats)
+    return time_summary(model, settings, stats, card) | disk_summary(model, settings, *steps)

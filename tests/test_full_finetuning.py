@@ -4,9 +4,22 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from conftest import DEMO_PRESET, FEW_RECORDS, call_main, set_args
 
 from finetune_tui.engine.runs.summary import read_summary
+
+
+def planned_checkpoint(run_dir) -> float:
+    """The disk plan's checkpoint of this CPU run (fp32 weights and moments), less its
+    allowance for the small files."""
+    from finetune_tui.engine.inspect.models import inspect_model
+    from finetune_tui.engine.plan import disk
+    from finetune_tui.engine.settings.preset import load_preset
+
+    settings = load_preset(run_dir / "settings.yaml")
+    model = inspect_model(settings.model.name_or_path)
+    return disk.checkpoint_bytes(model, settings, 4.0) - disk.FIXED_BYTES
 
 
 def test_full_fine_tuning_trains_every_weight_and_saves_the_whole_model(tmp_path):
@@ -62,6 +75,8 @@ def test_interrupted_full_fine_tuning_resumes_from_its_checkpoint(tmp_path):
     assert proc.returncode == 130
     checkpoint = last_complete_checkpoint(run_dir)
     assert checkpoint is not None and (checkpoint / "model.safetensors").is_file()
+    weighed = sum((checkpoint / f).stat().st_size for f in ("model.safetensors", "optimizer.pt"))
+    assert weighed == pytest.approx(planned_checkpoint(run_dir), rel=0.05)
     resumed = call_main("--resume", str(run_dir))
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert f"resuming from {checkpoint}" in resumed.stdout

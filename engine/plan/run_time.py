@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from ..recipe.examples import split_sizes
 from ..settings.schema import TrainSettings
 from . import batching
+from .disk import scheduled_saves
 
 STARTUP_S = {"hf": 25.0, "liger": 26.5, "unsloth": 55.3}  # medians, 8-9 B models, H100
 STARTUP_PARAMS = 8e9  # the size those were measured at; loading scales with the weights
@@ -70,23 +71,44 @@ def run_time(settings: TrainSettings, stats, params: int, tokens_per_s: float, b
         return None
     train_records, eval_records = _split(settings, stats)
     per_sample = _real_tokens_per_sample(settings, stats)
-    samples_per_step = t.micro_batch_size * t.gradient_accumulation_steps * _processes(settings)
-    if settings.memory.packing:  # a packed row holds several samples
-        samples_per_step *= max(1.0, t.max_seq_length * batching.PACKED_FILL / per_sample)
-    steps_per_epoch = max(1, math.ceil(train_records / samples_per_step)) if stats else 0
-    steps = t.max_steps or max(1, math.ceil(steps_per_epoch * t.epochs))
+    samples_per_step = _samples_per_step(settings, per_sample)
+    steps, steps_per_epoch = steps_of(settings, stats)
     real_tokens = round(steps * samples_per_step * per_sample)
     if stats is not None and t.max_steps is None:
         real_tokens = min(real_tokens, round(train_records * t.epochs * per_sample))
     train_s = real_tokens / tokens_per_s
     passes = _eval_passes(settings, steps) if eval_records else 0
     eval_s = passes * eval_records * per_sample / (tokens_per_s * EVAL_SPEEDUP)
-    save_s = _saves(settings, steps, steps_per_epoch) * _save_seconds(settings, params)
+    save_s = (1 + scheduled_saves(settings, steps, steps_per_epoch)) * _save_seconds(
+        settings, params
+    )  # and the adapter or model at the end
     startup_s = STARTUP_S[settings.memory.backend] * max(0.25, params / STARTUP_PARAMS)
     total = train_s + eval_s + save_s + startup_s
     return RunTime(
         total, train_s, startup_s, eval_s, save_s, steps, real_tokens, tokens_per_s, basis
     )
+
+
+def steps_of(settings: TrainSettings, stats) -> tuple[int, int]:
+    """(optimizer steps, steps an epoch) the dataset's lengths give (no stats: max_steps)."""
+    train_records, _ = _split(settings, stats)
+    return run_steps(settings, train_records, _real_tokens_per_sample(settings, stats))
+
+
+def run_steps(settings: TrainSettings, train_records: int, per_sample: float) -> tuple[int, int]:
+    """(optimizer steps, steps an epoch) over `train_records` (0: unknown, max_steps alone)."""
+    t = settings.training
+    samples_per_step = _samples_per_step(settings, per_sample)
+    per_epoch = max(1, math.ceil(train_records / samples_per_step)) if train_records else 0
+    return t.max_steps or max(1, math.ceil(per_epoch * t.epochs)), per_epoch
+
+
+def _samples_per_step(settings: TrainSettings, per_sample: float) -> float:
+    t = settings.training
+    samples = t.micro_batch_size * t.gradient_accumulation_steps * _processes(settings)
+    if settings.memory.packing:  # a packed row holds several samples
+        samples *= max(1.0, t.max_seq_length * batching.PACKED_FILL / per_sample)
+    return samples
 
 
 def _processes(settings: TrainSettings) -> int:
@@ -113,14 +135,6 @@ def _eval_passes(settings: TrainSettings, steps: int) -> int:
     """Every eval_steps and once at the end, or only at the end."""
     every = settings.training.eval_steps
     return steps // every + (steps % every > 0) if every else 1
-
-
-def _saves(settings: TrainSettings, steps: int, steps_per_epoch: int) -> int:
-    t = settings.training
-    saves = 1 + (steps // t.save_steps if t.save_steps else 0)
-    if t.save_every_epoch and steps_per_epoch:
-        saves += steps // steps_per_epoch
-    return saves
 
 
 def _save_seconds(settings: TrainSettings, params: int) -> float:

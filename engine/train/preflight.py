@@ -23,8 +23,11 @@ WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin", "*.safetensors.index.j
 
 
 def check_run_inputs(settings: TrainSettings) -> None:
-    """Dataset, model, environment and sequence length: raise on the first problem."""
+    """Dataset, model, environment, sequence length and the disk the run saves to: raise on
+    the first problem."""
     from ..data.dataset import load_validated
+    from ..runs.create import resolve_run_dir
+    from .disk_room import check_new_run_room
 
     _, records, fmt = load_validated(settings)
     check_model_source(settings)
@@ -32,6 +35,7 @@ def check_run_inputs(settings: TrainSettings) -> None:
     check_backend_for_model(settings)
     check_environment(settings)
     check_sequence_length(settings, records, fmt)
+    check_new_run_room(settings, len(records), resolve_run_dir(settings))
 
 
 # --- the model --------------------------------------------------------------------------

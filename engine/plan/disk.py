@@ -1,0 +1,128 @@
+"""What a run writes to its output folder, planned so that a disk too small is found before
+the first step, not at a save hours in: a save that fails loses every step since the last.
+
+A checkpoint holds the trained weights as the run keeps them and the optimizer's state in
+the dtype memory.optimizer_state_bytes gives it: LoRA's adapters in fp32 (PEFT keeps them
+so) and full fine-tuning's weights in the compute dtype; ZeRO-3 and FSDP also save the fp32
+master copy of every trained weight they hold (sharding.SHARD_WEIGHT_BYTES). The run's end
+writes the adapter, or the whole model in the compute dtype. The Trainer writes a new
+checkpoint before it deletes those beyond save_total_limit, so one more than the limit lies
+on disk for a moment; a run with no saves scheduled still writes one when it is stopped.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..common.errors import InputError
+from ..inspect.models import ModelInfo
+from ..settings.schema import TrainSettings
+from .memory import DTYPE_BYTES, GIB, optimizer_state_bytes, trained_params
+from .sharding import SHARD_WEIGHT_BYTES
+
+ADAPTER_BYTES = 4.0  # LoRA's adapters, fp32 in the run and in its files
+# The tokenizer's files, the trainer's state, the scheduler and RNG states of a checkpoint:
+# an allowance (a 128 k vocabulary's tokenizer.json is about 17 MB), not measured
+FIXED_BYTES = 64 * 2**20
+
+
+@dataclass(frozen=True)
+class DiskPlan:
+    checkpoint: float  # bytes of one checkpoint
+    final: float  # bytes of the adapter or model written at the end
+    at_once: int  # checkpoints on disk at the fullest moment
+    final_what: str = "the adapter"  # or "the whole model"
+    scheduled: bool = True  # False: the one checkpoint is a stop's
+
+    @property
+    def needed(self) -> float:
+        return self.at_once * self.checkpoint + self.final
+
+    def describe(self) -> str:
+        """'2.31 GiB: 3 checkpoints of 0.75 GiB (...) and the adapter, 0.06 GiB'"""
+        what = "trained weights and optimizer state" + ("" if self.scheduled else ", if stopped")
+        return (
+            f"{self.needed / GIB:.2f} GiB: {self.at_once} checkpoint"
+            f"{'s' if self.at_once > 1 else ''} of {self.checkpoint / GIB:.2f} GiB ({what}) "
+            f"and {self.final_what}, {self.final / GIB:.2f} GiB"
+        )
+
+
+def checkpoint_bytes(model: ModelInfo, settings: TrainSettings, word: float) -> float:
+    """One checkpoint, `word` bytes a 16-bit (or fp32, on a CPU) weight."""
+    params = trained_params(model, settings)
+    full = settings.training.method == "full"
+    weights = word * params if full else ADAPTER_BYTES * params
+    sharded = settings.distributed.strategy in ("fsdp", "deepspeed")
+    master = SHARD_WEIGHT_BYTES * params if sharded else 0.0
+    state_word = SHARD_WEIGHT_BYTES if sharded or not full else word
+    return weights + master + optimizer_state_bytes(model, settings, state_word) + FIXED_BYTES
+
+
+def final_bytes(model: ModelInfo, settings: TrainSettings, word: float) -> float:
+    """The adapter (LoRA) or the whole model (full fine-tuning) the run's end writes."""
+    if settings.training.method == "full":
+        return word * model.params_total + FIXED_BYTES
+    return ADAPTER_BYTES * trained_params(model, settings) + FIXED_BYTES
+
+
+def scheduled_saves(settings: TrainSettings, steps: int, steps_per_epoch: int) -> int:
+    """Checkpoints the settings ask for over `steps` (every save_steps, every epoch)."""
+    t = settings.training
+    saves = steps // t.save_steps if t.save_steps else 0
+    if t.save_every_epoch and steps_per_epoch:
+        saves += steps // steps_per_epoch
+    return saves
+
+
+def checkpoints_at_once(settings: TrainSettings, steps: int, steps_per_epoch: int) -> int:
+    """At the fullest moment: the kept ones and the one being written, or the one a stop
+    writes where none is scheduled."""
+    saves = scheduled_saves(settings, steps, steps_per_epoch)
+    return max(1, min(saves, settings.training.save_total_limit + 1))
+
+
+def disk_plan(
+    model: ModelInfo, settings: TrainSettings, word: float, steps: int, steps_per_epoch: int
+) -> DiskPlan:
+    full = settings.training.method == "full"
+    return DiskPlan(
+        checkpoint_bytes(model, settings, word),
+        final_bytes(model, settings, word),
+        checkpoints_at_once(settings, steps, steps_per_epoch),
+        "the whole model" if full else "the adapter",
+        scheduled_saves(settings, steps, steps_per_epoch) > 0,
+    )
+
+
+def free_bytes(folder: Path) -> float:
+    """Free space on the disk `folder` will be made on (its nearest existing parent)."""
+    folder = Path(folder).absolute()
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return shutil.disk_usage(folder).free
+
+
+def check_room(plan: DiskPlan, run_dir: Path, kept: float = 0.0) -> None:
+    """Refuse, in one line, a run whose saves would not fit; `kept`: bytes of checkpoints
+    already in the run folder (a resumed run), which the Trainer deletes as new ones come."""
+    free = free_bytes(run_dir)
+    if plan.needed - kept <= free:
+        return
+    way = "free space or choose another output.dir"
+    if plan.at_once > 1:
+        way = "lower training.save_total_limit, save less often, " + way
+    raise InputError(
+        f"output.dir: {run_dir} would hold up to {plan.describe()}; its disk has "
+        f"{free / GIB:.2f} GiB free{f' beside {kept / GIB:.2f} GiB of checkpoints' if kept else ''}"
+        f"; {way}"
+    )
+
+
+def disk_summary(model: ModelInfo, settings: TrainSettings, steps: int, per_epoch: int) -> dict:
+    """What `plan` says of the disk: the run's saves at their fullest, in the plan's dtype."""
+    word = DTYPE_BYTES[settings.quantization.compute_dtype]
+    plan = disk_plan(model, settings, word, steps, per_epoch)
+    return {"disk_gib": round(plan.needed / GIB, 2), "disk_text": plan.describe()}

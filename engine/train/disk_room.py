@@ -1,0 +1,63 @@
+"""Whether the run folder's disk holds what the run will save (engine/plan/disk.py), asked
+before a new run's folder is made and before a run resumes."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from ..common.errors import ModelError
+from ..settings.schema import TrainSettings
+
+
+def check_new_run_room(settings: TrainSettings, records: int, run_dir: Path) -> None:
+    """A new run over `records` records (before its split): its saves fit, or InputError."""
+    from ..plan.run_time import run_steps
+    from ..recipe.examples import split_sizes
+
+    d = settings.dataset
+    trained, _ = split_sizes(records, d.eval_fraction, d.max_samples)
+    # unpacked samples: more steps than packing gives, so more saves, never fewer
+    steps, per_epoch = run_steps(settings, trained, settings.training.max_seq_length)
+    _check(settings, run_dir, steps, per_epoch)
+
+
+def check_resume_room(settings: TrainSettings, run_dir: Path) -> None:
+    """A run resumed: its steps as its newest checkpoint's trainer state counted them."""
+    from ..common.safe_io import CONFIG_LIMIT, read_json
+    from ..runs.checkpoints import last_complete_checkpoint
+
+    checkpoint = last_complete_checkpoint(run_dir, [], settings)
+    if checkpoint is None:
+        return  # it starts again from step 0: its dataset is read then
+    state = read_json(checkpoint / "trainer_state.json", CONFIG_LIMIT, "trainer state")
+    steps, epochs = int(state.get("max_steps") or 0), float(state.get("num_train_epochs") or 1)
+    if steps > 0:
+        _check(settings, run_dir, steps, max(1, math.ceil(steps / max(epochs, 1.0))))
+
+
+def _check(settings: TrainSettings, run_dir: Path, steps: int, per_epoch: int) -> None:
+    from ..inspect.models import inspect_model
+    from ..plan import disk
+    from ..plan.memory import DTYPE_BYTES
+    from ..recipe.model import compute_dtype
+
+    try:
+        model = inspect_model(settings.model.name_or_path)
+    except ModelError:  # a family the planner cannot read: nothing to size the saves by
+        return
+    word = DTYPE_BYTES[compute_dtype(settings.quantization.compute_dtype)]
+    plan = disk.disk_plan(model, settings, word, steps, per_epoch)
+    disk.check_room(plan, run_dir, kept=_checkpoint_bytes(run_dir))
+
+
+def _checkpoint_bytes(run_dir: Path) -> float:
+    """Bytes of the checkpoints a run folder holds already (none for a new run)."""
+    from ..runs.layout import CHECKPOINTS_DIR
+
+    folder = run_dir / CHECKPOINTS_DIR
+    if not folder.is_dir():
+        return 0.0
+    return float(
+        sum(f.stat().st_size for f in folder.rglob("*") if f.is_file() and not f.is_symlink())
+    )
