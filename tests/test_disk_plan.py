@@ -116,3 +116,13 @@ def test_plan_says_what_the_saves_take():
     answer = json.loads(result.stdout)
     assert "3 checkpoints of" in answer["disk_text"] and "the whole model" in answer["disk_text"]
     assert 50 < answer["disk_gib"] < 150
+
+
+def test_without_the_dataset_every_save_the_settings_ask_for_is_counted():
+    """The shipped ZeRO-3 preset, planned before its dataset exists: a save every epoch,
+    the last two kept, so three whole-model checkpoints at the fullest moment."""
+    from finetune_tui.engine.plan.run_time import steps_of
+
+    settings = load_preset(DEMO_PRESET.parent / "full-zero3-offload.yaml")
+    assert steps_of(settings, None) == (1, 0)
+    assert disk.checkpoints_at_once(settings, *steps_of(settings, None)) == 3

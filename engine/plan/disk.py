@@ -12,6 +12,7 @@ on disk for a moment; a run with no saves scheduled still writes one when it is 
 
 from __future__ import annotations
 
+import math
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,11 +70,17 @@ def final_bytes(model: ModelInfo, settings: TrainSettings, word: float) -> float
 
 
 def scheduled_saves(settings: TrainSettings, steps: int, steps_per_epoch: int) -> int:
-    """Checkpoints the settings ask for over `steps` (every save_steps, every epoch)."""
+    """Checkpoints the settings ask for over `steps` (every save_steps, every epoch). With
+    no dataset to count (steps_per_epoch 0, no max_steps) every epoch's save is counted, and
+    save_steps as often as the limit keeps them."""
     t = settings.training
-    saves = steps // t.save_steps if t.save_steps else 0
-    if t.save_every_epoch and steps_per_epoch:
-        saves += steps // steps_per_epoch
+    unknown = steps_per_epoch == 0 and t.max_steps is None
+    saves = 0
+    if t.save_steps:
+        saves += t.save_total_limit + 1 if unknown else steps // t.save_steps
+    if t.save_every_epoch:
+        per_epoch = steps // steps_per_epoch if steps_per_epoch else 0
+        saves += math.ceil(t.epochs) if unknown else per_epoch
     return saves
 
 
