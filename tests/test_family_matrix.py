@@ -37,7 +37,8 @@ FITTED = {
     "olmoe-1b-7b-4l",
     "qwen3-30b-a3b-4l",
     "deepseek-v2-lite-4l",
-    # memory.RESERVE_FACTOR, from their own rows of 2026-12-05
+    # explained after their rows were seen, by CPU traces (16-bit LoRA's fp32 adapters under
+    # checkpointing, Granite's scaled embeddings, OLMo-3's norms): not held out
     "granite-3.3-8b-instruct-4l",
     "olmo-3-1025-7b-4l",
     "smollm3-3b-4l",

@@ -176,3 +176,21 @@ def sdpa_unsupported(model_type: str) -> bool:
         if isinstance(cls, ast.ClassDef)
         for node in cls.body
     )
+
+
+@functools.lru_cache(maxsize=64)
+def scales_input_embeddings(model_type: str) -> bool:
+    """Whether this family's modeling file multiplies `inputs_embeds` (Granite's
+    embedding_multiplier): a second copy of the embeddings, whatever the factor's value."""
+    if not model_type.isidentifier():
+        return False
+    tree = _parsed("transformers", "models", model_type, f"modeling_{model_type}.py")
+    return tree is not None and any(
+        isinstance(node, ast.BinOp)
+        and isinstance(node.op, ast.Mult)
+        and any(
+            isinstance(side, ast.Name) and side.id == "inputs_embeds"
+            for side in (node.left, node.right)
+        )
+        for node in ast.walk(tree)
+    )

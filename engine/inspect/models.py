@@ -25,7 +25,7 @@ from .families import (
     kv_heads,
     small_params,
 )
-from .library_tables import peft_moved_names, sdpa_unsupported
+from .library_tables import peft_moved_names, scales_input_embeddings, sdpa_unsupported
 
 
 @dataclass
@@ -56,6 +56,7 @@ class ModelInfo:
     params_vision: int = 0
     sdpa: bool = True  # transformers' class supports sdpa ("auto" loads eager where not)
     logit_softcapping: bool = False  # final logits through tanh (Gemma-2): a copy more
+    scaled_embeddings: bool = False  # the family's code multiplies them (Granite): a copy more
 
     @property
     def params_linear(self) -> int:
@@ -229,6 +230,7 @@ def _info(name: str, c: dict) -> ModelInfo:
         moe=moe,
         sdpa=not sdpa_unsupported(c.get("loaded_model_type") or model_type),
         logit_softcapping=c.get("final_logit_softcapping") is not None,
+        scaled_embeddings=scales_input_embeddings(c.get("loaded_model_type") or model_type),
     )
 
 

@@ -25,6 +25,7 @@ from .objective import (
     sequences,
     step_tokens,
 )
+from .recompute import recompute_extra_h
 
 COEFFICIENTS = {
     # bytes per token per layer, in units of hidden size (h) and MLP width (i), bf16
@@ -68,7 +69,11 @@ EAGER_SCORE_BYTES = 10.0
 # Under Liger's fused experts the loop is gone and the term does not apply (H200
 # 2026-12-05: DeepSeek-V2-Lite 4-layer liger rows within 2 % without it, with the gradient
 # term below).
-EXTRA_ACT_H = {"deepseek_v2": 177.0, "deepseek_v3": 177.0}
+# OLMo-3 norms its queries and keys over the whole projections and its attention's and MLP's
+# outputs, in fp32: 20 x hidden bytes a token and layer beyond a Llama layer of its widths
+# (82,440 bytes at h = 4096, read with benchmarks/layer_trace.py from transformers' code,
+# not fitted; the family matrix's rows were 1.8-8.7 % low without it).
+EXTRA_ACT_H = {"deepseek_v2": 177.0, "deepseek_v3": 177.0, "olmo3": 20.0}
 # Norms a layer has beyond a Llama layer's two: Gemma-2 and Gemma-3 also norm the attention's
 # and the MLP's outputs before the residual adds. Liger's RMSNorm keeps its 16-bit input for
 # the backward (LigerRMSNormFunction.forward: save_for_backward(X, W, RSTD)), so under Liger
@@ -77,11 +82,6 @@ EXTRA_ACT_H = {"deepseek_v2": 177.0, "deepseek_v3": 177.0}
 # per-token slope). HF's own norms keep fp32 copies, folded into its fitted Gemma terms.
 SANDWICH_NORMS = {"gemma2": 2, "gemma3": 2, "gemma3_text": 2}
 LIGER_NORM_INPUT_H = 2.0
-# Families that reserved more than the analytic model at every backend and quantisation of
-# the family matrix (2026-12-05, 4-layer cuts, b4 x 1024): the worst measured / predicted
-# reserved of each (Granite liger bf16, OLMo-3 hf NF4, SmolLM3 liger bf16), applied to what
-# torch reserves. Not explained yet (multipliers, q/k norms, NoPE layers are candidates).
-RESERVE_FACTOR = {"granite": 1.13, "olmo3": 1.10, "smollm3": 1.10}
 DTYPE_BYTES = {"bf16": 2, "fp16": 2, "fp32": 4, "auto": 2}
 # The CUDA context nvidia-smi shows beside torch's pool: 1.82 GiB measured on an H100
 # (CUDA 13); consumer cards load far less (not measured here: no such card was lent).
@@ -139,7 +139,6 @@ class StepBytes:
     step: float = 0.0  # the optimizer step's temporaries, once activations are freed
     loading: float = 0.0  # a loading peak that training may stay under
     cpu_ram: float = 0.0
-    reserve_factor: float = 1.0  # RESERVE_FACTOR of the family
 
 
 def linear_bytes_per_param(settings: TrainSettings) -> float:
@@ -236,6 +235,7 @@ def activation_bytes(model: ModelInfo, settings: TrainSettings) -> float:
         return layers * (one_layer + scores) + _gemma_extra(model, settings) + transient
     per_layer = c["unsloth_ckpt_h"] if mode == "unsloth" else c["ckpt_h"]
     recomputed = one_layer * (1 + _ungated_extra_layers(model, settings)) + scores + transient
+    recomputed += tokens * recompute_extra_h(model, settings) * h
     return layers * tokens * per_layer * h + recomputed  # saved inputs + recomputed layer(s)
 
 
@@ -349,7 +349,6 @@ def one_gpu_bytes(model: ModelInfo, settings: TrainSettings) -> StepBytes:
         paged=lora_paged + trained_paged,
         step=step,
         loading=loading_peak_bytes(model, settings),
-        reserve_factor=RESERVE_FACTOR.get(model.model_type, 1.0),
     )
 
 
@@ -360,7 +359,7 @@ def breakdown_of(b: StepBytes, settings: TrainSettings, hardware=None) -> Memory
     trained = b.trained + max(0.0, b.step - b.activations - b.logits)
     allocated = b.weights + b.lora + trained + b.activations + b.logits + b.distributed
     held = max(allocated, b.loading)
-    reserved = held * (1 + c["fragmentation"]) * b.reserve_factor + c["workspace_gib"] * GIB
+    reserved = held * (1 + c["fragmentation"]) + c["workspace_gib"] * GIB
     gpu = hardware.primary if hardware is not None else None
     smi = reserved + cuda_context_gib(gpu.total_gib if gpu else None) * GIB + b.paged
     lora_paged = b.paged if settings.training.method != "full" else 0.0

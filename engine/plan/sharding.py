@@ -127,7 +127,6 @@ def _sharded(model: ModelInfo, settings: TrainSettings) -> StepBytes:
         paged=paged,
         step=step,
         cpu_ram=cpu * d.processes,
-        reserve_factor=one.reserve_factor,
     )
 
 

@@ -1,0 +1,388 @@
+"""Peak of live tensor bytes (CPU, real tensors) of one LoRA training step of a cut model,
+and which tensors are alive at that peak, for a family beside a Llama twin of its widths.
+
+Emulates the GPU path of the H200 rows: bf16 weights, TRL's fused chunked LM head
+(add_fused_lm_head before PEFT, the row-chunked tile folds patched in so the CPU fallback
+keeps no [N, 32768] fp32 temporaries the Triton kernel does not), PEFT LoRA r=16 on the 7
+projections, non-reentrant gradient checkpointing + enable_input_require_grads, the forward
+under bf16 autocast (accelerate wraps the model's forward in it), adapters fp32 (PEFT's
+autocast_adapter_dtype: the 16-bit rows) or bf16 (TRL casts them for quantised models: the
+NF4 rows).
+
+    python benchmarks/step_peak_trace.py FAMILY {fp32,bf16} [--layers 2] [--tokens 512]
+        [--gpu-ln] [--no-ckpt]
+
+FAMILY: a key of CONFIGS (the catalog's widths of each family; llama-X: a Llama layer of X's
+widths). Prints one JSON line: the peak of live bytes (overall, and from the layers'
+backward on), per token, and the largest groups of tensors alive at it. The rows of
+docs/BENCHMARKS.md ("The whole step's peak, traced") ran with --gpu-ln at 512 and 1,024
+tokens; the per-token figures there are the slope between the two.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import re
+import weakref
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+CONFIGS = {
+    "granite": {
+        "model_type": "granite",
+        "hidden_size": 4096,
+        "intermediate_size": 12800,
+        "num_attention_heads": 32,
+        "num_key_value_heads": 8,
+        "vocab_size": 49159,
+        "max_position_embeddings": 131072,
+        "tie_word_embeddings": True,
+    },
+    "smollm3": {
+        "model_type": "smollm3",
+        "hidden_size": 2048,
+        "intermediate_size": 11008,
+        "num_attention_heads": 16,
+        "num_key_value_heads": 4,
+        "vocab_size": 128256,
+        "max_position_embeddings": 65536,
+        "tie_word_embeddings": True,
+    },
+    "llama-1b": {
+        "model_type": "llama",
+        "hidden_size": 2048,
+        "intermediate_size": 8192,
+        "num_attention_heads": 32,
+        "num_key_value_heads": 8,
+        "vocab_size": 128256,
+        "max_position_embeddings": 131072,
+        "tie_word_embeddings": True,
+    },
+}
+CONFIGS["pythia-1b"] = {
+    "model_type": "gpt_neox",
+    "hidden_size": 2048,
+    "intermediate_size": 8192,
+    "num_attention_heads": 8,
+    "vocab_size": 50304,
+    "max_position_embeddings": 2048,
+    "tie_word_embeddings": False,
+}
+CONFIGS["phi3-mini"] = {
+    "model_type": "phi3",
+    "hidden_size": 3072,
+    "intermediate_size": 8192,
+    "num_attention_heads": 32,
+    "num_key_value_heads": 32,
+    "vocab_size": 32064,
+    "max_position_embeddings": 4096,
+    "tie_word_embeddings": False,
+    "pad_token_id": 32000,
+}
+CONFIGS["gpt-oss"] = {
+    "model_type": "gpt_oss",
+    "hidden_size": 2880,
+    "intermediate_size": 2880,
+    "num_attention_heads": 64,
+    "num_key_value_heads": 8,
+    "vocab_size": 201088,
+    "max_position_embeddings": 131072,
+    "tie_word_embeddings": False,
+    "head_dim": 64,
+    "num_local_experts": 32,
+    "num_experts_per_tok": 4,
+    "attention_bias": True,
+    "sliding_window": 128,
+}
+CONFIGS["phimoe"] = {
+    "model_type": "phimoe",
+    "hidden_size": 4096,
+    "intermediate_size": 6400,
+    "num_attention_heads": 32,
+    "num_key_value_heads": 8,
+    "vocab_size": 32064,
+    "max_position_embeddings": 131072,
+    "tie_word_embeddings": False,
+    "num_local_experts": 16,
+    "num_experts_per_tok": 2,
+    "attention_bias": True,
+    "lm_head_bias": True,
+}
+CONFIGS["llama-phi3"] = {
+    "model_type": "llama",
+    "hidden_size": 3072,
+    "intermediate_size": 8192,
+    "num_attention_heads": 32,
+    "num_key_value_heads": 32,
+    "vocab_size": 32064,
+    "max_position_embeddings": 4096,
+    "tie_word_embeddings": False,
+}
+CONFIGS["llama-pythia"] = {
+    "model_type": "llama",
+    "hidden_size": 2048,
+    "intermediate_size": 8192,
+    "num_attention_heads": 8,
+    "num_key_value_heads": 8,
+    "vocab_size": 50304,
+    "max_position_embeddings": 2048,
+    "tie_word_embeddings": False,
+}
+TARGETS = {
+    "pythia-1b": ["query_key_value", "dense", "dense_h_to_4h", "dense_4h_to_h"],
+    "phi3-mini": ["qkv_proj", "o_proj", "gate_up_proj", "down_proj"],
+    "gpt-oss": ["q_proj", "k_proj", "v_proj", "o_proj"],
+    "phimoe": ["q_proj", "k_proj", "v_proj", "o_proj"],
+}
+ATTN = {"gpt-oss": "eager"}
+for fam in ("granite", "smollm3"):
+    twin = dict(CONFIGS[fam])
+    twin["model_type"] = "llama"
+    CONFIGS[f"llama-{fam}"] = twin
+GIB = 2**30
+
+
+class Live(TorchDispatchMode):
+    """Every storage an op outputs, counted until the storage dies (weakref on the
+    storage: views keep it alive)."""
+
+    def __init__(self):
+        super().__init__()
+        self.live: dict[int, tuple] = {}
+        self.total = 0
+        self.peak = 0
+        self.peak_snapshot: list = []
+        self.where = "?"
+        self.phase = "forward"
+        self.ops = 0
+        self.skip: set[int] = set()
+        self.in_layers = False
+        self.lpeak = 0
+        self.lpeak_snapshot: list = []
+
+    def _gone(self, key):
+        info = self.live.pop(key, None)
+        if info is not None:
+            self.total -= info[0]
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        self.ops += 1
+        for t in torch.utils._pytree.tree_leaves(out):
+            if not isinstance(t, torch.Tensor) or t.device.type == "meta":
+                continue
+            s = t.untyped_storage()
+            key = s._cdata
+            if key in self.live or key in self.skip or s.nbytes() == 0:
+                continue
+            n = s.nbytes()
+            self.live[key] = (
+                n,
+                str(func.overloadpacket.__name__),
+                tuple(t.shape),
+                str(t.dtype).replace("torch.", ""),
+                self.where,
+                self.phase,
+            )
+            self.total += n
+            weakref.finalize(s, self._gone, key)
+            if self.total > self.peak:
+                self.peak = self.total
+                self.peak_snapshot = list(self.live.values())
+            if self.in_layers and self.total > self.lpeak:
+                self.lpeak = self.total
+                self.lpeak_snapshot = list(self.live.values())
+        return out
+
+
+def build(name, layers):
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    cfg = dict(CONFIGS[name])
+    mt = cfg.pop("model_type")
+    cfg["num_hidden_layers"] = layers
+    config = AutoConfig.for_model(mt, **cfg)
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(
+        config, dtype=torch.bfloat16, attn_implementation=ATTN.get(name, "sdpa")
+    )
+    model.config.use_cache = False
+    return model
+
+
+def patch_trl_tiles(rows=16):
+    """Row-chunk the CPU fallbacks of TRL's chunked log-prob kernel, so they keep small
+    temporaries like the GPU's in-place Triton kernel (the results are unchanged)."""
+    import trl.kernels.chunked_logprob as ck
+
+    fwd, bwd = ck._forward_tile, ck._backward_tile
+
+    def forward_tile(tile, stride, targets, *stats_and_rest, **kw):
+        stats, rest = stats_and_rest[:7], stats_and_rest[7:]
+        for a in range(0, tile.shape[0], rows):
+            b = a + rows
+            fwd(tile[a:b], stride, targets[a:b], *[s[a:b] for s in stats], *rest, **kw)
+
+    def backward_tile(tile, stride, targets, log_z, entropy, g_lp, g_ent, *rest, **kw):
+        for a in range(0, tile.shape[0], rows):
+            b = a + rows
+            bwd(
+                tile[a:b],
+                stride,
+                targets[a:b],
+                log_z[a:b],
+                entropy[a:b],
+                g_lp[a:b],
+                g_ent[a:b],
+                *rest,
+                **kw,
+            )
+
+    def addmm_fp32(acc, a, b):
+        # the GPU's addmm(out_dtype=fp32) keeps no fp32 copy of a or b
+        for i in range(0, acc.shape[0], rows):
+            acc[i : i + rows] += (a[i : i + rows] @ b).float()
+
+    ck._forward_tile, ck._backward_tile = forward_tile, backward_tile
+    ck._addmm_fp32 = addmm_fp32
+
+
+LAYER = True
+
+
+def _fp32(t):
+    return None if t is None else t.float()
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("family")
+    p.add_argument("adapters", choices=["fp32", "bf16"])
+    p.add_argument("--layers", type=int, default=2)
+    p.add_argument("--tokens", type=int, default=512)
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--top", type=int, default=25)
+    p.add_argument("--no-ckpt", action="store_true")
+    p.add_argument("--gpu-ln", action="store_true", help="CUDA autocast: layer_norm in fp32")
+    a = p.parse_args()
+    torch.set_num_threads(2)
+
+    from peft import LoraConfig, get_peft_model
+    from trl.trainer.utils import add_fused_lm_head
+
+    patch_trl_tiles()
+    if a.gpu_ln:
+        import torch.nn.functional as F
+
+        orig_ln = F.layer_norm
+
+        def layer_norm(x, shape, weight=None, bias=None, eps=1e-5):
+            if torch.is_autocast_enabled("cpu"):
+                with torch.autocast("cpu", enabled=False):
+                    return orig_ln(x.float(), shape, _fp32(weight), _fp32(bias), eps)
+            return orig_ln(x, shape, weight, bias, eps)
+
+        F.layer_norm = layer_norm
+    model = build(a.family, a.layers)
+    model.train()
+    if not a.no_ckpt:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    add_fused_lm_head(model, outputs=("log_probs", "entropy", "is_top1"))
+    targets = TARGETS.get(
+        a.family, ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    )
+    model = get_peft_model(
+        model,
+        LoraConfig(
+            r=16,
+            lora_alpha=16,
+            lora_dropout=0.0,
+            target_modules=targets,
+            bias="none",
+            task_type="CAUSAL_LM",
+        ),
+    )
+    if not a.no_ckpt:
+        model.enable_input_require_grads()
+    if a.adapters == "bf16":
+        for _, prm in model.named_parameters():
+            if prm.requires_grad:
+                prm.data = prm.data.to(torch.bfloat16)
+    tied = model.get_input_embeddings().weight is model.get_output_embeddings().weight
+
+    mode = Live()
+    mode.skip = {
+        t.untyped_storage()._cdata for t in list(model.parameters()) + list(model.buffers())
+    }
+    # module attribution: the innermost module running (forward and recompute)
+    stack = []
+    for mname, mod in model.named_modules():
+        short = mname.replace("base_model.model.", "")
+
+        def pre(m, i, short=short):
+            stack.append(mode.where)
+            if mode.phase == "backward" and ".layers." in short:
+                mode.in_layers = True
+            mode.where = short
+
+        def post(m, i, o):
+            mode.where = stack.pop() if stack else "?"
+
+        mod.register_forward_pre_hook(pre)
+        mod.register_forward_hook(post)
+
+    ids = torch.randint(0, 250, (a.batch, a.tokens))
+    labels = ids.clone()
+    with mode:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = model(input_ids=ids, labels=labels, fused_lm_head=True)
+        loss = -out.log_probs.sum() / out.label_mask.sum()
+        mode.phase, mode.where = "backward", "bwd"
+        fwd_end = mode.total
+        fwd_peak = mode.peak
+        loss.backward()
+    # group what was alive at the peak
+    groups = collections.defaultdict(lambda: [0, 0])
+    snap = mode.lpeak_snapshot if LAYER else mode.peak_snapshot
+    for n, op, shape, dtype, where, phase in snap:
+        w = re.sub(r"layers\.\d+", "layers.N", where)
+        key = (phase, w, op, dtype, shape)
+        groups[key][0] += n
+        groups[key][1] += 1
+    toks = a.batch * a.tokens
+    rows = sorted(groups.items(), key=lambda kv: -kv[1][0])
+    result = {
+        "family": a.family,
+        "adapters": a.adapters,
+        "layers": a.layers,
+        "tokens": toks,
+        "tied": tied,
+        "peak_bytes": mode.peak,
+        "peak_per_token": mode.peak / toks,
+        "fwd_peak_bytes": fwd_peak,
+        "layer_peak_bytes": mode.lpeak,
+        "layer_peak_per_token": mode.lpeak / toks,
+        "snapshot": "layer" if LAYER else "overall",
+        "fwd_end_bytes": fwd_end,
+        "alive_at_peak": [
+            {
+                "phase": k[0],
+                "where": k[1],
+                "op": k[2],
+                "dtype": k[3],
+                "shape": list(k[4]),
+                "count": v[1],
+                "bytes": v[0],
+                "per_token": round(v[0] / toks, 1),
+            }
+            for k, v in rows[: a.top]
+        ],
+    }
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
