@@ -11,8 +11,12 @@ import pytest
 from conftest import DEMO_PRESET
 
 from finetune_tui.engine.data.dataset import dataset_stats
+from finetune_tui.engine.inspect.models import inspect_model
 from finetune_tui.engine.plan import run_time as rt
 from finetune_tui.engine.settings.preset import load_preset
+
+DEMO_MODEL = inspect_model("demo")
+LLAMA_8B = inspect_model("meta-llama/Llama-3.1-8B")
 
 RESULTS = Path(__file__).resolve().parent.parent / "benchmarks" / "results"
 
@@ -46,7 +50,7 @@ def test_startup_is_what_the_committed_gpu_runs_spent_outside_their_steps():
 def test_the_demo_takes_its_248_steps_over_the_training_records():
     """2,200 records, 10 % held out, micro-batch 32, 4 epochs: 62 steps an epoch."""
     settings, stats = demo()
-    timing = rt.run_time(settings, stats, 800_000, tokens_per_s=10_000.0, basis="b")
+    timing = rt.run_time(settings, stats, DEMO_MODEL, tokens_per_s=10_000.0, basis="b")
     assert timing.steps == 248
     mean = sum(min(n, 64) for n in stats.sample) / len(stats.sample)
     assert timing.real_tokens == pytest.approx(1980 * 4 * mean, rel=0.01)
@@ -58,32 +62,38 @@ def test_the_demo_takes_its_248_steps_over_the_training_records():
 
 def test_max_steps_fixes_the_run_and_no_data_without_it_is_no_answer():
     settings, stats = demo("training.max_steps=10")
-    assert rt.run_time(settings, stats, 800_000, 1000.0, "b").steps == 10
-    assert rt.run_time(settings, None, 800_000, 1000.0, "b").steps == 10
+    assert rt.run_time(settings, stats, DEMO_MODEL, 1000.0, "b").steps == 10
+    assert rt.run_time(settings, None, DEMO_MODEL, 1000.0, "b").steps == 10
     settings, _ = demo()
-    assert rt.run_time(settings, None, 800_000, 1000.0, "b") is None
+    assert rt.run_time(settings, None, DEMO_MODEL, 1000.0, "b") is None
 
 
 def test_packing_and_more_processes_take_fewer_steps_for_the_same_tokens():
     settings, stats = demo()
-    padded = rt.run_time(settings, stats, 8e9, 1000.0, "b")
-    packed = rt.run_time(*demo("memory.packing=true"), 8e9, 1000.0, "b")
+    padded = rt.run_time(settings, stats, LLAMA_8B, 1000.0, "b")
+    packed = rt.run_time(*demo("memory.packing=true"), LLAMA_8B, 1000.0, "b")
     assert packed.steps < padded.steps / 1.5
     assert packed.real_tokens == pytest.approx(padded.real_tokens, rel=0.02)
     two = rt.run_time(
-        *demo("distributed.strategy=ddp", "distributed.processes=2"), 8e9, 1000.0, "b"
+        *demo("distributed.strategy=ddp", "distributed.processes=2"), LLAMA_8B, 1000.0, "b"
     )
     assert two.steps == 31 * 4  # 1,980 records / (2 x 32) per step, 4 epochs
 
 
 def test_saves_and_evaluations_follow_their_settings():
     settings, stats = demo("training.save_steps=100", "training.eval_steps=50")
-    timing = rt.run_time(settings, stats, 8e9, 1000.0, "b")
+    timing = rt.run_time(settings, stats, LLAMA_8B, 1000.0, "b")
     assert rt.scheduled_saves(settings, timing.steps, 62) == 2  # and the end's
     assert rt._eval_passes(settings, timing.steps) == 5  # 50, 100, 150, 200, and 248
-    full = rt.run_time(*demo("training.method=full"), 8e9, 1000.0, "b")
-    lora = rt.run_time(*demo(), 8e9, 1000.0, "b")
-    assert full.save_s > 50 * lora.save_s  # a whole 8 B model and its optimizer, not an adapter
+    full = rt.run_time(*demo("training.method=full"), LLAMA_8B, 1000.0, "b")
+    lora = rt.run_time(*demo(), LLAMA_8B, 1000.0, "b")
+    # no checkpoint scheduled: the end writes the whole 16-bit model, or an adapter
+    assert full.save_s == pytest.approx(LLAMA_8B.params_total * 2 / 1e9, rel=0.01)
+    assert full.save_s > 30 * lora.save_s
+    saving = rt.run_time(
+        *demo("training.method=full", "training.save_steps=100"), LLAMA_8B, 1e3, "b"
+    )
+    assert saving.save_s > 4 * full.save_s  # two checkpoints: weights, moments of every weight
 
 
 @pytest.mark.parametrize(

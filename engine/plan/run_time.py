@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from ..recipe.examples import split_sizes
 from ..settings.schema import TrainSettings
 from . import batching
-from .disk import scheduled_saves
+from .disk import checkpoint_bytes, final_bytes, scheduled_saves
+from .memory import DTYPE_BYTES
 
 STARTUP_S = {"hf": 25.0, "liger": 26.5, "unsloth": 55.3}  # medians, 8-9 B models, H100
 STARTUP_PARAMS = 8e9  # the size those were measured at; loading scales with the weights
@@ -63,7 +64,7 @@ def clock(seconds: float) -> str:
     return f"{days} d {hours} h"
 
 
-def run_time(settings: TrainSettings, stats, params: int, tokens_per_s: float, basis: str):
+def run_time(settings: TrainSettings, stats, model, tokens_per_s: float, basis: str):
     """The whole run's predicted wall time, or None without the dataset's lengths (the
     records to count) unless max_steps fixes the length of the run."""
     t = settings.training
@@ -79,10 +80,8 @@ def run_time(settings: TrainSettings, stats, params: int, tokens_per_s: float, b
     train_s = real_tokens / tokens_per_s
     passes = _eval_passes(settings, steps) if eval_records else 0
     eval_s = passes * eval_records * per_sample / (tokens_per_s * EVAL_SPEEDUP)
-    save_s = (1 + scheduled_saves(settings, steps, steps_per_epoch)) * _save_seconds(
-        settings, params
-    )  # and the adapter or model at the end
-    startup_s = STARTUP_S[settings.memory.backend] * max(0.25, params / STARTUP_PARAMS)
+    save_s = _save_seconds(model, settings, scheduled_saves(settings, steps, steps_per_epoch))
+    startup_s = STARTUP_S[settings.memory.backend] * max(0.25, model.params_total / STARTUP_PARAMS)
     total = train_s + eval_s + save_s + startup_s
     return RunTime(
         total, train_s, startup_s, eval_s, save_s, steps, real_tokens, tokens_per_s, basis
@@ -137,11 +136,11 @@ def _eval_passes(settings: TrainSettings, steps: int) -> int:
     return steps // every + (steps % every > 0) if every else 1
 
 
-def _save_seconds(settings: TrainSettings, params: int) -> float:
-    """A LoRA checkpoint is small; a full one holds the 16-bit weights and the optimizer."""
-    if settings.training.method == "lora":
-        return 1.0
-    return params * (2 + 8) / 1e9 / SAVE_GB_PER_S
+def _save_seconds(model, settings: TrainSettings, checkpoints: int) -> float:
+    """Writing the checkpoints and the final adapter or model, as the disk plan sizes them."""
+    word = DTYPE_BYTES[settings.quantization.compute_dtype]
+    written = checkpoints * checkpoint_bytes(model, settings, word)
+    return (written + final_bytes(model, settings, word)) / 1e9 / SAVE_GB_PER_S
 
 
 def predicted_run_time(model, settings: TrainSettings, stats, gpu_name: str | None):
@@ -152,7 +151,7 @@ def predicted_run_time(model, settings: TrainSettings, stats, gpu_name: str | No
     speed = predicted_throughput(model, settings, stats, gpu_name)
     if speed is None:
         return None, None
-    return run_time(settings, stats, model.params_total, speed.tokens_per_s, speed.basis), speed
+    return run_time(settings, stats, model, speed.tokens_per_s, speed.basis), speed
 
 
 def time_summary(model, settings: TrainSettings, stats, gpu_name: str | None) -> dict:
