@@ -25,9 +25,9 @@ def test_a_lora_checkpoint_and_adapter_weigh_what_the_plan_says(finished_templat
     plan = disk.disk_plan(model, settings, 4.0, steps=4, steps_per_epoch=0)
     checkpoint = finished_template / "checkpoints" / "checkpoint-2"
     weighed = saved_bytes(checkpoint, ("adapter_model.safetensors", "optimizer.pt"))
-    assert weighed == pytest.approx(plan.checkpoint - disk.FIXED_BYTES, rel=0.05)
+    assert weighed == pytest.approx(plan.checkpoint - disk.small_files_bytes(model), rel=0.05)
     adapter = saved_bytes(finished_template / "adapter", ("adapter_model.safetensors",))
-    assert adapter == pytest.approx(plan.final - disk.FIXED_BYTES, rel=0.05)
+    assert adapter == pytest.approx(plan.final - disk.small_files_bytes(model), rel=0.05)
     whole = sum(f.stat().st_size for f in checkpoint.rglob("*") if f.is_file())
     assert weighed < whole <= plan.checkpoint
     assert plan.at_once == 2  # saves at steps 2 and 4, under a limit of 2
@@ -47,7 +47,7 @@ def test_a_checkpoint_holds_the_weights_state_and_master_copy_of_what_trains(ove
     Gemma-2-2B, what its run left on the GPU machine's disk beside the 5 GiB model."""
     model = inspect_model("google/gemma-2-2b")
     settings = settings_from_overrides(["model.name_or_path=google/gemma-2-2b", *overrides])
-    checkpoint = disk.checkpoint_bytes(model, settings, 2.0) - disk.FIXED_BYTES
+    checkpoint = disk.checkpoint_bytes(model, settings, 2.0) - disk.small_files_bytes(model)
     if per_param is None:
         assert checkpoint == 12 * model.lora_params(settings.lora.r)
     else:

@@ -19,7 +19,7 @@ def planned_checkpoint(run_dir) -> float:
 
     settings = load_preset(run_dir / "settings.yaml")
     model = inspect_model(settings.model.name_or_path)
-    return disk.checkpoint_bytes(model, settings, 4.0) - disk.FIXED_BYTES
+    return disk.checkpoint_bytes(model, settings, 4.0) - disk.small_files_bytes(model)
 
 
 def test_full_fine_tuning_trains_every_weight_and_saves_the_whole_model(tmp_path):

@@ -24,9 +24,15 @@ from .memory import DTYPE_BYTES, GIB, optimizer_state_bytes, trained_params
 from .sharding import SHARD_WEIGHT_BYTES
 
 ADAPTER_BYTES = 4.0  # LoRA's adapters, fp32 in the run and in its files
-# The tokenizer's files, the trainer's state, the scheduler and RNG states of a checkpoint:
-# an allowance (a 128 k vocabulary's tokenizer.json is about 17 MB), not measured
-FIXED_BYTES = 64 * 2**20
+# Beside the weights a checkpoint holds the tokenizer (tokenizer.json: 7-9 MB for Qwen2.5's
+# and Llama-3's 128-152 k entries, 33 MB for Gemma-3's 262 k) and a few small files (trainer
+# state, scheduler, RNG states, arguments): an allowance on the safe side
+TOKENIZER_BYTES_PER_ENTRY = 128
+SMALL_FILES_BYTES = 2**20
+
+
+def small_files_bytes(model: ModelInfo) -> float:
+    return TOKENIZER_BYTES_PER_ENTRY * model.vocab_size + SMALL_FILES_BYTES
 
 
 @dataclass(frozen=True)
@@ -59,14 +65,19 @@ def checkpoint_bytes(model: ModelInfo, settings: TrainSettings, word: float) -> 
     sharded = settings.distributed.strategy in ("fsdp", "deepspeed")
     master = SHARD_WEIGHT_BYTES * params if sharded else 0.0
     state_word = SHARD_WEIGHT_BYTES if sharded or not full else word
-    return weights + master + optimizer_state_bytes(model, settings, state_word) + FIXED_BYTES
+    return (
+        weights
+        + master
+        + optimizer_state_bytes(model, settings, state_word)
+        + small_files_bytes(model)
+    )
 
 
 def final_bytes(model: ModelInfo, settings: TrainSettings, word: float) -> float:
     """The adapter (LoRA) or the whole model (full fine-tuning) the run's end writes."""
     if settings.training.method == "full":
-        return word * model.params_total + FIXED_BYTES
-    return ADAPTER_BYTES * trained_params(model, settings) + FIXED_BYTES
+        return word * model.params_total + small_files_bytes(model)
+    return ADAPTER_BYTES * trained_params(model, settings) + small_files_bytes(model)
 
 
 def scheduled_saves(settings: TrainSettings, steps: int, steps_per_epoch: int) -> int:
