@@ -12,9 +12,9 @@ NF4 rows).
     python benchmarks/step_peak_trace.py FAMILY {fp32,bf16} [--layers 2] [--tokens 512]
         [--gpu-ln] [--no-ckpt]
 
-FAMILY: a key of CONFIGS (the catalog's widths of each family; llama-X: a Llama layer of X's
-widths). Prints one JSON line: the peak of live bytes (overall, and from the layers'
-backward on), per token, and the largest groups of tensors alive at it. The rows of
+FAMILY: a key of FAMILIES (the catalog's config of each, cut to --layers), or llama-FAMILY: a
+Llama of that family's widths. Prints one JSON line: the peak of live bytes (overall, and
+from the layers' backward on), per token, and the largest groups of tensors alive at it. The rows of
 docs/BENCHMARKS.md ("The whole step's peak, traced") ran with --gpu-ln at 512 and 1,024
 tokens; the per-token figures there are the slope between the two.
 """
@@ -25,112 +25,42 @@ import argparse
 import collections
 import json
 import re
+import sys
 import weakref
+from pathlib import Path
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-CONFIGS = {
-    "granite": {
-        "model_type": "granite",
-        "hidden_size": 4096,
-        "intermediate_size": 12800,
-        "num_attention_heads": 32,
-        "num_key_value_heads": 8,
-        "vocab_size": 49159,
-        "max_position_embeddings": 131072,
-        "tie_word_embeddings": True,
-    },
-    "smollm3": {
-        "model_type": "smollm3",
-        "hidden_size": 2048,
-        "intermediate_size": 11008,
-        "num_attention_heads": 16,
-        "num_key_value_heads": 4,
-        "vocab_size": 128256,
-        "max_position_embeddings": 65536,
-        "tie_word_embeddings": True,
-    },
-    "llama-1b": {
-        "model_type": "llama",
-        "hidden_size": 2048,
-        "intermediate_size": 8192,
-        "num_attention_heads": 32,
-        "num_key_value_heads": 8,
-        "vocab_size": 128256,
-        "max_position_embeddings": 131072,
-        "tie_word_embeddings": True,
-    },
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # backends.family_config
+
+FAMILIES = {  # the catalog's config.json of each (benchmarks/backends.family_config)
+    "llama-1b": "meta-llama/Llama-3.2-1B",
+    "granite": "ibm-granite/granite-3.3-8b-instruct",
+    "smollm3": "HuggingFaceTB/SmolLM3-3B",
+    "pythia-1b": "EleutherAI/pythia-1b",
+    "phi3-mini": "microsoft/Phi-3-mini-4k-instruct",
+    "gpt-oss": "openai/gpt-oss-20b",
+    "phimoe": "microsoft/Phi-3.5-MoE-instruct",
 }
-CONFIGS["pythia-1b"] = {
-    "model_type": "gpt_neox",
-    "hidden_size": 2048,
-    "intermediate_size": 8192,
-    "num_attention_heads": 8,
-    "vocab_size": 50304,
-    "max_position_embeddings": 2048,
-    "tie_word_embeddings": False,
+TWINS = {
+    f"llama-{short}": own
+    for short, own in (
+        ("granite", "granite"),
+        ("smollm3", "smollm3"),
+        ("pythia", "pythia-1b"),
+        ("phi3", "phi3-mini"),
+    )
 }
-CONFIGS["phi3-mini"] = {
-    "model_type": "phi3",
-    "hidden_size": 3072,
-    "intermediate_size": 8192,
-    "num_attention_heads": 32,
-    "num_key_value_heads": 32,
-    "vocab_size": 32064,
-    "max_position_embeddings": 4096,
-    "tie_word_embeddings": False,
-    "pad_token_id": 32000,
-}
-CONFIGS["gpt-oss"] = {
-    "model_type": "gpt_oss",
-    "hidden_size": 2880,
-    "intermediate_size": 2880,
-    "num_attention_heads": 64,
-    "num_key_value_heads": 8,
-    "vocab_size": 201088,
-    "max_position_embeddings": 131072,
-    "tie_word_embeddings": False,
-    "head_dim": 64,
-    "num_local_experts": 32,
-    "num_experts_per_tok": 4,
-    "attention_bias": True,
-    "sliding_window": 128,
-}
-CONFIGS["phimoe"] = {
-    "model_type": "phimoe",
-    "hidden_size": 4096,
-    "intermediate_size": 6400,
-    "num_attention_heads": 32,
-    "num_key_value_heads": 8,
-    "vocab_size": 32064,
-    "max_position_embeddings": 131072,
-    "tie_word_embeddings": False,
-    "num_local_experts": 16,
-    "num_experts_per_tok": 2,
-    "attention_bias": True,
-    "lm_head_bias": True,
-}
-CONFIGS["llama-phi3"] = {
-    "model_type": "llama",
-    "hidden_size": 3072,
-    "intermediate_size": 8192,
-    "num_attention_heads": 32,
-    "num_key_value_heads": 32,
-    "vocab_size": 32064,
-    "max_position_embeddings": 4096,
-    "tie_word_embeddings": False,
-}
-CONFIGS["llama-pythia"] = {
-    "model_type": "llama",
-    "hidden_size": 2048,
-    "intermediate_size": 8192,
-    "num_attention_heads": 8,
-    "num_key_value_heads": 8,
-    "vocab_size": 50304,
-    "max_position_embeddings": 2048,
-    "tie_word_embeddings": False,
-}
+TWIN_KEYS = (  # what a Llama layer of another family's widths takes from its config
+    "hidden_size",
+    "intermediate_size",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "vocab_size",
+    "max_position_embeddings",
+    "tie_word_embeddings",
+)
 TARGETS = {
     "pythia-1b": ["query_key_value", "dense", "dense_h_to_4h", "dense_4h_to_h"],
     "phi3-mini": ["qkv_proj", "o_proj", "gate_up_proj", "down_proj"],
@@ -138,10 +68,21 @@ TARGETS = {
     "phimoe": ["q_proj", "k_proj", "v_proj", "o_proj"],
 }
 ATTN = {"gpt-oss": "eager"}
-for fam in ("granite", "smollm3"):
-    twin = dict(CONFIGS[fam])
-    twin["model_type"] = "llama"
-    CONFIGS[f"llama-{fam}"] = twin
+
+
+def config_of(name: str, layers: int) -> dict:
+    """FAMILY's config cut to `layers`; 'llama-FAMILY': a Llama of its widths."""
+    from backends import family_config
+
+    config = family_config(FAMILIES[TWINS.get(name, name)], layers)
+    config.pop("architectures", None)
+    config.pop("layer_types", None)
+    if name in TWINS:
+        config = {k: config[k] for k in TWIN_KEYS if k in config} | {"model_type": "llama"}
+        config["num_hidden_layers"] = layers
+    return config
+
+
 GIB = 2**30
 
 
@@ -201,10 +142,8 @@ class Live(TorchDispatchMode):
 def build(name, layers):
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    cfg = dict(CONFIGS[name])
-    mt = cfg.pop("model_type")
-    cfg["num_hidden_layers"] = layers
-    config = AutoConfig.for_model(mt, **cfg)
+    cfg = config_of(name, layers)
+    config = AutoConfig.for_model(cfg.pop("model_type"), **cfg)
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_config(
         config, dtype=torch.bfloat16, attn_implementation=ATTN.get(name, "sdpa")
