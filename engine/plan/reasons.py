@@ -47,8 +47,8 @@ def experts_reason(model: ModelInfo) -> str:
 PREFERENCE_PLAN = (
     "{}: memory planned from how TRL runs it (a pair's two sequences in one batch, ORPO's "
     "whole logits, full fine-tuning's reference copies) under expandable segments, which "
-    "the run sets; checked on an H200 and an H100 (DPO, ORPO, NF4; Llama, Qwen2.5, Gemma-2, "
-    "Gemma-3): -3.4 to +4.7 %; no time prediction"
+    "the run sets; checked on an H200 and an H100 (DPO, ORPO, NF4 and 16-bit; Llama, Qwen2.5, "
+    "Gemma-2, Gemma-3): -3.4 to +5.8 %; no time prediction"
 )
 
 
