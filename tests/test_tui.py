@@ -466,4 +466,6 @@ async def test_strategy_and_review_say_how_long_the_run_takes_on_the_card():
         assert after != before and after.startswith("time: about ")
         await pilot.press("5")
         await pilot.pause()
-        assert text_of(app, "#review-time") == after
+        time, disk = text_of(app, "#review-time").splitlines()
+        assert time == after  # and the disk its saves take, as `plan` says it
+        assert disk.startswith("disk: up to ") and "and the adapter" in disk

@@ -59,6 +59,17 @@ def time_text(hw, settings: TrainSettings) -> str:
     return "time: " + time_summary(model, settings, stats, card)["time_text"]
 
 
+def disk_text(settings: TrainSettings) -> str:
+    """'disk: up to 2.31 GiB: 3 checkpoints of ...', as `plan` says it (the run checks it
+    against the output folder's free space before it starts)."""
+    from finetune_tui.engine.plan.disk import disk_summary
+    from finetune_tui.engine.plan.run_time import steps_of
+
+    model = inspect(settings.model.name_or_path)
+    steps = steps_of(settings, dataset_stats(settings))
+    return "disk: up to " + disk_summary(model, settings, *steps)["disk_text"]
+
+
 def recommend(
     hw, settings: TrainSettings, pinned: set[str] = frozenset()
 ) -> tuple[TrainSettings, dict[str, str]] | None:

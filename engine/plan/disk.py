@@ -51,10 +51,14 @@ class DiskPlan:
         """'2.31 GiB: 3 checkpoints of 0.75 GiB (...) and the adapter, 0.06 GiB'"""
         what = "trained weights and optimizer state" + ("" if self.scheduled else ", if stopped")
         return (
-            f"{self.needed / GIB:.2f} GiB: {self.at_once} checkpoint"
-            f"{'s' if self.at_once > 1 else ''} of {self.checkpoint / GIB:.2f} GiB ({what}) "
-            f"and {self.final_what}, {self.final / GIB:.2f} GiB"
+            f"{size(self.needed)}: {self.at_once} checkpoint{'s' if self.at_once > 1 else ''} "
+            f"of {size(self.checkpoint)} ({what}) and {self.final_what}, {size(self.final)}"
         )
+
+
+def size(nbytes: float) -> str:
+    """'2.31 GiB', or '4.6 MiB' below a GiB."""
+    return f"{nbytes / GIB:.2f} GiB" if nbytes >= GIB else f"{nbytes / 2**20:.1f} MiB"
 
 
 def checkpoint_bytes(model: ModelInfo, settings: TrainSettings, word: float) -> float:
@@ -134,7 +138,7 @@ def check_room(plan: DiskPlan, run_dir: Path, kept: float = 0.0) -> None:
         way = "lower training.save_total_limit, save less often, " + way
     raise InputError(
         f"output.dir: {run_dir} would hold up to {plan.describe()}; its disk has "
-        f"{free / GIB:.2f} GiB free{f' beside {kept / GIB:.2f} GiB of checkpoints' if kept else ''}"
+        f"{size(free)} free{f' beside {size(kept)} of checkpoints' if kept else ''}"
         f"; {way}"
     )
 

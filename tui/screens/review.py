@@ -28,7 +28,7 @@ class ReviewScreen(Screen):
         state = self.app.state
         settings = state.settings
         diffs = changed_fields(settings, TrainSettings())
-        self.query_one("#review-time", Static).update(shown(self._time(settings)))
+        self.query_one("#review-time", Static).update("\n".join(map(shown, self._time(settings))))
         self.query_one("#review-diff", Static).update(
             "[b]Differs from the defaults[/b] (set by you, or recommended for this card):\n"
             + (
@@ -48,13 +48,14 @@ class ReviewScreen(Screen):
     def on_mount(self) -> None:
         self.on_screen_resume()
 
-    def _time(self, settings: TrainSettings) -> str:
-        from ..planning import time_text
+    def _time(self, settings: TrainSettings) -> list[str]:
+        """The run's time on this card and the disk its saves take, as `plan` says them."""
+        from ..planning import disk_text, time_text
 
         try:
-            return time_text(self.app.hardware, settings)
+            return [time_text(self.app.hardware, settings), disk_text(settings)]
         except Exception as exc:  # a planner error must not take the screen down
-            return f"time: no prediction ({exc})"
+            return [f"time: no prediction ({exc})"]
 
 
 def origin(field: str, value: object, state) -> str:
