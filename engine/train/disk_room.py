@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from ..common.errors import ModelError
+from ..common.errors import FinetuneError, ModelError
 from ..settings.schema import TrainSettings
 
 
@@ -30,9 +30,12 @@ def check_resume_room(settings: TrainSettings, run_dir: Path) -> None:
     checkpoint = last_complete_checkpoint(run_dir, [], settings)
     if checkpoint is None:
         return  # it starts again from step 0: its dataset is read then
-    state = read_json(checkpoint / "trainer_state.json", CONFIG_LIMIT, "trainer state")
-    steps, epochs = int(state.get("max_steps") or 0), float(state.get("num_train_epochs") or 1)
-    if steps > 0:
+    try:
+        state = read_json(checkpoint / "trainer_state.json", CONFIG_LIMIT, "trainer state")
+        steps, epochs = int(state["max_steps"]), float(state.get("num_train_epochs") or 1)
+    except (FinetuneError, KeyError, TypeError, ValueError, AttributeError, OverflowError):
+        return  # a state the Trainer wrote differently: the resume itself reads it
+    if steps > 0 and math.isfinite(epochs):
         _check(settings, run_dir, steps, max(1, math.ceil(steps / max(epochs, 1.0))))
 
 
