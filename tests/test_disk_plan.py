@@ -126,3 +126,16 @@ def test_without_the_dataset_every_save_the_settings_ask_for_is_counted():
     settings = load_preset(DEMO_PRESET.parent / "full-zero3-offload.yaml")
     assert steps_of(settings, None) == (1, 0)
     assert disk.checkpoints_at_once(settings, *steps_of(settings, None)) == 3
+
+
+@pytest.mark.parametrize("state", ["[]", '{"max_steps": "x"}', "{}", '{"max_steps": 1e400}'])
+def test_a_forged_trainer_state_never_breaks_the_resume_check(
+    finished_template, tmp_path, monkeypatch, state
+):
+    from finetune_tui.engine.train.disk_room import check_resume_room
+
+    run_dir = copy_finished_run(finished_template, tmp_path / "run")
+    for checkpoint in (run_dir / "checkpoints").glob("checkpoint-*"):
+        (checkpoint / "trainer_state.json").write_text(state)
+    refuse_free(monkeypatch, 0)
+    assert check_resume_room(load_preset(run_dir / "settings.yaml"), run_dir) is None
