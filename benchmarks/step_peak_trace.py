@@ -196,7 +196,7 @@ def _fp32(t):
     return None if t is None else t.float()
 
 
-def main():
+def arguments() -> argparse.Namespace:
     p = argparse.ArgumentParser()
     p.add_argument("family")
     p.add_argument("adapters", choices=["fp32", "bf16"])
@@ -206,25 +206,30 @@ def main():
     p.add_argument("--top", type=int, default=25)
     p.add_argument("--no-ckpt", action="store_true")
     p.add_argument("--gpu-ln", action="store_true", help="CUDA autocast: layer_norm in fp32")
-    a = p.parse_args()
-    torch.set_num_threads(2)
+    return p.parse_args()
 
+
+def layer_norm_in_fp32() -> None:
+    """CUDA autocast runs layer_norm in fp32; CPU autocast does not: do as the GPU does."""
+    import torch.nn.functional as F
+
+    orig_ln = F.layer_norm
+
+    def layer_norm(x, shape, weight=None, bias=None, eps=1e-5):
+        if torch.is_autocast_enabled("cpu"):
+            with torch.autocast("cpu", enabled=False):
+                return orig_ln(x.float(), shape, _fp32(weight), _fp32(bias), eps)
+        return orig_ln(x, shape, weight, bias, eps)
+
+    F.layer_norm = layer_norm
+
+
+def lora_model(a: argparse.Namespace):
+    """The cut model as the GPU rows trained it: checkpointing, TRL's fused head, PEFT LoRA
+    r=16; adapters fp32 (PEFT's default) or bf16 (as TRL casts them over 4-bit weights)."""
     from peft import LoraConfig, get_peft_model
     from trl.trainer.utils import add_fused_lm_head
 
-    patch_trl_tiles()
-    if a.gpu_ln:
-        import torch.nn.functional as F
-
-        orig_ln = F.layer_norm
-
-        def layer_norm(x, shape, weight=None, bias=None, eps=1e-5):
-            if torch.is_autocast_enabled("cpu"):
-                with torch.autocast("cpu", enabled=False):
-                    return orig_ln(x.float(), shape, _fp32(weight), _fp32(bias), eps)
-            return orig_ln(x, shape, weight, bias, eps)
-
-        F.layer_norm = layer_norm
     model = build(a.family, a.layers)
     model.train()
     if not a.no_ckpt:
@@ -233,30 +238,26 @@ def main():
     targets = TARGETS.get(
         a.family, ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
     )
-    model = get_peft_model(
-        model,
-        LoraConfig(
-            r=16,
-            lora_alpha=16,
-            lora_dropout=0.0,
-            target_modules=targets,
-            bias="none",
-            task_type="CAUSAL_LM",
-        ),
+    lora = LoraConfig(
+        r=16,
+        lora_alpha=16,
+        lora_dropout=0.0,
+        target_modules=targets,
+        bias="none",
+        task_type="CAUSAL_LM",
     )
+    model = get_peft_model(model, lora)
     if not a.no_ckpt:
         model.enable_input_require_grads()
     if a.adapters == "bf16":
         for _, prm in model.named_parameters():
             if prm.requires_grad:
                 prm.data = prm.data.to(torch.bfloat16)
-    tied = model.get_input_embeddings().weight is model.get_output_embeddings().weight
+    return model
 
-    mode = Live()
-    mode.skip = {
-        t.untyped_storage()._cdata for t in list(model.parameters()) + list(model.buffers())
-    }
-    # module attribution: the innermost module running (forward and recompute)
+
+def name_modules(model, mode: Live) -> None:
+    """Each storage is attributed to the innermost module running (forward and recompute)."""
     stack = []
     for mname, mod in model.named_modules():
         short = mname.replace("base_model.model.", "")
@@ -273,26 +274,53 @@ def main():
         mod.register_forward_pre_hook(pre)
         mod.register_forward_hook(post)
 
+
+def alive_at_peak(mode: Live, tokens: int, top: int) -> list[dict]:
+    """The largest groups of tensors alive at the peak, layers folded together."""
+    groups = collections.defaultdict(lambda: [0, 0])
+    for n, op, shape, dtype, where, phase in mode.lpeak_snapshot if LAYER else mode.peak_snapshot:
+        key = (phase, re.sub(r"layers\.\d+", "layers.N", where), op, dtype, shape)
+        groups[key][0] += n
+        groups[key][1] += 1
+    rows = sorted(groups.items(), key=lambda kv: -kv[1][0])[:top]
+    return [
+        {
+            "phase": k[0],
+            "where": k[1],
+            "op": k[2],
+            "dtype": k[3],
+            "shape": list(k[4]),
+            "count": v[1],
+            "bytes": v[0],
+            "per_token": round(v[0] / tokens, 1),
+        }
+        for k, v in rows
+    ]
+
+
+def main():
+    a = arguments()
+    torch.set_num_threads(2)
+    patch_trl_tiles()
+    if a.gpu_ln:
+        layer_norm_in_fp32()
+    model = lora_model(a)
+    tied = model.get_input_embeddings().weight is model.get_output_embeddings().weight
+    mode = Live()
+    mode.skip = {
+        t.untyped_storage()._cdata for t in list(model.parameters()) + list(model.buffers())
+    }
+    name_modules(model, mode)
     ids = torch.randint(0, 250, (a.batch, a.tokens))
-    labels = ids.clone()
+    labels = ids.clone()  # made before the count starts
     with mode:
         with torch.autocast("cpu", dtype=torch.bfloat16):
             out = model(input_ids=ids, labels=labels, fused_lm_head=True)
         loss = -out.log_probs.sum() / out.label_mask.sum()
         mode.phase, mode.where = "backward", "bwd"
-        fwd_end = mode.total
-        fwd_peak = mode.peak
+        fwd_end, fwd_peak = mode.total, mode.peak
         loss.backward()
-    # group what was alive at the peak
-    groups = collections.defaultdict(lambda: [0, 0])
-    snap = mode.lpeak_snapshot if LAYER else mode.peak_snapshot
-    for n, op, shape, dtype, where, phase in snap:
-        w = re.sub(r"layers\.\d+", "layers.N", where)
-        key = (phase, w, op, dtype, shape)
-        groups[key][0] += n
-        groups[key][1] += 1
     toks = a.batch * a.tokens
-    rows = sorted(groups.items(), key=lambda kv: -kv[1][0])
     result = {
         "family": a.family,
         "adapters": a.adapters,
@@ -306,19 +334,7 @@ def main():
         "layer_peak_per_token": mode.lpeak / toks,
         "snapshot": "layer" if LAYER else "overall",
         "fwd_end_bytes": fwd_end,
-        "alive_at_peak": [
-            {
-                "phase": k[0],
-                "where": k[1],
-                "op": k[2],
-                "dtype": k[3],
-                "shape": list(k[4]),
-                "count": v[1],
-                "bytes": v[0],
-                "per_token": round(v[0] / toks, 1),
-            }
-            for k, v in rows[: a.top]
-        ],
+        "alive_at_peak": alive_at_peak(mode, toks, a.top),
     }
     print(json.dumps(result))
 
