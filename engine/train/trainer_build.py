@@ -97,12 +97,9 @@ def build_trainer(settings: TrainSettings, inputs: RunInputs, run_dir: Path, emi
         save_every_epoch=settings.training.save_every_epoch,
     )
     stopper = StopCallback(stop, run_dir, events)
+    asked = {name: getattr(sft_config, name) for name in DRIFT_WATCHED if hasattr(sft_config, name)}
     drift = DriftCallback(
-        emit,
-        asked={
-            name: getattr(sft_config, name) for name in DRIFT_WATCHED if hasattr(sft_config, name)
-        },
-        chat_template=getattr(inputs.tokenizer, "chat_template", None),
+        emit, asked=asked, chat_template=getattr(inputs.tokenizer, "chat_template", None)
     )
     transformers.set_seed(settings.training.seed)  # LoRA init identical to the exported script
     trainer = trainer_class(
