@@ -139,3 +139,28 @@ def test_a_forged_trainer_state_never_breaks_the_resume_check(
         (checkpoint / "trainer_state.json").write_text(state)
     refuse_free(monkeypatch, 0)
     assert check_resume_room(load_preset(run_dir / "settings.yaml"), run_dir) is None
+
+
+async def test_the_wizard_start_is_refused_in_one_line_when_the_saves_would_not_fit(
+    tmp_path, monkeypatch
+):
+    """Start on the Train screen: the same refusal, in the run's log, and no run folder."""
+    from test_tui import SIZE, demo_app
+
+    from finetune_tui.tui.screens.train import TrainScreen
+
+    refuse_free(monkeypatch, 2**20)
+    app = demo_app("training.max_steps=4", tmp_path=tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("6")
+        while not isinstance(app.screen, TrainScreen):
+            await pilot.pause(0.05)
+        await pilot.press("s")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        log = "".join(str(line.text) for line in app.screen.query_one("#log").lines)
+        words = log.replace(" ", "")  # the log wraps its lines where a space was
+        assert "failed:output.dir:" in words and "wouldholdupto" in words, log
+        assert "itsdiskhas1.0MiBfree" in words and "Traceback" not in log
+        assert not app.screen.running
+    assert not (tmp_path / "run").exists()
