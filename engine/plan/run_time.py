@@ -73,7 +73,7 @@ def run_time(settings: TrainSettings, stats, model, tokens_per_s: float, basis: 
     train_records, eval_records = _split(settings, stats)
     per_sample = _real_tokens_per_sample(settings, stats)
     samples_per_step = _samples_per_step(settings, per_sample)
-    steps, steps_per_epoch = steps_of(settings, stats)
+    steps, steps_per_epoch = run_steps(settings, train_records, per_sample)
     real_tokens = round(steps * samples_per_step * per_sample)
     if stats is not None and t.max_steps is None:
         real_tokens = min(real_tokens, round(train_records * t.epochs * per_sample))

@@ -24,14 +24,14 @@ def check_new_run_room(settings: TrainSettings, records: int, run_dir: Path) -> 
 
 def check_resume_room(settings: TrainSettings, run_dir: Path) -> None:
     """A run resumed: its steps as its newest checkpoint's trainer state counted them."""
-    from ..common.safe_io import CONFIG_LIMIT, read_json
-    from ..runs.checkpoints import last_complete_checkpoint
+    from ..common.safe_io import read_json
+    from ..runs.checkpoints import STATE_LIMIT, last_complete_checkpoint
 
     checkpoint = last_complete_checkpoint(run_dir, [], settings)
     if checkpoint is None:
         return  # it starts again from step 0: its dataset is read then
     try:
-        state = read_json(checkpoint / "trainer_state.json", CONFIG_LIMIT, "trainer state")
+        state = read_json(checkpoint / "trainer_state.json", STATE_LIMIT, "trainer state")
         steps, epochs = int(state["max_steps"]), float(state.get("num_train_epochs") or 1)
     except (FinetuneError, KeyError, TypeError, ValueError, AttributeError, OverflowError):
         return  # a state the Trainer wrote differently: the resume itself reads it
