@@ -37,13 +37,24 @@ def start(folder: str) -> None:
         return
     torch.cuda.memory._record_memory_history(stacks="python", max_entries=MAX_ENTRIES)
     atexit.register(_write, Path(folder))
+    leave = os._exit
+
+    def write_then_leave(code: int) -> None:  # finetune-tui leaves through os._exit, which
+        _write(Path(folder))  # skips atexit handlers registered before its own
+        leave(code)
+
+    os._exit = write_then_leave
+
+
+_written: list[bool] = []
 
 
 def _write(folder: Path) -> None:
     import torch
 
-    if not torch.cuda.is_initialized() or torch.cuda.max_memory_allocated() == 0:
+    if _written or not torch.cuda.is_initialized() or torch.cuda.max_memory_allocated() == 0:
         return
+    _written.append(True)
     snapshot = torch.cuda.memory._snapshot()
     traces = snapshot.get("device_traces") or [[]]
     summary = peak_of(traces[torch.cuda.current_device()])
@@ -69,7 +80,49 @@ def peak_of(events: list[dict]) -> dict:
         "peak_event": index,
         "before_trace": unknown,
         "groups": _grouped(live.values()),
+    } | reserved_peak_of(events)
+
+
+def reserved_peak_of(events: list[dict]) -> dict:
+    """The most reserved moment (segments the allocator holds, counted from the history's
+    start), what was allocated then, and the segments held grouped by the code whose
+    allocation made them: where reserved runs far above allocated, which sizes did it."""
+    segments, total, peak, index = {}, 0, 0, None
+    for i, event in enumerate(events):
+        action = event.get("action")
+        if action in ("segment_alloc", "segment_map"):
+            segments[(event["addr"], action)] = event
+            total += event["size"]
+        elif action in ("segment_free", "segment_unmap"):
+            grown = "segment_alloc" if action == "segment_free" else "segment_map"
+            total -= segments.pop((event["addr"], grown), {"size": 0})["size"]
+        if total > peak:
+            peak, index = total, i
+    if index is None:
+        return {"reserved_peak_gib": 0.0}
+    allocated = 0  # the most allocated while the reservation stays at its peak
+    for i, total_allocated, _ in _replay(events):
+        if i > index and "segment" in events[i].get("action", ""):
+            break
+        if i >= index:
+            allocated = max(allocated, total_allocated)
+    held = _segments_at(events, index).values()  # replayed again up to the peak
+    return {
+        "reserved_peak_gib": round(peak / 2**30, 3),
+        "allocated_at_reserved_peak_gib": round(allocated / 2**30, 3),
+        "segments": _grouped(held),
     }
+
+
+def _segments_at(events: list[dict], index: int) -> dict:
+    held = {}
+    for event in events[: index + 1]:
+        action = event.get("action")
+        if action in ("segment_alloc", "segment_map"):
+            held[event["addr"]] = event
+        elif action in ("segment_free", "segment_unmap"):
+            held.pop(event["addr"], None)
+    return held
 
 
 def _replay(events: list[dict]):
@@ -136,6 +189,13 @@ def main(paths: list[str]) -> None:
         print(f"{path}: peak {summary['peak_gib']} GiB ({' '.join(summary.get('argv', []))})")
         for group in summary["groups"]:
             print(f"  {group['gib']:8.3f} GiB  {group['blocks']:5d}  {group['where']}")
+        if summary.get("segments"):
+            print(
+                f"  reserved peak {summary['reserved_peak_gib']} GiB, allocated then "
+                f"{summary['allocated_at_reserved_peak_gib']} GiB; segments made by:"
+            )
+            for group in summary["segments"]:
+                print(f"  {group['gib']:8.3f} GiB  {group['blocks']:5d}  {group['where']}")
 
 
 if __name__ == "__main__":

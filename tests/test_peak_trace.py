@@ -69,3 +69,25 @@ def test_the_trace_hook_does_nothing_without_a_gpu(tmp_path):
     )
     assert done.returncode == 0 and done.stdout.strip() == "True", done.stderr
     assert not (tmp_path / "traces").exists()
+
+
+def test_the_reserved_peak_names_the_code_whose_allocations_made_the_segments():
+    def segment(action, addr, size, path=DS, line=7):
+        return {**alloc(addr, size, path, line), "action": action}
+
+    events = [
+        segment("segment_alloc", 10, 512, HF, 50),
+        alloc(1, 100, HF, 50, "forward"),
+        segment("segment_alloc", 20, 1024, DS, 7),
+        alloc(2, 600, DS, 7, "step"),  # the reserved peak: 1536, 700 allocated
+        free(2),
+        segment("segment_free", 20, 1024),
+        segment("segment_map", 30, 256),
+    ]
+    summary = peak_trace.peak_of(events)
+    assert summary["reserved_peak_gib"] == round(1536 / 2**30, 3)
+    assert summary["allocated_at_reserved_peak_gib"] == round(700 / 2**30, 3)
+    assert {g["where"]: g["bytes"] for g in summary["segments"]} == {
+        "deepspeed/runtime/zero/stage3.py:7 f": 1024,
+        "transformers/models/llama/modeling_llama.py:50 f": 512,
+    }

@@ -212,6 +212,44 @@ async def test_quit_mid_training_saves_a_checkpoint_first(tmp_path):
     assert '"status": "stopped"' in summary
 
 
+async def test_every_way_to_quit_mid_training_saves_a_checkpoint_first(tmp_path):
+    """Textual's own ctrl+q and the command palette's Quit take the same path as `q`."""
+    for way in ("ctrl+q", "palette"):
+        run = tmp_path / way
+        app = demo_app("training.max_steps=2000", FEW_RECORDS, *NO_EXACT_MATCH, tmp_path=run)
+        async with app.run_test(size=SIZE) as pilot:
+            await train_until_a_step(pilot)
+            if way == "ctrl+q":
+                await pilot.press("ctrl+q")
+            else:
+                await pilot.press("ctrl+p")
+                await pilot.pause()
+                await pilot.press(*"quit", "enter")
+            await app.workers.wait_for_complete()
+        summary = (run / "run" / "summary.json").read_text()
+        assert '"status": "stopped"' in summary, way
+        assert (run / "run" / "adapter" / "adapter_config.json").is_file(), way
+
+
+async def test_keys_to_move_on_are_shown_while_a_field_is_typed_in():
+    """Letters type into a focused field, so the footer offers the keys that still work."""
+    from textual.widgets import Footer
+
+    app = demo_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("2")
+        await pilot.pause()
+        assert isinstance(app.focused, Input)
+        shown = {b.description for _, b, on, _ in app.screen.active_bindings.values() if b.show}
+        assert {"Next", "Back", "Quit"} <= shown, shown
+        assert len(app.screen.query(Footer)) == 1
+        await pilot.press("ctrl+left")  # a screen without fields: the letters, shown once
+        await pilot.pause()
+        assert app.current_mode == "hardware"
+        keys = [b.key for _, b, on, _ in app.screen.active_bindings.values() if b.show and on]
+        assert "n" in keys and "ctrl+right" not in keys, keys
+
+
 async def test_vram_bar_follows_every_change_on_a_simulated_card():
     app = FinetuneApp(
         load_preset(DEMO_PRESET, ["model.name_or_path=meta-llama/Llama-3.1-8B"]),

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from textual.app import App
 from textual.binding import Binding
+from textual.widgets import Input
 
 from finetune_tui.engine.common.errors import FinetuneError
 from finetune_tui.engine.settings.overrides import (
@@ -54,10 +55,15 @@ class FinetuneApp(App):
     BINDINGS = [
         Binding("n", "step(1)", "Next"),
         Binding("p", "step(-1)", "Back"),
+        # while a field takes the letters, the footer offers these instead (check_action)
+        Binding("ctrl+right", "typed_step(1)", "Next", key_display="^→", priority=True),
+        Binding("ctrl+left", "typed_step(-1)", "Back", key_display="^←", priority=True),
+        Binding("ctrl+q", "typed_quit", "Quit"),
+        Binding("ctrl+q", "quit", "Quit", show=False),  # a key named here replaces Textual's
         Binding("ctrl+right", "step(1)", "Next", show=False, priority=True),
         Binding("ctrl+left", "step(-1)", "Back", show=False, priority=True),
         Binding("question_mark", "help", "Help"),
-        Binding("q", "quit_app", "Quit"),
+        Binding("q", "quit", "Quit"),
         *[Binding(str(i + 1), f"goto('{name}')", name, show=False) for i, name in enumerate(ORDER)],
         *[
             Binding(f"f{i + 1}", f"goto('{name}')", name, show=False, priority=True)
@@ -84,6 +90,18 @@ class FinetuneApp(App):
 
     def on_train_screen_opened(self, message: TrainScreen.Opened) -> None:
         self.train_screen = message.train_screen
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """The `typed_` keys are shown (and taken) only while a field has the letters."""
+        if action.startswith("typed_"):
+            return isinstance(self.focused, Input)
+        return True
+
+    def action_typed_step(self, delta: int) -> None:
+        self.action_step(delta)
+
+    async def action_typed_quit(self) -> None:
+        await self.action_quit()
 
     def action_step(self, delta: int) -> None:
         index = ORDER.index(self.current_mode) if self.current_mode in ORDER else 0
@@ -136,8 +154,9 @@ class FinetuneApp(App):
         self.recommend_for_inputs()
         remember(self.state.settings)
 
-    async def action_quit_app(self) -> None:
-        """Quitting mid-training saves a checkpoint and waits for the worker first."""
+    async def action_quit(self) -> None:
+        """Quitting mid-training saves a checkpoint and waits for the worker first. Every
+        way out comes here: `q`, Textual's ctrl+q and the command palette's Quit."""
         if self.quitting:
             return
         self.quitting = True

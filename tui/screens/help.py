@@ -15,7 +15,7 @@ KEYS = [
     ("r", "reset every option to the recommendation (Strategy)"),
     ("tab", "move between fields"),
     ("?", "this help"),
-    ("q", "quit (a running training saves a checkpoint first)"),
+    ("q, ctrl+q", "quit (a running training saves a checkpoint first; so does the palette's Quit)"),
 ]
 SCREENS = [
     ("1 Hardware", "the GPU found, or plan for another card (a name or a VRAM size)"),
