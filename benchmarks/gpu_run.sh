@@ -14,7 +14,7 @@
 #   bash benchmarks/gpu_run.sh families  # family x backend x quantisation matrix (FAMILY_ARGS,
 #     several invocations separated by '|')
 #   bash benchmarks/gpu_run.sh run_time  # held-out tokens/s and wall time against the plan
-#     (RT_CASES="qwen7b-liger-2048": one case per call; records cut to a 420 s plan)
+#     (RT_CASES="qwen7b-liger-2048": one case per call; records cut to an RT_BUDGET=420 s plan)
 #   bash benchmarks/gpu_run.sh merge     # merge of a trained QLoRA run: plan vs measured, parity
 #     (MERGE_MODEL=meta-llama/Llama-3.1-8B, MERGE_LAYERS: keep this many layers, MERGE_ROOT:
 #      a roomier work folder such as /dev/shm, MERGE_SHIP=f16,q8_0: then to GGUF, run in
@@ -73,7 +73,8 @@ case "$stage" in
     done ;;
   run_time)  # held-out tokens/s and whole-run time, predicted vs measured (RT_CASES, RT_SAMPLES)
     python3 benchmarks/run_time.py --out "$OUT/run_time.jsonl" --samples "${RT_SAMPLES:-20000}" --logs "$OUT" \
-      ${RT_CASES:+--cases "$RT_CASES"} >> "$OUT/run_time.log" 2>&1 ;;
+      ${RT_CASES:+--cases "$RT_CASES"} --budget "${RT_BUDGET:-420}" --timeout "${RT_TIMEOUT:-480}" \
+      >> "$OUT/run_time.log" 2>&1 ;;
   merge)  # a QLoRA run merged through the product: host / GPU memory and time vs the plan
     python3 benchmarks/merge_bench.py --model "${MERGE_MODEL:-meta-llama/Llama-3.1-8B}" \
       ${MERGE_LAYERS:+--layers "$MERGE_LAYERS"} --root "${MERGE_ROOT:-/tmp}" --out "$OUT/merge.jsonl" \

@@ -3,6 +3,8 @@ checkpoints would not fit is refused before its folder exists, not at a save hou
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from conftest import DEMO_PRESET, FEW_RECORDS, call_main, copy_finished_run, set_args
 
@@ -84,6 +86,30 @@ def test_a_run_whose_saves_would_not_fit_is_refused_before_its_folder_exists(tmp
     assert "3 checkpoints of" in lines[0]
     assert "1.5 MiB free" in lines[0] and "lower training.save_total_limit" in lines[0]
     assert not run_dir.exists()
+
+
+def test_a_hub_model_still_to_download_counts_when_its_cache_shares_the_disk(tmp_path, monkeypatch):
+    """The weights land in the Hugging Face cache before step 1: on the run folder's disk
+    they take from the same room; a cache elsewhere, or weights already here, do not."""
+    from huggingface_hub import constants
+
+    from finetune_tui.engine.common.errors import InputError
+    from finetune_tui.engine.train import disk_room
+
+    hub = "Qwen/Qwen2.5-1.5B"
+    settings = settings_from_overrides([f"model.name_or_path={hub}", "training.max_steps=4"])
+    params = inspect_model(hub).params_total
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    saves = disk.disk_plan(inspect_model(hub), settings, 2.0, steps=4, steps_per_epoch=4).needed
+    refuse_free(monkeypatch, saves + params)  # the saves fit; with the download they do not
+    with pytest.raises(InputError) as refused:
+        disk_room.check_new_run_room(settings, 100, tmp_path / "run")
+    assert f"after the model's download, about {disk.size(2.0 * params)}" in str(refused.value)
+
+    elsewhere = Path("/dev/shm")  # tmpfs: another disk than the test's folder, where there is one
+    if elsewhere.is_dir() and elsewhere.stat().st_dev != tmp_path.stat().st_dev:
+        monkeypatch.setattr(constants, "HF_HUB_CACHE", str(elsewhere / "ft-test-hub"))
+        disk_room.check_new_run_room(settings, 100, tmp_path / "run")
 
 
 def test_a_resumed_run_counts_the_checkpoints_it_will_replace(

@@ -245,7 +245,7 @@ def test_a_gpu_merge_plans_the_host_memory_of_the_checkpoint_it_maps(tmp_path, m
     settings = settings_from_overrides([f"model.name_or_path={model}"])
     adapter = tmp_path / "adapter.safetensors"
     adapter.write_bytes(b"\0" * 4096)
-    files = merge_plan.checkpoint_bytes(model)
+    files = merge_plan.weight_file_bytes(model)
     assert files > 0
     small = merge_plan.plan_merge(settings, model, [adapter], max_shard=1024)
     assert small.device == "cuda"

@@ -25,6 +25,7 @@ from ..plan.memory import base_weight_bytes
 from ..recipe.merging import merge_dtype
 from ..settings.preset import with_changes
 from ..settings.schema import TrainSettings
+from ..train.loading import weight_file_bytes
 
 DEFAULT_SHARD = "5GB"  # the Hub's usual shard size: every loader streams shards this big
 GPU_MARGIN = 0.10  # the generation of the parity check, CUDA's context, fragmentation
@@ -164,7 +165,7 @@ def plan_merge(
 
     info = inspect_model(model_path)
     adapter = sum(path.stat().st_size for path in adapter_files)
-    checkpoint = checkpoint_bytes(model_path)
+    checkpoint = weight_file_bytes(model_path)
     host = available_host_bytes()
     plans = []
     for device in ("cuda", "cpu") if torch.cuda.is_available() else ("cpu",):
@@ -187,18 +188,6 @@ def plan_merge(
                 plan.note = f"the GPU lacks room ({_gpu_words(plans[0])}); merging on the CPU"
             return plan
     raise InputError(_refusal(plans))
-
-
-def checkpoint_bytes(model_path: str) -> int:
-    """The size of the base's weight files on this machine (a folder, or a Hub ID's cached
-    snapshot); 0 when they are not here."""
-    from ..train.loading import local_model_folder
-
-    folder = local_model_folder(model_path)
-    if folder is None:
-        return 0
-    files = [*folder.glob("*.safetensors"), *folder.glob("*.bin")]
-    return sum(path.stat().st_size for path in files if path.is_file())
 
 
 def check_disk(plan: MergePlan, output: Path) -> None:

@@ -42,17 +42,20 @@ class DiskPlan:
     at_once: int  # checkpoints on disk at the fullest moment
     final_what: str = "the adapter"  # or "the whole model"
     scheduled: bool = True  # False: the one checkpoint is a stop's
+    download: float = 0.0  # a Hub model's weights still to come into a cache on this disk
 
     @property
     def needed(self) -> float:
-        return self.at_once * self.checkpoint + self.final
+        return self.at_once * self.checkpoint + self.final + self.download
 
     def describe(self) -> str:
         """'2.31 GiB: 3 checkpoints of 0.75 GiB (...) and the adapter, 0.06 GiB'"""
         what = "trained weights and optimizer state" + ("" if self.scheduled else ", if stopped")
+        fetched = f", after the model's download, about {size(self.download)}"
         return (
             f"{size(self.needed)}: {self.at_once} checkpoint{'s' if self.at_once > 1 else ''} "
             f"of {size(self.checkpoint)} ({what}) and {self.final_what}, {size(self.final)}"
+            f"{fetched if self.download else ''}"
         )
 
 
@@ -119,12 +122,17 @@ def disk_plan(
     )
 
 
-def free_bytes(folder: Path) -> float:
-    """Free space on the disk `folder` will be made on (its nearest existing parent)."""
+def existing_parent(folder: Path) -> Path:
+    """`folder`, or its nearest parent that exists: where it will be made."""
     folder = Path(folder).absolute()
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent
-    return shutil.disk_usage(folder).free
+    return folder
+
+
+def free_bytes(folder: Path) -> float:
+    """Free space on the disk `folder` will be made on (its nearest existing parent)."""
+    return shutil.disk_usage(existing_parent(folder)).free
 
 
 def check_room(plan: DiskPlan, run_dir: Path, kept: float = 0.0) -> None:

@@ -3,6 +3,7 @@ before a new run's folder is made and before a run resumes."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -50,8 +51,30 @@ def _check(settings: TrainSettings, run_dir: Path, steps: int, per_epoch: int) -
     except ModelError:  # a family the planner cannot read: nothing to size the saves by
         return
     word = DTYPE_BYTES[compute_dtype(settings.quantization.compute_dtype)]
-    plan = disk.disk_plan(model, settings, word, steps, per_epoch)
+    plan = dataclasses.replace(
+        disk.disk_plan(model, settings, word, steps, per_epoch),
+        download=_download_bytes(settings.model.name_or_path, model.params_total, run_dir),
+    )
     disk.check_room(plan, run_dir, kept=_checkpoint_bytes(run_dir))
+
+
+def _download_bytes(model_path: str, params: int, run_dir: Path) -> float:
+    """A Hub model whose weights are not here yet is downloaded into the Hugging Face cache
+    before the first step: on the run folder's disk, it takes from the same room (its 16-bit
+    size: what nearly every published checkpoint holds)."""
+    from huggingface_hub import constants
+
+    from ..plan.disk import existing_parent
+    from ..settings.schema import DEMO, is_local_model
+    from .loading import weight_file_bytes
+
+    if model_path == DEMO or is_local_model(model_path) or weight_file_bytes(model_path) > 0:
+        return 0.0
+
+    cache = existing_parent(Path(constants.HF_HUB_CACHE))
+    if cache.stat().st_dev != existing_parent(run_dir).stat().st_dev:
+        return 0.0
+    return 2.0 * params
 
 
 def _checkpoint_bytes(run_dir: Path) -> float:

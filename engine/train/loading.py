@@ -56,6 +56,16 @@ def local_model_folder(name_or_path: str) -> Path | None:
     return Path(cached).parent if isinstance(cached, str) else None
 
 
+def weight_file_bytes(model_path: str) -> int:
+    """The size of the model's weight files on this machine (a folder, or a Hub ID's cached
+    snapshot); 0 when they are not here (a Hub ID inspected from its config.json alone)."""
+    folder = local_model_folder(model_path)
+    if folder is None:
+        return 0
+    files = [*folder.glob("*.safetensors"), *folder.glob("*.bin")]
+    return sum(path.stat().st_size for path in files if path.is_file())
+
+
 def empty_model(model_path: str):
     """The model as its config.json describes it, built on the meta device (no memory, no
     weights) by the class loading uses: its module names and parameter shapes, which
