@@ -81,6 +81,48 @@ def test_wizard_trains_the_demo_to_the_end(tmp_path):
     assert (run_dir / "adapter" / "adapter_config.json").is_file()
 
 
+@pytest.mark.parametrize("how", ["closed terminal", "SIGTERM"])
+def test_a_closed_terminal_or_sigterm_mid_training_saves_before_the_wizard_leaves(tmp_path, how):
+    """SSH drops (SIGHUP as the terminal closes) or a scheduler ends the job (SIGTERM): the
+    wizard's training stops at its next step with a checkpoint and the adapter saved."""
+    import json
+    import os
+    import signal
+
+    run_dir = tmp_path / "run"
+    tmux = Tmux(
+        f"ft-hangup-{how[:4]}",
+        f"{EXE} --tui --preset {DEMO_PRESET} --set training.max_steps=5000 "
+        f"--set training.exact_match_samples=0 --set {FEW_RECORDS} --output {run_dir}",
+        cli_env(tmp_path),
+    )
+    try:
+        tmux.wait_for("1 Hardware", 60)
+        tmux.keys("6")
+        tmux.wait_for("Start training", 20)
+        tmux.keys("s")
+        deadline = time.monotonic() + 240
+        metrics = run_dir / "metrics.jsonl"
+        while time.monotonic() < deadline and not (metrics.is_file() and metrics.stat().st_size):
+            time.sleep(0.5)
+        pid = int((run_dir / "run.pid").read_text().split()[0])
+        if how == "SIGTERM":
+            os.kill(pid, signal.SIGTERM)
+    finally:
+        tmux.close()  # the terminal goes: SIGHUP
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (run_dir / "summary.json").is_file():
+        time.sleep(0.5)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "stopped" and summary["step"] < 5000
+    assert (run_dir / "adapter" / "adapter_config.json").is_file()
+    assert any((run_dir / "checkpoints").glob("checkpoint-*/trainer_state.json"))
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+        time.sleep(0.2)  # and the wizard has left: nothing keeps running
+    assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
+
+
 def test_detach_then_runs_then_attach(tmp_path):
     env = cli_env(tmp_path)
     run_dir = tmp_path / "data" / "runs" / "bg"

@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import threading
+import time
 from pathlib import Path
 
 from textual.app import App
@@ -36,6 +38,9 @@ from .state import DEMO_PRESET, WizardState, recall, remember
 
 INPUT_FIELDS = {"model.name_or_path", "dataset.path"}  # what the recommendation depends on
 ORDER = ["hardware", "model", "dataset", "strategy", "review", "train", "try", "export"]
+
+
+EXIT_GRACE_S = 10.0  # after a signal's save: the UI's own exit, else the process leaves
 
 
 class FinetuneApp(App):
@@ -76,9 +81,11 @@ class FinetuneApp(App):
         settings: TrainSettings,
         capture_fds: bool = False,
         pinned: set[str] | None = None,
+        catch_signals: bool = False,
         **state,
     ) -> None:
         super().__init__()
+        self.catch_signals = catch_signals  # run_app's: a test's process keeps its own
         self.state = WizardState(settings=settings, pinned=set(pinned or ()), **state)
         self.hardware = None
         self.capture_fds = capture_fds
@@ -87,6 +94,48 @@ class FinetuneApp(App):
 
     def on_mount(self) -> None:
         self.switch_mode("hardware")
+        if self.catch_signals:
+            self._catch_signals()
+
+    def _catch_signals(self) -> None:
+        """SIGTERM (a scheduler ending the job, `kill`) and SIGHUP (the terminal closed, an
+        SSH connection dropped) leave as `q` does: a running training saves first."""
+        import asyncio
+        import signal
+
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGHUP):
+            loop.add_signal_handler(signum, self._signalled, loop, signum)
+
+    def _signalled(self, loop, signum: int) -> None:
+        """Save, then leave, from a thread of its own. A later SIGTERM or SIGHUP does not cut
+        the save short (as in headless runs); SIGKILL does."""
+        if self.quitting:
+            return
+        self.quitting = True
+        code = 128 + signum
+        threading.Thread(target=self._leave_after_saving, args=(loop, code), daemon=True).start()
+
+    def _leave_after_saving(self, loop, code: int) -> None:
+        """The terminal may be gone (SIGHUP): Textual's own shutdown writes to it and can
+        block for ever. So the save waits on nothing of the UI's, and the process leaves
+        EXIT_GRACE_S after asking the UI to, whether or not the UI managed to."""
+        train = self.train_screen
+        if train is not None and train.running:
+            loop.call_soon_threadsafe(self.notify, "saving a checkpoint before quitting…")
+            train.stop_event.set()
+            train.trained.wait()
+        loop.call_soon_threadsafe(self.exit, code)
+        time.sleep(EXIT_GRACE_S)
+        os._exit(code)
+
+    def settle_training(self) -> None:
+        """After the app has exited, however it did: a training thread still running is
+        asked to stop and is waited for, so its checkpoint and adapter are written."""
+        train = self.train_screen
+        if train is not None and train.running and not train.trained.is_set():
+            train.stop_event.set()
+            train.trained.wait()
 
     def on_train_screen_opened(self, message: TrainScreen.Opened) -> None:
         self.train_screen = message.train_screen
@@ -154,9 +203,9 @@ class FinetuneApp(App):
         self.recommend_for_inputs()
         remember(self.state.settings)
 
-    async def action_quit(self) -> None:
+    async def action_quit(self, code: int = 0) -> None:
         """Quitting mid-training saves a checkpoint and waits for the worker first. Every
-        way out comes here: `q`, Textual's ctrl+q and the command palette's Quit."""
+        way out comes here: `q`, Textual's ctrl+q, the command palette's Quit, a signal."""
         if self.quitting:
             return
         self.quitting = True
@@ -165,7 +214,7 @@ class FinetuneApp(App):
             self.notify("saving a checkpoint before quitting…")
             train.stop_event.set()
             await self.workers.wait_for_complete()
-        self.exit(0)
+        self.exit(code)
 
 
 class AttachApp(App):
@@ -219,9 +268,13 @@ def run_app(args: argparse.Namespace) -> int:
         pinned=pinned_fields(args),
         simulated_gpu=getattr(args, "gpu", None),
         simulated_vram=getattr(args, "vram", None),
+        catch_signals=True,
     )
     detach_ui_from_fd2()
-    return app.run() or 0
+    try:
+        return app.run() or 0
+    finally:
+        app.settle_training()
 
 
 def detach_ui_from_fd2() -> None:

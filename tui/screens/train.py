@@ -65,6 +65,7 @@ class TrainScreen(Screen):
         self.attach_to = attach_to
         self.stop_event = threading.Event()
         self.running = False
+        self.trained = threading.Event()  # set when the training thread has saved and ended
         self.steps: list[int] = []  # the logged steps the charts' x axis shows
         self.losses: list[float] = []
         self.speeds: list[float] = []
@@ -132,6 +133,7 @@ class TrainScreen(Screen):
             return
         self.running = True
         self.stop_event.clear()
+        self.trained.clear()
         self.query_one("#start", Button).disabled = True
         self.query_one("#stop", Button).disabled = False
         self.log_line("checking the model, dataset and settings…")
@@ -175,7 +177,7 @@ class TrainScreen(Screen):
             run_dir = start_run(settings)
         except FinetuneError as exc:
             self.deliver(Failed(message=str(exc)))
-            self.app.call_from_thread(self._training_ended)
+            self._ended()
             return
         self.app.call_from_thread(self._run_dir_made, run_dir)
         try:
@@ -184,7 +186,16 @@ class TrainScreen(Screen):
         except FinetuneError:
             pass  # the runner already emitted a Failed event with the message
         finally:
+            self._ended()
+
+    def _ended(self) -> None:
+        """On the training thread, once everything is saved: tell the app, if it still runs
+        (a signal may have ended it while this thread saved)."""
+        self.trained.set()
+        try:
             self.app.call_from_thread(self._training_ended)
+        except RuntimeError:  # the app has exited: no screen to update
+            pass
 
     def show_predicted(self) -> None:
         """The planner's peak, said before the first step; its chart appears with the steps."""
