@@ -23,6 +23,7 @@ FILES = (
     "families-before-target-fix-h200-2026-12-04.jsonl",
     "families-newer-h200-2026-12-05.jsonl",
     "families-moe-liger-h200-2026-12-05.jsonl",
+    "families-qwen-bf16-sft-h100-2026-12-05.jsonl",  # H100: 16-bit LoRA at b2 and b4
 )
 # Families whose rows fitted a constant of engine/plan/memory.py: today's (StarCoder2's two-linear
 # MLP, Phi-3-mini's fused gate_up, Falcon's attention scores) and the earlier calibrations'
@@ -42,6 +43,8 @@ FITTED = {
     "granite-3.3-8b-instruct-4l",
     "olmo-3-1025-7b-4l",
     "smollm3-3b-4l",
+    # its 2-layer cut's loading trace set how much of the stacking a 2-layer MoE keeps
+    "phi-3.5-moe-2l",
 }
 
 
@@ -84,9 +87,8 @@ def test_held_out_families_are_planned_within_the_goal():
     assert len({r["family"] for r in HELD_OUT}) >= 6
     assert statistics.median(errors) <= 0.03
     # The goal is 8 %; beyond it, on the safe side: Pythia-1B at micro-batch 1, +13.7 % (its
-    # fixed part over-counted by about 0.2 GiB), and Phi-3.5-MoE NF4 (2 layers), +17.4 %
-    # (its quantised loading peak, one layer's experts in 16-bit, is planned; it reserved less).
-    assert max(errors) <= 0.18
+    # fixed part over-counted by about 0.2 GiB on a 1.2 GiB run).
+    assert max(errors) <= 0.14
 
 
 # Planned lower than the goal allows, found and not yet explained: Mixtral's Hugging Face

@@ -324,14 +324,18 @@ def logits_bytes(model: ModelInfo, settings: TrainSettings) -> float:
 
 
 def loading_peak_bytes(model: ModelInfo, settings: TrainSettings) -> float:
-    """Quantised loading of a mixture of experts holds one layer's fused experts in 16-bit
-    beside the finished weights (measured: Mixtral, Qwen3-MoE, OLMoE reserve this much
-    even when training needs less)."""
+    """Quantised loading of a mixture of experts: transformers stacks each layer's saved
+    experts into fused 16-bit tensors on the GPU, and the allocator keeps the blocks that
+    stacking used. Traced (the segments torch holds, by the line that made them): beside
+    the finished weights, one layer's experts from 4 sparse layers on (Mixtral, Qwen3-MoE,
+    OLMoE at 4, 8 and 16 layers), half of that with 2 (Phi-3.5-MoE: later layers reuse
+    what earlier ones left)."""
     if not model.is_moe or settings.quantization.mode == "none":
         return 0.0
     word = DTYPE_BYTES[settings.quantization.compute_dtype]
-    per_layer = model.params_experts / max(model.moe.sparse_layers, 1) * word
-    return base_weight_bytes(model, settings) + per_layer
+    layers = max(model.moe.sparse_layers, 1)
+    kept = min(1.0, (layers - 1) / 2)  # of one layer's experts
+    return base_weight_bytes(model, settings) + model.params_experts / layers * word * kept
 
 
 def one_gpu_bytes(model: ModelInfo, settings: TrainSettings) -> StepBytes:
