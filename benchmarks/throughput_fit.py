@@ -32,7 +32,8 @@ from finetune_tui.engine.settings.preset import settings_from_overrides
 
 RESULTS = Path(__file__).resolve().parent / "results"
 FITTED_ARCHS = ("llama-3.1-8b", "llama-3.2-1b")
-LEFT_OUT = ("families-", "preference-")  # a shared GPU (see the docstring); DPO is not SFT
+LEFT_OUT = ("families-", "preference-", "traced-")  # a shared GPU (see the docstring);
+# DPO is not SFT; an allocator trace (PEAK_TRACE=1) slows the run it records
 PATHS = ("model.name_or_path", "dataset.path")  # the benchmark machine's, not ours
 
 
