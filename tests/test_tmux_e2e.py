@@ -59,12 +59,12 @@ class Tmux:
         subprocess.run(["tmux", "kill-session", "-t", self.name], capture_output=True)
 
 
-def test_wizard_trains_the_demo_to_the_end(tmp_path):
-    run_dir = tmp_path / "run"
+def wizard_training(name: str, tmp_path, steps: int) -> Tmux:
+    """The wizard on the demo in a real terminal, Start pressed on its Train screen."""
     tmux = Tmux(
-        "ft-wizard",
-        f"{EXE} --tui --preset {DEMO_PRESET} --set training.max_steps=20 "
-        f"--set training.exact_match_samples=0 --set {FEW_RECORDS} --output {run_dir}",
+        name,
+        f"{EXE} --tui --preset {DEMO_PRESET} --set training.max_steps={steps} "
+        f"--set training.exact_match_samples=0 --set {FEW_RECORDS} --output {tmp_path / 'run'}",
         cli_env(tmp_path),
     )
     try:
@@ -72,6 +72,16 @@ def test_wizard_trains_the_demo_to_the_end(tmp_path):
         tmux.keys("6")
         tmux.wait_for("Start training", 20)
         tmux.keys("s")
+    except BaseException:
+        tmux.close()
+        raise
+    return tmux
+
+
+def test_wizard_trains_the_demo_to_the_end(tmp_path):
+    run_dir = tmp_path / "run"
+    tmux = wizard_training("ft-wizard", tmp_path, steps=20)
+    try:
         tmux.wait_for("finished", 240)
         screen = tmux.screen()
         assert "step 20/20" in screen and "tokens/s" in screen
@@ -90,17 +100,8 @@ def test_a_closed_terminal_or_sigterm_mid_training_saves_before_the_wizard_leave
     import signal
 
     run_dir = tmp_path / "run"
-    tmux = Tmux(
-        f"ft-hangup-{how[:4]}",
-        f"{EXE} --tui --preset {DEMO_PRESET} --set training.max_steps=5000 "
-        f"--set training.exact_match_samples=0 --set {FEW_RECORDS} --output {run_dir}",
-        cli_env(tmp_path),
-    )
+    tmux = wizard_training(f"ft-hangup-{how[:4]}", tmp_path, steps=5000)
     try:
-        tmux.wait_for("1 Hardware", 60)
-        tmux.keys("6")
-        tmux.wait_for("Start training", 20)
-        tmux.keys("s")
         deadline = time.monotonic() + 240
         metrics = run_dir / "metrics.jsonl"
         while time.monotonic() < deadline and not (metrics.is_file() and metrics.stat().st_size):
