@@ -143,6 +143,23 @@ def test_merge_refuses_what_memory_cannot_hold_with_the_numbers(
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
+def test_merge_refuses_a_disk_too_small_naming_the_folder_that_exists(
+    cli, merge_template, tmp_path, monkeypatch, no_loading
+):
+    """-o may name folders still to be made: the free space is that of the nearest one that
+    exists, and nothing is made when it is too small."""
+    from finetune_tui.engine.deliver import merge_plan
+
+    monkeypatch.setattr(merge_plan, "free_bytes", lambda folder: 1000.0)
+    run = copy_finished_run(merge_template, tmp_path / "run")
+    result = cli("merge", str(run), "-o", str(tmp_path / "a" / "b" / "merged"))
+    assert result.returncode == 2
+    line = result.stderr.strip()
+    assert len(line.splitlines()) == 1 and "of disk" in line, line
+    assert f"{tmp_path} has 0.00 GiB free; choose another -o" in line
+    assert not (tmp_path / "a").exists()
+
+
 def test_a_qlora_run_merges_into_an_unquantised_base(merge_template, tmp_path, monkeypatch):
     """On a CPU the run cannot have trained in NF4; its settings say it did, and the merge
     must still ask the loader for the base without quantisation, in 16/32 bits."""

@@ -78,7 +78,7 @@ def merge_run(
     plan = plan_merge(
         settings, model_path, sorted(adapter.glob("*.safetensors")), shard_bytes(max_shard_size)
     )
-    check_disk(plan, _existing_parent(output))
+    check_disk(plan, output)
     say(_plan_line(plan))
     _quiet_progress_bars()
     tokenizer, prompts, source = run_tokenizer_and_prompts(run_dir, settings, model_path, prompts)
@@ -132,13 +132,6 @@ def check_output_free(output: Path) -> None:
     dangling one) is refused, so nothing of the user's is written over or through. The
     rule is ship's, for every folder after training writes."""
     check_new_folder(output)
-
-
-def _existing_parent(output: Path) -> Path:
-    parent = output
-    while not parent.parent.exists():
-        parent = parent.parent
-    return parent
 
 
 def _plan_line(plan: MergePlan) -> str:

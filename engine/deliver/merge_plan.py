@@ -14,13 +14,13 @@ on its way to disk (Llama-3.1-8B from one 15 GiB file on an H200: +15.07 GiB mea
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..common.errors import InputError
 from ..inspect.hardware import GIB
 from ..inspect.models import inspect_model
+from ..plan.disk import existing_parent, free_bytes
 from ..plan.memory import base_weight_bytes
 from ..recipe.merging import merge_dtype
 from ..settings.preset import with_changes
@@ -191,9 +191,10 @@ def plan_merge(
 
 
 def check_disk(plan: MergePlan, output: Path) -> None:
-    """The merged model's files must fit where they are written."""
-    parent = output.parent
-    free = shutil.disk_usage(parent).free
+    """The merged model's files must fit where they are written (the disk of the nearest
+    folder that exists)."""
+    parent = existing_parent(output.parent)
+    free = free_bytes(output)
     if plan.base_bytes > free:
         raise InputError(
             f"{output}: the merged model needs {plan.base_bytes / GIB:.2f} GiB of disk "
