@@ -72,6 +72,7 @@ def run_headless(args: argparse.Namespace) -> int:
 
     stop = threading.Event()
     signals = install_signal_handlers(stop)
+    stop_with_parent()
     say(f"run directory: {run_dir} (library messages: {LOG_FILE})")
     finished = train_here(settings, run_dir, stop, resume=bool(args.resume))
     if finished.status == "finished":
@@ -167,6 +168,29 @@ def install_signal_handlers(stop: threading.Event, quiet: bool = False) -> StopS
         os._exit(130)
 
     return StopSignals(ask, force)
+
+
+def stop_with_parent() -> None:
+    """A run another finetune-tui process started for itself (plan --measure's candidates)
+    stops, saving, as on SIGTERM, once that process is gone, however it went: nothing is
+    left training for nobody. Only when the variable names this process's own parent (an
+    inherited one names some other process and is ignored)."""
+    import signal
+    import time
+
+    from finetune_tui.engine.train.measure import PARENT_ENV
+
+    named = os.environ.pop(PARENT_ENV, "")
+    parent = os.getppid()
+    if named != str(parent):
+        return
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, daemon=True, name="parent-watch").start()
 
 
 def say(line: str, stream=None) -> None:

@@ -3,6 +3,8 @@ beside measured, the measured fastest that fits picked; on a CPU machine, one li
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from conftest import DEMO_PRESET
 
 from finetune_tui.engine.settings.preset import load_preset, with_changes
@@ -139,3 +141,55 @@ def test_a_candidate_whose_speed_was_not_steady_is_flagged_in_the_table():
     result = measure([a], lambda cand: Measured(cand, "finished", 2.0, 18000.0, said), None)
     (row,) = [line for line in table(result, "H100") if line.startswith("* a ")]
     assert row.endswith("(not steady: 9,000-31,000 tokens/s over steps 2-5)")
+
+
+def test_a_candidate_stops_and_saves_when_its_measurer_is_killed(tmp_path):
+    """SIGKILL of the process measuring (no handler can run there): its candidate notices
+    its parent is gone, saves and stops as on SIGTERM, and leaves nothing running."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import REPO, cli_env
+
+    script = (
+        "import sys; sys.path.insert(0, sys.argv[2]);"
+        "from pathlib import Path; from test_measure import candidate;"
+        "from finetune_tui.engine.train.measure import subprocess_runner;"
+        "subprocess_runner(Path(sys.argv[1]), steps=5000)(candidate('long', 4))"
+    )
+    measurer = subprocess.Popen(
+        [sys.executable, "-c", script, str(tmp_path), str(REPO / "tests")], env=cli_env(tmp_path)
+    )
+    run = tmp_path / "candidate-1"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and not (
+        (run / "metrics.jsonl").is_file() and (run / "metrics.jsonl").stat().st_size
+    ):
+        time.sleep(0.3)
+    child = int((run / "run.pid").read_text().split()[0])
+    os.kill(measurer.pid, signal.SIGKILL)
+    measurer.wait()
+    while time.monotonic() < deadline and Path(f"/proc/{child}").exists():
+        time.sleep(0.3)
+    assert not Path(f"/proc/{child}").exists()
+    summary = (run / "summary.json").read_text()
+    assert '"status": "stopped"' in summary
+    assert (run / "adapter" / "adapter_config.json").is_file()
+
+
+def test_an_inherited_parent_variable_naming_another_process_is_ignored(monkeypatch):
+    """A job system's environment may carry the variable from elsewhere: it counts only
+    when it names this process's own parent, and it is not passed on."""
+    import os
+    import threading
+
+    from finetune_tui.engine.train.measure import PARENT_ENV
+    from finetune_tui.headless import stop_with_parent
+
+    monkeypatch.setenv(PARENT_ENV, str(os.getppid() + 1))
+    before = threading.active_count()
+    stop_with_parent()
+    assert PARENT_ENV not in os.environ and threading.active_count() == before

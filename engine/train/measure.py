@@ -29,6 +29,7 @@ UNSTEADY_SPREAD = 1.5
 CANDIDATES = 3
 TIMEOUT_S = 1800  # one candidate: loading a large model takes minutes
 NEEDS_GPU = "needs an NVIDIA GPU (CUDA) to train the candidates on; this machine has none"
+PARENT_ENV = "FINETUNE_TUI_STOP_WITH_PARENT"  # a candidate stops when its measurer is gone
 
 
 def measure_refusal(hardware) -> str | None:
@@ -130,7 +131,7 @@ def subprocess_runner(
                 text=True,
                 errors="replace",
                 timeout=timeout_s,
-                env=dict(os.environ, PYTHONUNBUFFERED="1"),
+                env=dict(os.environ, PYTHONUNBUFFERED="1", **{PARENT_ENV: str(os.getpid())}),
             )
         except subprocess.TimeoutExpired:
             return Measured(candidate, "failed", detail=f"no result within {timeout_s:.0f} s")
