@@ -87,15 +87,8 @@ def reserved_peak_of(events: list[dict]) -> dict:
     """The most reserved moment (segments the allocator holds, counted from the history's
     start), what was allocated then, and the segments held grouped by the code whose
     allocation made them: where reserved runs far above allocated, which sizes did it."""
-    segments, total, peak, index = {}, 0, 0, None
-    for i, event in enumerate(events):
-        action = event.get("action")
-        if action in ("segment_alloc", "segment_map"):
-            segments[(event["addr"], action)] = event
-            total += event["size"]
-        elif action in ("segment_free", "segment_unmap"):
-            grown = "segment_alloc" if action == "segment_free" else "segment_map"
-            total -= segments.pop((event["addr"], grown), {"size": 0})["size"]
+    peak, index = 0, None
+    for i, total, _ in _segment_replay(events):
         if total > peak:
             peak, index = total, i
     if index is None:
@@ -106,23 +99,27 @@ def reserved_peak_of(events: list[dict]) -> dict:
             break
         if i >= index:
             allocated = max(allocated, total_allocated)
-    held = _segments_at(events, index).values()  # replayed again up to the peak
+    held = next(held for i, _, held in _segment_replay(events) if i == index)  # replayed again
     return {
         "reserved_peak_gib": round(peak / 2**30, 3),
         "allocated_at_reserved_peak_gib": round(allocated / 2**30, 3),
-        "segments": _grouped(held),
+        "segments": _grouped(held.values()),
     }
 
 
-def _segments_at(events: list[dict], index: int) -> dict:
-    held = {}
-    for event in events[: index + 1]:
+def _segment_replay(events: list[dict]):
+    """(index, bytes reserved after it, the segments held then) for each event; a segment is
+    made by segment_alloc (segment_map under expandable segments) and given back by
+    segment_free (segment_unmap)."""
+    held, total = {}, 0
+    for i, event in enumerate(events):
         action = event.get("action")
         if action in ("segment_alloc", "segment_map"):
             held[event["addr"]] = event
+            total += event["size"]
         elif action in ("segment_free", "segment_unmap"):
-            held.pop(event["addr"], None)
-    return held
+            total -= held.pop(event["addr"], {"size": 0})["size"]
+        yield i, total, held
 
 
 def _replay(events: list[dict]):

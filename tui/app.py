@@ -123,8 +123,7 @@ class FinetuneApp(App):
         train = self.train_screen
         if train is not None and train.running:
             loop.call_soon_threadsafe(self.notify, "saving a checkpoint before quitting…")
-            train.stop_event.set()
-            train.trained.wait()
+            train.stop_and_wait()
         loop.call_soon_threadsafe(self.exit, code)
         time.sleep(EXIT_GRACE_S)
         os._exit(code)
@@ -132,10 +131,8 @@ class FinetuneApp(App):
     def settle_training(self) -> None:
         """After the app has exited, however it did: a training thread still running is
         asked to stop and is waited for, so its checkpoint and adapter are written."""
-        train = self.train_screen
-        if train is not None and train.running and not train.trained.is_set():
-            train.stop_event.set()
-            train.trained.wait()
+        if self.train_screen is not None:
+            self.train_screen.stop_and_wait()
 
     def on_train_screen_opened(self, message: TrainScreen.Opened) -> None:
         self.train_screen = message.train_screen

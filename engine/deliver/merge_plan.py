@@ -194,7 +194,7 @@ def check_disk(plan: MergePlan, output: Path) -> None:
     """The merged model's files must fit where they are written (the disk of the nearest
     folder that exists)."""
     parent = existing_parent(output.parent)
-    free = free_bytes(output)
+    free = free_bytes(parent)
     if plan.base_bytes > free:
         raise InputError(
             f"{output}: the merged model needs {plan.base_bytes / GIB:.2f} GiB of disk "

@@ -188,6 +188,13 @@ class TrainScreen(Screen):
         finally:
             self._ended()
 
+    def stop_and_wait(self) -> None:
+        """From another thread: ask a running training to stop after its step and wait until
+        its checkpoint and adapter are written (the way out when the UI cannot be waited on)."""
+        if self.running:
+            self.stop_event.set()
+            self.trained.wait()
+
     def _ended(self) -> None:
         """On the training thread, once everything is saved: tell the app, if it still runs
         (a signal may have ended it while this thread saved)."""
