@@ -82,9 +82,28 @@ def settings_of(pairs: list[str]):
     return settings_from_arguments(None, pairs, {}, absolute=True)
 
 
+def token_stats(settings):
+    """The dataset's lengths counted by the model folder's own tokenizer. `plan` estimates
+    them from characters (3.6 a token, as English runs through a real BPE vocabulary); the
+    bench's byte-level tokenizer makes every byte a token (3.35x more on this data), and an
+    estimate that short would put the plan's tokens/s and the run's in different units."""
+    from transformers import AutoTokenizer
+
+    from finetune_tui.engine.data.dataset import load_validated
+    from finetune_tui.engine.data.lengths import stats_from_lengths
+    from finetune_tui.engine.recipe.examples import to_example
+
+    tokenizer = AutoTokenizer.from_pretrained(settings.model.name_or_path)
+    _, records, fmt = load_validated(settings)
+    limit = settings.training.max_seq_length
+    texts = [to_example(r.data, fmt, tokenizer.eos_token)["text"] for r in records]
+    lengths = [min(len(ids), limit) for ids in tokenizer(texts)["input_ids"]]
+    return stats_from_lengths(lengths, limit)
+
+
 def predicted(settings) -> dict:
-    """What `plan` says for exactly these settings on this machine's card."""
-    from finetune_tui.engine.data.dataset import dataset_stats
+    """What `plan` says for exactly these settings on this machine's card, at the lengths
+    the run's tokenizer gives."""
     from finetune_tui.engine.inspect.hardware import detect_hardware
     from finetune_tui.engine.inspect.models import inspect_model
     from finetune_tui.engine.plan.run_time import time_summary
@@ -93,7 +112,7 @@ def predicted(settings) -> dict:
     return time_summary(
         inspect_model(settings.model.name_or_path),
         settings,
-        dataset_stats(settings),
+        token_stats(settings),
         card.name if card else None,
     )
 

@@ -117,12 +117,17 @@ def test_cpu_offload_moves_the_optimizer_state_to_cpu_memory(llama8b):
 
 
 def test_qlora_under_fsdp_splits_the_four_bit_weights():
+    """On one GPU TRL casts a quantised model's adapters to bf16; under FSDP accelerate
+    upcasts trainable parameters to fp32 for mixed precision: 16-bit LoRA's adapter bytes,
+    split."""
     model = inspect_model("meta-llama/Llama-2-70b-hf")
     one = predict_memory(model, settings_from_overrides(QLORA))
+    fp32 = predict_memory(model, settings_from_overrides([*STEP, "quantization.mode=none"]))
+    assert one.lora_gib < fp32.lora_gib
     for gpus in (2, 4):
         split = predict_memory(model, settings_from_overrides([*QLORA, *on(gpus, "fsdp")]))
         assert split.base_weights_gib == pytest.approx(one.base_weights_gib / gpus)
-        assert split.lora_gib == pytest.approx(one.lora_gib / gpus)
+        assert split.lora_gib == pytest.approx(fp32.lora_gib / gpus)
         assert split.activations_gib == one.activations_gib
 
 

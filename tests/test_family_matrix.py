@@ -24,6 +24,7 @@ FILES = (
     "families-newer-h200-2026-12-05.jsonl",
     "families-moe-liger-h200-2026-12-05.jsonl",
     "families-qwen-bf16-sft-h100-2026-12-05.jsonl",  # H100: 16-bit LoRA at b2 and b4
+    "families-twolinear-trace-h100-2026-12-06.jsonl",  # H100: Pythia, StarCoder2 NF4 b1-b4, traced
 )
 # Families whose rows fitted a constant of engine/plan/memory.py: today's (StarCoder2's two-linear
 # MLP, Phi-3-mini's fused gate_up, Falcon's attention scores) and the earlier calibrations'
@@ -86,9 +87,10 @@ def test_held_out_families_are_planned_within_the_goal():
     errors = [abs(error(r)) for r in HELD_OUT]
     assert len({r["family"] for r in HELD_OUT}) >= 6
     assert statistics.median(errors) <= 0.03
-    # The goal is 8 %; beyond it, on the safe side: Pythia-1B at micro-batch 1, +13.7 % (its
-    # fixed part over-counted by about 0.2 GiB on a 1.2 GiB run).
-    assert max(errors) <= 0.14
+    # The goal is 8 %; beyond it, on the safe side: Pythia-1B at micro-batch 1, +11.0 % (0.13
+    # GiB on a 1.2 GiB run: the fixed 0.1 GiB the plan reserves beyond 4 %, where torch kept
+    # 0.07 GiB in all; traced on an H100, docs/BENCHMARKS.md).
+    assert max(errors) <= 0.111
 
 
 # Planned lower than the goal allows, found and not yet explained: Mixtral's Hugging Face
@@ -186,9 +188,10 @@ def test_liger_keeps_the_inputs_of_gemmas_extra_norms_and_the_measure_rows_hold(
         planned[model] = predict_memory(inspect_model(model), settings).reserved_gib
         error = planned[model] / advised["measured_gib"] - 1
         assert -0.05 <= error <= 0.08, (model, error)
-    assert round(planned["Qwen/Qwen2.5-1.5B"], 2) == 33.90  # as the H100 row was planned
-    gemma = inspect_model("google/gemma-2-2b")
-    counted = memory.activation_bytes(gemma, settings)
+    gemma, qwen = inspect_model("google/gemma-2-2b"), inspect_model("Qwen/Qwen2.5-1.5B")
+    counted = [memory.activation_bytes(m, settings) for m in (gemma, qwen)]
     monkeypatch.setattr(memory, "SANDWICH_NORMS", {})
     tokens = 32 * 512 * gemma.num_layers
-    assert counted - memory.activation_bytes(gemma, settings) == 2 * 2 * gemma.hidden_size * tokens
+    added = counted[0] - memory.activation_bytes(gemma, settings)
+    assert added == 2 * 2 * gemma.hidden_size * tokens
+    assert counted[1] == memory.activation_bytes(qwen, settings)  # no such norms
