@@ -32,8 +32,9 @@ from finetune_tui.engine.settings.preset import settings_from_overrides
 
 RESULTS = Path(__file__).resolve().parent / "results"
 FITTED_ARCHS = ("llama-3.1-8b", "llama-3.2-1b")
-LEFT_OUT = ("families-", "preference-", "traced-")  # a shared GPU (see the docstring);
-# DPO is not SFT; an allocator trace (PEAK_TRACE=1) slows the run it records
+LEFT_OUT = ("families-", "preference-", "traced-", "run-time-")  # a shared GPU (see the
+# docstring); DPO is not SFT; an allocator trace (PEAK_TRACE=1) slows the run it records;
+# whole runs are run_time.py's held-out rows, tabled on their own
 PATHS = ("model.name_or_path", "dataset.path")  # the benchmark machine's, not ours
 
 

@@ -2,9 +2,10 @@
 the first step, not at a save hours in: a save that fails loses every step since the last.
 
 A checkpoint holds the trained weights as the run keeps them and the optimizer's state in
-the dtype memory.optimizer_state_bytes gives it: LoRA's adapters in fp32 (PEFT keeps them
-so) and full fine-tuning's weights in the compute dtype; ZeRO-3 and FSDP also save the fp32
-master copy of every trained weight they hold (sharding.SHARD_WEIGHT_BYTES). The run's end
+the dtype memory.optimizer_state_bytes gives it: LoRA's adapters as memory.adapter_word
+keeps them (bf16 over quantised weights, else fp32) and full fine-tuning's weights in the
+compute dtype; ZeRO-3 and FSDP also save the fp32 master copy of every trained weight they
+hold (sharding.SHARD_WEIGHT_BYTES). The run's end
 writes the adapter, or the whole model in the compute dtype. The Trainer writes a new
 checkpoint before it deletes those beyond save_total_limit, so one more than the limit lies
 on disk for a moment; a run with no saves scheduled still writes one when it is stopped.
@@ -20,10 +21,9 @@ from pathlib import Path
 from ..common.errors import InputError
 from ..inspect.models import ModelInfo
 from ..settings.schema import TrainSettings
-from .memory import DTYPE_BYTES, GIB, optimizer_state_bytes, trained_params
+from .memory import DTYPE_BYTES, GIB, adapter_word, optimizer_state_bytes, trained_params
 from .sharding import SHARD_WEIGHT_BYTES
 
-ADAPTER_BYTES = 4.0  # LoRA's adapters, fp32 in the run and in its files
 # Beside the weights a checkpoint holds the tokenizer (tokenizer.json: 7-9 MB for Qwen2.5's
 # and Llama-3's 128-152 k entries, 33 MB for Gemma-3's 262 k) and a few small files (trainer
 # state, scheduler, RNG states, arguments): an allowance on the safe side
@@ -68,10 +68,10 @@ def checkpoint_bytes(model: ModelInfo, settings: TrainSettings, word: float) -> 
     """One checkpoint, `word` bytes a 16-bit (or fp32, on a CPU) weight."""
     params = trained_params(model, settings)
     full = settings.training.method == "full"
-    weights = word * params if full else ADAPTER_BYTES * params
+    weights = word * params if full else adapter_word(settings) * params
     sharded = settings.distributed.strategy in ("fsdp", "deepspeed")
     master = SHARD_WEIGHT_BYTES * params if sharded else 0.0
-    state_word = SHARD_WEIGHT_BYTES if sharded or not full else word
+    state_word = SHARD_WEIGHT_BYTES if sharded else (word if full else adapter_word(settings))
     return (
         weights
         + master
@@ -84,7 +84,7 @@ def final_bytes(model: ModelInfo, settings: TrainSettings, word: float) -> float
     """The adapter (LoRA) or the whole model (full fine-tuning) the run's end writes."""
     if settings.training.method == "full":
         return word * model.params_total + small_files_bytes(model)
-    return ADAPTER_BYTES * trained_params(model, settings) + small_files_bytes(model)
+    return adapter_word(settings) * trained_params(model, settings) + small_files_bytes(model)
 
 
 def scheduled_saves(settings: TrainSettings, steps: int, steps_per_epoch: int) -> int:

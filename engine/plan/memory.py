@@ -192,9 +192,12 @@ def optimizer_step_bytes(settings: TrainSettings, params: float, weight_bytes: f
 
 
 def adapter_word(settings: TrainSettings) -> int:
-    """Bytes of one adapter weight: PEFT makes them fp32, and every TRL trainer then casts
-    a quantised model's to bf16 (traced: Pythia-1B's 8.4 M adapter weights held 16 MiB)."""
-    return 4 if settings.quantization.mode == "none" else 2
+    """Bytes of one adapter weight (and of its gradient, and in the saved adapter): PEFT makes
+    them fp32, every TRL trainer then casts a quantised model's to bf16 (traced: Pythia-1B's
+    8.4 M adapter weights held 16 MiB), and accelerate upcasts FSDP's trainable parameters
+    to fp32 again for mixed precision (sharding.SHARD_WEIGHT_BYTES)."""
+    sharded = settings.distributed.strategy in ("fsdp", "deepspeed")
+    return 2 if settings.quantization.mode != "none" and not sharded else 4
 
 
 def lora_state_bytes(model: ModelInfo, settings: TrainSettings) -> tuple[float, float]:

@@ -19,6 +19,7 @@ from .memory import (
     GIB,
     MemoryBreakdown,
     StepBytes,
+    adapter_word,
     base_weight_bytes,
     linear_bytes_per_param,
     one_gpu_bytes,
@@ -32,10 +33,10 @@ from .objective import reference_bytes
 # trainable FSDP flat parameters to fp32 when mixed precision is on (Accelerator.
 # prepare_model), and ZeRO-3 keeps fp32 partitions beside its 16-bit ones (2 + 2 bytes of
 # 16-bit weight and gradient, 4 of fp32 master: the same 8). LoRA's adapters are fp32
-# already. The optimizer state is then that of fp32 parameters (OPTIMIZERS' state_bytes).
+# too (memory.adapter_word). The optimizer state is then that of fp32 parameters
+# (OPTIMIZERS' state_bytes).
 SHARD_WEIGHT_BYTES = 4.0
 SHARD_GRADIENT_BYTES = 4.0
-LORA_GRADIENT_BYTES = 4.0  # DDP's buckets for LoRA's fp32 adapters
 DEEPSPEED_OFFLOAD_GPU_BYTES = 2.0  # ZeRO-3 offloading the optimizer keeps the 16-bit shard
 # ...and writes the CPU step's result back through a second 16-bit copy of it: measured on one
 # H200 (Llama-3.2-1B, full fine-tuning, micro-batch 1 and 2 alike), the peak allocated was the
@@ -78,7 +79,7 @@ def _ddp(model: ModelInfo, settings: TrainSettings) -> StepBytes:
     (gradient_as_bucket_view is off by default)."""
     one = one_gpu_bytes(model, settings)
     full = settings.training.method == "full"
-    gradient = DTYPE_BYTES[settings.quantization.compute_dtype] if full else LORA_GRADIENT_BYTES
+    gradient = DTYPE_BYTES[settings.quantization.compute_dtype] if full else adapter_word(settings)
     buckets = trained_params(model, settings) * gradient
     return replace(one, distributed=buckets + NCCL_GIB * GIB)
 
