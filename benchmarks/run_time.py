@@ -83,22 +83,15 @@ def settings_of(pairs: list[str]):
 
 
 def token_stats(settings):
-    """The dataset's lengths counted by the model folder's own tokenizer. `plan` estimates
-    them from characters (3.6 a token, as English runs through a real BPE vocabulary); the
-    bench's byte-level tokenizer makes every byte a token (3.35x more on this data), and an
-    estimate that short would put the plan's tokens/s and the run's in different units."""
+    """The dataset's lengths counted by the model folder's own tokenizer, as the run counts
+    them (the bench's byte-level tokenizer makes every byte a token: 3.35x the characters'
+    estimate `plan` makes without a tokenizer on this data)."""
     from transformers import AutoTokenizer
 
-    from finetune_tui.engine.data.dataset import load_validated
-    from finetune_tui.engine.data.lengths import stats_from_lengths
-    from finetune_tui.engine.recipe.examples import to_example
+    from finetune_tui.engine.data.dataset import dataset_stats
 
     tokenizer = AutoTokenizer.from_pretrained(settings.model.name_or_path)
-    _, records, fmt = load_validated(settings)
-    limit = settings.training.max_seq_length
-    texts = [to_example(r.data, fmt, tokenizer.eos_token)["text"] for r in records]
-    lengths = [min(len(ids), limit) for ids in tokenizer(texts)["input_ids"]]
-    return stats_from_lengths(lengths, limit)
+    return dataset_stats(settings, tokenizer)
 
 
 def predicted(settings) -> dict:

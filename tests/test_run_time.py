@@ -221,3 +221,32 @@ def test_a_run_on_a_card_starts_with_its_predicted_speed_and_mfu_denominator(mon
     dpo = predicted_speed(load_preset(DEMO_PRESET.with_name("demo-dpo.yaml")))
     assert dpo["predicted_tokens_per_s"] is None and dpo["tokens_per_s_at_peak"] is None
     assert dpo["speed_unpredicted"].startswith("not predicted for dpo yet")
+
+
+def test_a_run_counts_its_tokens_as_its_own_tokenizer_does(learned_demo, monkeypatch):
+    """The characters' estimate (3.6 a token, English through a BPE vocabulary) is a quarter
+    high on the demo's short uppercase records; the run has its tokenizer, and the real
+    tokens it predicts are the ones it then trains on (the last step's tokens_seen)."""
+    import torch
+
+    from finetune_tui.engine.train import run_speed
+    from finetune_tui.engine.train.loading import load_tokenizer_for
+
+    _, run = learned_demo
+    steps = list(map(json.loads, (run / "metrics.jsonl").read_text().splitlines()))
+    last = [e for e in steps if e["kind"] == "step"][-1]
+    settings, estimated = demo()
+    tokenizer = load_tokenizer_for(settings)
+    counted = dataset_stats(settings, tokenizer)
+    assert counted.count == estimated.count == 2200
+
+    def tokens_by(step, stats):
+        timing = rt.run_time(settings, stats, DEMO_MODEL, tokens_per_s=1.0, basis="b")
+        return timing.real_tokens * step / timing.steps
+
+    assert tokens_by(last["step"], counted) == pytest.approx(last["tokens_seen"], rel=0.02)
+    assert tokens_by(last["step"], estimated) > 1.2 * last["tokens_seen"]
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda index=0: "NVIDIA H100 80GB HBM3")
+    with_tokenizer = run_speed.predicted_speed(settings, tokenizer)["predicted_tokens_per_s"]
+    assert with_tokenizer < run_speed.predicted_speed(settings)["predicted_tokens_per_s"]

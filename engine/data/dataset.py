@@ -53,13 +53,16 @@ def load_validated(settings: TrainSettings) -> tuple[Path, list[Record], str]:
     return path, records, fmt
 
 
-def dataset_stats(settings: TrainSettings):
-    """The dataset's token lengths, estimated from its validated records (what the planner
-    scores batching with); raises as `load_validated` does."""
-    from .lengths import estimate_token_stats
+def dataset_stats(settings: TrainSettings, tokenizer=None):
+    """The dataset's token lengths (what the planner scores batching and time with):
+    counted by `tokenizer` where the run has it, else estimated from the validated records'
+    characters (plan, the wizard: no tokenizer loaded); raises as `load_validated` does."""
+    from .lengths import estimate_token_stats, measured_token_stats
 
     _, records, fmt = load_validated(settings)
-    return estimate_token_stats(records, fmt, settings.training.max_seq_length)
+    limit = settings.training.max_seq_length
+    measured = measured_token_stats(records, fmt, limit, tokenizer) if tokenizer else None
+    return measured or estimate_token_stats(records, fmt, limit)
 
 
 def prepare_datasets(settings: TrainSettings, eos_token: str) -> Prepared:

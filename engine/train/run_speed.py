@@ -9,10 +9,11 @@ from ..settings.schema import TrainSettings
 ON_CPU = "no prediction on a CPU"
 
 
-def predicted_speed(settings: TrainSettings) -> dict:
-    """Started's speed fields: predicted_tokens_per_s and predicted_wall_time_s, the tokens/s
-    at the cards' bf16 peak (a measured tokens/s over it is the MFU), and, where there is no
-    prediction, why (speed_unpredicted). Never fails a run."""
+def predicted_speed(settings: TrainSettings, tokenizer=None) -> dict:
+    """Started's speed fields: predicted_tokens_per_s and predicted_wall_time_s (at the
+    lengths the run's tokenizer gives: the tokens/s measured beside it counts those), the
+    tokens/s at the cards' bf16 peak (a measured tokens/s over it is the MFU), and, where
+    there is no prediction, why (speed_unpredicted). Never fails a run."""
     import torch
 
     if not torch.cuda.is_available():
@@ -25,7 +26,8 @@ def predicted_speed(settings: TrainSettings) -> dict:
     gpu = torch.cuda.get_device_name(0)
     try:
         model = inspect_model(settings.model.name_or_path)
-        timing, speed = predicted_run_time(model, settings, dataset_stats(settings), gpu)
+        stats = dataset_stats(settings, tokenizer)
+        timing, speed = predicted_run_time(model, settings, stats, gpu)
         peak = peak_tokens_per_s(model, settings, gpu)
     except Exception:
         return {"speed_unpredicted": "no prediction: the planner could not read the model or data"}

@@ -92,7 +92,7 @@ def build_trainer(settings: TrainSettings, inputs: RunInputs, run_dir: Path, emi
             "trainable_params": 0,
             "total_params": 0,
             "predicted_peak_reserved_gib": predicted_peak_gib(settings),
-            **predicted_speed(settings),
+            **predicted_speed(settings, inputs.tokenizer),
         },
         save_every_epoch=settings.training.save_every_epoch,
     )
