@@ -250,3 +250,41 @@ def test_a_run_counts_its_tokens_as_its_own_tokenizer_does(learned_demo, monkeyp
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda index=0: "NVIDIA H100 80GB HBM3")
     with_tokenizer = run_speed.predicted_speed(settings, tokenizer)["predicted_tokens_per_s"]
     assert with_tokenizer < run_speed.predicted_speed(settings)["predicted_tokens_per_s"]
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        lambda i: {"text": "hello world " * i},
+        lambda i: {"instruction": "Say hi " * i, "input": "", "output": "hi there " * i},
+        lambda i: {
+            "conversations": [
+                {"from": "human", "value": "q " * i},
+                {"from": "gpt", "value": "a " * i},
+            ]
+        },
+    ],
+    ids=["text", "alpaca", "sharegpt"],
+)
+def test_each_format_is_counted_as_the_run_trains_on_it(tmp_path, record):
+    """One epoch, nothing held out: the tokens the run trained on are the records' lengths
+    the tokenizer gives, whatever the format (its template, its EOS)."""
+    from conftest import call_main, own_folders, set_args
+
+    from finetune_tui.engine.train.loading import load_tokenizer_for
+
+    data = tmp_path / "data.jsonl"
+    data.write_text("".join(json.dumps(record(1 + i % 3)) + "\n" for i in range(24)))
+    pairs = ["dataset.eval_fraction=0", "training.epochs=1", "training.micro_batch_size=4"]
+    pairs += ["training.max_seq_length=256"]  # Alpaca's template alone is 147 tokens
+    pairs += [f"dataset.path={data}", "training.exact_match_samples=0", "training.logging_steps=1"]
+    with own_folders(tmp_path):
+        result = call_main(
+            "--preset", str(DEMO_PRESET), "--output", str(tmp_path / "r"), *set_args(*pairs)
+        )
+    assert result.returncode == 0, result.stderr[-2000:]
+    events = map(json.loads, (tmp_path / "r" / "metrics.jsonl").read_text().splitlines())
+    seen = [e for e in events if e["kind"] == "step"][-1]["tokens_seen"]
+    settings = load_preset(DEMO_PRESET, pairs)
+    counted = dataset_stats(settings, load_tokenizer_for(settings))
+    assert counted.count == 24 and counted.mean * 24 == pytest.approx(seen, rel=0.01)

@@ -110,9 +110,9 @@ def _prompt_and_full_ids(rows: list[dict], tokenizer, answer: str) -> tuple[list
             ],
             template(fulls, tokenize=True, return_dict=True)["input_ids"],
         )
-    return (
-        tokenizer([r["prompt"] for r in rows])["input_ids"],
-        tokenizer([r["prompt"] + r[answer] for r in rows])["input_ids"],
+    return (  # lengths past the model's maximum are the point here: no warning about them
+        tokenizer([r["prompt"] for r in rows], verbose=False)["input_ids"],
+        tokenizer([r["prompt"] + r[answer] for r in rows], verbose=False)["input_ids"],
     )
 
 
@@ -131,8 +131,9 @@ def measured_token_stats(
     if not picked:
         return None
     rows = [to_example(r.data, fmt, tokenizer.eos_token) for r in picked]
-    if fmt == "text":
-        ids = tokenizer([r["text"] for r in rows], verbose=False)["input_ids"]
+    if fmt == "text":  # TRL ends each text with the EOS token
+        texts = [r["text"] + (tokenizer.eos_token or "") for r in rows]
+        ids = tokenizer(texts, verbose=False)["input_ids"]
     else:
         _, ids = _prompt_and_full_ids(rows, tokenizer, "completion")
     stats = stats_from_lengths([len(i) for i in ids], max_seq_length)
