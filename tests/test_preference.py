@@ -367,6 +367,24 @@ def test_the_runs_own_script_reproduces_its_dpo_losses(small_dpo_run, tmp_path):
     assert all(abs(got[step] - loss) < 1e-4 for step, loss in expected.items()), (got, expected)
 
 
+@pytest.mark.parametrize("objective", ["orpo", "kto"])
+def test_the_runs_own_script_reproduces_orpo_and_kto_losses(tmp_path, objective):
+    """ORPO's odds-ratio loss and KTO's unpaired one, as DPO's: the script's trainer, data
+    and losses are the run's."""
+    run = tmp_path / "run"
+    few = ("--set", "training.max_steps=4", *SMALL[2:])
+    with own_folders(tmp_path):
+        result = call_main("--preset", preset(objective), "--output", str(run), *few)
+    assert result.returncode == 0, result.stderr[-2000:]
+    done = run_exported(tmp_path, run / "export" / "train.py", "--output", str(tmp_path / "s"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = (tmp_path / "s" / "losses.jsonl").read_text().splitlines()
+    got = {r["step"]: r["loss"] for r in map(json.loads, lines)}
+    expected = step_losses(run)
+    assert sorted(got) == sorted(expected) == [1, 2, 3, 4]
+    assert all(abs(got[step] - loss) < 1e-4 for step, loss in expected.items()), (got, expected)
+
+
 def test_a_stopped_dpo_run_resumes_where_it_stopped(small_dpo_run, tmp_path):
     """SIGTERM checkpoints a DPO run; --resume continues it to the losses of a run never
     stopped (the same checkpoints and resume as SFT)."""
