@@ -123,12 +123,19 @@ def sized(name: str, model: Path, data: Path, samples: int, budget: int):
     return settings, plan, samples
 
 
-def last_speed(log: Path) -> float | None:
-    """The last tokens/s a headless progress line reported: what a cut-off run measured."""
-    import re
-
-    found = re.findall(r"([\d,]+) tok/s", log.read_text(errors="replace")) if log.exists() else []
-    return float(found[-1].replace(",", "")) if found else None
+def steady_speed(run: Path) -> float | None:
+    """Real tokens/s from the end of the first step to the last logged one, read from the
+    run's step events: what a cut-off run measured, as summary.json would have put it (a
+    progress line's tok/s is its last window's, under group-by-length the shortest records)."""
+    metrics = run / "metrics.jsonl"
+    if not metrics.exists():
+        return None
+    lines = metrics.read_text(errors="replace").splitlines()
+    steps = [e for e in map(json.loads, lines) if e.get("kind") == "step"]
+    if len(steps) < 2 or steps[-1]["elapsed_s"] <= steps[0]["elapsed_s"]:
+        return None
+    tokens = steps[-1]["tokens_seen"] - steps[0]["tokens_seen"]
+    return round(tokens / (steps[-1]["elapsed_s"] - steps[0]["elapsed_s"]), 1)
 
 
 def run_case(name: str, work: Path, samples: int, timeout: int, budget: int, logs: Path) -> dict:
@@ -170,7 +177,7 @@ def run_case(name: str, work: Path, samples: int, timeout: int, budget: int, log
         "process_wall_s": round(wall, 1),
         "predicted_total_s": total,
         "predicted_tokens_per_s": plan["tokens_per_s"],
-        "measured_tokens_per_s": summary.get("tokens_per_s") or last_speed(log),
+        "measured_tokens_per_s": summary.get("tokens_per_s") or steady_speed(out),
         "steps": summary.get("step"),
         "predicted_steps": (plan["time"] or {}).get("steps"),
         "basis": plan["throughput_basis"],
