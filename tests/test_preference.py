@@ -23,6 +23,7 @@ from finetune_tui.engine.settings.trainer_names import trainer_settings
 REPO = Path(__file__).resolve().parent.parent
 PRESETS = REPO / "presets"
 SHORT = ("--set", "training.max_steps=3", "--set", "dataset.max_samples=48")
+LOGGED = ("--set", "training.logging_steps=1")  # a loss for every step, to compare
 DPO_STEPS = 20  # the demo preset's 60 steps, shortened for the suite (see the preset)
 
 
@@ -68,9 +69,13 @@ def test_dpo_demo_learns_to_prefer_the_right_answer(dpo_run):
 
 
 @pytest.mark.parametrize("objective", ["orpo", "kto"])
-def test_orpo_and_kto_train_from_their_presets(cli, tmp_path, objective):
+def test_orpo_and_kto_train_from_their_presets_and_their_scripts_repeat_them(
+    cli, tmp_path, objective
+):
+    """ORPO's odds-ratio loss and KTO's unpaired one, as DPO's: the exported script's
+    trainer, data and losses are the run's (steps 1-3 within 1e-4)."""
     run = tmp_path / "run"
-    result = cli("--preset", preset(objective), "--output", str(run), *SHORT)
+    result = cli("--preset", preset(objective), "--output", str(run), *SHORT, *LOGGED)
     assert result.returncode == 0, result.stderr[-2000:]
     summary = summary_of(run)
     assert summary["objective"] == objective and summary["step"] == 3
@@ -80,6 +85,13 @@ def test_orpo_and_kto_train_from_their_presets(cli, tmp_path, objective):
     assert has_accuracy == (objective == "orpo")
     assert events_of(run, "step")[0]["tokens_seen"] > 0
     assert (run / "adapter" / "adapter_config.json").is_file()
+    done = run_exported(tmp_path, run / "export" / "train.py", "--output", str(tmp_path / "s"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = (tmp_path / "s" / "losses.jsonl").read_text().splitlines()
+    got = {r["step"]: r["loss"] for r in map(json.loads, lines)}
+    expected = {e["step"]: e["loss"] for e in events_of(run, "step")}
+    assert sorted(got) == sorted(expected) == [1, 2, 3]
+    assert all(abs(got[step] - loss) < 1e-4 for step, loss in expected.items()), (got, expected)
 
 
 def test_full_fine_tuning_dpo_has_a_reference_copy(cli, tmp_path):
@@ -364,24 +376,6 @@ def test_the_runs_own_script_reproduces_its_dpo_losses(small_dpo_run, tmp_path):
     got = {r["step"]: r["loss"] for r in map(json.loads, lines)}
     expected = step_losses(small_dpo_run)
     assert sorted(got) == sorted(expected) == list(range(1, 9))
-    assert all(abs(got[step] - loss) < 1e-4 for step, loss in expected.items()), (got, expected)
-
-
-@pytest.mark.parametrize("objective", ["orpo", "kto"])
-def test_the_runs_own_script_reproduces_orpo_and_kto_losses(tmp_path, objective):
-    """ORPO's odds-ratio loss and KTO's unpaired one, as DPO's: the script's trainer, data
-    and losses are the run's."""
-    run = tmp_path / "run"
-    few = ("--set", "training.max_steps=4", *SMALL[2:])
-    with own_folders(tmp_path):
-        result = call_main("--preset", preset(objective), "--output", str(run), *few)
-    assert result.returncode == 0, result.stderr[-2000:]
-    done = run_exported(tmp_path, run / "export" / "train.py", "--output", str(tmp_path / "s"))
-    assert done.returncode == 0, done.stderr[-3000:]
-    lines = (tmp_path / "s" / "losses.jsonl").read_text().splitlines()
-    got = {r["step"]: r["loss"] for r in map(json.loads, lines)}
-    expected = step_losses(run)
-    assert sorted(got) == sorted(expected) == [1, 2, 3, 4]
     assert all(abs(got[step] - loss) < 1e-4 for step, loss in expected.items()), (got, expected)
 
 
