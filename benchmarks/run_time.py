@@ -84,7 +84,7 @@ def settings_of(pairs: list[str]):
 
 def token_stats(settings):
     """The dataset's lengths counted by the model folder's own tokenizer, as the run counts
-    them (the bench's byte-level tokenizer makes every byte a token: 3.35x the characters'
+    them (the bench's byte-level tokenizer makes every byte a token: 3.4x the characters'
     estimate `plan` makes without a tokenizer on this data)."""
     from transformers import AutoTokenizer
 

@@ -139,3 +139,37 @@ def test_importing_throughput_keeps_plan_torch_free():
         "loaded = [m for m in ('torch', 'textual') if m in sys.modules]\n"
         "assert not loaded, f'imported {loaded}'\n"
     )
+
+
+def test_whole_held_out_runs_are_predicted_as_their_table_says(tmp_path):
+    """The whole runs of benchmarks/run_time.py (docs/BENCHMARKS.md, "Whole runs against the
+    plan's time"): this checkout's planner, at the lengths the bench's tokenizer gives, still
+    predicts what the table shows beside what was measured; a change to the speed model
+    shows here."""
+    import json
+
+    import backends
+    import run_time
+    from bench_tokenizer import save_byte_tokenizer
+
+    from finetune_tui.engine.plan.run_time import time_summary
+
+    data = backends.write_realistic_dataset(tmp_path / "data.jsonl", 20000)
+    rows = (BENCHMARKS / "results" / "run-time-heldout-h100-2026-12-06.jsonl").read_text()
+    cases = [r for r in map(json.loads, rows.splitlines()) if "case" in r]
+    assert {r["case"] for r in cases} == {"gemma9b-liger-1024", "qwen1.5b-unsloth-1024"}
+    for row in cases:
+        arch = run_time.CASES[row["case"]][0]
+        folder = tmp_path / arch
+        folder.mkdir()
+        config = backends.family_config(backends.ARCHS[arch], backends.LAYERS.get(arch))
+        (folder / "config.json").write_text(json.dumps(config))
+        save_byte_tokenizer(folder)
+        pairs = run_time.case_settings(row["case"], folder, data, row["samples"])
+        settings = run_time.settings_of(pairs)
+        model = inspect_model(backends.ARCHS[arch])
+        stats = run_time.token_stats(settings)
+        planned = time_summary(model, settings, stats, "NVIDIA H100 80GB HBM3")
+        recorded = row["at_token_lengths"]
+        assert planned["tokens_per_s"] == pytest.approx(recorded["tokens_per_s"], rel=0.005)
+        assert planned["time"]["total_s"] == pytest.approx(recorded["total_s"], rel=0.01)

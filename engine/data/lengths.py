@@ -122,7 +122,7 @@ def measured_token_stats(
     """With the run's tokenizer: the full length of up to `most` evenly spaced records as TRL
     tokenizes them (template, EOS), standing for all of them. The characters' estimate
     assumes English through a BPE vocabulary; code, other scripts or a small vocabulary are
-    far off it (a byte-level tokenizer: 3.35x more tokens). None for preference records
+    far off it (a byte-level tokenizer: 3.4x more tokens). None for preference records
     (two answers a record; the estimate counts them)."""
     if fmt in ("preference", "unpaired_preference"):
         return None
