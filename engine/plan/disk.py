@@ -5,10 +5,10 @@ A checkpoint holds the trained weights as the run keeps them and the optimizer's
 the dtype memory.optimizer_state_bytes gives it: LoRA's adapters as memory.adapter_word
 keeps them (bf16 over quantised weights, else fp32) and full fine-tuning's weights in the
 compute dtype; ZeRO-3 and FSDP also save the fp32 master copy of every trained weight they
-hold (sharding.SHARD_WEIGHT_BYTES). The run's end
-writes the adapter, or the whole model in the compute dtype. The Trainer writes a new
-checkpoint before it deletes those beyond save_total_limit, so one more than the limit lies
-on disk for a moment; a run with no saves scheduled still writes one when it is stopped.
+hold (sharding.SHARD_WEIGHT_BYTES). The run's end writes the adapter, or the whole model in
+the compute dtype. The Trainer writes a new checkpoint before it deletes those beyond
+save_total_limit, so one more than the limit lies on disk for a moment; a run with no saves
+scheduled still writes one when it is stopped.
 """
 
 from __future__ import annotations
