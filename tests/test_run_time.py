@@ -288,3 +288,14 @@ def test_each_format_is_counted_as_the_run_trains_on_it(tmp_path, record):
     settings = load_preset(DEMO_PRESET, pairs)
     counted = dataset_stats(settings, load_tokenizer_for(settings))
     assert counted.count == 24 and counted.mean * 24 == pytest.approx(seen, rel=0.01)
+
+
+def test_a_tokenizer_that_cannot_render_the_records_leaves_the_estimate():
+    """Chat records and a tokenizer without a chat template: the characters' estimate, not
+    a run without a prediction."""
+    from finetune_tui.engine.train.loading import load_tokenizer_for
+
+    settings, estimated = demo()
+    tokenizer = load_tokenizer_for(settings)
+    tokenizer.chat_template = None
+    assert dataset_stats(settings, tokenizer) == estimated

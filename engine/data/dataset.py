@@ -55,13 +55,19 @@ def load_validated(settings: TrainSettings) -> tuple[Path, list[Record], str]:
 
 def dataset_stats(settings: TrainSettings, tokenizer=None):
     """The dataset's token lengths (what the planner scores batching and time with):
-    counted by `tokenizer` where the run has it, else estimated from the validated records'
-    characters (plan, the wizard: no tokenizer loaded); raises as `load_validated` does."""
+    counted by `tokenizer` where the run has it and it can (a chat format needs its
+    template), else estimated from the validated records' characters (plan, the wizard: no
+    tokenizer loaded); raises as `load_validated` does."""
     from .lengths import estimate_token_stats, measured_token_stats
 
     _, records, fmt = load_validated(settings)
     limit = settings.training.max_seq_length
-    measured = measured_token_stats(records, fmt, limit, tokenizer) if tokenizer else None
+    measured = None
+    if tokenizer is not None:
+        try:
+            measured = measured_token_stats(records, fmt, limit, tokenizer)
+        except Exception:  # a tokenizer that cannot render the format: the estimate stands
+            measured = None
     return measured or estimate_token_stats(records, fmt, limit)
 
 

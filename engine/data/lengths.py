@@ -119,17 +119,14 @@ def _prompt_and_full_ids(rows: list[dict], tokenizer, answer: str) -> tuple[list
 def measured_token_stats(
     records: list[Record], fmt: str, max_seq_length: int, tokenizer, most: int = 2048
 ) -> TokenStats | None:
-    """With the run's tokenizer: the full length of up to `most` evenly spaced records as TRL
-    tokenizes them (template, EOS), standing for all of them. The characters' estimate
-    assumes English through a BPE vocabulary; code, other scripts or a small vocabulary are
-    far off it (a byte-level tokenizer: 3.4x more tokens). None for preference records
-    (two answers a record; the estimate counts them)."""
-    if fmt in ("preference", "unpaired_preference"):
+    """With the run's tokenizer: the full length of up to `most` evenly spaced records
+    (validated already) as TRL tokenizes them (template, EOS), standing for all of them. The
+    characters' estimate assumes English through a BPE vocabulary; code, other scripts or a
+    small vocabulary are far off it (a byte-level tokenizer: 3.4x more tokens). None for
+    preference records (two answers a record; the estimate counts them)."""
+    if fmt in ("preference", "unpaired_preference") or not records:
         return None
-    valid = [r for r in records if r.data is not None and not validate_records([r], fmt)]
-    picked = valid[:: max(1, -(-len(valid) // most))]
-    if not picked:
-        return None
+    picked = records[:: max(1, -(-len(records) // most))]
     rows = [to_example(r.data, fmt, tokenizer.eos_token) for r in picked]
     if fmt == "text":  # TRL ends each text with the EOS token
         texts = [r["text"] + (tokenizer.eos_token or "") for r in rows]
@@ -137,7 +134,7 @@ def measured_token_stats(
     else:
         _, ids = _prompt_and_full_ids(rows, tokenizer, "completion")
     stats = stats_from_lengths([len(i) for i in ids], max_seq_length)
-    stats.count = len(valid)
+    stats.count = len(records)
     return stats
 
 

@@ -18,6 +18,7 @@ def predicted_speed(settings: TrainSettings, tokenizer=None) -> dict:
 
     if not torch.cuda.is_available():
         return {"speed_unpredicted": ON_CPU}
+    from ..data.dataset import dataset_stats
     from ..inspect.models import inspect_model
     from ..plan.run_time import predicted_run_time
     from ..plan.throughput import peak_tokens_per_s, unpredicted
@@ -25,7 +26,8 @@ def predicted_speed(settings: TrainSettings, tokenizer=None) -> dict:
     gpu = torch.cuda.get_device_name(0)
     try:
         model = inspect_model(settings.model.name_or_path)
-        timing, speed = predicted_run_time(model, settings, _lengths(settings, tokenizer), gpu)
+        stats = dataset_stats(settings, tokenizer)
+        timing, speed = predicted_run_time(model, settings, stats, gpu)
         peak = peak_tokens_per_s(model, settings, gpu)
     except Exception:
         return {"speed_unpredicted": "no prediction: the planner could not read the model or data"}
@@ -37,14 +39,3 @@ def predicted_speed(settings: TrainSettings, tokenizer=None) -> dict:
         "tokens_per_s_at_peak": None if peak is None else round(peak, 1),
         "speed_unpredicted": None if speed is not None else unpredicted(settings, gpu),
     }
-
-
-def _lengths(settings: TrainSettings, tokenizer):
-    """The dataset's lengths as the run's tokenizer counts them; the characters' estimate
-    where it cannot (a chat format the tokenizer has no template for)."""
-    from ..data.dataset import dataset_stats
-
-    try:
-        return dataset_stats(settings, tokenizer)
-    except Exception:
-        return dataset_stats(settings)
