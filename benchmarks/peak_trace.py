@@ -87,10 +87,10 @@ def reserved_peak_of(events: list[dict]) -> dict:
     """The most reserved moment (segments the allocator holds, counted from the history's
     start), what was allocated then, and the segments held grouped by the code whose
     allocation made them: where reserved runs far above allocated, which sizes did it."""
-    peak, index = 0, None
-    for i, total, _ in _segment_replay(events):
+    peak, index, held = 0, None, {}
+    for i, total, segments in _segment_replay(events):
         if total > peak:
-            peak, index = total, i
+            peak, index, held = total, i, dict(segments)  # the segments held at the peak
     if index is None:
         return {"reserved_peak_gib": 0.0}
     allocated = 0  # the most allocated while the reservation stays at its peak
@@ -99,7 +99,6 @@ def reserved_peak_of(events: list[dict]) -> dict:
             break
         if i >= index:
             allocated = max(allocated, total_allocated)
-    held = next(held for i, _, held in _segment_replay(events) if i == index)  # replayed again
     return {
         "reserved_peak_gib": round(peak / 2**30, 3),
         "allocated_at_reserved_peak_gib": round(allocated / 2**30, 3),
