@@ -40,6 +40,24 @@ def events_of(run: Path, kind: str) -> list[dict]:
     return [e for e in map(json.loads, lines) if e["kind"] == kind]
 
 
+def step_losses(run: Path) -> dict[int, float]:
+    return {e["step"]: e["loss"] for e in events_of(run, "step")}
+
+
+def script_losses(run: Path, tmp_path: Path) -> dict[int, float]:
+    """The run's own exported train.py, run as its user runs it: the loss of each step."""
+    out = tmp_path / "script-out"
+    done = run_exported(tmp_path, run / "export" / "train.py", "--output", str(out))
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = (out / "losses.jsonl").read_text().splitlines()
+    return {r["step"]: r["loss"] for r in map(json.loads, lines)}
+
+
+def assert_same_losses(got: dict, expected: dict, steps: int) -> None:
+    assert sorted(got) == sorted(expected) == list(range(1, steps + 1))
+    assert all(abs(got[step] - loss) < 1e-4 for step, loss in expected.items()), (got, expected)
+
+
 @pytest.fixture(scope="session")
 def dpo_run(tmp_path_factory):
     """The DPO demo, trained once for the module."""
@@ -85,13 +103,7 @@ def test_orpo_and_kto_train_from_their_presets_and_their_scripts_repeat_them(
     assert has_accuracy == (objective == "orpo")
     assert events_of(run, "step")[0]["tokens_seen"] > 0
     assert (run / "adapter" / "adapter_config.json").is_file()
-    done = run_exported(tmp_path, run / "export" / "train.py", "--output", str(tmp_path / "s"))
-    assert done.returncode == 0, done.stderr[-3000:]
-    lines = (tmp_path / "s" / "losses.jsonl").read_text().splitlines()
-    got = {r["step"]: r["loss"] for r in map(json.loads, lines)}
-    expected = {e["step"]: e["loss"] for e in events_of(run, "step")}
-    assert sorted(got) == sorted(expected) == [1, 2, 3]
-    assert all(abs(got[step] - loss) < 1e-4 for step, loss in expected.items()), (got, expected)
+    assert_same_losses(script_losses(run, tmp_path), step_losses(run), steps=3)
 
 
 def test_full_fine_tuning_dpo_has_a_reference_copy(cli, tmp_path):
@@ -362,21 +374,10 @@ def small_dpo_run(tmp_path_factory) -> Path:
     return root / "run"
 
 
-def step_losses(run: Path) -> dict[int, float]:
-    return {e["step"]: e["loss"] for e in events_of(run, "step")}
-
-
 def test_the_runs_own_script_reproduces_its_dpo_losses(small_dpo_run, tmp_path):
     """The exported script is the runner's recipe: the same trainer, data and losses."""
-    out = tmp_path / "script-out"
-    script = small_dpo_run / "export" / "train.py"
-    done = run_exported(tmp_path, script, "--output", str(out))
-    assert done.returncode == 0, done.stderr[-3000:]
-    lines = (out / "losses.jsonl").read_text().splitlines()
-    got = {r["step"]: r["loss"] for r in map(json.loads, lines)}
-    expected = step_losses(small_dpo_run)
-    assert sorted(got) == sorted(expected) == list(range(1, 9))
-    assert all(abs(got[step] - loss) < 1e-4 for step, loss in expected.items()), (got, expected)
+    got = script_losses(small_dpo_run, tmp_path)
+    assert_same_losses(got, step_losses(small_dpo_run), steps=8)
 
 
 def test_a_stopped_dpo_run_resumes_where_it_stopped(small_dpo_run, tmp_path):
@@ -390,9 +391,7 @@ def test_a_stopped_dpo_run_resumes_where_it_stopped(small_dpo_run, tmp_path):
     assert proc.returncode == 143 and summary_of(broken)["status"] == "stopped"
     resumed = call_main("--resume", str(broken))
     assert resumed.returncode == 0 and "resuming from" in resumed.stdout, resumed.stderr[-2000:]
-    expected, got = step_losses(small_dpo_run), step_losses(broken)
-    assert sorted(got) == sorted(expected) == list(range(1, 9))
-    assert all(abs(got[step] - loss) < 1e-4 for step, loss in expected.items()), (got, expected)
+    assert_same_losses(step_losses(broken), step_losses(small_dpo_run), steps=8)
     assert summary_of(broken)["preference_accuracy_after"] is not None
 
 
