@@ -26,7 +26,11 @@ import backends  # noqa: E402  (the same random-weight models and datasets)
 CASES = {
     "qwen7b-liger-2048": (
         "qwen2.5-7b",
-        {"memory.backend": "liger", "training.max_seq_length": 2048},
+        {
+            "memory.backend": "liger",
+            "training.max_seq_length": 2048,
+            "training.micro_batch_size": 4,
+        },
     ),
     "qwen7b-hf-ckpt-512": (
         "qwen2.5-7b",
@@ -43,6 +47,15 @@ CASES = {
     "qwen1.5b-unsloth-1024": (
         "qwen2.5-1.5b",
         {"memory.backend": "unsloth", "training.max_seq_length": 1024},
+    ),
+    "gemma2b-hf-ckpt-padded-1024": (
+        "gemma-2-2b",
+        {
+            "memory.backend": "hf",
+            "memory.gradient_checkpointing": "on",
+            "memory.group_by_length": False,
+            "training.max_seq_length": 1024,
+        },
     ),
     "tiny": ("tiny", {"training.max_seq_length": 256}),
 }
@@ -166,6 +179,8 @@ def run_case(name: str, work: Path, samples: int, timeout: int, budget: int, log
     except subprocess.TimeoutExpired:
         code = None
     wall = time.perf_counter() - started
+    if (out / "metrics.jsonl").exists():  # every logged step's time and tokens, for fitting
+        (logs / f"run_time-{name}-metrics.jsonl").write_bytes((out / "metrics.jsonl").read_bytes())
     summary = json.loads((out / "summary.json").read_text()) if code == 0 else {}
     tail = log.read_text(errors="replace").strip().splitlines()[-1:] if log.exists() else []
     return {
@@ -181,7 +196,7 @@ def run_case(name: str, work: Path, samples: int, timeout: int, budget: int, log
         "steps": summary.get("step"),
         "predicted_steps": (plan["time"] or {}).get("steps"),
         "basis": plan["throughput_basis"],
-        "settings": CASES[name][1] | COMMON,
+        "settings": COMMON | CASES[name][1],
     }
 
 

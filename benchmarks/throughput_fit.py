@@ -5,11 +5,13 @@ training row, as JSON lines: one per row, then one summary per group. No GPU nee
     python benchmarks/throughput_fit.py --fit      # and the constants the Llama rows fit
 
 Groups: "fitted" (Llama rows whose samples fill max_seq_length: they fitted the constants),
-"llama realistic lengths" (Llama rows on Alpaca-like lengths: checks speed.batch_fill, not
-fitted), "held out" (every other dense architecture) and "held out moe" (mixtures of experts
-with their layers cut). Left out: the families-* rows (eight runs shared one H200 at a time:
-their tokens/s is not a speed measurement, and most are layer cuts), rows that failed, and
-rows without an architecture (panel, poll and first-screen timings).
+"llama realistic lengths" (packed Llama rows on Alpaca-like lengths: checks
+speed.batch_fill, not fitted), "llama first steps" (the padded and grouped ones: their
+12-30 steps of ever-new shapes are no epoch's speed), "held out" (every other dense
+architecture) and "held out moe" (mixtures of experts with their layers cut). Left out: the
+families-* rows (eight runs shared one H200 at a time: their tokens/s is not a speed
+measurement, and most are layer cuts), rows that failed, and rows without an architecture
+(panel, poll and first-screen timings).
 """
 
 from __future__ import annotations
@@ -74,8 +76,11 @@ def _row(file: str, record: dict) -> Row:
     if realistic:  # the dataset backends.py wrote: its lengths are seeded
         lengths = realistic_lengths(record["summary"]["train_samples"])
         stats = stats_from_lengths(lengths, settings.training.max_seq_length)
-    if arch in FITTED_ARCHS:
-        group = "llama realistic lengths" if realistic else "fitted"
+    if arch in FITTED_ARCHS and realistic:
+        # packed rows fill each step; the others timed 12-30 steps of ever-new shapes
+        group = "llama realistic lengths" if settings.memory.packing else "llama first steps"
+    elif arch in FITTED_ARCHS:
+        group = "fitted"
     else:
         group = "held out moe" if model.is_moe else "held out"
     # tokens_per_s counts micro-batch x length; real_tokens_per_s counts the real tokens seen

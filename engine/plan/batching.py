@@ -18,12 +18,7 @@ mostly padding. Two remedies, both through the libraries' own switches:
 from __future__ import annotations
 
 PACKED_FILL = 0.97  # best-fit-decreasing leaves a few per cent of each bin empty
-# Measured on an H100 with Alpaca-like lengths (docs/BENCHMARKS.md, "Real sample lengths"):
-# a QLoRA step takes about as long with short padded samples as with full ones (Liger b8:
-# 0.65 s padded, 0.52 s grouped, 0.66 s full-length), so what decides speed is the real
-# tokens a step carries. Grouping was 1.25x (Liger b8) and 2.15x (Unsloth b16) padding's
-# speed: as if it won back 4 % (the lower) of the padding.
-GROUPED_PADDING_WON = 0.04
+GROUPED_MEGABATCHES = 50  # transformers' length-grouped sampler sorts 50 micro-batches at once
 MIN_GAIN = 1.10  # grouping and packing change the order or mixing of samples: only for this
 # Without flash attention a packed micro-batch is one row of micro-batch x length tokens
 # under a materialised block mask. Its step's cost over a full unpacked one (same
@@ -46,6 +41,29 @@ UNSLOTH_MASK_BYTES = 3.5
 def clipped_mean(lengths: list[int], max_length: int) -> float:
     """Mean sample length once cut at max_length: the real tokens a sample brings."""
     return sum(min(n, max_length) for n in lengths) / len(lengths) if lengths else max_length
+
+
+def padded_length(
+    lengths: list[int], max_length: int, micro_batch: int, grouped: bool, records: int
+) -> float:
+    """Mean padded length of a sample: TRL's collator pads a micro-batch to its longest
+    sample. Padded: the expected longest of `micro_batch` random samples. Grouped: the
+    Trainer's sampler sorts megabatches of up to 50 micro-batches (`records` decides how
+    many fit), so the k-th micro-batch of a megabatch is as long as its quantile 1 - k/50.
+    `lengths`: sorted, an even sample of the dataset's."""
+    ordered = sorted(min(n, max_length) for n in lengths)
+    if not ordered or micro_batch <= 1:
+        return clipped_mean(lengths, max_length)
+    n = len(ordered)
+    if grouped:
+        mult = max(1, min(records // (micro_batch * 4), GROUPED_MEGABATCHES))
+        tops = [ordered[min(n - 1, int((1 - k / mult) * n))] for k in range(mult)]
+        return max(sum(tops) / mult, clipped_mean(ordered, max_length))
+    # P(longest <= x_k) = (k / n) ** micro_batch over the sample's values x_1 <= ... <= x_n
+    return sum(
+        x * ((k / n) ** micro_batch - ((k - 1) / n) ** micro_batch)
+        for k, x in enumerate(ordered, start=1)
+    )
 
 
 def packed_step_cost(attn: str, backend: str, micro_batch: int) -> float:

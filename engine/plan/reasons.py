@@ -14,6 +14,7 @@ from .headroom import Fit, smallest_card_gib
 from .measured import planned_memory
 from .sharding import distributed_reason
 from .speed import BATCH_FIELDS, BATCHINGS, SPEED_BASELINE, batch_fill, batching_of
+from .throughput import fixed_share
 
 FULL_NOT_MEASURED = (
     "full: every weight trained, with its gradient and optimizer state; full fine-tuning "
@@ -102,7 +103,7 @@ def field_reasons(
     return reasons
 
 
-def batching_reason(s: TrainSettings, stats) -> str:
+def batching_reason(model: ModelInfo, s: TrainSettings, stats) -> str:
     """Which micro-batch filling, from the real share of tokens each would compute."""
     shares = {}
     for mode, flags in BATCHINGS.items():
@@ -110,7 +111,7 @@ def batching_reason(s: TrainSettings, stats) -> str:
             variant = with_changes(s, dict(zip(BATCH_FIELDS, flags, strict=True)))
         except SettingsError:  # a filling these settings refuse (packing under DPO, say)
             continue
-        shares[mode] = batch_fill(variant, stats)
+        shares[mode] = batch_fill(variant, stats, fixed_share(model, variant))
     chosen = batching_of(s)
     lengths = f"samples average {stats.mean:.0f} tokens (95th percentile {stats.p95})"
     if len(shares) == 1:

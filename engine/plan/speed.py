@@ -60,20 +60,23 @@ def batching_of(settings: TrainSettings) -> str:
     return "grouped" if settings.memory.group_by_length else "padded"
 
 
-def batch_fill(settings: TrainSettings, stats) -> float:
-    """Real (non-padding) tokens a step carries, as a share of a full micro-batch's, with a
-    packed step's measured extra cost folded in. A padded or grouped step costs about what
-    a full one does (measured), so its share is the mean sample length over the maximum.
-    Without a dataset every sample is taken as full."""
+def batch_fill(settings: TrainSettings, stats, fixed_share: float = 0.0) -> float:
+    """Real (non-padding) tokens a step carries over what the step costs, each as a share
+    of a full micro-batch's (samples filling max_seq_length). A padded or grouped
+    micro-batch is padded to its longest sample and costs `fixed_share` of a full step
+    (the per-layer work that does not shrink with its tokens: throughput.fixed_share) plus
+    the rest in proportion to its padded tokens. A packed one carries PACKED_FILL at its
+    measured extra cost. Without a dataset every sample is taken as full."""
     if stats is None:
         return 1.0
     mode = batching_of(settings)
     length = settings.training.max_seq_length
     if mode != "packed":
         real = batching.clipped_mean(stats.sample, length) / length
-        # one sample per micro-batch is never padded: grouping has nothing to win back
-        grouping_helps = mode == "grouped" and settings.training.micro_batch_size > 1
-        return real + (1 - real) * batching.GROUPED_PADDING_WON if grouping_helps else real
+        padded = batching.padded_length(
+            stats.sample, length, settings.training.micro_batch_size, mode == "grouped", stats.count
+        )
+        return real / (fixed_share + (1 - fixed_share) * padded / length)
     attn = planned_attention(settings.model.attn_implementation)
     cost = batching.packed_step_cost(
         attn, settings.memory.backend, settings.training.micro_batch_size
@@ -81,6 +84,6 @@ def batch_fill(settings: TrainSettings, stats) -> float:
     return batching.PACKED_FILL / cost
 
 
-def real_token_speed(settings: TrainSettings, stats) -> float:
+def real_token_speed(settings: TrainSettings, stats, fixed_share: float = 0.0) -> float:
     """Non-padding tokens/s relative to SPEED_BASELINE (whose samples fill the length)."""
-    return relative_speed(settings) * batch_fill(settings, stats)
+    return relative_speed(settings) * batch_fill(settings, stats, fixed_share)

@@ -29,6 +29,11 @@ REFERENCE_GPU = "H100 80GB"  # the card every fitted row ran on
 # per-layer time. Re-fit: python benchmarks/throughput_fit.py --fit
 BASELINE_EFFICIENCY = 0.16  # model FLOPs of the baseline's compute over the card's peak
 LAYER_STEP_S = 0.012  # seconds per layer per micro-batch at the baseline, on REFERENCE_GPU
+# What a micro-batch's step costs whatever its tokens, per layer, on REFERENCE_GPU (kernel
+# launches, the LoRA and 4-bit wrappers): fitted on the two whole runs' progress windows
+# (docs/BENCHMARKS.md, "Whole runs": Gemma-2-9B Liger 8.6 ms, Qwen2.5-1.5B Unsloth 9.7 ms).
+FIXED_LAYER_S = 0.009
+MAX_FIXED_SHARE = 0.9  # a step always costs something in proportion to its tokens
 LORA_FLOPS_PER_PARAM = 4  # forward 2 + backward activations 2: frozen weights get no gradient
 FULL_FLOPS_PER_PARAM = 6  # ... + weight gradients 2
 
@@ -62,6 +67,16 @@ def baseline_tokens_per_s(model: ModelInfo, settings: TrainSettings, card: Known
     return tokens / step_s * card.bf16_tflops / KNOWN_GPUS[REFERENCE_GPU].bf16_tflops
 
 
+def fixed_share(model: ModelInfo, settings: TrainSettings) -> float:
+    """Of a full micro-batch's step (samples filling max_seq_length), the share a shorter
+    one still costs: FIXED_LAYER_S a layer over the step's predicted time. The same on
+    every card (both scale by its bf16 peak)."""
+    reference = KNOWN_GPUS[REFERENCE_GPU]
+    full = baseline_tokens_per_s(model, settings, reference) * speed.relative_speed(settings)
+    full_s = settings.training.micro_batch_size * settings.training.max_seq_length / full
+    return min(MAX_FIXED_SHARE, model.num_layers * FIXED_LAYER_S / full_s)
+
+
 def predicted_throughput(
     model: ModelInfo, settings: TrainSettings, stats, gpu_name: str | None
 ) -> Throughput | None:
@@ -74,7 +89,7 @@ def predicted_throughput(
     per_gpu = (
         baseline_tokens_per_s(model, settings, card)
         * speed.relative_speed(settings)
-        * speed.batch_fill(settings, stats)
+        * speed.batch_fill(settings, stats, fixed_share(model, settings))
     )
     processes = settings.distributed.world_size  # above 1 only with a strategy
     mfu = per_gpu * processes / peak_tokens_per_s(model, settings, gpu_name)
