@@ -10,9 +10,10 @@ mostly padding. Two remedies, both through the libraries' own switches:
   flash-attention reads the boundaries itself, so packed samples never see each other
   (tests/test_batching.py checks the logits against unpacked samples). Without flash the
   mask is materialised ((micro-batch x length)^2 elements) and a packed step measured 1.9x
-  to 3.4x as long as a full unpacked one, least near micro-batch 16; on short
-  samples packing still wins 3x and more, because a QLoRA step costs about the same
-  whatever its real tokens.
+  to 3.4x as long as a full unpacked one, least near micro-batch 16.
+A padded or grouped micro-batch is padded to its longest sample (TRL's collator), and a
+step costs a fixed per-layer part whatever its tokens (throughput.fixed_share): on short
+samples, grouping wins back most of the padding, packing most of the fixed part.
 """
 
 from __future__ import annotations
