@@ -151,6 +151,39 @@ def steady_speed(run: Path) -> float | None:
     return round(tokens / (steps[-1]["elapsed_s"] - steps[0]["elapsed_s"]), 1)
 
 
+def step_line(run: Path, skip: int = 10) -> dict | None:
+    """A line through the run's logged windows after its first `skip` steps: seconds a step
+    against the real tokens it carried (each window's mean), what the speed model's fixed
+    part and per-token part are fitted against (docs/BENCHMARKS.md, "Whole runs")."""
+    metrics = run / "metrics.jsonl"
+    if not metrics.exists():
+        return None
+    lines = metrics.read_text(errors="replace").splitlines()
+    steps = [e for e in map(json.loads, lines) if e.get("kind") == "step" and e["step"] >= skip]
+    points = []
+    for a, b in zip(steps, steps[1:], strict=False):
+        n = b["step"] - a["step"]
+        if n > 0 and b.get("tokens_seen") and a.get("tokens_seen"):
+            points.append(
+                ((b["tokens_seen"] - a["tokens_seen"]) / n, (b["elapsed_s"] - a["elapsed_s"]) / n)
+            )
+    if len(points) < 3:
+        return None
+    mx = sum(x for x, _ in points) / len(points)
+    my = sum(y for _, y in points) / len(points)
+    sxx = sum((x - mx) ** 2 for x, _ in points)
+    slope = sum((x - mx) * (y - my) for x, y in points) / sxx if sxx else 0.0
+    fixed = my - slope * mx
+    sd = (sum((y - fixed - slope * x) ** 2 for x, y in points) / len(points)) ** 0.5
+    return {
+        "windows": len(points),
+        "fixed_s": round(fixed, 4),
+        "per_token_us": round(slope * 1e6, 2),
+        "residual_sd_s": round(sd, 4),
+        "mean_tokens_a_step": round(mx, 1),
+    }
+
+
 def run_case(name: str, work: Path, samples: int, timeout: int, budget: int, logs: Path) -> dict:
     arch = CASES[name][0]
     model = backends.build_model(arch, work / "models")
@@ -194,6 +227,7 @@ def run_case(name: str, work: Path, samples: int, timeout: int, budget: int, log
         "predicted_tokens_per_s": plan["tokens_per_s"],
         "measured_tokens_per_s": summary.get("tokens_per_s") or steady_speed(out),
         "steps": summary.get("step"),
+        "step_line": step_line(out),
         "predicted_steps": (plan["time"] or {}).get("steps"),
         "basis": plan["throughput_basis"],
         "settings": COMMON | CASES[name][1],
