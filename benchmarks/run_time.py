@@ -184,6 +184,18 @@ def step_line(run: Path, skip: int = 10) -> dict | None:
     }
 
 
+def outside_steps(run: Path, wall: float) -> float | None:
+    """The process's seconds before its first step and after its last (starting up, loading,
+    the first step's compile, evaluation and saving at the end): its wall time less the
+    steps' own (the step events' elapsed_s)."""
+    metrics = run / "metrics.jsonl"
+    if not metrics.exists():
+        return None
+    lines = metrics.read_text(errors="replace").splitlines()
+    steps = [e for e in map(json.loads, lines) if e.get("kind") == "step"]
+    return round(wall - steps[-1]["elapsed_s"], 1) if steps else None
+
+
 def run_case(name: str, work: Path, samples: int, timeout: int, budget: int, logs: Path) -> dict:
     arch = CASES[name][0]
     model = backends.build_model(arch, work / "models")
@@ -228,6 +240,7 @@ def run_case(name: str, work: Path, samples: int, timeout: int, budget: int, log
         "measured_tokens_per_s": summary.get("tokens_per_s") or steady_speed(out),
         "steps": summary.get("step"),
         "step_line": step_line(out),
+        "outside_steps_s": outside_steps(out, wall),
         "predicted_steps": (plan["time"] or {}).get("steps"),
         "basis": plan["throughput_basis"],
         "settings": COMMON | CASES[name][1],
