@@ -44,6 +44,10 @@ CASES = {
         "gemma-2-9b",
         {"memory.backend": "liger", "training.max_seq_length": 1024},
     ),
+    "llama8b-liger-1024": (
+        "llama-3.1-8b",
+        {"memory.backend": "liger", "training.max_seq_length": 1024},
+    ),
     "qwen1.5b-unsloth-1024": (
         "qwen2.5-1.5b",
         {"memory.backend": "unsloth", "training.max_seq_length": 1024},
