@@ -31,7 +31,8 @@ def rows(paths):
             }
             settings = settings_from_overrides([f"{k}={v}" for k, v in overrides.items()])
             model = inspect_config(ARCHS[record["arch"]], arch_config(record["arch"]))
-            predicted = predict_memory(model, settings)
+            padded = "realistic" in record["settings"].get("dataset.path", "")  # else full
+            predicted = predict_memory(model, settings, padded=padded)
             yield {
                 "arch": record["arch"],
                 "label": record["label"],

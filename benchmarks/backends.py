@@ -376,7 +376,9 @@ def predicted_memory(settings) -> dict | None:
     from finetune_tui.engine.plan.peak import predict_memory
 
     try:
-        return predict_memory(inspect_model(settings.model.name_or_path), settings).as_dict()
+        padded = "realistic" in str(settings.dataset.path)  # other datasets fill the length
+        model = inspect_model(settings.model.name_or_path)
+        return predict_memory(model, settings, padded=padded).as_dict()
     except Exception as exc:
         return {"error": str(exc)}
 

@@ -240,14 +240,14 @@ def run_preset(args, preset: str, root: Path) -> None:
 
 def predicted_reserved(row: dict) -> float:
     """This checkout's planner for a row that trained: the config it was built from, its
-    settings (the run folder aside)."""
+    settings (the run folder aside), its samples unpadded (they fill the length)."""
     from finetune_tui.engine.inspect.models import inspect_config
     from finetune_tui.engine.plan.peak import predict_memory
     from finetune_tui.engine.settings.preset import settings_from_overrides
 
     model = inspect_config(row["catalog"], row["config"])
     overrides = [f"{k}={v}" for k, v in row["settings"].items() if not k.startswith("output.")]
-    return predict_memory(model, settings_from_overrides(overrides)).reserved_gib
+    return predict_memory(model, settings_from_overrides(overrides), padded=False).reserved_gib
 
 
 def table(files: list[str], fitted: set[str]) -> None:

@@ -240,7 +240,7 @@ def predicted(preset: Path) -> dict:
     from finetune_tui.engine.settings.preset import load_preset
 
     settings = load_preset(preset)
-    b = predict_memory(inspect_model(settings.model.name_or_path), settings)
+    b = predict_memory(inspect_model(settings.model.name_or_path), settings, padded=False)
     return {
         "predicted_reserved_gib": round(b.reserved_gib, 2),
         "predicted_nvidia_smi_gib": round(b.nvidia_smi_gib, 2),

@@ -222,7 +222,10 @@ def full_state_bytes(model: ModelInfo, settings: TrainSettings) -> tuple[float, 
     return word * model.params_total + (0 if paged else state), state if paged else 0.0
 
 
-def activation_bytes(model: ModelInfo, settings: TrainSettings) -> float:
+def activation_bytes(
+    model: ModelInfo, settings: TrainSettings, padded: bool | None = None
+) -> float:
+    """A step's activations (`padded`: see masked_attention_bytes)."""
     c = COEFFICIENTS
     tokens = step_tokens(settings)
     h, i, layers = model.hidden_size, model.intermediate_size, model.num_layers
@@ -238,7 +241,7 @@ def activation_bytes(model: ModelInfo, settings: TrainSettings) -> float:
     elif any(linear.name == "gate_up_proj" for linear in model.linears):
         act_i += c["quantized_fused_gate_up_act_i"]
     one_layer = tokens * (act_h * h + act_i * i)
-    scores = _scores_bytes(model, settings)
+    scores = _scores_bytes(model, settings) + masked_attention_bytes(model, settings, padded)
     mode = settings.memory.gradient_checkpointing
     transient = fused_experts_grad_bytes(model, settings)  # one layer's backward at a time
     if mode == "off":
@@ -278,6 +281,35 @@ def attention_of(model: ModelInfo, settings: TrainSettings) -> str:
     if setting == "auto" and not model.sdpa:
         return "eager"
     return planned_attention(setting)
+
+
+def padded_batches(settings: TrainSettings) -> bool:
+    """Whether micro-batches carry padding, as real data gives: samples of different lengths
+    whenever a micro-batch puts more than one sequence through the model (a preference
+    pair's two). Benchmark rows whose samples all fill max_seq_length say otherwise."""
+    return sequences(settings) > 1
+
+
+def masked_attention_bytes(
+    model: ModelInfo, settings: TrainSettings, padded: bool | None = None
+) -> float:
+    """One layer's extra under a padding mask. transformers hands sdpa the mask, and uses
+    sdpa's grouped-query attention only without one (`use_gqa_in_sdpa`): with it,
+    `repeat_kv` copies K and V to every head and sdpa keeps the copies for the backward;
+    sdpa turns the boolean mask into one in the query's dtype and keeps that too. Eager
+    attention repeats K and V always (its scores: _scores_bytes). Read from transformers'
+    sdpa_attention_forward; traced on an H200 (docs/BENCHMARKS.md). Packed batches: their
+    block mask's fitted term (packing_mask_bytes)."""
+    attention = attention_of(model, settings)
+    if settings.memory.packing or "flash" in attention:
+        return 0.0
+    masked = padded_batches(settings) if padded is None else padded
+    if not (masked or attention == "eager"):
+        return 0.0
+    word = DTYPE_BYTES[settings.quantization.compute_dtype]
+    repeated = 2 * word * (model.num_heads - model.num_kv_heads) * model.head_dim
+    mask = word * sequences(settings) * settings.training.max_seq_length**2
+    return step_tokens(settings) * repeated + (mask if masked and attention != "eager" else 0)
 
 
 def _scores_bytes(model: ModelInfo, settings: TrainSettings) -> float:
@@ -348,8 +380,11 @@ def loading_peak_bytes(model: ModelInfo, settings: TrainSettings) -> float:
     return base_weight_bytes(model, settings) + model.params_experts / layers * word * kept
 
 
-def one_gpu_bytes(model: ModelInfo, settings: TrainSettings) -> StepBytes:
-    """The whole step on one GPU (also each DDP process's copy)."""
+def one_gpu_bytes(
+    model: ModelInfo, settings: TrainSettings, padded: bool | None = None
+) -> StepBytes:
+    """The whole step on one GPU (also each DDP process's copy); `padded`: whether its
+    micro-batches carry padding (None: as real data gives, masked_attention_bytes)."""
     lora, lora_paged = lora_state_bytes(model, settings)
     trained, trained_paged = full_state_bytes(model, settings)
     word = DTYPE_BYTES[settings.quantization.compute_dtype]
@@ -358,7 +393,7 @@ def one_gpu_bytes(model: ModelInfo, settings: TrainSettings) -> StepBytes:
         weights=base_weight_bytes(model, settings) + reference_bytes(model, settings, word),
         lora=lora,
         trained=trained,
-        activations=activation_bytes(model, settings) + packing_mask_bytes(model, settings),
+        activations=activation_bytes(model, settings, padded) + packing_mask_bytes(model, settings),
         logits=logits_bytes(model, settings),
         paged=lora_paged + trained_paged,
         step=step,

@@ -11,8 +11,11 @@ from ..settings.schema import TrainSettings
 from .sharding import per_gpu_bytes
 
 
-def predict_memory(model: ModelInfo, settings: TrainSettings, hardware=None) -> MemoryBreakdown:
-    """Each GPU's predicted peak: one GPU's whole step, or a share under several processes."""
+def predict_memory(
+    model: ModelInfo, settings: TrainSettings, hardware=None, padded: bool | None = None
+) -> MemoryBreakdown:
+    """Each GPU's predicted peak: one GPU's whole step, or a share under several processes
+    (`padded`: whether micro-batches carry padding; None: as real data gives)."""
     if settings.distributed.launched:
-        return breakdown_of(per_gpu_bytes(model, settings), settings, hardware)
-    return breakdown_of(one_gpu_bytes(model, settings), settings, hardware)
+        return breakdown_of(per_gpu_bytes(model, settings, padded), settings, hardware)
+    return breakdown_of(one_gpu_bytes(model, settings, padded), settings, hardware)

@@ -67,24 +67,26 @@ def shards(settings: TrainSettings) -> int:
     return d.world_size
 
 
-def per_gpu_bytes(model: ModelInfo, settings: TrainSettings) -> StepBytes:
+def per_gpu_bytes(
+    model: ModelInfo, settings: TrainSettings, padded: bool | None = None
+) -> StepBytes:
     """One process's peak under settings.distributed (world size above 1)."""
     if settings.distributed.strategy == "ddp":
-        return _ddp(model, settings)
-    return _sharded(model, settings)
+        return _ddp(model, settings, padded)
+    return _sharded(model, settings, padded)
 
 
-def _ddp(model: ModelInfo, settings: TrainSettings) -> StepBytes:
+def _ddp(model: ModelInfo, settings: TrainSettings, padded: bool | None) -> StepBytes:
     """A whole copy per GPU, plus DDP's gradient buckets: a flat copy of every gradient
     (gradient_as_bucket_view is off by default)."""
-    one = one_gpu_bytes(model, settings)
+    one = one_gpu_bytes(model, settings, padded)
     full = settings.training.method == "full"
     gradient = DTYPE_BYTES[settings.quantization.compute_dtype] if full else adapter_word(settings)
     buckets = trained_params(model, settings) * gradient
     return replace(one, distributed=buckets + NCCL_GIB * GIB)
 
 
-def _sharded(model: ModelInfo, settings: TrainSettings) -> StepBytes:
+def _sharded(model: ModelInfo, settings: TrainSettings, padded: bool | None) -> StepBytes:
     """FSDP or ZeRO-3: trained weights, gradients and optimizer state split `shards` ways,
     frozen weights too (at their stored size: QLoRA's 4-bit weights sit in bf16 storage so
     FSDP can split them); a few layers gathered whole while they compute."""
@@ -117,7 +119,7 @@ def _sharded(model: ModelInfo, settings: TrainSettings) -> StepBytes:
         gathered = _layer_gradients(model, settings)
     else:
         gathered = gathered_bytes(model, settings)
-    one = one_gpu_bytes(model, settings)
+    one = one_gpu_bytes(model, settings, padded)
     return StepBytes(
         weights=whole + frozen + (weights if full else 0.0),
         lora=0.0 if full else weights + gradients + state,
