@@ -104,7 +104,7 @@ def field_reasons(
 
 
 def batching_reason(model: ModelInfo, s: TrainSettings, stats) -> str:
-    """Which micro-batch filling, from the real share of tokens each would compute."""
+    """Which micro-batch filling, from the real tokens each carries for what its step costs."""
     shares = {}
     for mode, flags in BATCHINGS.items():
         try:
@@ -118,10 +118,12 @@ def batching_reason(model: ModelInfo, s: TrainSettings, stats) -> str:
         return f"{chosen}: the only filling {s.training.objective} takes; {lengths}"
     named = {"padded": "padded", "grouped": "grouped by length", "packed": "packed"}
     return (
-        f"{chosen}: {lengths}; real tokens per micro-batch of {s.training.micro_batch_size} x "
+        f"{chosen}: {lengths}; real tokens for a step's cost, against a full micro-batch of "
+        f"{s.training.micro_batch_size} x "
         f"{s.training.max_seq_length}: "
         + ", ".join(f"{named[mode]} {share:.0%}" for mode, share in shares.items())
-        + (" (a packed step's measured cost counted)" if "packed" in shares else "")
+        + " (a step's fixed per-layer part counted"
+        + (", and a packed step's measured cost)" if "packed" in shares else ")")
     )
 
 
