@@ -206,7 +206,7 @@ def test_a_padding_mask_costs_the_copies_of_k_and_v_and_the_traced_rows_hold():
     from run_time import CASES, case_settings, settings_of
 
     from finetune_tui.engine.inspect.models import inspect_model
-    from finetune_tui.engine.plan import memory
+    from finetune_tui.engine.plan.attention_bytes import masked_attention_bytes
     from finetune_tui.engine.plan.peak import predict_memory
 
     rows = (RESULTS / "traced-liger-gemma9b-llama8b-h200-2026-12-06.jsonl").read_text()
@@ -224,13 +224,13 @@ def test_a_padding_mask_costs_the_copies_of_k_and_v_and_the_traced_rows_hold():
         heads = model.num_heads - model.num_kv_heads
         per_layer = t.micro_batch_size * t.max_seq_length * 2 * 2 * heads * model.head_dim
         per_layer += 2 * t.micro_batch_size * t.max_seq_length**2
-        assert memory.masked_attention_bytes(model, settings) == per_layer
+        assert masked_attention_bytes(model, settings, 2) == per_layer
     llama = inspect_model(BENCH_ARCHS["llama-3.1-8b"])
 
     def extra(*overrides: str) -> float:
         from finetune_tui.engine.settings.preset import settings_from_overrides
 
-        return memory.masked_attention_bytes(llama, settings_from_overrides(list(overrides)))
+        return masked_attention_bytes(llama, settings_from_overrides(list(overrides)), 2)
 
     assert extra("training.micro_batch_size=1") == 0  # one sample is never padded
     assert extra("training.micro_batch_size=1", "training.objective=dpo") > 0  # a pair is
