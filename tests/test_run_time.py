@@ -30,21 +30,55 @@ def test_startup_is_what_the_committed_gpu_runs_spent_outside_their_steps():
     """Each benchmark run's wall time less its steps at its own tokens/s: the median per
     backend is the constant (so a changed constant or a new row shows here)."""
     spent: dict[str, list[float]] = {}
-    for path in sorted(RESULTS.glob("backends*.jsonl")):
-        for row in map(json.loads, path.read_text().splitlines()):
-            s = row.get("settings", {})
-            if not row.get("ok") or s.get("memory.packing"):
-                continue
-            tokens = s["training.micro_batch_size"] * s["training.max_seq_length"]
-            tokens *= s.get("training.gradient_accumulation_steps", 1)
-            steps = row.get("steps") or s["training.max_steps"]
-            spent.setdefault(s["memory.backend"], []).append(
-                row["wall_s"] - steps * tokens / row["tokens_per_s"]
-            )
+    for _, backend, seconds in outside_steps(sorted(RESULTS.glob("backends*.jsonl"))):
+        spent.setdefault(backend, []).append(seconds)
     assert set(spent) == set(rt.STARTUP_S)
     for backend, seconds in spent.items():
         assert len(seconds) >= 9
         assert statistics.median(seconds) == pytest.approx(rt.STARTUP_S[backend], abs=0.06)
+
+
+def outside_steps(paths) -> list[tuple[str, str, float]]:
+    """(architecture, backend, seconds outside the steps) of every committed one-GPU run
+    that trained unpacked: its wall time less its steps at its own tokens/s."""
+    found = []
+    for path in paths:
+        for row in map(json.loads, path.read_text().splitlines()):
+            s = row.get("settings", {})
+            if not row.get("ok") or s.get("memory.packing") or not row.get("tokens_per_s"):
+                continue
+            tokens = s["training.micro_batch_size"] * s["training.max_seq_length"]
+            tokens *= s.get("training.gradient_accumulation_steps", 1)
+            steps = row.get("steps") or s["training.max_steps"]
+            backend = s.get("memory.backend", "hf")
+            found.append(
+                (row["arch"], backend, row["wall_s"] - steps * tokens / row["tokens_per_s"])
+            )
+    return found
+
+
+def test_small_models_start_up_nearly_as_slowly_as_8b_ones():
+    """Imports and building the trainer do not shrink with the model: the committed runs of
+    1-3 B models (and layer-cut mixtures of experts) spent about 0.785 x an 8 B model's
+    start-up outside their steps, the floor STARTUP_FLOOR keeps."""
+    import sys
+
+    sys.path.insert(0, str(RESULTS.parent))
+    from backends import ARCHS, LAYERS, family_config
+
+    from finetune_tui.engine.inspect.models import inspect_config
+
+    files = [*RESULTS.glob("calib*.jsonl"), *RESULTS.glob("backends*.jsonl")]
+    files += [*RESULTS.glob("moe-h100*.jsonl")]
+    ratios = []
+    for arch, backend, seconds in outside_steps(sorted(files)):
+        model = inspect_config(ARCHS[arch], family_config(ARCHS[arch], LAYERS.get(arch)))
+        if model.params_total < rt.STARTUP_PARAMS / 2:
+            ratios.append(seconds / rt.STARTUP_S[backend])
+    assert len(ratios) >= 25
+    assert statistics.median(ratios) == pytest.approx(rt.STARTUP_FLOOR, abs=0.05)
+    tiny = rt.run_time(*demo(), DEMO_MODEL, tokens_per_s=10_000.0, basis="b")
+    assert tiny.startup_s == pytest.approx(rt.STARTUP_S["hf"] * rt.STARTUP_FLOOR)
 
 
 def test_the_demo_takes_its_248_steps_over_the_training_records():
