@@ -140,64 +140,52 @@ def sized(name: str, model: Path, data: Path, samples: int, budget: int):
     return settings, plan, samples
 
 
-def steady_speed(run: Path) -> float | None:
-    """Real tokens/s from the end of the first step to the last logged one, read from the
-    run's step events: what a cut-off run measured, as summary.json would have put it (a
-    progress line's tok/s is its last window's, under group-by-length the shortest records)."""
-    metrics = run / "metrics.jsonl"
-    if not metrics.exists():
-        return None
-    lines = metrics.read_text(errors="replace").splitlines()
-    steps = [e for e in map(json.loads, lines) if e.get("kind") == "step"]
-    if len(steps) < 2 or steps[-1]["elapsed_s"] <= steps[0]["elapsed_s"]:
-        return None
-    tokens = steps[-1]["tokens_seen"] - steps[0]["tokens_seen"]
-    return round(tokens / (steps[-1]["elapsed_s"] - steps[0]["elapsed_s"]), 1)
+def logged_steps(run: Path) -> list:
+    """The run's step events, read as the product reads metrics.jsonl (a cut-off run's
+    half-written last line skipped)."""
+    from finetune_tui.engine.runs.metrics import read_events
+
+    return [e for e in read_events(run) if e.kind == "step"]
 
 
-def step_line(run: Path, skip: int = 10) -> dict | None:
+def steady_speed(steps: list) -> float | None:
+    """Real tokens/s from the end of the first step to the last logged one: what a cut-off
+    run measured, as summary.json would have put it (a progress line's tok/s is its last
+    window's, under group-by-length the shortest records)."""
+    if len(steps) < 2 or steps[-1].elapsed_s <= steps[0].elapsed_s:
+        return None
+    tokens = steps[-1].tokens_seen - steps[0].tokens_seen
+    return round(tokens / (steps[-1].elapsed_s - steps[0].elapsed_s), 1)
+
+
+def step_line(steps: list, skip: int = 10) -> dict | None:
     """A line through the run's logged windows after its first `skip` steps: seconds a step
     against the real tokens it carried (each window's mean), what the speed model's fixed
     part and per-token part are fitted against (docs/BENCHMARKS.md, "Whole runs")."""
-    metrics = run / "metrics.jsonl"
-    if not metrics.exists():
+    import statistics
+
+    kept = [e for e in steps if e.step >= skip and e.tokens_seen]
+    windows = [(a, b) for a, b in zip(kept, kept[1:], strict=False) if b.step > a.step]
+    if len(windows) < 3:
         return None
-    lines = metrics.read_text(errors="replace").splitlines()
-    steps = [e for e in map(json.loads, lines) if e.get("kind") == "step" and e["step"] >= skip]
-    points = []
-    for a, b in zip(steps, steps[1:], strict=False):
-        n = b["step"] - a["step"]
-        if n > 0 and b.get("tokens_seen") and a.get("tokens_seen"):
-            points.append(
-                ((b["tokens_seen"] - a["tokens_seen"]) / n, (b["elapsed_s"] - a["elapsed_s"]) / n)
-            )
-    if len(points) < 3:
-        return None
-    mx = sum(x for x, _ in points) / len(points)
-    my = sum(y for _, y in points) / len(points)
-    sxx = sum((x - mx) ** 2 for x, _ in points)
-    slope = sum((x - mx) * (y - my) for x, y in points) / sxx if sxx else 0.0
-    fixed = my - slope * mx
-    sd = (sum((y - fixed - slope * x) ** 2 for x, y in points) / len(points)) ** 0.5
+    xs = [(b.tokens_seen - a.tokens_seen) / (b.step - a.step) for a, b in windows]
+    ys = [(b.elapsed_s - a.elapsed_s) / (b.step - a.step) for a, b in windows]
+    slope, fixed = statistics.linear_regression(xs, ys)
+    sd = statistics.fmean((y - fixed - slope * x) ** 2 for x, y in zip(xs, ys, strict=True))
     return {
-        "windows": len(points),
+        "windows": len(windows),
         "fixed_s": round(fixed, 4),
         "per_token_us": round(slope * 1e6, 2),
-        "residual_sd_s": round(sd, 4),
-        "mean_tokens_a_step": round(mx, 1),
+        "residual_sd_s": round(sd**0.5, 4),
+        "mean_tokens_a_step": round(statistics.fmean(xs), 1),
     }
 
 
-def outside_steps(run: Path, wall: float) -> float | None:
+def outside_steps(steps: list, wall: float) -> float | None:
     """The process's seconds before its first step and after its last (starting up, loading,
     the first step's compile, evaluation and saving at the end): its wall time less the
     steps' own (the step events' elapsed_s)."""
-    metrics = run / "metrics.jsonl"
-    if not metrics.exists():
-        return None
-    lines = metrics.read_text(errors="replace").splitlines()
-    steps = [e for e in map(json.loads, lines) if e.get("kind") == "step"]
-    return round(wall - steps[-1]["elapsed_s"], 1) if steps else None
+    return round(wall - steps[-1].elapsed_s, 1) if steps else None
 
 
 def run_case(name: str, work: Path, samples: int, timeout: int, budget: int, logs: Path) -> dict:
@@ -228,6 +216,7 @@ def run_case(name: str, work: Path, samples: int, timeout: int, budget: int, log
     except subprocess.TimeoutExpired:
         code = None
     wall = time.perf_counter() - started
+    steps = logged_steps(out)
     if (out / "metrics.jsonl").exists():  # every logged step's time and tokens, for fitting
         (logs / f"run_time-{name}-metrics.jsonl").write_bytes((out / "metrics.jsonl").read_bytes())
     summary = json.loads((out / "summary.json").read_text()) if code == 0 else {}
@@ -241,10 +230,10 @@ def run_case(name: str, work: Path, samples: int, timeout: int, budget: int, log
         "process_wall_s": round(wall, 1),
         "predicted_total_s": total,
         "predicted_tokens_per_s": plan["tokens_per_s"],
-        "measured_tokens_per_s": summary.get("tokens_per_s") or steady_speed(out),
+        "measured_tokens_per_s": summary.get("tokens_per_s") or steady_speed(steps),
         "steps": summary.get("step"),
-        "step_line": step_line(out),
-        "outside_steps_s": outside_steps(out, wall),
+        "step_line": step_line(steps),
+        "outside_steps_s": outside_steps(steps, wall),
         "predicted_steps": (plan["time"] or {}).get("steps"),
         "basis": plan["throughput_basis"],
         "settings": COMMON | CASES[name][1],
