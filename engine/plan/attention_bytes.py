@@ -1,12 +1,14 @@
 """What attention keeps for the backward beyond a layer's fitted per-token terms: the
-scores, where a family's code or eager attention materialises them, and what a padding
-mask costs under sdpa (memory.py adds both to every layer that keeps its activations)."""
+scores, where a family's code or eager attention materialises them, what a padding mask
+costs under sdpa, and a packed micro-batch's block mask (memory.py adds them to the
+layers that keep their activations)."""
 
 from __future__ import annotations
 
 from ..inspect.models import ModelInfo
 from ..settings.attention import planned_attention
 from ..settings.schema import TrainSettings
+from .batching import mask_bytes
 from .objective import sequences, step_tokens
 
 # Families whose own attention code materialises the scores even under sdpa: Falcon calls
@@ -65,3 +67,18 @@ def scores_bytes(model: ModelInfo, settings: TrainSettings) -> float:
     eager = EAGER_SCORE_BYTES if attention_of(model, settings) == "eager" else 0.0
     per_score = SCORES_BYTES.get(model.model_type, eager)
     return per_score * sequences(settings) * model.num_heads * t.max_seq_length**2
+
+
+def packing_mask_bytes(model: ModelInfo, settings: TrainSettings) -> float:
+    """A packed micro-batch's block mask ('auto' attention is planned as sdpa)."""
+    if not settings.memory.packing:
+        return 0.0
+    t, memory = settings.training, settings.memory
+    kept = model.num_layers if memory.gradient_checkpointing == "off" else 1
+    return mask_bytes(
+        t.micro_batch_size,
+        t.max_seq_length,
+        attention_of(model, settings),
+        memory.backend,
+        kept,
+    )

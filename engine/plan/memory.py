@@ -17,8 +17,7 @@ from ..inspect.library_tables import liger_fused_expert_types
 from ..inspect.models import ModelInfo
 from ..settings.options import OPTIMIZERS
 from ..settings.schema import TrainSettings
-from .attention_bytes import attention_of, masked_attention_bytes, scores_bytes
-from .batching import mask_bytes
+from .attention_bytes import masked_attention_bytes, packing_mask_bytes, scores_bytes
 from .objective import (
     full_logits_bytes,
     reference_bytes,
@@ -271,21 +270,6 @@ def _ungated_extra_layers(model: ModelInfo, settings: TrainSettings) -> float:
     if gated or settings.quantization.mode == "none":
         return 0.0
     return COEFFICIENTS["quantized_ungated_ckpt_layers"]
-
-
-def packing_mask_bytes(model: ModelInfo, settings: TrainSettings) -> float:
-    """A packed micro-batch's block mask ('auto' attention is planned as sdpa)."""
-    if not settings.memory.packing:
-        return 0.0
-    t, memory = settings.training, settings.memory
-    kept = model.num_layers if memory.gradient_checkpointing == "off" else 1
-    return mask_bytes(
-        t.micro_batch_size,
-        t.max_seq_length,
-        attention_of(model, settings),
-        memory.backend,
-        kept,
-    )
 
 
 def _gemma_extra(model: ModelInfo, settings: TrainSettings) -> float:
