@@ -51,7 +51,7 @@ def padded_length(
     sample. Padded: the expected longest of `micro_batch` random samples. Grouped: the
     Trainer's sampler sorts megabatches of up to 50 micro-batches (`records` decides how
     many fit), so the k-th micro-batch of a megabatch is as long as its quantile 1 - k/50.
-    `lengths`: sorted, an even sample of the dataset's."""
+    `lengths`: an even sample of the dataset's (TokenStats.sample), in any order."""
     ordered = sorted(min(n, max_length) for n in lengths)
     if not ordered or micro_batch <= 1:
         return clipped_mean(lengths, max_length)
