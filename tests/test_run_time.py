@@ -30,7 +30,7 @@ def test_startup_is_what_the_committed_gpu_runs_spent_outside_their_steps():
     """Each benchmark run's wall time less its steps at its own tokens/s: the median per
     backend is the constant (so a changed constant or a new row shows here)."""
     spent: dict[str, list[float]] = {}
-    for _, backend, seconds in outside_steps(sorted(RESULTS.glob("backends*.jsonl"))):
+    for _, backend, seconds in spent_outside_steps(sorted(RESULTS.glob("backends*.jsonl"))):
         spent.setdefault(backend, []).append(seconds)
     assert set(spent) == set(rt.STARTUP_S)
     for backend, seconds in spent.items():
@@ -38,7 +38,7 @@ def test_startup_is_what_the_committed_gpu_runs_spent_outside_their_steps():
         assert statistics.median(seconds) == pytest.approx(rt.STARTUP_S[backend], abs=0.06)
 
 
-def outside_steps(paths) -> list[tuple[str, str, float]]:
+def spent_outside_steps(paths) -> list[tuple[str, str, float]]:
     """(architecture, backend, seconds outside the steps) of every committed one-GPU run
     that trained unpacked: its wall time less its steps at its own tokens/s."""
     found = []
@@ -71,7 +71,7 @@ def test_small_models_start_up_nearly_as_slowly_as_8b_ones():
     files = [*RESULTS.glob("calib*.jsonl"), *RESULTS.glob("backends*.jsonl")]
     files += [*RESULTS.glob("moe-h100*.jsonl")]
     ratios = []
-    for arch, backend, seconds in outside_steps(sorted(files)):
+    for arch, backend, seconds in spent_outside_steps(sorted(files)):
         model = inspect_config(ARCHS[arch], family_config(ARCHS[arch], LAYERS.get(arch)))
         if model.params_total < rt.STARTUP_PARAMS / 2:
             ratios.append(seconds / rt.STARTUP_S[backend])
