@@ -143,6 +143,55 @@ def predicted(settings) -> dict:
     )
 
 
+ROW_FILES = {  # the committed rows: the speed model's fitting set, then the held-out runs
+    "fit": ("run-time-fit-llama-h100-2026-12-06.jsonl",),
+    "held out": (
+        "run-time-heldout-h100-2026-12-06.jsonl",
+        "run-time-padded-heldout-h200-2026-12-06.jsonl",
+        "run-time-heldout-qwen7b-h100-2026-12-06.jsonl",
+    ),
+}
+
+
+# A run cut off before steady_speed existed: its row holds its last progress window's tokens/s
+# (the shortest records, under group-by-length); its windows summed give 3,591
+# (docs/BENCHMARKS.md, "Whole runs against the plan's time")
+SUMMED_WINDOWS = {"qwen1.5b-unsloth-1024": 3591.0}
+
+
+def committed_rows(results: Path) -> list[tuple[str, dict]]:
+    """(group, row) for every committed case row of ROW_FILES, its measured tokens/s the
+    run's (SUMMED_WINDOWS where the row's is not)."""
+    out = []
+    for group, files in ROW_FILES.items():
+        for name in files:
+            lines = (results / name).read_text().splitlines()
+            for row in map(json.loads, lines):
+                if "case" in row:
+                    speed = SUMMED_WINDOWS.get(row["case"], row["measured_tokens_per_s"])
+                    out.append((group, row | {"measured_tokens_per_s": speed}))
+    return out
+
+
+def replanned(row: dict, data: Path, work: Path):
+    """(model, settings, stats) of a committed row, rebuilt on the CPU: its architecture's
+    config and the bench's byte-level tokenizer in `work`, its records of `data` (a
+    write_realistic_dataset file), as the GPU run counted them."""
+    from bench_tokenizer import save_byte_tokenizer
+
+    from finetune_tui.engine.inspect.models import inspect_model
+
+    arch = CASES[row["case"]][0]
+    folder = work / arch
+    if not folder.exists():
+        folder.mkdir(parents=True)
+        config = backends.family_config(backends.ARCHS[arch], backends.LAYERS.get(arch))
+        (folder / "config.json").write_text(json.dumps(config))
+        save_byte_tokenizer(folder)
+    settings = settings_of(case_settings(row["case"], folder, data, row["samples"]))
+    return inspect_model(backends.ARCHS[arch]), settings, token_stats(settings)
+
+
 def sized(name: str, model: Path, data: Path, samples: int, budget: int):
     """(settings, plan) with as many of `samples` records as the plan says finish within
     `budget` seconds: a case that would outrun the device's call limit writes no row."""

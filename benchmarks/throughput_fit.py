@@ -3,6 +3,7 @@ training row, as JSON lines: one per row, then one summary per group. No GPU nee
 
     python benchmarks/throughput_fit.py            # the table, with the committed constants
     python benchmarks/throughput_fit.py --fit      # and the constants the Llama rows fit
+    python benchmarks/throughput_fit.py --fit-steps  # and a padded/grouped step's constants
 
 Groups: "fitted" (Llama rows whose samples fill max_seq_length: they fitted the constants),
 "llama realistic lengths" (packed Llama rows on Alpaca-like lengths: checks
@@ -153,9 +154,79 @@ def fit(rows: list[Row]) -> tuple[float, float]:
     return min(grid, key=lambda point: loss(*point))
 
 
+def fit_steps(rows: list[Row], rounds: int = 5) -> dict:
+    """STEP_FIXED_S, LAYER_FIXED_S and TOKEN_EFFICIENCY (engine/plan/throughput.py): a step of
+    the fitting runs (run_time.py's fit-* rows) costs STEP_FIXED_S + layers x LAYER_FIXED_S
+    of its configuration + its padded tokens' FLOPs at TOKEN_EFFICIENCY of the peak. Given
+    the efficiency, the fixed parts are a least-squares line (relative error of the step
+    time); the efficiency is then the median over the Llama rows whose full-length steps
+    carry at least 8,192 tokens, less their fixed part. Alternated from 0.5."""
+    import tempfile
+
+    import numpy as np
+    import run_time
+
+    from finetune_tui.engine.plan.batching import clipped_mean, padded_length
+
+    peak = KNOWN_GPUS[throughput.REFERENCE_GPU].bf16_tflops * 1e12
+
+    def terms(model, settings) -> tuple[int, tuple, float]:
+        checkpointed = settings.memory.gradient_checkpointing != "off"
+        flops = throughput.flops_per_token(model, settings) * throughput.recompute_factor(settings)
+        return model.num_layers, (settings.memory.backend, checkpointed), flops / peak
+
+    runs = []  # (layers, key, s a padded token at full efficiency, padded, step's s)
+    with tempfile.TemporaryDirectory() as tmp:
+        data = backends_data(Path(tmp))
+        for group, row in run_time.committed_rows(RESULTS):
+            if group != "fit":
+                continue
+            model, settings, stats = run_time.replanned(row, data, Path(tmp))
+            b, length = settings.training.micro_batch_size, settings.training.max_seq_length
+            real = b * clipped_mean(stats.sample, length)
+            padded = b * padded_length(stats.sample, length, b, True, stats.count)
+            runs.append((*terms(model, settings), padded, real / row["measured_tokens_per_s"]))
+    full = []  # the same terms for the large full-length Llama rows
+    for row in rows:
+        t = row.settings.training
+        tokens = t.micro_batch_size * t.max_seq_length
+        if row.group == "fitted" and row.settings.quantization.mode == "nf4" and tokens >= 8192:
+            full.append((*terms(row.model, row.settings), tokens, tokens / row.measured))
+    keys = sorted({k for _, k, *_ in runs})  # the configurations the runs measured
+    efficiency = 0.5
+    for _ in range(rounds):
+        a = np.array([[1.0] + [n * (k == key) for key in keys] for n, k, _, _, _ in runs])
+        y = np.array([s - p * c / efficiency for _, _, c, p, s in runs])
+        weights = np.array([1 / s for *_, s in runs])
+        solved = np.linalg.lstsq(a * weights[:, None], y * weights, rcond=None)[0]
+        step_s, layer_s = solved[0], dict(zip(keys, solved[1:], strict=True))
+        # Unsloth's offloaded checkpointing was not run on varying lengths: taken to cost
+        # over none what Liger's checkpointing does
+        unsloth = layer_s[("unsloth", False)] * layer_s[("liger", True)] / layer_s[("liger", False)]
+        layer_s[("unsloth", True)] = unsloth
+        efficiency = statistics.median(
+            p * c / (s - step_s - n * layer_s[k]) for n, k, c, p, s in full
+        )
+    return {
+        "STEP_FIXED_S": round(float(step_s), 3),
+        "LAYER_FIXED_S": {f"{b}, ckpt {c}": round(float(v), 4) for (b, c), v in layer_s.items()},
+        "TOKEN_EFFICIENCY": round(float(efficiency), 2),
+    }
+
+
+def backends_data(folder: Path) -> Path:
+    """The bench's instruction-like dataset, as run_time.py wrote it on the GPU."""
+    from backends import write_realistic_dataset
+
+    return write_realistic_dataset(folder / "data-realistic.jsonl", 20000)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fit", action="store_true", help="also print the fitted constants")
+    parser.add_argument(
+        "--fit-steps", action="store_true", help="also a padded or grouped step's constants"
+    )
     args = parser.parse_args()
     rows = load_rows()
     lines = table(rows)
@@ -164,6 +235,8 @@ def main() -> None:
     if args.fit:
         eta, layer_s = fit(rows)
         print(json.dumps({"fit": {"BASELINE_EFFICIENCY": eta, "LAYER_STEP_S": layer_s}}))
+    if args.fit_steps:
+        print(json.dumps({"fit_steps": fit_steps(rows)}))
 
 
 if __name__ == "__main__":

@@ -28,13 +28,14 @@ H100 = "NVIDIA H100 80GB HBM3"  # what NVML calls the card every row ran on
 # group: (rows, median |error| at most, worst |error| at most); measured 2026-12-05:
 # fitted 16.8 % / 72.6 %, held out 19.8 % / 136.6 %, MoE cuts 27.7 % / 71.8 %; packed Llama
 # on Alpaca-like lengths 9.6 % / 10.4 %. The padded and grouped ones ("llama first steps",
-# 58.3 % / 118.8 %) timed 12-30 steps of ever-new shapes: the whole runs below are the check
+# 30.5 % / 47.2 % since 2026-12-06) timed 12-30 steps of ever-new shapes: the whole runs
+# below are the check
 BOUNDS = {
     "fitted": (36, 0.17, 0.73),
     "held out": (28, 0.20, 1.37),
     "held out moe": (16, 0.28, 0.72),
     "llama realistic lengths": (6, 0.10, 0.11),
-    "llama first steps": (7, 0.59, 1.19),
+    "llama first steps": (7, 0.31, 0.48),
 }
 
 
@@ -110,7 +111,7 @@ def test_several_processes_and_the_dataset_lengths(llama8b):
 
     stats = stats_from_lengths([64] * 100, one.training.max_seq_length)
     short = throughput.predicted_throughput(llama8b, one, stats, H100)
-    fill = speed.batch_fill(one, stats, throughput.fixed_share(llama8b, one))
+    fill = speed.batch_fill(one, stats, throughput.step_shares(llama8b, one))
     assert fill < 0.5 and short.tokens_per_s == pytest.approx(single.tokens_per_s * fill)
 
 
@@ -143,53 +144,65 @@ def test_importing_throughput_keeps_plan_torch_free():
     )
 
 
-# What the table says this checkout plans for each whole run (tokens/s, whole run's s): the
-# rows' own `at_token_lengths` are the planner of their day, before steps were costed at
-# their padded length (throughput.fixed_share)
+# What this checkout plans for each held-out whole run (tokens/s, whole run's s), as
+# docs/BENCHMARKS.md tables it; the rows' own `predicted_*` are the planner of their day
 WHOLE_RUNS_PLANNED = {
-    "gemma9b-liger-1024": (2548, 353.3),
-    "qwen1.5b-unsloth-1024": (4131, 459.1),
-    "gemma2b-hf-ckpt-padded-1024": (2366, 361.7),  # held out (351.2 s on the GPU before it ran;
-    # start-up since floored at STARTUP_FLOOR, fitted on the calibration rows)
+    "gemma9b-liger-1024": (2455, 365.6),
+    "qwen1.5b-unsloth-1024": (3331, 559.4),
+    "gemma2b-hf-ckpt-padded-1024": (1787, 472.9),
+    "qwen7b-hf-ckpt-512": (1634, 394.1),
 }
 
 
-def test_whole_held_out_runs_are_predicted_as_their_table_says(tmp_path):
-    """The whole runs of benchmarks/run_time.py (docs/BENCHMARKS.md, "Whole runs against the
-    plan's time"): this checkout's planner, at the lengths the bench's tokenizer gives, still
-    predicts what the table shows beside what was measured; a change to the speed model
-    shows here."""
-    import json
-
+@pytest.fixture(scope="module")
+def whole_runs(tmp_path_factory) -> list[tuple[str, dict, dict]]:
+    """(group, row, what this checkout plans for it) for every committed run_time.py row."""
     import backends
     import run_time
-    from bench_tokenizer import save_byte_tokenizer
 
     from finetune_tui.engine.plan.run_time import time_summary
 
-    data = backends.write_realistic_dataset(tmp_path / "data.jsonl", 20000)
-    files = (
-        "run-time-heldout-h100-2026-12-06.jsonl",
-        "run-time-padded-heldout-h200-2026-12-06.jsonl",
-    )
-    rows = [line for f in files for line in (BENCHMARKS / "results" / f).read_text().splitlines()]
-    cases = [r for r in map(json.loads, rows) if "case" in r]
-    assert {r["case"] for r in cases} == set(WHOLE_RUNS_PLANNED)
-    for row in cases:
-        arch = run_time.CASES[row["case"]][0]
-        folder = tmp_path / arch
-        folder.mkdir()
-        config = backends.family_config(backends.ARCHS[arch], backends.LAYERS.get(arch))
-        (folder / "config.json").write_text(json.dumps(config))
-        save_byte_tokenizer(folder)
-        pairs = run_time.case_settings(row["case"], folder, data, row["samples"])
-        settings = run_time.settings_of(pairs)
-        model = inspect_model(backends.ARCHS[arch])
-        stats = run_time.token_stats(settings)
-        planned = time_summary(model, settings, stats, "NVIDIA H100 80GB HBM3")
-        tokens_per_s, total_s = WHOLE_RUNS_PLANNED[row["case"]]
+    work = tmp_path_factory.mktemp("runs")
+    data = backends.write_realistic_dataset(work / "data.jsonl", 20000)
+    out = []
+    for group, row in run_time.committed_rows(BENCHMARKS / "results"):
+        planned = time_summary(*run_time.replanned(row, data, work), H100)
+        out.append((group, row, planned))
+    return out
+
+
+def test_whole_runs_are_predicted_within_the_goal(whole_runs):
+    """The speed model's fitting runs (nine short Llama ones) and the held-out whole runs of
+    other families (docs/BENCHMARKS.md, "A step's fixed part, by configuration"): measured
+    2026-12-06, fitting runs 4.7 % median / 8.0 % worst, held out 8.2 % / 9.9 %; the
+    goal (issue 29) is 10 % / 20 % held out."""
+    errors = {"fit": [], "held out": []}
+    for group, row, planned in whole_runs:
+        errors[group].append(abs(planned["tokens_per_s"] / row["measured_tokens_per_s"] - 1))
+    assert len(errors["fit"]) == 9 and max(errors["fit"]) < 0.09
+    held = errors["held out"]
+    assert len(held) == 4 and statistics.median(held) < 0.09 and max(held) < 0.11
+
+
+def test_whole_held_out_runs_are_predicted_as_their_table_says(whole_runs):
+    """This checkout's planner, at the lengths the bench's tokenizer gives, still predicts
+    what the table shows beside what was measured; a change to the speed model shows here."""
+    held = {row["case"]: planned for group, row, planned in whole_runs if group == "held out"}
+    assert set(held) == set(WHOLE_RUNS_PLANNED)
+    for case, planned in held.items():
+        tokens_per_s, total_s = WHOLE_RUNS_PLANNED[case]
         assert planned["tokens_per_s"] == pytest.approx(tokens_per_s, rel=0.005)
         assert planned["time"]["total_s"] == pytest.approx(total_s, rel=0.01)
+
+
+def test_the_committed_step_constants_are_the_fit():
+    from throughput_fit import fit_steps
+
+    fitted = fit_steps(ROWS)
+    assert fitted["STEP_FIXED_S"] == throughput.STEP_FIXED_S
+    assert fitted["TOKEN_EFFICIENCY"] == throughput.TOKEN_EFFICIENCY
+    committed = {f"{b}, ckpt {c}": v for (b, c), v in throughput.LAYER_FIXED_S.items()}
+    assert fitted["LAYER_FIXED_S"] == committed
 
 
 def test_a_micro_batch_is_padded_to_its_longest_sample():
@@ -211,31 +224,45 @@ def test_a_micro_batch_is_padded_to_its_longest_sample():
 
 
 def test_a_short_step_costs_a_fixed_part_and_its_padded_tokens(llama8b):
-    """What a step of short samples costs: fixed_share of a full step whatever its tokens
-    (larger for a small model, whose step is mostly per-layer work), the rest in proportion
-    to its padded tokens. fixed_share 1 would be the old rule, a step costs a full one."""
+    """What a step of short samples costs: a fixed part whatever its tokens (a larger share
+    for a small model, whose step is mostly per-layer work), the rest in proportion to its
+    padded tokens; the fixed part is STEP_FIXED_S and LAYER_FIXED_S of the configuration."""
     from backends import realistic_lengths
 
     from finetune_tui.engine.data.lengths import stats_from_lengths
 
+    base = ["training.micro_batch_size=8", "training.max_seq_length=1024", "quantization.mode=nf4"]
     grouped = settings_from_overrides(
-        [
-            "training.micro_batch_size=8",
-            "training.max_seq_length=1024",
-            "memory.group_by_length=true",
-        ]
+        [*base, "memory.group_by_length=true", "memory.gradient_checkpointing=on"]
     )
-    padded = settings_from_overrides(
-        ["training.micro_batch_size=8", "training.max_seq_length=1024"]
+    padded = settings_from_overrides([*base, "memory.gradient_checkpointing=on"])
+    without = settings_from_overrides(
+        [*base, "memory.group_by_length=true", "memory.gradient_checkpointing=off"]
     )
     stats = stats_from_lengths(realistic_lengths(4096), 1024)
-    share = throughput.fixed_share(llama8b, grouped)
-    small = throughput.fixed_share(inspect_model("meta-llama/Llama-3.2-1B"), grouped)
-    assert 0 < share < small <= throughput.MAX_FIXED_SHARE
-    real = stats.mean / 1024
-    assert speed.batch_fill(grouped, stats, 1.0) == pytest.approx(real, rel=0.01)
-    fills = [speed.batch_fill(grouped, stats, share), speed.batch_fill(padded, stats, share)]
-    assert real < fills[1] < fills[0] < speed.batch_fill(grouped, stats, 0.0) < 1
+    fixed, per_token = throughput.step_shares(llama8b, grouped)
+    small = throughput.step_shares(inspect_model("meta-llama/Llama-3.2-1B"), grouped)
+    assert 0 < fixed < small[0] and small[1] < per_token
+    one = throughput.STEP_FIXED_S + 32 * throughput.LAYER_FIXED_S[("hf", True)]
+    none = throughput.STEP_FIXED_S + 32 * throughput.LAYER_FIXED_S[("hf", False)]
+    full_s = {  # what the full-length model takes a step of each to cost
+        name: 8 * 1024 / throughput.predicted_throughput(llama8b, s, None, H100).tokens_per_s
+        for name, s in (("on", grouped), ("off", without))
+    }
+    assert fixed * full_s["on"] == pytest.approx(one)
+    assert throughput.step_shares(llama8b, without)[0] * full_s["off"] == pytest.approx(none)
+    rtx = find_known_gpu("RTX 4090")  # launches wait alike on every card: only tokens scale
+    on_rtx = throughput.step_shares(llama8b, grouped, rtx)
+    slower = KNOWN_GPUS[throughput.REFERENCE_GPU].bf16_tflops / rtx.bf16_tflops
+    assert on_rtx[0] * full_s["on"] * slower == pytest.approx(one)
+    assert on_rtx[1] == pytest.approx(per_token)
+    real = speed.batching.clipped_mean(stats.sample, 1024) / 1024
+    assert speed.batch_fill(grouped, stats) == pytest.approx(
+        real / (speed.batching.padded_length(stats.sample, 1024, 8, True, stats.count) / 1024)
+    )
+    shares = (fixed, per_token)
+    fills = [speed.batch_fill(grouped, stats, shares), speed.batch_fill(padded, stats, shares)]
+    assert fills[1] < fills[0] < speed.batch_fill(grouped, stats) < 1
     predicted = throughput.predicted_throughput(llama8b, grouped, stats, H100)
     full = throughput.predicted_throughput(llama8b, grouped, None, H100)
     assert predicted.tokens_per_s == pytest.approx(full.tokens_per_s * fills[0])

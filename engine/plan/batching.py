@@ -12,7 +12,7 @@ mostly padding. Two remedies, both through the libraries' own switches:
   mask is materialised ((micro-batch x length)^2 elements) and a packed step measured 1.9x
   to 3.4x as long as a full unpacked one, least near micro-batch 16.
 A padded or grouped micro-batch is padded to its longest sample (TRL's collator), and a
-step costs a fixed per-layer part whatever its tokens (throughput.fixed_share): on short
+step costs a fixed part whatever its tokens (throughput.step_shares): on short
 samples, grouping wins back most of the padding, packing most of the fixed part.
 """
 

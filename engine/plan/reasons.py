@@ -14,7 +14,7 @@ from .headroom import Fit, smallest_card_gib
 from .measured import planned_memory
 from .sharding import distributed_reason
 from .speed import BATCH_FIELDS, BATCHINGS, SPEED_BASELINE, batch_fill, batching_of
-from .throughput import fixed_share
+from .throughput import step_shares
 
 FULL_NOT_MEASURED = (
     "full: every weight trained, with its gradient and optimizer state; full fine-tuning "
@@ -111,7 +111,7 @@ def batching_reason(model: ModelInfo, s: TrainSettings, stats) -> str:
             variant = with_changes(s, dict(zip(BATCH_FIELDS, flags, strict=True)))
         except SettingsError:  # a filling these settings refuse (packing under DPO, say)
             continue
-        shares[mode] = batch_fill(variant, stats, fixed_share(model, variant))
+        shares[mode] = batch_fill(variant, stats, step_shares(model, variant))
     chosen = batching_of(s)
     lengths = f"samples average {stats.mean:.0f} tokens (95th percentile {stats.p95})"
     if len(shares) == 1:

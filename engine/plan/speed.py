@@ -60,13 +60,13 @@ def batching_of(settings: TrainSettings) -> str:
     return "grouped" if settings.memory.group_by_length else "padded"
 
 
-def batch_fill(settings: TrainSettings, stats, fixed_share: float = 0.0) -> float:
+def batch_fill(settings: TrainSettings, stats, shares: tuple[float, float] = (0.0, 1.0)) -> float:
     """Real (non-padding) tokens a step carries over what the step costs, each as a share
     of a full micro-batch's (samples filling max_seq_length). A padded or grouped
-    micro-batch is padded to its longest sample and costs `fixed_share` of a full step
-    (the per-layer work that does not shrink with its tokens: throughput.fixed_share) plus
-    the rest in proportion to its padded tokens. A packed one carries PACKED_FILL at its
-    measured extra cost. Without a dataset every sample is taken as full."""
+    micro-batch is padded to its longest sample and costs `shares` (throughput.step_shares:
+    a fixed part, and its tokens' part in proportion to its padded length). A packed one
+    carries PACKED_FILL at its measured extra cost. Without a dataset every sample is taken
+    as full."""
     if stats is None:
         return 1.0
     mode = batching_of(settings)
@@ -76,7 +76,8 @@ def batch_fill(settings: TrainSettings, stats, fixed_share: float = 0.0) -> floa
         padded = batching.padded_length(
             stats.sample, length, settings.training.micro_batch_size, mode == "grouped", stats.count
         )
-        return real / (fixed_share + (1 - fixed_share) * padded / length)
+        fixed, per_token = shares
+        return real / (fixed + per_token * padded / length)
     attn = planned_attention(settings.model.attn_implementation)
     cost = batching.packed_step_cost(
         attn, settings.memory.backend, settings.training.micro_batch_size
@@ -84,6 +85,8 @@ def batch_fill(settings: TrainSettings, stats, fixed_share: float = 0.0) -> floa
     return batching.PACKED_FILL / cost
 
 
-def real_token_speed(settings: TrainSettings, stats, fixed_share: float = 0.0) -> float:
+def real_token_speed(
+    settings: TrainSettings, stats, shares: tuple[float, float] = (0.0, 1.0)
+) -> float:
     """Non-padding tokens/s relative to SPEED_BASELINE (whose samples fill the length)."""
-    return relative_speed(settings) * batch_fill(settings, stats, fixed_share)
+    return relative_speed(settings) * batch_fill(settings, stats, shares)

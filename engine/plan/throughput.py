@@ -29,11 +29,25 @@ REFERENCE_GPU = "H100 80GB"  # the card every fitted row ran on
 # per-layer time. Re-fit: python benchmarks/throughput_fit.py --fit
 BASELINE_EFFICIENCY = 0.16  # model FLOPs of the baseline's compute over the card's peak
 LAYER_STEP_S = 0.012  # seconds per layer per micro-batch at the baseline, on REFERENCE_GPU
-# What a micro-batch's step costs whatever its tokens, per layer, on REFERENCE_GPU (kernel
-# launches, the LoRA and 4-bit wrappers): fitted on the two whole runs' progress windows
-# (docs/BENCHMARKS.md, "Whole runs": Gemma-2-9B Liger 8.6 ms, Qwen2.5-1.5B Unsloth 9.7 ms).
-FIXED_LAYER_S = 0.009
-MAX_FIXED_SHARE = 0.9  # a step always costs something in proportion to its tokens
+# A padded or grouped step (samples of every length, as users' data are) costs a fixed
+# part whatever its tokens and the compute of its padded tokens. Fitted on nine short runs
+# of both Llama sizes under every backend and checkpointing, grouped, on instruction-like
+# lengths (run-time-fit-llama-h100-2026-12-06; docs/BENCHMARKS.md, "A step's fixed part, by
+# configuration"); re-fit: python benchmarks/throughput_fit.py --fit-steps
+STEP_FIXED_S = 0.129  # a step's own work whatever the model (the Trainer, the optimizer)
+LAYER_FIXED_S = {  # a layer's small kernels and wrappers, by backend and checkpointing
+    ("hf", False): 0.0068,
+    ("hf", True): 0.0172,  # the recomputed forward's kernels again, and the checkpoint's
+    ("liger", False): 0.0064,
+    ("liger", True): 0.0151,
+    ("unsloth", False): 0.0071,
+    ("unsloth", True): 0.0167,  # not run on varying lengths: checkpointing taken to add what
+    # it adds to Liger's
+}
+# Model FLOPs of the padded tokens over the card's peak: the median of the seven Llama rows
+# whose full-length steps carry at least 8,192 tokens, less their fixed part (there the
+# tokens' part is most of the step)
+TOKEN_EFFICIENCY = 0.79
 LORA_FLOPS_PER_PARAM = 4  # forward 2 + backward activations 2: frozen weights get no gradient
 FULL_FLOPS_PER_PARAM = 6  # ... + weight gradients 2
 
@@ -67,14 +81,37 @@ def baseline_tokens_per_s(model: ModelInfo, settings: TrainSettings, card: Known
     return tokens / step_s * card.bf16_tflops / KNOWN_GPUS[REFERENCE_GPU].bf16_tflops
 
 
-def fixed_share(model: ModelInfo, settings: TrainSettings) -> float:
-    """Of a full micro-batch's step (samples filling max_seq_length), the share a shorter
-    one still costs: FIXED_LAYER_S a layer over the step's predicted time. The same on
-    every card (both scale by its bf16 peak)."""
+def step_shares(
+    model: ModelInfo, settings: TrainSettings, card: KnownGPU | None = None
+) -> tuple[float, float]:
+    """A padded or grouped step's time as shares of a full-length step's (samples filling
+    max_seq_length, as the factors above were measured) on `card` (REFERENCE_GPU if None):
+    (its fixed part, its tokens' part were it padded to the full length). Their sum may
+    pass 1: on a small model a step of varying shapes costs more than a full one of fixed
+    shape. The tokens' part scales by the card's bf16 peak, the fixed part not at all: it
+    is launches and small kernels, waited on alike by every card (not measured off H100)."""
     reference = KNOWN_GPUS[REFERENCE_GPU]
-    full = baseline_tokens_per_s(model, settings, reference) * speed.relative_speed(settings)
-    full_s = settings.training.micro_batch_size * settings.training.max_seq_length / full
-    return min(MAX_FIXED_SHARE, model.num_layers * FIXED_LAYER_S / full_s)
+    card = card or reference
+    tokens = settings.training.micro_batch_size * settings.training.max_seq_length
+    full_s = tokens / (
+        baseline_tokens_per_s(model, settings, card) * speed.relative_speed(settings)
+    )
+    checkpointed = settings.memory.gradient_checkpointing != "off"
+    quant = speed.QUANT_SPEED[settings.quantization.mode]  # measured on NF4: scaled as full steps
+    fixed_s = (
+        STEP_FIXED_S + model.num_layers * LAYER_FIXED_S[(settings.memory.backend, checkpointed)]
+    )
+    peak = card.bf16_tflops * 1e12 * TOKEN_EFFICIENCY
+    compute_s = tokens * flops_per_token(model, settings) * recompute_factor(settings) / peak
+    return fixed_s / quant / full_s, compute_s / quant / full_s
+
+
+def recompute_factor(settings: TrainSettings) -> float:
+    """Checkpointing runs each forward twice: 2 FLOPs a parameter more."""
+    if settings.memory.gradient_checkpointing == "off":
+        return 1.0
+    k = FULL_FLOPS_PER_PARAM if settings.training.method == "full" else LORA_FLOPS_PER_PARAM
+    return (k + 2) / k
 
 
 def predicted_throughput(
@@ -89,7 +126,7 @@ def predicted_throughput(
     per_gpu = (
         baseline_tokens_per_s(model, settings, card)
         * speed.relative_speed(settings)
-        * speed.batch_fill(settings, stats, fixed_share(model, settings))
+        * speed.batch_fill(settings, stats, step_shares(model, settings, card))
     )
     processes = settings.distributed.world_size  # above 1 only with a strategy
     mfu = per_gpu * processes / peak_tokens_per_s(model, settings, gpu_name)
