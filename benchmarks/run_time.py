@@ -143,6 +143,8 @@ def predicted(settings) -> dict:
     )
 
 
+RESULTS = Path(__file__).resolve().parent / "results"
+RECORDS = 20000  # the dataset a run draws its records from (--samples' default)
 ROW_FILES = {  # the committed rows: the speed model's fitting set, then the held-out runs
     "fit": ("run-time-fit-llama-h100-2026-12-06.jsonl",),
     "held out": (
@@ -159,13 +161,13 @@ ROW_FILES = {  # the committed rows: the speed model's fitting set, then the hel
 SUMMED_WINDOWS = {"qwen1.5b-unsloth-1024": 3591.0}
 
 
-def committed_rows(results: Path) -> list[tuple[str, dict]]:
+def committed_rows() -> list[tuple[str, dict]]:
     """(group, row) for every committed case row of ROW_FILES, its measured tokens/s the
     run's (SUMMED_WINDOWS where the row's is not)."""
     out = []
     for group, files in ROW_FILES.items():
         for name in files:
-            lines = (results / name).read_text().splitlines()
+            lines = (RESULTS / name).read_text().splitlines()
             for row in map(json.loads, lines):
                 if "case" in row:
                     speed = SUMMED_WINDOWS.get(row["case"], row["measured_tokens_per_s"])
@@ -173,10 +175,16 @@ def committed_rows(results: Path) -> list[tuple[str, dict]]:
     return out
 
 
-def replanned(row: dict, data: Path, work: Path):
-    """(model, settings, stats) of a committed row, rebuilt on the CPU: its architecture's
-    config and the bench's byte-level tokenizer in `work`, its records of `data` (a
-    write_realistic_dataset file), as the GPU run counted them."""
+def replanned_rows(work: Path) -> list[tuple[str, dict, object, object, object]]:
+    """(group, row, model, settings, stats) of every committed row, rebuilt on the CPU in
+    `work`: the bench's dataset of RECORDS as the GPU run wrote it, each architecture's
+    config and the bench's byte-level tokenizer, the row's records counted as its run
+    counted them."""
+    data = backends.write_realistic_dataset(work / "data-realistic.jsonl", RECORDS)
+    return [(group, row, *_replanned(row, data, work)) for group, row in committed_rows()]
+
+
+def _replanned(row: dict, data: Path, work: Path):
     from bench_tokenizer import save_byte_tokenizer
 
     from finetune_tui.engine.inspect.models import inspect_model
@@ -308,7 +316,7 @@ def run_case(name: str, work: Path, samples: int, timeout: int, budget: int, log
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", default=",".join(c for c in CASES if c != "tiny"))
-    parser.add_argument("--samples", type=int, default=20000, help="records per run")
+    parser.add_argument("--samples", type=int, default=RECORDS, help="records per run")
     parser.add_argument("--work", default="/tmp/ftbench")
     parser.add_argument("--out", default="run_time.jsonl")
     parser.add_argument("--timeout", type=int, default=480, help="seconds a run may take")

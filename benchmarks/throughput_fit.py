@@ -154,17 +154,15 @@ def fit(rows: list[Row]) -> tuple[float, float]:
     return min(grid, key=lambda point: loss(*point))
 
 
-def fit_steps(rows: list[Row], rounds: int = 5) -> dict:
+def fit_steps(rows: list[Row], replanned: list, rounds: int = 5) -> dict:
     """STEP_FIXED_S, LAYER_FIXED_S and TOKEN_EFFICIENCY (engine/plan/throughput.py): a step of
     the fitting runs (run_time.py's fit-* rows) costs STEP_FIXED_S + layers x LAYER_FIXED_S
     of its configuration + its padded tokens' FLOPs at TOKEN_EFFICIENCY of the peak. Given
     the efficiency, the fixed parts are a least-squares line (relative error of the step
     time); the efficiency is then the median over the Llama rows whose full-length steps
-    carry at least 8,192 tokens, less their fixed part. Alternated from 0.5."""
-    import tempfile
-
+    carry at least 8,192 tokens, less their fixed part. Alternated from 0.5. `replanned`:
+    run_time.replanned_rows."""
     import numpy as np
-    import run_time
 
     from finetune_tui.engine.plan.batching import clipped_mean, padded_length
 
@@ -176,16 +174,13 @@ def fit_steps(rows: list[Row], rounds: int = 5) -> dict:
         return model.num_layers, (settings.memory.backend, checkpointed), flops / peak
 
     runs = []  # (layers, key, s a padded token at full efficiency, padded, step's s)
-    with tempfile.TemporaryDirectory() as tmp:
-        data = backends_data(Path(tmp))
-        for group, row in run_time.committed_rows(RESULTS):
-            if group != "fit":
-                continue
-            model, settings, stats = run_time.replanned(row, data, Path(tmp))
-            b, length = settings.training.micro_batch_size, settings.training.max_seq_length
-            real = b * clipped_mean(stats.sample, length)
-            padded = b * padded_length(stats.sample, length, b, True, stats.count)
-            runs.append((*terms(model, settings), padded, real / row["measured_tokens_per_s"]))
+    for group, row, model, settings, stats in replanned:
+        if group != "fit":
+            continue
+        b, length = settings.training.micro_batch_size, settings.training.max_seq_length
+        real = b * clipped_mean(stats.sample, length)
+        padded = b * padded_length(stats.sample, length, b, True, stats.count)
+        runs.append((*terms(model, settings), padded, real / row["measured_tokens_per_s"]))
     full = []  # the same terms for the large full-length Llama rows
     for row in rows:
         t = row.settings.training
@@ -214,13 +209,6 @@ def fit_steps(rows: list[Row], rounds: int = 5) -> dict:
     }
 
 
-def backends_data(folder: Path) -> Path:
-    """The bench's instruction-like dataset, as run_time.py wrote it on the GPU."""
-    from backends import write_realistic_dataset
-
-    return write_realistic_dataset(folder / "data-realistic.jsonl", 20000)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fit", action="store_true", help="also print the fitted constants")
@@ -236,7 +224,12 @@ def main() -> None:
         eta, layer_s = fit(rows)
         print(json.dumps({"fit": {"BASELINE_EFFICIENCY": eta, "LAYER_STEP_S": layer_s}}))
     if args.fit_steps:
-        print(json.dumps({"fit_steps": fit_steps(rows)}))
+        import tempfile
+
+        from run_time import replanned_rows
+
+        with tempfile.TemporaryDirectory() as work:
+            print(json.dumps({"fit_steps": fit_steps(rows, replanned_rows(Path(work)))}))
 
 
 if __name__ == "__main__":

@@ -155,20 +155,22 @@ WHOLE_RUNS_PLANNED = {
 
 
 @pytest.fixture(scope="module")
-def whole_runs(tmp_path_factory) -> list[tuple[str, dict, dict]]:
-    """(group, row, what this checkout plans for it) for every committed run_time.py row."""
-    import backends
-    import run_time
+def replanned(tmp_path_factory) -> list:
+    """Every committed run_time.py row rebuilt on the CPU (run_time.replanned_rows)."""
+    from run_time import replanned_rows
 
+    return replanned_rows(tmp_path_factory.mktemp("runs"))
+
+
+@pytest.fixture(scope="module")
+def whole_runs(replanned) -> list[tuple[str, dict, dict]]:
+    """(group, row, what this checkout plans for it) for every committed run_time.py row."""
     from finetune_tui.engine.plan.run_time import time_summary
 
-    work = tmp_path_factory.mktemp("runs")
-    data = backends.write_realistic_dataset(work / "data.jsonl", 20000)
-    out = []
-    for group, row in run_time.committed_rows(BENCHMARKS / "results"):
-        planned = time_summary(*run_time.replanned(row, data, work), H100)
-        out.append((group, row, planned))
-    return out
+    return [
+        (group, row, time_summary(model, settings, stats, H100))
+        for group, row, model, settings, stats in replanned
+    ]
 
 
 def test_whole_runs_are_predicted_within_the_goal(whole_runs):
@@ -195,10 +197,10 @@ def test_whole_held_out_runs_are_predicted_as_their_table_says(whole_runs):
         assert planned["time"]["total_s"] == pytest.approx(total_s, rel=0.01)
 
 
-def test_the_committed_step_constants_are_the_fit():
+def test_the_committed_step_constants_are_the_fit(replanned):
     from throughput_fit import fit_steps
 
-    fitted = fit_steps(ROWS)
+    fitted = fit_steps(ROWS, replanned)
     assert fitted["STEP_FIXED_S"] == throughput.STEP_FIXED_S
     assert fitted["TOKEN_EFFICIENCY"] == throughput.TOKEN_EFFICIENCY
     committed = {f"{b}, ckpt {c}": v for (b, c), v in throughput.LAYER_FIXED_S.items()}
