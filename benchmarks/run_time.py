@@ -45,6 +45,14 @@ CASES = {
         "gemma-2-9b",
         {"memory.backend": "liger", "training.max_seq_length": 1024},
     ),
+    "llama8b-liger-2048": (  # qwen7b-liger-2048's configuration on the fitting family
+        "llama-3.1-8b",
+        {
+            "memory.backend": "liger",
+            "training.max_seq_length": 2048,
+            "training.micro_batch_size": 4,
+        },
+    ),
     "llama8b-liger-1024": (
         "llama-3.1-8b",
         {"memory.backend": "liger", "training.max_seq_length": 1024},
@@ -151,6 +159,7 @@ ROW_FILES = {  # the committed rows: the speed model's fitting set, then the hel
         "run-time-heldout-h100-2026-12-06.jsonl",
         "run-time-padded-heldout-h200-2026-12-06.jsonl",
         "run-time-heldout-qwen7b-h100-2026-12-06.jsonl",
+        "run-time-heldout-b4-2048-h100-2026-12-06.jsonl",
     ),
 }
 

@@ -99,6 +99,11 @@ def experts_of(model_type: str, c: dict, layers: int) -> Experts | None:
     return Experts(count, c.get("num_experts_per_tok", 2), width, shared, sparse)
 
 
+# The attention's output projections among attention_linears' names: they read what the
+# attention itself keeps for its backward (plan/lora_dropout.py)
+ATTENTION_OUTPUTS = ("o_proj", "dense")
+
+
 def attention_linears(model_type, c, h, heads, kv, head_dim, layers) -> list[Linear]:
     """The attention projections of one layer, by the module names transformers uses."""
     q, k = heads * head_dim, kv * head_dim

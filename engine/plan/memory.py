@@ -18,6 +18,7 @@ from ..inspect.models import ModelInfo
 from ..settings.options import OPTIMIZERS
 from ..settings.schema import TrainSettings
 from .attention_bytes import masked_attention_bytes, packing_mask_bytes, scores_bytes
+from .lora_dropout import dropout_bytes_per_token
 from .objective import (
     full_logits_bytes,
     reference_bytes,
@@ -227,8 +228,8 @@ def activation_bytes(
         act_i += c["act_i_16bit_extra"]
     elif any(linear.name == "gate_up_proj" for linear in model.linears):
         act_i += c["quantized_fused_gate_up_act_i"]
-    one_layer = tokens * (act_h * h + act_i * i)
     word = DTYPE_BYTES[settings.quantization.compute_dtype]
+    one_layer = tokens * (act_h * h + act_i * i + dropout_bytes_per_token(model, settings, word))
     scores = scores_bytes(model, settings) + masked_attention_bytes(model, settings, word, padded)
     mode = settings.memory.gradient_checkpointing
     transient = fused_experts_grad_bytes(model, settings)  # one layer's backward at a time
