@@ -87,6 +87,16 @@ for _arch, _short in (("llama-3.2-1b", "llama1b"), ("llama-3.1-8b", "llama8b")):
         CASES.setdefault(
             f"fit-{_short}-{_config}", (_arch, _own | {"training.max_seq_length": 1024})
         )
+# Micro-batch against maximum length, one model and backend: the b4 x 2,048 whole runs took
+# ~0.45 s a step whatever their tokens, the b8 x 1,024 fitting run 0.36 s (docs/BENCHMARKS.md,
+# "Micro-batch 4 at 2,048"); short runs, cut off like the fitting set's
+for _b in (4, 8):
+    for _length in (1024, 2048):
+        CASES[f"sweep-llama8b-liger-b{_b}-{_length}"] = (
+            "llama-3.1-8b",
+            FIT_CONFIGS["liger"]
+            | {"training.micro_batch_size": _b, "training.max_seq_length": _length},
+        )
 COMMON = {
     "quantization.mode": "nf4",
     "training.optimizer": "adamw_8bit",

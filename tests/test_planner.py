@@ -429,3 +429,21 @@ def test_plan_of_a_preset_is_its_model_sized_by_its_data_when_the_data_is_here(
         assert code == 0 and data["model"]["name"] == "meta-llama/Llama-3.2-1B"
         planned[name] = data["settings"]["training"]["max_seq_length"]
     assert planned["here"] < 512 < planned["elsewhere"], planned
+
+
+def test_lora_dropout_is_planned_and_its_reason_says_what_it_costs():
+    """Dropout above 0 raises the planned peak (a copy and a mask of each adapted input); the
+    reason gives both peaks, and under Unsloth says its fast LoRA kernels need 0."""
+    model = inspect_model("meta-llama/Llama-3.2-1B")
+    fixed = [*QLORA, "memory.gradient_checkpointing=off", "memory.backend=hf"]
+    card = simulated_hardware(gpu="H100")
+    at_zero = evaluate(card, model, settings_from_overrides(fixed))
+    dropped = evaluate(card, model, settings_from_overrides([*fixed, "lora.dropout=0.05"]))
+    assert dropped.breakdown.activations_gib > at_zero.breakdown.activations_gib * 1.3
+    plan = advise(card, model, settings_from_overrides(["lora.dropout=0.1"]))
+    reason = plan.reasons["lora.dropout"]
+    assert reason.startswith("0.1: each adapted linear keeps a dropped copy")
+    assert ("Unsloth's fast LoRA kernels need 0" in reason) == (
+        plan.settings.memory.backend == "unsloth"
+    )
+    assert "lora.dropout" not in advise(card, model, settings_from_overrides([])).reasons

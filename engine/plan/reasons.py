@@ -89,6 +89,8 @@ def field_reasons(
     )
     if s.training.method == "full":
         reasons["training.method"] = FULL_NOT_MEASURED
+    elif s.lora.dropout:
+        reasons["lora.dropout"] = _dropout_reason(s, breakdown, peak_with(**{"lora.dropout": 0.0}))
     if s.training.objective != "sft":
         reasons["training.objective"] = PREFERENCE_PLAN.format(s.training.objective)
     if s.distributed.launched:
@@ -101,6 +103,18 @@ def field_reasons(
             f"card of at least {smallest_card_gib(breakdown.reserved_gib):.0f} GB"
         )
     return reasons
+
+
+def _dropout_reason(s: TrainSettings, breakdown, without: float) -> str:
+    """LoRA dropout keeps a copy and a mask of every adapted input (plan/lora_dropout.py);
+    Unsloth's fast LoRA kernels take dropout 0 only."""
+    text = (
+        f"{s.lora.dropout:g}: each adapted linear keeps a dropped copy of its input; peak "
+        f"{breakdown.reserved_gib:.1f} GiB against {without:.1f} at 0"
+    )
+    if s.memory.backend == "unsloth":
+        text += "; Unsloth's fast LoRA kernels need 0 (its speed above was measured at 0)"
+    return text
 
 
 def batching_reason(model: ModelInfo, s: TrainSettings, stats) -> str:
