@@ -557,7 +557,22 @@ def versions() -> dict:
         found["gpu"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
     except Exception:
         pass
+    found["host_cpu"] = host_cpu()
     return {"versions": found}
+
+
+def host_cpu() -> str:
+    """The host's CPU model and core count: a step's fixed part (launches, the Python
+    around them) runs on it, so hosts with one GPU model may still differ in speed."""
+    import os
+
+    try:
+        with open("/proc/cpuinfo") as info:
+            lines = [line for line in info if line.startswith("model name")]
+        names = [line.split(":", 1)[1].strip() for line in lines]
+    except OSError:
+        names = []
+    return f"{names[0] if names else 'unknown'} x {os.cpu_count()}"
 
 
 def main() -> None:
