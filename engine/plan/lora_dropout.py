@@ -17,7 +17,7 @@ from __future__ import annotations
 from ..inspect.families import ATTENTION_OUTPUTS
 from ..inspect.models import ModelInfo
 from ..settings.schema import TrainSettings
-from .recompute import adapted_mlp_linears
+from .recompute import adapted_linears, adapted_mlp_linears
 
 MASK_BYTES = 1  # torch's dropout mask: bool
 
@@ -28,9 +28,7 @@ def dropout_bytes_per_token(model: ModelInfo, settings: TrainSettings, word: int
     s = settings
     if s.training.method != "lora" or s.lora.dropout == 0:
         return 0.0
-    wanted = s.lora.target_modules
-    targets = set(model.lora_targets if wanted == "auto" else wanted)
-    adapted = [linear for linear in model.linears if linear.name in targets]
+    adapted = adapted_linears(model, settings)
     layers = max(model.num_layers, 1)
     if s.quantization.mode == "none":  # fp32 adapters: each linear had its own copy already
         return sum(MASK_BYTES * lin.in_features * lin.layers for lin in adapted) / layers

@@ -16,6 +16,7 @@ experts), the attention's input copies, 2-4 x hidden (Phi-3.5-MoE, gpt-oss).
 
 from __future__ import annotations
 
+from ..inspect.families import Linear
 from ..inspect.models import ModelInfo
 from ..settings.schema import TrainSettings
 
@@ -43,14 +44,19 @@ def recompute_extra_h(model: ModelInfo, settings: TrainSettings) -> float:
     return extra + (LORA16_GATED_MLP_H if any("gate" in name for name in mlp) else 0.0)
 
 
+def adapted_linears(model: ModelInfo, settings: TrainSettings) -> list[Linear]:
+    """The language model's linears LoRA adapts: "auto"'s targets, or the names given."""
+    wanted = settings.lora.target_modules
+    targets = set(model.lora_targets if wanted == "auto" else wanted)
+    return [linear for linear in model.linears if linear.name in targets]
+
+
 def adapted_mlp_linears(model: ModelInfo, settings: TrainSettings) -> list[str]:
     """The adapted linears of the MLP: those whose input or output is its width (a fused
     gate_up's output twice it)."""
-    wanted = settings.lora.target_modules
-    targets = set(model.lora_targets if wanted == "auto" else wanted)
     i = model.intermediate_size
     return [
         linear.name
-        for linear in model.linears
-        if linear.name in targets and (linear.in_features == i or linear.out_features in (i, 2 * i))
+        for linear in adapted_linears(model, settings)
+        if linear.in_features == i or linear.out_features in (i, 2 * i)
     ]
