@@ -26,6 +26,7 @@ FILES = (
     "families-moe-liger-h200-2026-12-05.jsonl",
     "families-qwen-bf16-sft-h100-2026-12-05.jsonl",  # H100: 16-bit LoRA at b2 and b4
     "families-twolinear-trace-h100-2026-12-06.jsonl",  # H100: Pythia, StarCoder2 NF4 b1-b4, traced
+    "families-head-tile-trace-h100-2026-12-06.jsonl",  # H100: NF4 b1 and b4 of four, traced
 )
 # Families whose rows fitted a constant of engine/plan/memory.py: today's (StarCoder2's two-linear
 # MLP, Phi-3-mini's fused gate_up, Falcon's attention scores) and the earlier calibrations'
@@ -88,10 +89,7 @@ def test_held_out_families_are_planned_within_the_goal():
     errors = [abs(error(r)) for r in HELD_OUT]
     assert len({r["family"] for r in HELD_OUT}) >= 6
     assert statistics.median(errors) <= 0.03
-    # The goal is 8 %; beyond it, on the safe side: Pythia-1B at micro-batch 1, +11.0 % (0.13
-    # GiB on a 1.2 GiB run: the fixed 0.1 GiB the plan reserves beyond 4 %, where torch kept
-    # 0.07 GiB in all; traced on an H100, docs/BENCHMARKS.md).
-    assert max(errors) <= 0.111
+    assert max(errors) <= 0.08
 
 
 # Planned lower than the goal allows, found and not yet explained: Mixtral's Hugging Face

@@ -132,9 +132,32 @@ def test_moe_memory_terms_follow_the_measurements():
     assert loading_peak_bytes(mixtral, bf16) == 0
 
     from finetune_tui.engine.plan.memory import COEFFICIENTS as C
+    from finetune_tui.engine.plan.memory import head_tile_bytes
 
     tokens = nf4.training.micro_batch_size * nf4.training.max_seq_length
     for name in ("deepseek-ai/DeepSeek-V2-Lite", "meta-llama/Llama-3.1-8B"):
         model = inspect_model(name)
         chunked = tokens * model.hidden_size * C["head_bytes_per_token_h"]
-        assert logits_bytes(model, nf4) == chunked + C["head_fixed_gib"] * 2**30
+        assert logits_bytes(model, nf4) == chunked + head_tile_bytes(nf4)
+
+
+def test_the_head_tile_is_trls_and_grows_with_the_step_tokens_up_to_its_chunk():
+    """A micro-batch of one short sample keeps a small tile (traced: 64 MiB at b1 x 1,024,
+    256 MiB from b4): the plan charges the share the reserved peak keeps of it."""
+    from trl.kernels import chunked_logprob
+    from trl.trainer import utils as trl_utils
+
+    from finetune_tui.engine.plan import memory
+    from finetune_tui.engine.settings.preset import settings_from_overrides
+
+    assert memory.HEAD_TILE_TOKENS == chunked_logprob.TOKEN_CHUNK_SIZE
+    assert memory.HEAD_TILE_VOCAB == trl_utils._CHUNKED_LOGPROB_CHUNK_SIZE
+
+    def tile_mib(batch: int, length: int) -> float:
+        overrides = [f"training.micro_batch_size={batch}", f"training.max_seq_length={length}"]
+        return memory.head_tile_bytes(settings_from_overrides(overrides)) / 2**20
+
+    share = memory.COEFFICIENTS["head_tile_share"]
+    assert tile_mib(1, 1024) == pytest.approx(share * 64)
+    assert tile_mib(4, 1024) == tile_mib(8, 1024) == tile_mib(1, 8192) == pytest.approx(share * 256)
+    assert tile_mib(2, 512) == tile_mib(1, 1024)

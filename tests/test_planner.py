@@ -369,11 +369,11 @@ def test_a_fit_says_its_headroom_and_a_tight_one_says_back_off_is_armed():
 
 
 def test_a_tight_fit_with_nothing_to_back_off_to_fits_but_says_so():
-    """Gemma-2-9B, Liger + checkpointing, batch 1, 1200 tokens trained on an 8 GB card (a
-    source document's author): predicted 7.23 GiB of 7.4 usable. It fits, without a net."""
+    """Gemma-2-9B, Liger + checkpointing, batch 1, 1,300 tokens on an 8 GB card (a source
+    document's author trained 1,200): 0.4 GiB to spare of 7.4 usable. It fits, without a net."""
     model = inspect_model("google/gemma-2-9b")
     pins = {
-        "training.max_seq_length": 1200,
+        "training.max_seq_length": 1300,
         "training.micro_batch_size": 1,
         "memory.backend": "liger",
         "memory.gradient_checkpointing": "on",

@@ -4,6 +4,7 @@ peak that would not fit backs off (same effective batch) before an out-of-memory
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from conftest import DEMO_PRESET, FEW_RECORDS
@@ -147,7 +148,9 @@ def test_a_run_whose_gpu_measures_too_much_backs_off_and_says_so(tmp_path, monke
     assert backed.change == "micro-batch 8 -> 4, gradient accumulation 2 -> 4"
     assert backed.projected_gib == pytest.approx(1.5 * planned[8].reserved_gib, abs=0.002)
     line = describe(backed)
-    assert "+50% against the plan's" in line and "beyond its 6.5% error band" in line
+    # against the plan at the longest batch trained (a little below max_seq_length)
+    over = re.search(r"\+(\d+)% against the plan's", line)
+    assert over and 49 <= int(over.group(1)) <= 52 and "beyond its 6.5% error band" in line
     assert "would not fit" in line and "backing off before running out of memory" in line
     saved = [e for e in events if isinstance(e, Checkpoint)]
     assert saved[0].reason == "memory check" and saved[0].step == 1

@@ -37,7 +37,11 @@ COEFFICIENTS = {
     "unsloth_act_i": 6.5,  # Unsloth's fused LoRA MLP keeps less per MLP width (fit: 8B, 7B)…
     "unsloth_act_h_extra": 4.0,  # …and its offloading leaves more blocks reserved per token
     "head_bytes_per_token_h": 8.0,  # fused chunked LM head: fp32 hidden + its gradient
-    "head_fixed_gib": 0.125,  # the loss kernel's tile buffers
+    # of the head's tile buffer (HEAD_TILE_*), what the reserved peak keeps: the forward's
+    # tile is freed before the backward and its segment lent to other blocks (fit: the
+    # families' NF4 b4 x 1,024 rows, which the 0.125 GiB it replaced was fitted on)
+    "head_tile_share": 0.5,
+    "unsloth_head_gib": 0.125,  # Unsloth's own fused loss, not TRL's head (fit: its rows)
     "fragmentation": 0.04,  # reserved / allocated - 1 (measured 0.5-4 %)
     "workspace_gib": 0.10,  # cuBLAS / bitsandbytes workspaces
     "int8_bytes_per_param": 1.92,  # LLM.int8 training keeps more than the int8 weights
@@ -70,6 +74,13 @@ EXTRA_ACT_H = {"deepseek_v2": 177.0, "deepseek_v3": 177.0, "olmo3": 20.0}
 # per-token slope). HF's own norms keep fp32 copies, folded into its fitted Gemma terms.
 SANDWICH_NORMS = {"gemma2": 2, "gemma3": 2, "gemma3_text": 2}
 LIGER_NORM_INPUT_H = 2.0
+# TRL's fused, chunked LM head scores the logits through one tile buffer of
+# min(tokens, TOKEN_CHUNK_SIZE) x _CHUNKED_LOGPROB_CHUNK_SIZE entries in the compute dtype
+# (trl.kernels.chunked_logprob: mm_buf; the vocabulary chunk whatever the vocabulary): a
+# step of few tokens keeps a small one (traced: 64 MiB at b1 x 1,024, 256 MiB from b4).
+# Copied here so a plan never imports TRL; tests check them against the installed TRL.
+HEAD_TILE_TOKENS = 4096  # trl.kernels.chunked_logprob.TOKEN_CHUNK_SIZE
+HEAD_TILE_VOCAB = 32768  # trl.trainer.utils._CHUNKED_LOGPROB_CHUNK_SIZE
 DTYPE_BYTES = {"bf16": 2, "fp16": 2, "fp32": 4, "auto": 2}
 # The CUDA context nvidia-smi shows beside torch's pool: 1.82 GiB measured on an H100
 # (CUDA 13); consumer cards load far less (not measured here: no such card was lent).
@@ -290,7 +301,18 @@ def logits_bytes(model: ModelInfo, settings: TrainSettings) -> float:
     whole = full_logits_bytes(model, settings)
     if whole is not None:
         return whole
-    return tokens * model.hidden_size * c["head_bytes_per_token_h"] + c["head_fixed_gib"] * GIB
+    return tokens * model.hidden_size * c["head_bytes_per_token_h"] + head_tile_bytes(settings)
+
+
+def head_tile_bytes(settings: TrainSettings) -> float:
+    """The chunked head's tile buffer as the reserved peak keeps it: it grows with the
+    step's tokens up to TRL's token chunk, so a micro-batch of one short sample keeps less.
+    Unsloth computes the loss with its own kernel (a fixed term, fitted)."""
+    if settings.memory.backend == "unsloth":
+        return COEFFICIENTS["unsloth_head_gib"] * GIB
+    tokens = min(step_tokens(settings), HEAD_TILE_TOKENS)
+    word = DTYPE_BYTES[settings.quantization.compute_dtype]
+    return COEFFICIENTS["head_tile_share"] * tokens * HEAD_TILE_VOCAB * word
 
 
 def loading_peak_bytes(model: ModelInfo, settings: TrainSettings) -> float:
