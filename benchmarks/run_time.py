@@ -170,8 +170,14 @@ ROW_FILES = {  # the committed rows: the speed model's fitting set, then the hel
         "run-time-padded-heldout-h200-2026-12-06.jsonl",
         "run-time-heldout-qwen7b-h100-2026-12-06.jsonl",
         "run-time-heldout-b4-2048-h100-2026-12-06.jsonl",
+        # the same case on another machine, planned with a correction from a 43 s run (the
+        # row's predicted_*); replanned here without one, as every row is
+        "run-time-heldout-qwen7b-2048-machine-b-h100-2026-12-06.jsonl",
     ),
 }
+# Not in the fit or held out: the fitting configuration and its neighbours on two other
+# machines ("A step's pace is the machine's", docs/BENCHMARKS.md):
+# run-time-pace-machine-a-h100-2026-12-06.jsonl, run-time-pace-machine-b-h100-2026-12-06.jsonl
 
 
 # A run cut off before steady_speed existed: its row holds its last progress window's tokens/s
@@ -328,6 +334,7 @@ def run_case(name: str, work: Path, samples: int, timeout: int, budget: int, log
         "outside_steps_s": outside_steps(steps, wall),
         "predicted_steps": (plan["time"] or {}).get("steps"),
         "basis": plan["throughput_basis"],
+        "speed_correction": plan["speed_correction"],  # this machine's earlier runs' factor
         "settings": COMMON | CASES[name][1],
     }
 

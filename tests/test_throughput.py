@@ -144,15 +144,17 @@ def test_importing_throughput_keeps_plan_torch_free():
     )
 
 
-# What this checkout plans for each held-out whole run (tokens/s, whole run's s), as
-# docs/BENCHMARKS.md tables it; the rows' own `predicted_*` are the planner of their day
+# What this checkout plans for each held-out whole run, by case and records (tokens/s,
+# whole run's s), as docs/BENCHMARKS.md tables it; the rows' own `predicted_*` are the
+# planner of their day
 WHOLE_RUNS_PLANNED = {
-    "gemma9b-liger-1024": (2455, 365.6),
-    "qwen1.5b-unsloth-1024": (3331, 559.4),
-    "gemma2b-hf-ckpt-padded-1024": (1787, 472.9),
-    "qwen7b-hf-ckpt-512": (1634, 394.1),
-    "qwen7b-liger-2048": (1687, 430.0),
-    "llama8b-liger-2048": (1559, 373.1),
+    ("gemma9b-liger-1024", 5635): (2455, 365.6),
+    ("qwen1.5b-unsloth-1024", 12045): (3331, 559.4),
+    ("gemma2b-hf-ckpt-padded-1024", 5560): (1787, 472.9),
+    ("qwen7b-hf-ckpt-512", 4162): (1634, 394.1),
+    ("qwen7b-liger-2048", 4646): (1687, 430.0),
+    ("llama8b-liger-2048", 3633): (1559, 373.1),
+    ("qwen7b-liger-2048", 2782): (1687, 274.3),
 }
 
 
@@ -177,24 +179,30 @@ def whole_runs(replanned) -> list[tuple[str, dict, dict]]:
 
 def test_whole_runs_are_predicted_within_the_goal(whole_runs):
     """The speed model's fitting runs (nine short Llama ones, b8 x 1,024) and the held-out
-    whole runs (docs/BENCHMARKS.md, "A step's fixed part, by configuration" and "Micro-batch
-    4 at 2,048"): fitting runs 4.7 % median / 8.0 % worst; held out, the four runs at b8
-    within 9.9 %, the two at b4 x 2,048 (Qwen2.5-7B and Llama-3.1-8B, Liger) planned 26.5 %
-    and 32.1 % fast: a step there took ~0.45 s whatever its tokens, not yet explained. The
-    goal (10 % median, 20 % worst held out) is not met; this pins where the model stands."""
+    whole runs (docs/BENCHMARKS.md, "A step's fixed part, by configuration", "Micro-batch
+    4 at 2,048" and "A step's pace is the machine's"): fitting runs 4.7 % median / 8.0 %
+    worst; held out, the four runs at b8 within 9.9 %, Qwen2.5-7B Liger b4 x 2,048 planned
+    26.5 % fast on one machine and 21.9 % slow on another (Llama-3.1-8B there: 32.1 % fast):
+    one configuration's pace differs by 1.6x between H100 machines. The goal (10 % median,
+    20 % worst held out) is not met without a correction from the machine's own runs
+    (plan/measured_speed.py); this pins where the uncorrected model stands."""
     errors = {"fit": [], "held out": []}
     for group, row, planned in whole_runs:
         errors[group].append(abs(planned["tokens_per_s"] / row["measured_tokens_per_s"] - 1))
     assert len(errors["fit"]) == 9 and max(errors["fit"]) < 0.09
     held = errors["held out"]
-    assert len(held) == 6 and statistics.median(held) < 0.10
+    assert len(held) == 7 and statistics.median(held) < 0.10
     assert sorted(held)[3] < 0.10 and max(held) < 0.33
 
 
 def test_whole_held_out_runs_are_predicted_as_their_table_says(whole_runs):
     """This checkout's planner, at the lengths the bench's tokenizer gives, still predicts
     what the table shows beside what was measured; a change to the speed model shows here."""
-    held = {row["case"]: planned for group, row, planned in whole_runs if group == "held out"}
+    held = {
+        (row["case"], row["samples"]): planned
+        for group, row, planned in whole_runs
+        if group == "held out"
+    }
     assert set(held) == set(WHOLE_RUNS_PLANNED)
     for case, planned in held.items():
         tokens_per_s, total_s = WHOLE_RUNS_PLANNED[case]

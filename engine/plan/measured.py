@@ -2,7 +2,8 @@
 
 Every one-process GPU run appends one line to `measured.jsonl` in the user's data folder
 (beside the run registry): model family, backend, objective, card, measured and predicted
-peak reserved memory. The next plan for the same family, backend, objective and card (a
+peak reserved memory, and measured and predicted tokens/s (measured_speed.py reads those).
+The next plan for the same family, backend, objective and card (a
 preference objective's memory, and its allocator, are not SFT's) scales its peak by
 the median of the last RECENT ratios where they say the planner predicted too little: a
 plan corrects itself upward only (a tight fit stays the back-off's job).
@@ -50,8 +51,10 @@ class Measurement:
     card: str
     measured_gib: float  # peak reserved, torch.cuda.max_memory_reserved()
     predicted_gib: float  # the planner's, uncorrected, at the longest length trained
-    tokens_per_second: float | None = None
+    tokens_per_second: float | None = None  # real tokens/s after the first step
     objective: str = "sft"  # lines from before objectives were kept are SFT runs
+    # the speed model's tokens/s for this run, before any correction by earlier runs
+    predicted_tokens_per_second: float | None = None
 
     @property
     def ratio(self) -> float:
@@ -155,13 +158,13 @@ def _entry(data: dict) -> Measurement | None:
     numbers = [data.get(k) for k in ("measured_gib", "predicted_gib")]
     if not all(_finite(n) and 0 < n < 1e6 for n in numbers):
         return None
-    speed = data.get("tokens_per_second")
-    if speed is not None and not (_finite(speed) and speed >= 0):
+    speeds = [data.get(k) for k in ("tokens_per_second", "predicted_tokens_per_second")]
+    if not all(speed is None or (_finite(speed) and 0 <= speed < 1e9) for speed in speeds):
         return None
     objective = data.get("objective", "sft")
     if objective not in OBJECTIVES:
         return None
-    entry = Measurement(*texts, *numbers, speed, objective)
+    entry = Measurement(*texts, *numbers, speeds[0], objective, speeds[1])
     return entry if RATIO_RANGE[0] <= entry.ratio <= RATIO_RANGE[1] else None
 
 

@@ -151,10 +151,12 @@ def _save_seconds(model, settings: TrainSettings, checkpoints: int) -> float:
 
 def predicted_run_time(model, settings: TrainSettings, stats, gpu_name: str | None):
     """The plan's time on a card: (RunTime or None, the predicted throughput or None).
-    None where throughput.unpredicted gives a reason (a CPU, a card without figures ...)."""
+    None where throughput.unpredicted gives a reason (a CPU, a card without figures ...).
+    The tokens/s are corrected by what earlier runs on this card measured (measured_speed)."""
+    from .measured_speed import corrected
     from .throughput import predicted_throughput
 
-    speed = predicted_throughput(model, settings, stats, gpu_name)
+    speed = corrected(predicted_throughput(model, settings, stats, gpu_name), settings, gpu_name)
     if speed is None:
         return None, None
     return run_time(settings, stats, model, speed.tokens_per_s, speed.basis), speed
@@ -181,6 +183,7 @@ def time_summary(model, settings: TrainSettings, stats, gpu_name: str | None) ->
         "time": None if timing is None else {k: _rounded(v) for k, v in asdict(timing).items()},
         "time_text": text,
         "throughput_basis": None if speed is None else speed.basis,
+        "speed_correction": None if speed is None else speed.correction,
     }
 
 

@@ -57,6 +57,7 @@ class Throughput:
     tokens_per_s: float  # predicted REAL (non-padding) tokens/s on the whole machine
     basis: str  # one short clause for the user: where the figure comes from
     mfu: float  # the model-FLOPs utilisation this implies on that card (0..1)
+    correction: float = 1.0  # measured_speed.py's factor from this machine's runs, if any
 
 
 def flops_per_token(model: ModelInfo, settings: TrainSettings) -> float:

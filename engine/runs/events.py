@@ -42,6 +42,7 @@ class Started(Event):
     predicted_wall_time_s: float | None = None  # the whole run
     tokens_per_s_at_peak: float | None = None  # at the cards' bf16 peak: measured / this = MFU
     speed_unpredicted: str | None = None  # why there is no predicted tokens/s
+    speed_correction: float | None = None  # this machine's earlier runs' factor in the above
     kind: str = field(init=False, default="started")
 
 

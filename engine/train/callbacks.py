@@ -70,6 +70,10 @@ class EventCallback(TrainerCallback):
             return None
         return (self._last_tokens - self._steady[1]) / (self._last_time - self._steady[0])
 
+    def steady_seconds(self) -> float:
+        """How long steady_tokens_per_s was measured over (0 before the second step)."""
+        return 0.0 if self._steady is None else max(self._last_time - self._steady[0], 0.0)
+
     def on_epoch_end(self, args, state, control, **kwargs):
         # The Trainer's save_strategy is "steps" or "epoch", never both; asking for a save
         # here gives "every N steps and once per epoch".

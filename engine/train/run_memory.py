@@ -157,10 +157,17 @@ def next_attempt(settings: TrainSettings, check) -> tuple[TrainSettings, str, st
     return decision.settings, line, f"memory check: {decision.change}"
 
 
-def remember(settings: TrainSettings, summary, counter, emit: EventSink) -> None:
+def remember(
+    settings: TrainSettings,
+    summary,
+    counter,
+    emit: EventSink,
+    speeds: tuple[float | None, float | None] = (None, None),
+) -> None:
     """Keep this run's measured peak per model family, backend and card (engine/plan/measured.py):
     compared with the plan at the longest length trained, so a short run is not read as a
-    plan that over-predicts."""
+    plan that over-predicts. `speeds`: its measured and predicted tokens/s
+    (run_speed.speed_reading), kept for plan/measured_speed.py."""
     from .callbacks import cuda_memory
 
     reading = cuda_memory()
@@ -183,7 +190,9 @@ def remember(settings: TrainSettings, summary, counter, emit: EventSink) -> None
         reading["card"],
         reading["memory_peak_gib"],
         predicted,
+        tokens_per_second=speeds[0],
         objective=settings.training.objective,
+        predicted_tokens_per_second=speeds[1],
     )
     problem = record(measurement)
     if problem:

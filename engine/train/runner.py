@@ -38,6 +38,7 @@ from .run_memory import (
     remember,
     use_planned_allocator,
 )
+from .run_speed import speed_reading
 from .trainer_build import RunInputs, build_trainer, lora_targets, prepare_inputs
 
 
@@ -319,7 +320,8 @@ def finish(
         resolved = with_changes(trained.settings, {"dataset.format": inputs.data.format})
         summary.export = _export_script(resolved, run_dir, emit)
         write_summary(run_dir, summary)
-        remember(trained.settings, summary, trained.events.counter, emit)
+        speeds = speed_reading(trained.events)
+        remember(trained.settings, summary, trained.events.counter, emit, speeds)
     state = trained.trainer.state
     finished = Finished(
         status=summary.status,

@@ -1,0 +1,71 @@
+"""The speed model corrected by what runs measured on this machine.
+
+A step's fixed part (kernel launches, the Python of PEFT, bitsandbytes and the Trainer) is
+paced by the host's CPU as much as by the card: the same configuration on three H100
+machines took 0.37, 0.45 and 0.49-0.63 s a step (docs/BENCHMARKS.md, "A step's pace is the
+machine's"), more than the speed model's error on any one of them. No published figure
+tells a host's pace, so the runs the user made on it do: the median ratio of measured to
+predicted tokens/s of the last RECENT runs on this card and backend (any family: the pace
+is the machine's) scales the plan's tokens/s, both ways, and its basis says so.
+
+The ratios come from measured.py's store (a cache: damaged lines are skipped there).
+Only SFT runs of one process count: the speed model predicts nothing else.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+from dataclasses import dataclass
+
+from ..inspect.hardware import _normalise as card_key
+from ..settings.schema import TrainSettings
+from .measured import RECENT, measurements
+
+SPEED_RANGE = (0.25, 4.0)  # outside it a ratio is a broken run or a forged line
+MIN_SHIFT = 0.03  # within 3 % of the plan: no correction
+
+
+@dataclass(frozen=True)
+class SpeedCorrection:
+    factor: float  # measured / predicted tokens/s
+    runs: int
+
+    def describe(self) -> str:
+        runs = f"{self.runs} run{'s' if self.runs != 1 else ''}"
+        shift = (self.factor - 1) * 100
+        return f"corrected by your runs on this card ({runs}, measured {shift:+.0f} % against plan)"
+
+
+def speed_correction(card: str | None, backend: str) -> SpeedCorrection | None:
+    """What the last RECENT SFT runs of this backend on this card measured against the plan."""
+    if not card:
+        return None
+    ratios = []
+    for m in measurements():
+        if m.backend != backend or m.objective != "sft" or card_key(m.card) != card_key(card):
+            continue
+        if m.tokens_per_second and m.predicted_tokens_per_second:
+            ratio = m.tokens_per_second / m.predicted_tokens_per_second
+            if SPEED_RANGE[0] <= ratio <= SPEED_RANGE[1]:
+                ratios.append(ratio)
+    recent = ratios[-RECENT:]
+    if not recent or abs((factor := statistics.median(recent)) - 1) < MIN_SHIFT:
+        return None
+    return SpeedCorrection(round(factor, 3), len(recent))
+
+
+def corrected(speed, settings: TrainSettings, card: str | None):
+    """throughput.Throughput scaled by this card's correction (unchanged without one)."""
+    if speed is None or settings.distributed.world_size > 1:
+        return speed
+    found = speed_correction(card, settings.memory.backend)
+    if found is None:
+        return speed
+    return dataclasses.replace(
+        speed,
+        tokens_per_s=speed.tokens_per_s * found.factor,
+        mfu=speed.mfu * found.factor,
+        basis=f"{speed.basis}; {found.describe()}",
+        correction=found.factor,
+    )
