@@ -24,6 +24,10 @@ FAMILIES = {
     "qwen3_moe": dict(num_experts=4, num_experts_per_tok=2, moe_intermediate_size=32),
     # gpt-oss failed to load on a GPU: its class supports no sdpa ("auto" picks eager)
     "gpt_oss": dict(num_local_experts=4, num_experts_per_tok=2, head_dim=16),
+    # every expert computes every token; its class names a backbone attribute it lacks
+    "llama4_text": dict(
+        num_local_experts=4, num_experts_per_tok=1, intermediate_size_mlp=128, head_dim=16
+    ),
 }
 TRAINED = ["phimoe", "gpt_oss"]
 
@@ -87,6 +91,22 @@ def test_a_backend_the_plan_does_not_offer_is_refused_before_the_run_folder(cli,
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         "finetune-tui: error: memory.backend: liger: Liger has no kernels for gpt_neox"
+    ]
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_class_whose_backbone_trl_cannot_find_is_refused_before_the_run_folder(tmp_path):
+    """transformers 5.17's Llama4ForCausalLM names its backbone "language_model" and keeps it
+    at `model`: TRL's chunked loss got the whole model and the run failed at step 1. A
+    family the planner does not know yet is checked as every other before the run exists."""
+    model = tiny_model(tmp_path / "llama4", "llama4_text")
+    result = train_demo_on(tmp_path, model, "training.max_steps=2", FEW_RECORDS)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"finetune-tui: error: {model}: Llama4ForCausalLM cannot be trained with the sft "
+        "objective here: TRL's chunked loss runs the backbone at 'language_model', which this "
+        "class does not have (the installed transformers and TRL disagree on where its "
+        "backbone is)"
     ]
     assert not (tmp_path / "run").exists()
 

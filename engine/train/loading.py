@@ -199,6 +199,27 @@ def load_model(model_path: str, settings: TrainSettings, device: Device, attn: s
         raise ModelError(f"{settings.model.name_or_path}: cannot load model: {exc}") from None
 
 
+def check_loss_reads_the_backbone(model, settings: TrainSettings) -> None:
+    """TRL's trainers (SFT, DPO, KTO) compute the loss with a chunked LM head that runs the
+    model's backbone, found at `model.base_model` (the attribute its class's
+    base_model_prefix names), and read its last hidden state. A class whose prefix names no
+    attribute hands TRL the whole model and the run fails at its first step (transformers
+    5.17's Llama4ForCausalLM: prefix "language_model", backbone `model`); ORPO takes the
+    model's own logits and is not affected. Checked on the empty model before the run
+    folder exists, and on the loaded one."""
+    from ..plan.objective import FULL_LOGITS_OBJECTIVES
+
+    objective = settings.training.objective
+    if objective in FULL_LOGITS_OBJECTIVES or model.base_model is not model:
+        return
+    raise ModelError(
+        f"{settings.model.name_or_path}: {type(model).__name__} cannot be trained with the "
+        f"{objective} objective here: TRL's chunked loss runs the backbone at "
+        f"'{model.base_model_prefix}', which this class does not have (the installed "
+        "transformers and TRL disagree on where its backbone is)"
+    )
+
+
 def lora_target_modules(model, settings: TrainSettings) -> list[str]:
     """The asked module names, or the recipe's "auto" (every linear but the head)."""
     if settings.lora.target_modules != "auto":

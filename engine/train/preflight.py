@@ -113,6 +113,7 @@ def check_model_structure(settings: TrainSettings) -> None:
             f"{folder / 'config.json'}: transformers cannot build the model it describes "
             f"({type(exc).__name__}: {exc})"
         ) from None
+    loading.check_loss_reads_the_backbone(model, settings)
     if "quantization_config" not in config:  # pre-quantized weights are packed differently
         _check_weight_shapes(folder, model, headers)
     if settings.training.method == "lora":

@@ -165,6 +165,7 @@ def _load_model_with_backend(settings: TrainSettings, inputs: RunInputs, emit: E
         emit(Notice("Unsloth: FastLanguageModel with its own LoRA and checkpointing"))
         return model, None
     model = loading.load_model(inputs.model_path, settings, inputs.device, inputs.attn)
+    loading.check_loss_reads_the_backbone(model, settings)  # a Hub model preflight never built
     if backend == "liger":
         patched = backends.apply_liger(model)
         emit(Notice(f"Liger kernels applied and verified on: {', '.join(patched)}"))
