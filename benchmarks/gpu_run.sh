@@ -13,6 +13,7 @@
 #      with EXPORTED=1: then the exported script under its printed accelerate launch)
 #   bash benchmarks/gpu_run.sh families  # family x backend x quantisation matrix (FAMILY_ARGS,
 #     several invocations separated by '|')
+#   bash benchmarks/gpu_run.sh unplanned  # families with no memory model: trained or refused
 #   bash benchmarks/gpu_run.sh run_time  # held-out tokens/s and wall time against the plan
 #     (RT_CASES="qwen7b-liger-2048": one case per call; records cut to an RT_BUDGET=420 s plan)
 #   bash benchmarks/gpu_run.sh merge     # merge of a trained QLoRA run: plan vs measured, parity
@@ -71,6 +72,9 @@ case "$stage" in
       python3 benchmarks/families.py --out "$OUT/families.jsonl" $family_args \
         >> "$OUT/families.log" 2>&1
     done ;;
+  unplanned)  # families with no memory model yet: trained unplanned or refused, never failed
+    python3 benchmarks/unplanned_families.py --out "$OUT/unplanned.jsonl" --quant "${UNPLANNED_QUANT:-none,nf4}" \
+      >> "$OUT/unplanned.log" 2>&1 ;;
   run_time)  # held-out tokens/s and whole-run time, predicted vs measured (RT_CASES, RT_SAMPLES)
     python3 benchmarks/run_time.py --out "$OUT/run_time.jsonl" --samples "${RT_SAMPLES:-20000}" --logs "$OUT" \
       ${RT_CASES:+--cases "$RT_CASES"} --budget "${RT_BUDGET:-420}" --timeout "${RT_TIMEOUT:-480}" \

@@ -107,6 +107,45 @@ def test_auto_targets_are_the_language_models_projections(model_type, config, ex
     assert matched(model, recipe.auto_lora_targets(model)) == set(chosen)
 
 
+HYBRID = SMALL | {
+    "num_hidden_layers": 4,  # every 4th layer full attention, the others gated DeltaNet
+    "head_dim": 16,
+    "linear_num_value_heads": 4,
+    "linear_num_key_heads": 2,
+    "linear_key_head_dim": 16,
+    "linear_value_head_dim": 16,
+}
+
+
+@pytest.mark.parametrize(
+    ("model_type", "config", "expected"),
+    [
+        (
+            "qwen3_5_text",
+            HYBRID,
+            ["in_proj_a", "in_proj_b", "in_proj_qkv", "in_proj_z", "out_proj"],
+        ),
+        (
+            "qwen3_next",
+            HYBRID | {"num_experts": 4, "moe_intermediate_size": 16},
+            ["in_proj_ba", "in_proj_qkvz", "out_proj"],
+        ),
+    ],
+)
+def test_linear_attention_layers_are_adapted_beside_the_full_attention(
+    model_type, config, expected
+):
+    """Qwen3.5 and Qwen3-Next mix gated-DeltaNet layers with full attention. Their
+    projections sit beside a causal Conv1d whose 3-D weight was read as fused experts, so
+    "auto" adapted one token-mixing layer of four (GPU, 2026-12-06): a convolution is not."""
+    model = build(model_type, config)
+    chosen = recipe.language_linears(model)
+    linear_attention = [name for name in chosen if ".linear_attn." in name]
+    assert short_names(linear_attention) == expected
+    assert {name.split(".")[2] for name in linear_attention} == {"0", "1", "2"}
+    assert matched(model, recipe.auto_lora_targets(model)) == set(chosen)
+
+
 @pytest.mark.parametrize(("model_type", "config", "expected"), MOE, ids=[f[0] for f in MOE])
 def test_peft_adapts_exactly_the_auto_layers_and_the_plan_counts_them(model_type, config, expected):
     """PEFT itself applied, not only its matcher: on the MoE families transformers 5

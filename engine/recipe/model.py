@@ -129,6 +129,8 @@ def language_linears(model):
 
     def holds_experts(module):
         for name, child in module.named_children():
+            if isinstance(child, torch.nn.modules.conv._ConvNd):
+                continue  # a convolution's weight is 3-D too (gated-DeltaNet's causal conv)
             # fused experts are 3-D (ds_shape: the whole shape of a ZeRO-3 partition)
             shapes = [getattr(p, "ds_shape", p.shape) for p in child.parameters(recurse=False)]
             if name == "experts" or any(len(shape) >= 3 for shape in shapes):
