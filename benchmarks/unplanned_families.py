@@ -47,6 +47,13 @@ FAMILIES = {  # model_type -> what its config needs beyond SMALL
         moe_intermediate_size=128,
         shared_expert_intermediate_size=128,
     ),
+    "qwen3_5_moe_text": LINEAR_ATTENTION
+    | dict(
+        num_experts=8,
+        num_experts_per_tok=2,
+        moe_intermediate_size=128,
+        shared_expert_intermediate_size=128,
+    ),
     "gemma4_text": {},
     "llama4_text": dict(num_local_experts=4, num_experts_per_tok=1, intermediate_size_mlp=512),
 }
