@@ -484,6 +484,31 @@ async def test_train_panel_charts_the_predicted_beside_the_measured(tmp_path):
         assert drawn_ticks(vram) == (vram.data.x.tick_labels, vram.data.y.tick_labels)
 
 
+async def test_the_strategy_time_runs_at_the_pace_this_machines_runs_measured():
+    """A machine whose runs measured 0.7x the plan on this card: the wizard's time says so
+    (plan/measured_speed.py), as `plan` does."""
+    from test_measured import write_store
+    from test_measured_speed import ran
+
+    settings = load_preset(DEMO_PRESET, ["model.name_or_path=meta-llama/Llama-3.1-8B"])
+    app = FinetuneApp(settings, simulated_gpu="RTX 4090")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.press("4")
+        await pilot.pause()
+        before = text_of(app, "#strategy-time")
+    write_store(*(ran(1400.0, backend=b) for b in ("hf", "liger", "unsloth")))
+    app = FinetuneApp(settings, simulated_gpu="RTX 4090")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.press("4")
+        await pilot.pause()
+        after = text_of(app, "#strategy-time")
+    assert "corrected" not in before
+    # one run of the backend the wizard picked counts (each backend has its own pace)
+    assert "corrected by your runs on this card (1 run, measured -30 % against plan)" in after
+
+
 async def test_strategy_and_review_say_how_long_the_run_takes_on_the_card():
     """The time `plan` gives, for the settings on the form, follows every change."""
     app = FinetuneApp(
