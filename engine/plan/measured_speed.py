@@ -1,9 +1,9 @@
 """The speed model corrected by what runs measured on this machine.
 
 A step's fixed part (kernel launches, the Python of PEFT, bitsandbytes and the Trainer) is
-paced by the host's CPU as much as by the card: the same configuration on three H100
-machines took 0.37, 0.45 and 0.49-0.63 s a step (docs/BENCHMARKS.md, "A step's pace is the
-machine's"), more than the speed model's error on any one of them. No published figure
+paced by the machine as much as by the card: one configuration took 0.31 to 0.63 s a step on
+four H100 machines (docs/BENCHMARKS.md, "A step's pace is the machine's"),
+more than the speed model's error on any one of them. No published figure
 tells a host's pace, so the runs the user made on it do: the median ratio of measured to
 predicted tokens/s of the last RECENT runs on this card and backend (any family: the pace
 is the machine's) scales the plan's tokens/s, both ways, and its basis says so.
