@@ -70,6 +70,11 @@ def test_counts_and_lora_targets_match_the_module_tree(model_id):
         for module in model.modules()
         if isinstance(module, torch.nn.Linear) and module is not model.get_output_embeddings()
     )
+    assert info.params_quantised == sum(  # what bitsandbytes replaces: nn.Linear, no subclass
+        module.weight.numel()
+        for module in model.modules()
+        if type(module) is torch.nn.Linear and module is not model.get_output_embeddings()
+    )
     fused = sum(p.numel() for n, p in model.named_parameters() if ".experts." in n)
     assert info.params_experts == fused
 
@@ -162,3 +167,26 @@ def test_the_head_tile_is_trls_and_grows_with_the_step_tokens_up_to_its_chunk():
     assert tile_mib(1, 1024) == pytest.approx(share * 64)
     assert tile_mib(4, 1024) == tile_mib(8, 1024) == tile_mib(1, 8192) == pytest.approx(share * 256)
     assert tile_mib(2, 512) == tile_mib(1, 1024)
+
+
+def test_a_family_bitsandbytes_quantises_nothing_of_is_planned_16_bit():
+    """transformers' bitsandbytes replaces only `type(module) is nn.Linear`: Falcon's
+    FalconLinear projections stay 16-bit under NF4 (H100 rows: 9.58 GiB NF4, 9.60 16-bit).
+    The plan said 4-bit (2.4 GiB less on 8 layers, 11 GiB on Falcon-7B): now it plans what
+    loads, and the advisor does not offer 4/8-bit for it."""
+    from finetune_tui.engine.inspect.hardware import simulated_hardware
+    from finetune_tui.engine.plan.advisor import advise
+    from finetune_tui.engine.plan.peak import predict_memory
+    from finetune_tui.engine.settings.preset import settings_from_overrides
+
+    falcon = inspect_model("tiiuae/falcon-7b")
+    assert falcon.params_quantised == 0 and falcon.params_linear > 6e9
+    nf4, none = (settings_from_overrides([f"quantization.mode={m}"]) for m in ("nf4", "none"))
+    assert predict_memory(falcon, nf4).reserved_gib == predict_memory(falcon, none).reserved_gib
+    plan = advise(simulated_hardware(gpu="RTX 4090"), falcon, settings_from_overrides([]))
+    assert plan.settings.quantization.mode == "none"
+    assert (
+        "quantises none of FalconForCausalLM's layers" in plan.unavailable["quantization.mode=nf4"]
+    )
+    llama = inspect_model("meta-llama/Llama-3.1-8B")
+    assert llama.params_quantised == llama.params_linear  # nothing changes for the others

@@ -5,12 +5,16 @@ norms, biases and routers each family adds. Counted from config.json alone.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 NORMS_PER_LAYER = {"gemma2": 4, "gemma3_text": 4}
 LAYERNORM = {"gpt_neox", "starcoder2", "falcon", "phimoe", "phi", "gpt2", "gpt_bigcode"}
 EXPERT_BIASES = {"gpt_oss"}
-LINEAR_ROUTERS = {"phimoe"}  # its router subclasses nn.Linear: quantised, never LoRA-targeted
+# bitsandbytes (through transformers) replaces only `type(module) is nn.Linear`: a family's own
+# nn.Linear subclass stays in the compute dtype whatever the quantisation
+LINEAR_ROUTERS = {"phimoe"}  # its router subclasses nn.Linear: 16-bit, never LoRA-targeted
+SUBCLASSED_LINEARS = {"falcon"}  # FalconLinear: every projection stays 16-bit under NF4
 KNOWN_TYPES = {
     "llama",
     "mistral",
@@ -50,6 +54,7 @@ class Linear:
     out_features: int
     layers: int
     auto_lora: bool = True  # False for a router: "auto" never adapts it (recipe.language_linears)
+    quantised: bool = True  # False for an nn.Linear subclass: bitsandbytes leaves it 16-bit
 
     @property
     def params(self) -> int:
@@ -192,8 +197,11 @@ def block_linears(model_type, c, h, heads, kv, head_dim, layers, moe) -> tuple[l
     if moe:
         linears += mlp_linears(model_type, h, moe.shared_intermediate, moe.sparse_layers)
         if model_type in LINEAR_ROUTERS:
-            linears.append(Linear("router", h, moe.experts, moe.sparse_layers, auto_lora=False))
+            router = Linear("router", h, moe.experts, moe.sparse_layers, False, quantised=False)
+            linears.append(router)
         experts = moe.sparse_layers * moe.experts * 3 * h * moe.expert_intermediate
         if model_type in EXPERT_BIASES:  # gate_up and down biases of every expert
             experts += moe.sparse_layers * moe.experts * (2 * moe.expert_intermediate + h)
+    if model_type in SUBCLASSED_LINEARS:
+        linears = [dataclasses.replace(linear, quantised=False) for linear in linears]
     return linears, experts

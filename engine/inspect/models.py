@@ -65,6 +65,12 @@ class ModelInfo:
         return sum(linear.params for linear in self.linears + self.vision_linears)
 
     @property
+    def params_quantised(self) -> int:
+        """What 4-/8-bit quantisation really shrinks: nn.Linear itself, not a family's
+        subclass (Falcon's projections, Phi-3.5-MoE's router stay 16-bit)."""
+        return sum(x.params for x in self.linears + self.vision_linears if x.quantised)
+
+    @property
     def is_moe(self) -> bool:
         return self.moe is not None
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from ..common.errors import SettingsError
 from ..inspect.hardware import Hardware
 from ..inspect.models import ModelInfo
-from ..settings.options import NEEDS_CUDA, STRATEGIES, cuda_only, unsloth_refusal
+from ..settings.options import NEEDS_CUDA, QUANTIZATIONS, STRATEGIES, cuda_only, unsloth_refusal
 from ..settings.preset import with_changes
 from ..settings.schema import TrainSettings
 from .headroom import Fit, judge
@@ -31,6 +31,12 @@ class Scored:
     fit: Fit
 
 
+NOTHING_QUANTISED = (
+    "bitsandbytes quantises none of {}'s layers (its own nn.Linear subclass): 4/8-bit saves "
+    "no memory here"
+)
+
+
 def unavailable_options(hardware: Hardware, model: ModelInfo) -> dict[str, str]:
     """Option value → why it cannot be used here."""
     out: dict[str, str] = {}
@@ -48,6 +54,9 @@ def unavailable_options(hardware: Hardware, model: ModelInfo) -> dict[str, str]:
             "memory.backend=unsloth",
             "Unsloth's compiled Gemma-2 path failed (InductorError) on an 8 GB-capped H100 here",
         )
+    if model.params_quantised == 0:
+        for mode in (m for m in QUANTIZATIONS if m != "none"):
+            out[f"quantization.mode={mode}"] = NOTHING_QUANTISED.format(model.architecture)
     gpu = hardware.primary
     if gpu.compute_capability and gpu.compute_capability < (8, 0):
         out["quantization.compute_dtype=bf16"] = (

@@ -154,7 +154,7 @@ def linear_bytes_per_param(settings: TrainSettings) -> float:
 def base_weight_bytes(model: ModelInfo, settings: TrainSettings) -> float:
     """Frozen weights: block linears quantised or not; embeddings, head, norms in 16-bit."""
     word = DTYPE_BYTES[settings.quantization.compute_dtype]
-    linear, other = model.params_linear, model.params_total - model.params_linear
+    linear, other = model.params_quantised, model.params_total - model.params_quantised
     return linear * linear_bytes_per_param(settings) + other * word
 
 

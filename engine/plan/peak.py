@@ -15,7 +15,13 @@ def predict_memory(
     model: ModelInfo, settings: TrainSettings, hardware=None, padded: bool | None = None
 ) -> MemoryBreakdown:
     """Each GPU's predicted peak: one GPU's whole step, or a share under several processes
-    (`padded`: whether micro-batches carry padding; None: as real data gives)."""
+    (`padded`: whether micro-batches carry padding; None: as real data gives). A model
+    bitsandbytes quantises nothing of loads in 16-bit whatever quantization.mode says, and
+    is planned so."""
+    if settings.quantization.mode != "none" and model.params_quantised == 0:
+        settings = settings.model_copy(
+            update={"quantization": settings.quantization.model_copy(update={"mode": "none"})}
+        )
     if settings.distributed.launched:
         return breakdown_of(per_gpu_bytes(model, settings, padded), settings, hardware)
     return breakdown_of(one_gpu_bytes(model, settings, padded), settings, hardware)

@@ -9,7 +9,7 @@ from ..inspect.hardware import GIB
 from ..inspect.models import ModelInfo
 from ..settings.preset import with_changes
 from ..settings.schema import TrainSettings
-from .candidates import MICRO_BATCHES, Scored, diff, score_one
+from .candidates import MICRO_BATCHES, NOTHING_QUANTISED, Scored, diff, score_one
 from .headroom import Fit, smallest_card_gib
 from .measured import planned_memory
 from .sharding import distributed_reason
@@ -67,7 +67,9 @@ def field_reasons(
         pool = [x for x in scored if x.fit.fits and x.settings.value(field) == value]
         return max(pool, key=lambda x: x.speed, default=None)
 
-    reasons = {"quantization.mode": _quantization_reason(s, breakdown, chosen, best_fitting, card)}
+    reasons = {
+        "quantization.mode": _quantization_reason(model, s, breakdown, chosen, best_fitting, card)
+    }
     other = "on" if s.memory.gradient_checkpointing == "off" else "off"
     alt = peak_with(**{"memory.gradient_checkpointing": other})
     cost = " and run slower" if other == "on" else ""
@@ -152,11 +154,13 @@ def _tight_note(fit: Fit) -> str:
     )
 
 
-def _quantization_reason(s, breakdown, chosen, best_fitting, card) -> str:
+def _quantization_reason(model, s, breakdown, chosen, best_fitting, card) -> str:
     mode = s.quantization.mode
     other = "nf4" if mode == "none" else "none"
     named = {"none": "16-bit", "nf4": "NF4"}
     head = f"{mode}: weights take {breakdown.base_weights_gib:.1f} GiB"
+    if model.params_quantised == 0:  # loaded 16-bit whatever the mode (peak.predict_memory)
+        return f"{head} in 16-bit; {NOTHING_QUANTISED.format(model.architecture)}"
     if s.training.method == "full":
         return f"{head}; full fine-tuning trains 16-bit weights (4-bit is QLoRA, method lora)"
     rival = best_fitting("quantization.mode", other)
