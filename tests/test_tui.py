@@ -491,19 +491,18 @@ async def test_the_strategy_time_runs_at_the_pace_this_machines_runs_measured():
     from test_measured_speed import ran
 
     settings = load_preset(DEMO_PRESET, ["model.name_or_path=meta-llama/Llama-3.1-8B"])
-    app = FinetuneApp(settings, simulated_gpu="RTX 4090")
-    async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause()
-        await pilot.press("4")
-        await pilot.pause()
-        before = text_of(app, "#strategy-time")
+
+    async def strategy_time() -> str:
+        app = FinetuneApp(settings, simulated_gpu="RTX 4090")
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.pause()
+            await pilot.press("4")
+            await pilot.pause()
+            return text_of(app, "#strategy-time")
+
+    before = await strategy_time()
     write_store(*(ran(1400.0, backend=b) for b in ("hf", "liger", "unsloth")))
-    app = FinetuneApp(settings, simulated_gpu="RTX 4090")
-    async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause()
-        await pilot.press("4")
-        await pilot.pause()
-        after = text_of(app, "#strategy-time")
+    after = await strategy_time()
     assert "corrected" not in before
     # one run of the backend the wizard picked counts (each backend has its own pace)
     assert "corrected by your runs on this card (1 run, measured -30 % against plan)" in after
