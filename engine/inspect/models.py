@@ -60,8 +60,8 @@ class ModelInfo:
 
     @property
     def params_linear(self) -> int:
-        """Parameters in nn.Linear layers (the blocks', a vision tower's): what 4-/8-bit
-        quantisation shrinks."""
+        """Parameters in nn.Linear layers, subclasses included (the blocks', a vision
+        tower's): the matrices FSDP's units hold; params_quantised is what 4-/8-bit shrinks."""
         return sum(linear.params for linear in self.linears + self.vision_linears)
 
     @property
