@@ -111,6 +111,28 @@ def test_a_class_whose_backbone_trl_cannot_find_is_refused_before_the_run_folder
     assert not (tmp_path / "run").exists()
 
 
+def test_a_quantisation_that_quantises_nothing_is_refused_before_the_run_folder(cli, tmp_path):
+    """bitsandbytes replaces only nn.Linear itself: Falcon's FalconLinear layers would load
+    16-bit under NF4, as the plan now says; a run asking for NF4 is one line, nothing written."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    from finetune_tui.engine.common.demo import ensure_demo_model
+
+    tokenizer = AutoTokenizer.from_pretrained(ensure_demo_model())
+    config = AutoConfig.for_model("falcon", vocab_size=len(tokenizer), **TINY)
+    AutoModelForCausalLM.from_config(config).save_pretrained(tmp_path / "falcon")
+    tokenizer.save_pretrained(tmp_path / "falcon")
+    sets = set_args(f"model.name_or_path={tmp_path / 'falcon'}", "quantization.mode=nf4")
+    result = cli("--preset", str(DEMO_PRESET), "--output", str(tmp_path / "run"), *sets)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "finetune-tui: error: quantization.mode: nf4: bitsandbytes quantises none of "
+        "FalconForCausalLM's layers (its own nn.Linear subclass): 4/8-bit saves no memory "
+        "here (set it to none)"
+    ]
+    assert not (tmp_path / "run").exists()
+
+
 def test_unsloth_is_offered_only_where_its_own_kernels_train():
     from finetune_tui.engine.inspect.models import inspect_model
 

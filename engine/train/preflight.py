@@ -77,19 +77,25 @@ def _check_model_folder(path: Path, settings: TrainSettings) -> None:
 
 def check_backend_for_model(settings: TrainSettings) -> None:
     """A backend the plan does not offer for this family (no kernels, or a path measured
-    far from the plan) is refused with the plan's own reason, before the run folder."""
+    far from the plan), or a 4/8-bit mode that quantises nothing of it (Falcon's own
+    nn.Linear subclass), is refused with the plan's own reason, before the run folder."""
     from ..inspect.models import inspect_model
+    from ..plan.candidates import NOTHING_QUANTISED
 
-    backend = settings.memory.backend
-    if backend == "hf":
+    backend, mode = settings.memory.backend, settings.quantization.mode
+    if backend == "hf" and mode == "none":
         return
     try:
         model = inspect_model(settings.model.name_or_path)
     except ModelError:  # a family the planner does not know: the backend's own check at load
         return
-    why = model.supported_backends.get(backend)
-    if why:
+    if why := model.supported_backends.get(backend):
         raise InputError(f"memory.backend: {backend}: {why}")
+    if mode != "none" and model.params_quantised == 0:
+        raise InputError(
+            f"quantization.mode: {mode}: {NOTHING_QUANTISED.format(model.architecture)} "
+            "(set it to none)"
+        )
 
 
 def check_model_structure(settings: TrainSettings) -> None:
