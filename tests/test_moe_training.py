@@ -39,7 +39,7 @@ def tiny_model(folder, model_type: str) -> str:
 
     tokenizer = AutoTokenizer.from_pretrained(ensure_demo_model())
     config = AutoConfig.for_model(
-        model_type, vocab_size=len(tokenizer), **TINY, **FAMILIES[model_type]
+        model_type, vocab_size=len(tokenizer), **TINY, **FAMILIES.get(model_type, {})
     )
     AutoModelForCausalLM.from_config(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
@@ -76,25 +76,6 @@ def test_a_mixture_of_experts_trains_with_auto_targets(tmp_path, model_type):
     assert adapted and not adapted & {"router", "gate"}
 
 
-def test_a_backend_the_plan_does_not_offer_is_refused_before_the_run_folder(cli, tmp_path):
-    """Liger has no kernels for GPT-NeoX: one line with the plan's reason, nothing written."""
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
-
-    from finetune_tui.engine.common.demo import ensure_demo_model
-
-    tokenizer = AutoTokenizer.from_pretrained(ensure_demo_model())
-    config = AutoConfig.for_model("gpt_neox", vocab_size=len(tokenizer), **TINY)
-    AutoModelForCausalLM.from_config(config).save_pretrained(tmp_path / "neox")
-    tokenizer.save_pretrained(tmp_path / "neox")
-    sets = set_args(f"model.name_or_path={tmp_path / 'neox'}", "memory.backend=liger")
-    result = cli("--preset", str(DEMO_PRESET), "--output", str(tmp_path / "run"), *sets)
-    assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == [
-        "finetune-tui: error: memory.backend: liger: Liger has no kernels for gpt_neox"
-    ]
-    assert not (tmp_path / "run").exists()
-
-
 def test_a_class_whose_backbone_trl_cannot_find_is_refused_before_the_run_folder(tmp_path):
     """transformers 5.17's Llama4ForCausalLM names its backbone "language_model" and keeps it
     at `model`: TRL's chunked loss got the whole model and the run failed at step 1. A
@@ -111,25 +92,32 @@ def test_a_class_whose_backbone_trl_cannot_find_is_refused_before_the_run_folder
     assert not (tmp_path / "run").exists()
 
 
-def test_a_quantisation_that_quantises_nothing_is_refused_before_the_run_folder(cli, tmp_path):
-    """bitsandbytes replaces only nn.Linear itself: Falcon's FalconLinear layers would load
-    16-bit under NF4, as the plan now says; a run asking for NF4 is one line, nothing written."""
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
-
-    from finetune_tui.engine.common.demo import ensure_demo_model
-
-    tokenizer = AutoTokenizer.from_pretrained(ensure_demo_model())
-    config = AutoConfig.for_model("falcon", vocab_size=len(tokenizer), **TINY)
-    AutoModelForCausalLM.from_config(config).save_pretrained(tmp_path / "falcon")
-    tokenizer.save_pretrained(tmp_path / "falcon")
-    sets = set_args(f"model.name_or_path={tmp_path / 'falcon'}", "quantization.mode=nf4")
+@pytest.mark.parametrize(
+    ("model_type", "setting", "line"),
+    [  # Liger has no kernels for GPT-NeoX; bitsandbytes replaces only nn.Linear itself, so
+        # Falcon's FalconLinear layers would load 16-bit under NF4, as the plan now says
+        (
+            "gpt_neox",
+            "memory.backend=liger",
+            "memory.backend: liger: Liger has no kernels for gpt_neox",
+        ),
+        (
+            "falcon",
+            "quantization.mode=nf4",
+            "quantization.mode: nf4: bitsandbytes quantises none of FalconForCausalLM's layers "
+            "(its own nn.Linear subclass): 4/8-bit saves no memory here (set it to none)",
+        ),
+    ],
+)
+def test_an_option_the_plan_does_not_offer_is_refused_before_the_run_folder(
+    cli, tmp_path, model_type, setting, line
+):
+    """One line with the plan's own reason, nothing written."""
+    model = tiny_model(tmp_path / model_type, model_type)
+    sets = set_args(f"model.name_or_path={model}", setting)
     result = cli("--preset", str(DEMO_PRESET), "--output", str(tmp_path / "run"), *sets)
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == [
-        "finetune-tui: error: quantization.mode: nf4: bitsandbytes quantises none of "
-        "FalconForCausalLM's layers (its own nn.Linear subclass): 4/8-bit saves no memory "
-        "here (set it to none)"
-    ]
+    assert result.stderr.strip().splitlines() == [f"finetune-tui: error: {line}"]
     assert not (tmp_path / "run").exists()
 
 
