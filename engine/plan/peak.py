@@ -7,6 +7,7 @@ from __future__ import annotations
 from finetune_tui.engine.plan.memory import MemoryBreakdown, breakdown_of, one_gpu_bytes
 
 from ..inspect.models import ModelInfo
+from ..settings.preset import with_changes
 from ..settings.schema import TrainSettings
 from .sharding import per_gpu_bytes
 
@@ -19,9 +20,7 @@ def predict_memory(
     bitsandbytes quantises nothing of loads in 16-bit whatever quantization.mode says, and
     is planned so."""
     if settings.quantization.mode != "none" and model.params_quantised == 0:
-        settings = settings.model_copy(
-            update={"quantization": settings.quantization.model_copy(update={"mode": "none"})}
-        )
+        settings = with_changes(settings, {"quantization.mode": "none"})
     if settings.distributed.launched:
         return breakdown_of(per_gpu_bytes(model, settings, padded), settings, hardware)
     return breakdown_of(one_gpu_bytes(model, settings, padded), settings, hardware)
