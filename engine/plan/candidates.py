@@ -37,14 +37,22 @@ NOTHING_QUANTISED = (
 )
 
 
+def ruled_out_by_model(model: ModelInfo) -> dict[str, str]:
+    """Option value → why this model rules it out on any machine: a backend without kernels
+    (or measured far from the plan) for its family, 4/8-bit where bitsandbytes quantises
+    none of its layers. The plan lists them unavailable; preflight refuses a run asking."""
+    out = {f"memory.backend={b}": why for b, why in model.supported_backends.items() if why}
+    if model.params_quantised == 0:
+        for mode in (m for m in QUANTIZATIONS if m != "none"):
+            out[f"quantization.mode={mode}"] = NOTHING_QUANTISED.format(model.architecture)
+    return out
+
+
 def unavailable_options(hardware: Hardware, model: ModelInfo) -> dict[str, str]:
     """Option value → why it cannot be used here."""
-    out: dict[str, str] = {}
     if hardware.primary is None:
         return dict.fromkeys(cuda_only(), NEEDS_CUDA)
-    for backend, why in model.supported_backends.items():
-        if why:
-            out[f"memory.backend={backend}"] = why
+    out = ruled_out_by_model(model)
     if why := unsloth_refusal(gpus=len(hardware.gpus)):
         out["memory.backend=unsloth"] = why
     elif importlib.util.find_spec("unsloth") is None and not hardware.simulated:
@@ -54,9 +62,6 @@ def unavailable_options(hardware: Hardware, model: ModelInfo) -> dict[str, str]:
             "memory.backend=unsloth",
             "Unsloth's compiled Gemma-2 path failed (InductorError) on an 8 GB-capped H100 here",
         )
-    if model.params_quantised == 0:
-        for mode in (m for m in QUANTIZATIONS if m != "none"):
-            out[f"quantization.mode={mode}"] = NOTHING_QUANTISED.format(model.architecture)
     gpu = hardware.primary
     if gpu.compute_capability and gpu.compute_capability < (8, 0):
         out["quantization.compute_dtype=bf16"] = (

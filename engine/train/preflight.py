@@ -80,7 +80,7 @@ def check_backend_for_model(settings: TrainSettings) -> None:
     far from the plan), or a 4/8-bit mode that quantises nothing of it (Falcon's own
     nn.Linear subclass), is refused with the plan's own reason, before the run folder."""
     from ..inspect.models import inspect_model
-    from ..plan.candidates import NOTHING_QUANTISED
+    from ..plan.candidates import ruled_out_by_model
 
     backend, mode = settings.memory.backend, settings.quantization.mode
     if backend == "hf" and mode == "none":
@@ -89,13 +89,11 @@ def check_backend_for_model(settings: TrainSettings) -> None:
         model = inspect_model(settings.model.name_or_path)
     except ModelError:  # a family the planner does not know: the backend's own check at load
         return
-    if why := model.supported_backends.get(backend):
+    ruled_out = ruled_out_by_model(model)
+    if why := ruled_out.get(f"memory.backend={backend}"):
         raise InputError(f"memory.backend: {backend}: {why}")
-    if mode != "none" and model.params_quantised == 0:
-        raise InputError(
-            f"quantization.mode: {mode}: {NOTHING_QUANTISED.format(model.architecture)} "
-            "(set it to none)"
-        )
+    if why := ruled_out.get(f"quantization.mode={mode}"):
+        raise InputError(f"quantization.mode: {mode}: {why} (set it to none)")
 
 
 def check_model_structure(settings: TrainSettings) -> None:
