@@ -59,16 +59,15 @@ FAMILIES = {  # model_type -> what its config needs beyond SMALL
 }
 
 
-def build(model_type: str, folder: Path) -> None:
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+def config_of(model_type: str) -> dict:
+    """The small config, its vocabulary the demo tokenizer's (its byte-level layout, which
+    build_from_config writes where a class forces its own tokenizer, has the same ids)."""
+    from transformers import AutoTokenizer
 
     from finetune_tui.engine.common.demo import ensure_demo_model
 
-    tokenizer = AutoTokenizer.from_pretrained(ensure_demo_model())
-    fields = SMALL | FAMILIES[model_type] | {"vocab_size": len(tokenizer)}
-    config = AutoConfig.for_model(model_type, **fields)
-    AutoModelForCausalLM.from_config(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
+    vocab = len(AutoTokenizer.from_pretrained(ensure_demo_model()))
+    return {"model_type": model_type, **SMALL, **FAMILIES[model_type], "vocab_size": vocab}
 
 
 def train(model: Path, quant: str, run: Path, steps: int) -> dict:
@@ -120,9 +119,7 @@ def main() -> None:
         out.write(json.dumps(bench.versions() | {"date": time.strftime("%Y-%m-%d")}))
         out.write("\n")
         for model_type in args.only.split(","):
-            folder = work / model_type
-            if not folder.exists():
-                build(model_type, folder)
+            folder = bench.build_from_config(config_of(model_type), work / model_type)
             for quant in args.quant.split(","):
                 run = work / "runs" / f"{model_type}-{quant}"
                 row = {"model_type": model_type} | train(folder, quant, run, args.steps)
