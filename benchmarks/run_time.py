@@ -173,6 +173,17 @@ ROW_FILES = {  # the committed rows: the speed model's fitting set, then the hel
         # the same case on another machine, planned with a correction from a 43 s run (the
         # row's predicted_*); replanned here without one, as every row is
         "run-time-heldout-qwen7b-2048-machine-b-h100-2026-12-06.jsonl",
+        # planned with the correction from the calibration run just before it (machine C)
+        "run-time-heldout-corrected-machine-c-h100-2026-12-06.jsonl",
+    ),
+    # runs of at least 90 s of steps that corrected the next run's plan on their machine
+    "calibration": ("run-time-calibration-machine-c-h100-2026-12-06.jsonl",),
+}
+# held-out file -> the calibration file whose run corrected its plan (the same machine, the
+# runs back to back): tests replan it with that correction, as the product did
+CORRECTED_BY = {
+    "run-time-heldout-corrected-machine-c-h100-2026-12-06.jsonl": (
+        "run-time-calibration-machine-c-h100-2026-12-06.jsonl"
     ),
 }
 # Not in the fit or held out: the fitting configuration and its neighbours on two other
@@ -196,7 +207,7 @@ def committed_rows() -> list[tuple[str, dict]]:
             for row in map(json.loads, lines):
                 if "case" in row:
                     speed = SUMMED_WINDOWS.get(row["case"], row["measured_tokens_per_s"])
-                    out.append((group, row | {"measured_tokens_per_s": speed}))
+                    out.append((group, row | {"measured_tokens_per_s": speed, "file": name}))
     return out
 
 

@@ -155,6 +155,7 @@ WHOLE_RUNS_PLANNED = {
     ("qwen7b-liger-2048", 4646): (1687, 430.0),
     ("llama8b-liger-2048", 3633): (1559, 373.1),
     ("qwen7b-liger-2048", 2782): (1687, 274.3),
+    ("qwen7b-liger-2048", 4441): (1687, 412.9),
 }
 
 
@@ -180,18 +181,19 @@ def whole_runs(replanned) -> list[tuple[str, dict, dict]]:
 def test_whole_runs_are_predicted_within_the_goal(whole_runs):
     """The speed model's fitting runs (nine short Llama ones, b8 x 1,024) and the held-out
     whole runs (docs/BENCHMARKS.md, "A step's fixed part, by configuration", "Micro-batch
-    4 at 2,048" and "A step's pace is the machine's"): fitting runs 4.7 % median / 8.0 %
-    worst; held out, the four runs at b8 within 9.9 %, Qwen2.5-7B Liger b4 x 2,048 planned
-    26.5 % fast on one machine and 21.9 % slow on another (Llama-3.1-8B there: 32.1 % fast):
-    one configuration's pace differs by 1.6x between H100 machines. The goal (10 % median,
-    20 % worst held out) is not met without a correction from the machine's own runs
-    (plan/measured_speed.py); this pins where the uncorrected model stands."""
-    errors = {"fit": [], "held out": []}
+    4 at 2,048", "A step's pace is the machine's" and "A held-out run planned by the
+    machine's correction"), uncorrected: fitting runs 4.7 % median / 8.0 % worst; held out,
+    the four runs at b8 within 9.9 %, Qwen2.5-7B Liger b4 x 2,048 planned 26.5 % fast on
+    one machine and 21.9 % and 19.4 % slow on two others (Llama-3.1-8B: 32.1 % fast): one
+    configuration's pace differs by 1.6x between H100 machines. Uncorrected the goal (10 %
+    median, 20 % worst held out) is not met (14.7 % / 32.1 %); corrected by the machine's
+    own runs (plan/measured_speed.py) it is, on the run the next test checks."""
+    errors = {"fit": [], "held out": [], "calibration": []}
     for group, row, planned in whole_runs:
         errors[group].append(abs(planned["tokens_per_s"] / row["measured_tokens_per_s"] - 1))
     assert len(errors["fit"]) == 9 and max(errors["fit"]) < 0.09
     held = errors["held out"]
-    assert len(held) == 7 and statistics.median(held) < 0.10
+    assert len(held) == 8 and statistics.median(held) < 0.15
     assert sorted(held)[3] < 0.10 and max(held) < 0.33
 
 
@@ -208,6 +210,50 @@ def test_whole_held_out_runs_are_predicted_as_their_table_says(whole_runs):
         tokens_per_s, total_s = WHOLE_RUNS_PLANNED[case]
         assert planned["tokens_per_s"] == pytest.approx(tokens_per_s, rel=0.005)
         assert planned["time"]["total_s"] == pytest.approx(total_s, rel=0.01)
+
+
+def test_a_held_out_run_planned_with_its_machines_correction(replanned):
+    """The product as a user meets it: a run of at least 90 s of steps leaves its measured
+    tokens/s in the store, and the next plan on that machine is scaled by it. Machine C:
+    the fitting configuration ran 1.168x its plan, then Qwen2.5-7B Liger b4 x 2,048 (held
+    out) was planned at 1,970 tokens/s and 357 s with that correction and measured 2,094 and
+    332 s (docs/BENCHMARKS.md, "A held-out run planned by the machine's correction")."""
+    from run_time import CORRECTED_BY
+
+    from finetune_tui.engine.plan.measured import Measurement, record
+    from finetune_tui.engine.plan.run_time import time_summary
+
+    by_file = {
+        row["file"]: (row, model, settings, stats) for _, row, model, settings, stats in replanned
+    }
+    checked = 0
+    for held_file, calibration_file in CORRECTED_BY.items():
+        calibration, model, settings, stats = by_file[calibration_file]
+        planned = time_summary(model, settings, stats, H100)["tokens_per_s"]
+        assert (
+            record(  # what the calibration run left in the store (its memory: not checked)
+                Measurement(
+                    model.model_type,
+                    settings.memory.backend,
+                    H100,
+                    measured_gib=40.0,
+                    predicted_gib=40.0,
+                    tokens_per_second=calibration["measured_tokens_per_s"],
+                    predicted_tokens_per_second=planned,
+                )
+            )
+            is None
+        )
+        row, model, settings, stats = by_file[held_file]
+        corrected = time_summary(model, settings, stats, H100)
+        assert corrected["speed_correction"] == pytest.approx(1.168, abs=0.002)
+        assert corrected["tokens_per_s"] == pytest.approx(row["predicted_tokens_per_s"], rel=0.005)
+        assert abs(corrected["tokens_per_s"] / row["measured_tokens_per_s"] - 1) < 0.10
+        total = corrected["time"]["total_s"]
+        assert total == pytest.approx(row["predicted_total_s"], rel=0.01)
+        assert abs(total / row["process_wall_s"] - 1) < 0.10 and row["process_wall_s"] >= 300
+        checked += 1
+    assert checked == 1
 
 
 def test_the_committed_step_constants_are_the_fit(replanned):
