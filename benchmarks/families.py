@@ -49,6 +49,9 @@ FAMILIES = {
     "pythia-1b": ("EleutherAI/pythia-1b", None),
     "falcon-7b-8l": ("tiiuae/falcon-7b", 8),
     "starcoder2-3b-8l": ("bigcode/starcoder2-3b", 8),
+    "qwen3.5-9b-4l": ("Qwen/Qwen3.5-9B", 4),  # 3 gated DeltaNet layers, 1 full attention
+    "qwen3.5-27b-4l": ("Qwen/Qwen3.5-27B", 4),
+    "qwen3.5-35b-a3b-4l": ("Qwen/Qwen3.5-35B-A3B", 4),  # 256 experts, top 8, a shared expert
 }
 QUANT = {"nf4": {"quantization.mode": "nf4"}, "bf16": {"quantization.mode": "none"}}
 CHECKPOINTING = {"hf": "on", "liger": "on", "unsloth": "unsloth"}

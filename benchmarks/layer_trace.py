@@ -22,15 +22,18 @@ import sys
 from finetune_tui.engine.inspect.catalog import CATALOG
 
 
-def saved_bytes_per_token(config_dict: dict, tokens: int) -> float:
+def saved_bytes_per_token(config_dict: dict, tokens: int, device: str = "meta") -> float:
     """One layer's saved-for-backward tensors (distinct storages, parameters excluded)
-    while the model runs forward on the meta device, per token."""
+    while the model runs forward on `device`, per token: the meta device (no weights, no
+    compute), or the CPU for code the meta device cannot run (Qwen3.5's mask preparation
+    reads a tensor's value). A hybrid's first layer is linear attention unless
+    `full_attention_interval` is 1."""
     import torch
     from transformers import CONFIG_MAPPING, AutoModelForCausalLM
 
     fields = {k: v for k, v in config_dict.items() if k not in ("architectures", "layer_types")}
     config = CONFIG_MAPPING[fields.pop("model_type")](**(fields | {"num_hidden_layers": 1}))
-    with torch.device("meta"):
+    with torch.device(device):
         try:
             model = AutoModelForCausalLM.from_config(
                 config, dtype=torch.bfloat16, attn_implementation="sdpa"
@@ -53,9 +56,9 @@ def saved_bytes_per_token(config_dict: dict, tokens: int) -> float:
             kept[storage._cdata] = max(kept.get(storage._cdata, 0), storage.nbytes())
         return tensor
 
-    ids = torch.zeros(1, tokens, dtype=torch.long, device="meta")
+    ids = torch.zeros(1, tokens, dtype=torch.long, device=device)
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
-        model.get_decoder()(input_ids=ids)
+        model.get_decoder()(input_ids=ids, use_cache=False)  # as training runs
     return sum(kept.values()) / tokens
 
 

@@ -27,6 +27,9 @@ FILES = (
     "families-qwen-bf16-sft-h100-2026-12-05.jsonl",  # H100: 16-bit LoRA at b2 and b4
     "families-twolinear-trace-h100-2026-12-06.jsonl",  # H100: Pythia, StarCoder2 NF4 b1-b4, traced
     "families-head-tile-trace-h100-2026-12-06.jsonl",  # H100: NF4 b1 and b4 of four, traced
+    # H100: Qwen3.5-9B and -27B cut to 4 layers; their layer terms came from CPU traces
+    "families-qwen3_5-h100-2026-12-06.jsonl",
+    "families-qwen3_5_moe-h200-2026-12-06.jsonl",  # H200: Qwen3.5-35B-A3B cut to 4 layers
 )
 # Families whose rows fitted a constant of engine/plan/memory.py: today's (StarCoder2's two-linear
 # MLP, Phi-3-mini's fused gate_up, Falcon's attention scores) and the earlier calibrations'

@@ -56,6 +56,42 @@ def _gemma2(hidden, inter, layers, heads, kv):
     )
 
 
+def _qwen3_5(hidden, inter, layers, heads, kv, value_heads, **experts):
+    """Qwen3.5's multimodal config.json: the text model nested (gated DeltaNet layers, every
+    4th full attention; `experts`: Qwen3.5-MoE's), a vision tower AutoModelForCausalLM does
+    not load (it builds the text-only Qwen3_5ForCausalLM / Qwen3_5MoeForCausalLM)."""
+    moe = "_moe" if experts else ""
+    arch = f"Qwen3_5{'Moe' if experts else ''}ForCausalLM"
+    text = _llama(
+        hidden,
+        inter,
+        layers,
+        heads,
+        kv,
+        248320,
+        262144,
+        False,
+        arch,
+        f"qwen3_5{moe}_text",
+        head_dim=256,
+        **experts,
+    )
+    text |= {
+        "linear_num_key_heads": 16,
+        "linear_num_value_heads": value_heads,
+        "linear_key_head_dim": 128,
+        "linear_value_head_dim": 128,
+        "linear_conv_kernel_dim": 4,
+        "full_attention_interval": 4,
+    }
+    return {
+        "architectures": [f"Qwen3_5{'Moe' if experts else ''}ForConditionalGeneration"],
+        "model_type": f"qwen3_5{moe}",
+        "text_config": text,
+        "vision_config": {"model_type": f"qwen3_5{moe}_vision", "depth": 27, "hidden_size": 1152},
+    }
+
+
 CATALOG: dict[str, dict] = {
     "meta-llama/Llama-3.2-1B": _llama(2048, 8192, 16, 32, 8, 128256, 131072, tie=True, head_dim=64),
     "meta-llama/Llama-3.2-3B": _llama(
@@ -120,6 +156,22 @@ def _moe(model_type, arch, hidden, layers, heads, kv, vocab, ctx, **moe):
 CATALOG |= {
     "Qwen/Qwen3-8B": _llama(
         4096, 12288, 36, 32, 8, 151936, 40960, False, "Qwen3ForCausalLM", "qwen3", head_dim=128
+    ),
+    # Qwen3.5-9B: transformers' Qwen3_5TextConfig defaults ("Qwen3.5-9B style")
+    "Qwen/Qwen3.5-9B": _qwen3_5(4096, 12288, 32, 16, 4, 32),
+    "Qwen/Qwen3.5-27B": _qwen3_5(5120, 17408, 64, 24, 4, 48),
+    # Qwen3.5-35B-A3B: transformers' Qwen3_5MoeTextConfig defaults ("35B-A3B style")
+    "Qwen/Qwen3.5-35B-A3B": _qwen3_5(
+        2048,
+        512,
+        40,
+        16,
+        2,
+        32,
+        num_experts=256,
+        num_experts_per_tok=8,
+        moe_intermediate_size=512,
+        shared_expert_intermediate_size=512,
     ),
     "Qwen/Qwen3-30B-A3B": _moe(
         "qwen3_moe",
@@ -301,8 +353,6 @@ CATALOG |= {
 # Families transformers 5.17 builds (and liger-kernel 0.8.5 patches) that the planner has
 # no memory model for yet: asking for one is this line, not a wrong plan.
 UNPLANNED: dict[str, str] = {
-    "Qwen/Qwen3.5-27B": "qwen3_5: gated-DeltaNet linear-attention layers and a vision tower",
-    "Qwen/Qwen3.5-122B-A10B": "qwen3_5_moe: linear-attention layers, experts, a vision tower",
     "Qwen/Qwen3-Next-80B-A3B-Instruct": "qwen3_next: gated-DeltaNet linear attention, 512 experts",
     "meta-llama/Llama-4-Scout-17B-16E": "llama4: interleaved experts and its own vision tower",
     "google/gemma-4-E4B": "gemma4: per-layer embeddings and its own vision and audio towers",

@@ -8,12 +8,15 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from .linear_attention import GATED_QUERY_TYPES, linear_attention_of
+
 NORMS_PER_LAYER = {"gemma2": 4, "gemma3_text": 4}
 LAYERNORM = {"gpt_neox", "starcoder2", "falcon", "phimoe", "phi", "gpt2", "gpt_bigcode"}
 EXPERT_BIASES = {"gpt_oss"}
 # bitsandbytes (through transformers) replaces only `type(module) is nn.Linear`: a family's own
 # nn.Linear subclass stays in the compute dtype whatever the quantisation
 LINEAR_ROUTERS = {"phimoe"}  # its router subclasses nn.Linear: 16-bit, never LoRA-targeted
+SHARED_EXPERT_GATES = {"qwen2_moe", "qwen3_5_moe_text"}  # how much the shared expert adds
 SUBCLASSED_LINEARS = {"falcon"}  # FalconLinear: every projection stays 16-bit under NF4
 KNOWN_TYPES = {
     "llama",
@@ -41,6 +44,8 @@ KNOWN_TYPES = {
     "smollm3",
     "glm4",
     "cohere",
+    "qwen3_5_text",
+    "qwen3_5_moe_text",
 }
 
 
@@ -134,6 +139,17 @@ def attention_linears(model_type, c, h, heads, kv, head_dim, layers) -> list[Lin
         return [lin("query_key_value", h, q + 2 * k), lin("dense", q, h)]
     if model_type == "phi3":
         return [lin("qkv_proj", h, q + 2 * k), lin("o_proj", q, h)]
+    mixer = linear_attention_of(model_type, c, layers)
+    if mixer:  # a hybrid: full attention in some layers, linear attention in the rest
+        full = layers - mixer.layers
+        gated = 2 if model_type in GATED_QUERY_TYPES else 1
+        both = [
+            Linear("q_proj", h, gated * q, full),
+            *(Linear(name, h, k, full) for name in ("k_proj", "v_proj")),
+            Linear("o_proj", q, h, full),
+            *(Linear(name, i, o, mixer.layers) for name, i, o in mixer.projections(h)),
+        ]
+        return [linear for linear in both if linear.layers]  # a cut may hold one kind only
     return [lin("q_proj", h, q), lin("k_proj", h, k), lin("v_proj", h, k), lin("o_proj", q, h)]
 
 
@@ -164,8 +180,12 @@ def small_params(model_type, c, h, heads, kv, head_dim, layers, moe) -> int:
         norms_per_layer = 1  # parallel attention shares one LayerNorm
     total = layers * norms_per_layer * per_norm + per_norm  # + the final norm
     q, k = heads * head_dim, kv * head_dim
-    if model_type in ("qwen3", "qwen3_moe", "gemma3_text"):
-        total += layers * 2 * head_dim  # q_norm, k_norm per head
+    mixer = linear_attention_of(model_type, c, layers)
+    full = layers - (mixer.layers if mixer else 0)
+    if model_type in ("qwen3", "qwen3_moe", "gemma3_text", "qwen3_5_text", "qwen3_5_moe_text"):
+        total += full * 2 * head_dim  # q_norm, k_norm per head
+    if mixer:
+        total += mixer.layers * mixer.other_params()
     if model_type in ("olmoe", "olmo2", "olmo3"):  # q_norm, k_norm over whole projections
         total += layers * (q + k)
     if model_type == "gpt_oss":  # attention sinks; router biases
@@ -182,8 +202,6 @@ def small_params(model_type, c, h, heads, kv, head_dim, layers, moe) -> int:
         total += c["vocab_size"]
     if moe and model_type not in LINEAR_ROUTERS:
         total += moe.sparse_layers * moe.experts * h  # routers
-        if model_type == "qwen2_moe":
-            total += moe.sparse_layers * h  # shared_expert_gate
     return total
 
 
@@ -196,6 +214,8 @@ def block_linears(model_type, c, h, heads, kv, head_dim, layers, moe) -> tuple[l
     experts = 0
     if moe:
         linears += mlp_linears(model_type, h, moe.shared_intermediate, moe.sparse_layers)
+        if model_type in SHARED_EXPERT_GATES:  # nn.Linear(h, 1): quantised, never adapted
+            linears.append(Linear("shared_expert_gate", h, 1, moe.sparse_layers, False))
         if model_type in LINEAR_ROUTERS:
             router = Linear("router", h, moe.experts, moe.sparse_layers, False, quantised=False)
             linears.append(router)

@@ -2,7 +2,7 @@
 that source, not importing it (the imports pull in torch, and `plan` stays torch-free):
 which families liger-kernel patches (and which get its fused MoE experts), which LoRA
 target names PEFT moves onto the fused experts of a mixture of experts, which families'
-transformers classes support no sdpa.
+transformers classes support no sdpa, which class AutoModelForCausalLM builds for a type.
 None or empty where a library is missing or its table is no longer a literal (tests pin
 the shapes against the installed versions)."""
 
@@ -19,6 +19,7 @@ LIGER_EXPERTS = "LigerExperts"  # liger_kernel.transformers.swiglu: the fused Mo
 # PEFT's names of the v4 linears each pattern fused (peft.utils.transformers_weight_conversion)
 CONVERSION_PATTERNS = "_MODEL_TO_CONVERSION_PATTERN"
 MOVED_TARGETS = "_MOE_TARGET_MODULE_MAPPING"
+CAUSAL_LM_NAMES = "MODEL_FOR_CAUSAL_LM_MAPPING_NAMES"  # transformers.models.auto.modeling_auto
 
 
 class Named(str):
@@ -69,7 +70,10 @@ def _tables(tree: ast.Module | None) -> dict[str, object] | None:
 
 def _value(node: ast.expr) -> object:
     """A literal's value; a dict's keys even where its values are not literal (functions:
-    their names)."""
+    their names); an `OrderedDict([(key, value), ...])` of literals as a dict."""
+    if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "OrderedDict":
+        pairs = _value(node.args[0]) if len(node.args) == 1 else None
+        return dict(pairs) if isinstance(pairs, list) else Unread()
     if isinstance(node, ast.Dict):
         return {
             k.value: _entry(v)
@@ -194,3 +198,13 @@ def scales_input_embeddings(model_type: str) -> bool:
         )
         for node in ast.walk(tree)
     )
+
+
+@functools.lru_cache(maxsize=64)
+def causal_lm_class(model_type: str) -> str | None:
+    """The class the installed transformers' AutoModelForCausalLM builds for a config of
+    this model_type (Qwen3.5's multimodal config: the text-only Qwen3_5ForCausalLM, its
+    vision tower never loaded), or None where it builds none or its table is unreadable."""
+    tables = _module_tables("transformers", "models", "auto", "modeling_auto.py") or {}
+    names = tables.get(CAUSAL_LM_NAMES)
+    return names.get(model_type) if isinstance(names, dict) else None

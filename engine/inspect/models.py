@@ -25,7 +25,13 @@ from .families import (
     kv_heads,
     small_params,
 )
-from .library_tables import peft_moved_names, scales_input_embeddings, sdpa_unsupported
+from .library_tables import (
+    causal_lm_class,
+    peft_moved_names,
+    scales_input_embeddings,
+    sdpa_unsupported,
+)
+from .linear_attention import LinearAttention, linear_attention_of
 
 
 @dataclass
@@ -57,6 +63,7 @@ class ModelInfo:
     sdpa: bool = True  # transformers' class supports sdpa ("auto" loads eager where not)
     logit_softcapping: bool = False  # final logits through tanh (Gemma-2): a copy more
     scaled_embeddings: bool = False  # the family's code multiplies them (Granite): a copy more
+    linear_attention: LinearAttention | None = None  # a hybrid's gated DeltaNet layers
 
     @property
     def params_linear(self) -> int:
@@ -138,11 +145,18 @@ def inspect_config(name: str, config: dict) -> ModelInfo:
     }
     try:
         info = _info(name, merged)
-        if isinstance(config.get("vision_config"), dict):
+        if isinstance(config.get("vision_config"), dict) and loads_vision(config):
             _add_vision(name, info, config)
         return info
     except (KeyError, TypeError, ValueError, ZeroDivisionError, AttributeError) as exc:
         raise ModelError(f"{name}: config.json lacks what planning needs ({exc})") from None
+
+
+def loads_vision(config: dict) -> bool:
+    """Whether the runner's AutoModelForCausalLM loads this multimodal config's vision tower:
+    not where transformers maps its type to a text-only *ForCausalLM class."""
+    built = causal_lm_class(config.get("model_type") or "")
+    return not (built and built.endswith("ForCausalLM"))
 
 
 def _add_vision(name: str, info: ModelInfo, config: dict) -> None:
@@ -237,6 +251,7 @@ def _info(name: str, c: dict) -> ModelInfo:
         sdpa=not sdpa_unsupported(c.get("loaded_model_type") or model_type),
         logit_softcapping=c.get("final_logit_softcapping") is not None,
         scaled_embeddings=scales_input_embeddings(c.get("loaded_model_type") or model_type),
+        linear_attention=linear_attention_of(model_type, c, layers),
     )
 
 

@@ -18,6 +18,7 @@ from ..inspect.models import ModelInfo
 from ..settings.options import OPTIMIZERS
 from ..settings.schema import TrainSettings
 from .attention_bytes import masked_attention_bytes, packing_mask_bytes, scores_bytes
+from .hybrid_bytes import attention_layers, hybrid_bytes_per_token
 from .lora_dropout import dropout_bytes_per_token
 from .objective import (
     full_logits_bytes,
@@ -244,11 +245,13 @@ def activation_bytes(
     scores = scores_bytes(model, settings) + masked_attention_bytes(model, settings, word, padded)
     mode = settings.memory.gradient_checkpointing
     transient = fused_experts_grad_bytes(model, settings)  # one layer's backward at a time
+    hybrid, largest = hybrid_bytes_per_token(model)  # linear-attention layers: 0 elsewhere
     if mode == "off":
-        return layers * (one_layer + scores) + _gemma_extra(model, settings) + transient
+        kept = layers * one_layer + attention_layers(model) * scores + tokens * hybrid
+        return kept + _gemma_extra(model, settings) + transient
     per_layer = c["unsloth_ckpt_h"] if mode == "unsloth" else c["ckpt_h"]
     recomputed = one_layer * (1 + _ungated_extra_layers(model, settings)) + scores + transient
-    recomputed += tokens * recompute_extra_h(model, settings) * h
+    recomputed += tokens * (recompute_extra_h(model, settings) * h + largest)
     return layers * tokens * per_layer * h + recomputed  # saved inputs + recomputed layer(s)
 
 

@@ -1,0 +1,81 @@
+"""Hybrid families whose token mixers are mostly linear attention: Qwen3.5's gated DeltaNet
+layers beside every few full-attention layers. Their projections, the parameters beside
+them, and which layers are which, from config.json as transformers reads it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# model_type -> transformers' default `full_attention_interval` where `layer_types` is absent
+# (Qwen3_5TextConfig.__post_init__: every 4th layer full attention)
+HYBRID_TYPES = {"qwen3_5_text": 4, "qwen3_5_moe_text": 4}
+# Their full-attention layers gate the attention's output: q_proj yields the queries and a
+# gate of the same width (Qwen3_5Attention: torch.chunk(q_proj(x), 2))
+GATED_QUERY_TYPES = {"qwen3_5_text", "qwen3_5_moe_text"}
+
+
+@dataclass(frozen=True)
+class LinearAttention:
+    """The gated DeltaNet layers of a hybrid model (Qwen3_5GatedDeltaNet)."""
+
+    layers: int  # how many of the model's layers are linear attention
+    key_heads: int
+    value_heads: int
+    key_head_dim: int
+    value_head_dim: int
+    conv_kernel: int
+
+    @property
+    def key_dim(self) -> int:
+        return self.key_heads * self.key_head_dim
+
+    @property
+    def value_dim(self) -> int:
+        return self.value_heads * self.value_head_dim
+
+    @property
+    def conv_dim(self) -> int:
+        """The causal convolution's channels: queries, keys and values together."""
+        return 2 * self.key_dim + self.value_dim
+
+    def projections(self, h: int) -> list[tuple[str, int, int]]:
+        """(name, in, out) of each nn.Linear of one layer, as transformers names them."""
+        return [
+            ("in_proj_qkv", h, self.conv_dim),
+            ("in_proj_z", h, self.value_dim),
+            ("in_proj_b", h, self.value_heads),
+            ("in_proj_a", h, self.value_heads),
+            ("out_proj", self.value_dim, h),
+        ]
+
+    def other_params(self) -> int:
+        """A layer's parameters outside its linears: the depthwise convolution (no bias),
+        dt_bias, A_log and the gated norm over one value head."""
+        return self.conv_dim * self.conv_kernel + 2 * self.value_heads + self.value_head_dim
+
+
+def layer_types(model_type: str, c: dict, layers: int) -> list[str]:
+    """Each layer's token mixer, "linear_attention" or "full_attention"."""
+    types = c.get("layer_types")
+    if isinstance(types, list) and len(types) == layers:
+        return ["linear_attention" if t == "linear_attention" else "full_attention" for t in types]
+    interval = c.get("full_attention_interval") or HYBRID_TYPES[model_type]
+    return [
+        "full_attention" if (i + 1) % interval == 0 else "linear_attention" for i in range(layers)
+    ]
+
+
+def linear_attention_of(model_type: str, c: dict, layers: int) -> LinearAttention | None:
+    """The linear-attention layers of a hybrid family; None for every other family."""
+    if model_type not in HYBRID_TYPES:
+        return None
+    count = layer_types(model_type, c, layers).count("linear_attention")
+    return LinearAttention(
+        layers=count,
+        key_heads=c.get("linear_num_key_heads", 16),
+        value_heads=c.get("linear_num_value_heads", 32),
+        key_head_dim=c.get("linear_key_head_dim", 128),
+        value_head_dim=c.get("linear_value_head_dim", 128),
+        conv_kernel=c.get("linear_conv_kernel_dim", 4),
+    )

@@ -1,0 +1,81 @@
+"""Qwen3.5's hybrid layers (gated DeltaNet linear attention, gated full attention): the
+plan counts their projections as transformers builds them and what each kind of layer keeps
+for the backward as the installed transformers' code keeps it (plan/hybrid_bytes.py), and
+the H100 rows of the 4-layer cuts of Qwen3.5-9B and -27B hold it (test_family_matrix.py)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from finetune_tui.engine.inspect.catalog import CATALOG
+from finetune_tui.engine.inspect.models import inspect_config, inspect_model
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+from layer_trace import saved_bytes_per_token  # noqa: E402
+
+# a Qwen3.5 layer at its published head widths, narrowed to run in seconds on the CPU
+SMALL = {
+    "model_type": "qwen3_5_text",
+    "hidden_size": 1024,
+    "intermediate_size": 3072,
+    "num_attention_heads": 16,
+    "num_key_value_heads": 4,
+    "head_dim": 256,
+    "vocab_size": 256,
+    "linear_num_key_heads": 16,
+    "linear_num_value_heads": 32,
+    "linear_key_head_dim": 128,
+    "linear_value_head_dim": 128,
+}
+LLAMA = {k: v for k, v in SMALL.items() if not k.startswith("linear_")} | {"model_type": "llama"}
+
+
+@pytest.fixture(scope="module")
+def traced() -> dict[str, float]:
+    """Bytes a token each kind of layer keeps beyond a Llama layer of its widths, traced."""
+    llama = saved_bytes_per_token(LLAMA, 256, device="cpu")
+    linear = saved_bytes_per_token(SMALL, 256, device="cpu")
+    full = saved_bytes_per_token(SMALL | {"full_attention_interval": 1}, 256, device="cpu")
+    return {"linear": linear - llama, "full": full - llama}
+
+
+def test_each_kind_of_layer_is_planned_as_transformers_code_keeps_it(traced):
+    from finetune_tui.engine.plan.hybrid_bytes import full_layer_bytes, linear_layer_bytes
+
+    model = inspect_config("small", SMALL | {"num_hidden_layers": 4})
+    assert model.linear_attention.layers == 3
+    assert linear_layer_bytes(model) == pytest.approx(traced["linear"], rel=0.02)
+    assert full_layer_bytes(model) == pytest.approx(traced["full"], rel=0.02)
+    assert traced["linear"] > 5 * traced["full"]  # the DeltaNet's fp32 chunks dominate
+
+
+def test_the_checkpoint_is_counted_as_transformers_builds_it():
+    """Every parameter and every nn.Linear of the text model AutoModelForCausalLM builds
+    from the multimodal config (Qwen3_5ForCausalLM, Qwen3_5MoeForCausalLM: the vision tower
+    is not loaded), and "auto" LoRA adapts both kinds of layer's projections, not the
+    shared expert's one-output gate."""
+    import torch
+    from transformers import CONFIG_MAPPING, AutoModelForCausalLM
+
+    for model_id in ("Qwen/Qwen3.5-9B", "Qwen/Qwen3.5-27B", "Qwen/Qwen3.5-35B-A3B"):
+        fields = dict(CATALOG[model_id])
+        config = CONFIG_MAPPING[fields.pop("model_type")](**fields)
+        with torch.device("meta"):
+            built = AutoModelForCausalLM.from_config(config)
+        info = inspect_model(model_id)
+        assert type(built).__name__ == config.architectures[0].replace(
+            "ForConditionalGeneration", "ForCausalLM"
+        )
+        assert info.params_total == sum(p.numel() for p in built.parameters())
+        assert info.params_vision == 0
+        linears = [
+            m for n, m in built.named_modules() if type(m) is torch.nn.Linear and n != "lm_head"
+        ]
+        assert info.params_quantised == sum(m.weight.numel() for m in linears)
+        names = {n.rsplit(".", 1)[-1] for n, m in built.named_modules() if m in linears}
+        assert {linear.name for linear in info.linears} == names
+        assert set(info.lora_targets) == names - {"shared_expert_gate"}
+    assert round(inspect_model("Qwen/Qwen3.5-27B").params_total / 1e9, 1) == 26.9
