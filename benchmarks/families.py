@@ -52,6 +52,7 @@ FAMILIES = {
     "qwen3.5-9b-4l": ("Qwen/Qwen3.5-9B", 4),  # 3 gated DeltaNet layers, 1 full attention
     "qwen3.5-27b-4l": ("Qwen/Qwen3.5-27B", 4),
     "qwen3.5-35b-a3b-4l": ("Qwen/Qwen3.5-35B-A3B", 4),  # 256 experts, top 8, a shared expert
+    "qwen3-next-80b-a3b-4l": ("Qwen/Qwen3-Next-80B-A3B-Instruct", 4),  # 512 experts, top 10
 }
 QUANT = {"nf4": {"quantization.mode": "nf4"}, "bf16": {"quantization.mode": "none"}}
 CHECKPOINTING = {"hf": "on", "liger": "on", "unsloth": "unsloth"}

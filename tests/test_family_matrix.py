@@ -30,6 +30,7 @@ FILES = (
     # H100: Qwen3.5-9B and -27B cut to 4 layers; their layer terms came from CPU traces
     "families-qwen3_5-h100-2026-12-06.jsonl",
     "families-qwen3_5_moe-h200-2026-12-06.jsonl",  # H200: Qwen3.5-35B-A3B cut to 4 layers
+    "families-qwen3_next-h100-2026-12-06.jsonl",  # H100: Qwen3-Next-80B-A3B cut, hf NF4 only
 )
 # Families whose rows fitted a constant of engine/plan/memory.py: today's (StarCoder2's two-linear
 # MLP, Phi-3-mini's fused gate_up, Falcon's attention scores) and the earlier calibrations'

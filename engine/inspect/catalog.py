@@ -173,6 +173,30 @@ CATALOG |= {
         moe_intermediate_size=512,
         shared_expert_intermediate_size=512,
     ),
+    # Qwen3-Next-80B-A3B: transformers' Qwen3NextConfig defaults (its docstring's checkpoint)
+    "Qwen/Qwen3-Next-80B-A3B-Instruct": _llama(
+        2048,
+        5632,
+        48,
+        16,
+        2,
+        151936,
+        262144,
+        False,
+        "Qwen3NextForCausalLM",
+        "qwen3_next",
+        head_dim=256,
+        num_experts=512,
+        num_experts_per_tok=10,
+        moe_intermediate_size=512,
+        shared_expert_intermediate_size=512,
+        linear_num_key_heads=16,
+        linear_num_value_heads=32,
+        linear_key_head_dim=128,
+        linear_value_head_dim=128,
+        linear_conv_kernel_dim=4,
+        full_attention_interval=4,
+    ),
     "Qwen/Qwen3-30B-A3B": _moe(
         "qwen3_moe",
         "Qwen3MoeForCausalLM",
@@ -353,7 +377,6 @@ CATALOG |= {
 # Families transformers 5.17 builds (and liger-kernel 0.8.5 patches) that the planner has
 # no memory model for yet: asking for one is this line, not a wrong plan.
 UNPLANNED: dict[str, str] = {
-    "Qwen/Qwen3-Next-80B-A3B-Instruct": "qwen3_next: gated-DeltaNet linear attention, 512 experts",
     "meta-llama/Llama-4-Scout-17B-16E": "llama4: interleaved experts and its own vision tower",
     "google/gemma-4-E4B": "gemma4: per-layer embeddings and its own vision and audio towers",
 }

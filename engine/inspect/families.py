@@ -16,7 +16,11 @@ EXPERT_BIASES = {"gpt_oss"}
 # bitsandbytes (through transformers) replaces only `type(module) is nn.Linear`: a family's own
 # nn.Linear subclass stays in the compute dtype whatever the quantisation
 LINEAR_ROUTERS = {"phimoe"}  # its router subclasses nn.Linear: 16-bit, never LoRA-targeted
-SHARED_EXPERT_GATES = {"qwen2_moe", "qwen3_5_moe_text"}  # how much the shared expert adds
+SHARED_EXPERT_GATES = {
+    "qwen2_moe",
+    "qwen3_5_moe_text",
+    "qwen3_next",
+}  # how much the shared expert adds
 SUBCLASSED_LINEARS = {"falcon"}  # FalconLinear: every projection stays 16-bit under NF4
 KNOWN_TYPES = {
     "llama",
@@ -46,6 +50,7 @@ KNOWN_TYPES = {
     "cohere",
     "qwen3_5_text",
     "qwen3_5_moe_text",
+    "qwen3_next",
 }
 
 
@@ -182,7 +187,7 @@ def small_params(model_type, c, h, heads, kv, head_dim, layers, moe) -> int:
     q, k = heads * head_dim, kv * head_dim
     mixer = linear_attention_of(model_type, c, layers)
     full = layers - (mixer.layers if mixer else 0)
-    if model_type in ("qwen3", "qwen3_moe", "gemma3_text", "qwen3_5_text", "qwen3_5_moe_text"):
+    if model_type in ("qwen3", "qwen3_moe", "gemma3_text") or mixer:
         total += full * 2 * head_dim  # q_norm, k_norm per head
     if mixer:
         total += mixer.layers * mixer.other_params()

@@ -1,6 +1,7 @@
-"""Hybrid families whose token mixers are mostly linear attention: Qwen3.5's gated DeltaNet
-layers beside every few full-attention layers. Their projections, the parameters beside
-them, and which layers are which, from config.json as transformers reads it.
+"""Hybrid families whose token mixers are mostly linear attention: Qwen3.5's and
+Qwen3-Next's gated DeltaNet layers beside every few full-attention layers. Their
+projections, the parameters beside them, and which layers are which, from config.json as
+transformers reads it.
 """
 
 from __future__ import annotations
@@ -9,10 +10,12 @@ from dataclasses import dataclass
 
 # model_type -> transformers' default `full_attention_interval` where `layer_types` is absent
 # (Qwen3_5TextConfig.__post_init__: every 4th layer full attention)
-HYBRID_TYPES = {"qwen3_5_text": 4, "qwen3_5_moe_text": 4}
+HYBRID_TYPES = {"qwen3_5_text": 4, "qwen3_5_moe_text": 4, "qwen3_next": 4}
+# Qwen3-Next fuses the DeltaNet's input projections in two (Qwen3NextGatedDeltaNet)
+FUSED_INPUT_TYPES = {"qwen3_next"}
 # Their full-attention layers gate the attention's output: q_proj yields the queries and a
 # gate of the same width (Qwen3_5Attention: torch.chunk(q_proj(x), 2))
-GATED_QUERY_TYPES = {"qwen3_5_text", "qwen3_5_moe_text"}
+GATED_QUERY_TYPES = {"qwen3_5_text", "qwen3_5_moe_text", "qwen3_next"}
 
 
 @dataclass(frozen=True)
@@ -20,6 +23,7 @@ class LinearAttention:
     """The gated DeltaNet layers of a hybrid model (Qwen3_5GatedDeltaNet)."""
 
     layers: int  # how many of the model's layers are linear attention
+    fused_inputs: bool  # in_proj_qkvz / in_proj_ba (Qwen3-Next), not four projections
     key_heads: int
     value_heads: int
     key_head_dim: int
@@ -41,6 +45,12 @@ class LinearAttention:
 
     def projections(self, h: int) -> list[tuple[str, int, int]]:
         """(name, in, out) of each nn.Linear of one layer, as transformers names them."""
+        if self.fused_inputs:
+            return [
+                ("in_proj_qkvz", h, self.conv_dim + self.value_dim),
+                ("in_proj_ba", h, 2 * self.value_heads),
+                ("out_proj", self.value_dim, h),
+            ]
         return [
             ("in_proj_qkv", h, self.conv_dim),
             ("in_proj_z", h, self.value_dim),
@@ -73,6 +83,7 @@ def linear_attention_of(model_type: str, c: dict, layers: int) -> LinearAttentio
     count = layer_types(model_type, c, layers).count("linear_attention")
     return LinearAttention(
         layers=count,
+        fused_inputs=model_type in FUSED_INPUT_TYPES,
         key_heads=c.get("linear_num_key_heads", 16),
         value_heads=c.get("linear_num_value_heads", 32),
         key_head_dim=c.get("linear_key_head_dim", 128),
