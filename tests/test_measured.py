@@ -61,7 +61,8 @@ def test_only_the_same_card_family_and_backend_count():
     write_store(entry(12.0), entry(12.0, card="NVIDIA H100 80GB HBM3"), entry(15.0, backend="hf"))
     assert correction_for("llama", "unsloth", "RTX 4090").factor == 1.2
     assert correction_for("llama", "unsloth", "GPU with 24 GiB") is None  # --vram: no name
-    assert correction_for("llama", "unsloth", "H100 80GB") is None  # another card
+    assert correction_for("llama", "unsloth", "A100 80GB") is None  # another card
+    assert correction_for("llama", "unsloth", "H100 80GB").factor == 1.2  # NVML's H100
     assert correction_for("qwen2", "unsloth", "RTX 4090") is None
     assert correction_for("llama", "hf", "RTX 4090").factor == 1.5
     write_store(entry(9.0), entry(9.5), entry(12.0))  # the median says: within the plan

@@ -61,6 +61,22 @@ def test_only_sft_runs_of_the_same_card_and_backend_with_both_speeds_count():
     assert speed_correction(CARD, "unsloth") is None
 
 
+def test_a_card_is_one_card_whatever_form_its_name_takes(cli):
+    """Runs kept under NVML's name correct a plan for the same card simulated by its short
+    name (`--gpu H100`), memory and speed alike; another card's do not."""
+    nvml = "NVIDIA H100 80GB HBM3"
+    args = ("--gpu", "H100", "--dataset", "demo", "--set", "memory.backend=liger")
+    before = plan_json(cli, *args)
+    run = entry(13.0, nvml, "liger", tokens_per_second=2600.0, predicted_tokens_per_second=2e3)
+    write_store(run, run, run)
+    after = plan_json(cli, *args)
+    assert after["tokens_per_s"] == pytest.approx(before["tokens_per_s"] * 1.3, abs=1)
+    assert after["correction"] is not None  # 13.0 GiB measured where 10.0 was planned
+    assert speed_correction("H100", "liger").factor == 1.3
+    assert speed_correction("A100 80GB", "liger") is None
+    assert speed_correction("NVIDIA H200", "liger") is None
+
+
 def test_only_the_last_runs_count():
     write_store(*[ran(1000.0)] * 20, *[ran(1800.0)] * measured.RECENT)
     found = speed_correction(CARD, "unsloth")

@@ -65,3 +65,46 @@ def test_a_gpu_summary_names_the_allocator_its_peaks_were_reserved_under(monkeyp
     assert RunSummary(**peaks).to_json()["cuda_allocator"] == "expandable_segments:True"
     monkeypatch.delenv("PYTORCH_CUDA_ALLOC_CONF")
     assert RunSummary(**run_memory.peak_memory()).to_json()["cuda_allocator"] == ""
+
+
+def test_a_run_whose_data_never_filled_the_length_is_read_against_its_longest_sample():
+    """The H100 run of Qwen2.5-7B at b4 x 2,048 whose longest record was far shorter
+    reserved 27.86 GiB: its step-1 check read the plan at the longest sample (28.05), the
+    final line read the full length's 45.08 and looked 38 % over-planned. The line now
+    gives the figure the run is compared with, and the full length's beside it."""
+    from types import SimpleNamespace
+
+    from finetune_tui.engine.inspect.models import inspect_model
+    from finetune_tui.engine.plan.peak import predict_memory
+    from finetune_tui.engine.settings.preset import settings_from_overrides
+    from finetune_tui.engine.train.run_memory import planned_at_longest
+
+    settings = settings_from_overrides(
+        [
+            "model.name_or_path=Qwen/Qwen2.5-7B",
+            "memory.backend=liger",
+            "training.micro_batch_size=4",
+            "training.max_seq_length=2048",
+        ]
+    )
+    full = predict_memory(inspect_model("Qwen/Qwen2.5-7B"), settings).reserved_gib
+    shorter = planned_at_longest(settings, SimpleNamespace(longest=700))
+    assert shorter < 0.9 * full
+    assert planned_at_longest(settings, SimpleNamespace(longest=4096)) == round(full, 3)
+    line = describe(
+        finished(
+            {
+                "first_loss": 1.0,
+                "peak_reserved_gib": 27.86,
+                "predicted_peak_reserved_gib": 45.08,
+                "predicted_peak_at_longest_gib": 28.05,
+            }
+        )
+    )
+    assert (
+        "peak VRAM measured 27.86 / predicted 28.05 GiB reserved at the longest sample "
+        "trained (45.08 at the full length)" in line
+    )
+    same = {"peak_reserved_gib": 12.2, "predicted_peak_reserved_gib": 12.5}
+    line = describe(finished(same | {"first_loss": 1, "predicted_peak_at_longest_gib": 12.4}))
+    assert "measured 12.20 / predicted 12.50 GiB reserved;" in line  # within 2 %: one figure

@@ -6,6 +6,7 @@ No torch: NVML answers name, memory, compute capability, driver and CUDA version
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 from dataclasses import dataclass, field, replace
 
@@ -72,6 +73,15 @@ KNOWN_GPUS = {
 def _normalise(name: str) -> str:
     name = name.lower().replace("nvidia", "").replace("geforce", "").replace("tesla", "")
     return re.sub(r"[^a-z0-9]+", "", name)
+
+
+@functools.lru_cache(maxsize=256)
+def card_key(name: str) -> str:
+    """One key per card model, whatever form its name takes: NVML's "NVIDIA H100 80GB HBM3"
+    and a simulated "--gpu H100" are the same card (the known card's name); an unknown
+    card by its normalised name. What runs measured is kept and matched by this key."""
+    known = find_known_gpu(name)
+    return _normalise(known.name) if known else _normalise(name)
 
 
 def find_known_gpu(name: str) -> KnownGPU | None:

@@ -11,7 +11,8 @@ plan corrects itself upward only (a tight fit stays the back-off's job).
 The file is a cache, never a reason for a plan or a run to fail: it is read bounded (its
 newest STORE_LIMIT bytes), line by line, and a line that is not a well-formed entry
 (damaged, forged, absurd) is skipped; when it cannot be written, the run says so and goes on.
-Simulated cards (--gpu) match measurements of the same card name only.
+Cards match by model, not by the form of their name: a simulated `--gpu H100` and NVML's
+"NVIDIA H100 80GB HBM3" are one card (hardware.card_key).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from dataclasses import dataclass
 from ..common.errors import InputError
 from ..common.places import data_dir
 from ..common.safe_io import open_append, open_regular
-from ..inspect.hardware import _normalise as card_key
+from ..inspect.hardware import card_key
 from ..inspect.models import ModelInfo
 from ..settings.options import OBJECTIVES
 from ..settings.schema import TrainSettings

@@ -18,7 +18,7 @@ import dataclasses
 import statistics
 from dataclasses import dataclass
 
-from ..inspect.hardware import _normalise as card_key
+from ..inspect.hardware import card_key
 from ..settings.schema import TrainSettings
 from .measured import RECENT, measurements
 

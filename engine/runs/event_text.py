@@ -182,12 +182,7 @@ def _finished(event: Finished) -> str:
     if s.reward_margin is not None:
         parts.append(f"held-out reward margin {s.reward_margin:+.3f}")
     if s.peak_reserved_gib is not None:
-        predicted = s.predicted_peak_reserved_gib
-        parts.append(
-            f"peak VRAM measured {s.peak_reserved_gib:.2f}"
-            + (f" / predicted {predicted:.2f}" if predicted is not None else "")
-            + " GiB reserved"
-        )
+        parts.append(_peak_text(s))
     if s.tokens_per_s is not None and s.predicted_tokens_per_s is not None:
         parts.append(
             f"tokens/s measured {s.tokens_per_s:,.0f} / predicted {s.predicted_tokens_per_s:,.0f}"
@@ -195,3 +190,23 @@ def _finished(event: Finished) -> str:
     saved = "model" if s.method == "full" else "adapter"  # full fine-tuning saves every weight
     parts.append(f"{saved}: {event.adapter_path}")
     return "; ".join(parts)
+
+
+# The plan at the longest sample trained is shown first where it is this much below the
+# plan of the full length (the run's data never filled max_seq_length)
+SHORTER_RUN = 0.98
+
+
+def _peak_text(s) -> str:
+    """Measured peak beside the plan it should be read against: the plan at the longest
+    sample trained where the data never filled the length, the full length's beside it."""
+    measured = f"peak VRAM measured {s.peak_reserved_gib:.2f}"
+    full, longest = s.predicted_peak_reserved_gib, s.predicted_peak_at_longest_gib
+    if full is None:
+        return measured + " GiB reserved"
+    if longest is None or longest >= SHORTER_RUN * full:
+        return f"{measured} / predicted {full:.2f} GiB reserved"
+    return (
+        f"{measured} / predicted {longest:.2f} GiB reserved at the longest sample trained"
+        f" ({full:.2f} at the full length)"
+    )

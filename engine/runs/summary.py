@@ -25,6 +25,7 @@ CUDA_ONLY = (
     "cuda_allocator",
     "predicted_tokens_per_s",
     "predicted_wall_time_s",
+    "predicted_peak_at_longest_gib",
 )
 STATUSES = ("finished", "stopped")  # what summary.json may say
 
@@ -69,6 +70,8 @@ class RunSummary(BaseModel):
     peak_reserved_gib: float | None = None
     cuda_allocator: str | None = None  # PYTORCH_CUDA_ALLOC_CONF in force ("": the default)
     predicted_peak_reserved_gib: float | None = None  # the planner's, for the same settings
+    # the planner's at the longest sample trained (GPU): the figure the peak is compared with
+    predicted_peak_at_longest_gib: float | None = None
     export: str | None = None  # export/train.py, None when it could not be written
 
     def to_json(self) -> dict:

@@ -157,6 +157,23 @@ def next_attempt(settings: TrainSettings, check) -> tuple[TrainSettings, str, st
     return decision.settings, line, f"memory check: {decision.change}"
 
 
+def planned_at_longest(settings: TrainSettings, counter) -> float | None:
+    """The planner's peak reserved at the longest sample the run trained (a run whose data
+    never fills max_seq_length peaks lower than the plan of the full length): what the
+    measured peak is compared with. None for a model the planner cannot read."""
+    from ..inspect.models import inspect_model
+    from ..plan.peak import predict_memory
+
+    full = settings.training.max_seq_length
+    longest = full if settings.memory.packing or counter is None else counter.longest
+    try:
+        model = inspect_model(settings.model.name_or_path)
+        planned = predict_memory(model, _at_length(settings, min(longest or full, full)))
+    except Exception:
+        return None
+    return round(planned.reserved_gib, 3)
+
+
 def remember(
     settings: TrainSettings,
     summary,
@@ -175,17 +192,12 @@ def remember(
         return
     from ..inspect.models import inspect_model
     from ..plan.measured import Measurement, record
-    from ..plan.peak import predict_memory
 
-    full = settings.training.max_seq_length
-    longest = full if settings.memory.packing or counter is None else counter.longest
-    try:
-        model = inspect_model(settings.model.name_or_path)
-        predicted = predict_memory(model, _at_length(settings, min(longest, full))).reserved_gib
-    except Exception:
+    predicted = planned_at_longest(settings, counter)
+    if predicted is None:
         return  # the planner cannot read this model: nothing to compare with
     measurement = Measurement(
-        model.model_type,
+        inspect_model(settings.model.name_or_path).model_type,
         settings.memory.backend,
         reading["card"],
         reading["memory_peak_gib"],

@@ -35,6 +35,7 @@ from .run_memory import (
     memory_check,
     next_attempt,
     peak_memory,
+    planned_at_longest,
     remember,
     use_planned_allocator,
 )
@@ -319,6 +320,9 @@ def finish(
         # the script is written for the format this run resolved: no second read of the data
         resolved = with_changes(trained.settings, {"dataset.format": inputs.data.format})
         summary.export = _export_script(resolved, run_dir, emit)
+        if summary.predicted_peak_reserved_gib is not None:  # a GPU run the planner read
+            counter = trained.events.counter
+            summary.predicted_peak_at_longest_gib = planned_at_longest(trained.settings, counter)
         write_summary(run_dir, summary)
         speeds = speed_reading(trained.events)
         remember(trained.settings, summary, trained.events.counter, emit, speeds)
