@@ -5,9 +5,12 @@ its router's tuple output inside PEFT, then the router load-balancing loss insid
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
-from conftest import DEMO_PRESET, FEW_RECORDS, call_main, set_args
+from conftest import DEMO_PRESET, FEW_RECORDS, call_main, cli_env, set_args
 
 TINY = dict(
     hidden_size=64,
@@ -99,6 +102,17 @@ def test_llama4_trains_with_its_loss_pointed_at_its_backbone(tmp_path):
     assert {"q_proj", "o_proj"} <= set(summary["lora_target_modules"])
     fresh = AutoModelForCausalLM.from_pretrained(model)
     assert fresh.base_model is fresh  # the class still says "language_model"
+    # the exported script carries the same rule (the recipe's loader): it trains too
+    script = Path(summary["export"])
+    script = script if script.is_absolute() else tmp_path / "run" / script
+    ran = subprocess.run(
+        [sys.executable, str(script), "--max-steps", "1", "--output", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        env=cli_env(tmp_path),
+        timeout=300,
+    )
+    assert ran.returncode == 0, ran.stderr[-2000:]
 
 
 def test_a_class_whose_backbone_trl_cannot_find_is_refused(tmp_path):

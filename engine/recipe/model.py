@@ -101,7 +101,26 @@ def load_model(path, dtype, attention, quantization, double_quant, trust_remote_
             kwargs["device_map"] = device_map
     model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
     model.config.use_cache = False
+    point_loss_at_backbone(model)
     return model
+
+
+def point_loss_at_backbone(model):
+    """Where a class's base_model_prefix names no attribute (transformers 5.17's
+    Llama4ForCausalLM: "language_model", its backbone a Llama4TextModel at `model`),
+    `model.base_model` is the whole model and TRL's chunked loss, which runs it for the
+    last hidden state, fails at the first step. Point this model's prefix at its one child
+    that is itself a transformers model (the class and every other model left alone); the
+    attribute's name, or None where nothing changed."""
+    from transformers import PreTrainedModel
+
+    if model.base_model is not model:
+        return None
+    backbones = [n for n, c in model.named_children() if isinstance(c, PreTrainedModel)]
+    if len(backbones) != 1:
+        return None
+    model.base_model_prefix = backbones[0]  # this instance only
+    return backbones[0]
 
 
 def language_linears(model):
@@ -380,6 +399,7 @@ MODEL_FUNCTIONS = (
     attention_implementation,
     quantization_config,
     quantized_device_map,
+    point_loss_at_backbone,
     load_model,
     language_linears,
     peft_moved_names,

@@ -199,23 +199,6 @@ def load_model(model_path: str, settings: TrainSettings, device: Device, attn: s
         raise ModelError(f"{settings.model.name_or_path}: cannot load model: {exc}") from None
 
 
-def point_loss_at_backbone(model) -> str | None:
-    """Where a class's base_model_prefix names no attribute (transformers 5.17's
-    Llama4ForCausalLM: "language_model", its backbone a Llama4TextModel at `model`), point
-    this model's prefix at its one child that is itself a transformers model, so
-    `model.base_model` (what TRL's chunked loss runs) is the backbone. The class and every
-    other model are left alone; the attribute's name, or None where nothing changed."""
-    from transformers import PreTrainedModel
-
-    if model.base_model is not model:
-        return None
-    backbones = [n for n, c in model.named_children() if isinstance(c, PreTrainedModel)]
-    if len(backbones) != 1:
-        return None
-    model.base_model_prefix = backbones[0]  # this instance only
-    return backbones[0]
-
-
 def check_loss_reads_the_backbone(model, settings: TrainSettings) -> None:
     """TRL's trainers (SFT, DPO, KTO) compute the loss with a chunked LM head that runs the
     model's backbone, found at `model.base_model` (the attribute its class's
@@ -226,6 +209,7 @@ def check_loss_reads_the_backbone(model, settings: TrainSettings) -> None:
     own logits and is not affected. Checked on the empty model before the run folder
     exists, and on the loaded one."""
     from ..plan.objective import FULL_LOGITS_OBJECTIVES
+    from ..recipe.model import point_loss_at_backbone
 
     point_loss_at_backbone(model)
     objective = settings.training.objective
