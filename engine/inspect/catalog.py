@@ -377,6 +377,6 @@ CATALOG |= {
 # Families transformers 5.17 builds (and liger-kernel 0.8.5 patches) that the planner has
 # no memory model for yet: asking for one is this line, not a wrong plan.
 UNPLANNED: dict[str, str] = {
-    "meta-llama/Llama-4-Scout-17B-16E": "llama4: every expert computes every token in transformers' MoE; trains, unplanned",
+    "meta-llama/Llama-4-Scout-17B-16E": "llama4: its MoE runs every expert on every token",
     "google/gemma-4-E4B": "gemma4: per-layer embeddings and its own vision and audio towers",
 }
