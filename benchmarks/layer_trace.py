@@ -65,6 +65,8 @@ def saved_bytes_per_token(config_dict: dict, tokens: int, device: str = "meta") 
 def _first_layer(model):
     """The language model's first decoder layer (`layers`, or `h` in GPT-NeoX-era code)."""
     decoder = model.get_decoder()
+    if decoder is model:  # Llama-4: get_decoder() finds no decoder, its backbone is `model`
+        decoder = model.model
     return (getattr(decoder, "layers", None) or decoder.h)[0]
 
 

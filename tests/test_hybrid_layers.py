@@ -5,6 +5,7 @@ the H100 rows of the 4-layer cuts of Qwen3.5-9B and -27B hold it (test_family_ma
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -92,3 +93,29 @@ def test_the_checkpoint_is_counted_as_transformers_builds_it():
         moved = peft_moved_names(info.model_type)
         assert set(info.lora_targets) == names - {"shared_expert_gate"} - moved
     assert round(inspect_model("Qwen/Qwen3.5-27B").params_total / 1e9, 1) == 26.9
+
+
+@pytest.mark.parametrize(
+    ("change", "line"),
+    [
+        ({"layer_types": ["linear_attention"]}, "'layer_types' must list 4 entries"),
+        ({"layer_types": [1, 2, 3, 4]}, "'layer_types' must list 4 entries"),
+        ({"full_attention_interval": 0}, "'full_attention_interval' is 0; it must be at least 1"),
+        ({"linear_num_value_heads": "32"}, "'linear_num_value_heads' is '32', not an integer"),
+        ({"linear_num_key_heads": -16}, "'linear_num_key_heads' is -16; it must be at least 1"),
+    ],
+)
+def test_a_malformed_hybrid_config_is_one_line_naming_its_field(cli, tmp_path, change, line):
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps(SMALL | {"num_hidden_layers": 4} | change))
+    result = cli("plan", "--model", str(folder), "--gpu", "RTX 4090", "--dataset", "demo")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    (message,) = result.stderr.strip().splitlines()
+    assert message.startswith(f"finetune-tui: error: {folder}: config.json") and line in message
+
+
+def test_legacy_layer_type_names_are_read_as_transformers_reads_them():
+    legacy = ["mamba", "mamba", "mamba", "attention"]  # transformers' own remapping table
+    model = inspect_config("old", SMALL | {"num_hidden_layers": 4, "layer_types": legacy})
+    assert model.linear_attention.layers == 3

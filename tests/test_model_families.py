@@ -60,7 +60,10 @@ def test_counts_and_lora_targets_match_the_module_tree(model_id):
     model = meta_model(config)
     info = _info(model_id, config)
     assert info.params_total == sum(p.numel() for p in model.parameters())
-    assert model.base_model is not model  # TRL's chunked loss finds the backbone (loading.py)
+    from finetune_tui.engine.recipe.model import point_loss_at_backbone
+
+    point_loss_at_backbone(model)  # as the loader does (Llama-4's prefix names no attribute)
+    assert model.base_model is not model  # TRL's chunked loss finds the backbone
     from finetune_tui.engine.recipe.model import language_linears
 
     # the planner's "auto" targets are the runner's (routers and gates excluded)

@@ -197,6 +197,30 @@ CATALOG |= {
         linear_conv_kernel_dim=4,
         full_attention_interval=4,
     ),
+    # Llama-4-Scout: transformers' Llama4TextConfig defaults; AutoModelForCausalLM builds the
+    # text-only Llama4ForCausalLM from the multimodal config (its vision tower not loaded)
+    "meta-llama/Llama-4-Scout-17B-16E": {
+        "architectures": ["Llama4ForConditionalGeneration"],
+        "model_type": "llama4",
+        "text_config": _llama(
+            5120,
+            8192,
+            48,
+            40,
+            8,
+            202048,
+            10485760,
+            False,
+            "Llama4ForCausalLM",
+            "llama4_text",
+            head_dim=128,
+            intermediate_size_mlp=16384,
+            num_local_experts=16,
+            num_experts_per_tok=1,
+            interleave_moe_layer_step=1,
+        ),
+        "vision_config": {"model_type": "llama4_vision_model"},
+    },
     "Qwen/Qwen3-30B-A3B": _moe(
         "qwen3_moe",
         "Qwen3MoeForCausalLM",
@@ -377,6 +401,5 @@ CATALOG |= {
 # Families transformers 5.17 builds (and liger-kernel 0.8.5 patches) that the planner has
 # no memory model for yet: asking for one is this line, not a wrong plan.
 UNPLANNED: dict[str, str] = {
-    "meta-llama/Llama-4-Scout-17B-16E": "llama4: its MoE runs every expert on every token",
     "google/gemma-4-E4B": "gemma4: per-layer embeddings and its own vision and audio towers",
 }

@@ -15,12 +15,12 @@ LAYERNORM = {"gpt_neox", "starcoder2", "falcon", "phimoe", "phi", "gpt2", "gpt_b
 EXPERT_BIASES = {"gpt_oss"}
 # bitsandbytes (through transformers) replaces only `type(module) is nn.Linear`: a family's own
 # nn.Linear subclass stays in the compute dtype whatever the quantisation
-LINEAR_ROUTERS = {"phimoe"}  # its router subclasses nn.Linear: 16-bit, never LoRA-targeted
-SHARED_EXPERT_GATES = {
-    "qwen2_moe",
-    "qwen3_5_moe_text",
-    "qwen3_next",
-}  # how much the shared expert adds
+LINEAR_ROUTERS = {"phimoe", "llama4_text"}  # routers subclassing nn.Linear: 16-bit, no LoRA
+# transformers' Llama-4 MoE runs every token through every expert (scaled by the router's
+# scores) and a shared expert as wide as one of them (Llama4TextMoe)
+EVERY_EXPERT_TYPES = {"llama4_text"}
+# the shared expert's one-output gate, an nn.Linear: how much the shared expert adds
+SHARED_EXPERT_GATES = {"qwen2_moe", "qwen3_5_moe_text", "qwen3_next"}
 SUBCLASSED_LINEARS = {"falcon"}  # FalconLinear: every projection stays 16-bit under NF4
 KNOWN_TYPES = {
     "llama",
@@ -51,6 +51,7 @@ KNOWN_TYPES = {
     "qwen3_5_text",
     "qwen3_5_moe_text",
     "qwen3_next",
+    "llama4_text",
 }
 
 
@@ -93,7 +94,10 @@ def kv_heads(model_type: str, c: dict, heads: int) -> int:
 
 
 def dense_width(c: dict, h: int) -> int:
-    return c.get("intermediate_size") or c.get("ffn_hidden_size") or 4 * h
+    """A dense layer's MLP width (Llama-4 names its dense layers' apart from its experts')."""
+    return (
+        c.get("intermediate_size_mlp") or c.get("intermediate_size") or c.get("ffn_hidden_size")
+    ) or 4 * h
 
 
 def experts_of(model_type: str, c: dict, layers: int) -> Experts | None:
@@ -105,12 +109,19 @@ def experts_of(model_type: str, c: dict, layers: int) -> Experts | None:
     shared = c.get("shared_expert_intermediate_size") or 0
     if c.get("n_shared_experts"):
         shared = c["n_shared_experts"] * width
+    if model_type in EVERY_EXPERT_TYPES:
+        shared = width
     first_dense = c.get("first_k_dense_replace", 0)
-    step = c.get("decoder_sparse_step", 1) or 1
+    step = c.get("decoder_sparse_step") or c.get("interleave_moe_layer_step") or 1
     mlp_only = set(c.get("mlp_only_layers") or [])
     sparse = sum(
         1 for i in range(layers) if i >= first_dense and i not in mlp_only and (i + 1) % step == 0
     )
+    named = c.get("moe_layers")  # Llama-4 may name its MoE layers outright
+    if named is not None:
+        if not (isinstance(named, list) and all(type(i) is int for i in named)):
+            raise ValueError("'moe_layers' must be a list of layer indices")
+        sparse = len({i for i in named if 0 <= i < layers})
     return Experts(count, c.get("num_experts_per_tok", 2), width, shared, sparse)
 
 

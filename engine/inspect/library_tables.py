@@ -20,6 +20,7 @@ LIGER_EXPERTS = "LigerExperts"  # liger_kernel.transformers.swiglu: the fused Mo
 CONVERSION_PATTERNS = "_MODEL_TO_CONVERSION_PATTERN"
 MOVED_TARGETS = "_MOE_TARGET_MODULE_MAPPING"
 CAUSAL_LM_NAMES = "MODEL_FOR_CAUSAL_LM_MAPPING_NAMES"  # transformers.models.auto.modeling_auto
+LEGACY_LAYERS = "_LEGACY_LAYER_TYPE_REMAP"  # transformers.configuration_utils
 
 
 class Named(str):
@@ -208,3 +209,12 @@ def causal_lm_class(model_type: str) -> str | None:
     tables = _module_tables("transformers", "models", "auto", "modeling_auto.py") or {}
     names = tables.get(CAUSAL_LM_NAMES)
     return names.get(model_type) if isinstance(names, dict) else None
+
+
+@functools.lru_cache(maxsize=1)
+def legacy_layer_types() -> dict[str, str]:
+    """Old layer-type names the installed transformers still reads in `layer_types`, and the
+    names it reads them as (configuration_utils._LEGACY_LAYER_TYPE_REMAP: "mamba" is
+    "linear_attention"); empty where transformers is missing or the table is not literal."""
+    table = (_module_tables("transformers", "configuration_utils.py") or {}).get(LEGACY_LAYERS)
+    return table if type(table) is dict else {}

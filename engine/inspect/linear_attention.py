@@ -8,11 +8,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .library_tables import legacy_layer_types
+
 # model_type -> transformers' default `full_attention_interval` where `layer_types` is absent
 # (Qwen3_5TextConfig.__post_init__: every 4th layer full attention)
 HYBRID_TYPES = {"qwen3_5_text": 4, "qwen3_5_moe_text": 4, "qwen3_next": 4}
 # Qwen3-Next fuses the DeltaNet's input projections in two (Qwen3NextGatedDeltaNet)
 FUSED_INPUT_TYPES = {"qwen3_next"}
+# the config fields a hybrid reads beside the usual sizes (check_config_sizes checks them)
+LINEAR_ATTENTION_SIZES = (
+    "linear_num_key_heads",
+    "linear_num_value_heads",
+    "linear_key_head_dim",
+    "linear_value_head_dim",
+    "linear_conv_kernel_dim",
+    "full_attention_interval",
+)
+LAYER_TYPES = ("linear_attention", "full_attention")
 # Their full-attention layers gate the attention's output: q_proj yields the queries and a
 # gate of the same width (Qwen3_5Attention: torch.chunk(q_proj(x), 2))
 GATED_QUERY_TYPES = {"qwen3_5_text", "qwen3_5_moe_text", "qwen3_next"}
@@ -66,10 +78,22 @@ class LinearAttention:
 
 
 def layer_types(model_type: str, c: dict, layers: int) -> list[str]:
-    """Each layer's token mixer, "linear_attention" or "full_attention"."""
+    """Each layer's token mixer, "linear_attention" or "full_attention": `layer_types` where
+    the config lists them (one per layer, as transformers requires), else every
+    `full_attention_interval`-th layer full attention."""
     types = c.get("layer_types")
-    if isinstance(types, list) and len(types) == layers:
-        return ["linear_attention" if t == "linear_attention" else "full_attention" for t in types]
+    if types is not None:
+        renamed = legacy_layer_types()  # old names transformers still reads ("mamba")
+        if isinstance(types, list):
+            types = [renamed.get(t, t) if isinstance(t, str) else t for t in types]
+        if not (
+            isinstance(types, list) and len(types) == layers and set(types) <= set(LAYER_TYPES)
+        ):
+            raise ValueError(
+                f"'layer_types' must list {layers} entries (num_hidden_layers), "
+                f"each {' or '.join(repr(t) for t in LAYER_TYPES)}"
+            )
+        return types
     interval = c.get("full_attention_interval") or HYBRID_TYPES[model_type]
     return [
         "full_attention" if (i + 1) % interval == 0 else "linear_attention" for i in range(layers)
@@ -84,9 +108,9 @@ def linear_attention_of(model_type: str, c: dict, layers: int) -> LinearAttentio
     return LinearAttention(
         layers=count,
         fused_inputs=model_type in FUSED_INPUT_TYPES,
-        key_heads=c.get("linear_num_key_heads", 16),
-        value_heads=c.get("linear_num_value_heads", 32),
-        key_head_dim=c.get("linear_key_head_dim", 128),
-        value_head_dim=c.get("linear_value_head_dim", 128),
-        conv_kernel=c.get("linear_conv_kernel_dim", 4),
+        key_heads=c.get("linear_num_key_heads") or 16,  # null or absent: transformers' default
+        value_heads=c.get("linear_num_value_heads") or 32,
+        key_head_dim=c.get("linear_key_head_dim") or 128,
+        value_head_dim=c.get("linear_value_head_dim") or 128,
+        conv_kernel=c.get("linear_conv_kernel_dim") or 4,
     )

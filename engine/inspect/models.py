@@ -16,6 +16,7 @@ from ..settings.schema import DEMO
 from .backend_support import supported_backends
 from .catalog import CATALOG, UNPLANNED
 from .families import (
+    EVERY_EXPERT_TYPES,
     KNOWN_TYPES,
     Experts,
     Linear,
@@ -31,7 +32,12 @@ from .library_tables import (
     scales_input_embeddings,
     sdpa_unsupported,
 )
-from .linear_attention import LinearAttention, linear_attention_of
+from .linear_attention import (
+    HYBRID_TYPES,
+    LINEAR_ATTENTION_SIZES,
+    LinearAttention,
+    linear_attention_of,
+)
 
 
 @dataclass
@@ -201,6 +207,11 @@ def _add_vision(name: str, info: ModelInfo, config: dict) -> None:
 
 REQUIRED = ("hidden_size", "num_hidden_layers", "num_attention_heads", "vocab_size")
 SIZES_IF_SET = ("num_key_value_heads", "head_dim", "intermediate_size")  # null: derived
+# sizes only some families read: positive integers where set (null: transformers' default)
+FAMILY_SIZES = {
+    **dict.fromkeys(HYBRID_TYPES, LINEAR_ATTENTION_SIZES),
+    "llama4_text": ("intermediate_size_mlp", "num_local_experts", "interleave_moe_layer_step"),
+}
 VISION_TOWERS = {"siglip_vision_model"}
 # the outer model_type: the multimodal classes AutoModelForCausalLM (the runner's) builds
 PROJECTORS = {"gemma3": "siglip_vision_model"}  # → its default vision tower
@@ -222,10 +233,10 @@ def _info(name: str, c: dict) -> ModelInfo:
     total = sum(lin.params for lin in linears) + experts + other
     active = total
     width = dense_width(c, h)
-    if moe:
-        idle = moe.experts - moe.top_k
-        active -= moe.sparse_layers * idle * 3 * h * moe.expert_intermediate
-        width = moe.top_k * moe.expert_intermediate + moe.shared_intermediate
+    if moe:  # what a token runs through: its top-k experts (every one: EVERY_EXPERT_TYPES)
+        computed = moe.experts if model_type in EVERY_EXPERT_TYPES else moe.top_k
+        active -= moe.sparse_layers * (moe.experts - computed) * 3 * h * moe.expert_intermediate
+        width = computed * moe.expert_intermediate + moe.shared_intermediate
     backends = supported_backends(model_type, c.get("loaded_model_type"))
     return ModelInfo(
         name=name,
@@ -274,12 +285,13 @@ def check_config_sizes(name: str, c: dict, required: bool = True) -> None:
     name its sizes otherwise) before the run directory exists."""
     text = c.get("text_config")
     c = text if isinstance(text, dict) else c
-    for key in REQUIRED + SIZES_IF_SET:
+    optional = SIZES_IF_SET + FAMILY_SIZES.get(c.get("model_type"), ())
+    for key in REQUIRED + optional:
         value = c.get(key)
-        if value is None and (key in SIZES_IF_SET or not required):
+        if value is None and (key in optional or not required):
             continue
         if type(value) is not int:  # bool is an int to isinstance
-            if key in SIZES_IF_SET:
+            if key in optional:
                 raise ModelError(f"{name}: config.json: '{key}' is {value!r}, not an integer")
             raise ModelError(f"{name}: config.json has no integer '{key}', which planning needs")
         if value <= 0:

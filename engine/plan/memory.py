@@ -18,6 +18,7 @@ from ..inspect.models import ModelInfo
 from ..settings.options import OPTIMIZERS
 from ..settings.schema import TrainSettings
 from .attention_bytes import masked_attention_bytes, packing_mask_bytes, scores_bytes
+from .every_expert_bytes import every_expert_bytes_per_token
 from .hybrid_bytes import attention_layers, hybrid_bytes_per_token
 from .lora_dropout import dropout_bytes_per_token
 from .objective import (
@@ -241,7 +242,12 @@ def activation_bytes(
     elif any(linear.name == "gate_up_proj" for linear in model.linears):
         act_i += c["quantized_fused_gate_up_act_i"]
     word = DTYPE_BYTES[settings.quantization.compute_dtype]
-    one_layer = tokens * (act_h * h + act_i * i + dropout_bytes_per_token(model, settings, word))
+    one_layer = tokens * (
+        act_h * h
+        + act_i * i
+        + dropout_bytes_per_token(model, settings, word)
+        + every_expert_bytes_per_token(model)
+    )
     scores = scores_bytes(model, settings) + masked_attention_bytes(model, settings, word, padded)
     mode = settings.memory.gradient_checkpointing
     transient = fused_experts_grad_bytes(model, settings)  # one layer's backward at a time
