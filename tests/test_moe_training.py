@@ -60,10 +60,8 @@ def train_demo_on(tmp_path, model, *pairs: str):
     )
 
 
-@pytest.mark.parametrize("model_type", TRAINED)
-def test_a_mixture_of_experts_trains_with_auto_targets(tmp_path, model_type):
-    model = tiny_model(tmp_path / model_type, model_type)
-    run = tmp_path / "run"
+def two_steps(tmp_path, model) -> dict:
+    """The demo preset's first two steps on `model`, no evaluation: its summary.json."""
     result = train_demo_on(
         tmp_path,
         model,
@@ -73,8 +71,14 @@ def test_a_mixture_of_experts_trains_with_auto_targets(tmp_path, model_type):
         "training.exact_match_samples=0",
     )
     assert result.returncode == 0, result.stderr
-    summary = json.loads((run / "summary.json").read_text())
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["status"] == "finished" and summary["step"] == 2
+    return summary
+
+
+@pytest.mark.parametrize("model_type", TRAINED)
+def test_a_mixture_of_experts_trains_with_auto_targets(tmp_path, model_type):
+    summary = two_steps(tmp_path, tiny_model(tmp_path / model_type, model_type))
     adapted = set(summary["lora_target_modules"])
     assert adapted and not adapted & {"router", "gate"}
 
@@ -87,17 +91,7 @@ def test_llama4_trains_with_its_loss_pointed_at_its_backbone(tmp_path):
     from transformers import AutoModelForCausalLM
 
     model = tiny_model(tmp_path / "llama4", "llama4_text")
-    result = train_demo_on(
-        tmp_path,
-        model,
-        "training.max_steps=2",
-        FEW_RECORDS,
-        "dataset.eval_fraction=0",
-        "training.exact_match_samples=0",
-    )
-    assert result.returncode == 0, result.stderr
-    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
-    assert summary["status"] == "finished" and summary["step"] == 2
+    summary = two_steps(tmp_path, model)
     assert summary["final_loss"] < summary["first_loss"] + 1.0  # a real loss, not a crash value
     assert {"q_proj", "o_proj"} <= set(summary["lora_target_modules"])
     fresh = AutoModelForCausalLM.from_pretrained(model)
