@@ -299,6 +299,7 @@ def test_the_script_is_the_recipe_and_reads_every_constant_it_defines(overrides)
     from finetune_tui.engine.recipe import main as recipe_main
     from finetune_tui.engine.recipe import merging
     from finetune_tui.engine.recipe import model as recipe
+    from finetune_tui.engine.recipe import trainer as recipe_trainer
 
     script = render_script(load_preset(DEMO_PRESET, overrides), {})
     tree = ast.parse(script)
@@ -310,6 +311,7 @@ def test_the_script_is_the_recipe_and_reads_every_constant_it_defines(overrides)
     copied = (
         *recipe_data.DATA_FUNCTIONS,
         *recipe.MODEL_FUNCTIONS,
+        *recipe_trainer.TRAINER_FUNCTIONS,
         *merging.MERGE_FUNCTIONS,
         *recipe_main.MAIN_FUNCTIONS,
     )

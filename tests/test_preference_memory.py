@@ -120,7 +120,7 @@ def test_preference_runs_get_the_allocator_their_plan_assumes(
 ):
     """Set before CUDA is first used, in the runner (preflight and _train) and in the
     exported script; a setting of the user's own is kept, and said to be theirs."""
-    from finetune_tui.engine.recipe.model import planned_allocator
+    from finetune_tui.engine.recipe.trainer import planned_allocator
     from finetune_tui.engine.settings.preset import settings_from_overrides
     from finetune_tui.engine.train import run_memory
 

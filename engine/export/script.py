@@ -2,7 +2,7 @@
 
 The script is the runner's recipe with nothing of ours in it: TRL/PEFT/datasets directly,
 read top to bottom (settings → data → model → trainer → train → save). Its functions, main()
-included, are engine/recipe/model.py's, recipe_data.py's and recipe_main.py's, copied verbatim
+included, are engine/recipe/'s (examples, model, trainer, merging, main), copied verbatim
 (`inspect.getsource`) under a block of constants: all that is written here is that block.
 Every value that comes from the user reaches it through `literal()` (Python's own repr),
 never through string formatting into code, so a path holding quotes, backslashes or
@@ -24,6 +24,7 @@ from ..recipe.examples import DATA_CONSTANTS, DATA_FUNCTIONS
 from ..recipe.main import MAIN_FUNCTIONS
 from ..recipe.merging import MERGE_FUNCTIONS
 from ..recipe.model import MODEL_FUNCTIONS
+from ..recipe.trainer import TRAINER_FUNCTIONS
 from ..settings.options import objective_format_problem
 from ..settings.schema import DEMO, TrainSettings
 from ..settings.trainer_names import FIXED, objective_table
@@ -60,7 +61,13 @@ def render_script(
     settings: TrainSettings, reasons: dict[str, str], distributed: str | None = None
 ) -> str:
     """The standalone script; `distributed` (fsdp / deepspeed) when launched on several GPUs."""
-    functions = (*DATA_FUNCTIONS, *MODEL_FUNCTIONS, *MERGE_FUNCTIONS, *MAIN_FUNCTIONS)
+    functions = (
+        *DATA_FUNCTIONS,
+        *MODEL_FUNCTIONS,
+        *TRAINER_FUNCTIONS,
+        *MERGE_FUNCTIONS,
+        *MAIN_FUNCTIONS,
+    )
     sections = [
         _header(settings, distributed),
         _constants(settings, reasons),

@@ -56,36 +56,27 @@ def _gemma2(hidden, inter, layers, heads, kv):
     )
 
 
+# the gated DeltaNet layers' widths every published Qwen3.5 and Qwen3-Next config shares
+DELTANET = {
+    "linear_num_key_heads": 16,
+    "linear_num_value_heads": 32,
+    "linear_key_head_dim": 128,
+    "linear_value_head_dim": 128,
+    "linear_conv_kernel_dim": 4,
+    "full_attention_interval": 4,
+}
+
+
 def _qwen3_5(hidden, inter, layers, heads, kv, value_heads, **experts):
     """Qwen3.5's multimodal config.json: the text model nested (gated DeltaNet layers, every
     4th full attention; `experts`: Qwen3.5-MoE's), a vision tower AutoModelForCausalLM does
     not load (it builds the text-only Qwen3_5ForCausalLM / Qwen3_5MoeForCausalLM)."""
-    moe = "_moe" if experts else ""
-    arch = f"Qwen3_5{'Moe' if experts else ''}ForCausalLM"
-    text = _llama(
-        hidden,
-        inter,
-        layers,
-        heads,
-        kv,
-        248320,
-        262144,
-        False,
-        arch,
-        f"qwen3_5{moe}_text",
-        head_dim=256,
-        **experts,
-    )
-    text |= {
-        "linear_num_key_heads": 16,
-        "linear_num_value_heads": value_heads,
-        "linear_key_head_dim": 128,
-        "linear_value_head_dim": 128,
-        "linear_conv_kernel_dim": 4,
-        "full_attention_interval": 4,
-    }
+    moe, cls = ("_moe", "Qwen3_5Moe") if experts else ("", "Qwen3_5")
+    text = _llama(hidden, inter, layers, heads, kv, 248320, 262144, False, f"{cls}ForCausalLM")
+    text |= {"model_type": f"qwen3_5{moe}_text", "head_dim": 256, **experts, **DELTANET}
+    text["linear_num_value_heads"] = value_heads
     return {
-        "architectures": [f"Qwen3_5{'Moe' if experts else ''}ForConditionalGeneration"],
+        "architectures": [f"{cls}ForConditionalGeneration"],
         "model_type": f"qwen3_5{moe}",
         "text_config": text,
         "vision_config": {"model_type": f"qwen3_5{moe}_vision", "depth": 27, "hidden_size": 1152},
@@ -190,12 +181,7 @@ CATALOG |= {
         num_experts_per_tok=10,
         moe_intermediate_size=512,
         shared_expert_intermediate_size=512,
-        linear_num_key_heads=16,
-        linear_num_value_heads=32,
-        linear_key_head_dim=128,
-        linear_value_head_dim=128,
-        linear_conv_kernel_dim=4,
-        full_attention_interval=4,
+        **DELTANET,
     ),
     # Llama-4-Scout: transformers' Llama4TextConfig defaults; AutoModelForCausalLM builds the
     # text-only Llama4ForCausalLM from the multimodal config (its vision tower not loaded)

@@ -28,7 +28,7 @@ FULL_LOGITS_OBJECTIVES = {"orpo"}
 # Bytes per token and vocabulary entry of ORPO's whole logits. Read from the code: bf16
 # logits (2), fp32 log-softmax rows (4), the chosen half's fp32 cross-entropy (2 a token of
 # the pair), the logits' bf16 gradient (2) = 10, which the rows' peak *allocated* matched
-# (-1.5 to +2 %). Preference runs train under expandable segments (recipe.model.
+# (-1.5 to +2 %). Preference runs train under expandable segments (recipe.trainer.
 # planned_allocator), which keep about one bf16 copy of them cached: 2.1-2.3 bytes measured
 # on Llama-3.2-1B at b2 and b4, 2.08 on Gemma-3-1B; the default allocator kept 2.6-7.4,
 # depending on the batch (H200 2026-12-05, docs/BENCHMARKS.md). Beyond the fragmentation

@@ -19,10 +19,8 @@ from .model import (
     load_tokenizer,
     load_unsloth_model,
     lora_config,
-    planned_allocator,
-    trainer_arguments,
-    trainer_classes,
 )
+from .trainer import planned_allocator, trainer_arguments, trainer_classes
 
 # What main() reads. The exported script defines each of these above its functions
 # (engine/export/script.py writes them from the settings); here, where main() never runs, None.

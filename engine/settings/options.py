@@ -88,7 +88,7 @@ UNPAIRED = "unpaired_preference"  # KTO's prompt / completion / label
 
 @dataclass(frozen=True)
 class ObjectiveInfo:
-    """What an objective trains on (its TRL classes: engine/recipe/model.trainer_classes)."""
+    """What an objective trains on (its TRL classes: engine/recipe/trainer.trainer_classes)."""
 
     formats: tuple[str, ...]  # the dataset formats it trains on
     what: str  # for messages: what the objective learns from

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from ..launch.ranks import world_size
 from ..plan.oom_policy import back_off
-from ..recipe.model import planned_allocator
+from ..recipe.trainer import planned_allocator
 from ..runs.events import EventSink, Notice
 from ..settings.schema import TrainSettings
 
 ALLOCATOR = "PYTORCH_CUDA_ALLOC_CONF"
-EXPANDABLE = "expandable_segments:True"  # what recipe.model.planned_allocator sets
+EXPANDABLE = "expandable_segments:True"  # what recipe.trainer.planned_allocator sets
 
 
 def _asked() -> str:
@@ -27,7 +27,7 @@ def _asked() -> str:
 
 
 def use_planned_allocator(settings: TrainSettings) -> None:
-    """Put the allocator the plan assumes in force (recipe.model.planned_allocator), before
+    """Put the allocator the plan assumes in force (recipe.trainer.planned_allocator), before
     anything in this run touches CUDA; once CUDA is set up, remember the setting it was set
     up under (a run earlier in the wizard may have done it, before this one's setting)."""
     import torch

@@ -68,7 +68,7 @@ def build_trainer(settings: TrainSettings, inputs: RunInputs, run_dir: Path, emi
     import transformers
     from transformers.trainer_callback import PrinterCallback
 
-    from ..recipe.model import trainer_classes
+    from ..recipe.trainer import trainer_classes
     from .callbacks import DriftCallback, EventCallback, StopCallback
     from .token_count import count_training_tokens
     from .trainer_config import build_trainer_config

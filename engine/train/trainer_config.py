@@ -12,7 +12,7 @@ from pathlib import Path
 
 from finetune_tui.engine.settings.trainer_names import trainer_settings
 
-from ..recipe.model import trainer_arguments, trainer_classes
+from ..recipe.trainer import trainer_arguments, trainer_classes
 from ..runs.layout import CHECKPOINTS_DIR
 from ..settings.schema import TrainSettings
 from .loading import Device
