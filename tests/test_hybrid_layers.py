@@ -119,3 +119,25 @@ def test_legacy_layer_type_names_are_read_as_transformers_reads_them():
     legacy = ["mamba", "mamba", "mamba", "attention"]  # transformers' own remapping table
     model = inspect_config("old", SMALL | {"num_hidden_layers": 4, "layer_types": legacy})
     assert model.linear_attention.layers == 3
+
+
+def test_the_time_counts_softmax_attention_in_its_layers_only_and_says_what_is_untimed():
+    """A DeltaNet layer has no quadratic part; its torch loop over 64-token chunks was never
+    timed, and the plan's basis says so (Llama-4's every-expert MoE too)."""
+    from finetune_tui.engine.plan.throughput import flops_per_token, predicted_throughput
+    from finetune_tui.engine.settings.preset import settings_from_overrides
+
+    model = inspect_model("Qwen/Qwen3.5-9B")
+    settings = settings_from_overrides(["training.max_seq_length=4096"])
+    full = model.num_layers - model.linear_attention.layers
+    assert full == 8
+    attention = 12 * full * 4096 * model.num_heads * model.head_dim
+    assert flops_per_token(model, settings) == 4 * model.params_active + attention
+    basis = predicted_throughput(model, settings, None, "H100").basis
+    assert "gated DeltaNet layers not timed" in basis
+    scout = inspect_model("meta-llama/Llama-4-Scout-17B-16E")
+    assert (
+        "every expert on every token" in predicted_throughput(scout, settings, None, "H100").basis
+    )
+    llama = inspect_model("meta-llama/Llama-3.1-8B")
+    assert "not timed" not in predicted_throughput(llama, settings, None, "H100").basis

@@ -16,10 +16,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..inspect.families import EVERY_EXPERT_TYPES
 from ..inspect.hardware import KNOWN_GPUS, KnownGPU, find_known_gpu
 from ..inspect.models import ModelInfo
 from ..settings.schema import TrainSettings
 from . import speed
+from .hybrid_bytes import attention_layers
 
 REFERENCE_GPU = "H100 80GB"  # the card every fitted row ran on
 # Fitted on the Llama rows only (llama-3.1-8b, llama-3.2-1b; every row that trained with
@@ -63,12 +65,13 @@ class Throughput:
 def flops_per_token(model: ModelInfo, settings: TrainSettings) -> float:
     """Model FLOPs of one trained token: k x active parameters (k = 4 under LoRA, 6 for full
     fine-tuning) plus attention's scores and values at max_seq_length (12 L s d: forward 4,
-    backward 8, counted over the whole square as is usual for MFU)."""
+    backward 8, counted over the whole square as is usual for MFU; L the softmax-attention
+    layers: a hybrid's linear-attention layers have no square)."""
     full = settings.training.method == "full"
     k = FULL_FLOPS_PER_PARAM if full else LORA_FLOPS_PER_PARAM
     active = model.params_active or model.params_total
     length = settings.training.max_seq_length
-    attention = 12 * model.num_layers * length * model.num_heads * model.head_dim
+    attention = 12 * attention_layers(model) * length * model.num_heads * model.head_dim
     return k * active + attention
 
 
@@ -131,7 +134,7 @@ def predicted_throughput(
     )
     processes = settings.distributed.world_size  # above 1 only with a strategy
     mfu = per_gpu * processes / peak_tokens_per_s(model, settings, gpu_name)
-    return Throughput(per_gpu * processes, _basis(card, settings, processes), mfu)
+    return Throughput(per_gpu * processes, _basis(card, model, settings, processes), mfu)
 
 
 def peak_tokens_per_s(model: ModelInfo, settings: TrainSettings, gpu_name: str) -> float | None:
@@ -160,7 +163,15 @@ def unpredicted(settings: TrainSettings, gpu_name: str | None) -> str | None:
     return None
 
 
-def _basis(card: KnownGPU, settings: TrainSettings, processes: int) -> str:
+# Kernels no speed row has timed: the time is the speed model's for their FLOPs, said so
+UNTIMED_KERNELS = {
+    "linear_attention": "its gated DeltaNet layers not timed (without flash-linear-attention "
+    "transformers runs them as a torch loop over 64-token chunks: likely slower)",
+    "every_expert": "not timed: transformers runs every expert on every token, all counted",
+}
+
+
+def _basis(card: KnownGPU, model: ModelInfo, settings: TrainSettings, processes: int) -> str:
     reference = KNOWN_GPUS[REFERENCE_GPU]
     if card.name == reference.name:
         text = f"fitted to {reference.name.split()[0]} measurements"
@@ -169,6 +180,10 @@ def _basis(card: KnownGPU, settings: TrainSettings, processes: int) -> str:
             f"scaled from {reference.name.split()[0]} measurements by published bf16 "
             f"throughput ({card.bf16_tflops:g} vs {reference.bf16_tflops:g} TFLOP/s)"
         )
+    if model.linear_attention is not None:
+        text += f"; {UNTIMED_KERNELS['linear_attention']}"
+    if model.model_type in EVERY_EXPERT_TYPES:
+        text += f"; {UNTIMED_KERNELS['every_expert']}"
     if settings.training.method == "full":
         text += "; full fine-tuning not measured: LoRA's efficiency at 6 FLOPs a parameter"
     if processes > 1:
