@@ -141,3 +141,22 @@ def test_the_time_counts_softmax_attention_in_its_layers_only_and_says_what_is_u
     )
     llama = inspect_model("meta-llama/Llama-3.1-8B")
     assert "not timed" not in predicted_throughput(llama, settings, None, "H100").basis
+
+
+@pytest.mark.parametrize("model_type", ["qwen3_5_text", "qwen3_next"])
+def test_attention_biases_are_counted_on_the_full_attention_layers_only(model_type):
+    """`attention_bias` puts biases on the full-attention projections (the gated query's
+    doubled width included); the DeltaNet's projections never have one."""
+    import torch
+    from transformers import CONFIG_MAPPING, AutoModelForCausalLM
+
+    config = SMALL | {"model_type": model_type, "num_hidden_layers": 4, "attention_bias": True}
+    if model_type == "qwen3_next":
+        config |= {k: v for k, v in NEXT.items() if k not in SMALL and k != "mlp_only_layers"}
+    fields = dict(config)
+    built_config = CONFIG_MAPPING[fields.pop("model_type")](**fields)
+    with torch.device("meta"):
+        built = AutoModelForCausalLM.from_config(built_config)
+    assert inspect_config("biased", config).params_total == sum(
+        p.numel() for p in built.parameters()
+    )

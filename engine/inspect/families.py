@@ -208,8 +208,9 @@ def small_params(model_type, c, h, heads, kv, head_dim, layers, moe) -> int:
         total += layers * heads + moe.sparse_layers * moe.experts
     if model_type in ("deepseek_v2", "deepseek_v3"):
         total += layers * c["kv_lora_rank"] + layers * (c.get("q_lora_rank") or 0)
-    if model_type in ("qwen2", "qwen2_moe") or c.get("attention_bias"):
-        total += layers * (q + 2 * k + (h if c.get("attention_bias") else 0))
+    if model_type in ("qwen2", "qwen2_moe") or c.get("attention_bias"):  # a hybrid: its full
+        gated = 2 if model_type in GATED_QUERY_TYPES else 1  # layers' q (and gate), k, v, o
+        total += full * (gated * q + 2 * k + (h if c.get("attention_bias") else 0))
     if model_type == "gpt_neox":
         total += layers * (q + 2 * k + h + dense_width(c, h) + h)
     if model_type == "starcoder2" and c.get("use_bias", True):
