@@ -70,15 +70,8 @@ def test_counted_as_transformers_builds_it(experts, step):
     assert info.params_total == sum(p.numel() for p in built.parameters())
     plain = [m for n, m in built.named_modules() if type(m) is torch.nn.Linear and n != "lm_head"]
     assert info.params_quantised == sum(m.weight.numel() for m in plain)
-    assert set(info.lora_targets) == {
-        "q_proj",
-        "k_proj",
-        "v_proj",
-        "o_proj",
-        "gate_proj",
-        "up_proj",
-        "down_proj",
-    }
+    llama = inspect_config("llama", CATALOG["meta-llama/Llama-3.1-8B"])
+    assert info.lora_targets == llama.lora_targets  # attention and the shared / dense MLPs
     assert info.moe.sparse_layers == 4 // step
 
 
