@@ -160,3 +160,24 @@ def test_attention_biases_are_counted_on_the_full_attention_layers_only(model_ty
     assert inspect_config("biased", config).params_total == sum(
         p.numel() for p in built.parameters()
     )
+
+
+def test_sizes_a_config_leaves_out_take_transformers_own_defaults():
+    """A config.json without the DeltaNet's widths or the experts' width gets what the
+    installed transformers' config class declares (read from its source, not copied here):
+    the counts still match the model transformers builds."""
+    import torch
+    from transformers import CONFIG_MAPPING, AutoModelForCausalLM
+
+    from finetune_tui.engine.inspect.library_tables import config_defaults
+
+    assert config_defaults("qwen3_next")["moe_intermediate_size"] == 512
+    bare = {k: v for k, v in NEXT.items() if not k.startswith("linear_")}
+    bare = {k: v for k, v in bare.items() if k not in ("moe_intermediate_size", "mlp_only_layers")}
+    fields = bare | {"num_hidden_layers": 4}
+    built_config = CONFIG_MAPPING[fields.pop("model_type")](**fields)
+    with torch.device("meta"):
+        built = AutoModelForCausalLM.from_config(built_config)
+    model = inspect_config("bare", bare | {"num_hidden_layers": 4})
+    assert model.params_total == sum(p.numel() for p in built.parameters())
+    assert model.linear_attention.value_heads == built_config.linear_num_value_heads

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from .library_tables import config_defaults
 from .linear_attention import GATED_QUERY_TYPES, linear_attention_of
 
 NORMS_PER_LAYER = {"gemma2": 4, "gemma3_text": 4}
@@ -105,7 +106,11 @@ def experts_of(model_type: str, c: dict, layers: int) -> Experts | None:
     count = c.get("num_local_experts") or c.get("num_experts") or c.get("n_routed_experts")
     if not count:
         return None
-    width = c.get("moe_intermediate_size") or c.get("intermediate_size")
+    # absent: the class's default where it has one (Qwen3-Next's 512), else the dense width
+    width = c.get("moe_intermediate_size") or config_defaults(model_type).get(
+        "moe_intermediate_size"
+    )
+    width = width or c.get("intermediate_size")
     shared = c.get("shared_expert_intermediate_size") or 0
     if c.get("n_shared_experts"):
         shared = c["n_shared_experts"] * width

@@ -21,6 +21,7 @@ CONVERSION_PATTERNS = "_MODEL_TO_CONVERSION_PATTERN"
 MOVED_TARGETS = "_MOE_TARGET_MODULE_MAPPING"
 CAUSAL_LM_NAMES = "MODEL_FOR_CAUSAL_LM_MAPPING_NAMES"  # transformers.models.auto.modeling_auto
 LEGACY_LAYERS = "_LEGACY_LAYER_TYPE_REMAP"  # transformers.configuration_utils
+MODULE_NAMES = "SPECIAL_MODEL_TYPE_TO_MODULE_NAME"  # transformers.models.auto.auto_mappings
 
 
 class Named(str):
@@ -218,3 +219,40 @@ def legacy_layer_types() -> dict[str, str]:
     "linear_attention"); empty where transformers is missing or the table is not literal."""
     table = (_module_tables("transformers", "configuration_utils.py") or {}).get(LEGACY_LAYERS)
     return table if type(table) is dict else {}
+
+
+@functools.lru_cache(maxsize=64)
+def config_defaults(model_type: str) -> dict[str, object]:
+    """The literal defaults of the installed transformers' config class for a model type
+    (Qwen3_5TextConfig's `linear_num_value_heads: int = 32`): what a config.json that omits
+    a field gets when transformers builds the model. Empty where transformers is missing,
+    the class cannot be found, or it declares no literal defaults."""
+    modules = (_module_tables("transformers", "models", "auto", "auto_mappings.py") or {}).get(
+        MODULE_NAMES
+    )
+    module = (modules if isinstance(modules, dict) else {}).get(model_type, model_type)
+    if not isinstance(module, str) or not module.isidentifier():
+        return {}
+    tree = _parsed("transformers", "models", module, f"configuration_{module}.py")
+    for cls in tree.body if tree else []:
+        if isinstance(cls, ast.ClassDef) and _declares_type(cls, model_type):
+            return {
+                node.target.id: _value(node.value)
+                for node in cls.body
+                if isinstance(node, ast.AnnAssign)
+                and isinstance(node.target, ast.Name)
+                and node.value is not None
+                and not isinstance(_value(node.value), Unread)
+            }
+    return {}
+
+
+def _declares_type(cls: ast.ClassDef, model_type: str) -> bool:
+    """Whether a class body says `model_type = "<model_type>"`."""
+    return any(
+        isinstance(node, ast.Assign)
+        and any(isinstance(t, ast.Name) and t.id == "model_type" for t in node.targets)
+        and isinstance(node.value, ast.Constant)
+        and node.value.value == model_type
+        for node in cls.body
+    )

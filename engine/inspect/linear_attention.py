@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .library_tables import legacy_layer_types
+from .library_tables import config_defaults, legacy_layer_types
 
 # model_type -> transformers' default `full_attention_interval` where `layer_types` is absent
-# (Qwen3_5TextConfig.__post_init__: every 4th layer full attention)
+# (Qwen3_5TextConfig.__post_init__: every 4th layer full attention; a keyword popped there,
+# not a declared default config_defaults can read). Other sizes: `sized`.
 HYBRID_TYPES = {"qwen3_5_text": 4, "qwen3_5_moe_text": 4, "qwen3_next": 4}
 # Qwen3-Next fuses the DeltaNet's input projections in two (Qwen3NextGatedDeltaNet)
 FUSED_INPUT_TYPES = {"qwen3_next"}
@@ -36,7 +37,7 @@ class LinearAttention:
 
     layers: int  # how many of the model's layers are linear attention
     fused_inputs: bool  # in_proj_qkvz / in_proj_ba (Qwen3-Next), not four projections
-    key_heads: int
+    key_heads: int  # the next five in LINEAR_ATTENTION_SIZES' order
     value_heads: int
     key_head_dim: int
     value_head_dim: int
@@ -106,11 +107,16 @@ def linear_attention_of(model_type: str, c: dict, layers: int) -> LinearAttentio
         return None
     count = layer_types(model_type, c, layers).count("linear_attention")
     return LinearAttention(
-        layers=count,
-        fused_inputs=model_type in FUSED_INPUT_TYPES,
-        key_heads=c.get("linear_num_key_heads") or 16,  # null or absent: transformers' default
-        value_heads=c.get("linear_num_value_heads") or 32,
-        key_head_dim=c.get("linear_key_head_dim") or 128,
-        value_head_dim=c.get("linear_value_head_dim") or 128,
-        conv_kernel=c.get("linear_conv_kernel_dim") or 4,
+        count,
+        model_type in FUSED_INPUT_TYPES,
+        *(sized(model_type, c, key) for key in LINEAR_ATTENTION_SIZES[:5]),
     )
+
+
+def sized(model_type: str, c: dict, key: str) -> int:
+    """A size from config.json, or where it is absent (or null) the installed transformers'
+    default for this model type, as transformers builds the model."""
+    value = c.get(key) or config_defaults(model_type).get(key)
+    if not value:
+        raise ValueError(f"'{key}' is not set and transformers' default could not be read")
+    return value
