@@ -484,6 +484,29 @@ async def test_train_panel_charts_the_predicted_beside_the_measured(tmp_path):
         assert drawn_ticks(vram) == (vram.data.x.tick_labels, vram.data.y.tick_labels)
 
 
+async def test_the_vram_line_follows_the_plan_of_the_longest_batch_the_run_checked(tmp_path):
+    """A run whose data never fills max_seq_length: its memory check at step 1 reads the plan
+    at the longest batch so far (6.60 GiB against the full length's 7.23); the yellow line
+    moves there and the label gives both, as the final line does."""
+    from finetune_tui.engine.runs.events import MemoryCheck
+    from finetune_tui.tui.app import AttachApp
+
+    events = gpu_run_events()
+    check = MemoryCheck(1, 6.5, 6.6, 78.0, 6.6, 0.065)
+    write_run(tmp_path, [events[0], events[1], check, *events[2:]])
+    app = AttachApp(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await app.workers.wait_for_complete()
+        await pilot.pause(1.2)
+        label = text_of(app, "#vram-label")
+        assert (
+            "predicted 6.60 at the longest batch so far (yellow line; 7.23 at the full length)"
+            in label
+        )
+        vram = app.screen.query_one("#vram-chart")
+        assert vram.data.named("predicted").ys == (6.6, 6.6)
+
+
 async def test_the_strategy_time_runs_at_the_pace_this_machines_runs_measured():
     """A machine whose runs measured 0.7x the plan on this card: the wizard's time says so
     (plan/measured_speed.py), as `plan` does."""

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from finetune_tui.engine.runs.events import Started
+from finetune_tui.engine.runs.event_text import SHORTER_RUN
+from finetune_tui.engine.runs.events import Started, Step
 
 # colours as the terminal's 16 (ANSI numbers: plotext's own names call 3 "orange")
 MEASURED = 2  # green
@@ -113,8 +114,30 @@ def speed_text(speeds: list[float], started: Started | None) -> str:
     return text + (f", MFU {mfu(predicted, at_peak)}" if at_peak else "")
 
 
-def vram_text(reserved: list[float], predicted: float | None) -> str:
+def step_vram_text(event: Step, predicted: float | None) -> str:
+    """The stats line's VRAM part: used, reserved and peak, the plan beside the peak."""
+    if event.memory_reserved_gib is None:
+        return "  VRAM n/a (CPU)"
+    planned = f" (predicted {predicted:.2f})" if predicted is not None else ""
+    return (
+        f"  VRAM {event.memory_allocated_gib:.2f} used / {event.memory_reserved_gib:.2f} "
+        f"reserved / peak measured {event.memory_peak_gib:.2f}{planned} GiB"
+    )
+
+
+def vram_text(
+    reserved: list[float], predicted: float | None, started: Started | None = None
+) -> str:
+    """`predicted`: the plan the yellow line draws, at the longest batch so far once the
+    run's memory check has read it; the plan at max_seq_length (`started`'s) is said beside
+    it where the batches so far are shorter (event_text.SHORTER_RUN, as the final line)."""
+    full = started.predicted_peak_reserved_gib if started else None
     said = f" / predicted {predicted:.2f} (yellow line)" if predicted else ""
+    if predicted and full and predicted < SHORTER_RUN * full:
+        said = (
+            f" / predicted {predicted:.2f} at the longest batch so far (yellow line;"
+            f" {full:.2f} at the full length)"
+        )
     return (
         f"VRAM GiB reserved (green): {reserved[-1]:.2f} now; peak measured "
         f"{max(reserved):.2f}{said}"

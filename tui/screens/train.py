@@ -28,6 +28,7 @@ from finetune_tui.engine.runs.events import (
     Event,
     Failed,
     Finished,
+    MemoryCheck,
     Started,
     Step,
     format_duration,
@@ -261,7 +262,9 @@ class TrainScreen(Screen):
             style = LOG_STYLES.get(getattr(event, "level", event.kind), "default")
             self.log_line(line, style)
         self.query_one(PreferenceLine).show(event)
-        if isinstance(event, Started):
+        if isinstance(event, MemoryCheck):  # the plan at the longest batch so far
+            self.predicted_gib = event.predicted_gib
+        elif isinstance(event, Started):
             self.started_at = time.monotonic()
             self.predicted_gib = event.predicted_peak_reserved_gib
             self.started = event
@@ -288,15 +291,7 @@ class TrainScreen(Screen):
         self.query_one(PreferenceLine).show(event)
         self.show_charts()
         self.query_one(ProgressBar).update(total=event.total_steps, progress=event.step)
-        predicted = (
-            f" (predicted {self.predicted_gib:.2f})" if self.predicted_gib is not None else ""
-        )
-        vram = (
-            f"  VRAM {event.memory_allocated_gib:.2f} used / {event.memory_reserved_gib:.2f} "
-            f"reserved / peak measured {event.memory_peak_gib:.2f}{predicted} GiB"
-            if event.memory_reserved_gib is not None
-            else "  VRAM n/a (CPU)"
-        )
+        vram = charts.step_vram_text(event, self.predicted_gib)
         self.set_text(
             "#stats",
             f"step [b]{event.step}/{event.total_steps}[/b]  loss [b]{event.loss:.4f}[/b]  "
@@ -314,7 +309,9 @@ class TrainScreen(Screen):
         self.set_text("#loss-label", charts.loss_text(self.losses))
         self.set_text("#speed-label", charts.speed_text(self.speeds, self.started))
         if self.vram:
-            self.set_text("#vram-label", charts.vram_text(self.vram, self.predicted_gib))
+            self.set_text(
+                "#vram-label", charts.vram_text(self.vram, self.predicted_gib, self.started)
+            )
             self.query_one("#vram-label").display = True
         if not redraw:
             return
