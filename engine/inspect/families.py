@@ -9,7 +9,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from .library_tables import config_defaults
-from .linear_attention import GATED_QUERY_TYPES, linear_attention_of
+from .linear_attention import GATED_QUERY_TYPES
 
 NORMS_PER_LAYER = {"gemma2": 4, "gemma3_text": 4}
 LAYERNORM = {"gpt_neox", "starcoder2", "falcon", "phimoe", "phi", "gpt2", "gpt_bigcode"}
@@ -135,8 +135,9 @@ def experts_of(model_type: str, c: dict, layers: int) -> Experts | None:
 ATTENTION_OUTPUTS = ("o_proj", "dense")
 
 
-def attention_linears(model_type, c, h, heads, kv, head_dim, layers) -> list[Linear]:
-    """The attention projections of one layer, by the module names transformers uses."""
+def attention_linears(model_type, c, h, heads, kv, head_dim, layers, mixer) -> list[Linear]:
+    """The attention projections of one layer, by the module names transformers uses
+    (`mixer`: a hybrid's linear-attention layers, linear_attention_of's, or None)."""
     q, k = heads * head_dim, kv * head_dim
 
     def lin(name, i, o):
@@ -160,7 +161,6 @@ def attention_linears(model_type, c, h, heads, kv, head_dim, layers) -> list[Lin
         return [lin("query_key_value", h, q + 2 * k), lin("dense", q, h)]
     if model_type == "phi3":
         return [lin("qkv_proj", h, q + 2 * k), lin("o_proj", q, h)]
-    mixer = linear_attention_of(model_type, c, layers)
     if mixer:  # a hybrid: full attention in some layers, linear attention in the rest
         full = layers - mixer.layers
         gated = 2 if model_type in GATED_QUERY_TYPES else 1
@@ -193,7 +193,7 @@ def mlp_linears(model_type: str, h: int, width: int, layers: int) -> list[Linear
     ]
 
 
-def small_params(model_type, c, h, heads, kv, head_dim, layers, moe) -> int:
+def small_params(model_type, c, h, heads, kv, head_dim, layers, moe, mixer) -> int:
     """Norms, biases and routers: under 1 % of a model, but counted exactly where known."""
     per_norm = 2 * h if model_type in LAYERNORM else h
     norms_per_layer = NORMS_PER_LAYER.get(model_type, 2)
@@ -201,7 +201,6 @@ def small_params(model_type, c, h, heads, kv, head_dim, layers, moe) -> int:
         norms_per_layer = 1  # parallel attention shares one LayerNorm
     total = layers * norms_per_layer * per_norm + per_norm  # + the final norm
     q, k = heads * head_dim, kv * head_dim
-    mixer = linear_attention_of(model_type, c, layers)
     full = layers - (mixer.layers if mixer else 0)
     if model_type in ("qwen3", "qwen3_moe", "gemma3_text") or mixer:
         total += full * 2 * head_dim  # q_norm, k_norm per head
@@ -227,11 +226,13 @@ def small_params(model_type, c, h, heads, kv, head_dim, layers, moe) -> int:
     return total
 
 
-def block_linears(model_type, c, h, heads, kv, head_dim, layers, moe) -> tuple[list[Linear], int]:
+def block_linears(
+    model_type, c, h, heads, kv, head_dim, layers, moe, mixer
+) -> tuple[list[Linear], int]:
     """The blocks' nn.Linear layers (attention, dense and shared-expert MLPs, a linear
     router) and the fused routed-expert parameters beside them."""
     dense_layers = layers - (moe.sparse_layers if moe else 0)
-    linears = attention_linears(model_type, c, h, heads, kv, head_dim, layers)
+    linears = attention_linears(model_type, c, h, heads, kv, head_dim, layers, mixer)
     linears += mlp_linears(model_type, h, dense_width(c, h), dense_layers)
     experts = 0
     if moe:

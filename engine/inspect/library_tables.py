@@ -236,14 +236,14 @@ def config_defaults(model_type: str) -> dict[str, object]:
     tree = _parsed("transformers", "models", module, f"configuration_{module}.py")
     for cls in tree.body if tree else []:
         if isinstance(cls, ast.ClassDef) and _declares_type(cls, model_type):
-            return {
+            declared = {
                 node.target.id: _value(node.value)
                 for node in cls.body
                 if isinstance(node, ast.AnnAssign)
                 and isinstance(node.target, ast.Name)
                 and node.value is not None
-                and not isinstance(_value(node.value), Unread)
             }
+            return {k: v for k, v in declared.items() if not isinstance(v, Unread)}
     return {}
 
 

@@ -226,10 +226,11 @@ def _info(name: str, c: dict) -> ModelInfo:
     kv = kv_heads(model_type, c, heads)
     head_dim = c.get("head_dim") or h // heads
     moe = experts_of(model_type, c, layers)
-    linears, experts = block_linears(model_type, c, h, heads, kv, head_dim, layers, moe)
+    mixer = linear_attention_of(model_type, c, layers)  # None but for a hybrid
+    linears, experts = block_linears(model_type, c, h, heads, kv, head_dim, layers, moe, mixer)
     tie = bool(c.get("tie_word_embeddings", model_type in {"gemma", "gemma2", "gemma3_text"}))
     embedding = vocab * h * (1 if tie else 2)
-    other = embedding + small_params(model_type, c, h, heads, kv, head_dim, layers, moe)
+    other = embedding + small_params(model_type, c, h, heads, kv, head_dim, layers, moe, mixer)
     total = sum(lin.params for lin in linears) + experts + other
     active = total
     width = dense_width(c, h)
@@ -262,7 +263,7 @@ def _info(name: str, c: dict) -> ModelInfo:
         sdpa=not sdpa_unsupported(c.get("loaded_model_type") or model_type),
         logit_softcapping=c.get("final_logit_softcapping") is not None,
         scaled_embeddings=scales_input_embeddings(c.get("loaded_model_type") or model_type),
-        linear_attention=linear_attention_of(model_type, c, layers),
+        linear_attention=mixer,
     )
 
 
