@@ -108,3 +108,22 @@ def test_a_run_whose_data_never_filled_the_length_is_read_against_its_longest_sa
     same = {"peak_reserved_gib": 12.2, "predicted_peak_reserved_gib": 12.5}
     line = describe(finished(same | {"first_loss": 1, "predicted_peak_at_longest_gib": 12.4}))
     assert "measured 12.20 / predicted 12.50 GiB reserved;" in line  # within 2 %: one figure
+
+
+def test_the_store_keeps_the_peak_beside_the_plan_at_the_longest_sample(monkeypatch):
+    """What a GPU run remembers is compared with the same plan its final line gives (the
+    summary's plan at the longest sample), not the full length's."""
+    from finetune_tui.engine.plan.measured import measurements
+    from finetune_tui.engine.runs.summary import RunSummary
+    from finetune_tui.engine.settings.preset import settings_from_overrides
+    from finetune_tui.engine.train import callbacks, run_memory
+
+    reading = {"memory_peak_gib": 27.86, "card": "NVIDIA H100 80GB HBM3"}
+    monkeypatch.setattr(callbacks, "cuda_memory", lambda: reading)
+    settings = settings_from_overrides(["model.name_or_path=Qwen/Qwen2.5-7B"])
+    summary = RunSummary(
+        step=5, predicted_peak_reserved_gib=45.08, predicted_peak_at_longest_gib=28.05
+    )
+    run_memory.remember(settings, summary, lambda event: None)
+    (kept,) = measurements()
+    assert (kept.family, kept.measured_gib, kept.predicted_gib) == ("qwen2", 27.86, 28.05)

@@ -177,14 +177,13 @@ def planned_at_longest(settings: TrainSettings, counter) -> float | None:
 def remember(
     settings: TrainSettings,
     summary,
-    counter,
     emit: EventSink,
     speeds: tuple[float | None, float | None] = (None, None),
 ) -> None:
     """Keep this run's measured peak per model family, backend and card (engine/plan/measured.py):
-    compared with the plan at the longest length trained, so a short run is not read as a
-    plan that over-predicts. `speeds`: its measured and predicted tokens/s
-    (run_speed.speed_reading), kept for plan/measured_speed.py."""
+    compared with the plan at the longest length trained (the summary's, planned_at_longest),
+    so a short run is not read as a plan that over-predicts. `speeds`: its measured and
+    predicted tokens/s (run_speed.speed_reading), kept for plan/measured_speed.py."""
     from .callbacks import cuda_memory
 
     reading = cuda_memory()
@@ -193,7 +192,7 @@ def remember(
     from ..inspect.models import inspect_model
     from ..plan.measured import Measurement, record
 
-    predicted = planned_at_longest(settings, counter)
+    predicted = summary.predicted_peak_at_longest_gib
     if predicted is None:
         return  # the planner cannot read this model: nothing to compare with
     measurement = Measurement(

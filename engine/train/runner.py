@@ -325,7 +325,7 @@ def finish(
             summary.predicted_peak_at_longest_gib = planned_at_longest(trained.settings, counter)
         write_summary(run_dir, summary)
         speeds = speed_reading(trained.events)
-        remember(trained.settings, summary, trained.events.counter, emit, speeds)
+        remember(trained.settings, summary, emit, speeds)
     state = trained.trainer.state
     finished = Finished(
         status=summary.status,
