@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from finetune_tui.engine.runs.event_text import SHORTER_RUN
+from finetune_tui.engine.runs.event_text import below_full_length
 from finetune_tui.engine.runs.events import Started, Step
 
 # colours as the terminal's 16 (ANSI numbers: plotext's own names call 3 "orange")
@@ -130,10 +130,10 @@ def vram_text(
 ) -> str:
     """`predicted`: the plan the yellow line draws, at the longest batch so far once the
     run's memory check has read it; the plan at max_seq_length (`started`'s) is said beside
-    it where the batches so far are shorter (event_text.SHORTER_RUN, as the final line)."""
+    it where the batches so far are shorter (event_text.below_full_length, as the final line)."""
     full = started.predicted_peak_reserved_gib if started else None
     said = f" / predicted {predicted:.2f} (yellow line)" if predicted else ""
-    if predicted and full and predicted < SHORTER_RUN * full:
+    if below_full_length(predicted, full):
         said = (
             f" / predicted {predicted:.2f} at the longest batch so far (yellow line;"
             f" {full:.2f} at the full length)"

@@ -197,6 +197,12 @@ def _finished(event: Finished) -> str:
 SHORTER_RUN = 0.98
 
 
+def below_full_length(longest: float | None, full: float | None) -> bool:
+    """Whether the plan at the longest sample so far is worth saying beside the full length's
+    (the final line's rule, and the Train panel's)."""
+    return bool(longest and full and longest < SHORTER_RUN * full)
+
+
 def _peak_text(s) -> str:
     """Measured peak beside the plan it should be read against: the plan at the longest
     sample trained where the data never filled the length, the full length's beside it."""
@@ -204,7 +210,7 @@ def _peak_text(s) -> str:
     full, longest = s.predicted_peak_reserved_gib, s.predicted_peak_at_longest_gib
     if full is None:
         return measured + " GiB reserved"
-    if longest is None or longest >= SHORTER_RUN * full:
+    if not below_full_length(longest, full):
         return f"{measured} / predicted {full:.2f} GiB reserved"
     return (
         f"{measured} / predicted {longest:.2f} GiB reserved at the longest sample trained"
