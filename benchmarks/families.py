@@ -54,6 +54,8 @@ FAMILIES = {
     "qwen3.5-35b-a3b-4l": ("Qwen/Qwen3.5-35B-A3B", 4),  # 256 experts, top 8, a shared expert
     "qwen3-next-80b-a3b-4l": ("Qwen/Qwen3-Next-80B-A3B-Instruct", 4),  # 512 experts, top 10
     "llama-4-scout-2l": ("meta-llama/Llama-4-Scout-17B-16E", 2),  # every expert, every token
+    # 3 sliding layers (head width 256), 1 full (512), per-layer embeddings, both towers
+    "gemma-4-e2b-4l": ("google/gemma-4-E2B", 4),
 }
 QUANT = {"nf4": {"quantization.mode": "nf4"}, "bf16": {"quantization.mode": "none"}}
 CHECKPOINTING = {"hf": "on", "liger": "on", "unsloth": "unsloth"}

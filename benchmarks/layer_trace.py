@@ -62,6 +62,47 @@ def saved_bytes_per_token(config_dict: dict, tokens: int, device: str = "meta") 
     return sum(kept.values()) / tokens
 
 
+def saved_bytes_per_layer(config_dict: dict, tokens: int, device: str = "cpu") -> list[float]:
+    """Every decoder layer's saved-for-backward tensors (distinct storages, parameters and
+    attention scores excluded) while the whole decoder runs forward, per token, by the
+    layer that saved each first; the last entry is what is kept outside the layers (Gemma-4's
+    per-layer inputs, built once). For families whose layers differ (Gemma-4)."""
+    import torch
+    from transformers import CONFIG_MAPPING, AutoModelForCausalLM
+
+    fields = {k: v for k, v in config_dict.items() if k != "architectures"}
+    config = CONFIG_MAPPING[fields.pop("model_type")](**fields)
+    torch.manual_seed(0)
+    with torch.device(device):
+        model = AutoModelForCausalLM.from_config(
+            config, dtype=torch.bfloat16, attn_implementation="sdpa"
+        )
+    model.train()
+    layers = model.get_decoder().layers
+    where = [-1]
+    for index, layer in enumerate(layers):
+        layer.register_forward_pre_hook(lambda *_, i=index: where.__setitem__(0, i))
+        layer.register_forward_hook(lambda *_: where.__setitem__(0, -1))
+    params = {p.untyped_storage()._cdata for p in model.parameters()}
+    kept: dict[int, tuple[int, int]] = {}
+
+    def pack(tensor):
+        storage = tensor.untyped_storage()
+        scores = tensor.dim() >= 2 and tensor.shape[-1] == tensor.shape[-2] == tokens
+        if storage._cdata not in params and not scores:
+            index, size = kept.get(storage._cdata, (where[0], 0))
+            kept[storage._cdata] = (index, max(size, storage.nbytes()))
+        return tensor
+
+    ids = torch.randint(0, 200, (1, tokens), device=device)
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        model.get_decoder()(input_ids=ids, use_cache=False)
+    per_layer = [0.0] * (len(layers) + 1)
+    for index, size in kept.values():
+        per_layer[index] += size / tokens
+    return per_layer
+
+
 def _first_layer(model):
     """The language model's first decoder layer (`layers`, or `h` in GPT-NeoX-era code)."""
     decoder = model.get_decoder()

@@ -34,6 +34,24 @@ GEMMA3_VL = {
     },
     "mm_tokens_per_image": 4,
 }
+# Gemma-4: sliding and full layers of different head widths, the last two reusing earlier
+# keys and values, per-layer embeddings (a gate and projection on each layer, not adapted)
+GEMMA4 = SMALL | {
+    "num_hidden_layers": 4,
+    "head_dim": 16,
+    "global_head_dim": 32,
+    "num_kv_shared_layers": 2,
+    "hidden_size_per_layer_input": 8,
+    "vocab_size_per_layer_input": 300,
+    "vocab_size": 300,
+}
+GEMMA4_MOE = GEMMA4 | {  # a dense MLP beside the experts; the router's `proj` not adapted
+    "enable_moe_block": True,
+    "num_experts": 4,
+    "top_k_experts": 2,
+    "moe_intermediate_size": 16,
+    "hidden_size_per_layer_input": 0,
+}
 # model_type, tiny config, the short names "auto" adapts
 FAMILIES = [
     ("llama", SMALL, LLAMA_NAMES),
@@ -49,6 +67,8 @@ FAMILIES = [
         LLAMA_NAMES,
     ),
     ("gemma3", GEMMA3_VL, LLAMA_NAMES),  # the language model's, not the vision tower's
+    ("gemma4_text", GEMMA4, LLAMA_NAMES),
+    ("gemma4_text", GEMMA4_MOE, LLAMA_NAMES),
     (  # attention only: PEFT would move the dense and shared-expert MLP names onto the experts
         "deepseek_v2",
         SMALL
@@ -68,7 +88,8 @@ FAMILIES = [
         ["kv_a_proj_with_mqa", "kv_b_proj", "o_proj", "q_proj"],
     ),
 ]
-MOE = [family for family in FAMILIES if family[0] not in {"llama", "qwen2", "phi3", "gemma3"}]
+DENSE = {"llama", "qwen2", "phi3", "gemma3"}
+MOE = [f for f in FAMILIES if f[0] not in DENSE and f[1] is not GEMMA4]
 
 
 def build(model_type: str, config: dict, meta: bool = True):
@@ -99,10 +120,14 @@ def matched(model, targets) -> set[str]:
     ("model_type", "config", "expected"), FAMILIES, ids=[family[0] for family in FAMILIES]
 )
 def test_auto_targets_are_the_language_models_projections(model_type, config, expected):
+    from finetune_tui.engine.inspect.models import inspect_config
+
     model = build(model_type, config)
     chosen = recipe.language_linears(model)
     assert short_names(chosen) == expected
-    assert len(chosen) == len(expected) * 2  # every decoder layer, nothing else
+    planned = inspect_config(model_type, {"model_type": model_type, **config})
+    # every decoder layer's (Gemma-4's KV-sharing layers have no k/v projections), no other
+    assert len(chosen) == sum(x.layers for x in planned.linears if x.name in expected)
     assert not any(word in name for name in chosen for word in ("router", "gate.", "vision"))
     assert matched(model, recipe.auto_lora_targets(model)) == set(chosen)
 

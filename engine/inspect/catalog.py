@@ -6,110 +6,33 @@ published config.json files (only the fields the planner reads).
 
 from __future__ import annotations
 
-
-def _llama(
-    hidden,
-    inter,
-    layers,
-    heads,
-    kv,
-    vocab,
-    ctx,
-    tie=False,
-    arch="LlamaForCausalLM",
-    model_type="llama",
-    **extra,
-):
-    return {
-        "architectures": [arch],
-        "model_type": model_type,
-        "hidden_size": hidden,
-        "intermediate_size": inter,
-        "num_hidden_layers": layers,
-        "num_attention_heads": heads,
-        "num_key_value_heads": kv,
-        "vocab_size": vocab,
-        "max_position_embeddings": ctx,
-        "tie_word_embeddings": tie,
-        **extra,
-    }
-
-
-def _qwen2(hidden, inter, layers, heads, kv, ctx, tie, vocab=151936):
-    return _llama(hidden, inter, layers, heads, kv, vocab, ctx, tie, "Qwen2ForCausalLM", "qwen2")
-
-
-def _gemma2(hidden, inter, layers, heads, kv):
-    return _llama(
-        hidden,
-        inter,
-        layers,
-        heads,
-        kv,
-        256000,
-        8192,
-        True,
-        "Gemma2ForCausalLM",
-        "gemma2",
-        head_dim=256,
-        final_logit_softcapping=30.0,
-    )
-
-
-# the gated DeltaNet layers' widths every published Qwen3.5 and Qwen3-Next config shares
-DELTANET = {
-    "linear_num_key_heads": 16,
-    "linear_num_value_heads": 32,
-    "linear_key_head_dim": 128,
-    "linear_value_head_dim": 128,
-    "linear_conv_kernel_dim": 4,
-    "full_attention_interval": 4,
-}
-
-
-def _qwen3_5(hidden, inter, layers, heads, kv, value_heads, **experts):
-    """Qwen3.5's multimodal config.json: the text model nested (gated DeltaNet layers, every
-    4th full attention; `experts`: Qwen3.5-MoE's), a vision tower AutoModelForCausalLM does
-    not load (it builds the text-only Qwen3_5ForCausalLM / Qwen3_5MoeForCausalLM)."""
-    moe, cls = ("_moe", "Qwen3_5Moe") if experts else ("", "Qwen3_5")
-    text = _llama(hidden, inter, layers, heads, kv, 248320, 262144, False, f"{cls}ForCausalLM")
-    text |= {"model_type": f"qwen3_5{moe}_text", "head_dim": 256, **experts, **DELTANET}
-    text["linear_num_value_heads"] = value_heads
-    return {
-        "architectures": [f"{cls}ForConditionalGeneration"],
-        "model_type": f"qwen3_5{moe}",
-        "text_config": text,
-        "vision_config": {"model_type": f"qwen3_5{moe}_vision", "depth": 27, "hidden_size": 1152},
-    }
-
+from .catalog_builders import DELTANET, gemma2, llama, qwen2, qwen3_5
 
 CATALOG: dict[str, dict] = {
-    "meta-llama/Llama-3.2-1B": _llama(2048, 8192, 16, 32, 8, 128256, 131072, tie=True, head_dim=64),
-    "meta-llama/Llama-3.2-3B": _llama(
-        3072, 8192, 28, 24, 8, 128256, 131072, tie=True, head_dim=128
-    ),
-    "meta-llama/Llama-3.1-8B": _llama(4096, 14336, 32, 32, 8, 128256, 131072),
-    "meta-llama/Llama-3.1-70B": _llama(8192, 28672, 80, 64, 8, 128256, 131072),
-    "meta-llama/Llama-2-7b-hf": _llama(4096, 11008, 32, 32, 32, 32000, 4096),
-    "meta-llama/Llama-2-13b-hf": _llama(5120, 13824, 40, 40, 40, 32000, 4096),
-    "meta-llama/Llama-2-70b-hf": _llama(8192, 28672, 80, 64, 8, 32000, 4096),
-    "google/gemma-2-2b": _gemma2(2304, 9216, 26, 8, 4),
-    "google/gemma-2-9b": _gemma2(3584, 14336, 42, 16, 8),
-    "google/gemma-2-27b": _gemma2(4608, 36864, 46, 32, 16),
-    "Qwen/Qwen2.5-0.5B": _qwen2(896, 4864, 24, 14, 2, 32768, True),
-    "Qwen/Qwen2.5-1.5B": _qwen2(1536, 8960, 28, 12, 2, 32768, True),
-    "Qwen/Qwen2.5-3B": _qwen2(2048, 11008, 36, 16, 2, 32768, True),
-    "Qwen/Qwen2.5-7B": _qwen2(3584, 18944, 28, 28, 4, 131072, False, vocab=152064),
-    "Qwen/Qwen2.5-14B": _qwen2(5120, 13824, 48, 40, 8, 131072, False, vocab=152064),
-    "Qwen/Qwen2.5-32B": _qwen2(5120, 27648, 64, 40, 8, 131072, False, vocab=152064),
-    "Qwen/Qwen2.5-72B": _qwen2(8192, 29568, 80, 64, 8, 131072, False, vocab=152064),
-    "mistralai/Mistral-7B-v0.3": _llama(
+    "meta-llama/Llama-3.2-1B": llama(2048, 8192, 16, 32, 8, 128256, 131072, tie=True, head_dim=64),
+    "meta-llama/Llama-3.2-3B": llama(3072, 8192, 28, 24, 8, 128256, 131072, tie=True, head_dim=128),
+    "meta-llama/Llama-3.1-8B": llama(4096, 14336, 32, 32, 8, 128256, 131072),
+    "meta-llama/Llama-3.1-70B": llama(8192, 28672, 80, 64, 8, 128256, 131072),
+    "meta-llama/Llama-2-7b-hf": llama(4096, 11008, 32, 32, 32, 32000, 4096),
+    "meta-llama/Llama-2-13b-hf": llama(5120, 13824, 40, 40, 40, 32000, 4096),
+    "meta-llama/Llama-2-70b-hf": llama(8192, 28672, 80, 64, 8, 32000, 4096),
+    "google/gemma-2-2b": gemma2(2304, 9216, 26, 8, 4),
+    "google/gemma-2-9b": gemma2(3584, 14336, 42, 16, 8),
+    "google/gemma-2-27b": gemma2(4608, 36864, 46, 32, 16),
+    "Qwen/Qwen2.5-0.5B": qwen2(896, 4864, 24, 14, 2, 32768, True),
+    "Qwen/Qwen2.5-1.5B": qwen2(1536, 8960, 28, 12, 2, 32768, True),
+    "Qwen/Qwen2.5-3B": qwen2(2048, 11008, 36, 16, 2, 32768, True),
+    "Qwen/Qwen2.5-7B": qwen2(3584, 18944, 28, 28, 4, 131072, False, vocab=152064),
+    "Qwen/Qwen2.5-14B": qwen2(5120, 13824, 48, 40, 8, 131072, False, vocab=152064),
+    "Qwen/Qwen2.5-32B": qwen2(5120, 27648, 64, 40, 8, 131072, False, vocab=152064),
+    "Qwen/Qwen2.5-72B": qwen2(8192, 29568, 80, 64, 8, 131072, False, vocab=152064),
+    "mistralai/Mistral-7B-v0.3": llama(
         4096, 14336, 32, 32, 8, 32768, 32768, arch="MistralForCausalLM", model_type="mistral"
     ),
-    "microsoft/Phi-3-mini-4k-instruct": _llama(
+    "microsoft/Phi-3-mini-4k-instruct": llama(
         3072, 8192, 32, 32, 32, 32064, 4096, arch="Phi3ForCausalLM", model_type="phi3"
     ),
-    "microsoft/phi-4": _llama(
+    "microsoft/phi-4": llama(
         5120, 17920, 40, 40, 10, 100352, 16384, arch="Phi3ForCausalLM", model_type="phi3"
     ),
     "cyberagent/open-calm-7b": {
@@ -139,20 +62,20 @@ CATALOG: dict[str, dict] = {
 
 def _moe(model_type, arch, hidden, layers, heads, kv, vocab, ctx, **moe):
     """A mixture-of-experts config: attention like Llama, experts by the family's own keys."""
-    return _llama(
+    return llama(
         hidden, moe.pop("inter", 0), layers, heads, kv, vocab, ctx, False, arch, model_type, **moe
     )
 
 
 CATALOG |= {
-    "Qwen/Qwen3-8B": _llama(
+    "Qwen/Qwen3-8B": llama(
         4096, 12288, 36, 32, 8, 151936, 40960, False, "Qwen3ForCausalLM", "qwen3", head_dim=128
     ),
     # Qwen3.5-9B: transformers' Qwen3_5TextConfig defaults ("Qwen3.5-9B style")
-    "Qwen/Qwen3.5-9B": _qwen3_5(4096, 12288, 32, 16, 4, 32),
-    "Qwen/Qwen3.5-27B": _qwen3_5(5120, 17408, 64, 24, 4, 48),
+    "Qwen/Qwen3.5-9B": qwen3_5(4096, 12288, 32, 16, 4, 32),
+    "Qwen/Qwen3.5-27B": qwen3_5(5120, 17408, 64, 24, 4, 48),
     # Qwen3.5-35B-A3B: transformers' Qwen3_5MoeTextConfig defaults ("35B-A3B style")
-    "Qwen/Qwen3.5-35B-A3B": _qwen3_5(
+    "Qwen/Qwen3.5-35B-A3B": qwen3_5(
         2048,
         512,
         40,
@@ -165,7 +88,7 @@ CATALOG |= {
         shared_expert_intermediate_size=512,
     ),
     # Qwen3-Next-80B-A3B: transformers' Qwen3NextConfig defaults (its docstring's checkpoint)
-    "Qwen/Qwen3-Next-80B-A3B-Instruct": _llama(
+    "Qwen/Qwen3-Next-80B-A3B-Instruct": llama(
         2048,
         5632,
         48,
@@ -188,7 +111,7 @@ CATALOG |= {
     "meta-llama/Llama-4-Scout-17B-16E": {
         "architectures": ["Llama4ForConditionalGeneration"],
         "model_type": "llama4",
-        "text_config": _llama(
+        "text_config": llama(
             5120,
             8192,
             48,
@@ -286,13 +209,13 @@ CATALOG |= {
         attention_bias=True,
         lm_head_bias=True,
     ),
-    "google/gemma-3-1b-pt": _llama(
+    "google/gemma-3-1b-pt": llama(
         1152, 6912, 26, 4, 1, 262144, 32768, True, "Gemma3ForCausalLM", "gemma3_text", head_dim=256
     ),
     "google/gemma-3-4b-pt": {  # multimodal: the text model's settings are nested
         "architectures": ["Gemma3ForConditionalGeneration"],
         "model_type": "gemma3",
-        "text_config": _llama(
+        "text_config": llama(
             2560,
             10240,
             34,
@@ -318,7 +241,33 @@ CATALOG |= {
         },
         "mm_tokens_per_image": 256,
     },
-    "mistralai/Mistral-Nemo-Base-2407": _llama(
+    # transformers' Gemma4Config defaults (its docstring's checkpoint, google/gemma-4-e2b-it),
+    # not read from the Hub: sliding and full layers of their own head widths, per-layer
+    # embeddings, vision and audio towers
+    "google/gemma-4-E2B": {
+        "architectures": ["Gemma4ForConditionalGeneration"],
+        "model_type": "gemma4",
+        "text_config": llama(
+            2304,
+            9216,
+            30,
+            8,
+            4,
+            262144,
+            131072,
+            True,
+            "Gemma4ForCausalLM",
+            "gemma4_text",
+            head_dim=256,
+            global_head_dim=512,
+            hidden_size_per_layer_input=256,
+            vocab_size_per_layer_input=262144,
+            num_kv_shared_layers=0,
+        ),
+        "vision_config": {"model_type": "gemma4_vision"},
+        "audio_config": {"model_type": "gemma4_audio"},
+    },
+    "mistralai/Mistral-Nemo-Base-2407": llama(
         5120, 14336, 40, 32, 8, 131072, 128000, False, "MistralForCausalLM", "mistral", head_dim=128
     ),
     "tiiuae/falcon-7b": {
@@ -335,7 +284,7 @@ CATALOG |= {
         "max_position_embeddings": 2048,
         "tie_word_embeddings": True,
     },
-    "bigcode/starcoder2-3b": _llama(
+    "bigcode/starcoder2-3b": llama(
         3072,
         12288,
         30,
@@ -353,15 +302,15 @@ CATALOG |= {
 # Families people fine-tune now (issue 26), values from the published config.json files.
 CATALOG |= {
     # HuggingFaceTB/SmolLM3-3B: NoPE every 4th layer changes no parameter
-    "HuggingFaceTB/SmolLM3-3B": _llama(
+    "HuggingFaceTB/SmolLM3-3B": llama(
         2048, 11008, 36, 16, 4, 128256, 65536, True, "SmolLM3ForCausalLM", "smollm3"
     ),
     # ibm-granite/granite-3.3-8b-instruct: Llama-shaped, scaling multipliers only
-    "ibm-granite/granite-3.3-8b-instruct": _llama(
+    "ibm-granite/granite-3.3-8b-instruct": llama(
         4096, 12800, 40, 32, 8, 49159, 131072, True, "GraniteForCausalLM", "granite"
     ),
     # allenai/Olmo-3-1025-7B: post-norms, q/k norms, 3 sliding-window layers of 4
-    "allenai/Olmo-3-1025-7B": _llama(
+    "allenai/Olmo-3-1025-7B": llama(
         4096, 11008, 32, 32, 32, 100278, 65536, False, "Olmo3ForCausalLM", "olmo3"
     ),
     # openai/gpt-oss-20b: 32 experts, 4 per token, attention biases and sinks (MXFP4 on
@@ -387,5 +336,5 @@ CATALOG |= {
 # Families transformers 5.17 builds (and liger-kernel 0.8.5 patches) that the planner has
 # no memory model for yet: asking for one is this line, not a wrong plan.
 UNPLANNED: dict[str, str] = {
-    "google/gemma-4-E4B": "gemma4: per-layer embeddings and its own vision and audio towers",
+    "tiiuae/Falcon-H1-7B-Base": "falcon_h1: Mamba-2 state-space mixers beside its attention",
 }

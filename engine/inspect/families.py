@@ -6,10 +6,11 @@ norms, biases and routers each family adds. Counted from config.json alone.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 
+from .layer_kinds import LayerKinds, kinded_linears, kinded_small_params
 from .library_tables import config_defaults
 from .linear_attention import GATED_QUERY_TYPES
+from .shapes import Experts, Linear
 
 NORMS_PER_LAYER = {"gemma2": 4, "gemma3_text": 4}
 LAYERNORM = {"gpt_neox", "starcoder2", "falcon", "phimoe", "phi", "gpt2", "gpt_bigcode"}
@@ -53,37 +54,14 @@ KNOWN_TYPES = {
     "qwen3_5_moe_text",
     "qwen3_next",
     "llama4_text",
+    "gemma4_text",
 }
-
-
-@dataclass(frozen=True)
-class Linear:
-    """One nn.Linear of the blocks: its leaf name (what PEFT targets), shape, and in how
-    many layers it appears. Only these are quantised by bitsandbytes and adapted by LoRA."""
-
-    name: str
-    in_features: int
-    out_features: int
-    layers: int
-    auto_lora: bool = True  # False for a router: "auto" never adapts it (recipe.language_linears)
-    quantised: bool = True  # False for an nn.Linear subclass: bitsandbytes leaves it 16-bit
-
-    @property
-    def params(self) -> int:
-        return self.in_features * self.out_features * self.layers
-
-
-@dataclass(frozen=True)
-class Experts:
-    """Mixture-of-experts facts. transformers 5 keeps each layer's routed experts as fused
-    3-D parameters (not nn.Linear): bitsandbytes leaves them in 16-bit and LoRA's
-    'all-linear' does not reach them."""
-
-    experts: int
-    top_k: int
-    expert_intermediate: int
-    shared_intermediate: int  # 0 when the family has no shared expert
-    sparse_layers: int
+# a dense MLP in every layer beside the routed experts (Gemma-4's `enable_moe_block`),
+# counted as a shared expert of the dense width; experts only where the block is enabled
+DENSE_BESIDE_EXPERTS = {"gemma4_text"}
+# routers that are a plain nn.Linear inside a router module (Gemma4TextRouter.proj):
+# quantised like any linear, never adapted
+ROUTER_LINEARS = {"gemma4_text": "proj"}
 
 
 def kv_heads(model_type: str, c: dict, heads: int) -> int:
@@ -104,7 +82,7 @@ def dense_width(c: dict, h: int) -> int:
 def experts_of(model_type: str, c: dict, layers: int) -> Experts | None:
     """Routed experts from whichever keys the family uses; None for a dense model."""
     count = c.get("num_local_experts") or c.get("num_experts") or c.get("n_routed_experts")
-    if not count:
+    if not count or (model_type in DENSE_BESIDE_EXPERTS and not c.get("enable_moe_block")):
         return None
     # absent: the class's default where it has one (Qwen3-Next's 512), else the dense width
     width = c.get("moe_intermediate_size") or config_defaults(model_type).get(
@@ -116,6 +94,8 @@ def experts_of(model_type: str, c: dict, layers: int) -> Experts | None:
         shared = c["n_shared_experts"] * width
     if model_type in EVERY_EXPERT_TYPES:
         shared = width
+    if model_type in DENSE_BESIDE_EXPERTS:
+        shared = c.get("intermediate_size") or config_defaults(model_type)["intermediate_size"]
     first_dense = c.get("first_k_dense_replace", 0)
     step = c.get("decoder_sparse_step") or c.get("interleave_moe_layer_step") or 1
     mlp_only = set(c.get("mlp_only_layers") or [])
@@ -127,7 +107,8 @@ def experts_of(model_type: str, c: dict, layers: int) -> Experts | None:
         if not (isinstance(named, list) and all(type(i) is int for i in named)):
             raise ValueError("'moe_layers' must be a list of layer indices")
         sparse = len({i for i in named if 0 <= i < layers})
-    return Experts(count, c.get("num_experts_per_tok", 2), width, shared, sparse)
+    top_k = c.get("num_experts_per_tok") or c.get("top_k_experts") or 2
+    return Experts(count, top_k, width, shared, sparse)
 
 
 # The attention's output projections among attention_linears' names: they read what the
@@ -193,8 +174,10 @@ def mlp_linears(model_type: str, h: int, width: int, layers: int) -> list[Linear
     ]
 
 
-def small_params(model_type, c, h, heads, kv, head_dim, layers, moe, mixer) -> int:
+def small_params(model_type, c, h, heads, kv, head_dim, layers, moe, mixer, kinds=None) -> int:
     """Norms, biases and routers: under 1 % of a model, but counted exactly where known."""
+    if kinds:
+        return kinded_small_params(h, kinds, layers) + _dense_beside_experts_params(h, moe)
     per_norm = 2 * h if model_type in LAYERNORM else h
     norms_per_layer = NORMS_PER_LAYER.get(model_type, 2)
     if model_type == "falcon" and not c.get("new_decoder_architecture"):
@@ -222,21 +205,37 @@ def small_params(model_type, c, h, heads, kv, head_dim, layers, moe, mixer) -> i
     if model_type == "phimoe" and c.get("lm_head_bias"):
         total += c["vocab_size"]
     if moe and model_type not in LINEAR_ROUTERS:
-        total += moe.sparse_layers * moe.experts * h  # routers
+        total += moe.sparse_layers * moe.experts * h  # routers (ROUTER_LINEARS: kinded)
     return total
 
 
+def _dense_beside_experts_params(h: int, moe: Experts | None) -> int:
+    """Gemma-4's MoE layer: three more norms, and its router's scale a channel and an
+    expert (the router's projection is a Linear)."""
+    if moe is None:
+        return 0
+    return moe.sparse_layers * (3 * h + h + moe.experts)
+
+
 def block_linears(
-    model_type, c, h, heads, kv, head_dim, layers, moe, mixer
+    model_type, c, h, heads, kv, head_dim, layers, moe, mixer, kinds: LayerKinds | None = None
 ) -> tuple[list[Linear], int]:
     """The blocks' nn.Linear layers (attention, dense and shared-expert MLPs, a linear
-    router) and the fused routed-expert parameters beside them."""
-    dense_layers = layers - (moe.sparse_layers if moe else 0)
-    linears = attention_linears(model_type, c, h, heads, kv, head_dim, layers, mixer)
-    linears += mlp_linears(model_type, h, dense_width(c, h), dense_layers)
+    router) and the fused routed-expert parameters beside them (`kinds`: layers that
+    differ in shape, layer_kinds_of's; their MLP runs beside any experts)."""
+    if kinds:
+        linears = kinded_linears(h, heads, dense_width(c, h), kinds, layers)
+    else:
+        dense_layers = layers - (moe.sparse_layers if moe else 0)
+        linears = attention_linears(model_type, c, h, heads, kv, head_dim, layers, mixer)
+        linears += mlp_linears(model_type, h, dense_width(c, h), dense_layers)
     experts = 0
     if moe:
-        linears += mlp_linears(model_type, h, moe.shared_intermediate, moe.sparse_layers)
+        if not kinds:
+            linears += mlp_linears(model_type, h, moe.shared_intermediate, moe.sparse_layers)
+        if model_type in ROUTER_LINEARS:
+            name = ROUTER_LINEARS[model_type]
+            linears.append(Linear(name, h, moe.experts, moe.sparse_layers, auto_lora=False))
         if model_type in SHARED_EXPERT_GATES:  # nn.Linear(h, 1): quantised, never adapted
             linears.append(Linear("shared_expert_gate", h, 1, moe.sparse_layers, False))
         if model_type in LINEAR_ROUTERS:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import functools
 import importlib.util
+import operator
 from pathlib import Path
 
 LIGER_TABLE = "MODEL_TYPE_TO_APPLY_LIGER_FN"  # liger_kernel.transformers.monkey_patch
@@ -85,7 +86,29 @@ def _value(node: ast.expr) -> object:
     try:
         return ast.literal_eval(node)
     except ValueError:
+        pass
+    try:  # arithmetic on numbers: Gemma4VisionConfig's `position_embedding_size = 10 * 1024`
+        return _folded(node)
+    except (ValueError, TypeError, ZeroDivisionError):
         return Unread()
+
+
+ARITHMETIC = {
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.FloorDiv: operator.floordiv,
+    ast.Pow: operator.pow,
+}
+
+
+def _folded(node: ast.expr) -> int | float:
+    """The value of arithmetic on number literals (literal_eval refuses `10 * 1024`)."""
+    if isinstance(node, ast.Constant) and type(node.value) in (int, float):
+        return node.value
+    if isinstance(node, ast.BinOp) and type(node.op) in ARITHMETIC:
+        return ARITHMETIC[type(node.op)](_folded(node.left), _folded(node.right))
+    raise ValueError(ast.dump(node))
 
 
 def _entry(node: ast.expr | None) -> object:

@@ -18,16 +18,17 @@ from .catalog import CATALOG, UNPLANNED
 from .families import (
     EVERY_EXPERT_TYPES,
     KNOWN_TYPES,
-    Experts,
-    Linear,
     block_linears,
     dense_width,
     experts_of,
     kv_heads,
     small_params,
 )
+from .gemma4_towers import audio_tower, vision_tower
+from .layer_kinds import LayerKinds, layer_kinds_of, per_layer_embedding
 from .library_tables import (
     causal_lm_class,
+    config_defaults,
     peft_moved_names,
     scales_input_embeddings,
     sdpa_unsupported,
@@ -38,6 +39,7 @@ from .linear_attention import (
     LinearAttention,
     linear_attention_of,
 )
+from .shapes import Experts, Linear
 
 
 @dataclass
@@ -70,6 +72,7 @@ class ModelInfo:
     logit_softcapping: bool = False  # final logits through tanh (Gemma-2): a copy more
     scaled_embeddings: bool = False  # the family's code multiplies them (Granite): a copy more
     linear_attention: LinearAttention | None = None  # a hybrid's gated DeltaNet layers
+    layer_kinds: LayerKinds | None = None  # layers of differing shapes (Gemma-4)
 
     @property
     def params_linear(self) -> int:
@@ -149,13 +152,24 @@ def inspect_config(name: str, config: dict) -> ModelInfo:
         "architectures": config.get("architectures"),
         "loaded_model_type": config.get("model_type"),  # the class a loader builds
     }
+    if isinstance(text, dict) and loads_vision(config):  # the multimodal class ties by its own
+        tie = config.get("tie_word_embeddings", outer_defaults(config).get("tie_word_embeddings"))
+        if tie is not None:
+            merged["tie_word_embeddings"] = tie
     try:
         info = _info(name, merged)
-        if isinstance(config.get("vision_config"), dict) and loads_vision(config):
-            _add_vision(name, info, config)
+        towers = (config.get(key) for key in ("vision_config", "audio_config"))
+        if any(isinstance(tower, dict) for tower in towers) and loads_vision(config):
+            _add_towers(name, info, config)
         return info
     except (KeyError, TypeError, ValueError, ZeroDivisionError, AttributeError) as exc:
         raise ModelError(f"{name}: config.json lacks what planning needs ({exc})") from None
+
+
+def outer_defaults(config: dict) -> dict:
+    """The multimodal config class's own defaults (Gemma3Config ties the embeddings
+    unless told otherwise, whatever its text config says)."""
+    return config_defaults(config.get("model_type") or "")
 
 
 def loads_vision(config: dict) -> bool:
@@ -165,19 +179,44 @@ def loads_vision(config: dict) -> bool:
     return not (built and built.endswith("ForCausalLM"))
 
 
-def _add_vision(name: str, info: ModelInfo, config: dict) -> None:
-    """Count the vision tower and projector the checkpoint holds beside the language
-    model (a plan of the text model alone missed Gemma-3-4B's 0.42 B). Towers and
-    projectors this does not know are refused rather than planned short."""
-    vision = config["vision_config"]
+def _add_towers(name: str, info: ModelInfo, config: dict) -> None:
+    """Count the vision (and audio) towers and projectors the checkpoint holds beside the
+    language model (a plan of the text model alone missed Gemma-3-4B's 0.42 B). Towers
+    and projectors this does not know are refused rather than planned short."""
     projector = config.get("model_type")
-    tower = vision.get("model_type", PROJECTORS.get(projector))  # the config class's default
-    if tower not in VISION_TOWERS or projector not in PROJECTORS:
+    vision = config.get("vision_config")
+    tower = (vision or {}).get("model_type", PROJECTORS.get(projector))
+    if projector not in PROJECTORS or tower not in VISION_TOWERS:
         raise ModelError(
             f"{name}: the vision tower ({tower}) and projector ({projector}) of this "
             "multimodal config cannot be counted, so its memory cannot be predicted "
             f"(known: {', '.join(sorted(VISION_TOWERS))} with {', '.join(sorted(PROJECTORS))})"
         )
+    if projector == "gemma4":
+        linears, other = gemma4_towers(config, info)
+    else:
+        linears, other = siglip_tower(vision, info.hidden_size)
+    info.vision_linears = linears
+    info.params_vision = sum(lin.params for lin in linears) + other
+    info.params_total += info.params_vision
+    info.params_active += info.params_vision
+
+
+def gemma4_towers(config: dict, info: ModelInfo) -> tuple[list[Linear], int]:
+    """Gemma-4's vision and audio towers. bitsandbytes through transformers leaves the
+    model's last parameter's module unquantised: with tied embeddings, the last tower's
+    embedder into the language model."""
+    v_linears, v_other = vision_tower(config.get("vision_config"), info.hidden_size)
+    a_linears, a_other = audio_tower(config.get("audio_config"), info.hidden_size)
+    linears = v_linears + a_linears
+    if info.tie_word_embeddings and linears:
+        last = linears[-1]  # the embedder: each tower's list ends with it
+        linears[-1] = Linear(last.name, last.in_features, last.out_features, 1, False, False)
+    return linears, v_other + a_other
+
+
+def siglip_tower(vision: dict, text_hidden: int) -> tuple[list[Linear], int]:
+    """A SigLIP tower and Gemma-3's projection into the language model."""
     h, width = vision.get("hidden_size", 768), vision.get("intermediate_size", 3072)
     layers, patch = vision.get("num_hidden_layers", 12), vision.get("patch_size", 16)
     image, channels = vision.get("image_size", 224), vision.get("num_channels", 3)
@@ -198,11 +237,11 @@ def _add_vision(name: str, info: ModelInfo, config: dict) -> None:
             Linear("fc1", h, width, 1, auto_lora=False),
             Linear("fc2", width, h, 1, auto_lora=False),
         ]
-    other += h * info.hidden_size + h  # gemma3's projection matrix (a Parameter), RMSNorm
-    info.vision_linears = linears
-    info.params_vision = sum(lin.params for lin in linears) + other
-    info.params_total += info.params_vision
-    info.params_active += info.params_vision
+    other += h * text_hidden + h  # gemma3's projection matrix (a Parameter), RMSNorm
+    return linears, other
+
+
+TIED_BY_DEFAULT = {"gemma", "gemma2", "gemma3_text", "gemma4_text"}
 
 
 REQUIRED = ("hidden_size", "num_hidden_layers", "num_attention_heads", "vocab_size")
@@ -211,10 +250,18 @@ SIZES_IF_SET = ("num_key_value_heads", "head_dim", "intermediate_size")  # null:
 FAMILY_SIZES = {
     **dict.fromkeys(HYBRID_TYPES, LINEAR_ATTENTION_SIZES),
     "llama4_text": ("intermediate_size_mlp", "num_local_experts", "interleave_moe_layer_step"),
+    "gemma4_text": (
+        "global_head_dim",
+        "num_global_key_value_heads",
+        "vocab_size_per_layer_input",
+        "num_experts",
+        "top_k_experts",
+        "moe_intermediate_size",
+    ),
 }
-VISION_TOWERS = {"siglip_vision_model"}
+VISION_TOWERS = {"siglip_vision_model", "gemma4_vision"}
 # the outer model_type: the multimodal classes AutoModelForCausalLM (the runner's) builds
-PROJECTORS = {"gemma3": "siglip_vision_model"}  # → its default vision tower
+PROJECTORS = {"gemma3": "siglip_vision_model", "gemma4": "gemma4_vision"}  # → default tower
 
 
 def _info(name: str, c: dict) -> ModelInfo:
@@ -227,10 +274,12 @@ def _info(name: str, c: dict) -> ModelInfo:
     head_dim = c.get("head_dim") or h // heads
     moe = experts_of(model_type, c, layers)
     mixer = linear_attention_of(model_type, c, layers)  # None but for a hybrid
-    linears, experts = block_linears(model_type, c, h, heads, kv, head_dim, layers, moe, mixer)
-    tie = bool(c.get("tie_word_embeddings", model_type in {"gemma", "gemma2", "gemma3_text"}))
-    embedding = vocab * h * (1 if tie else 2)
-    other = embedding + small_params(model_type, c, h, heads, kv, head_dim, layers, moe, mixer)
+    kinds = layer_kinds_of(model_type, c, layers, kv, head_dim)  # None: layers alike
+    sizes = (model_type, c, h, heads, kv, head_dim, layers, moe, mixer, kinds)
+    linears, experts = block_linears(*sizes)
+    tie = bool(c.get("tie_word_embeddings", model_type in TIED_BY_DEFAULT))
+    embedding = vocab * h * (1 if tie else 2) + per_layer_embedding(kinds, layers)
+    other = embedding + small_params(*sizes)
     total = sum(lin.params for lin in linears) + experts + other
     active = total
     width = dense_width(c, h)
@@ -264,6 +313,7 @@ def _info(name: str, c: dict) -> ModelInfo:
         logit_softcapping=c.get("final_logit_softcapping") is not None,
         scaled_embeddings=scales_input_embeddings(c.get("loaded_model_type") or model_type),
         linear_attention=mixer,
+        layer_kinds=kinds,
     )
 
 

@@ -20,6 +20,7 @@ from ..settings.schema import TrainSettings
 from .attention_bytes import masked_attention_bytes, packing_mask_bytes, scores_bytes
 from .every_expert_bytes import every_expert_bytes_per_token
 from .hybrid_bytes import attention_layers, hybrid_bytes_per_token
+from .kinded_bytes import kinded_bytes_per_token
 from .lora_dropout import dropout_bytes_per_token
 from .objective import (
     full_logits_bytes,
@@ -74,7 +75,7 @@ EXTRA_ACT_H = {"deepseek_v2": 177.0, "deepseek_v3": 177.0, "olmo3": 20.0}
 # each keeps 2 x hidden bytes a token that a Llama layer does not (H100 / H200, Gemma-2-2B
 # Liger without checkpointing: the plan was 6.3 % low at b32 x 512, 8 % under the measured
 # per-token slope). HF's own norms keep fp32 copies, folded into its fitted Gemma terms.
-SANDWICH_NORMS = {"gemma2": 2, "gemma3": 2, "gemma3_text": 2}
+SANDWICH_NORMS = {"gemma2": 2, "gemma3": 2, "gemma3_text": 2, "gemma4": 2, "gemma4_text": 2}
 LIGER_NORM_INPUT_H = 2.0
 # TRL's fused, chunked LM head scores the logits through one tile buffer of
 # min(tokens, TOKEN_CHUNK_SIZE) x _CHUNKED_LOGPROB_CHUNK_SIZE entries in the compute dtype
@@ -252,13 +253,15 @@ def activation_bytes(
     mode = settings.memory.gradient_checkpointing
     transient = fused_experts_grad_bytes(model, settings)  # one layer's backward at a time
     hybrid, largest = hybrid_bytes_per_token(model)  # linear-attention layers: 0 elsewhere
+    kinded, largest_kind, outside = kinded_bytes_per_token(model)  # Gemma-4: 0 elsewhere
+    hybrid, largest, outside = hybrid + kinded, largest + largest_kind, tokens * outside
     if mode == "off":
         kept = layers * one_layer + attention_layers(model) * scores + tokens * hybrid
-        return kept + _gemma_extra(model, settings) + transient
+        return kept + _gemma_extra(model, settings) + transient + outside
     per_layer = c["unsloth_ckpt_h"] if mode == "unsloth" else c["ckpt_h"]
     recomputed = one_layer * (1 + _ungated_extra_layers(model, settings)) + scores + transient
     recomputed += tokens * (recompute_extra_h(model, settings) * h + largest)
-    return layers * tokens * per_layer * h + recomputed  # saved inputs + recomputed layer(s)
+    return layers * tokens * per_layer * h + recomputed + outside  # saved inputs, recomputed
 
 
 def fused_experts(model: ModelInfo, settings: TrainSettings) -> bool:

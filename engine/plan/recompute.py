@@ -16,8 +16,8 @@ experts), the attention's input copies, 2-4 x hidden (Phi-3.5-MoE, gpt-oss).
 
 from __future__ import annotations
 
-from ..inspect.families import Linear
 from ..inspect.models import ModelInfo
+from ..inspect.shapes import Linear
 from ..settings.schema import TrainSettings
 
 LORA16_GATED_MLP_H = 16.0

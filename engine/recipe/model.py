@@ -156,6 +156,18 @@ def language_linears(model):
                 return True
         return False
 
+    def routes(linear, layer):
+        """A router inside a module of its own (Gemma-4's `router.proj`): one score an
+        expert, the first dimension of the layer's fused expert weights."""
+        experts = {
+            getattr(p, "ds_shape", p.shape)[0]
+            for module in layer.modules()
+            if not isinstance(module, torch.nn.modules.conv._ConvNd)
+            for p in module.parameters(recurse=False)
+            if len(getattr(p, "ds_shape", p.shape)) >= 3
+        }
+        return linear.out_features in experts
+
     try:  # transformers' get_decoder: the language model of a multimodal one
         decoder = model.get_decoder()
     except (AttributeError, NotImplementedError, ValueError):
@@ -175,11 +187,22 @@ def language_linears(model):
     output = model.get_output_embeddings()
     names = []
     for name, module in decoder.named_modules():
-        if not any(name.startswith(f"{layers}.") for layers in layer_lists if layers):
+        layer = next(
+            (
+                f"{x}.{name[len(x) + 1 :].split('.')[0]}"
+                for x in layer_lists
+                if x and name.startswith(f"{x}.")
+            ),
+            None,
+        )
+        if layer is None or not plain_linear(module) or module is output:
             continue
-        parent = modules[name.rsplit(".", 1)[0]]
-        if plain_linear(module) and module is not output and not holds_experts(parent):
-            names.append(f"{prefix}.{name}" if prefix else name)
+        parent = name.rsplit(".", 1)[0]
+        if parent == layer:  # on the layer itself: Gemma-4's per-layer-embedding gate
+            continue
+        if holds_experts(modules[parent]) or routes(module, modules[layer]):
+            continue
+        names.append(f"{prefix}.{name}" if prefix else name)
     moved = peft_moved_names(model, {name.rsplit(".", 1)[-1] for name in names})
     return sorted(name for name in names if name.rsplit(".", 1)[-1] not in moved)
 

@@ -1,0 +1,87 @@
+"""Gemma-4's vision and audio towers (and their embedders into the language model), counted
+from a config dict the way transformers builds them in Gemma4ForConditionalGeneration,
+without importing torch: nn.Linear layers apart (what bitsandbytes quantises and what PEFT
+could target), every other parameter as one number (convolutions, norms, position tables,
+biases, per_dim_scale). Gemma4ClippableLinear's clip bounds and the vision tower's
+std_bias/std_scale are buffers, not parameters, so they count nowhere."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from .library_tables import config_defaults
+from .shapes import Linear
+
+
+def _settings(config: dict, model_type: str) -> dict[str, object]:
+    """What transformers reads: the dict's keys over the config class's defaults."""
+    return {**config_defaults(model_type), **config}
+
+
+def _linears(shapes: list[tuple[str, int, int, int]]) -> list[Linear]:
+    """One Linear per distinct (leaf name, in, out); none adapted by "auto" LoRA. All are
+    plain nn.Linear (Gemma4ClippableLinear wraps one as `.linear`), so bitsandbytes
+    quantises every one."""
+    counts: Counter[tuple[str, int, int]] = Counter()
+    for name, fan_in, fan_out, times in shapes:
+        counts[name, fan_in, fan_out] += times
+    return [Linear(n, i, o, c, auto_lora=False) for (n, i, o), c in counts.items()]
+
+
+def _embedder(width: int, text_hidden: int) -> tuple[str, int, int, int]:
+    """Gemma4MultimodalEmbedder: a scale-free RMSNorm, then width → text hidden."""
+    return ("embedding_projection", width, text_hidden, 1)
+
+
+def vision_tower(vision: dict | None, text_hidden: int) -> tuple[list[Linear], int]:
+    """(the tower's and its embedder's nn.Linear layers, every other parameter)"""
+    if vision is None:
+        return [], 0
+    c = _settings(vision, "gemma4_vision")
+    hidden, inter, layers = c["hidden_size"], c["intermediate_size"], c["num_hidden_layers"]
+    heads, kv_heads, head_dim = c["num_attention_heads"], c["num_key_value_heads"], c["head_dim"]
+    shapes = [
+        ("input_proj", 3 * c["patch_size"] ** 2, hidden, 1),  # patch embedder
+        ("linear", hidden, heads * head_dim, layers),  # q_proj
+        ("linear", hidden, kv_heads * head_dim, 2 * layers),  # k_proj, v_proj
+        ("linear", heads * head_dim, hidden, layers),  # o_proj
+        ("linear", hidden, inter, 2 * layers),  # gate_proj, up_proj
+        ("linear", inter, hidden, layers),  # down_proj
+        # the embedder reads `output_proj_dims` only if a config.json adds one to vision
+        _embedder(c.get("output_proj_dims", hidden), text_hidden),
+    ]
+    position_table = 2 * c["position_embedding_size"] * hidden
+    per_layer = 4 * hidden + 2 * head_dim  # four layer norms; q_norm, k_norm (v_norm: no scale)
+    return _linears(shapes), position_table + layers * per_layer
+
+
+def audio_tower(audio: dict | None, text_hidden: int) -> tuple[list[Linear], int]:
+    """(the tower's and its embedder's nn.Linear layers, every other parameter)"""
+    if audio is None:
+        return [], 0
+    c = _settings(audio, "gemma4_audio")
+    hidden, layers, out = c["hidden_size"], c["num_hidden_layers"], c["output_proj_dims"]
+    heads = c["num_attention_heads"]
+    qkv = heads * (hidden // heads)
+    ch0, ch1 = c["subsampling_conv_channels"]
+    shapes = [
+        ("input_proj_linear", (ch0 // 4) * ch1, hidden, 1),  # after the two conv layers
+        ("linear", hidden, 4 * hidden, 2 * layers),  # ffw_layer_1 of two feed-forwards
+        ("linear", 4 * hidden, hidden, 2 * layers),  # ffw_layer_2
+        ("linear", hidden, qkv, 3 * layers),  # q_proj, k_proj, v_proj
+        ("relative_k_proj", hidden, qkv, layers),  # a bare nn.Linear
+        ("linear", hidden, hidden, 2 * layers),  # attention's post, lconv's linear_end
+        ("linear", hidden, 2 * hidden, layers),  # lconv's linear_start
+        ("output_proj", hidden, out, 1),
+        _embedder(out, text_hidden),
+    ]
+    # two 3x3 convolutions without bias, each followed by a bias-free LayerNorm
+    subsample = 9 * ch0 + ch0 + 9 * ch0 * ch1 + ch1
+    per_layer = (
+        4 * hidden  # the two feed-forwards' pre and post norms
+        + hidden // heads  # per_dim_scale
+        + hidden * c["conv_kernel_size"]  # depthwise conv1d, one filter per channel
+        + 2 * hidden  # lconv's pre_layer_norm, conv_norm
+        + 3 * hidden  # norm_pre_attn, norm_post_attn, norm_out
+    )
+    return _linears(shapes), subsample + layers * per_layer + out  # out: output_proj's bias
