@@ -183,3 +183,50 @@ def test_a_malformed_gemma4_config_is_one_line_naming_its_field(cli, tmp_path, c
     assert result.returncode == 2 and "Traceback" not in result.stderr
     (message,) = result.stderr.strip().splitlines()
     assert line in message
+
+
+def test_a_gemma4_checkpoint_with_both_towers_trains_its_language_model(tmp_path):
+    """Two steps through the product on a tiny Gemma4ForConditionalGeneration (vision and
+    audio towers, per-layer embeddings, layers reusing keys and values): the adapter is
+    the language model's projections, as many parameters as the plan counted."""
+    from conftest import DEMO_PRESET, FEW_RECORDS, call_main, set_args
+    from transformers import AutoModelForCausalLM, AutoTokenizer, Gemma4Config
+
+    from finetune_tui.engine.common.demo import ensure_demo_model
+
+    tokenizer = AutoTokenizer.from_pretrained(ensure_demo_model())
+    vocab = len(tokenizer)
+    text = SMALL | {
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_attention_heads": 4,
+        "head_dim": 16,
+        "global_head_dim": 32,
+        "num_hidden_layers": 4,
+        "num_kv_shared_layers": 2,
+        "hidden_size_per_layer_input": 8,
+        "vocab_size": vocab,
+        "vocab_size_per_layer_input": vocab,
+        "layer_types": ALTERNATING[:4],
+    }
+    text.pop("model_type")
+    vision = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1}
+    vision |= {"num_attention_heads": 2, "num_key_value_heads": 2, "head_dim": 16}
+    audio = {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2}
+    config = Gemma4Config(
+        text_config=text, vision_config=vision, audio_config=audio | {"output_proj_dims": 48}
+    )
+    folder = tmp_path / "gemma4"
+    AutoModelForCausalLM.from_config(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    result = call_main(
+        *("--preset", str(DEMO_PRESET), "--output", str(tmp_path / "run")),
+        *set_args(f"model.name_or_path={folder}", "training.max_steps=2", FEW_RECORDS),
+        *set_args("dataset.eval_fraction=0", "training.exact_match_samples=0"),
+    )
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["status"] == "finished" and summary["step"] == 2
+    planned = inspect_model(str(folder))
+    assert set(summary["lora_target_modules"]) == set(planned.lora_targets)
+    assert f"{planned.lora_params(32):,} trainable" in result.stdout
