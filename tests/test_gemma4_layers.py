@@ -121,6 +121,13 @@ def test_the_multimodal_checkpoint_counts_both_towers_and_what_stays_16_bit():
     assert set(info.lora_targets) == {
         *("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
     }
+    # the speed model's parameters: not the towers (text never reaches them), not the
+    # per-layer embedding table (a lookup)
+    language = {n: p.numel() for n, p in model.named_parameters() if "language_model" in n}
+    computed = (
+        sum(language.values()) - language["model.language_model.embed_tokens_per_layer.weight"]
+    )
+    assert info.params_computed == computed
 
 
 def test_defaults_copied_from_the_config_class_match_the_installed_transformers():

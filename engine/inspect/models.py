@@ -73,6 +73,7 @@ class ModelInfo:
     scaled_embeddings: bool = False  # the family's code multiplies them (Granite): a copy more
     linear_attention: LinearAttention | None = None  # a hybrid's gated DeltaNet layers
     layer_kinds: LayerKinds | None = None  # layers of differing shapes (Gemma-4)
+    params_lookup: int = 0  # embedding tables beside the token embedding (Gemma-4's PLE)
 
     @property
     def params_linear(self) -> int:
@@ -85,6 +86,14 @@ class ModelInfo:
         """What 4-/8-bit quantisation really shrinks: nn.Linear itself, not a family's
         subclass (Falcon's projections, Phi-3.5-MoE's router stay 16-bit)."""
         return sum(x.params for x in self.linears + self.vision_linears if x.quantised)
+
+    @property
+    def params_computed(self) -> int:
+        """The parameters a text token's matrix products run through: the active ones
+        less a tower's (text never reaches it) and a per-layer embedding table (read by
+        lookup). The token embedding stays, as the speed model was fitted with it."""
+        active = self.params_active or self.params_total
+        return active - self.params_vision - self.params_lookup
 
     @property
     def is_moe(self) -> bool:
@@ -278,7 +287,8 @@ def _info(name: str, c: dict) -> ModelInfo:
     sizes = (model_type, c, h, heads, kv, head_dim, layers, moe, mixer, kinds)
     linears, experts = block_linears(*sizes)
     tie = bool(c.get("tie_word_embeddings", model_type in TIED_BY_DEFAULT))
-    embedding = vocab * h * (1 if tie else 2) + per_layer_embedding(kinds, layers)
+    lookup = per_layer_embedding(kinds, layers)  # Gemma-4's PLE table: 0 elsewhere
+    embedding = vocab * h * (1 if tie else 2) + lookup
     other = embedding + small_params(*sizes)
     total = sum(lin.params for lin in linears) + experts + other
     active = total
@@ -314,6 +324,7 @@ def _info(name: str, c: dict) -> ModelInfo:
         scaled_embeddings=scales_input_embeddings(c.get("loaded_model_type") or model_type),
         linear_attention=mixer,
         layer_kinds=kinds,
+        params_lookup=lookup,
     )
 
 

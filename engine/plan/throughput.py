@@ -63,16 +63,15 @@ class Throughput:
 
 
 def flops_per_token(model: ModelInfo, settings: TrainSettings) -> float:
-    """Model FLOPs of one trained token: k x active parameters (k = 4 under LoRA, 6 for full
+    """Model FLOPs of one trained token: k x computed parameters (k = 4 under LoRA, 6 for full
     fine-tuning) plus attention's scores and values at max_seq_length (12 L s d: forward 4,
     backward 8, counted over the whole square as is usual for MFU; L the softmax-attention
     layers: a hybrid's linear-attention layers have no square)."""
     full = settings.training.method == "full"
     k = FULL_FLOPS_PER_PARAM if full else LORA_FLOPS_PER_PARAM
-    active = model.params_active or model.params_total
     length = settings.training.max_seq_length
     attention = 12 * attention_layers(model) * length * model.num_heads * model.head_dim
-    return k * active + attention
+    return k * model.params_computed + attention
 
 
 def baseline_tokens_per_s(model: ModelInfo, settings: TrainSettings, card: KnownGPU) -> float:
