@@ -31,6 +31,9 @@ FILES = (
     "families-qwen3_5-h100-2026-12-06.jsonl",
     "families-qwen3_5_moe-h200-2026-12-06.jsonl",  # H200: Qwen3.5-35B-A3B cut to 4 layers
     "families-qwen3_next-h100-2026-12-06.jsonl",  # H100: Qwen3-Next-80B-A3B cut, hf NF4 only
+    # H100: Gemma-4 (4-layer cut of E2B, both towers), Llama-4-Scout's 2-layer cut (b4: its
+    # fitted rows), Qwen3-Next under Liger (16-bit; the NF4 cell ran out its 200 s)
+    "families-gemma4-llama4-h100-2026-12-06.jsonl",
 )
 # Families whose rows fitted a constant of engine/plan/memory.py: today's (StarCoder2's two-linear
 # MLP, Phi-3-mini's fused gate_up, Falcon's attention scores) and the earlier calibrations'
@@ -52,6 +55,8 @@ FITTED = {
     "smollm3-3b-4l",
     # its 2-layer cut's loading trace set how much of the stacking a 2-layer MoE keeps
     "phi-3.5-moe-2l",
+    # its b4 rows fitted the every-expert matmuls' terms (plan/every_expert_bytes.py)
+    "llama-4-scout-2l",
 }
 
 

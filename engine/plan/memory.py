@@ -18,7 +18,12 @@ from ..inspect.models import ModelInfo
 from ..settings.options import OPTIMIZERS
 from ..settings.schema import TrainSettings
 from .attention_bytes import masked_attention_bytes, packing_mask_bytes, scores_bytes
-from .every_expert_bytes import every_expert_bytes_per_token
+from .every_expert_bytes import (
+    ROUTED_EXTRA_BYTES,
+    cached_block_bytes,
+    every_expert_bytes_per_token,
+    routed_width,
+)
 from .hybrid_bytes import attention_layers, hybrid_bytes_per_token
 from .kinded_bytes import kinded_bytes_per_token
 from .lora_dropout import dropout_bytes_per_token
@@ -141,6 +146,7 @@ class StepBytes:
     step: float = 0.0  # the optimizer step's temporaries, once activations are freed
     loading: float = 0.0  # a loading peak that training may stay under
     cpu_ram: float = 0.0
+    cached: float = 0.0  # a block the allocator keeps cached beside the peak (reserved only)
 
 
 def linear_bytes_per_param(settings: TrainSettings) -> float:
@@ -243,9 +249,11 @@ def activation_bytes(
     elif any(linear.name == "gate_up_proj" for linear in model.linears):
         act_i += c["quantized_fused_gate_up_act_i"]
     word = DTYPE_BYTES[settings.quantization.compute_dtype]
+    routed = routed_width(model)  # Llama-4's every-expert matmuls: neither term reaches them
     one_layer = tokens * (
         act_h * h
-        + act_i * i
+        + act_i * (i - routed)
+        + (c["act_i"] + ROUTED_EXTRA_BYTES) * routed
         + dropout_bytes_per_token(model, settings, word)
         + every_expert_bytes_per_token(model)
     )
@@ -360,6 +368,7 @@ def one_gpu_bytes(
         paged=lora_paged + trained_paged,
         step=step,
         loading=loading_peak_bytes(model, settings),
+        cached=cached_block_bytes(model, step_tokens(settings), word),
     )
 
 
@@ -370,7 +379,7 @@ def breakdown_of(b: StepBytes, settings: TrainSettings, hardware=None) -> Memory
     trained = b.trained + max(0.0, b.step - b.activations - b.logits)
     allocated = b.weights + b.lora + trained + b.activations + b.logits + b.distributed
     held = max(allocated, b.loading)
-    reserved = held * (1 + c["fragmentation"]) + c["workspace_gib"] * GIB
+    reserved = held * (1 + c["fragmentation"]) + c["workspace_gib"] * GIB + b.cached
     gpu = hardware.primary if hardware is not None else None
     smi = reserved + cuda_context_gib(gpu.total_gib if gpu else None) * GIB + b.paged
     lora_paged = b.paged if settings.training.method != "full" else 0.0
