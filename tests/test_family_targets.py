@@ -236,6 +236,19 @@ def test_lora_trains_a_step_on_phi_3_5_moe():
     assert recipe.lora_module_names(peft_model) == wanted
 
 
+def test_lora_trains_a_step_on_falcon_h1_without_its_mamba_out_proj():
+    """Falcon-H1 (listed as a family with no memory model) failed before its first step:
+    "auto" named its Mamba mixer's out_proj, which PEFT refuses on Mamba-based models. The
+    names PEFT refuses are asked of PEFT and left out; the rest train."""
+    config = SMALL | {"head_dim": 16, "mamba_d_ssm": 64, "mamba_n_heads": 4}
+    config |= {"mamba_d_head": 16, "mamba_n_groups": 1, "mamba_d_state": 16}
+    model = build("falcon_h1", config, meta=False)
+    wanted = recipe.language_linears(model)
+    assert "in_proj" in short_names(wanted) and "out_proj" not in short_names(wanted)
+    peft_model = train_step(model, recipe.auto_lora_targets(model))
+    assert recipe.lora_module_names(peft_model) == wanted
+
+
 def test_lora_trains_a_step_on_gemma_3_text_only():
     model = build("gemma3", GEMMA3_VL, meta=False)
     wanted = recipe.language_linears(model)

@@ -203,8 +203,27 @@ def language_linears(model):
         if holds_experts(modules[parent]) or routes(module, modules[layer]):
             continue
         names.append(f"{prefix}.{name}" if prefix else name)
-    moved = peft_moved_names(model, {name.rsplit(".", 1)[-1] for name in names})
-    return sorted(name for name in names if name.rsplit(".", 1)[-1] not in moved)
+    short = {name.rsplit(".", 1)[-1] for name in names}
+    left_out = peft_moved_names(model, short) | peft_refused_names(model, short)
+    return sorted(name for name in names if name.rsplit(".", 1)[-1] not in left_out)
+
+
+def peft_refused_names(model, short_names):
+    """The short names the installed PEFT refuses to adapt on this model: LoRA on a Mamba
+    mixer's `out_proj` (Falcon-H1: "incompatible with Mamba-based models", raised when
+    the adapter is made, after the run folder). Asked of PEFT's own check, name by name."""
+    try:
+        from peft.tuners.tuners_utils import _check_lora_target_modules_mamba as check
+    except ImportError:
+        return set()
+    config = lora_config(sorted(short_names), 8, 8, 0.0, False)
+    refused = set()
+    for name in short_names:
+        try:
+            check(config, model, name)
+        except ValueError:
+            refused.add(name)
+    return refused
 
 
 def peft_moved_names(model, short_names):
@@ -371,6 +390,7 @@ MODEL_FUNCTIONS = (
     load_model,
     language_linears,
     peft_moved_names,
+    peft_refused_names,
     auto_lora_targets,
     keep_kernel_tunings,
     lora_module_names,
