@@ -213,13 +213,13 @@ def test_a_model_that_is_its_own_decoder_is_walked_too():
     assert short_names(recipe.language_linears(model)) == LLAMA_NAMES
 
 
-def train_step(model, targets) -> object:
+def train_step(model, targets, tokens: int = 8) -> object:
     """One LoRA forward and backward on random tokens; returns the PEFT model."""
     import torch
     from peft import get_peft_model
 
     peft_model = get_peft_model(model, recipe.lora_config(targets, 4, 8, 0.0, False))
-    ids = torch.randint(0, 200, (2, 8))
+    ids = torch.randint(0, 200, (2, tokens))
     loss = peft_model(input_ids=ids, labels=ids).loss
     loss.backward()
     assert torch.isfinite(loss)
@@ -246,6 +246,19 @@ def test_lora_trains_a_step_on_falcon_h1_without_its_mamba_out_proj():
     wanted = recipe.language_linears(model)
     assert "in_proj" in short_names(wanted) and "out_proj" not in short_names(wanted)
     peft_model = train_step(model, recipe.auto_lora_targets(model))
+    assert recipe.lora_module_names(peft_model) == wanted
+
+
+def test_lora_trains_a_step_on_deepseek_v4_without_its_grouped_projection():
+    """DeepSeek-V4's grouped output projection subclasses nn.Linear and declares a tensor
+    return, but maps its input block by block: LoRA wrapped it and the first step failed
+    ("size of tensor a (1024) must match ... (8192)"). A subclass must compute a linear's
+    shape to be adapted; the rest of the layer trains."""
+    model = build("deepseek_v4", SMALL | {"head_dim": 16}, meta=False)
+    wanted = recipe.language_linears(model)
+    assert "o_a_proj" not in short_names(wanted) and "o_b_proj" in short_names(wanted)
+    # its compressed attention's projections run only past 128 tokens
+    peft_model = train_step(model, recipe.auto_lora_targets(model), tokens=300)
     assert recipe.lora_module_names(peft_model) == wanted
 
 

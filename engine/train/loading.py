@@ -227,7 +227,7 @@ def lora_target_modules(model, settings: TrainSettings) -> list[str]:
     """The asked module names, or the recipe's "auto" (every linear but the head)."""
     if settings.lora.target_modules != "auto":
         return list(settings.lora.target_modules)
-    from ..recipe.model import auto_lora_targets
+    from ..recipe.lora_targets import auto_lora_targets
 
     names = auto_lora_targets(model)
     if not names:
@@ -236,7 +236,7 @@ def lora_target_modules(model, settings: TrainSettings) -> list[str]:
 
 
 def lora_config(model, settings: TrainSettings):
-    from ..recipe.model import lora_config
+    from ..recipe.lora_targets import lora_config
 
     lora = settings.lora
     targets = lora_target_modules(model, settings)

@@ -214,7 +214,7 @@ def _check_lora_targets(settings: TrainSettings, model) -> None:
 def _check_moved_targets(targets: list[str], model, name: str) -> None:
     """Names PEFT would move onto every routed expert (transformers 5 fused them) would
     train another adapter than the one named and planned: refused with the reason."""
-    from ..recipe.model import peft_moved_names
+    from ..recipe.lora_targets import peft_moved_names
 
     moved = sorted(peft_moved_names(model, {target.rsplit(".", 1)[-1] for target in targets}))
     if moved:

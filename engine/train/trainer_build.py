@@ -150,7 +150,7 @@ def _parameter_counts(model) -> tuple[int, int]:
 def lora_targets(model) -> list[str]:
     """The short names of the modules that really carry LoRA, read back from the model
     (not the config: Unsloth may hand PEFT a pattern string); none under full fine-tuning."""
-    from ..recipe.model import lora_module_names
+    from ..recipe.lora_targets import lora_module_names
 
     return sorted({name.rsplit(".", 1)[-1] for name in lora_module_names(model)})
 
