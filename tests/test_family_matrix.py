@@ -34,6 +34,9 @@ FILES = (
     # H100: Gemma-4 (4-layer cut of E2B, both towers), Llama-4-Scout's 2-layer cut (b4: its
     # fitted rows), Qwen3-Next under Liger (16-bit; the NF4 cell ran out its 200 s)
     "families-gemma4-llama4-h100-2026-12-06.jsonl",
+    # H100: Llama-4-Scout's cut at b2 and b8 (its terms held out), Qwen3-Next Liger NF4
+    "families-llama4-batches-h100-2026-12-06.jsonl",
+    "families-qwen3_next-liger-h100-2026-12-06.jsonl",
 )
 # Families whose rows fitted a constant of engine/plan/memory.py: today's (StarCoder2's two-linear
 # MLP, Phi-3-mini's fused gate_up, Falcon's attention scores) and the earlier calibrations'

@@ -52,11 +52,12 @@ FAMILIES = sorted({text_config(m)["model_type"]: m for m in CATALOG}.values())
 
 @pytest.mark.parametrize("model_id", FAMILIES)
 def test_counts_and_lora_targets_match_the_module_tree(model_id):
-    """Two layers of each family (memory is per layer): exact parameters, expert weights,
+    """Four layers of each family (memory is per layer): exact parameters, expert weights,
     and LoRA targets that are nn.Linear leaves of the real model."""
     import torch
 
-    config = text_config(model_id) | {"num_hidden_layers": 2}
+    config = text_config(model_id) | {"num_hidden_layers": 4}  # a hybrid's full layer too
+    config.pop("layer_types", None)
     model = meta_model(config)
     info = _info(model_id, config)
     assert info.params_total == sum(p.numel() for p in model.parameters())
@@ -66,8 +67,14 @@ def test_counts_and_lora_targets_match_the_module_tree(model_id):
     assert model.base_model is not model  # TRL's chunked loss finds the backbone
     from finetune_tui.engine.recipe.model import language_linears
 
-    # the planner's "auto" targets are the runner's (routers and gates excluded)
-    assert set(info.lora_targets) == {n.rsplit(".", 1)[-1] for n in language_linears(model)}
+    # the planner's "auto" targets are the runner's (routers and gates excluded), layer
+    # by layer: as many adapter parameters (Qwen3-Next's k/v projections, 512 wide beside
+    # its 512 experts, were once taken for routers at run time)
+    chosen = language_linears(model)
+    assert set(info.lora_targets) == {n.rsplit(".", 1)[-1] for n in chosen}
+    modules = dict(model.named_modules())
+    adapted = sum(8 * (modules[n].in_features + modules[n].out_features) for n in chosen)
+    assert adapted == info.lora_params(8)
     assert info.params_linear == sum(
         module.weight.numel()
         for module in model.modules()

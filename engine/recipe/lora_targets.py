@@ -58,9 +58,13 @@ def language_linears(model):
                 return True
         return False
 
-    def routes(linear, layer):
-        """A router inside a module of its own (Gemma-4's `router.proj`): one score an
-        expert, the first dimension of the layer's fused expert weights."""
+    def routes(linear, parent, layer):
+        """A router inside a module of its own (Gemma-4's `router.proj`): the one linear
+        of its module, one score an expert (the first dimension of the layer's fused
+        expert weights). A shared expert's MLP as wide as the expert count (Qwen3-Next:
+        512 and 512) holds three linears."""
+        if sum(isinstance(m, torch.nn.Linear) for m in parent.children()) != 1:
+            return False
         experts = {
             getattr(p, "ds_shape", p.shape)[0]
             for module in layer.modules()
@@ -102,7 +106,7 @@ def language_linears(model):
         parent = name.rsplit(".", 1)[0]
         if parent == layer:  # on the layer itself: Gemma-4's per-layer-embedding gate
             continue
-        if holds_experts(modules[parent]) or routes(module, modules[layer]):
+        if holds_experts(modules[parent]) or routes(module, modules[parent], modules[layer]):
             continue
         names.append(f"{prefix}.{name}" if prefix else name)
     short = {name.rsplit(".", 1)[-1] for name in names}
