@@ -9,7 +9,7 @@ from collections import Counter
 
 import pytest
 
-from engine.inspect.gemma4_towers import audio_tower, vision_tower
+from finetune_tui.engine.inspect.gemma4_towers import audio_tower, vision_tower
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
