@@ -63,21 +63,49 @@ FITTED = {
 }
 
 
+# Rows that trained with another adapter than "auto" makes today, by file and family: the
+# plan of today's adapter is not theirs to check. Any other row whose adapter differs fails
+# test_no_row_is_left_out_unexplained (a run-time "auto" drifting from the plan is a defect).
+OTHER_ADAPTER = {
+    # every routed expert adapted (41.5 M parameters) before "auto" left PEFT's moved names out
+    ("families-h200-2026-12-04.jsonl", "deepseek-v2-lite-4l"),
+    # the first router rule of session 22 took the k/v projections (512 wide beside 512
+    # experts) for routers: 81,920 parameters short; fixed the same session
+    ("families-gemma4-llama4-h100-2026-12-06.jsonl", "qwen3-next-80b-a3b-4l"),
+    ("families-qwen3_next-liger-h100-2026-12-06.jsonl", "qwen3-next-80b-a3b-4l"),
+}
+
+
+def committed_rows() -> list[tuple[str, dict]]:
+    """(file, row) of every run that trained and measured its peak."""
+    rows = [(f, json.loads(line)) for f in FILES for line in (RESULTS / f).read_text().splitlines()]
+    return [
+        (f, row)
+        for f, row in rows
+        if row.get("ok") and row.get("summary", {}).get("peak_reserved_gib")
+    ]
+
+
+def same_adapter(row: dict) -> bool:
+    rank = int(row["settings"]["lora.r"])
+    return row["summary"].get("trainable_params") == model_of(row).lora_params(rank)
+
+
 def trained_rows() -> list[dict]:
-    """Rows that trained with a backend the plan still offers for their family, and the
-    adapter "auto" makes today (DeepSeek-V2's row of 2026-12-04 adapted every routed expert,
-    41.5 M parameters, before the auto targets left PEFT's moved names out)."""
-    rows = [json.loads(line) for f in FILES for line in (RESULTS / f).read_text().splitlines()]
-    kept = []
-    for row in rows:
-        if not (row.get("ok") and row.get("summary", {}).get("peak_reserved_gib")):
-            continue
-        model = model_of(row)
-        rank = int(row["settings"]["lora.r"])
-        same_adapter = row["summary"].get("trainable_params") == model.lora_params(rank)
-        if model.supported_backends.get(row["backend"]) is None and same_adapter:
-            kept.append(row)
-    return kept
+    """Rows that trained with a backend the plan still offers for their family and the
+    adapter "auto" makes today (OTHER_ADAPTER: the rows that did not, and why)."""
+    return [
+        row
+        for _, row in committed_rows()
+        if model_of(row).supported_backends.get(row["backend"]) is None and same_adapter(row)
+    ]
+
+
+def test_no_row_is_left_out_unexplained():
+    """A row whose adapter differs from today's plan is one OTHER_ADAPTER names: the
+    Qwen3-Next rows of session 22 were dropped silently while a run-time rule was wrong."""
+    other = {(f, row["family"]) for f, row in committed_rows() if not same_adapter(row)}
+    assert other == OTHER_ADAPTER
 
 
 def model_of(row: dict):
