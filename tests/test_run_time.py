@@ -81,6 +81,39 @@ def test_small_models_start_up_nearly_as_slowly_as_8b_ones():
     assert tiny.startup_s == pytest.approx(rt.STARTUP_S["hf"] * rt.STARTUP_FLOOR)
 
 
+def test_a_first_run_of_ligers_fused_experts_is_planned_with_their_kernel_tuning():
+    """Liger's fused MoE experts spent 44-231 s on a machine's first step of their shapes
+    (the family matrix's rows), 2 s on later ones: the constant is the cold first steps'
+    median less the same families' first step under HF, and a plan that runs them says so."""
+    from finetune_tui.engine.inspect.library_tables import liger_fused_expert_types
+    from finetune_tui.engine.inspect.models import inspect_config
+
+    cold, plain = [], []
+    for path in sorted(RESULTS.glob("families-*.jsonl")):
+        for row in map(json.loads, path.read_text().splitlines()):
+            if not (row.get("ok") and row.get("first_step_s") and "config" in row):
+                continue
+            model = inspect_config(row["catalog"], row["config"])
+            if model.is_moe and model.model_type in liger_fused_expert_types():
+                if row["backend"] == "hf":
+                    plain.append(row["first_step_s"])
+                elif row["first_step_s"] > 20:  # tuned now; the rest found the tunings kept
+                    cold.append(row["first_step_s"])
+    assert len(cold) >= 9 and len(plain) >= 9
+    extra = statistics.median(cold) - statistics.median(plain)
+    assert rt.FUSED_EXPERTS_TUNING_S == pytest.approx(extra, abs=1.0)
+    settings, stats = demo("model.name_or_path=Qwen/Qwen3-30B-A3B", "memory.backend=liger")
+    moe = inspect_model("Qwen/Qwen3-30B-A3B")
+    liger = rt.run_time(settings, stats, moe, tokens_per_s=10_000.0, basis="b")
+    settings, stats = demo("model.name_or_path=Qwen/Qwen3-30B-A3B", "memory.backend=hf")
+    hf = rt.run_time(settings, stats, moe, tokens_per_s=10_000.0, basis="b")
+    size = max(rt.STARTUP_FLOOR, moe.params_total / rt.STARTUP_PARAMS)
+    backends = (rt.STARTUP_S["liger"] - rt.STARTUP_S["hf"]) * size
+    assert liger.startup_s - hf.startup_s == pytest.approx(rt.FUSED_EXPERTS_TUNING_S + backends)
+    assert "Liger tunes its MoE kernels" in liger.describe()
+    assert "tunes" not in hf.describe()
+
+
 def test_the_demo_takes_its_248_steps_over_the_training_records():
     """2,200 records, 10 % held out, micro-batch 32, 4 epochs: 62 steps an epoch."""
     settings, stats = demo()

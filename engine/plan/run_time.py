@@ -18,7 +18,7 @@ from ..recipe.examples import split_sizes
 from ..settings.schema import TrainSettings
 from . import batching
 from .disk import checkpoint_bytes, final_bytes, scheduled_saves
-from .memory import DTYPE_BYTES
+from .memory import DTYPE_BYTES, fused_experts
 
 STARTUP_S = {"hf": 25.0, "liger": 26.5, "unsloth": 55.3}  # medians, 8-9 B models, H100
 STARTUP_PARAMS = 8e9  # the size those were measured at; loading scales with the weights
@@ -26,6 +26,13 @@ STARTUP_PARAMS = 8e9  # the size those were measured at; loading scales with the
 # trainer do not: models under half that size spent 0.785 x (median of 28 committed rows,
 # 1-3 B models and layer-cut mixtures of experts) an 8 B model's start-up outside their steps
 STARTUP_FLOOR = 0.75
+# Liger's fused MoE experts tune their Triton kernels on a machine's first run of their
+# shapes: nine such first steps of the family matrix (Mixtral, DeepSeek-V2-Lite, Qwen3.5-MoE,
+# Qwen3-Next cuts; H100 / H200, 2026-12-05/06) took 44-231 s, median 146 s, against 2.2 s
+# for the same families under HF, and eight later runs of the same shapes 1.8-6.6 s (Triton
+# keeps the tunings: recipe.keep_kernel_tunings). Counted as a first run's, beyond the
+# first step STARTUP_S holds (tests/test_run_time.py recomputes it from the rows).
+FUSED_EXPERTS_TUNING_S = 144.0
 EVAL_SPEEDUP = 2.0  # a forward pass without backward: assumed, not yet measured
 SAVE_GB_PER_S = 1.0  # writing a whole model's safetensors to local disk: assumed
 
@@ -41,6 +48,7 @@ class RunTime:
     real_tokens: int
     tokens_per_s: float
     basis: str
+    tunes_kernels: bool = False  # Liger's fused experts tune on a machine's first run
 
     def describe(self) -> str:
         """'about 1 h 05 min (1,218 steps, 9.9 M real tokens at 2,530 tokens/s, ...)'"""
@@ -48,6 +56,7 @@ class RunTime:
             f"about {clock(self.total_s)} ({self.steps:,} steps, "
             f"{self.real_tokens / 1e6:.1f} M real tokens at {self.tokens_per_s:,.0f} tokens/s, "
             f"{self.basis}; starting up {clock(self.startup_s)}"
+            + (" on a first run: Liger tunes its MoE kernels" if self.tunes_kernels else "")
             + (f", evaluation {clock(self.eval_s)}" if self.eval_s >= 1 else "")
             + (f", saving {clock(self.save_s)}" if self.save_s >= 1 else "")
             + ")"
@@ -88,9 +97,11 @@ def run_time(settings: TrainSettings, stats, model, tokens_per_s: float, basis: 
     save_s = _save_seconds(model, settings, scheduled_saves(settings, steps, steps_per_epoch))
     size = max(STARTUP_FLOOR, model.params_total / STARTUP_PARAMS)
     startup_s = STARTUP_S[settings.memory.backend] * size
+    tuning = fused_experts(model, settings)  # a machine's first run of these shapes
+    startup_s += FUSED_EXPERTS_TUNING_S if tuning else 0.0
     total = train_s + eval_s + save_s + startup_s
     return RunTime(
-        total, train_s, startup_s, eval_s, save_s, steps, real_tokens, tokens_per_s, basis
+        total, train_s, startup_s, eval_s, save_s, steps, real_tokens, tokens_per_s, basis, tuning
     )
 
 
