@@ -1,7 +1,7 @@
-"""gemma4_towers' counts against Gemma4ForConditionalGeneration as transformers builds it (on
-the meta device: shapes only, no memory): every parameter outside the language model and
-lm_head, and every nn.Linear there by leaf name, shape, count and whether bitsandbytes would
-quantise it (exactly nn.Linear, not a subclass)."""
+"""inspect/towers.py's Gemma-4 counts against Gemma4ForConditionalGeneration as
+transformers builds it (on the meta device: shapes only, no memory): every parameter
+outside the language model and lm_head, and every nn.Linear there by leaf name, shape,
+count and whether bitsandbytes would quantise it (exactly nn.Linear, not a subclass)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections import Counter
 
 import pytest
 
-from finetune_tui.engine.inspect.gemma4_towers import audio_tower, vision_tower
+from finetune_tui.engine.inspect.towers import audio_tower, vision_tower
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")

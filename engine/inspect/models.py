@@ -24,7 +24,6 @@ from .families import (
     kv_heads,
     small_params,
 )
-from .gemma4_towers import audio_tower, vision_tower
 from .layer_kinds import LayerKinds, layer_kinds_of, per_layer_embedding
 from .library_tables import (
     causal_lm_class,
@@ -40,6 +39,7 @@ from .linear_attention import (
     linear_attention_of,
 )
 from .shapes import Experts, Linear
+from .towers import gemma4_towers, siglip_tower
 
 
 @dataclass
@@ -64,8 +64,8 @@ class ModelInfo:
     params_experts: int = 0  # fused routed-expert weights: resident, never quantised
     params_active: int = 0  # parameters one token passes through (= total when dense)
     moe: Experts | None = None
-    # a multimodal checkpoint's vision tower and projector: loaded and quantised with the
-    # language model, never adapted by "auto" LoRA; params_total includes them
+    # a multimodal checkpoint's towers (vision; Gemma-4's audio too) and projectors: loaded
+    # and quantised with the language model, never adapted by "auto"; params_total has them
     vision_linears: list[Linear] = field(default_factory=list)
     params_vision: int = 0
     sdpa: bool = True  # transformers' class supports sdpa ("auto" loads eager where not)
@@ -202,52 +202,13 @@ def _add_towers(name: str, info: ModelInfo, config: dict) -> None:
             f"(known: {', '.join(sorted(VISION_TOWERS))} with {', '.join(sorted(PROJECTORS))})"
         )
     if projector == "gemma4":
-        linears, other = gemma4_towers(config, info)
+        linears, other = gemma4_towers(config, info.hidden_size, info.tie_word_embeddings)
     else:
         linears, other = siglip_tower(vision, info.hidden_size)
     info.vision_linears = linears
     info.params_vision = sum(lin.params for lin in linears) + other
     info.params_total += info.params_vision
     info.params_active += info.params_vision
-
-
-def gemma4_towers(config: dict, info: ModelInfo) -> tuple[list[Linear], int]:
-    """Gemma-4's vision and audio towers. bitsandbytes through transformers leaves the
-    model's last parameter's module unquantised: with tied embeddings, the last tower's
-    embedder into the language model."""
-    v_linears, v_other = vision_tower(config.get("vision_config"), info.hidden_size)
-    a_linears, a_other = audio_tower(config.get("audio_config"), info.hidden_size)
-    linears = v_linears + a_linears
-    if info.tie_word_embeddings and linears:
-        last = linears[-1]  # the embedder: each tower's list ends with it
-        linears[-1] = Linear(last.name, last.in_features, last.out_features, 1, False, False)
-    return linears, v_other + a_other
-
-
-def siglip_tower(vision: dict, text_hidden: int) -> tuple[list[Linear], int]:
-    """A SigLIP tower and Gemma-3's projection into the language model."""
-    h, width = vision.get("hidden_size", 768), vision.get("intermediate_size", 3072)
-    layers, patch = vision.get("num_hidden_layers", 12), vision.get("patch_size", 16)
-    image, channels = vision.get("image_size", 224), vision.get("num_channels", 3)
-    positions = (image // patch) ** 2
-    linears = [
-        *(Linear(n, h, h, layers, auto_lora=False) for n in ("q_proj", "k_proj", "v_proj")),
-        Linear("out_proj", h, h, layers, auto_lora=False),
-        Linear("fc1", h, width, layers, auto_lora=False),
-        Linear("fc2", width, h, layers, auto_lora=False),
-    ]
-    biases_norms = layers * (4 * h + width + h + 4 * h)  # q/k/v/out, fc1, fc2 biases; 2 norms
-    other = biases_norms + 2 * h  # post_layernorm
-    other += channels * patch * patch * h + h + positions * h  # patch conv, positions
-    if vision.get("vision_use_head", True):  # SigLIP's attention-pooling head
-        other += h + (3 * h * h + 3 * h) + h + 2 * h + width + h  # probe, in_proj, biases, norm
-        linears += [
-            Linear("out_proj", h, h, 1, auto_lora=False),
-            Linear("fc1", h, width, 1, auto_lora=False),
-            Linear("fc2", width, h, 1, auto_lora=False),
-        ]
-    other += h * text_hidden + h  # gemma3's projection matrix (a Parameter), RMSNorm
-    return linears, other
 
 
 TIED_BY_DEFAULT = {"gemma", "gemma2", "gemma3_text", "gemma4_text"}

@@ -1,9 +1,10 @@
-"""Gemma-4's vision and audio towers (and their embedders into the language model), counted
-from a config dict the way transformers builds them in Gemma4ForConditionalGeneration,
-without importing torch: nn.Linear layers apart (what bitsandbytes quantises and what PEFT
-could target), every other parameter as one number (convolutions, norms, position tables,
-biases, per_dim_scale). Gemma4ClippableLinear's clip bounds and the vision tower's
-std_bias/std_scale are buffers, not parameters, so they count nowhere."""
+"""The towers a multimodal checkpoint holds beside its language model, counted from a config
+dict the way transformers builds them (Gemma-3's SigLIP vision tower and projection;
+Gemma-4's vision and audio towers and their embedders), without importing torch: nn.Linear
+layers apart (what bitsandbytes quantises and what PEFT could target), every other
+parameter as one number (convolutions, norms, position tables, biases, per_dim_scale).
+Gemma4ClippableLinear's clip bounds and the vision tower's std_bias/std_scale are buffers,
+not parameters, so they count nowhere."""
 
 from __future__ import annotations
 
@@ -85,3 +86,42 @@ def audio_tower(audio: dict | None, text_hidden: int) -> tuple[list[Linear], int
         + 3 * hidden  # norm_pre_attn, norm_post_attn, norm_out
     )
     return _linears(shapes), subsample + layers * per_layer + out  # out: output_proj's bias
+
+
+def gemma4_towers(config: dict, text_hidden: int, tied: bool) -> tuple[list[Linear], int]:
+    """Gemma-4's vision and audio towers. bitsandbytes through transformers leaves the
+    model's last parameter's module unquantised: with tied embeddings, the last tower's
+    embedder into the language model."""
+    v_linears, v_other = vision_tower(config.get("vision_config"), text_hidden)
+    a_linears, a_other = audio_tower(config.get("audio_config"), text_hidden)
+    linears = v_linears + a_linears
+    if tied and linears:
+        last = linears[-1]  # the embedder: each tower's list ends with it
+        linears[-1] = Linear(last.name, last.in_features, last.out_features, 1, False, False)
+    return linears, v_other + a_other
+
+
+def siglip_tower(vision: dict, text_hidden: int) -> tuple[list[Linear], int]:
+    """A SigLIP tower and Gemma-3's projection into the language model."""
+    h, width = vision.get("hidden_size", 768), vision.get("intermediate_size", 3072)
+    layers, patch = vision.get("num_hidden_layers", 12), vision.get("patch_size", 16)
+    image, channels = vision.get("image_size", 224), vision.get("num_channels", 3)
+    positions = (image // patch) ** 2
+    linears = [
+        *(Linear(n, h, h, layers, auto_lora=False) for n in ("q_proj", "k_proj", "v_proj")),
+        Linear("out_proj", h, h, layers, auto_lora=False),
+        Linear("fc1", h, width, layers, auto_lora=False),
+        Linear("fc2", width, h, layers, auto_lora=False),
+    ]
+    biases_norms = layers * (4 * h + width + h + 4 * h)  # q/k/v/out, fc1, fc2 biases; 2 norms
+    other = biases_norms + 2 * h  # post_layernorm
+    other += channels * patch * patch * h + h + positions * h  # patch conv, positions
+    if vision.get("vision_use_head", True):  # SigLIP's attention-pooling head
+        other += h + (3 * h * h + 3 * h) + h + 2 * h + width + h  # probe, in_proj, biases, norm
+        linears += [
+            Linear("out_proj", h, h, 1, auto_lora=False),
+            Linear("fc1", h, width, 1, auto_lora=False),
+            Linear("fc2", width, h, 1, auto_lora=False),
+        ]
+    other += h * text_hidden + h  # gemma3's projection matrix (a Parameter), RMSNorm
+    return linears, other
