@@ -200,3 +200,35 @@ def test_a_family_bitsandbytes_quantises_nothing_of_is_planned_16_bit():
     )
     llama = inspect_model("meta-llama/Llama-3.1-8B")
     assert llama.params_quantised == llama.params_linear  # nothing changes for the others
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        # no head_dim: Gemma4TextConfig's 256, not hidden / heads (64 here)
+        {"model_type": "gemma4_text", "hidden_size": 256, "num_attention_heads": 4},
+        # its attention's biases follow attention_bias (the class's default: on)
+        {"model_type": "gpt_neox", "hidden_size": 256, "num_attention_heads": 4},
+        {
+            "model_type": "gpt_neox",
+            "hidden_size": 256,
+            "num_attention_heads": 4,
+            "attention_bias": False,
+        },
+    ],
+    ids=["gemma4-no-head-dim", "gpt-neox", "gpt-neox-no-attention-bias"],
+)
+def test_sizes_a_config_leaves_out_are_the_config_classs_defaults(config):
+    """What config.json leaves out is counted as transformers fills it in: the installed
+    config class's declared defaults (read from its source, never copied here)."""
+    from transformers import CONFIG_MAPPING
+
+    fields = config | {"num_hidden_layers": 2, "intermediate_size": 512, "vocab_size": 1000}
+    model = meta_model(fields)
+    built = CONFIG_MAPPING[config["model_type"]](
+        **{k: v for k, v in fields.items() if k != "model_type"}
+    )
+    info = _info("sparse", fields)
+    assert info.params_total == sum(p.numel() for p in model.parameters())
+    if config["model_type"] == "gemma4_text":  # its sliding layers' width, per layer
+        assert info.head_dim == built.per_layer_config[0].head_dim == 256

@@ -8,7 +8,6 @@ from __future__ import annotations
 import dataclasses
 
 from .layer_kinds import LayerKinds, kinded_linears, kinded_small_params
-from .library_tables import config_defaults
 from .linear_attention import GATED_QUERY_TYPES
 from .shapes import Experts, Linear
 
@@ -84,18 +83,15 @@ def experts_of(model_type: str, c: dict, layers: int) -> Experts | None:
     count = c.get("num_local_experts") or c.get("num_experts") or c.get("n_routed_experts")
     if not count or (model_type in DENSE_BESIDE_EXPERTS and not c.get("enable_moe_block")):
         return None
-    # absent: the class's default where it has one (Qwen3-Next's 512), else the dense width
-    width = c.get("moe_intermediate_size") or config_defaults(model_type).get(
-        "moe_intermediate_size"
-    )
-    width = width or c.get("intermediate_size")
+    # absent from config.json and the class's defaults (models._info merged them): the dense width
+    width = c.get("moe_intermediate_size") or c.get("intermediate_size")
     shared = c.get("shared_expert_intermediate_size") or 0
     if c.get("n_shared_experts"):
         shared = c["n_shared_experts"] * width
     if model_type in EVERY_EXPERT_TYPES:
         shared = width
     if model_type in DENSE_BESIDE_EXPERTS:
-        shared = c.get("intermediate_size") or config_defaults(model_type)["intermediate_size"]
+        shared = c["intermediate_size"]
     first_dense = c.get("first_k_dense_replace", 0)
     step = c.get("decoder_sparse_step") or c.get("interleave_moe_layer_step") or 1
     mlp_only = set(c.get("mlp_only_layers") or [])
@@ -198,8 +194,8 @@ def small_params(model_type, c, h, heads, kv, head_dim, layers, moe, mixer, kind
     if model_type in ("qwen2", "qwen2_moe") or c.get("attention_bias"):  # a hybrid: its full
         gated = 2 if model_type in GATED_QUERY_TYPES else 1  # layers' q (and gate), k, v, o
         total += full * (gated * q + 2 * k + (h if c.get("attention_bias") else 0))
-    if model_type == "gpt_neox":
-        total += layers * (q + 2 * k + h + dense_width(c, h) + h)
+    if model_type == "gpt_neox":  # its MLP's biases; its attention's where attention_bias
+        total += layers * (dense_width(c, h) + h)
     if model_type == "starcoder2" and c.get("use_bias", True):
         total += layers * (q + 2 * k + h + dense_width(c, h) + h)
     if model_type == "phimoe" and c.get("lm_head_bias"):

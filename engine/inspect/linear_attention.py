@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .library_tables import config_defaults, legacy_layer_types
+from .library_tables import legacy_layer_types
 
 # model_type -> transformers' default `full_attention_interval` where `layer_types` is absent
 # (Qwen3_5TextConfig.__post_init__: every 4th layer full attention; a keyword popped there,
-# not a declared default config_defaults can read). Other sizes: `sized`.
+# not a declared default config_defaults can read). Other sizes: models._info's defaults.
 HYBRID_TYPES = {"qwen3_5_text": 4, "qwen3_5_moe_text": 4, "qwen3_next": 4}
 # Qwen3-Next fuses the DeltaNet's input projections in two (Qwen3NextGatedDeltaNet)
 FUSED_INPUT_TYPES = {"qwen3_next"}
@@ -109,14 +109,14 @@ def linear_attention_of(model_type: str, c: dict, layers: int) -> LinearAttentio
     return LinearAttention(
         count,
         model_type in FUSED_INPUT_TYPES,
-        *(sized(model_type, c, key) for key in LINEAR_ATTENTION_SIZES[:5]),
+        *(sized(c, key) for key in LINEAR_ATTENTION_SIZES[:5]),
     )
 
 
-def sized(model_type: str, c: dict, key: str) -> int:
-    """A size from config.json, or where it is absent (or null) the installed transformers'
-    default for this model type, as transformers builds the model."""
-    value = c.get(key) or config_defaults(model_type).get(key)
+def sized(c: dict, key: str) -> int:
+    """A size from the config (where config.json leaves it out, models._info has put the
+    installed transformers' default for this model type)."""
+    value = c.get(key)
     if not value:
         raise ValueError(f"'{key}' is not set and transformers' default could not be read")
     return value

@@ -238,6 +238,10 @@ def _info(name: str, c: dict) -> ModelInfo:
     """The language model's facts from its (text) config: counts, widths, targets, backends."""
     model_type = _known_type(name, c)
     check_config_sizes(name, c)
+    # what a config.json leaves out is the config class's declared default, as transformers
+    # builds the model (Qwen3-Next's 512-wide experts, Gemma-4's head width); a null stays
+    # null (DeepSeek-V2-Lite's `q_lora_rank`: no query compression)
+    c = config_defaults(model_type) | c
     h, layers, vocab = c["hidden_size"], c["num_hidden_layers"], c["vocab_size"]
     heads = c["num_attention_heads"]
     kv = kv_heads(model_type, c, heads)
