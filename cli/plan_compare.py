@@ -87,5 +87,6 @@ def _print_table(model_name: str, rows: list[dict]) -> None:
         print("time: the whole run, starting up, evaluation and checkpoint saves included")
     else:
         print("time: give --dataset for the whole run's time")
-    for basis in bases:
-        print(f"tokens/s: {basis}")
+    for basis in bases:  # which cards each basis is for: a reader matches them by name
+        cards = ", ".join(r["card"] for r in rows if r["basis"] == basis)
+        print(f"tokens/s on {cards}: {basis}")

@@ -220,6 +220,8 @@ def test_compare_plans_each_card_in_one_table(cli):
     lines = result.stdout.splitlines()
     assert lines[1].split() == ["card", "fits", "peak", "GiB", "setup", "tokens/s", "time"]
     assert [line.split()[0] for line in lines[2:5]] == ["RTX", "A100", "H100"]
+    assert "tokens/s on H100 80GB: fitted to H100 measurements" in lines
+    assert any(line.startswith("tokens/s on RTX 4090: scaled from H100") for line in lines)
     rows = json.loads(cli(*args, "--compare", "RTX 4090,A100 80GB,H100", "--json").stdout)
     assert [r["card"] for r in rows] == ["RTX 4090", "A100 80GB", "H100 80GB"]
     speed = {r["card"]: r["tokens_per_s"] for r in rows}
