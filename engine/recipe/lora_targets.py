@@ -48,15 +48,21 @@ def language_linears(model):
             return False
         return isinstance(out, torch.Tensor) and tuple(out.shape) == (2, module.out_features)
 
+    def fused_shapes(module):
+        """The shapes of a module's own fused-expert weights: 3-D (ds_shape: the whole
+        shape of a ZeRO-3 partition), but not a convolution's (gated-DeltaNet's causal
+        conv is 3-D too)."""
+        if isinstance(module, torch.nn.modules.conv._ConvNd):
+            return []
+        shapes = [getattr(p, "ds_shape", p.shape) for p in module.parameters(recurse=False)]
+        return [shape for shape in shapes if len(shape) >= 3]
+
     def holds_experts(module):
-        for name, child in module.named_children():
-            if isinstance(child, torch.nn.modules.conv._ConvNd):
-                continue  # a convolution's weight is 3-D too (gated-DeltaNet's causal conv)
-            # fused experts are 3-D (ds_shape: the whole shape of a ZeRO-3 partition)
-            shapes = [getattr(p, "ds_shape", p.shape) for p in child.parameters(recurse=False)]
-            if name == "experts" or any(len(shape) >= 3 for shape in shapes):
-                return True
-        return False
+        return any(
+            (name == "experts" and not isinstance(child, torch.nn.modules.conv._ConvNd))
+            or fused_shapes(child)
+            for name, child in module.named_children()
+        )
 
     def routes(linear, parent, layer):
         """A router inside a module of its own (Gemma-4's `router.proj`): the one linear
@@ -65,13 +71,7 @@ def language_linears(model):
         512 and 512) holds three linears."""
         if sum(isinstance(m, torch.nn.Linear) for m in parent.children()) != 1:
             return False
-        experts = {
-            getattr(p, "ds_shape", p.shape)[0]
-            for module in layer.modules()
-            if not isinstance(module, torch.nn.modules.conv._ConvNd)
-            for p in module.parameters(recurse=False)
-            if len(getattr(p, "ds_shape", p.shape)) >= 3
-        }
+        experts = {shape[0] for module in layer.modules() for shape in fused_shapes(module)}
         return linear.out_features in experts
 
     try:  # transformers' get_decoder: the language model of a multimodal one
