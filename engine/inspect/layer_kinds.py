@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
-from .shapes import Linear
+from .shapes import Linear, merged
 
 KINDED_TYPES = {"gemma4_text"}
 # Gemma4TextConfig.__post_init__'s defaults, keywords popped there rather than declared
@@ -124,15 +124,7 @@ def kinded_linears(h: int, heads: int, width: int, shapes: LayerKinds, layers: i
             Linear("per_layer_projection", ple, h, layers, auto_lora=False),
             Linear("per_layer_model_projection", h, layers * ple, 1, auto_lora=False),
         ]
-    return _merged(linears)
-
-
-def _merged(linears: list[Linear]) -> list[Linear]:
-    """One entry a shape: kinds that differ elsewhere share their o_proj, say."""
-    counts: Counter = Counter()
-    for x in linears:
-        counts[(x.name, x.in_features, x.out_features, x.auto_lora)] += x.layers
-    return [Linear(name, i, o, n, auto) for (name, i, o, auto), n in counts.items()]
+    return merged(linears)
 
 
 def kinded_small_params(h: int, shapes: LayerKinds, layers: int) -> int:

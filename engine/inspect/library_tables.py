@@ -270,6 +270,12 @@ def config_defaults(model_type: str) -> dict[str, object]:
     return {}
 
 
+def with_defaults(model_type: str, config: dict) -> dict:
+    """A config.json's fields over its config class's declared defaults: what transformers
+    builds from it (a field left out takes the default; a null stays null)."""
+    return config_defaults(model_type) | config
+
+
 def _declares_type(cls: ast.ClassDef, model_type: str) -> bool:
     """Whether a class body says `model_type = "<model_type>"`."""
     return any(

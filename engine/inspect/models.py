@@ -31,6 +31,7 @@ from .library_tables import (
     peft_moved_names,
     scales_input_embeddings,
     sdpa_unsupported,
+    with_defaults,
 )
 from .linear_attention import (
     HYBRID_TYPES,
@@ -238,10 +239,9 @@ def _info(name: str, c: dict) -> ModelInfo:
     """The language model's facts from its (text) config: counts, widths, targets, backends."""
     model_type = _known_type(name, c)
     check_config_sizes(name, c)
-    # what a config.json leaves out is the config class's declared default, as transformers
-    # builds the model (Qwen3-Next's 512-wide experts, Gemma-4's head width); a null stays
-    # null (DeepSeek-V2-Lite's `q_lora_rank`: no query compression)
-    c = config_defaults(model_type) | c
+    # as transformers builds it: Qwen3-Next's 512-wide experts, Gemma-4's head width left
+    # out; DeepSeek-V2-Lite's null `q_lora_rank` (no query compression) kept
+    c = with_defaults(model_type, c)
     h, layers, vocab = c["hidden_size"], c["num_hidden_layers"], c["vocab_size"]
     heads = c["num_attention_heads"]
     kv = kv_heads(model_type, c, heads)

@@ -4,6 +4,7 @@ bitsandbytes quantises and LoRA adapts) and a mixture of experts' fused expert w
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
 
@@ -35,3 +36,14 @@ class Experts:
     expert_intermediate: int
     shared_intermediate: int  # 0 when the family has no shared expert
     sparse_layers: int
+
+
+def merged(linears) -> list[Linear]:
+    """One entry a name and shape, its layers summed (Gemma-4's kinds share their o_proj;
+    a tower repeats its projections layer by layer)."""
+    counts: Counter = Counter()
+    for x in linears:
+        counts[(x.name, x.in_features, x.out_features, x.auto_lora, x.quantised)] += x.layers
+    return [
+        Linear(n, i, o, layers, auto, quant) for (n, i, o, auto, quant), layers in counts.items()
+    ]

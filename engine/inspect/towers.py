@@ -8,25 +8,15 @@ not parameters, so they count nowhere."""
 
 from __future__ import annotations
 
-from collections import Counter
-
-from .library_tables import config_defaults
-from .shapes import Linear
-
-
-def _settings(config: dict, model_type: str) -> dict[str, object]:
-    """What transformers reads: the dict's keys over the config class's defaults."""
-    return {**config_defaults(model_type), **config}
+from .library_tables import with_defaults
+from .shapes import Linear, merged
 
 
 def _linears(shapes: list[tuple[str, int, int, int]]) -> list[Linear]:
     """One Linear per distinct (leaf name, in, out); none adapted by "auto" LoRA. All are
     plain nn.Linear (Gemma4ClippableLinear wraps one as `.linear`), so bitsandbytes
     quantises every one."""
-    counts: Counter[tuple[str, int, int]] = Counter()
-    for name, fan_in, fan_out, times in shapes:
-        counts[name, fan_in, fan_out] += times
-    return [Linear(n, i, o, c, auto_lora=False) for (n, i, o), c in counts.items()]
+    return merged(Linear(n, i, o, times, auto_lora=False) for n, i, o, times in shapes)
 
 
 def _embedder(width: int, text_hidden: int) -> tuple[str, int, int, int]:
@@ -38,7 +28,7 @@ def vision_tower(vision: dict | None, text_hidden: int) -> tuple[list[Linear], i
     """(the tower's and its embedder's nn.Linear layers, every other parameter)"""
     if vision is None:
         return [], 0
-    c = _settings(vision, "gemma4_vision")
+    c = with_defaults("gemma4_vision", vision)
     hidden, inter, layers = c["hidden_size"], c["intermediate_size"], c["num_hidden_layers"]
     heads, kv_heads, head_dim = c["num_attention_heads"], c["num_key_value_heads"], c["head_dim"]
     shapes = [
@@ -60,7 +50,7 @@ def audio_tower(audio: dict | None, text_hidden: int) -> tuple[list[Linear], int
     """(the tower's and its embedder's nn.Linear layers, every other parameter)"""
     if audio is None:
         return [], 0
-    c = _settings(audio, "gemma4_audio")
+    c = with_defaults("gemma4_audio", audio)
     hidden, layers, out = c["hidden_size"], c["num_hidden_layers"], c["output_proj_dims"]
     heads = c["num_attention_heads"]
     qkv = heads * (hidden // heads)
