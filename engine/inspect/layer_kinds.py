@@ -75,11 +75,10 @@ def layer_kinds_of(model_type: str, c: dict, layers: int, kv: int, head_dim: int
                 not (k_eq_v and kind == FULL),
             )
         ] += 1
-    per_layer = c.get("hidden_size_per_layer_input")
-    return LayerKinds(
+    return LayerKinds(  # sizes left out are the config class's (models._info merged them)
         kinds=tuple(Kind(*shape, count) for shape, count in shapes.items()),
-        per_layer_width=per_layer if per_layer is not None else 256,
-        per_layer_vocab=c.get("vocab_size_per_layer_input") or c["vocab_size"],
+        per_layer_width=c.get("hidden_size_per_layer_input") or 0,
+        per_layer_vocab=c.get("vocab_size_per_layer_input") or 0,
         double_wide=bool(c.get("use_double_wide_mlp")) and first_shared > 0,
     )
 
