@@ -27,7 +27,6 @@ from .families import (
 from .layer_kinds import LayerKinds, layer_kinds_of, per_layer_embedding
 from .library_tables import (
     causal_lm_class,
-    config_defaults,
     peft_moved_names,
     scales_input_embeddings,
     sdpa_unsupported,
@@ -162,24 +161,19 @@ def inspect_config(name: str, config: dict) -> ModelInfo:
         "architectures": config.get("architectures"),
         "loaded_model_type": config.get("model_type"),  # the class a loader builds
     }
-    if isinstance(text, dict) and loads_vision(config):  # the multimodal class ties by its own
-        tie = config.get("tie_word_embeddings", outer_defaults(config).get("tie_word_embeddings"))
+    outer = loads_vision(config)  # the multimodal class is built, not a text-only one
+    if isinstance(text, dict) and outer:  # it ties by its own config (Gemma3Config: tied)
+        tie = with_defaults(config.get("model_type") or "", config).get("tie_word_embeddings")
         if tie is not None:
             merged["tie_word_embeddings"] = tie
     try:
         info = _info(name, merged)
         towers = (config.get(key) for key in ("vision_config", "audio_config"))
-        if any(isinstance(tower, dict) for tower in towers) and loads_vision(config):
+        if outer and any(isinstance(tower, dict) for tower in towers):
             _add_towers(name, info, config)
         return info
     except (KeyError, TypeError, ValueError, ZeroDivisionError, AttributeError) as exc:
         raise ModelError(f"{name}: config.json lacks what planning needs ({exc})") from None
-
-
-def outer_defaults(config: dict) -> dict:
-    """The multimodal config class's own defaults (Gemma3Config ties the embeddings
-    unless told otherwise, whatever its text config says)."""
-    return config_defaults(config.get("model_type") or "")
 
 
 def loads_vision(config: dict) -> bool:
