@@ -296,6 +296,7 @@ def test_the_script_is_the_recipe_and_reads_every_constant_it_defines(overrides)
     import inspect
 
     from finetune_tui.engine.recipe import examples as recipe_data
+    from finetune_tui.engine.recipe import lora_targets as recipe_lora
     from finetune_tui.engine.recipe import main as recipe_main
     from finetune_tui.engine.recipe import merging
     from finetune_tui.engine.recipe import model as recipe
@@ -311,6 +312,7 @@ def test_the_script_is_the_recipe_and_reads_every_constant_it_defines(overrides)
     copied = (
         *recipe_data.DATA_FUNCTIONS,
         *recipe.MODEL_FUNCTIONS,
+        *recipe_lora.LORA_FUNCTIONS,
         *recipe_trainer.TRAINER_FUNCTIONS,
         *merging.MERGE_FUNCTIONS,
         *recipe_main.MAIN_FUNCTIONS,

@@ -10,7 +10,8 @@ import types
 import pytest
 
 from finetune_tui.engine.inspect.catalog import UNPLANNED
-from finetune_tui.engine.recipe import model as recipe
+from finetune_tui.engine.recipe import lora_targets as recipe
+from finetune_tui.engine.recipe import model as recipe_model
 
 SMALL = {
     "hidden_size": 64,
@@ -314,7 +315,7 @@ def fake_unsloth(monkeypatch):
 
 
 def load_with_unsloth(targets="auto"):
-    return recipe.load_unsloth_model(
+    return recipe_model.load_unsloth_model(
         "phi3-path", 64, "fp32", "none", targets, 4, 8, 0.0, False, "off", 0
     )
 

@@ -65,7 +65,7 @@ def test_counts_and_lora_targets_match_the_module_tree(model_id):
 
     point_loss_at_backbone(model)  # as the loader does (Llama-4's prefix names no attribute)
     assert model.base_model is not model  # TRL's chunked loss finds the backbone
-    from finetune_tui.engine.recipe.model import language_linears
+    from finetune_tui.engine.recipe.lora_targets import language_linears
 
     # the planner's "auto" targets are the runner's (routers and gates excluded), layer
     # by layer: as many adapter parameters (Qwen3-Next's k/v projections, 512 wide beside

@@ -2,8 +2,9 @@
 
 The script is the runner's recipe with nothing of ours in it: TRL/PEFT/datasets directly,
 read top to bottom (settings → data → model → trainer → train → save). Its functions, main()
-included, are engine/recipe/'s (examples, model, trainer, merging, main), copied verbatim
-(`inspect.getsource`) under a block of constants: all that is written here is that block.
+included, are engine/recipe/'s (examples, model, lora_targets, trainer, merging, main),
+copied verbatim (`inspect.getsource`) under a block of constants: all that is written here
+is that block.
 Every value that comes from the user reaches it through `literal()` (Python's own repr),
 never through string formatting into code, so a path holding quotes, backslashes or
 newlines stays data.
@@ -21,6 +22,7 @@ from pathlib import Path
 from ..common.errors import DatasetError
 from ..recipe import examples as recipe_data
 from ..recipe.examples import DATA_CONSTANTS, DATA_FUNCTIONS
+from ..recipe.lora_targets import LORA_FUNCTIONS
 from ..recipe.main import MAIN_FUNCTIONS
 from ..recipe.merging import MERGE_FUNCTIONS
 from ..recipe.model import MODEL_FUNCTIONS
@@ -64,6 +66,7 @@ def render_script(
     functions = (
         *DATA_FUNCTIONS,
         *MODEL_FUNCTIONS,
+        *LORA_FUNCTIONS,
         *TRAINER_FUNCTIONS,
         *MERGE_FUNCTIONS,
         *MAIN_FUNCTIONS,

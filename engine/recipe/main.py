@@ -9,16 +9,15 @@ and a test checks that the script reproduces the runner's losses.
 """
 
 from .examples import read_records, split_examples, to_example
+from .lora_targets import auto_lora_targets, lora_config
 from .merging import merge_adapter
 from .model import (
     attention_implementation,
-    auto_lora_targets,
     compute_dtype,
     keep_kernel_tunings,
     load_model,
     load_tokenizer,
     load_unsloth_model,
-    lora_config,
 )
 from .trainer import planned_allocator, trainer_arguments, trainer_classes
 

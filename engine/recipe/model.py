@@ -9,14 +9,7 @@ read right in a script, and every run-time decision (device, dtype, attention, d
 map) taken where training runs, not where the script was exported.
 """
 
-from .lora_targets import (
-    auto_lora_targets,
-    language_linears,
-    lora_config,
-    lora_module_names,
-    peft_moved_names,
-    peft_refused_names,
-)
+from .lora_targets import auto_lora_targets, language_linears, lora_module_names
 
 
 def compute_dtype(wanted):
@@ -218,12 +211,6 @@ MODEL_FUNCTIONS = (
     quantized_device_map,
     point_loss_at_backbone,
     load_model,
-    language_linears,
-    peft_moved_names,
-    peft_refused_names,
-    auto_lora_targets,
     keep_kernel_tunings,
-    lora_module_names,
-    lora_config,
     load_unsloth_model,
 )
