@@ -29,6 +29,8 @@ ARCHS = {  # short name -> catalog ID (engine/inspect/catalog.py); "tiny" = the 
     "qwen2.5-1.5b": "Qwen/Qwen2.5-1.5B",
     "qwen2.5-7b": "Qwen/Qwen2.5-7B",
     "gemma-2-2b": "google/gemma-2-2b",
+    "qwen3-8b": "Qwen/Qwen3-8B",
+    "mistral-7b": "mistralai/Mistral-7B-v0.3",
     "tiny": None,
     # mixtures of experts, layers cut to fit the lent GPU's disk and time (memory is per layer)
     "mixtral-8x7b-4l": "mistralai/Mixtral-8x7B-v0.1",

@@ -76,6 +76,7 @@ case "$stage" in
     python3 benchmarks/unplanned_families.py --out "$OUT/unplanned.jsonl" --quant "${UNPLANNED_QUANT:-none,nf4}" \
       >> "$OUT/unplanned.log" 2>&1 ;;
   run_time)  # held-out tokens/s and whole-run time, predicted vs measured (RT_CASES, RT_SAMPLES)
+    python3 benchmarks/host_pace.py >> "$OUT/host_pace.jsonl" 2>> "$OUT/run_time.log"
     python3 benchmarks/run_time.py --out "$OUT/run_time.jsonl" --samples "${RT_SAMPLES:-20000}" --logs "$OUT" \
       ${RT_CASES:+--cases "$RT_CASES"} --budget "${RT_BUDGET:-420}" --timeout "${RT_TIMEOUT:-480}" \
       >> "$OUT/run_time.log" 2>&1 ;;

@@ -70,6 +70,25 @@ CASES = {
             "training.max_seq_length": 1024,
         },
     ),
+    # packed full-length steps: the tokens' part, not a step's fixed part, sets the pace
+    "qwen3-8b-liger-ckpt-packed-2048": (
+        "qwen3-8b",
+        {
+            "memory.backend": "liger",
+            "memory.gradient_checkpointing": "on",
+            "memory.packing": True,
+            "training.max_seq_length": 2048,
+            "training.micro_batch_size": 4,
+        },
+    ),
+    "mistral7b-hf-ckpt-1024": (
+        "mistral-7b",
+        {
+            "memory.backend": "hf",
+            "memory.gradient_checkpointing": "on",
+            "training.max_seq_length": 1024,
+        },
+    ),
     "tiny": ("tiny", {"training.max_seq_length": 256}),
 }
 # The speed model's fitting set: each backend and checkpointing on the two Llama sizes,
