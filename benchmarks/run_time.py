@@ -194,15 +194,29 @@ ROW_FILES = {  # the committed rows: the speed model's fitting set, then the hel
         "run-time-heldout-qwen7b-2048-machine-b-h100-2026-12-06.jsonl",
         # planned with the correction from the calibration run just before it (machine C)
         "run-time-heldout-corrected-machine-c-h100-2026-12-06.jsonl",
+        # machine D, after its calibration run: Gemma-2-9B Liger, then Qwen3-8B packed and
+        # Mistral-7B HF with checkpointing
+        "run-time-heldout-corrected-machine-d-h100-2026-12-06.jsonl",
+        "run-time-heldout-packed-hf-machine-d-h100-2026-12-06.jsonl",
     ),
     # runs of at least 90 s of steps that corrected the next run's plan on their machine
-    "calibration": ("run-time-calibration-machine-c-h100-2026-12-06.jsonl",),
+    "calibration": (
+        "run-time-calibration-machine-c-h100-2026-12-06.jsonl",
+        "run-time-calibration-machine-d-h100-2026-12-06.jsonl",
+    ),
 }
-# held-out file -> the calibration file whose run corrected its plan (the same machine, the
-# runs back to back): tests replan it with that correction, as the product did
-CORRECTED_BY = {
-    "run-time-heldout-corrected-machine-c-h100-2026-12-06.jsonl": (
-        "run-time-calibration-machine-c-h100-2026-12-06.jsonl"
+# The runs of one machine, in the order they ran (one file can hold several): each was
+# planned with the correction its machine's earlier runs of at least MIN_SPEED_SECONDS of
+# steps left in the store, as a user's next plan is; `replayed` does it again on the CPU
+MACHINE_RUNS = {
+    "C": (
+        "run-time-calibration-machine-c-h100-2026-12-06.jsonl",
+        "run-time-heldout-corrected-machine-c-h100-2026-12-06.jsonl",
+    ),
+    "D": (
+        "run-time-calibration-machine-d-h100-2026-12-06.jsonl",
+        "run-time-heldout-corrected-machine-d-h100-2026-12-06.jsonl",
+        "run-time-heldout-packed-hf-machine-d-h100-2026-12-06.jsonl",
     ),
 }
 # Not in the fit or held out: the fitting configuration and its neighbours on two other
@@ -253,6 +267,47 @@ def _replanned(row: dict, data: Path, work: Path):
         save_byte_tokenizer(folder)
     settings = settings_of(case_settings(row["case"], folder, data, row["samples"]))
     return inspect_model(backends.ARCHS[arch]), settings, token_stats(settings)
+
+
+def replayed(replanned: list, card: str) -> list[tuple[str, dict, dict]]:
+    """(machine, row, plan) for every run of MACHINE_RUNS, planned on `card` as the product
+    planned it there: each run, in order, leaves what it measured in the store of what runs
+    measured, as the runner does for a run of at least MIN_SPEED_SECONDS of steps, and the
+    next run's plan is corrected by it. The store is emptied before each machine: point
+    FINETUNE_TUI_DATA_DIR at a scratch folder."""
+    from finetune_tui.engine.plan.measured import Measurement, record
+    from finetune_tui.engine.plan.run_time import time_summary
+    from finetune_tui.engine.train.run_speed import MIN_SPEED_SECONDS
+
+    by_file: dict[str, list] = {}
+    for _, row, model, settings, stats in replanned:
+        by_file.setdefault(row["file"], []).append((row, model, settings, stats))
+    out = []
+    for machine, files in MACHINE_RUNS.items():
+        forget_store()  # each machine starts without the runs of another
+        for row, model, settings, stats in (run for name in files for run in by_file[name]):
+            plan = time_summary(model, settings, stats, card)
+            out.append((machine, row, plan))
+            if row["process_wall_s"] - row["outside_steps_s"] >= MIN_SPEED_SECONDS:
+                record(  # its memory is not what this replays: any figure the store keeps
+                    Measurement(
+                        model.model_type,
+                        settings.memory.backend,
+                        card,
+                        measured_gib=40.0,
+                        predicted_gib=40.0,
+                        tokens_per_second=row["measured_tokens_per_s"],
+                        predicted_tokens_per_second=plan["tokens_per_s"] / plan["speed_correction"],
+                    )
+                )
+    forget_store()
+    return out
+
+
+def forget_store() -> None:
+    from finetune_tui.engine.plan.measured import store_path
+
+    store_path().unlink(missing_ok=True)
 
 
 def sized(name: str, model: Path, data: Path, samples: int, budget: int):

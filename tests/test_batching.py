@@ -88,11 +88,39 @@ def test_a_packed_batch_loses_what_its_samples_lose_apart(tmp_path, attn):
 
 def test_padding_estimates():
     assert batching.clipped_mean([10, 100, 1000], 100) == pytest.approx(70)
-    assert batching.packed_step_cost("flash_attention_2", "liger", 16) == 1.0
-    assert batching.packed_step_cost("sdpa", "liger", 1) > 1.0
-    # U-shaped: a fixed extra weighs on small micro-batches, the mask's square on large
-    cost = [batching.packed_step_cost("sdpa", "unsloth", b) for b in (4, 16, 32)]
+    # bins of 384 hold one 300-token sample each; short samples fill bins to PACKED_FILL
+    assert batching.packed_fill([300] * 512, 384) == pytest.approx(300 / 384)
+    rng = random.Random(0)
+    short = [int(rng.lognormvariate(4.73, 0.648)) + 8 for _ in range(512)]  # Alpaca-like
+    assert batching.packed_fill(short, 1024) == batching.PACKED_FILL
+    # Unsloth's measured curve is U-shaped: its compile of each new shape weighs on small
+    # micro-batches, the mask's square on large
+    cost = [batching.unsloth_packed_cost(b) for b in (4, 16, 32)]
     assert cost[0] > cost[1] < cost[2]
+
+
+def test_a_packed_step_costs_its_rows_square_without_flash():
+    """One row of micro-batch x length tokens under a block mask: attention over the whole
+    row, from the model's own widths; with flash attention each sample keeps its own."""
+    from finetune_tui.engine.plan.throughput import flops_per_token, packed_cost
+
+    model = inspect_model("Qwen/Qwen3-8B")
+
+    def settings(*pairs):
+        return settings_from_overrides(["memory.backend=liger", "memory.packing=true", *pairs])
+
+    costs = [
+        packed_cost(
+            model, settings(f"training.micro_batch_size={b}", "training.max_seq_length=2048")
+        )
+        for b in (1, 4, 16)
+    ]
+    assert costs[0] == 1.0 and 1.0 < costs[1] < costs[2]
+    b4 = settings("training.micro_batch_size=4", "training.max_seq_length=2048")
+    assert costs[1] == pytest.approx(flops_per_token(model, b4, 8192) / flops_per_token(model, b4))
+    assert 1.25 < costs[1] < 1.40  # the whole run measured 1.16x the full step planned
+    flash = settings("model.attn_implementation=flash_attention_2", "training.micro_batch_size=4")
+    assert packed_cost(model, flash) == 1.0
 
 
 def lengths_stats(lengths: list[int]):

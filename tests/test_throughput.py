@@ -27,14 +27,15 @@ H100 = "NVIDIA H100 80GB HBM3"  # what NVML calls the card every row ran on
 
 # group: (rows, median |error| at most, worst |error| at most); measured 2026-12-05:
 # fitted 16.8 % / 72.6 %, held out 19.8 % / 136.6 %, MoE cuts 27.7 % / 71.8 %; packed Llama
-# on Alpaca-like lengths 9.6 % / 10.4 %. The padded and grouped ones ("llama first steps",
-# 30.5 % / 47.2 % since 2026-12-06) timed 12-30 steps of ever-new shapes: the whole runs
-# below are the check
+# on Alpaca-like lengths 9.6 % / 10.4 % (9.9 % / 45.6 % since packing's cost is the row's
+# square: the Liger row timed 30 steps, a whole Liger run took none of their extra). The
+# padded and grouped ones ("llama first steps", 30.5 % / 47.2 % since 2026-12-06) timed
+# 12-30 steps of ever-new shapes: the whole runs below are the check
 BOUNDS = {
     "fitted": (36, 0.17, 0.73),
     "held out": (28, 0.20, 1.37),
     "held out moe": (16, 0.28, 0.72),
-    "llama realistic lengths": (6, 0.10, 0.11),
+    "llama realistic lengths": (6, 0.10, 0.46),
     "llama first steps": (7, 0.31, 0.48),
 }
 
@@ -156,6 +157,9 @@ WHOLE_RUNS_PLANNED = {
     ("llama8b-liger-2048", 3633): (1559, 373.1),
     ("qwen7b-liger-2048", 2782): (1687, 274.3),
     ("qwen7b-liger-2048", 4441): (1687, 412.9),
+    ("gemma9b-liger-1024", 6930): (2455, 439.9),
+    ("qwen3-8b-liger-ckpt-packed-2048", 4744): (4489, 182.4),
+    ("mistral7b-hf-ckpt-1024", 3399): (1500, 360.8),
 }
 
 
@@ -180,21 +184,19 @@ def whole_runs(replanned) -> list[tuple[str, dict, dict]]:
 
 def test_whole_runs_are_predicted_within_the_goal(whole_runs):
     """The speed model's fitting runs (nine short Llama ones, b8 x 1,024) and the held-out
-    whole runs (docs/BENCHMARKS.md, "A step's fixed part, by configuration", "Micro-batch
-    4 at 2,048", "A step's pace is the machine's" and "A held-out run planned by the
-    machine's correction"), uncorrected: fitting runs 4.7 % median / 8.0 % worst; held out,
-    the four runs at b8 within 9.9 %, Qwen2.5-7B Liger b4 x 2,048 planned 26.5 % fast on
-    one machine and 21.9 % and 19.4 % slow on two others (Llama-3.1-8B: 32.1 % fast): one
-    configuration's pace differs by 1.6x between H100 machines. Uncorrected the goal (10 %
-    median, 20 % worst held out) is not met (14.7 % / 32.1 %); corrected by the machine's
-    own runs (plan/measured_speed.py) it is, on the run the next test checks."""
+    whole runs (docs/BENCHMARKS.md, "A step's fixed part, by configuration" to "Machine D"),
+    uncorrected: fitting runs 4.7 % median / 8.0 % worst; held out (11 runs) 12.0 % / 34.3 %:
+    Qwen2.5-7B Liger b4 x 2,048 planned 26.5 % fast on one machine and 21.9 % and 19.4 %
+    slow on two others (one configuration's pace differs by 1.6x between H100 machines),
+    Mistral-7B under HF with checkpointing 34.3 % slow. The goal (10 % median, 20 % worst
+    held out) is not met uncorrected; corrected by the machine's own runs, see below."""
     errors = {"fit": [], "held out": [], "calibration": []}
     for group, row, planned in whole_runs:
         errors[group].append(abs(planned["tokens_per_s"] / row["measured_tokens_per_s"] - 1))
     assert len(errors["fit"]) == 9 and max(errors["fit"]) < 0.09
     held = errors["held out"]
-    assert len(held) == 8 and statistics.median(held) < 0.15
-    assert sorted(held)[3] < 0.10 and max(held) < 0.33
+    assert len(held) == 11 and statistics.median(held) < 0.125
+    assert sorted(held)[4] < 0.10 and max(held) < 0.35
 
 
 def test_whole_held_out_runs_are_predicted_as_their_table_says(whole_runs):
@@ -212,48 +214,50 @@ def test_whole_held_out_runs_are_predicted_as_their_table_says(whole_runs):
         assert planned["time"]["total_s"] == pytest.approx(total_s, rel=0.01)
 
 
-def test_a_held_out_run_planned_with_its_machines_correction(replanned):
+# Each machine's runs as the product planned them there, corrected by the earlier runs of
+# that machine in the store: (machine, case) -> (tokens/s, whole run's s), with what was
+# measured in docs/BENCHMARKS.md; the calibration runs had no earlier run: uncorrected
+REPLAYED = {
+    ("C", "fit-llama8b-liger"): (2914, 223.0),
+    ("C", "qwen7b-liger-2048"): (1970, 357.1),  # measured 2,094, 332.0 s
+    ("D", "fit-llama8b-liger"): (2914, 223.0),
+    ("D", "gemma9b-liger-1024"): (3027, 362.6),  # measured 2,678, 401.4 s
+    ("D", "qwen3-8b-liger-ckpt-packed-2048"): (5217, 160.7),  # 5,100, 156.0 s: not 5 min
+    ("D", "mistral7b-hf-ckpt-1024"): (1500, 360.8),  # 2,284, 236.1 s: no HF run to correct it
+}
+
+
+def test_held_out_runs_planned_with_their_machines_correction(replanned, tmp_path, monkeypatch):
     """The product as a user meets it: a run of at least 90 s of steps leaves its measured
-    tokens/s in the store, and the next plan on that machine is scaled by it. Machine C:
-    the fitting configuration ran 1.168x its plan, then Qwen2.5-7B Liger b4 x 2,048 (held
-    out) was planned at 1,970 tokens/s and 357 s with that correction and measured 2,094 and
-    332 s (docs/BENCHMARKS.md, "A held-out run planned by the machine's correction")."""
-    from run_time import CORRECTED_BY
+    tokens/s in the store, and the next plan on that machine and backend is scaled by it
+    (run_time.replayed runs each machine's rows in order through the real store). The
+    three held-out Liger runs planned so: tokens/s -5.9, +13.1, +2.3 %; wall time of the
+    two of at least 5 min +7.6 and -9.7 %. Mistral-7B under HF had no HF run before it on
+    its machine: uncorrected, -34.3 % (docs/BENCHMARKS.md, "Machine D")."""
+    from run_time import replayed
 
-    from finetune_tui.engine.plan.measured import Measurement, record
-    from finetune_tui.engine.plan.run_time import time_summary
-
-    by_file = {
-        row["file"]: (row, model, settings, stats) for _, row, model, settings, stats in replanned
-    }
-    checked = 0
-    for held_file, calibration_file in CORRECTED_BY.items():
-        calibration, model, settings, stats = by_file[calibration_file]
-        planned = time_summary(model, settings, stats, H100)["tokens_per_s"]
-        assert (
-            record(  # what the calibration run left in the store (its memory: not checked)
-                Measurement(
-                    model.model_type,
-                    settings.memory.backend,
-                    H100,
-                    measured_gib=40.0,
-                    predicted_gib=40.0,
-                    tokens_per_second=calibration["measured_tokens_per_s"],
-                    predicted_tokens_per_second=planned,
-                )
-            )
-            is None
-        )
-        row, model, settings, stats = by_file[held_file]
-        corrected = time_summary(model, settings, stats, H100)
-        assert corrected["speed_correction"] == pytest.approx(1.168, abs=0.002)
-        assert corrected["tokens_per_s"] == pytest.approx(row["predicted_tokens_per_s"], rel=0.005)
-        assert abs(corrected["tokens_per_s"] / row["measured_tokens_per_s"] - 1) < 0.10
-        total = corrected["time"]["total_s"]
-        assert total == pytest.approx(row["predicted_total_s"], rel=0.01)
-        assert abs(total / row["process_wall_s"] - 1) < 0.10 and row["process_wall_s"] >= 300
-        checked += 1
-    assert checked == 1
+    monkeypatch.setenv("FINETUNE_TUI_DATA_DIR", str(tmp_path))
+    runs = {(machine, row["case"]): (row, plan) for machine, row, plan in replayed(replanned, H100)}
+    assert set(runs) == set(REPLAYED)
+    corrected = []
+    for key, (tokens_per_s, total_s) in REPLAYED.items():
+        row, plan = runs[key]
+        assert plan["tokens_per_s"] == pytest.approx(tokens_per_s, rel=0.005)
+        assert plan["time"]["total_s"] == pytest.approx(total_s, rel=0.01)
+        if plan["speed_correction"] != 1.0:
+            corrected.append(row | {"plan": plan})
+    assert [row["case"] for row in corrected] == [
+        "qwen7b-liger-2048",
+        "gemma9b-liger-1024",
+        "qwen3-8b-liger-ckpt-packed-2048",
+    ]
+    errors = [abs(r["plan"]["tokens_per_s"] / r["measured_tokens_per_s"] - 1) for r in corrected]
+    assert statistics.median(errors) < 0.06 and max(errors) < 0.14
+    long_runs = [r for r in corrected if r["process_wall_s"] >= 300]
+    assert len(long_runs) == 2
+    assert all(
+        abs(r["plan"]["time"]["total_s"] / r["process_wall_s"] - 1) < 0.10 for r in long_runs
+    )
 
 
 def test_the_committed_step_constants_are_the_fit(replanned):
@@ -301,7 +305,7 @@ def test_a_short_step_costs_a_fixed_part_and_its_padded_tokens(llama8b):
         [*base, "memory.group_by_length=true", "memory.gradient_checkpointing=off"]
     )
     stats = stats_from_lengths(realistic_lengths(4096), 1024)
-    fixed, per_token = throughput.step_shares(llama8b, grouped)
+    fixed, per_token, _ = throughput.step_shares(llama8b, grouped)
     small = throughput.step_shares(inspect_model("meta-llama/Llama-3.2-1B"), grouped)
     assert 0 < fixed < small[0] and small[1] < per_token
     one = throughput.STEP_FIXED_S + 32 * throughput.LAYER_FIXED_S[("hf", True)]
@@ -321,7 +325,7 @@ def test_a_short_step_costs_a_fixed_part_and_its_padded_tokens(llama8b):
     assert speed.batch_fill(grouped, stats) == pytest.approx(
         real / (speed.batching.padded_length(stats.sample, 1024, 8, True, stats.count) / 1024)
     )
-    shares = (fixed, per_token)
+    shares = speed.StepShares(fixed, per_token)
     fills = [speed.batch_fill(grouped, stats, shares), speed.batch_fill(padded, stats, shares)]
     assert fills[1] < fills[0] < speed.batch_fill(grouped, stats) < 1
     predicted = throughput.predicted_throughput(llama8b, grouped, stats, H100)

@@ -112,7 +112,7 @@ def advise(
     )
     plan.reasons = field_reasons(model, chosen, scored, hardware, stats)
     if stats is not None:
-        plan.reasons["memory.packing"] = batching_reason(model, chosen.settings, stats)
+        plan.reasons["memory.packing"] = batching_reason(model, chosen.settings, stats, hardware)
     _explain_length(plan, longest, fixed)
     plan.alternatives = _alternatives(chosen, scored)
     if model.is_moe:

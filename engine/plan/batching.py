@@ -9,8 +9,8 @@ mostly padding. Two remedies, both through the libraries' own switches:
   restarting positions into a block-diagonal mask for sdpa and eager attention, and
   flash-attention reads the boundaries itself, so packed samples never see each other
   (tests/test_batching.py checks the logits against unpacked samples). Without flash the
-  mask is materialised ((micro-batch x length)^2 elements) and a packed step measured 1.9x
-  to 3.4x as long as a full unpacked one, least near micro-batch 16.
+  mask is materialised ((micro-batch x length)^2 elements) and attention computes the
+  whole row's square (throughput.packed_cost).
 A padded or grouped micro-batch is padded to its longest sample (TRL's collator), and a
 step costs a fixed part whatever its tokens (throughput.step_shares): on short
 samples, grouping wins back most of the padding, packing most of the fixed part.
@@ -21,16 +21,15 @@ from __future__ import annotations
 PACKED_FILL = 0.97  # best-fit-decreasing leaves a few per cent of each bin empty
 GROUPED_MEGABATCHES = 50  # transformers' length-grouped sampler sorts 50 micro-batches at once
 MIN_GAIN = 1.10  # grouping and packing change the order or mixing of samples: only for this
-# Without flash attention a packed micro-batch is one row of micro-batch x length tokens
-# under a materialised block mask. Its step's cost over a full unpacked one (same
-# micro-batch, same length) is U-shaped in the micro-batch: a fixed extra per step weighs
-# on small batches, the masked attention's square on large ones. Measured with Unsloth
-# (docs/BENCHMARKS.md, "Real sample lengths"; full-length speed from the planner's
-# curve through the measured b16, 10,409 tokens/s): b4 3.37x, b8 2.26x, b16 2.03x, b32
-# 2.71x. Fitted on b8..b32 as a + s*b + c/b (b4 then reads 3.51x). Liger + sdpa measured
-# 1.93x at b8, one row: the same shape, scaled.
-PACKED_COST_SHAPE = (0.21, 0.066, 12.2)  # a, s, c
-PACKED_STEP_COST = {"masked": 1.73, "unsloth": 2.03, "flash": 1.0}  # at micro-batch 16
+# Unsloth's packed step over its full unpacked one (same micro-batch and length), measured
+# on 12-step runs (docs/BENCHMARKS.md, "Real sample lengths"; full-length speed from the
+# planner's curve through the measured b16, 10,409 tokens/s): b4 3.37x, b8 2.26x, b16 2.03x,
+# b32 2.71x: U-shaped, about a second a step more than the row's square accounts for on
+# small micro-batches (Unsloth compiles each new shape). Fitted on b8..b32 as a + s*b + c/b.
+# No Unsloth packed run has been run whole; Liger's (throughput.packed_cost) took no such
+# extra.
+UNSLOTH_PACKED_SHAPE = (0.21, 0.066, 12.2)  # a, s, c
+UNSLOTH_PACKED_AT_16 = 2.03
 # The mask's memory: Liger + sdpa kept 3 bytes per mask element for every layer whose
 # activations are kept (49.78 GiB reserved against 43.40 predicted without it; one row);
 # Unsloth, which recomputes every layer, held 1.8 (b16) and 3.8 (b32) bytes per element
@@ -67,14 +66,29 @@ def padded_length(
     )
 
 
-def packed_step_cost(attn: str, backend: str, micro_batch: int) -> float:
-    """How much longer a packed step takes than a full unpacked one: the attention path's
-    cost at micro-batch 16, along the measured shape (see PACKED_COST_SHAPE)."""
-    if "flash" in attn:
-        return PACKED_STEP_COST["flash"]
-    a, s, c = PACKED_COST_SHAPE
+def unsloth_packed_cost(micro_batch: int) -> float:
+    """Unsloth's packed step over a full unpacked one, along its measured shape."""
+    a, s, c = UNSLOTH_PACKED_SHAPE
     shape = (a + s * micro_batch + c / micro_batch) / (a + s * 16 + c / 16)
-    return PACKED_STEP_COST["unsloth" if backend == "unsloth" else "masked"] * shape
+    return UNSLOTH_PACKED_AT_16 * shape
+
+
+def packed_fill(sample: list[int], length: int) -> float:
+    """Real tokens over the bins' room when best-fit-decreasing packs these lengths (clipped
+    to `length`) into bins of `length`: at most PACKED_FILL; samples longer than half the
+    length share no bin (uniform 300-token samples fill 384-token bins to 78 %)."""
+    if not sample:
+        return PACKED_FILL
+    room: list[int] = []  # each bin's space left
+    for size in sorted((min(x, length) for x in sample), reverse=True):
+        fits = [i for i, left in enumerate(room) if left >= size]
+        if fits:
+            best = min(fits, key=room.__getitem__)
+            room[best] -= size
+        else:
+            room.append(length - size)
+    used = len(room) * length - sum(room)
+    return min(PACKED_FILL, used / (len(room) * length))
 
 
 def mask_bytes(micro_batch: int, length: int, attn: str, backend: str, kept_layers: int) -> float:

@@ -18,7 +18,7 @@ from .headroom import Fit, judge
 from .measured import planned_memory
 from .memory import MemoryBreakdown
 from .speed import BATCH_FIELDS, BATCHINGS, batching_of, real_token_speed
-from .throughput import step_shares
+from .throughput import card_of, step_shares
 
 MICRO_BATCHES = (1, 2, 4, 8, 16, 32)
 
@@ -84,7 +84,7 @@ def score_one(model, settings: TrainSettings, hardware, stats=None) -> Scored:
     compares with it are computed from (real tokens, packing's cost included)."""
     breakdown = planned_memory(model, settings, hardware)
     fit = judge(model, settings, hardware, breakdown.reserved_gib)
-    speed = real_token_speed(settings, stats, step_shares(model, settings))
+    speed = real_token_speed(settings, stats, step_shares(model, settings, card_of(hardware)))
     return Scored(settings, breakdown, speed, fit)
 
 

@@ -14,7 +14,7 @@ from .headroom import Fit, smallest_card_gib
 from .measured import planned_memory
 from .sharding import distributed_reason
 from .speed import BATCH_FIELDS, BATCHINGS, SPEED_BASELINE, batch_fill, batching_of
-from .throughput import step_shares
+from .throughput import card_of, step_shares
 
 FULL_NOT_MEASURED = (
     "full: every weight trained, with its gradient and optimizer state; full fine-tuning "
@@ -119,15 +119,16 @@ def _dropout_reason(s: TrainSettings, breakdown, without: float) -> str:
     return text
 
 
-def batching_reason(model: ModelInfo, s: TrainSettings, stats) -> str:
-    """Which micro-batch filling, from the real tokens each carries for what its step costs."""
+def batching_reason(model: ModelInfo, s: TrainSettings, stats, hardware) -> str:
+    """Which micro-batch filling, from the real tokens each carries for what its step costs
+    on the user's card."""
     shares = {}
     for mode, flags in BATCHINGS.items():
         try:
             variant = with_changes(s, dict(zip(BATCH_FIELDS, flags, strict=True)))
         except SettingsError:  # a filling these settings refuse (packing under DPO, say)
             continue
-        shares[mode] = batch_fill(variant, stats, step_shares(model, variant))
+        shares[mode] = batch_fill(variant, stats, step_shares(model, variant, card_of(hardware)))
     chosen = batching_of(s)
     lengths = f"samples average {stats.mean:.0f} tokens (95th percentile {stats.p95})"
     if len(shares) == 1:

@@ -3,7 +3,8 @@ the dataset's sample lengths (measured on H100: docs/BENCHMARKS.md)."""
 
 from __future__ import annotations
 
-from ..settings.attention import planned_attention
+from typing import NamedTuple
+
 from ..settings.schema import TrainSettings
 from . import batching
 
@@ -46,6 +47,18 @@ def relative_speed(settings: TrainSettings) -> float:
     return value / reference
 
 
+class StepShares(NamedTuple):
+    """What a step of real lengths costs, as shares of a full-length step's (samples filling
+    max_seq_length, as the factors above were measured): throughput.step_shares."""
+
+    fixed: float = 0.0  # a padded or grouped step's part whatever its tokens
+    per_token: float = 1.0  # ... and its tokens' part, were it padded to the full length
+    packed: float = 1.0  # a packed step, whole
+
+
+FULL_STEP = StepShares()  # every step costs what a full-length one does
+
+
 BATCH_FIELDS = ("memory.packing", "memory.group_by_length")
 BATCHINGS = {  # how micro-batches are filled: (memory.packing, memory.group_by_length)
     "padded": (False, False),
@@ -60,33 +73,26 @@ def batching_of(settings: TrainSettings) -> str:
     return "grouped" if settings.memory.group_by_length else "padded"
 
 
-def batch_fill(settings: TrainSettings, stats, shares: tuple[float, float] = (0.0, 1.0)) -> float:
+def batch_fill(settings: TrainSettings, stats, shares: StepShares = FULL_STEP) -> float:
     """Real (non-padding) tokens a step carries over what the step costs, each as a share
     of a full micro-batch's (samples filling max_seq_length). A padded or grouped
-    micro-batch is padded to its longest sample and costs `shares` (throughput.step_shares:
-    a fixed part, and its tokens' part in proportion to its padded length). A packed one
-    carries PACKED_FILL at its measured extra cost. Without a dataset every sample is taken
-    as full."""
+    micro-batch is padded to its longest sample and costs its fixed share and its tokens'
+    share in proportion to its padded length. A packed one carries what its samples fill
+    of the bins (batching.packed_fill) at its share. Without a dataset every sample is
+    taken as full."""
     if stats is None:
         return 1.0
     mode = batching_of(settings)
     length = settings.training.max_seq_length
-    if mode != "packed":
-        real = batching.clipped_mean(stats.sample, length) / length
-        padded = batching.padded_length(
-            stats.sample, length, settings.training.micro_batch_size, mode == "grouped", stats.count
-        )
-        fixed, per_token = shares
-        return real / (fixed + per_token * padded / length)
-    attn = planned_attention(settings.model.attn_implementation)
-    cost = batching.packed_step_cost(
-        attn, settings.memory.backend, settings.training.micro_batch_size
+    if mode == "packed":
+        return batching.packed_fill(stats.sample, length) / shares.packed
+    real = batching.clipped_mean(stats.sample, length) / length
+    padded = batching.padded_length(
+        stats.sample, length, settings.training.micro_batch_size, mode == "grouped", stats.count
     )
-    return batching.PACKED_FILL / cost
+    return real / (shares.fixed + shares.per_token * padded / length)
 
 
-def real_token_speed(
-    settings: TrainSettings, stats, shares: tuple[float, float] = (0.0, 1.0)
-) -> float:
+def real_token_speed(settings: TrainSettings, stats, shares: StepShares = FULL_STEP) -> float:
     """Non-padding tokens/s relative to SPEED_BASELINE (whose samples fill the length)."""
     return relative_speed(settings) * batch_fill(settings, stats, shares)

@@ -19,8 +19,9 @@ from dataclasses import dataclass
 from ..inspect.families import EVERY_EXPERT_TYPES
 from ..inspect.hardware import KNOWN_GPUS, KnownGPU, find_known_gpu
 from ..inspect.models import ModelInfo
+from ..settings.attention import planned_attention
 from ..settings.schema import TrainSettings
-from . import speed
+from . import batching, speed
 from .hybrid_bytes import attention_layers
 
 REFERENCE_GPU = "H100 80GB"  # the card every fitted row ran on
@@ -62,16 +63,33 @@ class Throughput:
     correction: float = 1.0  # measured_speed.py's factor from this machine's runs, if any
 
 
-def flops_per_token(model: ModelInfo, settings: TrainSettings) -> float:
+def flops_per_token(model: ModelInfo, settings: TrainSettings, row: int | None = None) -> float:
     """Model FLOPs of one trained token: k x computed parameters (k = 4 under LoRA, 6 for full
-    fine-tuning) plus attention's scores and values at max_seq_length (12 L s d: forward 4,
-    backward 8, counted over the whole square as is usual for MFU; L the softmax-attention
-    layers: a hybrid's linear-attention layers have no square)."""
+    fine-tuning) plus attention's scores and values over a row of `row` tokens
+    (max_seq_length unless given; 12 L s d: forward 4, backward 8, counted over the whole
+    square as is usual for MFU; L the softmax-attention layers: a hybrid's linear-attention
+    layers have no square)."""
     full = settings.training.method == "full"
     k = FULL_FLOPS_PER_PARAM if full else LORA_FLOPS_PER_PARAM
-    length = settings.training.max_seq_length
+    length = row or settings.training.max_seq_length
     attention = 12 * attention_layers(model) * length * model.num_heads * model.head_dim
     return k * model.params_computed + attention
+
+
+def packed_cost(model: ModelInfo, settings: TrainSettings) -> float:
+    """A packed step's time over a full unpacked one's (same micro-batch and length). With
+    flash attention each sample keeps its own square: no more. Without it the micro-batch
+    is one row of micro-batch x length tokens under a block mask that attention computes
+    whole: the row's square, at the step's efficiency. Qwen3-8B, Liger with checkpointing,
+    b4 x 2,048 packed, a whole run (H100, 2026-12-06): 1.58 s a step, 1.16x the full step
+    planned (the model's 1.32x; 12- to 30-step rows had measured 1.9-3.4x: their first
+    steps of new shapes; docs/BENCHMARKS.md, "Packed whole runs")."""
+    if "flash" in planned_attention(settings.model.attn_implementation):
+        return 1.0
+    if settings.memory.backend == "unsloth":  # measured on short runs only: its own curve
+        return batching.unsloth_packed_cost(settings.training.micro_batch_size)
+    row = settings.training.micro_batch_size * settings.training.max_seq_length
+    return flops_per_token(model, settings, row) / flops_per_token(model, settings)
 
 
 def baseline_tokens_per_s(model: ModelInfo, settings: TrainSettings, card: KnownGPU) -> float:
@@ -86,10 +104,10 @@ def baseline_tokens_per_s(model: ModelInfo, settings: TrainSettings, card: Known
 
 def step_shares(
     model: ModelInfo, settings: TrainSettings, card: KnownGPU | None = None
-) -> tuple[float, float]:
-    """A padded or grouped step's time as shares of a full-length step's (samples filling
-    max_seq_length, as the factors above were measured) on `card` (REFERENCE_GPU if None):
-    (its fixed part, its tokens' part were it padded to the full length). Their sum may
+) -> speed.StepShares:
+    """A step's time as shares of a full-length step's (samples filling max_seq_length, as
+    the factors above were measured) on `card` (REFERENCE_GPU if None): a padded or
+    grouped step's fixed part and its tokens' part were it padded to the full length (their sum may
     pass 1: on a small model a step of varying shapes costs more than a full one of fixed
     shape. The tokens' part scales by the card's bf16 peak, the fixed part not at all: it
     is launches and small kernels, waited on alike by every card (not measured off H100)."""
@@ -106,7 +124,16 @@ def step_shares(
     )
     peak = card.bf16_tflops * 1e12 * TOKEN_EFFICIENCY
     compute_s = tokens * flops_per_token(model, settings) * recompute_factor(settings) / peak
-    return fixed_s / quant / full_s, compute_s / quant / full_s
+    return speed.StepShares(
+        fixed_s / quant / full_s, compute_s / quant / full_s, packed_cost(model, settings)
+    )
+
+
+def card_of(hardware) -> KnownGPU | None:
+    """The user's card among KNOWN_GPUS for step_shares (None: a CPU or an unknown card, whose
+    steps are shared out as the reference card's)."""
+    primary = hardware.primary
+    return find_known_gpu(primary.name) if primary is not None else None
 
 
 def recompute_factor(settings: TrainSettings) -> float:
