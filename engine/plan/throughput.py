@@ -83,7 +83,7 @@ def packed_cost(model: ModelInfo, settings: TrainSettings) -> float:
     whole: the row's square, at the step's efficiency. Qwen3-8B, Liger with checkpointing,
     b4 x 2,048 packed, a whole run (H100, 2026-12-06): 1.58 s a step, 1.16x the full step
     planned (the model's 1.32x; 12- to 30-step rows had measured 1.9-3.4x: their first
-    steps of new shapes; docs/BENCHMARKS.md, "Packed whole runs")."""
+    steps of new shapes; docs/BENCHMARKS.md, "Machine D")."""
     if "flash" in planned_attention(settings.model.attn_implementation):
         return 1.0
     if settings.memory.backend == "unsloth":  # measured on short runs only: its own curve
