@@ -99,6 +99,25 @@ def test_padding_estimates():
     assert cost[0] > cost[1] < cost[2]
 
 
+@pytest.mark.parametrize(
+    ("lengths", "length"),
+    [([300] * 512, 384), ([30 + k % 9 for k in range(512)], 64), ("alpaca", 1024)],
+)
+def test_packed_bins_fill_as_trls_best_fit_decreasing_fills_them(lengths, length):
+    """batching.packed_fill against TRL's own packing of the same lengths."""
+    from datasets import Dataset
+    from trl.data_utils import pack_dataset
+
+    if lengths == "alpaca":
+        rng = random.Random(1)
+        lengths = [int(rng.lognormvariate(4.73, 0.648)) + 8 for _ in range(512)]
+    rows = pack_dataset(Dataset.from_dict({"input_ids": [[1] * n for n in lengths]}), length)
+    trl_fill = sum(min(n, length) for n in lengths) / (len(rows) * length)
+    assert batching.packed_fill(lengths, length) == pytest.approx(
+        min(trl_fill, batching.PACKED_FILL), abs=0.01
+    )
+
+
 def test_a_packed_step_costs_its_rows_square_without_flash():
     """One row of micro-batch x length tokens under a block mask: attention over the whole
     row, from the model's own widths; with flash attention each sample keeps its own."""

@@ -139,7 +139,9 @@ def test_packing_and_more_processes_take_fewer_steps_for_the_same_tokens():
     settings, stats = demo()
     padded = rt.run_time(settings, stats, LLAMA_8B, 1000.0, "b")
     packed = rt.run_time(*demo("memory.packing=true"), LLAMA_8B, 1000.0, "b")
-    assert packed.steps < padded.steps / 1.5
+    # the demo's 33-token records in 64-token bins: TRL's best-fit-decreasing puts 1.25 in a
+    # bin (two fit only where both are short), not the 1.9 a 97 % fill would give
+    assert packed.steps == pytest.approx(padded.steps / 1.25, rel=0.02)
     assert packed.real_tokens == pytest.approx(padded.real_tokens, rel=0.02)
     two = rt.run_time(
         *demo("distributed.strategy=ddp", "distributed.processes=2"), LLAMA_8B, 1000.0, "b"

@@ -86,8 +86,9 @@ def run_time(settings: TrainSettings, stats, model, tokens_per_s: float, basis: 
         return None
     train_records, eval_records = _split(settings, stats)
     per_sample = _real_tokens_per_sample(settings, stats)
-    samples_per_step = _samples_per_step(settings, per_sample)
-    steps, steps_per_epoch = run_steps(settings, train_records, per_sample)
+    fill = _bins_filled(settings, stats)
+    samples_per_step = _samples_per_step(settings, per_sample, fill)
+    steps, steps_per_epoch = run_steps(settings, train_records, per_sample, fill)
     real_tokens = round(steps * samples_per_step * per_sample)
     if stats is not None and t.max_steps is None:
         real_tokens = min(real_tokens, round(train_records * t.epochs * per_sample))
@@ -108,23 +109,38 @@ def run_time(settings: TrainSettings, stats, model, tokens_per_s: float, basis: 
 def steps_of(settings: TrainSettings, stats) -> tuple[int, int]:
     """(optimizer steps, steps an epoch) the dataset's lengths give (no stats: max_steps)."""
     train_records, _ = _split(settings, stats)
-    return run_steps(settings, train_records, _real_tokens_per_sample(settings, stats))
+    per_sample = _real_tokens_per_sample(settings, stats)
+    return run_steps(settings, train_records, per_sample, _bins_filled(settings, stats))
 
 
-def run_steps(settings: TrainSettings, train_records: int, per_sample: float) -> tuple[int, int]:
-    """(optimizer steps, steps an epoch) over `train_records` (0: unknown, max_steps alone)."""
+def run_steps(
+    settings: TrainSettings,
+    train_records: int,
+    per_sample: float,
+    fill: float = batching.PACKED_FILL,
+) -> tuple[int, int]:
+    """(optimizer steps, steps an epoch) over `train_records` (0: unknown, max_steps alone);
+    `fill`: what packed samples fill of their bins."""
     t = settings.training
-    samples_per_step = _samples_per_step(settings, per_sample)
+    samples_per_step = _samples_per_step(settings, per_sample, fill)
     per_epoch = max(1, math.ceil(train_records / samples_per_step)) if train_records else 0
     return t.max_steps or max(1, math.ceil(per_epoch * t.epochs)), per_epoch
 
 
-def _samples_per_step(settings: TrainSettings, per_sample: float) -> float:
+def _samples_per_step(settings: TrainSettings, per_sample: float, fill: float) -> float:
     t = settings.training
     samples = t.micro_batch_size * t.gradient_accumulation_steps * _processes(settings)
     if settings.memory.packing:  # a packed row holds several samples
-        samples *= max(1.0, t.max_seq_length * batching.PACKED_FILL / per_sample)
+        samples *= max(1.0, t.max_seq_length * fill / per_sample)
     return samples
+
+
+def _bins_filled(settings: TrainSettings, stats) -> float:
+    """What packed samples fill of their bins (batching.packed_fill), as the speed model
+    counts it."""
+    if stats is None or not stats.sample:
+        return batching.PACKED_FILL
+    return batching.packed_fill(stats.sample, settings.training.max_seq_length)
 
 
 def _processes(settings: TrainSettings) -> int:
