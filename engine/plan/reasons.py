@@ -14,7 +14,7 @@ from .headroom import Fit, smallest_card_gib
 from .measured import planned_memory
 from .sharding import distributed_reason
 from .speed import BATCH_FIELDS, BATCHINGS, SPEED_BASELINE, batch_fill, batching_of
-from .throughput import card_of, step_shares
+from .throughput import card_of, packed_cost_kind, step_shares
 
 FULL_NOT_MEASURED = (
     "full: every weight trained, with its gradient and optimizer state; full fine-tuning "
@@ -119,6 +119,13 @@ def _dropout_reason(s: TrainSettings, breakdown, without: float) -> str:
     return text
 
 
+PACKED_COST_SOURCES = {  # throughput.packed_cost_kind -> how the reason names it
+    "flash": "a packed step at a full one's cost: flash attention keeps samples apart",
+    "unsloth": "a packed step's cost as Unsloth's short runs measured it",
+    "row": "a packed step's attention over its whole row, under the block mask",
+}
+
+
 def batching_reason(model: ModelInfo, s: TrainSettings, stats, hardware) -> str:
     """Which micro-batch filling, from the real tokens each carries for what its step costs
     on the user's card."""
@@ -140,7 +147,7 @@ def batching_reason(model: ModelInfo, s: TrainSettings, stats, hardware) -> str:
         f"{s.training.max_seq_length}: "
         + ", ".join(f"{named[mode]} {share:.0%}" for mode, share in shares.items())
         + " (a step's fixed per-layer part counted"
-        + (", and a packed step's measured cost)" if "packed" in shares else ")")
+        + (f", and {PACKED_COST_SOURCES[packed_cost_kind(s)]})" if "packed" in shares else ")")
     )
 
 

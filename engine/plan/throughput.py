@@ -76,6 +76,14 @@ def flops_per_token(model: ModelInfo, settings: TrainSettings, row: int | None =
     return k * model.params_computed + attention
 
 
+def packed_cost_kind(settings: TrainSettings) -> str:
+    """How packed_cost takes a packed step: "flash" (samples apart, no extra), "unsloth"
+    (its measured curve) or "row" (the row's attention square)."""
+    if "flash" in planned_attention(settings.model.attn_implementation):
+        return "flash"
+    return "unsloth" if settings.memory.backend == "unsloth" else "row"
+
+
 def packed_cost(model: ModelInfo, settings: TrainSettings) -> float:
     """A packed step's time over a full unpacked one's (same micro-batch and length). With
     flash attention each sample keeps its own square: no more. Without it the micro-batch
@@ -84,9 +92,10 @@ def packed_cost(model: ModelInfo, settings: TrainSettings) -> float:
     b4 x 2,048 packed, a whole run (H100, 2026-12-06): 1.58 s a step, 1.16x the full step
     planned (the model's 1.32x; 12- to 30-step rows had measured 1.9-3.4x: their first
     steps of new shapes; docs/BENCHMARKS.md, "Machine D")."""
-    if "flash" in planned_attention(settings.model.attn_implementation):
+    kind = packed_cost_kind(settings)
+    if kind == "flash":
         return 1.0
-    if settings.memory.backend == "unsloth":  # measured on short runs only: its own curve
+    if kind == "unsloth":  # measured on short runs only: its own curve
         return batching.unsloth_packed_cost(settings.training.micro_batch_size)
     row = settings.training.micro_batch_size * settings.training.max_seq_length
     return flops_per_token(model, settings, row) / flops_per_token(model, settings)
