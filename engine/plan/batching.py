@@ -56,14 +56,38 @@ def padded_length(
         return clipped_mean(lengths, max_length)
     n = len(ordered)
     if grouped:
-        mult = max(1, min(records // (micro_batch * 4), GROUPED_MEGABATCHES))
-        tops = [ordered[min(n - 1, int((1 - k / mult) * n))] for k in range(mult)]
-        return max(sum(tops) / mult, clipped_mean(ordered, max_length))
+        tops = _grouped_tops(ordered, micro_batch, records)
+        return max(sum(tops) / len(tops), clipped_mean(ordered, max_length))
     # P(longest <= x_k) = (k / n) ** micro_batch over the sample's values x_1 <= ... <= x_n
     return sum(
         x * ((k / n) ** micro_batch - ((k - 1) / n) ** micro_batch)
         for k, x in enumerate(ordered, start=1)
     )
+
+
+def full_length_share(
+    lengths: list[int], max_length: int, micro_batch: int, grouped: bool, records: int
+) -> float:
+    """The share of micro-batches padded to max_length itself, as padded_length fills them:
+    those steps all have one shape, a full-length step's (samples cut at the length: long
+    documents), which the speed model's full-length factors measured; the others vary."""
+    ordered = sorted(min(n, max_length) for n in lengths)
+    if not ordered:
+        return 1.0
+    short = sum(n < max_length for n in ordered) / len(ordered)
+    if micro_batch <= 1:
+        return 1 - short
+    if grouped:
+        tops = _grouped_tops(ordered, micro_batch, records)
+        return sum(top >= max_length for top in tops) / len(tops)
+    return 1 - short**micro_batch
+
+
+def _grouped_tops(ordered: list[int], micro_batch: int, records: int) -> list[int]:
+    """The longest sample of each micro-batch of a sorted megabatch (their quantiles)."""
+    n = len(ordered)
+    mult = max(1, min(records // (micro_batch * 4), GROUPED_MEGABATCHES))
+    return [ordered[min(n - 1, int((1 - k / mult) * n))] for k in range(mult)]
 
 
 def unsloth_packed_cost(micro_batch: int) -> float:

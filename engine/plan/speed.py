@@ -77,7 +77,8 @@ def batch_fill(settings: TrainSettings, stats, shares: StepShares = FULL_STEP) -
     """Real (non-padding) tokens a step carries over what the step costs, each as a share
     of a full micro-batch's (samples filling max_seq_length). A padded or grouped
     micro-batch is padded to its longest sample and costs its fixed share and its tokens'
-    share in proportion to its padded length. A packed one carries what its samples fill
+    share in proportion to its padded length, but for those padded to the full length:
+    one shape, a full step's cost. A packed one carries what its samples fill
     of the bins (batching.packed_fill) at its share. Without a dataset every sample is
     taken as full."""
     if stats is None:
@@ -87,10 +88,10 @@ def batch_fill(settings: TrainSettings, stats, shares: StepShares = FULL_STEP) -
     if mode == "packed":
         return batching.packed_fill(stats.sample, length) / shares.packed
     real = batching.clipped_mean(stats.sample, length) / length
-    padded = batching.padded_length(
-        stats.sample, length, settings.training.micro_batch_size, mode == "grouped", stats.count
-    )
-    return real / (shares.fixed + shares.per_token * padded / length)
+    shape = (stats.sample, length, settings.training.micro_batch_size, mode == "grouped")
+    padded = batching.padded_length(*shape, stats.count) / length
+    full = batching.full_length_share(*shape, stats.count)  # steps of one shape: a full one's
+    return real / (full + (1 - full) * shares.fixed + shares.per_token * (padded - full))
 
 
 def real_token_speed(settings: TrainSettings, stats, shares: StepShares = FULL_STEP) -> float:
