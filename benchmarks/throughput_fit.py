@@ -161,7 +161,7 @@ def fit_steps(rows: list[Row], replanned: list, rounds: int = 5) -> dict:
     the efficiency, the fixed parts are a least-squares line (relative error of the step
     time); the efficiency is then the median over the Llama rows whose full-length steps
     carry at least 8,192 tokens, less their fixed part. Alternated from 0.5. `replanned`:
-    run_time.replanned_rows."""
+    run_time_rows.replanned_rows."""
     import numpy as np
 
     from finetune_tui.engine.plan.batching import clipped_mean, padded_length
@@ -226,7 +226,7 @@ def main() -> None:
     if args.fit_steps:
         import tempfile
 
-        from run_time import replanned_rows
+        from run_time_rows import replanned_rows
 
         with tempfile.TemporaryDirectory() as work:
             print(json.dumps({"fit_steps": fit_steps(rows, replanned_rows(Path(work)))}))

@@ -166,8 +166,8 @@ WHOLE_RUNS_PLANNED = {
 
 @pytest.fixture(scope="module")
 def replanned(tmp_path_factory) -> list:
-    """Every committed run_time.py row rebuilt on the CPU (run_time.replanned_rows)."""
-    from run_time import replanned_rows
+    """Every committed run_time.py row rebuilt on the CPU (run_time_rows.replanned_rows)."""
+    from run_time_rows import replanned_rows
 
     return replanned_rows(tmp_path_factory.mktemp("runs"))
 
@@ -231,11 +231,11 @@ REPLAYED = {
 def test_held_out_runs_planned_with_their_machines_correction(replanned, tmp_path, monkeypatch):
     """The product as a user meets it: a run of at least 90 s of steps leaves its measured
     tokens/s in the store, and the next plan on that machine and backend is scaled by it
-    (run_time.replayed runs each machine's rows in order through the real store). The
+    (run_time_rows.replayed runs each machine's rows in order through the real store). The
     three held-out Liger runs planned so: tokens/s -5.9, +13.1, +2.3 %; wall time of the
     two of at least 5 min +7.6 and -9.7 %. Mistral-7B under HF had no HF run before it on
     its machine: uncorrected, -34.3 % (docs/BENCHMARKS.md, "Machine D")."""
-    from run_time import replayed
+    from run_time_rows import replayed
 
     monkeypatch.setenv("FINETUNE_TUI_DATA_DIR", str(tmp_path))
     runs = {(machine, row["case"]): (row, plan) for machine, row, plan in replayed(replanned, H100)}
