@@ -26,6 +26,7 @@ def test_the_next_plan_on_that_card_runs_at_the_pace_the_runs_measured(cli):
     args = ("--gpu", "RTX 4090", "--dataset", "demo", "--set", "memory.backend=unsloth")
     before = plan_json(cli, *args)
     assert "corrected" not in before["throughput_basis"]
+    assert before["throughput_basis"].endswith("±35 % until a run on this card measures its pace")
     write_store(ran(1300.0), ran(1360.0), ran(1500.0))  # slower than planned: a slow host
     after = plan_json(cli, *args)
     assert after["settings"] == before["settings"]  # speed is scored relatively: same pick
@@ -34,6 +35,7 @@ def test_the_next_plan_on_that_card_runs_at_the_pace_the_runs_measured(cli):
     assert after["throughput_basis"].endswith(
         "corrected by your runs on this card (3 runs, measured -32 % against plan)"
     )
+    assert "±" not in after["throughput_basis"]  # the runs told this machine's pace
     assert after["correction"] is None  # the memory was as planned: no memory correction
     write_store(ran(2600.0))  # a faster host corrects upwards as well
     faster = plan_json(cli, *args)["tokens_per_s"]

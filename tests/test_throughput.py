@@ -5,6 +5,7 @@ constants, every other architecture is held out. Bounds are the figures measured
 
 from __future__ import annotations
 
+import math
 import statistics
 import sys
 from pathlib import Path
@@ -15,7 +16,7 @@ from conftest import run_python
 from finetune_tui.engine.data.lengths import stats_from_lengths
 from finetune_tui.engine.inspect.hardware import KNOWN_GPUS, find_known_gpu, simulated_hardware
 from finetune_tui.engine.inspect.models import inspect_model
-from finetune_tui.engine.plan import speed, throughput
+from finetune_tui.engine.plan import measured_speed, speed, throughput
 from finetune_tui.engine.settings.preset import settings_from_overrides
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
@@ -198,6 +199,8 @@ def test_whole_runs_are_predicted_within_the_goal(whole_runs):
     held = errors["held out"]
     assert len(held) == 11 and statistics.median(held) < 0.125
     assert sorted(held)[4] < 0.105 and max(held) < 0.35
+    # what the plan says of a first run on a machine: the worst, rounded up to 5 %
+    assert measured_speed.FIRST_RUN_SPREAD == math.ceil(max(held) * 20) / 20
 
 
 def test_whole_held_out_runs_are_predicted_as_their_table_says(whole_runs):

@@ -22,6 +22,10 @@ from ..inspect.hardware import card_key
 from ..settings.schema import TrainSettings
 from .measured import RECENT, measurements
 
+# How far a plan without a correction may be from a first run on a machine: the worst of
+# the held-out whole runs planned so (eleven runs, six H100/H200 machines: 34.3 %,
+# docs/BENCHMARKS.md, "Machine D"; tests/test_throughput.py recomputes it), rounded up
+FIRST_RUN_SPREAD = 0.35
 SPEED_RANGE = (0.25, 4.0)  # outside it a ratio is a broken run or a forged line
 MIN_SHIFT = 0.03  # within 3 % of the plan: no correction
 
@@ -61,7 +65,8 @@ def corrected(speed, settings: TrainSettings, card: str | None):
         return speed
     found = speed_correction(card, settings.memory.backend)
     if found is None:
-        return speed
+        spread = f"±{FIRST_RUN_SPREAD * 100:.0f} % until a run on this card measures its pace"
+        return dataclasses.replace(speed, basis=f"{speed.basis}; {spread}")
     return dataclasses.replace(
         speed,
         tokens_per_s=speed.tokens_per_s * found.factor,
