@@ -81,6 +81,18 @@ CASES = {
             "training.micro_batch_size": 4,
         },
     ),
+    # Unsloth's packed curve came from 12-step runs (about a second a step over the row's
+    # square at small micro-batches): a whole run tells whether it lasts
+    "qwen3-8b-unsloth-packed-1024": (
+        "qwen3-8b",
+        {
+            "memory.backend": "unsloth",
+            "memory.gradient_checkpointing": "unsloth",
+            "memory.packing": True,
+            "training.max_seq_length": 1024,
+            "training.micro_batch_size": 16,
+        },
+    ),
     "mistral7b-hf-ckpt-1024": (
         "mistral-7b",
         {
