@@ -10,7 +10,7 @@ from published_sizes import ACTIVE_WITHOUT_INPUT_EMBEDDING, PUBLISHED_ACTIVE, PU
 
 from finetune_tui.engine.common.errors import ModelError
 from finetune_tui.engine.inspect.catalog import CATALOG
-from finetune_tui.engine.inspect.models import _info, inspect_model
+from finetune_tui.engine.inspect.models import _info, inspect_config, inspect_model
 
 
 @pytest.mark.parametrize("model_id", sorted(PUBLISHED_SIZES))
@@ -232,3 +232,15 @@ def test_sizes_a_config_leaves_out_are_the_config_classs_defaults(config):
     assert info.params_total == sum(p.numel() for p in model.parameters())
     if config["model_type"] == "gemma4_text":  # its sliding layers' width, per layer
         assert info.head_dim == built.per_layer_config[0].head_dim == 256
+
+
+@pytest.mark.parametrize(
+    "model_id", ["google/gemma-2-2b", "google/gemma-3-1b-pt", "meta-llama/Llama-3.1-8B"]
+)
+def test_a_config_without_tie_word_embeddings_ties_as_its_class_declares(model_id):
+    """transformers' Gemma config classes tie the embeddings by default, Llama's does not:
+    the default is read from the installed class, so leaving the key out changes nothing."""
+    config = copy.deepcopy(CATALOG[model_id])
+    written = inspect_config(model_id, copy.deepcopy(config)).params_total
+    config.pop("tie_word_embeddings")
+    assert inspect_config(model_id, config).params_total == written

@@ -206,9 +206,6 @@ def _add_towers(name: str, info: ModelInfo, config: dict) -> None:
     info.params_active += info.params_vision
 
 
-TIED_BY_DEFAULT = {"gemma", "gemma2", "gemma3_text", "gemma4_text"}
-
-
 REQUIRED = ("hidden_size", "num_hidden_layers", "num_attention_heads", "vocab_size")
 SIZES_IF_SET = ("num_key_value_heads", "head_dim", "intermediate_size")  # null: derived
 # sizes only some families read: positive integers where set (null: transformers' default)
@@ -245,7 +242,7 @@ def _info(name: str, c: dict) -> ModelInfo:
     kinds = layer_kinds_of(model_type, c, layers, kv, head_dim)  # None: layers alike
     sizes = (model_type, c, h, heads, kv, head_dim, layers, moe, mixer, kinds)
     linears, experts = block_linears(*sizes)
-    tie = bool(c.get("tie_word_embeddings", model_type in TIED_BY_DEFAULT))
+    tie = bool(c.get("tie_word_embeddings"))  # Gemma's classes tie by default: merged above
     lookup = per_layer_embedding(kinds, layers)  # Gemma-4's PLE table: 0 elsewhere
     embedding = vocab * h * (1 if tie else 2) + lookup
     other = embedding + small_params(*sizes)

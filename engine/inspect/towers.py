@@ -93,9 +93,10 @@ def gemma4_towers(config: dict, text_hidden: int, tied: bool) -> tuple[list[Line
 
 def siglip_tower(vision: dict, text_hidden: int) -> tuple[list[Linear], int]:
     """A SigLIP tower and Gemma-3's projection into the language model."""
-    h, width = vision.get("hidden_size", 768), vision.get("intermediate_size", 3072)
-    layers, patch = vision.get("num_hidden_layers", 12), vision.get("patch_size", 16)
-    image, channels = vision.get("image_size", 224), vision.get("num_channels", 3)
+    c = with_defaults("siglip_vision_model", vision)
+    h, width = c["hidden_size"], c["intermediate_size"]
+    layers, patch = c["num_hidden_layers"], c["patch_size"]
+    image, channels = c["image_size"], c["num_channels"]
     positions = (image // patch) ** 2
     linears = [
         *(Linear(n, h, h, layers, auto_lora=False) for n in ("q_proj", "k_proj", "v_proj")),
@@ -106,7 +107,7 @@ def siglip_tower(vision: dict, text_hidden: int) -> tuple[list[Linear], int]:
     biases_norms = layers * (4 * h + width + h + 4 * h)  # q/k/v/out, fc1, fc2 biases; 2 norms
     other = biases_norms + 2 * h  # post_layernorm
     other += channels * patch * patch * h + h + positions * h  # patch conv, positions
-    if vision.get("vision_use_head", True):  # SigLIP's attention-pooling head
+    if c.get("vision_use_head", True):  # SigLIP's attention-pooling head (not a declared field)
         other += h + (3 * h * h + 3 * h) + h + 2 * h + width + h  # probe, in_proj, biases, norm
         linears += [
             Linear("out_proj", h, h, 1, auto_lora=False),
