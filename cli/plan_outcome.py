@@ -12,6 +12,6 @@ def plan_time(model, settings, stats, hardware) -> dict:
     from finetune_tui.engine.plan.disk import disk_summary
     from finetune_tui.engine.plan.run_time import steps_of, time_summary
 
-    card = hardware.primary.name if hardware.primary else None
     steps = steps_of(settings, stats)
-    return time_summary(model, settings, stats, card) | disk_summary(model, settings, *steps)
+    summary = time_summary(model, settings, stats, hardware.card_name)
+    return summary | disk_summary(model, settings, *steps)

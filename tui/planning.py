@@ -54,7 +54,7 @@ def time_text(hw, settings: TrainSettings) -> str:
     from finetune_tui.engine.plan.run_time import time_summary
 
     model = inspect(settings.model.name_or_path)
-    card = hw.primary.name if hw is not None and hw.primary is not None else None
+    card = hw.card_name if hw is not None else None
     stats = dataset_stats(settings) if card is not None else None
     return "time: " + time_summary(model, settings, stats, card)["time_text"]
 

@@ -40,6 +40,11 @@ class Hardware:
     def primary(self) -> GPU | None:
         return self.gpus[0] if self.gpus else None
 
+    @property
+    def card_name(self) -> str | None:
+        """The card plans are made for (real or simulated); None on a CPU."""
+        return self.primary.name if self.primary is not None else None
+
 
 @dataclass(frozen=True)
 class KnownGPU:

@@ -202,8 +202,8 @@ def planned_memory(
     """The memory model's prediction, corrected by what runs measured on this card: the
     excess counts as overhead, so the breakdown's parts still sum to what nvidia-smi shows."""
     breakdown = predict_memory(model, settings, hardware)
-    if card is None and hardware is not None and hardware.primary is not None:
-        card = hardware.primary.name
+    if card is None and hardware is not None:
+        card = hardware.card_name
     found = correction(model, settings, card)
     if found is None:
         return breakdown
@@ -219,7 +219,7 @@ def planned_memory(
 def explain_correction(plan, model: ModelInfo, hardware) -> None:
     """Say where a plan's peak is not the memory model's alone: runs measured more on this
     card (the reason 'measured', and `plan.correction`)."""
-    card = hardware.primary.name if hardware.primary else None
+    card = hardware.card_name
     plan.correction = correction(model, plan.settings, card)
     if plan.correction is not None:
         raw = plan.peak_vram_gib / plan.correction.factor

@@ -141,8 +141,8 @@ def step_shares(
 def card_of(hardware) -> KnownGPU | None:
     """The user's card among KNOWN_GPUS for step_shares (None: a CPU or an unknown card, whose
     steps are shared out as the reference card's)."""
-    primary = hardware.primary
-    return find_known_gpu(primary.name) if primary is not None else None
+    name = hardware.card_name
+    return find_known_gpu(name) if name is not None else None
 
 
 def recompute_factor(settings: TrainSettings) -> float:
