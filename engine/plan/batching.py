@@ -18,6 +18,8 @@ samples, grouping wins back most of the padding, packing most of the fixed part.
 
 from __future__ import annotations
 
+import bisect
+
 PACKED_FILL = 0.97  # best-fit-decreasing leaves a few per cent of each bin empty
 GROUPED_MEGABATCHES = 50  # transformers' length-grouped sampler sorts 50 micro-batches at once
 MIN_GAIN = 1.10  # grouping and packing change the order or mixing of samples: only for this
@@ -103,14 +105,11 @@ def packed_fill(sample: list[int], length: int) -> float:
     length share no bin (uniform 300-token samples fill 384-token bins to 78 %)."""
     if not sample:
         return PACKED_FILL
-    room: list[int] = []  # each bin's space left
+    room: list[int] = []  # each bin's space left, kept sorted: the best fit is a bisection
     for size in sorted((min(x, length) for x in sample), reverse=True):
-        fits = [i for i, left in enumerate(room) if left >= size]
-        if fits:
-            best = min(fits, key=room.__getitem__)
-            room[best] -= size
-        else:
-            room.append(length - size)
+        best = bisect.bisect_left(room, size)  # the tightest bin it fits, or a new one
+        left = (room.pop(best) if best < len(room) else length) - size
+        bisect.insort(room, left)
     used = len(room) * length - sum(room)
     return min(PACKED_FILL, used / (len(room) * length))
 
