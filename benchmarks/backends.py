@@ -39,7 +39,10 @@ ARCHS = {  # short name -> catalog ID (engine/inspect/catalog.py); "tiny" = the 
     "deepseek-v2-lite-6l": "deepseek-ai/DeepSeek-V2-Lite",
     # a 70 B dense model cut to 8 of its 80 layers: several-GPU runs on a machine's disk
     "llama-3.1-70b-8l": "meta-llama/Llama-3.1-70B",
+    "llama-3.1-8b-v32k": "meta-llama/Llama-3.1-8B",
 }
+# one field changed from the catalog's config: which part of a family's pace it explains
+OVERRIDES = {"llama-3.1-8b-v32k": {"vocab_size": 32768}}  # Llama-3.1-8B with Mistral's vocabulary
 LAYERS = {
     "mixtral-8x7b-4l": 4,
     "qwen3-30b-a3b-8l": 8,
@@ -253,8 +256,11 @@ CPU_BASE = {
 
 
 def arch_config(arch: str) -> dict:
-    """The catalog's config of this architecture, its layers cut where LAYERS says."""
-    return family_config(ARCHS[arch], LAYERS.get(arch))
+    """The catalog's config of this architecture, its layers cut where LAYERS says, its
+    fields changed where OVERRIDES says."""
+    config = family_config(ARCHS[arch], LAYERS.get(arch))
+    config.get("text_config", config).update(OVERRIDES.get(arch, {}))
+    return config
 
 
 def family_config(catalog_id: str, layers: int | None) -> dict:

@@ -32,11 +32,15 @@ ROW_FILES = {  # the committed rows: the speed model's fitting set, then the hel
         # Mistral-7B HF with checkpointing
         "run-time-heldout-corrected-machine-d-h100-2026-12-06.jsonl",
         "run-time-heldout-packed-hf-machine-d-h100-2026-12-06.jsonl",
+        # machine E, after its HF calibration: Qwen2.5-7B HF, Qwen3-8B Unsloth packed,
+        # Mistral-7B HF (the same case as machine D's)
+        "run-time-heldout-machine-e-h100-2026-12-06.jsonl",
     ),
     # runs of at least 90 s of steps that corrected the next run's plan on their machine
     "calibration": (
         "run-time-calibration-machine-c-h100-2026-12-06.jsonl",
         "run-time-calibration-machine-d-h100-2026-12-06.jsonl",
+        "run-time-calibration-hf-machine-e-h100-2026-12-06.jsonl",
     ),
 }
 # The runs of one machine, in the order they ran (one file can hold several): each was
@@ -51,6 +55,10 @@ MACHINE_RUNS = {
         "run-time-calibration-machine-d-h100-2026-12-06.jsonl",
         "run-time-heldout-corrected-machine-d-h100-2026-12-06.jsonl",
         "run-time-heldout-packed-hf-machine-d-h100-2026-12-06.jsonl",
+    ),
+    "E": (
+        "run-time-calibration-hf-machine-e-h100-2026-12-06.jsonl",
+        "run-time-heldout-machine-e-h100-2026-12-06.jsonl",
     ),
 }
 # Not in the fit or held out: the fitting configuration and its neighbours on two other
@@ -90,17 +98,17 @@ def replanned_rows(work: Path) -> list[tuple[str, dict, object, object, object]]
 def _replanned(row: dict, data: Path, work: Path):
     from bench_tokenizer import save_byte_tokenizer
 
-    from finetune_tui.engine.inspect.models import inspect_model
+    from finetune_tui.engine.inspect.models import inspect_config
 
     arch = CASES[row["case"]][0]
     folder = work / arch
     if not folder.exists():
         folder.mkdir(parents=True)
-        config = backends.family_config(backends.ARCHS[arch], backends.LAYERS.get(arch))
-        (folder / "config.json").write_text(json.dumps(config))
+        (folder / "config.json").write_text(json.dumps(backends.arch_config(arch)))
         save_byte_tokenizer(folder)
     settings = settings_of(case_settings(row["case"], folder, data, row["samples"]))
-    return inspect_model(backends.ARCHS[arch]), settings, token_stats(settings)
+    model = inspect_config(backends.ARCHS[arch], backends.arch_config(arch))
+    return model, settings, token_stats(settings)
 
 
 def replayed(replanned: list, card: str) -> list[tuple[str, dict, dict]]:

@@ -162,6 +162,9 @@ WHOLE_RUNS_PLANNED = {
     ("gemma9b-liger-1024", 6930): (2455, 439.9),
     ("qwen3-8b-liger-ckpt-packed-2048", 4744): (4489, 182.4),
     ("mistral7b-hf-ckpt-1024", 3399): (1500, 360.8),
+    ("qwen7b-hf-ckpt-512", 3289): (1630, 320.8),
+    ("qwen3-8b-unsloth-packed-1024", 9914): (5085, 336.9),
+    ("mistral7b-hf-ckpt-1024", 1890): (1500, 219.0),
 }
 
 
@@ -186,19 +189,29 @@ def whole_runs(replanned) -> list[tuple[str, dict, dict]]:
 
 def test_whole_runs_are_predicted_within_the_goal(whole_runs):
     """The speed model's fitting runs (nine short Llama ones, b8 x 1,024) and the held-out
-    whole runs (docs/BENCHMARKS.md, "A step's fixed part, by configuration" to "Machine D"),
-    uncorrected: fitting runs 4.7 % median / 8.0 % worst; held out (11 runs) 12.0 % / 34.3 %:
+    whole runs (docs/BENCHMARKS.md, "A step's fixed part, by configuration" to "Machine E"),
+    uncorrected: fitting runs 4.7 % median / 8.0 % worst; held out (14 runs) 14.9 % / 34.3 %:
     Qwen2.5-7B Liger b4 x 2,048 planned 26.5 % fast on one machine and 21.9 % and 19.4 %
-    slow on two others (one configuration's pace differs by 1.6x between H100 machines),
-    Mistral-7B under HF with checkpointing 34.3 % slow. The goal (10 % median, 20 % worst
-    held out) is not met uncorrected; corrected by the machine's own runs, see below."""
+    slow on two others (one configuration's pace differs by 1.6x between H100 machines);
+    every HF + checkpointing run of a family other than Llama planned slow (-9.1 to -34.3 %,
+    five runs): on one machine Llama-3.1-8B ran 0.63x Mistral-7B, which the plan sees alike.
+    The goal (10 % median, 20 % worst held out) is not met uncorrected; corrected by the
+    machine's own runs, see below."""
     errors = {"fit": [], "held out": [], "calibration": []}
+    signed = {"fit": [], "held out": [], "calibration": []}
     for group, row, planned in whole_runs:
-        errors[group].append(abs(planned["tokens_per_s"] / row["measured_tokens_per_s"] - 1))
+        signed[group].append((row, planned["tokens_per_s"] / row["measured_tokens_per_s"] - 1))
+        errors[group].append(abs(signed[group][-1][1]))
     assert len(errors["fit"]) == 9 and max(errors["fit"]) < 0.09
     held = errors["held out"]
-    assert len(held) == 11 and statistics.median(held) < 0.125
-    assert sorted(held)[4] < 0.105 and max(held) < 0.35
+    assert len(held) == 14 and statistics.median(held) < 0.15
+    assert sorted(held)[6] < 0.125 and max(held) < 0.35
+    hf_elsewhere = [
+        error
+        for row, error in signed["held out"]
+        if row["settings"]["memory.backend"] == "hf" and not row["arch"].startswith("llama")
+    ]
+    assert len(hf_elsewhere) == 5 and max(hf_elsewhere) < -0.09
     # what the plan says of a first run on a machine: the worst, rounded up to 5 %
     assert measured_speed.FIRST_RUN_SPREAD == math.ceil(max(held) * 20) / 20
 
@@ -228,6 +241,10 @@ REPLAYED = {
     ("D", "gemma9b-liger-1024"): (3027, 362.6),  # measured 2,678, 401.4 s
     ("D", "qwen3-8b-liger-ckpt-packed-2048"): (5217, 160.7),  # 5,100, 156.0 s: not 5 min
     ("D", "mistral7b-hf-ckpt-1024"): (1500, 360.8),  # 2,284, 236.1 s: no HF run to correct it
+    ("E", "fit-llama8b-hf-ckpt"): (1485, 233.5),  # 1,302, 256.9 s
+    ("E", "qwen7b-hf-ckpt-512"): (1429, 362.5),  # 1,983, 263.7 s
+    ("E", "qwen3-8b-unsloth-packed-1024"): (5085, 336.9),  # 5,001, 333.6 s: no Unsloth run
+    ("E", "mistral7b-hf-ckpt-1024"): (1570, 210.2),  # 2,063, 156.5 s
 }
 
 
@@ -236,8 +253,10 @@ def test_held_out_runs_planned_with_their_machines_correction(replanned, tmp_pat
     tokens/s in the store, and the next plan on that machine and backend is scaled by it
     (run_time_rows.replayed runs each machine's rows in order through the real store). The
     three held-out Liger runs planned so: tokens/s -5.9, +13.1, +2.3 %; wall time of the
-    two of at least 5 min +7.6 and -9.7 %. Mistral-7B under HF had no HF run before it on
-    its machine: uncorrected, -34.3 % (docs/BENCHMARKS.md, "Machine D")."""
+    two of at least 5 min +7.6 and -9.7 %. Under HF the Llama calibration does not carry to
+    other families (machine E: Llama-3.1-8B ran 0.88x its plan, Qwen2.5-7B and Mistral-7B
+    after it 1.22x and 1.37x theirs): corrected -28.0 and -23.9 %, uncorrected -17.8 and
+    -27.3 % (docs/BENCHMARKS.md, "Machine E")."""
     from run_time_rows import replayed
 
     monkeypatch.setenv("FINETUNE_TUI_DATA_DIR", str(tmp_path))
@@ -254,9 +273,17 @@ def test_held_out_runs_planned_with_their_machines_correction(replanned, tmp_pat
         "qwen7b-liger-2048",
         "gemma9b-liger-1024",
         "qwen3-8b-liger-ckpt-packed-2048",
+        "qwen7b-hf-ckpt-512",
+        "mistral7b-hf-ckpt-1024",
     ]
-    errors = [abs(r["plan"]["tokens_per_s"] / r["measured_tokens_per_s"] - 1) for r in corrected]
-    assert statistics.median(errors) < 0.06 and max(errors) < 0.14
+
+    def error(row):
+        return row["plan"]["tokens_per_s"] / row["measured_tokens_per_s"] - 1
+
+    liger = [abs(error(r)) for r in corrected if r["settings"]["memory.backend"] == "liger"]
+    assert statistics.median(liger) < 0.06 and max(liger) < 0.14
+    hf = [error(r) for r in corrected if r["settings"]["memory.backend"] == "hf"]
+    assert hf == [pytest.approx(-0.280, abs=0.005), pytest.approx(-0.239, abs=0.005)]
     long_runs = [r for r in corrected if r["process_wall_s"] >= 300]
     assert len(long_runs) == 2
     assert all(
