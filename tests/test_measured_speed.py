@@ -33,7 +33,7 @@ def test_the_next_plan_on_that_card_runs_at_the_pace_the_runs_measured(cli):
     assert after["tokens_per_s"] == pytest.approx(before["tokens_per_s"] * 0.68, abs=1)
     assert after["time"]["total_s"] > before["time"]["total_s"]
     assert after["throughput_basis"].endswith(
-        "corrected by your runs on this card (3 runs, measured -32 % against plan)"
+        "corrected by your runs on this card (3 llama runs, measured -32 % against plan)"
     )
     assert "±" not in after["throughput_basis"]  # the runs told this machine's pace
     assert after["correction"] is None  # the memory was as planned: no memory correction
@@ -77,6 +77,27 @@ def test_a_card_is_one_card_whatever_form_its_name_takes(cli):
     assert speed_correction("H100", "liger").factor == 1.3
     assert speed_correction("A100 80GB", "liger") is None
     assert speed_correction("NVIDIA H200", "liger") is None
+
+
+def test_the_familys_own_runs_correct_it_where_there_are_any(cli):
+    """On one machine under HF Llama-3.1-8B ran 0.88x its plan and Mistral-7B 1.37x
+    (docs/BENCHMARKS.md, "Machine E"): a Llama plan after both takes the Llama run's pace;
+    a family without runs of its own takes every family's, the machine's pace."""
+    write_store(ran(1760.0, backend="hf"), ran(2740.0, backend="hf", family="mistral"))
+    llama = speed_correction(CARD, "hf", "llama")
+    assert (llama.factor, llama.runs, llama.family) == (0.88, 1, "llama")
+    assert llama.describe() == (
+        "corrected by your runs on this card (1 llama run, measured -12 % against plan)"
+    )
+    mistral = speed_correction(CARD, "hf", "mistral")
+    assert (mistral.factor, mistral.runs) == (1.37, 1)
+    qwen = speed_correction(CARD, "hf", "qwen2")
+    assert (qwen.factor, qwen.runs, qwen.family) == (1.125, 2, None)
+    assert speed_correction(CARD, "hf") == qwen  # no family named: the machine's pace
+    args = ("--gpu", "RTX 4090", "--dataset", "demo", "--set", "memory.backend=hf")
+    assert plan_json(cli, *args)["throughput_basis"].endswith(
+        "corrected by your runs on this card (1 llama run, measured -12 % against plan)"
+    )
 
 
 def test_only_the_last_runs_count():

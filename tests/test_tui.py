@@ -528,7 +528,7 @@ async def test_the_strategy_time_runs_at_the_pace_this_machines_runs_measured():
     after = await strategy_time()
     assert "corrected" not in before
     # one run of the backend the wizard picked counts (each backend has its own pace)
-    assert "corrected by your runs on this card (1 run, measured -30 % against plan)" in after
+    assert "corrected by your runs on this card (1 llama run, measured -30 % against plan)" in after
 
 
 async def test_strategy_and_review_say_how_long_the_run_takes_on_the_card():

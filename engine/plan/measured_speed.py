@@ -5,8 +5,10 @@ paced by the machine as much as by the card: one configuration took 0.31 to 0.63
 four H100 machines (docs/BENCHMARKS.md, "A step's pace is the machine's"),
 more than the speed model's error on any one of them. No published figure
 tells a host's pace, so the runs the user made on it do: the median ratio of measured to
-predicted tokens/s of the last RECENT runs on this card and backend (any family: the pace
-is the machine's) scales the plan's tokens/s, both ways, and its basis says so.
+predicted tokens/s of the last RECENT runs on this card and backend scales the plan's
+tokens/s, both ways, and its basis says so. The family's own runs where there are any: on
+one machine, under HF with checkpointing, Llama-3.1-8B ran 0.88x its plan and Qwen2.5-7B
+and Mistral-7B 1.22x and 1.37x theirs ("Machine E"); else any family's, the machine's pace.
 
 The ratios come from measured.py's store (a cache: damaged lines are skipped there).
 Only SFT runs of one process count: the speed model predicts nothing else.
@@ -34,36 +36,43 @@ MIN_SHIFT = 0.03  # within 3 % of the plan: no correction
 class SpeedCorrection:
     factor: float  # measured / predicted tokens/s
     runs: int
+    family: str | None = None  # the runs were all of this family (else of any)
 
     def describe(self) -> str:
-        runs = f"{self.runs} run{'s' if self.runs != 1 else ''}"
+        runs = f"{self.runs} {self.family + ' ' if self.family else ''}run"
+        runs += "s" if self.runs != 1 else ""
         shift = (self.factor - 1) * 100
         return f"corrected by your runs on this card ({runs}, measured {shift:+.0f} % against plan)"
 
 
-def speed_correction(card: str | None, backend: str) -> SpeedCorrection | None:
-    """What the last RECENT SFT runs of this backend on this card measured against the plan."""
+def speed_correction(
+    card: str | None, backend: str, family: str | None = None
+) -> SpeedCorrection | None:
+    """What the last RECENT SFT runs of this backend on this card measured against the plan:
+    those of `family` (a model_type) where there are any, else those of every family."""
     if not card:
         return None
-    ratios = []
+    ratios: list[tuple[str, float]] = []
     for m in measurements():
         if m.backend != backend or m.objective != "sft" or card_key(m.card) != card_key(card):
             continue
         if m.tokens_per_second and m.predicted_tokens_per_second:
             ratio = m.tokens_per_second / m.predicted_tokens_per_second
             if SPEED_RANGE[0] <= ratio <= SPEED_RANGE[1]:
-                ratios.append(ratio)
-    recent = ratios[-RECENT:]
+                ratios.append((m.family, ratio))
+    own = [ratio for kind, ratio in ratios if kind == family]
+    recent = (own or [ratio for _, ratio in ratios])[-RECENT:]
     if not recent or abs((factor := statistics.median(recent)) - 1) < MIN_SHIFT:
         return None
-    return SpeedCorrection(round(factor, 3), len(recent))
+    return SpeedCorrection(round(factor, 3), len(recent), family if own else None)
 
 
-def corrected(speed, settings: TrainSettings, card: str | None):
-    """throughput.Throughput scaled by this card's correction (unchanged without one)."""
+def corrected(speed, settings: TrainSettings, card: str | None, family: str | None = None):
+    """throughput.Throughput scaled by this card's correction (unchanged without one);
+    `family`: the model's model_type."""
     if speed is None or settings.distributed.world_size > 1:
         return speed
-    found = speed_correction(card, settings.memory.backend)
+    found = speed_correction(card, settings.memory.backend, family)
     if found is None:
         spread = f"±{FIRST_RUN_SPREAD * 100:.0f} % until a run on this card measures its pace"
         return dataclasses.replace(speed, basis=f"{speed.basis}; {spread}")

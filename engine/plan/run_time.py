@@ -183,7 +183,8 @@ def predicted_run_time(model, settings: TrainSettings, stats, gpu_name: str | No
     from .measured_speed import corrected
     from .throughput import predicted_throughput
 
-    speed = corrected(predicted_throughput(model, settings, stats, gpu_name), settings, gpu_name)
+    speed = predicted_throughput(model, settings, stats, gpu_name)
+    speed = corrected(speed, settings, gpu_name, model.model_type)
     if speed is None:
         return None, None
     return run_time(settings, stats, model, speed.tokens_per_s, speed.basis), speed
