@@ -193,18 +193,25 @@ def lora_module_names(model):
     return sorted(names)
 
 
+def lora_keywords(targets, r, alpha, dropout, use_rslora):
+    """The LoRA settings under PEFT's names, which Unsloth's get_peft_model takes as well:
+    the two paths adapt the same way."""
+    return {
+        "r": r,
+        "lora_alpha": alpha,
+        "lora_dropout": dropout,
+        "target_modules": targets,
+        "use_rslora": use_rslora,
+        "bias": "none",
+    }
+
+
 def lora_config(targets, r, alpha, dropout, use_rslora):
     """PEFT LoRA on the modules named in `targets`."""
     from peft import LoraConfig
 
     return LoraConfig(
-        r=r,
-        lora_alpha=alpha,
-        lora_dropout=dropout,
-        target_modules=targets,
-        use_rslora=use_rslora,
-        bias="none",
-        task_type="CAUSAL_LM",
+        **lora_keywords(targets, r, alpha, dropout, use_rslora), task_type="CAUSAL_LM"
     )
 
 
@@ -214,5 +221,6 @@ LORA_FUNCTIONS = (
     peft_moved_names,
     auto_lora_targets,
     lora_module_names,
+    lora_keywords,
     lora_config,
 )

@@ -9,7 +9,7 @@ read right in a script, and every run-time decision (device, dtype, attention, d
 map) taken where training runs, not where the script was exported.
 """
 
-from .lora_targets import auto_lora_targets, language_linears, lora_module_names
+from .lora_targets import auto_lora_targets, language_linears, lora_keywords, lora_module_names
 
 
 def compute_dtype(wanted):
@@ -168,14 +168,9 @@ def load_unsloth_model(
         targets = auto_lora_targets(model)
     model = FastLanguageModel.get_peft_model(
         model,
-        r=r,
-        lora_alpha=alpha,
-        lora_dropout=dropout,
-        target_modules=targets,
+        **lora_keywords(targets, r, alpha, dropout, use_rslora),
         use_gradient_checkpointing=offload,
         random_state=seed,
-        use_rslora=use_rslora,
-        bias="none",
     )
     adapted = lora_module_names(model)
     if wanted is not None and adapted != wanted:
