@@ -80,9 +80,9 @@ def test_a_card_is_one_card_whatever_form_its_name_takes(cli):
 
 
 def test_the_familys_own_runs_correct_it_where_there_are_any(cli):
-    """On one machine under HF Llama-3.1-8B ran 0.88x its plan and Mistral-7B 1.37x
-    (docs/BENCHMARKS.md, "Machine E"): a Llama plan after both takes the Llama run's pace;
-    a family without runs of its own takes every family's, the machine's pace."""
+    """A plan's error has a family part besides the machine's (docs/BENCHMARKS.md, "Machine
+    E"): a Llama plan after a Llama and a Mistral run takes the Llama run's pace; a family
+    without runs of its own takes every family's, the machine's pace."""
     write_store(ran(1760.0, backend="hf"), ran(2740.0, backend="hf", family="mistral"))
     llama = speed_correction(CARD, "hf", "llama")
     assert (llama.factor, llama.runs, llama.family) == (0.88, 1, "llama")

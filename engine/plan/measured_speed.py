@@ -6,9 +6,10 @@ four H100 machines (docs/BENCHMARKS.md, "A step's pace is the machine's"),
 more than the speed model's error on any one of them. No published figure
 tells a host's pace, so the runs the user made on it do: the median ratio of measured to
 predicted tokens/s of the last RECENT runs on this card and backend scales the plan's
-tokens/s, both ways, and its basis says so. The family's own runs where there are any: on
-one machine, under HF with checkpointing, Llama-3.1-8B ran 0.88x its plan and Qwen2.5-7B
-and Mistral-7B 1.22x and 1.37x theirs ("Machine E"); else any family's, the machine's pace.
+tokens/s, both ways, and its basis says so. The family's own runs where there are any (a
+plan's error has a family part besides the machine's: on one machine the Llama calibration
+ran 1.23x its plan, Gemma-2-9B after it 1.09x: docs/BENCHMARKS.md, "Machine D" and
+"Machine E"); else any family's.
 
 The ratios come from measured.py's store (a cache: damaged lines are skipped there).
 Only SFT runs of one process count: the speed model predicts nothing else.
