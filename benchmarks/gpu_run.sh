@@ -15,7 +15,9 @@
 #     several invocations separated by '|')
 #   bash benchmarks/gpu_run.sh unplanned  # families with no memory model: trained or refused
 #   bash benchmarks/gpu_run.sh run_time  # held-out tokens/s and wall time against the plan
-#     (RT_CASES="qwen7b-liger-2048": one case per call; records cut to an RT_BUDGET=420 s plan)
+#     (RT_CASES="qwen7b-liger-2048": records cut to an RT_BUDGET=420 s plan; several cases,
+#      comma-separated, where they fit the call; each row carries host_pace.py's reading
+#      taken just before it)
 #   bash benchmarks/gpu_run.sh merge     # merge of a trained QLoRA run: plan vs measured, parity
 #     (MERGE_MODEL=meta-llama/Llama-3.1-8B, MERGE_LAYERS: keep this many layers, MERGE_ROOT:
 #      a roomier work folder such as /dev/shm, MERGE_SHIP=f16,q8_0: then to GGUF, run in
@@ -76,7 +78,6 @@ case "$stage" in
     python3 benchmarks/unplanned_families.py --out "$OUT/unplanned.jsonl" --quant "${UNPLANNED_QUANT:-none,nf4}" \
       >> "$OUT/unplanned.log" 2>&1 ;;
   run_time)  # held-out tokens/s and whole-run time, predicted vs measured (RT_CASES, RT_SAMPLES)
-    python3 benchmarks/host_pace.py >> "$OUT/host_pace.jsonl" 2>> "$OUT/run_time.log"
     python3 benchmarks/run_time.py --out "$OUT/run_time.jsonl" --samples "${RT_SAMPLES:-20000}" --logs "$OUT" \
       ${RT_CASES:+--cases "$RT_CASES"} --budget "${RT_BUDGET:-420}" --timeout "${RT_TIMEOUT:-480}" \
       >> "$OUT/run_time.log" 2>&1 ;;

@@ -319,6 +319,18 @@ def run_case(name: str, work: Path, samples: int, timeout: int, budget: int, log
     }
 
 
+def host_pace() -> dict | None:
+    """benchmarks/host_pace.py's reading, taken in a process of its own; None without a GPU."""
+    probe = Path(__file__).resolve().parent / "host_pace.py"
+    try:
+        done = subprocess.run(
+            [sys.executable, str(probe)], capture_output=True, text=True, timeout=180
+        )
+        return json.loads(done.stdout.strip().splitlines()[-1]) if done.returncode == 0 else None
+    except (subprocess.TimeoutExpired, ValueError, IndexError):
+        return None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", default=",".join(c for c in CASES if c != "tiny"))
@@ -337,9 +349,11 @@ def main() -> None:
     with open(args.out, "a", buffering=1) as out:  # a line per case, as it ends
         out.write(json.dumps(backends.versions() | {"date": time.strftime("%Y-%m-%d")}) + "\n")
         for name in args.cases.split(","):
+            probe = host_pace()  # just before the run: a host's pace drifts between calls
             row = run_case(
                 name.strip(), work, args.samples, args.timeout, args.budget, Path(args.logs)
             )
+            row["host_pace"] = probe
             print(json.dumps(row), flush=True)
             out.write(json.dumps(row) + "\n")
 
