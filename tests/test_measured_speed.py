@@ -93,7 +93,13 @@ def test_the_familys_own_runs_correct_it_where_there_are_any(cli):
     assert (mistral.factor, mistral.runs) == (1.37, 1)
     qwen = speed_correction(CARD, "hf", "qwen2")
     assert (qwen.factor, qwen.runs, qwen.family) == (1.125, 2, None)
-    assert speed_correction(CARD, "hf") == qwen  # no family named: the machine's pace
+    assert qwen.describe() == (  # the user is told whose runs set the pace
+        "corrected by your runs on this card (2 runs of other families, measured +12 % "
+        "against plan)"
+    )
+    anyone = speed_correction(CARD, "hf")  # no family named: the machine's pace
+    assert (anyone.factor, anyone.runs) == (qwen.factor, qwen.runs)
+    assert "other families" not in anyone.describe()
     args = ("--gpu", "RTX 4090", "--dataset", "demo", "--set", "memory.backend=hf")
     assert plan_json(cli, *args)["throughput_basis"].endswith(
         "corrected by your runs on this card (1 llama run, measured -12 % against plan)"

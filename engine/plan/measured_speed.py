@@ -38,11 +38,13 @@ MIN_SHIFT = 0.03  # within 3 % of the plan: no correction
 class SpeedCorrection:
     factor: float  # measured / predicted tokens/s
     runs: int
-    family: str | None = None  # the runs were all of this family (else of any)
+    family: str | None = None  # the runs were all of this family
+    others: bool = False  # ... all of other families than the planned model's
 
     def describe(self) -> str:
         runs = f"{self.runs} {self.family + ' ' if self.family else ''}run"
         runs += "s" if self.runs != 1 else ""
+        runs += " of other families" if self.others else ""
         shift = (self.factor - 1) * 100
         return f"corrected by your runs on this card ({runs}, measured {shift:+.0f} % against plan)"
 
@@ -66,7 +68,9 @@ def speed_correction(
     recent = (own or [ratio for _, ratio in ratios])[-RECENT:]
     if not recent or abs((factor := statistics.median(recent)) - 1) < MIN_SHIFT:
         return None
-    return SpeedCorrection(round(factor, 3), len(recent), family if own else None)
+    if own:
+        return SpeedCorrection(round(factor, 3), len(recent), family)
+    return SpeedCorrection(round(factor, 3), len(recent), others=family is not None)
 
 
 def corrected(speed, settings: TrainSettings, card: str | None, family: str | None = None):
