@@ -8,6 +8,7 @@ PUBLISHED_SIZES = {
     "meta-llama/Llama-2-7b-hf": 6.738e9,
     "google/gemma-2-9b": 9.242e9,
     "google/gemma-2-2b": 2.614e9,
+    "google/gemma-2-27b": 27.23e9,
     "Qwen/Qwen2.5-7B": 7.616e9,
     "Qwen/Qwen2.5-0.5B": 0.494e9,
     "mistralai/Mistral-7B-v0.3": 7.248e9,

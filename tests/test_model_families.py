@@ -96,6 +96,64 @@ def test_nested_text_settings_of_a_multimodal_config():
     assert nested.params_total == text_only + nested.params_vision  # the vision tower too
 
 
+SIGLIP_896 = {  # the vision_config every published Gemma-3 4B-27B config.json carries
+    "hidden_size": 1152,
+    "image_size": 896,
+    "intermediate_size": 4304,
+    "model_type": "siglip_vision_model",
+    "num_attention_heads": 16,
+    "num_hidden_layers": 27,
+    "patch_size": 14,
+    "vision_use_head": False,
+}
+ROPE_8X = {"factor": 8.0, "rope_type": "linear"}
+
+
+@pytest.mark.parametrize(
+    ("text", "published"),
+    [
+        ({"hidden_size": 2560, "intermediate_size": 10240, "num_hidden_layers": 34}, 4.300e9),
+        (
+            {
+                "hidden_size": 3840,
+                "intermediate_size": 15360,
+                "num_attention_heads": 16,
+                "num_hidden_layers": 48,
+                "num_key_value_heads": 8,
+            },
+            12.19e9,
+        ),
+        (
+            {
+                "head_dim": 128,
+                "hidden_size": 5376,
+                "intermediate_size": 21504,
+                "num_attention_heads": 32,
+                "num_hidden_layers": 62,
+                "num_key_value_heads": 16,
+                "query_pre_attn_scalar": 168,
+            },
+            27.43e9,
+        ),
+    ],
+    ids=["4b", "12b", "27b"],
+)
+def test_published_gemma3_configs_leave_out_what_their_class_fills_in(text, published):
+    """google/gemma-3-{4b,12b,27b}-it's config.json names neither the text model's
+    vocabulary nor (4B) its heads: Gemma3TextConfig's defaults fill them, as transformers
+    builds it (they were refused: "no integer 'num_attention_heads'")."""
+    config = {
+        "architectures": ["Gemma3ForConditionalGeneration"],
+        "model_type": "gemma3",
+        "text_config": text
+        | {"model_type": "gemma3_text", "rope_scaling": ROPE_8X, "sliding_window": 1024},
+        "vision_config": SIGLIP_896,
+    }
+    info = inspect_config("gemma-3", config)
+    assert info.params_total == pytest.approx(published, rel=0.005)
+    assert info.vocab_size == 262208 and info.tie_word_embeddings
+
+
 def test_experts_are_planned_resident_and_unquantised():
     """All experts stay in memory; NF4 shrinks only nn.Linear layers, which experts are not
     (transformers 5 fuses them), so QLoRA Mixtral keeps ~90 GB of experts in 16-bit."""
@@ -112,7 +170,10 @@ def test_experts_are_planned_resident_and_unquantised():
     ("config", "message"),
     [
         ({"model_type": "made_up", "hidden_size": 8}, "model_type 'made_up' is not a family"),
-        ({"model_type": "llama", "hidden_size": 8}, "no integer 'num_hidden_layers'"),
+        (  # left out, a field is the class's default (as transformers builds it); null is not
+            {"model_type": "llama", "hidden_size": 8, "num_hidden_layers": None},
+            "no integer 'num_hidden_layers'",
+        ),
         ({"model_type": "llama", "hidden_size": "8", "num_hidden_layers": 2}, "'hidden_size'"),
     ],
 )

@@ -18,7 +18,7 @@ CATALOG: dict[str, dict] = {
     "meta-llama/Llama-2-70b-hf": llama(8192, 28672, 80, 64, 8, 32000, 4096),
     "google/gemma-2-2b": gemma2(2304, 9216, 26, 8, 4),
     "google/gemma-2-9b": gemma2(3584, 14336, 42, 16, 8),
-    "google/gemma-2-27b": gemma2(4608, 36864, 46, 32, 16),
+    "google/gemma-2-27b": gemma2(4608, 36864, 46, 32, 16, 128, query_pre_attn_scalar=144),
     "Qwen/Qwen2.5-0.5B": qwen2(896, 4864, 24, 14, 2, 32768, True),
     "Qwen/Qwen2.5-1.5B": qwen2(1536, 8960, 28, 12, 2, 32768, True),
     "Qwen/Qwen2.5-3B": qwen2(2048, 11008, 36, 16, 2, 32768, True),

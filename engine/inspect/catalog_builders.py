@@ -37,7 +37,8 @@ def qwen2(hidden, inter, layers, heads, kv, ctx, tie, vocab=151936):
     return llama(hidden, inter, layers, heads, kv, vocab, ctx, tie, "Qwen2ForCausalLM", "qwen2")
 
 
-def gemma2(hidden, inter, layers, heads, kv):
+def gemma2(hidden, inter, layers, heads, kv, head_dim=256, **more):
+    """Gemma-2's config.json (the 27 B's heads are 128 wide, its attention scaled by 144)."""
     return llama(
         hidden,
         inter,
@@ -49,8 +50,9 @@ def gemma2(hidden, inter, layers, heads, kv):
         True,
         "Gemma2ForCausalLM",
         "gemma2",
-        head_dim=256,
+        head_dim=head_dim,
         final_logit_softcapping=30.0,
+        **more,
     )
 
 

@@ -229,10 +229,11 @@ PROJECTORS = {"gemma3": "siglip_vision_model", "gemma4": "gemma4_vision"}  # →
 def _info(name: str, c: dict) -> ModelInfo:
     """The language model's facts from its (text) config: counts, widths, targets, backends."""
     model_type = _known_type(name, c)
-    check_config_sizes(name, c)
     # as transformers builds it: Qwen3-Next's 512-wide experts, Gemma-4's head width left
-    # out; DeepSeek-V2-Lite's null `q_lora_rank` (no query compression) kept
+    # out, Gemma-3's published text_config naming neither its heads nor its vocabulary;
+    # DeepSeek-V2-Lite's null `q_lora_rank` (no query compression) kept
     c = with_defaults(model_type, c)
+    check_config_sizes(name, c)
     h, layers, vocab = c["hidden_size"], c["num_hidden_layers"], c["vocab_size"]
     heads = c["num_attention_heads"]
     kv = kv_heads(model_type, c, heads)
