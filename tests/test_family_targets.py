@@ -60,7 +60,11 @@ FAMILIES = [
     ("phi3", SMALL, ["down_proj", "gate_up_proj", "o_proj", "qkv_proj"]),
     ("mixtral", SMALL | {"num_local_experts": 4}, ATTENTION),  # not the `gate` router
     ("phimoe", SMALL | {"num_local_experts": 4}, ATTENTION),  # not the `router`
-    ("qwen3_moe", SMALL | {"num_experts": 4, "moe_intermediate_size": 16}, ATTENTION),
+    (
+        "qwen3_moe",
+        SMALL | {"num_experts": 4, "num_experts_per_tok": 2, "moe_intermediate_size": 16},
+        ATTENTION,
+    ),
     (  # the shared expert's MLP, not the router nor shared_expert_gate
         "qwen2_moe",
         SMALL

@@ -4,6 +4,7 @@ the module tree transformers builds (on the meta device: no weights, no memory).
 from __future__ import annotations
 
 import copy
+import re
 
 import pytest
 from published_sizes import ACTIVE_WITHOUT_INPUT_EMBEDDING, PUBLISHED_ACTIVE, PUBLISHED_SIZES
@@ -94,6 +95,34 @@ def test_nested_text_settings_of_a_multimodal_config():
     assert nested.model_type == "gemma3_text" and nested.num_layers == 34
     text_only = _info("x", text_config("google/gemma-3-4b-pt")).params_total
     assert nested.params_total == text_only + nested.params_vision  # the vision tower too
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"model_type": "mixtral", "num_local_experts": -8}, "'num_local_experts' is -8; it must"),
+        (
+            {"model_type": "mixtral", "num_local_experts": 8, "num_experts_per_tok": 64},
+            "'num_experts_per_tok' is 64, more than the 8 experts",
+        ),
+        ({"model_type": "qwen2_moe", "decoder_sparse_step": 0}, "'decoder_sparse_step' is 0"),
+        ({"tie_word_embeddings": "false"}, "'tie_word_embeddings' is 'false', not true/false"),
+        ({"num_hidden_layers": 10**30}, "no model's is above 16,777,216"),
+        ({"model_type": ["llama"]}, "'model_type' is ['llama'], not a name"),
+        (
+            {"model_type": "deepseek_v2", "kv_lora_rank": "512"},
+            "'kv_lora_rank' is '512', not an integer",
+        ),
+    ],
+    ids=["experts", "top-k", "sparse-step", "tie", "huge", "type", "latent-rank"],
+)
+def test_every_size_a_family_reads_is_checked_and_named(change, message):
+    """Expert counts, routing, latent ranks and the tie were read as they came: -8 experts
+    planned "-6.01 B parameters", top-64 of 8 "51.97 B active", a list model_type was an
+    internal error; each is now one line naming its field."""
+    config = copy.deepcopy(CATALOG["meta-llama/Llama-3.2-1B"]) | change
+    with pytest.raises(ModelError, match=re.escape(message)):
+        inspect_config("m", config)
 
 
 SIGLIP_896 = {  # the vision_config every published Gemma-3 4B-27B config.json carries

@@ -157,6 +157,10 @@ def inspect_model(name_or_path: str) -> ModelInfo:
 def inspect_config(name: str, config: dict) -> ModelInfo:
     """Facts from a config dict (a multimodal config's nested text settings are used)."""
     text = config.get("text_config")
+    for part in (config, text if isinstance(text, dict) else {}):
+        kind = part.get("model_type")
+        if kind is not None and not isinstance(kind, str):
+            raise ModelError(f"{name}: config.json: 'model_type' is {kind!r}, not a name")
     merged = (text if isinstance(text, dict) else config) | {
         "architectures": config.get("architectures"),
         "loaded_model_type": config.get("model_type"),  # the class a loader builds
@@ -207,7 +211,27 @@ def _add_towers(name: str, info: ModelInfo, config: dict) -> None:
 
 
 REQUIRED = ("hidden_size", "num_hidden_layers", "num_attention_heads", "vocab_size")
-SIZES_IF_SET = ("num_key_value_heads", "head_dim", "intermediate_size")  # null: derived
+SIZES_IF_SET = (  # null or left out: derived, or not this family's
+    "num_key_value_heads",
+    "head_dim",
+    "intermediate_size",
+    # experts, whichever family's names (families.experts_of reads them all)
+    "num_local_experts",
+    "num_experts",
+    "n_routed_experts",
+    "num_experts_per_tok",
+    "moe_intermediate_size",
+    "decoder_sparse_step",
+    "interleave_moe_layer_step",
+    # multi-head latent attention (DeepSeek)
+    "kv_lora_rank",
+    "q_lora_rank",
+    "qk_nope_head_dim",
+    "qk_rope_head_dim",
+    "v_head_dim",
+)
+COUNTS_IF_SET = ("first_k_dense_replace", "n_shared_experts", "shared_expert_intermediate_size")
+LARGEST_SIZE = 2**24  # no model's width, depth or vocabulary comes near: a typo or a forgery
 # sizes only some families read: positive integers where set (null: transformers' default)
 FAMILY_SIZES = {
     **dict.fromkeys(HYBRID_TYPES, LINEAR_ATTENTION_SIZES),
@@ -304,7 +328,7 @@ def check_config_sizes(name: str, c: dict, required: bool = True) -> None:
     name its sizes otherwise) before the run directory exists."""
     text = c.get("text_config")
     c = text if isinstance(text, dict) else c
-    optional = SIZES_IF_SET + FAMILY_SIZES.get(c.get("model_type"), ())
+    optional = SIZES_IF_SET + COUNTS_IF_SET + FAMILY_SIZES.get(c.get("model_type"), ())
     for key in REQUIRED + optional:
         value = c.get(key)
         if value is None and (key in optional or not required):
@@ -313,5 +337,27 @@ def check_config_sizes(name: str, c: dict, required: bool = True) -> None:
             if key in optional:
                 raise ModelError(f"{name}: config.json: '{key}' is {value!r}, not an integer")
             raise ModelError(f"{name}: config.json has no integer '{key}', which planning needs")
-        if value <= 0:
-            raise ModelError(f"{name}: config.json: '{key}' is {value}; it must be at least 1")
+        least = 0 if key in COUNTS_IF_SET else 1
+        if value < least:
+            raise ModelError(
+                f"{name}: config.json: '{key}' is {value}; it must be at least {least}"
+            )
+        if value > LARGEST_SIZE:
+            raise ModelError(
+                f"{name}: config.json: '{key}' is {value}; no model's is above {LARGEST_SIZE:,}"
+            )
+    _check_routing(name, c)
+    tie = c.get("tie_word_embeddings")
+    if tie is not None and type(tie) is not bool:  # "false" is a true string
+        raise ModelError(f"{name}: config.json: 'tie_word_embeddings' is {tie!r}, not true/false")
+
+
+def _check_routing(name: str, c: dict) -> None:
+    """A token is routed to at most every expert there is."""
+    experts = c.get("num_local_experts") or c.get("num_experts") or c.get("n_routed_experts")
+    top_k = c.get("num_experts_per_tok")
+    if experts and top_k and top_k > experts:
+        raise ModelError(
+            f"{name}: config.json: 'num_experts_per_tok' is {top_k}, more than the "
+            f"{experts} experts there are"
+        )
