@@ -58,6 +58,12 @@ FAMILIES = [
     ("llama", SMALL, LLAMA_NAMES),
     ("qwen2", SMALL, LLAMA_NAMES),
     ("phi3", SMALL, ["down_proj", "gate_up_proj", "o_proj", "qkv_proj"]),
+    # its MLP one gate_up_proj (read from its modeling file: gate_proj and up_proj were named)
+    (
+        "glm4",
+        SMALL | {"pad_token_id": 0},  # its default (151,329) is past the tiny vocabulary
+        ["down_proj", "gate_up_proj", "k_proj", "o_proj", "q_proj", "v_proj"],
+    ),
     ("mixtral", SMALL | {"num_local_experts": 4}, ATTENTION),  # not the `gate` router
     ("phimoe", SMALL | {"num_local_experts": 4}, ATTENTION),  # not the `router`
     (

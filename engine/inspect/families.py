@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 
 from .layer_kinds import LayerKinds, kinded_linears, kinded_small_params
+from .library_tables import fused_linears
 from .linear_attention import GATED_QUERY_TYPES
 from .shapes import Experts, Linear
 
@@ -136,7 +137,7 @@ def attention_linears(model_type, c, h, heads, kv, head_dim, layers, mixer) -> l
         ]
     if model_type in ("gpt_neox", "falcon"):
         return [lin("query_key_value", h, q + 2 * k), lin("dense", q, h)]
-    if model_type == "phi3":
+    if "qkv_proj" in fused_linears(model_type):  # Phi-3
         return [lin("qkv_proj", h, q + 2 * k), lin("o_proj", q, h)]
     if mixer:  # a hybrid: full attention in some layers, linear attention in the rest
         full = layers - mixer.layers
@@ -161,7 +162,7 @@ def mlp_linears(model_type: str, h: int, width: int, layers: int) -> list[Linear
         ]
     if model_type == "starcoder2":
         return [Linear("c_fc", h, width, layers), Linear("c_proj", width, h, layers)]
-    if model_type == "phi3":
+    if "gate_up_proj" in fused_linears(model_type):  # Phi-3, GLM-4
         return [Linear("gate_up_proj", h, 2 * width, layers), Linear("down_proj", width, h, layers)]
     return [
         Linear("gate_proj", h, width, layers),

@@ -244,17 +244,54 @@ def legacy_layer_types() -> dict[str, str]:
     return table if type(table) is dict else {}
 
 
+def _module_of(model_type: str) -> str | None:
+    """The transformers.models folder of a model type (gemma3_text's is gemma3)."""
+    modules = (_module_tables("transformers", "models", "auto", "auto_mappings.py") or {}).get(
+        MODULE_NAMES
+    )
+    module = (modules if isinstance(modules, dict) else {}).get(model_type, model_type)
+    return module if isinstance(module, str) and module.isidentifier() else None
+
+
+FUSABLE = ("qkv_proj", "gate_up_proj")  # one nn.Linear where others have q/k/v, gate/up
+
+
+@functools.lru_cache(maxsize=64)
+def fused_linears(model_type: str) -> frozenset[str]:
+    """Which of FUSABLE this family's modeling file builds as one nn.Linear (Phi-3 both,
+    GLM-4 gate_up_proj): the names LoRA adapts and the plan counts. Experts' fused
+    `gate_up_proj` parameters (Mixtral, gpt-oss) are not linears and do not count."""
+    module = _module_of(model_type)
+    tree = module and _parsed("transformers", "models", module, f"modeling_{module}.py")
+    if not tree:
+        return frozenset()
+    return frozenset(
+        target.attr
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Assign) and _calls_linear(node.value)
+        for target in node.targets
+        if isinstance(target, ast.Attribute) and target.attr in FUSABLE
+    )
+
+
+def _calls_linear(node: ast.expr) -> bool:
+    """`nn.Linear(...)` or `Linear(...)`."""
+    if not isinstance(node, ast.Call):
+        return False
+    func = node.func
+    return (isinstance(func, ast.Attribute) and func.attr == "Linear") or (
+        isinstance(func, ast.Name) and func.id == "Linear"
+    )
+
+
 @functools.lru_cache(maxsize=64)
 def config_defaults(model_type: str) -> dict[str, object]:
     """The literal defaults of the installed transformers' config class for a model type
     (Qwen3_5TextConfig's `linear_num_value_heads: int = 32`): what a config.json that omits
     a field gets when transformers builds the model. Empty where transformers is missing,
     the class cannot be found, or it declares no literal defaults."""
-    modules = (_module_tables("transformers", "models", "auto", "auto_mappings.py") or {}).get(
-        MODULE_NAMES
-    )
-    module = (modules if isinstance(modules, dict) else {}).get(model_type, model_type)
-    if not isinstance(module, str) or not module.isidentifier():
+    module = _module_of(model_type)
+    if module is None:
         return {}
     tree = _parsed("transformers", "models", module, f"configuration_{module}.py")
     for cls in tree.body if tree else []:
