@@ -447,3 +447,48 @@ def test_lora_dropout_is_planned_and_its_reason_says_what_it_costs():
         plan.settings.memory.backend == "unsloth"
     )
     assert "lora.dropout" not in advise(card, model, settings_from_overrides([])).reasons
+
+
+def test_the_plan_stays_inside_the_models_context_and_says_when_set_past_it():
+    """Llama-2-7B reads 4,096 positions: long documents were planned at 8,192 with no word;
+    the advisor now covers the data only up to the context, and a length set past it is
+    said (the run goes on: positions past it were never trained)."""
+    from finetune_tui.engine.data.lengths import stats_from_lengths
+
+    model = inspect_model("meta-llama/Llama-2-7b-hf")
+    card = simulated_hardware(gpu="H100")
+    long_documents = stats_from_lengths([7000 + n for n in range(500)], 8192)
+    plan = advise(card, model, settings_from_overrides([]), dataset_stats=long_documents)
+    assert plan.settings.training.max_seq_length == 4096
+    assert "past the model's context" not in str(plan.reasons)
+    pinned = settings_from_overrides(["training.max_seq_length=8192"])
+    asked = advise(card, model, pinned, fixed={"training.max_seq_length"})
+    assert asked.settings.training.max_seq_length == 8192
+    assert asked.reasons["training.max_seq_length"].endswith(
+        "training.max_seq_length 8,192 is past the model's context of 4,096 tokens "
+        "(max_position_embeddings): positions beyond it were never trained"
+    )
+    cpu = advise(Hardware([]), model, pinned, fixed={"training.max_seq_length"})
+    assert "past the model's context of 4,096" in cpu.reasons["training.max_seq_length"]
+
+
+def test_a_run_past_its_models_context_says_so_as_it_starts():
+    """The demo model reads 512 positions: the same warning, from the loaded model's own
+    config (a preset run headless may never have been planned)."""
+    from transformers import AutoModelForCausalLM
+
+    from finetune_tui.engine.common.demo import ensure_demo_model
+    from finetune_tui.engine.train.trainer_build import _warn_past_context
+
+    model = AutoModelForCausalLM.from_pretrained(ensure_demo_model())
+    said = []
+    for length in (512, 1024):
+        settings = settings_from_overrides([f"training.max_seq_length={length}"])
+        _warn_past_context(settings, model, said.append)
+    assert [(n.level, n.message) for n in said] == [
+        (
+            "warning",
+            "training.max_seq_length 1,024 is past the model's context of 512 tokens "
+            "(max_position_embeddings): positions beyond it were never trained",
+        )
+    ]

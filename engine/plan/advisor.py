@@ -17,6 +17,7 @@ from ..settings.preset import with_changes
 from ..settings.schema import TrainSettings
 from . import batching
 from .candidates import Scored, diff, score_candidates, unavailable_options
+from .context_length import past_context
 from .headroom import judge, usable_gib
 from .measured import Correction, explain_correction, planned_memory
 from .memory import MemoryBreakdown
@@ -81,8 +82,9 @@ def advise(
             "quantization.mode": "CPU only: 4/8-bit bitsandbytes kernels need CUDA, fp32 weights",
             "memory.backend": "CPU only: Liger and Unsloth kernels need CUDA (Triton)",
         }
+        _explain_context(plan, model)
         return plan
-    base = _fit_sequence(base, dataset_stats, fixed)
+    base = _fit_sequence(base, dataset_stats, fixed, model.max_context)
     stats = dataset_stats if getattr(dataset_stats, "sample", None) else None
 
     def score(settings: TrainSettings) -> list[Scored]:
@@ -114,6 +116,7 @@ def advise(
     if stats is not None:
         plan.reasons["memory.packing"] = batching_reason(model, chosen.settings, stats, hardware)
     _explain_length(plan, longest, fixed)
+    _explain_context(plan, model)
     plan.alternatives = _alternatives(chosen, scored)
     if model.is_moe:
         plan.reasons["model.experts"] = experts_reason(model)
@@ -180,12 +183,20 @@ def _cpu_settings(base: TrainSettings, fixed) -> TrainSettings:
     return with_changes(base, {k: v for k, v in updates.items() if k not in fixed})
 
 
-def _fit_sequence(base: TrainSettings, stats, fixed) -> TrainSettings:
-    """Sequence length: cover the dataset's 95th percentile, rounded up to 128."""
+def _fit_sequence(base: TrainSettings, stats, fixed, context: int) -> TrainSettings:
+    """Sequence length: cover the dataset's 95th percentile, rounded up to 128, inside the
+    model's context."""
     if stats is None or "training.max_seq_length" in fixed or not getattr(stats, "p95", 0):
         return base
-    length = min(max(128, math.ceil(stats.p95 / 128) * 128), 8192)
+    length = min(max(128, math.ceil(stats.p95 / 128) * 128), 8192, context)
     return with_changes(base, {"training.max_seq_length": length})
+
+
+def _explain_context(plan: Plan, model: ModelInfo) -> None:
+    """A length past the model's context (set by the user: the advisor stays inside it)."""
+    if warning := past_context(plan.settings.training.max_seq_length, model.max_context):
+        before = plan.reasons.get("training.max_seq_length")
+        plan.reasons["training.max_seq_length"] = f"{before}; {warning}" if before else warning
 
 
 def _alternatives(chosen: Scored, scored: list[Scored]) -> list[Alternative]:

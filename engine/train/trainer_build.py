@@ -163,9 +163,11 @@ def _load_model_with_backend(settings: TrainSettings, inputs: RunInputs, emit: E
     if backend == "unsloth":
         model, _ = backends.load_unsloth_model(inputs.model_path, settings, inputs.device)
         emit(Notice("Unsloth: FastLanguageModel with its own LoRA and checkpointing"))
+        _warn_past_context(settings, model, emit)
         return model, None
     model = loading.load_model(inputs.model_path, settings, inputs.device, inputs.attn)
     loading.check_loss_reads_the_backbone(model, settings)  # a Hub model preflight never built
+    _warn_past_context(settings, model, emit)
     if backend == "liger":
         patched = backends.apply_liger(model)
         emit(Notice(f"Liger kernels applied and verified on: {', '.join(patched)}"))
@@ -176,6 +178,15 @@ def _load_model_with_backend(settings: TrainSettings, inputs: RunInputs, emit: E
     if settings.training.method == "full":
         return model, None  # every weight trains: no adapter
     return model, loading.lora_config(model, settings)
+
+
+def _warn_past_context(settings: TrainSettings, model, emit: EventSink) -> None:
+    """The plan says it too; a preset run headless may never have been planned."""
+    from ..plan.context_length import past_context
+
+    context = getattr(model.config.get_text_config(), "max_position_embeddings", None)
+    if warning := past_context(settings.training.max_seq_length, context):
+        emit(Notice(warning, level="warning"))
 
 
 def _quiet_progress_bars() -> None:
