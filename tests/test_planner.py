@@ -492,3 +492,23 @@ def test_a_run_past_its_models_context_says_so_as_it_starts():
             "(max_position_embeddings): positions beyond it were never trained",
         )
     ]
+
+
+def test_the_plan_says_which_lora_targets_the_run_would_refuse():
+    """Qwen3-30B-A3B's gate/up/down names are moved by PEFT onto the fused experts, and a
+    name no layer has matches nothing: the run's preflight refuses both, where the plan had
+    counted them as 0 GiB of LoRA and said only "fits"."""
+    card = simulated_hardware(gpu="H100")
+    fixed = {"lora.target_modules"}
+
+    def said(model_id: str, targets: str) -> str | None:
+        settings = settings_from_overrides([f"lora.target_modules={targets}"])
+        plan = advise(card, inspect_model(model_id), settings, fixed=fixed)
+        return plan.reasons.get("lora.target_modules")
+
+    moved = said("Qwen/Qwen3-30B-A3B", "[gate_proj,up_proj,down_proj]")
+    assert moved.startswith("down_proj, gate_proj, up_proj: PEFT moves them onto the fused")
+    unknown = said("meta-llama/Llama-3.1-8B", "[q_proj,nonexistent,lm_head]")
+    assert unknown.startswith("nonexistent: no linear layer of this model has that name")
+    assert said("meta-llama/Llama-3.1-8B", "[q_proj,model.layers.0.mlp.down_proj]") is None
+    assert said("Qwen/Qwen3-30B-A3B", "[q_proj,k_proj]") is None

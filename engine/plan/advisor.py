@@ -23,6 +23,7 @@ from .measured import Correction, explain_correction, planned_memory
 from .memory import MemoryBreakdown
 from .reasons import batching_reason, experts_reason, field_reasons
 from .speed import BATCH_FIELDS, batching_of, relative_speed
+from .target_names import target_problem
 
 
 @dataclass
@@ -193,10 +194,13 @@ def _fit_sequence(base: TrainSettings, stats, fixed, context: int) -> TrainSetti
 
 
 def _explain_context(plan: Plan, model: ModelInfo) -> None:
-    """A length past the model's context (set by the user: the advisor stays inside it)."""
+    """What the user set that the run would warn of or refuse: a length past the model's
+    context (the advisor stays inside it), LoRA targets the run refuses."""
     if warning := past_context(plan.settings.training.max_seq_length, model.max_context):
         before = plan.reasons.get("training.max_seq_length")
         plan.reasons["training.max_seq_length"] = f"{before}; {warning}" if before else warning
+    if problem := target_problem(model, plan.settings.lora.target_modules):
+        plan.reasons["lora.target_modules"] = problem
 
 
 def _alternatives(chosen: Scored, scored: list[Scored]) -> list[Alternative]:
