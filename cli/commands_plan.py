@@ -143,7 +143,7 @@ def _check_measurable(args, hardware) -> None:
     from finetune_tui.engine.common.errors import InputError
     from finetune_tui.engine.train.measure import measure_refusal
 
-    if args.gpu or args.vram:
+    if args.gpu is not None or args.vram is not None:
         raise InputError("plan --measure trains on this machine's GPU; drop --gpu / --vram")
     if args.gpus or args.json:
         raise InputError("plan --measure: one GPU, printed as a table; drop --gpus / --json")

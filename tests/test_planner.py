@@ -147,6 +147,32 @@ def test_simulated_cards():
 
 
 @pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["--vram", "0"], "--vram 0.0: must be a number of GiB above 0"),
+        (["--gpu", ""], "--gpu '': unknown card"),
+    ],
+)
+def test_an_empty_card_is_refused_not_taken_for_this_machine(cli, args, said):
+    """`--vram 0` and `--gpu ""` were read as not given: a plan for this CPU, "fits"."""
+    result = cli("plan", "--model", "meta-llama/Llama-3.2-1B", *args)
+    assert result.returncode == 2 and said in result.stderr
+
+
+def test_a_card_the_cuda_context_fills_has_nothing_usable():
+    """A 0.5 GiB card: "-0.1 GiB usable" was printed; nothing is usable, nothing fits."""
+    from finetune_tui.engine.plan.headroom import usable_gib
+
+    assert usable_gib(simulated_hardware(vram_gib=0.5)) == 0.0
+    plan = advise(
+        simulated_hardware(vram_gib=0.5),
+        inspect_model("meta-llama/Llama-3.2-1B"),
+        settings_from_overrides([]),
+    )
+    assert not plan.fits
+
+
+@pytest.mark.parametrize(
     ("change", "part", "direction"),
     [
         ("quantization.mode=none", "base_weights_gib", +1),

@@ -124,8 +124,8 @@ def simulated_hardware(gpu: str | None = None, vram_gib: float | None = None) ->
     """A card you don't have: from the table by name, or any card by its VRAM."""
     if vram_gib is not None and not 0 < vram_gib <= MAX_VRAM_GIB:  # nan fails this too
         raise InputError(f"--vram {vram_gib}: must be a number of GiB above 0, at most 100000")
-    if gpu:
-        known = find_known_gpu(gpu)
+    if gpu is not None:
+        known = find_known_gpu(gpu) if gpu.strip() else None
         if known is None:
             close = difflib.get_close_matches(gpu, list(KNOWN_GPUS), n=3, cutoff=0.3)
             hint = f" (did you mean {', '.join(close)}?)" if close else ""
@@ -151,7 +151,7 @@ def simulated_hardware(gpu: str | None = None, vram_gib: float | None = None) ->
 def hardware_for(gpu: str | None = None, vram_gib: float | None = None) -> Hardware:
     """The simulated card asked for (`--gpu` / `--vram`), else this machine's: the one rule
     both front ends plan with."""
-    if gpu or vram_gib:
+    if gpu is not None or vram_gib is not None:  # --vram 0 or --gpu "": refused, not ignored
         return simulated_hardware(gpu=gpu, vram_gib=vram_gib)
     return detect_hardware()
 

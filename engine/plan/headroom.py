@@ -42,12 +42,13 @@ class Fit:
 
 
 def usable_gib(hardware) -> float | None:
-    """What torch may reserve: the card (what is free on a real one) less the context."""
+    """What torch may reserve: the card (what is free on a real one) less the context;
+    nothing, never less, on a card the context alone fills."""
     gpu = hardware.primary
     if gpu is None:
         return None
     room = gpu.total_gib if hardware.simulated else min(gpu.total_gib, gpu.free_gib)
-    return room - cuda_context_gib(gpu.total_gib)
+    return max(0.0, room - cuda_context_gib(gpu.total_gib))
 
 
 def surely_fits(reserved_gib: float, usable: float) -> bool:
