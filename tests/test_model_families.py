@@ -199,6 +199,8 @@ def test_experts_are_planned_resident_and_unquantised():
     ("config", "message"),
     [
         ({"model_type": "made_up", "hidden_size": 8}, "model_type 'made_up' is not a family"),
+        # transformers knows T5 but builds no causal LM of it: not "training may still work"
+        ({"model_type": "t5", "hidden_size": 8}, "'t5' is not a causal language model"),
         (  # left out, a field is the class's default (as transformers builds it); null is not
             {"model_type": "llama", "hidden_size": 8, "num_hidden_layers": None},
             "no integer 'num_hidden_layers'",

@@ -27,6 +27,7 @@ from .families import (
 from .layer_kinds import LayerKinds, layer_kinds_of, per_layer_embedding
 from .library_tables import (
     causal_lm_class,
+    config_defaults,
     peft_moved_names,
     scales_input_embeddings,
     sdpa_unsupported,
@@ -312,6 +313,12 @@ def _info(name: str, c: dict) -> ModelInfo:
 def _known_type(name: str, c: dict) -> str:
     """The config's model_type, if it is a family whose memory can be predicted."""
     model_type = c.get("model_type")
+    loaded = c.get("loaded_model_type") or model_type
+    if model_type not in KNOWN_TYPES and isinstance(loaded, str) and _not_causal(loaded):
+        raise ModelError(
+            f"{name}: model_type {loaded!r} is not a causal language model: transformers "
+            "builds no AutoModelForCausalLM class for it, and finetune-tui trains those"
+        )
     if model_type not in KNOWN_TYPES:
         raise ModelError(
             f"{name}: model_type {model_type!r} is not a family finetune-tui can plan "
@@ -319,6 +326,12 @@ def _known_type(name: str, c: dict) -> str:
             "but its memory cannot be predicted"
         )
     return model_type
+
+
+def _not_causal(model_type: str) -> bool:
+    """A type the installed transformers knows (its config class) but builds no
+    AutoModelForCausalLM for: T5, audio and vision-to-text models."""
+    return bool(config_defaults(model_type)) and not causal_lm_class(model_type)
 
 
 def check_config_sizes(name: str, c: dict, required: bool = True) -> None:
