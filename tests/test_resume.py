@@ -192,3 +192,33 @@ def test_runs_lists_runs_made_anywhere_and_a_folder_of_runs(cli, tmp_path):
     assert row["status"] == "finished" and row["step"] == row["total_steps"] == 3
     in_folder = json.loads(cli("runs", str(tmp_path / "projects"), "--json").stdout)
     assert [r["name"] for r in in_folder] == ["exp1"]
+
+
+def test_a_trained_adapter_without_a_checkpoint_is_never_trained_over(
+    cli, finished_template, tmp_path
+):
+    """Two Ctrl-Cs during the final evaluation left the adapter saved and no checkpoint (no
+    save_steps): `--resume` trained again from step 0 and wrote over it, silently."""
+    run = copy_finished_run(finished_template, tmp_path / "run")
+    for checkpoint in (run / "checkpoints").glob("checkpoint-*"):
+        shutil.rmtree(checkpoint)
+    (run / "summary.json").unlink()  # the second Ctrl-C exits before the summary is written
+    adapter = (run / "adapter" / "adapter_model.safetensors").read_bytes()
+    refused = cli("--resume", str(run))
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert f"{run / 'adapter'}: the run's trained adapter, and no checkpoint" in refused.stderr
+    assert (run / "adapter" / "adapter_model.safetensors").read_bytes() == adapter
+
+
+def test_lora_targets_edited_after_the_checkpoints_are_one_line(cli, finished_template, tmp_path):
+    """An edited target list was the optimizer's raw ValueError, twice, and the run said
+    "stopped"; it is refused as an edited rank is."""
+    run = copy_finished_run(finished_template, tmp_path / "run")
+    settings = run / "settings.yaml"
+    settings.write_text(
+        settings.read_text().replace("target_modules: auto", "target_modules: [q_proj]")
+    )
+    refused = cli("--resume", str(run))
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert "the run's settings say lora.target_modules [q_proj]" in refused.stderr
+    assert "settings.yaml was changed after its checkpoints were written" in refused.stderr

@@ -137,7 +137,26 @@ def _settings_problem(path: Path, state: dict, settings: TrainSettings) -> str |
                 f"{path / 'adapter_config.json'}: rank r={_show(rank)}; the run's settings "
                 f"say lora.r={settings.lora.r}"
             )
+        return _targets_problem(path, config, settings.lora.target_modules)
     return None
+
+
+def _targets_problem(path: Path, config, wanted) -> str | None:
+    """The checkpoint's adapted layers against lora.target_modules named in the settings
+    ("auto" is resolved against the model only; a pattern string is Unsloth's)."""
+    saved = config.get("target_modules") if isinstance(config, dict) else None
+    if (
+        wanted == "auto"
+        or not isinstance(saved, list)
+        or not all(isinstance(t, str) for t in saved)
+    ):
+        return None
+    if {t.rsplit(".", 1)[-1] for t in wanted} == {t.rsplit(".", 1)[-1] for t in saved}:
+        return None
+    return (
+        f"{path / 'adapter_config.json'}: LoRA on {', '.join(sorted(saved))}; the run's "
+        f"settings say lora.target_modules [{', '.join(wanted)}]"
+    )
 
 
 def _show(value) -> str:

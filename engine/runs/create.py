@@ -29,8 +29,9 @@ from ..common.safe_io import (
 )
 from ..launch.configs import CONFIG_FILE, DEEPSPEED_FILE
 from ..settings.schema import TrainSettings
-from .checkpoints import settings_mismatch
+from .checkpoints import last_complete_checkpoint, settings_mismatch
 from .layout import (
+    ADAPTER_DIR,
     LOG_FILE,
     METRICS_FILE,
     OWN_DIRS,
@@ -261,7 +262,23 @@ def reopen_run_dir(run_dir: Path) -> TrainSettings:
             f"{mismatch}; the run's settings.yaml was changed after its checkpoints were "
             "written (restore it, or start a new run)"
         )
+    _refuse_replacing_the_trained_adapter(run_dir, settings)
     return settings
+
+
+def _refuse_replacing_the_trained_adapter(run_dir: Path, settings: TrainSettings) -> None:
+    """A run whose adapter was saved (training ended, or stopped twice over) but which has no
+    checkpoint would train from step 0 and write its adapter over the trained one."""
+    adapter = run_dir / ADAPTER_DIR
+    if not adapter.is_dir() or not _has_entries(adapter):
+        return
+    if last_complete_checkpoint(run_dir, [], settings) is not None:
+        return
+    raise InputError(
+        f"{adapter}: the run's trained adapter, and no checkpoint to resume from: resuming "
+        "would train again from step 0 and write over it; copy it elsewhere first, or "
+        "start a new run"
+    )
 
 
 def _has_entries(folder: Path) -> bool:
