@@ -16,6 +16,7 @@ import traceback
 
 from finetune_tui import __version__
 from finetune_tui.engine.common.errors import FinetuneError, InputError
+from finetune_tui.stop_signals import interrupt_on_termination
 
 COMMAND_MODULES = (
     "commands_plan",
@@ -127,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
                     "(a file, a pipe or /dev/null)"
                 )
             stdout, sys.stdout = sys.stdout, _NamedStdout(sys.stdout)
+            interrupt_on_termination()
             try:
                 code = int(args.handler(args) or 0)
                 sys.stdout.flush()  # a closed pipe or a full disk shows up here at the latest
@@ -147,9 +149,9 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         _error_line(f"{ERROR_PREFIX}{exc}")
         return exc.exit_code
-    except KeyboardInterrupt:
-        _error_line("finetune-tui: interrupted")
-        return 130
+    except KeyboardInterrupt as exc:
+        _error_line("finetune-tui: interrupted" + (f" ({exc})" if str(exc) else ""))
+        return getattr(exc, "exit_code", 130)
     except BrokenPipeError:
         return _reader_went_away()
     except OSError as exc:  # the machine refused: a full disk, a read-only folder

@@ -24,7 +24,8 @@ class StopSignals:
         self.received: list[int] = []
         self.forced_at = 0  # how many signals had come when the run was ended by force
         for signum in EXIT_CODES:
-            signal.signal(signum, self.handle)
+            if not kept_ignored(signum):
+                signal.signal(signum, self.handle)
 
     def handle(self, signum, frame) -> None:
         self.received.append(signum)
@@ -47,3 +48,30 @@ class StopSignals:
         if self.forced:
             return EXIT_CODES[signal.SIGINT]
         return EXIT_CODES[self.received[0]] if self.received else otherwise
+
+
+def kept_ignored(signum: int) -> bool:
+    """SIGHUP ignored by whoever started us (`nohup`): the user asked the program to outlive
+    its terminal, so that stays."""
+    return signum == signal.SIGHUP and signal.getsignal(signum) == signal.SIG_IGN
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised where Ctrl-C raises KeyboardInterrupt."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.exit_code = EXIT_CODES[signum]
+
+
+def interrupt_on_termination() -> None:
+    """Commands that do not train (merge, ship, export ...): SIGTERM and SIGHUP end them as
+    Ctrl-C does, so their cleanup runs (a merge removes its half-written folder; the
+    default action killed it where it stood)."""
+
+    def terminated(signum, frame):
+        raise Terminated(signum)
+
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        if not kept_ignored(signum):
+            signal.signal(signum, terminated)

@@ -128,7 +128,7 @@ def cli():
     return call_main
 
 
-def start_cli(tmp_path: Path, *args: str) -> subprocess.Popen:
+def start_cli(tmp_path: Path, *args: str, **popen) -> subprocess.Popen:
     """`finetune-tui ARGS` in the background, its output readable line by line."""
     return subprocess.Popen(
         cli_command(*args),
@@ -137,6 +137,7 @@ def start_cli(tmp_path: Path, *args: str) -> subprocess.Popen:
         stderr=subprocess.PIPE,
         text=True,
         env=cli_env(tmp_path),
+        **popen,
     )
 
 

@@ -5,10 +5,21 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-from conftest import DEMO_PRESET, FEW, copy_finished_run, run_exported, set_args
+from conftest import (
+    DEMO_PRESET,
+    FEW,
+    copy_finished_run,
+    read_until,
+    run_exported,
+    set_args,
+    start_cli,
+)
 
 from finetune_tui.engine.common.errors import ModelError
 
@@ -319,3 +330,36 @@ def test_parity_tells_a_rounding_flip_from_a_changed_model(merged, agrees):
         assert "on 0 of 1 prompts; a near-tie on prompt 1 at token 2" in line
     else:
         assert line.startswith("parity: DIFFERS on prompt 1 at token 2: adapter 'b' vs merged 'c'")
+
+
+def test_merge_refuses_a_run_that_is_still_training(cli, merge_template, tmp_path, no_loading):
+    """It merged the adapter of the run's last stop while the run trained on (compare and
+    chat refused): the adapter is written over when the run ends."""
+    run = copy_finished_run(merge_template, tmp_path / "run")
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "finetune"])
+    try:
+        (run / "run.pid").write_text(f"{sleeper.pid}\n")
+        result = cli("merge", str(run), "-o", str(tmp_path / "merged"))
+    finally:
+        sleeper.kill()
+    assert result.returncode == 2 and "the run is still training; merge it once" in result.stderr
+    assert not (tmp_path / "merged").exists()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_a_merge_ended_by_sigterm_or_sighup_leaves_no_half_written_folder(
+    merge_template, tmp_path, signum
+):
+    """Killed where it stood, a merge left `.merged.merging-PID` holding a model's weights,
+    which no later merge removed; Ctrl-C cleaned up. Now every stop does."""
+    run = copy_finished_run(merge_template, tmp_path / "run")
+    proc = start_cli(tmp_path, "merge", str(run), "-o", str(tmp_path / "merged"))
+    try:
+        read_until(proc, lambda line: line.startswith("merging in"))
+        proc.send_signal(signum)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 143, err[-1500:]
+    assert f"finetune-tui: interrupted ({signal.Signals(signum).name})" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "run"]

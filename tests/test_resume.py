@@ -106,6 +106,30 @@ def test_sigint_and_sighup_checkpoint_and_exit(tmp_path, signum, code):
     assert any("lora_A" in name for name, _ in model.named_parameters())
 
 
+def test_a_run_started_under_nohup_outlives_its_terminal(tmp_path):
+    """`nohup finetune-tui --preset ...`: its SIGHUP ignored by the one who started it; the
+    run took SIGHUP over and stopped when the terminal closed."""
+    run_dir = tmp_path / "run"
+
+    def as_nohup():
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+    proc = start_cli(
+        tmp_path, "--preset", str(DEMO_PRESET), "--output", str(run_dir), *COMMON,
+        preexec_fn=as_nohup,
+    )  # fmt: skip
+    try:
+        read_until(proc, lambda line: line.startswith("step "), count=2)
+        proc.send_signal(signal.SIGHUP)
+        read_until(proc, lambda line: line.startswith("step "), count=2)  # trains on
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err[-1500:]
+    assert "SIGHUP" not in out + err
+
+
 def test_kill_9_during_checkpoint_writes_leaves_a_resumable_run(tmp_path):
     run_dir = tmp_path / "run"
     proc = start_cli(

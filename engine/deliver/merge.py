@@ -30,6 +30,7 @@ from ..inspect.hardware import GIB
 from ..recipe.merging import adapter_on_base, save_merged, stop_token_ids
 from ..recipe.model import torch_dtype
 from ..runs.layout import ADAPTER_DIR, SETTINGS_FILE
+from ..runs.status import refuse_while_training
 from ..settings.preset import load_preset
 from ..settings.schema import TrainSettings
 from . import parity
@@ -110,6 +111,7 @@ def read_run_settings(run_dir: Path) -> TrainSettings:
     """The run's own settings.yaml (its inputs must still be the ones it trained on)."""
     if not (run_dir / SETTINGS_FILE).is_file():
         raise InputError(f"{run_dir}: not a run folder (no {SETTINGS_FILE})")
+    refuse_while_training(run_dir, "merge it")  # its adapter is replaced when it ends
     return load_preset(run_dir / SETTINGS_FILE, saved_run=True)
 
 

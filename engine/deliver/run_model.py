@@ -19,7 +19,7 @@ from ..inspect.hardware import GIB
 from ..runs.event_text import printable
 from ..runs.layout import ADAPTER_DIR
 from ..runs.registry import holds_run
-from ..runs.status import run_status
+from ..runs.status import refuse_while_training
 from ..settings.schema import TrainSettings
 
 
@@ -80,8 +80,7 @@ def check_run_folder(run_dir: Path) -> TrainSettings:
     name = printable(run_dir)
     if not holds_run(run_dir):
         raise InputError(f"{name}: not a run folder (no settings.yaml)")
-    if run_status(run_dir) == "running":
-        raise InputError(f"{name}: the run is still training; try it once it has finished")
+    refuse_while_training(run_dir, "try it")
     from ..settings.preset import load_preset
 
     settings = load_preset(Path(run_dir) / "settings.yaml", saved_run=True)

@@ -133,3 +133,15 @@ def run_status(
     if summary is not None:
         return summary.status
     return "failed" if last_kind == "error" else "interrupted"
+
+
+def refuse_while_training(run_dir: Path, doing: str) -> None:
+    """What reads a run's final outputs (try, compare, merge) waits until it has finished:
+    its adapter is written over when it ends or stops."""
+    if run_status(run_dir) == "running":
+        from ..common.errors import InputError
+        from .event_text import printable
+
+        raise InputError(
+            f"{printable(run_dir)}: the run is still training; {doing} once it has finished"
+        )
