@@ -363,3 +363,27 @@ def test_a_merge_ended_by_sigterm_or_sighup_leaves_no_half_written_folder(
     assert proc.returncode == 143, err[-1500:]
     assert f"finetune-tui: interrupted ({signal.Signals(signum).name})" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "run"]
+
+
+@pytest.mark.parametrize(
+    ("damage", "said"),
+    [
+        ("adapter_model.safetensors", "adapter_model.safetensors: truncated safetensors file"),
+        ("adapter_config.json", "adapter_config.json"),
+        ("tokenizer.json", "tokenizer.json"),
+    ],
+)
+def test_an_adapter_cut_short_is_one_line_for_merge_and_compare(
+    cli, merge_template, tmp_path, no_loading, damage, said
+):
+    """A kill or a full disk during the final save: merge and compare printed "internal
+    error: SafetensorError" or a JSONDecodeError."""
+    run = copy_finished_run(merge_template, tmp_path / "run")
+    file = run / "adapter" / damage
+    file.write_bytes(file.read_bytes()[: file.stat().st_size // 2])
+    for args in (["merge", str(run), "-o", str(tmp_path / "merged")], ["compare", str(run)]):
+        result = cli(*args)
+        assert result.returncode == 2, (args, result.stderr)
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and said in lines[0] and "internal error" not in lines[0]
+    assert not (tmp_path / "merged").exists()

@@ -43,10 +43,8 @@ from .merge_plan import (
     plan_merge,
     shard_bytes,
 )
-from .model_folder import REPORT_FILE
+from .model_folder import ADAPTER_CONFIG, REPORT_FILE, check_adapter_folder
 from .ship import check_new_folder
-
-ADAPTER_CONFIG = "adapter_config.json"
 
 
 @dataclass
@@ -126,6 +124,7 @@ def adapter_folder(run_dir: Path) -> Path:
             f"{run_dir}: no adapter to merge ({ADAPTER_DIR}/{ADAPTER_CONFIG} is missing: "
             "the run has not finished, or it was stopped before saving)"
         )
+    check_adapter_folder(folder)
     return folder
 
 

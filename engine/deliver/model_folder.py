@@ -23,6 +23,7 @@ from ..runs.layout import ADAPTER_DIR, SETTINGS_FILE
 ADAPTER_CONFIG = "adapter_config.json"
 TEMPLATE_FILE = "chat_template.jinja"  # where transformers saves the chat template
 REPORT_FILE = "merge_report.json"  # what `merge` proved, beside the merged model
+TOKENIZER_LIMIT = 512 * 2**20  # tokenizer.json: 33 MB for Gemma-3's 262 K vocabulary
 
 
 def merged_folder(run_dir: Path) -> Path:
@@ -85,6 +86,24 @@ def check_model_folder(folder: Path) -> None:
             raise ModelError(f"{file}: {problem}")
     if not any((folder / name).is_file() for name in ("tokenizer.json", "tokenizer.model")):
         raise ModelError(f"{folder}: no tokenizer (tokenizer.json or tokenizer.model)")
+
+
+def check_adapter_folder(folder: Path) -> None:
+    """A run's saved adapter as PEFT and the tokenizer will read it: its config, intact
+    safetensors weights, readable tokenizer files. A kill or a full disk during the final
+    save leaves them cut short: one line naming the file, not the library's error."""
+    config = read_json(folder / ADAPTER_CONFIG, CONFIG_LIMIT, "adapter config")
+    if not isinstance(config, dict):
+        raise ModelError(f"{folder / ADAPTER_CONFIG}: not an adapter config")
+    weights = sorted(folder.glob("*.safetensors"))
+    if not weights:
+        raise ModelError(f"{folder}: no adapter weights (*.safetensors)")
+    for file in weights:
+        if problem := entry_problem(file) or safetensors_problem(file):
+            raise ModelError(f"{file}: {problem}; the adapter was not saved whole")
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        if (folder / name).exists():
+            read_json(folder / name, TOKENIZER_LIMIT, "tokenizer file")
 
 
 def _adapter_facts(adapter: Path) -> tuple[str, int | None]:

@@ -84,11 +84,15 @@ def check_run_folder(run_dir: Path) -> TrainSettings:
     from ..settings.preset import load_preset
 
     settings = load_preset(Path(run_dir) / "settings.yaml", saved_run=True)
-    wanted = "config.json" if settings.training.method == "full" else "adapter_config.json"
+    full = settings.training.method == "full"
+    wanted = "config.json" if full else "adapter_config.json"
     if not (adapter_dir(run_dir) / wanted).is_file():
         raise InputError(
             f"{name}: no {ADAPTER_DIR}/{wanted} yet (a run saves it when it finishes or stops)"
         )
+    from .model_folder import check_adapter_folder, check_model_folder
+
+    (check_model_folder if full else check_adapter_folder)(adapter_dir(run_dir))
     return settings
 
 
