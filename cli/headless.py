@@ -22,7 +22,7 @@ from finetune_tui.engine.runs.create import (
 from finetune_tui.engine.runs.event_text import describe, printable
 from finetune_tui.engine.runs.events import Event
 from finetune_tui.engine.runs.layout import LOG_FILE, SETTINGS_FILE
-from finetune_tui.engine.runs.pid import is_running, read_pid, write_pid
+from finetune_tui.engine.runs.pid import claim_run, is_running, read_pid, release_run, write_pid
 from finetune_tui.engine.runs.status import run_status
 from finetune_tui.engine.settings.preset import load_preset, save_preset
 from finetune_tui.engine.settings.schema import TrainSettings
@@ -40,6 +40,13 @@ NEW_RUN_OPTIONS = {
 
 
 def run_headless(args: argparse.Namespace) -> int:
+    try:
+        return _run_headless(args)
+    finally:
+        release_run()  # the run folders this command claimed
+
+
+def _run_headless(args: argparse.Namespace) -> int:
     if getattr(args, "worker_resume", False):  # hidden: only a launch's worker takes it
         raise InputError("--worker-resume belongs to the workers finetune-tui launches")
     if args.resume:
@@ -61,6 +68,7 @@ def run_headless(args: argparse.Namespace) -> int:
 
         preset = (Path(args.preset),) if args.preset else ()
         run_dir = start_run(settings, overwrite=args.overwrite, inputs=preset)
+        claim_run(run_dir)  # a --resume of it started meanwhile is refused
     if args.resume:
         clear_stop_request(run_dir)  # an earlier attempt's STOP_NOW never stops this one
     if args.detach:
@@ -130,12 +138,16 @@ def _existing_run(path: str) -> tuple[Path, TrainSettings]:
         raise InputError(f"{run_dir}: not a run directory (no {SETTINGS_FILE})")
     if is_running(run_dir):
         raise InputError(f"{run_dir}: this run is still running (pid {read_pid(run_dir)})")
+    claim_run(run_dir)  # from here on no other process resumes it
+    if is_running(run_dir):  # it started while we looked
+        raise InputError(f"{run_dir}: this run is still running (pid {read_pid(run_dir)})")
     return run_dir, reopen_run_dir(run_dir)  # no links where it writes, settings intact
 
 
 def _detach(run_dir: Path, settings: TrainSettings) -> int:
     """Start `--resume RUN_DIR` in its own session; output goes to the run's log."""
     save_preset(settings, run_dir / SETTINGS_FILE)
+    release_run(run_dir)  # the background process claims it
     log = os.fdopen(open_append(run_dir / LOG_FILE, "run log"), "ab")  # never through a link
     process = subprocess.Popen(
         [sys.executable, "-m", "finetune_tui", "--resume", str(run_dir)],

@@ -246,3 +246,21 @@ def test_lora_targets_edited_after_the_checkpoints_are_one_line(cli, finished_te
     assert refused.returncode == 2 and "Traceback" not in refused.stderr
     assert "the run's settings say lora.target_modules [q_proj]" in refused.stderr
     assert "settings.yaml was changed after its checkpoints were written" in refused.stderr
+
+
+def test_two_resumes_of_one_run_started_together_train_it_once(finished_template, tmp_path):
+    """Both passed the run.pid check seconds before either wrote run.pid, and both trained
+    it (three `started` events in its metrics); the run folder's lock lets one through."""
+    run = copy_finished_run(finished_template, tmp_path / "run")
+    (run / "summary.json").unlink()  # stopped, say: resumable from its checkpoint-2
+    shutil.rmtree(run / "checkpoints" / "checkpoint-4")
+    both = [start_cli(tmp_path, "--resume", str(run)) for _ in range(2)]
+    results = [proc.communicate(timeout=300) + (proc.returncode,) for proc in both]
+    codes = sorted(code for _, _, code in results)
+    assert codes == [0, 2], results
+    refused = next(err for _, err, code in results if code == 2)
+    assert "another process is resuming this run" in refused or "still running" in refused
+    started = [
+        line for line in (run / "metrics.jsonl").read_text().splitlines() if '"started"' in line
+    ]
+    assert len(started) == 2  # the first run's, and one resume's

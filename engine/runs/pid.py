@@ -45,3 +45,31 @@ def write_pid(run_dir: Path, pid: int | None = None) -> None:
     """Record the training process; renamed into place, so a link named run.pid is replaced,
     never written through."""
     write_text_atomic(Path(run_dir) / PID_FILE, f"{pid or os.getpid()}\n")
+
+
+_claims: dict[Path, int] = {}  # run folder -> the open descriptor its lock is held on
+
+
+def claim_run(run_dir: Path) -> None:
+    """Hold the run folder's lock for as long as this process lives (the kernel drops it
+    when the process ends, however it ends): two `--resume` of one run started together
+    both passed the run.pid check, seconds before either wrote run.pid, and both trained."""
+    import fcntl
+
+    run_dir = Path(run_dir)
+    fd = os.open(run_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise InputError(f"{run_dir}: another process is resuming this run") from None
+    _claims[run_dir] = fd
+
+
+def release_run(run_dir: Path | None = None) -> None:
+    """Hand the run on (to the background process `--detach` starts), or every run this
+    process claimed (None: its command is over, whether it trained or was refused)."""
+    for folder in [Path(run_dir)] if run_dir is not None else list(_claims):
+        fd = _claims.pop(folder, None)
+        if fd is not None:
+            os.close(fd)
