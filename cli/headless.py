@@ -169,14 +169,16 @@ def install_signal_handlers(stop: threading.Event, quiet: bool = False) -> StopS
     """The stop policy for a run in this process: the first signal sets `stop` (the runner
     saves after its step); the Ctrl-C that ends it at once leaves in the middle."""
 
+    progress = sys.stdout  # the terminal: while a run trains, sys.stdout is its log
+
     def ask(name: str) -> None:
         stop.set()
         if not quiet:
-            say(f"{name}: saving the adapter and stopping after this step")
+            say(f"{name}: saving the adapter and stopping after this step", progress)
 
     def force() -> None:
         if not quiet:
-            say("second interrupt: exiting now (last complete checkpoint kept)")
+            say("second interrupt: exiting now (last complete checkpoint kept)", progress)
         os._exit(130)
 
     return StopSignals(ask, force)

@@ -92,6 +92,8 @@ def test_sigint_and_sighup_checkpoint_and_exit(tmp_path, signum, code):
     stopped = interrupt_after(tmp_path, run_dir, signum, steps=3)
     assert stopped.returncode == code, stopped.stderr[-2000:]
     assert "stopped at step" in stopped.stdout
+    # the answer to the signal on the terminal, not in the run's log of library messages
+    assert f"{signum.name}: saving the adapter and stopping after this step" in stopped.stdout
     assert last_complete_checkpoint(run_dir) is not None
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "stopped" and 3 <= summary["step"] < 24
