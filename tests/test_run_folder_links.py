@@ -332,3 +332,15 @@ def test_attach_to_an_ended_run_with_a_torn_last_line_returns(cli, run_and_outsi
     result = cli("attach", "--plain", str(run))
     assert result.returncode == 0, result.stderr
     assert "step 1/4" in result.stdout
+
+
+def test_an_output_that_is_a_link_to_nothing_is_named_so(cli, tmp_path):
+    """A dangling link as --output was "another run was just started there"."""
+    link = tmp_path / "out"
+    link.symlink_to(tmp_path / "nowhere")
+    result = cli("--preset", str(DEMO_PRESET), "--output", str(link))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"{link}: a symbolic link to nothing ({tmp_path / 'nowhere'}); give a folder" in (
+        result.stderr
+    )
+    assert not (tmp_path / "nowhere").exists()

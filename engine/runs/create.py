@@ -99,6 +99,10 @@ def check_run_dir_free(
     run_dir = resolve_run_dir(settings)
     if run_dir.is_symlink() and overwrite:
         raise OutputExistsError(f"{run_dir}: is a symbolic link; finetune-tui will not replace it")
+    if run_dir.is_symlink() and not run_dir.exists():  # it was "another run was just started"
+        raise OutputExistsError(
+            f"{run_dir}: a symbolic link to nothing ({os.readlink(run_dir)}); give a folder"
+        )
     if run_dir.exists() and not run_dir.is_dir():
         raise OutputExistsError(f"{run_dir}: exists and is not a directory")
     if not (run_dir.exists() and _has_entries(run_dir)):
