@@ -77,13 +77,7 @@ def check_model_folder(folder: Path) -> None:
     config = read_json(folder / "config.json", CONFIG_LIMIT, "model config")
     if not isinstance(config, dict) or not config.get("architectures"):
         raise ModelError(f"{folder / 'config.json'}: names no architectures; not a model config")
-    weights = sorted(folder.glob("*.safetensors"))
-    if not weights:
-        raise ModelError(f"{folder}: no *.safetensors weights; not a model folder")
-    for file in weights:
-        problem = entry_problem(file) or safetensors_problem(file)
-        if problem:
-            raise ModelError(f"{file}: {problem}")
+    _check_weights(folder, "no *.safetensors weights; not a model folder", "")
     if not any((folder / name).is_file() for name in ("tokenizer.json", "tokenizer.model")):
         raise ModelError(f"{folder}: no tokenizer (tokenizer.json or tokenizer.model)")
 
@@ -95,15 +89,23 @@ def check_adapter_folder(folder: Path) -> None:
     config = read_json(folder / ADAPTER_CONFIG, CONFIG_LIMIT, "adapter config")
     if not isinstance(config, dict):
         raise ModelError(f"{folder / ADAPTER_CONFIG}: not an adapter config")
-    weights = sorted(folder.glob("*.safetensors"))
-    if not weights:
-        raise ModelError(f"{folder}: no adapter weights (*.safetensors)")
-    for file in weights:
-        if problem := entry_problem(file) or safetensors_problem(file):
-            raise ModelError(f"{file}: {problem}; the adapter was not saved whole")
+    _check_weights(
+        folder, "no adapter weights (*.safetensors)", "; the adapter was not saved whole"
+    )
     for name in ("tokenizer.json", "tokenizer_config.json"):
         if (folder / name).exists():
             read_json(folder / name, TOKENIZER_LIMIT, "tokenizer file")
+
+
+def _check_weights(folder: Path, none: str, damaged: str) -> None:
+    """Some safetensors weights, each a plain file with an intact header: `none` says a
+    folder without any, `damaged` what a damaged file means here."""
+    weights = sorted(folder.glob("*.safetensors"))
+    if not weights:
+        raise ModelError(f"{folder}: {none}")
+    for file in weights:
+        if problem := entry_problem(file) or safetensors_problem(file):
+            raise ModelError(f"{file}: {problem}{damaged}")
 
 
 def _adapter_facts(adapter: Path) -> tuple[str, int | None]:

@@ -83,7 +83,7 @@ def advise(
             "quantization.mode": "CPU only: 4/8-bit bitsandbytes kernels need CUDA, fp32 weights",
             "memory.backend": "CPU only: Liger and Unsloth kernels need CUDA (Triton)",
         }
-        _explain_context(plan, model)
+        _explain_what_the_run_checks(plan, model)
         return plan
     base = _fit_sequence(base, dataset_stats, fixed, model.max_context)
     stats = dataset_stats if getattr(dataset_stats, "sample", None) else None
@@ -117,7 +117,7 @@ def advise(
     if stats is not None:
         plan.reasons["memory.packing"] = batching_reason(model, chosen.settings, stats, hardware)
     _explain_length(plan, longest, fixed)
-    _explain_context(plan, model)
+    _explain_what_the_run_checks(plan, model)
     plan.alternatives = _alternatives(chosen, scored)
     if model.is_moe:
         plan.reasons["model.experts"] = experts_reason(model)
@@ -193,7 +193,7 @@ def _fit_sequence(base: TrainSettings, stats, fixed, context: int) -> TrainSetti
     return with_changes(base, {"training.max_seq_length": length})
 
 
-def _explain_context(plan: Plan, model: ModelInfo) -> None:
+def _explain_what_the_run_checks(plan: Plan, model: ModelInfo) -> None:
     """What the user set that the run would warn of or refuse: a length past the model's
     context (the advisor stays inside it), LoRA targets the run refuses."""
     if warning := past_context(plan.settings.training.max_seq_length, model.max_context):

@@ -80,6 +80,7 @@ def build_trainer(settings: TrainSettings, inputs: RunInputs, run_dir: Path, emi
     _, trainer_class = trainer_classes(settings.training.objective)
     transformers.set_seed(settings.training.seed)
     model, peft_config = _load_model_with_backend(settings, inputs, emit)
+    _warn_past_context(settings, model, emit)
     events = EventCallback(
         emit,
         samples_per_step=settings.effective_batch_size * world_size(),
@@ -163,11 +164,9 @@ def _load_model_with_backend(settings: TrainSettings, inputs: RunInputs, emit: E
     if backend == "unsloth":
         model, _ = backends.load_unsloth_model(inputs.model_path, settings, inputs.device)
         emit(Notice("Unsloth: FastLanguageModel with its own LoRA and checkpointing"))
-        _warn_past_context(settings, model, emit)
         return model, None
     model = loading.load_model(inputs.model_path, settings, inputs.device, inputs.attn)
     loading.check_loss_reads_the_backbone(model, settings)  # a Hub model preflight never built
-    _warn_past_context(settings, model, emit)
     if backend == "liger":
         patched = backends.apply_liger(model)
         emit(Notice(f"Liger kernels applied and verified on: {', '.join(patched)}"))
