@@ -19,7 +19,7 @@ from .model import (
     load_tokenizer,
     load_unsloth_model,
 )
-from .trainer import planned_allocator, trainer_arguments, trainer_classes
+from .trainer import planned_allocator, save_whole, trainer_arguments, trainer_classes
 
 # What main() reads. The exported script defines each of these above its functions
 # (engine/export/script.py writes them from the settings); here, where main() never runs, None.
@@ -197,7 +197,7 @@ def main():
     )
     trainer.train()
     saved = output / ("adapter" if METHOD == "lora" else "model")
-    trainer.save_model(str(saved))  # every process: sharded weights gather
+    save_whole(trainer, saved)  # every process: sharded weights gather
     scores = trainer.evaluate() if evaluation is not None else None
     if trainer.is_world_process_zero():  # one copy of the tokenizer and of the report
         tokenizer.save_pretrained(str(saved))

@@ -1,6 +1,6 @@
 """The training recipe's trainer side, written once: the allocator a run trains under, the
-TRL config's arguments and TRL's classes of an objective. Same rules as model.py: the
-runner calls these and the exported script carries their source verbatim."""
+TRL config's arguments, TRL's classes of an objective and the final save. Same rules as
+model.py: the runner calls these and the exported script carries their source verbatim."""
 
 
 def planned_allocator(objective):
@@ -58,5 +58,14 @@ def trainer_classes(objective):
     return getattr(library, config), getattr(library, trainer)
 
 
+def save_whole(trainer, folder):
+    """The trained weights, whole, into `folder` (every process calls it: sharded weights
+    gather). FSDP's sharded checkpoints make the Trainer's save_model write nothing, so the
+    final save gathers a full state dict, as PEFT's FSDP examples do."""
+    if trainer.is_fsdp_enabled:
+        trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
+    trainer.save_model(str(folder))
+
+
 # What the exported script copies after the model side, in order.
-TRAINER_FUNCTIONS = (planned_allocator, trainer_arguments, trainer_classes)
+TRAINER_FUNCTIONS = (planned_allocator, trainer_arguments, trainer_classes, save_whole)

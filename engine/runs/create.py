@@ -29,6 +29,7 @@ from ..common.safe_io import (
 )
 from ..launch.configs import CONFIG_FILE, DEEPSPEED_FILE
 from ..settings.schema import TrainSettings
+from .adapter_save import restore_adapter
 from .checkpoints import last_complete_checkpoint, settings_mismatch
 from .layout import (
     ADAPTER_DIR,
@@ -258,6 +259,7 @@ def reopen_run_dir(run_dir: Path) -> TrainSettings:
 
     run_dir = Path(run_dir)
     check_run_entries(run_dir)
+    restore_adapter(run_dir)  # a save killed half way is cleared, never resumed over
     path = run_dir / SETTINGS_FILE
     settings = load_preset(path, saved_run=True)
     mismatch = settings_mismatch(run_dir, settings)

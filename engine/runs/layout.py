@@ -7,7 +7,7 @@ Layout (documented in README):
     <run>/train.log       library output (C-level stdout/stderr during training)
     <run>/run.pid         process id of the training process (status = files + pid check)
     <run>/checkpoints/    Trainer checkpoints (adapter + optimizer + RNG)
-    <run>/adapter/        the final LoRA adapter and tokenizer
+    <run>/adapter/        the final LoRA adapter and tokenizer (written beside, renamed in)
     <run>/export/         train.py, the standalone script that reproduces the run
     <run>/.finetune-tui-run  marker: this folder is a run finetune-tui made
 """
@@ -28,6 +28,8 @@ SUMMARY_FILE = "summary.json"
 LOG_FILE = "train.log"
 PID_FILE = "run.pid"
 ADAPTER_DIR = "adapter"
+ADAPTER_STAGING = ".adapter.saving"  # the final adapter while it is written (runs/adapter_save.py)
+ADAPTER_REPLACED = ".adapter.replaced"  # the adapter it replaces, for the instant of the swap
 CHECKPOINTS_DIR = "checkpoints"
 EXPORT_DIR = "export"
 TRIGGER_FILE = "CHECKPOINT_NOW"
@@ -47,7 +49,7 @@ OWN_FILES = (
     TRIGGER_FILE,
     STOP_FILE,
 )
-OWN_DIRS = (CHECKPOINTS_DIR, ADAPTER_DIR, EXPORT_DIR)
+OWN_DIRS = (CHECKPOINTS_DIR, ADAPTER_DIR, EXPORT_DIR, ADAPTER_STAGING, ADAPTER_REPLACED)
 
 
 def runs_root() -> Path:

@@ -177,6 +177,10 @@ class DriftCallback(TrainerCallback):
                 self.sink(Notice(f"changed by the backend: {change}", level="warning"))
 
 
+class EvaluationStopped(Exception):
+    """A stop asked during the evaluation after training: that evaluation is skipped."""
+
+
 class StopCallback(TrainerCallback):
     """Checks the stop event and the trigger files after every optimizer step.
 
@@ -196,10 +200,11 @@ class StopCallback(TrainerCallback):
         self.stopped = False
         self.warned = False
         self.warned_stop = False
+        self.final_evaluation = False  # set by the runner once the adapter is saved
 
     def on_step_end(self, args, state, control, **kwargs):
         # with several processes every rank stops and saves at the same step
-        if any_rank(self.stop.is_set() or self._stop_asked() or launcher_gone()):
+        if any_rank(self._stop_wanted()):
             self.stopped = True
             control.should_training_stop = True
             control.should_save = True
@@ -210,6 +215,17 @@ class StopCallback(TrainerCallback):
             control.should_save = True
             self.events.save_reason = "trigger"
         return control
+
+    def on_prediction_step(self, args, state, control, **kwargs):
+        """In the evaluation after training (the adapter already saved) a stop ends the
+        evaluation: the run then writes its summary without it, rather than make the user
+        wait out the pass or press Ctrl-C again and lose the summary."""
+        if self.final_evaluation and any_rank(self._stop_wanted()):
+            raise EvaluationStopped
+        return control
+
+    def _stop_wanted(self) -> bool:
+        return self.stop.is_set() or self._stop_asked() or launcher_gone()
 
     def _stop_asked(self) -> bool:
         """A plain file named STOP_NOW; anything else under that name is named once."""

@@ -10,6 +10,7 @@ def exact_match(
     records: list[dict],
     max_new_tokens: int | None = None,
     batch_size: int = 64,
+    stop=None,
 ) -> float:
     """Share of chat records whose greedy answer equals their last (assistant) message.
 
@@ -47,6 +48,10 @@ def exact_match(
     hits = 0
     try:
         for start in range(0, len(prompts), batch_size):
+            if stop is not None and stop.is_set():
+                from .callbacks import EvaluationStopped
+
+                raise EvaluationStopped
             batch = tokenizer(
                 prompts[start : start + batch_size],
                 return_tensors="pt",
@@ -77,13 +82,14 @@ def held_out_records(eval_dataset, limit: int) -> list[dict]:
     ]
 
 
-def measure(model, tokenizer, records: list[dict]) -> float | None:
-    """exact_match in evaluation mode, the model's mode restored; None without records."""
+def measure(model, tokenizer, records: list[dict], stop=None) -> float | None:
+    """exact_match in evaluation mode, the model's mode restored; None without records.
+    A `stop` event set while it generates raises EvaluationStopped between batches."""
     if not records:
         return None
     was_training = model.training
     model.eval()
     try:
-        return float(exact_match(model, tokenizer, records))
+        return float(exact_match(model, tokenizer, records, stop=stop))
     finally:
         model.train(was_training)

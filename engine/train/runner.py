@@ -18,16 +18,19 @@ from ..common.errors import FinetuneError, TrainingError, storage_failure
 from ..launch.processes import launcher_pid
 from ..launch.ranks import accept_indexed_cpu_locations, is_main_process, world_size
 from ..plan.oom_policy import is_oom
+from ..recipe.trainer import save_whole
+from ..runs.adapter_save import put_in_place, staging_dir
 from ..runs.checkpoints import last_complete_checkpoint
 from ..runs.create import finish_replacement, prepare_run_dir, undo_replacement
 from ..runs.events import Eval, Event, EventSink, Failed, Finished, Notice
-from ..runs.layout import ADAPTER_DIR, EXPORT_DIR, METRICS_FILE, SETTINGS_FILE
+from ..runs.layout import ADAPTER_DIR, ADAPTER_STAGING, EXPORT_DIR, METRICS_FILE, SETTINGS_FILE
 from ..runs.metrics import MetricsFile
 from ..runs.pid import write_pid
 from ..runs.summary import RunSummary, write_summary
 from ..settings.preset import save_preset, with_changes
 from ..settings.schema import TrainSettings
 from . import exact_match, preference_eval
+from .callbacks import EvaluationStopped
 from .preference_eval import PreferenceScore
 from .run_memory import (
     allocator_warning,
@@ -217,12 +220,16 @@ def _continue_after_backoff(
 
 
 def save_outputs(trained: Trained, inputs: RunInputs, run_dir: Path) -> Path:
-    """The adapter (or the whole model) and, from the main process, the tokenizer beside it."""
-    adapter_dir = run_dir / ADAPTER_DIR
-    trained.trainer.save_model(str(adapter_dir))  # every rank: sharded weights gather for it
-    if is_main_process():
-        inputs.tokenizer.save_pretrained(str(adapter_dir))
-    return adapter_dir
+    """The adapter (or the whole model) and, from the main process, the tokenizer beside it:
+    written beside the run's adapter folder and renamed in (runs/adapter_save.py). Only the
+    main process writes; the others take part in gathering sharded weights."""
+    main = is_main_process()
+    staging = staging_dir(run_dir) if main else run_dir / ADAPTER_STAGING
+    save_whole(trained.trainer, staging)  # every rank: sharded weights gather for it
+    if not main:
+        return run_dir / ADAPTER_DIR
+    inputs.tokenizer.save_pretrained(str(staging))
+    return put_in_place(run_dir)
 
 
 @dataclass
@@ -239,12 +246,19 @@ def evaluate(trained: Trained, inputs: RunInputs, emit: EventSink) -> Evaluation
     held-out split after training."""
     if inputs.data.eval is None or trained.stopper.stopped:
         return Evaluation()
-    trainer = trained.trainer
+    trainer, stopper = trained.trainer, trained.stopper
     trained.events.emit_evals = False
-    metrics = trainer.evaluate()
-    exact_after = None
-    if is_main_process():
-        exact_after = exact_match.measure(trainer.model, inputs.tokenizer, inputs.match_records)
+    stopper.final_evaluation = True  # from here a stop skips what is left of the evaluation
+    try:
+        metrics = trainer.evaluate()
+        exact_after = None
+        if is_main_process():
+            stop = stopper.stop
+            records = inputs.match_records
+            exact_after = exact_match.measure(trainer.model, inputs.tokenizer, records, stop)
+    except EvaluationStopped:
+        emit(Notice("stopped during the evaluation after training: evaluation skipped"))
+        return Evaluation()
     score = preference_eval.from_metrics(metrics)
     result = Evaluation(float(metrics["eval_loss"]), exact_after, score)
     emit(
