@@ -268,6 +268,7 @@ def family_config(catalog_id: str, layers: int | None) -> dict:
     from finetune_tui.engine.inspect.catalog import CATALOG
 
     config = json.loads(json.dumps(CATALOG[catalog_id]))
+    config.pop("quantization_config", None)  # random weights are saved 16-bit (gpt-oss: MXFP4)
     if layers:
         text = config.get("text_config", config)
         text["num_hidden_layers"] = layers

@@ -94,6 +94,7 @@ def test_script_is_standalone():
         "ast",
         "gc",
         "importlib",
+        "inspect",
         "warnings",
         "os",
         "json",

@@ -313,8 +313,8 @@ CATALOG |= {
     "allenai/Olmo-3-1025-7B": llama(
         4096, 11008, 32, 32, 32, 100278, 65536, False, "Olmo3ForCausalLM", "olmo3"
     ),
-    # openai/gpt-oss-20b: 32 experts, 4 per token, attention biases and sinks (MXFP4 on
-    # the hub; planned here as the 16-bit weights transformers trains)
+    # openai/gpt-oss-20b: 32 experts, 4 per token, attention biases and sinks; MXFP4 on
+    # the hub, loaded dequantised to the 16-bit weights transformers trains
     "openai/gpt-oss-20b": _moe(
         "gpt_oss",
         "GptOssForCausalLM",
@@ -330,6 +330,7 @@ CATALOG |= {
         num_experts_per_tok=4,
         attention_bias=True,
         sliding_window=128,
+        quantization_config={"quant_method": "mxfp4"},
     ),
 }
 

@@ -23,6 +23,7 @@ MOVED_TARGETS = "_MOE_TARGET_MODULE_MAPPING"
 CAUSAL_LM_NAMES = "MODEL_FOR_CAUSAL_LM_MAPPING_NAMES"  # transformers.models.auto.modeling_auto
 LEGACY_LAYERS = "_LEGACY_LAYER_TYPE_REMAP"  # transformers.configuration_utils
 MODULE_NAMES = "SPECIAL_MODEL_TYPE_TO_MODULE_NAME"  # transformers.models.auto.auto_mappings
+QUANT_CONFIGS = "AUTO_QUANTIZATION_CONFIG_MAPPING"  # transformers.quantizers.auto
 
 
 class Named(str):
@@ -322,3 +323,29 @@ def _declares_type(cls: ast.ClassDef, model_type: str) -> bool:
         and node.value.value == model_type
         for node in cls.body
     )
+
+
+@functools.lru_cache(maxsize=1)
+def dequantizing_formats() -> frozenset[str]:
+    """The stored formats (config.json's quant_method) whose transformers loading config
+    takes `dequantize` (MXFP4, FP8): the ones it loads as 16-bit weights when asked. Read
+    from its method → config class table and the classes' __init__ arguments; empty where
+    transformers is missing or the table is not literal."""
+    table = (_module_tables("transformers", "quantizers", "auto.py") or {}).get(QUANT_CONFIGS)
+    tree = _parsed("transformers", "utils", "quantization_config.py")
+    if type(table) is not dict or tree is None:
+        return frozenset()
+    taking = {
+        node.name
+        for node in tree.body
+        if isinstance(node, ast.ClassDef) and "dequantize" in _init_arguments(node)
+    }
+    return frozenset(method for method, cls in table.items() if cls in taking)
+
+
+def _init_arguments(cls: ast.ClassDef) -> set[str]:
+    for node in cls.body:
+        if isinstance(node, ast.FunctionDef) and node.name == "__init__":
+            arguments = node.args.args + node.args.kwonlyargs
+            return {argument.arg for argument in arguments}
+    return set()

@@ -40,6 +40,7 @@ from .linear_attention import (
     linear_attention_of,
 )
 from .shapes import Experts, Linear
+from .stored_quantization import StoredQuantization, stored_quantization
 from .towers import gemma4_towers, siglip_tower
 
 
@@ -75,6 +76,7 @@ class ModelInfo:
     linear_attention: LinearAttention | None = None  # a hybrid's gated DeltaNet layers
     layer_kinds: LayerKinds | None = None  # layers of differing shapes (Gemma-4)
     params_lookup: int = 0  # embedding tables beside the token embedding (Gemma-4's PLE)
+    stored: StoredQuantization | None = None  # weights stored quantised (config.json says)
 
     @property
     def params_linear(self) -> int:
@@ -171,11 +173,13 @@ def inspect_config(name: str, config: dict) -> ModelInfo:
         tie = with_defaults(config.get("model_type") or "", config).get("tie_word_embeddings")
         if tie is not None:
             merged["tie_word_embeddings"] = tie
+    stored = stored_quantization(name, config)  # before the family: refused either way
     try:
         info = _info(name, merged)
         towers = (config.get(key) for key in ("vision_config", "audio_config"))
         if outer and any(isinstance(tower, dict) for tower in towers):
             _add_towers(name, info, config)
+        info.stored = stored
         return info
     except (KeyError, TypeError, ValueError, ZeroDivisionError, AttributeError) as exc:
         raise ModelError(f"{name}: config.json lacks what planning needs ({exc})") from None

@@ -11,12 +11,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from ..common.errors import SettingsError
 from ..inspect.hardware import Hardware
 from ..inspect.models import ModelInfo
 from ..settings.preset import with_changes
 from ..settings.schema import TrainSettings
 from . import batching
-from .candidates import Scored, diff, score_candidates, unavailable_options
+from .candidates import Scored, diff, ruled_out_by_model, score_candidates, unavailable_options
 from .context_length import past_context
 from .headroom import judge, usable_gib
 from .measured import Correction, explain_correction, planned_memory
@@ -92,6 +93,8 @@ def advise(
         return score_candidates(model, settings, fixed, unavailable, hardware, stats)
 
     scored = score(base)
+    if not scored:  # every value of a field the user left free is ruled out
+        raise SettingsError(_nothing_left(base, unavailable))
     longest = None
     if not any(s.fit.safe for s in scored):
         longest = _longest_fitting_length(base, score)
@@ -193,9 +196,25 @@ def _fit_sequence(base: TrainSettings, stats, fixed, context: int) -> TrainSetti
     return with_changes(base, {"training.max_seq_length": length})
 
 
+def _nothing_left(settings: TrainSettings, unavailable: dict[str, str]) -> str:
+    """Why no candidate is left: the setting of the user's that rules the rest out."""
+    for key, why in unavailable.items():
+        field, value = key.split("=", 1)
+        if field == "training.method" and settings.training.method == value:
+            return f"{key.replace('=', ': ')}: {why}"
+    return "no configuration is left to plan: " + "; ".join(
+        f"{key}: {why}" for key, why in unavailable.items()
+    )
+
+
 def _explain_what_the_run_checks(plan: Plan, model: ModelInfo) -> None:
     """What the user set that the run would warn of or refuse: a length past the model's
-    context (the advisor stays inside it), LoRA targets the run refuses."""
+    context (the advisor stays inside it), LoRA targets the run refuses, a value this model
+    rules out (preflight refuses it)."""
+    for key, why in ruled_out_by_model(model).items():
+        field, value = key.split("=", 1)
+        if str(plan.settings.value(field)) == value:
+            plan.reasons[field] = f"{value}: the run refuses it: {why}"
     if warning := past_context(plan.settings.training.max_seq_length, model.max_context):
         before = plan.reasons.get("training.max_seq_length")
         plan.reasons["training.max_seq_length"] = f"{before}; {warning}" if before else warning

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from ..common.errors import SettingsError
 from ..inspect.hardware import Hardware
 from ..inspect.models import ModelInfo
+from ..inspect.stored_quantization import ruled_out_by_storage
 from ..settings.options import NEEDS_CUDA, QUANTIZATIONS, STRATEGIES, cuda_only, unsloth_refusal
 from ..settings.preset import with_changes
 from ..settings.schema import TrainSettings
@@ -40,9 +41,11 @@ NOTHING_QUANTISED = (
 def ruled_out_by_model(model: ModelInfo) -> dict[str, str]:
     """Option value → why this model rules it out on any machine: a backend without kernels
     (or measured far from the plan) for its family, 4/8-bit where bitsandbytes quantises
-    none of its layers. The plan lists them unavailable; preflight refuses a run asking."""
+    none of its layers, what its stored weights cannot train as. The plan lists them
+    unavailable; preflight refuses a run asking."""
     out = {f"memory.backend={b}": why for b, why in model.supported_backends.items() if why}
-    if model.params_quantised == 0:
+    out |= ruled_out_by_storage(model.stored, model.architecture)
+    if model.params_quantised == 0 and model.stored is None:
         for mode in (m for m in QUANTIZATIONS if m != "none"):
             out[f"quantization.mode={mode}"] = NOTHING_QUANTISED.format(model.architecture)
     return out

@@ -7,6 +7,7 @@ from __future__ import annotations
 from ..common.errors import SettingsError
 from ..inspect.hardware import GIB
 from ..inspect.models import ModelInfo
+from ..inspect.stored_quantization import ruled_out_by_storage
 from ..settings.preset import with_changes
 from ..settings.schema import TrainSettings
 from .candidates import MICRO_BATCHES, NOTHING_QUANTISED, Scored, diff, score_one
@@ -169,6 +170,10 @@ def _quantization_reason(model, s, breakdown, chosen, best_fitting, card) -> str
     head = f"{mode}: weights take {breakdown.base_weights_gib:.1f} GiB"
     if model.params_quantised == 0:  # loaded 16-bit whatever the mode (peak.predict_memory)
         return f"{head} in 16-bit; {NOTHING_QUANTISED.format(model.architecture)}"
+    if stored := ruled_out_by_storage(model.stored, model.architecture).get(
+        f"quantization.mode={other}"
+    ):
+        return f"{head}; {stored}"
     if s.training.method == "full":
         return f"{head}; full fine-tuning trains 16-bit weights (4-bit is QLoRA, method lora)"
     rival = best_fitting("quantization.mode", other)

@@ -73,6 +73,35 @@ def quantization_config(mode, double_quant, dtype):
     )
 
 
+def dequantizing_config(method):
+    """transformers' loading config asking it to dequantise weights stored as `method` to
+    16-bit (MXFP4, FP8: their own kernels train nothing), or None where that format's
+    config takes no such request or its library is not installed."""
+    import inspect
+
+    from transformers.quantizers.auto import AUTO_QUANTIZATION_CONFIG_MAPPING
+
+    config_class = AUTO_QUANTIZATION_CONFIG_MAPPING.get(method)
+    if config_class is None or "dequantize" not in inspect.signature(config_class).parameters:
+        return None
+    try:
+        return config_class(dequantize=True)
+    except ImportError:
+        return None
+
+
+def stored_dequantizing_config(path, trust_remote_code):
+    """For a checkpoint stored in such a format, the config that loads it as 16-bit
+    weights (passing none would keep them in the format, untrainable); else None."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
+    stored = getattr(config, "quantization_config", None)
+    if not isinstance(stored, dict) or stored.get("load_in_4bit") or stored.get("load_in_8bit"):
+        return None
+    return dequantizing_config(stored.get("quant_method"))
+
+
 def quantized_device_map():
     """Quantised weights are placed as they load: on this process's own GPU (LOCAL_RANK
     under `accelerate launch`, so every rank holds its own copy), and nowhere under
@@ -101,6 +130,9 @@ def load_model(path, dtype, attention, quantization, double_quant, trust_remote_
         device_map = quantized_device_map()
         if device_map is not None:
             kwargs["device_map"] = device_map
+    stored = stored_dequantizing_config(path, trust_remote_code)
+    if stored is not None:  # 16-bit once loaded: the Trainer places them as any others
+        kwargs["quantization_config"] = stored
     model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
     model.config.use_cache = False
     point_loss_at_backbone(model)
@@ -203,6 +235,8 @@ MODEL_FUNCTIONS = (
     supports_sdpa,
     attention_implementation,
     quantization_config,
+    dequantizing_config,
+    stored_dequantizing_config,
     quantized_device_map,
     point_loss_at_backbone,
     load_model,

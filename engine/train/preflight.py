@@ -77,23 +77,28 @@ def _check_model_folder(path: Path, settings: TrainSettings) -> None:
 
 def check_backend_for_model(settings: TrainSettings) -> None:
     """A backend the plan does not offer for this family (no kernels, or a path measured
-    far from the plan), or a 4/8-bit mode that quantises nothing of it (Falcon's own
-    nn.Linear subclass), is refused with the plan's own reason, before the run folder."""
+    far from the plan), a 4/8-bit mode that quantises nothing of it (Falcon's own
+    nn.Linear subclass), or what its stored quantised weights cannot train as, is refused
+    with the plan's own reason, before the run folder."""
     from ..inspect.models import inspect_model
+    from ..inspect.stored_quantization import StoredFormatError
     from ..plan.candidates import ruled_out_by_model
 
     backend, mode = settings.memory.backend, settings.quantization.mode
-    if backend == "hf" and mode == "none":
-        return
     try:
         model = inspect_model(settings.model.name_or_path)
+    except StoredFormatError:
+        raise
     except ModelError:  # a family the planner does not know: the backend's own check at load
         return
     ruled_out = ruled_out_by_model(model)
     if why := ruled_out.get(f"memory.backend={backend}"):
         raise InputError(f"memory.backend: {backend}: {why}")
     if why := ruled_out.get(f"quantization.mode={mode}"):
-        raise InputError(f"quantization.mode: {mode}: {why} (set it to none)")
+        hint = "" if "quantization.mode=none" in ruled_out else " (set it to none)"
+        raise InputError(f"quantization.mode: {mode}: {why}{hint}")
+    if why := ruled_out.get(f"training.method={settings.training.method}"):
+        raise InputError(f"training.method: {settings.training.method}: {why}")
 
 
 def check_model_structure(settings: TrainSettings) -> None:
