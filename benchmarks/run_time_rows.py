@@ -35,12 +35,16 @@ ROW_FILES = {  # the committed rows: the speed model's fitting set, then the hel
         # machine E, after its HF calibration: Qwen2.5-7B HF, Qwen3-8B Unsloth packed,
         # Mistral-7B HF (the same case as machine D's)
         "run-time-heldout-machine-e-h100-2026-12-06.jsonl",
+        # machine F, around its HF calibration (Llama-3.1-8B): Mistral-7B HF before and
+        # after, and Llama-3.1-8B with Mistral's 32,768-entry vocabulary between
+        "run-time-heldout-machine-f-h100-2026-12-06.jsonl",
     ),
     # runs of at least 90 s of steps that corrected the next run's plan on their machine
     "calibration": (
         "run-time-calibration-machine-c-h100-2026-12-06.jsonl",
         "run-time-calibration-machine-d-h100-2026-12-06.jsonl",
         "run-time-calibration-hf-machine-e-h100-2026-12-06.jsonl",
+        "run-time-calibration-hf-machine-f-h100-2026-12-06.jsonl",
     ),
 }
 # The runs of one machine, in the order they ran (one file can hold several): each was
@@ -59,6 +63,10 @@ MACHINE_RUNS = {
     "E": (
         "run-time-calibration-hf-machine-e-h100-2026-12-06.jsonl",
         "run-time-heldout-machine-e-h100-2026-12-06.jsonl",
+    ),
+    "F": (  # in the order they ran (host_pace's date): Mistral, Llama, Llama-v32k, Mistral
+        "run-time-heldout-machine-f-h100-2026-12-06.jsonl",
+        "run-time-calibration-hf-machine-f-h100-2026-12-06.jsonl",
     ),
 }
 # Not in the fit or held out: the fitting configuration and its neighbours on two other
@@ -127,7 +135,9 @@ def replayed(replanned: list, card: str) -> list[tuple[str, dict, dict]]:
     out = []
     for machine, files in MACHINE_RUNS.items():
         forget_store()  # each machine starts without the runs of another
-        for row, model, settings, stats in (run for name in files for run in by_file[name]):
+        for row, model, settings, stats in _in_order(
+            run for name in files for run in by_file[name]
+        ):
             plan = time_summary(model, settings, stats, card)
             out.append((machine, row, plan))
             if row["process_wall_s"] - row["outside_steps_s"] >= MIN_SPEED_SECONDS:
@@ -144,6 +154,12 @@ def replayed(replanned: list, card: str) -> list[tuple[str, dict, dict]]:
                 )
     forget_store()
     return out
+
+
+def _in_order(runs) -> list:
+    """A machine's runs in the order they ran: by the date of the host probe taken just
+    before each (rows without one keep their files' order)."""
+    return sorted(runs, key=lambda run: run[0].get("host_pace", {}).get("date", ""))
 
 
 def forget_store() -> None:

@@ -4,6 +4,7 @@ training row, as JSON lines: one per row, then one summary per group. No GPU nee
     python benchmarks/throughput_fit.py            # the table, with the committed constants
     python benchmarks/throughput_fit.py --fit      # and the constants the Llama rows fit
     python benchmarks/throughput_fit.py --fit-steps  # and a padded/grouped step's constants
+    python benchmarks/throughput_fit.py --fit-whole  # and whole runs' pace over short ones'
 
 Groups: "fitted" (Llama rows whose samples fill max_seq_length: they fitted the constants),
 "llama realistic lengths" (packed Llama rows on Alpaca-like lengths: checks
@@ -92,7 +93,20 @@ def _row(file: str, record: dict) -> Row:
 
 
 def predict(row: Row, gpu: str = "NVIDIA H100 80GB HBM3"):
-    return throughput.predicted_throughput(row.model, row.settings, row.stats, gpu)
+    """The plan's pace for a short row (6-30 steps, as the constants were fitted): its
+    whole-run prediction less WHOLE_RUN_PACE, which whole runs alone measure."""
+    planned = throughput.predicted_throughput(row.model, row.settings, row.stats, gpu)
+    return short_run(planned)
+
+
+def short_run(planned):
+    """A whole run's predicted Throughput at the pace of a short run."""
+    import dataclasses
+
+    pace = throughput.WHOLE_RUN_PACE
+    return dataclasses.replace(
+        planned, tokens_per_s=planned.tokens_per_s / pace, mfu=planned.mfu / pace
+    )
 
 
 def table(rows: list[Row]) -> list[dict]:
@@ -209,11 +223,31 @@ def fit_steps(rows: list[Row], replanned: list, rounds: int = 5) -> dict:
     }
 
 
+def fit_whole_run_pace(replanned: list) -> float:
+    """WHOLE_RUN_PACE (engine/plan/throughput.py): the log-mean of measured over planned
+    tokens/s of the calibration runs (whole runs of the fitting configurations, one per
+    machine), planned without it. `replanned`: run_time_rows.replanned_rows."""
+    from finetune_tui.engine.plan.run_time import time_summary
+
+    logs = [
+        math.log(row["measured_tokens_per_s"] * throughput.WHOLE_RUN_PACE / planned)
+        for group, row, model, settings, stats in replanned
+        if group == "calibration"
+        for planned in [
+            time_summary(model, settings, stats, throughput.REFERENCE_GPU)["tokens_per_s"]
+        ]
+    ]
+    return round(math.exp(statistics.mean(logs)), 2)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fit", action="store_true", help="also print the fitted constants")
     parser.add_argument(
         "--fit-steps", action="store_true", help="also a padded or grouped step's constants"
+    )
+    parser.add_argument(
+        "--fit-whole", action="store_true", help="also the whole runs' pace over the short ones'"
     )
     args = parser.parse_args()
     rows = load_rows()
@@ -230,6 +264,14 @@ def main() -> None:
 
         with tempfile.TemporaryDirectory() as work:
             print(json.dumps({"fit_steps": fit_steps(rows, replanned_rows(Path(work)))}))
+    if args.fit_whole:
+        import tempfile
+
+        from run_time_rows import replanned_rows
+
+        with tempfile.TemporaryDirectory() as work:
+            pace = fit_whole_run_pace(replanned_rows(Path(work)))
+            print(json.dumps({"fit_whole": {"WHOLE_RUN_PACE": pace}}))
 
 
 if __name__ == "__main__":

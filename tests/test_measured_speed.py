@@ -26,7 +26,7 @@ def test_the_next_plan_on_that_card_runs_at_the_pace_the_runs_measured(cli):
     args = ("--gpu", "RTX 4090", "--dataset", "demo", "--set", "memory.backend=unsloth")
     before = plan_json(cli, *args)
     assert "corrected" not in before["throughput_basis"]
-    assert before["throughput_basis"].endswith("±35 % until a run on this card measures its pace")
+    assert before["throughput_basis"].endswith("±50 % until a run on this card measures its pace")
     write_store(ran(1300.0), ran(1360.0), ran(1500.0))  # slower than planned: a slow host
     after = plan_json(cli, *args)
     assert after["settings"] == before["settings"]  # speed is scored relatively: same pick

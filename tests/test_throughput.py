@@ -153,20 +153,23 @@ def test_importing_throughput_keeps_plan_torch_free():
 # whole run's s), as docs/BENCHMARKS.md tables it; the rows' own `predicted_*` are the
 # planner of their day
 WHOLE_RUNS_PLANNED = {
-    ("gemma9b-liger-1024", 5635): (2455, 365.6),
-    ("qwen1.5b-unsloth-1024", 12045): (3331, 559.4),
-    ("gemma2b-hf-ckpt-padded-1024", 5560): (1787, 472.9),
-    ("qwen7b-hf-ckpt-512", 4162): (1630, 395.1),
-    ("qwen7b-liger-2048", 4646): (1687, 430.0),
-    ("llama8b-liger-2048", 3633): (1559, 373.1),
-    ("qwen7b-liger-2048", 2782): (1687, 274.3),
-    ("qwen7b-liger-2048", 4441): (1687, 412.9),
-    ("gemma9b-liger-1024", 6930): (2455, 439.9),
-    ("qwen3-8b-liger-ckpt-packed-2048", 4744): (4489, 182.4),
-    ("mistral7b-hf-ckpt-1024", 3399): (1500, 360.8),
-    ("qwen7b-hf-ckpt-512", 3289): (1630, 320.8),
-    ("qwen3-8b-unsloth-packed-1024", 9914): (5085, 336.9),
-    ("mistral7b-hf-ckpt-1024", 1890): (1500, 219.0),
+    ("gemma9b-liger-1024", 5635): (2749, 329.7),
+    ("qwen1.5b-unsloth-1024", 12045): (3731, 503.9),
+    ("gemma2b-hf-ckpt-padded-1024", 5560): (2001, 424.3),
+    ("qwen7b-hf-ckpt-512", 4162): (1825, 355.4),
+    ("qwen7b-liger-2048", 4646): (1889, 386.6),
+    ("llama8b-liger-2048", 3633): (1746, 336.0),
+    ("qwen7b-liger-2048", 2782): (1889, 247.7),
+    ("qwen7b-liger-2048", 4441): (1889, 371.4),
+    ("gemma9b-liger-1024", 6930): (2749, 396.1),
+    ("qwen3-8b-liger-ckpt-packed-2048", 4744): (5028, 165.8),
+    ("mistral7b-hf-ckpt-1024", 3399): (1680, 324.6),
+    ("qwen7b-hf-ckpt-512", 3289): (1825, 289.0),
+    ("qwen3-8b-unsloth-packed-1024", 9914): (5696, 306.9),
+    ("mistral7b-hf-ckpt-1024", 1890): (1680, 198.0),
+    ("mistral7b-hf-ckpt-1024", 1593): (1680, 173.1),
+    ("llama8b-v32k-hf-ckpt-1024", 2006): (1680, 207.7),
+    ("mistral7b-hf-ckpt-1024", 1757): (1680, 186.9),
 }
 
 
@@ -190,32 +193,43 @@ def whole_runs(replanned) -> list[tuple[str, dict, dict]]:
 
 
 def test_whole_runs_are_predicted_within_the_goal(whole_runs):
-    """The speed model's fitting runs (nine short Llama ones, b8 x 1,024) and the held-out
-    whole runs (docs/BENCHMARKS.md, "A step's fixed part, by configuration" to "Machine E"),
-    uncorrected: fitting runs 4.7 % median / 8.0 % worst; held out (14 runs) 14.9 % / 34.3 %:
-    Qwen2.5-7B Liger b4 x 2,048 planned 26.5 % fast on one machine and 21.9 % and 19.4 %
-    slow on two others (one configuration's pace differs by 1.6x between H100 machines);
-    every HF + checkpointing run of a family other than Llama planned slow (-9.1 to -34.3 %,
-    five runs on four machines; HF's step constant was fitted on Llama rows only).
-    The goal (10 % median, 20 % worst held out) is not met uncorrected; corrected by the
+    """The speed model's fitting runs (nine short Llama ones, b8 x 1,024: compared at a short
+    run's pace) and the held-out whole runs (docs/BENCHMARKS.md, "A step's fixed part, by
+    configuration" to "Machine F"), uncorrected: fitting runs 4.7 % median / 8.0 % worst;
+    held out (17 runs on seven machines) 6.6 % median, the goal's 10 % met; worst 48.0 %,
+    the goal's 20 % not: one machine ran Qwen2.5-7B and Llama-3.1-8B Liger b4 x 2,048 at
+    0.68-0.71x their plan, where two others ran the same Qwen configuration at 1.11-1.14x
+    (one configuration's pace differs by 1.6x between H100 machines). Corrected by the
     machine's own runs, see below."""
+    pace = throughput.WHOLE_RUN_PACE
     errors = {"fit": [], "held out": [], "calibration": []}
     signed = {"fit": [], "held out": [], "calibration": []}
     for group, row, planned in whole_runs:
-        signed[group].append((row, planned["tokens_per_s"] / row["measured_tokens_per_s"] - 1))
-        errors[group].append(abs(signed[group][-1][1]))
+        short = pace if group == "fit" else 1.0  # the fitting runs are short ones
+        error = planned["tokens_per_s"] / short / row["measured_tokens_per_s"] - 1
+        signed[group].append((row, error))
+        errors[group].append(abs(error))
     assert len(errors["fit"]) == 9 and max(errors["fit"]) < 0.09
     held = errors["held out"]
-    assert len(held) == 14 and statistics.median(held) < 0.15
-    assert sorted(held)[6] < 0.125 and max(held) < 0.35
-    hf_elsewhere = [
-        error
-        for row, error in signed["held out"]
-        if row["settings"]["memory.backend"] == "hf" and not row["arch"].startswith("llama")
-    ]
-    assert len(hf_elsewhere) == 5 and max(hf_elsewhere) < -0.09
+    assert len(held) == 17 and statistics.median(held) < 0.07 < 0.10
+    assert sorted(held)[-3] < 0.27 and max(held) < 0.49
+    slow_machine = sorted(signed["held out"], key=lambda pair: pair[1])[-2:]
+    assert {row["file"] for row, _ in slow_machine} == {
+        "run-time-heldout-b4-2048-h100-2026-12-06.jsonl"
+    }
     # what the plan says of a first run on a machine: the worst, rounded up to 5 %
     assert measured_speed.FIRST_RUN_SPREAD == math.ceil(max(held) * 20) / 20
+
+
+def test_whole_runs_run_faster_than_the_short_fitting_runs(replanned):
+    """WHOLE_RUN_PACE is the fit of the calibration runs (whole runs of the fitting
+    configurations, one per machine C-F), and only of them: they ran 0.88-1.26x the short
+    runs' pace, three of four faster; the held-out runs took no part."""
+    from throughput_fit import fit_whole_run_pace
+
+    assert fit_whole_run_pace(replanned) == throughput.WHOLE_RUN_PACE
+    calibration = [row["arch"] for group, row, *_ in replanned if group == "calibration"]
+    assert calibration == ["llama-3.1-8b"] * 4
 
 
 def test_whole_held_out_runs_are_predicted_as_their_table_says(whole_runs):
@@ -237,16 +251,20 @@ def test_whole_held_out_runs_are_predicted_as_their_table_says(whole_runs):
 # that machine in the store: (machine, case) -> (tokens/s, whole run's s), with what was
 # measured in docs/BENCHMARKS.md; the calibration runs had no earlier run: uncorrected
 REPLAYED = {
-    ("C", "fit-llama8b-liger"): (2914, 223.0),
-    ("C", "qwen7b-liger-2048"): (1970, 357.1),  # measured 2,094, 332.0 s
-    ("D", "fit-llama8b-liger"): (2914, 223.0),
-    ("D", "gemma9b-liger-1024"): (3027, 362.6),  # measured 2,678, 401.4 s
-    ("D", "qwen3-8b-liger-ckpt-packed-2048"): (5217, 160.7),  # 5,100, 156.0 s: not 5 min
-    ("D", "mistral7b-hf-ckpt-1024"): (1500, 360.8),  # 2,284, 236.1 s: no HF run to correct it
-    ("E", "fit-llama8b-hf-ckpt"): (1485, 233.5),  # 1,302, 256.9 s
-    ("E", "qwen7b-hf-ckpt-512"): (1429, 362.5),  # 1,983, 263.7 s
-    ("E", "qwen3-8b-unsloth-packed-1024"): (5085, 336.9),  # 5,001, 333.6 s: no Unsloth run
-    ("E", "mistral7b-hf-ckpt-1024"): (1570, 210.2),  # 2,063, 156.5 s
+    ("C", "fit-llama8b-liger", 3862): (3264, 202.0),  # measured 3,405, 196.6 s
+    ("C", "qwen7b-liger-2048", 4441): (1971, 357.1),  # 2,094, 332.0 s
+    ("D", "fit-llama8b-liger", 3862): (3264, 202.0),  # 3,593, 185.8 s
+    ("D", "gemma9b-liger-1024", 6930): (3027, 362.6),  # 2,678, 401.4 s
+    ("D", "qwen3-8b-liger-ckpt-packed-2048", 4744): (5214, 160.8),  # 5,100, 156.0 s: not 5 min
+    ("D", "mistral7b-hf-ckpt-1024", 3399): (1680, 324.6),  # 2,284, 236.1 s: no HF run before
+    ("E", "fit-llama8b-hf-ckpt", 1996): (1664, 211.2),  # 1,302, 256.9 s
+    ("E", "qwen7b-hf-ckpt-512", 3289): (1429, 362.5),  # 1,983, 263.7 s
+    ("E", "qwen3-8b-unsloth-packed-1024", 9914): (5696, 306.9),  # 5,001, 333.6 s: no Unsloth run
+    ("E", "mistral7b-hf-ckpt-1024", 1890): (1571, 210.2),  # 2,063, 156.5 s
+    ("F", "mistral7b-hf-ckpt-1024", 1593): (1680, 173.1),  # 1,656, 170.4 s
+    ("F", "fit-llama8b-hf-ckpt", 1737): (1664, 189.2),  # 1,875, 162.2 s: within Mistral's band
+    ("F", "llama8b-v32k-hf-ckpt-1024", 2006): (1893, 186.9),  # 1,648, 196.4 s
+    ("F", "mistral7b-hf-ckpt-1024", 1757): (1680, 186.9),  # 1,795, 165.2 s
 }
 
 
@@ -254,15 +272,20 @@ def test_held_out_runs_planned_with_their_machines_correction(replanned, tmp_pat
     """The product as a user meets it: a run of at least 90 s of steps leaves its measured
     tokens/s in the store, and the next plan on that machine and backend is scaled by it
     (run_time_rows.replayed runs each machine's rows in order through the real store). The
-    three held-out Liger runs planned so: tokens/s -5.9, +13.1, +2.3 %; wall time of the
-    two of at least 5 min +7.6 and -9.7 %. Under HF the Llama calibration did not carry to
-    other families (machine E: Llama-3.1-8B ran 0.88x its plan on the freshly started
-    machine, Qwen2.5-7B and Mistral-7B after it 1.22x and 1.37x theirs): corrected -28.0 and
-    -23.9 %, uncorrected -17.8 and -27.3 % (docs/BENCHMARKS.md, "Machine E")."""
+    three held-out Liger runs planned so: tokens/s -5.9, +13.1, +2.2 %; wall time of the
+    two of at least 5 min +7.6 and -9.7 %. Under HF a machine's first run did not carry to
+    the next: machine E's Llama-3.1-8B, the freshly started machine's first, ran 0.78x its
+    plan and Qwen2.5-7B and Mistral-7B after it 1.09x and 1.32x theirs (corrected -28.0 and
+    -23.8 %); machine F's Llama-3.1-8B ran 1.13x, and Llama with Mistral's vocabulary after
+    it 0.99x (+14.9 % corrected): two runs of one configuration on one machine differ by up
+    to 8 % (Mistral-7B on F, 1,656 then 1,795 tokens/s) (docs/BENCHMARKS.md, "Machine F")."""
     from run_time_rows import replayed
 
     monkeypatch.setenv("FINETUNE_TUI_DATA_DIR", str(tmp_path))
-    runs = {(machine, row["case"]): (row, plan) for machine, row, plan in replayed(replanned, H100)}
+    runs = {
+        (machine, row["case"], row["samples"]): (row, plan)
+        for machine, row, plan in replayed(replanned, H100)
+    }
     assert set(runs) == set(REPLAYED)
     corrected = []
     for key, (tokens_per_s, total_s) in REPLAYED.items():
@@ -277,6 +300,7 @@ def test_held_out_runs_planned_with_their_machines_correction(replanned, tmp_pat
         "qwen3-8b-liger-ckpt-packed-2048",
         "qwen7b-hf-ckpt-512",
         "mistral7b-hf-ckpt-1024",
+        "llama8b-v32k-hf-ckpt-1024",
     ]
 
     def error(row):
@@ -285,7 +309,11 @@ def test_held_out_runs_planned_with_their_machines_correction(replanned, tmp_pat
     liger = [abs(error(r)) for r in corrected if r["settings"]["memory.backend"] == "liger"]
     assert statistics.median(liger) < 0.06 and max(liger) < 0.14
     hf = [error(r) for r in corrected if r["settings"]["memory.backend"] == "hf"]
-    assert hf == [pytest.approx(-0.280, abs=0.005), pytest.approx(-0.239, abs=0.005)]
+    assert hf == [
+        pytest.approx(-0.280, abs=0.005),
+        pytest.approx(-0.238, abs=0.005),
+        pytest.approx(+0.149, abs=0.005),
+    ]
     long_runs = [r for r in corrected if r["process_wall_s"] >= 300]
     assert len(long_runs) == 2
     assert all(
@@ -343,8 +371,12 @@ def test_a_short_step_costs_a_fixed_part_and_its_padded_tokens(llama8b):
     assert 0 < fixed < small[0] and small[1] < per_token
     one = throughput.STEP_FIXED_S + 32 * throughput.LAYER_FIXED_S[("hf", True)]
     none = throughput.STEP_FIXED_S + 32 * throughput.LAYER_FIXED_S[("hf", False)]
-    full_s = {  # what the full-length model takes a step of each to cost
-        name: 8 * 1024 / throughput.predicted_throughput(llama8b, s, None, H100).tokens_per_s
+    full_s = {  # what the full-length model takes a step of each to cost (the short runs'
+        # pace: the step constants were fitted on them, whole runs run WHOLE_RUN_PACE faster)
+        name: 8
+        * 1024
+        * throughput.WHOLE_RUN_PACE
+        / throughput.predicted_throughput(llama8b, s, None, H100).tokens_per_s
         for name, s in (("on", grouped), ("off", without))
     }
     assert fixed * full_s["on"] == pytest.approx(one)
