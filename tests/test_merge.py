@@ -387,3 +387,30 @@ def test_an_adapter_cut_short_is_one_line_for_merge_and_compare(
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and said in lines[0] and "internal error" not in lines[0]
     assert not (tmp_path / "merged").exists()
+
+
+def test_merge_refuses_a_base_stored_4bit_by_bitsandbytes(
+    cli, merge_template, tmp_path, no_loading
+):
+    """A run trained on a *-bnb-4bit copy: its base has no 16-bit weights; merging would
+    round the adapter's update into 4-bit ones (the quality drop merge exists to avoid)."""
+    import json
+
+    import yaml
+
+    from finetune_tui.engine.common.demo import ensure_demo_model
+
+    base = tmp_path / "demo-bnb-4bit"
+    shutil.copytree(ensure_demo_model(), base)
+    config = json.loads((base / "config.json").read_text())
+    config["quantization_config"] = {"quant_method": "bitsandbytes", "load_in_4bit": True}
+    (base / "config.json").write_text(json.dumps(config))
+    run = copy_finished_run(merge_template, tmp_path / "run")
+    settings = yaml.safe_load((run / "settings.yaml").read_text())
+    settings["model"]["name_or_path"] = str(base)
+    (run / "settings.yaml").write_text(yaml.safe_dump(settings))
+    result = cli("merge", str(run), "-o", str(tmp_path / "merged"))
+    assert result.returncode == 2, result.stderr
+    line = result.stderr.strip()
+    assert len(line.splitlines()) == 1 and "stored fp4 by bitsandbytes" in line, line
+    assert not (tmp_path / "merged").exists()

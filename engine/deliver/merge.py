@@ -71,6 +71,7 @@ def merge_run(
         return check_full_run(run_dir, settings)
     adapter = adapter_folder(run_dir)
     check_output_free(output)
+    check_base_unquantised(settings)
     from ..train.loading import resolve_model_path
 
     model_path = resolve_model_path(settings.model.name_or_path)
@@ -111,6 +112,27 @@ def read_run_settings(run_dir: Path) -> TrainSettings:
         raise InputError(f"{run_dir}: not a run folder (no {SETTINGS_FILE})")
     refuse_while_training(run_dir, "merge it")  # its adapter is replaced when it ends
     return load_preset(run_dir / SETTINGS_FILE, saved_run=True)
+
+
+def check_base_unquantised(settings: TrainSettings) -> None:
+    """A base whose checkpoint stores its weights 4/8-bit by bitsandbytes has no 16-bit
+    weights to merge into: merging would round the adapter's update into them. MXFP4 / FP8
+    bases load dequantised, as in training."""
+    from ..inspect.models import load_config
+    from ..inspect.stored_quantization import stored_quantization
+
+    name = settings.model.name_or_path
+    try:
+        stored = stored_quantization(name, load_config(name))
+    except InputError:  # not planned from a config here: the loader judges it
+        return
+    if stored is not None and stored.bitsandbytes:
+        raise InputError(
+            f"{name}: its weights are stored {stored.loads_as} by bitsandbytes, with no 16-bit "
+            "copy to merge the adapter into (rounding the update into them loses it); serve "
+            "the adapter on this base (vLLM and Ollama load LoRA adapters), or train on the "
+            "16-bit model it was quantised from"
+        )
 
 
 def adapter_folder(run_dir: Path) -> Path:
