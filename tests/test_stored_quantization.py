@@ -156,3 +156,10 @@ def test_the_formats_plan_reads_from_source_are_the_ones_the_recipe_loads_dequan
         if method == "compressed-tensors":  # its config is built only with its own library
             continue
         assert (method in read) == (dequantizing_config(method) is not None), method
+
+
+def test_the_model_screen_says_how_stored_weights_train():
+    from finetune_tui.tui.screens.model import model_summary
+
+    assert "Weights stored as mxfp4: they train as 16-bit" in model_summary("openai/gpt-oss-20b")
+    assert "Weights stored" not in model_summary("meta-llama/Llama-3.1-8B")

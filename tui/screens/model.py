@@ -90,5 +90,13 @@ def model_summary(name: str, hardware=None) -> str:
         f"{f' ({format_params(info.params_active)} active)' if info.is_moe else ''}  "
         f"{info.num_layers} layers  hidden {info.hidden_size}  vocab {info.vocab_size}  "
         f"context {info.max_context}\nLoRA targets: {shown(', '.join(info.lora_targets))}\n"
-        f"Backends: {backends}"
+        f"Backends: {backends}{stored_line(info.stored)}"
     )
+
+
+def stored_line(stored) -> str:
+    """A checkpoint stored quantised: what its weights train as."""
+    if stored is None:
+        return ""
+    trains = "16-bit (dequantised as they load)" if stored.loads_as == "none" else stored.loads_as
+    return f"\nWeights stored as {shown(stored.method)}: they train as {trains}"

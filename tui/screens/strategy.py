@@ -130,7 +130,13 @@ class StrategyScreen(Screen):
 
     @on(Button.Pressed, "#reset")
     def action_reset(self) -> None:
-        result = recommend(self.app.hardware, self.app.state.settings)
+        try:
+            result = recommend(self.app.hardware, self.app.state.settings)
+        except Exception as exc:  # nothing to recommend (say, full fine-tuning of 4-bit
+            # weights): the planner's one line, the form kept
+            status = self.query_one("#strategy-status", Static)
+            status.update(f"[red]{escape(str(exc))}[/red]")
+            return
         if result is None:
             self.notify("no recommendation available (planner or hardware facts missing)")
             return
