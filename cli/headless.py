@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import subprocess
 import sys
 import threading
@@ -161,7 +162,7 @@ def _detach(run_dir: Path, settings: TrainSettings) -> int:
     write_pid(run_dir, process.pid)
     say(str(run_dir))
     say(f"started in the background (pid {process.pid}); log: {run_dir / LOG_FILE}")
-    say(f"watch it: finetune-tui attach {run_dir}")
+    say(f"watch it: finetune-tui attach {shlex.quote(str(run_dir))}")
     return 0
 
 

@@ -126,7 +126,7 @@ def test_a_closed_terminal_or_sigterm_mid_training_saves_before_the_wizard_leave
 
 def test_detach_then_runs_then_attach(tmp_path):
     env = cli_env(tmp_path)
-    run_dir = tmp_path / "data" / "runs" / "bg"
+    run_dir = tmp_path / "data" / "runs" / "bg run"  # a space: the printed command quotes it
     started = subprocess.run(
         [
             EXE,
@@ -153,7 +153,9 @@ def test_detach_then_runs_then_attach(tmp_path):
     assert str(run_dir) in started.stdout
     listing = subprocess.run([EXE, "runs"], capture_output=True, text=True, env=env)
     assert "bg" in listing.stdout and "running" in listing.stdout
-    tmux = Tmux("ft-attach", f"{EXE} attach {run_dir}", env)
+    watch = next(line for line in started.stdout.splitlines() if line.startswith("watch it: "))
+    pasted = watch.removeprefix("watch it: ").replace("finetune-tui", EXE, 1)  # as typed
+    tmux = Tmux("ft-attach", pasted, env)
     try:
         tmux.wait_for("attached to", 60)
         tmux.wait_for("step", 180)

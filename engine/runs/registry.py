@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -43,7 +44,7 @@ def register_run(run_dir: Path) -> None:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         _warn(
             f"{registry}: cannot record the run in the run registry ({reason}); the run goes "
-            f"on, and `finetune-tui runs {run_dir.parent}` lists it"
+            f"on, and `finetune-tui runs {shlex.quote(str(run_dir.parent))}` lists it"
         )
 
 
