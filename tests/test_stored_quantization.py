@@ -46,6 +46,20 @@ def test_a_bitsandbytes_4bit_checkpoint_is_planned_as_it_loads():
     assert pinned.reasons["quantization.mode"].startswith("none: the run refuses it: ")
 
 
+@pytest.mark.parametrize(
+    ("stored", "mode"),
+    [
+        ({"quant_method": "bitsandbytes", "load_in_8bit": True}, "8bit"),
+        ({"quant_method": "bitsandbytes", "load_in_4bit": True}, "fp4"),  # the type's default
+    ],
+)
+def test_8bit_and_fp4_copies_are_planned_as_stored(stored, mode):
+    """Only NF4 was a candidate: every other mode ruled out left nothing to plan."""
+    chosen = plan(LLAMA | {"quantization_config": stored}, gpu="H100")
+    assert chosen.settings.quantization.mode == mode
+    assert f"stored {mode} by bitsandbytes" in chosen.reasons["quantization.mode"]
+
+
 def test_full_fine_tuning_of_stored_4bit_weights_is_one_line_not_a_crash():
     """Every value of a free field ruled out left no candidate: max() of an empty list."""
     with pytest.raises(SettingsError) as caught:

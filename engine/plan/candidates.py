@@ -78,7 +78,9 @@ def score_candidates(model, base, fixed, unavailable, hardware, stats=None) -> l
     """Every candidate around `base` (pinned fields kept), scored."""
     return [
         score_one(model, candidate, hardware, stats)
-        for candidate in _candidates(base, fixed, unavailable, hardware, stats is not None)
+        for candidate in _candidates(
+            base, fixed, unavailable, hardware, stats is not None, model.stored
+        )
     ]
 
 
@@ -92,7 +94,12 @@ def score_one(model, settings: TrainSettings, hardware, stats=None) -> Scored:
 
 
 def _candidates(
-    base: TrainSettings, fixed, unavailable: dict[str, str], hardware: Hardware, lengths: bool
+    base: TrainSettings,
+    fixed,
+    unavailable: dict[str, str],
+    hardware: Hardware,
+    lengths: bool,
+    stored=None,
 ):
     def options(field: str, values):
         if field in fixed:
@@ -103,6 +110,8 @@ def _candidates(
     pinned = set(BATCH_FIELDS) & set(fixed)
     full, d = base.training.method == "full", base.distributed
     quantizations = ("none",) if full else ("none", "nf4")  # full trains 16-bit weights
+    if stored is not None and stored.loads_as not in quantizations:  # 8-bit, FP4 as stored
+        quantizations += (stored.loads_as,)
     unsloth = unsloth_refusal(base.training.method, d.world_size, d.launched) is None
     backends = ("hf", "liger", "unsloth") if unsloth else ("hf", "liger")
     runs = STRATEGIES[base.distributed.strategy].optimizers
