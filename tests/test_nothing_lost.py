@@ -217,6 +217,34 @@ def test_export_never_overwrites_its_inputs_or_existing_files(cli, tmp_path):
     assert job.read_text() == DEMO_PRESET.read_text()
 
 
+def test_export_force_never_writes_over_a_device_a_pipe_or_into_the_model_folder(cli, tmp_path):
+    """--force replaced /dev/null (run as root) and a FIFO with the script, and wrote the
+    script over the model's own config.json: --force replaces plain files of the user's.
+    (A device follows the FIFO's rule, safe_io.entry_problem; not tried here on /dev/null.)"""
+    import os
+    import shutil
+
+    from finetune_tui.engine.common.demo import ensure_demo_model
+
+    fifo = tmp_path / "pipe.py"
+    os.mkfifo(fifo)
+    model = tmp_path / "model"
+    shutil.copytree(ensure_demo_model(), model)
+    config = (model / "config.json").read_bytes()
+    cases = {
+        str(fifo): "is a pipe, socket or device; export writes plain files only",
+        str(model / "config.json"): "an input of this export",
+        str(model / "train.py"): f"inside {model.resolve()}, an input of this export",
+    }
+    for output, message in cases.items():
+        result = cli(
+            "export", "--set", f"model.name_or_path={model}", "-o", output, "--force"
+        )  # fmt: skip
+        assert message in one_line_error(result), output
+    assert fifo.is_fifo() and (model / "config.json").read_bytes() == config
+    assert not (model / "train.py").exists() and not (model / "train.yaml").exists()
+
+
 def test_export_quotes_the_commands_it_prints(cli, tmp_path):
     out = tmp_path / "my job's dir" / "train $HOME.py"
     result = cli("export", "--preset", str(DEMO_PRESET), "-o", str(out))

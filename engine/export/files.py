@@ -88,18 +88,26 @@ def export_run(
 
 
 def check_export_targets(outputs: list[Path], inputs: tuple[Path, ...], force: bool) -> None:
-    """Refuse to write over an input, a directory, another output or (unless forced) a file."""
+    """Refuse to write over an input or into an input folder (the model's), a directory, a
+    device or pipe, another output, or (unless forced) a file."""
     if len({_identity(p) for p in outputs}) < len(outputs):
         raise InputError(
             f"{outputs[0]}: the script and its preset would be the same file; "
             "name the script with .py"
         )
     protected = {_identity(Path(p).expanduser()) for p in inputs}
+    folders = [Path(p).expanduser().resolve() for p in inputs if Path(p).expanduser().is_dir()]
     for path in outputs:
         if path.is_dir():
             raise InputError(f"{path}: is a directory; give a file name such as {path}/train.py")
         if _identity(path) in protected:
             raise InputError(f"{path}: is an input of this export; it is never overwritten")
+        inside = next((f for f in folders if f in path.resolve().parents), None)
+        if inside is not None:
+            raise InputError(f"{path}: inside {inside}, an input of this export; never written")
+        problem = entry_problem(path)
+        if problem and problem != "is a symbolic link":  # a link is replaced, not followed
+            raise InputError(f"{path}: {problem}; export writes plain files only")
         if (path.exists() or path.is_symlink()) and not force:
             raise OutputExistsError(f"{path}: exists; use --force to replace it, or another -o")
 
