@@ -76,6 +76,13 @@ def test_exported_script_reproduces_the_in_process_losses(tmp_path):
     )
     assert any("lora_B" in name for name, _ in model.named_parameters())
 
+    # the run's own script, run again as it is, wrote its adapter over the run's: refused
+    adapter = (tmp_path / "run" / "adapter" / "adapter_model.safetensors").read_bytes()
+    again = run_exported(tmp_path, tmp_path / "run" / "export" / "train.py", "--max-steps", "1")
+    assert again.returncode == 1 and "Traceback" not in again.stderr
+    assert again.stderr.strip().endswith("never writes over it: give another --output")
+    assert (tmp_path / "run" / "adapter" / "adapter_model.safetensors").read_bytes() == adapter
+
 
 def test_script_is_standalone():
     script = render_script(load_preset(DEMO_PRESET), {})

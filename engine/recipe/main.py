@@ -164,6 +164,12 @@ def main():
 
     model_path, data_path = located(MODEL, DATA)
     output = Path(OUTPUT)
+    for kept in ("adapter", "model", "checkpoints"):  # a finished run's, this script's
+        if (output / kept).is_dir() and any((output / kept).iterdir()):
+            raise SystemExit(
+                f"{output / kept}: holds what an earlier run trained; this script never "
+                "writes over it: give another --output"
+            )
     output.mkdir(parents=True, exist_ok=True)
     tokenizer = load_tokenizer(model_path, TRUST_REMOTE_CODE)
     records = read_records(data_path)
