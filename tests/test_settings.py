@@ -35,6 +35,13 @@ def test_empty_preset_means_defaults(tmp_path):
             "p.yaml:3: lora.alhpa: unknown key (did you mean 'alpha'?)",
         ),
         ("trainig:\n  seed: 1\n", "p.yaml:1: trainig: unknown key (did you mean 'training'?)"),
+        # a key that is no identifier: named as typed, on its own line (was an IndexError,
+        # or the section named with the section suggested)
+        (
+            "training:\n  learning-rate: 0.001\n",
+            "p.yaml:2: training.learning-rate: unknown key (did you mean 'learning_rate'?)",
+        ),
+        ("my-section:\n  r: 1\n", "p.yaml:1: my-section: unknown key"),
         (
             "training:\n  micro_batch_size: many\n",
             "p.yaml:2: training.micro_batch_size: must be an integer",
@@ -176,3 +183,11 @@ def test_deepspeed_refuses_an_optimizer_it_does_not_run(tmp_path):
     preset.write_text("training:\n  optimizer: adamw_8bit\ndistributed:\n  strategy: deepspeed\n")
     with pytest.raises(SettingsError, match=r"training.optimizer: deepspeed runs its own AdamW"):
         load_preset(preset)
+
+
+@pytest.mark.parametrize("item", [".=1", ".lora=1", "lora.=1", "lora..r=1"])
+def test_a_set_key_with_an_empty_part_is_one_line(item):
+    from finetune_tui.engine.settings.overrides import apply_overrides
+
+    with pytest.raises(SettingsError, match="expected KEY=VALUE"):
+        apply_overrides({}, [item])

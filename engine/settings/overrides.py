@@ -40,7 +40,7 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
     for item in overrides:
         key, sep, raw = item.partition("=")
         key = key.strip()
-        if not sep or not key:
+        if not sep or not key or not all(part.strip() for part in key.split(".")):
             raise SettingsError(f"--set {item!r}: expected KEY=VALUE, e.g. lora.r=32")
         try:
             value = yaml.safe_load(raw) if raw.strip() else None
@@ -68,12 +68,12 @@ def assign(data: dict, parts: list[str], value: Any, item: str) -> None:
 def _describe(exc: ValidationError, source: str, root: Any, overridden: set[str]) -> str:
     errors = exc.errors()
     first = _located(errors[0])
-    loc = [str(p) for p in first["loc"] if _is_field_name(p)]
+    loc = _field_path(first)
     field = ".".join(loc) if loc else "(top level)"
     if any(_same_branch(field, key) for key in overridden):
         where = "--set"
     else:
-        line = _line_of(root, first["loc"])
+        line = _line_of(root, loc)
         where = f"{source}:{line}" if line else source
     message = _message(first, loc)
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
@@ -91,6 +91,15 @@ def _located(error: dict) -> dict:
     if not all(p.isidentifier() for p in parts):
         return error
     return {**error, "loc": tuple(parts)}  # _message drops the field from the text
+
+
+def _field_path(error: dict) -> list[str]:
+    """The error's location as keys: pydantic's union-branch tags (`list[str]`) left out,
+    but an unknown key kept whatever it is spelled (`learning-rate`: the typo to name)."""
+    loc = [str(p) for p in error["loc"]]
+    if error["type"] == "extra_forbidden" and loc:
+        return [p for p in loc[:-1] if _is_field_name(p)] + [loc[-1]]
+    return [p for p in loc if _is_field_name(p)]
 
 
 def _is_field_name(part: object) -> bool:
@@ -137,6 +146,8 @@ def _message(error: dict, loc: list[str]) -> str:
 
 def _suggestion(loc: list[str]) -> str:
     """Closest valid key for a typo, from the schema itself."""
+    if not loc:
+        return ""
     model: type[BaseModel] = TrainSettings
     for part in loc[:-1]:
         info = model.model_fields.get(part)
@@ -147,10 +158,10 @@ def _suggestion(loc: list[str]) -> str:
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
-def _line_of(root: Any, loc: tuple) -> int | None:
+def _line_of(root: Any, loc: list[str]) -> int | None:
     """1-based line of the deepest YAML node on `loc` (the key itself when it exists)."""
     node, line = root, None
-    for part in (p for p in loc if _is_field_name(p)):
+    for part in loc:
         if not isinstance(node, yaml.MappingNode):
             break
         for key_node, value_node in node.value:
