@@ -113,8 +113,24 @@ def test_nested_text_settings_of_a_multimodal_config():
             {"model_type": "deepseek_v2", "kv_lora_rank": "512"},
             "'kv_lora_rank' is '512', not an integer",
         ),
+        ({"num_key_value_heads": 3}, "3 key/value heads do not divide the 32 attention heads"),
+        ({"num_key_value_heads": 64}, "64 key/value heads do not divide the 32"),
+        ({"max_position_embeddings": "8192"}, "'max_position_embeddings' is '8192', not an"),
+        ({"max_position_embeddings": -5}, "'max_position_embeddings' is -5; it must be at least"),
     ],
-    ids=["experts", "top-k", "sparse-step", "tie", "huge", "type", "latent-rank"],
+    ids=[
+        "experts",
+        "top-k",
+        "sparse-step",
+        "tie",
+        "huge",
+        "type",
+        "latent-rank",
+        "kv-groups",
+        "kv-above",
+        "context-text",
+        "context-negative",
+    ],
 )
 def test_every_size_a_family_reads_is_checked_and_named(change, message):
     """Expert counts, routing, latent ranks and the tie were read as they came: -8 experts

@@ -43,6 +43,18 @@ def test_a_damaged_safetensors_file_is_one_line_before_anything_is_written(
     assert sorted(p.name for p in tmp_path.iterdir()) == before
 
 
+def test_key_value_heads_that_do_not_group_the_heads_are_refused_before_the_run(tmp_path):
+    """transformers builds such a model and fails at the first step, the run folder made."""
+    import json
+
+    folder, _ = _damaged_copy(tmp_path, lambda b: b)
+    config = json.loads((folder / "config.json").read_text())
+    config["num_key_value_heads"] = config["num_attention_heads"] - 1
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelError, match="key/value heads do not divide the"):
+        check_run_inputs(settings_from_overrides([f"model.name_or_path={folder}"]))
+
+
 def test_an_intact_copy_of_the_demo_model_passes(tmp_path):
     folder, _ = _damaged_copy(tmp_path, lambda b: b)
     check_run_inputs(settings_from_overrides([f"model.name_or_path={folder}"]))

@@ -234,6 +234,7 @@ SIZES_IF_SET = (  # null or left out: derived, or not this family's
     "qk_nope_head_dim",
     "qk_rope_head_dim",
     "v_head_dim",
+    "max_position_embeddings",  # the context: the advisor caps the length at it
 )
 COUNTS_IF_SET = ("first_k_dense_replace", "n_shared_experts", "shared_expert_intermediate_size")
 LARGEST_SIZE = 2**24  # no model's width, depth or vocabulary comes near: a typo or a forgery
@@ -364,9 +365,21 @@ def check_config_sizes(name: str, c: dict, required: bool = True) -> None:
                 f"{name}: config.json: '{key}' is {value}; no model's is above {LARGEST_SIZE:,}"
             )
     _check_routing(name, c)
+    _check_head_groups(name, c)
     tie = c.get("tie_word_embeddings")
     if tie is not None and type(tie) is not bool:  # "false" is a true string
         raise ModelError(f"{name}: config.json: 'tie_word_embeddings' is {tie!r}, not true/false")
+
+
+def _check_head_groups(name: str, c: dict) -> None:
+    """Each key/value head serves a whole group of query heads (transformers builds any
+    other count and fails at the first step)."""
+    heads, kv = c.get("num_attention_heads"), c.get("num_key_value_heads")
+    if type(heads) is int and type(kv) is int and kv > 0 and (kv > heads or heads % kv):
+        raise ModelError(
+            f"{name}: config.json: {kv} key/value heads do not divide the {heads} attention "
+            "heads into groups ('num_key_value_heads')"
+        )
 
 
 def _check_routing(name: str, c: dict) -> None:
