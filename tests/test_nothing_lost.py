@@ -407,6 +407,21 @@ def test_deeply_nested_input_is_one_line(cli, tmp_path):
     assert "nested too deeply" in one_line_error(result)
 
 
+def test_a_number_past_pythons_digit_limit_is_one_line(cli, tmp_path):
+    """json.loads refuses an integer of over 4,300 digits with a bare ValueError: it was an
+    internal error for a dataset line and a config.json."""
+    huge = "9" * 5000
+    data = tmp_path / "big.jsonl"
+    data.write_text('{"text": "a", "n": ' + huge + "}\n")
+    result = cli("plan", "--model", "demo", "--dataset", str(data))
+    assert f"{data}:1: a number too long to read" in one_line_error(result)
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text('{"hidden_size": ' + huge + "}")
+    result = cli("plan", "--model", str(model))
+    assert f"{model / 'config.json'}: a number too long to read" in one_line_error(result)
+
+
 def test_plan_with_a_config_that_is_not_an_object(cli, tmp_path):
     model = tmp_path / "model"
     model.mkdir()

@@ -76,6 +76,8 @@ def read_json(path: Path, limit: int, what: str = "JSON file"):
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise UnreadableFile(f"{path}:{exc.lineno}: invalid JSON ({exc.msg})") from None
+    except ValueError:  # an integer past Python's 4,300-digit conversion limit
+        raise UnreadableFile(f"{path}: a number too long to read (over 4,300 digits)") from None
     except RecursionError:
         raise UnreadableFile(f"{path}: JSON nested too deeply") from None
 

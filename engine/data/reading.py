@@ -144,6 +144,8 @@ def _parse_jsonl_line(line: str, where: str) -> Record:
         value = json.loads(line)
     except json.JSONDecodeError as exc:
         return Record(None, where, f"invalid JSON ({exc.msg})")
+    except ValueError:  # an integer past Python's 4,300-digit conversion limit
+        return Record(None, where, "a number too long to read (over 4,300 digits)")
     except RecursionError:
         return Record(None, where, "JSON nested too deeply")
     if not isinstance(value, dict):
