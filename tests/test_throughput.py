@@ -140,6 +140,26 @@ def test_every_known_card_has_a_peak_and_nvml_names_find_theirs():
     assert find_known_gpu(H100).name == "H100 80GB"
 
 
+@pytest.mark.parametrize(
+    ("name", "card"),
+    [
+        ("RTX4090", "RTX 4090"),
+        ("NVIDIA GeForce RTX 4060 Laptop GPU", "RTX 4060 Laptop 8GB"),
+        ("4090", "RTX 4090"),
+        ("NVIDIA L4", "L4 24GB"),
+        # a card only part of whose name is a known one's: another card, not that one
+        ("NVIDIA L40S", None),  # planned as an L4 (24 GB; an L40S has 48)
+        ("H20", None),  # planned as an H200
+        ("x", None),  # planned as an RTX 3060
+        ("24", None),
+        ("NVIDIA A10G", None),
+    ],
+)
+def test_a_card_is_found_by_whole_words_only(name, card):
+    found = find_known_gpu(name)
+    assert (found.name if found else None) == card
+
+
 def test_importing_throughput_keeps_plan_torch_free():
     run_python(
         "import sys\n"

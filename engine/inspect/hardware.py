@@ -90,28 +90,35 @@ def card_key(name: str) -> str:
 
 
 def find_known_gpu(name: str) -> KnownGPU | None:
-    """Loose match: 'RTX 4060 Laptop', '4090', 'h100' all find their card."""
-    wanted = _normalise(name)
+    """A card by its words, as a user types it ('RTX 4060 Laptop', '4090', 'h100') or NVML
+    names it ('NVIDIA H100 80GB HBM3'): whole words only, so an L40S is no L4 and an H20 no
+    H200 (a substring match planned them as those)."""
+    wanted = _words(name)
     if not wanted:
         return None
     for known in KNOWN_GPUS.values():
-        if _normalise(known.name) == wanted:
+        if wanted <= _words(known.name):  # the user's short form
             return known
-    matches = [k for k in KNOWN_GPUS.values() if wanted in _normalise(k.name)]
-    if matches:
-        return matches[0]
     return _by_model(wanted)
 
 
-def _by_model(wanted: str) -> KnownGPU | None:
+def _words(name: str) -> frozenset[str]:
+    """A card name's words, lower case, the vendor's own left out ('RTX4090' read as
+    'RTX 4090'): a word is a model ('h100', 'l4') or a size ('80gb'), never part of one."""
+    name = re.sub(r"nvidia|geforce|tesla", " ", name.lower())
+    return frozenset(re.findall(r"[a-z0-9]+", re.sub(r"rtx(?=\d)", "rtx ", name)))
+
+
+def _by_model(wanted: frozenset[str]) -> KnownGPU | None:
     """NVML's own names ('NVIDIA H100 80GB HBM3', 'NVIDIA A100-SXM4-80GB'): the card whose
-    model (its name less the memory size) the name holds, the longest such (A100 before A10),
+    model's words (its name less the memory size) the name holds, the one of most words,
     the one whose memory size it holds too where several share the model."""
     found = []
     for known in KNOWN_GPUS.values():
-        model = _normalise(re.sub(r"\s*\d+GB$", "", known.name))
-        if model and model in wanted:
-            found.append((len(model), f"{known.vram_gib:g}gb" in wanted, known))
+        model = _words(re.sub(r"\s*\d+GB$", "", known.name))
+        if model and model <= wanted:
+            size = _words(f"{known.vram_gib:g}GB") <= wanted
+            found.append((len(model), size, known))
     if not found:
         return None
     return max(found, key=lambda f: (f[0], f[1]))[2]
