@@ -191,3 +191,11 @@ def test_a_set_key_with_an_empty_part_is_one_line(item):
 
     with pytest.raises(SettingsError, match="expected KEY=VALUE"):
         apply_overrides({}, [item])
+
+
+def test_a_yaml_merge_key_is_read_as_yaml_reads_it(tmp_path):
+    """`<<: {...}` is YAML the safe loader takes; the duplicate-key check refused it."""
+    settings = load_preset(write(tmp_path, "lora:\n  <<: {r: 8, alpha: 3}\n  alpha: 16\n"))
+    assert (settings.lora.r, settings.lora.alpha) == (8, 16)
+    with pytest.raises(SettingsError, match="given twice"):
+        load_preset(write(tmp_path, "lora:\n  <<: {r: 8}\n  alpha: 16\n  alpha: 4\n"))
