@@ -68,10 +68,10 @@ def _check_run(args: argparse.Namespace) -> None:
 def compare_command(args: argparse.Namespace) -> int:
     from finetune_tui.engine.deliver.held_out import Prompt, held_out_prompts
     from finetune_tui.engine.deliver.run_model import load_run_model
+    from finetune_tui.engine.deliver.ship import check_new_file
 
-    out = Path(args.output).expanduser() if args.output else None
-    if out is not None and (out.exists() or out.is_symlink()):
-        raise OutputExistsError(f"{_shown(out)}: exists; compare never replaces a file")
+    # a new file in an existing folder, reached through real folders inside a run folder
+    out = check_new_file(Path(args.output).expanduser()) if args.output else None
     _check_run(args)
     texts = read_prompts(Path(args.prompts)) if args.prompts else None
     run = load_run_model(Path(args.run_dir))

@@ -346,6 +346,41 @@ def test_merge_refuses_a_run_that_is_still_training(cli, merge_template, tmp_pat
     assert not (tmp_path / "merged").exists()
 
 
+def test_ship_refuses_a_run_that_is_still_training(cli, merge_template, tmp_path):
+    """ship --to vllm wrote a serve script for the adapter the running run replaces."""
+    run = copy_finished_run(merge_template, tmp_path / "run")
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "finetune"])
+    try:
+        (run / "run.pid").write_text(f"{sleeper.pid}\n")
+        result = cli("ship", str(run), "--to", "vllm")
+    finally:
+        sleeper.kill()
+    assert result.returncode == 2 and "the run is still training; ship it once" in result.stderr
+    assert not list(run.glob("serve-*"))
+
+
+def test_merge_of_dot_writes_beside_the_run_and_compare_never_writes_through_a_link(
+    cli, merge_template, tmp_path, monkeypatch
+):
+    """`merge .` from inside a run named its output '.-merged', inside the run; compare -o
+    wrote through a link planted in the run folder (merge and ship refused it)."""
+    from finetune_tui.engine.deliver.model_folder import merged_folder
+
+    run = copy_finished_run(merge_template, tmp_path / "run")
+    monkeypatch.chdir(run)
+    assert merged_folder(Path(".")) == tmp_path / "run-merged"
+    monkeypatch.chdir(run / "adapter")
+    assert merged_folder(Path("..")) == tmp_path / "run-merged"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (run / "lnk").symlink_to(elsewhere)
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("Uppercase: abc\n")
+    result = cli("compare", str(run), "--prompts", str(prompts), "-o", str(run / "lnk" / "x.jsonl"))
+    assert result.returncode == 2 and "is a symbolic link inside the run folder" in result.stderr
+    assert list(elsewhere.iterdir()) == []
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
 def test_a_merge_ended_by_sigterm_or_sighup_leaves_no_half_written_folder(
     merge_template, tmp_path, signum
@@ -414,3 +449,32 @@ def test_merge_refuses_a_base_stored_4bit_by_bitsandbytes(
     line = result.stderr.strip()
     assert len(line.splitlines()) == 1 and "stored fp4 by bitsandbytes" in line, line
     assert not (tmp_path / "merged").exists()
+
+
+@pytest.mark.parametrize("damage", ["nan", "renamed"])
+def test_an_adapter_that_would_not_apply_is_refused_by_merge_and_compare(
+    cli, merge_template, tmp_path, damage
+):
+    """A diverged run's NaN adapter merged into NaN weights, and keys renamed (or a config
+    naming fewer layers) left the base as it was: both said "parity: identical", as the
+    check compared the same broken adapter twice."""
+    from safetensors.torch import load_file, save_file
+
+    run = copy_finished_run(merge_template, tmp_path / "run")
+    weights = run / "adapter" / "adapter_model.safetensors"
+    tensors = load_file(weights)
+    if damage == "nan":
+        tensors = {key: value * float("nan") for key, value in tensors.items()}
+        message = "holds NaN or infinite values (the run diverged)"
+    else:
+        tensors = {key.replace("layers.", "blocks."): value for key, value in tensors.items()}
+        message = "the adapter's weights are not the ones its config's layers take"
+    save_file(tensors, weights)
+    merged = cli("merge", str(run), "-o", str(tmp_path / "merged"))
+    assert merged.returncode == 2 and message in merged.stderr, merged.stderr[-1500:]
+    assert not (tmp_path / "merged").exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("Uppercase: abc\n")
+    compared = cli("compare", str(run), "--prompts", str(prompts))
+    assert compared.returncode == 2 and message in compared.stderr, compared.stderr[-1500:]

@@ -43,7 +43,7 @@ from .merge_plan import (
     plan_merge,
     shard_bytes,
 )
-from .model_folder import ADAPTER_CONFIG, REPORT_FILE, check_adapter_folder
+from .model_folder import ADAPTER_CONFIG, REPORT_FILE, check_adapter_applies, check_adapter_folder
 from .ship import check_new_folder
 
 
@@ -215,6 +215,7 @@ def merge_and_prove(work: Path, model_path, adapter, plan, settings, tokenizer, 
     max_shard_size, tokens = args
     trust = settings.model.trust_remote_code
     model = adapter_on_base(model_path, adapter, plan.dtype, plan.device, trust)
+    check_adapter_applies(model, adapter)
     before = parity.greedy_continuations(model, tokenizer, prompts, tokens)
     merged = save_merged(model, tokenizer, work, max_shard_size)
     del model, merged

@@ -3,6 +3,7 @@ model after full fine-tuning, a LoRA adapter otherwise), checked before anything
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,8 +28,10 @@ TOKENIZER_LIMIT = 512 * 2**20  # tokenizer.json: 33 MB for Gemma-3's 262 K vocab
 
 
 def merged_folder(run_dir: Path) -> Path:
-    """Where `merge` writes a run's merged model unless told: RUN-merged beside the run."""
-    return Path(f"{Path(run_dir)}-merged")
+    """Where `merge` writes a run's merged model unless told: RUN-merged beside the run
+    (`merge .` from inside the run: beside it too, never a hidden `.-merged` inside)."""
+    run = Path(os.path.abspath(run_dir))
+    return run.with_name(f"{run.name}-merged")
 
 
 @dataclass
@@ -95,6 +98,35 @@ def check_adapter_folder(folder: Path) -> None:
     for name in ("tokenizer.json", "tokenizer_config.json"):
         if (folder / name).exists():
             read_json(folder / name, TOKENIZER_LIMIT, "tokenizer file")
+
+
+def check_adapter_applies(model, folder: Path) -> None:
+    """The adapter file's tensors are the ones its config's layers take, every one finite.
+    PEFT loads keys that match no layer, and leaves layers the file lacks at no update, with
+    a warning only; a diverged run's NaN adapter merges into NaN weights. Merge's parity
+    check cannot see either: it compares the same broken adapter twice."""
+    import torch
+    from peft.utils import get_peft_model_state_dict
+    from safetensors import safe_open
+
+    expected, stored = set(get_peft_model_state_dict(model)), set()
+    for file in sorted(folder.glob("*.safetensors")):
+        with safe_open(str(file), "pt") as weights:
+            for key in weights.keys():  # noqa: SIM118 - safe_open is no mapping
+                stored.add(key)
+                if not torch.isfinite(weights.get_tensor(key)).all():
+                    raise ModelError(
+                        f"{file}: {key} holds NaN or infinite values (the run diverged); "
+                        "this adapter cannot be used"
+                    )
+    missing, unmatched = sorted(expected - stored), sorted(stored - expected)
+    if missing or unmatched:
+        example = (missing or unmatched)[0]
+        raise ModelError(
+            f"{folder}: the adapter's weights are not the ones its config's layers take "
+            f"({len(missing)} missing, {len(unmatched)} matching no layer; e.g. {example}); "
+            "it was edited or mixed with another run's"
+        )
 
 
 def _check_weights(folder: Path, none: str, damaged: str) -> None:

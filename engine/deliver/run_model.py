@@ -21,6 +21,7 @@ from ..runs.layout import ADAPTER_DIR
 from ..runs.registry import holds_run
 from ..runs.status import refuse_while_training
 from ..settings.schema import TrainSettings
+from .model_folder import check_adapter_applies
 
 
 class NoRoomError(FinetuneError):
@@ -151,6 +152,7 @@ def _load(run_dir: Path, settings: TrainSettings) -> RunModel:
     from peft import PeftModel
 
     tuned = PeftModel.from_pretrained(base, str(adapter_dir(run_dir)))
+    check_adapter_applies(tuned, adapter_dir(run_dir))
     return RunModel(run_dir, run_settings, tuned.eval(), tokenizer, device.kind, fmt)
 
 

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 from ..common.errors import InputError, ModelError, OutputExistsError
 from ..common.safe_io import entry_problem, write_text_exclusive
 from ..export.files import check_run_folder_targets
+from ..runs.create import is_marked
+from ..runs.status import refuse_while_training
 from .model_folder import (
     TEMPLATE_FILE,
     Shippable,
@@ -49,6 +51,8 @@ def ship(
     """Check the model and the outputs, then write what `to` needs; `say` hears what long
     work (a conversion, a file run in llama.cpp) is being done as it starts."""
     model = find_shippable(folder)
+    if is_marked(model.source):  # a run still training replaces its adapter when it ends
+        refuse_while_training(model.source, "ship it")
     if to == "vllm":
         return _ship_vllm(model, out)
     if model.model is None:
