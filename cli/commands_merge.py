@@ -37,6 +37,7 @@ def merge_command(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from finetune_tui.engine.common.errors import InputError
+    from finetune_tui.engine.deliver.generate import MAX_NEW_TOKENS_LIMIT
     from finetune_tui.engine.deliver.merge import merge_run
     from finetune_tui.engine.deliver.model_folder import merged_folder
     from finetune_tui.engine.runs.event_text import printable
@@ -45,6 +46,8 @@ def merge_command(args: argparse.Namespace) -> int:
     for flag, value in (("--prompts", args.prompts), ("--tokens", args.tokens)):
         if value < 1:
             raise InputError(f"{flag} {value}: must be at least 1")
+    if args.tokens > MAX_NEW_TOKENS_LIMIT:
+        raise InputError(f"--tokens {args.tokens}: must be 1..{MAX_NEW_TOKENS_LIMIT}")
     run_dir = find_run(args.run)
     if run_dir is None:
         raise InputError(f"{printable(args.run)}: no such run (see finetune-tui runs)")

@@ -478,3 +478,16 @@ def test_an_adapter_that_would_not_apply_is_refused_by_merge_and_compare(
     prompts.write_text("Uppercase: abc\n")
     compared = cli("compare", str(run), "--prompts", str(prompts))
     assert compared.returncode == 2 and message in compared.stderr, compared.stderr[-1500:]
+
+
+def test_a_shard_size_in_gib_and_too_many_tokens_are_read_or_refused_before_loading(
+    cli, merge_template, tmp_path, no_loading
+):
+    """--max-shard-size 5GiB passed the check and failed in save_pretrained after the merge
+    ("Unit 'IB' not supported"); --tokens 5000 failed at generation: both internal errors."""
+    from finetune_tui.engine.deliver.merge_plan import shard_bytes
+
+    assert shard_bytes("5GiB") == 5 * 2**30 and shard_bytes("5GB") == 5 * 10**9
+    run = copy_finished_run(merge_template, tmp_path / "run")
+    result = cli("merge", str(run), "-o", str(tmp_path / "merged"), "--tokens", "5000")
+    assert result.returncode == 2 and "--tokens 5000: must be 1..4096" in result.stderr

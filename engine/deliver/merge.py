@@ -75,9 +75,8 @@ def merge_run(
     from ..train.loading import resolve_model_path
 
     model_path = resolve_model_path(settings.model.name_or_path)
-    plan = plan_merge(
-        settings, model_path, sorted(adapter.glob("*.safetensors")), shard_bytes(max_shard_size)
-    )
+    plan_shard = shard_bytes(max_shard_size)  # bytes: save_pretrained reads no "GiB"
+    plan = plan_merge(settings, model_path, sorted(adapter.glob("*.safetensors")), plan_shard)
     check_disk(plan, output)
     say(_plan_line(plan))
     _quiet_progress_bars()
@@ -91,7 +90,7 @@ def merge_run(
     try:
         meter = Meter(plan.device)
         report = merge_and_prove(
-            work, model_path, adapter, plan, settings, tokenizer, prompts, (max_shard_size, tokens)
+            work, model_path, adapter, plan, settings, tokenizer, prompts, (plan_shard, tokens)
         )
         report["measured"] = meter.read()
         say(measured_line(plan, report["measured"]))
