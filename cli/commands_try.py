@@ -138,20 +138,28 @@ def _output(out: Path | None):
 
 
 def chat_command(args: argparse.Namespace) -> int:
+    import io
+
+    from finetune_tui.engine.common.safe_io import encoding_problem
     from finetune_tui.engine.deliver.run_model import load_run_model
 
     _check_run(args)
     run = load_run_model(Path(args.run_dir))
     terminal = sys.stdin.isatty()
+    # bytes that are not UTF-8 kept as lone surrogates, whatever the locale: named, not raised
+    stdin = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="surrogateescape")
     if terminal:
         print(f"type a prompt; {QUIT} or Ctrl-D ends", flush=True)
     while True:
         if terminal:
             print("> ", end="", flush=True)
-        line = sys.stdin.readline()
+        line = stdin.readline()
         if not line or line.strip() == QUIT:
             return 0
         if not line.strip():
+            continue
+        if encoding_problem(line):  # bytes that are not UTF-8, read as lone surrogates
+            print("that line is not UTF-8 text; type it again", flush=True)
             continue
         prompt = run.render(line.rstrip("\n"))
         for name, base in (("tuned", False), ("base", True)):

@@ -470,9 +470,10 @@ def test_an_adapter_that_would_not_apply_is_refused_by_merge_and_compare(
         tensors = {key.replace("layers.", "blocks."): value for key, value in tensors.items()}
         message = "the adapter's weights are not the ones its config's layers take"
     save_file(tensors, weights)
-    merged = cli("merge", str(run), "-o", str(tmp_path / "merged"))
+    output = tmp_path / "new" / "deeper" / "merged"  # folders made for it go when it fails
+    merged = cli("merge", str(run), "-o", str(output))
     assert merged.returncode == 2 and message in merged.stderr, merged.stderr[-1500:]
-    assert not (tmp_path / "merged").exists()
+    assert not (tmp_path / "new").exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("Uppercase: abc\n")
@@ -491,3 +492,6 @@ def test_a_shard_size_in_gib_and_too_many_tokens_are_read_or_refused_before_load
     run = copy_finished_run(merge_template, tmp_path / "run")
     result = cli("merge", str(run), "-o", str(tmp_path / "merged"), "--tokens", "5000")
     assert result.returncode == 2 and "--tokens 5000: must be 1..4096" in result.stderr
+    (tmp_path / "gone").symlink_to(tmp_path / "nowhere")
+    result = cli("merge", str(run), "-o", str(tmp_path / "gone" / "sub" / "merged"))
+    assert result.returncode == 2 and "cannot make this folder" in result.stderr, result.stderr

@@ -86,18 +86,19 @@ def test_chat_reads_prompts_from_a_pipe(learned, tmp_path):
     """No terminal (a pipe, as over ssh with a here-doc): both answers, then EOF ends it."""
     result = subprocess.run(
         cli_command("chat", str(learned), "--max-new-tokens", "10"),
-        input="Uppercase: abc\n\nUppercase: hello\n/quit\nUppercase: never\n",
+        # a line that is not UTF-8 was an internal error (TypeError in the tokenizer)
+        input=b"Uppercase: abc\n\ncaf\xe9\nUppercase: hello\n/quit\nUppercase: never\n",
         capture_output=True,
-        text=True,
         env=cli_env(tmp_path),
         timeout=300,
     )
     assert result.returncode == 0, result.stderr
-    lines = result.stdout.splitlines()
-    assert lines[0] == "tuned: ABC" and lines[2] == "tuned: HELLO", lines
+    lines = result.stdout.decode().splitlines()
+    assert lines[0] == "tuned: ABC" and lines[3] == "tuned: HELLO", lines
     assert lines[1].startswith("base: ") and lines[1] != "base: ABC"
-    assert len(lines) == 4  # /quit ended it: the last prompt is never answered
-    assert result.stderr == ""
+    assert lines[2] == "that line is not UTF-8 text; type it again"
+    assert len(lines) == 5  # /quit ended it: the last prompt is never answered
+    assert result.stderr == b""
 
 
 def test_compare_and_chat_refuse_what_is_not_a_finished_run(cli, learned, tmp_path):

@@ -81,12 +81,16 @@ def merge_run(
     say(_plan_line(plan))
     _quiet_progress_bars()
     tokenizer, prompts, source = run_tokenizer_and_prompts(run_dir, settings, model_path, prompts)
-    output.parent.mkdir(parents=True, exist_ok=True)
+    made = _make_parents(output)
     work = output.with_name(f".{output.name}.merging-{os.getpid()}")
     try:
         work.mkdir()  # exclusive: a leftover of this name is never written into
     except FileExistsError:
+        _remove_empty(made)
         raise OutputExistsError(f"{work}: left by an earlier merge; remove it") from None
+    except OSError as exc:  # a name the folder's own temporary name makes too long
+        _remove_empty(made)
+        raise InputError(f"{output}: cannot write beside it ({exc.strerror})") from None
     try:
         meter = Meter(plan.device)
         report = merge_and_prove(
@@ -101,8 +105,29 @@ def merge_run(
     finally:
         with contextlib.suppress(FileNotFoundError):
             shutil.rmtree(work)
+        if not output.exists():  # stopped or failed: the folders made for it go too
+            _remove_empty(made)
     line = f"merged into {output}; " + parity.verdict(report["parity"], tokens)
     return MergeResult(output, report, line, report["parity"]["agrees"])
+
+
+def _make_parents(output: Path) -> list[Path]:
+    """The output's missing parent folders, made; returned deepest first (to undo)."""
+    missing = [p for p in [output.parent, *output.parent.parents] if not p.exists()]
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a dangling link or a file on the way
+        raise InputError(f"{output.parent}: cannot make this folder ({exc.strerror})") from None
+    return missing
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove folders this merge made, deepest first, while they are still empty."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
 
 
 def read_run_settings(run_dir: Path) -> TrainSettings:
