@@ -137,6 +137,9 @@ def _output(out: Path | None):
     return os.fdopen(fd, "w", encoding="utf-8")
 
 
+MAX_LINE = 1_000_000  # characters of one typed or piped prompt
+
+
 def chat_command(args: argparse.Namespace) -> int:
     import io
 
@@ -153,7 +156,9 @@ def chat_command(args: argparse.Namespace) -> int:
     while True:
         if terminal:
             print("> ", end="", flush=True)
-        line = stdin.readline()
+        line = stdin.readline(MAX_LINE)
+        if len(line) == MAX_LINE and not line.endswith("\n"):  # /dev/zero, a binary file
+            raise InputError(f"a line of stdin is over {MAX_LINE:,} characters; chat ends")
         if not line or line.strip() == QUIT:
             return 0
         if not line.strip():
@@ -162,11 +167,14 @@ def chat_command(args: argparse.Namespace) -> int:
             print("that line is not UTF-8 text; type it again", flush=True)
             continue
         prompt = run.render(line.rstrip("\n"))
-        for name, base in (("tuned", False), ("base", True)):
-            print(f"{name}: ", end="", flush=True)
-            for piece in run.stream(prompt, base, args.max_new_tokens):
-                print(_shown_lines(piece), end="", flush=True)
-            print(flush=True)
+        try:
+            for name, base in (("tuned", False), ("base", True)):
+                print(f"{name}: ", end="", flush=True)
+                for piece in run.stream(prompt, base, args.max_new_tokens):
+                    print(_shown_lines(piece), end="", flush=True)
+                print(flush=True)
+        except InputError as exc:  # a prompt past the model's context: say so, go on
+            print(_shown(str(exc)), flush=True)
 
 
 def _shown(text: object) -> str:

@@ -86,18 +86,20 @@ def test_chat_reads_prompts_from_a_pipe(learned, tmp_path):
     """No terminal (a pipe, as over ssh with a here-doc): both answers, then EOF ends it."""
     result = subprocess.run(
         cli_command("chat", str(learned), "--max-new-tokens", "10"),
-        # a line that is not UTF-8 was an internal error (TypeError in the tokenizer)
-        input=b"Uppercase: abc\n\ncaf\xe9\nUppercase: hello\n/quit\nUppercase: never\n",
+        # a line that is not UTF-8 was an internal error (TypeError in the tokenizer); one
+        # past the model's context ran minutes, deaf to Ctrl-C
+        input=b"Uppercase: abc\n\ncaf\xe9\n" + b"a" * 600 + b"\nUppercase: hello\n/quit\nnever\n",
         capture_output=True,
         env=cli_env(tmp_path),
         timeout=300,
     )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.decode().splitlines()
-    assert lines[0] == "tuned: ABC" and lines[3] == "tuned: HELLO", lines
+    assert lines[0] == "tuned: ABC" and lines[4] == "tuned: HELLO", lines
     assert lines[1].startswith("base: ") and lines[1] != "base: ABC"
     assert lines[2] == "that line is not UTF-8 text; type it again"
-    assert len(lines) == 5  # /quit ended it: the last prompt is never answered
+    assert lines[3].startswith("tuned: the prompt is ") and "reads at most 512" in lines[3]
+    assert len(lines) == 6  # /quit ended it: the last prompt is never answered
     assert result.stderr == b""
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 
-from ..common.errors import ModelError
+from ..common.errors import InputError, ModelError
 from ..recipe.examples import ALPACA_PROMPT_NO_INPUT
 
 MAX_NEW_TOKENS = 128
@@ -120,10 +120,20 @@ def answer(model, tokenizer, prompt: str, max_new_tokens: int = MAX_NEW_TOKENS) 
 
 
 def _inputs(model, tokenizer, prompt: str) -> dict:
-    """The prompt's tokens on the model's device (`adds_special_tokens`' rule)."""
+    """The prompt's tokens on the model's device (`adds_special_tokens`' rule); a prompt
+    past the model's context is refused: it ran minutes (a 5 MB one grew to 24 GB) for an
+    answer the model cannot give, deaf to Ctrl-C inside one long forward pass."""
     device = next(model.parameters()).device
     add = adds_special_tokens(tokenizer, prompt)
-    return dict(tokenizer(prompt, return_tensors="pt", add_special_tokens=add).to(device))
+    encoded = tokenizer(prompt, return_tensors="pt", add_special_tokens=add, verbose=False)
+    length = encoded["input_ids"].shape[1]
+    context = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+    if type(context) is int and length >= context:
+        raise InputError(
+            f"the prompt is {length:,} tokens; the model reads at most {context:,} "
+            "(its max_position_embeddings)"
+        )
+    return dict(encoded.to(device))
 
 
 def adds_special_tokens(tokenizer, prompt: str) -> bool:
