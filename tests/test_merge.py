@@ -495,3 +495,26 @@ def test_a_shard_size_in_gib_and_too_many_tokens_are_read_or_refused_before_load
     (tmp_path / "gone").symlink_to(tmp_path / "nowhere")
     result = cli("merge", str(run), "-o", str(tmp_path / "gone" / "sub" / "merged"))
     assert result.returncode == 2 and "cannot make this folder" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("r", "message"),
+    [
+        (8, "r is 8, but adapter_model.safetensors holds rank"),
+        ("abc", "r is 'abc', not a positive rank"),
+    ],
+)
+def test_an_edited_adapter_rank_is_one_line_before_loading(
+    cli, merge_template, tmp_path, no_loading, r, message
+):
+    """An edited r was the library's size-mismatch RuntimeError, an internal error."""
+    import json
+
+    run = copy_finished_run(merge_template, tmp_path / "run")
+    config_file = run / "adapter" / "adapter_config.json"
+    config = json.loads(config_file.read_text())
+    config["r"] = r
+    config_file.write_text(json.dumps(config))
+    result = cli("merge", str(run), "-o", str(tmp_path / "merged"))
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert not (tmp_path / "merged").exists()

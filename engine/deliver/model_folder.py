@@ -16,6 +16,7 @@ from ..common.safe_io import (
     entry_problem,
     read_json,
     read_text,
+    safetensors_header,
     safetensors_problem,
 )
 from ..runs.create import is_marked
@@ -95,9 +96,29 @@ def check_adapter_folder(folder: Path) -> None:
     _check_weights(
         folder, "no adapter weights (*.safetensors)", "; the adapter was not saved whole"
     )
+    _check_rank(folder, config)
     for name in ("tokenizer.json", "tokenizer_config.json"):
         if (folder / name).exists():
             read_json(folder / name, TOKENIZER_LIMIT, "tokenizer file")
+
+
+def _check_rank(folder: Path, config: dict) -> None:
+    """The config's rank `r` is the rank its lora_A weights were saved with (an edited r was
+    the library's size-mismatch error inside "internal error"); ranks set per module
+    (`rank_pattern`) are left to PEFT."""
+    r = config.get("r")
+    if config.get("rank_pattern"):
+        return
+    if type(r) is not int or r < 1:
+        raise ModelError(f"{folder / ADAPTER_CONFIG}: r is {r!r}, not a positive rank")
+    for file in sorted(folder.glob("*.safetensors")):
+        for name, tensor in safetensors_header(file).items():
+            shape = tensor.get("shape") if isinstance(tensor, dict) else None
+            if name.endswith("lora_A.weight") and shape and shape[0] != r:
+                raise ModelError(
+                    f"{folder / ADAPTER_CONFIG}: r is {r}, but {file.name} holds rank "
+                    f"{shape[0]} weights ({name}); the config was edited"
+                )
 
 
 def check_adapter_applies(model, folder: Path) -> None:
