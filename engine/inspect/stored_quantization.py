@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..common.errors import ModelError
+from ..settings.options import QUANTIZATIONS
 from .library_tables import dequantizing_formats
 
 
@@ -78,7 +79,7 @@ def ruled_out_by_storage(stored: StoredQuantization | None, architecture: str) -
         kept = f"{architecture}'s weights are stored {stored.loads_as} by bitsandbytes"
         out = {
             f"quantization.mode={mode}": f"{kept}: they load {stored.loads_as} whatever is asked"
-            for mode in ("none", "8bit", "nf4", "fp4")
+            for mode in QUANTIZATIONS
             if mode != stored.loads_as
         }
         out["training.method=full"] = f"{kept}: quantised weights take no gradient (train LoRA)"
@@ -88,4 +89,4 @@ def ruled_out_by_storage(stored: StoredQuantization | None, architecture: str) -
         "16-bit; bitsandbytes cannot quantise them again (a bitsandbytes copy of the model "
         "trains in 4-bit)"
     )
-    return {f"quantization.mode={mode}": why for mode in ("8bit", "nf4", "fp4")}
+    return {f"quantization.mode={mode}": why for mode in QUANTIZATIONS if mode != "none"}
