@@ -21,6 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import backends  # noqa: E402  (the same random-weight models and datasets)
+from machine_state import MachineState, cpu_model  # noqa: E402
 
 # name -> (arch, settings); none of these architectures fitted a speed constant (the
 # Llama ones below are the fitting set)
@@ -281,9 +282,10 @@ def run_case(name: str, work: Path, samples: int, timeout: int, budget: int, log
     save_preset(settings, preset)
     args = ["--preset", str(preset), "--output", str(out), "--overwrite"]
     log = logs / f"run_time-{name}.log"
+    state = MachineState()  # clocks, use, throttling and stolen CPU while it runs
     started = time.perf_counter()
     try:
-        with open(log, "w") as sink:  # the progress lines, kept even if the run is cut off
+        with open(log, "w") as sink, state:  # the progress lines, kept if the run is cut off
             code = subprocess.run(
                 [sys.executable, "-m", "finetune_tui", *args],
                 stdout=sink,
@@ -316,6 +318,7 @@ def run_case(name: str, work: Path, samples: int, timeout: int, budget: int, log
         "basis": plan["throughput_basis"],
         "speed_correction": plan["speed_correction"],  # this machine's earlier runs' factor
         "settings": COMMON | CASES[name][1],
+        "machine_state": state.summary() | {"cpu": cpu_model()},
     }
 
 
