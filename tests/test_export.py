@@ -106,6 +106,7 @@ def test_script_is_standalone():
         "os",
         "json",
         "math",
+        "operator",
         "pathlib",
         "re",
         "torch",
@@ -382,6 +383,60 @@ def test_set_changes_any_constant_or_trainer_argument_and_refuses_unknown_names(
         assert len(refused.stderr.strip().splitlines()) == 1 and named in refused.stderr
 
 
+@pytest.mark.parametrize(
+    ("given", "said"),
+    [
+        ("LORA_R=0", "expected above 0"),
+        ("OUTPUT=None", "expected a string, not None"),
+        ("OUTPUT=", "expected a non-empty string"),
+        ("QUANTIZATION=nf5", "expected one of 'none', '8bit', 'nf4', 'fp4'"),
+        ("LORA_DROPOUT=1e999", "expected a finite number, not inf"),
+        ("LORA_ALPHA=True", "expected an integer, not True"),
+        ("EVAL_FRACTION=0.5", "expected below 0.5"),
+        ("MAX_SAMPLES=-3", "expected above 0, not -3 or expected None"),
+        ("LORA_TARGETS=[]", "expected a non-empty list or expected 'auto'"),
+        ("DATA_FORMAT=auto", "expected one of 'messages'"),
+        ("TRUST_REMOTE_CODE=1", "expected True or False, not 1"),
+    ],
+)
+def test_a_set_value_its_setting_refuses_is_one_line_before_anything_loads(tmp_path, given, said):
+    """The settings schema's rule for each constant travels in the script (RULES, as JSON
+    Schema): a value it refuses stops the script in one line naming it, before torch loads
+    (before, LORA_R=0 was PEFT's traceback and OUTPUT=None a TypeError)."""
+    script = tmp_path / "train.py"
+    script.write_text(render_script(load_preset(DEMO_PRESET), {}))
+    refused = run_exported(tmp_path, script, "--set", given)
+    assert refused.returncode == 1
+    assert refused.stderr.strip().splitlines() == [
+        f"--set {given}: " + refused.stderr.split(": ", 1)[1].strip()
+    ]
+    assert said in refused.stderr and "Traceback" not in refused.stderr
+    assert not (tmp_path / "finetune-output").exists()
+
+
+def test_a_constant_edited_out_of_its_range_is_one_line_and_trainer_errors_are_trls_line(
+    tmp_path,
+):
+    """A hand edit at the top of the script is checked as a --set is; a TRAINER value that
+    TRL's config refuses is that refusal's first line, not its traceback."""
+    script = tmp_path / "train.py"
+    text = render_script(load_preset(DEMO_PRESET), {})
+    assert "\nLORA_R = 32\n" in text
+    script.write_text(text.replace("\nLORA_R = 32\n", "\nLORA_R = -1\n"))
+    refused = run_exported(tmp_path, script)
+    assert refused.returncode == 1
+    assert refused.stderr.strip() == "LORA_R = -1 (top of this script): expected above 0, not -1"
+
+    script.write_text(text)
+    refused = run_exported(
+        tmp_path, script, *set_args("lr_scheduler_type='nope'", f"MAX_SAMPLES={FEW}")
+    )
+    assert refused.returncode == 1, refused.stderr[-2000:]
+    line = refused.stderr.strip().splitlines()[-1]
+    assert line.startswith("TRAINER: ") and "nope" in line, refused.stderr[-2000:]
+    assert "Traceback" not in refused.stderr
+
+
 def test_a_full_fine_tuning_export_says_nothing_of_lora_or_adapters():
     """The header, the docstring and every setting but the method's own say full
     fine-tuning's truth; LoRA's settings sit under a line saying they are read only for it."""
@@ -390,6 +445,8 @@ def test_a_full_fine_tuning_export_says_nothing_of_lora_or_adapters():
     before, method = written.split("\n# --- the method", 1)
     lora_group, after = method.split("\n\n", 1)
     assert lora_group.startswith('; the six after it are read only when it is "lora"')
+    after, rules = after.split("\nRULES = ")  # METHOD's rule names its choices, lora one
+    assert not [name for name in constants(script)["RULES"] if name.startswith("LORA")]
     for text in (before, after):
         assert "lora" not in text.lower() and "adapter" not in text.lower(), text
     assert "full fine-tuning" in before and "#   peft" not in before

@@ -13,6 +13,7 @@ newlines stays data.
 from __future__ import annotations
 
 import datetime
+import functools
 import inspect
 import json
 import math
@@ -143,8 +144,10 @@ def _our_version() -> str:
 def _constants(settings: TrainSettings, reasons: dict[str, str]) -> str:
     """The constant block main() reads: every value that differs between settings."""
     s = settings
+    fields = {"OUTPUT": "output.dir"}  # constant -> the setting whose rule it keeps
 
     def const(name: str, value: object, field: str) -> str:
+        fields[name] = field
         return f"# {_comment_for(field, reasons)}\n{name} = {literal(value)}"
 
     lora = s.training.method == "lora"
@@ -192,8 +195,41 @@ def _constants(settings: TrainSettings, reasons: dict[str, str]) -> str:
         _trainer_block(s, reasons),
         "",
         *(f"{name} = {literal(getattr(recipe_data, name))}" for name in DATA_CONSTANTS),
+        "",
+        "# what each setting above accepts (finetune-tui's settings schema as JSON Schema):",
+        "# main() checks them, --set or edited, before anything loads",
+        "RULES = {",
+        *(
+            f"    {literal(name)}: {literal(script_rule(name, field))},"
+            for name, field in fields.items()
+            if lora or not field.startswith("lora.")  # read only under LoRA
+        ),
+        "}",
     ]
     return "\n".join(lines)
+
+
+@functools.cache
+def _json_schema() -> dict:
+    return TrainSettings.model_json_schema()
+
+
+def script_rule(name: str, field: str) -> dict:
+    """The JSON Schema pydantic gives `field`, as the script's constant `name` holds it: no
+    "auto" format (the export resolves it) and no None output folder (it has a default)."""
+    section, key = field.split(".")
+    schema = _json_schema()
+    reference = schema["properties"][section]["$ref"].rsplit("/", 1)[-1]
+    rule = {
+        keyword: value
+        for keyword, value in schema["$defs"][reference]["properties"][key].items()
+        if keyword not in ("title", "description", "default")
+    }
+    if name == "DATA_FORMAT":
+        rule["enum"] = [choice for choice in rule["enum"] if choice != "auto"]
+    if name == "OUTPUT":
+        rule = next(branch for branch in rule["anyOf"] if branch["type"] != "null")
+    return rule
 
 
 def _trainer_block(settings: TrainSettings, reasons: dict[str, str]) -> str:

@@ -27,6 +27,7 @@ MODEL = TRUST_REMOTE_CODE = ATTENTION = DATA = DATA_FORMAT = EVAL_FRACTION = OBJ
 MAX_SAMPLES = METHOD = LORA_R = LORA_ALPHA = LORA_DROPOUT = LORA_TARGETS = None
 USE_RSLORA = QUANTIZATION = DOUBLE_QUANT = COMPUTE_DTYPE = BACKEND = None
 GRADIENT_CHECKPOINTING = USE_REENTRANT = SAVE_EVERY_EPOCH = OUTPUT = TRAINER = MERGE = None
+RULES = None
 
 
 def command_line():
@@ -52,7 +53,7 @@ def command_line():
     return given + args.set
 
 
-def override(assignments, constants):
+def override(assignments, constants, rules):
     """nanoGPT's configurator, one NAME=VALUE at a time: NAME is one of the script's
     constants (upper case) or one of the TRL config's arguments in TRAINER (lower case); VALUE is
     read as a Python literal, else kept as a string. A name that is neither stops the
@@ -76,6 +77,62 @@ def override(assignments, constants):
                 f"--set {name}: unknown name; use a constant at the top of this script "
                 "or a key of its TRAINER"
             )
+        problem = value_problem(value, rules.get(name))
+        if problem:
+            raise SystemExit(f"--set {assignment}: {problem}")
+
+
+def value_problem(value, rule):
+    """Why `value` breaks `rule`, or None: the JSON Schema the settings schema gives the
+    constant's setting (RULES), the few keywords it uses, so that a wrong value is one line
+    before anything loads rather than a library's traceback minutes later."""
+    import math
+    import operator
+
+    if not rule:
+        return None
+    if "anyOf" in rule:
+        problems = [value_problem(value, branch) for branch in rule["anyOf"]]
+        return None if None in problems else " or ".join(problems)
+    if "const" in rule and value != rule["const"]:
+        return f"expected {rule['const']!r}"
+    kinds = {"string": (str, "a string"), "boolean": (bool, "True or False"),
+             "integer": (int, "an integer"), "number": ((int, float), "a number"),
+             "array": (list, "a list"), "null": (type(None), "None")}  # fmt: skip
+    kind = rule.get("type")
+    numeric = kind in ("integer", "number")
+    if kind and (not isinstance(value, kinds[kind][0]) or (numeric and isinstance(value, bool))):
+        return f"expected {kinds[kind][1]}, not {value!r}"
+    if "enum" in rule and value not in rule["enum"]:
+        return "expected one of " + ", ".join(repr(choice) for choice in rule["enum"])
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"expected a finite number, not {value!r}"
+    bounds = (
+        ("minimum", "at least", operator.ge),
+        ("exclusiveMinimum", "above", operator.gt),
+        ("maximum", "at most", operator.le),
+        ("exclusiveMaximum", "below", operator.lt),
+    )
+    for keyword, words, holds in bounds:
+        if numeric and keyword in rule and not holds(value, rule[keyword]):
+            return f"expected {words} {rule[keyword]}, not {value!r}"
+    least = rule.get("minLength", rule.get("minItems", 0))
+    if kind in ("string", "array") and len(value) < least:
+        return f"expected a non-empty {'list' if kind == 'array' else kind}"
+    for item in value if kind == "array" else ():
+        problem = value_problem(item, rule.get("items"))
+        if problem:
+            return f"an item: {problem}"
+    return None
+
+
+def checked(constants, rules):
+    """Every constant against its rule, as this file holds it after --set: one line naming
+    the first that would fail (an edit at the top of the script as well as a --set)."""
+    for name, rule in rules.items():
+        problem = value_problem(constants[name], rule)
+        if problem:
+            raise SystemExit(f"{name} = {constants[name]!r} (top of this script): {problem}")
 
 
 def located(model, data):
@@ -152,7 +209,8 @@ def model_and_lora(path, dtype):
 
 def main():
     """Settings → data → model → trainer → train → save (→ merge), as the constants say."""
-    override(command_line(), globals())
+    override(command_line(), globals(), RULES)
+    checked(globals(), RULES)
     planned_allocator(OBJECTIVE)  # before anything touches CUDA
     if BACKEND == "unsloth":  # first of all: it patches transformers, trl and peft
         import unsloth  # noqa: F401
@@ -188,7 +246,10 @@ def main():
         BACKEND,
     )
     config_class, trainer_class = trainer_classes(OBJECTIVE)
-    config = config_class(**arguments)  # before the model: ZeRO-3's zero.Init needs it
+    try:  # before the model: ZeRO-3's zero.Init needs it
+        config = config_class(**arguments)
+    except (TypeError, ValueError) as error:  # TRL's and transformers' own checks of TRAINER
+        raise SystemExit(f"TRAINER: {str(error).strip().splitlines()[0]}") from None
     transformers.set_seed(TRAINER["seed"])
     model, lora = model_and_lora(model_path, dtype)
     transformers.set_seed(TRAINER["seed"])  # new weights (LoRA's) start the same every run
@@ -217,4 +278,13 @@ def main():
 
 
 # What the exported script copies, in order, after the recipe's model and data functions.
-MAIN_FUNCTIONS = (command_line, override, located, loss_log, model_and_lora, main)
+MAIN_FUNCTIONS = (
+    command_line,
+    override,
+    value_problem,
+    checked,
+    located,
+    loss_log,
+    model_and_lora,
+    main,
+)
