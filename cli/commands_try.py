@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from finetune_tui.engine.common.errors import InputError, OutputExistsError
+from finetune_tui.stop_signals import Terminated
 
 PROMPTS_LIMIT = 16 * 2**20
 QUIT = "/quit"
@@ -152,7 +153,7 @@ def chat_command(args: argparse.Namespace) -> int:
     # bytes that are not UTF-8 kept as lone surrogates, whatever the locale: named, not raised
     stdin = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="surrogateescape")
     if terminal:
-        print(f"type a prompt; {QUIT} or Ctrl-D ends", flush=True)
+        print(f"type a prompt; Ctrl-C stops an answer; {QUIT} or Ctrl-D ends", flush=True)
     while True:
         if terminal:
             print("> ", end="", flush=True)
@@ -175,6 +176,10 @@ def chat_command(args: argparse.Namespace) -> int:
                 print(flush=True)
         except InputError as exc:  # a prompt past the model's context: say so, go on
             print(_shown(str(exc)), flush=True)
+        except KeyboardInterrupt as exc:  # Ctrl-C at a terminal stops the answer, not chat
+            if not terminal or isinstance(exc, Terminated):
+                raise
+            print(" (stopped)", flush=True)
 
 
 def _shown(text: object) -> str:

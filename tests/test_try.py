@@ -103,6 +103,51 @@ def test_chat_reads_prompts_from_a_pipe(learned, tmp_path):
     assert result.stderr == b""
 
 
+def test_ctrl_c_at_a_terminal_stops_the_answer_and_chat_goes_on(learned, tmp_path):
+    """At a terminal, Ctrl-C during an answer ends that answer at its next token and gives
+    the prompt back (it waited out the whole answer, then ended chat); at the prompt,
+    /quit ends it as before."""
+    import os
+    import pty
+    import select
+    import signal
+    import time
+
+    leader, follower = pty.openpty()
+    chat = subprocess.Popen(
+        cli_command("chat", str(learned), "--max-new-tokens", "400"),
+        stdin=follower,
+        stdout=follower,
+        stderr=follower,
+        env=cli_env(tmp_path),
+    )
+    os.close(follower)
+    seen = b""
+
+    def read_until(text: bytes, seconds: float = 240) -> None:
+        nonlocal seen
+        deadline = time.monotonic() + seconds
+        while text not in seen:
+            assert time.monotonic() < deadline, seen.decode(errors="replace")
+            if select.select([leader], [], [], 1)[0]:
+                seen += os.read(leader, 4096)
+
+    try:
+        read_until(b"> ")
+        os.write(leader, b"Uppercase: qwerty\n")
+        read_until(b"base: ")  # the base never learned to stop: 400 tokens unless stopped
+        time.sleep(0.5)
+        chat.send_signal(signal.SIGINT)
+        read_until(b" (stopped)", 30)
+        read_until(b"> ", 30)
+        os.write(leader, b"/quit\n")
+        assert chat.wait(timeout=60) == 0
+    finally:
+        chat.kill()
+        os.close(leader)
+    assert b"tuned: QWERTY" in seen and b"Traceback" not in seen
+
+
 def test_compare_and_chat_refuse_what_is_not_a_finished_run(cli, learned, tmp_path):
     """Not a run, no adapter yet, still training, an existing output: one line, exit 2,
     before any model loads."""
@@ -224,3 +269,23 @@ def test_the_commands_that_keep_the_model_are_typed_as_a_shell_reads_them():
     assert keep_commands(run, TrainSettings()).startswith(
         "keep it: finetune-tui merge '/data/my runs/r1' -o '/data/my runs/r1-merged', then "
     )
+
+
+def test_an_abandoned_stream_stops_generating_at_its_next_token(loaded):
+    """Ctrl-C in chat (or the Try screen closed) leaves the streamed answer: its generation
+    ends at the next token instead of running on to max_new_tokens while the caller waits."""
+    forwards = []
+    embeddings = loaded.model.get_input_embeddings()  # one call a generated token
+    hook = embeddings.register_forward_hook(lambda *_: forwards.append(1))
+    prompt = loaded.render("Uppercase: qwerty")
+    try:
+        whole = list(loaded.stream(prompt, True, 200))  # the base: it never learned to stop
+        generated = len(forwards)
+        forwards.clear()
+        pieces = loaded.stream(prompt, True, 200)
+        next(pieces)
+        pieces.close()  # what a KeyboardInterrupt in the reading loop does to the generator
+    finally:
+        hook.remove()
+    assert len(whole) > 1 and generated > 50, (len(whole), generated)
+    assert len(forwards) <= 5, (len(forwards), generated)

@@ -83,16 +83,22 @@ def generation_config(model, tokenizer, max_new_tokens: int = MAX_NEW_TOKENS):
 
 def stream(model, tokenizer, prompt: str, max_new_tokens: int = MAX_NEW_TOKENS) -> Iterator[str]:
     """The answer to a rendered prompt, piece by piece as it is generated."""
-    from transformers import TextIteratorStreamer
+    from transformers import StoppingCriteriaList, TextIteratorStreamer
 
     config = generation_config(model, tokenizer, max_new_tokens)
     inputs = _inputs(model, tokenizer, prompt)
     streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
     failed: list[BaseException] = []
+    abandoned = threading.Event()  # the caller stopped reading (Ctrl-C, closed screen)
 
     def generate() -> None:
         try:
-            model.generate(**inputs, generation_config=config, streamer=streamer)
+            model.generate(
+                **inputs,
+                generation_config=config,
+                streamer=streamer,
+                stopping_criteria=StoppingCriteriaList([_StopWhenSet(abandoned)]),
+            )
         except BaseException as exc:  # raised again below, in the caller's thread
             failed.append(exc)
             streamer.end()
@@ -101,10 +107,24 @@ def stream(model, tokenizer, prompt: str, max_new_tokens: int = MAX_NEW_TOKENS) 
     thread.start()
     try:
         yield from streamer
-    finally:
+    finally:  # an abandoned answer ends at its next token, not after the whole of it
+        abandoned.set()
         thread.join()
     if failed:
         raise failed[0]
+
+
+class _StopWhenSet:
+    """A stopping criterion (transformers calls it after every token) that ends the
+    generation once `event` is set."""
+
+    def __init__(self, event: threading.Event):
+        self.event = event
+
+    def __call__(self, input_ids, scores, **kwargs):
+        import torch
+
+        return torch.full((input_ids.shape[0],), self.event.is_set(), device=input_ids.device)
 
 
 def answer(model, tokenizer, prompt: str, max_new_tokens: int = MAX_NEW_TOKENS) -> str:
