@@ -143,6 +143,29 @@ def test_vllm_script_for_a_model_folder_and_a_full_run(cli, tmp_path):
     assert command[command.index("--served-model-name") + 1] == "full-run"
 
 
+def test_a_hugging_face_cache_snapshot_ships_and_a_link_to_a_device_does_not(cli, tmp_path):
+    """The Hub's cache keeps a model's files as links into blobs/: they are read through
+    (were refused as links); a weight file that is a link to something other than a
+    regular file is still one line."""
+    cache = tmp_path / "hub" / "models--me--demo"
+    snapshot = cache / "snapshots" / "0123abc"
+    snapshot.mkdir(parents=True)
+    (cache / "blobs").mkdir()
+    for item in ensure_demo_model().iterdir():
+        blob = cache / "blobs" / f"blob-{item.name}"
+        shutil.copyfile(item, blob)
+        (snapshot / item.name).symlink_to(Path("..", "..", "blobs", blob.name))
+    for target in ("vllm", "ollama"):
+        result = cli("ship", str(snapshot), "--to", target, "-o", str(tmp_path / target))
+        assert result.returncode == 0, result.stderr
+    weights = next(snapshot.glob("*.safetensors"))
+    weights.unlink()
+    weights.symlink_to("/dev/zero")
+    result = cli("ship", str(snapshot), "--to", "vllm", "-o", str(tmp_path / "again"))
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert "not a regular file" in result.stderr and not (tmp_path / "again").exists()
+
+
 def test_lora_run_serves_base_with_the_adapter_and_refuses_gguf(cli, tmp_path, finished_template):
     run = copy_finished_run(finished_template, tmp_path / "lora run")
     result = cli("ship", str(run), "--to", "vllm", "-o", str(tmp_path / "serve.sh"))

@@ -151,13 +151,14 @@ def check_adapter_applies(model, folder: Path) -> None:
 
 
 def _check_weights(folder: Path, none: str, damaged: str) -> None:
-    """Some safetensors weights, each a plain file with an intact header: `none` says a
-    folder without any, `damaged` what a damaged file means here."""
+    """Some safetensors weights, each a regular file (or a link to one, as the Hugging Face
+    cache keeps them: only read) with an intact header: `none` says a folder without any,
+    `damaged` what a damaged file means here."""
     weights = sorted(folder.glob("*.safetensors"))
     if not weights:
         raise ModelError(f"{folder}: {none}")
     for file in weights:
-        if problem := entry_problem(file) or safetensors_problem(file):
+        if problem := safetensors_problem(file):  # opened as a regular file, never a device
             raise ModelError(f"{file}: {problem}{damaged}")
 
 
