@@ -451,13 +451,14 @@ def test_merge_refuses_a_base_stored_4bit_by_bitsandbytes(
     assert not (tmp_path / "merged").exists()
 
 
-@pytest.mark.parametrize("damage", ["nan", "renamed"])
+@pytest.mark.parametrize("damage", ["nan", "renamed", "narrower"])
 def test_an_adapter_that_would_not_apply_is_refused_by_merge_and_compare(
     cli, merge_template, tmp_path, damage
 ):
     """A diverged run's NaN adapter merged into NaN weights, and keys renamed (or a config
     naming fewer layers) left the base as it was: both said "parity: identical", as the
-    check compared the same broken adapter twice."""
+    check compared the same broken adapter twice. An adapter of other widths than the base
+    (another model's) was torch's size-mismatch text inside "internal error"."""
     from safetensors.torch import load_file, save_file
 
     run = copy_finished_run(merge_template, tmp_path / "run")
@@ -466,9 +467,15 @@ def test_an_adapter_that_would_not_apply_is_refused_by_merge_and_compare(
     if damage == "nan":
         tensors = {key: value * float("nan") for key, value in tensors.items()}
         message = "holds NaN or infinite values (the run diverged)"
-    else:
+    elif damage == "renamed":
         tensors = {key.replace("layers.", "blocks."): value for key, value in tensors.items()}
         message = "the adapter's weights are not the ones its config's layers take"
+    else:  # trained on a base of other widths: torch's size mismatch inside "internal error"
+        tensors = {
+            key: value[:, :-8].contiguous() if "lora_A" in key else value
+            for key, value in tensors.items()
+        }
+        message = "in the adapter but [32, 128] in the base model"
     save_file(tensors, weights)
     output = tmp_path / "new" / "deeper" / "merged"  # folders made for it go when it fails
     merged = cli("merge", str(run), "-o", str(output))

@@ -4,6 +4,7 @@ model after full fine-tuning, a LoRA adapter otherwise), checked before anything
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -148,6 +149,26 @@ def check_adapter_applies(model, folder: Path) -> None:
             f"({len(missing)} missing, {len(unmatched)} matching no layer; e.g. {example}); "
             "it was edited or mixed with another run's"
         )
+
+
+SIZE_MISMATCH = re.compile(
+    r"size mismatch for (\S+): copying a param with shape torch\.Size\((\[.*?\])\) from "
+    r"checkpoint, the shape in current model is torch\.Size\((\[.*?\])\)"
+)
+
+
+def adapter_size_problem(error: BaseException, folder: Path) -> BaseException:
+    """torch's refusal to load an adapter's tensors into layers of other sizes, as PEFT
+    passes it on (the run's settings name a base of other widths than it trained on, or
+    the adapter was swapped), as one line; any other error as it was."""
+    found = SIZE_MISMATCH.search(str(error)) if isinstance(error, RuntimeError) else None
+    if not found:
+        return error
+    key, stored, expected = found.groups()
+    return ModelError(
+        f"{folder}: {key} is {stored} in the adapter but {expected} in the base model; "
+        "the adapter was trained on another model than the run's settings name"
+    )
 
 
 def _check_weights(folder: Path, none: str, damaged: str) -> None:
