@@ -155,10 +155,16 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         return _reader_went_away()
     except OSError as exc:  # the machine refused: a full disk, a read-only folder
-        if args.debug or exc.errno not in SYSTEM_REFUSALS:
+        if args.debug or exc.errno not in SYSTEM_REFUSALS | PATH_REFUSALS:
             return _internal_error(exc, args.debug)
         _error_line(f"{ERROR_PREFIX}{_refusal(exc)}")
-        return 1
+        return 2 if exc.errno in PATH_REFUSALS else 1
+    except RuntimeError as exc:  # pathlib's resolve() meeting a link loop (Python < 3.13)
+        if args.debug or not str(exc).startswith("Symlink loop from "):
+            return _internal_error(exc, args.debug)
+        where = str(exc).removeprefix("Symlink loop from ").strip("'\"")
+        _error_line(f"{ERROR_PREFIX}{where}: {PATH_REFUSALS[errno.ELOOP]}")
+        return 2
     except Exception as exc:  # a bug of ours: still one line, the traceback on request
         return _internal_error(exc, args.debug)
 
@@ -180,6 +186,11 @@ SYSTEM_REFUSALS = {
     errno.EACCES: "permission denied",
     errno.EPERM: "operation not permitted",
     errno.EIO: "input/output error",
+}
+# paths given that no file system resolves: bad input (exit 2), wherever a command meets them
+PATH_REFUSALS = {
+    errno.ENAMETOOLONG: "file name too long",
+    errno.ELOOP: "too many levels of symbolic links",
 }
 
 
@@ -215,7 +226,7 @@ class _NamedStdout:
 
 def _refusal(exc: OSError) -> str:
     """`PATH: no space left on device`, or without a path when the write named none."""
-    what = SYSTEM_REFUSALS[exc.errno]
+    what = (SYSTEM_REFUSALS | PATH_REFUSALS)[exc.errno]
     if exc.filename == STDOUT:
         _silence_stdout()  # its unwritten buffer would fail again at exit
     if exc.filename is not None:

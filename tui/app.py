@@ -82,9 +82,10 @@ class FinetuneApp(App):
         capture_fds: bool = False,
         pinned: set[str] | None = None,
         catch_signals: bool = False,
+        driver_class=None,
         **state,
     ) -> None:
-        super().__init__()
+        super().__init__(driver_class=driver_class)
         self.catch_signals = catch_signals  # run_app's: a test's process keeps its own
         self.state = WizardState(settings=settings, pinned=set(pinned or ()), **state)
         self.hardware = None
@@ -266,12 +267,33 @@ def run_app(args: argparse.Namespace) -> int:
         simulated_gpu=getattr(args, "gpu", None),
         simulated_vram=getattr(args, "vram", None),
         catch_signals=True,
+        driver_class=terminal_driver(),
     )
     detach_ui_from_fd2()
     try:
-        return app.run() or 0
+        code = app.run()
     finally:
         app.settle_training()
+    return code or app.return_code or 0  # a crash (an error screen) is 1, never 0
+
+
+def terminal_driver():
+    """Textual's Linux driver, sized from the terminal it draws on (detach_ui_from_fd2's
+    duplicate) rather than from fd 1, which a run points at its log: resized mid-training,
+    the wizard drew at 80 x 25. None elsewhere: Textual's own choice."""
+    if sys.platform == "win32":
+        return None
+    from textual.drivers.linux_driver import LinuxDriver
+
+    class TerminalDriver(LinuxDriver):
+        def _get_terminal_size(self) -> tuple[int, int]:
+            try:
+                width, height = os.get_terminal_size(self._file.fileno())
+            except (AttributeError, OSError, ValueError):
+                return super()._get_terminal_size()
+            return width or 80, height or 25
+
+    return TerminalDriver
 
 
 def detach_ui_from_fd2() -> None:

@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import AfterValidator, Field, ValidationInfo, field_validator, model_validator
 
 from .combinations import refused_combination
 from .options import (
@@ -52,10 +52,26 @@ COUNT_LIMIT = 10**9
 PositiveInt = Annotated[int, Field(gt=0, le=COUNT_LIMIT)]
 ModuleNames = Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)]
 NAME_LIMIT = 128  # bytes of a run name: room for suffixes within the 255-byte file name limit
+PART_LIMIT, PATH_LIMIT = 255, 4095  # bytes of a file name and of a path (Linux, macOS)
+
+
+def _fits_file_systems(path: str) -> str:
+    """A path every file system can name: each part at most 255 bytes, the whole at most
+    4,095 (past either the system refuses it with ENAMETOOLONG, an internal error before)."""
+    encoded = path.encode("utf-8", "surrogateescape")
+    longest = max((len(part) for part in encoded.split(b"/")), default=0)
+    if longest > PART_LIMIT:
+        raise ValueError(f"has a name of {longest} bytes; file systems allow {PART_LIMIT}")
+    if len(encoded) > PATH_LIMIT:
+        raise ValueError(f"is {len(encoded)} bytes long; file systems allow {PATH_LIMIT}")
+    return path
+
+
+PathText = Annotated[str, AfterValidator(_fits_file_systems)]
 
 
 class ModelSettings(Section):
-    name_or_path: str = Field(
+    name_or_path: PathText = Field(
         DEMO, description="Local model folder, Hub ID, or 'demo' for the embedded tiny model."
     )
     trust_remote_code: bool = Field(
@@ -67,7 +83,7 @@ class ModelSettings(Section):
 
 
 class DatasetSettings(Section):
-    path: str = Field(
+    path: PathText = Field(
         DEMO, description="JSONL/JSON/CSV/Parquet file, save_to_disk folder, or 'demo'."
     )
     format: DatasetFormat = Field(
@@ -229,7 +245,7 @@ class DistributedSettings(Section):
 
 
 class OutputSettings(Section):
-    dir: str | None = Field(
+    dir: PathText | None = Field(
         None, min_length=1, description="Run directory; default: <data dir>/runs/<run_name>."
     )
     run_name: str | None = Field(None, description="Name of the run; default: <model>-<timestamp>.")

@@ -12,7 +12,7 @@ from textual.widgets import Button, Footer, Header, Input, Static
 
 from finetune_tui.engine.common.errors import FinetuneError
 from finetune_tui.engine.settings.options import PAIRED, UNPAIRED
-from finetune_tui.tui.text import shown
+from finetune_tui.tui.text import shown, shown_lines
 
 PREFERENCE_FORMATS = (PAIRED, UNPAIRED)
 
@@ -60,13 +60,13 @@ def describe_dataset(settings) -> tuple[str, str]:
     try:
         path, records, fmt = read_dataset(settings)  # problems are listed, not raised
     except FinetuneError as exc:
-        return f"[red]{exc}[/red]", ""
+        return f"[red]{shown(exc)}[/red]", ""
     problems = validate_records(records, fmt)
     stats = estimate_token_stats(records, fmt, settings.training.max_seq_length)
     lines = [f"[b]{plural(len(records), 'record')}[/b], format [b]{fmt}[/b]  ({shown(path)})"]
     if problems:
         lines.append(f"[red]{plural(len(problems), 'record')} with problems:[/red]")
-        lines += [f"  {p}" for p in problems[:5]]
+        lines += [f"  {shown(p)}" for p in problems[:5]]
     lines.append(
         f"~tokens per example: mean {stats.mean:.0f}, p95 {stats.p95}, max {stats.max}; "
         f"{stats.truncated_fraction:.0%} longer than max_seq_length "
@@ -81,9 +81,8 @@ def describe_dataset(settings) -> tuple[str, str]:
             sample = preference_sample(good, to_example(good.data, fmt, ""))
     elif good is not None and not validate_records([good], fmt):
         example = to_example(good.data, fmt, "</s>")
-        sample = (
-            "First example as trained (prompt → completion):\n"
-            + json.dumps(example, ensure_ascii=False, indent=1)[:600]
+        sample = "First example as trained (prompt → completion):\n" + shown_lines(
+            json.dumps(example, ensure_ascii=False, indent=1)[:600]
         )
     return "\n".join(lines), sample
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from rich.markup import escape
 from textual import on
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
@@ -10,6 +9,7 @@ from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Static
 
 from ..planning import inspect, predict, recommend, unavailable_here
+from ..text import shown, shown_lines
 from ..widgets.settings_form import SettingsForm
 from ..widgets.vram_bar import VramBar
 
@@ -47,10 +47,10 @@ class StrategyScreen(Screen):
         from finetune_tui.engine.settings.options import OBJECTIVES
 
         objective = self.app.state.settings.training.objective
-        text = f"objective [b]{objective}[/b]: {escape(OBJECTIVES[objective].means)}"
+        text = f"objective [b]{objective}[/b]: {shown(OBJECTIVES[objective].means)}"
         if objective != "sft":
             note = PREFERENCE_PLAN.format(objective)
-            text += f"\n[yellow]{escape(note)}[/yellow]"
+            text += f"\n[yellow]{shown_lines(note)}[/yellow]"
         self.query_one("#strategy-objective", Static).update(text)
 
     def show_reasons(self) -> None:
@@ -60,7 +60,7 @@ class StrategyScreen(Screen):
             f"{field}: {why}" for field, why in state.reasons.items() if field not in state.pinned
         ]
         lines += [f"{field}: set by you" for field in sorted(state.pinned)]
-        self.query_one("#strategy-status", Static).update(escape("\n".join(lines)))
+        self.query_one("#strategy-status", Static).update(shown_lines("\n".join(lines)))
 
     @on(SettingsForm.Changed)
     def changed(self, event: SettingsForm.Changed) -> None:
@@ -69,14 +69,14 @@ class StrategyScreen(Screen):
         status = self.query_one("#strategy-status", Static)
         why = unavailable_here(self.app.hardware, self._model()).get(f"{event.field}={event.value}")
         if why:  # the same reason `plan` gives; the form goes back to what can run
-            status.update(f"[red]{escape(f'{event.field}: {event.value}: {why}')}[/red]")
+            status.update(f"[red]{shown(f'{event.field}: {event.value}: {why}')}[/red]")
             self.query_one(SettingsForm).load(self.app.state.settings)
             return
         error, reset = self.apply_change(event.field, event.value)
         if error:
-            status.update(f"[red]{escape(error)}[/red]")
+            status.update(f"[red]{shown_lines(error)}[/red]")
             return
-        status.update(escape("; ".join([f"{event.field} = {event.value!r}", *reset])))
+        status.update(shown("; ".join([f"{event.field} = {event.value!r}", *reset])))
         if reset:
             self.query_one(SettingsForm).load(self.app.state.settings)
         self.refresh_prediction()
@@ -119,14 +119,15 @@ class StrategyScreen(Screen):
         try:
             prediction = predict(self.app.hardware, self.app.state.settings)
         except Exception as exc:  # a planner error must not take the form down
-            self.query_one(VramBar).update(f"[red]prediction failed: {exc}[/red]")
+            self.query_one(VramBar).update(f"[red]prediction failed: {shown(exc)}[/red]")
             return
         self.prediction = prediction
         self.query_one(VramBar).show(prediction.breakdown, prediction.budget_gib, prediction.fits)
-        self.query_one("#strategy-time", Static).update(escape(prediction.time_text))
+        self.query_one("#strategy-time", Static).update(shown(prediction.time_text))
         self.show_objective()
         if prediction.note:
-            self.query_one("#strategy-status", Static).update(f"[dim]{prediction.note}[/dim]")
+            note = f"[dim]{shown(prediction.note)}[/dim]"
+            self.query_one("#strategy-status", Static).update(note)
 
     @on(Button.Pressed, "#reset")
     def action_reset(self) -> None:
@@ -135,7 +136,7 @@ class StrategyScreen(Screen):
         except Exception as exc:  # nothing to recommend (say, full fine-tuning of 4-bit
             # weights): the planner's one line, the form kept
             status = self.query_one("#strategy-status", Static)
-            status.update(f"[red]{escape(str(exc))}[/red]")
+            status.update(f"[red]{shown(str(exc))}[/red]")
             return
         if result is None:
             self.notify("no recommendation available (planner or hardware facts missing)")
@@ -157,7 +158,7 @@ class StrategyScreen(Screen):
         status = self.query_one("#strategy-status", Static)
         why = measure_refusal(self.app.hardware)
         if why:
-            status.update(f"[red]{escape(f'Measure on this GPU {why}')}[/red]")
+            status.update(f"[red]{shown(f'Measure on this GPU {why}')}[/red]")
             return
         status.update("measuring the advisor's top candidates, each in its own process...")
         self.run_worker(self._measure_here, thread=True, exclusive=True, group="measure")
@@ -196,4 +197,4 @@ class StrategyScreen(Screen):
             self.query_one(SettingsForm).load(picked.candidate.settings)
             self.refresh_prediction()
             lines = [*lines, "the picked candidate is now in the form"]
-        self.query_one("#strategy-status", Static).update(escape("\n".join(lines)))
+        self.query_one("#strategy-status", Static).update(shown_lines("\n".join(lines)))

@@ -176,8 +176,9 @@ class TrainScreen(Screen):
 
         try:
             run_dir = start_run(settings)
-        except FinetuneError as exc:
-            self.deliver(Failed(message=str(exc)))
+        except Exception as exc:  # ours said as it is; anything else said, never a hang
+            said = exc if isinstance(exc, FinetuneError) else f"{type(exc).__name__}: {exc}"
+            self.deliver(Failed(message=str(said)))
             self._ended()
             return
         self.app.call_from_thread(self._run_dir_made, run_dir)
