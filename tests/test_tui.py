@@ -158,11 +158,24 @@ async def test_demo_trains_in_the_panel_to_the_end(tmp_path):
         assert "finished" in log
         await pilot.press("8")
         await pilot.pause()
+        run = tmp_path / "run"  # its own script stays as it trained; a new one goes beside
+        assert app.screen.query_one("#export-path", Input).value == "finetune-export/run/train.py"
+        assert str(run / "export" / "train.py") in text_of(app, "#export-result")
+        record = (run / "settings.yaml").read_text()
+        field = app.screen.query_one("#export-path", Input)
+        for _ in range(2):  # a preset written as the run's settings.yaml broke its resume
+            field.value = str(run / "settings.py")
+            field.focus()
+            await pilot.press("enter")
+            await pilot.pause()
+        assert "its record; never replaced by an export" in text_of(app, "#export-result")
+        assert (run / "settings.yaml").read_text() == record
         target = tmp_path / "export" / "train.py"
-        app.screen.query_one("#export-path", Input).value = str(target)
+        field.value = str(target)
         await pilot.click("#export")
         await pilot.pause()
-        assert target.is_file() and target.with_suffix(".yaml").is_file()
+        assert target.is_file(), text_of(app, "#export-result")
+        assert target.with_suffix(".yaml").is_file()
         assert not isinstance(app.focused, Input)  # q and Escape are commands again
     assert (tmp_path / "run" / "adapter" / "adapter_config.json").is_file()
 

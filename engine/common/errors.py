@@ -36,7 +36,12 @@ class ModelError(InputError):
 
 
 class OutputExistsError(InputError):
-    """An output (run directory, exported file) exists and replacing it was not asked for."""
+    """An output (run directory, exported file) exists and replacing it was not asked for;
+    `path` names it where the caller offers to replace it (the Export screen)."""
+
+    def __init__(self, message: str, path: Path | None = None):
+        super().__init__(message)
+        self.path = path
 
 
 class TrainingError(FinetuneError):

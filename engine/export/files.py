@@ -15,6 +15,7 @@ from ..common.errors import InputError, OutputExistsError
 from ..common.safe_io import entry_problem, write_text_atomic
 from ..launch.configs import CONFIG_FILE, launch_files
 from ..runs.create import is_marked
+from ..runs.layout import EXPORT_DIR
 from ..settings.preset import dump_preset
 from ..settings.schema import DistributedSettings, TrainSettings
 from .script import render_script
@@ -63,6 +64,7 @@ def export_run(
     sbatch_path = script_path.with_suffix(".sbatch") if slurm else None
     if sbatch_path is not None and config_path is not None:
         files.append((sbatch_path, render_sbatch(spread, script_path, config_path)))
+    check_run_records([path for path, _ in files])  # first: never offered for replacing
     check_export_targets([path for path, _ in files], (*inputs, *settings.input_paths()), force)
     check_run_folder_targets([path for path, _ in files])
     try:
@@ -109,7 +111,25 @@ def check_export_targets(outputs: list[Path], inputs: tuple[Path, ...], force: b
         if problem and problem != "is a symbolic link":  # a link is replaced, not followed
             raise InputError(f"{path}: {problem}; export writes plain files only")
         if (path.exists() or path.is_symlink()) and not force:
-            raise OutputExistsError(f"{path}: exists; use --force to replace it, or another -o")
+            raise OutputExistsError(
+                f"{path}: exists; use --force to replace it, or another -o", path
+            )
+
+
+def check_run_records(outputs: list[Path]) -> None:
+    """A file a run folder already holds outside its export/ folder is the run's record,
+    never replaced by an export, even one forced: a preset written as a run's settings.yaml
+    broke its resume. (export/ holds the run's own script, which an export may renew.)"""
+    for path in outputs:
+        absolute = Path(os.path.abspath(path))
+        if not (absolute.exists() or absolute.is_symlink()):
+            continue
+        run = next((f for f in list(absolute.parents)[:8] if is_marked(f)), None)
+        if run is not None and absolute.relative_to(run).parts[0] != EXPORT_DIR:
+            raise InputError(
+                f"{path}: a file of the run folder {run}, its record; never replaced by "
+                "an export: give another name"
+            )
 
 
 def check_run_folder_targets(outputs: list[Path]) -> None:

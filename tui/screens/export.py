@@ -30,10 +30,15 @@ class ExportScreen(Screen):
 
     def on_screen_resume(self) -> None:
         run = self.app.state.last_run_dir
-        default = (run / "export" / "train.py") if run else Path("finetune-export") / "train.py"
+        # the run keeps its own script in RUN/export/: a new one goes beside, not over it
+        default = Path("finetune-export") / (run.name if run else "") / "train.py"
         field = self.query_one("#export-path", Input)
         if not field.value:
             field.value = str(default)
+        if run is not None and not self.query_one("#export-result", Static).content:
+            self.query_one("#export-result", Static).update(
+                shown_lines(f"the run's own script, as it trained: {run / 'export' / 'train.py'}")
+            )
 
     def on_mount(self) -> None:
         self.on_screen_resume()
@@ -54,7 +59,8 @@ class ExportScreen(Screen):
         except FinetuneError as exc:
             replaceable = isinstance(exc, OutputExistsError)
             self.confirmed_replace = path if replaceable else None
-            message = f"{path}: exists; press Export again to replace it" if replaceable else exc
+            where = getattr(exc, "path", None) or path  # the preset beside it, maybe
+            message = f"{where}: exists; press Export again to replace it" if replaceable else exc
             result.update(f"[red]{shown(message)}[/red]")
             return
         self.confirmed_replace = None
