@@ -6,7 +6,7 @@ import json
 
 import pytest
 import torch
-from conftest import DEMO_PRESET, FEW_RECORDS
+from conftest import DEMO_PRESET, FEW_RECORDS, REPO
 from transformers import TrainerCallback
 
 from finetune_tui.engine.common.errors import TrainingError
@@ -32,6 +32,18 @@ def test_back_off_keeps_effective_batch_then_turns_on_checkpointing():
     assert change == "gradient checkpointing on"
     with pytest.raises(TrainingError, match="micro-batch 1 with gradient checkpointing on"):
         back_off(checkpointed)
+
+
+def test_kto_never_backs_off_below_the_micro_batch_it_trains_at():
+    """KTOTrainer refuses a micro-batch of 1 (its KL reference point pairs completions in
+    one): an OOM at 2 or 3 turns checkpointing on instead of failing the run at restart."""
+    kto = REPO / "presets" / "demo-kto.yaml"
+    for batch in (2, 3):
+        settings = load_preset(kto, [f"training.micro_batch_size={batch}"])
+        after, change = back_off(settings)
+        assert after.training.micro_batch_size == batch and change == "gradient checkpointing on"
+    halved, _ = back_off(load_preset(kto, ["training.micro_batch_size=4"]))
+    assert halved.training.micro_batch_size == 2
 
 
 class OutOfMemoryAt(TrainerCallback):

@@ -534,7 +534,9 @@ def test_the_plan_says_which_lora_targets_the_run_would_refuse():
 
     moved = said("Qwen/Qwen3-30B-A3B", "[gate_proj,up_proj,down_proj]")
     assert moved.startswith("down_proj, gate_proj, up_proj: PEFT moves them onto the fused")
-    unknown = said("meta-llama/Llama-3.1-8B", "[q_proj,nonexistent,lm_head]")
+    unknown = said("meta-llama/Llama-3.1-8B", "[q_proj,nonexistent,embed_tokens]")
     assert unknown.startswith("nonexistent: no linear layer of this model has that name")
+    output = said("meta-llama/Llama-3.1-8B", "[q_proj,lm_head]")  # TRL's trainers refuse it
+    assert output.startswith("lm_head: the model's output layer, whose weight TRL's trainers")
     assert said("meta-llama/Llama-3.1-8B", "[q_proj,model.layers.0.mlp.down_proj]") is None
     assert said("Qwen/Qwen3-30B-A3B", "[q_proj,k_proj]") is None

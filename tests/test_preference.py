@@ -139,6 +139,10 @@ CHAT = [{"role": "user", "content": "Q"}]
         ({"chosen": [*CHAT, {"role": "assistant", "content": "a"}],
           "rejected": [{"role": "user", "content": "Z"}, {"role": "assistant", "content": "b"}]},
          "share every turn but the last"),
+        # each record good alone: TRL read the file's form off its first and failed later
+        ({"prompt": CHAT, "chosen": [{"role": "assistant", "content": "y"}],
+          "rejected": [{"role": "assistant", "content": "n"}]},
+         "answers are chat messages, the first record's (" ),
     ],
 )  # fmt: skip
 def test_bad_preference_records_are_one_line_with_file_and_line(cli, tmp_path, bad, message):
@@ -153,11 +157,26 @@ def test_bad_preference_records_are_one_line_with_file_and_line(cli, tmp_path, b
     assert not (tmp_path / "run").exists()
 
 
+def test_kto_trains_a_file_sorted_by_label_in_a_seeded_mixed_order():
+    """KTO's sampler is sequential (its KL term pairs neighbours) and TRL does not shuffle:
+    without a held-out split a file of 100 good then 100 bad answers trained every good one
+    first. The split shuffles, with its seed, whether or not it holds records out."""
+    from finetune_tui.engine.recipe.examples import split_examples
+
+    rows = [{"prompt": f"Q{i}", "completion": "a", "label": i < 100} for i in range(200)]
+    train, evaluation = split_examples(rows, 0.0, None, 42)
+    assert evaluation is None and len(train) == 200
+    first = train.select(range(32))["label"]
+    assert 8 <= sum(first) <= 24, first
+    assert split_examples(rows, 0.0, None, 42)[0]["prompt"] == train["prompt"]  # seeded
+
+
 def test_unpaired_records_need_a_true_or_false_label(tmp_path):
     rows = [
         {"prompt": "Q", "completion": "yes", "label": True},
         {"prompt": "Q", "completion": "no", "label": "no"},
         {"prompt": CHAT, "completion": "text", "label": False},
+        {"prompt": CHAT, "completion": [{"role": "assistant", "content": "n"}], "label": True},
     ]
     records = [Record(row, f"f.jsonl:{i + 1}") for i, row in enumerate(rows)]
     assert detect_format(records) == "unpaired_preference"
@@ -165,6 +184,8 @@ def test_unpaired_records_need_a_true_or_false_label(tmp_path):
     assert problems == [
         "f.jsonl:2: field 'label' must be true or false",
         "f.jsonl:3: field 'prompt' must be a string, as 'completion' is",
+        "f.jsonl:4: answers are chat messages, the first record's (f.jsonl:1) strings: "
+        "a file holds one form",
     ]
 
 
@@ -200,8 +221,12 @@ def test_objective_and_data_must_agree_before_any_run_folder(
         (["training.objective=kto", "training.dpo_loss=ipo"], "training.dpo_loss: only"),
         (["training.dpo_loss=nonsense"], "training.dpo_loss: "),
         (["training.beta=0"], "training.beta: "),
+        (["training.dpo_loss=exo_pair"], "training.dpo_loss: "),  # needs label smoothing
+        (["training.objective=kto", "training.micro_batch_size=1"],
+         "training.micro_batch_size: kto trains at 2 or more"),
+        (["lora.target_modules=[q_proj,lm_head]"], "'lm_head' is the model's output layer"),
     ],
-)
+)  # fmt: skip
 def test_settings_a_preference_run_cannot_use_are_one_line(cli, tmp_path, changes, message):
     args = [item for change in changes for item in ("--set", change)]
     result = cli("--preset", preset("dpo"), "--output", str(tmp_path / "run"), *args)

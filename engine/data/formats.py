@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from ..common.errors import DatasetError
 from ..common.safe_io import encoding_problem
 from ..recipe.examples import SHAREGPT_ROLES
-from .preference import check_paired, check_unpaired
+from .preference import answer_form, check_paired, check_unpaired
 from .reading import Record
 
 CHAT_ROLES = {"system", "user", "assistant"}
@@ -62,9 +62,17 @@ def validate_records(records: list[Record], fmt: str) -> list[Problem]:
         "preference": check_paired,
         "unpaired_preference": check_unpaired,
     }[fmt]
-    problems = []
+    problems, first = [], None  # a preference file's form: the first good record's
     for record in records:
         message = record.error or _unencodable(record.data) or check(record.data)
+        if not message and fmt in ("preference", "unpaired_preference"):
+            form = answer_form(record.data)
+            first = first or (form, record.where)
+            if form != first[0]:  # TRL reads a whole file's form off its first record
+                message = (
+                    f"answers are {form}, the first record's ({first[1]}) {first[0]}: "
+                    "a file holds one form"
+                )
         if message:
             problems.append(Problem(record.where, message))
     return problems

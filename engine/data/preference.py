@@ -41,6 +41,12 @@ def check_unpaired(data: dict) -> str | None:
     return _explicit_prompt(data, ("completion",))
 
 
+def answer_form(data: dict) -> str:
+    """How a valid record's answers are written: "strings" or "chat messages"."""
+    answer = data.get("chosen", data.get("completion"))
+    return "strings" if isinstance(answer, str) else "chat messages"
+
+
 def _string_answers(data: dict, answers: tuple[str, ...]) -> str | None:
     for name in ("prompt", *answers):
         value = data.get(name)

@@ -7,13 +7,14 @@ halving the micro-batch keeps the effective batch and frees activations first.
 from __future__ import annotations
 
 from ..common.errors import TrainingError
+from ..settings.options import least_micro_batch
 from ..settings.schema import TrainSettings
 
 
 def back_off(settings: TrainSettings) -> tuple[TrainSettings, str]:
     """After an OOM: halve the micro-batch keeping the effective batch, else checkpoint."""
     t = settings.training
-    if t.micro_batch_size > 1:
+    if t.micro_batch_size // 2 >= least_micro_batch(t.objective):
         batch, accum = t.micro_batch_size // 2, t.gradient_accumulation_steps * 2
         change = (
             f"micro-batch {t.micro_batch_size} -> {batch}, "
@@ -27,7 +28,7 @@ def back_off(settings: TrainSettings) -> tuple[TrainSettings, str]:
         memory = settings.memory.model_copy(update={"gradient_checkpointing": "on"})
         return settings.model_copy(update={"memory": memory}), "gradient checkpointing on"
     raise TrainingError(
-        "out of memory at micro-batch 1 with gradient checkpointing on: "
+        f"out of memory at micro-batch {t.micro_batch_size} with gradient checkpointing on: "
         "lower training.max_seq_length or use quantization.mode: nf4"
     )
 

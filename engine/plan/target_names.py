@@ -7,8 +7,10 @@ from __future__ import annotations
 
 from ..inspect.library_tables import peft_moved_names
 from ..inspect.models import ModelInfo
+from ..settings.options import OUTPUT_LAYER_RULE
 
-OUTSIDE_BLOCKS = frozenset({"lm_head", "embed_tokens"})  # adaptable, outside the blocks' linears
+OUTSIDE_BLOCKS = frozenset({"embed_tokens"})  # adaptable, outside the blocks' linears
+OUTPUT_LAYER = "lm_head"  # the output layer's name in the families config.json describes
 
 
 def target_problem(model: ModelInfo, targets) -> str | None:
@@ -23,6 +25,8 @@ def target_problem(model: ModelInfo, targets) -> str | None:
             "(transformers 5 fuses them), not onto layers of that name: the run refuses them; "
             "leave them out ('auto' does)"
         )
+    if OUTPUT_LAYER in short:
+        return f"{OUTPUT_LAYER}: {OUTPUT_LAYER_RULE}"
     layers = sorted({linear.name for linear in model.linears + model.vision_linears})
     unknown = sorted(short - set(layers) - OUTSIDE_BLOCKS)
     if unknown:

@@ -131,12 +131,15 @@ def split_sizes(count, eval_fraction, max_samples):
 
 
 def split_examples(examples, eval_fraction, max_samples, seed):
-    """A seeded train/eval split (split_sizes), then the first records of the training part."""
+    """A seeded train/eval split (split_sizes), then the first records of the training part;
+    without a split, the records seeded-shuffled all the same: KTO trains them in this order
+    (its sampler is sequential), and a file sorted by label trained all its good answers
+    first."""
     from datasets import Dataset
 
     dataset = Dataset.from_list(examples)
     trained, held_out = split_sizes(len(dataset), eval_fraction, max_samples)
-    train, evaluation = dataset, None
+    train, evaluation = dataset.shuffle(seed=seed), None
     if held_out:
         split = dataset.train_test_split(test_size=held_out, seed=seed)
         train, evaluation = split["train"], split["test"]

@@ -9,6 +9,7 @@ from .options import (
     STRATEGIES,
     UNSLOTH_RULE,
     UNSLOTH_SFT_ONLY,
+    least_micro_batch,
     objective_format_problem,
     unsloth_refusal,
 )
@@ -89,6 +90,12 @@ def _objective_problem(s) -> str | None:
         (
             t.objective != "dpo" and changed["dpo_loss"],
             "training.dpo_loss: only training.objective: dpo reads it",
+        ),
+        (
+            t.micro_batch_size < least_micro_batch(t.objective),
+            f"training.micro_batch_size: {t.objective} trains at "
+            f"{least_micro_batch(t.objective)} or more (its KL reference point pairs each "
+            "completion with another of the micro-batch)",
         ),
     )
     return next((message for failed, message in problems if failed), None)

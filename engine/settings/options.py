@@ -120,8 +120,23 @@ OBJECTIVES = {
         "needs no pairs, only a true / false label (KTOTrainer)",
     ),
 }
-# DPOConfig.loss_type values offered (TRL's own names; the ones that need nothing more)
-DPO_LOSSES = ("sigmoid", "hinge", "ipo", "robust", "exo_pair", "bco_pair", "sppo_hard", "nca_pair")
+# DPOConfig.loss_type values offered (TRL's own names; the ones that need nothing more:
+# exo_pair needs a label_smoothing above 0, which the settings do not hold)
+DPO_LOSSES = ("sigmoid", "hinge", "ipo", "robust", "bco_pair", "sppo_hard", "nca_pair")
+
+
+# LoRA on the output layer: TRL's trainers (SFT, DPO, KTO...) refuse it, since their loss
+# multiplies the hidden states by its weight directly
+OUTPUT_LAYER_RULE = (
+    "the model's output layer, whose weight TRL's trainers read directly (an adapter "
+    "there would never train: they refuse it); leave it out"
+)
+
+
+def least_micro_batch(objective: str) -> int:
+    """The smallest micro-batch an objective trains at: KTO's KL reference point pairs each
+    completion with another of its micro-batch (KTOTrainer refuses 1)."""
+    return 2 if objective == "kto" else 1
 
 
 def objective_format_problem(objective: str, data_format: str) -> str | None:

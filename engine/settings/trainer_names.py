@@ -82,7 +82,7 @@ def objective_table(settings: TrainSettings) -> dict[str, tuple[object, str]]:
         table["loss_type"] = ([t.dpo_loss], "training.dpo_loss")
     if t.objective == "orpo":  # ORPOConfig weighs no router loss
         del table["router_aux_loss_coef"]
-    if t.objective == "kto":  # KTOTrainer shuffles itself, then pairs neighbours for its KL
+    if t.objective == "kto":  # in split_examples' seeded order: KTO pairs neighbours for its KL
         table["train_sampling_strategy"] = (
             "sequential",
             FIXED + "KTO's KL term pairs each example with its neighbour in a fixed order",

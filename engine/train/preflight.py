@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..common.errors import DatasetError, InputError, ModelError, SettingsError
 from ..common.safe_io import CONFIG_LIMIT, read_json, safetensors_header
-from ..settings.options import SFT_FORMATS
+from ..settings.options import OUTPUT_LAYER_RULE, SFT_FORMATS
 from ..settings.schema import DEMO, TrainSettings, is_local_model
 
 HUB_TIMEOUT_S = 10.0
@@ -214,6 +214,8 @@ def _check_lora_targets(settings: TrainSettings, model) -> None:
                 f"lora.target_modules: {target!r} names {', '.join(wrong)} modules of {name}, "
                 "which LoRA cannot adapt; name linear layers"
             )
+        if any(m is model.get_output_embeddings() for m in hits):
+            raise SettingsError(f"lora.target_modules: {target!r} is {OUTPUT_LAYER_RULE}")
 
 
 def _check_moved_targets(targets: list[str], model, name: str) -> None:
