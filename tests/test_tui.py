@@ -117,6 +117,32 @@ async def test_strategy_form_is_the_schema_and_changes_the_settings():
         )
 
 
+async def test_text_fields_take_what_was_typed_and_list_fields_one_value(tmp_path):
+    """The form read every field as YAML: an output folder named `null` became the default
+    folder, a run named `2024` was refused as not text, report_to `tensorboard` as not a
+    list. Text fields now take the text; list fields a single value as a list of one."""
+    app = demo_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("4")
+        await pilot.pause()
+        form = app.screen.query_one(SettingsForm)
+        for dotted, typed in (
+            ("output.dir", str(tmp_path / "null")),
+            ("output.dir", "null"),
+            ("output.run_name", "2024"),
+            ("output.report_to", "tensorboard"),
+            ("lora.target_modules", "q_proj"),
+            ("lora.target_modules", "auto"),
+            ("training.max_steps", "12"),
+        ):
+            form.query_one(f"#{field_id(dotted)}", Input).value = typed
+            await pilot.pause()
+        output = app.state.settings.output
+        assert (output.dir, output.run_name, output.report_to) == ("null", "2024", ["tensorboard"])
+        assert app.state.settings.lora.target_modules == "auto"
+        assert app.state.settings.training.max_steps == 12
+
+
 async def test_dataset_screen_reports_problems_with_lines(tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"instruction": "a", "output": "b"}\n{"instruction": "c"}\n')

@@ -114,23 +114,57 @@ class SettingsForm(VerticalScroll):
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
-        self.post_message(self.Changed(self._dotted(event.input), _parse(event.value)))
+        self._changed(event.input)
 
     def on_input_changed(self, event: Input.Changed) -> None:
         event.stop()
-        self.post_message(self.Changed(self._dotted(event.input), _parse(event.value)))
+        self._changed(event.input)
+
+    def _changed(self, widget: Input) -> None:
+        dotted = self._dotted(widget)
+        section, name = dotted.split(".")
+        annotation = type(getattr(self._settings, section)).model_fields[name].annotation
+        self.post_message(self.Changed(dotted, parse_field_text(widget.value, annotation)))
 
 
-def _parse(text: str) -> object:
-    """Input text → YAML scalar (numbers, null), lists as comma-separated values."""
+def parse_field_text(text: str, annotation) -> object:
+    """An Input's text as the field's type reads it: text fields take it as typed (a folder
+    named `null`, `yes` or `2024` is that folder; YAML had made them None, True, 2024),
+    list fields comma-separated values (one value is a list of one), numbers a YAML scalar;
+    empty is None."""
     import yaml
 
     text = text.strip()
+    kinds = _kinds(annotation)
     if not text:
         return None
-    if "," in text:
+    if list in kinds and text not in _choices_in(annotation):
         return [part.strip() for part in text.split(",") if part.strip()]
+    if str in kinds and not kinds & {int, float}:
+        return text
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError:
         return text
+
+
+def _kinds(annotation) -> set[type]:
+    """The plain types a field accepts, through Annotated, unions and list[...]."""
+    origin = typing.get_origin(annotation)
+    if origin is list:
+        return {list}
+    if origin is typing.Literal:
+        return {type(value) for value in typing.get_args(annotation)}
+    if origin is None:
+        return {annotation} if isinstance(annotation, type) else set()
+    return set().union(*(_kinds(arg) for arg in typing.get_args(annotation)))
+
+
+def _choices_in(annotation) -> set[object]:
+    """The Literal values a field accepts as a whole ("auto"), not those of its lists."""
+    origin = typing.get_origin(annotation)
+    if origin is typing.Literal:
+        return set(typing.get_args(annotation))
+    if origin is list:
+        return set()
+    return set().union(*(_choices_in(arg) for arg in typing.get_args(annotation)))
