@@ -17,6 +17,7 @@ from finetune_tui.engine.common import demo
 from finetune_tui.engine.data.formats import detect_format, validate_records
 from finetune_tui.engine.data.reading import Record
 from finetune_tui.engine.recipe.examples import to_example
+from finetune_tui.engine.settings.preset import load_preset
 from finetune_tui.engine.settings.schema import TrainSettings
 from finetune_tui.engine.settings.trainer_names import trainer_settings
 
@@ -169,6 +170,27 @@ def test_kto_trains_a_file_sorted_by_label_in_a_seeded_mixed_order():
     first = train.select(range(32))["label"]
     assert 8 <= sum(first) <= 24, first
     assert split_examples(rows, 0.0, None, 42)[0]["prompt"] == train["prompt"]  # seeded
+
+
+@pytest.mark.parametrize("objective", ["dpo", "kto"])
+def test_a_preference_runs_held_out_prompts_expect_the_preferred_answer(objective):
+    """compare and the Try screen found no held-out records in a DPO run (they looked for an
+    SFT completion) and took a KTO run's undesirable completions as the expected answers."""
+    from transformers import AutoTokenizer
+
+    from finetune_tui.engine.deliver.held_out import held_out_prompts
+
+    tokenizer = AutoTokenizer.from_pretrained(str(demo.ensure_demo_model()))
+    settings = load_preset(preset(objective))
+    prompts = held_out_prompts(settings, tokenizer)
+    assert len(prompts) == 5 and all(p.text.startswith("Uppercase: ") for p in prompts)
+    assert all(p.rendered.endswith("<|assistant|>") for p in prompts)
+    right = [p.text.removeprefix("Uppercase: ").upper() for p in prompts]
+    if objective == "dpo":
+        assert [p.expected for p in prompts] == right
+    else:  # an undesirable completion is no expected answer
+        assert {p.expected for p in prompts} - {None} <= set(right)
+        assert None in {p.expected for p in prompts}
 
 
 def test_unpaired_records_need_a_true_or_false_label(tmp_path):

@@ -237,6 +237,8 @@ async def test_stop_saves_and_quit_waits(tmp_path):
         assert not screen.running
     summary = (tmp_path / "run" / "summary.json").read_text()
     assert '"status": "stopped"' in summary
+    # the wizard lives on: its run.pid had `runs` and --resume take it for the trainer
+    assert not (tmp_path / "run" / "run.pid").exists()
     assert (tmp_path / "run" / "adapter" / "adapter_config.json").is_file()
 
 
@@ -249,6 +251,8 @@ async def test_quit_mid_training_saves_a_checkpoint_first(tmp_path):
         await app.workers.wait_for_complete()
     summary = (tmp_path / "run" / "summary.json").read_text()
     assert '"status": "stopped"' in summary
+    # the wizard lives on: its run.pid had `runs` and --resume take it for the trainer
+    assert not (tmp_path / "run" / "run.pid").exists()
 
 
 async def test_every_way_to_quit_mid_training_saves_a_checkpoint_first(tmp_path):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..settings.options import PAIRED, UNPAIRED
 from ..settings.schema import TrainSettings
 from ..train.exact_match import held_out_records
 from .generate import render_messages
@@ -40,6 +41,8 @@ def held_out_prompts(settings: TrainSettings, tokenizer, limit: int = HELD_OUT) 
     data = prepare_datasets(settings, tokenizer.eos_token)
     if data.eval is None or data.format == "text":
         return []
+    if data.format in (PAIRED, UNPAIRED):
+        return _preference_prompts(data.eval, tokenizer, limit)
     if data.format == "alpaca":
         rows = data.eval.select(range(min(limit, len(data.eval))))
         eos = tokenizer.eos_token or ""
@@ -54,6 +57,30 @@ def held_out_prompts(settings: TrainSettings, tokenizer, limit: int = HELD_OUT) 
         rendered = render_messages(tokenizer, turns[:-1])
         prompts.append(Prompt(question, rendered, turns[-1]["content"].strip()))
     return prompts
+
+
+def _preference_prompts(rows, tokenizer, limit: int) -> list[Prompt]:
+    """Held-out preference records: the prompt as the trainer rendered it, and the answer
+    it learned to prefer (a pair's chosen one; a KTO completion only where labelled
+    desirable, none where undesirable)."""
+    prompts = []
+    for row in rows.select(range(min(limit, len(rows)))):
+        answer = row["chosen"] if "chosen" in row else row["completion"]
+        if "label" in row and not row["label"]:
+            answer = None
+        if isinstance(answer, list):  # the assistant's turn(s)
+            answer = "".join(turn["content"] for turn in answer)
+        prompt = row["prompt"]
+        if isinstance(prompt, list):
+            question = next(t["content"] for t in reversed(prompt) if t["role"] == "user")
+            prompts.append(Prompt(question, render_messages(tokenizer, prompt), _stripped(answer)))
+        else:
+            prompts.append(Prompt(prompt, prompt, _stripped(answer)))
+    return prompts
+
+
+def _stripped(answer: str | None) -> str | None:
+    return answer.strip() if answer is not None else None
 
 
 def _instruction(prompt: str) -> str:

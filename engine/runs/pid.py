@@ -47,6 +47,13 @@ def write_pid(run_dir: Path, pid: int | None = None) -> None:
     write_text_atomic(Path(run_dir) / PID_FILE, f"{pid or os.getpid()}\n")
 
 
+def clear_pid(run_dir: Path) -> None:
+    """This process no longer trains in the run: its run.pid goes (the wizard lives on after
+    its run stopped, and `runs` and `--resume` took the live wizard for the trainer)."""
+    if read_pid(run_dir) == os.getpid():
+        (Path(run_dir) / PID_FILE).unlink(missing_ok=True)
+
+
 _claims: dict[Path, int] = {}  # run folder -> the open descriptor its lock is held on
 
 

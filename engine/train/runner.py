@@ -25,7 +25,7 @@ from ..runs.create import finish_replacement, prepare_run_dir, undo_replacement
 from ..runs.events import Eval, Event, EventSink, Failed, Finished, Notice
 from ..runs.layout import ADAPTER_DIR, ADAPTER_STAGING, EXPORT_DIR, METRICS_FILE, SETTINGS_FILE
 from ..runs.metrics import MetricsFile
-from ..runs.pid import write_pid
+from ..runs.pid import clear_pid, write_pid
 from ..runs.summary import RunSummary, write_summary
 from ..settings.preset import save_preset, with_changes
 from ..settings.schema import TrainSettings
@@ -91,6 +91,8 @@ def run_training(
     finally:
         if metrics is not None:
             metrics.close()
+        if main and launcher_pid() is None:
+            clear_pid(run_dir)  # trained, stopped or failed: no longer this process's run
         if main and not started and launcher_pid() is None:  # a launch's: its launcher's,
             undo_replacement(run_dir)  # once it has read the workers' error from the log
 

@@ -112,7 +112,8 @@ class TryScreen(Screen):
         self.prompt_index = (self.prompt_index + 1) % len(self.prompts)
         prompt = self.prompts[self.prompt_index]
         self.query_one("#try-prompt", Input).value = prompt.text
-        self.query_one("#try-expected", Static).update(f"expected: {shown(prompt.expected)}")
+        expected = "" if prompt.expected is None else f"expected: {shown(prompt.expected)}"
+        self.query_one("#try-expected", Static).update(expected)  # none: labelled undesirable
 
     @on(Input.Submitted, "#try-prompt")
     @on(Button.Pressed, "#ask")
