@@ -397,6 +397,8 @@ def test_set_changes_any_constant_or_trainer_argument_and_refuses_unknown_names(
         ("LORA_TARGETS=[]", "expected a non-empty list or expected 'auto'"),
         ("DATA_FORMAT=auto", "expected one of 'messages'"),
         ("TRUST_REMOTE_CODE=1", "expected True or False, not 1"),
+        ("learning_rate=-1", "expected above 0.0, not -1"),  # a TRAINER key, as its setting
+        ("per_device_train_batch_size=0", "expected above 0, not 0"),
     ],
 )
 def test_a_set_value_its_setting_refuses_is_one_line_before_anything_loads(tmp_path, given, said):

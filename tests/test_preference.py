@@ -193,6 +193,19 @@ def test_a_preference_runs_held_out_prompts_expect_the_preferred_answer(objectiv
         assert None in {p.expected for p in prompts}
 
 
+def test_the_exported_scripts_beta_is_checked_as_the_setting_is(tmp_path):
+    """`--set beta=-1` trained the script silently toward the rejected answers (the CLI
+    refused it): TRAINER's arguments that hold a setting as it is carry its rule."""
+    from finetune_tui.engine.export.script import render_script
+
+    script = tmp_path / "train.py"
+    script.write_text(render_script(load_preset(preset("dpo")), {}))
+    for given, said in (("beta=-1", "expected above 0.0"), ("beta='0.5'", "expected a number")):
+        refused = run_exported(tmp_path, script, "--set", given)
+        assert refused.returncode == 1 and said in refused.stderr, refused.stderr[-800:]
+        assert refused.stderr.startswith(f"--set {given}: ") and "Traceback" not in refused.stderr
+
+
 def test_unpaired_records_need_a_true_or_false_label(tmp_path):
     rows = [
         {"prompt": "Q", "completion": "yes", "label": True},

@@ -30,7 +30,7 @@ from ..recipe.model import MODEL_FUNCTIONS
 from ..recipe.trainer import TRAINER_FUNCTIONS
 from ..settings.options import objective_format_problem
 from ..settings.schema import DEMO, TrainSettings
-from ..settings.trainer_names import FIXED, objective_table
+from ..settings.trainer_names import AS_THE_SETTING, FIXED, objective_table
 
 ALWAYS = ("torch", "transformers", "trl", "peft", "datasets", "accelerate")
 
@@ -203,6 +203,11 @@ def _constants(settings: TrainSettings, reasons: dict[str, str]) -> str:
             f"    {literal(name)}: {literal(script_rule(name, field))},"
             for name, field in fields.items()
             if lora or not field.startswith("lora.")  # read only under LoRA
+        ),
+        *(
+            f"    {literal(name)}: {literal(script_rule(name, field))},"
+            for name, (_, field) in objective_table(s).items()
+            if name in AS_THE_SETTING
         ),
         "}",
     ]

@@ -130,9 +130,10 @@ def checked(constants, rules):
     """Every constant against its rule, as this file holds it after --set: one line naming
     the first that would fail (an edit at the top of the script as well as a --set)."""
     for name, rule in rules.items():
-        problem = value_problem(constants[name], rule)
+        value = constants[name] if name.isupper() else constants["TRAINER"][name]
+        problem = value_problem(value, rule)
         if problem:
-            raise SystemExit(f"{name} = {constants[name]!r} (top of this script): {problem}")
+            raise SystemExit(f"{name} = {value!r} (top of this script): {problem}")
 
 
 def located(model, data):

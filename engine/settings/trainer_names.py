@@ -69,6 +69,29 @@ def trainer_table(settings: TrainSettings) -> dict[str, tuple[object, str]]:
     }
 
 
+# The TRL arguments that hold their setting as it is, in the setting's own range: the
+# exported script checks a --set of them by the setting's rule (beta=-1 trained silently
+# toward the rejected answers). Not the others: warmup_steps counts steps from 1 up,
+# max_steps -1 means every epoch, optim and the scheduler take TRL's own names.
+AS_THE_SETTING = frozenset(
+    {
+        "per_device_train_batch_size",
+        "per_device_eval_batch_size",
+        "gradient_accumulation_steps",
+        "max_length",
+        "learning_rate",
+        "num_train_epochs",
+        "weight_decay",
+        "max_grad_norm",
+        "logging_steps",
+        "save_total_limit",
+        "seed",
+        "data_seed",
+        "beta",
+    }
+)
+
+
 def objective_table(settings: TrainSettings) -> dict[str, tuple[object, str]]:
     """The arguments of the objective's own config (its trainer_table, with the changes a
     preference objective's config needs)."""
