@@ -342,6 +342,10 @@ async def test_first_open_applies_a_plan_that_fits_and_keeps_what_the_user_pinne
         await pilot.pause()
         review = text_of(app, "#review-diff")
         assert "lora.r: 8 (default 16; set by you)" in review and "; recommended)" in review
+        # the model is the user's choice, never the advisor's (it read "recommended")
+        assert "model.name_or_path: 'meta-llama/Llama-3.1-8B' (default 'demo'; set by you)" in (
+            review
+        )
 
 
 def _hw(name: str):

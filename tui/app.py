@@ -34,9 +34,8 @@ from .screens.review import ReviewScreen
 from .screens.strategy import StrategyScreen
 from .screens.train import TrainScreen
 from .screens.try_model import TryScreen
-from .state import DEMO_PRESET, WizardState, recall, remember
+from .state import DEMO_PRESET, INPUT_FIELDS, WizardState, recall, remember
 
-INPUT_FIELDS = {"model.name_or_path", "dataset.path"}  # what the recommendation depends on
 ORDER = ["hardware", "model", "dataset", "strategy", "review", "train", "try", "export"]
 
 

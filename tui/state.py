@@ -14,6 +14,8 @@ from pathlib import Path
 from finetune_tui.engine.settings.schema import TrainSettings
 
 DEMO_PRESET = Path(__file__).resolve().parent.parent / "presets" / "demo.yaml"
+# what the user chooses and the recommendation depends on (never the advisor's pick)
+INPUT_FIELDS = {"model.name_or_path", "dataset.path"}
 
 REMEMBERED = ("model.name_or_path", "dataset.path", "output.dir")
 

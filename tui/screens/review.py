@@ -9,6 +9,7 @@ from textual.widgets import Footer, Header, Static
 
 from finetune_tui.engine.settings.preset import dump_preset, load_preset
 from finetune_tui.engine.settings.schema import TrainSettings
+from finetune_tui.tui.state import INPUT_FIELDS
 from finetune_tui.tui.text import shown, shown_lines
 
 
@@ -59,8 +60,9 @@ class ReviewScreen(Screen):
 
 
 def origin(field: str, value: object, state) -> str:
-    """Who chose this value: the user (pinned), the advisor, or an edit since."""
-    if field in state.pinned:
+    """Who chose this value: the user (pinned, or the model and data they picked), the
+    advisor, or an edit since."""
+    if field in state.pinned or field in INPUT_FIELDS:
         return "set by you"
     if state.recommended is not None and state.recommended.value(field) == value:
         return "recommended"
