@@ -348,6 +348,25 @@ async def test_first_open_applies_a_plan_that_fits_and_keeps_what_the_user_pinne
         )
 
 
+async def test_a_pinned_value_the_new_model_refuses_is_said_on_the_strategy_screen():
+    """Unsloth and q_proj,v_proj pinned, then GPT-NeoX chosen: the Strategy screen said
+    "set by you" beside a bar that fits, while plan and the run refuse both."""
+    settings = load_preset(
+        DEMO_PRESET,
+        ["memory.backend=unsloth", "lora.target_modules=[q_proj,v_proj]"],
+    )
+    pinned = {"memory.backend", "lora.target_modules"}
+    app = FinetuneApp(settings, pinned=pinned, simulated_gpu="RTX 4090")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert app.update_setting("model.name_or_path", "EleutherAI/pythia-1b", pin=True) is None
+        await pilot.press("4")
+        await pilot.pause()
+        status = text_of(app, "#strategy-status")
+        assert "memory.backend: set by you; refused here: " in status, status
+        assert "lora.target_modules: set by you; refused here: q_proj, v_proj: no linear" in status
+
+
 def _hw(name: str):
     from finetune_tui.engine.inspect.hardware import simulated_hardware
 

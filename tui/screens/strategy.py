@@ -54,13 +54,27 @@ class StrategyScreen(Screen):
         self.query_one("#strategy-objective", Static).update(text)
 
     def show_reasons(self) -> None:
-        """Why each recommended value; fields the user set are marked as theirs."""
+        """Why each recommended value; fields the user set are marked as theirs, in red with
+        the reason where this model or card refuses what they set (a pinned Unsloth on a
+        family it does not patch read "set by you" beside a bar that said it fits)."""
+        from finetune_tui.engine.plan.target_names import target_problem
+
         state = self.app.state
         lines = [
-            f"{field}: {why}" for field, why in state.reasons.items() if field not in state.pinned
+            shown(f"{field}: {why}")
+            for field, why in state.reasons.items()
+            if field not in state.pinned
         ]
-        lines += [f"{field}: set by you" for field in sorted(state.pinned)]
-        self.query_one("#strategy-status", Static).update(shown_lines("\n".join(lines)))
+        model = self._model()
+        refused = unavailable_here(self.app.hardware, model)
+        for field in sorted(state.pinned):
+            value = state.settings.value(field)
+            why = refused.get(f"{field}={value}")
+            if field == "lora.target_modules" and model is not None:
+                why = why or target_problem(model, value)
+            said = shown(f"{field}: set by you" + (f"; refused here: {why}" if why else ""))
+            lines.append(f"[red]{said}[/red]" if why else said)
+        self.query_one("#strategy-status", Static).update("\n".join(lines))
 
     @on(SettingsForm.Changed)
     def changed(self, event: SettingsForm.Changed) -> None:
