@@ -206,6 +206,25 @@ def test_the_exported_scripts_beta_is_checked_as_the_setting_is(tmp_path):
         assert refused.stderr.startswith(f"--set {given}: ") and "Traceback" not in refused.stderr
 
 
+def test_kto_labels_from_csv_cells_and_numbers_are_read_as_trl_reads_them(tmp_path):
+    """A CSV cell is text: every KTO row of a CSV file was refused ("must be true or
+    false"); 0 / 1, which TRL trains on, were refused too, and the exported script trained
+    on them anyway. Each is now the bool TRL reads, in the run and the script alike."""
+    from finetune_tui.engine.data.reading import load_records
+    from finetune_tui.engine.recipe.examples import kto_label
+
+    assert [kto_label(v) for v in (True, "true", " False ", "TRUE", 1, 0)] == [
+        True, True, False, True, True, False
+    ]  # fmt: skip
+    assert [kto_label(v) for v in ("yes", 2, None, 1.0, [])] == [None] * 5
+    data = tmp_path / "kto.csv"
+    data.write_text("prompt,completion,label\n" + "Q,a,true\nQ,b,False\n" * 20)
+    records = load_records(data, 1000)
+    assert [r.data["label"] for r in records[:2]] == ["true", "False"]  # text, as CSV holds it
+    assert validate_records(records, "unpaired_preference") == []
+    assert to_example(records[1].data, "unpaired_preference", "")["label"] is False
+
+
 def test_unpaired_records_need_a_true_or_false_label(tmp_path):
     rows = [
         {"prompt": "Q", "completion": "yes", "label": True},
@@ -217,7 +236,7 @@ def test_unpaired_records_need_a_true_or_false_label(tmp_path):
     assert detect_format(records) == "unpaired_preference"
     problems = [str(p) for p in validate_records(records, "unpaired_preference")]
     assert problems == [
-        "f.jsonl:2: field 'label' must be true or false",
+        "f.jsonl:2: field 'label' must be true or false (or 1 / 0), not 'no'",
         "f.jsonl:3: field 'prompt' must be a string, as 'completion' is",
         "f.jsonl:4: answers are chat messages, the first record's (f.jsonl:1) strings: "
         "a file holds one form",

@@ -8,6 +8,8 @@ without `prompt` has its prompt taken from the turns chosen and rejected share.
 
 from __future__ import annotations
 
+from ..recipe.examples import kto_label
+
 CHAT_ROLES = ("system", "user", "assistant")
 
 
@@ -32,8 +34,8 @@ def check_unpaired(data: dict) -> str | None:
     """A `completion` of the `prompt` and its `label`: true (desirable) or false."""
     if "label" not in data:
         return "missing field 'label'"
-    if not isinstance(data["label"], bool):
-        return "field 'label' must be true or false"
+    if kto_label(data["label"]) is None:
+        return f"field 'label' must be true or false (or 1 / 0), not {data['label']!r:.40}"
     if data.get("completion") is None:
         return "missing field 'completion'"
     if isinstance(data["completion"], str):

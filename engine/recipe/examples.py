@@ -105,14 +105,26 @@ def preference_example(record, data_format):
         return value
 
     if data_format == "unpaired_preference":
-        names = ("prompt", "completion", "label")
-        return {name: plain(record[name]) for name in names}
+        example = {name: plain(record[name]) for name in ("prompt", "completion")}
+        return {**example, "label": kto_label(record["label"])}
     example = {name: plain(record[name]) for name in ("chosen", "rejected")}
     if record.get("prompt") is None:
         from trl.data_utils import extract_prompt
 
         return extract_prompt(example)
     return {"prompt": plain(record["prompt"]), **example}
+
+
+def kto_label(value):
+    """A KTO label as TRL reads it (True: desirable), from JSON's true / false, a CSV
+    cell's text ("true", "False") or 0 / 1; None for anything else."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str):
+        return {"true": True, "false": False}.get(value.strip().lower())
+    return None
 
 
 def split_sizes(count, eval_fraction, max_samples):
@@ -155,6 +167,7 @@ DATA_FUNCTIONS = (
     read_records,
     to_example,
     preference_example,
+    kto_label,
     split_sizes,
     split_examples,
 )

@@ -11,6 +11,7 @@ from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Input, Static
 
 from finetune_tui.engine.common.errors import FinetuneError
+from finetune_tui.engine.recipe.examples import kto_label
 from finetune_tui.engine.settings.options import PAIRED, UNPAIRED
 from finetune_tui.tui.text import shown, shown_lines
 
@@ -96,7 +97,7 @@ def preference_lines(records: list, fmt: str, objective: str) -> list[str]:
     if fmt == "preference":
         held = f"{plural(len(data), 'pair')}: a prompt, a chosen and a rejected answer each"
     else:
-        good = sum(d.get("label") is True for d in data)
+        good = sum(kto_label(d.get("label")) is True for d in data)
         held = f"{good} desirable and {len(data) - good} undesirable completions (label)"
     lines = [f"preference data: {held}"]
     if objective_format_problem(objective, fmt):
