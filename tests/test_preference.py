@@ -134,6 +134,8 @@ CHAT = [{"role": "user", "content": "Q"}]
         ({"prompt": "Q", "chosen": "yes"}, "missing field 'rejected'"),
         ({"prompt": "Q", "chosen": "yes", "rejected": CHAT}, "both be strings or both"),
         ({"prompt": "Q", "chosen": "same", "rejected": "same"}, "nothing to prefer"),
+        ({"prompt": "Q", "chosen": 3, "rejected": 4},
+         "field 'chosen' must be a string or a list of messages, not int"),
         ({"chosen": "yes", "rejected": "no"}, "missing field 'prompt'"),
         ({"prompt": CHAT, "chosen": CHAT, "rejected": [{"role": "assistant", "content": "n"}]},
          "chosen: holds the assistant's answer only"),

@@ -19,6 +19,8 @@ def check_paired(data: dict) -> str | None:
     for name in ("chosen", "rejected"):
         if data.get(name) is None:
             return f"missing field '{name}'"
+        if problem := _answer_type(data, name):
+            return problem
     if isinstance(chosen, str) != isinstance(rejected, str):
         return "fields 'chosen' and 'rejected' must both be strings or both message lists"
     if chosen == rejected:
@@ -38,9 +40,19 @@ def check_unpaired(data: dict) -> str | None:
         return f"field 'label' must be true or false (or 1 / 0), not {data['label']!r:.40}"
     if data.get("completion") is None:
         return "missing field 'completion'"
+    if problem := _answer_type(data, "completion"):
+        return problem
     if isinstance(data["completion"], str):
         return _string_answers(data, ("completion",))
     return _explicit_prompt(data, ("completion",))
+
+
+def _answer_type(data: dict, name: str) -> str | None:
+    """An answer is a string or a list of messages (a number was reported as the prompt's
+    fault)."""
+    if isinstance(data[name], str | list):
+        return None
+    return f"field '{name}' must be a string or a list of messages, not {type(data[name]).__name__}"
 
 
 def answer_form(data: dict) -> str:
