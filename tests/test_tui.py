@@ -107,6 +107,13 @@ async def test_strategy_form_is_the_schema_and_changes_the_settings():
         await pilot.pause()
         assert app.state.settings.lora.r == 8  # rejected by the schema
         assert "lora.r: must be > 0" in text_of(app, "#strategy-status")
+        rank.focus()
+        await pilot.pause()
+        form.query_one(f"#{field_id('lora.alpha')}", Input).focus()  # leaving it
+        await pilot.pause()
+        assert rank.value == "8"  # the field shows what applies, not the refused text
+        assert "lora.r: must be > 0" in text_of(app, "#strategy-status")
+        app.screen.set_focus(None)  # keys are commands again
         form.query_one(f"#{field_id('memory.gradient_checkpointing')}", Select).value = "on"
         await pilot.pause()
         assert app.state.settings.memory.gradient_checkpointing == "on"

@@ -6,7 +6,7 @@ from textual import on
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import Button, Footer, Header, Static
+from textual.widgets import Button, Footer, Header, Input, Static
 
 from ..planning import inspect, predict, recommend, unavailable_here
 from ..text import shown, shown_lines
@@ -94,6 +94,14 @@ class StrategyScreen(Screen):
         if reset:
             self.query_one(SettingsForm).load(self.app.state.settings)
         self.refresh_prediction()
+
+    @on(Input.Blurred)
+    def left_field(self, event: Input.Blurred) -> None:
+        """A field left holding text the settings refused ("8x", "0") shows again the value
+        that applies (it kept the text while Review and the command used the last valid
+        value); its refusal stays said."""
+        if (event.input.id or "").startswith("f-"):  # the form's fields: field_id's names
+            self.query_one(SettingsForm).load(self.app.state.settings)
 
     def apply_change(self, field: str, value: object) -> tuple[str | None, list[str]]:
         """The user's change; where the settings refuse it only because of a value the user
