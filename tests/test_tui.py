@@ -242,6 +242,13 @@ async def test_stop_saves_and_quit_waits(tmp_path):
         await app.workers.wait_for_complete()
         await pilot.pause()
         assert not screen.running
+        assert screen.losses and screen.steps
+        await pilot.press("s")  # the next run (refused here: its folder exists) starts afresh
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert not screen.running and screen.losses == [] and screen.steps == []
+        log = "\n".join(str(line) for line in screen.query_one(RichLog).lines)
+        assert "exists" in log, log
     summary = (tmp_path / "run" / "summary.json").read_text()
     assert '"status": "stopped"' in summary
     # the wizard lives on: its run.pid had `runs` and --resume take it for the trainer

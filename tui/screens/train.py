@@ -67,6 +67,13 @@ class TrainScreen(Screen):
         self.stop_event = threading.Event()
         self.running = False
         self.trained = threading.Event()  # set when the training thread has saved and ended
+        self.pending: deque[Event] = deque()  # appended by the training thread
+        self.telemetry = None  # GpuTelemetry, opened at the first poll on a real GPU
+        self.forget_run()
+
+    def forget_run(self) -> None:
+        """What the charts and lines hold of one run: empty again before the next (a second
+        run in one session drew its steps after the first's)."""
         self.steps: list[int] = []  # the logged steps the charts' x axis shows
         self.losses: list[float] = []
         self.speeds: list[float] = []
@@ -74,8 +81,6 @@ class TrainScreen(Screen):
         self.vram_steps: list[int] = []
         self.steps_seen = 0
         self.started_at: float | None = None
-        self.pending: deque[Event] = deque()  # appended by the training thread
-        self.telemetry = None  # GpuTelemetry, opened at the first poll on a real GPU
         self.predicted_gib: float | None = None  # the planner's peak, shown beside the measured
         self.started: Started | None = None  # its predicted tokens/s, peak and why none
         self.last_step: Step | None = None
@@ -135,6 +140,7 @@ class TrainScreen(Screen):
         self.running = True
         self.stop_event.clear()
         self.trained.clear()
+        self.forget_run()
         self.query_one("#start", Button).disabled = True
         self.query_one("#stop", Button).disabled = False
         self.log_line("checking the model, dataset and settings…")
