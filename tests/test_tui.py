@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from conftest import DEMO_PRESET, FEW_RECORDS, gpu_run_events, run_python, write_run
 from textual.widgets import Input, RichLog, Select, Static, Switch
 
@@ -148,6 +150,26 @@ async def test_text_fields_take_what_was_typed_and_list_fields_one_value(tmp_pat
         assert (output.dir, output.run_name, output.report_to) == ("null", "2024", ["tensorboard"])
         assert app.state.settings.lora.target_modules == "auto"
         assert app.state.settings.training.max_steps == 12
+
+
+def test_the_dataset_screen_counts_tokens_with_the_models_own_tokenizer(tmp_path):
+    """The demo's byte-level vocabulary makes 3.4x the tokens the characters' estimate
+    counts: the screen said 0 % of these records were past max_seq_length 64, and the run
+    then refused all of them. With the model's tokenizer here, it counts as the run does."""
+    from finetune_tui.engine.common.demo import ensure_demo_model
+    from finetune_tui.engine.settings.preset import with_changes
+    from finetune_tui.tui.screens.dataset import describe_dataset
+
+    ensure_demo_model()
+    data = tmp_path / "long.jsonl"
+    record = {"instruction": "Repeat the words back", "output": "word " * 30}
+    data.write_text((json.dumps(record) + "\n") * 40)
+    settings = load_preset(DEMO_PRESET, [f"dataset.path={data}", "training.max_seq_length=64"])
+    info, _ = describe_dataset(settings)
+    assert "tokens (this model's tokenizer) per example" in info
+    assert "100% longer than max_seq_length 64" in info, info
+    hub = with_changes(settings, {"model.name_or_path": "no-such-org/no-such-model"})
+    assert "~tokens (estimated) per example" in describe_dataset(hub)[0]
 
 
 async def test_dataset_screen_reports_problems_with_lines(tmp_path):

@@ -104,6 +104,12 @@ def demo_model_dir() -> Path:
     return cache_root() / f"{MODEL_DIR_PREFIX}-{digest}"
 
 
+def built_demo_model() -> Path | None:
+    """The demo model folder if it is built already (never builds it)."""
+    target = demo_model_dir()
+    return target if _complete(target) else None
+
+
 def ensure_demo_model() -> Path:
     """The demo model folder, built on first use (random weights, fixed seed) and cached.
 

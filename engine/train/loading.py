@@ -165,6 +165,23 @@ def load_tokenizer_for(settings: TrainSettings):
     return load_tokenizer(resolve_model_path(settings.model.name_or_path), settings)
 
 
+def tokenizer_here(settings: TrainSettings):
+    """The run's tokenizer when its files are on this machine already (the demo once built,
+    a local folder, a cached Hub snapshot; nothing is built or downloaded for it), else
+    None: the Dataset screen then counts tokens as the run will, not by characters."""
+    from ..common.demo import built_demo_model
+
+    name = settings.model.name_or_path
+    folder = built_demo_model() if name == DEMO else local_model_folder(name)
+    files = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json")
+    if folder is None or not any((folder / file).is_file() for file in files):
+        return None
+    try:
+        return load_tokenizer(str(folder), settings)
+    except Exception:  # a tokenizer that does not load here: the estimate stands
+        return None
+
+
 def load_tokenizer(model_path: str, settings: TrainSettings):
     """The recipe's tokenizer, with a one-line error."""
     from ..recipe.model import load_tokenizer
