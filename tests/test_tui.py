@@ -485,6 +485,13 @@ async def test_enter_simulates_a_card_and_the_model_screen_says_what_this_machin
         await pilot.press(*"RTX 4090", "enter")
         await pilot.pause()
         assert app.hardware.simulated and "4090" in app.hardware.primary.name
+        card, settings = app.hardware, app.state.settings
+        field = app.screen.query_one("#sim-gpu", Input)
+        field.value = "RTX 9999"  # a typo keeps the card before it (it fell back to the CPU)
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.hardware is card and app.state.settings == settings
+        assert app.state.simulated_gpu == "RTX 4090"
         from finetune_tui.engine.inspect.hardware import Hardware
 
         app.hardware = Hardware(gpus=[])  # a machine with no GPU, wherever the test runs

@@ -31,14 +31,18 @@ class HardwareScreen(Screen):
     def on_mount(self) -> None:
         self.refresh_summary()
 
-    def refresh_summary(self) -> None:
+    def refresh_summary(self, previous: tuple | None = None) -> None:
+        """Detect (or simulate) the card and plan for it; an unknown simulated card is said
+        and the card before it stays, with its plan (a typo dropped back to the CPU)."""
         state = self.app.state
         try:
             hw = detect(state.simulated_gpu, state.simulated_vram)
         except Exception as exc:  # unknown simulated card: say why, keep the old one
             self.notify(shown(exc), severity="error")
-            state.simulated_gpu = state.simulated_vram = None
-            hw = detect()
+            state.simulated_gpu, state.simulated_vram = previous or (None, None)
+            if previous is not None and self.app.hardware is not None:
+                return
+            hw = detect(state.simulated_gpu, state.simulated_vram)
         self.app.hardware = hw
         self.app.recommend_for_inputs()  # a new card: the plan that fits it
         self.query_one("#hw-summary", Static).update(describe_hardware(hw))  # its own markup
@@ -57,6 +61,7 @@ class HardwareScreen(Screen):
 
     def simulate(self) -> None:
         state = self.app.state
+        previous = (state.simulated_gpu, state.simulated_vram)
         gpu = self.query_one("#sim-gpu", Input).value.strip() or None
         vram = self.query_one("#sim-vram", Input).value.strip()
         try:
@@ -65,4 +70,4 @@ class HardwareScreen(Screen):
             self.notify(f"VRAM {vram!r}: not a number of GiB", severity="error")
             return
         state.simulated_gpu = gpu
-        self.refresh_summary()
+        self.refresh_summary(previous)
