@@ -329,6 +329,18 @@ async def test_keys_to_move_on_are_shown_while_a_field_is_typed_in():
         assert "n" in keys and "ctrl+right" not in keys, keys
 
 
+async def test_a_card_too_small_for_anything_does_not_fit_rather_than_being_a_cpu():
+    """`--vram 0.5` leaves no usable memory: the bar read "CPU only" beside reasons saying
+    nothing fits."""
+    app = FinetuneApp(load_preset(DEMO_PRESET, []), simulated_vram=0.5)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.press("4")
+        await pilot.pause()
+        bar = text_of(app, "#vram-bar")
+        assert "0.0 GiB usable" in bar and "DOES NOT FIT" in bar and "CPU only" not in bar
+
+
 async def test_vram_bar_follows_every_change_on_a_simulated_card():
     app = FinetuneApp(
         load_preset(DEMO_PRESET, ["model.name_or_path=meta-llama/Llama-3.1-8B"]),

@@ -38,17 +38,16 @@ class VramBar(Static):
             bar.append("█" * cells, style=colour)
             legend.append(f"■ {label} {value:.2f}  ", style=colour)
         bar.append("░" * max(0, width - len(bar.plain)), style="grey23")
-        verdict = ""
-        if budget_gib:
-            verdict = "fits" if fits else "DOES NOT FIT"
         head = Text(
             f"predicted peak {total:.2f} GiB reserved "
             f"({breakdown.nvidia_smi_gib:.2f} GiB in nvidia-smi)",
             style="bold",
         )
-        if not budget_gib:
+        if budget_gib is None:  # no GPU (a card too small for anything has a budget of 0)
             head.append("  CPU only: plan for a GPU on the Hardware screen", style="dim")
-        if budget_gib:
+        else:
             head.append(f" / {budget_gib:.1f} GiB usable  ")
-            head.append(verdict, style="bold green" if fits else "bold red")
+            head.append(
+                "fits" if fits else "DOES NOT FIT", style="bold green" if fits else "bold red"
+            )
         self.update(Text("\n").join([head, bar, legend]))
