@@ -341,6 +341,25 @@ async def test_a_card_too_small_for_anything_does_not_fit_rather_than_being_a_cp
         assert "0.0 GiB usable" in bar and "DOES NOT FIT" in bar and "CPU only" not in bar
 
 
+async def test_the_dataset_screen_is_described_again_after_max_seq_length_changes():
+    """max_seq_length set on the Strategy screen left the Dataset screen's "longer than
+    max_seq_length 64" standing until Check was pressed."""
+    app = demo_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("3")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert "longer than max_seq_length 64" in text_of(app, "#dataset-info")
+        assert app.update_setting("training.max_seq_length", 16, pin=True) is None
+        await pilot.press("4")
+        await pilot.pause()
+        await pilot.press("3")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        info = text_of(app, "#dataset-info")
+        assert "100% longer than max_seq_length 16" in info, info
+
+
 async def test_vram_bar_follows_every_change_on_a_simulated_card():
     app = FinetuneApp(
         load_preset(DEMO_PRESET, ["model.name_or_path=meta-llama/Llama-3.1-8B"]),

@@ -33,8 +33,16 @@ class DatasetScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
+        self.described: tuple | None = None  # what the lines below were drawn for
         self.query_one("#dataset-path", Input).value = self.app.state.settings.dataset.path
         self.inspect_dataset()
+
+    def on_screen_resume(self) -> None:
+        """Back from another screen: described again if what the lines depend on changed
+        (max_seq_length set on the Strategy screen left "0 % longer" standing)."""
+        if self.described is not None and self.described != described_for(self.app.state.settings):
+            self.query_one("#dataset-path", Input).value = self.app.state.settings.dataset.path
+            self.inspect_dataset()
 
     @on(Input.Submitted, "#dataset-path")
     @on(Button.Pressed, "#check-dataset")
@@ -46,9 +54,22 @@ class DatasetScreen(Screen):
 
     @work(thread=True, exclusive=True, group="dataset")
     def inspect_dataset(self) -> None:
-        info, sample = describe_dataset(self.app.state.settings)
+        settings = self.app.state.settings
+        self.described = described_for(settings)
+        info, sample = describe_dataset(settings)
         self.app.call_from_thread(self.query_one("#dataset-info", Static).update, info)
         self.app.call_from_thread(self.query_one("#dataset-sample", Static).update, sample)
+
+
+def described_for(settings) -> tuple:
+    """What the Dataset screen's lines depend on: the data, its length limit, the model
+    (its tokenizer counts) and the objective (what the records train)."""
+    return (
+        settings.dataset.model_dump_json(),
+        settings.training.max_seq_length,
+        settings.training.objective,
+        settings.model.name_or_path,
+    )
 
 
 def describe_dataset(settings) -> tuple[str, str]:
