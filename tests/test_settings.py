@@ -65,6 +65,11 @@ def test_empty_preset_means_defaults(tmp_path):
             "quantization:\n  mode: nf4\ntraining:\n  method: full\n",
             "p.yaml:4: training.method: full fine-tuning trains every weight in 16-bit",
         ),
+        # was silently ignored: nothing held out to evaluate
+        (
+            "dataset:\n  eval_fraction: 0\ntraining:\n  eval_steps: 5\n",
+            "p.yaml:4: training.eval_steps: no records are held out to evaluate",
+        ),
     ],
 )
 def test_bad_values_name_file_line_and_field(tmp_path, text, expected):

@@ -47,6 +47,11 @@ def refused_combination(s) -> str | None:
             "offloaded); set training.optimizer: " + " or ".join(STRATEGIES[d.strategy].optimizers),
         ),
         (
+            s.training.eval_steps is not None and s.dataset.eval_fraction == 0,
+            "training.eval_steps: no records are held out to evaluate "
+            "(dataset.eval_fraction is 0); set one or drop eval_steps",
+        ),
+        (
             d.cpu_offload and d.strategy not in OFFLOADING,
             f"distributed.cpu_offload: {_without_offload(d.strategy)}; offload needs "
             "distributed.strategy fsdp or deepspeed",
