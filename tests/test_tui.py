@@ -235,6 +235,26 @@ async def test_demo_trains_in_the_panel_to_the_end(tmp_path):
     assert (tmp_path / "run" / "adapter" / "adapter_config.json").is_file()
 
 
+async def test_s_and_x_work_from_any_screen_and_say_when_nothing_runs(tmp_path):
+    """`s` start and `x` stop are the wizard's keys (README, Help): on any screen but Train
+    they did nothing and said nothing."""
+    app = demo_app("training.max_steps=3", FEW_RECORDS, *NO_EXACT_MATCH, tmp_path=tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("4")
+        await pilot.pause()
+        await pilot.press("x")
+        await pilot.pause()
+        notes = [str(n.message) for n in app._notifications]
+        assert any("nothing is training" in note for note in notes), notes
+        await pilot.press("s")
+        await pilot.pause()
+        assert app.current_mode == "train" and isinstance(app.screen, TrainScreen)
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["status"] == "finished" and summary["step"] == 3
+
+
 async def test_several_processes_are_sent_to_a_headless_run(tmp_path):
     app = demo_app("distributed.strategy=ddp", "distributed.processes=2", tmp_path=tmp_path)
     async with app.run_test(size=SIZE) as pilot:

@@ -67,6 +67,8 @@ class FinetuneApp(App):
         Binding("ctrl+right", "step(1)", "Next", show=False, priority=True),
         Binding("ctrl+left", "step(-1)", "Back", show=False, priority=True),
         Binding("question_mark", "help", "Help"),
+        Binding("s", "start_training", "Start", show=False),  # the Train screen's own `s`
+        Binding("x", "stop_training", "Stop", show=False),  # and `x`, from any screen
         Binding("q", "quit", "Quit"),
         *[Binding(str(i + 1), f"goto('{name}')", name, show=False) for i, name in enumerate(ORDER)],
         *[
@@ -156,6 +158,24 @@ class FinetuneApp(App):
     def action_goto(self, name: str) -> None:
         if not self.quitting:
             self.switch_mode(name)
+
+    def action_start_training(self) -> None:
+        """`s` on any screen: the Train screen opens and starts the run (it said nothing)."""
+        if self.quitting:
+            return
+        self.switch_mode("train")
+        self.call_after_refresh(self._start_on_train_screen)
+
+    def _start_on_train_screen(self) -> None:
+        if isinstance(self.screen, TrainScreen):
+            self.screen.action_start()
+
+    def action_stop_training(self) -> None:
+        """`x` on any screen: the run stops (saving), or the wizard says none runs."""
+        if self.train_screen is not None:
+            self.train_screen.action_stop()
+        else:
+            self.notify("nothing is training: x stops a run started with s")
 
     def action_help(self) -> None:
         from .screens.help import HelpScreen

@@ -154,6 +154,8 @@ class TrainScreen(Screen):
         if self.running:
             self.stop_event.set()
             self.log_line("stopping: saving a checkpoint and the adapter after this step…")
+        else:
+            self.notify("nothing is training: x stops a run started with s")
 
     def _stop_attached(self, confirmed: bool | None) -> None:
         from finetune_tui.engine.common.errors import FinetuneError
