@@ -242,6 +242,29 @@ async def test_try_screen_shows_tuned_and_base_side_by_side(learned):
         assert field.value != first and field.value.startswith("Uppercase: ")
 
 
+async def test_try_screen_says_a_stopped_run_stopped_and_where(learned, tmp_path):
+    """A stopped run's adapter is the one it had when it stopped: the Try screen said
+    nothing of it (it read as a finished run's)."""
+    import json
+
+    from finetune_tui.engine.settings.preset import load_preset
+    from finetune_tui.tui.app import ORDER, FinetuneApp
+
+    run = tmp_path / "stopped"
+    shutil.copytree(learned, run)
+    summary = json.loads((run / "summary.json").read_text())
+    (run / "summary.json").write_text(json.dumps(summary | {"status": "stopped"}))
+    app = FinetuneApp(load_preset(DEMO_PRESET), last_run_dir=run)
+    async with app.run_test(size=(140, 32)) as pilot:
+        await pilot.press(str(ORDER.index("try") + 1))
+        await pilot.pause()
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        status = _text(app, "#try-status")
+        assert ", stopped at step 248/248 on cpu" in status, status
+        assert "stopped" not in _text(app, "#try-expected")
+
+
 async def test_try_screen_before_a_run_says_to_train_first():
     from finetune_tui.engine.settings.preset import load_preset
     from finetune_tui.tui.app import FinetuneApp

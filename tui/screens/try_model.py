@@ -89,10 +89,19 @@ class TryScreen(Screen):
     def _loaded(self, run_dir: Path, run, prompts: list) -> None:
         self.loading = False
         self.run, self.loaded_for, self.prompts = run, run_dir, prompts
+        from finetune_tui.engine.runs.status import run_info
+
         how = "LoRA adapter off" if run.base is None else "loaded beside it"
         held = f"; h cycles {len(prompts)} held-out prompts" if prompts else ""
+        info = run_info(run_dir)  # a stopped run's adapter is the one it had then: say so
+        when = (
+            f", {info.status} at step {info.step}/{info.total_steps}"
+            if info.status != "finished" and info.step is not None
+            else ""
+        )
         self._status(
-            f"run {shown(run_dir)} on {run.device} (base: {how}){held}; Enter or a asks both"
+            f"run {shown(run_dir)}{shown(when)} on {run.device} (base: {how}){held}; "
+            "Enter or a asks both"
         )
         self.query_one("#ask", Button).disabled = False
         from finetune_tui.engine.deliver.ship import keep_commands
@@ -146,7 +155,8 @@ class TryScreen(Screen):
             self.app.call_from_thread(self._answered)
 
     def _show(self, pane: str, text: str) -> None:
-        self.query_one(pane, Static).update(shown_lines(text))
+        shown_text = shown_lines(text) if text.strip() else "[dim](an empty answer)[/dim]"
+        self.query_one(pane, Static).update(shown_text)
 
     def _answered(self) -> None:
         self.answering = False
