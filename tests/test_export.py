@@ -468,3 +468,22 @@ def test_the_demo_export_holds_no_path_of_this_machine(tmp_path):
     machine = {str(ensure_demo_model()), str(demo_dataset_path()), str(cache_root()), str(REPO)}
     machine |= {os.path.expanduser("~"), sys.prefix, tempfile.gettempdir(), str(tmp_path)}
     assert not [path for path in machine if path in script]
+
+
+def test_a_write_the_system_refuses_names_the_file_asked_for(tmp_path, monkeypatch):
+    """A read-only folder (or a full disk) named the staging file `.train.py.1234.tmp`,
+    which the user never asked for: the line names train.py."""
+    import errno
+
+    from finetune_tui.engine.common.errors import InputError
+    from finetune_tui.engine.export import files
+
+    def refused(path, text):
+        staging = path.with_name(f".{path.name}.1234.tmp")
+        raise OSError(errno.EROFS, "Read-only file system", str(staging))
+
+    monkeypatch.setattr(files, "write_text_atomic", refused)
+    script = tmp_path / "job" / "train.py"
+    with pytest.raises(InputError) as refusal:
+        export_run(load_preset(DEMO_PRESET), script)
+    assert str(refusal.value) == f"{script}: cannot write: Read-only file system"

@@ -67,13 +67,14 @@ def export_run(
     check_run_records([path for path, _ in files])  # first: never offered for replacing
     check_export_targets([path for path, _ in files], (*inputs, *settings.input_paths()), force)
     check_run_folder_targets([path for path, _ in files])
+    target = script_path.parent
     try:
         script_path.parent.mkdir(parents=True, exist_ok=True)
-        for path, text in files:
-            write_text_atomic(path, text)
+        for target, text in files:  # named by the file asked for, not its staging name
+            write_text_atomic(target, text)
         script_path.chmod(0o755)
     except OSError as exc:
-        raise InputError(f"{exc.filename or script_path}: cannot write: {exc.strerror}") from None
+        raise InputError(f"{target}: cannot write: {exc.strerror}") from None
     commands = [
         f"python {shlex.quote(str(script_path))}",
         f"finetune-tui --preset {shlex.quote(str(preset_path))}",
