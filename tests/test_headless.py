@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import DEMO_PRESET, run_cli, run_python
+from conftest import DEMO_PRESET, FEW_RECORDS, run_cli, run_python, set_args
 
 
 @pytest.mark.parametrize(
@@ -127,3 +127,20 @@ def test_library_prints_stay_off_the_progress_lines(tmp_path, monkeypatch, capsy
     assert code == 0
     assert "a progress notice" in captured.out and "Unsloth" not in captured.out
     assert "Unsloth" in captured.err
+
+
+def test_the_last_step_is_logged_whatever_logging_steps_says(cli, tmp_path):
+    """Three steps at logging_steps 10 logged step 1 only: the finished line's "final loss"
+    was step 1's. The last step (and a stop's) is always logged now."""
+    run = tmp_path / "run"
+    result = cli(
+        "--preset", str(DEMO_PRESET), "--output", str(run),
+        *set_args("training.max_steps=3", "training.logging_steps=10", FEW_RECORDS,
+                  "training.exact_match_samples=0", "dataset.eval_fraction=0"),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    events = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    steps = [e for e in events if e["kind"] == "step"]
+    assert [e["step"] for e in steps] == [1, 3]
+    finished = next(e for e in events if e["kind"] == "finished")
+    assert finished["final_loss"] == steps[-1]["loss"]

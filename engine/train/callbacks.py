@@ -55,6 +55,9 @@ class EventCallback(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         if self._steady is None:  # the first step pays compiling and patching: left out
             self._steady = (time.perf_counter(), self._tokens_seen({}), state.global_step)
+        if state.global_step >= state.max_steps:  # the run's final loss is its last step's
+            control.should_log = True  # (8 steps at logging_steps 10 reported step 1's)
+        return control
 
     def _seconds_per_step(self, step: int, now: float, elapsed: float) -> float:
         """Since the first step once there are more (its compiling would inflate the ETA
@@ -208,6 +211,7 @@ class StopCallback(TrainerCallback):
             self.stopped = True
             control.should_training_stop = True
             control.should_save = True
+            control.should_log = True  # where it stopped, and at what loss
             self.events.save_reason = "stop"
             if is_main_process():  # every rank has read it: consumed once
                 discard_stop_request(self.run_dir)
