@@ -162,6 +162,18 @@ def test_second_ctrl_c_exits_at_once(tmp_path):
     assert proc.returncode == 130
 
 
+
+def test_a_resume_with_no_checkpoint_yet_says_it_starts_again(tmp_path):
+    """Two Ctrl-Cs before the first save leave no checkpoint: --resume started again from
+    step 0 without a word."""
+    from finetune_tui.engine.settings.preset import load_preset
+    from finetune_tui.engine.train.runner import _resume_point
+
+    said = []
+    assert _resume_point(tmp_path, said.append, load_preset(DEMO_PRESET)) is None
+    assert [n.message for n in said] == ["no checkpoint saved yet: starting again from step 0"]
+
+
 def test_runs_lists_status(cli, finished_template, tmp_path):
     copy_finished_run(finished_template, tmp_path / "data" / "runs" / "tiny")
     listing = cli("runs", "--json")

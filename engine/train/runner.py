@@ -107,6 +107,8 @@ def _resume_point(run_dir: Path, emit: EventSink, settings: TrainSettings) -> Pa
         emit(Notice(f"resuming from {checkpoint}"))
     elif skipped:
         emit(Notice("no intact checkpoint: starting again from step 0", level="warning"))
+    else:  # stopped before its first save: said, not a silent fresh start
+        emit(Notice("no checkpoint saved yet: starting again from step 0", level="warning"))
     return checkpoint
 
 
