@@ -144,3 +144,20 @@ def test_the_last_step_is_logged_whatever_logging_steps_says(cli, tmp_path):
     assert [e["step"] for e in steps] == [1, 3]
     finished = next(e for e in events if e["kind"] == "finished")
     assert finished["final_loss"] == steps[-1]["loss"]
+
+
+def test_an_evaluation_at_the_last_step_is_not_run_again_after_training(cli, tmp_path):
+    """eval_steps dividing the steps evaluated the same weights on the same split twice
+    (and said it twice)."""
+    run = tmp_path / "run"
+    result = cli(
+        "--preset", str(DEMO_PRESET), "--output", str(run),
+        *set_args("training.max_steps=4", "training.eval_steps=2", FEW_RECORDS,
+                  "training.exact_match_samples=0"),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    events = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in events if e["kind"] == "eval"] == [2, 4]
+    summary = json.loads((run / "summary.json").read_text())
+    last = [e for e in events if e["kind"] == "eval"][-1]
+    assert summary["eval_loss"] == last["eval_loss"]

@@ -162,7 +162,6 @@ def test_second_ctrl_c_exits_at_once(tmp_path):
     assert proc.returncode == 130
 
 
-
 def test_a_resume_with_no_checkpoint_yet_says_it_starts_again(tmp_path):
     """Two Ctrl-Cs before the first save leave no checkpoint: --resume started again from
     step 0 without a word."""

@@ -254,7 +254,8 @@ def evaluate(trained: Trained, inputs: RunInputs, emit: EventSink) -> Evaluation
     trained.events.emit_evals = False
     stopper.final_evaluation = True  # from here a stop skips what is left of the evaluation
     try:
-        metrics = trainer.evaluate()
+        reused = _evaluated_at_the_end(trainer)
+        metrics = reused or trainer.evaluate()
         exact_after = None
         if is_main_process():
             stop = stopper.stop
@@ -265,16 +266,31 @@ def evaluate(trained: Trained, inputs: RunInputs, emit: EventSink) -> Evaluation
         return Evaluation()
     score = preference_eval.from_metrics(metrics)
     result = Evaluation(float(metrics["eval_loss"]), exact_after, score)
-    emit(
-        Eval(
-            step=trainer.state.global_step,
-            eval_loss=result.loss,
-            exact_match=exact_after,
-            reward_accuracy=score.accuracy,
-            reward_margin=score.margin,
+    if reused is None or exact_after is not None:  # else the step's own Eval said it all
+        emit(
+            Eval(
+                step=trainer.state.global_step,
+                eval_loss=result.loss,
+                exact_match=exact_after,
+                reward_accuracy=score.accuracy,
+                reward_margin=score.margin,
+            )
         )
-    )
     return result
+
+
+def _evaluated_at_the_end(trainer) -> dict | None:
+    """The Trainer's own evaluation at the last step (eval_steps dividing the steps), which
+    the evaluation after training would only repeat: the same weights, the same split."""
+    step = trainer.state.global_step
+    return next(
+        (
+            e
+            for e in reversed(trainer.state.log_history)
+            if "eval_loss" in e and e.get("step") == step
+        ),
+        None,
+    )
 
 
 def summarise(
