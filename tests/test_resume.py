@@ -74,9 +74,14 @@ def test_sigterm_then_resume_matches_uninterrupted_run(tmp_path):
     (half / "trainer_state.json").write_text('{"global_st')
     assert last_complete_checkpoint(broken) == checkpoint
 
+    stopped_summary = json.loads((broken / "summary.json").read_text())
+    stopped_summary["wall_time_s"] = 1000.0  # as if the stopped part had taken that long
+    (broken / "summary.json").write_text(json.dumps(stopped_summary))
     resumed = call_main("--resume", str(broken))
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert f"resuming from {checkpoint}" in resumed.stdout
+    # the whole run's time, its stopped part included (it counted the last segment only)
+    assert 1000 < json.loads((broken / "summary.json").read_text())["wall_time_s"] < 1300
     got = step_losses(broken)
     assert sorted(got) == sorted(expected)
     for step, loss in expected.items():

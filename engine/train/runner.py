@@ -26,7 +26,7 @@ from ..runs.events import Eval, Event, EventSink, Failed, Finished, Notice
 from ..runs.layout import ADAPTER_DIR, ADAPTER_STAGING, EXPORT_DIR, METRICS_FILE, SETTINGS_FILE
 from ..runs.metrics import MetricsFile
 from ..runs.pid import clear_pid, write_pid
-from ..runs.summary import RunSummary, write_summary
+from ..runs.summary import RunSummary, read_summary, write_summary
 from ..settings.preset import save_preset, with_changes
 from ..settings.schema import TrainSettings
 from . import exact_match, preference_eval
@@ -131,7 +131,7 @@ def _train(
     settings: TrainSettings, run_dir: Path, emit: EventSink, stop, checkpoint: Path | None
 ) -> Finished:
     """The run's phases, in order."""
-    started_at = time.perf_counter()
+    started_at = time.perf_counter() - _earlier_wall_time(run_dir, checkpoint)
     use_planned_allocator(settings)  # before anything touches CUDA (resumes, launched ranks)
     if warning := allocator_warning(settings):
         emit(Notice(warning, level="warning"))
@@ -277,6 +277,14 @@ def evaluate(trained: Trained, inputs: RunInputs, emit: EventSink) -> Evaluation
             )
         )
     return result
+
+
+def _earlier_wall_time(run_dir: Path, checkpoint: Path | None) -> float:
+    """What a run resumed from a checkpoint took before this process (its stopped segments'
+    summary, itself counting the ones before): summary.json and the finished line give the
+    whole run's time, which its prediction is of (they gave the last segment's)."""
+    summary = read_summary(run_dir) if checkpoint is not None else None
+    return (summary.wall_time_s or 0.0) if summary is not None else 0.0
 
 
 def _evaluated_at_the_end(trainer) -> dict | None:
