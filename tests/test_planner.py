@@ -144,6 +144,10 @@ def test_simulated_cards():
     assert simulated_hardware(vram_gib=12).primary.total_gib == 12
     with pytest.raises(InputError, match="unknown card"):
         simulated_hardware("RTX 9999")
+    with pytest.raises(InputError) as long_name:  # echoed whole, it covered the wizard
+        simulated_hardware("x" * 5000)
+    assert "... (5,000 characters): unknown card" in str(long_name.value)
+    assert len(str(long_name.value)) < 200
 
 
 @pytest.mark.parametrize(

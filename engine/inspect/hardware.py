@@ -136,7 +136,10 @@ def simulated_hardware(gpu: str | None = None, vram_gib: float | None = None) ->
         if known is None:
             close = difflib.get_close_matches(gpu, list(KNOWN_GPUS), n=3, cutoff=0.3)
             hint = f" (did you mean {', '.join(close)}?)" if close else ""
-            raise InputError(f"--gpu {gpu!r}: unknown card{hint}; or give --vram GIB")
+            named = (
+                repr(gpu) if len(gpu) <= 80 else repr(gpu[:80]) + f"... ({len(gpu):,} characters)"
+            )
+            raise InputError(f"--gpu {named}: unknown card{hint}; or give --vram GIB")
         vram = vram_gib or known.vram_gib
         card = GPU(
             0,
