@@ -399,6 +399,11 @@ def test_set_changes_any_constant_or_trainer_argument_and_refuses_unknown_names(
         ("TRUST_REMOTE_CODE=1", "expected True or False, not 1"),
         ("learning_rate=-1", "expected above 0.0, not -1"),  # a TRAINER key, as its setting
         ("per_device_train_batch_size=0", "expected above 0, not 0"),
+        ("MODEL=", "expected a non-empty string"),
+        # the script's own machinery is no setting: RULES={} switched every check off
+        ("RULES={}", "not a setting"),
+        ("TRAINER=5", "not a setting"),
+        ("ALPACA_PROMPT=5", "not a setting"),
     ],
 )
 def test_a_set_value_its_setting_refuses_is_one_line_before_anything_loads(tmp_path, given, said):
@@ -448,7 +453,6 @@ def test_a_full_fine_tuning_export_says_nothing_of_lora_or_adapters():
     lora_group, after = method.split("\n\n", 1)
     assert lora_group.startswith('; the six after it are read only when it is "lora"')
     after, rules = after.split("\nRULES = ")  # METHOD's rule names its choices, lora one
-    assert not [name for name in constants(script)["RULES"] if name.startswith("LORA")]
     for text in (before, after):
         assert "lora" not in text.lower() and "adapter" not in text.lower(), text
     assert "full fine-tuning" in before and "#   peft" not in before
@@ -487,3 +491,37 @@ def test_a_write_the_system_refuses_names_the_file_asked_for(tmp_path, monkeypat
     with pytest.raises(InputError) as refusal:
         export_run(load_preset(DEMO_PRESET), script)
     assert str(refusal.value) == f"{script}: cannot write: Read-only file system"
+
+
+def test_a_runs_record_is_never_replaced_through_a_link_and_dotdot(
+    cli, finished_template, tmp_path
+):
+    """`-o elsewhere/link/../settings.py --force`, the link pointing into the run's export/:
+    the check read the path as text (`..` dropped) while the system followed the link, and
+    the run's settings.yaml was replaced."""
+    from conftest import copy_finished_run
+
+    run = copy_finished_run(finished_template, tmp_path / "run")
+    (run / "export").mkdir(exist_ok=True)
+    record = (run / "settings.yaml").read_text()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "link").symlink_to(run / "export")
+    target = f"{elsewhere}/link/../settings.py"
+    result = cli("export", "--preset", str(DEMO_PRESET), "-o", target, "--force")
+    assert result.returncode == 2 and "its record; never replaced" in result.stderr
+    assert (run / "settings.yaml").read_text() == record
+    assert not (run / "settings.py").exists()
+    fine = cli("export", "--preset", str(DEMO_PRESET), "-o", f"{elsewhere}/link/again.py")
+    assert fine.returncode == 0, fine.stderr  # the run's export/ stays writable
+
+
+def test_a_trainer_key_deleted_by_hand_is_trls_default_not_a_traceback():
+    """Deleting `"data_seed": 42,` from TRAINER was a KeyError from the checks: the key is
+    left to TRL's default, as before the checks."""
+    from finetune_tui.engine.recipe.main import checked
+
+    rules = {"LORA_R": {"type": "integer", "exclusiveMinimum": 0}, "data_seed": {"type": "integer"}}
+    checked({"LORA_R": 8, "TRAINER": {"seed": 1}}, rules)
+    with pytest.raises(SystemExit, match="LORA_R = 0 .top of this script.: expected above 0"):
+        checked({"LORA_R": 0, "TRAINER": {}}, rules)

@@ -206,6 +206,12 @@ def test_the_exported_scripts_beta_is_checked_as_the_setting_is(tmp_path):
         refused = run_exported(tmp_path, script, "--set", given)
         assert refused.returncode == 1 and said in refused.stderr, refused.stderr[-800:]
         assert refused.stderr.startswith(f"--set {given}: ") and "Traceback" not in refused.stderr
+    kto = tmp_path / "kto.py"  # KTO trains at micro-batch 2 or more: TRL refused 1 at start
+    kto.write_text(render_script(load_preset(preset("kto")), {}))
+    for given, said in (("per_device_train_batch_size=1", "expected at least 2, not 1"),):
+        refused = run_exported(tmp_path, kto, "--set", given)
+        assert refused.returncode == 1 and said in refused.stderr, refused.stderr[-800:]
+        assert refused.stderr.startswith(f"--set {given}: ") and "Traceback" not in refused.stderr
 
 
 def test_kto_labels_from_csv_cells_and_numbers_are_read_as_trl_reads_them(tmp_path):
@@ -215,8 +221,8 @@ def test_kto_labels_from_csv_cells_and_numbers_are_read_as_trl_reads_them(tmp_pa
     from finetune_tui.engine.data.reading import load_records
     from finetune_tui.engine.recipe.examples import kto_label
 
-    assert [kto_label(v) for v in (True, "true", " False ", "TRUE", 1, 0)] == [
-        True, True, False, True, True, False
+    assert [kto_label(v) for v in (True, "true", " False ", "TRUE", 1, 0, "1", " 0 ")] == [
+        True, True, False, True, True, False, True, False
     ]  # fmt: skip
     assert [kto_label(v) for v in ("yes", 2, None, 1.0, [])] == [None] * 5
     data = tmp_path / "kto.csv"

@@ -148,6 +148,9 @@ async def test_text_fields_take_what_was_typed_and_list_fields_one_value(tmp_pat
             await pilot.pause()
         output = app.state.settings.output
         assert (output.dir, output.run_name, output.report_to) == ("null", "2024", ["tensorboard"])
+        form.query_one(f"#{field_id('output.report_to')}", Input).value = ""  # trackers off
+        await pilot.pause()
+        assert app.state.settings.output.report_to == []
         assert app.state.settings.lora.target_modules == "auto"
         assert app.state.settings.training.max_steps == 12
 

@@ -122,10 +122,13 @@ def check_run_records(outputs: list[Path]) -> None:
     never replaced by an export, even one forced: a preset written as a run's settings.yaml
     broke its resume. (export/ holds the run's own script, which an export may renew.)"""
     for path in outputs:
-        absolute = Path(os.path.abspath(path))
+        # where the system writes it: its folder resolved (links, then `..`), not the text
+        absolute = Path(os.path.realpath(Path(path).parent)) / Path(path).name
         if not (absolute.exists() or absolute.is_symlink()):
             continue
-        run = next((f for f in list(absolute.parents)[:8] if is_marked(f)), None)
+        run = next(
+            (f for f in [absolute.parent, *absolute.parent.parents][:8] if is_marked(f)), None
+        )
         if run is not None and absolute.relative_to(run).parts[0] != EXPORT_DIR:
             raise InputError(
                 f"{path}: a file of the run folder {run}, its record; never replaced by "

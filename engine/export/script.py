@@ -28,7 +28,7 @@ from ..recipe.main import MAIN_FUNCTIONS
 from ..recipe.merging import MERGE_FUNCTIONS
 from ..recipe.model import MODEL_FUNCTIONS
 from ..recipe.trainer import TRAINER_FUNCTIONS
-from ..settings.options import objective_format_problem
+from ..settings.options import least_micro_batch, objective_format_problem
 from ..settings.schema import DEMO, TrainSettings
 from ..settings.trainer_names import AS_THE_SETTING, FIXED, objective_table
 
@@ -198,14 +198,15 @@ def _constants(settings: TrainSettings, reasons: dict[str, str]) -> str:
         "",
         "# what each setting above accepts (finetune-tui's settings schema as JSON Schema):",
         "# main() checks them, --set or edited, before anything loads",
+        "# (the constants it names are the ones --set changes)",
         "RULES = {",
         *(
-            f"    {literal(name)}: {literal(script_rule(name, field))},"
+            f"    {literal(name)}: {literal(script_rule(name, field, s))},"
             for name, field in fields.items()
-            if lora or not field.startswith("lora.")  # read only under LoRA
         ),
+        '    "MERGE": {"type": "boolean"},',
         *(
-            f"    {literal(name)}: {literal(script_rule(name, field))},"
+            f"    {literal(name)}: {literal(script_rule(name, field, s))},"
             for name, (_, field) in objective_table(s).items()
             if name in AS_THE_SETTING
         ),
@@ -219,9 +220,11 @@ def _json_schema() -> dict:
     return TrainSettings.model_json_schema()
 
 
-def script_rule(name: str, field: str) -> dict:
+def script_rule(name: str, field: str, settings: TrainSettings) -> dict:
     """The JSON Schema pydantic gives `field`, as the script's constant `name` holds it: no
-    "auto" format (the export resolves it) and no None output folder (it has a default)."""
+    "auto" format (the export resolves it), no None output folder (it has a default), and
+    the micro-batch the objective trains at least (KTO's 2: a combination the settings
+    check, which no single field's schema holds)."""
     section, key = field.split(".")
     schema = _json_schema()
     reference = schema["properties"][section]["$ref"].rsplit("/", 1)[-1]
@@ -234,6 +237,8 @@ def script_rule(name: str, field: str) -> dict:
         rule["enum"] = [choice for choice in rule["enum"] if choice != "auto"]
     if name == "OUTPUT":
         rule = next(branch for branch in rule["anyOf"] if branch["type"] != "null")
+    if name == "per_device_train_batch_size" and least_micro_batch(settings.training.objective) > 1:
+        rule["minimum"] = least_micro_batch(settings.training.objective)
     return rule
 
 

@@ -116,14 +116,14 @@ def preference_example(record, data_format):
 
 
 def kto_label(value):
-    """A KTO label as TRL reads it (True: desirable), from JSON's true / false, a CSV
-    cell's text ("true", "False") or 0 / 1; None for anything else."""
+    """A KTO label as TRL reads it (True: desirable), from JSON's true / false or 0 / 1, or
+    a CSV cell's text of them ("true", "False", "1"); None for anything else."""
     if isinstance(value, bool):
         return value
     if isinstance(value, int) and value in (0, 1):
         return bool(value)
     if isinstance(value, str):
-        return {"true": True, "false": False}.get(value.strip().lower())
+        return {"true": True, "false": False, "1": True, "0": False}.get(value.strip().lower())
     return None
 
 

@@ -68,10 +68,12 @@ def override(assignments, constants, rules):
             value = ast.literal_eval(text)
         except (SyntaxError, ValueError):
             value = text
-        if name.isupper() and name in constants:
+        if name.isupper() and name in rules:  # not TRAINER, RULES or the prompt templates
             constants[name] = value
         elif name in constants["TRAINER"]:
             constants["TRAINER"][name] = value
+        elif name in constants:
+            raise SystemExit(f"--set {assignment}: not a setting (TRAINER's keys are set by name)")
         else:
             raise SystemExit(
                 f"--set {name}: unknown name; use a constant at the top of this script "
@@ -130,6 +132,8 @@ def checked(constants, rules):
     """Every constant against its rule, as this file holds it after --set: one line naming
     the first that would fail (an edit at the top of the script as well as a --set)."""
     for name, rule in rules.items():
+        if not name.isupper() and name not in constants["TRAINER"]:
+            continue  # a TRAINER key deleted by hand: TRL's default
         value = constants[name] if name.isupper() else constants["TRAINER"][name]
         problem = value_problem(value, rule)
         if problem:

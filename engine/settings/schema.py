@@ -67,7 +67,7 @@ def _fits_file_systems(path: str) -> str:
     return path
 
 
-PathText = Annotated[str, AfterValidator(_fits_file_systems)]
+PathText = Annotated[str, Field(min_length=1), AfterValidator(_fits_file_systems)]
 
 
 class ModelSettings(Section):

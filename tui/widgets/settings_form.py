@@ -130,14 +130,14 @@ class SettingsForm(VerticalScroll):
 def parse_field_text(text: str, annotation) -> object:
     """An Input's text as the field's type reads it: text fields take it as typed (a folder
     named `null`, `yes` or `2024` is that folder; YAML had made them None, True, 2024),
-    list fields comma-separated values (one value is a list of one), numbers a YAML scalar;
-    empty is None."""
+    list fields comma-separated values (one value is a list of one, none an empty list),
+    numbers a YAML scalar; empty is None elsewhere."""
     import yaml
 
     text = text.strip()
     kinds = _kinds(annotation)
-    if not text:
-        return None
+    if not text:  # an emptied list (no trackers) is an empty list where None is no value
+        return [] if list in kinds and type(None) not in kinds else None
     if list in kinds and text not in _choices_in(annotation):
         return [part.strip() for part in text.split(",") if part.strip()]
     if str in kinds and not kinds & {int, float}:
