@@ -34,7 +34,12 @@ def list_command(args: argparse.Namespace) -> int:
     from finetune_tui.engine.runs.event_text import printable
     from finetune_tui.engine.runs.status import list_runs
 
-    runs = list_runs(Path(args.dir).expanduser() if args.dir else None)
+    root = Path(args.dir).expanduser() if args.dir else None
+    if root is not None and not root.is_dir():  # "no runs yet" for a folder that is not there
+        from finetune_tui.engine.common.errors import InputError
+
+        raise InputError(f"{root}: no such folder (runs lists the run folders inside one)")
+    runs = list_runs(root)
     if args.json:
         rows = [
             {

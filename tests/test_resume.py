@@ -186,6 +186,9 @@ def test_runs_lists_status(cli, finished_template, tmp_path):
     assert rows[0]["step"] == 4
     plain = cli("attach", "tiny", "--plain")
     assert "finished at step 4/4" in plain.stdout
+    for folder in (tmp_path / "nowhere", tmp_path / ("d" * 300)):  # read "no runs yet", 0
+        missing = cli("runs", str(folder))
+        assert missing.returncode == 2 and len(missing.stderr.strip().splitlines()) == 1
 
 
 def test_checkpoint_at_every_epoch_end_with_steps_per_epoch_from_the_loader(tmp_path):
