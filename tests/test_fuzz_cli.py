@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import types
 import typing
 from pathlib import Path
 
@@ -36,7 +37,16 @@ junk_text = st.text(min_size=1, max_size=12).filter(lambda s: s.strip() != "")
 
 
 def accepts_str(annotation) -> bool:
-    return annotation is str or str in typing.get_args(annotation)
+    """str, also Annotated (a path field's limits) or inside Optional / a union, never a
+    list's items: `PathText | None` read as no text took "x..." for an invalid folder name,
+    and the example trained a run into the working folder."""
+    if typing.get_origin(annotation) is typing.Annotated:
+        annotation = typing.get_args(annotation)[0]
+    if annotation is str:
+        return True
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return any(accepts_str(member) for member in typing.get_args(annotation))
+    return False
 
 
 def invalid_value(field) -> st.SearchStrategy:
@@ -86,7 +96,8 @@ def assert_clean_failure(code: int, err: str) -> None:
 
 @FUZZ
 @given(text=bad_presets())
-def test_bad_presets_exit_2_with_one_line(tmp_path, capsys, text):
+def test_bad_presets_exit_2_with_one_line(tmp_path, capsys, monkeypatch, text):
+    monkeypatch.chdir(tmp_path)  # a value that validated after all must not write here
     preset = tmp_path / "bad.yaml"
     preset.write_text(text)
     before = snapshot(tmp_path)
@@ -107,7 +118,8 @@ def test_undecodable_or_binary_presets(tmp_path, capsys, data):
 
 @FUZZ
 @given(override=st.tuples(st.sampled_from(FIELDS), st.data()))
-def test_bad_overrides(tmp_path, capsys, override):
+def test_bad_overrides(tmp_path, capsys, monkeypatch, override):
+    monkeypatch.chdir(tmp_path)  # a value that validated after all must not write here
     (section, name, field), data = override
     value = data.draw(invalid_value(field))
     code = main(
