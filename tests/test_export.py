@@ -123,6 +123,16 @@ def test_script_is_standalone():
     assert "# requirements" in script and "#   trl==" in script
 
 
+def with_text_records(overrides: list[str], tmp_path) -> list[str]:
+    """A text-format variant needs text records: the export checks the data as the run
+    does (the demo's are chat records)."""
+    if "dataset.format=text" not in overrides:
+        return overrides
+    data = tmp_path / "texts.jsonl"
+    data.write_text("".join(json.dumps({"text": f"hello {i}"}) + "\n" for i in range(8)))
+    return [*overrides, f"dataset.path={data}"]
+
+
 @pytest.mark.parametrize(
     "overrides",
     [
@@ -133,7 +143,7 @@ def test_script_is_standalone():
     ],
 )
 def test_every_variant_compiles_and_passes_ruff(tmp_path, overrides):
-    settings = load_preset(DEMO_PRESET, overrides)
+    settings = load_preset(DEMO_PRESET, with_text_records(overrides, tmp_path))
     script = tmp_path / "train.py"
     script.write_text(render_script(settings, {}))
     script.chmod(0o755)
@@ -297,7 +307,7 @@ def test_scripts_never_carry_tokens(tmp_path, monkeypatch):
         ["training.method=full"],
     ],
 )
-def test_the_script_is_the_recipe_and_reads_every_constant_it_defines(overrides):
+def test_the_script_is_the_recipe_and_reads_every_constant_it_defines(overrides, tmp_path):
     """The model, data and trainer sides are engine/recipe/model.py's and recipe_data.py's
     functions byte for byte, so the script cannot drift from the runner; and no constant is
     there for show (changing it changes the run)."""
@@ -311,7 +321,7 @@ def test_the_script_is_the_recipe_and_reads_every_constant_it_defines(overrides)
     from finetune_tui.engine.recipe import model as recipe
     from finetune_tui.engine.recipe import trainer as recipe_trainer
 
-    script = render_script(load_preset(DEMO_PRESET, overrides), {})
+    script = render_script(load_preset(DEMO_PRESET, with_text_records(overrides, tmp_path)), {})
     tree = ast.parse(script)
     defined = {
         node.name: ast.get_source_segment(script, node)

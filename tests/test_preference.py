@@ -315,6 +315,22 @@ def test_export_refuses_data_of_another_objective_and_writes_nothing(cli, tmp_pa
     assert not out.parent.exists()
 
 
+def test_export_refuses_records_the_run_would_refuse_and_writes_nothing(cli, tmp_path):
+    """A file of pairs whose answers are the same exported, and its script trained on it
+    (the run refuses it in one line)."""
+    data = write_jsonl(
+        tmp_path / "pairs.jsonl", [GOOD, {"prompt": "Q", "chosen": "a", "rejected": "a"}]
+    )
+    out = tmp_path / "out" / "train.py"
+    result = cli(
+        "export", "--preset", preset("dpo"), "-o", str(out), "--set", f"dataset.path={data}"
+    )
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1, lines
+    assert f"{data}:2: fields 'chosen' and 'rejected' are the same" in lines[0]
+    assert not out.parent.exists()
+
+
 def test_sft_settings_reach_sftconfig_as_before():
     """The default objective is SFT, with SFTConfig's arguments and no preference ones."""
     arguments = trainer_settings(TrainSettings())

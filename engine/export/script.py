@@ -20,7 +20,6 @@ import math
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from ..common.errors import DatasetError
 from ..recipe import examples as recipe_data
 from ..recipe.examples import DATA_CONSTANTS, DATA_FUNCTIONS
 from ..recipe.lora_targets import LORA_FUNCTIONS
@@ -28,7 +27,7 @@ from ..recipe.main import MAIN_FUNCTIONS
 from ..recipe.merging import MERGE_FUNCTIONS
 from ..recipe.model import MODEL_FUNCTIONS
 from ..recipe.trainer import TRAINER_FUNCTIONS
-from ..settings.options import least_micro_batch, objective_format_problem
+from ..settings.options import least_micro_batch
 from ..settings.schema import DEMO, TrainSettings
 from ..settings.trainer_names import AS_THE_SETTING, FIXED, objective_table
 
@@ -316,17 +315,16 @@ def _data(settings: TrainSettings) -> str:
 
 
 def _data_format(settings: TrainSettings) -> str:
-    if settings.dataset.format != "auto":
-        return settings.dataset.format
-    from ..data.formats import detect_format
-    from ..data.reading import load_records, record_limit, resolve_dataset_path
+    """The records' format as the run reads it. Where the dataset is on this machine its
+    records are checked as the run checks them: the script never trains what the run
+    refuses (a file of pairs whose answers were the same exported, and its script trained
+    on it). A dataset elsewhere (a cluster's path) needs its format set."""
+    from ..data.dataset import load_validated
 
-    path = resolve_dataset_path(settings.dataset.path, settings.training.objective)
-    found = detect_format(load_records(path, record_limit(settings)))  # the run's own bound
-    mismatch = objective_format_problem(settings.training.objective, found)
-    if mismatch:  # as the run refuses it: never a script that trains the records as another
-        raise DatasetError(f"{path}: {mismatch} (detected)")
-    return found
+    path = settings.dataset.path
+    if settings.dataset.format != "auto" and path != DEMO and not Path(path).expanduser().exists():
+        return settings.dataset.format
+    return load_validated(settings)[2]
 
 
 def _targets(settings: TrainSettings) -> object:
