@@ -210,18 +210,25 @@ def _text(app, selector: str) -> str:
     return str(app.screen.query_one(selector, Static).render())
 
 
+async def open_try_screen(app, pilot) -> None:
+    """Screen 7, its run loaded and its first held-out prompt filled in."""
+    from finetune_tui.tui.app import ORDER
+
+    await pilot.press(str(ORDER.index("try") + 1))
+    await pilot.pause()
+    await app.workers.wait_for_complete()
+    await pilot.pause()
+
+
 async def test_try_screen_shows_tuned_and_base_side_by_side(learned):
     from textual.widgets import Input
 
     from finetune_tui.engine.settings.preset import load_preset
-    from finetune_tui.tui.app import ORDER, FinetuneApp
+    from finetune_tui.tui.app import FinetuneApp
 
     app = FinetuneApp(load_preset(DEMO_PRESET), last_run_dir=learned)
     async with app.run_test(size=(100, 32)) as pilot:
-        await pilot.press(str(ORDER.index("try") + 1))
-        await pilot.pause()
-        await app.workers.wait_for_complete()
-        await pilot.pause()
+        await open_try_screen(app, pilot)
         field = app.screen.query_one("#try-prompt", Input)
         first = field.value
         assert first.startswith("Uppercase: "), _text(app, "#try-status")
@@ -248,7 +255,7 @@ async def test_try_screen_says_a_stopped_run_stopped_and_where(learned, tmp_path
     import json
 
     from finetune_tui.engine.settings.preset import load_preset
-    from finetune_tui.tui.app import ORDER, FinetuneApp
+    from finetune_tui.tui.app import FinetuneApp
 
     run = tmp_path / "stopped"
     shutil.copytree(learned, run)
@@ -256,10 +263,7 @@ async def test_try_screen_says_a_stopped_run_stopped_and_where(learned, tmp_path
     (run / "summary.json").write_text(json.dumps(summary | {"status": "stopped"}))
     app = FinetuneApp(load_preset(DEMO_PRESET), last_run_dir=run)
     async with app.run_test(size=(140, 32)) as pilot:
-        await pilot.press(str(ORDER.index("try") + 1))
-        await pilot.pause()
-        await app.workers.wait_for_complete()
-        await pilot.pause()
+        await open_try_screen(app, pilot)
         status = _text(app, "#try-status")
         assert ", stopped at step 248/248 on cpu" in status, status
         assert "stopped" not in _text(app, "#try-expected")

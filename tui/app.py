@@ -32,7 +32,7 @@ from .screens.hardware import HardwareScreen
 from .screens.model import ModelScreen
 from .screens.review import ReviewScreen
 from .screens.strategy import StrategyScreen
-from .screens.train import TrainScreen
+from .screens.train import NOTHING_TRAINING, TrainScreen
 from .screens.try_model import TryScreen
 from .state import DEMO_PRESET, INPUT_FIELDS, WizardState, recall, remember
 
@@ -175,7 +175,7 @@ class FinetuneApp(App):
         if self.train_screen is not None:
             self.train_screen.action_stop()
         else:
-            self.notify("nothing is training: x stops a run started with s")
+            self.notify(NOTHING_TRAINING)
 
     def action_help(self) -> None:
         from .screens.help import HelpScreen

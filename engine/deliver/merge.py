@@ -46,9 +46,8 @@ from .merge_plan import (
 from .model_folder import (
     ADAPTER_CONFIG,
     REPORT_FILE,
-    adapter_size_problem,
-    check_adapter_applies,
     check_adapter_folder,
+    load_checked_adapter,
 )
 from .ship import check_new_folder
 
@@ -244,11 +243,9 @@ def merge_and_prove(work: Path, model_path, adapter, plan, settings, tokenizer, 
     freed → reloaded from `work` as a user would → its continuations and files checked."""
     max_shard_size, tokens = args
     trust = settings.model.trust_remote_code
-    try:
-        model = adapter_on_base(model_path, adapter, plan.dtype, plan.device, trust)
-    except RuntimeError as exc:
-        raise adapter_size_problem(exc, adapter) from None
-    check_adapter_applies(model, adapter)
+    model = load_checked_adapter(
+        lambda: adapter_on_base(model_path, adapter, plan.dtype, plan.device, trust), adapter
+    )
     before = parity.greedy_continuations(model, tokenizer, prompts, tokens)
     merged = save_merged(model, tokenizer, work, max_shard_size)
     del model, merged

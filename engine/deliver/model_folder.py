@@ -157,7 +157,19 @@ SIZE_MISMATCH = re.compile(
 )
 
 
-def adapter_size_problem(error: BaseException, folder: Path) -> BaseException:
+def load_checked_adapter(load, folder: Path):
+    """`load()` (PEFT putting the adapter in `folder` on its base), with torch's size
+    mismatch said in one line, then check_adapter_applies: what merge and compare both
+    need before they trust the adapter."""
+    try:
+        model = load()
+    except RuntimeError as exc:
+        raise _adapter_size_problem(exc, folder) from None
+    check_adapter_applies(model, folder)
+    return model
+
+
+def _adapter_size_problem(error: BaseException, folder: Path) -> BaseException:
     """torch's refusal to load an adapter's tensors into layers of other sizes, as PEFT
     passes it on (the run's settings name a base of other widths than it trained on, or
     the adapter was swapped), as one line; any other error as it was."""

@@ -21,7 +21,7 @@ from ..runs.layout import ADAPTER_DIR
 from ..runs.registry import holds_run
 from ..runs.status import refuse_while_training
 from ..settings.schema import TrainSettings
-from .model_folder import adapter_size_problem, check_adapter_applies
+from .model_folder import load_checked_adapter
 
 
 class NoRoomError(FinetuneError):
@@ -151,11 +151,8 @@ def _load(run_dir: Path, settings: TrainSettings) -> RunModel:
         return RunModel(run_dir, run_settings, tuned, tokenizer, device.kind, fmt, base)
     from peft import PeftModel
 
-    try:
-        tuned = PeftModel.from_pretrained(base, str(adapter_dir(run_dir)))
-    except RuntimeError as exc:
-        raise adapter_size_problem(exc, adapter_dir(run_dir)) from None
-    check_adapter_applies(tuned, adapter_dir(run_dir))
+    adapter = adapter_dir(run_dir)
+    tuned = load_checked_adapter(lambda: PeftModel.from_pretrained(base, str(adapter)), adapter)
     return RunModel(run_dir, run_settings, tuned.eval(), tokenizer, device.kind, fmt)
 
 

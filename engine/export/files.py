@@ -126,9 +126,7 @@ def check_run_records(outputs: list[Path]) -> None:
         absolute = Path(os.path.realpath(Path(path).parent)) / Path(path).name
         if not (absolute.exists() or absolute.is_symlink()):
             continue
-        run = next(
-            (f for f in [absolute.parent, *absolute.parent.parents][:8] if is_marked(f)), None
-        )
+        run = _run_folder_holding(absolute)
         if run is not None and absolute.relative_to(run).parts[0] != EXPORT_DIR:
             raise InputError(
                 f"{path}: a file of the run folder {run}, its record; never replaced by "
@@ -141,21 +139,24 @@ def check_run_folder_targets(outputs: list[Path]) -> None:
     folders only: a link planted there would carry the write out of the run folder."""
     for path in outputs:
         absolute = Path(os.path.abspath(path))
-        for depth, folder in enumerate(absolute.parents):
-            if depth >= 8:  # a run folder is a few levels above its files at most
-                break
-            if not is_marked(folder):
-                continue
-            inside = [absolute, *absolute.parents[:depth]]
-            for entry in inside:
-                problem = entry_problem(entry)
-                if problem is None and entry != absolute and entry.exists() and not entry.is_dir():
-                    problem = "is not a folder"
-                if problem:
-                    raise OutputExistsError(
-                        f"{entry}: {problem} inside the run folder {folder}; not written through"
-                    )
-            break
+        folder = _run_folder_holding(absolute)
+        if folder is None:
+            continue
+        depth = len(absolute.relative_to(folder).parts) - 1
+        for entry in [absolute, *absolute.parents[:depth]]:
+            problem = entry_problem(entry)
+            if problem is None and entry != absolute and entry.exists() and not entry.is_dir():
+                problem = "is not a folder"
+            if problem:
+                raise OutputExistsError(
+                    f"{entry}: {problem} inside the run folder {folder}; not written through"
+                )
+
+
+def _run_folder_holding(path: Path) -> Path | None:
+    """The run folder `path` lies in (a run folder is a few levels above its files at
+    most), or None."""
+    return next((folder for folder in list(path.parents)[:8] if is_marked(folder)), None)
 
 
 def _identity(path: Path) -> object:

@@ -91,10 +91,10 @@ def run_training(
     finally:
         if metrics is not None:
             metrics.close()
-        if main and launcher_pid() is None:
+        if main and launcher_pid() is None:  # a launch's run.pid and folder: its launcher's
             clear_pid(run_dir)  # trained, stopped or failed: no longer this process's run
-        if main and not started and launcher_pid() is None:  # a launch's: its launcher's,
-            undo_replacement(run_dir)  # once it has read the workers' error from the log
+            if not started:  # (a launcher undoes it once it has read the workers' error)
+                undo_replacement(run_dir)
 
 
 def _resume_point(run_dir: Path, emit: EventSink, settings: TrainSettings) -> Path | None:

@@ -50,6 +50,9 @@ GIL_SWITCH_S = 0.0005  # see _gil_handoff
 LOG_STYLES = {"warning": "yellow", "error": "red", "finished": "bold"}  # by level or kind
 
 
+NOTHING_TRAINING = "nothing is training: x stops a run started with s"
+
+
 class TrainScreen(Screen):
     TITLE = "6 Train"
     BINDINGS = [("s", "start", "Start"), ("x", "stop", "Stop")]
@@ -155,7 +158,7 @@ class TrainScreen(Screen):
             self.stop_event.set()
             self.log_line("stopping: saving a checkpoint and the adapter after this step…")
         else:
-            self.notify("nothing is training: x stops a run started with s")
+            self.notify(NOTHING_TRAINING)
 
     def _stop_attached(self, confirmed: bool | None) -> None:
         from finetune_tui.engine.common.errors import FinetuneError
