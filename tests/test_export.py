@@ -341,7 +341,7 @@ def test_the_script_is_the_recipe_and_reads_every_constant_it_defines(overrides,
         assert defined[function.__name__] == inspect.getsource(function).rstrip("\n")
     # nothing else is code: constants, the recipe's functions, and the call of main()
     assert all(isinstance(node, ast.Assign | ast.FunctionDef | ast.Expr) for node in tree.body[:-1])
-    assert ast.unparse(tree.body[-1]) == "if __name__ == '__main__':\n    main()"
+    assert ast.unparse(tree.body[-1]) == "if __name__ == '__main__':\n    run_script()"
     constants = {
         target.id
         for node in tree.body
@@ -452,6 +452,38 @@ def test_a_constant_edited_out_of_its_range_is_one_line_and_trainer_errors_are_t
     line = refused.stderr.strip().splitlines()[-1]
     assert line.startswith("TRAINER: ") and "nope" in line, refused.stderr[-2000:]
     assert "Traceback" not in refused.stderr
+
+
+@pytest.mark.parametrize(
+    ("data", "said"),
+    [
+        (None, "no-such.jsonl: No such file or directory"),
+        ('{"messages": []}\n\n{oops\n', "data.jsonl:3: not a JSON record (Expecting"),
+        ('{"instruction": "a"}\n', "data.jsonl: record 1: no field 'messages' (messages records)"),
+        ('["a"]\n', "data.jsonl: record 1: expected an object of fields, not list"),
+    ],
+)
+def test_a_data_file_the_script_cannot_train_on_is_one_line_naming_it(tmp_path, data, said):
+    """DATA can be any file once exported (the product validated the export's own): a file
+    that is not there, a line that is not JSON or a record its format cannot read stops the
+    script in one line naming file and line or record, before the model loads."""
+    script = tmp_path / "train.py"
+    script.write_text(render_script(load_preset(DEMO_PRESET), {}))
+    given = tmp_path / ("no-such.jsonl" if data is None else "data.jsonl")
+    if data is not None:
+        given.write_text(data)
+    refused = run_exported(tmp_path, script, "--data", str(given))
+    assert refused.returncode == 1
+    assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr[-2000:]
+    assert said in refused.stderr and str(tmp_path) in refused.stderr
+
+
+def test_an_output_no_file_system_can_name_is_one_line(tmp_path):
+    script = tmp_path / "train.py"
+    script.write_text(render_script(load_preset(DEMO_PRESET), {}))
+    refused = run_exported(tmp_path, script, "--output", "x" * 300)
+    assert refused.returncode == 1
+    assert refused.stderr.strip().splitlines() == [f"{'x' * 300}/adapter: File name too long"]
 
 
 def test_a_full_fine_tuning_export_says_nothing_of_lora_or_adapters():

@@ -75,7 +75,7 @@ def render_script(
         _header(settings, distributed),
         _constants(settings, reasons),
         *(inspect.getsource(function) for function in functions),
-        'if __name__ == "__main__":\n    main()',
+        'if __name__ == "__main__":\n    run_script()',
     ]
     return "\n\n\n".join(s.strip("\n") for s in sections) + "\n"
 

@@ -68,7 +68,37 @@ def read_records(path):
             if records is None:
                 raise ValueError(f"{path}: expected a list of records (or one key holding it)")
             return records
-        return [json.loads(line) for line in file if line.strip()]
+        records = []
+        for number, line in enumerate(file, 1):
+            if line.strip():
+                try:
+                    records.append(json.loads(line))
+                except ValueError as error:
+                    raise ValueError(f"{path}:{number}: not a JSON record ({error})") from None
+        return records
+
+
+def examples_of(records, data_format, eos_token, where):
+    """Every record as an example (to_example), a record that lacks a field its format needs
+    or holds the wrong kind of value stopping the script in one line that names it, rather
+    than a KeyError's traceback (the product validates its records before this; a script's
+    DATA can be any file)."""
+    examples = []
+    for number, record in enumerate(records, 1):
+        try:
+            if not isinstance(record, dict):
+                raise TypeError(f"expected an object of fields, not {type(record).__name__}")
+            example = to_example(record, data_format, eos_token)
+        except KeyError as error:
+            problem = f"no field {error}"
+        except (TypeError, AttributeError) as error:
+            problem = str(error)
+        else:
+            problem = "label: expected true or false" if example.get("label", 1) is None else None
+        if problem:
+            raise ValueError(f"{where}: record {number}: {problem} ({data_format} records)")
+        examples.append(example)
+    return examples
 
 
 def to_example(record, data_format, eos_token):
@@ -166,6 +196,7 @@ DATA_FUNCTIONS = (
     json_records,
     read_records,
     to_example,
+    examples_of,
     preference_example,
     kto_label,
     split_sizes,

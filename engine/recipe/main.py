@@ -8,7 +8,7 @@ functions (engine/recipe/model.py, engine/recipe/examples.py) with its own event
 and a test checks that the script reproduces the runner's losses.
 """
 
-from .examples import read_records, split_examples, to_example
+from .examples import examples_of, read_records, split_examples
 from .lora_targets import auto_lora_targets, lora_config
 from .merging import merge_adapter
 from .model import (
@@ -234,9 +234,12 @@ def main():
                 "writes over it: give another --output"
             )
     output.mkdir(parents=True, exist_ok=True)
-    tokenizer = load_tokenizer(model_path, TRUST_REMOTE_CODE)
-    records = read_records(data_path)
-    examples = [to_example(record, DATA_FORMAT, tokenizer.eos_token) for record in records]
+    try:  # the records before the model: a bad one stops the script in seconds
+        records = read_records(data_path)
+        tokenizer = load_tokenizer(model_path, TRUST_REMOTE_CODE)
+        examples = examples_of(records, DATA_FORMAT, tokenizer.eos_token, data_path)
+    except ValueError as error:
+        raise SystemExit(str(error).strip().splitlines()[0]) from None
     train, evaluation = split_examples(examples, EVAL_FRACTION, MAX_SAMPLES, TRAINER["seed"])
 
     dtype = compute_dtype(COMPUTE_DTYPE)
@@ -282,6 +285,17 @@ def main():
         print(f"merged model saved to {output / 'merged'}")
 
 
+def run_script():
+    """main(), a file the system refuses (a DATA that is not there, an OUTPUT no file system
+    can name, a full disk) said in one line naming the file rather than a traceback."""
+    try:
+        main()
+    except OSError as error:
+        if not error.filename:
+            raise
+        raise SystemExit(f"{error.filename}: {error.strerror or error}") from None
+
+
 # What the exported script copies, in order, after the recipe's model and data functions.
 MAIN_FUNCTIONS = (
     command_line,
@@ -292,4 +306,5 @@ MAIN_FUNCTIONS = (
     loss_log,
     model_and_lora,
     main,
+    run_script,
 )
