@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from finetune_tui.tui import planning
+
 REPO = Path(__file__).resolve().parent.parent
 DEMO_PRESET = REPO / "presets" / "demo.yaml"
 
@@ -38,6 +40,8 @@ def isolated_dirs(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+    # what one wizard counted with a tokenizer stays with that test (one app a process)
+    monkeypatch.setattr(planning, "_COUNTED", {})
     yield
 
 

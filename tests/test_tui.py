@@ -161,6 +161,7 @@ def test_the_dataset_screen_counts_tokens_with_the_models_own_tokenizer(tmp_path
     then refused all of them. With the model's tokenizer here, it counts as the run does."""
     from finetune_tui.engine.common.demo import ensure_demo_model
     from finetune_tui.engine.settings.preset import with_changes
+    from finetune_tui.tui import planning
     from finetune_tui.tui.screens.dataset import describe_dataset
 
     ensure_demo_model()
@@ -173,6 +174,14 @@ def test_the_dataset_screen_counts_tokens_with_the_models_own_tokenizer(tmp_path
     assert "100% longer than max_seq_length 64" in info, info
     hub = with_changes(settings, {"model.name_or_path": "no-such-org/no-such-model"})
     assert "~tokens (estimated) per example" in describe_dataset(hub)[0]
+    # the Strategy and Review screens plan at the count the screen made (they planned at
+    # the estimate: batching and time for a third of the tokens the run then had)
+    estimated = planning.dataset_stats(hub).mean
+    assert planning.dataset_stats(settings).mean > 3 * estimated
+    longer = with_changes(settings, {"training.max_seq_length": 512})  # a count is whole
+    assert planning.dataset_stats(longer).mean == planning.dataset_stats(settings).mean
+    other = with_changes(settings, {"dataset.path": str(data) + "x"})
+    assert planning.dataset_stats(other) is None  # another file: nothing counted, none read
 
 
 async def test_dataset_screen_reports_problems_with_lines(tmp_path):

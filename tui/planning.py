@@ -92,9 +92,40 @@ def unavailable_here(hw, model) -> dict[str, str]:
     return unavailable_options(hw, model)
 
 
+# Token lengths the Dataset screen counted with the model's own tokenizer (in its worker,
+# the model's files being here): the plan scores batching and time at them, as the run will
+_COUNTED: dict[tuple, object] = {}
+
+
+def dataset_key(settings: TrainSettings) -> tuple:
+    """What a dataset's token lengths depend on: the data, its length limit, the objective
+    (what the records train) and the model (its tokenizer counts)."""
+    return (
+        settings.dataset.model_dump_json(),
+        settings.training.max_seq_length,
+        settings.training.objective,
+        settings.model.name_or_path,
+    )
+
+
+def _counted_key(settings: TrainSettings) -> tuple:
+    """A count stands at any length limit: its lengths are whole (the planner cuts its
+    sample at the limit it plans)."""
+    data, _, objective, model = dataset_key(settings)
+    return data, objective, model
+
+
+def remember_counted(settings: TrainSettings, stats) -> None:
+    _COUNTED[_counted_key(settings)] = stats
+
+
 def dataset_stats(settings: TrainSettings):
-    """Token lengths estimated from the dataset (None when it cannot be read yet); read
-    once per dataset, length and objective, not on every change of the form."""
+    """Token lengths: the model's tokenizer's count where the Dataset screen made one, else
+    estimated from the dataset (None when it cannot be read yet); read once per dataset,
+    length and objective, not on every change of the form."""
+    counted = _COUNTED.get(_counted_key(settings))
+    if counted is not None:
+        return counted
     t = settings.training
     return _stats(settings.dataset.model_dump_json(), t.max_seq_length, t.objective)
 

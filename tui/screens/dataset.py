@@ -15,6 +15,8 @@ from finetune_tui.engine.recipe.examples import kto_label
 from finetune_tui.engine.settings.options import PAIRED, UNPAIRED
 from finetune_tui.tui.text import shown, shown_lines
 
+from ..planning import dataset_key, remember_counted
+
 PREFERENCE_FORMATS = (PAIRED, UNPAIRED)
 
 
@@ -40,7 +42,7 @@ class DatasetScreen(Screen):
     def on_screen_resume(self) -> None:
         """Back from another screen: described again if what the lines depend on changed
         (max_seq_length set on the Strategy screen left "0 % longer" standing)."""
-        if self.described is not None and self.described != described_for(self.app.state.settings):
+        if self.described is not None and self.described != dataset_key(self.app.state.settings):
             self.query_one("#dataset-path", Input).value = self.app.state.settings.dataset.path
             self.inspect_dataset()
 
@@ -55,21 +57,10 @@ class DatasetScreen(Screen):
     @work(thread=True, exclusive=True, group="dataset")
     def inspect_dataset(self) -> None:
         settings = self.app.state.settings
-        self.described = described_for(settings)
+        self.described = dataset_key(settings)
         info, sample = describe_dataset(settings)
         self.app.call_from_thread(self.query_one("#dataset-info", Static).update, info)
         self.app.call_from_thread(self.query_one("#dataset-sample", Static).update, sample)
-
-
-def described_for(settings) -> tuple:
-    """What the Dataset screen's lines depend on: the data, its length limit, the model
-    (its tokenizer counts) and the objective (what the records train)."""
-    return (
-        settings.dataset.model_dump_json(),
-        settings.training.max_seq_length,
-        settings.training.objective,
-        settings.model.name_or_path,
-    )
 
 
 def describe_dataset(settings) -> tuple[str, str]:
@@ -122,6 +113,7 @@ def token_stats(settings, records: list, fmt: str):
         valid = [r for r in records if r.data is not None and not validate_records([r], fmt)]
         measured = measured_token_stats(valid, fmt, max_len, tokenizer)
         if measured is not None:
+            remember_counted(settings, measured)  # the plan's time and batching use it
             return measured, "tokens (this model's tokenizer)"
     return estimate_token_stats(records, fmt, max_len), "~tokens (estimated)"
 
