@@ -12,20 +12,15 @@ HEADER = ("card", "fits", "peak GiB", "setup", "tokens/s", "time")
 
 
 def compare_cards(args, model, settings, fixed, stats) -> int:
-    from finetune_tui.engine.inspect.hardware import simulated_hardware
     from finetune_tui.engine.plan.advisor import advise
 
     from .plan_outcome import NOTHING_FITS, plan_time
 
-    for flag in ("gpu", "vram", "gpus", "measure"):
+    for flag in ("gpu", "vram", "gpus", "nodes", "measure"):
         if getattr(args, flag, None):
             raise InputError(f"plan --compare names its cards; drop --{flag}")
-    names = [name.strip() for name in args.compare.split(",") if name.strip()]
-    if not names:
-        raise InputError('plan --compare: give card names, e.g. "RTX 4090,H100"')
     rows = []
-    for name in names:
-        hardware = simulated_hardware(gpu=name)
+    for hardware in _cards(args.compare):
         plan = advise(hardware, model, settings, fixed=fixed, dataset_stats=stats)
         rows.append(
             _row(hardware.primary.name, plan, plan_time(model, plan.settings, stats, hardware))
@@ -35,6 +30,24 @@ def compare_cards(args, model, settings, fixed, stats) -> int:
     else:
         _print_table(model.name, rows)
     return 0 if any(row["fits"] for row in rows) else NOTHING_FITS
+
+
+def _cards(given: str) -> list:
+    """Each card the comma-separated names mean, once, in the order given; a name that
+    means no card or several stops the comparison in one line naming it."""
+    from finetune_tui.engine.inspect.hardware import card_problem, simulated_hardware
+
+    names = [name.strip() for name in given.split(",") if name.strip()]
+    if not names:
+        raise InputError('plan --compare: give card names, e.g. "RTX 4090,H100"')
+    cards = {}
+    for name in names:
+        problem = card_problem(name)
+        if problem:
+            raise InputError(f"plan --compare {problem} (cards are separated by commas)")
+        hardware = simulated_hardware(gpu=name)
+        cards.setdefault(hardware.primary.name, hardware)
+    return list(cards.values())
 
 
 def _row(card: str, plan, timing: dict) -> dict:

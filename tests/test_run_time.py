@@ -236,12 +236,19 @@ def test_compare_plans_each_card_in_one_table(cli):
     # a card that cannot hold the run says so in its row; the exit code says nothing fits
     small = cli("plan", "--model", "meta-llama/Llama-3.1-70B", "--compare", "T4", "--json")
     assert small.returncode == 3 and json.loads(small.stdout)[0]["fits"] is False
+    # a card named twice, in two forms, is one row
+    twice = json.loads(cli(*args, "--compare", "H100,h100 80GB,NVIDIA H100", "--json").stdout)
+    assert [r["card"] for r in twice] == ["H100 80GB"]
 
 
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--compare", "RTX 9999"], "--gpu 'RTX 9999': unknown card"),
+        (["--compare", "RTX 9999"], "plan --compare 'RTX 9999': unknown card"),
+        # another separator, or a name of several cards: refused, never one of them
+        (["--compare", "RTX 4090;H100"], "'RTX 4090;H100': unknown card"),
+        (["--compare", "H100,A100"], "'A100': names 2 cards (A100 40GB, A100 80GB): name one"),
+        (["--compare", "T4", "--nodes", "2"], "plan --compare names its cards; drop --nodes"),
         (["--compare", " , "], "plan --compare: give card names"),
         (["--compare", "T4", "--gpu", "H100"], "plan --compare names its cards; drop --gpu"),
     ],

@@ -153,6 +153,21 @@ def test_every_known_card_has_a_peak_and_nvml_names_find_theirs():
         ("x", None),  # planned as an RTX 3060
         ("24", None),
         ("NVIDIA A10G", None),
+        # every word counts: a word no card of that model has is another card, or a typo
+        ("RTX 4070 Ti Super", None),  # planned as the 12 GB RTX 4070 (it has 16)
+        ("H100 or T4", None),  # planned as a T4
+        ("RTX 4090;H100", None),
+        # a size alone, with or without GB, picks among a model's cards
+        ("A100 80", "A100 80GB"),  # planned as the 40 GB one
+        ("NVIDIA A100 80GB PCIe", "A100 80GB"),
+        # several cards alike: none ('RTX' was the RTX 3060, 'A100' the 40 GB one)
+        ("RTX", None),
+        ("A100", None),
+        # the model's whole name wins: H100 SXM, PCIe and NVL differ in throughput
+        ("H100", "H100 80GB"),
+        ("NVIDIA H100 80GB HBM3", "H100 80GB"),
+        ("NVIDIA H100 PCIe", "H100 PCIe 80GB"),
+        ("NVIDIA H100 NVL", "H100 NVL 94GB"),
     ],
 )
 def test_a_card_is_found_by_whole_words_only(name, card):

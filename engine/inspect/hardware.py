@@ -69,7 +69,9 @@ KNOWN_GPUS = {
         KnownGPU("L4 24GB", 24.0, (8, 9), 121.0),
         KnownGPU("A100 40GB", 40.0, (8, 0), 312.0),
         KnownGPU("A100 80GB", 80.0, (8, 0), 312.0),
-        KnownGPU("H100 80GB", 80.0, (9, 0), 989.0),
+        KnownGPU("H100 80GB", 80.0, (9, 0), 989.0),  # SXM
+        KnownGPU("H100 PCIe 80GB", 80.0, (9, 0), 756.0),
+        KnownGPU("H100 NVL 94GB", 94.0, (9, 0), 835.0),
         KnownGPU("H200 141GB", 141.0, (9, 0), 989.0),
     )
 }
@@ -89,17 +91,37 @@ def card_key(name: str) -> str:
     return _normalise(known.name) if known else _normalise(name)
 
 
+# Words NVML adds to a card's model that name no other card: its form factor, memory kind
+MAKER_WORDS = frozenset(
+    {"gpu", "pcie", "sxm", "sxm2", "sxm3", "sxm4", "sxm5", "nvl", "hbm2", "hbm2e", "hbm3", "hbm3e"}
+)
+
+
 def find_known_gpu(name: str) -> KnownGPU | None:
-    """A card by its words, as a user types it ('RTX 4060 Laptop', '4090', 'h100') or NVML
-    names it ('NVIDIA H100 80GB HBM3'): whole words only, so an L40S is no L4 and an H20 no
-    H200 (a substring match planned them as those)."""
-    wanted = _words(name)
-    if not wanted:
-        return None
+    """The one known card a name means, as a user types it ('RTX 4060 Laptop', '4090',
+    'A100 80') or NVML names it ('NVIDIA A100-SXM4-80GB'); None for a name several cards
+    answer alike or none does (known_gpus_named)."""
+    found = known_gpus_named(name)
+    return found[0] if len(found) == 1 else None
+
+
+def known_gpus_named(name: str) -> list[KnownGPU]:
+    """The known cards a name can mean, best first: each of its words one of the card's own
+    (its model, its memory size with or without 'GB') or one NVML adds (MAKER_WORDS), a
+    word of the card's model among them; the cards whose whole model it names, of most
+    words, ahead ('H100 PCIe' is the PCIe card, 'H100' the SXM one). Whole words, every one
+    counted: an L40S is no L4, an H20 no H200, 'RTX 4070 Ti Super' no RTX 4070 and 'H100;T4'
+    no T4 (a match on some of the words planned them as those); 'A100' is both A100s."""
+    words = _words(name)
+    ranked = []
     for known in KNOWN_GPUS.values():
-        if wanted <= _words(known.name):  # the user's short form
-            return known
-    return _by_model(wanted)
+        model = _words(re.sub(r"\s*\d+GB$", "", known.name))
+        size = {f"{known.vram_gib:g}gb", f"{known.vram_gib:g}"}
+        if words & model and words - MAKER_WORDS <= model | size:
+            whole = model <= words
+            ranked.append(((whole, len(model) if whole else 0), known))
+    best = max((rank for rank, _ in ranked), default=None)
+    return [known for rank, known in ranked if rank == best]
 
 
 def _words(name: str) -> frozenset[str]:
@@ -107,21 +129,6 @@ def _words(name: str) -> frozenset[str]:
     'RTX 4090'): a word is a model ('h100', 'l4') or a size ('80gb'), never part of one."""
     name = re.sub(r"nvidia|geforce|tesla", " ", name.lower())
     return frozenset(re.findall(r"[a-z0-9]+", re.sub(r"rtx(?=\d)", "rtx ", name)))
-
-
-def _by_model(wanted: frozenset[str]) -> KnownGPU | None:
-    """NVML's own names ('NVIDIA H100 80GB HBM3', 'NVIDIA A100-SXM4-80GB'): the card whose
-    model's words (its name less the memory size) the name holds, the one of most words,
-    the one whose memory size it holds too where several share the model."""
-    found = []
-    for known in KNOWN_GPUS.values():
-        model = _words(re.sub(r"\s*\d+GB$", "", known.name))
-        if model and model <= wanted:
-            size = _words(f"{known.vram_gib:g}GB") <= wanted
-            found.append((len(model), size, known))
-    if not found:
-        return None
-    return max(found, key=lambda f: (f[0], f[1]))[2]
 
 
 MAX_VRAM_GIB = 100_000  # far beyond any card: a larger size is a typo
@@ -132,14 +139,10 @@ def simulated_hardware(gpu: str | None = None, vram_gib: float | None = None) ->
     if vram_gib is not None and not 0 < vram_gib <= MAX_VRAM_GIB:  # nan fails this too
         raise InputError(f"--vram {vram_gib}: must be a number of GiB above 0, at most 100000")
     if gpu is not None:
-        known = find_known_gpu(gpu) if gpu.strip() else None
-        if known is None:
-            close = difflib.get_close_matches(gpu, list(KNOWN_GPUS), n=3, cutoff=0.3)
-            hint = f" (did you mean {', '.join(close)}?)" if close else ""
-            named = (
-                repr(gpu) if len(gpu) <= 80 else repr(gpu[:80]) + f"... ({len(gpu):,} characters)"
-            )
-            raise InputError(f"--gpu {named}: unknown card{hint}; or give --vram GIB")
+        problem = card_problem(gpu)
+        if problem:
+            raise InputError(f"--gpu {problem}; or give --vram GIB")
+        known = find_known_gpu(gpu)
         vram = vram_gib or known.vram_gib
         card = GPU(
             0,
@@ -156,6 +159,20 @@ def simulated_hardware(gpu: str | None = None, vram_gib: float | None = None) ->
         card = GPU(0, f"GPU with {vram_gib:g} GiB", vram_gib, vram_gib, (8, 0), True, None, None)
         return Hardware([card], simulated=True, note=f"simulated {vram_gib:g} GiB card (Ampere)")
     raise InputError("simulated hardware needs --gpu NAME or --vram GIB")
+
+
+def card_problem(name: str) -> str | None:
+    """Why a card name plans no card: it names none of the known ones, or several; the
+    name (cut at 80 characters) first."""
+    found = known_gpus_named(name)
+    if len(found) == 1:
+        return None
+    quoted = repr(name) if len(name) <= 80 else repr(name[:80]) + f"... ({len(name):,} characters)"
+    if found:
+        return f"{quoted}: names {len(found)} cards ({', '.join(k.name for k in found)}): name one"
+    close = difflib.get_close_matches(name, list(KNOWN_GPUS), n=3, cutoff=0.3)
+    hint = f" (did you mean {', '.join(close)}?)" if close else ""
+    return f"{quoted}: unknown card{hint}"
 
 
 def hardware_for(gpu: str | None = None, vram_gib: float | None = None) -> Hardware:
