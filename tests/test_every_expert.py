@@ -81,5 +81,6 @@ def test_moe_layers_that_name_no_layers_are_one_line(named):
 
     config = json.loads(json.dumps(CATALOG[SCOUT]))
     config["text_config"]["moe_layers"] = named
-    with pytest.raises(ModelError, match="'moe_layers' must be a list of layer indices"):
+    said = "'moe_layers' (is 'all', not a list or null|must be a list of layer indices)"
+    with pytest.raises(ModelError, match=said):
         inspect_config(SCOUT, config)

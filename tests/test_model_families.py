@@ -117,6 +117,17 @@ def test_nested_text_settings_of_a_multimodal_config():
         ({"num_key_value_heads": 64}, "64 key/value heads do not divide the 32"),
         ({"max_position_embeddings": "8192"}, "'max_position_embeddings' is '8192', not an"),
         ({"max_position_embeddings": -5}, "'max_position_embeddings' is -5; it must be at least"),
+        # every field the family's config class types: "false" was a true bias
+        ({"attention_bias": "false"}, "'attention_bias' is 'false', not true/false"),
+        ({"rms_norm_eps": "1e-5"}, "'rms_norm_eps' is '1e-5', not a number"),
+        (
+            {"model_type": "falcon", "new_decoder_architecture": True, "num_kv_heads": -8},
+            "'num_kv_heads' is -8; it must be at least 1",
+        ),
+        (
+            {"model_type": "falcon", "multi_query": "no"},
+            "'multi_query' is 'no', not true/false or null",
+        ),
     ],
     ids=[
         "experts",
@@ -130,6 +141,10 @@ def test_nested_text_settings_of_a_multimodal_config():
         "kv-above",
         "context-text",
         "context-negative",
+        "declared-bool",
+        "declared-float",
+        "falcon-kv",
+        "falcon-bool",
     ],
 )
 def test_every_size_a_family_reads_is_checked_and_named(change, message):
@@ -139,6 +154,45 @@ def test_every_size_a_family_reads_is_checked_and_named(change, message):
     config = copy.deepcopy(CATALOG["meta-llama/Llama-3.2-1B"]) | change
     with pytest.raises(ModelError, match=re.escape(message)):
         inspect_config("m", config)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"num_hidden_layers": -1000}, "'vision_config.num_hidden_layers' is -1000; it must be"),
+        ({"hidden_size": float("nan")}, "'vision_config.hidden_size' is nan, not an integer"),
+        ({"patch_size": 0}, "'vision_config.patch_size' is 0; it must be at least 1"),
+        ({"hidden_size": 1152.5}, "'vision_config.hidden_size' is 1152.5, not an integer"),
+        ({"num_hidden_layers": 10**400}, "'vision_config.num_hidden_layers' is 1000000"),
+    ],
+    ids=["negative", "nan", "zero-patch", "fraction", "huge"],
+)
+def test_a_vision_towers_sizes_are_checked_as_the_language_models(change, message):
+    """A Gemma-3 vision_config was read as it came: -1,000 layers planned -3.20 B parameters
+    as fitting, NaN and a 400-digit depth were internal errors, a zero patch "lacks what
+    planning needs (integer division or modulo by zero)"."""
+    config = copy.deepcopy(CATALOG["google/gemma-3-4b-pt"])
+    config["vision_config"] = config["vision_config"] | change
+    with pytest.raises(ModelError, match=re.escape(message)):
+        inspect_config("m", config)
+
+
+@pytest.mark.parametrize(
+    "stray", [{"num_local_experts": 64}, {"num_experts": 64, "moe_intermediate_size": 1}]
+)
+def test_expert_keys_a_dense_family_does_not_declare_plan_nothing(stray):
+    """transformers' LlamaForCausalLM reads no expert count: a Llama config.json carrying one
+    (a merge tool's leftover) builds the dense 8 B model, which the plan had as a 363 B
+    mixture (or, with a 1-wide expert, 2.43 B)."""
+    dense = CATALOG["meta-llama/Llama-3.1-8B"]
+    planned = inspect_config("m", copy.deepcopy(dense) | stray)
+    assert planned.moe is None
+    assert planned.params_total == inspect_config("m", copy.deepcopy(dense)).params_total
+
+
+def test_architectures_as_one_name_is_not_read_letter_by_letter():
+    config = copy.deepcopy(CATALOG["meta-llama/Llama-3.2-1B"]) | {"architectures": "Llama"}
+    assert inspect_config("m", config).architecture == "llama"
 
 
 SIGLIP_896 = {  # the vision_config every published Gemma-3 4B-27B config.json carries

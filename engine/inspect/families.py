@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 
 from .layer_kinds import LayerKinds, kinded_linears, kinded_small_params
-from .library_tables import fused_linears
+from .library_tables import config_field_names, fused_linears
 from .linear_attention import GATED_QUERY_TYPES
 from .shapes import Experts, Linear
 
@@ -77,6 +77,34 @@ def dense_width(c: dict, h: int) -> int:
     return (
         c.get("intermediate_size_mlp") or c.get("intermediate_size") or c.get("ffn_hidden_size")
     ) or 4 * h
+
+
+# the keys experts_of reads, each family naming its own
+EXPERT_KEYS = (
+    "num_local_experts",
+    "num_experts",
+    "n_routed_experts",
+    "num_experts_per_tok",
+    "top_k_experts",
+    "moe_intermediate_size",
+    "shared_expert_intermediate_size",
+    "n_shared_experts",
+    "first_k_dense_replace",
+    "decoder_sparse_step",
+    "interleave_moe_layer_step",
+    "mlp_only_layers",
+    "moe_layers",
+)
+
+
+def declared_experts(model_type: str, c: dict) -> dict:
+    """`c` less the expert keys its family's config class does not declare: its model
+    reads none of them (a dense Llama's config.json with a stray `num_local_experts: 64`
+    was planned as a 363 B mixture of experts, transformers building the 8 B model)."""
+    declared = config_field_names(model_type)
+    if not declared:  # the class is not found: every key stands
+        return c
+    return {k: v for k, v in c.items() if k not in EXPERT_KEYS or k in declared}
 
 
 def experts_of(model_type: str, c: dict, layers: int) -> Experts | None:

@@ -291,21 +291,62 @@ def config_defaults(model_type: str) -> dict[str, object]:
     (Qwen3_5TextConfig's `linear_num_value_heads: int = 32`): what a config.json that omits
     a field gets when transformers builds the model. Empty where transformers is missing,
     the class cannot be found, or it declares no literal defaults."""
+    declared = {
+        node.target.id: _value(node.value)
+        for node in _config_fields(model_type)
+        if node.value is not None
+    }
+    return {k: v for k, v in declared.items() if not isinstance(v, Unread)}
+
+
+@functools.lru_cache(maxsize=64)
+def config_field_types(model_type: str) -> dict[str, tuple[str, ...]]:
+    """The types the installed transformers' config class declares for its fields, each as
+    its alternatives' plain names (`num_kv_heads: int | None` → ("int", "None"),
+    `image_size: int | list[int]` → ("int", "list")); a field whose annotation names
+    anything else (RopeParameters, Optional[...]) is left out: nothing is known of it.
+    transformers 5 checks a config against these when it builds one (strict dataclasses)."""
+    types = {}
+    for node in _config_fields(model_type):
+        names = _type_names(node.annotation)
+        if names:
+            types[node.target.id] = names
+    return types
+
+
+@functools.lru_cache(maxsize=64)
+def config_field_names(model_type: str) -> frozenset[str]:
+    """Every field the installed transformers' config class for a model type declares
+    (empty where it cannot be found): what that family's model can read."""
+    return frozenset(node.target.id for node in _config_fields(model_type))
+
+
+def _type_names(node: ast.expr) -> tuple[str, ...] | None:
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr):
+        left, right = _type_names(node.left), _type_names(node.right)
+        return left + right if left and right else None
+    if isinstance(node, ast.Subscript):
+        node = node.value
+    if isinstance(node, ast.Constant) and node.value is None:
+        return ("None",)
+    plain = ("int", "float", "bool", "str", "list", "tuple", "dict")
+    return (node.id,) if isinstance(node, ast.Name) and node.id in plain else None
+
+
+def _config_fields(model_type: str) -> list[ast.AnnAssign]:
+    """The annotated fields (`name: type = default`) of the config class of a model type."""
     module = _module_of(model_type)
     if module is None:
-        return {}
+        return []
     tree = _parsed("transformers", "models", module, f"configuration_{module}.py")
     for cls in tree.body if tree else []:
         if isinstance(cls, ast.ClassDef) and _declares_type(cls, model_type):
-            declared = {
-                node.target.id: _value(node.value)
+            return [
+                node
                 for node in cls.body
-                if isinstance(node, ast.AnnAssign)
-                and isinstance(node.target, ast.Name)
-                and node.value is not None
-            }
-            return {k: v for k, v in declared.items() if not isinstance(v, Unread)}
-    return {}
+                if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
+            ]
+    return []
 
 
 def with_defaults(model_type: str, config: dict) -> dict:

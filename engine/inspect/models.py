@@ -15,10 +15,12 @@ from ..common.safe_io import CONFIG_LIMIT, read_json
 from ..settings.schema import DEMO
 from .backend_support import supported_backends
 from .catalog import CATALOG, UNPLANNED
+from .config_checks import check_config_sizes, check_declared_types, check_tower_sizes
 from .families import (
     EVERY_EXPERT_TYPES,
     KNOWN_TYPES,
     block_linears,
+    declared_experts,
     dense_width,
     experts_of,
     kv_heads,
@@ -33,12 +35,7 @@ from .library_tables import (
     sdpa_unsupported,
     with_defaults,
 )
-from .linear_attention import (
-    HYBRID_TYPES,
-    LINEAR_ATTENTION_SIZES,
-    LinearAttention,
-    linear_attention_of,
-)
+from .linear_attention import LinearAttention, linear_attention_of
 from .shapes import Experts, Linear
 from .stored_quantization import StoredQuantization, stored_quantization
 from .towers import gemma4_towers, siglip_tower
@@ -205,6 +202,9 @@ def _add_towers(name: str, info: ModelInfo, config: dict) -> None:
             "multimodal config cannot be counted, so its memory cannot be predicted "
             f"(known: {', '.join(sorted(VISION_TOWERS))} with {', '.join(sorted(PROJECTORS))})"
         )
+    for key, kind in (("vision_config", tower), ("audio_config", "gemma4_audio")):
+        if isinstance(config.get(key), dict):
+            check_tower_sizes(name, config[key], kind, f"{key}.")
     if projector == "gemma4":
         linears, other = gemma4_towers(config, info.hidden_size, info.tie_word_embeddings)
     else:
@@ -215,42 +215,6 @@ def _add_towers(name: str, info: ModelInfo, config: dict) -> None:
     info.params_active += info.params_vision
 
 
-REQUIRED = ("hidden_size", "num_hidden_layers", "num_attention_heads", "vocab_size")
-SIZES_IF_SET = (  # null or left out: derived, or not this family's
-    "num_key_value_heads",
-    "head_dim",
-    "intermediate_size",
-    # experts, whichever family's names (families.experts_of reads them all)
-    "num_local_experts",
-    "num_experts",
-    "n_routed_experts",
-    "num_experts_per_tok",
-    "moe_intermediate_size",
-    "decoder_sparse_step",
-    "interleave_moe_layer_step",
-    # multi-head latent attention (DeepSeek)
-    "kv_lora_rank",
-    "q_lora_rank",
-    "qk_nope_head_dim",
-    "qk_rope_head_dim",
-    "v_head_dim",
-    "max_position_embeddings",  # the context: the advisor caps the length at it
-)
-COUNTS_IF_SET = ("first_k_dense_replace", "n_shared_experts", "shared_expert_intermediate_size")
-LARGEST_SIZE = 2**24  # no model's width, depth or vocabulary comes near: a typo or a forgery
-# sizes only some families read: positive integers where set (null: transformers' default)
-FAMILY_SIZES = {
-    **dict.fromkeys(HYBRID_TYPES, LINEAR_ATTENTION_SIZES),
-    "llama4_text": ("intermediate_size_mlp", "num_local_experts", "interleave_moe_layer_step"),
-    "gemma4_text": (
-        "global_head_dim",
-        "num_global_key_value_heads",
-        "vocab_size_per_layer_input",
-        "num_experts",
-        "top_k_experts",
-        "moe_intermediate_size",
-    ),
-}
 VISION_TOWERS = {"siglip_vision_model", "gemma4_vision"}
 # the outer model_type: the multimodal classes AutoModelForCausalLM (the runner's) builds
 PROJECTORS = {"gemma3": "siglip_vision_model", "gemma4": "gemma4_vision"}  # → default tower
@@ -262,7 +226,8 @@ def _info(name: str, c: dict) -> ModelInfo:
     # as transformers builds it: Qwen3-Next's 512-wide experts, Gemma-4's head width left
     # out, Gemma-3's published text_config naming neither its heads nor its vocabulary;
     # DeepSeek-V2-Lite's null `q_lora_rank` (no query compression) kept
-    c = with_defaults(model_type, c)
+    check_declared_types(name, c, model_type)  # as config.json has it: before the defaults
+    c = declared_experts(model_type, with_defaults(model_type, c))
     check_config_sizes(name, c)
     h, layers, vocab = c["hidden_size"], c["num_hidden_layers"], c["vocab_size"]
     heads = c["num_attention_heads"]
@@ -287,7 +252,7 @@ def _info(name: str, c: dict) -> ModelInfo:
     backends = supported_backends(model_type, c.get("loaded_model_type"))
     return ModelInfo(
         name=name,
-        architecture=(c.get("architectures") or [model_type])[0],
+        architecture=_architecture(c.get("architectures"), model_type),
         model_type=model_type,
         params_total=total,
         params_embedding=embedding,
@@ -315,6 +280,13 @@ def _info(name: str, c: dict) -> ModelInfo:
     )
 
 
+def _architecture(architectures, model_type: str) -> str:
+    """The class config.json names first (a list of names), else the family's type."""
+    if isinstance(architectures, list) and architectures and isinstance(architectures[0], str):
+        return architectures[0]
+    return model_type
+
+
 def _known_type(name: str, c: dict) -> str:
     """The config's model_type, if it is a family whose memory can be predicted."""
     model_type = c.get("model_type")
@@ -337,57 +309,3 @@ def _not_causal(model_type: str) -> bool:
     """A type the installed transformers knows (its config class) but builds no
     AutoModelForCausalLM for: T5, audio and vision-to-text models."""
     return bool(config_defaults(model_type)) and not causal_lm_class(model_type)
-
-
-def check_config_sizes(name: str, c: dict, required: bool = True) -> None:
-    """The sizes planning divides and multiplies by are positive integers: zero heads or
-    layers made `plan` say "fits" for "-0.00 B parameters", and loading fail later.
-    Preflight checks a model folder with `required=False` (a family we cannot plan may
-    name its sizes otherwise) before the run directory exists."""
-    text = c.get("text_config")
-    c = text if isinstance(text, dict) else c
-    optional = SIZES_IF_SET + COUNTS_IF_SET + FAMILY_SIZES.get(c.get("model_type"), ())
-    for key in REQUIRED + optional:
-        value = c.get(key)
-        if value is None and (key in optional or not required):
-            continue
-        if type(value) is not int:  # bool is an int to isinstance
-            if key in optional:
-                raise ModelError(f"{name}: config.json: '{key}' is {value!r}, not an integer")
-            raise ModelError(f"{name}: config.json has no integer '{key}', which planning needs")
-        least = 0 if key in COUNTS_IF_SET else 1
-        if value < least:
-            raise ModelError(
-                f"{name}: config.json: '{key}' is {value}; it must be at least {least}"
-            )
-        if value > LARGEST_SIZE:
-            raise ModelError(
-                f"{name}: config.json: '{key}' is {value}; no model's is above {LARGEST_SIZE:,}"
-            )
-    _check_routing(name, c)
-    _check_head_groups(name, c)
-    tie = c.get("tie_word_embeddings")
-    if tie is not None and type(tie) is not bool:  # "false" is a true string
-        raise ModelError(f"{name}: config.json: 'tie_word_embeddings' is {tie!r}, not true/false")
-
-
-def _check_head_groups(name: str, c: dict) -> None:
-    """Each key/value head serves a whole group of query heads (transformers builds any
-    other count and fails at the first step)."""
-    heads, kv = c.get("num_attention_heads"), c.get("num_key_value_heads")
-    if type(heads) is int and type(kv) is int and kv > 0 and (kv > heads or heads % kv):
-        raise ModelError(
-            f"{name}: config.json: {kv} key/value heads do not divide the {heads} attention "
-            "heads into groups ('num_key_value_heads')"
-        )
-
-
-def _check_routing(name: str, c: dict) -> None:
-    """A token is routed to at most every expert there is."""
-    experts = c.get("num_local_experts") or c.get("num_experts") or c.get("n_routed_experts")
-    top_k = c.get("num_experts_per_tok")
-    if experts and top_k and top_k > experts:
-        raise ModelError(
-            f"{name}: config.json: 'num_experts_per_tok' is {top_k}, more than the "
-            f"{experts} experts there are"
-        )

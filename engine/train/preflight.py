@@ -53,7 +53,7 @@ def check_model_source(settings: TrainSettings) -> None:
 
 
 def _check_model_folder(path: Path, settings: TrainSettings) -> None:
-    from ..inspect.models import check_config_sizes
+    from ..inspect.config_checks import check_config_sizes
 
     if not path.is_dir():
         raise ModelError(f"{path}: model folder not found (and not a Hugging Face model ID)")
