@@ -128,6 +128,14 @@ def test_nested_text_settings_of_a_multimodal_config():
             {"model_type": "falcon", "multi_query": "no"},
             "'multi_query' is 'no', not true/false or null",
         ),
+        (
+            {"model_type": "gpt_oss", "num_local_experts": None},
+            "'num_local_experts' is null, not an integer",
+        ),
+        (
+            {"model_type": "qwen3_moe", "num_experts": 8, "mlp_only_layers": 5},
+            "'mlp_only_layers' is 5, not a list or null",
+        ),
     ],
     ids=[
         "experts",
@@ -145,6 +153,8 @@ def test_nested_text_settings_of_a_multimodal_config():
         "declared-float",
         "falcon-kv",
         "falcon-bool",
+        "null-experts",
+        "dense-layers",
     ],
 )
 def test_every_size_a_family_reads_is_checked_and_named(change, message):

@@ -102,15 +102,17 @@ TYPE_TESTS = {
 
 def check_declared_types(name: str, c: dict, model_type: str, where: str = "") -> None:
     """Each field of config.json (`c`, a tower's under `where`) that the family's config
-    class declares a plain type for holds a value of that type; a null is left to the size
-    checks (a size it leaves out is derived, one planning needs is missing)."""
+    class declares a plain type for holds a value of that type (a null where the type has
+    none: gpt-oss's null expert count crashed the plan); a null size planning needs is the
+    size checks' to name."""
     for key, kinds in config_field_types(model_type).items():
-        value = c.get(key)
-        if value is not None and not any(TYPE_TESTS[kind](value) for kind in kinds):
+        if key not in c or (c[key] is None and key in REQUIRED):
+            continue
+        value = c[key]
+        if not any(TYPE_TESTS[kind](value) for kind in kinds):
             wanted = " or ".join(dict.fromkeys(TYPE_WORDS[kind] for kind in kinds))
-            raise ModelError(
-                f"{name}: config.json: '{where}{key}' is {_shown(value)}, not {wanted}"
-            )
+            shown = "null" if value is None else _shown(value)
+            raise ModelError(f"{name}: config.json: '{where}{key}' is {shown}, not {wanted}")
 
 
 def check_tower_sizes(name: str, tower: dict, tower_type: str, where: str) -> None:
@@ -148,10 +150,10 @@ def _check_size(name: str, key: str, value, optional: bool, least: int) -> None:
     """One size: an integer (where set, if `optional`) from `least` to LARGEST_SIZE."""
     if value is None and optional:
         return
-    if type(value) is not int:  # bool is an int to isinstance
-        if optional:
-            raise ModelError(f"{name}: config.json: '{key}' is {_shown(value)}, not an integer")
+    if value is None:
         raise ModelError(f"{name}: config.json has no integer '{key}', which planning needs")
+    if type(value) is not int:  # bool is an int to isinstance
+        raise ModelError(f"{name}: config.json: '{key}' is {_shown(value)}, not an integer")
     if value < least:
         raise ModelError(f"{name}: config.json: '{key}' is {value}; it must be at least {least}")
     if value > LARGEST_SIZE:
