@@ -27,6 +27,8 @@ COMMAND_MODULES = (
     "commands_ship",
 )
 ERROR_PREFIX = "finetune-tui: error: "  # every error line starts so (workers' are found by it)
+EVERY_COMMAND = {"debug"}  # top-level options main() itself honours, whatever the command
+MISPLACED = "misplaced_option"  # the parser's refusal of a top-level option, for main()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,6 +37,12 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Fine-tune an LLM on the GPU you have. With no arguments, opens the interactive "
             "wizard; with --preset FILE, trains headless (no TTY needed)."
+        ),
+        epilog=(
+            "An option given before COMMAND goes to COMMAND when COMMAND takes it too: "
+            "'finetune-tui --vram 24 plan' is 'finetune-tui plan --vram 24'. Given both "
+            "before and after COMMAND, or before a COMMAND that does not take it, it is "
+            "refused (exit 2). --debug goes with every COMMAND."
         ),
     )
     parser.add_argument("--version", action="version", version=f"finetune-tui {__version__}")
@@ -63,10 +71,73 @@ def build_parser() -> argparse.ArgumentParser:
     # one worker of a run that trains on several processes (started by accelerate launch)
     parser.add_argument("--worker", metavar="RUN_DIR", help=argparse.SUPPRESS)
     parser.add_argument("--worker-resume", action="store_true", help=argparse.SUPPRESS)
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", action=_Commands)
     for name in COMMAND_MODULES:
         importlib.import_module(f"finetune_tui.{name}").register(sub)
     return parser
+
+
+class _Commands(argparse._SubParsersAction):
+    """The COMMAND sub-parsers, which also place the top-level options given before the
+    command. argparse would let the command's defaults overwrite them unsaid (`--vram 24
+    plan` planned on the CPU); here each goes to the command when it takes the same option,
+    else it is refused. The refusal waits in the namespace for main(): argparse's own
+    errors print the usage first, and a refusal is one line."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        before = {a: getattr(namespace, a.dest) for a in parser._actions if _given(a, namespace)}
+        super().__call__(parser, namespace, values, option_string)
+        name, command = values[0], self.choices[values[0]]
+        shared = {a: _same_option(command, a) for a in before}
+        typed = _typed_after(command, values[1:], [a for a in shared.values() if a])
+        for action, value in before.items():
+            problem = _place(action, value, shared[action], typed, name, namespace, self)
+            if problem:
+                setattr(namespace, MISPLACED, problem)
+                return
+
+
+def _given(action: argparse.Action, namespace: argparse.Namespace) -> bool:
+    """A top-level option the user gave (before the command): argparse filled every one
+    with its default object, and a given one holds another (True, a value, a new list)."""
+    if action.dest == argparse.SUPPRESS or action.dest in EVERY_COMMAND:
+        return False
+    if isinstance(action, argparse._SubParsersAction):
+        return False
+    return getattr(namespace, action.dest, action.default) is not action.default
+
+
+def _same_option(command: argparse.ArgumentParser, action: argparse.Action):
+    """The command's own action for one of this option's strings, or None."""
+    found = (command._option_string_actions.get(s) for s in action.option_strings)
+    return next((a for a in found if a is not None), None)
+
+
+def _typed_after(command: argparse.ArgumentParser, arg_strings: list[str], actions) -> set:
+    """The dests of `actions` the user gave after the command: parsed again over a marker
+    object each, which argparse replaces only for an option it meets."""
+    marks = {a.dest: [] for a in actions}
+    if not marks:
+        return set()
+    seen = argparse.Namespace(**marks)
+    command.parse_known_args(arg_strings, seen)
+    return {dest for dest, mark in marks.items() if getattr(seen, dest) is not mark}
+
+
+def _place(action, value, own, typed: set, name: str, namespace, commands) -> str | None:
+    """Hand a top-level option's value to the command's own copy of it; or why not."""
+    flag = max(action.option_strings, key=len)
+    if own is None:
+        takers = [f"'{n}'" for n, p in commands.choices.items() if _same_option(p, action)]
+        after = f" or after {' or '.join(takers)}" if takers else ""
+        return (
+            f"{flag} does not go with '{name}': it goes without a command (a run or the "
+            f"wizard){after}"
+        )
+    if own.dest in typed:
+        return f"{flag} is given both before and after '{name}': give it once, after '{name}'"
+    setattr(namespace, own.dest, value)
+    return None
 
 
 def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
@@ -120,6 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     _quiet_optional_kernels()
     try:
+        if getattr(args, MISPLACED, None):
+            raise InputError(getattr(args, MISPLACED))
         _launcher_variables(worker=bool(args.worker))
         if getattr(args, "handler", None) is not None:
             if "stdout" in closed:  # plan, detect, export, runs, attach: printing is the point
