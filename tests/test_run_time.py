@@ -381,3 +381,43 @@ def test_a_tokenizer_that_cannot_render_the_records_leaves_the_estimate():
     tokenizer = load_tokenizer_for(settings)
     tokenizer.chat_template = None
     assert dataset_stats(settings, tokenizer) == estimated
+
+
+def records(folder: Path, count: int) -> Path:
+    data = folder / f"records-{count}.jsonl"
+    line = json.dumps({"text": "a record of a few words"}) + "\n"
+    data.write_text(line * count)
+    return data
+
+
+@pytest.mark.parametrize(
+    ("count", "steps_an_epoch", "epochs", "in_two_steps"),
+    [(1, 1, 10_000, 2), (100, 4, 3, 64)],  # 100 records at 32 a step: 3 full steps and 4 left
+)
+def test_max_steps_and_epochs_count_the_same_steps_alike(
+    tmp_path, count, steps_an_epoch, epochs, in_two_steps
+):
+    """A step never holds more samples than the training split has: one record for 10,000
+    steps was planned as 32 a step under max_steps (1.28 M tokens) but one under epochs."""
+    data = f"dataset.path={records(tmp_path, count)}"
+    fixed = ["dataset.eval_fraction=0", "training.micro_batch_size=32", data]
+    by_epochs = rt.run_time(*demo(*fixed, f"training.epochs={epochs}"), LLAMA_8B, 1e3, "b")
+    steps = steps_an_epoch * epochs
+    by_steps = rt.run_time(*demo(*fixed, f"training.max_steps={steps}"), LLAMA_8B, 1e3, "b")
+    assert by_epochs.steps == by_steps.steps == steps
+    assert by_steps.real_tokens == by_epochs.real_tokens
+    per_sample = rt._real_tokens_per_sample(*demo(*fixed))
+    assert by_steps.real_tokens == round(count * epochs * per_sample)
+    # full steps until an epoch runs out of records: one record is one a step
+    two = rt.run_time(*demo(*fixed, "training.max_steps=2"), LLAMA_8B, 1e3, "b")
+    assert two.real_tokens == round(in_two_steps * per_sample)
+
+
+def test_plan_json_times_one_record_alike_by_max_steps_and_by_epochs(cli, tmp_path):
+    args = ["plan", "--model", "meta-llama/Llama-3.1-8B", "--gpu", "H100", "--json"]
+    args += ["--dataset", str(records(tmp_path, 1))]
+    times = [
+        json.loads(cli(*args, "--set", f"training.{key}=10000").stdout)["time"]
+        for key in ("max_steps", "epochs")
+    ]
+    assert times[0] == times[1] and times[0]["steps"] == 10_000

@@ -87,11 +87,9 @@ def run_time(settings: TrainSettings, stats, model, tokens_per_s: float, basis: 
     train_records, eval_records = _split(settings, stats)
     per_sample = _real_tokens_per_sample(settings, stats)
     fill = _bins_filled(settings, stats)
-    samples_per_step = _samples_per_step(settings, per_sample, fill)
     steps, steps_per_epoch = run_steps(settings, train_records, per_sample, fill)
-    real_tokens = round(steps * samples_per_step * per_sample)
-    if stats is not None and t.max_steps is None:
-        real_tokens = min(real_tokens, round(train_records * t.epochs * per_sample))
+    full = _samples_per_step(settings, per_sample, fill)
+    real_tokens = round(_samples_trained(steps, train_records, full) * per_sample)
     train_s = real_tokens / tokens_per_s
     passes = _eval_passes(settings, steps) if eval_records else 0
     eval_s = passes * eval_records * per_sample / (tokens_per_s * EVAL_SPEEDUP)
@@ -122,9 +120,23 @@ def run_steps(
     """(optimizer steps, steps an epoch) over `train_records` (0: unknown, max_steps alone);
     `fill`: what packed samples fill of their bins."""
     t = settings.training
-    samples_per_step = _samples_per_step(settings, per_sample, fill)
-    per_epoch = max(1, math.ceil(train_records / samples_per_step)) if train_records else 0
+    per_epoch = _steps_an_epoch(train_records, _samples_per_step(settings, per_sample, fill))
     return t.max_steps or max(1, math.ceil(per_epoch * t.epochs)), per_epoch
+
+
+def _steps_an_epoch(train_records: int, full: float) -> int:
+    """Steps one pass over the records takes (0: records unknown); the last may be short."""
+    return max(1, math.ceil(train_records / full)) if train_records else 0
+
+
+def _samples_trained(steps: int, train_records: int, full: float) -> float:
+    """Samples `steps` optimizer steps train on. A step holds `full` samples, but never
+    more than the training split has: an epoch's last step takes what its records leave,
+    so `max_steps` and `epochs` count the same steps alike (records unknown: all full)."""
+    if not train_records:
+        return steps * full
+    epochs, left = divmod(steps, _steps_an_epoch(train_records, full))
+    return epochs * train_records + min(left * full, train_records)
 
 
 def _samples_per_step(settings: TrainSettings, per_sample: float, fill: float) -> float:
