@@ -10,6 +10,7 @@ from pathlib import Path
 from finetune_tui.main import add_settings_arguments
 
 from .plan_outcome import NOTHING_FITS, plan_time
+from .printable_output import printable_stdout
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -51,7 +52,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     add_settings_arguments(plan)
     plan.add_argument("--json", action="store_true", help="machine-readable output")
-    plan.set_defaults(handler=plan_command)
+    plan.set_defaults(handler=printable_stdout(plan_command))
 
 
 def _positive(text: str) -> int:
@@ -94,6 +95,7 @@ def plan_command(args: argparse.Namespace) -> int:
             "plan: give --model (a folder with config.json, a catalog ID or demo) or --preset"
         )
     from finetune_tui.engine.plan.advisor import advise
+    from finetune_tui.engine.plan.target_names import target_problem
     from finetune_tui.engine.settings.overrides import override_keys
     from finetune_tui.engine.settings.preset import layout_flag_changes, settings_from_arguments
     from finetune_tui.engine.settings.schema import DEMO
@@ -115,6 +117,9 @@ def plan_command(args: argparse.Namespace) -> int:
         layout_flag_changes(settings, layout, args.preset, args.overrides)
     fixed = override_keys(args.overrides)
     model = inspect_model(args.model)
+    lora = settings.training.method == "lora"  # the run refuses such targets at once
+    if lora and (problem := target_problem(model, settings.lora.target_modules)):
+        raise InputError(f"lora.target_modules: {problem}")
     stats = _dataset_stats(settings) if args.dataset else None
     hardware = _hardware(args)
     if args.measure:
@@ -347,7 +352,9 @@ def _speed_of(strategy: dict) -> str:
 def _print_plan(r: dict) -> None:
     b, s = r["breakdown"], r["settings"]
     verdict = "fits" if r["fits"] else "DOES NOT FIT"
-    budget = f" of {r['budget_gib']} GiB usable" if r["budget_gib"] else " (CPU: no VRAM limit)"
+    # None is no GPU; 0.0 a card too small for anything (a tiny --vram), which has a budget
+    usable = r["budget_gib"] is not None
+    budget = f" of {r['budget_gib']} GiB usable" if usable else " (CPU: no VRAM limit)"
     print(
         f"{r['model']['name']} ({r['model']['architecture']}, "
         f"{r['model']['params_total'] / 1e9:.2f} B parameters"

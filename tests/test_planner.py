@@ -176,6 +176,17 @@ def test_a_card_the_cuda_context_fills_has_nothing_usable():
     assert not plan.fits
 
 
+def test_plan_text_tells_a_zero_budget_from_no_gpu(cli):
+    """`--vram 0.001` leaves 0.0 GiB usable: the text said "(CPU: no VRAM limit): DOES NOT
+    FIT", while --json said budget_gib 0.0; only a plan without a card has no limit."""
+    tiny = cli("plan", "--model", "demo", "--vram", "0.001")
+    assert tiny.returncode == 3, tiny.stderr
+    assert "GiB of 0.0 GiB usable: DOES NOT FIT" in tiny.stdout
+    assert "no VRAM limit" not in tiny.stdout
+    cpu = cli("plan", "--model", "demo")
+    assert "GiB (CPU: no VRAM limit): fits" in cpu.stdout
+
+
 @pytest.mark.parametrize(
     ("change", "part", "direction"),
     [
@@ -247,6 +258,19 @@ def test_pinned_options_are_never_changed():
         fixed={"memory.gradient_checkpointing"},
     )
     assert plan.settings.memory.gradient_checkpointing == "on"
+
+
+def test_a_pinned_choice_is_said_to_be_the_users_and_compared_with_nothing_unplanned():
+    """With the mode pinned to 16-bit the reason read "no NF4 configuration fits 23.4 GiB"
+    (NF4 was never planned: it fits at 10 GiB), a pinned backend "predicted fastest"."""
+    card, llama = simulated_hardware(gpu="RTX 4090"), inspect_model("meta-llama/Llama-3.1-8B")
+    for field, value in (("quantization.mode", "none"), ("memory.backend", "hf")):
+        settings = settings_from_overrides([f"{field}={value}"])
+        reason = advise(card, llama, settings, fixed={field}).reasons[field]
+        assert reason.startswith(f"{value}: ") and "set by you" in reason, reason
+        assert "NF4 configuration" not in reason and "fastest" not in reason
+    free = advise(card, llama, settings_from_overrides([])).reasons["quantization.mode"]
+    assert "set by you" not in free and "16-bit configuration that fits" in free
 
 
 def test_refusals_are_named():
@@ -329,6 +353,36 @@ def test_plan_cli_bad_model_is_one_line(cli):
     result = cli("plan", "--model", "nope/x")
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "not in the catalog" in result.stderr
+
+
+def test_plan_refuses_lora_targets_the_run_would_refuse_in_one_line(cli):
+    """The plan said "fits" (exit 0) for a target the run refuses at its first check."""
+    result = cli("plan", "--model", "meta-llama/Llama-3.1-8B", "--gpu", "RTX 4090",
+                 "--set", "lora.target_modules=[nonexistent_proj]")  # fmt: skip
+    assert result.returncode == 2 and not result.stdout
+    assert result.stderr.strip().splitlines() == [
+        "finetune-tui: error: lora.target_modules: nonexistent_proj: no linear layer of this "
+        "model has that name (its layers: down_proj, gate_proj, k_proj, o_proj, q_proj, "
+        "up_proj, v_proj): the run refuses a name that matches none"
+    ]
+    full = ("--set", "training.method=full", "--set", "lora.target_modules=[nonexistent_proj]")
+    assert cli("plan", "--model", "demo", *full).returncode == 0  # LoRA's: read only for LoRA
+
+
+def test_plan_text_shows_outside_names_escaped(cli, tmp_path):
+    """A config.json's `architectures` and a folder's name reached the terminal raw: an
+    escape sequence in them retitled or cleared it."""
+    from finetune_tui.engine.inspect.catalog import CATALOG
+
+    config = dict(CATALOG["meta-llama/Llama-3.2-1B"], architectures=["\x1b]0;PWNED\x07X"])
+    folder = tmp_path / "m\x1b[2J"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps(config))
+    result = cli("plan", "--model", str(folder), "--gpu", "H100")
+    assert result.returncode == 0, result.stderr
+    first = result.stdout.splitlines()[0]
+    assert "\x1b" not in result.stdout and first.startswith(f"{tmp_path}/m\\x1b[2J (")
+    assert "\\x1b]0;PWNED\\x07X" in first
 
 
 def test_plan_takes_model_and_dataset_paths_as_text(tmp_path, monkeypatch, capsys):

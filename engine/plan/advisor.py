@@ -116,7 +116,7 @@ def advise(
         relative_speed=chosen.speed,
         tight=chosen.fit.tight,
     )
-    plan.reasons = field_reasons(model, chosen, scored, hardware, stats)
+    plan.reasons = field_reasons(model, chosen, scored, hardware, stats, fixed)
     if stats is not None:
         plan.reasons["memory.packing"] = batching_reason(model, chosen.settings, stats, hardware)
     _explain_length(plan, longest, fixed)

@@ -55,9 +55,11 @@ PREFERENCE_PLAN = (
 
 
 def field_reasons(
-    model, chosen: Scored, scored: list[Scored], hardware, stats=None
+    model, chosen: Scored, scored: list[Scored], hardware, stats=None, fixed=frozenset()
 ) -> dict[str, str]:
-    """Field → why the chosen configuration has its value (and whether it fits)."""
+    """Field → why the chosen configuration has its value (and whether it fits). A field
+    the user set (`fixed`) was never varied: its reason says so and compares it with
+    nothing the advisor did not plan ("no NF4 configuration fits" where NF4 fitted)."""
     s, breakdown, fit = chosen.settings, chosen.breakdown, chosen.fit
     card = f"{fit.usable_gib:.1f} GiB usable on {hardware.primary.name}"
 
@@ -68,9 +70,8 @@ def field_reasons(
         pool = [x for x in scored if x.fit.fits and x.settings.value(field) == value]
         return max(pool, key=lambda x: x.speed, default=None)
 
-    reasons = {
-        "quantization.mode": _quantization_reason(model, s, breakdown, chosen, best_fitting, card)
-    }
+    rivals = None if "quantization.mode" in fixed else best_fitting  # none planned if set
+    reasons = {"quantization.mode": _quantization_reason(model, s, breakdown, chosen, rivals, card)}
     other = "on" if s.memory.gradient_checkpointing == "off" else "off"
     alt = peak_with(**{"memory.gradient_checkpointing": other})
     cost = " and run slower" if other == "on" else ""
@@ -80,8 +81,9 @@ def field_reasons(
         f"{s.memory.gradient_checkpointing}: activations {breakdown.activations_gib:.1f} GiB; "
         f"{other} would peak at {alt:.1f} GiB{cost}"
     )
+    fastest = "set by you" if "memory.backend" in fixed else "predicted fastest that fits"
     reasons["memory.backend"] = (
-        f"{s.memory.backend}: predicted fastest that fits, {chosen.speed:.2f}x {SPEED_BASELINE}"
+        f"{s.memory.backend}: {fastest}, {chosen.speed:.2f}x {SPEED_BASELINE}"
     )
     reasons["training.micro_batch_size"] = _batch_reason(model, chosen, scored, hardware, stats)
     reasons["training.optimizer"] = (
@@ -176,6 +178,8 @@ def _quantization_reason(model, s, breakdown, chosen, best_fitting, card) -> str
         return f"{head}; {stored}"
     if s.training.method == "full":
         return f"{head}; full fine-tuning trains 16-bit weights (4-bit is QLoRA, method lora)"
+    if best_fitting is None:  # the user's: no other mode was planned
+        return f"{head}; set by you (no other mode planned)"
     rival = best_fitting("quantization.mode", other)
     if rival is None:
         return f"{head}; no {named.get(other, other)} configuration fits {card}"
