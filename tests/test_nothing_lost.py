@@ -123,6 +123,41 @@ def test_overwrite_refuses_a_symlink_and_a_live_run(cli, tmp_path):
         sleeper.wait()
 
 
+def test_overwrite_refuses_a_run_that_holds_another_and_no_run_starts_inside_one(cli, tmp_path):
+    """--overwrite of runs/outer deleted runs/outer/inner with it, a live run left training
+    into a gutted folder; a run inside another's folder was taken without a word."""
+    outer = marked(tmp_path / "outer")
+    (outer / "metrics.jsonl").write_text("")
+    inner = marked(outer / "inner")
+    (inner / "settings.yaml").write_text("model: {}\n")
+    before = tree(tmp_path)
+    result = cli("--preset", str(DEMO_PRESET), "--output", str(outer), "--overwrite")
+    assert f"holds another run, {inner}; not replaced" in one_line_error(result)
+    result = cli("--preset", str(DEMO_PRESET), "--output", str(outer / "a" / "new"))
+    assert f"inside the run folder {outer}" in one_line_error(result)
+    assert tree(tmp_path) == before
+
+
+def test_a_replacement_killed_before_it_trained_gives_the_old_run_back(
+    cli, finished_template, tmp_path
+):
+    """A second Ctrl-C just after an --overwrite run began left the old run aside
+    (.run.replaced) and a folder of start files: a later --overwrite was refused for good
+    and a --resume started from step 0 and deleted the old run."""
+    from finetune_tui.engine.runs.create import replaced_path
+
+    run = copy_finished_run(finished_template, tmp_path / "run")
+    kept = tree(run)
+    aside = replaced_path(run)
+    run.rename(aside)
+    marked(run)
+    (run / ".finetune-tui-run").write_text(f"made\nreplaces: {aside.name}\n")
+    (run / "settings.yaml").write_text((aside / "settings.yaml").read_text())
+    result = cli("--resume", str(run))
+    assert result.returncode == 0 and "already finished" in result.stdout, result.stderr
+    assert tree(run) == kept and not aside.exists()
+
+
 @pytest.mark.parametrize("name", [".", "..", "../../x", "/", "/tmp/x", "a/b", "''", "a\tb", "-x"])
 def test_run_name_is_a_plain_folder_name(cli, tmp_path, name):
     runs = tmp_path / "data" / "runs"

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from ..common.errors import InputError, OutputExistsError
 from ..common.safe_io import entry_problem, write_text_atomic
 from ..launch.configs import CONFIG_FILE, launch_files
-from ..runs.create import is_marked
+from ..runs.create import run_folder_holding
 from ..runs.layout import EXPORT_DIR
 from ..settings.preset import dump_preset
 from ..settings.schema import DistributedSettings, TrainSettings
@@ -126,7 +126,7 @@ def check_run_records(outputs: list[Path]) -> None:
         absolute = Path(os.path.realpath(Path(path).parent)) / Path(path).name
         if not (absolute.exists() or absolute.is_symlink()):
             continue
-        run = _run_folder_holding(absolute)
+        run = run_folder_holding(absolute)
         if run is not None and absolute.relative_to(run).parts[0] != EXPORT_DIR:
             raise InputError(
                 f"{path}: a file of the run folder {run}, its record; never replaced by "
@@ -139,7 +139,7 @@ def check_run_folder_targets(outputs: list[Path]) -> None:
     folders only: a link planted there would carry the write out of the run folder."""
     for path in outputs:
         absolute = Path(os.path.abspath(path))
-        folder = _run_folder_holding(absolute)
+        folder = run_folder_holding(absolute)
         if folder is None:
             continue
         depth = len(absolute.relative_to(folder).parts) - 1
@@ -151,12 +151,6 @@ def check_run_folder_targets(outputs: list[Path]) -> None:
                 raise OutputExistsError(
                     f"{entry}: {problem} inside the run folder {folder}; not written through"
                 )
-
-
-def _run_folder_holding(path: Path) -> Path | None:
-    """The run folder `path` lies in (a run folder is a few levels above its files at
-    most), or None."""
-    return next((folder for folder in list(path.parents)[:8] if is_marked(folder)), None)
 
 
 def _identity(path: Path) -> object:

@@ -106,6 +106,12 @@ def check_run_dir_free(
         )
     if run_dir.exists() and not run_dir.is_dir():
         raise OutputExistsError(f"{run_dir}: exists and is not a directory")
+    holder = run_folder_holding(run_dir.resolve())
+    if holder is not None:  # --overwrite of that run would delete this one with it
+        raise OutputExistsError(
+            f"{run_dir}: inside the run folder {holder}; give a folder outside every run"
+        )
+    recover_interrupted_replacement(run_dir.resolve())
     if not (run_dir.exists() and _has_entries(run_dir)):
         return False
     if not overwrite:
@@ -122,6 +128,19 @@ def _marker_text(run_dir: Path, replacing: bool) -> str:
     if replacing:
         text += f"{REPLACES} {replaced_path(run_dir).name}\n"
     return text
+
+
+def run_folder_holding(path: Path) -> Path | None:
+    """The run folder `path` lies in (the nearest marked folder above it), or None."""
+    return next((folder for folder in Path(path).parents if is_marked(folder)), None)
+
+
+def _run_inside(folder: Path) -> Path | None:
+    """A run folder somewhere below `folder` (links not followed), or None."""
+    for root, _, files in os.walk(folder):
+        if root != str(folder) and RUN_MARKER in files and is_marked(Path(root)):
+            return Path(root)
+    return None
 
 
 def is_marked(folder: Path) -> bool:
@@ -159,6 +178,15 @@ def finish_replacement(run_dir: Path) -> None:
     write_text_atomic(run_dir / RUN_MARKER, _marker_text(run_dir, replacing=False))
 
 
+def recover_interrupted_replacement(run_dir: Path) -> None:
+    """A start that replaced a run and was killed before training (a second Ctrl-C) left
+    the old run aside and a new folder of start files: the old run goes back, before
+    anything else opens the folder (a later `--resume` started from step 0 and deleted the
+    old run; `--overwrite` was refused for good)."""
+    if _is_replacing(Path(run_dir)) and not is_running(run_dir):
+        undo_replacement(run_dir)
+
+
 def undo_replacement(run_dir: Path) -> None:
     """The new run failed before it started: remove it and put the old run back.
 
@@ -194,6 +222,9 @@ def check_replaceable(run_dir: Path, inputs: tuple[Path, ...]) -> None:
         raise OutputExistsError(
             f"{run_dir}: its run is still going (pid {read_pid(run_dir)}); not replaced"
         )
+    nested = _run_inside(run_dir)
+    if nested is not None:  # deleted with it, perhaps while it trains
+        raise OutputExistsError(f"{run_dir}: holds another run, {nested}; not replaced")
     if replaced_path(run_dir).exists() or replaced_path(run_dir).is_symlink():
         raise OutputExistsError(
             f"{replaced_path(run_dir)}: an earlier replaced run is still there; "
@@ -258,6 +289,7 @@ def reopen_run_dir(run_dir: Path) -> TrainSettings:
     from ..settings.preset import load_preset
 
     run_dir = Path(run_dir)
+    recover_interrupted_replacement(run_dir.resolve())
     check_run_entries(run_dir)
     restore_adapter(run_dir)  # a save killed half way is cleared, never resumed over
     path = run_dir / SETTINGS_FILE
