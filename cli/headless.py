@@ -23,7 +23,15 @@ from finetune_tui.engine.runs.create import (
 from finetune_tui.engine.runs.event_text import describe, printable
 from finetune_tui.engine.runs.events import Event
 from finetune_tui.engine.runs.layout import LOG_FILE, SETTINGS_FILE
-from finetune_tui.engine.runs.pid import claim_run, is_running, read_pid, release_run, write_pid
+from finetune_tui.engine.runs.pid import (
+    HANDED_CLAIM_ENV,
+    claim_descriptor,
+    claim_run,
+    is_running,
+    read_pid,
+    release_run,
+    write_pid,
+)
 from finetune_tui.engine.runs.status import run_status
 from finetune_tui.engine.settings.preset import load_preset, save_preset
 from finetune_tui.engine.settings.schema import TrainSettings
@@ -70,6 +78,7 @@ def _run_headless(args: argparse.Namespace) -> int:
         preset = (Path(args.preset),) if args.preset else ()
         run_dir = start_run(settings, overwrite=args.overwrite, inputs=preset)
         claim_run(run_dir)  # a --resume of it started meanwhile is refused
+    write_pid(run_dir)  # the claimer, from here: never an earlier process's stale pid
     if args.resume:
         clear_stop_request(run_dir)  # an earlier attempt's STOP_NOW never stops this one
     if args.detach:
@@ -139,27 +148,29 @@ def _existing_run(path: str) -> tuple[Path, TrainSettings]:
         raise InputError(f"{run_dir}: not a run directory (no {SETTINGS_FILE})")
     if is_running(run_dir):
         raise InputError(f"{run_dir}: this run is still running (pid {read_pid(run_dir)})")
-    claim_run(run_dir)  # from here on no other process resumes it
-    if is_running(run_dir):  # it started while we looked
-        raise InputError(f"{run_dir}: this run is still running (pid {read_pid(run_dir)})")
+    claim_run(run_dir)  # from here on no other process resumes it (one started meanwhile: refused)
     return run_dir, reopen_run_dir(run_dir)  # no links where it writes, settings intact
 
 
 def _detach(run_dir: Path, settings: TrainSettings) -> int:
-    """Start `--resume RUN_DIR` in its own session; output goes to the run's log."""
+    """Start `--resume RUN_DIR` in its own session; output goes to the run's log. The run
+    folder's lock passes on to it (an inherited descriptor): it never looks stopped between
+    this process's exit and the other's start, and no other `--resume` slips in there."""
     save_preset(settings, run_dir / SETTINGS_FILE)
-    release_run(run_dir)  # the background process claims it
     log = os.fdopen(open_append(run_dir / LOG_FILE, "run log"), "ab")  # never through a link
+    claim = claim_descriptor(run_dir)
     process = subprocess.Popen(
         [sys.executable, "-m", "finetune_tui", "--resume", str(run_dir)],
         stdin=subprocess.DEVNULL,
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        pass_fds=(claim,),
+        env={**os.environ, "PYTHONUNBUFFERED": "1", HANDED_CLAIM_ENV: str(claim)},
     )
     log.close()
     write_pid(run_dir, process.pid)
+    release_run(run_dir)  # the background process holds the lock now
     say(str(run_dir))
     say(f"started in the background (pid {process.pid}); log: {run_dir / LOG_FILE}")
     say(f"watch it: finetune-tui attach {shlex.quote(str(run_dir))}")

@@ -132,6 +132,32 @@ def cli():
     return call_main
 
 
+# What a training process does to its run folder, and no more: holds its lock, then waits.
+HOLDS_THE_LOCK = (
+    "import fcntl, os, sys, time\n"
+    "fcntl.flock(os.open(sys.argv[1], os.O_RDONLY | os.O_DIRECTORY), fcntl.LOCK_EX)\n"
+    "print('ready', flush=True)\n"
+    "time.sleep(60)\n"
+)
+
+
+def start_live_run(run_dir: Path) -> subprocess.Popen:
+    """A process that trains in `run_dir` as far as anyone can tell: it holds the folder's
+    lock, and run.pid names it. The caller kills it (stop_live_run)."""
+    process = subprocess.Popen(
+        [sys.executable, "-c", HOLDS_THE_LOCK, str(run_dir)], stdout=subprocess.PIPE, text=True
+    )
+    assert process.stdout.readline() == "ready\n"
+    (Path(run_dir) / "run.pid").write_text(f"{process.pid}\n")
+    return process
+
+
+def stop_live_run(process: subprocess.Popen) -> None:
+    process.kill()
+    process.wait()
+    process.stdout.close()
+
+
 def start_cli(tmp_path: Path, *args: str, **popen) -> subprocess.Popen:
     """`finetune-tui ARGS` in the background, its output readable line by line."""
     return subprocess.Popen(

@@ -127,3 +127,43 @@ def test_model_code_never_runs_unless_trusted(cli, tmp_path, model_with_own_code
     assert "modeling_marker.py" in trusted.stdout
     assert marker.read_text() == "ran"
     assert os.path.isdir(tmp_path / "trusted" / "adapter")
+
+
+def test_a_run_whose_weights_turn_nan_stops_there_saves_nothing_after_and_fails(tmp_path):
+    """A diverged run (a learning rate far too high) logged "loss 0.0000", finished with
+    exit 0 and offered its NaN adapter for merging; every checkpoint after the divergence
+    held NaN weights. It now stops at the first non-finite loss, gradient or weight, keeps
+    the checkpoint before it and fails naming the step."""
+    settings = load_preset(
+        DEMO_PRESET,
+        [
+            *("training.learning_rate=0.99", "lora.alpha=512", "training.warmup_ratio=0"),
+            *("training.max_steps=12", "training.save_steps=2", "training.logging_steps=4"),
+            *("training.exact_match_samples=0", "dataset.max_samples=64"),
+        ],
+    )
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    events = []
+    with pytest.raises(TrainingError, match=r"training diverged at step 4 \(") as caught:
+        run_training(settings, events.append, threading.Event(), run_dir=run_dir)
+    assert "the last good checkpoint is checkpoint-2" in str(caught.value)
+    assert "lower training.learning_rate (now 0.99)" in str(caught.value)
+    saved = sorted(p.name for p in (run_dir / "checkpoints").glob("checkpoint-*"))
+    assert saved == ["checkpoint-2"] and not (run_dir / "adapter").exists()
+    assert events[-1].kind == "error" and not any(e.kind == "finished" for e in events)
+
+
+def test_a_nan_gradient_norm_in_a_log_stops_the_run_without_that_save():
+    from transformers import TrainerControl, TrainerState
+
+    from finetune_tui.engine.train.divergence import DivergenceCallback
+
+    watch, control, state = DivergenceCallback(), TrainerControl(), TrainerState(global_step=9)
+    control.should_save = True
+    watch.on_log(None, state, control, logs={"loss": 5.05, "grad_norm": float("nan")})
+    assert watch.found == "step 9 (grad_norm nan)"
+    assert control.should_training_stop and not control.should_save
+    fine = DivergenceCallback()
+    fine.on_log(None, state, TrainerControl(), logs={"loss": 0.0, "grad_norm": 1.5})
+    assert fine.found is None

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import types
 import typing
 from pathlib import Path
 
 import pytest
 import yaml
+from conftest import start_live_run, stop_live_run
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -239,15 +238,15 @@ def marked_run(folder: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def live_pid():
-    """A live process whose command line names finetune: what a running run looks like."""
-    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)", "finetune"])
-    yield sleeper.pid
-    sleeper.kill()
-    sleeper.wait()
+def live_run(tmp_path_factory):
+    """A run folder a live process holds the lock of: what a running run looks like."""
+    run = marked_run(tmp_path_factory.mktemp("live") / "live-run")
+    holder = start_live_run(run)
+    yield run
+    stop_live_run(holder)
 
 
-def hostile_output(kind: str, root: Path, dataset: Path, preset: Path, pid: int, monkeypatch):
+def hostile_output(kind: str, root: Path, dataset: Path, preset: Path, live: Path, monkeypatch):
     """A folder (or file) that --overwrite must never replace; returns the --output value."""
     if kind == "foreign":
         folder = root / "mine"
@@ -269,9 +268,7 @@ def hostile_output(kind: str, root: Path, dataset: Path, preset: Path, pid: int,
         monkeypatch.setenv("HOME", str(home))
         return "~"
     if kind == "live":
-        run = marked_run(root / "live-run")
-        (run / "run.pid").write_text(f"{pid}\n")
-        return str(run)
+        return str(live)
     if kind == "holds_dataset":
         return str(dataset.parent)
     if kind == "holds_preset":
@@ -284,7 +281,7 @@ def hostile_output(kind: str, root: Path, dataset: Path, preset: Path, pid: int,
 @FUZZ
 @given(kind=st.sampled_from(OUTPUT_KINDS), use_name=st.booleans())
 def test_overwrite_never_replaces_what_finetune_tui_did_not_make(
-    tmp_path, capsys, monkeypatch, live_pid, kind, use_name
+    tmp_path, capsys, monkeypatch, live_run, kind, use_name
 ):
     root = tmp_path / "fuzz"
     dataset = marked_run(root / "data-run") / "data.jsonl"
@@ -292,7 +289,7 @@ def test_overwrite_never_replaces_what_finetune_tui_did_not_make(
     preset = marked_run(root / "preset-run") / "job.yaml"
     preset.write_text(DEMO.read_text())
     with monkeypatch.context() as patch:
-        output = hostile_output(kind, root, dataset, preset, live_pid, patch)
+        output = hostile_output(kind, root, dataset, preset, live_run, patch)
         before = tree_with_contents(root)
         args = ["--preset", str(preset), "--set", f"dataset.path={dataset}", "--overwrite"]
         args += ["--set", "training.max_steps=1"]

@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 import shutil
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,6 +17,8 @@ from conftest import (
     run_exported,
     set_args,
     start_cli,
+    start_live_run,
+    stop_live_run,
 )
 
 from finetune_tui.engine.common.errors import ModelError
@@ -336,12 +336,11 @@ def test_merge_refuses_a_run_that_is_still_training(cli, merge_template, tmp_pat
     """It merged the adapter of the run's last stop while the run trained on (compare and
     chat refused): the adapter is written over when the run ends."""
     run = copy_finished_run(merge_template, tmp_path / "run")
-    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "finetune"])
+    live = start_live_run(run)
     try:
-        (run / "run.pid").write_text(f"{sleeper.pid}\n")
         result = cli("merge", str(run), "-o", str(tmp_path / "merged"))
     finally:
-        sleeper.kill()
+        stop_live_run(live)
     assert result.returncode == 2 and "the run is still training; merge it once" in result.stderr
     assert not (tmp_path / "merged").exists()
 
@@ -349,12 +348,11 @@ def test_merge_refuses_a_run_that_is_still_training(cli, merge_template, tmp_pat
 def test_ship_refuses_a_run_that_is_still_training(cli, merge_template, tmp_path):
     """ship --to vllm wrote a serve script for the adapter the running run replaces."""
     run = copy_finished_run(merge_template, tmp_path / "run")
-    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "finetune"])
+    live = start_live_run(run)
     try:
-        (run / "run.pid").write_text(f"{sleeper.pid}\n")
         result = cli("ship", str(run), "--to", "vllm")
     finally:
-        sleeper.kill()
+        stop_live_run(live)
     assert result.returncode == 2 and "the run is still training; ship it once" in result.stderr
     assert not list(run.glob("serve-*"))
 

@@ -23,6 +23,8 @@ from conftest import (
     read_until,
     set_args,
     start_cli,
+    start_live_run,
+    stop_live_run,
 )
 
 SHORT = ["--set", "training.max_steps=3", "--set", "training.exact_match_samples=0"]
@@ -109,9 +111,8 @@ def test_overwrite_refuses_a_symlink_and_a_live_run(cli, tmp_path):
     link.symlink_to(target)
     live = marked(tmp_path / "live")
     (live / "metrics.jsonl").write_text("")
-    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "finetune"])
+    holder = start_live_run(live)
     try:
-        (live / "run.pid").write_text(f"{sleeper.pid}\n")
         before = tree(tmp_path)
         result = cli("--preset", str(DEMO_PRESET), "--output", str(link), "--overwrite")
         assert "symbolic link" in one_line_error(result)
@@ -119,8 +120,7 @@ def test_overwrite_refuses_a_symlink_and_a_live_run(cli, tmp_path):
         assert "still going" in one_line_error(result)
         assert tree(tmp_path) == before
     finally:
-        sleeper.kill()
-        sleeper.wait()
+        stop_live_run(holder)
 
 
 def test_overwrite_refuses_a_run_that_holds_another_and_no_run_starts_inside_one(cli, tmp_path):

@@ -11,7 +11,15 @@ import sys
 import time
 
 import pytest
-from conftest import DEMO_PRESET, FEW_RECORDS, call_main, read_until, set_args, start_cli
+from conftest import (
+    DEMO_PRESET,
+    FEW_RECORDS,
+    call_main,
+    read_until,
+    set_args,
+    start_cli,
+    start_live_run,
+)
 from test_distributed import TWO_PROCESSES
 from test_nothing_lost import marked, one_line_error, tree
 
@@ -172,7 +180,7 @@ def test_a_worker_trains_only_inside_the_launch_of_its_own_folder(
     it. Outside its own launch, or in a folder no launch may train in, it is one line,
     exit 2, and nothing in the folder changes."""
     run_dir = stopped_run(tmp_path / "run", "finished" if case == "finished" else "stopped")
-    other = start_sleeper()
+    other = start_live_run(run_dir) if case == "live" else start_sleeper()
     try:
         ours = f"{os.getppid()}:{_folder_key(run_dir)}:0123abcd"  # pytest's parent: an ancestor
         token = {
@@ -181,8 +189,6 @@ def test_a_worker_trains_only_inside_the_launch_of_its_own_folder(
             "another folder": f"{os.getppid()}:{_folder_key(tmp_path)}:0123abcd",
             "launcher not an ancestor": f"{other.pid}:{_folder_key(run_dir)}:0123abcd",
         }.get(case, ours)
-        if case == "live":
-            (run_dir / "run.pid").write_text(f"{other.pid}\n")
         before = tree(run_dir)
         result = worker_by_hand(cli, monkeypatch, run_dir, token)
         assert said in one_line_error(result)

@@ -6,6 +6,7 @@ import json
 import shutil
 import signal
 import subprocess
+import time
 
 import pytest
 from conftest import (
@@ -14,10 +15,14 @@ from conftest import (
     call_main,
     copy_finished_run,
     read_until,
+    run_cli,
+    set_args,
     start_cli,
 )
 
 from finetune_tui.engine.runs.checkpoints import last_complete_checkpoint
+from finetune_tui.engine.runs.pid import is_running, read_pid
+from finetune_tui.engine.runs.summary import read_summary
 
 COMMON = [
     "--set",
@@ -173,9 +178,42 @@ def test_a_resume_with_no_checkpoint_yet_says_it_starts_again(tmp_path):
     from finetune_tui.engine.settings.preset import load_preset
     from finetune_tui.engine.train.runner import _resume_point
 
+    (tmp_path / "metrics.jsonl").write_text('{"kind": "started"}\n')  # it trained before
     said = []
     assert _resume_point(tmp_path, said.append, load_preset(DEMO_PRESET)) is None
     assert [n.message for n in said] == ["no checkpoint saved yet: starting again from step 0"]
+
+
+def test_a_run_nothing_ran_in_yet_starts_without_a_word(tmp_path):
+    """--detach starts a new run as a resume: it said 'no checkpoint saved yet: starting
+    again from step 0' in the new run's log. No earlier event (metrics.jsonl empty, as the
+    runner has just opened it): nothing to say."""
+    from finetune_tui.engine.settings.preset import load_preset
+    from finetune_tui.engine.train.runner import _resume_point
+
+    (tmp_path / "metrics.jsonl").write_text("")
+    said = []
+    assert _resume_point(tmp_path, said.append, load_preset(DEMO_PRESET)) is None
+    assert said == []
+
+
+def test_a_new_detached_run_is_running_at_once_and_says_nothing_of_resuming(tmp_path):
+    """Its log said 'warning: no checkpoint saved yet: starting again from step 0'. And the
+    run folder's lock passes from the command to the background process it starts: the run
+    is running as soon as the command returns."""
+    run_dir = tmp_path / "run"
+    steps = ["training.max_steps=2", "training.exact_match_samples=0", FEW_RECORDS]
+    args = ["--preset", str(DEMO_PRESET), "--output", str(run_dir), "--detach"]
+    started = run_cli(tmp_path, *args, *set_args(*steps, "dataset.eval_fraction=0"))
+    assert started.returncode == 0, started.stderr
+    background = int(started.stdout.split("(pid ")[1].split(")")[0])
+    assert is_running(run_dir) and read_pid(run_dir) == background
+    deadline = time.monotonic() + 300
+    while is_running(run_dir) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert read_summary(run_dir).status == "finished"
+    log = (run_dir / "train.log").read_text()
+    assert "starting again" not in log and "resuming" not in log, log[-2000:]
 
 
 def test_runs_lists_status(cli, finished_template, tmp_path):

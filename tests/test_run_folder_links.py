@@ -97,6 +97,24 @@ def test_resume_refuses_a_link_where_the_run_writes(cli, run_and_outside, tmp_pa
     assert tree(tmp_path) == before
 
 
+@pytest.mark.parametrize("relative", [True, False])
+def test_resume_of_a_link_to_a_run_names_the_run_folder(
+    cli, run_and_outside, tmp_path, monkeypatch, relative
+):
+    """`--resume LINK` was an internal error (the lock is taken on the folder itself, never
+    through a link); it writes into the folder, so it is refused as --overwrite refuses a
+    link, naming the folder to give instead."""
+    run, _ = run_and_outside
+    link = tmp_path / "link"
+    link.symlink_to("run" if relative else run)
+    monkeypatch.chdir(tmp_path)
+    before = tree(tmp_path)
+    given = "link" if relative else str(link)
+    line = one_line_error(cli("--resume", given))
+    assert line.endswith(f"{given}: a link: give the run folder itself, {run.resolve()}")
+    assert tree(tmp_path) == before
+
+
 def test_a_valid_checkpoint_behind_a_link_is_never_resumed_from(run_and_outside, tmp_path):
     """checkpoint-999 -> a real step-4 checkpoint elsewhere: not this run's, and rotation
     must not be steered by it."""

@@ -7,11 +7,17 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import DEMO_PRESET, cli_command, cli_env, run_python
+from conftest import (
+    DEMO_PRESET,
+    cli_command,
+    cli_env,
+    run_python,
+    start_live_run,
+    stop_live_run,
+)
 
 from finetune_tui.engine.deliver.run_model import load_run_model
 
@@ -156,8 +162,7 @@ def test_compare_and_chat_refuse_what_is_not_a_finished_run(cli, learned, tmp_pa
     shutil.rmtree(no_adapter / "adapter")
     running = tmp_path / "running"
     shutil.copytree(learned, running)
-    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "finetune"])
-    (running / "run.pid").write_text(f"{sleeper.pid}\n")
+    live = start_live_run(running)
     (tmp_path / "taken.jsonl").write_text("mine\n")
     cases = [
         (["compare", str(tmp_path)], "not a run folder"),
@@ -175,8 +180,7 @@ def test_compare_and_chat_refuse_what_is_not_a_finished_run(cli, learned, tmp_pa
             lines = result.stderr.strip().splitlines()
             assert len(lines) == 1 and message in lines[0], (args, result.stderr)
     finally:
-        sleeper.kill()
-        sleeper.wait()
+        stop_live_run(live)
     assert (tmp_path / "taken.jsonl").read_text() == "mine\n"
 
 

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import json
 
-from conftest import DEMO_PRESET, FEW_RECORDS, gpu_run_events, run_python, write_run
+from conftest import (
+    DEMO_PRESET,
+    FEW_RECORDS,
+    gpu_run_events,
+    run_python,
+    start_live_run,
+    stop_live_run,
+    write_run,
+)
 from textual.widgets import Input, RichLog, Select, Static, Switch
 
 from finetune_tui.engine.settings.preset import load_preset
@@ -515,16 +523,11 @@ async def test_attach_is_read_only_and_a_finished_run_ends_at_its_last_step(tmp_
 
 async def test_stop_on_an_attached_run_asks_its_process_to_save(tmp_path):
     import signal
-    import subprocess
-    import sys
 
     from finetune_tui.tui.app import AttachApp
 
-    code = "import time  # finetune-tui\nprint('ready', flush=True)\ntime.sleep(60)"
-    run = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    run = start_live_run(tmp_path)  # holds the folder's lock; run.pid names it
     try:
-        assert run.stdout.readline() == "ready\n"
-        (tmp_path / "run.pid").write_text(f"{run.pid}\n")
         app = AttachApp(tmp_path)
         async with app.run_test(size=SIZE) as pilot:
             await pilot.press("x")
@@ -535,9 +538,7 @@ async def test_stop_on_an_attached_run_asks_its_process_to_save(tmp_path):
             log = "\n".join(str(line) for line in app.screen.query_one(RichLog).lines)
             assert f"asked pid {run.pid} to checkpoint and stop" in log
     finally:
-        run.kill()
-        run.wait()
-        run.stdout.close()
+        stop_live_run(run)
 
 
 async def test_enter_simulates_a_card_and_the_model_screen_says_what_this_machine_rules_out():

@@ -20,10 +20,11 @@ from ..runs.pid import is_running, read_pid
 def ask_run_to_stop(run_dir: Path) -> int | None:
     """SIGTERM to the process training in `run_dir`: its pid, or None when none is running.
 
-    Only a live finetune-tui process is signalled, never whatever reused a stale pid.
+    run.pid is read only while another process holds the run folder's lock (runs/pid.py):
+    a stale one, whatever process now has that pid, is never signalled.
     """
-    pid = read_pid(run_dir)
-    if pid is None or not is_running(run_dir):
+    pid = read_pid(run_dir) if is_running(run_dir) else None
+    if pid is None:
         return None
     try:
         os.kill(pid, signal.SIGTERM)

@@ -25,12 +25,13 @@ from ..runs.create import finish_replacement, prepare_run_dir, undo_replacement
 from ..runs.events import Eval, Event, EventSink, Failed, Finished, Notice
 from ..runs.layout import ADAPTER_DIR, ADAPTER_STAGING, EXPORT_DIR, METRICS_FILE, SETTINGS_FILE
 from ..runs.metrics import MetricsFile
-from ..runs.pid import clear_pid, write_pid
+from ..runs.pid import claim_run, clear_pid, release_run, write_pid
 from ..runs.summary import RunSummary, read_summary, write_summary
 from ..settings.preset import save_preset, with_changes
 from ..settings.schema import TrainSettings
 from . import exact_match, preference_eval
 from .callbacks import EvaluationStopped
+from .divergence import DivergenceCallback
 from .preference_eval import PreferenceScore
 from .run_memory import (
     allocator_warning,
@@ -61,7 +62,13 @@ def run_training(
     stop = stop or threading.Event()
     run_dir = Path(run_dir) if run_dir else prepare_run_dir(settings)
     main = is_main_process()  # with several processes, rank 0 owns the run directory
+    claimed = False  # taken here (the wizard's run): released here, the wizard lives on
     if main and launcher_pid() is None:  # a launch's settings and run.pid: its launcher's
+        try:
+            claimed = claim_run(run_dir)  # its lock says the run is alive (runs/pid.py)
+        except FinetuneError as exc:  # a link given for the folder: said as any failure is
+            sink(Failed(message=str(exc)))
+            raise
         save_preset(settings, run_dir / SETTINGS_FILE)
         write_pid(run_dir)  # never through a link
     metrics = MetricsFile(run_dir / METRICS_FILE) if main else None
@@ -95,6 +102,8 @@ def run_training(
             clear_pid(run_dir)  # trained, stopped or failed: no longer this process's run
             if not started:  # (a launcher undoes it once it has read the workers' error)
                 undo_replacement(run_dir)
+        if claimed:
+            release_run(run_dir)
 
 
 def _resume_point(run_dir: Path, emit: EventSink, settings: TrainSettings) -> Path | None:
@@ -107,9 +116,18 @@ def _resume_point(run_dir: Path, emit: EventSink, settings: TrainSettings) -> Pa
         emit(Notice(f"resuming from {checkpoint}"))
     elif skipped:
         emit(Notice("no intact checkpoint: starting again from step 0", level="warning"))
-    else:  # stopped before its first save: said, not a silent fresh start
+    elif _has_events(run_dir):  # stopped before its first save: said, not a silent fresh start
         emit(Notice("no checkpoint saved yet: starting again from step 0", level="warning"))
     return checkpoint
+
+
+def _has_events(run_dir: Path) -> bool:
+    """An earlier process wrote to the run's metrics: a run nothing ran in yet (the new run
+    `--detach` starts as a resume) starts at step 0 as any new run, without a warning."""
+    try:
+        return (run_dir / METRICS_FILE).stat().st_size > 0
+    except OSError:
+        return False
 
 
 @dataclass
@@ -173,6 +191,8 @@ def train_with_backoff(
         check = memory_check(settings, emit, events)  # the plan checks itself on the GPU
         if check is not None:
             trainer.add_callback(check)
+        divergence = DivergenceCallback()  # last: it can call off a save the others asked
+        trainer.add_callback(divergence)
         if exact_before is None and inputs.match_records and is_main_process():
             exact_before = exact_match.measure(
                 trainer.model, inputs.tokenizer, inputs.match_records
@@ -181,6 +201,8 @@ def train_with_backoff(
             preference_before = preference_eval.before_training(trainer, events)
         try:
             trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+            if divergence.found:
+                raise diverged(divergence.found, settings, run_dir)
             if check is None or check.decision is None or stopper.stopped:
                 return Trained(
                     settings,
@@ -204,6 +226,16 @@ def train_with_backoff(
         check = None
         backoffs.append(line)
         checkpoint = _continue_after_backoff(settings, run_dir, told, emit)
+
+
+def diverged(found: str, settings: TrainSettings, run_dir: Path) -> TrainingError:
+    """The run's end when its loss turned NaN: what was kept, and what to change."""
+    kept = last_complete_checkpoint(run_dir, settings=settings)
+    last = f"the last good checkpoint is {kept.name}" if kept else "no checkpoint was saved"
+    return TrainingError(
+        f"training diverged at {found}: nothing after it was saved ({last}); lower "
+        f"training.learning_rate (now {settings.training.learning_rate:g}) and train again"
+    )
 
 
 def _scores_preferences(settings: TrainSettings, inputs: RunInputs) -> bool:

@@ -34,6 +34,9 @@ def sft_config_kwargs(
         memory.backend,
     )
     arguments["disable_tqdm"] = True  # the runner reports progress through its own events
+    # a NaN loss is logged as NaN (the filter logged a diverged run's as 0.0000): the runner
+    # stops there (divergence.py)
+    arguments["logging_nan_inf_filter"] = False
     return arguments
 
 
