@@ -39,7 +39,6 @@ def merge_command(args: argparse.Namespace) -> int:
     from finetune_tui.engine.common.errors import InputError
     from finetune_tui.engine.deliver.generate import MAX_NEW_TOKENS_LIMIT
     from finetune_tui.engine.deliver.merge import merge_run
-    from finetune_tui.engine.deliver.model_folder import merged_folder
     from finetune_tui.engine.runs.event_text import printable
     from finetune_tui.engine.runs.status import find_run
 
@@ -51,10 +50,9 @@ def merge_command(args: argparse.Namespace) -> int:
     run_dir = find_run(args.run)
     if run_dir is None:
         raise InputError(f"{printable(args.run)}: no such run (see finetune-tui runs)")
-    output = Path(args.output) if args.output else merged_folder(Path(run_dir))
     result = merge_run(
         Path(run_dir),
-        output,
+        Path(args.output) if args.output else None,
         args.max_shard_size,
         args.prompts,
         args.tokens,

@@ -8,7 +8,9 @@ the model once (engine/deliver/run_model.py); neither writes into the run folder
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -93,7 +95,7 @@ def compare_command(args: argparse.Namespace) -> int:
             }
             if prompt.expected is not None:
                 line["expected"] = prompt.expected
-            stream.write(json.dumps(line, ensure_ascii=False) + "\n")
+            stream.write(json_line(line) + "\n")
             stream.flush()
     return 0
 
@@ -123,19 +125,34 @@ def read_prompts(path: Path) -> list[str]:
     return prompts
 
 
-def _output(out: Path | None):
-    """stdout, or a new file created exclusively (a file or link made meanwhile is refused)."""
-    import contextlib
-    import os
+def json_line(value: dict) -> str:
+    """One JSON line, readable (non-ASCII text as it is) but for the characters a terminal
+    acts on that JSON leaves raw (C1 controls, bidirectional overrides, line separators):
+    escaped as \\uXXXX, still the same JSON."""
+    text = json.dumps(value, ensure_ascii=False)
+    return "".join(c if c.isprintable() else f"\\u{ord(c):04x}" for c in text)
 
+
+@contextlib.contextmanager
+def _output(out: Path | None):
+    """stdout, or a new file: written under a hidden name beside it and linked into place
+    at the end (exclusively: a file made meanwhile is refused), so an interrupted compare
+    leaves no partial file that reads as whole."""
     if out is None:
-        return contextlib.nullcontext(sys.stdout)
+        yield sys.stdout
+        return
+    if out.exists() or out.is_symlink():
+        raise OutputExistsError(f"{_shown(out)}: exists; compare never replaces a file")
+    partial = out.with_name(f".compare-{os.getpid()}.partial")
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
     try:
-        fd = os.open(out, flags, 0o644)
+        with os.fdopen(os.open(partial, flags, 0o644), "w", encoding="utf-8") as stream:
+            yield stream
+        os.link(partial, out, follow_symlinks=False)
     except FileExistsError:
         raise OutputExistsError(f"{_shown(out)}: exists; compare never replaces a file") from None
-    return os.fdopen(fd, "w", encoding="utf-8")
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 MAX_LINE = 1_000_000  # characters of one typed or piped prompt

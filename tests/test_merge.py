@@ -129,6 +129,36 @@ def test_merge_refuses_an_existing_folder_or_a_link_before_loading(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "existing", "link", "run"]
 
 
+def test_nothing_is_written_inside_what_a_run_trained(cli, merge_template, tmp_path, no_loading):
+    """A merge into RUN/adapter/sub put a whole model where vLLM loads the adapter from;
+    compare -o RUN/checkpoints/x.jsonl wrote among the checkpoints."""
+    run = copy_finished_run(merge_template, tmp_path / "run")
+    before = sorted(p.relative_to(run) for p in run.rglob("*"))
+    for args in (
+        ("merge", str(run), "-o", str(run / "adapter" / "sub")),
+        ("compare", str(run), "-o", str(run / "checkpoints" / "x.jsonl")),
+    ):
+        result = cli(*args)
+        assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+        assert "what the run trained; give a path outside it" in result.stderr
+    assert sorted(p.relative_to(run) for p in run.rglob("*")) == before
+
+
+def test_merging_a_full_fine_tuning_run_into_a_folder_is_refused(
+    cli, merge_template, tmp_path, no_loading
+):
+    """`merge FULL_RUN -o OUT` said "nothing to merge", exit 0, and wrote no OUT: a
+    scripted `merge RUN -o OUT && ship OUT` went on to a confusing error."""
+    run = copy_finished_run(merge_template, tmp_path / "run")
+    settings = run / "settings.yaml"
+    settings.write_text(settings.read_text().replace("method: lora", "method: full"))
+    result = cli("merge", str(run), "-o", str(tmp_path / "fm"))
+    assert result.returncode == 2 and not (tmp_path / "fm").exists()
+    assert f"nothing is written to {tmp_path / 'fm'}; the model is {run / 'adapter'}" in (
+        result.stderr
+    )
+
+
 def test_merge_refuses_a_run_without_an_adapter(cli, merge_template, tmp_path, no_loading):
     run = copy_finished_run(merge_template, tmp_path / "run")
     shutil.rmtree(run / "adapter")

@@ -85,8 +85,8 @@ def stream(model, tokenizer, prompt: str, max_new_tokens: int = MAX_NEW_TOKENS) 
     """The answer to a rendered prompt, piece by piece as it is generated."""
     from transformers import StoppingCriteriaList, TextIteratorStreamer
 
-    config = generation_config(model, tokenizer, max_new_tokens)
     inputs = _inputs(model, tokenizer, prompt)
+    config = generation_config(model, tokenizer, _new_tokens(model, inputs, max_new_tokens))
     streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
     failed: list[BaseException] = []
     abandoned = threading.Event()  # the caller stopped reading (Ctrl-C, closed screen)
@@ -131,8 +131,8 @@ def answer(model, tokenizer, prompt: str, max_new_tokens: int = MAX_NEW_TOKENS) 
     """The whole answer to a rendered prompt, generated in this thread."""
     import torch
 
-    config = generation_config(model, tokenizer, max_new_tokens)
     inputs = _inputs(model, tokenizer, prompt)
+    config = generation_config(model, tokenizer, _new_tokens(model, inputs, max_new_tokens))
     with torch.no_grad():
         output = model.generate(**inputs, generation_config=config)
     new = output[0, inputs["input_ids"].shape[1] :]
@@ -147,13 +147,27 @@ def _inputs(model, tokenizer, prompt: str) -> dict:
     add = adds_special_tokens(tokenizer, prompt)
     encoded = tokenizer(prompt, return_tensors="pt", add_special_tokens=add, verbose=False)
     length = encoded["input_ids"].shape[1]
-    context = getattr(getattr(model, "config", None), "max_position_embeddings", None)
-    if type(context) is int and length >= context:
+    context = _context(model)
+    if context is not None and length >= context:
         raise InputError(
             f"the prompt is {length:,} tokens; the model reads at most {context:,} "
             "(its max_position_embeddings)"
         )
     return dict(encoded.to(device))
+
+
+def _new_tokens(model, inputs: dict, asked: int) -> int:
+    """At most what the model's context leaves after the prompt: transformers generated
+    past it with a library warning in the middle of the answers."""
+    context = _context(model)
+    if context is None:
+        return asked
+    return max(1, min(asked, context - inputs["input_ids"].shape[1]))
+
+
+def _context(model) -> int | None:
+    context = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+    return context if type(context) is int else None
 
 
 def adds_special_tokens(tokenizer, prompt: str) -> bool:

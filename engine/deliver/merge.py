@@ -48,6 +48,7 @@ from .model_folder import (
     REPORT_FILE,
     check_adapter_folder,
     load_checked_adapter,
+    merged_folder,
 )
 from .ship import check_new_folder
 
@@ -62,18 +63,25 @@ class MergeResult:
 
 def merge_run(
     run_dir: Path,
-    output: Path,
+    output: Path | None,
     max_shard_size: str | int = DEFAULT_SHARD,
     prompts: int = 4,
     tokens: int = 16,
     say=print,
 ) -> MergeResult:
-    """Check everything, plan the memory, merge into a temporary sibling of `output`, prove
-    it, and rename it into place. Nothing is written before every check has passed."""
-    run_dir, output = Path(run_dir).expanduser(), Path(output).expanduser().absolute()
+    """Check everything, plan the memory, merge into a temporary sibling of `output` (None:
+    beside the run), prove it, and rename it into place. Nothing is written before every
+    check has passed."""
+    run_dir = Path(run_dir).expanduser()
     settings = read_run_settings(run_dir)
     if settings.training.method == "full":
+        if output is not None:  # `merge RUN -o OUT && ship OUT` went on with no OUT
+            raise InputError(
+                f"{run_dir}: full fine-tuning: nothing to merge, so nothing is written to "
+                f"{output}; the model is {run_dir / ADAPTER_DIR} already (ship that)"
+            )
         return check_full_run(run_dir, settings)
+    output = Path(output or merged_folder(run_dir)).expanduser().absolute()
     adapter = adapter_folder(run_dir)
     check_output_free(output)
     check_base_unquantised(settings)

@@ -15,7 +15,7 @@ from ..common.errors import InputError, OutputExistsError
 from ..common.safe_io import entry_problem, write_text_atomic
 from ..launch.configs import CONFIG_FILE, launch_files
 from ..runs.create import run_folder_holding
-from ..runs.layout import EXPORT_DIR
+from ..runs.layout import EXPORT_DIR, OWN_DIRS
 from ..settings.preset import dump_preset
 from ..settings.schema import DistributedSettings, TrainSettings
 from .script import render_script
@@ -134,15 +134,27 @@ def check_run_records(outputs: list[Path]) -> None:
             )
 
 
+# a run's folders of what it trained: nothing else is ever written into them
+TRAINED_DIRS = frozenset(OWN_DIRS) - {EXPORT_DIR}
+
+
 def check_run_folder_targets(outputs: list[Path]) -> None:
     """An output inside a run folder (the run's own export/) is reached through real
-    folders only: a link planted there would carry the write out of the run folder."""
+    folders only: a link planted there would carry the write out of the run folder; and
+    never inside what the run trained (a merge into adapter/sub sat where vLLM loads the
+    adapter from, and a resume's checkpoint clean-up would take one in checkpoints/)."""
     for path in outputs:
         absolute = Path(os.path.abspath(path))
         folder = run_folder_holding(absolute)
         if folder is None:
             continue
-        depth = len(absolute.relative_to(folder).parts) - 1
+        parts = absolute.relative_to(folder).parts
+        if len(parts) > 1 and parts[0] in TRAINED_DIRS:  # vLLM serves adapter/ as it is
+            raise OutputExistsError(
+                f"{absolute}: inside {folder / parts[0]}, what the run trained; give a path "
+                "outside it"
+            )
+        depth = len(parts) - 1
         for entry in [absolute, *absolute.parents[:depth]]:
             problem = entry_problem(entry)
             if problem is None and entry != absolute and entry.exists() and not entry.is_dir():

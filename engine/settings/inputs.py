@@ -99,7 +99,7 @@ def check_saved_inputs(settings: TrainSettings, recorded: object, source: Path) 
         if (was.get("bytes"), was.get("sha256")) != (now["bytes"], now["sha256"]):
             raise DatasetError(
                 f"{dataset}: changed since the run started ({_describe_fingerprint(was)} then, "
-                f"{_describe_fingerprint(now)} now); resuming would train on other data: put "
+                f"{_describe_fingerprint(now)} now): not the data the run trained on; put "
                 "the original back, or start a new run"
             )
     if is_local_model(model) and "model_config" in recorded:
@@ -112,8 +112,8 @@ def check_saved_inputs(settings: TrainSettings, recorded: object, source: Path) 
             ) from None
         if now_config != recorded["model_config"]:
             raise ModelError(
-                f"{config}: changed since the run started; resuming would train another model: "
-                "put the original back, or start a new run"
+                f"{config}: changed since the run started: not the model the run trained; put "
+                "the original back, or start a new run"
             )
 
 
