@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import ast
 import json
+import os
+import shutil
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 import yaml
@@ -109,6 +114,7 @@ def test_script_is_standalone():
         "operator",
         "pathlib",
         "re",
+        "signal",
         "torch",
         "transformers",
         "datasets",
@@ -476,6 +482,39 @@ def test_a_data_file_the_script_cannot_train_on_is_one_line_naming_it(tmp_path, 
     assert refused.returncode == 1
     assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr[-2000:]
     assert said in refused.stderr and str(tmp_path) in refused.stderr
+    assert not (tmp_path / "finetune-output").exists()  # OUTPUT only once records are read
+
+
+def test_a_folder_that_is_no_saved_dataset_is_one_line_naming_it(tmp_path):
+    """--data DIR, DIR not written by Dataset.save_to_disk, was datasets' traceback (and an
+    empty OUTPUT left behind)."""
+    script = tmp_path / "train.py"
+    script.write_text(render_script(load_preset(DEMO_PRESET), {}))
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    (folder / "records.jsonl").write_text('{"text": "hello"}\n')
+    refused = run_exported(tmp_path, script, "--data", str(folder))
+    assert refused.returncode == 1
+    said = f"{folder}: folder is not a dataset saved with save_to_disk"
+    assert refused.stderr.strip() == said, refused.stderr[-2000:]
+    assert not (tmp_path / "finetune-output").exists()
+
+
+def test_max_steps_below_one_is_one_line_before_anything_loads(tmp_path):
+    """TRAINER's max_steps is -1 (every epoch) or a count of steps: 0 trained nothing and
+    said "adapter saved", -7 trained every epoch."""
+    from finetune_tui.engine.recipe.main import value_problem
+
+    script = tmp_path / "train.py"
+    script.write_text(render_script(load_preset(DEMO_PRESET), {}))
+    rule = constants(script.read_text())["RULES"]["max_steps"]
+    assert value_problem(-1, rule) is None and value_problem(5, rule) is None
+    for steps in ("0", "-7"):
+        refused = run_exported(tmp_path, script, "--max-steps", steps)
+        assert refused.returncode == 1
+        said = f"--set max_steps={steps}: expected above 0, not {steps} or expected -1"
+        assert refused.stderr.strip() == said, refused.stderr[-2000:]
+    assert not (tmp_path / "finetune-output").exists()
 
 
 def test_an_output_no_file_system_can_name_is_one_line(tmp_path):
@@ -567,3 +606,166 @@ def test_a_trainer_key_deleted_by_hand_is_trls_default_not_a_traceback():
     checked({"LORA_R": 8, "TRAINER": {"seed": 1}}, rules)
     with pytest.raises(SystemExit, match="LORA_R = 0 .top of this script.: expected above 0"):
         checked({"LORA_R": 0, "TRAINER": {}}, rules)
+
+
+# A demo script's short run, its every step's loss logged.
+SIGNALLED = set_args(f"MAX_SAMPLES={FEW}", "logging_steps=1")
+
+
+def step_losses_of(output) -> dict[int, float]:
+    lines = (output / "losses.jsonl").read_text().splitlines()
+    return {record["step"]: record["loss"] for record in map(json.loads, lines)}
+
+
+def signalled(tmp_path, script, args, *signals, gap=0.5, launcher=(), to=None):
+    """The script run with `args` (through `launcher`, python's arguments before the script)
+    and sent `signals`, `gap` seconds apart, as soon as its first step is logged (training:
+    its handlers are in), to the process `to(pid)` names (the script's own by default); out
+    and err in files (a pipe left unread fills)."""
+    losses = tmp_path / args[args.index("--output") + 1] / "losses.jsonl"
+    out, err = (open(tmp_path / name, "w+") for name in ("out.txt", "err.txt"))
+    with out, err:
+        proc = subprocess.Popen(
+            [sys.executable, *launcher, str(script), *args],
+            stdout=out, stderr=err, text=True, env=cli_env(tmp_path), cwd=tmp_path,
+        )  # fmt: skip
+        deadline = time.monotonic() + 300
+        while not losses.is_file() or "\n" not in losses.read_text():
+            assert proc.poll() is None and time.monotonic() < deadline, err.read()[-2000:]
+            time.sleep(0.02)
+        for signum in signals:
+            os.kill(to(proc.pid) if to else proc.pid, signum)
+            time.sleep(gap)
+        try:
+            proc.wait(timeout=120)
+        finally:
+            if proc.poll() is None:  # hung: it and the workers it launched go
+                for pid in [*children_of(proc.pid), proc.pid]:
+                    os.kill(pid, signal.SIGKILL)
+                proc.wait()
+        out.seek(0), err.seek(0)
+        return subprocess.CompletedProcess(proc.args, proc.returncode, out.read(), err.read())
+
+
+def test_sigterm_saves_a_checkpoint_and_resume_gives_the_uninterrupted_losses(tmp_path):
+    """Preemption's SIGTERM killed the script silently, and a rerun into the same OUTPUT was
+    refused: the work was lost. It saves a checkpoint at the end of the step and says where
+    (exit 143); --resume continues from it to the losses of a run never stopped."""
+    script = tmp_path / "train.py"
+    script.write_text(render_script(load_preset(DEMO_PRESET), {}))
+    args = [*SIGNALLED, "--max-steps", "24"]
+    straight = run_exported(tmp_path, script, *args, "--output", "straight", "--resume")
+    assert straight.returncode == 0, straight.stderr[-2000:]
+    no_checkpoint = "--resume: no complete checkpoint in straight/checkpoints: starting from step 0"
+    assert no_checkpoint in straight.stdout.splitlines()
+    expected = step_losses_of(tmp_path / "straight")
+    assert sorted(expected) == list(range(1, 25))
+
+    stopped = signalled(tmp_path, script, [*args, "--output", "broken"], signal.SIGTERM)
+    assert stopped.returncode == 143, stopped.stderr[-2000:]
+    assert "Traceback" not in stopped.stderr
+    checkpoints = tmp_path / "broken" / "checkpoints"
+    (checkpoint,) = checkpoints.glob("checkpoint-*")
+    step = int(checkpoint.name.split("-")[1])
+    assert 1 <= step < 24 and not (tmp_path / "broken" / "adapter").exists()
+    assert stopped.stdout.strip().splitlines()[-1] == (
+        f"stopped: checkpoint saved to broken/checkpoints/{checkpoint.name}; to continue, "
+        "run the same command with --resume"
+    )
+
+    again = run_exported(tmp_path, script, *args, "--output", "broken")
+    assert again.returncode == 1 and again.stderr.strip() == (
+        "broken/checkpoints: holds an earlier run's checkpoints; this script never writes "
+        "over them: --resume continues that run, or give another --output"
+    )
+    half = checkpoints / f"checkpoint-{step + 1}"  # cut off mid-save: passed over
+    shutil.copytree(checkpoint, half)
+    (half / "trainer_state.json").write_text('{"global_st')
+    with open(tmp_path / "broken" / "losses.jsonl", "a") as losses:  # logged after the save
+        losses.write(json.dumps({"step": step + 1, "loss": 99.0}) + '\n{"st')
+    resumed = run_exported(tmp_path, script, *args, "--output", "broken", "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"resuming from broken/checkpoints/{checkpoint.name}" in resumed.stdout.splitlines()
+    got = step_losses_of(tmp_path / "broken")
+    assert sorted(got) == sorted(expected)  # each step once: the resume trained it again
+    assert len((tmp_path / "broken" / "losses.jsonl").read_text().splitlines()) == 24
+    diffs = {s: abs(got[s] - expected[s]) for s in expected}
+    assert max(diffs.values()) < 1e-4, diffs
+    assert (tmp_path / "broken" / "adapter" / "adapter_config.json").is_file()
+
+
+def test_ctrl_c_saves_a_checkpoint_and_exits_130_without_a_traceback(tmp_path):
+    """Ctrl-C was a KeyboardInterrupt traceback, nothing saved."""
+    script = tmp_path / "train.py"
+    script.write_text(render_script(load_preset(DEMO_PRESET), {}))
+    args = [*SIGNALLED, "--max-steps", "2000", "--output", "out"]
+    stopped = signalled(tmp_path, script, args, signal.SIGINT)
+    assert stopped.returncode == 130, stopped.stderr[-2000:]
+    assert "Traceback" not in stopped.stderr and "KeyboardInterrupt" not in stopped.stderr
+    assert "SIGINT: saving a checkpoint after this step, then stopping" in stopped.stderr
+    (checkpoint,) = (tmp_path / "out" / "checkpoints").glob("checkpoint-*")
+    assert (checkpoint / "trainer_state.json").is_file()
+    assert f"checkpoint saved to out/checkpoints/{checkpoint.name}" in stopped.stdout
+
+
+@pytest.mark.parametrize(
+    ("signum", "code", "saved"), [(signal.SIGINT, 130, False), (signal.SIGTERM, 143, True)]
+)
+def test_a_second_ctrl_c_exits_at_once_a_second_sigterm_lets_the_save_finish(
+    tmp_path, signum, code, saved
+):
+    """Steps of several seconds (32 batches each): the second signal comes mid-step. A
+    job system's SIGTERM can come twice (its own and accelerate's launcher's copy)."""
+    script = tmp_path / "train.py"
+    script.write_text(render_script(load_preset(DEMO_PRESET), {}))
+    args = [*set_args("MAX_SAMPLES=1024", "logging_steps=1", "gradient_accumulation_steps=32")]
+    args += ["--max-steps", "50", "--output", "out"]
+    stopped = signalled(tmp_path, script, args, signum, signum, gap=0.3)
+    assert stopped.returncode == code, stopped.stderr[-2000:]
+    assert "Traceback" not in stopped.stderr
+    checkpoints = list((tmp_path / "out" / "checkpoints").glob("checkpoint-*"))
+    assert len(checkpoints) == saved and ("checkpoint saved to" in stopped.stdout) == saved
+
+
+def children_of(parent: int) -> dict[int, list[bytes]]:
+    """{pid: its environment's NAME=VALUE entries} of `parent`'s child processes."""
+    found = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == parent:
+                found[int(stat.parent.name)] = (stat.parent / "environ").read_bytes().split(b"\0")
+        except (OSError, ValueError, IndexError):  # gone meanwhile
+            continue
+    return found
+
+
+def worker_of_rank(launcher: int, rank: int) -> int:
+    """The pid of the launcher's worker of `rank` (its RANK variable)."""
+    (pid,) = [pid for pid, env in children_of(launcher).items() if f"RANK={rank}".encode() in env]
+    return pid
+
+
+@pytest.mark.xdist_group("launch")  # launches take turns: see pyproject addopts
+def test_under_accelerate_launch_a_signal_to_one_process_stops_every_one_at_one_step(
+    tmp_path, monkeypatch
+):
+    """Under accelerate launch each process gets the signal on its own, maybe in different
+    steps: one that stopped alone would leave the others waiting at a collective. SIGTERM
+    to rank 1 alone: both save their part of one checkpoint, rank 0 says where."""
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # two processes on CPU (gloo)
+    two = ["distributed.strategy=ddp", "distributed.processes=2"]
+    exported = export_run(load_preset(DEMO_PRESET, two), tmp_path / "job" / "train.py")
+    launcher = ("-m", "accelerate.commands.launch", "--config_file")
+    launcher += (str(exported.accelerate_config),)
+    args = [*SIGNALLED, "--max-steps", "2000", "--output", "out"]
+    stopped = signalled(
+        tmp_path, exported.script, args, signal.SIGTERM, launcher=launcher,
+        to=lambda pid: worker_of_rank(pid, 1),
+    )  # fmt: skip
+    assert stopped.returncode != 0
+    (checkpoint,) = (tmp_path / "out" / "checkpoints").glob("checkpoint-*")
+    assert {"rng_state_0.pth", "rng_state_1.pth", "trainer_state.json"} <= {
+        path.name for path in checkpoint.iterdir()
+    }
+    said = f"stopped: checkpoint saved to out/checkpoints/{checkpoint.name}"
+    assert stopped.stdout.count(said) == 1, stopped.stderr[-3000:]

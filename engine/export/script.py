@@ -29,7 +29,7 @@ from ..recipe.model import MODEL_FUNCTIONS
 from ..recipe.trainer import TRAINER_FUNCTIONS
 from ..settings.options import least_micro_batch
 from ..settings.schema import DEMO, TrainSettings
-from ..settings.trainer_names import AS_THE_SETTING, FIXED, objective_table
+from ..settings.trainer_names import AS_THE_SETTING, FIXED, NONE_AS, objective_table
 
 ALWAYS = ("torch", "transformers", "trl", "peft", "datasets", "accelerate")
 
@@ -190,6 +190,9 @@ def _constants(settings: TrainSettings, reasons: dict[str, str]) -> str:
         "# after training, also merge the adapter into the base, loaded unquantised (bf16; "
         "fp32 on a CPU),\n# and save OUTPUT/merged: a model with its tokenizer and stop "
         "tokens that loads without PEFT\nMERGE = False",
+        "# continue from the newest complete checkpoint in OUTPUT/checkpoints (a run of this "
+        "script stopped\n# by Ctrl-C or SIGTERM, or cut off); with none there, start from "
+        "step 0 (--resume sets it)\nRESUME = False",
         "",
         _trainer_block(s, reasons),
         "",
@@ -204,10 +207,11 @@ def _constants(settings: TrainSettings, reasons: dict[str, str]) -> str:
             for name, field in fields.items()
         ),
         '    "MERGE": {"type": "boolean"},',
+        '    "RESUME": {"type": "boolean"},',
         *(
             f"    {literal(name)}: {literal(script_rule(name, field, s))},"
             for name, (_, field) in objective_table(s).items()
-            if name in AS_THE_SETTING
+            if name in AS_THE_SETTING or name in NONE_AS
         ),
         "}",
     ]
@@ -221,9 +225,10 @@ def _json_schema() -> dict:
 
 def script_rule(name: str, field: str, settings: TrainSettings) -> dict:
     """The JSON Schema pydantic gives `field`, as the script's constant `name` holds it: no
-    "auto" format (the export resolves it), no None output folder (it has a default), and
-    the micro-batch the objective trains at least (KTO's 2: a combination the settings
-    check, which no single field's schema holds)."""
+    "auto" format (the export resolves it), no None output folder (it has a default), TRL's
+    own word for None where the setting allows it (NONE_AS: max_steps -1), and the
+    micro-batch the objective trains at least (KTO's 2: a combination the settings check,
+    which no single field's schema holds)."""
     section, key = field.split(".")
     schema = _json_schema()
     reference = schema["properties"][section]["$ref"].rsplit("/", 1)[-1]
@@ -236,6 +241,9 @@ def script_rule(name: str, field: str, settings: TrainSettings) -> dict:
         rule["enum"] = [choice for choice in rule["enum"] if choice != "auto"]
     if name == "OUTPUT":
         rule = next(branch for branch in rule["anyOf"] if branch["type"] != "null")
+    if name in NONE_AS:
+        none = {"type": "integer", "const": NONE_AS[name]}
+        rule["anyOf"] = [none if b.get("type") == "null" else b for b in rule["anyOf"]]
     if name == "per_device_train_batch_size" and least_micro_batch(settings.training.objective) > 1:
         rule["minimum"] = least_micro_batch(settings.training.objective)
     return rule

@@ -45,10 +45,7 @@ def read_records(path):
 
     path = Path(path)
     if path.is_dir():
-        from datasets import DatasetDict, load_from_disk
-
-        loaded = load_from_disk(str(path))
-        return (loaded["train"] if isinstance(loaded, DatasetDict) else loaded).to_list()
+        return saved_records(path)
     suffix = path.suffix.lower()
     if suffix == ".parquet":
         import pyarrow.parquet as pq
@@ -76,6 +73,22 @@ def read_records(path):
                 except ValueError as error:
                     raise ValueError(f"{path}:{number}: not a JSON record ({error})") from None
         return records
+
+
+def saved_records(folder):
+    """The records of a folder Dataset.save_to_disk wrote (a DatasetDict's 'train' split);
+    any other folder one line naming it, as the product says it, not datasets' traceback."""
+    from datasets import DatasetDict, load_from_disk
+
+    try:
+        loaded = load_from_disk(str(folder))
+    except (FileNotFoundError, ValueError):
+        raise ValueError(f"{folder}: folder is not a dataset saved with save_to_disk") from None
+    if isinstance(loaded, DatasetDict):
+        if "train" not in loaded:
+            raise ValueError(f"{folder}: saved DatasetDict has no 'train' split")
+        loaded = loaded["train"]
+    return loaded.to_list()
 
 
 def examples_of(records, data_format, eos_token, where):
@@ -195,6 +208,7 @@ DATA_CONSTANTS = ("ALPACA_PROMPT", "ALPACA_PROMPT_NO_INPUT", "SHAREGPT_ROLES")
 DATA_FUNCTIONS = (
     json_records,
     read_records,
+    saved_records,
     to_example,
     examples_of,
     preference_example,

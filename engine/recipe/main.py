@@ -27,28 +27,37 @@ MODEL = TRUST_REMOTE_CODE = ATTENTION = DATA = DATA_FORMAT = EVAL_FRACTION = OBJ
 MAX_SAMPLES = METHOD = LORA_R = LORA_ALPHA = LORA_DROPOUT = LORA_TARGETS = None
 USE_RSLORA = QUANTIZATION = DOUBLE_QUANT = COMPUTE_DTYPE = BACKEND = None
 GRADIENT_CHECKPOINTING = USE_REENTRANT = SAVE_EVERY_EPOCH = OUTPUT = TRAINER = MERGE = None
-RULES = None
+RESUME = RULES = None
 
 
 def command_line():
     """The NAME=VALUE assignments given on the command line: --set NAME=VALUE, and --model,
-    --data, --output and --max-steps as short forms of the four most often changed."""
+    --data, --output, --max-steps and --resume as short forms of the most often changed."""
     import argparse
 
     parser = argparse.ArgumentParser(
         description="Fine-tune as the constants at the top of this script say. "
         "--set NAME=VALUE changes one: NAME is a constant (upper case) or one of the TRL config's "
         "arguments in TRAINER (lower case); VALUE is a Python literal (16, 2e-4, True, None, "
-        "[...]), else it is taken as a string (a path, a Hub ID)."
+        "[...]), else it is taken as a string (a path, a Hub ID). Ctrl-C or SIGTERM while "
+        "training saves a checkpoint and stops after the step (exit 130 / 143; a second "
+        "Ctrl-C exits at once); --resume continues from it."
     )
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE")
     parser.add_argument("--model", help="the same as --set MODEL=...")
     parser.add_argument("--data", help="the same as --set DATA=...")
     parser.add_argument("--output", help="the same as --set OUTPUT=...")
     parser.add_argument("--max-steps", type=int, help="the same as --set max_steps=...")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="the same as --set RESUME=True: continue from the newest complete checkpoint in "
+        "OUTPUT/checkpoints (with none there, start from step 0)",
+    )
     args = parser.parse_args()
     short = {"MODEL": args.model, "DATA": args.data, "OUTPUT": args.output}
     short["max_steps"] = args.max_steps
+    short["RESUME"] = True if args.resume else None
     given = [f"{name}={value!r}" for name, value in short.items() if value is not None]
     return given + args.set
 
@@ -158,15 +167,75 @@ def located(model, data):
     return model, data
 
 
+def resume_point(output):
+    """The checkpoint RESUME continues from, or None: start at step 0. A finished run's
+    adapter or model is never written over; an earlier run's checkpoints are continued
+    (RESUME) or left alone."""
+    import os
+
+    for kept in ("adapter", "model"):  # a finished run's, this script's
+        if (output / kept).is_dir() and any((output / kept).iterdir()):
+            raise SystemExit(
+                f"{output / kept}: holds what an earlier run trained; this script never "
+                "writes over it: give another --output"
+            )
+    checkpoints = output / "checkpoints"
+    earlier = checkpoints.is_dir() and any(checkpoints.iterdir())
+    if earlier and not RESUME:
+        raise SystemExit(
+            f"{checkpoints}: holds an earlier run's checkpoints; this script never writes "
+            "over them: --resume continues that run, or give another --output"
+        )
+    checkpoint = last_checkpoint(checkpoints) if RESUME and earlier else None
+    if RESUME and os.environ.get("RANK", "0") == "0":  # under accelerate launch: one line
+        print(
+            f"resuming from {checkpoint}"
+            if checkpoint
+            else f"--resume: no complete checkpoint in {checkpoints}: starting from step 0"
+        )
+    return checkpoint
+
+
+def last_checkpoint(folder):
+    """The newest checkpoint-N in `folder` that the Trainer finished writing: its
+    trainer_state.json, written last, whole. One cut off mid-save is passed over."""
+    import json
+    import re
+
+    def complete(path):
+        try:
+            return isinstance(json.loads((path / "trainer_state.json").read_text()), dict)
+        except (OSError, ValueError):
+            return False
+
+    found = [p for p in folder.iterdir() if re.fullmatch(r"checkpoint-\d+", p.name)]
+    found.sort(key=lambda path: int(path.name.split("-")[1]), reverse=True)
+    return next((path for path in found if complete(path)), None)
+
+
 def loss_log(path, save_every_epoch):
     """A Trainer callback: every logged training loss to `path` as a JSON line (under
     accelerate launch the first process writes it) and, if `save_every_epoch`, a checkpoint
-    at the end of every epoch on top of the every-save_steps ones."""
+    at the end of every epoch on top of the every-save_steps ones. A run that starts or
+    resumes drops the lines of steps it trains again (one cut off after its checkpoint)."""
     import json
+    import math
 
     from transformers import TrainerCallback
 
+    def step_of(line):
+        try:
+            return json.loads(line)["step"]
+        except (ValueError, KeyError, TypeError):  # a line cut off mid-write
+            return math.inf
+
     class LossLog(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kwargs):
+            if state.is_world_process_zero and path.is_file():
+                lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+                kept = [line for line in lines if step_of(line) <= state.global_step]
+                path.write_text("".join(kept), encoding="utf-8")
+
         def on_log(self, args, state, control, logs=None, **kwargs):
             if logs and "loss" in logs and state.is_world_process_zero:
                 with open(path, "a", encoding="utf-8") as file:
@@ -179,6 +248,66 @@ def loss_log(path, save_every_epoch):
             return control
 
     return LossLog()
+
+
+def signal_stop():
+    """A Trainer callback: while training, the first SIGINT or SIGTERM asks for a checkpoint
+    (the Trainer's own save, each process its part) and a stop at the end of the step, every
+    process at the same step. A second Ctrl-C exits at once; a repeated SIGTERM lets the
+    save finish (under accelerate launch a job system's SIGTERM reaches a process twice:
+    its own and the launcher's copy)."""
+    import os
+    import signal
+
+    from transformers import TrainerCallback
+
+    class SignalStop(TrainerCallback):
+        received = stopped = 0  # the signal's number: this process's, then any process's
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.says = state.is_world_process_zero
+            self.before = {
+                s: signal.signal(s, self.handle) for s in (signal.SIGINT, signal.SIGTERM)
+            }
+
+        def handle(self, signum, frame):
+            if self.received and signum == signal.SIGINT:
+                self.say("second Ctrl-C: exiting now (the last complete checkpoint is kept)")
+                os._exit(130)
+            if not self.received:
+                name = signal.Signals(signum).name
+                self.say(f"{name}: saving a checkpoint after this step, then stopping")
+                self.received = signum
+
+        def say(self, line):  # os.write: a print could land inside the progress bar's
+            if self.says:
+                os.write(2, f"\n{line}\n".encode())
+
+        def on_step_end(self, args, state, control, **kwargs):
+            self.stopped = largest_over_processes(self.received, args.device)
+            if self.stopped:
+                control.should_save = control.should_training_stop = True
+            return control
+
+        def on_train_end(self, args, state, control, **kwargs):
+            for signum, handler in self.before.items():
+                signal.signal(signum, handler)
+
+    return SignalStop()
+
+
+def largest_over_processes(value, device):
+    """`value` alone, or under accelerate launch the largest any process holds: processes
+    get a signal at different moments, and one that stopped alone would leave the others
+    waiting at their next collective."""
+    import torch
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return value
+    tensor = torch.tensor([value], device=device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return int(tensor.item())
 
 
 def model_and_lora(path, dtype):
@@ -227,19 +356,14 @@ def main():
 
     model_path, data_path = located(MODEL, DATA)
     output = Path(OUTPUT)
-    for kept in ("adapter", "model", "checkpoints"):  # a finished run's, this script's
-        if (output / kept).is_dir() and any((output / kept).iterdir()):
-            raise SystemExit(
-                f"{output / kept}: holds what an earlier run trained; this script never "
-                "writes over it: give another --output"
-            )
-    output.mkdir(parents=True, exist_ok=True)
+    checkpoint = resume_point(output)
     try:  # the records before the model: a bad one stops the script in seconds
         records = read_records(data_path)
         tokenizer = load_tokenizer(model_path, TRUST_REMOTE_CODE)
         examples = examples_of(records, DATA_FORMAT, tokenizer.eos_token, data_path)
     except ValueError as error:
         raise SystemExit(str(error).strip().splitlines()[0]) from None
+    output.mkdir(parents=True, exist_ok=True)  # once there is something to train
     train, evaluation = split_examples(examples, EVAL_FRACTION, MAX_SAMPLES, TRAINER["seed"])
 
     dtype = compute_dtype(COMPUTE_DTYPE)
@@ -261,6 +385,7 @@ def main():
     transformers.set_seed(TRAINER["seed"])
     model, lora = model_and_lora(model_path, dtype)
     transformers.set_seed(TRAINER["seed"])  # new weights (LoRA's) start the same every run
+    stop = signal_stop()
     trainer = trainer_class(
         model=model,
         args=config,
@@ -268,9 +393,17 @@ def main():
         eval_dataset=evaluation,
         processing_class=tokenizer,
         peft_config=lora,
-        callbacks=[loss_log(output / "losses.jsonl", SAVE_EVERY_EPOCH)],
+        callbacks=[loss_log(output / "losses.jsonl", SAVE_EVERY_EPOCH), stop],
     )
-    trainer.train()
+    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    if stop.stopped:  # 130 after Ctrl-C, 143 after SIGTERM, as a shell reports a signal's end
+        if trainer.is_world_process_zero():
+            where = output / "checkpoints" / f"checkpoint-{trainer.state.global_step}"
+            print(
+                f"stopped: checkpoint saved to {where}; to continue, run the same command "
+                "with --resume"
+            )
+        raise SystemExit(128 + stop.stopped)
     saved = output / ("adapter" if METHOD == "lora" else "model")
     save_whole(trainer, saved)  # every process: sharded weights gather
     scores = trainer.evaluate() if evaluation is not None else None
@@ -303,7 +436,11 @@ MAIN_FUNCTIONS = (
     value_problem,
     checked,
     located,
+    resume_point,
+    last_checkpoint,
     loss_log,
+    signal_stop,
+    largest_over_processes,
     model_and_lora,
     main,
     run_script,

@@ -29,7 +29,7 @@ def trainer_table(settings: TrainSettings) -> dict[str, tuple[object, str]]:
         # SFTConfig's warmup_steps reads a float below 1 as a share of the total steps
         "warmup_steps": (t.warmup_ratio, "training.warmup_ratio"),
         "num_train_epochs": (t.epochs, "training.epochs"),
-        "max_steps": (t.max_steps or -1, "training.max_steps"),
+        "max_steps": (t.max_steps or NONE_AS["max_steps"], "training.max_steps"),
         "optim": (OPTIMIZERS[t.optimizer].hf_name, "training.optimizer"),
         "weight_decay": (t.weight_decay, "training.weight_decay"),
         "max_grad_norm": (t.max_grad_norm, "training.max_grad_norm"),
@@ -72,7 +72,7 @@ def trainer_table(settings: TrainSettings) -> dict[str, tuple[object, str]]:
 # The TRL arguments that hold their setting as it is, in the setting's own range: the
 # exported script checks a --set of them by the setting's rule (beta=-1 trained silently
 # toward the rejected answers). Not the others: warmup_steps counts steps from 1 up,
-# max_steps -1 means every epoch, optim and the scheduler take TRL's own names.
+# optim and the scheduler take TRL's own names; max_steps is in NONE_AS.
 AS_THE_SETTING = frozenset(
     {
         "per_device_train_batch_size",
@@ -90,6 +90,11 @@ AS_THE_SETTING = frozenset(
         "beta",
     }
 )
+
+# The TRL arguments that hold their setting as it is but for its None, written as TRL's
+# word for it: the script checks them by the setting's rule with None as that value
+# (max_steps 0 trained nothing and said "adapter saved", -7 trained every epoch).
+NONE_AS = {"max_steps": -1}
 
 
 def objective_table(settings: TrainSettings) -> dict[str, tuple[object, str]]:
