@@ -20,8 +20,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "-o",
         "--output",
         metavar="OUT",
-        help="gguf: a new folder (default DIR-gguf beside DIR); ollama: the Modelfile "
-        "(default DIR/Modelfile); vllm: the script (default DIR/serve-vllm.sh)",
+        help="gguf: a new folder (default NAME-gguf beside DIR); ollama: the Modelfile "
+        "(default DIR/Modelfile); vllm: the script (default DIR/serve-vllm.sh); for a "
+        "Hugging Face cache snapshot the defaults are in the current folder",
     )
     ship.add_argument(
         "--quant",
@@ -30,6 +31,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="gguf: comma-separated f16, q8_0, q4_k_m (default q8_0)",
     )
     ship.add_argument("--gguf", metavar="FILE", help="ollama: FROM this GGUF file, not DIR")
+    ship.add_argument(
+        "--name",
+        metavar="NAME",
+        help="served as NAME (lower-case ASCII letters, digits, '.', '_', '-'; at most 64); "
+        "default: DIR's name made to fit",
+    )
     ship.set_defaults(handler=ship_command)
 
 
@@ -48,6 +55,7 @@ def ship_command(args: argparse.Namespace) -> int:
         quants,
         args.gguf,
         say=lambda line: print(printable(line), flush=True),
+        name=args.name,
     )
     for note in shipped.notes:
         print(printable(note))

@@ -11,7 +11,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import copy_finished_run
+from conftest import copy_finished_run, start_live_run, stop_live_run
 
 from finetune_tui.engine.common.demo import ensure_demo_model
 
@@ -137,17 +137,17 @@ def test_vllm_script_for_a_model_folder_and_a_full_run(cli, tmp_path):
     shutil.copytree(ensure_demo_model(), run / "adapter")
     result = cli("ship", str(run), "--to", "vllm")
     assert result.returncode == 0, result.stderr
-    command = shlex.split((run / "adapter" / "serve-vllm.sh").read_text().splitlines()[-1])
+    # in the run folder: nothing is written into adapter/, what the run trained
+    command = shlex.split((run / "serve-vllm.sh").read_text().splitlines()[-1])
     assert command[3] == str((run / "adapter").resolve())
     assert command[command.index("--max-model-len") + 1] == "384"
     assert command[command.index("--served-model-name") + 1] == "full-run"
 
 
-def test_a_hugging_face_cache_snapshot_ships_and_a_link_to_a_device_does_not(cli, tmp_path):
-    """The Hub's cache keeps a model's files as links into blobs/: they are read through
-    (were refused as links); a weight file that is a link to something other than a
-    regular file is still one line."""
-    cache = tmp_path / "hub" / "models--me--demo"
+def hf_snapshot(where: Path, repo: str) -> Path:
+    """The demo model as the Hub's cache keeps it: WHERE/hub/REPO/snapshots/HASH/, each file
+    a relative link into REPO/blobs/."""
+    cache = where / "hub" / repo
     snapshot = cache / "snapshots" / "0123abc"
     snapshot.mkdir(parents=True)
     (cache / "blobs").mkdir()
@@ -155,6 +155,14 @@ def test_a_hugging_face_cache_snapshot_ships_and_a_link_to_a_device_does_not(cli
         blob = cache / "blobs" / f"blob-{item.name}"
         shutil.copyfile(item, blob)
         (snapshot / item.name).symlink_to(Path("..", "..", "blobs", blob.name))
+    return snapshot
+
+
+def test_a_hugging_face_cache_snapshot_ships_and_a_link_to_a_device_does_not(cli, tmp_path):
+    """The Hub's cache keeps a model's files as links into blobs/: they are read through
+    (were refused as links); a weight file that is a link to something other than a
+    regular file is still one line."""
+    snapshot = hf_snapshot(tmp_path, "models--me--demo")
     for target in ("vllm", "ollama"):
         result = cli("ship", str(snapshot), "--to", target, "-o", str(tmp_path / target))
         assert result.returncode == 0, result.stderr
@@ -211,6 +219,174 @@ def test_refusals_write_nothing(cli, tmp_path):
     weights.write_bytes(weights.read_bytes()[:100])  # a torn copy is not a model folder
     result = cli("ship", str(folder), "--to", "ollama")
     assert result.returncode == 2 and "safetensors" in result.stderr
+
+
+def script_command(script: Path) -> list[str]:
+    """The `exec vllm serve ...` line of a written serve script, as the shell splits it."""
+    return shlex.split(script.read_text().splitlines()[-1])
+
+
+@pytest.mark.parametrize(
+    ("rank", "allowed"),
+    [(1, 1), (4, 8), (8, 8), (12, 16), (24, 32), (33, 64), (48, 64), (300, 320), (512, 512)],
+)
+def test_max_lora_rank_is_the_next_value_vllm_accepts(rank, allowed):
+    """vLLM starts only with a --max-lora-rank from its own list; the run's rank was passed
+    as it was (r=12: the server refused to start)."""
+    from finetune_tui.engine.deliver.ship import VLLM_LORA_RANKS, vllm_lora_rank
+
+    assert vllm_lora_rank(rank) == allowed and allowed in VLLM_LORA_RANKS
+
+
+def test_a_lora_run_of_a_rank_vllm_lacks_gets_the_next_one_or_one_line(
+    cli, tmp_path, finished_template
+):
+    """ship reads the rank off adapter_config.json: r=12 serves with --max-lora-rank 16;
+    a rank above vLLM's largest is refused, naming it, and nothing is written."""
+    import json
+
+    run = copy_finished_run(finished_template, tmp_path / "run")
+    config_path = run / "adapter" / "adapter_config.json"
+    config = json.loads(config_path.read_text())
+    for rank, words in ((12, None), (1000, "LoRA rank 1000: above vLLM's largest")):
+        config_path.write_text(json.dumps(config | {"r": rank}))
+        script = tmp_path / f"serve-{rank}.sh"
+        result = cli("ship", str(run), "--to", "vllm", "-o", str(script))
+        if words is None:
+            assert result.returncode == 0, result.stderr
+            command = script_command(script)
+            assert command[command.index("--max-lora-rank") + 1] == "16"
+        else:
+            assert result.returncode == 2 and words in result.stderr
+            assert len(result.stderr.strip().splitlines()) == 1 and not script.exists()
+
+
+@pytest.mark.parametrize(
+    ("folder", "name"),
+    [
+        ("-rf", "rf"),
+        ("$(touch pwned)", "touch-pwned"),
+        ("ü日本", "u"),
+        ("日本", "model"),
+        ("a..b", "a.b"),
+        ("My Model_v2.", "my-model_v2"),
+        ("x" * 250, "x" * 64),
+    ],
+)
+def test_a_folder_name_becomes_a_name_ollama_and_vllm_take(cli, tmp_path, folder, name):
+    """The served name was the folder's with Unicode letters kept and nothing else checked:
+    `ollama create -rf`, `--served-model-name --touch-pwned-` (read as flags), names Ollama
+    refuses. Both targets now get the same ASCII name, never beginning with '-'."""
+    model = tmp_path / folder
+    shutil.copytree(ensure_demo_model(), model)
+    result = cli("ship", str(model), "--to", "ollama", "-o", str(tmp_path / "Modelfile"))
+    assert result.returncode == 0, result.stderr
+    assert f"ollama create {name} -f {tmp_path / 'Modelfile'}" in result.stdout
+    result = cli("ship", str(model), "--to", "vllm", "-o", str(tmp_path / "serve.sh"))
+    assert result.returncode == 0, result.stderr
+    command = script_command(tmp_path / "serve.sh")
+    assert command[command.index("--served-model-name") + 1] == name
+
+
+def test_name_is_given_with_name_and_checked_by_the_same_rule(cli, tmp_path):
+    folder = model_folder(tmp_path)
+    for bad in ("-rf", "My-Model", "a..b", "ü", "x" * 65, ""):
+        result = cli("ship", str(folder), "--to", "vllm", f"--name={bad}")
+        assert result.returncode == 2 and "--name" in result.stderr, bad
+        assert len(result.stderr.strip().splitlines()) == 1, bad
+    assert not (folder / "serve-vllm.sh").exists()
+    result = cli("ship", str(folder), "--to", "vllm", "--name", "tuned-7b_v1.2")
+    assert result.returncode == 0, result.stderr
+    command = script_command(folder / "serve-vllm.sh")
+    assert command[command.index("--served-model-name") + 1] == "tuned-7b_v1.2"
+    result = cli("ship", str(folder), "--to", "ollama", "--name", "tuned-7b_v1.2")
+    assert f"ollama create tuned-7b_v1.2 -f {folder / 'Modelfile'}" in result.stdout
+
+
+def test_ship_refuses_a_run_still_training_before_its_first_adapter(
+    cli, tmp_path, finished_template
+):
+    """A run training towards its first save has no adapter/ yet: ship said 'run folder
+    without adapter/ (did the run finish?)' where merge, compare and chat say it trains."""
+    run = copy_finished_run(finished_template, tmp_path / "run")
+    shutil.rmtree(run / "adapter")
+    live = start_live_run(run)
+    try:
+        results = [cli("ship", str(run), "--to", to) for to in ("vllm", "ollama", "gguf")]
+    finally:
+        stop_live_run(live)
+    for result in results:
+        assert result.returncode == 2
+        assert "the run is still training; ship it once it has finished" in result.stderr
+    assert not list(run.glob("serve-*")) and not (tmp_path / "run-gguf").exists()
+
+
+def test_ship_refuses_a_lora_run_whose_base_folder_moved_as_merge_does(
+    cli, tmp_path, finished_template
+):
+    """The serve script named a base folder that was gone (exit 0); merge and compare read
+    the run's settings and refuse it: ship reads them the same way, in the same line."""
+    import hashlib
+    import json
+
+    import yaml
+
+    base = tmp_path / "base"
+    shutil.copytree(ensure_demo_model(), base)
+    run = copy_finished_run(finished_template, tmp_path / "run")
+    settings = yaml.safe_load((run / "settings.yaml").read_text())
+    settings["model"]["name_or_path"] = str(base)
+    digest = hashlib.sha256((base / "config.json").read_bytes()).hexdigest()
+    settings["inputs"] = {"model_config": digest}  # as a run on a local base records it
+    (run / "settings.yaml").write_text(yaml.safe_dump(settings))
+    config_path = run / "adapter" / "adapter_config.json"
+    config = json.loads(config_path.read_text())
+    config_path.write_text(json.dumps(config | {"base_model_name_or_path": str(base)}))
+    script = tmp_path / "serve.sh"
+    result = cli("ship", str(run), "--to", "vllm", "-o", str(script))
+    assert result.returncode == 0, result.stderr
+    assert script_command(script)[3] == str(base)
+    script.unlink()
+    base.rename(tmp_path / "moved")
+    shipped = cli("ship", str(run), "--to", "vllm", "-o", str(script))
+    merged = cli("merge", str(run), "-o", str(tmp_path / "merged"))
+    assert shipped.returncode == merged.returncode == 2
+    assert shipped.stderr == merged.stderr and str(base / "config.json") in shipped.stderr
+    assert len(shipped.stderr.strip().splitlines()) == 1 and not script.exists()
+
+
+@pytest.mark.parametrize("content", [b"", b"GGU", b"not a gguf file", b"\x00GGUF"])
+def test_a_gguf_file_that_is_not_one_is_refused(cli, tmp_path, content):
+    """`--gguf junk.gguf` wrote FROM junk.gguf: the file must begin with GGUF's magic bytes."""
+    folder = model_folder(tmp_path)
+    junk = tmp_path / "junk.gguf"
+    junk.write_bytes(content)
+    result = cli("ship", str(folder), "--to", "ollama", "--gguf", str(junk))
+    assert result.returncode == 2 and "not a GGUF file" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (folder / "Modelfile").exists()
+
+
+def test_a_hugging_face_cache_snapshot_is_named_after_its_repository_and_written_here(
+    cli, tmp_path, monkeypatch
+):
+    """A snapshot was named after its commit hash, its outputs were written into the cache,
+    and --chat-template named the blob (blobs/<sha>) rather than the snapshot's file."""
+    snapshot = hf_snapshot(tmp_path, "models--Org--My.Model")
+    cache_files = sorted(p.name for p in snapshot.parent.parent.rglob("*"))
+    here = tmp_path / "work"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    result = cli("ship", str(snapshot), "--to", "vllm")
+    assert result.returncode == 0, result.stderr
+    assert str(here / "serve-vllm.sh") in result.stdout  # where it went, said
+    command = script_command(here / "serve-vllm.sh")
+    assert command[command.index("--served-model-name") + 1] == "org--my.model"
+    assert command[command.index("--chat-template") + 1] == str(snapshot / "chat_template.jinja")
+    result = cli("ship", str(snapshot), "--to", "ollama")
+    assert result.returncode == 0, result.stderr
+    assert f"ollama create org--my.model -f {here / 'Modelfile'}" in result.stdout
+    assert sorted(p.name for p in snapshot.parent.parent.rglob("*")) == cache_files
 
 
 @pytest.mark.parametrize(

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..common.errors import FinetuneError, InputError, ModelError
+from ..common.safe_io import open_regular
 
 QUANTS = ("f16", "q8_0", "q4_k_m")
 CONVERTED = {"f16": "f16", "q8_0": "q8_0"}  # what the converter writes itself (--outtype)
@@ -27,6 +28,7 @@ KQUANTS = {"q4_k_m": "Q4_K_M"}  # llama-quantize's names
 LLAMA_CPP_ENV = "LLAMA_CPP_DIR"
 LLAMA_CPP_GIT = "https://github.com/ggml-org/llama.cpp"
 EXTRA = "pip install 'finetune-tui[gguf]'"
+GGUF_MAGIC = b"GGUF"  # the first four bytes of every GGUF file (ggml's gguf.h)
 
 
 class MissingTool(InputError):
@@ -80,6 +82,20 @@ def _quantizer() -> list[str]:
         "q4_k_m needs llama.cpp's quantizer: pip install llama-cpp-python (part of "
         f"{EXTRA}), or llama-quantize on PATH"
     )
+
+
+def checked_gguf(given: str | Path) -> Path:
+    """A GGUF file the user names (`--gguf`), as named (a link in the Hugging Face cache
+    stays the snapshot's name): a regular .gguf file that begins with GGUF's magic bytes,
+    or one line. Ollama would import anything else only to fail at `ollama create`."""
+    path = Path(os.path.abspath(Path(given).expanduser()))
+    if path.suffix != ".gguf" or not path.is_file():
+        raise InputError(f"--gguf {given}: not a .gguf file")
+    with open_regular(path, "GGUF file", "rb") as file:  # never a pipe or a device
+        head = file.read(len(GGUF_MAGIC))
+    if head != GGUF_MAGIC:
+        raise InputError(f"--gguf {given}: not a GGUF file (it does not begin with {GGUF_MAGIC!r})")
+    return path
 
 
 def make_gguf(model: Path, out: Path, name: str, quant: str, tools: GgufTools) -> Path:
