@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,7 @@ from conftest import (
     cli_command,
     cli_env,
     run_python,
+    start_cli,
     start_live_run,
     stop_live_run,
 )
@@ -86,6 +89,49 @@ def test_compare_writes_one_json_line_per_held_out_prompt(cli, learned, tmp_path
     assert [r["prompt"] for r in rows] == [line["prompt"] for line in lines]
     assert [r["tuned"] for r in rows] == [line["tuned"] for line in lines]
     assert all("expected" not in r for r in rows)
+
+
+def test_an_interrupted_compare_leaves_no_partial_file(learned, tmp_path):
+    """Ctrl-C during compare -o left the lines written so far as a file that read back as
+    whole (and blocked the same -o again)."""
+    prompts = tmp_path / "many.txt"
+    prompts.write_text("".join(f"Uppercase: w{i}\n" for i in range(200)))
+    out = tmp_path / "part.jsonl"
+    args = ["compare", str(learned), "--prompts", str(prompts), "-o", str(out)]
+    proc = start_cli(tmp_path, *args, "--max-new-tokens", "8")
+    try:
+        for _ in range(600):  # until some answers are written (to the hidden file)
+            if any(p.stat().st_size for p in tmp_path.glob(".compare-*.partial")):
+                break
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130
+    assert not out.exists() and not list(tmp_path.glob(".compare-*"))
+
+
+def test_json_lines_escape_what_a_terminal_acts_on_and_stay_json():
+    from finetune_tui.commands_try import json_line
+
+    text = "x \x9b31mRED \u202eevil \u2028 é 日本"
+    line = json_line({"tuned": text})
+    assert line.isascii() is False and line.isprintable()
+    assert "\\u009b" in line and "\\u202e" in line and "é 日本" in line
+    assert json.loads(line) == {"tuned": text}
+
+
+def test_an_answer_stops_at_the_models_context(loaded):
+    """A prompt near the context with many new tokens generated past it, transformers'
+    warning in the middle of the answers."""
+    from finetune_tui.engine.deliver.generate import _inputs, _new_tokens
+
+    context = loaded.model.config.max_position_embeddings
+    inputs = _inputs(loaded.model, loaded.tokenizer, "y" * (context - 40))
+    room = context - inputs["input_ids"].shape[1]
+    assert 0 < room < 128 and _new_tokens(loaded.model, inputs, 128) == room
+    assert _new_tokens(loaded.model, inputs, 4) == 4
 
 
 def test_chat_reads_prompts_from_a_pipe(learned, tmp_path):
@@ -320,3 +366,136 @@ def test_an_abandoned_stream_stops_generating_at_its_next_token(loaded):
         hook.remove()
     assert len(whole) > 1 and generated > 50, (len(whole), generated)
     assert len(forwards) <= 5, (len(forwards), generated)
+
+
+async def _answered(app, pilot, *keys: str) -> None:
+    """`keys` pressed, then every answer they started finished (or stopped)."""
+    await pilot.press(*keys)
+    await pilot.pause()
+    await app.workers.wait_for_complete()
+    await pilot.pause()
+
+
+async def _answered_together(app, pilot, *keys: str) -> None:
+    """`keys` arriving at once (a paste, a fast hand, a slow model), then every answer
+    finished: Pilot's `press` waits up to a second between keys, long enough for the demo
+    model's whole answer, so the later keys would never meet an answer still streaming."""
+    _send(app, *keys)
+    await _answered(app, pilot)
+
+
+def _send(app, *keys: str) -> None:
+    """Key events sent without Pilot's wait for the app to go idle."""
+    from textual import events
+
+    for key in keys:
+        app._driver.send_message(events.Key(key, "\r" if key == "enter" else key))
+
+
+def _held_out_expected(app) -> str:
+    from textual.widgets import Input
+
+    return app.screen.query_one("#try-prompt", Input).value.removeprefix("Uppercase: ").upper()
+
+
+async def test_enter_asks_on_arrival_at_the_try_screen(learned):
+    """The screen says "Enter or a asks both": Enter did nothing until a Tab reached the
+    field. Letters stay keys (`h`), not typing."""
+    from textual.widgets import Input
+
+    from finetune_tui.engine.settings.preset import load_preset
+    from finetune_tui.tui.app import FinetuneApp
+
+    app = FinetuneApp(load_preset(DEMO_PRESET), last_run_dir=learned)
+    async with app.run_test(size=(100, 32)) as pilot:
+        await open_try_screen(app, pilot)
+        assert "Enter or a asks both" in _text(app, "#try-status")
+        expected = _held_out_expected(app)
+        await _answered(app, pilot, "enter")
+        assert _text(app, "#tuned") == expected and _text(app, "#base") not in ("", "…")
+        await pilot.press("h")  # a key still, not a letter typed into the field
+        assert app.focused is None
+        field = app.screen.query_one("#try-prompt", Input)
+        assert field.value == app.screen.prompts[1].text
+
+
+async def test_the_next_held_out_prompt_clears_the_last_ones_answers(learned):
+    """`h` left the last prompt's answers under the new prompt, and an answer still
+    streaming went on landing there."""
+    import asyncio
+
+    from finetune_tui.engine.settings.preset import load_preset
+    from finetune_tui.tui.app import FinetuneApp
+
+    app = FinetuneApp(load_preset(DEMO_PRESET), last_run_dir=learned)
+    async with app.run_test(size=(100, 32)) as pilot:
+        await open_try_screen(app, pilot)
+        await _answered(app, pilot, "a")
+        assert _text(app, "#tuned") == _held_out_expected(app)
+        await _answered(app, pilot, "h")  # a finished answer
+        assert _text(app, "#tuned") == "" and _text(app, "#base") == ""
+        await _answered_together(app, pilot, "a", "h")  # one dropped before its first token
+        assert _text(app, "#tuned") == "" and _text(app, "#base") == ""
+        _send(app, "a")
+        for _ in range(6000):  # the base has begun: it never learned to stop, 128 tokens
+            if _text(app, "#base") not in ("", "…"):
+                break
+            await asyncio.sleep(0.01)
+        await _answered_together(app, pilot, "h")  # one still streaming
+        assert _text(app, "#tuned") == "" and _text(app, "#base") == ""
+        expected = _held_out_expected(app)
+        assert _text(app, "#try-expected") == f"expected: {expected}"
+        await _answered(app, pilot, "a")  # the new prompt is answered, nothing of the old
+        assert _text(app, "#tuned") == expected, _text(app, "#tuned")
+        assert _text(app, "#base") not in ("", "…", expected)
+
+
+async def test_a_refused_prompt_shows_in_both_panes_and_the_next_is_answered(learned):
+    """A prompt past the model's context was refused in the status line only: both panes
+    said "…" for ever."""
+    from textual.widgets import Button, Input
+
+    from finetune_tui.engine.settings.preset import load_preset
+    from finetune_tui.tui.app import FinetuneApp
+
+    app = FinetuneApp(load_preset(DEMO_PRESET), last_run_dir=learned)
+    async with app.run_test(size=(100, 32)) as pilot:
+        await open_try_screen(app, pilot)
+        app.screen.query_one("#try-prompt", Input).value = "Uppercase: " + "abc " * 300
+        await _answered(app, pilot, "a")
+        for pane in ("#tuned", "#base"):
+            text = _text(app, pane)
+            assert text.startswith("the prompt is ") and "reads at most 512" in text, text
+        assert "Enter or a asks both" in _text(app, "#try-status")  # the run's line stays
+        assert not app.screen.query_one("#ask", Button).disabled
+        await _answered(app, pilot, "h")
+        assert _text(app, "#tuned") == ""
+        expected = _held_out_expected(app)
+        await _answered(app, pilot, "enter")
+        assert _text(app, "#tuned") == expected
+
+
+async def test_asking_again_while_answering_starts_no_second_generation(learned, monkeypatch):
+    """`a`, Enter or Ask pressed again while the answers stream: one generation a pane,
+    the panes hold one answer each."""
+    from finetune_tui.engine.settings.preset import load_preset
+    from finetune_tui.tui.app import FinetuneApp
+
+    app = FinetuneApp(load_preset(DEMO_PRESET), last_run_dir=learned)
+    async with app.run_test(size=(100, 32)) as pilot:
+        await open_try_screen(app, pilot)
+        run, streams = app.screen.run, []
+        real = run.stream
+
+        def counted(prompt, base=False, max_new_tokens=0):
+            streams.append(base)
+            return real(prompt, base, max_new_tokens)
+
+        monkeypatch.setattr(run, "stream", counted)
+        expected = _held_out_expected(app)
+        await _answered_together(app, pilot, "a", "a", "enter", "a")
+        assert streams == [False, True]
+        assert _text(app, "#tuned") == expected and _text(app, "#base") not in ("", "…")
+        await _answered(app, pilot, "a")  # once answered, it asks again
+        assert streams == [False, True, False, True]
+        assert _text(app, "#tuned") == expected

@@ -8,10 +8,13 @@ Below, the commands that keep the model: merge (a LoRA run), then ship.
 
 from __future__ import annotations
 
+import threading
+from contextlib import closing
 from pathlib import Path
 
 from textual import on, work
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Input, Static
@@ -20,11 +23,18 @@ from finetune_tui.engine.train.fdcapture import silenced_fds
 from finetune_tui.tui.text import shown, shown_lines
 
 NO_RUN = "No run yet: train first (screen 6), then try the model here."
+PANES = (("#tuned", False), ("#base", True))  # (pane, base?): tuned first, then its base
 
 
 class TryScreen(Screen):
     TITLE = "7 Try"
-    BINDINGS = [("h", "next_prompt", "Held-out prompt"), ("a", "ask", "Ask")]
+    BINDINGS = [
+        ("h", "next_prompt", "Held-out prompt"),
+        ("a", "ask", "Ask"),
+        # letters stay keys until a Tab reaches the field (the app's rule), yet the screen
+        # says Enter asks: a focused field or button takes Enter first, as its own
+        Binding("enter", "ask", "Ask", show=False),
+    ]
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -32,6 +42,8 @@ class TryScreen(Screen):
         self.loaded_for: Path | None = None
         self.loading = False
         self.answering = False
+        self.asked = 0  # which ask the panes show: an older answer's pieces are dropped
+        self.generating = threading.Lock()  # LoRA's base is the tuned model, adapter off
         self.prompts: list = []  # held-out Prompts of the run's dataset
         self.prompt_index = -1
 
@@ -103,7 +115,7 @@ class TryScreen(Screen):
             f"run {shown(run_dir)}{shown(when)} on {run.device} (base: {how}){held}; "
             "Enter or a asks both"
         )
-        self.query_one("#ask", Button).disabled = False
+        self._drop_answers()
         from finetune_tui.engine.deliver.ship import keep_commands
 
         keep = self.query_one("#try-next", Static)
@@ -120,6 +132,7 @@ class TryScreen(Screen):
             return
         self.prompt_index = (self.prompt_index + 1) % len(self.prompts)
         prompt = self.prompts[self.prompt_index]
+        self._drop_answers()
         self.query_one("#try-prompt", Input).value = prompt.text
         expected = "" if prompt.expected is None else f"expected: {shown(prompt.expected)}"
         self.query_one("#try-expected", Static).update(expected)  # none: labelled undesirable
@@ -133,34 +146,71 @@ class TryScreen(Screen):
         held = [p for p in self.prompts if p.text == text]
         if not held:
             self.query_one("#try-expected", Static).update("")
-        self.answering = True
-        self.query_one("#ask", Button).disabled = True
-        for pane in ("#tuned", "#base"):
+        self._set_answering(True)
+        self.asked += 1
+        for pane, _ in PANES:
             self.query_one(pane, Static).update("…")
-        self.answer(held[0].rendered if held else self.run.render(text))
+        self.answer(self.asked, self.run, held[0].rendered if held else text, bool(held))
 
-    @work(thread=True, exclusive=True, group="try-answer", exit_on_error=False)
-    def answer(self, rendered: str) -> None:
-        """Tuned first, then base: under LoRA they are one model, one answer at a time."""
+    def _drop_answers(self) -> None:
+        """A new prompt (or run): the panes answered the last one, so they empty, and an
+        answer still streaming for it stops at its next token instead of landing here."""
+        self.asked += 1
+        self._set_answering(False)
+        for pane, _ in PANES:
+            self.query_one(pane, Static).update("")
+
+    @work(thread=True, group="try-answer", exit_on_error=False)
+    def answer(self, ask: int, run, prompt: str, rendered: bool) -> None:
+        """Both panes' answers to one ask, one generation at a time (the lock: a dropped
+        answer may still be finishing its last token). A refusal (a prompt past the
+        model's context) or a failure shows in the panes it leaves unanswered."""
+        left = [pane for pane, _ in PANES]
         try:
-            with silenced_fds(self.app.capture_fds):
-                for pane, base in (("#tuned", False), ("#base", True)):
-                    text = ""
-                    for piece in self.run.stream(rendered, base):
-                        text += piece
-                        self.app.call_from_thread(self._show, pane, text)
-        except Exception as exc:  # a generation failure is shown, never a crash
-            self.app.call_from_thread(self._status, f"[red]{shown(exc)}[/red]")
+            with self.generating, silenced_fds(self.app.capture_fds):
+                prompt = prompt if rendered else run.render(prompt)
+                for pane, base in PANES:
+                    if not self._current(ask):
+                        return  # dropped (`h`, a new run): no further generation
+                    self._stream(ask, run, prompt, pane, base)
+                    left.remove(pane)
+        except Exception as exc:  # shown, never a crash
+            for pane in left:
+                self.app.call_from_thread(self._failed, ask, pane, exc)
         finally:
-            self.app.call_from_thread(self._answered)
+            self.app.call_from_thread(self._answered, ask)
 
-    def _show(self, pane: str, text: str) -> None:
-        shown_text = shown_lines(text) if text.strip() else "[dim](an empty answer)[/dim]"
-        self.query_one(pane, Static).update(shown_text)
+    def _stream(self, ask: int, run, prompt: str, pane: str, base: bool) -> None:
+        """One pane's answer as it is generated, until its ask is no longer the shown one."""
+        text = ""
+        with closing(run.stream(prompt, base)) as pieces:  # closed: generation ends
+            for piece in pieces:
+                if not self._current(ask):
+                    return
+                text += piece
+                self.app.call_from_thread(self._show, ask, pane, text)
 
-    def _answered(self) -> None:
-        self.answering = False
-        self.query_one("#ask", Button).disabled = False
+    def _current(self, ask: int) -> bool:
+        """Whether the panes still show this ask (read from the worker's thread too)."""
+        return ask == self.asked
+
+    def _show(self, ask: int, pane: str, text: str) -> None:
+        if self._current(ask):
+            shown_text = shown_lines(text) if text.strip() else "[dim](an empty answer)[/dim]"
+            self.query_one(pane, Static).update(shown_text)
+
+    def _failed(self, ask: int, pane: str, exc: Exception) -> None:
+        if self._current(ask):
+            self.query_one(pane, Static).update(f"[red]{shown(exc)}[/red]")
+
+    def _answered(self, ask: int) -> None:
+        if self._current(ask):
+            self._set_answering(False)
+
+    def _set_answering(self, answering: bool) -> None:
+        """One ask at a time: a second `a` or Enter while answers stream does nothing."""
+        self.answering = answering
+        self.query_one("#ask", Button).disabled = answering or self.run is None
 
     def _status(self, markup: str) -> None:
         self.query_one("#try-status", Static).update(markup)
