@@ -38,6 +38,10 @@ ROW_FILES = {  # the committed rows: the speed model's fitting set, then the hel
         # machine F, around its HF calibration (Llama-3.1-8B): Mistral-7B HF before and
         # after, and Llama-3.1-8B with Mistral's 32,768-entry vocabulary between
         "run-time-heldout-machine-f-h100-2026-12-06.jsonl",
+        # machine G (2026-12-07, session 27): Qwen2.5-7B Liger b4 x 2,048 with machine_state,
+        # the slow machines' configuration; a run of the same case before it was cut off at
+        # step 850 by the call's limit (its log: run-time-cut-off-machine-g-h100-2026-12-07.log)
+        "run-time-heldout-machine-g-h100-2026-12-07.jsonl",
     ),
     # runs of at least 90 s of steps that corrected the next run's plan on their machine
     "calibration": (

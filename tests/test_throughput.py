@@ -205,6 +205,7 @@ WHOLE_RUNS_PLANNED = {
     ("mistral7b-hf-ckpt-1024", 1593): (1680, 173.1),
     ("llama8b-v32k-hf-ckpt-1024", 2006): (1680, 207.7),
     ("mistral7b-hf-ckpt-1024", 1757): (1680, 186.9),
+    ("qwen7b-liger-2048", 3063): (1889, 268.6),
 }
 
 
@@ -230,12 +231,13 @@ def whole_runs(replanned) -> list[tuple[str, dict, dict]]:
 def test_whole_runs_are_predicted_within_the_goal(whole_runs):
     """The speed model's fitting runs (nine short Llama ones, b8 x 1,024: compared at a short
     run's pace) and the held-out whole runs (docs/BENCHMARKS.md, "A step's fixed part, by
-    configuration" to "Machine F"), uncorrected: fitting runs 4.7 % median / 8.0 % worst;
-    held out (17 runs on seven machines) 6.6 % median, the goal's 10 % met; worst 48.0 %,
+    configuration" to "Machine G"), uncorrected: fitting runs 4.7 % median / 8.0 % worst;
+    held out (18 runs on eight machines) 7.3 % median, the goal's 10 % met; worst 48.0 %,
     the goal's 20 % not: one machine ran Qwen2.5-7B and Llama-3.1-8B Liger b4 x 2,048 at
-    0.68-0.71x their plan, where two others ran the same Qwen configuration at 1.11-1.14x
-    (one configuration's pace differs by 1.6x between H100 machines). Corrected by the
-    machine's own runs, see below."""
+    0.68-0.71x their plan, machine G the same Qwen configuration at 0.76x (its run bound by
+    the host's one Python thread: GPU 54 % busy, unthrottled), where two others ran it at
+    1.11-1.14x (one configuration's pace differs by 1.6x between H100 machines). Corrected
+    by the machine's own runs, see below."""
     pace = throughput.WHOLE_RUN_PACE
     errors = {"fit": [], "held out": [], "calibration": []}
     signed = {"fit": [], "held out": [], "calibration": []}
@@ -246,11 +248,12 @@ def test_whole_runs_are_predicted_within_the_goal(whole_runs):
         errors[group].append(abs(error))
     assert len(errors["fit"]) == 9 and max(errors["fit"]) < 0.09
     held = errors["held out"]
-    assert len(held) == 17 and statistics.median(held) < 0.07 < 0.10
-    assert sorted(held)[-3] < 0.27 and max(held) < 0.49
-    slow_machine = sorted(signed["held out"], key=lambda pair: pair[1])[-2:]
-    assert {row["file"] for row, _ in slow_machine} == {
-        "run-time-heldout-b4-2048-h100-2026-12-06.jsonl"
+    assert len(held) == 18 and statistics.median(held) < 0.08 < 0.10
+    assert sorted(held)[-4] < 0.27 and max(held) < 0.49
+    slow_machines = sorted(signed["held out"], key=lambda pair: pair[1])[-3:]
+    assert {row["file"] for row, _ in slow_machines} == {
+        "run-time-heldout-b4-2048-h100-2026-12-06.jsonl",
+        "run-time-heldout-machine-g-h100-2026-12-07.jsonl",
     }
     # what the plan says of a first run on a machine: the worst, rounded up to 5 %
     assert measured_speed.FIRST_RUN_SPREAD == math.ceil(max(held) * 20) / 20
