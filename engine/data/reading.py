@@ -207,17 +207,14 @@ def _load_parquet(path: Path, limit: int) -> list[Record]:
 
 
 def _load_saved(path: Path, limit: int) -> list[Record]:
-    from datasets import DatasetDict, load_from_disk
+    """A save_to_disk folder, read as the exported script reads it (the recipe's rule)."""
+    from ..recipe.examples import saved_records
 
     try:
-        loaded = load_from_disk(str(path))
-    except (FileNotFoundError, ValueError):
-        raise DatasetError(f"{path}: folder is not a dataset saved with save_to_disk") from None
-    if isinstance(loaded, DatasetDict):
-        if "train" not in loaded:
-            raise DatasetError(f"{path}: saved DatasetDict has no 'train' split")
-        loaded = loaded["train"]
-    return _records_from_rows(loaded.to_list(), str(path), "record", limit)
+        rows = saved_records(path)
+    except ValueError as exc:
+        raise DatasetError(str(exc)) from None
+    return _records_from_rows(rows, str(path), "record", limit)
 
 
 def _records_from_rows(rows: list, source: str, unit: str, limit: int) -> list[Record]:

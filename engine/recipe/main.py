@@ -351,18 +351,19 @@ def main():
     import json
     from pathlib import Path
 
-    import torch
-    import transformers
-
     model_path, data_path = located(MODEL, DATA)
     output = Path(OUTPUT)
     checkpoint = resume_point(output)
-    try:  # the records before the model: a bad one stops the script in seconds
+    try:  # the records before torch loads: a bad one stops the script at once
         records = read_records(data_path)
+        examples_of(records, DATA_FORMAT, "", data_path)  # every record's fields, at once
         tokenizer = load_tokenizer(model_path, TRUST_REMOTE_CODE)
         examples = examples_of(records, DATA_FORMAT, tokenizer.eos_token, data_path)
     except ValueError as error:
         raise SystemExit(str(error).strip().splitlines()[0]) from None
+    import torch
+    import transformers
+
     output.mkdir(parents=True, exist_ok=True)  # once there is something to train
     train, evaluation = split_examples(examples, EVAL_FRACTION, MAX_SAMPLES, TRAINER["seed"])
 

@@ -1,6 +1,6 @@
-"""Run status derived from files plus a pid check: no daemon, survives reboots.
+"""Run status derived from files plus the run folder's lock: no daemon, survives reboots.
 
-running      run.pid names a live finetune-tui process
+running      another process holds the run folder's lock (runs/pid.py)
 finished     summary.json says finished
 stopped      summary.json says stopped (Stop, Ctrl-C, SIGTERM) — resumable
 failed       metrics.jsonl ends with an error event
