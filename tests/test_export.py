@@ -653,13 +653,13 @@ def test_sigterm_saves_a_checkpoint_and_resume_gives_the_uninterrupted_losses(tm
     (exit 143); --resume continues from it to the losses of a run never stopped."""
     script = tmp_path / "train.py"
     script.write_text(render_script(load_preset(DEMO_PRESET), {}))
-    args = [*SIGNALLED, "--max-steps", "24"]
+    args = [*SIGNALLED, "--max-steps", "12"]
     straight = run_exported(tmp_path, script, *args, "--output", "straight", "--resume")
     assert straight.returncode == 0, straight.stderr[-2000:]
     no_checkpoint = "--resume: no complete checkpoint in straight/checkpoints: starting from step 0"
     assert no_checkpoint in straight.stdout.splitlines()
     expected = step_losses_of(tmp_path / "straight")
-    assert sorted(expected) == list(range(1, 25))
+    assert sorted(expected) == list(range(1, 13))
 
     stopped = signalled(tmp_path, script, [*args, "--output", "broken"], signal.SIGTERM)
     assert stopped.returncode == 143, stopped.stderr[-2000:]
@@ -667,7 +667,7 @@ def test_sigterm_saves_a_checkpoint_and_resume_gives_the_uninterrupted_losses(tm
     checkpoints = tmp_path / "broken" / "checkpoints"
     (checkpoint,) = checkpoints.glob("checkpoint-*")
     step = int(checkpoint.name.split("-")[1])
-    assert 1 <= step < 24 and not (tmp_path / "broken" / "adapter").exists()
+    assert 1 <= step < 12 and not (tmp_path / "broken" / "adapter").exists()
     assert stopped.stdout.strip().splitlines()[-1] == (
         f"stopped: checkpoint saved to broken/checkpoints/{checkpoint.name}; to continue, "
         "run the same command with --resume"
@@ -688,7 +688,7 @@ def test_sigterm_saves_a_checkpoint_and_resume_gives_the_uninterrupted_losses(tm
     assert f"resuming from broken/checkpoints/{checkpoint.name}" in resumed.stdout.splitlines()
     got = step_losses_of(tmp_path / "broken")
     assert sorted(got) == sorted(expected)  # each step once: the resume trained it again
-    assert len((tmp_path / "broken" / "losses.jsonl").read_text().splitlines()) == 24
+    assert len((tmp_path / "broken" / "losses.jsonl").read_text().splitlines()) == 12
     diffs = {s: abs(got[s] - expected[s]) for s in expected}
     assert max(diffs.values()) < 1e-4, diffs
     assert (tmp_path / "broken" / "adapter" / "adapter_config.json").is_file()
@@ -700,12 +700,12 @@ def test_sigterm_saves_a_checkpoint_and_resume_gives_the_uninterrupted_losses(tm
 def test_a_second_ctrl_c_exits_at_once_a_second_sigterm_lets_the_save_finish(
     tmp_path, signum, code, saved
 ):
-    """Steps of several seconds (32 batches each): the second signal comes mid-step. A
+    """Steps of a second or two (16 batches each): the second signal comes mid-step. A
     job system's SIGTERM can come twice (its own and accelerate's launcher's copy). Ctrl-C
     was a KeyboardInterrupt traceback, nothing saved; the first now asks for the save."""
     script = tmp_path / "train.py"
     script.write_text(render_script(load_preset(DEMO_PRESET), {}))
-    args = [*set_args("MAX_SAMPLES=1024", "logging_steps=1", "gradient_accumulation_steps=32")]
+    args = [*set_args("MAX_SAMPLES=1024", "logging_steps=1", "gradient_accumulation_steps=16")]
     args += ["--max-steps", "50", "--output", "out"]
     stopped = signalled(tmp_path, script, args, signum, signum, gap=0.3)
     assert stopped.returncode == code, stopped.stderr[-2000:]
