@@ -28,8 +28,8 @@ from finetune_tui.engine.runs.pid import (
     claim_descriptor,
     claim_run,
     is_running,
-    read_pid,
     release_run,
+    running_pid_text,
     write_pid,
 )
 from finetune_tui.engine.runs.status import run_status
@@ -147,7 +147,7 @@ def _existing_run(path: str) -> tuple[Path, TrainSettings]:
     if not (run_dir / SETTINGS_FILE).is_file():
         raise InputError(f"{run_dir}: not a run directory (no {SETTINGS_FILE})")
     if is_running(run_dir):
-        raise InputError(f"{run_dir}: this run is still running (pid {read_pid(run_dir)})")
+        raise InputError(f"{run_dir}: this run is still running{running_pid_text(run_dir)}")
     claim_run(run_dir)  # from here on no other process resumes it (one started meanwhile: refused)
     return run_dir, reopen_run_dir(run_dir)  # no links where it writes, settings intact
 

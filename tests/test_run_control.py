@@ -162,3 +162,17 @@ def test_a_stale_pid_neither_lists_a_run_as_running_nor_blocks_its_resume(
         assert fake.poll() is None
     finally:
         stop(fake)
+
+
+def test_a_live_run_whose_pid_is_not_written_yet_is_named_without_one(tmp_path):
+    """A run that has just taken the lock has no run.pid yet: a resume refused then said
+    "still running (pid None)"."""
+    from finetune_tui.engine.runs.pid import running_pid_text
+
+    holder = start_live_run(tmp_path)
+    try:
+        assert running_pid_text(tmp_path) == f" (pid {holder.pid})"
+        (tmp_path / PID_FILE).unlink()
+        assert is_running(tmp_path) and running_pid_text(tmp_path) == ""
+    finally:
+        stop_live_run(holder)

@@ -44,7 +44,7 @@ from .layout import (
     resolve_run_dir,
     runs_root,
 )
-from .pid import is_running, read_pid
+from .pid import is_running, running_pid_text
 from .registry import register_run
 
 REPLACES = "replaces:"  # marker line of a run waiting to replace an older one
@@ -220,7 +220,7 @@ def check_replaceable(run_dir: Path, inputs: tuple[Path, ...]) -> None:
             raise OutputExistsError(f"{run_dir}: holds {path}, an input of this run; not replaced")
     if is_running(run_dir):
         raise OutputExistsError(
-            f"{run_dir}: its run is still going (pid {read_pid(run_dir)}); not replaced"
+            f"{run_dir}: its run is still going{running_pid_text(run_dir)}; not replaced"
         )
     nested = _run_inside(run_dir)
     if nested is not None:  # deleted with it, perhaps while it trains

@@ -61,6 +61,13 @@ def _pid_says_running(run_dir: Path) -> bool:
         return True
 
 
+def running_pid_text(run_dir: Path) -> str:
+    """' (pid N)' for a message about a live run, or nothing while its run.pid is not yet
+    written (a run that has just taken the lock said "pid None")."""
+    pid = read_pid(run_dir)
+    return f" (pid {pid})" if pid is not None else ""
+
+
 def read_pid(run_dir: Path) -> int | None:
     """The pid in run.pid, or None unless it is a plausible process id (1 < pid <= 2**22).
 
