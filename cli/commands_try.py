@@ -163,6 +163,7 @@ def chat_command(args: argparse.Namespace) -> int:
 
     from finetune_tui.engine.common.safe_io import encoding_problem
     from finetune_tui.engine.deliver.run_model import load_run_model
+    from finetune_tui.engine.runs.event_text import printable_lines
 
     _check_run(args)
     run = load_run_model(Path(args.run_dir))
@@ -189,7 +190,7 @@ def chat_command(args: argparse.Namespace) -> int:
             for name, base in (("tuned", False), ("base", True)):
                 print(f"{name}: ", end="", flush=True)
                 for piece in run.stream(prompt, base, args.max_new_tokens):
-                    print(_shown_lines(piece), end="", flush=True)
+                    print(printable_lines(piece), end="", flush=True)
                 print(flush=True)
         except InputError as exc:  # a prompt past the model's context: say so, go on
             print(_shown(str(exc)), flush=True)
@@ -203,8 +204,3 @@ def _shown(text: object) -> str:
     from finetune_tui.engine.runs.event_text import printable
 
     return printable(text)
-
-
-def _shown_lines(text: str) -> str:
-    """Model output on a terminal: line breaks kept, control characters escaped."""
-    return "\n".join(_shown(part) for part in text.split("\n"))

@@ -20,9 +20,9 @@ class PrintableStream(io.TextIOBase):
         self.stream = stream
 
     def write(self, text: str) -> int:
-        from finetune_tui.engine.runs.event_text import printable
+        from finetune_tui.engine.runs.event_text import printable_lines
 
-        self.stream.write("\n".join(printable(line) for line in text.split("\n")))
+        self.stream.write(printable_lines(text))
         return len(text)
 
     def flush(self) -> None:

@@ -216,11 +216,12 @@ def run_max_len(run: Path) -> int | None:
 
 
 def model_name(model: Shippable) -> str:
-    """A served model's name: the folder's (the run's for a run's adapter/)."""
+    """The folder a served model is named after (the run's for a run's adapter/), as it
+    is: served_name.py makes a name of it."""
     path = model.source.resolve()
     if path.name == ADAPTER_DIR and is_marked(path.parent):
         path = path.parent
-    return "".join(c if c.isalnum() or c in "._-" else "-" for c in path.name) or "model"
+    return path.name
 
 
 def load_tokenizer(folder: Path):

@@ -41,6 +41,11 @@ def printable(text: object) -> str:
     return "".join(_escape(char) for char in text)
 
 
+def printable_lines(text: str) -> str:
+    """`text` as printable shows it, its line breaks kept (model answers, plan output)."""
+    return "\n".join(printable(line) for line in text.split("\n"))
+
+
 def _escape(char: str) -> str:
     code = ord(char)
     if 0xDC80 <= code <= 0xDCFF:  # a byte that was not UTF-8, kept by surrogateescape
